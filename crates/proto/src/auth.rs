@@ -1,0 +1,156 @@
+//! The security service's requests and responses.
+//!
+//! - `POST /v1/auth/login` [`LoginRequest`] -> [`LoginResponse`]
+//! - `POST /v1/auth/refresh` (bearer) -> [`LoginResponse`] with a later expiry
+//! - `POST /v1/auth/logout` (bearer) -> 204; the session is revoked everywhere
+//! - `GET /v1/auth/whoami` (bearer) -> [`WhoAmI`]
+//! - `GET /v1/auth/revoked` (service bearer) -> [`RevokedSessions`]
+//! - `GET /v1/users` (admin) -> `Vec<UserInfo>`; `POST /v1/users` (admin) [`CreateUserRequest`]
+//! - `GET /v1/users/{name}` (admin, service or self); `DELETE /v1/users/{name}` (admin)
+//! - `PUT /v1/users/{name}/password` (admin or self) [`ChangePasswordRequest`]
+
+use crate::ticket::Role;
+use crate::UnixSeconds;
+use serde::{Deserialize, Serialize};
+
+pub const MAX_USER_NAME_LEN: usize = 32;
+pub const MIN_PASSWORD_LEN: usize = 8;
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub name: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// The sealed ticket; send as `Authorization: Bearer <ticket>`.
+    pub ticket: String,
+    pub expires_at: UnixSeconds,
+    pub user: UserInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub uid: u64,
+    pub name: String,
+    pub admin: bool,
+    pub created_at: UnixSeconds,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateUserRequest {
+    pub name: String,
+    pub password: String,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangePasswordRequest {
+    pub password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub uid: u64,
+    pub name: String,
+    pub roles: Vec<Role>,
+    pub session: String,
+    pub issued_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+}
+
+/// Sessions revoked before their tickets expire; each entry can be forgotten
+/// after `expires_at`, when the ticket would be refused anyway.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedSessions {
+    pub sessions: Vec<RevokedSession>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RevokedSession {
+    pub sid: String,
+    pub expires_at: UnixSeconds,
+}
+
+/// `GET /v1/info` on the directory service (no auth): where the rest of the cluster is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub auth_url: String,
+    pub directory_url: String,
+    pub chunk_size: u64,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("user name must not be empty")]
+    Empty,
+    #[error("user name is longer than {MAX_USER_NAME_LEN} characters")]
+    TooLong,
+    #[error(
+        "user name must start with a lowercase letter and hold only a-z, 0-9, '_' and '-': {0:?}"
+    )]
+    BadCharacters(String),
+}
+
+/// User names are short, lowercase and safe as a path component: `/home/NAME`.
+pub fn validate_user_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_USER_NAME_LEN {
+        return Err(NameError::TooLong);
+    }
+    let mut bytes = name.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+    let rest_ok =
+        bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if first_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(NameError::BadCharacters(name.chars().take(64).collect()))
+    }
+}
+
+/// Length limits on passwords; anything else is the user's choice.
+pub fn validate_password(password: &str) -> Result<(), String> {
+    if password.len() < MIN_PASSWORD_LEN {
+        return Err(format!(
+            "password must be at least {MIN_PASSWORD_LEN} characters"
+        ));
+    }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(format!("password must be at most {MAX_PASSWORD_LEN} bytes"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names() {
+        for good in ["admin", "ann", "a", "bob-2", "c_d"] {
+            assert_eq!(validate_user_name(good), Ok(()), "{good}");
+        }
+        assert_eq!(validate_user_name(""), Err(NameError::Empty));
+        assert_eq!(validate_user_name(&"a".repeat(33)), Err(NameError::TooLong));
+        for bad in ["Ann", "1ann", "-x", "a b", "a/b", "a\0", "..", "é"] {
+            assert!(
+                matches!(validate_user_name(bad), Err(NameError::BadCharacters(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(validate_password("short").is_err());
+        assert!(validate_password("long enough").is_ok());
+        assert!(validate_password(&"x".repeat(2000)).is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! Chunk ids and the file server protocol.
+//!
+//! - `PUT /v1/chunks/{id}` with header `x-dfs-capability` (a write capability)
+//!   and the chunk as body: stores it on every target, returns [`ChunkStored`].
+//!   A server receiving it from a primary gets the header `x-dfs-replica: 1`
+//!   and does not forward again.
+//! - `GET /v1/chunks/{id}` with a read capability, optional `Range: bytes=a-b`.
+//! - `GET /v1/stats`: [`FileServerStats`].
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Header set by a primary when it forwards a chunk to a worker.
+pub const REPLICA_HEADER: &str = "x-dfs-replica";
+
+/// The BLAKE3 hash of a chunk's content, as 64 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ChunkId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a chunk id is 64 lowercase hex digits (a BLAKE3 hash), got {0:?}")]
+pub struct BadChunkId(pub String);
+
+impl ChunkId {
+    pub fn parse(raw: &str) -> Result<Self, BadChunkId> {
+        let ok = raw.len() == 64
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if ok {
+            Ok(ChunkId(raw.to_string()))
+        } else {
+            Err(BadChunkId(raw.chars().take(80).collect()))
+        }
+    }
+
+    /// The id of `bytes` given its 32-byte BLAKE3 hash.
+    pub fn from_hash_bytes(hash: &[u8; 32]) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(64);
+        for byte in hash {
+            out.push(HEX[(byte >> 4) as usize] as char);
+            out.push(HEX[(byte & 15) as usize] as char);
+        }
+        ChunkId(out)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ChunkId {
+    type Error = BadChunkId;
+    fn try_from(raw: String) -> Result<Self, BadChunkId> {
+        ChunkId::parse(&raw)
+    }
+}
+
+impl From<ChunkId> for String {
+    fn from(id: ChunkId) -> String {
+        id.0
+    }
+}
+
+/// A file server as others address it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServerRef {
+    /// Stable id, kept in the server's data dir across restarts.
+    pub id: String,
+    /// Base URL, e.g. `http://127.0.0.1:7072`.
+    pub url: String,
+}
+
+/// Answer to a successful chunk write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkStored {
+    pub chunk: ChunkId,
+    /// Ids of the servers where the chunk is now durable.
+    pub servers: Vec<String>,
+    /// A sealed [`crate::ticket::Receipt`]; hand it to the directory service at commit.
+    pub receipt: String,
+}
+
+/// Counters a file server exposes at `GET /v1/stats` (no secrets, no auth needed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileServerStats {
+    pub id: String,
+    pub chunk_count: u64,
+    pub stored_bytes: u64,
+    /// Chunk reads served since start.
+    pub chunk_reads: u64,
+    /// Chunk writes accepted since start (including forwarded replicas).
+    pub chunk_writes: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+/// What a file server sends the directory service every few seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub server: ServerRef,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub chunk_count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ids_are_validated() {
+        let hex = "ab".repeat(32);
+        assert_eq!(ChunkId::parse(&hex).unwrap().as_str(), hex);
+        assert!(ChunkId::parse(&"AB".repeat(32)).is_err());
+        assert!(ChunkId::parse("abc").is_err());
+        assert!(ChunkId::parse(&format!("{}zz", "a".repeat(62))).is_err());
+        assert!(ChunkId::parse("../../etc/passwd").is_err());
+        assert_eq!(ChunkId::from_hash_bytes(&[0xab; 32]).as_str(), hex);
+    }
+}

@@ -1,0 +1,68 @@
+//! The error body every DFS service returns: `{"code": "...", "message": "..."}`.
+
+use serde::{Deserialize, Serialize};
+
+/// Stable, machine-readable error codes. The HTTP status is derived from the
+/// code in exactly one place (`dfs-service`), so clients may branch on either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the request is malformed (bad JSON, bad path, bad name).
+    BadRequest,
+    /// 401: no ticket, or a ticket that is tampered, expired, revoked or wrongly keyed.
+    Unauthenticated,
+    /// 403: the ticket is valid but does not allow this operation.
+    PermissionDenied,
+    /// 404: the path, user or chunk does not exist.
+    NotFound,
+    /// 409: the target already exists, or a concurrent change won.
+    AlreadyExists,
+    /// 409: the operation conflicts with the current state (e.g. a non-empty directory).
+    Conflict,
+    /// 413: the request body is larger than the service accepts.
+    PayloadTooLarge,
+    /// 422: a chunk's content does not match its id.
+    ChecksumMismatch,
+    /// 429: too many attempts; retry later.
+    TooManyRequests,
+    /// 503: not enough live file servers, or a dependency is unreachable.
+    Unavailable,
+    /// 500: a bug or an I/O failure on the server.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status code that carries this error.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::PermissionDenied => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::AlreadyExists | ErrorCode::Conflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::ChecksumMismatch => 422,
+            ErrorCode::TooManyRequests => 429,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    /// One line for a human: "no such file: /home/ann/x".
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Wire types of DFS: everything that crosses a process boundary.
+//!
+//! # Layout
+//! - [`error`]: the JSON error body every service returns, and its stable codes.
+//! - [`path`]: validated namespace paths (`/home/ann/notes.txt`).
+//! - [`ticket`]: what a login ticket and a chunk capability contain (sealing is in `dfs-seal`).
+//! - [`auth`]: requests and responses of the security service.
+//! - [`namespace`]: requests and responses of the directory service.
+//! - [`chunk`]: chunk ids and the file server protocol.
+//!
+//! Architecture invariant: this crate depends on serde and nothing that
+//! does I/O, so clients in any environment can use it.
+
+pub mod auth;
+pub mod chunk;
+pub mod error;
+pub mod namespace;
+pub mod path;
+pub mod ticket;
+
+pub use error::{ErrorBody, ErrorCode};
+pub use path::DfsPath;
+
+/// Seconds since the Unix epoch; the one time unit on the wire.
+pub type UnixSeconds = u64;
+
+/// Header carrying a chunk capability on file server requests.
+pub const CAPABILITY_HEADER: &str = "x-dfs-capability";
+/// Header carrying a lock token (reserved for the lock service).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";

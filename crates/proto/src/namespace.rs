@@ -1,0 +1,208 @@
+//! The directory service's requests and responses.
+//!
+//! Namespace (all need a bearer ticket; paths travel in JSON bodies or a
+//! `path` query parameter, never in the URL path):
+//! - `GET  /v1/stat?path=P` -> [`Stat`]
+//! - `GET  /v1/list?path=P` -> [`Listing`]
+//! - `POST /v1/mkdir` [`MkdirRequest`] -> [`Stat`]
+//! - `POST /v1/remove` [`RemoveRequest`] -> 204
+//! - `POST /v1/rename` [`RenameRequest`] -> [`Stat`] of the new path
+//! - `POST /v1/chmod` [`ChmodRequest`] -> [`Stat`]
+//! - `POST /v1/chown` [`ChownRequest`] -> [`Stat`] (admin only)
+//!
+//! Upload, a protocol in three steps:
+//! - `POST /v1/uploads` [`BeginUpload`] -> [`UploadStarted`]
+//! - `POST /v1/uploads/{id}/chunks` [`PlaceChunks`] -> [`Placements`] (repeat per batch)
+//! - `POST /v1/uploads/{id}/commit` [`CommitUpload`] -> [`Stat`]; `DELETE /v1/uploads/{id}` aborts
+//!
+//! Download: `GET /v1/layout?path=P` -> [`FileLayout`].
+//!
+//! Cluster: `POST /v1/servers/heartbeat` (service ticket) [`crate::chunk::Heartbeat`];
+//! `GET /v1/cluster/status` -> [`ClusterStatus`]; `GET /v1/info` (no auth) ->
+//! [`crate::auth::ClusterInfo`].
+
+use crate::chunk::{ChunkId, ServerRef};
+use crate::path::DfsPath;
+use crate::UnixSeconds;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+/// Metadata of one file or directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stat {
+    pub path: DfsPath,
+    pub kind: EntryKind,
+    pub owner_uid: u64,
+    pub owner: String,
+    /// POSIX permission bits (e.g. 0o644); group bits are kept but, with no
+    /// groups yet, only owner and other bits decide.
+    pub mode: u32,
+    /// Bytes; 0 for a directory.
+    pub size: u64,
+    /// Last modification, milliseconds since the Unix epoch.
+    pub mtime_ms: u64,
+    /// Starts at 1 and grows by one on every committed write of the file.
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    pub path: DfsPath,
+    /// Sorted by name.
+    pub entries: Vec<Stat>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PathQuery {
+    pub path: DfsPath,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MkdirRequest {
+    pub path: DfsPath,
+    /// Create missing parents, and succeed if the directory exists.
+    #[serde(default)]
+    pub parents: bool,
+    /// Defaults to 0o755.
+    #[serde(default)]
+    pub mode: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveRequest {
+    pub path: DfsPath,
+    /// Needed to remove a non-empty directory.
+    #[serde(default)]
+    pub recursive: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenameRequest {
+    pub from: DfsPath,
+    pub to: DfsPath,
+    /// Fail with 409 if `to` exists instead of replacing it.
+    #[serde(default)]
+    pub no_clobber: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChmodRequest {
+    pub path: DfsPath,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChownRequest {
+    pub path: DfsPath,
+    /// A user name.
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BeginUpload {
+    pub path: DfsPath,
+    /// Fail with 409 if the file exists (checked again at commit).
+    #[serde(default)]
+    pub no_clobber: bool,
+    /// Defaults to 0o644 for a new file; an existing file keeps its mode.
+    #[serde(default)]
+    pub mode: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadStarted {
+    pub upload_id: String,
+    /// Cut the file into chunks of exactly this many bytes (the last may be shorter).
+    pub chunk_size: u64,
+    /// Copies each chunk will have.
+    pub replication: u32,
+    pub expires_at: UnixSeconds,
+}
+
+/// A chunk of a file: its id and its length.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub id: ChunkId,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlaceChunks {
+    pub chunks: Vec<ChunkRef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Placements {
+    /// One per requested chunk, in order.
+    pub placements: Vec<Placement>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Placement {
+    pub id: ChunkId,
+    /// The chunk is already durable on enough live servers: do not send it.
+    pub exists: bool,
+    /// Where to send it: `targets[0]` is the primary (empty if `exists`).
+    pub targets: Vec<ServerRef>,
+    /// Sealed write capability for the primary (absent if `exists`).
+    pub capability: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitUpload {
+    /// Every chunk of the file, in order; their sizes sum to the file size.
+    pub chunks: Vec<ChunkRef>,
+    /// Receipts from the primaries for the chunks that were sent.
+    pub receipts: Vec<String>,
+}
+
+/// How to read a file: its chunks, where each lives, and read capabilities.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileLayout {
+    pub stat: Stat,
+    pub chunks: Vec<ChunkLocation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkLocation {
+    pub id: ChunkId,
+    pub size: u64,
+    /// Offset of the chunk's first byte in the file.
+    pub offset: u64,
+    /// Live servers holding the chunk, best first.
+    pub replicas: Vec<ServerRef>,
+    /// Sealed read capability.
+    pub capability: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub id: String,
+    pub url: String,
+    pub alive: bool,
+    /// Seconds since the last heartbeat.
+    pub last_seen_secs: u64,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    /// Chunks the server reports holding.
+    pub chunk_count: u64,
+    /// Chunk replicas the directory service has recorded on it.
+    pub replica_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub servers: Vec<ServerStatus>,
+    pub files: u64,
+    pub directories: u64,
+    pub chunks: u64,
+    /// Chunks with fewer live replicas than the replication factor.
+    pub under_replicated_chunks: u64,
+    pub replication: u32,
+}

@@ -1,0 +1,74 @@
+//! What a login ticket, a chunk capability and a replication receipt contain.
+//!
+//! All three travel sealed (AES-256-GCM under the cluster key, see `dfs-seal`),
+//! so a holder can neither read nor change them; these are the plaintexts.
+
+use crate::chunk::{ChunkId, ServerRef};
+use crate::UnixSeconds;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// May do anything, in every service.
+    Admin,
+    /// An ordinary user.
+    User,
+    /// A DFS service talking to another (minted by holders of the cluster key only).
+    Service,
+}
+
+/// The identity a login grants, carried as `Authorization: Bearer <sealed ticket>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// User id; never reused, unlike names.
+    pub uid: u64,
+    pub name: String,
+    pub roles: Vec<Role>,
+    /// Random session id, 32 hex digits; logout revokes it.
+    pub sid: String,
+    pub issued_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+}
+
+impl Ticket {
+    pub fn is_admin(&self) -> bool {
+        self.roles.contains(&Role::Admin)
+    }
+
+    pub fn is_service(&self) -> bool {
+        self.roles.contains(&Role::Service)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkOp {
+    Read,
+    Write,
+}
+
+/// Permission, issued by the directory service, to read or write one chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capability {
+    pub op: ChunkOp,
+    pub chunk: ChunkId,
+    /// Exact size of the chunk in bytes.
+    pub size: u64,
+    /// For a write: the replica set, primary first; each server stores the chunk
+    /// only if it is named here, and the primary forwards to the others.
+    /// For a read: empty (any server holding the chunk may serve it).
+    pub targets: Vec<ServerRef>,
+    pub expires_at: UnixSeconds,
+}
+
+/// Proof, sealed by a primary file server, that a chunk is durable on `servers`.
+/// The directory service records replicas only from receipts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub chunk: ChunkId,
+    pub size: u64,
+    /// Ids of the file servers that fsynced the chunk.
+    pub servers: Vec<String>,
+    pub issued_at: UnixSeconds,
+}

@@ -1,0 +1,21 @@
+//! The HTTP frame shared by the security, directory and file services.
+//!
+//! # Layout
+//! - [`error`]: [`ApiError`], the one place where errors become HTTP statuses and JSON bodies.
+//! - [`json`]: [`ApiJson`], a JSON extractor whose rejections are [`ApiError`]s too.
+//! - [`caller`]: [`Caller`], the extractor that opens and checks the bearer ticket locally,
+//!   and [`Verifier`], which holds the cluster key and the revocation list.
+//! - [`serve`]: running a router on a bound listener until a shutdown future resolves.
+//!
+//! Architecture invariant: no service answers an error with anything but
+//! `{"code", "message"}` JSON, including for unknown routes and bad bodies.
+
+pub mod caller;
+pub mod error;
+pub mod json;
+pub mod serve;
+
+pub use caller::{Caller, Verifier};
+pub use error::{ApiError, ApiResult};
+pub use json::ApiJson;
+pub use serve::{finish_router, serve, shutdown_signal};

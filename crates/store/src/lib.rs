@@ -1,0 +1,67 @@
+//! Metadata storage for the security and directory services.
+//!
+//! # Layout
+//! - [`users`]: the [`UserStore`] trait (users, password hashes, sessions).
+//! - [`namespace`]: the [`NamespaceStore`] trait (directories, files, chunks, replicas).
+//! - [`sqlite`]: the embedded engine, the default.
+//! - [`suite`]: the test suite every engine must pass; each engine's test file calls it.
+//! - [`open`]: picks an engine from a URL (`sqlite:///path/meta.db`).
+//!
+//! Architecture invariant: services see their database only through these
+//! traits; every operation that must be atomic is one call, done in one
+//! database transaction by the engine, never read-then-write in a service.
+
+pub mod namespace;
+pub mod sqlite;
+pub mod suite;
+pub mod users;
+
+pub use namespace::NamespaceStore;
+pub use users::{SessionRecord, UserRecord, UserStore};
+
+use std::sync::Arc;
+
+/// Why a store operation failed. Services branch on the variants.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("metadata store failure: {0:#}")]
+    Backend(#[from] anyhow::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Backend(error.into())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An engine: it keeps both users and the namespace.
+pub trait Store: UserStore + NamespaceStore {}
+impl<T: UserStore + NamespaceStore> Store for T {}
+
+/// The engines this build knows, for error messages.
+pub const ENGINES: &[&str] = &["sqlite:///PATH"];
+
+/// Opens the engine named by `url`; an unknown scheme lists the known ones.
+pub fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(
+            path,
+        ))?));
+    }
+    Err(StoreError::Invalid(format!(
+        "unknown metadata engine {url:?}; valid: {}",
+        ENGINES.join(", ")
+    )))
+}
