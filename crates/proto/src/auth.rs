@@ -90,9 +90,7 @@ pub enum NameError {
     Empty,
     #[error("user name is longer than {MAX_USER_NAME_LEN} characters")]
     TooLong,
-    #[error(
-        "user name must start with a lowercase letter and hold only a-z, 0-9, '_' and '-': {0:?}"
-    )]
+    #[error("user name must start with a lowercase letter and hold only a-z, 0-9, '_' and '-': {0:?}")]
     BadCharacters(String),
 }
 
@@ -106,8 +104,7 @@ pub fn validate_user_name(name: &str) -> Result<(), NameError> {
     }
     let mut bytes = name.bytes();
     let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
-    let rest_ok =
-        bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if first_ok && rest_ok {
         Ok(())
     } else {
@@ -118,9 +115,7 @@ pub fn validate_user_name(name: &str) -> Result<(), NameError> {
 /// Length limits on passwords; anything else is the user's choice.
 pub fn validate_password(password: &str) -> Result<(), String> {
     if password.len() < MIN_PASSWORD_LEN {
-        return Err(format!(
-            "password must be at least {MIN_PASSWORD_LEN} characters"
-        ));
+        return Err(format!("password must be at least {MIN_PASSWORD_LEN} characters"));
     }
     if password.len() > MAX_PASSWORD_LEN {
         return Err(format!("password must be at most {MAX_PASSWORD_LEN} bytes"));

@@ -24,10 +24,7 @@ pub struct BadChunkId(pub String);
 
 impl ChunkId {
     pub fn parse(raw: &str) -> Result<Self, BadChunkId> {
-        let ok = raw.len() == 64
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let ok = raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if ok {
             Ok(ChunkId(raw.to_string()))
         } else {

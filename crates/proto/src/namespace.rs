@@ -18,7 +18,8 @@
 //! Download: `GET /v1/layout?path=P` -> [`FileLayout`].
 //!
 //! Cluster: `POST /v1/servers/heartbeat` (service ticket) [`crate::chunk::Heartbeat`];
-//! `GET /v1/cluster/status` -> [`ClusterStatus`]; `GET /v1/info` (no auth) ->
+//! `POST /v1/homes` (service) [`EnsureHome`]; `GET /v1/cluster/status` -> [`ClusterStatus`];
+//! `GET /v1/info` (no auth) ->
 //! [`crate::auth::ClusterInfo`].
 
 use crate::chunk::{ChunkId, ServerRef};
@@ -205,4 +206,12 @@ pub struct ClusterStatus {
     /// Chunks with fewer live replicas than the replication factor.
     pub under_replicated_chunks: u64,
     pub replication: u32,
+}
+
+/// `POST /v1/homes` (service or admin): make sure `/home/NAME` exists, owned
+/// by the user, mode 0700. The security service calls it when it creates a user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnsureHome {
+    pub uid: u64,
+    pub name: String,
 }

@@ -70,15 +70,10 @@ impl std::fmt::Debug for ClusterKey {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("reading cluster key {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("cluster key {path} must hold exactly {KEY_LEN} bytes, found {found}")]
     BadLength { path: String, found: usize },
-    #[error(
-        "cluster key {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`"
-    )]
+    #[error("cluster key {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`")]
     TooOpen { path: String, mode: u32 },
 }
 
@@ -108,14 +103,10 @@ impl ClusterKey {
             return Err(KeyFileError::TooOpen { path: shown, mode });
         }
         let bytes = std::fs::read(path).map_err(io)?;
-        let bytes: [u8; KEY_LEN] =
-            bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| KeyFileError::BadLength {
-                    path: shown.clone(),
-                    found: bytes.len(),
-                })?;
+        let bytes: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| KeyFileError::BadLength {
+            path: shown.clone(),
+            found: bytes.len(),
+        })?;
         Ok(Self::from_bytes(bytes))
     }
 
@@ -161,9 +152,7 @@ impl ClusterKey {
             return Err(SealError::Malformed);
         }
         let body = token.strip_prefix(PREFIX).ok_or(SealError::Malformed)?;
-        let raw = URL_SAFE_NO_PAD
-            .decode(body)
-            .map_err(|_| SealError::Malformed)?;
+        let raw = URL_SAFE_NO_PAD.decode(body).map_err(|_| SealError::Malformed)?;
         // 16 bytes of tag at the least.
         if raw.len() < NONCE_LEN + 16 {
             return Err(SealError::Malformed);

@@ -32,10 +32,7 @@ fn every_bad_ticket_is_refused() {
     assert_eq!(key.open_ticket(&token, 9_999), Err(SealError::Expired));
 
     // Wrong key.
-    assert_eq!(
-        ClusterKey::random().open_ticket(&token, 1_500),
-        Err(SealError::BadSeal)
-    );
+    assert_eq!(ClusterKey::random().open_ticket(&token, 1_500), Err(SealError::BadSeal));
 
     // Every single flipped character of the body is caught.
     let body = &token[3..];
@@ -94,14 +91,8 @@ fn purposes_do_not_mix() {
     assert_eq!(key.open_capability(&cap_token, 1_500).unwrap(), capability);
     assert_eq!(key.open_ticket(&cap_token, 1_500), Err(SealError::BadSeal));
     let ticket_token = key.seal_ticket(&ticket(2_000));
-    assert_eq!(
-        key.open_capability(&ticket_token, 1_500),
-        Err(SealError::BadSeal)
-    );
-    assert_eq!(
-        key.open_capability(&cap_token, 2_001),
-        Err(SealError::Expired)
-    );
+    assert_eq!(key.open_capability(&ticket_token, 1_500), Err(SealError::BadSeal));
+    assert_eq!(key.open_capability(&cap_token, 2_001), Err(SealError::Expired));
 }
 
 #[test]
@@ -120,10 +111,7 @@ fn key_files_are_private_and_stable() {
     assert!(again.open_ticket(&token, 1_500).is_ok());
 
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    assert!(matches!(
-        ClusterKey::load(&path),
-        Err(KeyFileError::TooOpen { .. })
-    ));
+    assert!(matches!(ClusterKey::load(&path), Err(KeyFileError::TooOpen { .. })));
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(&path, b"short").unwrap();
     assert!(matches!(

@@ -42,9 +42,9 @@ impl Verifier {
             .open_ticket(token, dfs_seal::now())
             .map_err(|error| match error {
                 SealError::Expired => ApiError::unauthenticated("ticket expired: run `dfs login`"),
-                SealError::Malformed | SealError::BadSeal => ApiError::unauthenticated(
-                    "invalid ticket: tampered, truncated or from another cluster",
-                ),
+                SealError::Malformed | SealError::BadSeal => {
+                    ApiError::unauthenticated("invalid ticket: tampered, truncated or from another cluster")
+                }
             })?;
         if self.is_revoked(&ticket.sid) {
             return Err(ApiError::unauthenticated(
@@ -55,10 +55,7 @@ impl Verifier {
     }
 
     pub fn is_revoked(&self, sid: &str) -> bool {
-        self.revoked
-            .read()
-            .expect("revocation lock poisoned")
-            .contains_key(sid)
+        self.revoked.read().expect("revocation lock poisoned").contains_key(sid)
     }
 
     /// Adds sessions to the revocation list and forgets those whose tickets have expired.
@@ -84,10 +81,7 @@ impl Verifier {
 
     /// Keeps the revocation list in step with the security service at `auth_url`,
     /// polling every [`REVOCATION_POLL`], until the task is dropped.
-    pub fn spawn_revocation_poller(
-        self: &Arc<Self>,
-        auth_url: String,
-    ) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_revocation_poller(self: &Arc<Self>, auth_url: String) -> tokio::task::JoinHandle<()> {
         let verifier = Arc::clone(self);
         tokio::spawn(async move {
             let http = reqwest::Client::builder()
@@ -143,9 +137,7 @@ impl Caller {
         if self.0.is_service() {
             Ok(())
         } else {
-            Err(ApiError::permission_denied(
-                "permission denied: for DFS services only",
-            ))
+            Err(ApiError::permission_denied("permission denied: for DFS services only"))
         }
     }
 }
@@ -162,16 +154,12 @@ where
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::unauthenticated("not logged in: no `Authorization: Bearer` ticket")
-            })?;
+            .ok_or_else(|| ApiError::unauthenticated("not logged in: no `Authorization: Bearer` ticket"))?;
         let token = header
             .to_str()
             .ok()
             .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::unauthenticated("expected `Authorization: Bearer <ticket>`")
-            })?;
+            .ok_or_else(|| ApiError::unauthenticated("expected `Authorization: Bearer <ticket>`"))?;
         verifier.verify(token.trim()).map(Caller)
     }
 }

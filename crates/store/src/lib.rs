@@ -56,9 +56,7 @@ pub const ENGINES: &[&str] = &["sqlite:///PATH"];
 /// Opens the engine named by `url`; an unknown scheme lists the known ones.
 pub fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        return Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(
-            path,
-        ))?));
+        return Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path))?));
     }
     Err(StoreError::Invalid(format!(
         "unknown metadata engine {url:?}; valid: {}",

@@ -20,31 +20,20 @@ pub fn users_create_list_delete(store: &dyn Store) {
         Err(StoreError::AlreadyExists(_))
     ));
     assert_eq!(store.user_count().unwrap(), 2);
-    let names: Vec<_> = store
-        .list_users()
-        .unwrap()
-        .into_iter()
-        .map(|u| u.name)
-        .collect();
+    let names: Vec<_> = store.list_users().unwrap().into_iter().map(|u| u.name).collect();
     assert_eq!(names, ["ann", "bob"]);
     assert_eq!(store.user_by_name("bob").unwrap().unwrap(), bob);
     assert!(store.user_by_name("carl").unwrap().is_none());
 
     store.set_password_hash("ann", "hash-a2").unwrap();
-    assert_eq!(
-        store.user_by_name("ann").unwrap().unwrap().password_hash,
-        "hash-a2"
-    );
+    assert_eq!(store.user_by_name("ann").unwrap().unwrap().password_hash, "hash-a2");
     assert!(matches!(
         store.set_password_hash("carl", "x"),
         Err(StoreError::NotFound(_))
     ));
 
     assert_eq!(store.delete_user("ann").unwrap().uid, ann.uid);
-    assert!(matches!(
-        store.delete_user("ann"),
-        Err(StoreError::NotFound(_))
-    ));
+    assert!(matches!(store.delete_user("ann"), Err(StoreError::NotFound(_))));
     // A uid is never reused, even for the same name.
     let ann_again = store.create_user("ann", "hash-a3", false, 103).unwrap();
     assert!(ann_again.uid > bob.uid);

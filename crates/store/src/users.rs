@@ -24,13 +24,7 @@ pub struct SessionRecord {
 
 pub trait UserStore: Send + Sync {
     /// Creates a user with the next uid; `AlreadyExists` if the name is taken.
-    fn create_user(
-        &self,
-        name: &str,
-        password_hash: &str,
-        admin: bool,
-        now: UnixSeconds,
-    ) -> StoreResult<UserRecord>;
+    fn create_user(&self, name: &str, password_hash: &str, admin: bool, now: UnixSeconds) -> StoreResult<UserRecord>;
     fn user_by_name(&self, name: &str) -> StoreResult<Option<UserRecord>>;
     fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
     fn user_count(&self) -> StoreResult<u64>;

@@ -41,10 +41,7 @@ fn split_join_and_prefix() {
     let (parent, name) = path.split_last().unwrap();
     assert_eq!(parent.as_str(), "/home/ann");
     assert_eq!(name, "x");
-    assert_eq!(
-        DfsPath::parse("/a").unwrap().parent().unwrap(),
-        DfsPath::root()
-    );
+    assert_eq!(DfsPath::parse("/a").unwrap().parent().unwrap(), DfsPath::root());
     assert!(DfsPath::root().split_last().is_none());
     assert_eq!(parent.join("x").unwrap(), path);
     assert!(parent.join("..").is_err());

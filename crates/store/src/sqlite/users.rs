@@ -26,13 +26,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
 const USER_COLUMNS: &str = "uid, name, password_hash, admin, created_at";
 
 impl UserStore for SqliteStore {
-    fn create_user(
-        &self,
-        name: &str,
-        password_hash: &str,
-        admin: bool,
-        now: UnixSeconds,
-    ) -> StoreResult<UserRecord> {
+    fn create_user(&self, name: &str, password_hash: &str, admin: bool, now: UnixSeconds) -> StoreResult<UserRecord> {
         let connection = self.lock();
         let inserted = connection.execute(
             "INSERT INTO users (name, password_hash, admin, created_at) VALUES (?1, ?2, ?3, ?4)
@@ -64,11 +58,8 @@ impl UserStore for SqliteStore {
 
     fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
         let connection = self.lock();
-        let mut statement =
-            connection.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))?;
-        let users = statement
-            .query_map([], user_from_row)?
-            .collect::<Result<_, _>>()?;
+        let mut statement = connection.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))?;
+        let users = statement.query_map([], user_from_row)?.collect::<Result<_, _>>()?;
         Ok(users)
     }
 
@@ -110,12 +101,7 @@ impl UserStore for SqliteStore {
         let connection = self.lock();
         connection.execute(
             "INSERT INTO sessions (sid, uid, expires_at, revoked) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                session.sid,
-                session.uid,
-                session.expires_at,
-                session.revoked
-            ],
+            params![session.sid, session.uid, session.expires_at, session.revoked],
         )?;
         Ok(())
     }
