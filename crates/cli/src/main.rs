@@ -1,1 +1,61 @@
-fn main() {}
+//! `dfs`: the one binary of DFS.
+//!
+//! # Layout
+//! - [`args`]: the command line (clap).
+//! - [`up`]: `dfs up`, a local cluster of child processes, supervised.
+//! - [`serve`]: `dfs serve auth|directory|file`, one service, from flags or a config file.
+//! - [`session`]: the login session file (mode 0600) under the user's config dir.
+//! - [`commands`]: the client commands, a thin layer over `dfs-client`.
+
+mod args;
+mod commands;
+mod serve;
+mod session;
+mod up;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let json = cli.global.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("dfs: error: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            args::Command::Up(up_args) => up::run(up_args).await,
+            args::Command::Serve(serve_args) => serve::run(serve_args).await,
+            args::Command::Keygen { file } => serve::keygen(&file),
+            command => commands::run(cli.global, command).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let (code, message) = commands::describe_error(&error);
+            if json {
+                let body = serde_json::json!({ "error": { "code": code, "message": message } });
+                eprintln!("{body}");
+            } else {
+                eprintln!("dfs: error: {message}");
+            }
+            ExitCode::from(commands::exit_code(&error))
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level.
+pub(crate) fn init_logging(default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

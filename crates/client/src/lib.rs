@@ -1,1 +1,307 @@
-//! placeholder
+//! The DFS client library. The `dfs` command is a thin layer over it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), dfs_client::Error> {
+//! use dfs_client::Client;
+//! let mut client = Client::new("http://127.0.0.1:7070")?;
+//! let login = client.login("ann", "a good password").await?;
+//! client.set_ticket(Some(login.ticket));
+//! let path = "/home/ann/hello.txt".parse().unwrap();
+//! client.put(&path, &b"hello"[..], &Default::default()).await?;
+//! let mut out = Vec::new();
+//! client.get(&path, &mut out, &Default::default()).await?;
+//! assert_eq!(out, b"hello");
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`Client`]: connection to a cluster, given the directory service's URL;
+//!   namespace and user calls are methods on it.
+//! - [`transfer`]: `put` and `get`: chunking, hashing, placement, parallel
+//!   chunk transfers, replica fallback.
+//! - [`Error`]: one error type whose `Display` is a single line for a human.
+//!
+//! Architecture invariant: this crate depends on `dfs-proto` only, never on a
+//! service crate; everything it knows of the servers is their HTTP API.
+
+mod error;
+pub mod transfer;
+
+pub use error::Error;
+pub use transfer::{GetOptions, Progress, PutOptions, PutSummary};
+
+use dfs_proto::auth::{ChangePasswordRequest, ClusterInfo, CreateUserRequest, LoginRequest, LoginResponse, UserInfo, WhoAmI};
+use dfs_proto::namespace::{
+    ChmodRequest, ChownRequest, ClusterStatus, FileLayout, Listing, MkdirRequest, RemoveRequest, RenameRequest, Stat,
+};
+use dfs_proto::{DfsPath, ErrorBody};
+use reqwest::{Method, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which service a request went to, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Directory,
+    Security,
+    FileServer,
+}
+
+impl Service {
+    fn describe(self) -> &'static str {
+        match self {
+            Service::Directory => "directory service",
+            Service::Security => "security service",
+            Service::FileServer => "file server",
+        }
+    }
+}
+
+/// A connection to one cluster. Cheap to clone; clones share connections.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    directory_url: String,
+    ticket: Option<String>,
+    info: std::sync::Arc<OnceLock<ClusterInfo>>,
+    /// Chunks transferred at once by `put` and `get`.
+    pub parallelism: usize,
+}
+
+impl Client {
+    /// A client of the cluster whose directory service is at `directory_url`.
+    pub fn new(directory_url: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|error| Error::Protocol(format!("building an HTTP client: {error}")))?;
+        Ok(Client {
+            http,
+            directory_url: directory_url.trim_end_matches('/').to_string(),
+            ticket: None,
+            info: Default::default(),
+            parallelism: 4,
+        })
+    }
+
+    pub fn directory_url(&self) -> &str {
+        &self.directory_url
+    }
+
+    /// Sets the ticket sent as `Authorization: Bearer` on every call.
+    pub fn set_ticket(&mut self, ticket: Option<String>) {
+        self.ticket = ticket;
+    }
+
+    pub fn ticket(&self) -> Option<&str> {
+        self.ticket.as_deref()
+    }
+
+    /// Where the rest of the cluster is (asked once, then remembered).
+    pub async fn info(&self) -> Result<ClusterInfo> {
+        if let Some(info) = self.info.get() {
+            return Ok(info.clone());
+        }
+        let url = format!("{}/v1/info", self.directory_url);
+        let info: ClusterInfo = self.send_json(Service::Directory, self.http.get(&url), &url).await?;
+        let _ = self.info.set(info.clone());
+        Ok(info)
+    }
+
+    async fn auth_url(&self) -> Result<String> {
+        Ok(self.info().await?.auth_url.trim_end_matches('/').to_string())
+    }
+
+    fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        let builder = self.http.request(method, url);
+        match &self.ticket {
+            Some(ticket) => builder.bearer_auth(ticket),
+            None => builder,
+        }
+    }
+
+    /// Sends a request and turns every failure into an [`Error`].
+    async fn send(&self, service: Service, builder: RequestBuilder, url: &str) -> Result<Response> {
+        let response = builder.send().await.map_err(|error| Error::unreachable(service, url, error))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or_else(|_| {
+            ErrorBody::new(
+                dfs_proto::ErrorCode::Internal,
+                format!("{} answered HTTP {status}: {}", service.describe(), text.trim()),
+            )
+        });
+        Err(Error::Api { status, body })
+    }
+
+    async fn send_json<T: DeserializeOwned>(&self, service: Service, builder: RequestBuilder, url: &str) -> Result<T> {
+        let response = self.send(service, builder, url).await?;
+        response
+            .json()
+            .await
+            .map_err(|error| Error::Protocol(format!("reading the answer of {url}: {error}")))
+    }
+
+    async fn directory<B: Serialize, T: DeserializeOwned>(&self, method: Method, endpoint: &str, body: Option<&B>) -> Result<T> {
+        let url = format!("{}{endpoint}", self.directory_url);
+        let mut builder = self.request(method, &url);
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        self.send_json(Service::Directory, builder, &url).await
+    }
+
+    async fn security<B: Serialize>(&self, method: Method, endpoint: &str, body: Option<&B>) -> Result<Response> {
+        let url = format!("{}{endpoint}", self.auth_url().await?);
+        let mut builder = self.request(method, &url);
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        self.send(Service::Security, builder, &url).await
+    }
+
+    async fn security_json<B: Serialize, T: DeserializeOwned>(&self, method: Method, endpoint: &str, body: Option<&B>) -> Result<T> {
+        self.security(method, endpoint, body)
+            .await?
+            .json()
+            .await
+            .map_err(|error| Error::Protocol(format!("reading the answer of {endpoint}: {error}")))
+    }
+
+    // ---- Security service ----
+
+    /// Logs in; the caller decides whether to [`Client::set_ticket`] the result.
+    pub async fn login(&self, name: &str, password: &str) -> Result<LoginResponse> {
+        let request = LoginRequest {
+            name: name.to_string(),
+            password: password.to_string(),
+        };
+        self.security_json(Method::POST, "/v1/auth/login", Some(&request)).await
+    }
+
+    /// A new ticket for the same session, with a later expiry.
+    pub async fn refresh(&self) -> Result<LoginResponse> {
+        self.security_json::<(), _>(Method::POST, "/v1/auth/refresh", None).await
+    }
+
+    /// Revokes the session everywhere.
+    pub async fn logout(&self) -> Result<()> {
+        self.security::<()>(Method::POST, "/v1/auth/logout", None).await?;
+        Ok(())
+    }
+
+    pub async fn whoami(&self) -> Result<WhoAmI> {
+        self.security_json::<(), _>(Method::GET, "/v1/auth/whoami", None).await
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserInfo>> {
+        self.security_json::<(), _>(Method::GET, "/v1/users", None).await
+    }
+
+    pub async fn create_user(&self, name: &str, password: &str, admin: bool) -> Result<UserInfo> {
+        let request = CreateUserRequest {
+            name: name.to_string(),
+            password: password.to_string(),
+            admin,
+        };
+        self.security_json(Method::POST, "/v1/users", Some(&request)).await
+    }
+
+    pub async fn delete_user(&self, name: &str) -> Result<()> {
+        self.security::<()>(Method::DELETE, &format!("/v1/users/{name}"), None).await?;
+        Ok(())
+    }
+
+    pub async fn change_password(&self, name: &str, password: &str) -> Result<()> {
+        let request = ChangePasswordRequest {
+            password: password.to_string(),
+        };
+        self.security(Method::PUT, &format!("/v1/users/{name}/password"), Some(&request))
+            .await?;
+        Ok(())
+    }
+
+    // ---- Directory service ----
+
+    pub async fn stat(&self, path: &DfsPath) -> Result<Stat> {
+        self.directory::<(), _>(Method::GET, &format!("/v1/stat?path={}", query_escape(path.as_str())), None)
+            .await
+    }
+
+    pub async fn list(&self, path: &DfsPath) -> Result<Listing> {
+        self.directory::<(), _>(Method::GET, &format!("/v1/list?path={}", query_escape(path.as_str())), None)
+            .await
+    }
+
+    pub async fn mkdir(&self, path: &DfsPath, parents: bool, mode: Option<u32>) -> Result<Stat> {
+        let request = MkdirRequest {
+            path: path.clone(),
+            parents,
+            mode,
+        };
+        self.directory(Method::POST, "/v1/mkdir", Some(&request)).await
+    }
+
+    pub async fn remove(&self, path: &DfsPath, recursive: bool) -> Result<()> {
+        let request = RemoveRequest {
+            path: path.clone(),
+            recursive,
+        };
+        let url = format!("{}/v1/remove", self.directory_url);
+        self.send(Service::Directory, self.request(Method::POST, &url).json(&request), &url)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn rename(&self, from: &DfsPath, to: &DfsPath, no_clobber: bool) -> Result<Stat> {
+        let request = RenameRequest {
+            from: from.clone(),
+            to: to.clone(),
+            no_clobber,
+        };
+        self.directory(Method::POST, "/v1/rename", Some(&request)).await
+    }
+
+    pub async fn chmod(&self, path: &DfsPath, mode: u32) -> Result<Stat> {
+        let request = ChmodRequest { path: path.clone(), mode };
+        self.directory(Method::POST, "/v1/chmod", Some(&request)).await
+    }
+
+    pub async fn chown(&self, path: &DfsPath, owner: &str) -> Result<Stat> {
+        let request = ChownRequest {
+            path: path.clone(),
+            owner: owner.to_string(),
+        };
+        self.directory(Method::POST, "/v1/chown", Some(&request)).await
+    }
+
+    pub async fn layout(&self, path: &DfsPath) -> Result<FileLayout> {
+        self.directory::<(), _>(Method::GET, &format!("/v1/layout?path={}", query_escape(path.as_str())), None)
+            .await
+    }
+
+    pub async fn cluster_status(&self) -> Result<ClusterStatus> {
+        self.directory::<(), _>(Method::GET, "/v1/cluster/status", None).await
+    }
+}
+
+/// Percent-encodes a query parameter value.
+fn query_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}

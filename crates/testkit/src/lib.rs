@@ -1,1 +1,240 @@
-//! placeholder
+//! Real clusters for tests: `dfs up --port 0` in a temp dir, driven through
+//! the real `dfs` binary and HTTP.
+//!
+//! ```no_run
+//! let cluster = dfs_testkit::Cluster::start(env!("CARGO_BIN_EXE_dfs"), Default::default());
+//! cluster.login("admin", &cluster.admin_password());
+//! let out = cluster.dfs("admin", &["whoami"]).output().unwrap();
+//! assert!(out.status.success());
+//! ```
+
+use serde::Deserialize;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What `dfs up` prints on stdout once the cluster answers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Banner {
+    pub directory_url: String,
+    pub auth_url: String,
+    pub file_server_urls: Vec<String>,
+    pub data_dir: PathBuf,
+    pub admin_password_file: PathBuf,
+    pub admin_password: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub file_servers: usize,
+    pub replication: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            file_servers: 3,
+            replication: 3,
+        }
+    }
+}
+
+/// A running `dfs up`; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Cluster {
+    bin: PathBuf,
+    options: Options,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub banner: Banner,
+}
+
+impl Cluster {
+    pub fn start(bin: impl AsRef<Path>, options: Options) -> Cluster {
+        let dir = tempfile::tempdir().expect("creating a temp dir");
+        let bin = bin.as_ref().to_path_buf();
+        let (child, banner) = spawn_up(&bin, dir.path(), &options);
+        Cluster {
+            bin,
+            options,
+            dir,
+            child: Some(child),
+            banner,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn url(&self) -> &str {
+        &self.banner.directory_url
+    }
+
+    /// The admin password from the 0600 file `dfs up` wrote.
+    pub fn admin_password(&self) -> String {
+        std::fs::read_to_string(&self.banner.admin_password_file)
+            .expect("reading the admin password file")
+            .trim()
+            .to_string()
+    }
+
+    /// The config dir (session file) of a user of this cluster.
+    pub fn config_dir(&self, user: &str) -> PathBuf {
+        self.dir.path().join("config").join(user)
+    }
+
+    /// `dfs ARGS` as `user` (its own session file), against this cluster.
+    pub fn dfs(&self, user: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.bin);
+        command
+            .arg("--url")
+            .arg(self.url())
+            .args(args)
+            .env("DFS_CONFIG_DIR", self.config_dir(user))
+            .env_remove("DFS_URL")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `dfs ARGS` as `user` with `stdin`, returning (status, stdout, stderr).
+    pub fn run(&self, user: &str, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self
+            .dfs(user, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running dfs");
+        let mut input = child.stdin.take().expect("stdin is piped");
+        let stdin = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&stdin);
+        });
+        let output = child.wait_with_output().expect("waiting for dfs");
+        let _ = writer.join();
+        Output {
+            code: output.status.code(),
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Like [`Cluster::run`], panicking unless the command succeeds.
+    pub fn ok(&self, user: &str, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        let output = self.run(user, args, stdin);
+        assert_eq!(output.code, Some(0), "dfs {args:?} as {user} failed: {}", output.stderr);
+        output.stdout
+    }
+
+    /// Logs `user` in with `password` (its session goes to its own config dir).
+    pub fn login(&self, user: &str, password: &str) {
+        self.ok(user, &["login", user, "--password-stdin"], format!("{password}\n").as_bytes());
+    }
+
+    /// The sealed ticket from `user`'s session file.
+    pub fn ticket(&self, user: &str) -> String {
+        let text = std::fs::read_to_string(self.config_dir(user).join("session.json")).expect("reading the session file");
+        let session: serde_json::Value = serde_json::from_str(&text).expect("parsing the session file");
+        session["ticket"].as_str().expect("session has a ticket").to_string()
+    }
+
+    /// Stops the cluster (SIGTERM) and starts it again on the same data dir.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, banner) = spawn_up(&self.bin, self.dir.path(), &self.options);
+        self.child = Some(child);
+        self.banner = banner;
+    }
+
+    /// The log of every service so far (for test failure messages).
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(self.dir.path().join("up.log")) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(child.id());
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+fn spawn_up(bin: &Path, dir: &Path, options: &Options) -> (Child, Banner) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("up.log"))
+        .expect("opening the cluster log");
+    let mut child = Command::new(bin)
+        .arg("up")
+        .arg("--port=0")
+        .arg(format!("--data-dir={}", dir.join("data").display()))
+        .arg(format!("--file-servers={}", options.file_servers))
+        .arg(format!("--replication={}", options.replication))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("starting dfs up");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next();
+        let _ = sender.send(first);
+        // Keep draining so the supervisor never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let line = match receiver.recv_timeout(Duration::from_secs(90)) {
+        Ok(Some(Ok(line))) => line,
+        other => {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(dir.join("up.log")).unwrap_or_default();
+            panic!("dfs up did not print its banner ({other:?}); log:\n{log}");
+        }
+    };
+    let banner = serde_json::from_str(&line).unwrap_or_else(|error| panic!("bad banner {line:?}: {error}"));
+    (child, banner)
+}
+
+#[allow(unsafe_code)]
+fn terminate(pid: u32) {
+    // SAFETY: kill(2) only sends a signal to our own child process.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+}

@@ -1,0 +1,211 @@
+//! The command line.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// The default directory service URL: the one `dfs up` starts.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:7070";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dfs",
+    version,
+    about = "DFS: a secure, multi-user distributed file system",
+    after_help = "Examples:\n  dfs up                          start a local cluster in ./dfs-data\n  dfs login admin                 log in (password from ./dfs-data/admin-password)\n  dfs user add ann                create a user (asks for a password)\n  dfs put notes.txt /home/ann/    upload\n  dfs ls -l /home/ann             list\n  dfs get /home/ann/notes.txt .   download"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Directory service of the cluster.
+    #[arg(long, global = true, env = "DFS_URL", default_value = DEFAULT_URL)]
+    pub url: String,
+    /// Machine-readable output: one JSON value on stdout; errors as JSON on stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors (and requested data).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a complete local cluster in the foreground (Ctrl-C stops it).
+    Up(UpArgs),
+    /// Run one service on its own, for a multi-machine cluster.
+    Serve(ServeArgs),
+    /// Create a new 32-byte cluster key file (mode 0600) for `dfs serve`.
+    Keygen {
+        /// Where to write the key; must not exist.
+        file: PathBuf,
+    },
+    /// Log in and keep the session in a 0600 file under your config dir.
+    #[command(after_help = "Examples:\n  dfs login admin\n  echo \"$PASSWORD\" | dfs login ann --password-stdin")]
+    Login {
+        /// User name (default: admin).
+        user: Option<String>,
+        /// Read the password from the first line of stdin instead of a prompt.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// End the session: the ticket is revoked on every service.
+    Logout,
+    /// Show who you are logged in as.
+    Whoami,
+    /// Manage users (admin).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Create directories.
+    Mkdir {
+        /// Create missing parents; no error if the directory exists.
+        #[arg(short, long)]
+        parents: bool,
+        /// Permission bits in octal (default 755).
+        #[arg(long, value_parser = parse_mode)]
+        mode: Option<u32>,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// List a directory (default: your home).
+    Ls {
+        /// Long format: mode, owner, size, version, modification time.
+        #[arg(short, long)]
+        long: bool,
+        path: Option<String>,
+    },
+    /// Show the metadata of a file or directory.
+    Stat { path: String },
+    /// Upload a local file (`-` reads stdin).
+    #[command(after_help = "Examples:\n  dfs put report.pdf /home/ann/\n  tar c . | dfs put - /home/ann/backup.tar")]
+    Put {
+        local: PathBuf,
+        /// Remote path, or an existing directory to upload into (default: your home).
+        remote: Option<String>,
+        /// Fail if the remote file exists.
+        #[arg(long)]
+        no_clobber: bool,
+        /// Permission bits of a new file in octal (default 644).
+        #[arg(long, value_parser = parse_mode)]
+        mode: Option<u32>,
+    },
+    /// Download a file (`-` writes stdout).
+    Get {
+        remote: String,
+        /// Local path or directory (default: the current directory).
+        local: Option<PathBuf>,
+    },
+    /// Print files to stdout.
+    Cat {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Remove files or directories.
+    Rm {
+        /// Remove directories and everything below them.
+        #[arg(short, long)]
+        recursive: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Move or rename, atomically.
+    Mv {
+        from: String,
+        to: String,
+        /// Fail if the target exists.
+        #[arg(long)]
+        no_clobber: bool,
+    },
+    /// Change permission bits (octal, e.g. 640).
+    Chmod {
+        #[arg(value_parser = parse_mode)]
+        mode: u32,
+        path: String,
+    },
+    /// Change the owner of a file or directory (admin).
+    Chown { owner: String, path: String },
+    /// Cluster state.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (and its home directory /home/NAME).
+    Add {
+        name: String,
+        /// Give the user the admin role.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of stdin instead of a prompt.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Delete a user; its sessions are revoked at once.
+    Rm { name: String },
+    /// Change a password (your own by default).
+    Passwd {
+        name: Option<String>,
+        /// Read the new password from the first line of stdin instead of a prompt.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// File servers, liveness, capacity, chunk counts.
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where every service keeps its data.
+    #[arg(long, default_value = "dfs-data")]
+    pub data_dir: PathBuf,
+    /// Number of file servers.
+    #[arg(long, default_value_t = 3)]
+    pub file_servers: usize,
+    /// Port of the directory service; the security service and the file
+    /// servers take the ports after it. 0 picks free ports.
+    #[arg(long, default_value_t = 7070)]
+    pub port: u16,
+    /// Copies of each chunk (at most the number of live file servers).
+    #[arg(long, default_value_t = 3)]
+    pub replication: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceKind {
+    Auth,
+    Directory,
+    File,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Settings come from flags, else from --config FILE (TOML, the same names with '_'), else defaults.\n\nExample config for a file server:\n  listen = \"0.0.0.0:7072\"\n  public_url = \"http://10.0.0.3:7072\"\n  data_dir = \"/var/lib/dfs/file\"\n  key_file = \"/etc/dfs/cluster.key\"\n  directory_url = \"http://10.0.0.1:7070\"")]
+pub struct ServeArgs {
+    /// Which service to run.
+    pub service: ServiceKind,
+    /// A TOML file with any of the settings below.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: crate::serve::Settings,
+}
+
+/// Parses octal permission bits such as `644` or `0o755`.
+pub fn parse_mode(raw: &str) -> Result<u32, String> {
+    let digits = raw.trim_start_matches("0o");
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| format!("mode must be octal digits such as 644, got {raw:?}"))?;
+    if mode > 0o7777 {
+        return Err(format!("mode {raw} is out of range (at most 7777)"));
+    }
+    Ok(mode)
+}

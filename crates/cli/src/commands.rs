@@ -1,0 +1,501 @@
+//! The client commands: parse, call `dfs-client`, print for people or `--json`.
+
+use crate::args::{ClusterCommand, Command, Global, UserCommand};
+use crate::session::{self, Session};
+use anyhow::{bail, Context};
+use dfs_client::{Client, GetOptions, PutOptions};
+use dfs_proto::namespace::{EntryKind, Stat};
+use dfs_proto::{DfsPath, ErrorCode};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Refresh the ticket when less than this many seconds remain.
+const REFRESH_MARGIN_SECS: u64 = 15 * 60;
+
+/// A command's result: printed as JSON with `--json`, else as text.
+fn emit<T: Serialize>(global: &Global, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if global.json {
+        println!("{}", serde_json::to_string(value)?);
+    } else if !global.quiet {
+        let text = text();
+        if !text.is_empty() {
+            println!("{text}");
+        }
+    }
+    Ok(())
+}
+
+/// The client for `global.url`, with the saved ticket if it belongs to that URL.
+async fn connect(global: &Global, need_login: bool) -> anyhow::Result<(Client, Option<Session>)> {
+    let mut client = Client::new(&global.url)?;
+    let mut session = session::load()?.filter(|session| session.url.trim_end_matches('/') == client.directory_url());
+    if let Some(current) = &mut session {
+        let now = dfs_seal::now();
+        if current.expires_at <= now {
+            session = None;
+        } else {
+            client.set_ticket(Some(current.ticket.clone()));
+            if current.expires_at < now + REFRESH_MARGIN_SECS {
+                if let Ok(refreshed) = client.refresh().await {
+                    current.ticket = refreshed.ticket.clone();
+                    current.expires_at = refreshed.expires_at;
+                    client.set_ticket(Some(refreshed.ticket));
+                    session::save(current)?;
+                }
+            }
+        }
+    }
+    if need_login && session.is_none() {
+        return Err(not_logged_in(global));
+    }
+    Ok((client, session))
+}
+
+fn not_logged_in(global: &Global) -> anyhow::Error {
+    let flag = if global.url == crate::args::DEFAULT_URL {
+        String::new()
+    } else {
+        format!(" --url {}", global.url)
+    };
+    anyhow::Error::new(dfs_client::Error::Api {
+        status: 401,
+        body: dfs_proto::ErrorBody::new(ErrorCode::Unauthenticated, format!("not logged in: run `dfs{flag} login`")),
+    })
+}
+
+/// A remote path: absolute, or relative to the user's home directory.
+fn remote_path(raw: &str, session: Option<&Session>) -> anyhow::Result<DfsPath> {
+    if raw.starts_with('/') {
+        return DfsPath::parse(raw).map_err(|error| anyhow::anyhow!("bad path {raw:?}: {error}"));
+    }
+    let home = home_of(session)?;
+    let joined = if raw.is_empty() || raw == "." {
+        home.to_string()
+    } else {
+        format!("{home}/{raw}")
+    };
+    DfsPath::parse(&joined).map_err(|error| anyhow::anyhow!("bad path {raw:?}: {error}"))
+}
+
+fn home_of(session: Option<&Session>) -> anyhow::Result<DfsPath> {
+    let session = session.context("relative paths need a login (they are relative to /home/USER)")?;
+    Ok(DfsPath::parse(&format!("/home/{}", session.name))?)
+}
+
+fn read_password(password_stdin: bool, prompt: &str, confirm: bool) -> anyhow::Result<String> {
+    if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+        let password = line.trim_end_matches(['\n', '\r']).to_string();
+        if password.is_empty() {
+            bail!("no password on stdin");
+        }
+        return Ok(password);
+    }
+    let password = rpassword::prompt_password(prompt)
+        .context("cannot ask for a password without a terminal: use --password-stdin")?;
+    if confirm {
+        let again = rpassword::prompt_password("Again: ").context("reading the password")?;
+        if again != password {
+            bail!("the passwords do not match");
+        }
+    }
+    Ok(password)
+}
+
+pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Login { user, password_stdin } => {
+            let name = user.unwrap_or_else(|| dfs_auth::ADMIN_NAME.to_string());
+            let client = Client::new(&global.url)?;
+            let password = read_password(password_stdin, &format!("Password for {name}: "), false)?;
+            let login = client.login(&name, &password).await?;
+            session::save(&Session {
+                url: client.directory_url().to_string(),
+                name: login.user.name.clone(),
+                ticket: login.ticket.clone(),
+                expires_at: login.expires_at,
+            })?;
+            emit(&global, &login.user, || format!("logged in as {} at {}", login.user.name, client.directory_url()))
+        }
+        Command::Logout => {
+            let (client, session) = connect(&global, false).await?;
+            if session.is_some() {
+                // The ticket may already be invalid; the session file goes either way.
+                let _ = client.logout().await;
+            }
+            session::remove()?;
+            emit(&global, &serde_json::json!({ "logged_out": true }), || "logged out".into())
+        }
+        Command::Whoami => {
+            let (client, _) = connect(&global, true).await?;
+            let me = client.whoami().await?;
+            emit(&global, &me, || {
+                let roles: Vec<_> = me.roles.iter().map(|role| format!("{role:?}").to_lowercase()).collect();
+                let left = me.expires_at.saturating_sub(dfs_seal::now());
+                format!(
+                    "{} (uid {}, roles: {}), ticket valid for {}m",
+                    me.name,
+                    me.uid,
+                    roles.join(", "),
+                    left / 60
+                )
+            })
+        }
+        Command::User(user_command) => run_user(&global, user_command).await,
+        Command::Mkdir { parents, mode, paths } => {
+            let (client, session) = connect(&global, true).await?;
+            let mut made = Vec::new();
+            for raw in &paths {
+                let path = remote_path(raw, session.as_ref())?;
+                made.push(client.mkdir(&path, parents, mode).await?);
+            }
+            emit(&global, &made, String::new)
+        }
+        Command::Ls { long, path } => {
+            let (client, session) = connect(&global, true).await?;
+            let path = match path {
+                Some(raw) => remote_path(&raw, session.as_ref())?,
+                None => home_of(session.as_ref())?,
+            };
+            let stat = client.stat(&path).await?;
+            let entries = if stat.kind == EntryKind::Dir {
+                client.list(&path).await?.entries
+            } else {
+                vec![stat]
+            };
+            emit(&global, &entries, || {
+                entries
+                    .iter()
+                    .map(|entry| {
+                        let name = entry.path.name().unwrap_or("/");
+                        let suffix = if entry.kind == EntryKind::Dir { "/" } else { "" };
+                        if long {
+                            format!("{}  {}{suffix}", long_line(entry), name)
+                        } else {
+                            format!("{name}{suffix}")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::Stat { path } => {
+            let (client, session) = connect(&global, true).await?;
+            let stat = client.stat(&remote_path(&path, session.as_ref())?).await?;
+            emit(&global, &stat, || {
+                format!(
+                    "path: {}\nkind: {}\nsize: {}\nmode: {} ({:o})\nowner: {} (uid {})\nversion: {}\nmodified: {}",
+                    stat.path,
+                    if stat.kind == EntryKind::Dir { "directory" } else { "file" },
+                    stat.size,
+                    mode_string(&stat),
+                    stat.mode,
+                    stat.owner,
+                    stat.owner_uid,
+                    stat.version,
+                    format_time(stat.mtime_ms)
+                )
+            })
+        }
+        Command::Put {
+            local,
+            remote,
+            no_clobber,
+            mode,
+        } => {
+            let (client, session) = connect(&global, true).await?;
+            let from_stdin = local.as_os_str() == "-";
+            let base_name = if from_stdin {
+                None
+            } else {
+                Some(local_name(&local)?)
+            };
+            let target = match remote.as_deref() {
+                None => {
+                    let name = base_name.as_deref().context("give a remote path when reading stdin")?;
+                    home_of(session.as_ref())?.join(name)?
+                }
+                Some(raw) => {
+                    let path = remote_path(raw, session.as_ref())?;
+                    let into_dir = raw.ends_with('/')
+                        || matches!(client.stat(&path).await, Ok(stat) if stat.kind == EntryKind::Dir);
+                    match (into_dir, &base_name) {
+                        (true, Some(name)) => path.join(name)?,
+                        (true, None) => bail!("{path} is a directory: give a file name when reading stdin"),
+                        (false, _) => path,
+                    }
+                }
+            };
+            let options = PutOptions {
+                no_clobber,
+                mode,
+                progress: None,
+            };
+            let stat = if from_stdin {
+                client.put(&target, tokio::io::stdin(), &options).await?
+            } else {
+                let file = tokio::fs::File::open(&local)
+                    .await
+                    .with_context(|| format!("cannot open {}", local.display()))?;
+                if file.metadata().await?.is_dir() {
+                    bail!("{} is a directory (recursive put comes with `put -r`)", local.display());
+                }
+                client.put(&target, file, &options).await?
+            };
+            emit(&global, &stat, || format!("{} ({} bytes, version {})", stat.path, stat.size, stat.version))
+        }
+        Command::Get { remote, local } => {
+            let (client, session) = connect(&global, true).await?;
+            let path = remote_path(&remote, session.as_ref())?;
+            let layout = client.layout(&path).await?;
+            let name = path.name().context("cannot get the root directory")?.to_string();
+            if local.as_deref() == Some(Path::new("-")) {
+                client
+                    .get_layout(&layout.chunks, tokio::io::stdout(), &GetOptions::default())
+                    .await?;
+                return Ok(());
+            }
+            let mut target = local.unwrap_or_else(|| PathBuf::from("."));
+            if target.is_dir() {
+                target = target.join(&name);
+            }
+            download_to(&client, &layout.chunks, &target).await?;
+            let stat = layout.stat;
+            emit(&global, &stat, || format!("{} -> {} ({} bytes)", stat.path, target.display(), stat.size))
+        }
+        Command::Cat { paths } => {
+            let (client, session) = connect(&global, true).await?;
+            for raw in &paths {
+                let path = remote_path(raw, session.as_ref())?;
+                client.get(&path, tokio::io::stdout(), &GetOptions::default()).await?;
+            }
+            Ok(())
+        }
+        Command::Rm { recursive, paths } => {
+            let (client, session) = connect(&global, true).await?;
+            let mut removed = Vec::new();
+            for raw in &paths {
+                let path = remote_path(raw, session.as_ref())?;
+                client.remove(&path, recursive).await?;
+                removed.push(path);
+            }
+            emit(&global, &serde_json::json!({ "removed": removed }), String::new)
+        }
+        Command::Mv { from, to, no_clobber } => {
+            let (client, session) = connect(&global, true).await?;
+            let from = remote_path(&from, session.as_ref())?;
+            let mut target = remote_path(&to, session.as_ref())?;
+            // Like mv(1): moving onto an existing directory moves into it.
+            if let Ok(stat) = client.stat(&target).await {
+                if stat.kind == EntryKind::Dir && !from.starts_with(&target) {
+                    target = target.join(from.name().context("cannot move the root directory")?)?;
+                }
+            }
+            let stat = client.rename(&from, &target, no_clobber).await?;
+            emit(&global, &stat, || format!("{from} -> {}", stat.path))
+        }
+        Command::Chmod { mode, path } => {
+            let (client, session) = connect(&global, true).await?;
+            let stat = client.chmod(&remote_path(&path, session.as_ref())?, mode).await?;
+            emit(&global, &stat, || format!("{} {}", mode_string(&stat), stat.path))
+        }
+        Command::Chown { owner, path } => {
+            let (client, session) = connect(&global, true).await?;
+            let stat = client.chown(&remote_path(&path, session.as_ref())?, &owner).await?;
+            emit(&global, &stat, || format!("{} {}", stat.owner, stat.path))
+        }
+        Command::Cluster(ClusterCommand::Status) => {
+            let (client, _) = connect(&global, true).await?;
+            let status = client.cluster_status().await?;
+            emit(&global, &status, || {
+                let mut lines = vec![format!(
+                    "{} files, {} directories, {} chunks, {} under-replicated (replication {})",
+                    status.files, status.directories, status.chunks, status.under_replicated_chunks, status.replication
+                )];
+                lines.push(format!(
+                    "{:<34} {:<24} {:<6} {:>10} {:>10} {:>8}",
+                    "SERVER", "URL", "STATE", "USED", "CAPACITY", "CHUNKS"
+                ));
+                for server in &status.servers {
+                    lines.push(format!(
+                        "{:<34} {:<24} {:<6} {:>10} {:>10} {:>8}",
+                        server.id,
+                        server.url.trim_start_matches("http://"),
+                        if server.alive { "alive" } else { "dead" },
+                        human_bytes(server.used_bytes),
+                        human_bytes(server.capacity_bytes),
+                        server.chunk_count
+                    ));
+                }
+                lines.join("\n")
+            })
+        }
+        Command::Up(_) | Command::Serve(_) | Command::Keygen { .. } => unreachable!("handled in main"),
+    }
+}
+
+async fn run_user(global: &Global, command: UserCommand) -> anyhow::Result<()> {
+    let (client, session) = connect(global, true).await?;
+    match command {
+        UserCommand::Add {
+            name,
+            admin,
+            password_stdin,
+        } => {
+            let password = read_password(password_stdin, &format!("Password for {name}: "), true)?;
+            let user = client.create_user(&name, &password, admin).await?;
+            emit(global, &user, || {
+                format!("created user {} (uid {}{}), home /home/{}", user.name, user.uid, if user.admin { ", admin" } else { "" }, user.name)
+            })
+        }
+        UserCommand::List => {
+            let users = client.list_users().await?;
+            emit(global, &users, || {
+                users
+                    .iter()
+                    .map(|user| format!("{:<6} {}{}", user.uid, user.name, if user.admin { "  (admin)" } else { "" }))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        UserCommand::Rm { name } => {
+            client.delete_user(&name).await?;
+            emit(global, &serde_json::json!({ "deleted": name }), || format!("deleted user {name}"))
+        }
+        UserCommand::Passwd { name, password_stdin } => {
+            let name = match name {
+                Some(name) => name,
+                None => session.as_ref().map(|s| s.name.clone()).context("not logged in")?,
+            };
+            let password = read_password(password_stdin, &format!("New password for {name}: "), true)?;
+            client.change_password(&name, &password).await?;
+            emit(global, &serde_json::json!({ "password_changed": name }), || format!("password of {name} changed"))
+        }
+    }
+}
+
+/// Downloads into a hidden temp file next to `target`, renamed over it only
+/// once every chunk arrived and checked out: a failed get leaves nothing behind.
+async fn download_to(client: &Client, chunks: &[dfs_proto::namespace::ChunkLocation], target: &Path) -> anyhow::Result<()> {
+    let dir = target.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = target.file_name().context("bad local path")?.to_string_lossy().to_string();
+    let temp = dir.join(format!(".{name}.dfs-partial-{}", std::process::id()));
+    let result = async {
+        let file = tokio::fs::File::create(&temp)
+            .await
+            .with_context(|| format!("cannot write {}", temp.display()))?;
+        let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        client.get_layout(chunks, &mut writer, &GetOptions::default()).await?;
+        use tokio::io::AsyncWriteExt;
+        writer.flush().await?;
+        writer.into_inner().sync_all().await?;
+        tokio::fs::rename(&temp, target)
+            .await
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&temp).await;
+    }
+    result
+}
+
+fn local_name(local: &Path) -> anyhow::Result<String> {
+    let name = local
+        .file_name()
+        .with_context(|| format!("{} has no file name", local.display()))?;
+    name.to_str()
+        .map(str::to_string)
+        .with_context(|| format!("{} is not valid UTF-8; DFS names are UTF-8", local.display()))
+}
+
+fn mode_string(stat: &Stat) -> String {
+    let mut out = String::with_capacity(10);
+    out.push(if stat.kind == EntryKind::Dir { 'd' } else { '-' });
+    for shift in [6, 3, 0] {
+        let bits = (stat.mode >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    out
+}
+
+fn long_line(stat: &Stat) -> String {
+    format!(
+        "{} {:<10} {:>12} v{:<4} {}",
+        mode_string(stat),
+        stat.owner,
+        stat.size,
+        stat.version,
+        format_time(stat.mtime_ms)
+    )
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC, without a date library.
+fn format_time(mtime_ms: u64) -> String {
+    let secs = mtime_ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}")
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The stable code and the one-line message of an error.
+pub fn describe_error(error: &anyhow::Error) -> (String, String) {
+    if let Some(client_error) = error.downcast_ref::<dfs_client::Error>() {
+        let code = match client_error {
+            dfs_client::Error::Api { body, .. } => serde_json::to_value(body.code)
+                .ok()
+                .and_then(|value| value.as_str().map(str::to_string))
+                .unwrap_or_else(|| "error".into()),
+            dfs_client::Error::Unreachable { .. } => "unreachable".into(),
+            dfs_client::Error::Io(_) => "io".into(),
+            dfs_client::Error::Protocol(_) => "protocol".into(),
+        };
+        return (code, client_error.to_string());
+    }
+    ("error".into(), format!("{error:#}"))
+}
+
+/// Exit codes: 1 any error, 2 usage (clap), 3 not logged in or ticket refused,
+/// 4 not found, 5 permission denied, 6 already exists or conflict, 7 unreachable.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    match error.downcast_ref::<dfs_client::Error>() {
+        Some(dfs_client::Error::Unreachable { .. }) => 7,
+        Some(client_error) => match client_error.code() {
+            Some(ErrorCode::Unauthenticated) => 3,
+            Some(ErrorCode::NotFound) => 4,
+            Some(ErrorCode::PermissionDenied) => 5,
+            Some(ErrorCode::AlreadyExists | ErrorCode::Conflict) => 6,
+            _ => 1,
+        },
+        None => 1,
+    }
+}

@@ -1,0 +1,194 @@
+//! `dfs serve auth|directory|file`: one service, configured by flags or a TOML file.
+
+use crate::args::{ServeArgs, ServiceKind};
+use anyhow::{bail, Context};
+use clap::Args;
+use dfs_seal::ClusterKey;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every setting of every service; each service reads the ones it needs.
+/// A flag wins over the config file, which wins over the default.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on [defaults: directory 127.0.0.1:7070, auth :7071, file :7072].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// URL others use to reach this service [default: http://LISTEN].
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Data directory [default: ./dfs-data/SERVICE].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The cluster key (32 bytes, mode 0600; make one with `dfs keygen`) [default: ./dfs-data/cluster.key].
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Metadata engine URL (auth, directory) [default: sqlite://DATA_DIR/meta.db].
+    #[arg(long)]
+    pub meta: Option<String>,
+    /// Security service URL (directory) [default: http://127.0.0.1:7071].
+    #[arg(long)]
+    pub auth_url: Option<String>,
+    /// Directory service URL (auth, file) [default: http://127.0.0.1:7070].
+    #[arg(long)]
+    pub directory_url: Option<String>,
+    /// Copies of each chunk (directory) [default: 3].
+    #[arg(long)]
+    pub replication: Option<u32>,
+    /// Chunk size in bytes (directory) [default: 8388608].
+    #[arg(long)]
+    pub chunk_size: Option<u64>,
+    /// Capacity to advertise in bytes (file) [default: free space of the disk].
+    #[arg(long)]
+    pub capacity: Option<u64>,
+    /// Ticket lifetime in seconds (auth) [default: 3600].
+    #[arg(long)]
+    pub ticket_ttl: Option<u64>,
+    /// On a cluster with no users, create `admin` and write its password here (auth).
+    #[arg(long)]
+    pub admin_password_file: Option<PathBuf>,
+}
+
+impl Settings {
+    /// `self` with gaps filled from `file`.
+    fn or(self, file: Settings) -> Settings {
+        Settings {
+            listen: self.listen.or(file.listen),
+            public_url: self.public_url.or(file.public_url),
+            data_dir: self.data_dir.or(file.data_dir),
+            key_file: self.key_file.or(file.key_file),
+            meta: self.meta.or(file.meta),
+            auth_url: self.auth_url.or(file.auth_url),
+            directory_url: self.directory_url.or(file.directory_url),
+            replication: self.replication.or(file.replication),
+            chunk_size: self.chunk_size.or(file.chunk_size),
+            capacity: self.capacity.or(file.capacity),
+            ticket_ttl: self.ticket_ttl.or(file.ticket_ttl),
+            admin_password_file: self.admin_password_file.or(file.admin_password_file),
+        }
+    }
+}
+
+pub const DEFAULT_DIRECTORY_LISTEN: &str = "127.0.0.1:7070";
+pub const DEFAULT_AUTH_URL: &str = "http://127.0.0.1:7071";
+pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    crate::init_logging("info");
+    let file_settings = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?
+        }
+        None => Settings::default(),
+    };
+    let settings = args.settings.or(file_settings);
+    let (name, default_listen) = match args.service {
+        ServiceKind::Auth => ("auth", "127.0.0.1:7071"),
+        ServiceKind::Directory => ("directory", DEFAULT_DIRECTORY_LISTEN),
+        ServiceKind::File => ("file", "127.0.0.1:7072"),
+    };
+    let listen = settings.listen.clone().unwrap_or_else(|| default_listen.to_string());
+    let data_dir = settings
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| Path::new("dfs-data").join(name));
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let key_file = settings
+        .key_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("dfs-data/cluster.key"));
+    let key = ClusterKey::load(&key_file).with_context(|| "loading the cluster key (make one with `dfs keygen FILE`)")?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let local = listener.local_addr()?;
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let meta_url = || {
+        settings
+            .meta
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("meta.db").display()))
+    };
+    tracing::info!(service = name, %public_url, data_dir = %data_dir.display(), "listening");
+    let shutdown = dfs_service::shutdown_signal();
+    match args.service {
+        ServiceKind::Auth => {
+            let store = dfs_store::open(&meta_url())?;
+            if let Some(password_file) = &settings.admin_password_file {
+                if dfs_auth::bootstrap_admin(store.as_ref(), password_file)?.is_some() {
+                    tracing::info!(file = %password_file.display(), "created user admin; its password is in the file");
+                }
+            }
+            let config = dfs_auth::Config {
+                store,
+                key,
+                ticket_ttl: settings
+                    .ticket_ttl
+                    .map_or(dfs_auth::Config::DEFAULT_TICKET_TTL, Duration::from_secs),
+                directory_url: Some(
+                    settings
+                        .directory_url
+                        .clone()
+                        .unwrap_or_else(|| format!("http://{DEFAULT_DIRECTORY_LISTEN}")),
+                ),
+            };
+            dfs_auth::run(listener, config, shutdown).await?;
+        }
+        ServiceKind::Directory => {
+            let store: Arc<dyn dfs_store::Store> = dfs_store::open(&meta_url())?;
+            let replication = settings.replication.unwrap_or(3);
+            if replication == 0 {
+                bail!("--replication must be at least 1");
+            }
+            let chunk_size = settings.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
+            if !(64 * 1024..=64 * 1024 * 1024).contains(&chunk_size) {
+                bail!("--chunk-size must be between 64 KiB and 64 MiB");
+            }
+            let config = dfs_meta::Config {
+                store,
+                key,
+                auth_url: settings.auth_url.clone().unwrap_or_else(|| DEFAULT_AUTH_URL.to_string()),
+                public_url: Some(public_url),
+                replication,
+                chunk_size,
+                heartbeat_timeout: Duration::from_secs(6),
+                capability_ttl: Duration::from_secs(600),
+                upload_ttl: Duration::from_secs(3600),
+            };
+            dfs_meta::run(listener, config, shutdown).await?;
+        }
+        ServiceKind::File => {
+            let config = dfs_chunk::Config {
+                data_dir,
+                public_url: Some(public_url),
+                directory_url: Some(
+                    settings
+                        .directory_url
+                        .clone()
+                        .unwrap_or_else(|| format!("http://{DEFAULT_DIRECTORY_LISTEN}")),
+                ),
+                key,
+                capacity_bytes: settings.capacity,
+                heartbeat_interval: Duration::from_secs(2),
+            };
+            dfs_chunk::run(listener, config, shutdown).await?;
+        }
+    }
+    tracing::info!(service = name, "stopped");
+    Ok(())
+}
+
+/// `dfs keygen FILE`.
+pub fn keygen(file: &Path) -> anyhow::Result<()> {
+    if file.exists() {
+        bail!("{} exists; refusing to overwrite a cluster key", file.display());
+    }
+    let (_, created) = ClusterKey::load_or_create(file)?;
+    debug_assert!(created);
+    println!("wrote a new cluster key to {} (mode 0600); copy it to every machine of the cluster", file.display());
+    Ok(())
+}

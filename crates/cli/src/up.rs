@@ -1,0 +1,321 @@
+//! `dfs up`: a whole cluster on 127.0.0.1, each service its own child process.
+//!
+//! The supervisor creates the cluster key, picks the ports, starts the
+//! children (`dfs serve ...`), prefixes their logs, restarts one that dies,
+//! and on SIGINT/SIGTERM stops them all (SIGTERM, then SIGKILL after a grace
+//! period). Children ask the kernel to SIGTERM them if the supervisor dies,
+//! so no service outlives a `kill -9` of `dfs up`.
+
+use crate::args::UpArgs;
+use anyhow::{bail, Context};
+use dfs_seal::ClusterKey;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+/// How long children get to stop after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long the cluster may take to answer its health checks.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What `dfs up --json` prints once every service answers.
+#[derive(Debug, Serialize)]
+struct Banner {
+    directory_url: String,
+    auth_url: String,
+    file_server_urls: Vec<String>,
+    data_dir: PathBuf,
+    admin_password_file: PathBuf,
+    /// Only on the first start.
+    admin_password: Option<String>,
+}
+
+struct ChildSpec {
+    name: String,
+    args: Vec<String>,
+    url: String,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    crate::init_logging("info");
+    if args.file_servers == 0 {
+        bail!("--file-servers must be at least 1");
+    }
+    let data_dir = args.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+    let key_file = data_dir.join("cluster.key");
+    let (_, key_created) = ClusterKey::load_or_create(&key_file).context("creating the cluster key")?;
+    if key_created {
+        tracing::info!(file = %key_file.display(), "created the cluster key");
+    }
+    let password_file = data_dir.join("admin-password");
+    let first_start = !password_file.exists();
+
+    let ports = pick_ports(args.port, 2 + args.file_servers)?;
+    let directory_url = format!("http://127.0.0.1:{}", ports[0]);
+    let auth_url = format!("http://127.0.0.1:{}", ports[1]);
+    let path = |dir: &Path| dir.display().to_string();
+    let key = path(&key_file);
+    let mut specs = vec![
+        ChildSpec {
+            name: "auth".into(),
+            url: auth_url.clone(),
+            args: vec![
+                "serve".into(),
+                "auth".into(),
+                format!("--listen=127.0.0.1:{}", ports[1]),
+                format!("--data-dir={}", path(&data_dir.join("auth"))),
+                format!("--key-file={key}"),
+                format!("--directory-url={directory_url}"),
+                format!("--admin-password-file={}", path(&password_file)),
+            ],
+        },
+        ChildSpec {
+            name: "directory".into(),
+            url: directory_url.clone(),
+            args: vec![
+                "serve".into(),
+                "directory".into(),
+                format!("--listen=127.0.0.1:{}", ports[0]),
+                format!("--data-dir={}", path(&data_dir.join("directory"))),
+                format!("--key-file={key}"),
+                format!("--auth-url={auth_url}"),
+                format!("--replication={}", args.replication),
+            ],
+        },
+    ];
+    for index in 0..args.file_servers {
+        let port = ports[2 + index];
+        specs.push(ChildSpec {
+            name: format!("file-{}", index + 1),
+            url: format!("http://127.0.0.1:{port}"),
+            args: vec![
+                "serve".into(),
+                "file".into(),
+                format!("--listen=127.0.0.1:{port}"),
+                format!("--data-dir={}", path(&data_dir.join(format!("file-{}", index + 1)))),
+                format!("--key-file={key}"),
+                format!("--directory-url={directory_url}"),
+            ],
+        });
+    }
+
+    let exe = std::env::current_exe().context("finding the dfs executable")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut supervisors = Vec::new();
+    for spec in &specs {
+        supervisors.push(tokio::spawn(supervise(exe.clone(), spec.name.clone(), spec.args.clone(), stop_rx.clone())));
+    }
+
+    let ready = wait_until_healthy(&specs);
+    tokio::select! {
+        result = ready => result?,
+        _ = dfs_service::shutdown_signal() => {
+            let _ = stop_tx.send(true);
+            for supervisor in supervisors { let _ = supervisor.await; }
+            return Ok(());
+        }
+    }
+
+    let admin_password = if first_start {
+        std::fs::read_to_string(&password_file)
+            .ok()
+            .map(|text| text.trim().to_string())
+    } else {
+        None
+    };
+    let banner = Banner {
+        directory_url: directory_url.clone(),
+        auth_url,
+        file_server_urls: specs[2..].iter().map(|spec| spec.url.clone()).collect(),
+        data_dir: data_dir.clone(),
+        admin_password_file: password_file.clone(),
+        admin_password,
+    };
+    print_banner(&banner, args.port);
+
+    dfs_service::shutdown_signal().await;
+    eprintln!("dfs up: stopping every service...");
+    let _ = stop_tx.send(true);
+    for supervisor in supervisors {
+        let _ = supervisor.await;
+    }
+    eprintln!("dfs up: stopped");
+    Ok(())
+}
+
+fn print_banner(banner: &Banner, port: u16) {
+    // The JSON line is for scripts and tests; the text is for people.
+    println!("{}", serde_json::to_string(banner).expect("banner serialises"));
+    let url_flag = if port == 7070 {
+        String::new()
+    } else {
+        format!(" --url {}", banner.directory_url)
+    };
+    eprintln!();
+    eprintln!("DFS is up. Data in {}", banner.data_dir.display());
+    eprintln!("  directory service   {}   (the cluster URL)", banner.directory_url);
+    eprintln!("  security service    {}", banner.auth_url);
+    for (index, url) in banner.file_server_urls.iter().enumerate() {
+        eprintln!("  file server {:<7} {url}", index + 1);
+    }
+    match &banner.admin_password {
+        Some(password) => {
+            eprintln!("  admin password      {password}   (shown once; kept in {})", banner.admin_password_file.display())
+        }
+        None => eprintln!("  admin password      in {}", banner.admin_password_file.display()),
+    }
+    eprintln!();
+    eprintln!("Log in:  dfs{url_flag} login admin");
+    eprintln!("Stop:    Ctrl-C");
+    eprintln!();
+}
+
+/// The directory service's port, then the others; `base == 0` picks free ports.
+fn pick_ports(base: u16, count: usize) -> anyhow::Result<Vec<u16>> {
+    if base != 0 {
+        let last = base as usize + count - 1;
+        if last > u16::MAX as usize {
+            bail!("--port {base} leaves no room for {count} services");
+        }
+        return Ok((0..count).map(|offset| base + offset as u16).collect());
+    }
+    // Hold every listener until all are chosen so that no port repeats; a
+    // small window remains before the children bind, acceptable for a local cluster.
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("picking free ports")?;
+    listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect()
+}
+
+async fn wait_until_healthy(specs: &[ChildSpec]) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    for spec in specs {
+        loop {
+            let healthy = http
+                .get(format!("{}/healthz", spec.url))
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success());
+            if healthy {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the {} service did not start within {START_TIMEOUT:?} (see its log above)", spec.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Runs one child until `stop` turns true, restarting it if it dies.
+async fn supervise(exe: PathBuf, name: String, args: Vec<String>, mut stop: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let mut child = match spawn_child(&exe, &name, &args) {
+            Ok(child) => child,
+            Err(error) => {
+                tracing::error!(service = %name, %error, "cannot start");
+                return;
+            }
+        };
+        let started = tokio::time::Instant::now();
+        tokio::select! {
+            status = child.wait() => {
+                if *stop.borrow() {
+                    return;
+                }
+                tracing::warn!(service = %name, status = ?status.ok(), "exited; restarting in {backoff:?}");
+                // A child that ran for a while earns a fresh backoff.
+                if started.elapsed() > Duration::from_secs(30) {
+                    backoff = Duration::from_millis(500);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            _ = stop.changed() => {
+                stop_child(&name, &mut child).await;
+                return;
+            }
+        }
+    }
+}
+
+fn spawn_child(exe: &Path, name: &str, args: &[String]) -> std::io::Result<Child> {
+    let mut command = Command::new(exe);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    die_with_parent(&mut command);
+    let mut child = command.spawn()?;
+    for stream in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let prefix = format!("[{name}]");
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{prefix:<10} {line}");
+            }
+        });
+    }
+    Ok(child)
+}
+
+/// Asks the kernel to SIGTERM the child when the supervisor dies.
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent;
+    // it is the only call made between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+async fn stop_child(name: &str, child: &mut Child) {
+    if let Some(pid) = child.id() {
+        // SIGTERM lets the service finish requests in flight.
+        send_sigterm(pid);
+    }
+    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+        Ok(_) => {}
+        Err(_) => {
+            tracing::warn!(service = %name, "did not stop within {STOP_GRACE:?}; killing");
+            let _ = child.kill().await;
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn send_sigterm(pid: u32) {
+    // SAFETY: kill(2) only sends a signal; the pid is our own live child's.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+}

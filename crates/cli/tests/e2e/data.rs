@@ -1,0 +1,251 @@
+//! The data path end to end: namespace, upload, download, replicas, permissions.
+
+use crate::{assert_error, cluster_with_users, http};
+use dfs_testkit::Cluster;
+use rand::RngCore;
+use std::path::{Path, PathBuf};
+
+const CHUNK: usize = 8 * 1024 * 1024;
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes
+}
+
+fn write_local(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Every file named `id` under the data dirs of the file servers, by server dir.
+fn replicas_on_disk(cluster: &Cluster, id: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(cluster.data_dir()).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("file-") && contains_file_named(&dir, id) {
+            found.push(name);
+        }
+    }
+    found
+}
+
+fn contains_file_named(dir: &Path, id: &str) -> bool {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            contains_file_named(&path, id)
+        } else {
+            path.file_name().is_some_and(|name| name == id)
+        }
+    })
+}
+
+async fn layout(cluster: &Cluster, user: &str, path: &str) -> serde_json::Value {
+    let response = http()
+        .get(format!("{}/v1/layout?path={path}", cluster.url()))
+        .bearer_auth(cluster.ticket(user))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_of_every_awkward_size_round_trip_with_replicas_on_distinct_servers() {
+    let cluster = cluster_with_users();
+    let local = tempfile::tempdir().unwrap();
+    let sizes = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 200 * 1024 * 1024 + 12_345];
+    for size in sizes {
+        let name = format!("f{size}");
+        let bytes = random_bytes(size);
+        let source = write_local(local.path(), &name, &bytes);
+        let remote = format!("/home/ann/{name}");
+        let put: serde_json::Value = serde_json::from_slice(&cluster.ok(
+            "ann",
+            &["--json", "put", source.to_str().unwrap(), &remote],
+            b"",
+        ))
+        .unwrap();
+        assert_eq!(put["size"], size as u64);
+        assert_eq!(put["version"], 1);
+
+        let back = local.path().join(format!("{name}.back"));
+        cluster.ok("ann", &["get", &remote, back.to_str().unwrap()], b"");
+        let fetched = std::fs::read(&back).unwrap();
+        assert_eq!(fetched.len(), size, "size of {name}");
+        assert_eq!(blake3::hash(&fetched), blake3::hash(&bytes), "content of {name}");
+
+        let layout = layout(&cluster, "ann", &remote).await;
+        let chunks = layout["chunks"].as_array().unwrap();
+        assert_eq!(chunks.len(), size.div_ceil(CHUNK), "chunks of {name}");
+        for chunk in chunks {
+            let id = chunk["id"].as_str().unwrap();
+            let servers = replicas_on_disk(&cluster, id);
+            assert_eq!(servers.len(), 3, "chunk {id} of {name} on {servers:?}");
+        }
+    }
+    // stdin to stdout.
+    let bytes = random_bytes(100_000);
+    cluster.ok("ann", &["put", "-", "/home/ann/piped"], &bytes);
+    assert_eq!(cluster.ok("ann", &["get", "/home/ann/piped", "-"], b""), bytes);
+    assert_eq!(cluster.ok("ann", &["cat", "piped"], b""), bytes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn namespace_operations_and_versions() {
+    let cluster = cluster_with_users();
+    cluster.ok("ann", &["mkdir", "-p", "/home/ann/a/b/c"], b"");
+    cluster.ok("ann", &["put", "-", "/home/ann/a/b/c/x"], b"one");
+    cluster.ok("ann", &["put", "-", "/home/ann/a/b/c/x"], b"two!");
+    let stat: serde_json::Value = serde_json::from_slice(&cluster.ok("ann", &["--json", "stat", "a/b/c/x"], b"")).unwrap();
+    assert_eq!(stat["version"], 2);
+    assert_eq!(stat["size"], 4);
+    assert_eq!(stat["owner"], "ann");
+
+    let output = cluster.run("ann", &["put", "--no-clobber", "-", "/home/ann/a/b/c/x"], b"three");
+    assert_eq!(output.code, Some(6), "{}", output.stderr);
+    assert_eq!(cluster.ok("ann", &["cat", "a/b/c/x"], b""), b"two!");
+
+    cluster.ok("ann", &["mv", "/home/ann/a/b/c/x", "/home/ann/y"], b"");
+    assert_eq!(cluster.ok("ann", &["cat", "y"], b""), b"two!");
+    assert_eq!(cluster.run("ann", &["stat", "a/b/c/x"], b"").code, Some(4));
+    cluster.ok("ann", &["mv", "/home/ann/a", "/home/ann/z"], b"");
+    let listing: serde_json::Value = serde_json::from_slice(&cluster.ok("ann", &["--json", "ls", "/home/ann"], b"")).unwrap();
+    let names: Vec<_> = listing.as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["/home/ann/y", "/home/ann/z"]);
+
+    let output = cluster.run("ann", &["rm", "/home/ann/z"], b"");
+    assert_eq!(output.code, Some(6), "non-empty dir without -r: {}", output.stderr);
+    cluster.ok("ann", &["rm", "-r", "/home/ann/z"], b"");
+    assert_eq!(cluster.run("ann", &["ls", "/home/ann/z"], b"").code, Some(4));
+
+    cluster.ok("ann", &["chmod", "600", "y"], b"");
+    let stat: serde_json::Value = serde_json::from_slice(&cluster.ok("ann", &["--json", "stat", "y"], b"")).unwrap();
+    assert_eq!(stat["mode"], 0o600);
+    // chown is for admin only.
+    assert_eq!(cluster.run("ann", &["chown", "bob", "/home/ann/y"], b"").code, Some(5));
+    cluster.ok("admin", &["chown", "bob", "/home/ann/y"], b"");
+    let stat: serde_json::Value = serde_json::from_slice(&cluster.ok("admin", &["--json", "stat", "/home/ann/y"], b"")).unwrap();
+    assert_eq!(stat["owner"], "bob");
+
+    // Upload into a missing directory: a clear error, nothing created.
+    let output = cluster.run("ann", &["put", "-", "/home/ann/missing/file"], b"data");
+    assert_eq!(output.code, Some(4), "{}", output.stderr);
+    assert!(output.stderr.contains("/home/ann/missing"), "{}", output.stderr);
+    assert_eq!(cluster.run("ann", &["stat", "/home/ann/missing"], b"").code, Some(4));
+
+    let status: serde_json::Value = serde_json::from_slice(&cluster.ok("ann", &["--json", "cluster", "status"], b"")).unwrap();
+    let servers = status["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 3);
+    assert!(servers.iter().all(|server| server["alive"] == true), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_cannot_touch_each_others_private_files_but_admin_can() {
+    let cluster = cluster_with_users();
+    cluster.ok("bob", &["put", "-", "/home/bob/secret"], b"bob's secret");
+    for args in [
+        vec!["ls", "/home/bob"],
+        vec!["cat", "/home/bob/secret"],
+        vec!["get", "/home/bob/secret", "-"],
+        vec!["rm", "/home/bob/secret"],
+        vec!["mv", "/home/bob/secret", "/home/ann/stolen"],
+        vec!["mkdir", "/home/bob/intruder"],
+        vec!["chmod", "777", "/home/bob/secret"],
+    ] {
+        let output = cluster.run("ann", &args, b"");
+        assert_eq!(output.code, Some(5), "ann {args:?}: {}", output.stderr);
+        assert!(output.stderr.contains("permission denied"), "{}", output.stderr);
+    }
+    let output = cluster.run("ann", &["put", "-", "/home/bob/secret"], b"overwritten");
+    assert_eq!(output.code, Some(5), "{}", output.stderr);
+    // Direct HTTP says the same, as JSON.
+    let response = http()
+        .get(format!("{}/v1/layout?path=/home/bob/secret", cluster.url()))
+        .bearer_auth(cluster.ticket("ann"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 403, "permission_denied").await;
+    // Nobody may write to / or /home but admin.
+    assert_eq!(cluster.run("ann", &["mkdir", "/evil"], b"").code, Some(5));
+    assert_eq!(cluster.run("ann", &["put", "-", "/home/evil"], b"x").code, Some(5));
+
+    assert_eq!(cluster.ok("bob", &["cat", "/home/bob/secret"], b""), b"bob's secret");
+    assert_eq!(cluster.ok("admin", &["cat", "/home/bob/secret"], b""), b"bob's secret");
+    cluster.ok("admin", &["rm", "/home/bob/secret"], b"");
+    assert_eq!(cluster.run("bob", &["stat", "/home/bob/secret"], b"").code, Some(4));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_paths_and_bodies_are_refused_with_4xx() {
+    let cluster = cluster_with_users();
+    let ticket = cluster.ticket("ann");
+    let long_name = format!("/home/ann/{}", "n".repeat(300));
+    for bad in ["/home/ann/../bob", "/home//ann", "relative", "/home/ann/a\0b", long_name.as_str(), ""] {
+        let response = http()
+            .post(format!("{}/v1/mkdir", cluster.url()))
+            .bearer_auth(&ticket)
+            .json(&serde_json::json!({ "path": bad }))
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 400, "bad_request").await;
+        let response = http()
+            .get(format!("{}/v1/stat", cluster.url()))
+            .query(&[("path", bad)])
+            .bearer_auth(&ticket)
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 400, "bad_request").await;
+    }
+    let response = http()
+        .post(format!("{}/v1/uploads", cluster.url()))
+        .bearer_auth(&ticket)
+        .header("content-type", "application/json")
+        .body("{\"path\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 400, "bad_request").await;
+    let output = cluster.run("ann", &["mkdir", "/home/ann/../x"], b"");
+    assert_eq!(output.code, Some(1));
+    assert!(output.stderr.contains("bad path"), "{}", output.stderr);
+    let listing: serde_json::Value = serde_json::from_slice(&cluster.ok("ann", &["--json", "ls", "/home/ann"], b"")).unwrap();
+    assert_eq!(listing, serde_json::json!([]), "nothing was created");
+
+    // A file server is not an open bucket.
+    let id = blake3::hash(b"sneaky").to_hex().to_string();
+    let url = format!("{}/v1/chunks/{id}", cluster.banner.file_server_urls[0]);
+    assert_error(http().put(&url).body("sneaky").send().await.unwrap(), 401, "unauthenticated").await;
+    assert_error(http().get(&url).send().await.unwrap(), 401, "unauthenticated").await;
+    // A ticket is not a capability.
+    let response = http().put(&url).header("x-dfs-capability", &ticket).body("sneaky").send().await.unwrap();
+    assert_error(response, 401, "unauthenticated").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_uploads_to_one_path_leave_exactly_one_whole_version() {
+    let cluster = std::sync::Arc::new(cluster_with_users());
+    let contents: Vec<Vec<u8>> = (0..6).map(|_| random_bytes(CHUNK + 4096)).collect();
+    let local = tempfile::tempdir().unwrap();
+    let mut handles = Vec::new();
+    for (index, bytes) in contents.iter().enumerate() {
+        let source = write_local(local.path(), &format!("v{index}"), bytes);
+        let cluster = cluster.clone();
+        handles.push(std::thread::spawn(move || {
+            cluster.run("ann", &["put", source.to_str().unwrap(), "/home/ann/contended"], b"")
+        }));
+    }
+    let outcomes: Vec<_> = handles.into_iter().map(|handle| handle.join().unwrap()).collect();
+    assert!(outcomes.iter().all(|o| o.code == Some(0)), "every upload succeeds (last writer wins)");
+    let fetched = cluster.ok("ann", &["cat", "/home/ann/contended"], b"");
+    assert!(contents.iter().any(|bytes| *bytes == fetched), "the file is one whole upload, not a mix");
+    let stat: serde_json::Value = serde_json::from_slice(&cluster.ok("ann", &["--json", "stat", "contended"], b"")).unwrap();
+    assert_eq!(stat["version"], 6);
+}

@@ -1,0 +1,45 @@
+//! End-to-end tests: the real `dfs` binary, a real cluster of processes on
+//! loopback (`dfs up --port 0` in a temp dir), HTTP and the command line.
+
+mod auth;
+mod data;
+
+use dfs_testkit::{Cluster, Options};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dfs");
+
+pub fn cluster() -> Cluster {
+    Cluster::start(BIN, Options::default())
+}
+
+pub fn cluster_with(file_servers: usize, replication: u32) -> Cluster {
+    Cluster::start(BIN, Options { file_servers, replication })
+}
+
+/// A cluster with admin logged in and users `ann` and `bob` created and logged in.
+pub fn cluster_with_users() -> Cluster {
+    let cluster = cluster();
+    cluster.login("admin", &cluster.admin_password());
+    for user in ["ann", "bob"] {
+        cluster.ok("admin", &["user", "add", user, "--password-stdin"], format!("{user}-password\n").as_bytes());
+        cluster.login(user, &format!("{user}-password"));
+    }
+    cluster
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Asserts a response is our JSON error with this status and code.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> String {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let body: serde_json::Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["code"], code, "code in {body}");
+    let message = body["message"].as_str().expect("message is a string").to_string();
+    assert!(!message.is_empty());
+    message
+}

@@ -1,0 +1,284 @@
+//! Upload and download pipelines.
+//!
+//! `put` reads the source one chunk at a time, hashes it, asks the directory
+//! service where it goes, and sends it to its primary, with up to
+//! `Client::parallelism` chunks in flight; memory is bounded by
+//! `parallelism x chunk size` whatever the file size. The new version becomes
+//! visible only at the final commit.
+//!
+//! `get` asks for the layout, fetches chunks in parallel (in order), checks
+//! every chunk's BLAKE3 hash and falls back to the next replica on any error.
+
+use crate::{Client, Error, Result, Service};
+use bytes::{Bytes, BytesMut};
+use dfs_proto::chunk::{ChunkId, ChunkStored};
+use dfs_proto::namespace::{
+    BeginUpload, ChunkLocation, ChunkRef, CommitUpload, PlaceChunks, Placements, Stat, UploadStarted,
+};
+use dfs_proto::{DfsPath, CAPABILITY_HEADER};
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use reqwest::Method;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Called with the number of bytes just transferred.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Longest a single chunk transfer may take before it is abandoned.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Default)]
+pub struct PutOptions {
+    /// Fail if the file exists.
+    pub no_clobber: bool,
+    /// Mode of a new file (default 0o644).
+    pub mode: Option<u32>,
+    pub progress: Option<Progress>,
+}
+
+#[derive(Clone, Default)]
+pub struct GetOptions {
+    pub progress: Option<Progress>,
+}
+
+/// Counts of what a transfer moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutSummary {
+    pub stat: Option<Stat>,
+    /// Chunks sent to file servers.
+    pub chunks_sent: u64,
+    /// Chunks the cluster already had (not sent).
+    pub chunks_deduplicated: u64,
+}
+
+impl Client {
+    /// Uploads everything `source` yields to `path`, replacing the file
+    /// unless `options.no_clobber`.
+    pub async fn put(&self, path: &DfsPath, source: impl AsyncRead + Unpin, options: &PutOptions) -> Result<Stat> {
+        let summary = self.put_with_summary(path, source, options).await?;
+        Ok(summary.stat.expect("a finished upload has a stat"))
+    }
+
+    /// [`Client::put`], also reporting how many chunks were sent.
+    pub async fn put_with_summary(
+        &self,
+        path: &DfsPath,
+        mut source: impl AsyncRead + Unpin,
+        options: &PutOptions,
+    ) -> Result<PutSummary> {
+        let started: UploadStarted = self
+            .directory(
+                Method::POST,
+                "/v1/uploads",
+                Some(&BeginUpload {
+                    path: path.clone(),
+                    no_clobber: options.no_clobber,
+                    mode: options.mode,
+                }),
+            )
+            .await?;
+        let result = self.put_chunks(&started, &mut source, options).await;
+        let (chunks, receipts, mut summary) = match result {
+            Ok(done) => done,
+            Err(error) => {
+                // Best effort: the directory service also forgets stale uploads.
+                let url = format!("{}/v1/uploads/{}", self.directory_url, started.upload_id);
+                let _ = self.send(Service::Directory, self.request(Method::DELETE, &url), &url).await;
+                return Err(error);
+            }
+        };
+        let stat: Stat = self
+            .directory(
+                Method::POST,
+                &format!("/v1/uploads/{}/commit", started.upload_id),
+                Some(&CommitUpload { chunks, receipts }),
+            )
+            .await?;
+        summary.stat = Some(stat);
+        Ok(summary)
+    }
+
+    async fn put_chunks(
+        &self,
+        started: &UploadStarted,
+        source: &mut (impl AsyncRead + Unpin),
+        options: &PutOptions,
+    ) -> Result<(Vec<ChunkRef>, Vec<String>, PutSummary)> {
+        let chunk_size = usize::try_from(started.chunk_size)
+            .ok()
+            .filter(|size| *size > 0)
+            .ok_or_else(|| Error::Protocol(format!("bad chunk size {}", started.chunk_size)))?;
+        let mut chunks = Vec::new();
+        let mut receipts = Vec::new();
+        let mut summary = PutSummary::default();
+        let mut in_flight = FuturesOrdered::new();
+        let mut finished_reading = false;
+        loop {
+            while !finished_reading && in_flight.len() < self.parallelism.max(1) {
+                let data = read_chunk(source, chunk_size).await?;
+                if data.is_empty() {
+                    finished_reading = true;
+                    break;
+                }
+                finished_reading = data.len() < chunk_size;
+                in_flight.push_back(self.put_one_chunk(&started.upload_id, data, options.progress.clone()));
+            }
+            match in_flight.next().await {
+                Some(outcome) => {
+                    let (chunk, receipt) = outcome?;
+                    chunks.push(chunk);
+                    match receipt {
+                        Some(receipt) => {
+                            summary.chunks_sent += 1;
+                            receipts.push(receipt);
+                        }
+                        None => summary.chunks_deduplicated += 1,
+                    }
+                }
+                None => break,
+            }
+        }
+        Ok((chunks, receipts, summary))
+    }
+
+    /// Hashes one chunk, gets its placement, and sends it unless the cluster has it.
+    async fn put_one_chunk(&self, upload_id: &str, data: Bytes, progress: Option<crate::Progress>) -> Result<(ChunkRef, Option<String>)> {
+        let hashed = data.clone();
+        let id = tokio::task::spawn_blocking(move || ChunkId::from_hash_bytes(blake3::hash(&hashed).as_bytes()))
+            .await
+            .map_err(|error| Error::Protocol(format!("hashing a chunk: {error}")))?;
+        let chunk = ChunkRef {
+            id: id.clone(),
+            size: data.len() as u64,
+        };
+        let placements: Placements = self
+            .directory(
+                Method::POST,
+                &format!("/v1/uploads/{upload_id}/chunks"),
+                Some(&PlaceChunks {
+                    chunks: vec![chunk.clone()],
+                }),
+            )
+            .await?;
+        let placement = placements
+            .placements
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("the directory service returned no placement".into()))?;
+        if placement.exists {
+            if let Some(progress) = &progress {
+                progress(chunk.size);
+            }
+            return Ok((chunk, None));
+        }
+        let primary = placement
+            .targets
+            .first()
+            .ok_or_else(|| Error::Protocol("placement without a target".into()))?;
+        let capability = placement
+            .capability
+            .ok_or_else(|| Error::Protocol("placement without a capability".into()))?;
+        let url = format!("{}/v1/chunks/{id}", primary.url.trim_end_matches('/'));
+        let request = self
+            .http
+            .put(&url)
+            .header(CAPABILITY_HEADER, capability)
+            .timeout(CHUNK_TIMEOUT)
+            .body(data);
+        let stored: ChunkStored = self.send_json(Service::FileServer, request, &url).await?;
+        if let Some(progress) = &progress {
+            progress(chunk.size);
+        }
+        Ok((chunk, Some(stored.receipt)))
+    }
+
+    /// Downloads `path` into `sink`, checking every chunk's hash.
+    pub async fn get(&self, path: &DfsPath, sink: impl AsyncWrite + Unpin, options: &GetOptions) -> Result<Stat> {
+        let layout = self.layout(path).await?;
+        self.get_layout(&layout.chunks, sink, options).await?;
+        Ok(layout.stat)
+    }
+
+    /// Downloads the given chunks, in order, into `sink`.
+    pub async fn get_layout(&self, chunks: &[ChunkLocation], mut sink: impl AsyncWrite + Unpin, options: &GetOptions) -> Result<()> {
+        let mut pending = chunks.iter();
+        let mut in_flight = FuturesOrdered::new();
+        loop {
+            while in_flight.len() < self.parallelism.max(1) {
+                match pending.next() {
+                    Some(location) => in_flight.push_back(self.fetch_chunk(location)),
+                    None => break,
+                }
+            }
+            match in_flight.next().await {
+                Some(data) => {
+                    let data = data?;
+                    sink.write_all(&data).await?;
+                    if let Some(progress) = &options.progress {
+                        progress(data.len() as u64);
+                    }
+                }
+                None => break,
+            }
+        }
+        sink.flush().await?;
+        Ok(())
+    }
+
+    /// Fetches one whole chunk from the first replica that returns it intact.
+    pub async fn fetch_chunk(&self, location: &ChunkLocation) -> Result<Bytes> {
+        let mut failures = Vec::new();
+        for replica in &location.replicas {
+            let url = format!("{}/v1/chunks/{}", replica.url.trim_end_matches('/'), location.id);
+            let request = self
+                .http
+                .get(&url)
+                .header(CAPABILITY_HEADER, &location.capability)
+                .timeout(CHUNK_TIMEOUT);
+            let outcome = async {
+                let response = self.send(Service::FileServer, request, &url).await?;
+                let data = response
+                    .bytes()
+                    .await
+                    .map_err(|error| Error::unreachable(Service::FileServer, &url, error))?;
+                let checked = data.clone();
+                let id = tokio::task::spawn_blocking(move || ChunkId::from_hash_bytes(blake3::hash(&checked).as_bytes()))
+                    .await
+                    .map_err(|error| Error::Protocol(format!("hashing a chunk: {error}")))?;
+                if id != location.id || data.len() as u64 != location.size {
+                    return Err(Error::Protocol(format!("chunk {} from {} is corrupt", location.id, replica.id)));
+                }
+                Ok(data)
+            }
+            .await;
+            match outcome {
+                Ok(data) => return Ok(data),
+                Err(error) => failures.push(format!("{}: {error}", replica.url)),
+            }
+        }
+        if failures.is_empty() {
+            failures.push("no live replica".into());
+        }
+        Err(Error::Protocol(format!(
+            "cannot read chunk {} of the file: {}",
+            location.id,
+            failures.join("; ")
+        )))
+    }
+}
+
+/// Reads up to `size` bytes, fewer only at the end of the source.
+async fn read_chunk(source: &mut (impl AsyncRead + Unpin), size: usize) -> Result<Bytes> {
+    let mut buffer = BytesMut::zeroed(size);
+    let mut filled = 0;
+    while filled < size {
+        let read = source.read(&mut buffer[filled..]).await?;
+        if read == 0 {
+            break;
+        }
+        filled += read;
+    }
+    buffer.truncate(filled);
+    Ok(buffer.freeze())
+}
