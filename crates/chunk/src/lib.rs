@@ -1,1 +1,27 @@
-//! placeholder
+//! The file server: stores chunks durably, verifies them on every read,
+//! replicates writes to the rest of their replica set, and reports to the
+//! directory service.
+//!
+//! # Layout
+//! - [`server`]: [`Config`], [`run`] and [`FileServer`], the shared state
+//!   (server id, chunk store, counters, the pooled HTTP client).
+//! - [`store`]: the on-disk chunk store; pure file I/O, no HTTP.
+//! - [`http`]: the routes (`PUT`/`GET /v1/chunks/{id}`, `GET /v1/stats`) and [`router`].
+//! - [`replicate`]: how a primary streams a chunk to its workers.
+//! - [`range`]: `Range` header parsing for partial reads.
+//! - [`heartbeat`]: the periodic report to the directory service.
+//!
+//! Architecture invariants: every request is authorised by a capability
+//! opened locally with the cluster key, never by asking another service; a
+//! chunk is acknowledged only once it (and, on the primary, every replica)
+//! is fsynced; bytes that do not hash to their id are never stored or served.
+
+pub mod heartbeat;
+pub mod http;
+pub mod range;
+pub mod replicate;
+pub mod server;
+pub mod store;
+
+pub use http::{router, MAX_CHUNK_BYTES};
+pub use server::{run, Config, FileServer};

@@ -108,7 +108,7 @@ impl Verifier {
                     }
                     Err(error) => {
                         failures += 1;
-                        if failures == 1 || failures % 60 == 0 {
+                        if failures == 1 || failures.is_multiple_of(60) {
                             tracing::warn!(%error, %url, "cannot fetch the revocation list");
                         }
                     }

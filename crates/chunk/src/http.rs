@@ -1,0 +1,351 @@
+//! The file server's HTTP routes: chunk writes (with replication), chunk
+//! reads (verified, with ranges) and stats.
+
+use crate::range::{self, RangeRequest};
+use crate::replicate::{self, Forward};
+use crate::server::FileServer;
+use crate::store::{CommitError, ReadError, Stored};
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use dfs_proto::chunk::{ChunkId, ChunkStored, FileServerStats, REPLICA_HEADER};
+use dfs_proto::ticket::{Capability, ChunkOp, Receipt};
+use dfs_proto::{ErrorBody, ErrorCode, CAPABILITY_HEADER};
+use dfs_seal::SealError;
+use dfs_service::{ApiError, ApiResult};
+use futures_util::StreamExt;
+use std::sync::Arc;
+
+/// Largest chunk a server accepts. Clients split files into chunks of at most this size.
+pub const MAX_CHUNK_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The routes of the file server.
+pub fn router(server: Arc<FileServer>) -> Router {
+    let routes = Router::new()
+        .route(
+            "/v1/chunks/{id}",
+            // Chunk bodies are streamed, never buffered by an extractor, and
+            // their size is bounded by the capability instead.
+            axum::routing::put(put_chunk)
+                .layer(DefaultBodyLimit::disable())
+                .get(get_chunk),
+        )
+        .route("/v1/stats", get(stats))
+        .with_state(server);
+    dfs_service::finish_router(routes)
+}
+
+async fn stats(State(server): State<Arc<FileServer>>) -> Json<FileServerStats> {
+    Json(server.stats())
+}
+
+async fn put_chunk(
+    State(server): State<Arc<FileServer>>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<ChunkStored>> {
+    let id = chunk_id(id)?;
+    let token = header_capability(&headers)?;
+    let capability = open_capability(&server, &token, ChunkOp::Write, &id)?;
+    if capability.size > MAX_CHUNK_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "chunks are at most {MAX_CHUNK_BYTES} bytes; this one is {}",
+                capability.size
+            ),
+        ));
+    }
+    let Some(position) = capability.targets.iter().position(|target| target.id == server.id()) else {
+        return Err(ApiError::permission_denied(format!(
+            "this server ({}) is not a target of the capability",
+            server.id()
+        )));
+    };
+    let is_replica = headers
+        .get(REPLICA_HEADER)
+        .is_some_and(|value| value.as_bytes() == b"1");
+    if !is_replica && position != 0 {
+        return Err(ApiError::permission_denied(format!(
+            "this server ({}) is not the primary of the chunk; send it to {}",
+            server.id(),
+            capability.targets[0].url
+        )));
+    }
+    if let Some(length) = content_length(&headers) {
+        if length > capability.size {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("body is {length} bytes but the chunk is {} bytes", capability.size),
+            ));
+        }
+        if length < capability.size {
+            return Err(ApiError::bad_request(format!(
+                "body is {length} bytes but the chunk is {} bytes",
+                capability.size
+            )));
+        }
+    }
+
+    // Only the primary forwards, and never to itself.
+    let mut forwards = if is_replica {
+        Vec::new()
+    } else {
+        let workers: Vec<_> = capability
+            .targets
+            .iter()
+            .filter(|target| target.id != server.id())
+            .cloned()
+            .collect();
+        replicate::start(&server.http, &token, &id, &workers)
+    };
+    let stored = match receive(&server, &id, capability.size, body, &mut forwards).await {
+        Ok(stored) => stored,
+        Err(error) => {
+            forwards.into_iter().for_each(Forward::abort);
+            return Err(error);
+        }
+    };
+    server.counters.record_write(capability.size, stored);
+
+    let mut servers = vec![server.id().to_string()];
+    let mut failures = Vec::new();
+    for forward in forwards {
+        let worker_id = forward.target().id.clone();
+        match forward.finish().await {
+            Ok(()) => {
+                if !servers.contains(&worker_id) {
+                    servers.push(worker_id);
+                }
+            }
+            Err(reason) => failures.push(reason),
+        }
+    }
+    if !failures.is_empty() {
+        tracing::warn!(chunk = %id, failures = ?failures, "replication failed");
+        // Our own copy stays: it is harmless, and garbage collection removes
+        // chunks no committed file refers to.
+        return Err(ApiError::unavailable(format!(
+            "chunk {id} is stored on {servers:?} but replication failed: {}",
+            failures.join("; ")
+        )));
+    }
+    let receipt = server.key.seal_receipt(&Receipt {
+        chunk: id.clone(),
+        size: capability.size,
+        servers: servers.clone(),
+        issued_at: dfs_seal::now(),
+    });
+    Ok(Json(ChunkStored {
+        chunk: id,
+        servers,
+        receipt,
+    }))
+}
+
+/// Receives the body, hashing it, writing it to a temporary file (unless the
+/// chunk is already here) and passing each frame to the forwards, then makes
+/// it durable. Nothing is kept unless the body is exactly `size` bytes that
+/// hash to `id`.
+async fn receive(
+    server: &FileServer,
+    id: &ChunkId,
+    size: u64,
+    body: Body,
+    forwards: &mut [Forward],
+) -> ApiResult<Stored> {
+    enum Sink {
+        Write(crate::store::TempChunk),
+        /// The chunk is already stored: check the bytes, but do not rewrite them.
+        Verify(blake3::Hasher),
+    }
+    let mut sink = if server.store.exists(id).await.map_err(ApiError::internal)? {
+        Sink::Verify(blake3::Hasher::new())
+    } else {
+        Sink::Write(server.store.create_temp().await.map_err(ApiError::internal)?)
+    };
+    let mut received = 0u64;
+    let mut frames = body.into_data_stream();
+    while let Some(frame) = frames.next().await {
+        let frame: Bytes = frame.map_err(|error| ApiError::bad_request(format!("reading the chunk body: {error}")))?;
+        received += frame.len() as u64;
+        if received > size {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("body is longer than the chunk's {size} bytes"),
+            ));
+        }
+        match &mut sink {
+            Sink::Write(temp) => temp.write(&frame).await.map_err(ApiError::internal)?,
+            Sink::Verify(hasher) => {
+                hasher.update(&frame);
+            }
+        }
+        for forward in forwards.iter_mut() {
+            forward.send(frame.clone()).await;
+        }
+    }
+    if received != size {
+        return Err(ApiError::bad_request(format!(
+            "body is {received} bytes but the chunk is {size} bytes"
+        )));
+    }
+    let mismatch = |actual: &ChunkId| {
+        ApiError::new(
+            ErrorCode::ChecksumMismatch,
+            format!("chunk content hashes to {actual}, not to its id {id}"),
+        )
+    };
+    match sink {
+        Sink::Verify(hasher) => {
+            let actual = ChunkId::from_hash_bytes(hasher.finalize().as_bytes());
+            if &actual != id {
+                return Err(mismatch(&actual));
+            }
+            Ok(Stored::AlreadyPresent)
+        }
+        Sink::Write(temp) => match temp.commit(&server.store, id).await {
+            Ok(stored) => Ok(stored),
+            Err(CommitError::ChecksumMismatch { actual, .. }) => Err(mismatch(&actual)),
+            Err(CommitError::Io(error)) => Err(ApiError::internal(format!("storing chunk {id}: {error}"))),
+        },
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReadQuery {
+    /// The read capability, for clients that cannot set headers (`curl` one-liners).
+    cap: Option<String>,
+}
+
+async fn get_chunk(
+    State(server): State<Arc<FileServer>>,
+    id: Result<Path<String>, PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let id = chunk_id(id)?;
+    let token = match headers.get(CAPABILITY_HEADER) {
+        Some(_) => header_capability(&headers)?,
+        None => Query::<ReadQuery>::try_from_uri(&uri)
+            .ok()
+            .and_then(|Query(query)| query.cap)
+            .ok_or_else(|| ApiError::unauthenticated(format!("no `{CAPABILITY_HEADER}` header")))?,
+    };
+    let capability = open_capability(&server, &token, ChunkOp::Read, &id)?;
+    if !capability.targets.is_empty() && !capability.targets.iter().any(|target| target.id == server.id()) {
+        return Err(ApiError::permission_denied(format!(
+            "this server ({}) is not named in the capability",
+            server.id()
+        )));
+    }
+    let bytes = match server.store.get(&id).await {
+        Ok(bytes) => Bytes::from(bytes),
+        Err(ReadError::NotFound) => return Err(ApiError::not_found(format!("chunk {id} is not on this server"))),
+        Err(ReadError::Corrupt { actual }) => {
+            tracing::error!(chunk = %id, %actual, server = server.id(), "chunk is corrupt on disk; refusing to serve it");
+            return Err(ApiError::new(ErrorCode::Internal, "chunk is corrupt on this server"));
+        }
+        Err(ReadError::Io(error)) => return Err(ApiError::internal(format!("reading chunk {id}: {error}"))),
+    };
+    let len = bytes.len() as u64;
+    let range_header = headers.get(header::RANGE).and_then(|value| value.to_str().ok());
+    let response = match range::parse(range_header, len) {
+        RangeRequest::Whole => {
+            server.counters.record_read(len);
+            (StatusCode::OK, octet_stream(), bytes).into_response()
+        }
+        RangeRequest::Partial(range) => {
+            server.counters.record_read(range.end - range.start);
+            let content_range = format!("bytes {}-{}/{len}", range.start, range.end - 1);
+            // The range lies within `len`, which came from `bytes.len()`, so the casts are lossless.
+            let part = bytes.slice(range.start as usize..range.end as usize);
+            (
+                StatusCode::PARTIAL_CONTENT,
+                octet_stream(),
+                [(header::CONTENT_RANGE, content_range)],
+                part,
+            )
+                .into_response()
+        }
+        RangeRequest::Unsatisfiable => {
+            // No error code maps to 416, so the status is set here; the body
+            // is still our usual JSON error.
+            let body = ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "range {:?} is outside the chunk's {len} bytes",
+                    range_header.unwrap_or("")
+                ),
+            );
+            (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+                Json(body),
+            )
+                .into_response()
+        }
+    };
+    Ok(response)
+}
+
+fn octet_stream() -> [(header::HeaderName, HeaderValue); 2] {
+    [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        ),
+        (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+    ]
+}
+
+fn chunk_id(raw: Result<Path<String>, PathRejection>) -> ApiResult<ChunkId> {
+    let Path(raw) = raw.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    Ok(ChunkId::parse(&raw)?)
+}
+
+fn header_capability(headers: &HeaderMap) -> ApiResult<String> {
+    let value = headers
+        .get(CAPABILITY_HEADER)
+        .ok_or_else(|| ApiError::unauthenticated(format!("no `{CAPABILITY_HEADER}` header")))?;
+    let token = value
+        .to_str()
+        .map_err(|_| ApiError::unauthenticated("invalid capability: not text"))?;
+    Ok(token.trim().to_string())
+}
+
+/// Opens a capability and checks that it allows `op` on chunk `id`.
+fn open_capability(server: &FileServer, token: &str, op: ChunkOp, id: &ChunkId) -> ApiResult<Capability> {
+    let capability = server
+        .key
+        .open_capability(token, dfs_seal::now())
+        .map_err(|error| match error {
+            SealError::Expired => ApiError::unauthenticated("capability expired: ask the directory service again"),
+            SealError::Malformed | SealError::BadSeal => {
+                ApiError::unauthenticated("invalid capability: tampered, truncated or from another cluster")
+            }
+        })?;
+    if capability.op != op {
+        return Err(ApiError::permission_denied(format!(
+            "capability is for {:?}, not {op:?}",
+            capability.op
+        )));
+    }
+    if &capability.chunk != id {
+        return Err(ApiError::permission_denied(format!(
+            "capability is for chunk {}, not {id}",
+            capability.chunk
+        )));
+    }
+    Ok(capability)
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}

@@ -1,0 +1,121 @@
+//! Forwarding a chunk from the primary to the other servers of its replica set.
+//!
+//! The primary opens one streaming `PUT` per worker as soon as the capability
+//! checks out and feeds each the frames it receives, so replication costs
+//! little more time than the slowest single copy. Each forward has a small
+//! bounded channel: a slow worker slows the upload (back-pressure) instead
+//! of making the primary buffer the chunk, and the client's request timeout
+//! bounds how long a stuck worker can hold it.
+
+use bytes::Bytes;
+use dfs_proto::chunk::{ChunkId, ChunkStored, ServerRef, REPLICA_HEADER};
+use dfs_proto::{ErrorBody, CAPABILITY_HEADER};
+use std::io;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Frames in flight per worker before the primary waits for it.
+const FRAMES_IN_FLIGHT: usize = 8;
+
+/// One worker being sent a chunk.
+pub struct Forward {
+    target: ServerRef,
+    /// `None` once the worker stopped listening; its task then holds the reason.
+    frames: Option<mpsc::Sender<Result<Bytes, io::Error>>>,
+    task: JoinHandle<Result<(), String>>,
+}
+
+/// Starts one forward per target; they send as frames are passed to [`Forward::send`].
+pub fn start(http: &reqwest::Client, capability_token: &str, chunk: &ChunkId, targets: &[ServerRef]) -> Vec<Forward> {
+    targets
+        .iter()
+        .map(|target| {
+            let (sender, receiver) = mpsc::channel(FRAMES_IN_FLIGHT);
+            let task = tokio::spawn(forward(
+                http.clone(),
+                capability_token.to_string(),
+                chunk.clone(),
+                target.clone(),
+                receiver,
+            ));
+            Forward {
+                target: target.clone(),
+                frames: Some(sender),
+                task,
+            }
+        })
+        .collect()
+}
+
+impl Forward {
+    pub fn target(&self) -> &ServerRef {
+        &self.target
+    }
+
+    /// Passes a frame on; a worker that already gave up is skipped, and
+    /// [`Forward::finish`] reports why.
+    pub async fn send(&mut self, frame: Bytes) {
+        if let Some(frames) = &self.frames {
+            if frames.send(Ok(frame)).await.is_err() {
+                self.frames = None;
+            }
+        }
+    }
+
+    /// Ends the body and waits for the worker's answer.
+    pub async fn finish(mut self) -> Result<(), String> {
+        self.frames = None;
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(error) => Err(format!("forwarding task failed: {error}")),
+        }
+    }
+
+    /// Cuts the upload short, so the worker sees an incomplete body and keeps nothing.
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+async fn forward(
+    http: reqwest::Client,
+    capability_token: String,
+    chunk: ChunkId,
+    target: ServerRef,
+    frames: mpsc::Receiver<Result<Bytes, io::Error>>,
+) -> Result<(), String> {
+    let url = format!("{}/v1/chunks/{chunk}", target.url.trim_end_matches('/'));
+    let body = futures_util::stream::unfold(frames, |mut frames| async move {
+        frames.recv().await.map(|frame| (frame, frames))
+    });
+    let describe = |what: String| format!("server {} at {}: {what}", target.id, target.url);
+    let response = http
+        .put(&url)
+        .header(CAPABILITY_HEADER, capability_token)
+        .header(REPLICA_HEADER, "1")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .map_err(|error| describe(format!("sending the chunk failed: {error}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        let message = match response.json::<ErrorBody>().await {
+            Ok(body) => body.message,
+            Err(_) => "no error body".to_string(),
+        };
+        return Err(describe(format!("refused the chunk with {status}: {message}")));
+    }
+    let stored: ChunkStored = response
+        .json()
+        .await
+        .map_err(|error| describe(format!("sent an unreadable answer: {error}")))?;
+    // A worker answering under another id means the replica set points at the
+    // wrong machine; trusting it would record a replica that does not exist.
+    if stored.chunk != chunk || !stored.servers.contains(&target.id) {
+        return Err(describe(format!(
+            "answered for chunk {} on servers {:?}",
+            stored.chunk, stored.servers
+        )));
+    }
+    Ok(())
+}

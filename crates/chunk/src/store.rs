@@ -1,0 +1,246 @@
+//! The on-disk chunk store: one file per chunk, named by its BLAKE3 hash.
+//!
+//! Under the data dir:
+//! - `chunks/<first two hex digits>/<id>`: a stored chunk. The two-digit shard
+//!   keeps directories small enough to list and fsync quickly.
+//! - `tmp/<random>`: a chunk being received. Nothing there was ever
+//!   acknowledged, so [`ChunkStore::open`] removes whatever a crash left.
+//!
+//! Architecture invariant: a file appears under `chunks/` only through
+//! [`TempChunk::commit`], which checks the content against the id and makes
+//! the file and its directory entry durable first. Reads still verify,
+//! because disks rot.
+//!
+//! This module is pure file I/O: no HTTP, no capabilities, no counters.
+
+use dfs_proto::chunk::ChunkId;
+use std::io;
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// Where chunks live, relative to the data dir.
+pub const CHUNKS_DIR: &str = "chunks";
+/// Where chunks being received live, relative to the data dir.
+pub const TMP_DIR: &str = "tmp";
+
+/// The chunk files of one file server.
+#[derive(Debug, Clone)]
+pub struct ChunkStore {
+    chunks_dir: PathBuf,
+    tmp_dir: PathBuf,
+}
+
+/// Why a chunk could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("chunk not found")]
+    NotFound,
+    #[error("chunk is corrupt: its content hashes to {actual}")]
+    Corrupt { actual: ChunkId },
+    #[error("reading chunk: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why a received chunk could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("content hashes to {actual}, not to its id {expected}")]
+    ChecksumMismatch { expected: ChunkId, actual: ChunkId },
+    #[error("storing chunk: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// What a successful commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The chunk is new on this server.
+    New,
+    /// The chunk was already here; the received copy was discarded.
+    AlreadyPresent,
+}
+
+impl ChunkStore {
+    /// Opens (creating if needed) the store under `data_dir` and removes
+    /// temporary files left by a crash.
+    pub fn open(data_dir: &Path) -> io::Result<Self> {
+        let store = ChunkStore {
+            chunks_dir: data_dir.join(CHUNKS_DIR),
+            tmp_dir: data_dir.join(TMP_DIR),
+        };
+        std::fs::create_dir_all(&store.chunks_dir)?;
+        std::fs::create_dir_all(&store.tmp_dir)?;
+        for entry in std::fs::read_dir(&store.tmp_dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            tracing::info!(path = %path.display(), "removing a temporary file left by an interrupted write");
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// The file a chunk lives in. The id is validated hex, so the path
+    /// cannot escape the chunks dir.
+    pub fn chunk_path(&self, id: &ChunkId) -> PathBuf {
+        self.shard_dir(id).join(id.as_str())
+    }
+
+    fn shard_dir(&self, id: &ChunkId) -> PathBuf {
+        self.chunks_dir.join(&id.as_str()[..2])
+    }
+
+    pub async fn exists(&self, id: &ChunkId) -> io::Result<bool> {
+        tokio::fs::try_exists(self.chunk_path(id)).await
+    }
+
+    /// Reads a whole chunk, refusing content that does not hash to its id.
+    pub async fn get(&self, id: &ChunkId) -> Result<Vec<u8>, ReadError> {
+        let bytes = match tokio::fs::read(self.chunk_path(id)).await {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(ReadError::NotFound),
+            Err(error) => return Err(ReadError::Io(error)),
+        };
+        let actual = ChunkId::from_hash_bytes(blake3::hash(&bytes).as_bytes());
+        if &actual != id {
+            return Err(ReadError::Corrupt { actual });
+        }
+        Ok(bytes)
+    }
+
+    /// Starts receiving a chunk into a new temporary file.
+    pub async fn create_temp(&self) -> io::Result<TempChunk> {
+        let path = self.tmp_dir.join(dfs_seal::random_id());
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await?;
+        Ok(TempChunk {
+            file,
+            path,
+            hasher: blake3::Hasher::new(),
+            len: 0,
+            finished: false,
+        })
+    }
+
+    /// Stores `bytes` as chunk `id` in one call (for repair tools and tests).
+    pub async fn put(&self, id: &ChunkId, bytes: &[u8]) -> Result<Stored, CommitError> {
+        let mut temp = self.create_temp().await?;
+        temp.write(bytes).await?;
+        temp.commit(self, id).await
+    }
+
+    /// Every chunk on disk with its size. Blocking: call it at startup or
+    /// from `spawn_blocking`. Files that are not chunks are skipped with a warning.
+    pub fn list(&self) -> io::Result<Vec<(ChunkId, u64)>> {
+        let mut chunks = Vec::new();
+        for shard in std::fs::read_dir(&self.chunks_dir)? {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                tracing::warn!(path = %shard.path().display(), "ignoring a stray file in the chunks dir");
+                continue;
+            }
+            for entry in std::fs::read_dir(shard.path())? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let id = name.to_str().and_then(|name| ChunkId::parse(name).ok());
+                match id {
+                    Some(id) if id.as_str()[..2] == *shard.file_name() => {
+                        chunks.push((id, entry.metadata()?.len()));
+                    }
+                    _ => tracing::warn!(path = %entry.path().display(), "ignoring a file that is not a chunk"),
+                }
+            }
+        }
+        Ok(chunks)
+    }
+}
+
+/// A chunk being received. Dropping it without [`TempChunk::commit`] removes
+/// the temporary file, so an aborted or refused upload leaves nothing behind.
+#[derive(Debug)]
+pub struct TempChunk {
+    file: tokio::fs::File,
+    path: PathBuf,
+    hasher: blake3::Hasher,
+    len: u64,
+    finished: bool,
+}
+
+impl TempChunk {
+    /// Appends `data`, hashing it on the way.
+    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.hasher.update(data);
+        self.file.write_all(data).await?;
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Makes the chunk durable under its id: checks the hash, fsyncs the
+    /// file, links it into place and fsyncs the directory. Only after this
+    /// returns may anyone be told the chunk is stored.
+    pub async fn commit(mut self, store: &ChunkStore, id: &ChunkId) -> Result<Stored, CommitError> {
+        let actual = ChunkId::from_hash_bytes(self.hasher.finalize().as_bytes());
+        if &actual != id {
+            return Err(CommitError::ChecksumMismatch {
+                expected: id.clone(),
+                actual,
+            });
+        }
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+
+        let shard = store.shard_dir(id);
+        match tokio::fs::create_dir(&shard).await {
+            // A new shard is itself an entry of the chunks dir, which must be durable too.
+            Ok(()) => sync_dir(&store.chunks_dir).await?,
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(error.into()),
+        }
+        // A hard link, unlike a rename, never replaces an existing file, so two
+        // concurrent uploads of one chunk learn exactly once that it is new.
+        let stored = match tokio::fs::hard_link(&self.path, store.chunk_path(id)).await {
+            Ok(()) => Stored::New,
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Stored::AlreadyPresent,
+            Err(error) => return Err(error.into()),
+        };
+        self.finished = true;
+        // A crash before this unlink leaves a temporary file, which the next start removes.
+        if let Err(error) = tokio::fs::remove_file(&self.path).await {
+            tracing::warn!(%error, path = %self.path.display(), "removing a temporary chunk file");
+        }
+        sync_dir(&shard).await?;
+        Ok(stored)
+    }
+}
+
+impl Drop for TempChunk {
+    fn drop(&mut self) {
+        if !self.finished {
+            if let Err(error) = std::fs::remove_file(&self.path) {
+                tracing::warn!(%error, path = %self.path.display(), "removing an abandoned temporary chunk file");
+            }
+        }
+    }
+}
+
+/// Fsyncs a directory, making the entries created in it durable.
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    tokio::fs::File::open(dir).await?.sync_all().await
+}
+
+#[cfg(test)]
+mod tests;

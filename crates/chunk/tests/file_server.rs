@@ -1,0 +1,646 @@
+//! The file server over real HTTP: each test starts servers in-process on
+//! 127.0.0.1:0 with temporary data dirs and a cluster key of its own.
+
+use dfs_chunk::{run, Config};
+use dfs_proto::chunk::{ChunkId, ChunkStored, FileServerStats, Heartbeat, ServerRef, REPLICA_HEADER};
+use dfs_proto::ticket::{Capability, ChunkOp, Role};
+use dfs_proto::{ErrorBody, ErrorCode, CAPABILITY_HEADER};
+use dfs_seal::ClusterKey;
+use reqwest::StatusCode;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+struct TestServer {
+    url: String,
+    id: String,
+    data_dir: PathBuf,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestServer {
+    async fn start(key: &ClusterKey, data_dir: &Path) -> TestServer {
+        Self::start_with(Config::new(data_dir, key.clone())).await
+    }
+
+    async fn start_with(config: Config) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let data_dir = config.data_dir.clone();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        let stats: FileServerStats = client()
+            .get(format!("{url}/v1/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        TestServer {
+            url,
+            id: stats.id,
+            data_dir,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.shutdown.send(());
+        self.task.await.unwrap().unwrap();
+    }
+
+    fn server_ref(&self) -> ServerRef {
+        ServerRef {
+            id: self.id.clone(),
+            url: self.url.clone(),
+        }
+    }
+
+    fn chunk_path(&self, id: &ChunkId) -> PathBuf {
+        self.data_dir.join("chunks").join(&id.as_str()[..2]).join(id.as_str())
+    }
+
+    async fn stats(&self) -> FileServerStats {
+        client()
+            .get(format!("{}/v1/stats", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn put(&self, id: &ChunkId, capability: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+        let mut request = client().put(format!("{}/v1/chunks/{id}", self.url)).body(body);
+        if let Some(capability) = capability {
+            request = request.header(CAPABILITY_HEADER, capability);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn get(&self, id: &ChunkId, capability: &str, range: Option<&str>) -> reqwest::Response {
+        let mut request = client()
+            .get(format!("{}/v1/chunks/{id}", self.url))
+            .header(CAPABILITY_HEADER, capability);
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        request.send().await.unwrap()
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Deterministic bytes that do not compress to a pattern.
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_u32 ^ u32::from(seed);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
+fn id_of(bytes: &[u8]) -> ChunkId {
+    ChunkId::from_hash_bytes(blake3::hash(bytes).as_bytes())
+}
+
+fn capability(key: &ClusterKey, op: ChunkOp, chunk: &ChunkId, size: usize, targets: Vec<ServerRef>) -> String {
+    key.seal_capability(&Capability {
+        op,
+        chunk: chunk.clone(),
+        size: size as u64,
+        targets,
+        expires_at: dfs_seal::now() + 60,
+    })
+}
+
+fn read_capability(key: &ClusterKey, chunk: &ChunkId) -> String {
+    capability(key, ChunkOp::Read, chunk, 0, vec![])
+}
+
+async fn error_of(response: reqwest::Response) -> (StatusCode, ErrorBody) {
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn a_chunk_round_trips() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&key, dir.path()).await;
+    let bytes = content(3 * 1024 * 1024 + 17, 1);
+    let id = id_of(&bytes);
+    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![server.server_ref()]);
+
+    let response = server.put(&id, Some(&cap), bytes.clone()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let stored: ChunkStored = response.json().await.unwrap();
+    assert_eq!(stored.chunk, id);
+    assert_eq!(stored.servers, vec![server.id.clone()]);
+    let receipt = key.open_receipt(&stored.receipt).unwrap();
+    assert_eq!(
+        (receipt.chunk, receipt.size, receipt.servers),
+        (id.clone(), bytes.len() as u64, vec![server.id.clone()])
+    );
+    assert_eq!(std::fs::read(server.chunk_path(&id)).unwrap(), bytes);
+
+    let response = server.get(&id, &read_capability(&key, &id), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().as_ref(), bytes.as_slice());
+
+    // The capability also works as a query parameter, for curl.
+    let url = format!("{}/v1/chunks/{id}?cap={}", server.url, read_capability(&key, &id));
+    let response = client().get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().len(), bytes.len());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn writes_without_a_valid_capability_are_refused() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&key, dir.path()).await;
+    let bytes = content(1000, 2);
+    let id = id_of(&bytes);
+    let me = vec![server.server_ref()];
+
+    let expired = key.seal_capability(&Capability {
+        op: ChunkOp::Write,
+        chunk: id.clone(),
+        size: 1000,
+        targets: me.clone(),
+        expires_at: dfs_seal::now() - 1,
+    });
+    let forged = capability(&ClusterKey::random(), ChunkOp::Write, &id, 1000, me.clone());
+    let other_chunk = capability(&key, ChunkOp::Write, &id_of(b"other"), 1000, me.clone());
+    let read_only = capability(&key, ChunkOp::Read, &id, 1000, me.clone());
+    let elsewhere = capability(
+        &key,
+        ChunkOp::Write,
+        &id,
+        1000,
+        vec![ServerRef {
+            id: "someone-else".into(),
+            url: "http://127.0.0.1:1".into(),
+        }],
+    );
+    let ticket = key.seal_ticket(&dfs_proto::ticket::Ticket {
+        uid: 1,
+        name: "ann".into(),
+        roles: vec![Role::Admin],
+        sid: dfs_seal::random_id(),
+        issued_at: 0,
+        expires_at: dfs_seal::now() + 60,
+    });
+    let cases: [(Option<&str>, StatusCode, ErrorCode); 7] = [
+        (None, StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
+        (Some(&expired), StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
+        (Some(&forged), StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
+        (Some(&ticket), StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
+        (Some(&other_chunk), StatusCode::FORBIDDEN, ErrorCode::PermissionDenied),
+        (Some(&read_only), StatusCode::FORBIDDEN, ErrorCode::PermissionDenied),
+        (Some(&elsewhere), StatusCode::FORBIDDEN, ErrorCode::PermissionDenied),
+    ];
+    for (index, (cap, status, code)) in cases.into_iter().enumerate() {
+        let (actual_status, body) = error_of(server.put(&id, cap, bytes.clone()).await).await;
+        assert_eq!(
+            (actual_status, body.code),
+            (status, code),
+            "case {index}: {}",
+            body.message
+        );
+    }
+    assert!(files_under(&dir.path().join("chunks")).is_empty());
+
+    // A read needs a read capability for this chunk.
+    let write = capability(&key, ChunkOp::Write, &id, 1000, me);
+    let (status, _) = error_of(server.get(&id, &write, None).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = error_of(server.get(&id, &forged, None).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = error_of(server.get(&id, &read_capability(&key, &id), None).await).await;
+    assert_eq!((status, body.code), (StatusCode::NOT_FOUND, ErrorCode::NotFound));
+
+    // Ids are validated before anything touches the disk.
+    let response = client()
+        .put(format!("{}/v1/chunks/..%2F..%2Fserver-id", server.url))
+        .header(CAPABILITY_HEADER, &write_cap_for_any(&key))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
+
+fn write_cap_for_any(key: &ClusterKey) -> String {
+    capability(key, ChunkOp::Write, &id_of(b"x"), 1, vec![])
+}
+
+#[tokio::test]
+async fn content_that_does_not_match_its_id_is_refused_and_not_kept() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&key, dir.path()).await;
+    let id = id_of(&content(5000, 3));
+    let cap = capability(&key, ChunkOp::Write, &id, 5000, vec![server.server_ref()]);
+
+    let (status, body) = error_of(server.put(&id, Some(&cap), content(5000, 4)).await).await;
+    assert_eq!(
+        (status, body.code),
+        (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::ChecksumMismatch)
+    );
+    assert!(files_under(&dir.path().join("chunks")).is_empty());
+    assert!(files_under(&dir.path().join("tmp")).is_empty());
+
+    // Wrong lengths are refused too, and leave nothing either.
+    let (status, body) = error_of(server.put(&id, Some(&cap), content(5001, 3)).await).await;
+    assert_eq!(
+        (status, body.code),
+        (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
+    );
+    let (status, _) = error_of(server.put(&id, Some(&cap), content(4999, 3)).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(files_under(&dir.path().join("chunks")).is_empty());
+    assert!(files_under(&dir.path().join("tmp")).is_empty());
+    assert_eq!(server.stats().await.chunk_count, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_primary_replicates_to_every_target() {
+    let key = ClusterKey::random();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut servers = Vec::new();
+    for dir in &dirs {
+        servers.push(TestServer::start(&key, dir.path()).await);
+    }
+    let targets: Vec<_> = servers.iter().map(TestServer::server_ref).collect();
+    let bytes = content(5 * 1024 * 1024 + 3, 5);
+    let id = id_of(&bytes);
+    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), targets.clone());
+
+    // Only the primary may be sent a chunk by a client. (The refusal comes
+    // before the body is read, so a short body keeps the connection orderly.)
+    let (status, _) = error_of(servers[1].put(&id, Some(&cap), bytes[..10].to_vec()).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let response = servers[0].put(&id, Some(&cap), bytes.clone()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let stored: ChunkStored = response.json().await.unwrap();
+    let ids: Vec<_> = servers.iter().map(|server| server.id.clone()).collect();
+    assert_eq!(stored.servers, ids);
+    let receipt = key.open_receipt(&stored.receipt).unwrap();
+    assert_eq!(receipt.servers, ids);
+    assert_eq!(receipt.size, bytes.len() as u64);
+    for server in &servers {
+        assert_eq!(
+            std::fs::read(server.chunk_path(&id)).unwrap(),
+            bytes,
+            "on {}",
+            server.id
+        );
+        let stats = server.stats().await;
+        assert_eq!((stats.chunk_count, stats.stored_bytes), (1, bytes.len() as u64));
+        let response = server.get(&id, &read_capability(&key, &id), None).await;
+        assert_eq!(response.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    }
+
+    // A worker refuses a replica whose content does not match, so a primary
+    // cannot plant bad bytes either.
+    let bad_cap = capability(&key, ChunkOp::Write, &id_of(b"real"), 4, targets);
+    let response = client()
+        .put(format!("{}/v1/chunks/{}", servers[2].url, id_of(b"real")))
+        .header(CAPABILITY_HEADER, bad_cap)
+        .header(REPLICA_HEADER, "1")
+        .body("fake")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    for server in servers {
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_down_worker_fails_the_write() {
+    let key = ClusterKey::random();
+    let (dir1, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let primary = TestServer::start(&key, dir1.path()).await;
+    let worker = TestServer::start(&key, dir2.path()).await;
+    let dead_url = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let dead = ServerRef {
+        id: "dead-server".into(),
+        url: dead_url,
+    };
+    let bytes = content(200_000, 6);
+    let id = id_of(&bytes);
+    let cap = capability(
+        &key,
+        ChunkOp::Write,
+        &id,
+        bytes.len(),
+        vec![primary.server_ref(), worker.server_ref(), dead],
+    );
+    let (status, body) = error_of(primary.put(&id, Some(&cap), bytes.clone()).await).await;
+    assert_eq!(
+        (status, body.code),
+        (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+    );
+    assert!(body.message.contains("dead-server"), "{}", body.message);
+    // The copies that did succeed stay; they are harmless.
+    assert!(primary.chunk_path(&id).exists());
+    assert!(worker.chunk_path(&id).exists());
+    primary.stop().await;
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn ranges_are_served_and_checked() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&key, dir.path()).await;
+    let bytes = content(1000, 7);
+    let id = id_of(&bytes);
+    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![server.server_ref()]);
+    assert_eq!(
+        server.put(&id, Some(&cap), bytes.clone()).await.status(),
+        StatusCode::OK
+    );
+    let read = read_capability(&key, &id);
+
+    for (range, expected, content_range) in [
+        ("bytes=10-19", &bytes[10..20], "bytes 10-19/1000"),
+        ("bytes=990-", &bytes[990..], "bytes 990-999/1000"),
+        ("bytes=-5", &bytes[995..], "bytes 995-999/1000"),
+        ("bytes=900-5000", &bytes[900..], "bytes 900-999/1000"),
+    ] {
+        let response = server.get(&id, &read, Some(range)).await;
+        assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(response.headers()["content-range"], content_range, "{range}");
+        assert_eq!(response.bytes().await.unwrap().as_ref(), expected, "{range}");
+    }
+    let response = server.get(&id, &read, Some("bytes=1000-")).await;
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(response.headers()["content-range"], "bytes */1000");
+    let body: ErrorBody = response.json().await.unwrap();
+    assert_eq!(body.code, ErrorCode::BadRequest);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_corrupt_chunk_is_never_served() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&key, dir.path()).await;
+    let bytes = content(64 * 1024, 8);
+    let id = id_of(&bytes);
+    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![server.server_ref()]);
+    assert_eq!(
+        server.put(&id, Some(&cap), bytes.clone()).await.status(),
+        StatusCode::OK
+    );
+
+    let mut rotten = bytes.clone();
+    rotten[12345] ^= 0x40;
+    std::fs::write(server.chunk_path(&id), &rotten).unwrap();
+    for range in [None, Some("bytes=0-9")] {
+        let (status, body) = error_of(server.get(&id, &read_capability(&key, &id), range).await).await;
+        assert_eq!(
+            (status, body.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
+        );
+        assert_eq!(body.message, "chunk is corrupt on this server");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_server_id_and_chunks_survive_a_restart() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&key, dir.path()).await;
+    let first_id = server.id.clone();
+    assert_eq!(first_id.len(), 32);
+    let bytes = content(4321, 9);
+    let id = id_of(&bytes);
+    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![server.server_ref()]);
+    assert_eq!(
+        server.put(&id, Some(&cap), bytes.clone()).await.status(),
+        StatusCode::OK
+    );
+    server.stop().await;
+
+    // A crash mid-write leaves a temporary file; the next start removes it.
+    std::fs::write(dir.path().join("tmp/interrupted"), b"partial").unwrap();
+    let server = TestServer::start(&key, dir.path()).await;
+    assert_eq!(server.id, first_id);
+    assert!(files_under(&dir.path().join("tmp")).is_empty());
+    let stats = server.stats().await;
+    assert_eq!((stats.chunk_count, stats.stored_bytes), (1, 4321));
+    let response = server.get(&id, &read_capability(&key, &id), None).await;
+    assert_eq!(response.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stats_count_reads_and_writes() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&key, dir.path()).await;
+    assert_eq!(
+        server.stats().await,
+        FileServerStats {
+            id: server.id.clone(),
+            ..Default::default()
+        }
+    );
+
+    let bytes = content(2048, 10);
+    let id = id_of(&bytes);
+    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![server.server_ref()]);
+    assert_eq!(
+        server.put(&id, Some(&cap), bytes.clone()).await.status(),
+        StatusCode::OK
+    );
+    let modified = std::fs::metadata(server.chunk_path(&id)).unwrap().modified().unwrap();
+    // Writing a chunk that is already here is acknowledged without rewriting it,
+    // but its content is still checked.
+    assert_eq!(
+        server.put(&id, Some(&cap), bytes.clone()).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        std::fs::metadata(server.chunk_path(&id)).unwrap().modified().unwrap(),
+        modified
+    );
+    let (status, _) = error_of(server.put(&id, Some(&cap), content(2048, 11)).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(std::fs::read(server.chunk_path(&id)).unwrap(), bytes);
+
+    let read = read_capability(&key, &id);
+    assert_eq!(server.get(&id, &read, None).await.status(), StatusCode::OK);
+    assert_eq!(
+        server.get(&id, &read, Some("bytes=0-99")).await.status(),
+        StatusCode::PARTIAL_CONTENT
+    );
+
+    let stats = server.stats().await;
+    assert_eq!(stats.chunk_count, 1);
+    assert_eq!(stats.stored_bytes, 2048);
+    assert_eq!(stats.chunk_writes, 2);
+    assert_eq!(stats.bytes_written, 4096);
+    assert_eq!(stats.chunk_reads, 2);
+    assert_eq!(stats.bytes_read, 2048 + 100);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeats_reach_the_directory_service() {
+    use axum::extract::State;
+    use axum::http::HeaderMap;
+    type Seen = Arc<Mutex<Vec<(String, Heartbeat)>>>;
+    async fn record(State(seen): State<Seen>, headers: HeaderMap, axum::Json(heartbeat): axum::Json<Heartbeat>) {
+        let bearer = headers["authorization"].to_str().unwrap().to_string();
+        seen.lock().unwrap().push((bearer, heartbeat));
+    }
+
+    let seen: Seen = Arc::default();
+    let directory = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let directory_url = format!("http://{}", directory.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/v1/servers/heartbeat", axum::routing::post(record))
+        .with_state(Arc::clone(&seen));
+    let directory_task = tokio::spawn(async move { axum::serve(directory, app).await });
+
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path(), key.clone());
+    config.directory_url = Some(directory_url);
+    config.heartbeat_interval = Duration::from_millis(100);
+    config.public_url = Some("http://chunk-1.example:7072".into());
+    let server = TestServer::start_with(config).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no heartbeats");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (bearer, heartbeat) = seen.lock().unwrap()[0].clone();
+    let ticket = key
+        .open_ticket(bearer.strip_prefix("Bearer ").unwrap(), dfs_seal::now())
+        .unwrap();
+    assert!(ticket.is_service());
+    assert_eq!(heartbeat.server.id, server.id);
+    assert_eq!(heartbeat.server.url, "http://chunk-1.example:7072");
+    assert_eq!((heartbeat.used_bytes, heartbeat.chunk_count), (0, 0));
+    assert!(heartbeat.capacity_bytes > 0);
+    server.stop().await;
+    directory_task.abort();
+}
+
+#[tokio::test]
+async fn a_refused_replica_fails_the_write_and_bad_content_is_kept_nowhere() {
+    let key = ClusterKey::random();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let primary = TestServer::start(&key, dirs[0].path()).await;
+    let worker = TestServer::start(&key, dirs[1].path()).await;
+    // A server of another cluster cannot open our capabilities.
+    let stranger = TestServer::start(&ClusterKey::random(), dirs[2].path()).await;
+
+    let bytes = content(2 * 1024 * 1024, 12);
+    let id = id_of(&bytes);
+    let targets = vec![primary.server_ref(), stranger.server_ref(), worker.server_ref()];
+    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), targets.clone());
+    let (status, body) = error_of(primary.put(&id, Some(&cap), bytes.clone()).await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{}", body.message);
+    assert!(body.message.contains(&stranger.id), "{}", body.message);
+    assert!(worker.chunk_path(&id).exists());
+    assert!(!stranger.chunk_path(&id).exists());
+
+    // Content that does not match its id is refused by the primary and by
+    // every worker it reached; none keeps a file, finished or temporary.
+    let targets = vec![primary.server_ref(), worker.server_ref()];
+    let wrong_id = id_of(b"not this content");
+    let cap = capability(&key, ChunkOp::Write, &wrong_id, bytes.len(), targets);
+    let (status, body) = error_of(primary.put(&wrong_id, Some(&cap), bytes.clone()).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{}", body.message);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for server in [&primary, &worker] {
+        assert!(!server.chunk_path(&wrong_id).exists());
+        // The worker may still be noticing that its upload was cut short.
+        while !files_under(&server.data_dir.join("tmp")).is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "temporary file left on {}",
+                server.id
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for server in [primary, worker, stranger] {
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_of_the_largest_size_replicates_and_a_larger_one_is_refused() {
+    let key = ClusterKey::random();
+    let (dir1, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let primary = TestServer::start(&key, dir1.path()).await;
+    let worker = TestServer::start(&key, dir2.path()).await;
+    let targets = vec![primary.server_ref(), worker.server_ref()];
+
+    let bytes = content(dfs_chunk::MAX_CHUNK_BYTES as usize, 13);
+    let id = id_of(&bytes);
+    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), targets.clone());
+    let response = primary.put(&id, Some(&cap), bytes.clone()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(std::fs::read(worker.chunk_path(&id)).unwrap(), bytes);
+
+    let too_big = capability(&key, ChunkOp::Write, &id, bytes.len() + 1, targets);
+    let (status, body) = error_of(primary.put(&id, Some(&too_big), vec![0; 16]).await).await;
+    assert_eq!(
+        (status, body.code),
+        (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
+    );
+    primary.stop().await;
+    worker.stop().await;
+}
