@@ -1,4 +1,215 @@
-//! The namespace: directories, files, chunks and their replicas.
+//! The namespace: directories, files, their chunk lists, chunk replicas, file
+//! servers and pending uploads.
+//!
+//! Every method that reads or changes the tree resolves its paths and checks
+//! the caller's permissions inside the same database transaction as its
+//! writes, so no concurrent change can slip between the check and the write.
+//! The permission rule itself is the pure function [`permits`], shared by
+//! every engine.
+//!
+//! Errors from namespace methods carry a complete one-line message for a human
+//! (`"no such file or directory: /home/ann/x"`), so services can pass it on
+//! unchanged; the variant says which HTTP status it deserves:
+//! [`StoreError::NotFound`], [`StoreError::PermissionDenied`],
+//! [`StoreError::AlreadyExists`], [`StoreError::Conflict`] (e.g. a non-empty
+//! directory), [`StoreError::Invalid`] (e.g. "not a directory: /a").
+//!
+//! [`StoreError::NotFound`]: crate::StoreError::NotFound
+//! [`StoreError::PermissionDenied`]: crate::StoreError::PermissionDenied
+//! [`StoreError::AlreadyExists`]: crate::StoreError::AlreadyExists
+//! [`StoreError::Conflict`]: crate::StoreError::Conflict
+//! [`StoreError::Invalid`]: crate::StoreError::Invalid
 
-/// Implemented by every engine (filled in by the directory service work).
-pub trait NamespaceStore: Send + Sync {}
+use crate::StoreResult;
+use dfs_proto::chunk::{ChunkId, ServerRef};
+use dfs_proto::namespace::{ChunkRef, Listing, Stat};
+use dfs_proto::path::DfsPath;
+use dfs_proto::UnixSeconds;
+use std::collections::HashMap;
+
+/// Permission bit: read (list a directory, read a file).
+pub const READ: u32 = 4;
+/// Permission bit: write (create or delete entries of a directory, overwrite a file).
+pub const WRITE: u32 = 2;
+/// Permission bit: execute (traverse a directory).
+pub const EXECUTE: u32 = 1;
+
+/// Uid and name of the owner of `/` and `/home` (the first user the security service creates).
+pub const ROOT_OWNER_UID: u64 = 1;
+pub const ROOT_OWNER_NAME: &str = "admin";
+/// Mode of a new file when the upload names none.
+pub const DEFAULT_FILE_MODE: u32 = 0o644;
+/// Mode of a new directory when the request names none.
+pub const DEFAULT_DIR_MODE: u32 = 0o755;
+/// Mode of a home directory.
+pub const HOME_MODE: u32 = 0o700;
+
+/// Who performs a namespace operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub uid: u64,
+    /// Recorded as the owner name of what the principal creates.
+    pub name: String,
+    /// Bypasses every permission check.
+    pub admin: bool,
+}
+
+/// Whether `who` holds every bit of `wanted` (a combination of [`READ`],
+/// [`WRITE`], [`EXECUTE`]) on an entry owned by `owner_uid` with `mode`.
+/// The owner bits apply to the owner, the other bits to everyone else
+/// (there are no groups yet); admins may do anything.
+pub fn permits(who: &Principal, owner_uid: u64, mode: u32, wanted: u32) -> bool {
+    if who.admin {
+        return true;
+    }
+    let bits = if who.uid == owner_uid {
+        (mode >> 6) & 7
+    } else {
+        mode & 7
+    };
+    bits & wanted == wanted
+}
+
+/// A pending upload, kept in the store so a restart does not lose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub id: String,
+    pub path: DfsPath,
+    pub owner_uid: u64,
+    pub owner_name: String,
+    /// Fail the commit if the file exists by then.
+    pub no_clobber: bool,
+    /// Mode for a new file; `None` is [`DEFAULT_FILE_MODE`]. An existing file keeps its mode.
+    pub mode: Option<u32>,
+    /// Every chunk but the last must have exactly this size.
+    pub chunk_size: u64,
+    /// Recorded replicas each chunk needs before the commit is accepted.
+    pub replication: u32,
+    pub created_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+}
+
+/// Totals for the cluster status page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceCounts {
+    pub files: u64,
+    pub directories: u64,
+    /// Distinct chunks referenced by files.
+    pub chunks: u64,
+    /// Server id -> chunk replicas recorded on it.
+    pub replicas_per_server: HashMap<String, u64>,
+}
+
+/// Implemented by every engine. Paths are resolved from `/`; every
+/// directory passed through needs [`EXECUTE`] for the principal.
+pub trait NamespaceStore: Send + Sync {
+    /// Metadata of `path` (traversal permission only).
+    fn stat(&self, who: &Principal, path: &DfsPath) -> StoreResult<Stat>;
+
+    /// The entries of directory `path`, sorted by name; needs [`READ`] on it.
+    fn list(&self, who: &Principal, path: &DfsPath) -> StoreResult<Listing>;
+
+    /// Creates directory `path` owned by `who`, needing [`WRITE`] and
+    /// [`EXECUTE`] on its parent. With `parents`, creates missing ancestors
+    /// too and succeeds if `path` already is a directory.
+    fn mkdir(&self, who: &Principal, path: &DfsPath, mode: u32, parents: bool, now_ms: u64) -> StoreResult<Stat>;
+
+    /// Removes `path` (needs [`WRITE`] and [`EXECUTE`] on its parent, and on
+    /// every directory emptied when `recursive`). A non-empty directory needs
+    /// `recursive`; `/` is never removed.
+    fn remove(&self, who: &Principal, path: &DfsPath, recursive: bool, now_ms: u64) -> StoreResult<()>;
+
+    /// Moves `from` to `to` atomically, replacing an existing `to` unless
+    /// `no_clobber` (a file only by a file, a directory only by a directory,
+    /// and only an empty one). Needs [`WRITE`] and [`EXECUTE`] on both parents.
+    fn rename(&self, who: &Principal, from: &DfsPath, to: &DfsPath, no_clobber: bool, now_ms: u64)
+        -> StoreResult<Stat>;
+
+    /// Sets the permission bits (`mode & 0o7777`); owner or admin only.
+    fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat>;
+
+    /// Gives `path` to another user; admin only.
+    fn chown(&self, who: &Principal, path: &DfsPath, owner_uid: u64, owner_name: &str) -> StoreResult<Stat>;
+
+    /// Makes sure `/home/NAME` exists (owned by `uid`, mode [`HOME_MODE`]);
+    /// an existing entry is left as it is.
+    fn ensure_home(&self, uid: u64, name: &str, now_ms: u64) -> StoreResult<Stat>;
+
+    /// A file's metadata and chunk list, read together; needs [`READ`] on the file.
+    fn file_chunks(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, Vec<ChunkRef>)>;
+
+    /// Checks that `upload.path` may be written by `who` now (parent is an
+    /// existing directory with [`WRITE`] and [`EXECUTE`], target is not a
+    /// directory, an existing target is writable and absent if `no_clobber`)
+    /// and records the upload.
+    fn begin_upload(&self, who: &Principal, upload: &UploadRecord) -> StoreResult<()>;
+
+    /// The upload with this id, if it exists and has not expired at `now`.
+    fn upload(&self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>>;
+
+    /// Forgets an upload; false if there was none.
+    fn delete_upload(&self, id: &str) -> StoreResult<bool>;
+
+    /// Forgets the uploads expired at `now`; returns how many.
+    fn expire_uploads(&self, now: UnixSeconds) -> StoreResult<u64>;
+
+    /// In one transaction: re-checks everything [`Self::begin_upload`]
+    /// checked, checks that every chunk has at least the upload's
+    /// replication in recorded replicas (else `Conflict`), writes the file
+    /// (new at version 1, or the existing one at version + 1, keeping its
+    /// owner and mode) with exactly `chunks`, and forgets the upload.
+    /// `who` must own the upload; an unknown or expired upload is `NotFound`.
+    fn commit_upload(
+        &self,
+        who: &Principal,
+        upload_id: &str,
+        chunks: &[ChunkRef],
+        now: UnixSeconds,
+        now_ms: u64,
+    ) -> StoreResult<Stat>;
+
+    /// Records that `servers` hold `chunk` (idempotent).
+    fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()>;
+
+    /// Chunk -> ids of the servers recorded as holding it, for each of `chunks`
+    /// (chunks with no replica are absent).
+    fn replicas(&self, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, Vec<String>>>;
+
+    /// Every chunk referenced by a file, with the servers recorded as holding it.
+    fn referenced_chunks(&self) -> StoreResult<Vec<(ChunkId, Vec<String>)>>;
+
+    /// Records (or updates the URL of) a file server.
+    fn upsert_server(&self, server: &ServerRef) -> StoreResult<()>;
+
+    /// Every file server ever recorded, sorted by id.
+    fn servers(&self) -> StoreResult<Vec<ServerRef>>;
+
+    /// Totals for the cluster status.
+    fn counts(&self) -> StoreResult<NamespaceCounts>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_bits_apply_to_the_owner_and_other_bits_to_the_rest() {
+        let ann = Principal {
+            uid: 2,
+            name: "ann".into(),
+            admin: false,
+        };
+        let admin = Principal {
+            uid: 1,
+            name: "admin".into(),
+            admin: true,
+        };
+        assert!(permits(&ann, 2, 0o700, READ | WRITE | EXECUTE));
+        assert!(!permits(&ann, 3, 0o700, EXECUTE));
+        assert!(permits(&ann, 3, 0o755, READ | EXECUTE));
+        assert!(!permits(&ann, 3, 0o755, WRITE));
+        // The owner bits decide for the owner even when other bits are wider.
+        assert!(!permits(&ann, 2, 0o077, READ));
+        assert!(permits(&admin, 3, 0o000, READ | WRITE | EXECUTE));
+    }
+}

@@ -1,13 +1,31 @@
 //! The behaviour every metadata engine must show. Each engine's test file
 //! calls every function here with a fresh, empty store.
 
+use crate::namespace::{Principal, UploadRecord};
 use crate::users::SessionRecord;
 use crate::{Store, StoreError};
+use dfs_proto::chunk::{ChunkId, ServerRef};
+use dfs_proto::namespace::{ChunkRef, EntryKind};
+use dfs_proto::DfsPath;
+
+/// One test of the suite: it gets a fresh, empty store.
+pub type SuiteTest = fn(&dyn Store);
 
 /// Every test of the suite, by name, for engines to run in a loop.
-pub const ALL: &[(&str, fn(&dyn Store))] = &[
+pub const ALL: &[(&str, SuiteTest)] = &[
     ("users_create_list_delete", users_create_list_delete),
     ("sessions_revoke_and_expire", sessions_revoke_and_expire),
+    (
+        "namespace_starts_with_root_and_home",
+        namespace_starts_with_root_and_home,
+    ),
+    ("namespace_mkdir_list_stat", namespace_mkdir_list_stat),
+    ("namespace_permissions", namespace_permissions),
+    ("namespace_rename", namespace_rename),
+    ("namespace_remove", namespace_remove),
+    ("namespace_chmod_chown", namespace_chmod_chown),
+    ("namespace_uploads_and_versions", namespace_uploads_and_versions),
+    ("namespace_replicas_servers_counts", namespace_replicas_servers_counts),
 ];
 
 pub fn users_create_list_delete(store: &dyn Store) {
@@ -82,4 +100,566 @@ pub fn sessions_revoke_and_expire(store: &dyn Store) {
     // After expiry there is nothing left to revoke.
     assert_eq!(store.revoked_sessions(1_500).unwrap().len(), 1);
     assert!(store.revoked_sessions(3_000).unwrap().is_empty());
+}
+
+// ---- The namespace ----
+
+fn path(raw: &str) -> DfsPath {
+    DfsPath::parse(raw).unwrap()
+}
+
+fn admin() -> Principal {
+    Principal {
+        uid: 1,
+        name: "admin".into(),
+        admin: true,
+    }
+}
+
+fn user(uid: u64, name: &str) -> Principal {
+    Principal {
+        uid,
+        name: name.into(),
+        admin: false,
+    }
+}
+
+fn names(store: &dyn Store, who: &Principal, dir: &str) -> Vec<String> {
+    store
+        .list(who, &path(dir))
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|entry| entry.path.name().unwrap().to_string())
+        .collect()
+}
+
+fn chunk(seed: u8, size: u64) -> ChunkRef {
+    ChunkRef {
+        id: ChunkId::from_hash_bytes(&[seed; 32]),
+        size,
+    }
+}
+
+fn upload(id: &str, target: &str, owner: &Principal, no_clobber: bool) -> UploadRecord {
+    UploadRecord {
+        id: id.into(),
+        path: path(target),
+        owner_uid: owner.uid,
+        owner_name: owner.name.clone(),
+        no_clobber,
+        mode: None,
+        chunk_size: 4,
+        replication: 2,
+        created_at: 100,
+        expires_at: 1_000,
+    }
+}
+
+/// Writes `chunks` to `target` through a whole upload, recording two replicas of each chunk.
+fn write_file(
+    store: &dyn Store,
+    who: &Principal,
+    id: &str,
+    target: &str,
+    chunks: &[ChunkRef],
+) -> dfs_proto::namespace::Stat {
+    store.begin_upload(who, &upload(id, target, who, false)).unwrap();
+    for chunk in chunks {
+        store
+            .record_replicas(&chunk.id, chunk.size, &["s1".into(), "s2".into()])
+            .unwrap();
+    }
+    store.commit_upload(who, id, chunks, 200, 200_000).unwrap()
+}
+
+fn assert_err(result: Result<impl std::fmt::Debug, StoreError>, expected: fn(&StoreError) -> bool, text: &str) {
+    match result {
+        Err(error) if expected(&error) && error.to_string().contains(text) => {}
+        other => panic!("expected an error containing {text:?}, got {other:?}"),
+    }
+}
+
+pub fn namespace_starts_with_root_and_home(store: &dyn Store) {
+    let root = store.stat(&admin(), &DfsPath::root()).unwrap();
+    assert_eq!(
+        (root.kind, root.owner_uid, root.owner.as_str(), root.mode),
+        (EntryKind::Dir, 1, "admin", 0o755)
+    );
+    let home = store.stat(&user(7, "ann"), &path("/home")).unwrap();
+    assert_eq!((home.kind, home.owner_uid, home.mode), (EntryKind::Dir, 1, 0o755));
+    assert_eq!(names(store, &user(7, "ann"), "/"), ["home"]);
+
+    let ann_home = store.ensure_home(7, "ann", 1_000).unwrap();
+    assert_eq!(
+        (ann_home.owner_uid, ann_home.owner.as_str(), ann_home.mode),
+        (7, "ann", 0o700)
+    );
+    // Idempotent.
+    assert_eq!(store.ensure_home(7, "ann", 2_000).unwrap(), ann_home);
+    assert!(store.ensure_home(8, "../x", 1).is_err());
+}
+
+pub fn namespace_mkdir_list_stat(store: &dyn Store) {
+    let ann = user(7, "ann");
+    store.ensure_home(7, "ann", 1).unwrap();
+    store.mkdir(&ann, &path("/home/ann/b"), 0o755, false, 10).unwrap();
+    store.mkdir(&ann, &path("/home/ann/a"), 0o750, false, 11).unwrap();
+    assert_err(
+        store.mkdir(&ann, &path("/home/ann/a"), 0o755, false, 12),
+        |e| matches!(e, StoreError::AlreadyExists(_)),
+        "already exists: /home/ann/a",
+    );
+    // With parents: creates the chain and tolerates existing directories.
+    let deep = store.mkdir(&ann, &path("/home/ann/a/x/y"), 0o700, true, 13).unwrap();
+    assert_eq!(
+        (deep.kind, deep.owner_uid, deep.owner.as_str(), deep.mode),
+        (EntryKind::Dir, 7, "ann", 0o700)
+    );
+    store.mkdir(&ann, &path("/home/ann/a/x/y"), 0o700, true, 14).unwrap();
+    assert_err(
+        store.mkdir(&ann, &path("/home/ann/none/z"), 0o755, false, 15),
+        |e| matches!(e, StoreError::NotFound(_)),
+        "no such file or directory: /home/ann/none",
+    );
+    assert_eq!(names(store, &ann, "/home/ann"), ["a", "b"]);
+    let listing = store.list(&ann, &path("/home/ann")).unwrap();
+    assert_eq!(listing.entries[0].path, path("/home/ann/a"));
+    assert_eq!(listing.entries[0].mode, 0o750);
+
+    let stat = store.stat(&ann, &path("/home/ann/a/x")).unwrap();
+    assert_eq!(stat.path, path("/home/ann/a/x"));
+    assert_err(
+        store.stat(&ann, &path("/home/ann/c")),
+        |e| matches!(e, StoreError::NotFound(_)),
+        "/home/ann/c",
+    );
+
+    // Files are not directories.
+    write_file(store, &ann, "u1", "/home/ann/f", &[chunk(1, 3)]);
+    assert_err(
+        store.list(&ann, &path("/home/ann/f")),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "not a directory: /home/ann/f",
+    );
+    assert_err(
+        store.mkdir(&ann, &path("/home/ann/f/g"), 0o755, true, 16),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "not a directory",
+    );
+    assert_err(
+        store.stat(&ann, &path("/home/ann/f/g")),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "not a directory",
+    );
+    assert_err(
+        store.mkdir(&ann, &path("/home/ann/f"), 0o755, true, 17),
+        |e| matches!(e, StoreError::AlreadyExists(_)),
+        "/home/ann/f",
+    );
+}
+
+pub fn namespace_permissions(store: &dyn Store) {
+    let ann = user(7, "ann");
+    let bob = user(8, "bob");
+    store.ensure_home(7, "ann", 1).unwrap();
+    store.ensure_home(8, "bob", 1).unwrap();
+    write_file(store, &bob, "u1", "/home/bob/secret", &[chunk(1, 3)]);
+
+    // Bob's home is 0700: Ann can neither list nor traverse it.
+    assert_err(
+        store.list(&ann, &path("/home/bob")),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "permission denied: /home/bob",
+    );
+    assert_err(
+        store.stat(&ann, &path("/home/bob/secret")),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "/home/bob",
+    );
+    assert_err(
+        store.file_chunks(&ann, &path("/home/bob/secret")),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "/home/bob",
+    );
+    assert_err(
+        store.remove(&ann, &path("/home/bob/secret"), false, 2),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "/home/bob",
+    );
+    assert_err(
+        store.begin_upload(&ann, &upload("u2", "/home/bob/secret", &ann, false)),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "/home/bob",
+    );
+    // Only admins create at the top.
+    assert_err(
+        store.mkdir(&ann, &path("/top"), 0o755, false, 2),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "permission denied: /",
+    );
+    // An admin may do all of it.
+    assert_eq!(names(store, &admin(), "/home/bob"), ["secret"]);
+    store.file_chunks(&admin(), &path("/home/bob/secret")).unwrap();
+
+    // Opened for traversal and reading, the file is readable but not writable by others.
+    store.chmod(&bob, &path("/home/bob"), 0o755).unwrap();
+    assert_eq!(
+        store.file_chunks(&ann, &path("/home/bob/secret")).unwrap().1,
+        [chunk(1, 3)]
+    );
+    assert_err(
+        store.begin_upload(&ann, &upload("u3", "/home/bob/secret", &ann, false)),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "/home/bob",
+    );
+    store.chmod(&bob, &path("/home/bob/secret"), 0o600).unwrap();
+    assert_err(
+        store.file_chunks(&ann, &path("/home/bob/secret")),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "permission denied: /home/bob/secret",
+    );
+    // Overwriting needs WRITE on the file, not on the directory.
+    store.chmod(&bob, &path("/home/bob/secret"), 0o666).unwrap();
+    store.mkdir(&bob, &path("/home/bob/shared"), 0o777, false, 3).unwrap();
+    store
+        .begin_upload(&ann, &upload("u4", "/home/bob/secret", &ann, false))
+        .unwrap();
+    store
+        .begin_upload(&ann, &upload("u5", "/home/bob/shared/new", &ann, false))
+        .unwrap();
+}
+
+pub fn namespace_rename(store: &dyn Store) {
+    let ann = user(7, "ann");
+    store.ensure_home(7, "ann", 1).unwrap();
+    store.mkdir(&ann, &path("/home/ann/d1/sub"), 0o755, true, 2).unwrap();
+    store.mkdir(&ann, &path("/home/ann/d2"), 0o755, false, 2).unwrap();
+    write_file(store, &ann, "u1", "/home/ann/d1/f", &[chunk(1, 4), chunk(2, 1)]);
+    write_file(store, &ann, "u2", "/home/ann/d2/g", &[chunk(3, 2)]);
+
+    // Across directories, keeping identity and content.
+    let moved = store
+        .rename(&ann, &path("/home/ann/d1/f"), &path("/home/ann/d2/f"), false, 3)
+        .unwrap();
+    assert_eq!(
+        (moved.path.as_str(), moved.size, moved.version),
+        ("/home/ann/d2/f", 5, 1)
+    );
+    assert_eq!(names(store, &ann, "/home/ann/d1"), ["sub"]);
+    assert_eq!(
+        store.file_chunks(&ann, &path("/home/ann/d2/f")).unwrap().1,
+        [chunk(1, 4), chunk(2, 1)]
+    );
+
+    // no_clobber refuses an existing target and changes nothing.
+    assert_err(
+        store.rename(&ann, &path("/home/ann/d2/f"), &path("/home/ann/d2/g"), true, 4),
+        |e| matches!(e, StoreError::AlreadyExists(_)),
+        "already exists: /home/ann/d2/g",
+    );
+    assert_eq!(names(store, &ann, "/home/ann/d2"), ["f", "g"]);
+    // Without it the target is replaced atomically.
+    store
+        .rename(&ann, &path("/home/ann/d2/f"), &path("/home/ann/d2/g"), false, 5)
+        .unwrap();
+    assert_eq!(names(store, &ann, "/home/ann/d2"), ["g"]);
+    assert_eq!(
+        store.file_chunks(&ann, &path("/home/ann/d2/g")).unwrap().1,
+        [chunk(1, 4), chunk(2, 1)]
+    );
+
+    // A directory moves with its subtree.
+    store
+        .rename(&ann, &path("/home/ann/d1"), &path("/home/ann/d2/d1"), false, 6)
+        .unwrap();
+    assert_eq!(names(store, &ann, "/home/ann/d2/d1"), ["sub"]);
+    // Never under itself.
+    assert_err(
+        store.rename(&ann, &path("/home/ann/d2"), &path("/home/ann/d2/d1/sub/x"), false, 7),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "under itself",
+    );
+    // Kinds must match; a non-empty directory is never replaced.
+    store.mkdir(&ann, &path("/home/ann/empty"), 0o755, false, 8).unwrap();
+    assert_err(
+        store.rename(&ann, &path("/home/ann/d2/g"), &path("/home/ann/empty"), false, 9),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "is a directory: /home/ann/empty",
+    );
+    assert_err(
+        store.rename(&ann, &path("/home/ann/empty"), &path("/home/ann/d2/g"), false, 9),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "not a directory: /home/ann/d2/g",
+    );
+    assert_err(
+        store.rename(&ann, &path("/home/ann/empty"), &path("/home/ann/d2"), false, 9),
+        |e| matches!(e, StoreError::Conflict(_)),
+        "not empty",
+    );
+    store
+        .rename(&ann, &path("/home/ann/d2/d1"), &path("/home/ann/empty"), false, 10)
+        .unwrap();
+    assert_eq!(names(store, &ann, "/home/ann/empty"), ["sub"]);
+    // Missing source, missing target parent, the root.
+    assert_err(
+        store.rename(&ann, &path("/home/ann/nope"), &path("/home/ann/x"), false, 11),
+        |e| matches!(e, StoreError::NotFound(_)),
+        "/home/ann/nope",
+    );
+    assert_err(
+        store.rename(&ann, &path("/home/ann/d2/g"), &path("/home/ann/nope/x"), false, 11),
+        |e| matches!(e, StoreError::NotFound(_)),
+        "/home/ann/nope",
+    );
+    assert!(store
+        .rename(&admin(), &DfsPath::root(), &path("/x"), false, 11)
+        .is_err());
+    // Moving out of someone else's directory needs write there.
+    let bob = user(8, "bob");
+    store.chmod(&ann, &path("/home/ann"), 0o755).unwrap();
+    store.ensure_home(8, "bob", 1).unwrap();
+    assert_err(
+        store.rename(&bob, &path("/home/ann/d2/g"), &path("/home/bob/g"), false, 12),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "/home/ann/d2",
+    );
+}
+
+pub fn namespace_remove(store: &dyn Store) {
+    let ann = user(7, "ann");
+    store.ensure_home(7, "ann", 1).unwrap();
+    store.mkdir(&ann, &path("/home/ann/d/e/f"), 0o755, true, 2).unwrap();
+    write_file(store, &ann, "u1", "/home/ann/d/e/file", &[chunk(1, 4)]);
+    assert_err(
+        store.remove(&ann, &path("/home/ann/d"), false, 3),
+        |e| matches!(e, StoreError::Conflict(_)),
+        "directory not empty: /home/ann/d",
+    );
+    assert_err(
+        store.remove(&ann, &path("/home/ann/zz"), false, 3),
+        |e| matches!(e, StoreError::NotFound(_)),
+        "/home/ann/zz",
+    );
+    assert!(store.remove(&admin(), &DfsPath::root(), true, 3).is_err());
+    let before = store.counts().unwrap();
+    store.remove(&ann, &path("/home/ann/d"), true, 4).unwrap();
+    assert!(names(store, &ann, "/home/ann").is_empty());
+    let after = store.counts().unwrap();
+    assert_eq!(
+        (before.directories - after.directories, before.files - after.files),
+        (3, 1)
+    );
+    assert_eq!(after.chunks, 0);
+    // The names are free again.
+    store.mkdir(&ann, &path("/home/ann/d"), 0o755, false, 5).unwrap();
+    store.remove(&ann, &path("/home/ann/d"), false, 6).unwrap();
+    // Recursive removal needs write on every directory it empties.
+    store.mkdir(&ann, &path("/home/ann/d/locked"), 0o755, true, 7).unwrap();
+    store
+        .mkdir(&ann, &path("/home/ann/d/locked/inner"), 0o755, false, 7)
+        .unwrap();
+    store.chmod(&ann, &path("/home/ann/d/locked"), 0o555).unwrap();
+    assert_err(
+        store.remove(&ann, &path("/home/ann/d"), true, 8),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "/home/ann/d/locked",
+    );
+    assert_eq!(names(store, &ann, "/home/ann/d"), ["locked"]);
+    store.remove(&admin(), &path("/home/ann/d"), true, 9).unwrap();
+}
+
+pub fn namespace_chmod_chown(store: &dyn Store) {
+    let ann = user(7, "ann");
+    let bob = user(8, "bob");
+    store.ensure_home(7, "ann", 1).unwrap();
+    store.chmod(&ann, &path("/home/ann"), 0o755).unwrap();
+    write_file(store, &ann, "u1", "/home/ann/f", &[]);
+    assert_eq!(store.chmod(&ann, &path("/home/ann/f"), 0o100640).unwrap().mode, 0o640);
+    assert_err(
+        store.chmod(&bob, &path("/home/ann/f"), 0o777),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "permission denied: /home/ann/f",
+    );
+    assert_err(
+        store.chown(&ann, &path("/home/ann/f"), 8, "bob"),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "admin",
+    );
+    let stat = store.chown(&admin(), &path("/home/ann/f"), 8, "bob").unwrap();
+    assert_eq!((stat.owner_uid, stat.owner.as_str()), (8, "bob"));
+    store.chmod(&bob, &path("/home/ann/f"), 0o600).unwrap();
+}
+
+pub fn namespace_uploads_and_versions(store: &dyn Store) {
+    let ann = user(7, "ann");
+    let bob = user(8, "bob");
+    store.ensure_home(7, "ann", 1).unwrap();
+    let record = upload("u1", "/home/ann/f", &ann, true);
+    store.begin_upload(&ann, &record).unwrap();
+    assert_eq!(store.upload("u1", 500).unwrap().unwrap(), record);
+    assert!(store.upload("u1", 1_000).unwrap().is_none(), "expired at expires_at");
+    assert!(store.upload("nope", 500).unwrap().is_none());
+
+    // Not durable yet: one replica of two.
+    let chunks = [chunk(1, 4), chunk(2, 2)];
+    store
+        .record_replicas(&chunks[0].id, 4, &["s1".into(), "s2".into()])
+        .unwrap();
+    store.record_replicas(&chunks[1].id, 2, &["s1".into()]).unwrap();
+    assert_err(
+        store.commit_upload(&ann, "u1", &chunks, 200, 200_000),
+        |e| matches!(e, StoreError::Conflict(_)),
+        "is not durable",
+    );
+    store
+        .record_replicas(&chunks[1].id, 2, &["s3".into(), "s1".into()])
+        .unwrap();
+    // Only the owner commits.
+    assert_err(
+        store.commit_upload(&bob, "u1", &chunks, 200, 200_000),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "another user",
+    );
+    let stat = store.commit_upload(&ann, "u1", &chunks, 200, 200_000).unwrap();
+    assert_eq!(
+        (stat.kind, stat.size, stat.version, stat.mode, stat.mtime_ms),
+        (EntryKind::File, 6, 1, 0o644, 200_000)
+    );
+    assert_eq!(
+        store.file_chunks(&ann, &path("/home/ann/f")).unwrap(),
+        (stat.clone(), chunks.to_vec())
+    );
+    // The upload is gone once committed.
+    assert_err(
+        store.commit_upload(&ann, "u1", &chunks, 200, 200_000),
+        |e| matches!(e, StoreError::NotFound(_)),
+        "u1",
+    );
+
+    // no_clobber: refused at begin, and at commit if the file appeared meanwhile.
+    assert_err(
+        store.begin_upload(&ann, &upload("u2", "/home/ann/f", &ann, true)),
+        |e| matches!(e, StoreError::AlreadyExists(_)),
+        "already exists: /home/ann/f",
+    );
+    store
+        .begin_upload(&ann, &upload("u3", "/home/ann/g", &ann, true))
+        .unwrap();
+    store
+        .begin_upload(&ann, &upload("u4", "/home/ann/g", &ann, true))
+        .unwrap();
+    store.commit_upload(&ann, "u3", &[], 200, 200_001).unwrap();
+    assert_err(
+        store.commit_upload(&ann, "u4", &[], 200, 200_002),
+        |e| matches!(e, StoreError::AlreadyExists(_)),
+        "/home/ann/g",
+    );
+
+    // Overwrites bump the version and replace the whole chunk list; the mode stays.
+    store.chmod(&ann, &path("/home/ann/f"), 0o600).unwrap();
+    let mut with_mode = upload("u5", "/home/ann/f", &ann, false);
+    with_mode.mode = Some(0o777);
+    store.begin_upload(&ann, &with_mode).unwrap();
+    let second = store.commit_upload(&ann, "u5", &chunks[..1], 300, 300_000).unwrap();
+    assert_eq!((second.size, second.version, second.mode), (4, 2, 0o600));
+    assert_eq!(store.file_chunks(&ann, &path("/home/ann/f")).unwrap().1, chunks[..1]);
+    let third = write_file(store, &ann, "u6", "/home/ann/f", &[]);
+    assert_eq!((third.size, third.version), (0, 3));
+
+    // A directory is never the target; its parent must exist.
+    store.mkdir(&ann, &path("/home/ann/d"), 0o755, false, 1).unwrap();
+    assert_err(
+        store.begin_upload(&ann, &upload("u7", "/home/ann/d", &ann, false)),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "is a directory: /home/ann/d",
+    );
+    assert_err(
+        store.begin_upload(&ann, &upload("u8", "/home/ann/missing/x", &ann, false)),
+        |e| matches!(e, StoreError::NotFound(_)),
+        "no such file or directory: /home/ann/missing",
+    );
+    assert_err(
+        store.file_chunks(&ann, &path("/home/ann/d")),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "is a directory",
+    );
+    // A parent removed during the upload fails the commit.
+    store.mkdir(&ann, &path("/home/ann/tmp"), 0o755, false, 1).unwrap();
+    store
+        .begin_upload(&ann, &upload("u9", "/home/ann/tmp/x", &ann, false))
+        .unwrap();
+    store.remove(&ann, &path("/home/ann/tmp"), false, 2).unwrap();
+    assert_err(
+        store.commit_upload(&ann, "u9", &[], 200, 1),
+        |e| matches!(e, StoreError::NotFound(_)),
+        "/home/ann/tmp",
+    );
+
+    // Aborting and expiry.
+    store
+        .begin_upload(&ann, &upload("u10", "/home/ann/h", &ann, false))
+        .unwrap();
+    assert!(store.delete_upload("u10").unwrap());
+    assert!(!store.delete_upload("u10").unwrap());
+    let mut late = upload("u11", "/home/ann/h", &ann, false);
+    late.expires_at = 5_000;
+    store.begin_upload(&ann, &late).unwrap();
+    assert_eq!(
+        store.expire_uploads(1_000).unwrap(),
+        2,
+        "u4 and u9 expired (a failed commit keeps the upload), u11 not"
+    );
+    assert!(store.upload("u11", 1_000).unwrap().is_some());
+}
+
+pub fn namespace_replicas_servers_counts(store: &dyn Store) {
+    let ann = user(7, "ann");
+    store.ensure_home(7, "ann", 1).unwrap();
+    let (a, b, c) = (chunk(1, 4), chunk(2, 4), chunk(3, 1));
+    store.record_replicas(&a.id, 4, &["s1".into(), "s2".into()]).unwrap();
+    store.record_replicas(&a.id, 4, &["s2".into(), "s3".into()]).unwrap();
+    store.record_replicas(&b.id, 4, &["s1".into(), "s2".into()]).unwrap();
+    let found = store.replicas(&[a.id.clone(), c.id.clone()]).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[&a.id], ["s1", "s2", "s3"]);
+
+    store
+        .begin_upload(&ann, &upload("u1", "/home/ann/f", &ann, false))
+        .unwrap();
+    store
+        .commit_upload(&ann, "u1", &[a.clone(), a.clone(), b.clone()], 200, 1)
+        .unwrap();
+    let referenced = store.referenced_chunks().unwrap();
+    assert_eq!(referenced.len(), 2);
+    assert!(referenced.contains(&(a.id.clone(), vec!["s1".into(), "s2".into(), "s3".into()])));
+
+    let counts = store.counts().unwrap();
+    assert_eq!((counts.files, counts.directories, counts.chunks), (1, 3, 2));
+    assert_eq!(counts.replicas_per_server["s1"], 2);
+    assert_eq!(counts.replicas_per_server["s3"], 1);
+
+    let s1 = ServerRef {
+        id: "s1".into(),
+        url: "http://127.0.0.1:1".into(),
+    };
+    store.upsert_server(&s1).unwrap();
+    store
+        .upsert_server(&ServerRef {
+            id: "s0".into(),
+            url: "http://x".into(),
+        })
+        .unwrap();
+    store
+        .upsert_server(&ServerRef {
+            id: "s1".into(),
+            url: "http://127.0.0.1:2".into(),
+        })
+        .unwrap();
+    let servers = store.servers().unwrap();
+    assert_eq!(servers.len(), 2);
+    assert_eq!(
+        (servers[0].id.as_str(), servers[1].url.as_str()),
+        ("s0", "http://127.0.0.1:2")
+    );
 }

@@ -1,6 +1,788 @@
+//! The namespace on SQLite: one row per inode, the chunk list of a file in
+//! a child table written in the same transaction as the inode row.
+
 use super::SqliteStore;
-use crate::NamespaceStore;
+use crate::namespace::{
+    permits, NamespaceCounts, NamespaceStore, Principal, UploadRecord, DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ,
+    WRITE,
+};
+use crate::{StoreError, StoreResult};
+use dfs_proto::chunk::{ChunkId, ServerRef};
+use dfs_proto::namespace::{ChunkRef, EntryKind, Listing, Stat};
+use dfs_proto::path::DfsPath;
+use dfs_proto::UnixSeconds;
+use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
+use std::collections::HashMap;
 
-pub(super) const SCHEMA: &str = "SELECT 1;";
+/// The root is inode 1 (its parent, 0, is no inode); `/home` is inode 2.
+pub(super) const SCHEMA: &str = "
+CREATE TABLE inodes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    parent INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('file', 'dir')),
+    owner_uid INTEGER NOT NULL,
+    owner_name TEXT NOT NULL,
+    mode INTEGER NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    mtime_ms INTEGER NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (parent, name)
+);
+CREATE TABLE file_chunks (
+    inode INTEGER NOT NULL REFERENCES inodes(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    chunk TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (inode, idx)
+);
+CREATE INDEX file_chunks_by_chunk ON file_chunks(chunk);
+CREATE TABLE servers (
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL
+);
+CREATE TABLE replicas (
+    chunk TEXT NOT NULL,
+    server TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (chunk, server)
+);
+CREATE INDEX replicas_by_server ON replicas(server);
+CREATE TABLE uploads (
+    id TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    owner_uid INTEGER NOT NULL,
+    owner_name TEXT NOT NULL,
+    no_clobber INTEGER NOT NULL,
+    mode INTEGER,
+    chunk_size INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+INSERT INTO inodes (id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version) VALUES
+    (1, 0, '', 'dir', 1, 'admin', 493, 0, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 1),
+    (2, 1, 'home', 'dir', 1, 'admin', 493, 0, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 1);
+";
 
-impl NamespaceStore for SqliteStore {}
+const ROOT_ID: i64 = 1;
+const NODE_COLUMNS: &str = "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version";
+
+/// One inode row.
+#[derive(Debug, Clone)]
+struct Node {
+    id: i64,
+    kind: EntryKind,
+    owner_uid: u64,
+    owner_name: String,
+    mode: u32,
+    size: u64,
+    mtime_ms: u64,
+    version: u64,
+}
+
+impl Node {
+    fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Dir
+    }
+
+    fn stat(&self, path: DfsPath) -> Stat {
+        Stat {
+            path,
+            kind: self.kind,
+            owner_uid: self.owner_uid,
+            owner: self.owner_name.clone(),
+            mode: self.mode,
+            size: self.size,
+            mtime_ms: self.mtime_ms,
+            version: self.version,
+        }
+    }
+
+    fn permits(&self, who: &Principal, wanted: u32) -> bool {
+        permits(who, self.owner_uid, self.mode, wanted)
+    }
+}
+
+fn node_from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
+    let kind: String = row.get(3)?;
+    Ok(Node {
+        id: row.get(0)?,
+        kind: if kind == "dir" { EntryKind::Dir } else { EntryKind::File },
+        owner_uid: row.get(4)?,
+        owner_name: row.get(5)?,
+        mode: row.get(6)?,
+        size: row.get(7)?,
+        mtime_ms: row.get(8)?,
+        version: row.get(9)?,
+    })
+}
+
+fn kind_name(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::File => "file",
+        EntryKind::Dir => "dir",
+    }
+}
+
+fn not_found(path: &DfsPath) -> StoreError {
+    StoreError::NotFound(format!("no such file or directory: {path}"))
+}
+
+fn denied(path: &DfsPath) -> StoreError {
+    StoreError::PermissionDenied(format!("permission denied: {path}"))
+}
+
+fn not_a_directory(path: &DfsPath) -> StoreError {
+    StoreError::Invalid(format!("not a directory: {path}"))
+}
+
+fn is_a_directory(path: &DfsPath) -> StoreError {
+    StoreError::Invalid(format!("is a directory: {path}"))
+}
+
+fn exists(path: &DfsPath) -> StoreError {
+    StoreError::AlreadyExists(format!("already exists: {path}"))
+}
+
+fn child(tx: &Transaction<'_>, parent: i64, name: &str) -> StoreResult<Option<Node>> {
+    Ok(tx
+        .query_row(
+            &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND name = ?2"),
+            params![parent, name],
+            node_from_row,
+        )
+        .optional()?)
+}
+
+fn node_by_id(tx: &Transaction<'_>, id: i64) -> StoreResult<Node> {
+    Ok(tx.query_row(
+        &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE id = ?1"),
+        [id],
+        node_from_row,
+    )?)
+}
+
+/// Walks from the root to `path`, needing EXECUTE on every directory passed through.
+fn resolve(tx: &Transaction<'_>, who: &Principal, path: &DfsPath) -> StoreResult<Node> {
+    let mut node = node_by_id(tx, ROOT_ID)?;
+    let mut walked = DfsPath::root();
+    for name in path.components() {
+        if !node.is_dir() {
+            return Err(not_a_directory(&walked));
+        }
+        if !node.permits(who, EXECUTE) {
+            return Err(denied(&walked));
+        }
+        walked = walked
+            .join(name)
+            .map_err(|error| StoreError::Invalid(error.to_string()))?;
+        node = child(tx, node.id, name)?.ok_or_else(|| not_found(&walked))?;
+    }
+    Ok(node)
+}
+
+/// Resolves the parent of `path` (which must not be the root), requiring it
+/// to be a directory on which `who` holds EXECUTE; returns it, the last
+/// name, and the entry at `path` if there is one.
+fn resolve_parent<'p>(
+    tx: &Transaction<'_>,
+    who: &Principal,
+    path: &'p DfsPath,
+) -> StoreResult<(Node, &'p str, Option<Node>)> {
+    let (parent_path, name) = path
+        .split_last()
+        .ok_or_else(|| StoreError::Invalid("the root directory cannot be changed this way".to_string()))?;
+    let parent = resolve(tx, who, &parent_path)?;
+    if !parent.is_dir() {
+        return Err(not_a_directory(&parent_path));
+    }
+    if !parent.permits(who, EXECUTE) {
+        return Err(denied(&parent_path));
+    }
+    let existing = child(tx, parent.id, name)?;
+    Ok((parent, name, existing))
+}
+
+/// Like [`resolve_parent`], also requiring WRITE on the parent: for
+/// creating, deleting and renaming entries.
+fn resolve_for_change<'p>(
+    tx: &Transaction<'_>,
+    who: &Principal,
+    path: &'p DfsPath,
+) -> StoreResult<(Node, &'p str, Option<Node>)> {
+    let (parent, name, existing) = resolve_parent(tx, who, path)?;
+    if !parent.permits(who, WRITE) {
+        return Err(denied(&path.parent().unwrap_or_else(DfsPath::root)));
+    }
+    Ok((parent, name, existing))
+}
+
+fn touch(tx: &Transaction<'_>, id: i64, now_ms: u64) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE inodes SET mtime_ms = MAX(mtime_ms, ?1) WHERE id = ?2",
+        params![now_ms, id],
+    )?;
+    Ok(())
+}
+
+fn insert_node(
+    tx: &Transaction<'_>,
+    parent: i64,
+    name: &str,
+    kind: EntryKind,
+    owner: &Principal,
+    mode: u32,
+    now_ms: u64,
+) -> StoreResult<Node> {
+    tx.execute(
+        "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, 1)",
+        params![
+            parent,
+            name,
+            kind_name(kind),
+            owner.uid,
+            owner.name,
+            mode & 0o7777,
+            now_ms
+        ],
+    )?;
+    touch(tx, parent, now_ms)?;
+    node_by_id(tx, tx.last_insert_rowid())
+}
+
+fn has_children(tx: &Transaction<'_>, id: i64) -> StoreResult<bool> {
+    Ok(tx
+        .query_row("SELECT 1 FROM inodes WHERE parent = ?1 LIMIT 1", [id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn upload_from_row(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
+    let path: String = row.get(1)?;
+    let path = DfsPath::parse(&path)
+        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(error)))?;
+    Ok(UploadRecord {
+        id: row.get(0)?,
+        path,
+        owner_uid: row.get(2)?,
+        owner_name: row.get(3)?,
+        no_clobber: row.get(4)?,
+        mode: row.get(5)?,
+        chunk_size: row.get(6)?,
+        replication: row.get(7)?,
+        created_at: row.get(8)?,
+        expires_at: row.get(9)?,
+    })
+}
+
+const UPLOAD_COLUMNS: &str =
+    "id, path, owner_uid, owner_name, no_clobber, mode, chunk_size, replication, created_at, expires_at";
+
+fn chunk_id(raw: String) -> rusqlite::Result<ChunkId> {
+    ChunkId::parse(&raw)
+        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error)))
+}
+
+/// The checks shared by beginning and committing an upload; returns the
+/// parent, the name, and the existing file.
+fn check_upload_target<'p>(
+    tx: &Transaction<'_>,
+    who: &Principal,
+    path: &'p DfsPath,
+    no_clobber: bool,
+) -> StoreResult<(Node, &'p str, Option<Node>)> {
+    if path.is_root() {
+        return Err(is_a_directory(path));
+    }
+    let (parent, name, existing) = resolve_parent(tx, who, path)?;
+    match &existing {
+        Some(existing) if existing.is_dir() => return Err(is_a_directory(path)),
+        Some(_) if no_clobber => return Err(exists(path)),
+        // Overwriting needs WRITE on the file, as in POSIX.
+        Some(existing) if !existing.permits(who, WRITE) => return Err(denied(path)),
+        Some(_) => {}
+        None if !parent.permits(who, WRITE) => return Err(denied(&path.parent().unwrap_or_else(DfsPath::root))),
+        None => {}
+    }
+    Ok((parent, name, existing))
+}
+
+impl SqliteStore {
+    /// Runs `work` in one IMMEDIATE transaction (the write lock is taken up
+    /// front, so concurrent writers queue instead of failing), committing on success.
+    fn write<T>(&self, work: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        let mut connection = self.lock();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = work(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `work` in one read transaction, for a consistent snapshot.
+    fn read<T>(&self, work: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        let mut connection = self.lock();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let value = work(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+}
+
+impl NamespaceStore for SqliteStore {
+    fn stat(&self, who: &Principal, path: &DfsPath) -> StoreResult<Stat> {
+        self.read(|tx| Ok(resolve(tx, who, path)?.stat(path.clone())))
+    }
+
+    fn list(&self, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
+        self.read(|tx| {
+            let dir = resolve(tx, who, path)?;
+            if !dir.is_dir() {
+                return Err(not_a_directory(path));
+            }
+            if !dir.permits(who, READ) {
+                return Err(denied(path));
+            }
+            let mut statement = tx.prepare(&format!(
+                "SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 ORDER BY name"
+            ))?;
+            let rows = statement
+                .query_map([dir.id], |row| Ok((row.get::<_, String>(2)?, node_from_row(row)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut entries = Vec::with_capacity(rows.len());
+            for (name, node) in rows {
+                let child_path = path.join(&name).map_err(|error| StoreError::Backend(error.into()))?;
+                entries.push(node.stat(child_path));
+            }
+            Ok(Listing {
+                path: path.clone(),
+                entries,
+            })
+        })
+    }
+
+    fn mkdir(&self, who: &Principal, path: &DfsPath, mode: u32, parents: bool, now_ms: u64) -> StoreResult<Stat> {
+        self.write(|tx| {
+            if path.is_root() {
+                return if parents {
+                    Ok(resolve(tx, who, path)?.stat(path.clone()))
+                } else {
+                    Err(exists(path))
+                };
+            }
+            if !parents {
+                let (parent, name, existing) = resolve_for_change(tx, who, path)?;
+                if existing.is_some() {
+                    return Err(exists(path));
+                }
+                let node = insert_node(tx, parent.id, name, EntryKind::Dir, who, mode, now_ms)?;
+                return Ok(node.stat(path.clone()));
+            }
+            // With parents: walk down, creating what is missing (with the
+            // requested mode, like `mkdir -p -m`), checking as we go.
+            let mut node = node_by_id(tx, ROOT_ID)?;
+            let mut walked = DfsPath::root();
+            for name in path.components() {
+                if !node.is_dir() {
+                    return Err(not_a_directory(&walked));
+                }
+                if !node.permits(who, EXECUTE) {
+                    return Err(denied(&walked));
+                }
+                let parent_path = walked.clone();
+                walked = walked
+                    .join(name)
+                    .map_err(|error| StoreError::Invalid(error.to_string()))?;
+                node = match child(tx, node.id, name)? {
+                    Some(existing) => existing,
+                    None => {
+                        if !node.permits(who, WRITE) {
+                            return Err(denied(&parent_path));
+                        }
+                        insert_node(tx, node.id, name, EntryKind::Dir, who, mode, now_ms)?
+                    }
+                };
+            }
+            if !node.is_dir() {
+                return Err(exists(path));
+            }
+            Ok(node.stat(path.clone()))
+        })
+    }
+
+    fn remove(&self, who: &Principal, path: &DfsPath, recursive: bool, now_ms: u64) -> StoreResult<()> {
+        if path.is_root() {
+            return Err(StoreError::Invalid("refusing to remove the root directory".to_string()));
+        }
+        self.write(|tx| {
+            let (parent, _, existing) = resolve_for_change(tx, who, path)?;
+            let target = existing.ok_or_else(|| not_found(path))?;
+            if target.is_dir() && has_children(tx, target.id)? {
+                if !recursive {
+                    return Err(StoreError::Conflict(format!("directory not empty: {path}")));
+                }
+                // Every directory being emptied needs WRITE and EXECUTE, as
+                // for `rm -r`; collect the subtree breadth first.
+                let mut pending = vec![(target.clone(), path.clone())];
+                while let Some((dir, dir_path)) = pending.pop() {
+                    if !dir.permits(who, READ | WRITE | EXECUTE) {
+                        return Err(denied(&dir_path));
+                    }
+                    let mut statement = tx.prepare(&format!(
+                        "SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND kind = 'dir'"
+                    ))?;
+                    let subdirs = statement
+                        .query_map([dir.id], |row| Ok((row.get::<_, String>(2)?, node_from_row(row)?)))?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    for (name, subdir) in subdirs {
+                        let sub_path = dir_path
+                            .join(&name)
+                            .map_err(|error| StoreError::Backend(error.into()))?;
+                        pending.push((subdir, sub_path));
+                    }
+                }
+                tx.execute(
+                    "WITH RECURSIVE subtree(id) AS (
+                         SELECT id FROM inodes WHERE parent = ?1
+                         UNION ALL
+                         SELECT inodes.id FROM inodes JOIN subtree ON inodes.parent = subtree.id
+                     )
+                     DELETE FROM inodes WHERE id IN (SELECT id FROM subtree)",
+                    [target.id],
+                )?;
+            }
+            tx.execute("DELETE FROM inodes WHERE id = ?1", [target.id])?;
+            touch(tx, parent.id, now_ms)?;
+            Ok(())
+        })
+    }
+
+    fn rename(
+        &self,
+        who: &Principal,
+        from: &DfsPath,
+        to: &DfsPath,
+        no_clobber: bool,
+        now_ms: u64,
+    ) -> StoreResult<Stat> {
+        if from.is_root() {
+            return Err(StoreError::Invalid("refusing to move the root directory".to_string()));
+        }
+        if to.is_root() {
+            return Err(exists(to));
+        }
+        if to != from && to.starts_with(from) {
+            return Err(StoreError::Invalid(format!("cannot move {from} under itself: {to}")));
+        }
+        self.write(|tx| {
+            let (from_parent, _, source) = resolve_for_change(tx, who, from)?;
+            let source = source.ok_or_else(|| not_found(from))?;
+            if from == to {
+                return Ok(source.stat(to.clone()));
+            }
+            let (to_parent, to_name, target) = resolve_for_change(tx, who, to)?;
+            if let Some(target) = target {
+                if no_clobber {
+                    return Err(exists(to));
+                }
+                match (source.is_dir(), target.is_dir()) {
+                    (false, true) => return Err(is_a_directory(to)),
+                    (true, false) => return Err(not_a_directory(to)),
+                    (true, true) if has_children(tx, target.id)? => {
+                        return Err(StoreError::Conflict(format!("directory not empty: {to}")))
+                    }
+                    _ => {}
+                }
+                tx.execute("DELETE FROM inodes WHERE id = ?1", [target.id])?;
+            }
+            tx.execute(
+                "UPDATE inodes SET parent = ?1, name = ?2 WHERE id = ?3",
+                params![to_parent.id, to_name, source.id],
+            )?;
+            touch(tx, from_parent.id, now_ms)?;
+            touch(tx, to_parent.id, now_ms)?;
+            Ok(node_by_id(tx, source.id)?.stat(to.clone()))
+        })
+    }
+
+    fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat> {
+        self.write(|tx| {
+            let node = resolve(tx, who, path)?;
+            if !who.admin && who.uid != node.owner_uid {
+                return Err(denied(path));
+            }
+            tx.execute(
+                "UPDATE inodes SET mode = ?1 WHERE id = ?2",
+                params![mode & 0o7777, node.id],
+            )?;
+            Ok(node_by_id(tx, node.id)?.stat(path.clone()))
+        })
+    }
+
+    fn chown(&self, who: &Principal, path: &DfsPath, owner_uid: u64, owner_name: &str) -> StoreResult<Stat> {
+        if !who.admin {
+            return Err(StoreError::PermissionDenied(format!(
+                "permission denied: only an admin may change the owner of {path}"
+            )));
+        }
+        self.write(|tx| {
+            let node = resolve(tx, who, path)?;
+            tx.execute(
+                "UPDATE inodes SET owner_uid = ?1, owner_name = ?2 WHERE id = ?3",
+                params![owner_uid, owner_name, node.id],
+            )?;
+            Ok(node_by_id(tx, node.id)?.stat(path.clone()))
+        })
+    }
+
+    fn ensure_home(&self, uid: u64, name: &str, now_ms: u64) -> StoreResult<Stat> {
+        let path = DfsPath::parse("/home")
+            .and_then(|home| home.join(name))
+            .map_err(|error| StoreError::Invalid(format!("bad user name for a home directory: {error}")))?;
+        let admin = Principal {
+            uid: 0,
+            name: String::new(),
+            admin: true,
+        };
+        self.write(|tx| {
+            let (parent, name, existing) = resolve_for_change(tx, &admin, &path)?;
+            if let Some(existing) = existing {
+                return Ok(existing.stat(path.clone()));
+            }
+            let owner = Principal {
+                uid,
+                name: name.to_string(),
+                admin: false,
+            };
+            let home = insert_node(tx, parent.id, name, EntryKind::Dir, &owner, HOME_MODE, now_ms)?;
+            Ok(home.stat(path.clone()))
+        })
+    }
+
+    fn file_chunks(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, Vec<ChunkRef>)> {
+        self.read(|tx| {
+            let node = resolve(tx, who, path)?;
+            if node.is_dir() {
+                return Err(is_a_directory(path));
+            }
+            if !node.permits(who, READ) {
+                return Err(denied(path));
+            }
+            let mut statement = tx.prepare("SELECT chunk, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
+            let chunks = statement
+                .query_map([node.id], |row| {
+                    Ok(ChunkRef {
+                        id: chunk_id(row.get(0)?)?,
+                        size: row.get(1)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((node.stat(path.clone()), chunks))
+        })
+    }
+
+    fn begin_upload(&self, who: &Principal, upload: &UploadRecord) -> StoreResult<()> {
+        self.write(|tx| {
+            check_upload_target(tx, who, &upload.path, upload.no_clobber)?;
+            tx.execute(
+                &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                params![
+                    upload.id,
+                    upload.path.as_str(),
+                    upload.owner_uid,
+                    upload.owner_name,
+                    upload.no_clobber,
+                    upload.mode,
+                    upload.chunk_size,
+                    upload.replication,
+                    upload.created_at,
+                    upload.expires_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn upload(&self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>> {
+        let connection = self.lock();
+        Ok(connection
+            .query_row(
+                &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1 AND expires_at > ?2"),
+                params![id, now],
+                upload_from_row,
+            )
+            .optional()?)
+    }
+
+    fn delete_upload(&self, id: &str) -> StoreResult<bool> {
+        let connection = self.lock();
+        Ok(connection.execute("DELETE FROM uploads WHERE id = ?1", [id])? > 0)
+    }
+
+    fn expire_uploads(&self, now: UnixSeconds) -> StoreResult<u64> {
+        let connection = self.lock();
+        Ok(connection.execute("DELETE FROM uploads WHERE expires_at <= ?1", [now])? as u64)
+    }
+
+    fn commit_upload(
+        &self,
+        who: &Principal,
+        upload_id: &str,
+        chunks: &[ChunkRef],
+        now: UnixSeconds,
+        now_ms: u64,
+    ) -> StoreResult<Stat> {
+        self.write(|tx| {
+            let upload = tx
+                .query_row(
+                    &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1 AND expires_at > ?2"),
+                    params![upload_id, now],
+                    upload_from_row,
+                )
+                .optional()?
+                .ok_or_else(|| {
+                    StoreError::NotFound(format!("no such upload (finished, aborted or expired): {upload_id}"))
+                })?;
+            if upload.owner_uid != who.uid {
+                return Err(StoreError::PermissionDenied(format!(
+                    "permission denied: upload {upload_id} belongs to another user"
+                )));
+            }
+            for chunk in chunks {
+                let recorded: u32 = tx.query_row(
+                    "SELECT COUNT(*) FROM replicas WHERE chunk = ?1",
+                    [chunk.id.as_str()],
+                    |row| row.get(0),
+                )?;
+                if recorded < upload.replication {
+                    return Err(StoreError::Conflict(format!(
+                        "chunk {} is not durable: {recorded} of {} replicas recorded",
+                        chunk.id, upload.replication
+                    )));
+                }
+            }
+            let path = &upload.path;
+            let (parent, name, existing) = check_upload_target(tx, who, path, upload.no_clobber)?;
+            let size: u64 = chunks.iter().map(|chunk| chunk.size).sum();
+            let id = match existing {
+                Some(existing) => {
+                    tx.execute(
+                        "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1 WHERE id = ?3",
+                        params![size, now_ms, existing.id],
+                    )?;
+                    tx.execute("DELETE FROM file_chunks WHERE inode = ?1", [existing.id])?;
+                    existing.id
+                }
+                None => {
+                    let mode = upload.mode.unwrap_or(DEFAULT_FILE_MODE);
+                    let node = insert_node(tx, parent.id, name, EntryKind::File, who, mode, now_ms)?;
+                    tx.execute("UPDATE inodes SET size = ?1 WHERE id = ?2", params![size, node.id])?;
+                    node.id
+                }
+            };
+            let mut insert = tx.prepare("INSERT INTO file_chunks (inode, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)")?;
+            for (idx, chunk) in chunks.iter().enumerate() {
+                insert.execute(params![id, idx as u64, chunk.id.as_str(), chunk.size])?;
+            }
+            tx.execute("DELETE FROM uploads WHERE id = ?1", [upload_id])?;
+            Ok(node_by_id(tx, id)?.stat(path.clone()))
+        })
+    }
+
+    fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()> {
+        self.write(|tx| {
+            let mut insert = tx.prepare("INSERT OR IGNORE INTO replicas (chunk, server, size) VALUES (?1, ?2, ?3)")?;
+            for server in servers {
+                insert.execute(params![chunk.as_str(), server, size])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn replicas(&self, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, Vec<String>>> {
+        self.read(|tx| {
+            let mut statement = tx.prepare("SELECT server FROM replicas WHERE chunk = ?1 ORDER BY server")?;
+            let mut found = HashMap::new();
+            for chunk in chunks {
+                let servers = statement
+                    .query_map([chunk.as_str()], |row| row.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                if !servers.is_empty() {
+                    found.insert(chunk.clone(), servers);
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    fn referenced_chunks(&self) -> StoreResult<Vec<(ChunkId, Vec<String>)>> {
+        self.read(|tx| {
+            let mut statement = tx.prepare(
+                "SELECT referenced.chunk, replicas.server
+                 FROM (SELECT DISTINCT chunk FROM file_chunks) AS referenced
+                 LEFT JOIN replicas ON replicas.chunk = referenced.chunk
+                 ORDER BY referenced.chunk, replicas.server",
+            )?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut chunks: Vec<(ChunkId, Vec<String>)> = Vec::new();
+            for (chunk, server) in rows {
+                if chunks.last().is_none_or(|(last, _)| last.as_str() != chunk) {
+                    chunks.push((chunk_id(chunk)?, Vec::new()));
+                }
+                if let (Some(server), Some((_, servers))) = (server, chunks.last_mut()) {
+                    servers.push(server);
+                }
+            }
+            Ok(chunks)
+        })
+    }
+
+    fn upsert_server(&self, server: &ServerRef) -> StoreResult<()> {
+        let connection = self.lock();
+        connection.execute(
+            "INSERT INTO servers (id, url) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET url = excluded.url",
+            params![server.id, server.url],
+        )?;
+        Ok(())
+    }
+
+    fn servers(&self) -> StoreResult<Vec<ServerRef>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare("SELECT id, url FROM servers ORDER BY id")?;
+        let servers = statement
+            .query_map([], |row| {
+                Ok(ServerRef {
+                    id: row.get(0)?,
+                    url: row.get(1)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(servers)
+    }
+
+    fn counts(&self) -> StoreResult<NamespaceCounts> {
+        self.read(|tx| {
+            let (files, directories): (u64, u64) = tx.query_row(
+                "SELECT COALESCE(SUM(kind = 'file'), 0), COALESCE(SUM(kind = 'dir'), 0) FROM inodes",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            let chunks: u64 = tx.query_row("SELECT COUNT(DISTINCT chunk) FROM file_chunks", [], |row| row.get(0))?;
+            let mut statement = tx.prepare("SELECT server, COUNT(*) FROM replicas GROUP BY server")?;
+            let replicas_per_server = statement
+                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?)))?
+                .collect::<Result<HashMap<_, _>, _>>()?;
+            Ok(NamespaceCounts {
+                files,
+                directories,
+                chunks,
+                replicas_per_server,
+            })
+        })
+    }
+}

@@ -1,0 +1,721 @@
+//! The directory service's HTTP routes (listed in `dfs_proto::namespace`).
+
+use crate::servers::{place, ServerRegistry};
+use axum::extract::{FromRef, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use dfs_proto::auth::{validate_user_name, ClusterInfo, UserInfo};
+use dfs_proto::chunk::{ChunkId, Heartbeat};
+use dfs_proto::namespace::{
+    BeginUpload, ChmodRequest, ChownRequest, ChunkLocation, ClusterStatus, CommitUpload, EnsureHome, FileLayout,
+    Listing, MkdirRequest, PathQuery, PlaceChunks, Placement, Placements, RemoveRequest, RenameRequest, Stat,
+    UploadStarted,
+};
+use dfs_proto::ticket::{Capability, ChunkOp, Ticket};
+use dfs_seal::ClusterKey;
+use dfs_service::{ApiError, ApiJson, ApiResult, Caller, Verifier};
+use dfs_store::namespace::{Principal, UploadRecord, DEFAULT_DIR_MODE};
+use dfs_store::{Store, StoreError};
+use serde::de::DeserializeOwned;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How the directory service runs.
+pub struct Config {
+    pub store: Arc<dyn Store>,
+    pub key: ClusterKey,
+    /// Base URL of the security service: the revocation list is polled from
+    /// it, and `chown` looks user names up there.
+    pub auth_url: String,
+    /// The URL clients reach us at, reported by `/v1/info`; `None` is
+    /// `http://{the listener's local address}`.
+    pub public_url: Option<String>,
+    /// Copies of each chunk. Default 3.
+    pub replication: u32,
+    /// Bytes per chunk (the last chunk of a file may be shorter). Default 8 MiB.
+    pub chunk_size: u64,
+    /// A file server not heard from for this long is dead. Default 6 s.
+    pub heartbeat_timeout: Duration,
+    /// Lifetime of chunk read and write capabilities. Default 10 minutes.
+    pub capability_ttl: Duration,
+    /// Time to finish an upload once begun. Default 1 hour.
+    pub upload_ttl: Duration,
+}
+
+impl Config {
+    pub const DEFAULT_REPLICATION: u32 = 3;
+    pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
+    pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(6);
+    pub const DEFAULT_CAPABILITY_TTL: Duration = Duration::from_secs(600);
+    pub const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(3600);
+
+    /// A configuration with every default.
+    pub fn new(store: Arc<dyn Store>, key: ClusterKey, auth_url: impl Into<String>) -> Self {
+        Config {
+            store,
+            key,
+            auth_url: auth_url.into(),
+            public_url: None,
+            replication: Self::DEFAULT_REPLICATION,
+            chunk_size: Self::DEFAULT_CHUNK_SIZE,
+            heartbeat_timeout: Self::DEFAULT_HEARTBEAT_TIMEOUT,
+            capability_ttl: Self::DEFAULT_CAPABILITY_TTL,
+            upload_ttl: Self::DEFAULT_UPLOAD_TTL,
+        }
+    }
+}
+
+/// The service's shared state.
+pub struct Directory {
+    store: Arc<dyn Store>,
+    verifier: Arc<Verifier>,
+    servers: ServerRegistry,
+    auth_url: String,
+    public_url: String,
+    replication: u32,
+    chunk_size: u64,
+    capability_ttl: Duration,
+    upload_ttl: Duration,
+    /// Uids whose home directory is known to exist, so it is looked up once per uid.
+    homes_ensured: Mutex<HashSet<u64>>,
+    http: reqwest::Client,
+}
+
+/// The router's state: the shared [`Directory`] (a local type, so that the
+/// `Caller` extractor can find the verifier in it).
+#[derive(Clone)]
+struct Shared(Arc<Directory>);
+
+impl FromRef<Shared> for Arc<Verifier> {
+    fn from_ref(shared: &Shared) -> Arc<Verifier> {
+        Arc::clone(&shared.0.verifier)
+    }
+}
+
+impl Directory {
+    /// Builds the state, loading the known file servers from the store.
+    pub fn new(config: Config, public_url: String) -> anyhow::Result<Self> {
+        anyhow::ensure!(config.replication >= 1, "replication must be at least 1");
+        anyhow::ensure!(config.chunk_size >= 1, "chunk_size must be at least 1 byte");
+        let known = config.store.servers()?;
+        Ok(Directory {
+            servers: ServerRegistry::new(config.heartbeat_timeout, known),
+            store: config.store,
+            verifier: Verifier::new(config.key),
+            auth_url: config.auth_url.trim_end_matches('/').to_string(),
+            public_url,
+            replication: config.replication,
+            chunk_size: config.chunk_size,
+            capability_ttl: config.capability_ttl,
+            upload_ttl: config.upload_ttl,
+            homes_ensured: Mutex::new(HashSet::new()),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("building an HTTP client"),
+        })
+    }
+
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
+    /// The principal a ticket acts as. The first request of a user whose home
+    /// is missing creates it (best effort: a failure is logged, not returned).
+    async fn principal(self: &Arc<Self>, ticket: &Ticket) -> Principal {
+        let principal = Principal {
+            uid: ticket.uid,
+            name: ticket.name.clone(),
+            admin: ticket.is_admin(),
+        };
+        if ticket.is_service() || self.home_is_ensured(ticket.uid) {
+            return principal;
+        }
+        let directory = Arc::clone(self);
+        let (uid, name) = (ticket.uid, ticket.name.clone());
+        let result = blocking(move || directory.store.ensure_home(uid, &name, now_ms())).await;
+        match result {
+            Ok(_) => self.mark_home_ensured(ticket.uid),
+            Err(error) => tracing::warn!(uid = ticket.uid, name = %ticket.name, %error, "creating a home directory"),
+        }
+        principal
+    }
+
+    fn home_is_ensured(&self, uid: u64) -> bool {
+        self.homes_ensured
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&uid)
+    }
+
+    fn mark_home_ensured(&self, uid: u64) {
+        self.homes_ensured
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(uid);
+    }
+
+    fn capability_expiry(&self) -> u64 {
+        dfs_seal::now() + self.capability_ttl.as_secs()
+    }
+
+    /// The upload `id` if it exists, has not expired and belongs to `who`.
+    async fn owned_upload(self: &Arc<Self>, who: &Principal, id: String) -> ApiResult<UploadRecord> {
+        let directory = Arc::clone(self);
+        let lookup = id.clone();
+        let upload = blocking(move || directory.store.upload(&lookup, dfs_seal::now())).await?;
+        let upload = upload
+            .ok_or_else(|| ApiError::not_found(format!("no such upload (finished, aborted or expired): {id}")))?;
+        if upload.owner_uid != who.uid {
+            return Err(ApiError::permission_denied(format!(
+                "permission denied: upload {id} belongs to another user"
+            )));
+        }
+        Ok(upload)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The one mapping from store errors to HTTP errors. Namespace errors carry
+/// a complete message for a human, passed on as it is.
+fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::NotFound(message) => ApiError::not_found(message),
+        StoreError::AlreadyExists(message) => ApiError::already_exists(message),
+        StoreError::Conflict(message) => ApiError::conflict(message),
+        StoreError::PermissionDenied(message) => ApiError::permission_denied(message),
+        StoreError::Invalid(message) => ApiError::bad_request(message),
+        StoreError::Backend(error) => ApiError::internal(format!("{error:#}")),
+    }
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work).await?.map_err(store_error)
+}
+
+/// Like `axum::extract::Query`, but a bad query string (including a path the
+/// `DfsPath` parser refuses) is our JSON 400.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    }
+}
+
+/// The routes of the directory service.
+pub fn router(state: Arc<Directory>) -> Router {
+    let routes = Router::new()
+        .route("/v1/stat", get(stat))
+        .route("/v1/list", get(list))
+        .route("/v1/mkdir", post(mkdir))
+        .route("/v1/remove", post(remove))
+        .route("/v1/rename", post(rename))
+        .route("/v1/chmod", post(chmod))
+        .route("/v1/chown", post(chown))
+        .route("/v1/uploads", post(begin_upload))
+        .route("/v1/uploads/{id}", axum::routing::delete(abort_upload))
+        .route("/v1/uploads/{id}/chunks", post(place_chunks))
+        .route("/v1/uploads/{id}/commit", post(commit_upload))
+        .route("/v1/layout", get(layout))
+        .route("/v1/servers/heartbeat", post(heartbeat))
+        .route("/v1/homes", post(ensure_home))
+        .route("/v1/cluster/status", get(cluster_status))
+        .route("/v1/info", get(info))
+        .with_state(Shared(state));
+    dfs_service::finish_router(routes)
+}
+
+/// Serves the directory service on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let public_url = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!("http://{}", listener.local_addr()?),
+    };
+    let auth_url = config.auth_url.clone();
+    let store = Arc::clone(&config.store);
+    let directory = Arc::new(tokio::task::spawn_blocking(move || Directory::new(config, public_url)).await??);
+    let poller = directory.verifier.spawn_revocation_poller(auth_url);
+    // Abandoned uploads would otherwise stay in the store for ever.
+    let sweeper = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let store = Arc::clone(&store);
+            match tokio::task::spawn_blocking(move || store.expire_uploads(dfs_seal::now())).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(expired)) => tracing::info!(expired, "forgot expired uploads"),
+                Ok(Err(error)) => tracing::warn!(%error, "forgetting expired uploads"),
+                Err(error) => tracing::warn!(%error, "forgetting expired uploads"),
+            }
+        }
+    });
+    let result = dfs_service::serve(listener, router(directory), shutdown).await;
+    poller.abort();
+    sweeper.abort();
+    Ok(result?)
+}
+
+// ---- The namespace ----
+
+async fn stat(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiQuery(query): ApiQuery<PathQuery>,
+) -> ApiResult<ApiJson<Stat>> {
+    let who = directory.principal(&ticket).await;
+    let store = Arc::clone(&directory.store);
+    Ok(ApiJson(blocking(move || store.stat(&who, &query.path)).await?))
+}
+
+async fn list(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiQuery(query): ApiQuery<PathQuery>,
+) -> ApiResult<ApiJson<Listing>> {
+    let who = directory.principal(&ticket).await;
+    let store = Arc::clone(&directory.store);
+    Ok(ApiJson(blocking(move || store.list(&who, &query.path)).await?))
+}
+
+async fn mkdir(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiJson(request): ApiJson<MkdirRequest>,
+) -> ApiResult<ApiJson<Stat>> {
+    let who = directory.principal(&ticket).await;
+    let store = Arc::clone(&directory.store);
+    let mode = request.mode.unwrap_or(DEFAULT_DIR_MODE) & 0o7777;
+    Ok(ApiJson(
+        blocking(move || store.mkdir(&who, &request.path, mode, request.parents, now_ms())).await?,
+    ))
+}
+
+async fn remove(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiJson(request): ApiJson<RemoveRequest>,
+) -> ApiResult<StatusCode> {
+    let who = directory.principal(&ticket).await;
+    let store = Arc::clone(&directory.store);
+    blocking(move || store.remove(&who, &request.path, request.recursive, now_ms())).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rename(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiJson(request): ApiJson<RenameRequest>,
+) -> ApiResult<ApiJson<Stat>> {
+    let who = directory.principal(&ticket).await;
+    let store = Arc::clone(&directory.store);
+    Ok(ApiJson(
+        blocking(move || store.rename(&who, &request.from, &request.to, request.no_clobber, now_ms())).await?,
+    ))
+}
+
+async fn chmod(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiJson(request): ApiJson<ChmodRequest>,
+) -> ApiResult<ApiJson<Stat>> {
+    let who = directory.principal(&ticket).await;
+    let store = Arc::clone(&directory.store);
+    Ok(ApiJson(
+        blocking(move || store.chmod(&who, &request.path, request.mode)).await?,
+    ))
+}
+
+async fn chown(
+    State(Shared(directory)): State<Shared>,
+    caller: Caller,
+    ApiJson(request): ApiJson<ChownRequest>,
+) -> ApiResult<ApiJson<Stat>> {
+    caller.require_admin()?;
+    validate_user_name(&request.owner).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let user = look_up_user(&directory, &request.owner).await?;
+    let who = directory.principal(&caller.0).await;
+    let store = Arc::clone(&directory.store);
+    Ok(ApiJson(
+        blocking(move || store.chown(&who, &request.path, user.uid, &user.name)).await?,
+    ))
+}
+
+/// Asks the security service who `name` is.
+async fn look_up_user(directory: &Directory, name: &str) -> ApiResult<UserInfo> {
+    let url = format!("{}/v1/users/{name}", directory.auth_url);
+    let unavailable = |error: reqwest::Error| {
+        ApiError::unavailable(format!(
+            "cannot look up user {name} at the security service {}: {error}",
+            directory.auth_url
+        ))
+    };
+    let response = directory
+        .http
+        .get(&url)
+        .bearer_auth(directory.verifier.service_ticket("directory"))
+        .send()
+        .await
+        .map_err(unavailable)?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Err(ApiError::not_found(format!("no such user: {name}")));
+    }
+    let response = response.error_for_status().map_err(unavailable)?;
+    response.json::<UserInfo>().await.map_err(unavailable)
+}
+
+// ---- Uploads ----
+
+async fn begin_upload(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiJson(request): ApiJson<BeginUpload>,
+) -> ApiResult<ApiJson<UploadStarted>> {
+    let who = directory.principal(&ticket).await;
+    let live = directory.servers.live().len() as u32;
+    if live == 0 {
+        return Err(ApiError::unavailable("no live file servers"));
+    }
+    let now = dfs_seal::now();
+    let upload = UploadRecord {
+        id: dfs_seal::random_id(),
+        path: request.path,
+        owner_uid: who.uid,
+        owner_name: who.name.clone(),
+        no_clobber: request.no_clobber,
+        mode: request.mode.map(|mode| mode & 0o7777),
+        chunk_size: directory.chunk_size,
+        replication: directory.replication.min(live),
+        created_at: now,
+        expires_at: now + directory.upload_ttl.as_secs(),
+    };
+    let store = Arc::clone(&directory.store);
+    let started = UploadStarted {
+        upload_id: upload.id.clone(),
+        chunk_size: upload.chunk_size,
+        replication: upload.replication,
+        expires_at: upload.expires_at,
+    };
+    blocking(move || store.begin_upload(&who, &upload)).await?;
+    Ok(ApiJson(started))
+}
+
+async fn place_chunks(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<PlaceChunks>,
+) -> ApiResult<ApiJson<Placements>> {
+    let who = directory.principal(&ticket).await;
+    let upload = directory.owned_upload(&who, id).await?;
+    for chunk in &request.chunks {
+        if chunk.size == 0 || chunk.size > upload.chunk_size {
+            return Err(ApiError::bad_request(format!(
+                "chunk {} has {} bytes; chunks hold 1 to {} bytes",
+                chunk.id, chunk.size, upload.chunk_size
+            )));
+        }
+    }
+    let store = Arc::clone(&directory.store);
+    let ids: Vec<ChunkId> = request.chunks.iter().map(|chunk| chunk.id.clone()).collect();
+    let recorded = blocking(move || store.replicas(&ids)).await?;
+
+    let live = directory.servers.live();
+    let live_ids: HashSet<&str> = live.iter().map(|server| server.server.id.as_str()).collect();
+    let durable = |id: &ChunkId| {
+        recorded.get(id).map_or(0, |servers| {
+            servers
+                .iter()
+                .filter(|server| live_ids.contains(server.as_str()))
+                .count()
+        }) >= upload.replication as usize
+    };
+    let to_send: Vec<&dfs_proto::namespace::ChunkRef> =
+        request.chunks.iter().filter(|chunk| !durable(&chunk.id)).collect();
+    let sizes: Vec<u64> = to_send.iter().map(|chunk| chunk.size).collect();
+    // Nothing to send needs no servers (every chunk is already durable).
+    let placed = if sizes.is_empty() {
+        Some(Vec::new())
+    } else {
+        place(&live, &sizes, upload.replication, &mut rand::thread_rng())
+    };
+    let mut targets = placed
+        .ok_or_else(|| {
+            ApiError::unavailable(format!(
+                "only {} live file servers, {} needed for this upload",
+                live.len(),
+                upload.replication
+            ))
+        })?
+        .into_iter();
+    let expires_at = directory.capability_expiry();
+    let placements = request
+        .chunks
+        .into_iter()
+        .map(|chunk| {
+            if durable(&chunk.id) {
+                return Placement {
+                    id: chunk.id,
+                    exists: true,
+                    targets: Vec::new(),
+                    capability: None,
+                };
+            }
+            let targets = targets.next().expect("one placement per chunk to send");
+            let capability = directory.verifier.key().seal_capability(&Capability {
+                op: ChunkOp::Write,
+                chunk: chunk.id.clone(),
+                size: chunk.size,
+                targets: targets.clone(),
+                expires_at,
+            });
+            Placement {
+                id: chunk.id,
+                exists: false,
+                targets,
+                capability: Some(capability),
+            }
+        })
+        .collect();
+    Ok(ApiJson(Placements { placements }))
+}
+
+async fn commit_upload(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<CommitUpload>,
+) -> ApiResult<ApiJson<Stat>> {
+    let who = directory.principal(&ticket).await;
+    let upload = directory.owned_upload(&who, id.clone()).await?;
+    check_chunk_sizes(&request.chunks, upload.chunk_size)?;
+
+    // Replicas are recorded only from receipts sealed by file servers.
+    let sizes: HashMap<&ChunkId, u64> = request.chunks.iter().map(|chunk| (&chunk.id, chunk.size)).collect();
+    let mut receipts = Vec::with_capacity(request.receipts.len());
+    for token in &request.receipts {
+        let receipt = directory
+            .verifier
+            .key()
+            .open_receipt(token)
+            .map_err(|error| ApiError::bad_request(format!("bad receipt: {error}")))?;
+        match sizes.get(&receipt.chunk) {
+            Some(&size) if size == receipt.size => receipts.push(receipt),
+            Some(&size) => {
+                return Err(ApiError::bad_request(format!(
+                    "receipt for chunk {} says {} bytes, the file says {size}",
+                    receipt.chunk, receipt.size
+                )))
+            }
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "receipt for chunk {} which is not part of the file",
+                    receipt.chunk
+                )))
+            }
+        }
+    }
+    let store = Arc::clone(&directory.store);
+    let chunks = request.chunks;
+    let stat = blocking(move || {
+        for receipt in &receipts {
+            store.record_replicas(&receipt.chunk, receipt.size, &receipt.servers)?;
+        }
+        store.commit_upload(&who, &id, &chunks, dfs_seal::now(), now_ms())
+    })
+    .await?;
+    Ok(ApiJson(stat))
+}
+
+/// Every chunk holds at least one byte, and all but the last exactly `chunk_size`.
+fn check_chunk_sizes(chunks: &[dfs_proto::namespace::ChunkRef], chunk_size: u64) -> ApiResult<()> {
+    for (index, chunk) in chunks.iter().enumerate() {
+        let last = index + 1 == chunks.len();
+        let ok = chunk.size > 0 && (chunk.size == chunk_size || (last && chunk.size < chunk_size));
+        if !ok {
+            return Err(ApiError::bad_request(format!(
+                "chunk {index} ({}) has {} bytes; every chunk but the last must have {chunk_size}, the last 1 to {chunk_size}",
+                chunk.id, chunk.size
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn abort_upload(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let who = directory.principal(&ticket).await;
+    directory.owned_upload(&who, id.clone()).await?;
+    let store = Arc::clone(&directory.store);
+    blocking(move || store.delete_upload(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- Reading ----
+
+async fn layout(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiQuery(query): ApiQuery<PathQuery>,
+) -> ApiResult<ApiJson<FileLayout>> {
+    let who = directory.principal(&ticket).await;
+    let store = Arc::clone(&directory.store);
+    let (stat, chunks, recorded) = blocking(move || {
+        let (stat, chunks) = store.file_chunks(&who, &query.path)?;
+        let ids: Vec<ChunkId> = chunks.iter().map(|chunk| chunk.id.clone()).collect();
+        let recorded = store.replicas(&ids)?;
+        Ok((stat, chunks, recorded))
+    })
+    .await?;
+    let expires_at = directory.capability_expiry();
+    let mut offset = 0;
+    let mut locations = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let replicas = directory
+            .servers
+            .locate(recorded.get(&chunk.id).map(Vec::as_slice).unwrap_or_default());
+        let capability = directory.verifier.key().seal_capability(&Capability {
+            op: ChunkOp::Read,
+            chunk: chunk.id.clone(),
+            size: chunk.size,
+            targets: Vec::new(),
+            expires_at,
+        });
+        locations.push(ChunkLocation {
+            id: chunk.id,
+            size: chunk.size,
+            offset,
+            replicas,
+            capability,
+        });
+        offset += chunk.size;
+    }
+    Ok(ApiJson(FileLayout {
+        stat,
+        chunks: locations,
+    }))
+}
+
+// ---- The cluster ----
+
+async fn heartbeat(
+    State(Shared(directory)): State<Shared>,
+    caller: Caller,
+    ApiJson(heartbeat): ApiJson<Heartbeat>,
+) -> ApiResult<StatusCode> {
+    caller.require_service()?;
+    if heartbeat.server.id.is_empty() || heartbeat.server.url.is_empty() {
+        return Err(ApiError::bad_request("a heartbeat needs a server id and URL"));
+    }
+    if directory.servers.heartbeat(&heartbeat) {
+        tracing::info!(id = %heartbeat.server.id, url = %heartbeat.server.url, "file server registered");
+        let store = Arc::clone(&directory.store);
+        blocking(move || store.upsert_server(&heartbeat.server)).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn ensure_home(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiJson(request): ApiJson<EnsureHome>,
+) -> ApiResult<ApiJson<Stat>> {
+    if !ticket.is_service() && !ticket.is_admin() {
+        return Err(ApiError::permission_denied(
+            "permission denied: for DFS services and admins only",
+        ));
+    }
+    validate_user_name(&request.name).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let store = Arc::clone(&directory.store);
+    let uid = request.uid;
+    let stat = blocking(move || store.ensure_home(request.uid, &request.name, now_ms())).await?;
+    directory.mark_home_ensured(uid);
+    Ok(ApiJson(stat))
+}
+
+async fn cluster_status(
+    State(Shared(directory)): State<Shared>,
+    Caller(_ticket): Caller,
+) -> ApiResult<ApiJson<ClusterStatus>> {
+    let store = Arc::clone(&directory.store);
+    let (counts, referenced) = blocking(move || Ok((store.counts()?, store.referenced_chunks()?))).await?;
+    let live = directory.servers.live_ids();
+    let under_replicated_chunks = referenced
+        .iter()
+        .filter(|(_, servers)| {
+            servers.iter().filter(|server| live.contains(*server)).count() < directory.replication as usize
+        })
+        .count() as u64;
+    let mut servers = directory.servers.status();
+    for server in &mut servers {
+        server.replica_count = counts.replicas_per_server.get(&server.id).copied().unwrap_or(0);
+    }
+    Ok(ApiJson(ClusterStatus {
+        servers,
+        files: counts.files,
+        directories: counts.directories,
+        chunks: counts.chunks,
+        under_replicated_chunks,
+        replication: directory.replication,
+    }))
+}
+
+async fn info(State(Shared(directory)): State<Shared>) -> ApiJson<ClusterInfo> {
+    ApiJson(ClusterInfo {
+        auth_url: directory.auth_url.clone(),
+        directory_url: directory.public_url.clone(),
+        chunk_size: directory.chunk_size,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dfs_proto::namespace::ChunkRef;
+
+    fn chunks(sizes: &[u64]) -> Vec<ChunkRef> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(seed, &size)| ChunkRef {
+                id: ChunkId::from_hash_bytes(&[seed as u8; 32]),
+                size,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunk_sizes_are_checked() {
+        for ok in [&[][..], &[4], &[1], &[4, 4], &[4, 4, 2]] {
+            assert!(check_chunk_sizes(&chunks(ok), 4).is_ok(), "{ok:?}");
+        }
+        for bad in [&[0][..], &[5], &[2, 4], &[4, 0], &[4, 5]] {
+            assert!(check_chunk_sizes(&chunks(bad), 4).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The file server registry and chunk placement.
+//!
+//! Which servers exist (id -> URL) is kept in the store so replica locations
+//! survive a restart; whether a server is alive, and how full it is, is known
+//! only from its heartbeats and kept in memory. A server not heard from since
+//! this process started counts as dead.
+
+use dfs_proto::chunk::{Heartbeat, ServerRef};
+use dfs_proto::namespace::ServerStatus;
+use rand::Rng;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A live server as placement sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveServer {
+    pub server: ServerRef,
+    pub free_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+struct ServerState {
+    url: String,
+    last_seen: Option<Instant>,
+    capacity_bytes: u64,
+    used_bytes: u64,
+    chunk_count: u64,
+}
+
+/// Every known file server and what its last heartbeat said.
+#[derive(Debug)]
+pub struct ServerRegistry {
+    heartbeat_timeout: Duration,
+    started: Instant,
+    servers: Mutex<HashMap<String, ServerState>>,
+}
+
+impl ServerRegistry {
+    /// A registry knowing `known` (from the store), all dead until they send a heartbeat.
+    pub fn new(heartbeat_timeout: Duration, known: Vec<ServerRef>) -> Self {
+        let servers = known
+            .into_iter()
+            .map(|server| {
+                let state = ServerState {
+                    url: server.url,
+                    last_seen: None,
+                    capacity_bytes: 0,
+                    used_bytes: 0,
+                    chunk_count: 0,
+                };
+                (server.id, state)
+            })
+            .collect();
+        ServerRegistry {
+            heartbeat_timeout,
+            started: Instant::now(),
+            servers: Mutex::new(servers),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ServerState>> {
+        self.servers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a heartbeat; returns true if the server is new or moved to
+    /// another URL, so the caller must persist it.
+    pub fn heartbeat(&self, heartbeat: &Heartbeat) -> bool {
+        let mut servers = self.lock();
+        let state = servers
+            .entry(heartbeat.server.id.clone())
+            .or_insert_with(|| ServerState {
+                url: String::new(),
+                last_seen: None,
+                capacity_bytes: 0,
+                used_bytes: 0,
+                chunk_count: 0,
+            });
+        let moved = state.url != heartbeat.server.url;
+        state.url = heartbeat.server.url.clone();
+        state.last_seen = Some(Instant::now());
+        state.capacity_bytes = heartbeat.capacity_bytes;
+        state.used_bytes = heartbeat.used_bytes;
+        state.chunk_count = heartbeat.chunk_count;
+        moved
+    }
+
+    fn is_alive(&self, state: &ServerState) -> bool {
+        state
+            .last_seen
+            .is_some_and(|seen| seen.elapsed() < self.heartbeat_timeout)
+    }
+
+    /// The live servers, sorted by id.
+    pub fn live(&self) -> Vec<LiveServer> {
+        let servers = self.lock();
+        let mut live: Vec<_> = servers
+            .iter()
+            .filter(|(_, state)| self.is_alive(state))
+            .map(|(id, state)| LiveServer {
+                server: ServerRef {
+                    id: id.clone(),
+                    url: state.url.clone(),
+                },
+                free_bytes: state.capacity_bytes.saturating_sub(state.used_bytes),
+            })
+            .collect();
+        live.sort_by(|a, b| a.server.id.cmp(&b.server.id));
+        live
+    }
+
+    pub fn live_ids(&self) -> HashSet<String> {
+        self.live().into_iter().map(|live| live.server.id).collect()
+    }
+
+    /// The servers among `ids` whose URL is known: live ones first, then dead
+    /// ones (a reader may still try them), each group in the order given.
+    pub fn locate(&self, ids: &[String]) -> Vec<ServerRef> {
+        let servers = self.lock();
+        let mut known: Vec<(bool, ServerRef)> = ids
+            .iter()
+            .filter_map(|id| {
+                let state = servers.get(id)?;
+                let server = ServerRef {
+                    id: id.clone(),
+                    url: state.url.clone(),
+                };
+                Some((self.is_alive(state), server))
+            })
+            .collect();
+        known.sort_by_key(|(alive, _)| !alive);
+        known.into_iter().map(|(_, server)| server).collect()
+    }
+
+    /// Every known server for the status page; `replica_count` is left at 0.
+    pub fn status(&self) -> Vec<ServerStatus> {
+        let servers = self.lock();
+        let mut status: Vec<_> = servers
+            .iter()
+            .map(|(id, state)| ServerStatus {
+                id: id.clone(),
+                url: state.url.clone(),
+                alive: self.is_alive(state),
+                last_seen_secs: state.last_seen.unwrap_or(self.started).elapsed().as_secs(),
+                capacity_bytes: state.capacity_bytes,
+                used_bytes: state.used_bytes,
+                chunk_count: state.chunk_count,
+                replica_count: 0,
+            })
+            .collect();
+        status.sort_by(|a, b| a.id.cmp(&b.id));
+        status
+    }
+}
+
+/// Chooses `replication` distinct servers among `live` for each chunk size in
+/// `chunk_sizes`, primary first. Servers with the most free space (less what
+/// this call already placed on them) come first; equal ones are ordered at
+/// random, so load spreads across servers and calls. Returns `None` if there
+/// are fewer than `replication` live servers.
+pub fn place(
+    live: &[LiveServer],
+    chunk_sizes: &[u64],
+    replication: u32,
+    rng: &mut impl Rng,
+) -> Option<Vec<Vec<ServerRef>>> {
+    let replication = replication as usize;
+    if replication == 0 || live.len() < replication {
+        return None;
+    }
+    let tiebreak: Vec<u64> = live.iter().map(|_| rng.gen()).collect();
+    let mut free: Vec<u64> = live.iter().map(|server| server.free_bytes).collect();
+    let mut order: Vec<usize> = (0..live.len()).collect();
+    let mut placements = Vec::with_capacity(chunk_sizes.len());
+    for &size in chunk_sizes {
+        order.sort_by(|&a, &b| free[b].cmp(&free[a]).then(tiebreak[a].cmp(&tiebreak[b])));
+        let chosen = &order[..replication];
+        for &index in chosen {
+            free[index] = free[index].saturating_sub(size);
+        }
+        placements.push(chosen.iter().map(|&index| live[index].server.clone()).collect());
+    }
+    Some(placements)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(id: &str, free_bytes: u64) -> LiveServer {
+        LiveServer {
+            server: ServerRef {
+                id: id.into(),
+                url: format!("http://{id}"),
+            },
+            free_bytes,
+        }
+    }
+
+    fn ids(targets: &[ServerRef]) -> Vec<&str> {
+        targets.iter().map(|server| server.id.as_str()).collect()
+    }
+
+    #[test]
+    fn placement_prefers_free_space_and_picks_distinct_servers() {
+        let servers = [live("a", 100), live("b", 300), live("c", 200), live("d", 10)];
+        let placed = place(&servers, &[1], 3, &mut rand::thread_rng()).unwrap();
+        assert_eq!(ids(&placed[0]), ["b", "c", "a"]);
+    }
+
+    #[test]
+    fn placement_spreads_a_batch_over_equal_servers() {
+        let servers = [live("a", 1000), live("b", 1000), live("c", 1000), live("d", 1000)];
+        let placed = place(&servers, &[10; 8], 2, &mut rand::thread_rng()).unwrap();
+        let mut per_server: HashMap<&str, usize> = HashMap::new();
+        for targets in &placed {
+            let distinct: HashSet<_> = ids(targets).into_iter().collect();
+            assert_eq!(distinct.len(), 2);
+            for id in distinct {
+                *per_server.entry(id).or_default() += 1;
+            }
+        }
+        assert_eq!(per_server.values().copied().collect::<Vec<_>>(), [4; 4]);
+    }
+
+    #[test]
+    fn placement_needs_enough_servers() {
+        assert!(place(&[live("a", 1)], &[1], 2, &mut rand::thread_rng()).is_none());
+        assert!(place(&[], &[1], 1, &mut rand::thread_rng()).is_none());
+    }
+
+    #[test]
+    fn only_recent_heartbeats_count_as_alive() {
+        let known = vec![ServerRef {
+            id: "old".into(),
+            url: "http://old".into(),
+        }];
+        let registry = ServerRegistry::new(Duration::from_millis(50), known);
+        assert!(registry.live().is_empty(), "known from the store but not heard from");
+        let beat = Heartbeat {
+            server: ServerRef {
+                id: "new".into(),
+                url: "http://new".into(),
+            },
+            capacity_bytes: 100,
+            used_bytes: 40,
+            chunk_count: 2,
+        };
+        assert!(registry.heartbeat(&beat));
+        assert!(!registry.heartbeat(&beat), "same URL: nothing to persist");
+        assert_eq!(registry.live(), [live("new", 60)]);
+        assert_eq!(
+            ids(&registry.locate(&["old".into(), "new".into(), "gone".into()])),
+            ["new", "old"]
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(registry.live().is_empty());
+    }
+}
