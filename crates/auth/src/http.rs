@@ -93,7 +93,11 @@ pub fn router(service: AuthService) -> Router {
 }
 
 /// Serves the security service on `listener` until `shutdown` resolves.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let service = AuthService::new(config);
     service.refresh_revocations()?;
     // Other processes sharing the store (or a restart) may revoke sessions;
@@ -159,9 +163,7 @@ async fn login(State(service): State<AuthService>, ApiJson(request): ApiJson<Log
                 format!("too many failed logins for this user name; retry in {seconds} s"),
             )
             .into_response();
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from(seconds));
+            response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
             response
         }
     }
@@ -183,7 +185,10 @@ async fn login_inner(service: AuthService, request: LoginRequest) -> Result<Logi
     if request.password.len() > dfs_proto::auth::MAX_PASSWORD_LEN {
         return Err(ApiError::bad_request("password is too long").into());
     }
-    service.limiter.check(&request.name, Instant::now()).map_err(LoginError::Wait)?;
+    service
+        .limiter
+        .check(&request.name, Instant::now())
+        .map_err(LoginError::Wait)?;
     let user = {
         let service = service.clone();
         let name = request.name.clone();
@@ -314,7 +319,9 @@ async fn get_user(
 ) -> ApiResult<ApiJson<UserInfo>> {
     check_name(&name)?;
     if !(ticket.is_admin() || ticket.is_service() || ticket.name == name) {
-        return Err(ApiError::permission_denied("permission denied: you may only look up yourself"));
+        return Err(ApiError::permission_denied(
+            "permission denied: you may only look up yourself",
+        ));
     }
     let shown = name.clone();
     let user = blocking(move || service.store.user_by_name(&name).map_err(store_error)).await?;
@@ -338,7 +345,9 @@ async fn create_user(
                 .store
                 .create_user(&request.name, &hash, request.admin, dfs_seal::now())
                 .map_err(|error| match error {
-                    StoreError::AlreadyExists(_) => ApiError::already_exists(format!("user already exists: {}", request.name)),
+                    StoreError::AlreadyExists(_) => {
+                        ApiError::already_exists(format!("user already exists: {}", request.name))
+                    }
                     other => store_error(other),
                 })
         })
@@ -404,15 +413,20 @@ async fn change_password(
 ) -> ApiResult<StatusCode> {
     check_name(&name)?;
     if !(ticket.is_admin() || ticket.name == name) {
-        return Err(ApiError::permission_denied("permission denied: only admin may change another user's password"));
+        return Err(ApiError::permission_denied(
+            "permission denied: only admin may change another user's password",
+        ));
     }
     validate_password(&request.password).map_err(ApiError::bad_request)?;
     blocking(move || {
         let hash = password::hash(&request.password)?;
-        service.store.set_password_hash(&name, &hash).map_err(|error| match error {
-            StoreError::NotFound(_) => ApiError::not_found(format!("no such user: {name}")),
-            other => store_error(other),
-        })
+        service
+            .store
+            .set_password_hash(&name, &hash)
+            .map_err(|error| match error {
+                StoreError::NotFound(_) => ApiError::not_found(format!("no such user: {name}")),
+                other => store_error(other),
+            })
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -51,7 +51,9 @@ impl LoginLimiter {
         if by_name.len() >= MAX_TRACKED {
             by_name.retain(|_, failures| now.duration_since(failures.last) < FORGET_AFTER);
         }
-        let entry = by_name.entry(name.to_string()).or_insert(Failures { count: 0, last: now });
+        let entry = by_name
+            .entry(name.to_string())
+            .or_insert(Failures { count: 0, last: now });
         if now.duration_since(entry.last) >= FORGET_AFTER {
             entry.count = 0;
         }

@@ -59,7 +59,10 @@ fn not_logged_in(global: &Global) -> anyhow::Error {
     };
     anyhow::Error::new(dfs_client::Error::Api {
         status: 401,
-        body: dfs_proto::ErrorBody::new(ErrorCode::Unauthenticated, format!("not logged in: run `dfs{flag} login`")),
+        body: dfs_proto::ErrorBody::new(
+            ErrorCode::Unauthenticated,
+            format!("not logged in: run `dfs{flag} login`"),
+        ),
     })
 }
 
@@ -85,7 +88,9 @@ fn home_of(session: Option<&Session>) -> anyhow::Result<DfsPath> {
 fn read_password(password_stdin: bool, prompt: &str, confirm: bool) -> anyhow::Result<String> {
     if password_stdin {
         let mut line = String::new();
-        std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
         let password = line.trim_end_matches(['\n', '\r']).to_string();
         if password.is_empty() {
             bail!("no password on stdin");
@@ -116,7 +121,9 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 ticket: login.ticket.clone(),
                 expires_at: login.expires_at,
             })?;
-            emit(&global, &login.user, || format!("logged in as {} at {}", login.user.name, client.directory_url()))
+            emit(&global, &login.user, || {
+                format!("logged in as {} at {}", login.user.name, client.directory_url())
+            })
         }
         Command::Logout => {
             let (client, session) = connect(&global, false).await?;
@@ -125,7 +132,9 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 let _ = client.logout().await;
             }
             session::remove()?;
-            emit(&global, &serde_json::json!({ "logged_out": true }), || "logged out".into())
+            emit(&global, &serde_json::json!({ "logged_out": true }), || {
+                "logged out".into()
+            })
         }
         Command::Whoami => {
             let (client, _) = connect(&global, true).await?;
@@ -187,7 +196,11 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 format!(
                     "path: {}\nkind: {}\nsize: {}\nmode: {} ({:o})\nowner: {} (uid {})\nversion: {}\nmodified: {}",
                     stat.path,
-                    if stat.kind == EntryKind::Dir { "directory" } else { "file" },
+                    if stat.kind == EntryKind::Dir {
+                        "directory"
+                    } else {
+                        "file"
+                    },
                     stat.size,
                     mode_string(&stat),
                     stat.mode,
@@ -206,11 +219,7 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
         } => {
             let (client, session) = connect(&global, true).await?;
             let from_stdin = local.as_os_str() == "-";
-            let base_name = if from_stdin {
-                None
-            } else {
-                Some(local_name(&local)?)
-            };
+            let base_name = if from_stdin { None } else { Some(local_name(&local)?) };
             let target = match remote.as_deref() {
                 None => {
                     let name = base_name.as_deref().context("give a remote path when reading stdin")?;
@@ -243,7 +252,9 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 }
                 client.put(&target, file, &options).await?
             };
-            emit(&global, &stat, || format!("{} ({} bytes, version {})", stat.path, stat.size, stat.version))
+            emit(&global, &stat, || {
+                format!("{} ({} bytes, version {})", stat.path, stat.size, stat.version)
+            })
         }
         Command::Get { remote, local } => {
             let (client, session) = connect(&global, true).await?;
@@ -262,7 +273,9 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             }
             download_to(&client, &layout.chunks, &target).await?;
             let stat = layout.stat;
-            emit(&global, &stat, || format!("{} -> {} ({} bytes)", stat.path, target.display(), stat.size))
+            emit(&global, &stat, || {
+                format!("{} -> {} ({} bytes)", stat.path, target.display(), stat.size)
+            })
         }
         Command::Cat { paths } => {
             let (client, session) = connect(&global, true).await?;
@@ -346,7 +359,13 @@ async fn run_user(global: &Global, command: UserCommand) -> anyhow::Result<()> {
             let password = read_password(password_stdin, &format!("Password for {name}: "), true)?;
             let user = client.create_user(&name, &password, admin).await?;
             emit(global, &user, || {
-                format!("created user {} (uid {}{}), home /home/{}", user.name, user.uid, if user.admin { ", admin" } else { "" }, user.name)
+                format!(
+                    "created user {} (uid {}{}), home /home/{}",
+                    user.name,
+                    user.uid,
+                    if user.admin { ", admin" } else { "" },
+                    user.name
+                )
             })
         }
         UserCommand::List => {
@@ -354,14 +373,23 @@ async fn run_user(global: &Global, command: UserCommand) -> anyhow::Result<()> {
             emit(global, &users, || {
                 users
                     .iter()
-                    .map(|user| format!("{:<6} {}{}", user.uid, user.name, if user.admin { "  (admin)" } else { "" }))
+                    .map(|user| {
+                        format!(
+                            "{:<6} {}{}",
+                            user.uid,
+                            user.name,
+                            if user.admin { "  (admin)" } else { "" }
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             })
         }
         UserCommand::Rm { name } => {
             client.delete_user(&name).await?;
-            emit(global, &serde_json::json!({ "deleted": name }), || format!("deleted user {name}"))
+            emit(global, &serde_json::json!({ "deleted": name }), || {
+                format!("deleted user {name}")
+            })
         }
         UserCommand::Passwd { name, password_stdin } => {
             let name = match name {
@@ -370,16 +398,29 @@ async fn run_user(global: &Global, command: UserCommand) -> anyhow::Result<()> {
             };
             let password = read_password(password_stdin, &format!("New password for {name}: "), true)?;
             client.change_password(&name, &password).await?;
-            emit(global, &serde_json::json!({ "password_changed": name }), || format!("password of {name} changed"))
+            emit(global, &serde_json::json!({ "password_changed": name }), || {
+                format!("password of {name} changed")
+            })
         }
     }
 }
 
 /// Downloads into a hidden temp file next to `target`, renamed over it only
 /// once every chunk arrived and checked out: a failed get leaves nothing behind.
-async fn download_to(client: &Client, chunks: &[dfs_proto::namespace::ChunkLocation], target: &Path) -> anyhow::Result<()> {
-    let dir = target.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = target.file_name().context("bad local path")?.to_string_lossy().to_string();
+async fn download_to(
+    client: &Client,
+    chunks: &[dfs_proto::namespace::ChunkLocation],
+    target: &Path,
+) -> anyhow::Result<()> {
+    let dir = target
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .context("bad local path")?
+        .to_string_lossy()
+        .to_string();
     let temp = dir.join(format!(".{name}.dfs-partial-{}", std::process::id()));
     let result = async {
         let file = tokio::fs::File::create(&temp)

@@ -101,7 +101,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .key_file
         .clone()
         .unwrap_or_else(|| PathBuf::from("dfs-data/cluster.key"));
-    let key = ClusterKey::load(&key_file).with_context(|| "loading the cluster key (make one with `dfs keygen FILE`)")?;
+    let key =
+        ClusterKey::load(&key_file).with_context(|| "loading the cluster key (make one with `dfs keygen FILE`)")?;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -151,7 +152,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let config = dfs_meta::Config {
                 store,
                 key,
-                auth_url: settings.auth_url.clone().unwrap_or_else(|| DEFAULT_AUTH_URL.to_string()),
+                auth_url: settings
+                    .auth_url
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_AUTH_URL.to_string()),
                 public_url: Some(public_url),
                 replication,
                 chunk_size,
@@ -189,6 +193,9 @@ pub fn keygen(file: &Path) -> anyhow::Result<()> {
     }
     let (_, created) = ClusterKey::load_or_create(file)?;
     debug_assert!(created);
-    println!("wrote a new cluster key to {} (mode 0600); copy it to every machine of the cluster", file.display());
+    println!(
+        "wrote a new cluster key to {} (mode 0600); copy it to every machine of the cluster",
+        file.display()
+    );
     Ok(())
 }

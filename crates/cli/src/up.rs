@@ -109,7 +109,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut supervisors = Vec::new();
     for spec in &specs {
-        supervisors.push(tokio::spawn(supervise(exe.clone(), spec.name.clone(), spec.args.clone(), stop_rx.clone())));
+        supervisors.push(tokio::spawn(supervise(
+            exe.clone(),
+            spec.name.clone(),
+            spec.args.clone(),
+            stop_rx.clone(),
+        )));
     }
 
     let ready = wait_until_healthy(&specs);
@@ -166,7 +171,10 @@ fn print_banner(banner: &Banner, port: u16) {
     }
     match &banner.admin_password {
         Some(password) => {
-            eprintln!("  admin password      {password}   (shown once; kept in {})", banner.admin_password_file.display())
+            eprintln!(
+                "  admin password      {password}   (shown once; kept in {})",
+                banner.admin_password_file.display()
+            )
         }
         None => eprintln!("  admin password      in {}", banner.admin_password_file.display()),
     }
@@ -211,7 +219,10 @@ async fn wait_until_healthy(specs: &[ChildSpec]) -> anyhow::Result<()> {
                 break;
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("the {} service did not start within {START_TIMEOUT:?} (see its log above)", spec.name);
+                bail!(
+                    "the {} service did not start within {START_TIMEOUT:?} (see its log above)",
+                    spec.name
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -266,8 +277,14 @@ fn spawn_child(exe: &Path, name: &str, args: &[String]) -> std::io::Result<Child
     die_with_parent(&mut command);
     let mut child = command.spawn()?;
     for stream in [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
     ]
     .into_iter()
     .flatten()

@@ -30,7 +30,9 @@ pub mod transfer;
 pub use error::Error;
 pub use transfer::{GetOptions, Progress, PutOptions, PutSummary};
 
-use dfs_proto::auth::{ChangePasswordRequest, ClusterInfo, CreateUserRequest, LoginRequest, LoginResponse, UserInfo, WhoAmI};
+use dfs_proto::auth::{
+    ChangePasswordRequest, ClusterInfo, CreateUserRequest, LoginRequest, LoginResponse, UserInfo, WhoAmI,
+};
 use dfs_proto::namespace::{
     ChmodRequest, ChownRequest, ClusterStatus, FileLayout, Listing, MkdirRequest, RemoveRequest, RenameRequest, Stat,
 };
@@ -128,7 +130,10 @@ impl Client {
 
     /// Sends a request and turns every failure into an [`Error`].
     async fn send(&self, service: Service, builder: RequestBuilder, url: &str) -> Result<Response> {
-        let response = builder.send().await.map_err(|error| Error::unreachable(service, url, error))?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|error| Error::unreachable(service, url, error))?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -151,7 +156,12 @@ impl Client {
             .map_err(|error| Error::Protocol(format!("reading the answer of {url}: {error}")))
     }
 
-    async fn directory<B: Serialize, T: DeserializeOwned>(&self, method: Method, endpoint: &str, body: Option<&B>) -> Result<T> {
+    async fn directory<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
         let url = format!("{}{endpoint}", self.directory_url);
         let mut builder = self.request(method, &url);
         if let Some(body) = body {
@@ -169,7 +179,12 @@ impl Client {
         self.send(Service::Security, builder, &url).await
     }
 
-    async fn security_json<B: Serialize, T: DeserializeOwned>(&self, method: Method, endpoint: &str, body: Option<&B>) -> Result<T> {
+    async fn security_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
         self.security(method, endpoint, body)
             .await?
             .json()
@@ -190,7 +205,8 @@ impl Client {
 
     /// A new ticket for the same session, with a later expiry.
     pub async fn refresh(&self) -> Result<LoginResponse> {
-        self.security_json::<(), _>(Method::POST, "/v1/auth/refresh", None).await
+        self.security_json::<(), _>(Method::POST, "/v1/auth/refresh", None)
+            .await
     }
 
     /// Revokes the session everywhere.
@@ -217,7 +233,8 @@ impl Client {
     }
 
     pub async fn delete_user(&self, name: &str) -> Result<()> {
-        self.security::<()>(Method::DELETE, &format!("/v1/users/{name}"), None).await?;
+        self.security::<()>(Method::DELETE, &format!("/v1/users/{name}"), None)
+            .await?;
         Ok(())
     }
 
@@ -233,13 +250,21 @@ impl Client {
     // ---- Directory service ----
 
     pub async fn stat(&self, path: &DfsPath) -> Result<Stat> {
-        self.directory::<(), _>(Method::GET, &format!("/v1/stat?path={}", query_escape(path.as_str())), None)
-            .await
+        self.directory::<(), _>(
+            Method::GET,
+            &format!("/v1/stat?path={}", query_escape(path.as_str())),
+            None,
+        )
+        .await
     }
 
     pub async fn list(&self, path: &DfsPath) -> Result<Listing> {
-        self.directory::<(), _>(Method::GET, &format!("/v1/list?path={}", query_escape(path.as_str())), None)
-            .await
+        self.directory::<(), _>(
+            Method::GET,
+            &format!("/v1/list?path={}", query_escape(path.as_str())),
+            None,
+        )
+        .await
     }
 
     pub async fn mkdir(&self, path: &DfsPath, parents: bool, mode: Option<u32>) -> Result<Stat> {
@@ -257,8 +282,12 @@ impl Client {
             recursive,
         };
         let url = format!("{}/v1/remove", self.directory_url);
-        self.send(Service::Directory, self.request(Method::POST, &url).json(&request), &url)
-            .await?;
+        self.send(
+            Service::Directory,
+            self.request(Method::POST, &url).json(&request),
+            &url,
+        )
+        .await?;
         Ok(())
     }
 
@@ -272,7 +301,10 @@ impl Client {
     }
 
     pub async fn chmod(&self, path: &DfsPath, mode: u32) -> Result<Stat> {
-        let request = ChmodRequest { path: path.clone(), mode };
+        let request = ChmodRequest {
+            path: path.clone(),
+            mode,
+        };
         self.directory(Method::POST, "/v1/chmod", Some(&request)).await
     }
 
@@ -285,8 +317,12 @@ impl Client {
     }
 
     pub async fn layout(&self, path: &DfsPath) -> Result<FileLayout> {
-        self.directory::<(), _>(Method::GET, &format!("/v1/layout?path={}", query_escape(path.as_str())), None)
-            .await
+        self.directory::<(), _>(
+            Method::GET,
+            &format!("/v1/layout?path={}", query_escape(path.as_str())),
+            None,
+        )
+        .await
     }
 
     pub async fn cluster_status(&self) -> Result<ClusterStatus> {

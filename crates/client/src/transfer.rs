@@ -84,7 +84,9 @@ impl Client {
             Err(error) => {
                 // Best effort: the directory service also forgets stale uploads.
                 let url = format!("{}/v1/uploads/{}", self.directory_url, started.upload_id);
-                let _ = self.send(Service::Directory, self.request(Method::DELETE, &url), &url).await;
+                let _ = self
+                    .send(Service::Directory, self.request(Method::DELETE, &url), &url)
+                    .await;
                 return Err(error);
             }
         };
@@ -143,7 +145,12 @@ impl Client {
     }
 
     /// Hashes one chunk, gets its placement, and sends it unless the cluster has it.
-    async fn put_one_chunk(&self, upload_id: &str, data: Bytes, progress: Option<crate::Progress>) -> Result<(ChunkRef, Option<String>)> {
+    async fn put_one_chunk(
+        &self,
+        upload_id: &str,
+        data: Bytes,
+        progress: Option<crate::Progress>,
+    ) -> Result<(ChunkRef, Option<String>)> {
         let hashed = data.clone();
         let id = tokio::task::spawn_blocking(move || ChunkId::from_hash_bytes(blake3::hash(&hashed).as_bytes()))
             .await
@@ -201,7 +208,12 @@ impl Client {
     }
 
     /// Downloads the given chunks, in order, into `sink`.
-    pub async fn get_layout(&self, chunks: &[ChunkLocation], mut sink: impl AsyncWrite + Unpin, options: &GetOptions) -> Result<()> {
+    pub async fn get_layout(
+        &self,
+        chunks: &[ChunkLocation],
+        mut sink: impl AsyncWrite + Unpin,
+        options: &GetOptions,
+    ) -> Result<()> {
         let mut pending = chunks.iter();
         let mut in_flight = FuturesOrdered::new();
         loop {
@@ -243,11 +255,15 @@ impl Client {
                     .await
                     .map_err(|error| Error::unreachable(Service::FileServer, &url, error))?;
                 let checked = data.clone();
-                let id = tokio::task::spawn_blocking(move || ChunkId::from_hash_bytes(blake3::hash(&checked).as_bytes()))
-                    .await
-                    .map_err(|error| Error::Protocol(format!("hashing a chunk: {error}")))?;
+                let id =
+                    tokio::task::spawn_blocking(move || ChunkId::from_hash_bytes(blake3::hash(&checked).as_bytes()))
+                        .await
+                        .map_err(|error| Error::Protocol(format!("hashing a chunk: {error}")))?;
                 if id != location.id || data.len() as u64 != location.size {
-                    return Err(Error::Protocol(format!("chunk {} from {} is corrupt", location.id, replica.id)));
+                    return Err(Error::Protocol(format!(
+                        "chunk {} from {} is corrupt",
+                        location.id, replica.id
+                    )));
                 }
                 Ok(data)
             }

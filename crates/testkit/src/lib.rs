@@ -129,12 +129,17 @@ impl Cluster {
 
     /// Logs `user` in with `password` (its session goes to its own config dir).
     pub fn login(&self, user: &str, password: &str) {
-        self.ok(user, &["login", user, "--password-stdin"], format!("{password}\n").as_bytes());
+        self.ok(
+            user,
+            &["login", user, "--password-stdin"],
+            format!("{password}\n").as_bytes(),
+        );
     }
 
     /// The sealed ticket from `user`'s session file.
     pub fn ticket(&self, user: &str) -> String {
-        let text = std::fs::read_to_string(self.config_dir(user).join("session.json")).expect("reading the session file");
+        let text =
+            std::fs::read_to_string(self.config_dir(user).join("session.json")).expect("reading the session file");
         let session: serde_json::Value = serde_json::from_str(&text).expect("parsing the session file");
         session["ticket"].as_str().expect("session has a ticket").to_string()
     }

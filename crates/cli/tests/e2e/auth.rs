@@ -18,7 +18,11 @@ async fn first_start_creates_private_key_and_admin_then_users_log_in_and_survive
     assert_eq!(std::fs::metadata(data.join("cluster.key")).unwrap().len(), 32);
     assert_eq!(mode_of(&cluster.banner.admin_password_file), 0o600);
     let password = cluster.admin_password();
-    assert_eq!(cluster.banner.admin_password.as_deref(), Some(password.as_str()), "printed on first start");
+    assert_eq!(
+        cluster.banner.admin_password.as_deref(),
+        Some(password.as_str()),
+        "printed on first start"
+    );
 
     cluster.login("admin", &password);
     assert_eq!(mode_of(&cluster.config_dir("admin").join("session.json")), 0o600);
@@ -33,7 +37,9 @@ async fn first_start_creates_private_key_and_admin_then_users_log_in_and_survive
     assert_eq!(me["roles"], serde_json::json!(["user"]));
 
     // The password is stored only as an Argon2id hash.
-    let db = std::fs::read(data.join("auth/meta.db")).unwrap();
+    // The database and its write-ahead log, wherever SQLite has the rows now.
+    let mut db = std::fs::read(data.join("auth/meta.db")).unwrap();
+    db.extend(std::fs::read(data.join("auth/meta.db-wal")).unwrap_or_default());
     let contains = |needle: &[u8]| db.windows(needle.len()).any(|window| window == needle);
     assert!(!contains(b"ann-password"));
     assert!(contains(b"$argon2id$"));
@@ -108,7 +114,12 @@ async fn tampered_expired_foreign_and_revoked_tickets_are_refused_everywhere() {
         }
         let response = http().get(endpoint).send().await.unwrap();
         assert_error(response, 401, "unauthenticated").await;
-        let response = http().get(endpoint).header("authorization", "Basic abc").send().await.unwrap();
+        let response = http()
+            .get(endpoint)
+            .header("authorization", "Basic abc")
+            .send()
+            .await
+            .unwrap();
         assert_error(response, 401, "unauthenticated").await;
     }
     let expired_message = assert_error(
@@ -177,14 +188,34 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
     let users_before = cluster.ok("admin", &["--json", "user", "list"], b"");
 
     let login = format!("{auth}/v1/auth/login");
-    let post = |url: &str, body: &str| http().post(url).header("content-type", "application/json").body(body.to_string());
+    let post = |url: &str, body: &str| {
+        http()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    };
     assert_error(post(&login, "{not json").send().await.unwrap(), 400, "bad_request").await;
-    assert_error(post(&login, r#"{"name":"ann"}"#).send().await.unwrap(), 400, "bad_request").await;
-    assert_error(post(&login, r#"{"name":"","password":"x"}"#).send().await.unwrap(), 400, "bad_request").await;
+    assert_error(
+        post(&login, r#"{"name":"ann"}"#).send().await.unwrap(),
+        400,
+        "bad_request",
+    )
+    .await;
+    assert_error(
+        post(&login, r#"{"name":"","password":"x"}"#).send().await.unwrap(),
+        400,
+        "bad_request",
+    )
+    .await;
     let long_name = format!(r#"{{"name":"{}","password":"x"}}"#, "a".repeat(100));
     assert_error(post(&login, &long_name).send().await.unwrap(), 400, "bad_request").await;
     assert_error(
-        http().post(&login).body(r#"{"name":"ann","password":"x"}"#).send().await.unwrap(),
+        http()
+            .post(&login)
+            .body(r#"{"name":"ann","password":"x"}"#)
+            .send()
+            .await
+            .unwrap(),
         400,
         "bad_request",
     )
@@ -195,27 +226,78 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
     let users = format!("{auth}/v1/users");
     let create = |body: &str| post(&users, body).bearer_auth(&admin);
     assert_error(create("[1,2]").send().await.unwrap(), 400, "bad_request").await;
-    assert_error(create(r#"{"name":"","password":"long enough"}"#).send().await.unwrap(), 400, "bad_request").await;
-    assert_error(create(r#"{"name":"Bad Name","password":"long enough"}"#).send().await.unwrap(), 400, "bad_request").await;
-    assert_error(create(r#"{"name":"../etc","password":"long enough"}"#).send().await.unwrap(), 400, "bad_request").await;
     assert_error(
-        create(&format!(r#"{{"name":"{}","password":"long enough"}}"#, "a".repeat(33))).send().await.unwrap(),
+        create(r#"{"name":"","password":"long enough"}"#).send().await.unwrap(),
         400,
         "bad_request",
     )
     .await;
-    assert_error(create(r#"{"name":"carl","password":"short"}"#).send().await.unwrap(), 400, "bad_request").await;
-    assert_error(create(r#"{"name":"ann","password":"long enough"}"#).send().await.unwrap(), 409, "already_exists").await;
+    assert_error(
+        create(r#"{"name":"Bad Name","password":"long enough"}"#)
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "bad_request",
+    )
+    .await;
+    assert_error(
+        create(r#"{"name":"../etc","password":"long enough"}"#)
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "bad_request",
+    )
+    .await;
+    assert_error(
+        create(&format!(r#"{{"name":"{}","password":"long enough"}}"#, "a".repeat(33)))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "bad_request",
+    )
+    .await;
+    assert_error(
+        create(r#"{"name":"carl","password":"short"}"#).send().await.unwrap(),
+        400,
+        "bad_request",
+    )
+    .await;
+    assert_error(
+        create(r#"{"name":"ann","password":"long enough"}"#)
+            .send()
+            .await
+            .unwrap(),
+        409,
+        "already_exists",
+    )
+    .await;
     // Only admin may create users.
     let ann = cluster.ticket("ann");
     assert_error(
-        post(&users, r#"{"name":"carl","password":"long enough"}"#).bearer_auth(&ann).send().await.unwrap(),
+        post(&users, r#"{"name":"carl","password":"long enough"}"#)
+            .bearer_auth(&ann)
+            .send()
+            .await
+            .unwrap(),
         403,
         "permission_denied",
     )
     .await;
-    assert_error(http().get(&users).bearer_auth(&ann).send().await.unwrap(), 403, "permission_denied").await;
-    assert_error(http().get(format!("{auth}/v1/nope")).send().await.unwrap(), 404, "not_found").await;
+    assert_error(
+        http().get(&users).bearer_auth(&ann).send().await.unwrap(),
+        403,
+        "permission_denied",
+    )
+    .await;
+    assert_error(
+        http().get(format!("{auth}/v1/nope")).send().await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
 
     let users_after = cluster.ok("admin", &["--json", "user", "list"], b"");
     assert_eq!(users_before, users_after, "bad requests changed the users");
@@ -224,8 +306,16 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
     let output = cluster.run("ann", &["login", "ann", "--password-stdin"], b"wrong-password\n");
     assert_eq!(output.code, Some(3));
     assert_eq!(output.stderr.lines().count(), 1, "{}", output.stderr);
-    assert!(output.stderr.contains("invalid user name or password"), "{}", output.stderr);
-    let output = cluster.run("ann", &["--json", "user", "add", "Bad", "--password-stdin"], b"long enough\n");
+    assert!(
+        output.stderr.contains("invalid user name or password"),
+        "{}",
+        output.stderr
+    );
+    let output = cluster.run(
+        "ann",
+        &["--json", "user", "add", "Bad", "--password-stdin"],
+        b"long enough\n",
+    );
     assert_ne!(output.code, Some(0));
     let error: serde_json::Value = serde_json::from_str(output.stderr.trim()).unwrap();
     assert_eq!(error["error"]["code"], "permission_denied");
@@ -247,7 +337,10 @@ async fn failed_logins_are_slowed_down_without_revealing_which_users_exist() {
             let response = attempt(name, "wrong-password").await.unwrap();
             bodies.push(assert_error(response, 401, "unauthenticated").await);
         }
-        assert!(bodies.iter().all(|body| body == "invalid user name or password"), "{bodies:?}");
+        assert!(
+            bodies.iter().all(|body| body == "invalid user name or password"),
+            "{bodies:?}"
+        );
         // The fourth try, even with the right password, must wait.
         let response = attempt(name, &format!("{name}-password")).await.unwrap();
         assert!(response.headers().contains_key("retry-after"));
@@ -269,9 +362,17 @@ async fn users_change_their_own_password_and_only_admin_changes_others() {
     let output = cluster.run("ann", &["login", "ann", "--password-stdin"], b"ann-password\n");
     assert_eq!(output.code, Some(3), "old password still works");
     cluster.login("ann", "new-ann-password");
-    let output = cluster.run("ann", &["user", "passwd", "bob", "--password-stdin"], b"hijacked-password\n");
+    let output = cluster.run(
+        "ann",
+        &["user", "passwd", "bob", "--password-stdin"],
+        b"hijacked-password\n",
+    );
     assert_eq!(output.code, Some(5), "{}", output.stderr);
     cluster.login("bob", "bob-password");
-    cluster.ok("admin", &["user", "passwd", "bob", "--password-stdin"], b"reset-by-admin\n");
+    cluster.ok(
+        "admin",
+        &["user", "passwd", "bob", "--password-stdin"],
+        b"reset-by-admin\n",
+    );
     cluster.login("bob", "reset-by-admin");
 }

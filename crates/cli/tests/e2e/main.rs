@@ -13,7 +13,13 @@ pub fn cluster() -> Cluster {
 }
 
 pub fn cluster_with(file_servers: usize, replication: u32) -> Cluster {
-    Cluster::start(BIN, Options { file_servers, replication })
+    Cluster::start(
+        BIN,
+        Options {
+            file_servers,
+            replication,
+        },
+    )
 }
 
 /// A cluster with admin logged in and users `ann` and `bob` created and logged in.
@@ -21,7 +27,11 @@ pub fn cluster_with_users() -> Cluster {
     let cluster = cluster();
     cluster.login("admin", &cluster.admin_password());
     for user in ["ann", "bob"] {
-        cluster.ok("admin", &["user", "add", user, "--password-stdin"], format!("{user}-password\n").as_bytes());
+        cluster.ok(
+            "admin",
+            &["user", "add", user, "--password-stdin"],
+            format!("{user}-password\n").as_bytes(),
+        );
         cluster.login(user, &format!("{user}-password"));
     }
     cluster
