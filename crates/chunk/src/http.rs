@@ -275,10 +275,9 @@ async fn get_chunk(
                 .into_response()
         }
         RangeRequest::Unsatisfiable => {
-            // No error code maps to 416, so the status is set here; the body
-            // is still our usual JSON error.
+            // The usual JSON error, plus the Content-Range a 416 must carry.
             let body = ErrorBody::new(
-                ErrorCode::BadRequest,
+                ErrorCode::RangeNotSatisfiable,
                 format!(
                     "range {:?} is outside the chunk's {len} bytes",
                     range_header.unwrap_or("")

@@ -19,6 +19,10 @@ pub enum ErrorCode {
     AlreadyExists,
     /// 409: the operation conflicts with the current state (e.g. a non-empty directory).
     Conflict,
+    /// 416: a range read asked for bytes beyond the end of a chunk.
+    RangeNotSatisfiable,
+    /// 423: a lock held by someone else forbids this change.
+    Locked,
     /// 413: the request body is larger than the service accepts.
     PayloadTooLarge,
     /// 422: a chunk's content does not match its id.
@@ -41,6 +45,8 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::AlreadyExists | ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RangeNotSatisfiable => 416,
+            ErrorCode::Locked => 423,
             ErrorCode::ChecksumMismatch => 422,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Unavailable => 503,
