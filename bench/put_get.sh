@@ -2,7 +2,7 @@
 # Throughput of one large file, put then get, against this machine's limits
 # measured in the same run.
 #
-#   bash bench/put_get.sh [SIZE_MIB]        (default 1024)
+#   bash bench/put_get.sh [SIZE_MIB] [CHUNK_MIB]     (defaults 1024 and 8)
 #
 # Baselines: `dd conv=fdatasync` (buffered write + fsync, the disk) and
 # iperf3 over loopback (the network). Runs DFS with replication 1 and 3 and
@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
+chunk_mib=${2:-8}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dfs-target}
 cargo build --release --locked -q
 dfs=$CARGO_TARGET_DIR/release/dfs
@@ -39,7 +40,7 @@ head -c "$((size_mib * 1048576))" /dev/urandom > "$work/src"
 rows=""
 for replication in 1 3; do
   data="$work/data-r$replication"
-  "$dfs" up --port 0 --data-dir "$data" --replication "$replication" > "$work/banner" 2> "$work/up.log" &
+  "$dfs" up --port 0 --data-dir "$data" --replication "$replication" --chunk-size $((chunk_mib * 1048576)) > "$work/banner" 2> "$work/up.log" &
   up_pid=$!
   for _ in $(seq 300); do [ -s "$work/banner" ] && break; sleep 0.1; done
   url=$(python3 -c "import json; print(json.load(open('$work/banner'))['directory_url'])")
@@ -62,9 +63,9 @@ for replication in 1 3; do
 done
 
 cat > bench/results/put_get.md <<MD
-# One ${size_mib} MiB file, put then get
+# One ${size_mib} MiB file, put then get, ${chunk_mib} MiB chunks
 
-Command: \`bash bench/put_get.sh $size_mib\` on $(nproc) cores, $(date -u +%Y-%m-%d).
+Command: \`bash bench/put_get.sh $size_mib $chunk_mib\` on $(nproc) cores, $(date -u +%Y-%m-%d).
 Baselines in the same run: disk \`dd bs=1M conv=fdatasync\` = $disk MiB/s; loopback \`iperf3\` = $loop MiB/s.
 Get is \`dfs get /big -\` to /dev/null after dropping the page cache where allowed.
 

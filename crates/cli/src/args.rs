@@ -181,6 +181,9 @@ pub struct UpArgs {
     /// Copies of each chunk (at most the number of live file servers).
     #[arg(long, default_value_t = 3)]
     pub replication: u32,
+    /// Chunk size in bytes for new files.
+    #[arg(long, default_value_t = crate::serve::DEFAULT_CHUNK_SIZE)]
+    pub chunk_size: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -86,6 +86,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 format!("--key-file={key}"),
                 format!("--auth-url={auth_url}"),
                 format!("--replication={}", args.replication),
+                format!("--chunk-size={}", args.chunk_size),
             ],
         },
     ];

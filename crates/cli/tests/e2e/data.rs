@@ -278,3 +278,29 @@ async fn concurrent_uploads_to_one_path_leave_exactly_one_whole_version() {
         serde_json::from_slice(&cluster.ok("ann", &["--json", "stat", "contended"], b"")).unwrap();
     assert_eq!(stat["version"], 6);
 }
+
+/// The path of the chunk file `id` on file server `server` (e.g. "file-1").
+fn chunk_file(cluster: &Cluster, server: &str, id: &str) -> PathBuf {
+    cluster.data_dir().join(server).join("chunks").join(&id[..2]).join(id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_get_falls_back_to_another_replica_when_one_is_corrupt_or_missing() {
+    let cluster = cluster_with_users();
+    let bytes = random_bytes(CHUNK * 2 + 10);
+    cluster.ok("ann", &["put", "-", "/home/ann/precious"], &bytes);
+    let layout = layout(&cluster, "ann", "/home/ann/precious").await;
+    for (index, chunk) in layout["chunks"].as_array().unwrap().iter().enumerate() {
+        let id = chunk["id"].as_str().unwrap();
+        let servers = replicas_on_disk(&cluster, id);
+        assert_eq!(servers.len(), 3);
+        // Damage the first two replicas of every chunk: flip a byte in one, delete the other.
+        let corrupt = chunk_file(&cluster, &servers[index % 3], id);
+        let mut content = std::fs::read(&corrupt).unwrap();
+        content[1000] ^= 0xff;
+        std::fs::write(&corrupt, content).unwrap();
+        std::fs::remove_file(chunk_file(&cluster, &servers[(index + 1) % 3], id)).unwrap();
+    }
+    let fetched = cluster.ok("ann", &["cat", "/home/ann/precious"], b"");
+    assert_eq!(blake3::hash(&fetched), blake3::hash(&bytes));
+}
