@@ -2,7 +2,8 @@
 //! the real `dfs` binary and HTTP.
 //!
 //! ```no_run
-//! let cluster = dfs_testkit::Cluster::start(env!("CARGO_BIN_EXE_dfs"), Default::default());
+//! // In an integration test of the `dfs` crate: env!("CARGO_BIN_EXE_dfs").
+//! let cluster = dfs_testkit::Cluster::start("target/debug/dfs", Default::default());
 //! cluster.login("admin", &cluster.admin_password());
 //! let out = cluster.dfs("admin", &["whoami"]).output().unwrap();
 //! assert!(out.status.success());
