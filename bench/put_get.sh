@@ -62,6 +62,7 @@ for replication in 1 3; do
   kill "$up_pid"; wait "$up_pid" || true; up_pid=
 done
 
+mkdir -p bench/results
 cat > bench/results/put_get.md <<MD
 # One ${size_mib} MiB file, put then get, ${chunk_mib} MiB chunks
 

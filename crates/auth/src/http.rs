@@ -127,6 +127,7 @@ fn store_error(error: StoreError) -> ApiError {
         StoreError::AlreadyExists(what) => ApiError::already_exists(format!("{what} already exists")),
         StoreError::Conflict(what) => ApiError::conflict(what),
         StoreError::PermissionDenied(what) => ApiError::permission_denied(what),
+        StoreError::Locked(what) => ApiError::new(ErrorCode::Locked, what),
         StoreError::Invalid(what) => ApiError::bad_request(what),
         StoreError::Backend(error) => ApiError::internal(format!("{error:#}")),
     }

@@ -51,12 +51,22 @@ pub fn spawn(
                     }
                 }
             }
-            let backoff = interval
-                .saturating_mul(1 << failures.min(4))
-                .min(MAX_BACKOFF.max(interval));
-            tokio::time::sleep(if failures == 0 { interval } else { backoff }).await;
+            tokio::time::sleep(next_attempt_in(interval, failures)).await;
         }
     })
+}
+
+/// When to try again after `failures` failures in a row. The first few
+/// retries come quickly (a directory service that starts after us, or a
+/// lost request, must not leave us dead for long); a long outage backs off.
+fn next_attempt_in(interval: Duration, failures: u32) -> Duration {
+    match failures {
+        0 => interval,
+        1..=5 => interval.min(Duration::from_millis(250)),
+        _ => interval
+            .saturating_mul(1 << (failures - 5).min(4))
+            .min(MAX_BACKOFF.max(interval)),
+    }
 }
 
 async fn heartbeat(server: &FileServer, capacity_bytes: Option<u64>) -> Heartbeat {

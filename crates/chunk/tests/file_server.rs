@@ -421,7 +421,7 @@ async fn ranges_are_served_and_checked() {
     assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(response.headers()["content-range"], "bytes */1000");
     let body: ErrorBody = response.json().await.unwrap();
-    assert_eq!(body.code, ErrorCode::BadRequest);
+    assert_eq!(body.code, ErrorCode::RangeNotSatisfiable);
     server.stop().await;
 }
 

@@ -49,7 +49,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
     let key_file = data_dir.join("cluster.key");
-    let (_, key_created) = ClusterKey::load_or_create(&key_file).context("creating the cluster key")?;
+    let (cluster_key, key_created) = ClusterKey::load_or_create(&key_file).context("creating the cluster key")?;
     if key_created {
         tracing::info!(file = %key_file.display(), "created the cluster key");
     }
@@ -118,7 +118,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         )));
     }
 
-    let ready = wait_until_healthy(&specs);
+    let ready = async {
+        wait_until_healthy(&specs).await?;
+        wait_for_file_servers(&cluster_key, &directory_url, args.file_servers).await
+    };
     tokio::select! {
         result = ready => result?,
         _ = dfs_service::shutdown_signal() => {
@@ -229,6 +232,32 @@ async fn wait_until_healthy(specs: &[ChildSpec]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Waits until the directory service sees every file server alive, so that
+/// the first upload gets full replication.
+async fn wait_for_file_servers(key: &ClusterKey, directory_url: &str, expected: usize) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let verifier = dfs_service::Verifier::new(key.clone());
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    let mut alive = 0;
+    while tokio::time::Instant::now() < deadline {
+        let status = http
+            .get(format!("{directory_url}/v1/cluster/status"))
+            .bearer_auth(verifier.service_ticket("dfs-up"))
+            .send()
+            .await;
+        if let Ok(response) = status {
+            if let Ok(status) = response.json::<dfs_proto::namespace::ClusterStatus>().await {
+                alive = status.servers.iter().filter(|server| server.alive).count();
+                if alive >= expected {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("only {alive} of {expected} file servers registered within {START_TIMEOUT:?} (see the log above)")
 }
 
 /// Runs one child until `stop` turns true, restarting it if it dies.
