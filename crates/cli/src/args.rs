@@ -31,6 +31,10 @@ pub struct Global {
     /// Print nothing but errors (and requested data).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub cache: crate::cache::CacheArgs,
+    #[command(flatten)]
+    pub write: crate::locks::WriteArgs,
 }
 
 // Parsed once per run: the size of the largest variant does not matter.
@@ -82,9 +86,14 @@ pub enum Command {
     },
     /// Show the metadata of a file or directory.
     Stat { path: String },
-    /// Upload a local file (`-` reads stdin).
-    #[command(after_help = "Examples:\n  dfs put report.pdf /home/ann/\n  tar c . | dfs put - /home/ann/backup.tar")]
+    /// Upload a local file (`-` reads stdin), or a tree with `-r`.
+    #[command(
+        after_help = "Examples:\n  dfs put report.pdf /home/ann/\n  tar c . | dfs put - /home/ann/backup.tar\n  dfs put -r photos /home/ann/     upload the tree photos/ into /home/ann/photos\n\nRerunning an interrupted put sends only the chunks the cluster does not have yet."
+    )]
     Put {
+        /// Upload a directory and everything below it (files in parallel).
+        #[arg(short, long)]
+        recursive: bool,
         local: PathBuf,
         /// Remote path, or an existing directory to upload into (default: your home).
         remote: Option<String>,
@@ -95,8 +104,14 @@ pub enum Command {
         #[arg(long, value_parser = parse_mode)]
         mode: Option<u32>,
     },
-    /// Download a file (`-` writes stdout).
+    /// Download a file (`-` writes stdout), or a tree with `-r`.
+    #[command(
+        after_help = "Examples:\n  dfs get notes.txt .\n  dfs get /home/ann/big.iso - | sha256sum\n  dfs get -r photos /tmp/         download the tree into /tmp/photos\n\nChunks come from the local cache when it holds them and the file still has them."
+    )]
     Get {
+        /// Download a directory and everything below it (files in parallel).
+        #[arg(short, long)]
+        recursive: bool,
         remote: String,
         /// Local path or directory (default: the current directory).
         local: Option<PathBuf>,
@@ -133,6 +148,26 @@ pub enum Command {
     /// Cluster state.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Take a lease on a file or directory and print its token.
+    Lock(crate::locks::LockArgs),
+    /// Release a lock.
+    Unlock(crate::locks::UnlockArgs),
+    /// List live locks (on, above and below PATH).
+    Locks(crate::locks::LocksArgs),
+    /// Transactions: changes staged with --tx, applied all at once.
+    #[command(subcommand)]
+    Tx(crate::locks::TxCommand),
+    /// The local chunk cache.
+    #[command(subcommand)]
+    Cache(crate::cache::CacheCommand),
+    /// Print changes at, above or below a path as they happen (Ctrl-C stops).
+    #[command(after_help = "Example:\n  dfs --json watch /home/ann     one JSON event per line")]
+    Watch { path: Option<String> },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  dfs completions bash > ~/.local/share/bash-completion/completions/dfs\n  dfs completions zsh > ~/.zfunc/_dfs\n  dfs completions fish > ~/.config/fish/completions/dfs.fish"
+    )]
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]

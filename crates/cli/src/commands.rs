@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 const REFRESH_MARGIN_SECS: u64 = 15 * 60;
 
 /// A command's result: printed as JSON with `--json`, else as text.
-fn emit<T: Serialize>(global: &Global, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+pub(crate) fn emit<T: Serialize>(global: &Global, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
     if global.json {
         println!("{}", serde_json::to_string(value)?);
     } else if !global.quiet {
@@ -26,8 +26,12 @@ fn emit<T: Serialize>(global: &Global, value: &T, text: impl FnOnce() -> String)
 }
 
 /// The client for `global.url`, with the saved ticket if it belongs to that URL.
-async fn connect(global: &Global, need_login: bool) -> anyhow::Result<(Client, Option<Session>)> {
+pub(crate) async fn connect(global: &Global, need_login: bool) -> anyhow::Result<(Client, Option<Session>)> {
     let mut client = Client::new(&global.url)?;
+    if let Some(cache) = crate::cache::open(global)? {
+        client = client.with_cache(cache);
+    }
+    let mut client = crate::locks::scoped(client, global);
     let mut session = session::load()?.filter(|session| session.url.trim_end_matches('/') == client.directory_url());
     if let Some(current) = &mut session {
         let now = dfs_seal::now();
@@ -67,7 +71,7 @@ fn not_logged_in(global: &Global) -> anyhow::Error {
 }
 
 /// A remote path: absolute, or relative to the user's home directory.
-fn remote_path(raw: &str, session: Option<&Session>) -> anyhow::Result<DfsPath> {
+pub(crate) fn remote_path(raw: &str, session: Option<&Session>) -> anyhow::Result<DfsPath> {
     if raw.starts_with('/') {
         return DfsPath::parse(raw).map_err(|error| anyhow::anyhow!("bad path {raw:?}: {error}"));
     }
@@ -80,7 +84,7 @@ fn remote_path(raw: &str, session: Option<&Session>) -> anyhow::Result<DfsPath> 
     DfsPath::parse(&joined).map_err(|error| anyhow::anyhow!("bad path {raw:?}: {error}"))
 }
 
-fn home_of(session: Option<&Session>) -> anyhow::Result<DfsPath> {
+pub(crate) fn home_of(session: Option<&Session>) -> anyhow::Result<DfsPath> {
     let session = session.context("relative paths need a login (they are relative to /home/USER)")?;
     Ok(DfsPath::parse(&format!("/home/{}", session.name))?)
 }
@@ -109,6 +113,7 @@ fn read_password(password_stdin: bool, prompt: &str, confirm: bool) -> anyhow::R
 }
 
 pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
+    crate::locks::check_scope(&global, &command)?;
     match command {
         Command::Login { user, password_stdin } => {
             let name = user.unwrap_or_else(|| dfs_auth::ADMIN_NAME.to_string());
@@ -212,12 +217,22 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             })
         }
         Command::Put {
+            recursive,
             local,
             remote,
             no_clobber,
             mode,
         } => {
             let (client, session) = connect(&global, true).await?;
+            if recursive {
+                let options = PutOptions {
+                    no_clobber,
+                    mode,
+                    progress: None,
+                };
+                return crate::tree::put_tree(&global, &client, session.as_ref(), &local, remote.as_deref(), options)
+                    .await;
+            }
             let from_stdin = local.as_os_str() == "-";
             let base_name = if from_stdin { None } else { Some(local_name(&local)?) };
             let target = match remote.as_deref() {
@@ -241,23 +256,33 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 mode,
                 progress: None,
             };
-            let stat = if from_stdin {
-                client.put(&target, tokio::io::stdin(), &options).await?
+            let report = if from_stdin {
+                let bar = crate::progress::Bar::bytes(&global, None, target.as_str());
+                let options = PutOptions {
+                    progress: bar.callback(),
+                    ..options
+                };
+                crate::tree::report_of(client.put_with_summary(&target, tokio::io::stdin(), &options).await?)
             } else {
-                let file = tokio::fs::File::open(&local)
-                    .await
-                    .with_context(|| format!("cannot open {}", local.display()))?;
-                if file.metadata().await?.is_dir() {
-                    bail!("{} is a directory (recursive put comes with `put -r`)", local.display());
-                }
-                client.put(&target, file, &options).await?
+                crate::tree::put_file(&global, &client, &local, &target, options).await?
             };
-            emit(&global, &stat, || {
-                format!("{} ({} bytes, version {})", stat.path, stat.size, stat.version)
+            let stat = &report.stat;
+            emit(&global, &report, || {
+                format!(
+                    "{} ({} bytes, version {}; {} chunks sent, {} already stored)",
+                    stat.path, stat.size, stat.version, report.chunks_sent, report.chunks_deduplicated
+                )
             })
         }
-        Command::Get { remote, local } => {
+        Command::Get {
+            recursive,
+            remote,
+            local,
+        } => {
             let (client, session) = connect(&global, true).await?;
+            if recursive {
+                return crate::tree::get_tree(&global, &client, session.as_ref(), &remote, local.as_deref()).await;
+            }
             let path = remote_path(&remote, session.as_ref())?;
             let layout = client.layout(&path).await?;
             let name = path.name().context("cannot get the root directory")?.to_string();
@@ -271,10 +296,23 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             if target.is_dir() {
                 target = target.join(&name);
             }
-            download_to(&client, &layout.chunks, &target).await?;
-            let stat = layout.stat;
-            emit(&global, &stat, || {
-                format!("{} -> {} ({} bytes)", stat.path, target.display(), stat.size)
+            let bar = crate::progress::Bar::bytes(&global, Some(layout.stat.size), layout.stat.path.as_str());
+            let chunks = crate::tree::download_to(&client, &layout.chunks, &target, bar.callback()).await?;
+            bar.finish();
+            let report = crate::tree::GetReport {
+                stat: layout.stat,
+                chunks,
+            };
+            let stat = &report.stat;
+            emit(&global, &report, || {
+                format!(
+                    "{} -> {} ({} bytes; {} chunks from the cache, {} fetched)",
+                    stat.path,
+                    target.display(),
+                    stat.size,
+                    chunks.chunks_cached,
+                    chunks.chunks_fetched
+                )
             })
         }
         Command::Cat { paths } => {
@@ -344,7 +382,17 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 lines.join("\n")
             })
         }
-        Command::Up(_) | Command::Serve(_) | Command::Keygen { .. } => unreachable!("handled in main"),
+        Command::Cache(cache_command) => crate::cache::run(&global, cache_command),
+        Command::Watch { path } => {
+            let (client, session) = connect(&global, true).await?;
+            crate::tree::watch(&global, &client, session.as_ref(), path.as_deref()).await
+        }
+        command @ (Command::Lock(_) | Command::Unlock(_) | Command::Locks(_) | Command::Tx(_)) => {
+            crate::locks::run(&global, command).await
+        }
+        Command::Up(_) | Command::Serve(_) | Command::Keygen { .. } | Command::Completions { .. } => {
+            unreachable!("handled in main")
+        }
     }
 }
 
@@ -405,45 +453,7 @@ async fn run_user(global: &Global, command: UserCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Downloads into a hidden temp file next to `target`, renamed over it only
-/// once every chunk arrived and checked out: a failed get leaves nothing behind.
-async fn download_to(
-    client: &Client,
-    chunks: &[dfs_proto::namespace::ChunkLocation],
-    target: &Path,
-) -> anyhow::Result<()> {
-    let dir = target
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = target
-        .file_name()
-        .context("bad local path")?
-        .to_string_lossy()
-        .to_string();
-    let temp = dir.join(format!(".{name}.dfs-partial-{}", std::process::id()));
-    let result = async {
-        let file = tokio::fs::File::create(&temp)
-            .await
-            .with_context(|| format!("cannot write {}", temp.display()))?;
-        let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        client.get_layout(chunks, &mut writer, &GetOptions::default()).await?;
-        use tokio::io::AsyncWriteExt;
-        writer.flush().await?;
-        writer.into_inner().sync_all().await?;
-        tokio::fs::rename(&temp, target)
-            .await
-            .with_context(|| format!("cannot write {}", target.display()))?;
-        anyhow::Ok(())
-    }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&temp).await;
-    }
-    result
-}
-
-fn local_name(local: &Path) -> anyhow::Result<String> {
+pub(crate) fn local_name(local: &Path) -> anyhow::Result<String> {
     let name = local
         .file_name()
         .with_context(|| format!("{} has no file name", local.display()))?;
@@ -493,7 +503,7 @@ fn format_time(mtime_ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}")
 }
 
-fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -535,6 +545,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             Some(ErrorCode::NotFound) => 4,
             Some(ErrorCode::PermissionDenied) => 5,
             Some(ErrorCode::AlreadyExists | ErrorCode::Conflict) => 6,
+            Some(ErrorCode::Locked) => 8,
             _ => 1,
         },
         None => 1,

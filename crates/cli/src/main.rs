@@ -6,11 +6,19 @@
 //! - [`serve`]: `dfs serve auth|directory|file`, one service, from flags or a config file.
 //! - [`session`]: the login session file (mode 0600) under the user's config dir.
 //! - [`commands`]: the client commands, a thin layer over `dfs-client`.
+//! - [`tree`]: file and tree transfers (`put`, `get`, `-r`), `dfs watch`.
+//! - [`cache`]: the chunk cache flags and `dfs cache stats|clear`.
+//! - [`progress`]: progress bars on a terminal.
+//! - [`locks`]: `dfs lock|unlock|locks|tx`, and the global `--tx` and `--lock-token`.
 
 mod args;
+mod cache;
 mod commands;
+mod locks;
+mod progress;
 mod serve;
 mod session;
+mod tree;
 mod up;
 
 use clap::Parser;
@@ -31,6 +39,11 @@ fn main() -> ExitCode {
             args::Command::Up(up_args) => up::run(up_args).await,
             args::Command::Serve(serve_args) => serve::run(serve_args).await,
             args::Command::Keygen { file } => serve::keygen(&file),
+            args::Command::Completions { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(shell, &mut args::Cli::command(), "dfs", &mut std::io::stdout());
+                Ok(())
+            }
             command => commands::run(cli.global, command).await,
         }
     });

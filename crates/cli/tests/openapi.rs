@@ -55,6 +55,12 @@ fn every_route_is_in_the_openapi_spec_and_nothing_else() {
     assert!(code.len() > 10, "found too few routes: {code:?}");
     let undocumented: Vec<_> = code.difference(&spec).collect();
     let stale: Vec<_> = spec.difference(&code).collect();
-    assert!(undocumented.is_empty(), "routes missing from docs/openapi.yaml: {undocumented:?}");
-    assert!(stale.is_empty(), "docs/openapi.yaml lists routes the code does not have: {stale:?}");
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from docs/openapi.yaml: {undocumented:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "docs/openapi.yaml lists routes the code does not have: {stale:?}"
+    );
 }

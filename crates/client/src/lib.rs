@@ -20,15 +20,27 @@
 //! - [`transfer`]: `put` and `get`: chunking, hashing, placement, parallel
 //!   chunk transfers, replica fallback.
 //! - [`Error`]: one error type whose `Display` is a single line for a human.
+//! - [`locks`]: locks ([`Client::lock_guard`] renews in the background) and
+//!   transactions ([`Client::transaction`]); [`Client::with_lock_token`] and
+//!   [`Client::in_transaction`] give clients whose writes carry a token or are staged.
+//! - [`cache`]: the local disk cache of chunks ([`Client::with_cache`]), used
+//!   by `get` and filled by `get` and `put`.
+//! - [`watch`]: change events from the directory service, and the metadata
+//!   cache they invalidate ([`Client::watch_metadata`], [`Client::stat_cached`]).
 //!
 //! Architecture invariant: this crate depends on `dfs-proto` only, never on a
 //! service crate; everything it knows of the servers is their HTTP API.
 
+pub mod cache;
 mod error;
+pub mod locks;
 pub mod transfer;
+pub mod watch;
 
+pub use cache::{Cache, CacheStats};
 pub use error::Error;
-pub use transfer::{GetOptions, Progress, PutOptions, PutSummary};
+pub use locks::{LockGuard, WriteScope};
+pub use transfer::{GetOptions, GetSummary, Progress, PutOptions, PutSummary};
 
 use dfs_proto::auth::{
     ChangePasswordRequest, ClusterInfo, CreateUserRequest, LoginRequest, LoginResponse, UserInfo, WhoAmI,
@@ -72,6 +84,12 @@ pub struct Client {
     info: std::sync::Arc<OnceLock<ClusterInfo>>,
     /// Chunks transferred at once by `put` and `get`.
     pub parallelism: usize,
+    /// Lock token and transaction sent with directory service requests.
+    scope: WriteScope,
+    /// The disk cache of chunks, if any.
+    cache: Option<std::sync::Arc<Cache>>,
+    /// Stats kept valid by a watch (see [`watch`]).
+    metadata: std::sync::Arc<watch::MetadataCache>,
 }
 
 impl Client {
@@ -89,7 +107,21 @@ impl Client {
             ticket: None,
             info: Default::default(),
             parallelism: 4,
+            scope: WriteScope::default(),
+            cache: None,
+            metadata: Default::default(),
         })
+    }
+
+    /// Uses `cache` for chunks: `get` takes every chunk whose hash it holds
+    /// from it, and `get` and `put` fill it.
+    pub fn with_cache(mut self, cache: std::sync::Arc<Cache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    pub fn cache(&self) -> Option<&std::sync::Arc<Cache>> {
+        self.cache.as_ref()
     }
 
     pub fn directory_url(&self) -> &str {
@@ -121,7 +153,10 @@ impl Client {
     }
 
     fn request(&self, method: Method, url: &str) -> RequestBuilder {
-        let builder = self.http.request(method, url);
+        let to_directory = url
+            .strip_prefix(self.directory_url.as_str())
+            .is_some_and(|rest| rest.starts_with('/'));
+        let builder = self.scope.apply(self.http.request(method, url), to_directory);
         match &self.ticket {
             Some(ticket) => builder.bearer_auth(ticket),
             None => builder,

@@ -8,6 +8,15 @@
 //!
 //! `get` asks for the layout, fetches chunks in parallel (in order), checks
 //! every chunk's BLAKE3 hash and falls back to the next replica on any error.
+//!
+//! With a disk cache (`Client::with_cache`), `get` takes every chunk the
+//! cache holds intact from it instead of a file server, and both pipelines
+//! store the chunks they move. Since the layout is asked for on every `get`,
+//! a cached chunk is used only if the file's current version still has it.
+//!
+//! `put` posts the receipts of chunks sent while more are to come, so the
+//! directory service records them at once: rerunning an interrupted upload
+//! sends only the chunks it does not have.
 
 use crate::{Client, Error, Result, Service};
 use bytes::{Bytes, BytesMut};
@@ -50,6 +59,15 @@ pub struct PutSummary {
     pub chunks_sent: u64,
     /// Chunks the cluster already had (not sent).
     pub chunks_deduplicated: u64,
+}
+
+/// Where the chunks of a `get` came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GetSummary {
+    /// Chunks read from the disk cache.
+    pub chunks_cached: u64,
+    /// Chunks fetched from file servers.
+    pub chunks_fetched: u64,
 }
 
 impl Client {
@@ -113,6 +131,8 @@ impl Client {
             .ok_or_else(|| Error::Protocol(format!("bad chunk size {}", started.chunk_size)))?;
         let mut chunks = Vec::new();
         let mut receipts = Vec::new();
+        // Receipts not yet posted to the directory service.
+        let mut unposted = Vec::new();
         let mut summary = PutSummary::default();
         let mut in_flight = FuturesOrdered::new();
         let mut finished_reading = false;
@@ -133,6 +153,7 @@ impl Client {
                     match receipt {
                         Some(receipt) => {
                             summary.chunks_sent += 1;
+                            unposted.push(receipt.clone());
                             receipts.push(receipt);
                         }
                         None => summary.chunks_deduplicated += 1,
@@ -140,8 +161,31 @@ impl Client {
                 }
                 None => break,
             }
+            // The commit carries the last receipts; earlier ones are recorded
+            // now, so that an interruption does not lose them.
+            if !unposted.is_empty() && (!finished_reading || !in_flight.is_empty()) {
+                self.post_receipts(&started.upload_id, std::mem::take(&mut unposted))
+                    .await;
+            }
         }
         Ok((chunks, receipts, summary))
+    }
+
+    /// Best effort: a failure only means a rerun would send these chunks again.
+    async fn post_receipts(&self, upload_id: &str, receipts: Vec<String>) {
+        let url = format!("{}/v1/uploads/{upload_id}/receipts", self.directory_url);
+        let request = self
+            .request(Method::POST, &url)
+            .json(&dfs_proto::namespace::UploadReceipts { receipts });
+        let _ = self.send(Service::Directory, request, &url).await;
+    }
+
+    /// Stores a checked chunk in the disk cache, if there is one (best effort).
+    async fn cache_chunk(&self, id: &ChunkId, data: &Bytes) {
+        if let Some(cache) = &self.cache {
+            let (cache, id, data) = (Arc::clone(cache), id.clone(), data.clone());
+            let _ = tokio::task::spawn_blocking(move || cache.insert(&id, &data)).await;
+        }
     }
 
     /// Hashes one chunk, gets its placement, and sends it unless the cluster has it.
@@ -174,6 +218,7 @@ impl Client {
             .next()
             .ok_or_else(|| Error::Protocol("the directory service returned no placement".into()))?;
         if placement.exists {
+            self.cache_chunk(&id, &data).await;
             if let Some(progress) = &progress {
                 progress(chunk.size);
             }
@@ -187,6 +232,7 @@ impl Client {
             .capability
             .ok_or_else(|| Error::Protocol("placement without a capability".into()))?;
         let url = format!("{}/v1/chunks/{id}", primary.url.trim_end_matches('/'));
+        self.cache_chunk(&id, &data).await;
         let request = self
             .http
             .put(&url)
@@ -211,21 +257,38 @@ impl Client {
     pub async fn get_layout(
         &self,
         chunks: &[ChunkLocation],
-        mut sink: impl AsyncWrite + Unpin,
+        sink: impl AsyncWrite + Unpin,
         options: &GetOptions,
     ) -> Result<()> {
+        self.get_layout_with_summary(chunks, sink, options).await?;
+        Ok(())
+    }
+
+    /// [`Client::get_layout`], also reporting how many chunks came from the cache.
+    pub async fn get_layout_with_summary(
+        &self,
+        chunks: &[ChunkLocation],
+        mut sink: impl AsyncWrite + Unpin,
+        options: &GetOptions,
+    ) -> Result<GetSummary> {
+        let mut summary = GetSummary::default();
         let mut pending = chunks.iter();
         let mut in_flight = FuturesOrdered::new();
         loop {
             while in_flight.len() < self.parallelism.max(1) {
                 match pending.next() {
-                    Some(location) => in_flight.push_back(self.fetch_chunk(location)),
+                    Some(location) => in_flight.push_back(self.fetch_chunk_cached(location)),
                     None => break,
                 }
             }
             match in_flight.next().await {
                 Some(data) => {
-                    let data = data?;
+                    let (data, cached) = data?;
+                    if cached {
+                        summary.chunks_cached += 1;
+                    } else {
+                        summary.chunks_fetched += 1;
+                    }
                     sink.write_all(&data).await?;
                     if let Some(progress) = &options.progress {
                         progress(data.len() as u64);
@@ -235,7 +298,21 @@ impl Client {
             }
         }
         sink.flush().await?;
-        Ok(())
+        Ok(summary)
+    }
+
+    /// A chunk from the disk cache if it holds it intact, else from a file
+    /// server (then cached). `true` if it came from the cache.
+    async fn fetch_chunk_cached(&self, location: &ChunkLocation) -> Result<(Bytes, bool)> {
+        if let Some(cache) = &self.cache {
+            let (cache, id, size) = (Arc::clone(cache), location.id.clone(), location.size);
+            if let Ok(Some(data)) = tokio::task::spawn_blocking(move || cache.get(&id, size)).await {
+                return Ok((data, true));
+            }
+        }
+        let data = self.fetch_chunk(location).await?;
+        self.cache_chunk(&location.id, &data).await;
+        Ok((data, false))
     }
 
     /// Fetches one whole chunk from the first replica that returns it intact.

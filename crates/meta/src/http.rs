@@ -17,6 +17,7 @@ use dfs_proto::ticket::{Capability, ChunkOp, Ticket};
 use dfs_seal::ClusterKey;
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller, Verifier};
 use dfs_store::namespace::{Principal, UploadRecord, DEFAULT_DIR_MODE};
+use dfs_store::tx::StagedOp;
 use dfs_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
 use std::collections::{HashMap, HashSet};
@@ -24,6 +25,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+mod locks;
+mod receipts;
+mod watch;
+
+use dfs_proto::watch::WatchKind;
+pub use watch::WatchHub;
 
 /// How the directory service runs.
 pub struct Config {
@@ -84,6 +92,8 @@ pub struct Directory {
     /// Uids whose home directory is known to exist, so it is looked up once per uid.
     homes_ensured: Mutex<HashSet<u64>>,
     http: reqwest::Client,
+    /// Change events for `GET /v1/watch`.
+    watch: WatchHub,
 }
 
 /// The router's state: the shared [`Directory`] (a local type, so that the
@@ -118,6 +128,7 @@ impl Directory {
                 .timeout(Duration::from_secs(5))
                 .build()
                 .expect("building an HTTP client"),
+            watch: WatchHub::default(),
         })
     }
 
@@ -132,6 +143,7 @@ impl Directory {
             uid: ticket.uid,
             name: ticket.name.clone(),
             admin: ticket.is_admin(),
+            lock_token: None,
         };
         if ticket.is_service() || self.home_is_ensured(ticket.uid) {
             return principal;
@@ -197,6 +209,7 @@ fn store_error(error: StoreError) -> ApiError {
         StoreError::Conflict(message) => ApiError::conflict(message),
         StoreError::PermissionDenied(message) => ApiError::permission_denied(message),
         StoreError::Invalid(message) => ApiError::bad_request(message),
+        StoreError::Locked(message) => ApiError::new(dfs_proto::ErrorCode::Locked, message),
         StoreError::Backend(error) => ApiError::internal(format!("{error:#}")),
     }
 }
@@ -235,11 +248,14 @@ pub fn router(state: Arc<Directory>) -> Router {
         .route("/v1/uploads/{id}", axum::routing::delete(abort_upload))
         .route("/v1/uploads/{id}/chunks", post(place_chunks))
         .route("/v1/uploads/{id}/commit", post(commit_upload))
+        .route("/v1/uploads/{id}/receipts", post(receipts::record_receipts))
+        .route("/v1/watch", get(watch::watch))
         .route("/v1/layout", get(layout))
         .route("/v1/servers/heartbeat", post(heartbeat))
         .route("/v1/homes", post(ensure_home))
         .route("/v1/cluster/status", get(cluster_status))
         .route("/v1/info", get(info))
+        .merge(locks::routes())
         .with_state(Shared(state));
     dfs_service::finish_router(routes)
 }
@@ -262,6 +278,9 @@ pub async fn run(
     let sweeper = tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(60)).await;
+            // Expired transactions are aborted, expired leases forgotten.
+            let swept = Arc::clone(&store);
+            let _ = tokio::task::spawn_blocking(move || locks::sweep(&*swept)).await;
             let store = Arc::clone(&store);
             match tokio::task::spawn_blocking(move || store.expire_uploads(dfs_seal::now())).await {
                 Ok(Ok(0)) => {}
@@ -302,64 +321,89 @@ async fn list(
 async fn mkdir(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
+    scope: locks::WriteScope,
     ApiJson(request): ApiJson<MkdirRequest>,
 ) -> ApiResult<ApiJson<Stat>> {
-    let who = directory.principal(&ticket).await;
+    let who = scope.principal(directory.principal(&ticket).await);
     let store = Arc::clone(&directory.store);
     let mode = request.mode.unwrap_or(DEFAULT_DIR_MODE) & 0o7777;
-    Ok(ApiJson(
-        blocking(move || store.mkdir(&who, &request.path, mode, request.parents, now_ms())).await?,
-    ))
+    if let Some(tx) = scope.tx {
+        let (path, parents) = (request.path, request.parents);
+        let op = StagedOp::Mkdir { path, mode, parents };
+        return Ok(ApiJson(locks::stage(&directory, who, tx, op).await?));
+    }
+    let stat = blocking(move || store.mkdir(&who, &request.path, mode, request.parents, now_ms())).await?;
+    directory.watch.publish_stat(&stat, WatchKind::Created);
+    Ok(ApiJson(stat))
 }
 
 async fn remove(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
+    scope: locks::WriteScope,
     ApiJson(request): ApiJson<RemoveRequest>,
 ) -> ApiResult<StatusCode> {
-    let who = directory.principal(&ticket).await;
+    let who = scope.principal(directory.principal(&ticket).await);
+    if let Some(tx) = scope.tx {
+        let (path, recursive) = (request.path, request.recursive);
+        locks::stage(&directory, who, tx, StagedOp::Remove { path, recursive }).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let store = Arc::clone(&directory.store);
+    let path = request.path.clone();
     blocking(move || store.remove(&who, &request.path, request.recursive, now_ms())).await?;
+    directory.watch.publish(&path, WatchKind::Removed, 0, None);
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn rename(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
+    scope: locks::WriteScope,
     ApiJson(request): ApiJson<RenameRequest>,
 ) -> ApiResult<ApiJson<Stat>> {
-    let who = directory.principal(&ticket).await;
+    let who = scope.principal(directory.principal(&ticket).await);
+    if let Some(tx) = scope.tx {
+        let (from, to, no_clobber) = (request.from, request.to, request.no_clobber);
+        let op = StagedOp::Rename { from, to, no_clobber };
+        return Ok(ApiJson(locks::stage(&directory, who, tx, op).await?));
+    }
     let store = Arc::clone(&directory.store);
-    Ok(ApiJson(
-        blocking(move || store.rename(&who, &request.from, &request.to, request.no_clobber, now_ms())).await?,
-    ))
+    let from = request.from.clone();
+    let stat = blocking(move || store.rename(&who, &request.from, &request.to, request.no_clobber, now_ms())).await?;
+    directory
+        .watch
+        .publish(&from, WatchKind::Renamed, stat.version, Some(&stat.path));
+    Ok(ApiJson(stat))
 }
 
 async fn chmod(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
+    scope: locks::WriteScope,
     ApiJson(request): ApiJson<ChmodRequest>,
 ) -> ApiResult<ApiJson<Stat>> {
-    let who = directory.principal(&ticket).await;
+    let who = scope.principal(directory.principal(&ticket).await);
     let store = Arc::clone(&directory.store);
-    Ok(ApiJson(
-        blocking(move || store.chmod(&who, &request.path, request.mode)).await?,
-    ))
+    let stat = blocking(move || store.chmod(&who, &request.path, request.mode)).await?;
+    directory.watch.publish_stat(&stat, WatchKind::Modified);
+    Ok(ApiJson(stat))
 }
 
 async fn chown(
     State(Shared(directory)): State<Shared>,
     caller: Caller,
+    scope: locks::WriteScope,
     ApiJson(request): ApiJson<ChownRequest>,
 ) -> ApiResult<ApiJson<Stat>> {
     caller.require_admin()?;
     validate_user_name(&request.owner).map_err(|error| ApiError::bad_request(error.to_string()))?;
     let user = look_up_user(&directory, &request.owner).await?;
-    let who = directory.principal(&caller.0).await;
+    let who = scope.principal(directory.principal(&caller.0).await);
     let store = Arc::clone(&directory.store);
-    Ok(ApiJson(
-        blocking(move || store.chown(&who, &request.path, user.uid, &user.name)).await?,
-    ))
+    let stat = blocking(move || store.chown(&who, &request.path, user.uid, &user.name)).await?;
+    directory.watch.publish_stat(&stat, WatchKind::Modified);
+    Ok(ApiJson(stat))
 }
 
 /// Asks the security service who `name` is.
@@ -390,6 +434,7 @@ async fn look_up_user(directory: &Directory, name: &str) -> ApiResult<UserInfo> 
 async fn begin_upload(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
+    scope: locks::WriteScope,
     ApiJson(request): ApiJson<BeginUpload>,
 ) -> ApiResult<ApiJson<UploadStarted>> {
     let who = directory.principal(&ticket).await;
@@ -417,7 +462,12 @@ async fn begin_upload(
         replication: upload.replication,
         expires_at: upload.expires_at,
     };
-    blocking(move || store.begin_upload(&who, &upload)).await?;
+    blocking(move || match &scope.tx {
+        // Staged: the commit checks the target, which the transaction may create.
+        Some(tx) => store.begin_staged_upload(&who, tx, &upload, dfs_seal::now()),
+        None => store.begin_upload(&who, &upload),
+    })
+    .await?;
     Ok(ApiJson(started))
 }
 
@@ -504,10 +554,11 @@ async fn place_chunks(
 async fn commit_upload(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
+    scope: locks::WriteScope,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<CommitUpload>,
 ) -> ApiResult<ApiJson<Stat>> {
-    let who = directory.principal(&ticket).await;
+    let who = scope.principal(directory.principal(&ticket).await);
     let upload = directory.owned_upload(&who, id.clone()).await?;
     check_chunk_sizes(&request.chunks, upload.chunk_size)?;
 
@@ -538,13 +589,26 @@ async fn commit_upload(
     }
     let store = Arc::clone(&directory.store);
     let chunks = request.chunks;
+    let staged = scope.tx.is_some();
     let stat = blocking(move || {
         for receipt in &receipts {
             store.record_replicas(&receipt.chunk, receipt.size, &receipt.servers)?;
         }
-        store.commit_upload(&who, &id, &chunks, dfs_seal::now(), now_ms())
+        match &scope.tx {
+            Some(tx) => locks::stage_upload(&*store, &who, tx, &id, &chunks),
+            None => store.commit_upload(&who, &id, &chunks, dfs_seal::now(), now_ms()),
+        }
     })
     .await?;
+    if staged {
+        return Ok(ApiJson(stat));
+    }
+    let kind = if stat.version == 1 {
+        WatchKind::Created
+    } else {
+        WatchKind::Modified
+    };
+    directory.watch.publish_stat(&stat, kind);
     Ok(ApiJson(stat))
 }
 

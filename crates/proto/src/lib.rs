@@ -7,6 +7,9 @@
 //! - [`auth`]: requests and responses of the security service.
 //! - [`namespace`]: requests and responses of the directory service.
 //! - [`chunk`]: chunk ids and the file server protocol.
+//! - [`locks`]: the lock service (leases, fencing tokens).
+//! - [`tx`]: transactions of namespace changes.
+//! - [`watch`]: change events streamed by the directory service.
 //!
 //! Architecture invariant: this crate depends on serde and nothing that
 //! does I/O, so clients in any environment can use it.
@@ -14,9 +17,12 @@
 pub mod auth;
 pub mod chunk;
 pub mod error;
+pub mod locks;
 pub mod namespace;
 pub mod path;
 pub mod ticket;
+pub mod tx;
+pub mod watch;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use path::DfsPath;
@@ -26,5 +32,7 @@ pub type UnixSeconds = u64;
 
 /// Header carrying a chunk capability on file server requests.
 pub const CAPABILITY_HEADER: &str = "x-dfs-capability";
-/// Header carrying a lock token (reserved for the lock service).
+pub use locks::LOCK_TOKEN_HEADER;
+pub use tx::TX_HEADER;
+/// Header carrying a request id, for following one request through the logs.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

@@ -15,7 +15,12 @@
 //! - `POST /v1/uploads/{id}/chunks` [`PlaceChunks`] -> [`Placements`] (repeat per batch)
 //! - `POST /v1/uploads/{id}/commit` [`CommitUpload`] -> [`Stat`]; `DELETE /v1/uploads/{id}` aborts
 //!
+//! - `POST /v1/uploads/{id}/receipts` [`UploadReceipts`] -> 204: record chunks sent so far
+//!   (an interrupted upload, rerun, then skips them)
+//!
 //! Download: `GET /v1/layout?path=P` -> [`FileLayout`].
+//!
+//! Watch: `GET /v1/watch?path=P` -> server-sent events, see [`crate::watch`].
 //!
 //! Cluster: `POST /v1/servers/heartbeat` (service ticket) [`crate::chunk::Heartbeat`];
 //! `POST /v1/homes` (service) [`EnsureHome`]; `GET /v1/cluster/status` -> [`ClusterStatus`];
@@ -214,4 +219,12 @@ pub struct ClusterStatus {
 pub struct EnsureHome {
     pub uid: u64,
     pub name: String,
+}
+
+/// `POST /v1/uploads/{id}/receipts`: receipts of chunks sent so far, recorded
+/// at once so that an interrupted upload, rerun, does not send them again.
+/// Answered with 204.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadReceipts {
+    pub receipts: Vec<String>,
 }

@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`users`]: the [`UserStore`] trait (users, password hashes, sessions).
 //! - [`namespace`]: the [`NamespaceStore`] trait (directories, files, chunks, replicas).
+//! - [`locks`]: the [`LockStore`] trait (leases with fencing numbers).
+//! - [`tx`]: the [`TransactionStore`] trait (staged changes, applied at once).
 //! - [`sqlite`]: the embedded engine, the default.
 //! - [`suite`]: the test suite every engine must pass; each engine's test file calls it.
 //! - [`open`]: picks an engine from a URL (`sqlite:///path/meta.db`).
@@ -11,12 +13,16 @@
 //! traits; every operation that must be atomic is one call, done in one
 //! database transaction by the engine, never read-then-write in a service.
 
+pub mod locks;
 pub mod namespace;
 pub mod sqlite;
 pub mod suite;
+pub mod tx;
 pub mod users;
 
+pub use locks::LockStore;
 pub use namespace::NamespaceStore;
+pub use tx::TransactionStore;
 pub use users::{SessionRecord, UserRecord, UserStore};
 
 use std::sync::Arc;
@@ -34,6 +40,9 @@ pub enum StoreError {
     PermissionDenied(String),
     #[error("invalid: {0}")]
     Invalid(String),
+    /// A live lock held by someone else forbids the change (the message says whose).
+    #[error("{0}")]
+    Locked(String),
     #[error("metadata store failure: {0:#}")]
     Backend(#[from] anyhow::Error),
 }
@@ -46,9 +55,9 @@ impl From<rusqlite::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// An engine: it keeps both users and the namespace.
-pub trait Store: UserStore + NamespaceStore {}
-impl<T: UserStore + NamespaceStore> Store for T {}
+/// An engine: it keeps users, the namespace, locks and transactions.
+pub trait Store: UserStore + NamespaceStore + LockStore + TransactionStore {}
+impl<T: UserStore + NamespaceStore + LockStore + TransactionStore> Store for T {}
 
 /// The engines this build knows, for error messages.
 pub const ENGINES: &[&str] = &["sqlite:///PATH"];

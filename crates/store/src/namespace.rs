@@ -52,6 +52,9 @@ pub struct Principal {
     pub name: String,
     /// Bypasses every permission check.
     pub admin: bool,
+    /// The lock token presented with a write: it lets the write through the
+    /// lock it names, unless a later grant fenced it off (see [`crate::locks`]).
+    pub lock_token: Option<String>,
 }
 
 /// Whether `who` holds every bit of `wanted` (a combination of [`READ`],
@@ -198,11 +201,13 @@ mod tests {
             uid: 2,
             name: "ann".into(),
             admin: false,
+            lock_token: None,
         };
         let admin = Principal {
             uid: 1,
             name: "admin".into(),
             admin: true,
+            lock_token: None,
         };
         assert!(permits(&ann, 2, 0o700, READ | WRITE | EXECUTE));
         assert!(!permits(&ann, 3, 0o700, EXECUTE));

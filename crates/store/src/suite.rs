@@ -26,6 +26,15 @@ pub const ALL: &[(&str, SuiteTest)] = &[
     ("namespace_chmod_chown", namespace_chmod_chown),
     ("namespace_uploads_and_versions", namespace_uploads_and_versions),
     ("namespace_replicas_servers_counts", namespace_replicas_servers_counts),
+    (
+        "locks_exclusive_shared_fencing_expiry",
+        locks_exclusive_shared_fencing_expiry,
+    ),
+    ("transactions_apply_all_at_once", transactions_apply_all_at_once),
+    (
+        "transactions_conflict_abort_expire_lock",
+        transactions_conflict_abort_expire_lock,
+    ),
 ];
 
 pub fn users_create_list_delete(store: &dyn Store) {
@@ -113,6 +122,7 @@ fn admin() -> Principal {
         uid: 1,
         name: "admin".into(),
         admin: true,
+        lock_token: None,
     }
 }
 
@@ -121,6 +131,7 @@ fn user(uid: u64, name: &str) -> Principal {
         uid,
         name: name.into(),
         admin: false,
+        lock_token: None,
     }
 }
 
@@ -662,4 +673,336 @@ pub fn namespace_replicas_servers_counts(store: &dyn Store) {
         (servers[0].id.as_str(), servers[1].url.as_str()),
         ("s0", "http://127.0.0.1:2")
     );
+}
+
+// ---- Locks and transactions ----
+
+fn with_token(who: &Principal, token: &str) -> Principal {
+    Principal {
+        lock_token: Some(token.to_string()),
+        ..who.clone()
+    }
+}
+
+fn is_locked(error: &StoreError) -> bool {
+    matches!(error, StoreError::Locked(_))
+}
+
+pub fn locks_exclusive_shared_fencing_expiry(store: &dyn Store) {
+    let (ann, bob) = (user(2, "ann"), user(3, "bob"));
+    store.mkdir(&admin(), &path("/shared"), 0o777, false, 100_000).unwrap();
+    write_file(store, &ann, "u1", "/shared/f", &[chunk(1, 4)]);
+    store.chmod(&ann, &path("/shared/f"), 0o666).unwrap();
+
+    let lock = store
+        .acquire_lock(&ann, &path("/shared/f"), false, "n1", 300, 330)
+        .unwrap();
+    assert_eq!(dfs_proto::locks::token_fence(&lock.token), Some(lock.fence));
+    assert_eq!((lock.holder_name.as_str(), lock.shared), ("ann", false));
+    // Nobody else may lock it, its directory, or write it.
+    let refusal = "locked: /shared/f is locked by ann until 1970-01-01 00:05:30 UTC";
+    assert_err(
+        store.acquire_lock(&bob, &path("/shared/f"), false, "n", 310, 400),
+        is_locked,
+        refusal,
+    );
+    assert_err(
+        store.acquire_lock(&bob, &path("/shared/f"), true, "n", 310, 400),
+        is_locked,
+        refusal,
+    );
+    assert_err(
+        store.acquire_lock(&bob, &path("/shared"), false, "n", 310, 400),
+        is_locked,
+        refusal,
+    );
+    assert_err(
+        store.remove(&bob, &path("/shared/f"), false, 310_000),
+        is_locked,
+        refusal,
+    );
+    assert_err(
+        store.rename(&bob, &path("/shared/f"), &path("/shared/g"), false, 310_000),
+        is_locked,
+        refusal,
+    );
+    assert_err(store.remove(&bob, &path("/shared"), true, 310_000), is_locked, refusal);
+    // The holder writes with its token only.
+    assert_err(
+        store.remove(&ann, &path("/shared/f"), false, 310_000),
+        is_locked,
+        refusal,
+    );
+    let ann_holding = with_token(&ann, &lock.token);
+    store
+        .begin_upload(&ann_holding, &upload("u2", "/shared/f", &ann, false))
+        .unwrap();
+    store
+        .record_replicas(&chunk(2, 4).id, 4, &["s1".into(), "s2".into()])
+        .unwrap();
+    let stat = store
+        .commit_upload(&ann_holding, "u2", &[chunk(2, 4)], 310, 310_000)
+        .unwrap();
+    assert_eq!(stat.version, 2);
+    // Unrelated paths are free.
+    store
+        .mkdir(&bob, &path("/shared/other"), 0o755, false, 310_000)
+        .unwrap();
+
+    // The lease runs out: bob gets the lock, with a greater fence.
+    let bob_lock = store
+        .acquire_lock(&bob, &path("/shared/f"), false, "n2", 331, 400)
+        .unwrap();
+    assert!(bob_lock.fence > lock.fence);
+    assert_err(
+        store.remove(&ann_holding, &path("/shared/f"), false, 332_000),
+        is_locked,
+        "locked by bob",
+    );
+    assert_err(
+        store.release_lock(&ann, &path("/shared/f"), &bob_lock.token, 332),
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "belongs to bob",
+    );
+    store
+        .release_lock(&bob, &path("/shared/f"), &bob_lock.token, 340)
+        .unwrap();
+    // Fencing: ann's old token stays refused after bob released.
+    assert_err(
+        store.remove(&ann_holding, &path("/shared/f"), false, 341_000),
+        is_locked,
+        "stale",
+    );
+    assert_err(
+        store.remove(&with_token(&ann, "garbage"), &path("/shared/f"), false, 341_000),
+        |error| matches!(error, StoreError::Invalid(_)),
+        "malformed lock token",
+    );
+    // Without a token, and nobody holding a lock, writes go through.
+    store
+        .rename(&ann, &path("/shared/f"), &path("/shared/g"), false, 342_000)
+        .unwrap();
+
+    // Shared locks: many readers, no writer (not even a reader).
+    let ann_shared = store
+        .acquire_lock(&ann, &path("/shared"), true, "n3", 400, 500)
+        .unwrap();
+    let bob_shared = store
+        .acquire_lock(&bob, &path("/shared/g"), true, "n4", 400, 500)
+        .unwrap();
+    assert_err(
+        store.acquire_lock(&ann, &path("/shared/g"), false, "n", 401, 500),
+        is_locked,
+        "is share-locked by",
+    );
+    let ann_reading = with_token(&ann, &ann_shared.token);
+    assert_err(
+        store.remove(&ann_reading, &path("/shared/g"), false, 410_000),
+        is_locked,
+        "locked: /shared/g is share-locked by bob",
+    );
+    assert_err(
+        store.mkdir(&bob, &path("/shared/d2"), 0o755, false, 410_000),
+        is_locked,
+        "locked: /shared is share-locked by ann",
+    );
+    // The only reader of what it writes may write it.
+    store
+        .mkdir(&ann_reading, &path("/shared/d2"), 0o755, false, 410_000)
+        .unwrap();
+    assert_eq!(store.locks(Some(&path("/shared/g/x")), 410).unwrap().len(), 2);
+    assert_eq!(store.locks(Some(&path("/shared/other")), 410).unwrap().len(), 1);
+    assert_eq!(store.locks(None, 410).unwrap().len(), 2);
+    assert!(store.locks(None, 500).unwrap().is_empty());
+    // Renewal moves the expiry; only the holder may renew.
+    assert_err(
+        store.renew_lock(&bob, &ann_shared.token, 450, 900),
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "belongs to ann",
+    );
+    assert_eq!(
+        store.renew_lock(&ann, &ann_shared.token, 450, 900).unwrap().expires_at,
+        900
+    );
+    assert_err(
+        store.renew_lock(&bob, &bob_shared.token, 500, 900),
+        |error| matches!(error, StoreError::NotFound(_)),
+        "no such lock",
+    );
+    assert_eq!(store.expire_locks(600).unwrap(), 1);
+    assert_err(
+        store.release_lock(&ann, &path("/shared/g"), &ann_shared.token, 600),
+        |error| matches!(error, StoreError::NotFound(_)),
+        "no such lock on /shared/g",
+    );
+    store
+        .release_lock(&ann, &path("/shared"), &ann_shared.token, 600)
+        .unwrap();
+    store.mkdir(&ann, &path("/shared/d"), 0o755, false, 610_000).unwrap();
+    // Locking needs write permission (or read, for a shared lock).
+    assert_err(
+        store.acquire_lock(&bob, &path("/shared/d"), false, "n", 620, 700),
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "permission denied",
+    );
+    store
+        .acquire_lock(&bob, &path("/shared/d"), true, "n5", 620, 700)
+        .unwrap();
+}
+
+fn transaction(id: &str, owner: &Principal, expires_at: u64) -> crate::tx::TransactionRecord {
+    crate::tx::TransactionRecord {
+        id: id.into(),
+        owner_uid: owner.uid,
+        owner_name: owner.name.clone(),
+        created_at: 100,
+        expires_at,
+    }
+}
+
+/// Stages an upload of `chunks` to `target` in transaction `tx`.
+fn stage_put(store: &dyn Store, who: &Principal, tx: &str, upload_id: &str, target: &str, chunks: &[ChunkRef]) {
+    store.begin_upload(who, &upload(upload_id, target, who, false)).unwrap();
+    for chunk in chunks {
+        store
+            .record_replicas(&chunk.id, chunk.size, &["s1".into(), "s2".into()])
+            .unwrap();
+    }
+    store.stage_upload(who, tx, upload_id, chunks, 300).unwrap();
+}
+
+pub fn transactions_apply_all_at_once(store: &dyn Store) {
+    use crate::tx::StagedOp;
+    let (ann, bob) = (user(2, "ann"), user(3, "bob"));
+    store.ensure_home(2, "ann", 1_000).unwrap();
+    write_file(store, &ann, "u0", "/home/ann/old", &[chunk(1, 4)]);
+    write_file(store, &ann, "u1", "/home/ann/gone", &[chunk(2, 4)]);
+
+    store.begin_transaction(&transaction("t1", &ann, 1_000)).unwrap();
+    let mkdir = StagedOp::Mkdir {
+        path: path("/home/ann/d"),
+        mode: 0o750,
+        parents: false,
+    };
+    store.stage(&ann, "t1", &mkdir, 300).unwrap();
+    stage_put(store, &ann, "t1", "u2", "/home/ann/new", &[chunk(3, 4), chunk(4, 1)]);
+    let rename = StagedOp::Rename {
+        from: path("/home/ann/old"),
+        to: path("/home/ann/renamed"),
+        no_clobber: false,
+    };
+    store.stage(&ann, "t1", &rename, 300).unwrap();
+    let remove = StagedOp::Remove {
+        path: path("/home/ann/gone"),
+        recursive: false,
+    };
+    store.stage(&ann, "t1", &remove, 300).unwrap();
+    // Nothing shows before the commit; nobody else may use the transaction.
+    assert_eq!(names(store, &ann, "/home/ann"), ["gone", "old"]);
+    assert!(store.upload("u2", 300).unwrap().is_none());
+    assert_err(
+        store.stage(&bob, "t1", &mkdir, 300),
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "belongs to another user",
+    );
+    assert_err(
+        store.commit_transaction(&bob, "t1", 300, 300_000),
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "belongs to another user",
+    );
+
+    assert_eq!(store.commit_transaction(&ann, "t1", 301, 301_000).unwrap(), 4);
+    assert_eq!(names(store, &ann, "/home/ann"), ["d", "new", "renamed"]);
+    let (stat, chunks) = store.file_chunks(&ann, &path("/home/ann/new")).unwrap();
+    assert_eq!((stat.size, stat.version, chunks.len()), (5, 1, 2));
+    assert_eq!(store.stat(&ann, &path("/home/ann/d")).unwrap().mode, 0o750);
+    assert_err(
+        store.commit_transaction(&ann, "t1", 302, 302_000),
+        |error| matches!(error, StoreError::NotFound(_)),
+        "no such transaction",
+    );
+}
+
+pub fn transactions_conflict_abort_expire_lock(store: &dyn Store) {
+    use crate::tx::StagedOp;
+    let ann = user(2, "ann");
+    store.ensure_home(2, "ann", 1_000).unwrap();
+    write_file(store, &ann, "u0", "/home/ann/f", &[chunk(1, 4)]);
+
+    // Two transactions overwrite the same file: the first commit wins.
+    store.begin_transaction(&transaction("t1", &ann, 1_000)).unwrap();
+    store.begin_transaction(&transaction("t2", &ann, 1_000)).unwrap();
+    stage_put(store, &ann, "t1", "u1", "/home/ann/f", &[chunk(2, 4)]);
+    stage_put(store, &ann, "t2", "u2", "/home/ann/f", &[chunk(3, 4)]);
+    let mkdir = |name: &str| StagedOp::Mkdir {
+        path: path(&format!("/home/ann/{name}")),
+        mode: 0o755,
+        parents: false,
+    };
+    store.stage(&ann, "t2", &mkdir("from-t2"), 300).unwrap();
+    assert_eq!(store.commit_transaction(&ann, "t1", 310, 310_000).unwrap(), 1);
+    assert_err(
+        store.commit_transaction(&ann, "t2", 311, 311_000),
+        |error| matches!(error, StoreError::Conflict(_)),
+        "conflict: /home/ann/f changed since the transaction read it",
+    );
+    let (stat, chunks) = store.file_chunks(&ann, &path("/home/ann/f")).unwrap();
+    assert_eq!((stat.version, chunks), (2, vec![chunk(2, 4)]));
+    assert_eq!(names(store, &ann, "/home/ann"), ["f"]);
+    // A failed commit aborts the transaction.
+    assert_err(
+        store.commit_transaction(&ann, "t2", 312, 312_000),
+        |error| matches!(error, StoreError::NotFound(_)),
+        "no such transaction",
+    );
+
+    // A change that fails at commit undoes the ones before it.
+    store.begin_transaction(&transaction("t3", &ann, 1_000)).unwrap();
+    store.stage(&ann, "t3", &mkdir("x"), 320).unwrap();
+    let remove_missing = StagedOp::Remove {
+        path: path("/home/ann/missing"),
+        recursive: false,
+    };
+    store.stage(&ann, "t3", &remove_missing, 320).unwrap();
+    assert_err(
+        store.commit_transaction(&ann, "t3", 321, 321_000),
+        |error| matches!(error, StoreError::NotFound(_)),
+        "no such file or directory: /home/ann/missing",
+    );
+    assert_eq!(names(store, &ann, "/home/ann"), ["f"]);
+
+    // Abort.
+    store.begin_transaction(&transaction("t4", &ann, 1_000)).unwrap();
+    store.stage(&ann, "t4", &mkdir("y"), 330).unwrap();
+    store.abort_transaction(&ann, "t4").unwrap();
+    assert_err(
+        store.abort_transaction(&ann, "t4"),
+        |error| matches!(error, StoreError::NotFound(_)),
+        "no such transaction",
+    );
+    assert_eq!(names(store, &ann, "/home/ann"), ["f"]);
+
+    // Expiry.
+    store.begin_transaction(&transaction("t5", &ann, 400)).unwrap();
+    store.stage(&ann, "t5", &mkdir("z"), 340).unwrap();
+    assert_err(
+        store.stage(&ann, "t5", &mkdir("w"), 400),
+        |error| matches!(error, StoreError::NotFound(_)),
+        "no such transaction",
+    );
+    assert_eq!(store.expire_transactions(400).unwrap(), 1);
+    assert_eq!(names(store, &ann, "/home/ann"), ["f"]);
+
+    // Locks are checked when the commit applies the changes.
+    store.begin_transaction(&transaction("t6", &ann, 1_000)).unwrap();
+    store.stage(&ann, "t6", &mkdir("v"), 500).unwrap();
+    store
+        .acquire_lock(&admin(), &path("/home/ann/v"), false, "n", 500, 600)
+        .unwrap();
+    assert_err(
+        store.commit_transaction(&ann, "t6", 510, 510_000),
+        is_locked,
+        "locked: /home/ann/v is locked by admin",
+    );
+    assert_eq!(names(store, &ann, "/home/ann"), ["f"]);
 }

@@ -2,7 +2,9 @@
 //! loopback (`dfs up --port 0` in a temp dir), HTTP and the command line.
 
 mod auth;
+mod client;
 mod data;
+mod locks;
 
 use dfs_testkit::{Cluster, Options};
 

@@ -1,7 +1,9 @@
 //! The embedded SQLite engine: one database file, WAL mode, `synchronous=FULL`
 //! so that a commit is on disk before the call returns.
 
+mod locks;
 mod namespace;
+mod tx;
 mod users;
 
 use crate::StoreResult;
@@ -28,6 +30,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX sessions_by_uid ON sessions(uid);",
     // 2: the namespace.
     namespace::SCHEMA,
+    // 3: locks and their fencing numbers.
+    locks::SCHEMA,
+    // 4: transactions: read sets and staged changes.
+    tx::SCHEMA,
 ];
 
 pub struct SqliteStore {

@@ -1,6 +1,7 @@
 //! The namespace on SQLite: one row per inode, the chunk list of a file in
 //! a child table written in the same transaction as the inode row.
 
+use super::locks::{check_locks, now_secs};
 use super::SqliteStore;
 use crate::namespace::{
     permits, NamespaceCounts, NamespaceStore, Principal, UploadRecord, DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ,
@@ -70,23 +71,23 @@ const NODE_COLUMNS: &str = "id, parent, name, kind, owner_uid, owner_name, mode,
 
 /// One inode row.
 #[derive(Debug, Clone)]
-struct Node {
-    id: i64,
-    kind: EntryKind,
-    owner_uid: u64,
-    owner_name: String,
-    mode: u32,
-    size: u64,
-    mtime_ms: u64,
-    version: u64,
+pub(super) struct Node {
+    pub(super) id: i64,
+    pub(super) kind: EntryKind,
+    pub(super) owner_uid: u64,
+    pub(super) owner_name: String,
+    pub(super) mode: u32,
+    pub(super) size: u64,
+    pub(super) mtime_ms: u64,
+    pub(super) version: u64,
 }
 
 impl Node {
-    fn is_dir(&self) -> bool {
+    pub(super) fn is_dir(&self) -> bool {
         self.kind == EntryKind::Dir
     }
 
-    fn stat(&self, path: DfsPath) -> Stat {
+    pub(super) fn stat(&self, path: DfsPath) -> Stat {
         Stat {
             path,
             kind: self.kind,
@@ -99,7 +100,7 @@ impl Node {
         }
     }
 
-    fn permits(&self, who: &Principal, wanted: u32) -> bool {
+    pub(super) fn permits(&self, who: &Principal, wanted: u32) -> bool {
         permits(who, self.owner_uid, self.mode, wanted)
     }
 }
@@ -125,11 +126,11 @@ fn kind_name(kind: EntryKind) -> &'static str {
     }
 }
 
-fn not_found(path: &DfsPath) -> StoreError {
+pub(super) fn not_found(path: &DfsPath) -> StoreError {
     StoreError::NotFound(format!("no such file or directory: {path}"))
 }
 
-fn denied(path: &DfsPath) -> StoreError {
+pub(super) fn denied(path: &DfsPath) -> StoreError {
     StoreError::PermissionDenied(format!("permission denied: {path}"))
 }
 
@@ -145,7 +146,7 @@ fn exists(path: &DfsPath) -> StoreError {
     StoreError::AlreadyExists(format!("already exists: {path}"))
 }
 
-fn child(tx: &Transaction<'_>, parent: i64, name: &str) -> StoreResult<Option<Node>> {
+pub(super) fn child(tx: &Transaction<'_>, parent: i64, name: &str) -> StoreResult<Option<Node>> {
     Ok(tx
         .query_row(
             &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND name = ?2"),
@@ -155,7 +156,7 @@ fn child(tx: &Transaction<'_>, parent: i64, name: &str) -> StoreResult<Option<No
         .optional()?)
 }
 
-fn node_by_id(tx: &Transaction<'_>, id: i64) -> StoreResult<Node> {
+pub(super) fn node_by_id(tx: &Transaction<'_>, id: i64) -> StoreResult<Node> {
     Ok(tx.query_row(
         &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE id = ?1"),
         [id],
@@ -164,7 +165,7 @@ fn node_by_id(tx: &Transaction<'_>, id: i64) -> StoreResult<Node> {
 }
 
 /// Walks from the root to `path`, needing EXECUTE on every directory passed through.
-fn resolve(tx: &Transaction<'_>, who: &Principal, path: &DfsPath) -> StoreResult<Node> {
+pub(super) fn resolve(tx: &Transaction<'_>, who: &Principal, path: &DfsPath) -> StoreResult<Node> {
     let mut node = node_by_id(tx, ROOT_ID)?;
     let mut walked = DfsPath::root();
     for name in path.components() {
@@ -185,7 +186,7 @@ fn resolve(tx: &Transaction<'_>, who: &Principal, path: &DfsPath) -> StoreResult
 /// Resolves the parent of `path` (which must not be the root), requiring it
 /// to be a directory on which `who` holds EXECUTE; returns it, the last
 /// name, and the entry at `path` if there is one.
-fn resolve_parent<'p>(
+pub(super) fn resolve_parent<'p>(
     tx: &Transaction<'_>,
     who: &Principal,
     path: &'p DfsPath,
@@ -206,7 +207,7 @@ fn resolve_parent<'p>(
 
 /// Like [`resolve_parent`], also requiring WRITE on the parent: for
 /// creating, deleting and renaming entries.
-fn resolve_for_change<'p>(
+pub(super) fn resolve_for_change<'p>(
     tx: &Transaction<'_>,
     who: &Principal,
     path: &'p DfsPath,
@@ -259,7 +260,7 @@ fn has_children(tx: &Transaction<'_>, id: i64) -> StoreResult<bool> {
         .is_some())
 }
 
-fn upload_from_row(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
+pub(super) fn upload_from_row(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
     let path: String = row.get(1)?;
     let path = DfsPath::parse(&path)
         .map_err(|error| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(error)))?;
@@ -277,7 +278,7 @@ fn upload_from_row(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
     })
 }
 
-const UPLOAD_COLUMNS: &str =
+pub(super) const UPLOAD_COLUMNS: &str =
     "id, path, owner_uid, owner_name, no_clobber, mode, chunk_size, replication, created_at, expires_at";
 
 fn chunk_id(raw: String) -> rusqlite::Result<ChunkId> {
@@ -309,10 +310,241 @@ fn check_upload_target<'p>(
     Ok((parent, name, existing))
 }
 
+/// [`NamespaceStore::mkdir`] inside an open transaction, lock checks included.
+pub(super) fn mkdir_in(
+    tx: &Transaction<'_>,
+    who: &Principal,
+    path: &DfsPath,
+    mode: u32,
+    parents: bool,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    check_locks(tx, who, path, now_ms / 1000)?;
+    if path.is_root() {
+        return if parents {
+            Ok(resolve(tx, who, path)?.stat(path.clone()))
+        } else {
+            Err(exists(path))
+        };
+    }
+    if !parents {
+        let (parent, name, existing) = resolve_for_change(tx, who, path)?;
+        if existing.is_some() {
+            return Err(exists(path));
+        }
+        let node = insert_node(tx, parent.id, name, EntryKind::Dir, who, mode, now_ms)?;
+        return Ok(node.stat(path.clone()));
+    }
+    // With parents: walk down, creating what is missing (with the
+    // requested mode, like `mkdir -p -m`), checking as we go.
+    let mut node = node_by_id(tx, ROOT_ID)?;
+    let mut walked = DfsPath::root();
+    for name in path.components() {
+        if !node.is_dir() {
+            return Err(not_a_directory(&walked));
+        }
+        if !node.permits(who, EXECUTE) {
+            return Err(denied(&walked));
+        }
+        let parent_path = walked.clone();
+        walked = walked
+            .join(name)
+            .map_err(|error| StoreError::Invalid(error.to_string()))?;
+        node = match child(tx, node.id, name)? {
+            Some(existing) => existing,
+            None => {
+                if !node.permits(who, WRITE) {
+                    return Err(denied(&parent_path));
+                }
+                insert_node(tx, node.id, name, EntryKind::Dir, who, mode, now_ms)?
+            }
+        };
+    }
+    if !node.is_dir() {
+        return Err(exists(path));
+    }
+    Ok(node.stat(path.clone()))
+}
+
+/// [`NamespaceStore::remove`] inside an open transaction, lock checks included.
+pub(super) fn remove_in(
+    tx: &Transaction<'_>,
+    who: &Principal,
+    path: &DfsPath,
+    recursive: bool,
+    now_ms: u64,
+) -> StoreResult<()> {
+    if path.is_root() {
+        return Err(StoreError::Invalid("refusing to remove the root directory".to_string()));
+    }
+    check_locks(tx, who, path, now_ms / 1000)?;
+    let (parent, _, existing) = resolve_for_change(tx, who, path)?;
+    let target = existing.ok_or_else(|| not_found(path))?;
+    if target.is_dir() && has_children(tx, target.id)? {
+        if !recursive {
+            return Err(StoreError::Conflict(format!("directory not empty: {path}")));
+        }
+        // Every directory being emptied needs WRITE and EXECUTE, as
+        // for `rm -r`; collect the subtree breadth first.
+        let mut pending = vec![(target.clone(), path.clone())];
+        while let Some((dir, dir_path)) = pending.pop() {
+            if !dir.permits(who, READ | WRITE | EXECUTE) {
+                return Err(denied(&dir_path));
+            }
+            let mut statement = tx.prepare(&format!(
+                "SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND kind = 'dir'"
+            ))?;
+            let subdirs = statement
+                .query_map([dir.id], |row| Ok((row.get::<_, String>(2)?, node_from_row(row)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            for (name, subdir) in subdirs {
+                let sub_path = dir_path
+                    .join(&name)
+                    .map_err(|error| StoreError::Backend(error.into()))?;
+                pending.push((subdir, sub_path));
+            }
+        }
+        tx.execute(
+            "WITH RECURSIVE subtree(id) AS (
+                         SELECT id FROM inodes WHERE parent = ?1
+                         UNION ALL
+                         SELECT inodes.id FROM inodes JOIN subtree ON inodes.parent = subtree.id
+                     )
+                     DELETE FROM inodes WHERE id IN (SELECT id FROM subtree)",
+            [target.id],
+        )?;
+    }
+    tx.execute("DELETE FROM inodes WHERE id = ?1", [target.id])?;
+    touch(tx, parent.id, now_ms)?;
+    Ok(())
+}
+
+/// [`NamespaceStore::rename`] inside an open transaction, lock checks included.
+pub(super) fn rename_in(
+    tx: &Transaction<'_>,
+    who: &Principal,
+    from: &DfsPath,
+    to: &DfsPath,
+    no_clobber: bool,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    if from.is_root() {
+        return Err(StoreError::Invalid("refusing to move the root directory".to_string()));
+    }
+    if to.is_root() {
+        return Err(exists(to));
+    }
+    if to != from && to.starts_with(from) {
+        return Err(StoreError::Invalid(format!("cannot move {from} under itself: {to}")));
+    }
+    check_locks(tx, who, from, now_ms / 1000)?;
+    check_locks(tx, who, to, now_ms / 1000)?;
+    let (from_parent, _, source) = resolve_for_change(tx, who, from)?;
+    let source = source.ok_or_else(|| not_found(from))?;
+    if from == to {
+        return Ok(source.stat(to.clone()));
+    }
+    let (to_parent, to_name, target) = resolve_for_change(tx, who, to)?;
+    if let Some(target) = target {
+        if no_clobber {
+            return Err(exists(to));
+        }
+        match (source.is_dir(), target.is_dir()) {
+            (false, true) => return Err(is_a_directory(to)),
+            (true, false) => return Err(not_a_directory(to)),
+            (true, true) if has_children(tx, target.id)? => {
+                return Err(StoreError::Conflict(format!("directory not empty: {to}")))
+            }
+            _ => {}
+        }
+        tx.execute("DELETE FROM inodes WHERE id = ?1", [target.id])?;
+    }
+    tx.execute(
+        "UPDATE inodes SET parent = ?1, name = ?2 WHERE id = ?3",
+        params![to_parent.id, to_name, source.id],
+    )?;
+    touch(tx, from_parent.id, now_ms)?;
+    touch(tx, to_parent.id, now_ms)?;
+    Ok(node_by_id(tx, source.id)?.stat(to.clone()))
+}
+
+/// Writes the file at `path` with exactly `chunks` (new at version 1, or the
+/// existing one at version + 1, keeping its owner and mode) after the checks of
+/// an upload commit: locks, durable chunks, permissions and `no_clobber`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_file(
+    tx: &Transaction<'_>,
+    who: &Principal,
+    path: &DfsPath,
+    no_clobber: bool,
+    mode: Option<u32>,
+    replication: u32,
+    chunks: &[ChunkRef],
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    check_locks(tx, who, path, now_ms / 1000)?;
+    for chunk in chunks {
+        let recorded: u32 = tx.query_row(
+            "SELECT COUNT(*) FROM replicas WHERE chunk = ?1",
+            [chunk.id.as_str()],
+            |row| row.get(0),
+        )?;
+        if recorded < replication {
+            return Err(StoreError::Conflict(format!(
+                "chunk {} is not durable: {recorded} of {} replicas recorded",
+                chunk.id, replication
+            )));
+        }
+    }
+    let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
+    let size: u64 = chunks.iter().map(|chunk| chunk.size).sum();
+    let id = match existing {
+        Some(existing) => {
+            tx.execute(
+                "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1 WHERE id = ?3",
+                params![size, now_ms, existing.id],
+            )?;
+            tx.execute("DELETE FROM file_chunks WHERE inode = ?1", [existing.id])?;
+            existing.id
+        }
+        None => {
+            let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
+            let node = insert_node(tx, parent.id, name, EntryKind::File, who, mode, now_ms)?;
+            tx.execute("UPDATE inodes SET size = ?1 WHERE id = ?2", params![size, node.id])?;
+            node.id
+        }
+    };
+    let mut insert = tx.prepare("INSERT INTO file_chunks (inode, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)")?;
+    for (idx, chunk) in chunks.iter().enumerate() {
+        insert.execute(params![id, idx as u64, chunk.id.as_str(), chunk.size])?;
+    }
+    Ok(node_by_id(tx, id)?.stat(path.clone()))
+}
+
+/// Records a pending upload.
+pub(super) fn insert_upload(tx: &Transaction<'_>, upload: &UploadRecord) -> StoreResult<()> {
+    tx.execute(
+        &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        params![
+            upload.id,
+            upload.path.as_str(),
+            upload.owner_uid,
+            upload.owner_name,
+            upload.no_clobber,
+            upload.mode,
+            upload.chunk_size,
+            upload.replication,
+            upload.created_at,
+            upload.expires_at
+        ],
+    )?;
+    Ok(())
+}
+
 impl SqliteStore {
     /// Runs `work` in one IMMEDIATE transaction (the write lock is taken up
     /// front, so concurrent writers queue instead of failing), committing on success.
-    fn write<T>(&self, work: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    pub(super) fn write<T>(&self, work: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut connection = self.lock();
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = work(&tx)?;
@@ -321,7 +553,7 @@ impl SqliteStore {
     }
 
     /// Runs `work` in one read transaction, for a consistent snapshot.
-    fn read<T>(&self, work: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    pub(super) fn read<T>(&self, work: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut connection = self.lock();
         let tx = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let value = work(&tx)?;
@@ -363,99 +595,11 @@ impl NamespaceStore for SqliteStore {
     }
 
     fn mkdir(&self, who: &Principal, path: &DfsPath, mode: u32, parents: bool, now_ms: u64) -> StoreResult<Stat> {
-        self.write(|tx| {
-            if path.is_root() {
-                return if parents {
-                    Ok(resolve(tx, who, path)?.stat(path.clone()))
-                } else {
-                    Err(exists(path))
-                };
-            }
-            if !parents {
-                let (parent, name, existing) = resolve_for_change(tx, who, path)?;
-                if existing.is_some() {
-                    return Err(exists(path));
-                }
-                let node = insert_node(tx, parent.id, name, EntryKind::Dir, who, mode, now_ms)?;
-                return Ok(node.stat(path.clone()));
-            }
-            // With parents: walk down, creating what is missing (with the
-            // requested mode, like `mkdir -p -m`), checking as we go.
-            let mut node = node_by_id(tx, ROOT_ID)?;
-            let mut walked = DfsPath::root();
-            for name in path.components() {
-                if !node.is_dir() {
-                    return Err(not_a_directory(&walked));
-                }
-                if !node.permits(who, EXECUTE) {
-                    return Err(denied(&walked));
-                }
-                let parent_path = walked.clone();
-                walked = walked
-                    .join(name)
-                    .map_err(|error| StoreError::Invalid(error.to_string()))?;
-                node = match child(tx, node.id, name)? {
-                    Some(existing) => existing,
-                    None => {
-                        if !node.permits(who, WRITE) {
-                            return Err(denied(&parent_path));
-                        }
-                        insert_node(tx, node.id, name, EntryKind::Dir, who, mode, now_ms)?
-                    }
-                };
-            }
-            if !node.is_dir() {
-                return Err(exists(path));
-            }
-            Ok(node.stat(path.clone()))
-        })
+        self.write(|tx| mkdir_in(tx, who, path, mode, parents, now_ms))
     }
 
     fn remove(&self, who: &Principal, path: &DfsPath, recursive: bool, now_ms: u64) -> StoreResult<()> {
-        if path.is_root() {
-            return Err(StoreError::Invalid("refusing to remove the root directory".to_string()));
-        }
-        self.write(|tx| {
-            let (parent, _, existing) = resolve_for_change(tx, who, path)?;
-            let target = existing.ok_or_else(|| not_found(path))?;
-            if target.is_dir() && has_children(tx, target.id)? {
-                if !recursive {
-                    return Err(StoreError::Conflict(format!("directory not empty: {path}")));
-                }
-                // Every directory being emptied needs WRITE and EXECUTE, as
-                // for `rm -r`; collect the subtree breadth first.
-                let mut pending = vec![(target.clone(), path.clone())];
-                while let Some((dir, dir_path)) = pending.pop() {
-                    if !dir.permits(who, READ | WRITE | EXECUTE) {
-                        return Err(denied(&dir_path));
-                    }
-                    let mut statement = tx.prepare(&format!(
-                        "SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND kind = 'dir'"
-                    ))?;
-                    let subdirs = statement
-                        .query_map([dir.id], |row| Ok((row.get::<_, String>(2)?, node_from_row(row)?)))?
-                        .collect::<Result<Vec<_>, _>>()?;
-                    for (name, subdir) in subdirs {
-                        let sub_path = dir_path
-                            .join(&name)
-                            .map_err(|error| StoreError::Backend(error.into()))?;
-                        pending.push((subdir, sub_path));
-                    }
-                }
-                tx.execute(
-                    "WITH RECURSIVE subtree(id) AS (
-                         SELECT id FROM inodes WHERE parent = ?1
-                         UNION ALL
-                         SELECT inodes.id FROM inodes JOIN subtree ON inodes.parent = subtree.id
-                     )
-                     DELETE FROM inodes WHERE id IN (SELECT id FROM subtree)",
-                    [target.id],
-                )?;
-            }
-            tx.execute("DELETE FROM inodes WHERE id = ?1", [target.id])?;
-            touch(tx, parent.id, now_ms)?;
-            Ok(())
-        })
+        self.write(|tx| remove_in(tx, who, path, recursive, now_ms))
     }
 
     fn rename(
@@ -466,48 +610,12 @@ impl NamespaceStore for SqliteStore {
         no_clobber: bool,
         now_ms: u64,
     ) -> StoreResult<Stat> {
-        if from.is_root() {
-            return Err(StoreError::Invalid("refusing to move the root directory".to_string()));
-        }
-        if to.is_root() {
-            return Err(exists(to));
-        }
-        if to != from && to.starts_with(from) {
-            return Err(StoreError::Invalid(format!("cannot move {from} under itself: {to}")));
-        }
-        self.write(|tx| {
-            let (from_parent, _, source) = resolve_for_change(tx, who, from)?;
-            let source = source.ok_or_else(|| not_found(from))?;
-            if from == to {
-                return Ok(source.stat(to.clone()));
-            }
-            let (to_parent, to_name, target) = resolve_for_change(tx, who, to)?;
-            if let Some(target) = target {
-                if no_clobber {
-                    return Err(exists(to));
-                }
-                match (source.is_dir(), target.is_dir()) {
-                    (false, true) => return Err(is_a_directory(to)),
-                    (true, false) => return Err(not_a_directory(to)),
-                    (true, true) if has_children(tx, target.id)? => {
-                        return Err(StoreError::Conflict(format!("directory not empty: {to}")))
-                    }
-                    _ => {}
-                }
-                tx.execute("DELETE FROM inodes WHERE id = ?1", [target.id])?;
-            }
-            tx.execute(
-                "UPDATE inodes SET parent = ?1, name = ?2 WHERE id = ?3",
-                params![to_parent.id, to_name, source.id],
-            )?;
-            touch(tx, from_parent.id, now_ms)?;
-            touch(tx, to_parent.id, now_ms)?;
-            Ok(node_by_id(tx, source.id)?.stat(to.clone()))
-        })
+        self.write(|tx| rename_in(tx, who, from, to, no_clobber, now_ms))
     }
 
     fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat> {
         self.write(|tx| {
+            check_locks(tx, who, path, now_secs())?;
             let node = resolve(tx, who, path)?;
             if !who.admin && who.uid != node.owner_uid {
                 return Err(denied(path));
@@ -527,6 +635,7 @@ impl NamespaceStore for SqliteStore {
             )));
         }
         self.write(|tx| {
+            check_locks(tx, who, path, now_secs())?;
             let node = resolve(tx, who, path)?;
             tx.execute(
                 "UPDATE inodes SET owner_uid = ?1, owner_name = ?2 WHERE id = ?3",
@@ -544,6 +653,7 @@ impl NamespaceStore for SqliteStore {
             uid: 0,
             name: String::new(),
             admin: true,
+            lock_token: None,
         };
         self.write(|tx| {
             let (parent, name, existing) = resolve_for_change(tx, &admin, &path)?;
@@ -554,6 +664,7 @@ impl NamespaceStore for SqliteStore {
                 uid,
                 name: name.to_string(),
                 admin: false,
+                lock_token: None,
             };
             let home = insert_node(tx, parent.id, name, EntryKind::Dir, &owner, HOME_MODE, now_ms)?;
             Ok(home.stat(path.clone()))
@@ -585,22 +696,7 @@ impl NamespaceStore for SqliteStore {
     fn begin_upload(&self, who: &Principal, upload: &UploadRecord) -> StoreResult<()> {
         self.write(|tx| {
             check_upload_target(tx, who, &upload.path, upload.no_clobber)?;
-            tx.execute(
-                &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-                params![
-                    upload.id,
-                    upload.path.as_str(),
-                    upload.owner_uid,
-                    upload.owner_name,
-                    upload.no_clobber,
-                    upload.mode,
-                    upload.chunk_size,
-                    upload.replication,
-                    upload.created_at,
-                    upload.expires_at
-                ],
-            )?;
-            Ok(())
+            insert_upload(tx, upload)
         })
     }
 
@@ -649,44 +745,18 @@ impl NamespaceStore for SqliteStore {
                     "permission denied: upload {upload_id} belongs to another user"
                 )));
             }
-            for chunk in chunks {
-                let recorded: u32 = tx.query_row(
-                    "SELECT COUNT(*) FROM replicas WHERE chunk = ?1",
-                    [chunk.id.as_str()],
-                    |row| row.get(0),
-                )?;
-                if recorded < upload.replication {
-                    return Err(StoreError::Conflict(format!(
-                        "chunk {} is not durable: {recorded} of {} replicas recorded",
-                        chunk.id, upload.replication
-                    )));
-                }
-            }
-            let path = &upload.path;
-            let (parent, name, existing) = check_upload_target(tx, who, path, upload.no_clobber)?;
-            let size: u64 = chunks.iter().map(|chunk| chunk.size).sum();
-            let id = match existing {
-                Some(existing) => {
-                    tx.execute(
-                        "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1 WHERE id = ?3",
-                        params![size, now_ms, existing.id],
-                    )?;
-                    tx.execute("DELETE FROM file_chunks WHERE inode = ?1", [existing.id])?;
-                    existing.id
-                }
-                None => {
-                    let mode = upload.mode.unwrap_or(DEFAULT_FILE_MODE);
-                    let node = insert_node(tx, parent.id, name, EntryKind::File, who, mode, now_ms)?;
-                    tx.execute("UPDATE inodes SET size = ?1 WHERE id = ?2", params![size, node.id])?;
-                    node.id
-                }
-            };
-            let mut insert = tx.prepare("INSERT INTO file_chunks (inode, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)")?;
-            for (idx, chunk) in chunks.iter().enumerate() {
-                insert.execute(params![id, idx as u64, chunk.id.as_str(), chunk.size])?;
-            }
+            let stat = write_file(
+                tx,
+                who,
+                &upload.path,
+                upload.no_clobber,
+                upload.mode,
+                upload.replication,
+                chunks,
+                now_ms,
+            )?;
             tx.execute("DELETE FROM uploads WHERE id = ?1", [upload_id])?;
-            Ok(node_by_id(tx, id)?.stat(path.clone()))
+            Ok(stat)
         })
     }
 

@@ -1,0 +1,187 @@
+//! `dfs lock`, `dfs unlock`, `dfs locks`, `dfs tx`, and the global
+//! `--tx ID` / `--lock-token TOKEN` that put, rm, mv, mkdir, chmod and chown honour.
+
+use crate::args::{Command, Global};
+use crate::commands::{connect, emit, remote_path};
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use dfs_client::Client;
+use dfs_proto::locks::LockGrant;
+use std::time::Duration;
+
+/// Flattened into the global options.
+#[derive(Debug, Clone, Default, Args)]
+pub struct WriteArgs {
+    /// Stage the change in this transaction (from `dfs tx begin`) instead of applying it
+    /// (put, rm, mv, mkdir).
+    #[arg(long, global = true, value_name = "ID")]
+    pub tx: Option<String>,
+    /// Write through a lock you hold (put, rm, mv, mkdir, chmod, chown, tx commit).
+    #[arg(long, global = true, value_name = "TOKEN", env = "DFS_LOCK_TOKEN")]
+    pub lock_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  TOKEN=$(dfs lock report.txt --ttl 5m)\n  dfs put --lock-token \"$TOKEN\" report.txt\n  dfs unlock report.txt \"$TOKEN\"\n\nThe lease ends after --ttl unless renewed (the client library renews in the background)."
+)]
+pub struct LockArgs {
+    /// A file or directory (a directory lock covers everything below it); it may not exist yet.
+    pub path: String,
+    /// Lease: seconds, or with a unit (30s, 5m, 1h).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// A shared (read) lock: blocks writers, not other shared lockers.
+    #[arg(long)]
+    pub shared: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    pub path: String,
+    /// The token `dfs lock` printed.
+    pub token: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LocksArgs {
+    /// Only locks on, above or below this path.
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+#[command(
+    after_help = "Example:\n  TX=$(dfs tx begin)\n  dfs put --tx $TX a.txt && dfs mv --tx $TX old new && dfs rm --tx $TX junk\n  dfs tx commit $TX      all of it becomes visible at once, or none (exit 6 on a conflict)"
+)]
+pub enum TxCommand {
+    /// Open a transaction and print its id.
+    Begin {
+        /// Abort it if not committed within this time (default 10m).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// Apply everything staged, at once; a conflict applies nothing and ends the transaction.
+    Commit { id: String },
+    /// Discard everything staged.
+    Abort { id: String },
+}
+
+/// Parses `30`, `30s`, `5m`, `2h`, `1d`.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("expected a duration such as 30s, 5m or 1h, got {raw:?}"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?} in {raw:?}: use s, m, h or d")),
+    };
+    if value == 0 {
+        return Err("a duration must be at least 1 second".into());
+    }
+    Ok(Duration::from_secs(value * scale))
+}
+
+/// The client with the global `--tx` and `--lock-token` applied.
+pub fn scoped(mut client: Client, global: &Global) -> Client {
+    if let Some(token) = &global.write.lock_token {
+        client = client.with_lock_token(token.clone());
+    }
+    if let Some(tx) = &global.write.tx {
+        client = client.in_transaction(tx.clone());
+    }
+    client
+}
+
+/// Refuses `--tx` and `--lock-token` where they would mean nothing.
+pub fn check_scope(global: &Global, command: &Command) -> anyhow::Result<()> {
+    let stages = matches!(
+        command,
+        Command::Put { .. } | Command::Rm { .. } | Command::Mv { .. } | Command::Mkdir { .. }
+    );
+    let writes = stages
+        || matches!(
+            command,
+            Command::Chmod { .. } | Command::Chown { .. } | Command::Tx(TxCommand::Commit { .. })
+        );
+    if global.write.tx.is_some() && !stages {
+        bail!("--tx works with put, rm, mv and mkdir");
+    }
+    if global.write.lock_token.is_some() && !writes {
+        bail!("--lock-token works with put, rm, mv, mkdir, chmod, chown and tx commit");
+    }
+    Ok(())
+}
+
+fn lock_line(lock: &LockGrant) -> String {
+    format!(
+        "{}\t{}\t{}\tuntil {}\tfence {}",
+        lock.path,
+        if lock.shared { "shared" } else { "exclusive" },
+        lock.holder,
+        dfs_store::locks::format_utc(lock.expires_at),
+        lock.fence
+    )
+}
+
+pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
+    let (client, session) = connect(global, true).await?;
+    match command {
+        Command::Lock(args) => {
+            let path = remote_path(&args.path, session.as_ref())?;
+            let grant = client.lock(&path, args.ttl, args.shared).await?;
+            emit(global, &grant, || grant.token.clone())
+        }
+        Command::Unlock(args) => {
+            let path = remote_path(&args.path, session.as_ref())?;
+            client.unlock(&path, &args.token).await?;
+            emit(global, &serde_json::json!({ "unlocked": path }), String::new)
+        }
+        Command::Locks(args) => {
+            let path = match &args.path {
+                Some(raw) => Some(remote_path(raw, session.as_ref())?),
+                None => None,
+            };
+            let locks = client.locks(path.as_ref()).await?;
+            emit(global, &locks, || {
+                locks.iter().map(lock_line).collect::<Vec<_>>().join("\n")
+            })
+        }
+        Command::Tx(TxCommand::Begin { ttl }) => {
+            let started = client.tx_begin(ttl).await?;
+            emit(global, &started, || started.id.clone())
+        }
+        Command::Tx(TxCommand::Commit { id }) => {
+            let committed = client.tx_commit(&id).await?;
+            emit(global, &committed, || {
+                format!("committed {} ({} changes)", committed.id, committed.operations)
+            })
+        }
+        Command::Tx(TxCommand::Abort { id }) => {
+            client.tx_abort(&id).await?;
+            emit(global, &serde_json::json!({ "aborted": id }), String::new)
+        }
+        _ => unreachable!("only lock and transaction commands come here"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}

@@ -1,0 +1,373 @@
+//! Whole-file and whole-tree transfers for `put`, `get`, `put -r`, `get -r`,
+//! and `dfs watch`.
+//!
+//! A tree is copied like `cp -r`: into `TARGET/NAME` when the target is an
+//! existing directory, else to `TARGET` itself. Directories are made first
+//! (parents before children), then up to [`FILES_AT_ONCE`] files move at
+//! once, each with [`CHUNKS_PER_FILE`] chunks in flight, so memory stays
+//! under `FILES_AT_ONCE x CHUNKS_PER_FILE x chunk size`.
+
+use crate::args::Global;
+use crate::commands::{emit, home_of, local_name, remote_path};
+use crate::progress::Bar;
+use crate::session::Session;
+use anyhow::{bail, Context};
+use dfs_client::{Client, GetOptions, GetSummary, Progress, PutOptions, PutSummary};
+use dfs_proto::namespace::{ChunkLocation, EntryKind, Stat};
+use dfs_proto::DfsPath;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Files transferred at once by `put -r` and `get -r`.
+pub const FILES_AT_ONCE: usize = 8;
+/// Chunks in flight per file during a tree transfer.
+pub const CHUNKS_PER_FILE: usize = 2;
+
+/// What `put` prints with `--json`: the file's stat and what was sent.
+#[derive(Debug, Serialize)]
+pub struct PutReport {
+    #[serde(flatten)]
+    pub stat: Stat,
+    pub chunks_sent: u64,
+    pub chunks_deduplicated: u64,
+}
+
+/// What `get` prints with `--json`: the file's stat and where chunks came from.
+#[derive(Debug, Serialize)]
+pub struct GetReport {
+    #[serde(flatten)]
+    pub stat: Stat,
+    #[serde(flatten)]
+    pub chunks: GetSummary,
+}
+
+/// What `put -r` and `get -r` print with `--json`.
+#[derive(Debug, Default, Serialize)]
+pub struct TreeReport {
+    pub remote: String,
+    pub local: PathBuf,
+    pub directories: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub chunks_sent: u64,
+    pub chunks_deduplicated: u64,
+    pub chunks_cached: u64,
+    pub chunks_fetched: u64,
+}
+
+/// Uploads one local file, with a progress bar.
+pub async fn put_file(
+    global: &Global,
+    client: &Client,
+    local: &Path,
+    target: &DfsPath,
+    mut options: PutOptions,
+) -> anyhow::Result<PutReport> {
+    let file = tokio::fs::File::open(local)
+        .await
+        .with_context(|| format!("cannot open {}", local.display()))?;
+    let metadata = file.metadata().await?;
+    if metadata.is_dir() {
+        bail!("{} is a directory: use `dfs put -r`", local.display());
+    }
+    let bar = Bar::bytes(global, Some(metadata.len()), &target.to_string());
+    options.progress = bar.callback();
+    let summary = client.put_with_summary(target, file, &options).await?;
+    bar.finish();
+    Ok(report_of(summary))
+}
+
+pub fn report_of(summary: PutSummary) -> PutReport {
+    PutReport {
+        stat: summary.stat.expect("a finished upload has a stat"),
+        chunks_sent: summary.chunks_sent,
+        chunks_deduplicated: summary.chunks_deduplicated,
+    }
+}
+
+/// Downloads into a hidden temp file next to `target`, renamed over it only
+/// once every chunk arrived and checked out: a failed get leaves nothing behind.
+pub async fn download_to(
+    client: &Client,
+    chunks: &[ChunkLocation],
+    target: &Path,
+    progress: Option<Progress>,
+) -> anyhow::Result<GetSummary> {
+    let dir = target
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .context("bad local path")?
+        .to_string_lossy()
+        .to_string();
+    let temp = dir.join(format!(".{name}.dfs-partial-{}", std::process::id()));
+    let result = async {
+        let file = tokio::fs::File::create(&temp)
+            .await
+            .with_context(|| format!("cannot write {}", temp.display()))?;
+        let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let summary = client
+            .get_layout_with_summary(chunks, &mut writer, &GetOptions { progress })
+            .await?;
+        use tokio::io::AsyncWriteExt;
+        writer.flush().await?;
+        writer.into_inner().sync_all().await?;
+        tokio::fs::rename(&temp, target)
+            .await
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        anyhow::Ok(summary)
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&temp).await;
+    }
+    result
+}
+
+/// `dfs put -r LOCAL [REMOTE]`.
+pub async fn put_tree(
+    global: &Global,
+    client: &Client,
+    session: Option<&Session>,
+    local: &Path,
+    remote: Option<&str>,
+    options: PutOptions,
+) -> anyhow::Result<()> {
+    let metadata = std::fs::metadata(local).with_context(|| format!("cannot read {}", local.display()))?;
+    if !metadata.is_dir() {
+        bail!("{} is not a directory (drop -r to upload a file)", local.display());
+    }
+    let name = local_name(&std::fs::canonicalize(local)?)?;
+    let root = match remote {
+        None => home_of(session)?.join(&name)?,
+        Some(raw) => {
+            let path = remote_path(raw, session)?;
+            match client.stat(&path).await {
+                Ok(stat) if stat.kind == EntryKind::Dir => path.join(&name)?,
+                Ok(_) => bail!("{path} exists and is not a directory"),
+                Err(error) if error.is_not_found() => path,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    };
+    let (dirs, files) = walk_local(local)?;
+    let mut report = TreeReport {
+        remote: root.to_string(),
+        local: local.to_path_buf(),
+        ..Default::default()
+    };
+    client.mkdir(&root, true, None).await?;
+    for dir in &dirs {
+        client.mkdir(&join_relative(&root, dir)?, true, None).await?;
+        report.directories += 1;
+    }
+    let total: u64 = files.iter().map(|(_, size)| size).sum();
+    let bar = Bar::bytes(global, Some(total), &format!("{} files", files.len()));
+    let mut tree_client = client.clone();
+    tree_client.parallelism = CHUNKS_PER_FILE;
+    let options = PutOptions {
+        progress: bar.callback(),
+        ..options
+    };
+    let results: Vec<PutSummary> = stream::iter(files.iter())
+        .map(|(relative, _)| {
+            let (client, options, root) = (&tree_client, &options, &root);
+            async move {
+                let source = local.join(relative);
+                let target = join_relative(root, relative)?;
+                let file = tokio::fs::File::open(&source)
+                    .await
+                    .with_context(|| format!("cannot open {}", source.display()))?;
+                let summary = client
+                    .put_with_summary(&target, file, options)
+                    .await
+                    .with_context(|| format!("uploading {}", source.display()))?;
+                anyhow::Ok(summary)
+            }
+        })
+        .buffer_unordered(FILES_AT_ONCE)
+        .try_collect()
+        .await?;
+    bar.finish();
+    for summary in results {
+        report.files += 1;
+        report.bytes += summary.stat.as_ref().map_or(0, |stat| stat.size);
+        report.chunks_sent += summary.chunks_sent;
+        report.chunks_deduplicated += summary.chunks_deduplicated;
+    }
+    emit(global, &report, || {
+        format!(
+            "{} -> {} ({} files, {} directories, {} bytes; {} chunks sent, {} already stored)",
+            local.display(),
+            report.remote,
+            report.files,
+            report.directories,
+            report.bytes,
+            report.chunks_sent,
+            report.chunks_deduplicated
+        )
+    })
+}
+
+/// `dfs get -r REMOTE [LOCAL]`.
+pub async fn get_tree(
+    global: &Global,
+    client: &Client,
+    session: Option<&Session>,
+    remote: &str,
+    local: Option<&Path>,
+) -> anyhow::Result<()> {
+    let root = remote_path(remote, session)?;
+    let stat = client.stat(&root).await?;
+    if stat.kind != EntryKind::Dir {
+        bail!("{root} is not a directory (drop -r to download a file)");
+    }
+    let name = root.name().unwrap_or("root").to_string();
+    let base = local.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let target = if base.is_dir() { base.join(&name) } else { base };
+    let mut report = TreeReport {
+        remote: root.to_string(),
+        local: target.clone(),
+        ..Default::default()
+    };
+    // Walk the remote tree breadth first, making local directories as we go.
+    std::fs::create_dir_all(&target).with_context(|| format!("cannot create {}", target.display()))?;
+    let mut files: Vec<(DfsPath, PathBuf, u64)> = Vec::new();
+    let mut pending = vec![(root.clone(), target.clone())];
+    while let Some((dir, local_dir)) = pending.pop() {
+        for entry in client.list(&dir).await?.entries {
+            let name = entry.path.name().context("a listing entry without a name")?;
+            let local_path = local_dir.join(name);
+            match entry.kind {
+                EntryKind::Dir => {
+                    std::fs::create_dir_all(&local_path)
+                        .with_context(|| format!("cannot create {}", local_path.display()))?;
+                    report.directories += 1;
+                    pending.push((entry.path.clone(), local_path));
+                }
+                EntryKind::File => files.push((entry.path.clone(), local_path, entry.size)),
+            }
+        }
+    }
+    let total: u64 = files.iter().map(|(_, _, size)| size).sum();
+    let bar = Bar::bytes(global, Some(total), &format!("{} files", files.len()));
+    let progress = bar.callback();
+    let mut tree_client = client.clone();
+    tree_client.parallelism = CHUNKS_PER_FILE;
+    let results: Vec<(u64, GetSummary)> = stream::iter(files.iter())
+        .map(|(remote, local, _)| {
+            let (client, progress) = (&tree_client, progress.clone());
+            async move {
+                let layout = client.layout(remote).await?;
+                let summary = download_to(client, &layout.chunks, local, progress)
+                    .await
+                    .with_context(|| format!("downloading {remote}"))?;
+                anyhow::Ok((layout.stat.size, summary))
+            }
+        })
+        .buffer_unordered(FILES_AT_ONCE)
+        .try_collect()
+        .await?;
+    bar.finish();
+    for (size, summary) in results {
+        report.files += 1;
+        report.bytes += size;
+        report.chunks_cached += summary.chunks_cached;
+        report.chunks_fetched += summary.chunks_fetched;
+    }
+    emit(global, &report, || {
+        format!(
+            "{} -> {} ({} files, {} directories, {} bytes; {} chunks from the cache, {} fetched)",
+            report.remote,
+            target.display(),
+            report.files,
+            report.directories,
+            report.bytes,
+            report.chunks_cached,
+            report.chunks_fetched
+        )
+    })
+}
+
+/// Directories (parents first) and files with their sizes, relative to `root`.
+/// Symbolic links are followed; every name must be UTF-8.
+fn walk_local(root: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<(PathBuf, u64)>)> {
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative) = pending.pop() {
+        let dir = root.join(&relative);
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("cannot read {}", dir.display()))?;
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            let name = entry.file_name();
+            let name = name.to_str().with_context(|| {
+                format!(
+                    "{} is not valid UTF-8; DFS names are UTF-8",
+                    dir.join(entry.file_name()).display()
+                )
+            })?;
+            let child = relative.join(name);
+            let metadata =
+                std::fs::metadata(entry.path()).with_context(|| format!("cannot read {}", entry.path().display()))?;
+            if metadata.is_dir() {
+                dirs.push(child.clone());
+                pending.push(child);
+            } else if metadata.is_file() {
+                files.push((child, metadata.len()));
+            }
+        }
+    }
+    // Parents before children: a parent's path is a prefix, so it sorts first.
+    dirs.sort();
+    Ok((dirs, files))
+}
+
+fn join_relative(root: &DfsPath, relative: &Path) -> anyhow::Result<DfsPath> {
+    let mut path = root.clone();
+    for component in relative.components() {
+        let name = component
+            .as_os_str()
+            .to_str()
+            .with_context(|| format!("{} is not valid UTF-8", relative.display()))?;
+        path = path
+            .join(name)
+            .map_err(|error| anyhow::anyhow!("cannot name {}: {error}", relative.display()))?;
+    }
+    Ok(path)
+}
+
+/// `dfs watch [PATH]`: one line per change until interrupted.
+pub async fn watch(
+    global: &Global,
+    client: &Client,
+    session: Option<&Session>,
+    raw: Option<&str>,
+) -> anyhow::Result<()> {
+    let path = match raw {
+        Some(raw) => remote_path(raw, session)?,
+        None => home_of(session)?,
+    };
+    let mut events = client.watch(&path).await?;
+    if !global.quiet && !global.json {
+        eprintln!("watching {path} (Ctrl-C stops)");
+    }
+    while let Some(event) = events.next().await? {
+        emit(global, &event, || match &event.to {
+            Some(to) => format!("renamed {} -> {to}", event.path),
+            None => format!(
+                "{} {} (version {})",
+                format!("{:?}", event.kind).to_lowercase(),
+                event.path,
+                event.version
+            ),
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! Routes of the lock service and of transactions (listed in
+//! `dfs_proto::locks` and `dfs_proto::tx`), and [`WriteScope`], what a
+//! namespace write says about locks and transactions in its headers.
+//!
+//! The rules themselves live in the store (`dfs_store::locks`,
+//! `dfs_store::tx`): every check happens in the database transaction of the
+//! write it guards.
+
+use super::{blocking, now_ms, Directory, Shared};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use dfs_proto::locks::{
+    LockGrant, LockList, LockRequest, LocksQuery, ReleaseLock, RenewLock, DEFAULT_LOCK_TTL_SECS, MAX_LOCK_TTL_SECS,
+};
+use dfs_proto::namespace::{EntryKind, Stat};
+use dfs_proto::tx::{BeginTransaction, TransactionCommitted, TransactionStarted, DEFAULT_TX_TTL_SECS, MAX_TX_TTL_SECS};
+use dfs_proto::{LOCK_TOKEN_HEADER, TX_HEADER};
+use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
+use dfs_store::namespace::{Principal, DEFAULT_FILE_MODE};
+use dfs_store::tx::{StagedOp, TransactionRecord};
+use dfs_store::Store;
+use std::sync::Arc;
+
+pub(super) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/locks", get(list_locks).post(acquire_lock))
+        .route("/v1/locks/renew", post(renew_lock))
+        .route("/v1/locks/release", post(release_lock))
+        .route("/v1/tx", post(begin_transaction))
+        .route("/v1/tx/{id}/commit", post(commit_transaction))
+        .route("/v1/tx/{id}/abort", post(abort_transaction))
+}
+
+/// What a write request carries besides its body: the lock token of the
+/// holder ([`LOCK_TOKEN_HEADER`]) and the transaction to stage it in ([`TX_HEADER`]).
+pub(super) struct WriteScope {
+    pub lock_token: Option<String>,
+    pub tx: Option<String>,
+}
+
+impl WriteScope {
+    /// `who`, presenting this scope's lock token.
+    pub fn principal(&self, who: Principal) -> Principal {
+        Principal {
+            lock_token: self.lock_token.clone(),
+            ..who
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WriteScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let header = |name: &str| -> Result<Option<String>, ApiError> {
+            match parts.headers.get(name) {
+                None => Ok(None),
+                Some(value) => value
+                    .to_str()
+                    .ok()
+                    .map(str::trim)
+                    .filter(|value| !value.is_empty())
+                    .map(|value| Some(value.to_string()))
+                    .ok_or_else(|| ApiError::bad_request(format!("bad {name} header"))),
+            }
+        };
+        Ok(WriteScope {
+            lock_token: header(LOCK_TOKEN_HEADER)?,
+            tx: header(TX_HEADER)?,
+        })
+    }
+}
+
+/// Seconds of a lease or time-to-live: `default` if absent, refused if 0 or above `max`.
+fn ttl(requested: Option<u64>, default: u64, max: u64) -> ApiResult<u64> {
+    match requested.unwrap_or(default) {
+        0 => Err(ApiError::bad_request("a time-to-live must be at least 1 second")),
+        ttl if ttl > max => Err(ApiError::bad_request(format!(
+            "a time-to-live may be at most {max} seconds, not {ttl}"
+        ))),
+        ttl => Ok(ttl),
+    }
+}
+
+/// The stat a staged change answers with: what it will be, at version 0.
+fn staged_stat(who: &Principal, path: dfs_proto::DfsPath, kind: EntryKind, mode: u32, size: u64) -> Stat {
+    Stat {
+        path,
+        kind,
+        owner_uid: who.uid,
+        owner: who.name.clone(),
+        mode,
+        size,
+        mtime_ms: now_ms(),
+        version: 0,
+    }
+}
+
+/// Stages `op` in transaction `tx` instead of applying it; answers the stat it will have.
+pub(super) async fn stage(directory: &Arc<Directory>, who: Principal, tx: String, op: StagedOp) -> ApiResult<Stat> {
+    let store = Arc::clone(&directory.store);
+    let staged = op.clone();
+    let kind = blocking(move || {
+        let kind = match &staged {
+            // The kind of what is moved, as far as the namespace knows it now.
+            StagedOp::Rename { from, .. } => store.stat(&who, from).map(|stat| stat.kind).unwrap_or(EntryKind::File),
+            _ => EntryKind::Dir,
+        };
+        store.stage(&who, &tx, &staged, dfs_seal::now())?;
+        Ok((kind, who))
+    })
+    .await?;
+    let (kind, who) = kind;
+    Ok(match op {
+        StagedOp::Mkdir { path, mode, .. } => staged_stat(&who, path, EntryKind::Dir, mode, 0),
+        StagedOp::Rename { to, .. } => staged_stat(&who, to, kind, 0, 0),
+        StagedOp::Remove { path, .. } => staged_stat(&who, path, kind, 0, 0),
+        StagedOp::Put { path, chunks, mode, .. } => staged_stat(
+            &who,
+            path,
+            EntryKind::File,
+            mode.unwrap_or(DEFAULT_FILE_MODE),
+            chunks.iter().map(|chunk| chunk.size).sum(),
+        ),
+    })
+}
+
+/// Stages the finished upload `upload_id` in transaction `tx` (the upload commit with [`TX_HEADER`]).
+pub(super) fn stage_upload(
+    store: &dyn Store,
+    who: &Principal,
+    tx: &str,
+    upload_id: &str,
+    chunks: &[dfs_proto::namespace::ChunkRef],
+) -> Result<Stat, dfs_store::StoreError> {
+    let op = store.stage_upload(who, tx, upload_id, chunks, dfs_seal::now())?;
+    let StagedOp::Put { path, mode, .. } = op else {
+        unreachable!("an upload stages a put");
+    };
+    let size = chunks.iter().map(|chunk| chunk.size).sum();
+    Ok(staged_stat(
+        who,
+        path,
+        EntryKind::File,
+        mode.unwrap_or(DEFAULT_FILE_MODE),
+        size,
+    ))
+}
+
+/// Forgets expired transactions and locks; run by the directory's sweeper.
+pub(super) fn sweep(store: &dyn Store) {
+    let now = dfs_seal::now();
+    match store.expire_transactions(now) {
+        Ok(0) => {}
+        Ok(expired) => tracing::info!(expired, "aborted expired transactions"),
+        Err(error) => tracing::warn!(%error, "aborting expired transactions"),
+    }
+    if let Err(error) = store.expire_locks(now) {
+        tracing::warn!(%error, "forgetting expired locks");
+    }
+}
+
+async fn acquire_lock(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiJson(request): ApiJson<LockRequest>,
+) -> ApiResult<ApiJson<LockGrant>> {
+    let who = directory.principal(&ticket).await;
+    let ttl = ttl(request.ttl_secs, DEFAULT_LOCK_TTL_SECS, MAX_LOCK_TTL_SECS)?;
+    let store = Arc::clone(&directory.store);
+    let nonce = dfs_seal::random_id();
+    let lock = blocking(move || {
+        let now = dfs_seal::now();
+        store.acquire_lock(&who, &request.path, request.shared, &nonce, now, now + ttl)
+    })
+    .await?;
+    Ok(ApiJson(lock.grant()))
+}
+
+async fn renew_lock(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiJson(request): ApiJson<RenewLock>,
+) -> ApiResult<ApiJson<LockGrant>> {
+    let who = directory.principal(&ticket).await;
+    let ttl = ttl(request.ttl_secs, DEFAULT_LOCK_TTL_SECS, MAX_LOCK_TTL_SECS)?;
+    let store = Arc::clone(&directory.store);
+    let lock = blocking(move || {
+        let now = dfs_seal::now();
+        store.renew_lock(&who, &request.token, now, now + ttl)
+    })
+    .await?;
+    Ok(ApiJson(lock.grant()))
+}
+
+async fn release_lock(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiJson(request): ApiJson<ReleaseLock>,
+) -> ApiResult<StatusCode> {
+    let who = directory.principal(&ticket).await;
+    let store = Arc::clone(&directory.store);
+    blocking(move || store.release_lock(&who, &request.path, &request.token, dfs_seal::now())).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_locks(
+    State(Shared(directory)): State<Shared>,
+    Caller(_ticket): Caller,
+    super::ApiQuery(query): super::ApiQuery<LocksQuery>,
+) -> ApiResult<ApiJson<LockList>> {
+    let store = Arc::clone(&directory.store);
+    let locks = blocking(move || store.locks(query.path.as_ref(), dfs_seal::now())).await?;
+    Ok(ApiJson(LockList {
+        locks: locks.iter().map(|lock| lock.grant()).collect(),
+    }))
+}
+
+async fn begin_transaction(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiJson(request): ApiJson<BeginTransaction>,
+) -> ApiResult<ApiJson<TransactionStarted>> {
+    let who = directory.principal(&ticket).await;
+    let ttl = ttl(request.ttl_secs, DEFAULT_TX_TTL_SECS, MAX_TX_TTL_SECS)?;
+    let now = dfs_seal::now();
+    let record = TransactionRecord {
+        id: dfs_seal::random_id(),
+        owner_uid: who.uid,
+        owner_name: who.name,
+        created_at: now,
+        expires_at: now + ttl,
+    };
+    let started = TransactionStarted {
+        id: record.id.clone(),
+        expires_at: record.expires_at,
+    };
+    let store = Arc::clone(&directory.store);
+    blocking(move || store.begin_transaction(&record)).await?;
+    Ok(ApiJson(started))
+}
+
+async fn commit_transaction(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    scope: WriteScope,
+    Path(id): Path<String>,
+) -> ApiResult<ApiJson<TransactionCommitted>> {
+    let who = scope.principal(directory.principal(&ticket).await);
+    let store = Arc::clone(&directory.store);
+    let committed = id.clone();
+    let operations = blocking(move || store.commit_transaction(&who, &committed, dfs_seal::now(), now_ms())).await?;
+    Ok(ApiJson(TransactionCommitted { id, operations }))
+}
+
+async fn abort_transaction(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let who = directory.principal(&ticket).await;
+    let store = Arc::clone(&directory.store);
+    blocking(move || store.abort_transaction(&who, &id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

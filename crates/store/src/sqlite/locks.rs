@@ -1,0 +1,271 @@
+//! Locks on SQLite: live leases in `locks`, and in `lock_grants` the latest
+//! fencing number granted for each path (never deleted, so numbers only grow).
+
+use super::namespace::{denied, resolve, resolve_parent};
+use super::SqliteStore;
+use crate::locks::{LockRecord, LockStore};
+use crate::namespace::{Principal, EXECUTE, READ, WRITE};
+use crate::{StoreError, StoreResult};
+use dfs_proto::locks::{make_token, token_fence};
+use dfs_proto::path::DfsPath;
+use dfs_proto::UnixSeconds;
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, OptionalExtension, Row, Transaction};
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE locks (
+    token TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    holder_uid INTEGER NOT NULL,
+    holder_name TEXT NOT NULL,
+    shared INTEGER NOT NULL,
+    fence INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX locks_by_path ON locks(path);
+CREATE INDEX locks_by_expiry ON locks(expires_at);
+CREATE TABLE lock_grants (
+    path TEXT PRIMARY KEY,
+    fence INTEGER NOT NULL
+);
+CREATE INDEX lock_grants_by_fence ON lock_grants(fence);
+";
+
+const LOCK_COLUMNS: &str = "token, path, holder_uid, holder_name, shared, fence, created_at, expires_at";
+
+/// Seconds since the Unix epoch, for the writes whose trait method takes no time.
+pub(super) fn now_secs() -> UnixSeconds {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+fn lock_from_row(row: &Row<'_>) -> rusqlite::Result<LockRecord> {
+    let path: String = row.get(1)?;
+    let path = DfsPath::parse(&path)
+        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(error)))?;
+    Ok(LockRecord {
+        token: row.get(0)?,
+        path,
+        holder_uid: row.get(2)?,
+        holder_name: row.get(3)?,
+        shared: row.get(4)?,
+        fence: row.get(5)?,
+        created_at: row.get(6)?,
+        expires_at: row.get(7)?,
+    })
+}
+
+/// A `WHERE` condition on a `path` column matching `path`, its ancestors and
+/// its descendants, with its parameters.
+fn covering(path: &DfsPath) -> (String, Vec<Value>) {
+    let mut paths = vec![path.as_str().to_string()];
+    let mut current = path.parent();
+    while let Some(ancestor) = current {
+        current = ancestor.parent();
+        paths.push(ancestor.as_str().to_string());
+    }
+    // Descendants are exactly the paths in [prefix, prefix with its final '/' as '0').
+    let prefix = if path.is_root() {
+        "/".to_string()
+    } else {
+        format!("{path}/")
+    };
+    let upper = format!("{}0", &prefix[..prefix.len() - 1]);
+    let marks = vec!["?"; paths.len()].join(", ");
+    let condition = format!("(path IN ({marks}) OR (path >= ? AND path < ?))");
+    let mut values: Vec<Value> = paths.into_iter().map(Value::Text).collect();
+    values.push(Value::Text(prefix));
+    values.push(Value::Text(upper));
+    (condition, values)
+}
+
+/// Live locks on `path`, above it or below it, oldest grant first.
+fn covering_locks(tx: &Transaction<'_>, path: &DfsPath, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
+    let (condition, mut values) = covering(path);
+    values.push(Value::Integer(now as i64));
+    let mut statement = tx.prepare(&format!(
+        "SELECT {LOCK_COLUMNS} FROM locks WHERE {condition} AND expires_at > ? ORDER BY fence"
+    ))?;
+    let locks = statement
+        .query_map(params_from_iter(values), lock_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(locks)
+}
+
+/// The lock rule for a write changing `path` (see [`crate::locks`]): every
+/// live lock on, above or below it must carry the writer's token, and that
+/// token must not be older than the latest grant there.
+pub(super) fn check_locks(tx: &Transaction<'_>, who: &Principal, path: &DfsPath, now: UnixSeconds) -> StoreResult<()> {
+    let presented = who.lock_token.as_deref();
+    for lock in covering_locks(tx, path, now)? {
+        // A token counts only in its holder's hands.
+        if presented != Some(lock.token.as_str()) || lock.holder_uid != who.uid {
+            return Err(StoreError::Locked(lock.refusal()));
+        }
+    }
+    let Some(token) = presented else {
+        return Ok(());
+    };
+    let fence = token_fence(token).ok_or_else(|| StoreError::Invalid(format!("malformed lock token {token:?}")))?;
+    let (condition, values) = covering(path);
+    let latest: Option<(String, u64)> = tx
+        .query_row(
+            &format!("SELECT path, fence FROM lock_grants WHERE {condition} ORDER BY fence DESC LIMIT 1"),
+            params_from_iter(values),
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    match latest {
+        Some((locked_path, latest)) if latest > fence => Err(StoreError::Locked(format!(
+            "locked: the lock token for {path} is stale: {locked_path} was locked again since (fence {latest}, yours {fence})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// An exclusive lock needs WRITE on the path (on its parent if it does not
+/// exist yet), a shared one READ (EXECUTE on the parent).
+fn check_lock_permission(tx: &Transaction<'_>, who: &Principal, path: &DfsPath, shared: bool) -> StoreResult<()> {
+    let existing = if path.is_root() {
+        Some(resolve(tx, who, path)?)
+    } else {
+        let (parent, _, existing) = resolve_parent(tx, who, path)?;
+        let needed = if shared { EXECUTE } else { WRITE };
+        if existing.is_none() && !parent.permits(who, needed) {
+            return Err(denied(&path.parent().unwrap_or_else(DfsPath::root)));
+        }
+        existing
+    };
+    if let Some(node) = existing {
+        if !node.permits(who, if shared { READ } else { WRITE }) {
+            return Err(denied(path));
+        }
+    }
+    Ok(())
+}
+
+/// The live lock `token`, if `who` may act on it.
+fn held_lock(tx: &Transaction<'_>, who: &Principal, token: &str, now: UnixSeconds) -> StoreResult<LockRecord> {
+    let lock = tx
+        .query_row(
+            &format!("SELECT {LOCK_COLUMNS} FROM locks WHERE token = ?1 AND expires_at > ?2"),
+            params![token, now],
+            lock_from_row,
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("no such lock (released or expired): {token}")))?;
+    if lock.holder_uid != who.uid && !who.admin {
+        return Err(StoreError::PermissionDenied(format!(
+            "permission denied: the lock on {} belongs to {}",
+            lock.path, lock.holder_name
+        )));
+    }
+    Ok(lock)
+}
+
+impl LockStore for SqliteStore {
+    fn acquire_lock(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        shared: bool,
+        nonce: &str,
+        now: UnixSeconds,
+        expires_at: UnixSeconds,
+    ) -> StoreResult<LockRecord> {
+        self.write(|tx| {
+            check_lock_permission(tx, who, path, shared)?;
+            for lock in covering_locks(tx, path, now)? {
+                if !(shared && lock.shared) {
+                    return Err(StoreError::Locked(lock.refusal()));
+                }
+            }
+            tx.execute("DELETE FROM locks WHERE expires_at <= ?1", [now])?;
+            let fence: u64 = tx.query_row("SELECT COALESCE(MAX(fence), 0) + 1 FROM lock_grants", [], |row| {
+                row.get(0)
+            })?;
+            tx.execute(
+                "INSERT INTO lock_grants (path, fence) VALUES (?1, ?2)
+                 ON CONFLICT(path) DO UPDATE SET fence = excluded.fence",
+                params![path.as_str(), fence],
+            )?;
+            let lock = LockRecord {
+                token: make_token(fence, nonce),
+                path: path.clone(),
+                holder_uid: who.uid,
+                holder_name: who.name.clone(),
+                shared,
+                fence,
+                created_at: now,
+                expires_at,
+            };
+            tx.execute(
+                &format!("INSERT INTO locks ({LOCK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    lock.token,
+                    lock.path.as_str(),
+                    lock.holder_uid,
+                    lock.holder_name,
+                    lock.shared,
+                    lock.fence,
+                    lock.created_at,
+                    lock.expires_at
+                ],
+            )?;
+            Ok(lock)
+        })
+    }
+
+    fn renew_lock(
+        &self,
+        who: &Principal,
+        token: &str,
+        now: UnixSeconds,
+        expires_at: UnixSeconds,
+    ) -> StoreResult<LockRecord> {
+        self.write(|tx| {
+            let mut lock = held_lock(tx, who, token, now)?;
+            tx.execute(
+                "UPDATE locks SET expires_at = ?1 WHERE token = ?2",
+                params![expires_at, token],
+            )?;
+            lock.expires_at = expires_at;
+            Ok(lock)
+        })
+    }
+
+    fn release_lock(&self, who: &Principal, path: &DfsPath, token: &str, now: UnixSeconds) -> StoreResult<()> {
+        self.write(|tx| {
+            let lock = held_lock(tx, who, token, now)?;
+            if &lock.path != path {
+                return Err(StoreError::NotFound(format!("no such lock on {path}: {token}")));
+            }
+            tx.execute("DELETE FROM locks WHERE token = ?1", [token])?;
+            Ok(())
+        })
+    }
+
+    fn locks(&self, path: Option<&DfsPath>, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
+        self.read(|tx| {
+            let (condition, mut values) = match path {
+                Some(path) => covering(path),
+                None => ("1".to_string(), Vec::new()),
+            };
+            values.push(Value::Integer(now as i64));
+            let mut statement = tx.prepare(&format!(
+                "SELECT {LOCK_COLUMNS} FROM locks WHERE {condition} AND expires_at > ? ORDER BY path, fence"
+            ))?;
+            let locks = statement
+                .query_map(params_from_iter(values), lock_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(locks)
+        })
+    }
+
+    fn expire_locks(&self, now: UnixSeconds) -> StoreResult<u64> {
+        self.write(|tx| Ok(tx.execute("DELETE FROM locks WHERE expires_at <= ?1", [now])? as u64))
+    }
+}
