@@ -41,8 +41,13 @@ fn main() -> ExitCode {
             args::Command::Keygen { file } => serve::keygen(&file),
             args::Command::Completions { shell } => {
                 use clap::CommandFactory;
-                clap_complete::generate(shell, &mut args::Cli::command(), "dfs", &mut std::io::stdout());
-                Ok(())
+                // Generated into memory: clap_complete panics on a closed pipe.
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut args::Cli::command(), "dfs", &mut script);
+                match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                    Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+                    _ => Ok(()),
+                }
             }
             command => commands::run(cli.global, command).await,
         }

@@ -292,9 +292,12 @@ pub async fn get_tree(
     })
 }
 
-/// Directories (parents first) and files with their sizes, relative to `root`.
-/// Symbolic links are followed; every name must be UTF-8.
-fn walk_local(root: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<(PathBuf, u64)>)> {
+/// A local tree: directories (parents first) and files with their sizes,
+/// relative to its root.
+type LocalTree = (Vec<PathBuf>, Vec<(PathBuf, u64)>);
+
+/// The tree below `root`. Symbolic links are followed; every name must be UTF-8.
+fn walk_local(root: &Path) -> anyhow::Result<LocalTree> {
     let mut dirs = Vec::new();
     let mut files = Vec::new();
     let mut pending = vec![PathBuf::new()];

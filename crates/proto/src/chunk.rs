@@ -6,6 +6,13 @@
 //!   and does not forward again.
 //! - `GET /v1/chunks/{id}` with a read capability, optional `Range: bytes=a-b`.
 //! - `GET /v1/stats`: [`FileServerStats`].
+//! - `POST /v1/chunks/{id}/copy` with a write capability naming this server
+//!   and a [`CopyChunk`] body: the server pulls the chunk from the source,
+//!   checks its hash, stores it durably and answers [`ChunkStored`] (used by
+//!   the directory service to re-replicate).
+//! - `DELETE /v1/chunks/{id}?min_age_secs=N` with a delete capability: removes
+//!   the chunk unless it was written less than `N` seconds ago (garbage collection).
+//! - `GET /v1/chunks` with a service ticket (`Authorization: Bearer`): [`ChunkInventory`].
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -98,6 +105,39 @@ pub struct FileServerStats {
     pub chunk_writes: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
+}
+
+/// Body of `POST /v1/chunks/{id}/copy`: where to pull the chunk from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyChunk {
+    pub source: ServerRef,
+    /// A sealed read capability for the chunk, presented to the source.
+    pub read_capability: String,
+}
+
+/// One chunk on a file server's disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryEntry {
+    pub id: ChunkId,
+    pub size: u64,
+    /// Seconds since the chunk was last written (or rewritten by an upload of the same content).
+    pub age_secs: u64,
+}
+
+/// Answer to `GET /v1/chunks`: every chunk on the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkInventory {
+    pub server: String,
+    pub chunks: Vec<InventoryEntry>,
+}
+
+/// Body of the directory service's `POST /v1/servers/report` (service ticket):
+/// chunks a file server found corrupt or missing, already moved aside; the
+/// directory forgets those replicas so re-replication restores them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamageReport {
+    pub server: String,
+    pub corrupt: Vec<ChunkId>,
 }
 
 /// What a file server sends the directory service every few seconds.

@@ -46,6 +46,9 @@ impl Ticket {
 pub enum ChunkOp {
     Read,
     Write,
+    /// Remove a chunk no file references (garbage collection); issued only
+    /// by the directory service, to the one server named in `targets`.
+    Delete,
 }
 
 /// Permission, issued by the directory service, to read or write one chunk.

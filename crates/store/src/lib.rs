@@ -15,6 +15,7 @@
 
 pub mod locks;
 pub mod namespace;
+pub mod repair;
 pub mod sqlite;
 pub mod suite;
 pub mod tx;
@@ -22,6 +23,7 @@ pub mod users;
 
 pub use locks::LockStore;
 pub use namespace::NamespaceStore;
+pub use repair::RepairStore;
 pub use tx::TransactionStore;
 pub use users::{SessionRecord, UserRecord, UserStore};
 
@@ -56,8 +58,8 @@ impl From<rusqlite::Error> for StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// An engine: it keeps users, the namespace, locks and transactions.
-pub trait Store: UserStore + NamespaceStore + LockStore + TransactionStore {}
-impl<T: UserStore + NamespaceStore + LockStore + TransactionStore> Store for T {}
+pub trait Store: UserStore + NamespaceStore + LockStore + TransactionStore + RepairStore {}
+impl<T: UserStore + NamespaceStore + LockStore + TransactionStore + RepairStore> Store for T {}
 
 /// The engines this build knows, for error messages.
 pub const ENGINES: &[&str] = &["sqlite:///PATH"];

@@ -35,6 +35,7 @@ pub const ALL: &[(&str, SuiteTest)] = &[
         "transactions_conflict_abort_expire_lock",
         transactions_conflict_abort_expire_lock,
     ),
+    ("repair_live_chunks_and_forgetting", repair_live_chunks_and_forgetting),
 ];
 
 pub fn users_create_list_delete(store: &dyn Store) {
@@ -1005,4 +1006,33 @@ pub fn transactions_conflict_abort_expire_lock(store: &dyn Store) {
         "locked: /home/ann/v is locked by admin",
     );
     assert_eq!(names(store, &ann, "/home/ann"), ["f"]);
+}
+
+pub fn repair_live_chunks_and_forgetting(store: &dyn Store) {
+    let ann = user(2, "ann");
+    store.ensure_home(2, "ann", 1_000).unwrap();
+    write_file(store, &ann, "u1", "/home/ann/kept", &[chunk(1, 4)]);
+    write_file(store, &ann, "u2", "/home/ann/gone", &[chunk(2, 4)]);
+    store.remove(&ann, &path("/home/ann/gone"), false, 2_000).unwrap();
+    store.begin_transaction(&transaction("t1", &ann, u64::MAX / 2)).unwrap();
+    stage_put(store, &ann, "t1", "u3", "/home/ann/staged", &[chunk(3, 4)]);
+    // A chunk recorded by a receipt alone (an upload in flight) is not live.
+    store.record_replicas(&chunk(4, 4).id, 4, &["s1".into()]).unwrap();
+
+    let live = store.live_chunks().unwrap();
+    let expected: std::collections::HashSet<_> = [1, 3].into_iter().map(|seed| chunk(seed, 4).id).collect();
+    assert_eq!(live, expected, "files and staged uploads, nothing else");
+
+    assert!(!store.forget_unreferenced_replica(&chunk(1, 4).id, "s1").unwrap());
+    assert!(!store.forget_unreferenced_replica(&chunk(3, 4).id, "s1").unwrap());
+    assert!(store.forget_unreferenced_replica(&chunk(2, 4).id, "s1").unwrap());
+    let replicas = store.replicas(&[chunk(1, 4).id, chunk(2, 4).id]).unwrap();
+    assert_eq!(replicas[&chunk(1, 4).id], ["s1", "s2"]);
+    assert_eq!(replicas[&chunk(2, 4).id], ["s2"]);
+
+    assert_eq!(
+        store.forget_replicas("s2", &[chunk(1, 4).id, chunk(9, 4).id]).unwrap(),
+        1
+    );
+    assert_eq!(store.replicas(&[chunk(1, 4).id]).unwrap()[&chunk(1, 4).id], ["s1"]);
 }

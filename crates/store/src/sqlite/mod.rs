@@ -3,6 +3,7 @@
 
 mod locks;
 mod namespace;
+mod repair;
 mod tx;
 mod users;
 
