@@ -47,10 +47,10 @@ for replication in 1 3; do
   export DFS_URL=$url DFS_CONFIG_DIR=$work/config
   "$dfs" login admin --password-stdin < "$data/admin-password" > /dev/null
 
-  start=$(now); /usr/bin/time -f %M -o "$work/rss-put" "$dfs" put "$work/src" /big > /dev/null; end=$(now)
+  start=$(now); /usr/bin/time -f %M -o "$work/rss-put" "$dfs" --no-cache put "$work/src" /big > /dev/null; end=$(now)
   put=$(mibps "$((size_mib * 1048576))" "$(echo "$end - $start" | bc)")
   sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-  start=$(now); /usr/bin/time -f %M -o "$work/rss-get" "$dfs" get /big - > /dev/null; end=$(now)
+  start=$(now); /usr/bin/time -f %M -o "$work/rss-get" "$dfs" --no-cache get /big - > /dev/null; end=$(now)
   get=$(mibps "$((size_mib * 1048576))" "$(echo "$end - $start" | bc)")
   fs_pid=$(pgrep -f "serve file.*$data/file-1" | head -1)
   fs_rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$fs_pid/status")
@@ -68,7 +68,7 @@ cat > bench/results/put_get.md <<MD
 
 Command: \`bash bench/put_get.sh $size_mib $chunk_mib\` on $(nproc) cores, $(date -u +%Y-%m-%d).
 Baselines in the same run: disk \`dd bs=1M conv=fdatasync\` = $disk MiB/s; loopback \`iperf3\` = $loop MiB/s.
-Get is \`dfs get /big -\` to /dev/null after dropping the page cache where allowed.
+Put and get run with `--no-cache` (the client cache would otherwise serve the get). Get is \`dfs get /big -\` to /dev/null after dropping the page cache where allowed.
 
 | replication | put MiB/s | put / disk | get MiB/s | get / loopback | client peak RSS MiB | file server peak RSS MiB |
 | --- | --- | --- | --- | --- | --- | --- |
