@@ -68,7 +68,7 @@ cat > bench/results/put_get.md <<MD
 
 Command: \`bash bench/put_get.sh $size_mib $chunk_mib\` on $(nproc) cores, $(date -u +%Y-%m-%d).
 Baselines in the same run: disk \`dd bs=1M conv=fdatasync\` = $disk MiB/s; loopback \`iperf3\` = $loop MiB/s.
-Put and get run with `--no-cache` (the client cache would otherwise serve the get). Get is \`dfs get /big -\` to /dev/null after dropping the page cache where allowed.
+Put and get run with \`--no-cache\` (the client cache would otherwise serve the get). Get is \`dfs get /big -\` to /dev/null after dropping the page cache where allowed.
 
 | replication | put MiB/s | put / disk | get MiB/s | get / loopback | client peak RSS MiB | file server peak RSS MiB |
 | --- | --- | --- | --- | --- | --- | --- |
