@@ -33,8 +33,11 @@ pub fn router(server: Arc<FileServer>) -> Router {
             // their size is bounded by the capability instead.
             axum::routing::put(put_chunk)
                 .layer(DefaultBodyLimit::disable())
-                .get(get_chunk),
+                .get(get_chunk)
+                .delete(crate::repair::delete_chunk),
         )
+        .route("/v1/chunks/{id}/copy", axum::routing::post(crate::repair::copy_chunk))
+        .route("/v1/chunks", get(crate::repair::inventory))
         .route("/v1/stats", get(stats))
         .with_state(server);
     dfs_service::finish_router(routes)
@@ -208,6 +211,14 @@ async fn receive(
             if &actual != id {
                 return Err(mismatch(&actual));
             }
+            // The write counts as a new one for garbage collection's grace period.
+            let (store, id) = (server.store.clone(), id.clone());
+            tokio::task::spawn_blocking(move || store.touch(&id))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(|error| {
+                    ApiError::unavailable(format!("chunk was removed while being written; retry: {error}"))
+                })?;
             Ok(Stored::AlreadyPresent)
         }
         Sink::Write(temp) => match temp.commit(&server.store, id).await {
@@ -250,6 +261,7 @@ async fn get_chunk(
         Err(ReadError::NotFound) => return Err(ApiError::not_found(format!("chunk {id} is not on this server"))),
         Err(ReadError::Corrupt { actual }) => {
             tracing::error!(chunk = %id, %actual, server = server.id(), "chunk is corrupt on disk; refusing to serve it");
+            crate::scrub::found_corrupt(&server, vec![id.clone()]).await;
             return Err(ApiError::new(ErrorCode::Internal, "chunk is corrupt on this server"));
         }
         Err(ReadError::Io(error)) => return Err(ApiError::internal(format!("reading chunk {id}: {error}"))),
@@ -304,12 +316,12 @@ fn octet_stream() -> [(header::HeaderName, HeaderValue); 2] {
     ]
 }
 
-fn chunk_id(raw: Result<Path<String>, PathRejection>) -> ApiResult<ChunkId> {
+pub(crate) fn chunk_id(raw: Result<Path<String>, PathRejection>) -> ApiResult<ChunkId> {
     let Path(raw) = raw.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     Ok(ChunkId::parse(&raw)?)
 }
 
-fn header_capability(headers: &HeaderMap) -> ApiResult<String> {
+pub(crate) fn header_capability(headers: &HeaderMap) -> ApiResult<String> {
     let value = headers
         .get(CAPABILITY_HEADER)
         .ok_or_else(|| ApiError::unauthenticated(format!("no `{CAPABILITY_HEADER}` header")))?;
@@ -320,7 +332,7 @@ fn header_capability(headers: &HeaderMap) -> ApiResult<String> {
 }
 
 /// Opens a capability and checks that it allows `op` on chunk `id`.
-fn open_capability(server: &FileServer, token: &str, op: ChunkOp, id: &ChunkId) -> ApiResult<Capability> {
+pub(crate) fn open_capability(server: &FileServer, token: &str, op: ChunkOp, id: &ChunkId) -> ApiResult<Capability> {
     let capability = server
         .key
         .open_capability(token, dfs_seal::now())

@@ -10,6 +10,10 @@
 //! - [`replicate`]: how a primary streams a chunk to its workers.
 //! - [`range`]: `Range` header parsing for partial reads.
 //! - [`heartbeat`]: the periodic report to the directory service.
+//! - [`repair`]: routes for the directory's background work: copy a chunk
+//!   from another server, delete an unreferenced one, list them all.
+//! - [`scrub`]: re-hashing every chunk at a bounded rate; corrupt chunks are
+//!   quarantined and reported.
 //!
 //! Architecture invariants: every request is authorised by a capability
 //! opened locally with the cluster key, never by asking another service; a
@@ -19,7 +23,9 @@
 pub mod heartbeat;
 pub mod http;
 pub mod range;
+pub mod repair;
 pub mod replicate;
+pub mod scrub;
 pub mod server;
 pub mod store;
 

@@ -29,10 +29,16 @@ pub struct Config {
     pub capacity_bytes: Option<u64>,
     /// Time between heartbeats. Default [`Config::DEFAULT_HEARTBEAT_INTERVAL`].
     pub heartbeat_interval: Duration,
+    /// Scrubbing speed in bytes per second; 0 disables it. Default [`Config::DEFAULT_SCRUB_RATE`].
+    pub scrub_rate: u64,
+    /// Time from the start of one scrub pass to the next. Default [`Config::DEFAULT_SCRUB_INTERVAL`].
+    pub scrub_interval: Duration,
 }
 
 impl Config {
     pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+    pub const DEFAULT_SCRUB_RATE: u64 = 64 * 1024 * 1024;
+    pub const DEFAULT_SCRUB_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
     /// A config with defaults: no public URL override, no directory, disk capacity.
     pub fn new(data_dir: impl Into<PathBuf>, key: ClusterKey) -> Self {
@@ -43,6 +49,8 @@ impl Config {
             key,
             capacity_bytes: None,
             heartbeat_interval: Self::DEFAULT_HEARTBEAT_INTERVAL,
+            scrub_rate: Self::DEFAULT_SCRUB_RATE,
+            scrub_interval: Self::DEFAULT_SCRUB_INTERVAL,
         }
     }
 }
@@ -64,6 +72,9 @@ pub async fn run(
         let (data_dir, key) = (config.data_dir.clone(), config.key.clone());
         tokio::task::spawn_blocking(move || FileServer::open(&data_dir, url, key)).await??
     };
+    if let Some(directory_url) = &config.directory_url {
+        let _ = server.directory_url.set(directory_url.clone());
+    }
     let server = Arc::new(server);
     tracing::info!(
         id = server.id(),
@@ -79,9 +90,13 @@ pub async fn run(
             config.capacity_bytes,
         )
     });
+    let scrub = crate::scrub::spawn(Arc::clone(&server), config.scrub_rate, config.scrub_interval);
     let result = dfs_service::serve(listener, crate::http::router(Arc::clone(&server)), shutdown).await;
     if let Some(heartbeat) = heartbeat {
         heartbeat.abort();
+    }
+    if let Some(scrub) = scrub {
+        scrub.abort();
     }
     result.context("serving HTTP")
 }
@@ -97,6 +112,8 @@ pub struct FileServer {
     pub(crate) counters: Counters,
     /// One pooled client for every forward to a worker.
     pub(crate) http: reqwest::Client,
+    /// Where corrupt chunks are reported (set by [`run`]).
+    pub(crate) directory_url: std::sync::OnceLock<String>,
 }
 
 impl FileServer {
@@ -126,6 +143,7 @@ impl FileServer {
             store,
             counters,
             http,
+            directory_url: std::sync::OnceLock::new(),
         })
     }
 

@@ -5,6 +5,12 @@
 //!   keeps directories small enough to list and fsync quickly.
 //! - `tmp/<random>`: a chunk being received. Nothing there was ever
 //!   acknowledged, so [`ChunkStore::open`] removes whatever a crash left.
+//! - `quarantine/<id>.<random>`: a chunk found corrupt, moved aside so it is
+//!   never served again (kept for a human to look at).
+//!
+//! A chunk file's mtime is the last time anyone stored it (a write of a chunk
+//! already present touches it): garbage collection removes only chunks older
+//! than its grace period ([`ChunkStore::remove_if_older`]).
 //!
 //! Architecture invariant: a file appears under `chunks/` only through
 //! [`TempChunk::commit`], which checks the content against the id and makes
@@ -22,12 +28,29 @@ use tokio::io::AsyncWriteExt;
 pub const CHUNKS_DIR: &str = "chunks";
 /// Where chunks being received live, relative to the data dir.
 pub const TMP_DIR: &str = "tmp";
+/// Where corrupt chunks are moved, relative to the data dir.
+pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// The chunk files of one file server.
 #[derive(Debug, Clone)]
 pub struct ChunkStore {
     chunks_dir: PathBuf,
     tmp_dir: PathBuf,
+    quarantine_dir: PathBuf,
+    /// Serialises "check the age, then remove" against "touch": a chunk
+    /// rewritten by an upload is never removed in between.
+    removal: std::sync::Arc<std::sync::Mutex<()>>,
+}
+
+/// What [`ChunkStore::remove_if_older`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The chunk was removed; it held this many bytes.
+    Removed(u64),
+    /// The chunk was written too recently; it stays.
+    TooYoung,
+    /// There was no such chunk.
+    Missing,
 }
 
 /// Why a chunk could not be read.
@@ -66,8 +89,11 @@ impl ChunkStore {
         let store = ChunkStore {
             chunks_dir: data_dir.join(CHUNKS_DIR),
             tmp_dir: data_dir.join(TMP_DIR),
+            quarantine_dir: data_dir.join(QUARANTINE_DIR),
+            removal: Default::default(),
         };
         std::fs::create_dir_all(&store.chunks_dir)?;
+        std::fs::create_dir_all(&store.quarantine_dir)?;
         std::fs::create_dir_all(&store.tmp_dir)?;
         for entry in std::fs::read_dir(&store.tmp_dir)? {
             let entry = entry?;
@@ -108,6 +134,64 @@ impl ChunkStore {
             return Err(ReadError::Corrupt { actual });
         }
         Ok(bytes)
+    }
+
+    /// Marks the chunk as just written (a write of a chunk already present),
+    /// so garbage collection leaves it alone for a grace period. Fails with
+    /// `NotFound` if the chunk is gone. Blocking.
+    pub fn touch(&self, id: &ChunkId) -> io::Result<()> {
+        let _guard = self.removal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::fs::File::options()
+            .write(true)
+            .open(self.chunk_path(id))?
+            .set_modified(std::time::SystemTime::now())
+    }
+
+    /// Removes the chunk unless it was written less than `min_age` ago. Blocking.
+    pub fn remove_if_older(&self, id: &ChunkId, min_age: std::time::Duration) -> io::Result<Removal> {
+        let _guard = self.removal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let path = self.chunk_path(id);
+        let metadata = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Removal::Missing),
+            Err(error) => return Err(error),
+        };
+        if age(&metadata) < min_age {
+            return Ok(Removal::TooYoung);
+        }
+        std::fs::remove_file(&path)?;
+        std::fs::File::open(self.shard_dir(id))?.sync_all()?;
+        Ok(Removal::Removed(metadata.len()))
+    }
+
+    /// Moves a corrupt chunk into the quarantine dir; returns its size, or
+    /// `None` if it was not there. Blocking.
+    pub fn quarantine(&self, id: &ChunkId) -> io::Result<Option<u64>> {
+        let _guard = self.removal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let path = self.chunk_path(id);
+        let size = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata.len(),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let aside = self.quarantine_dir.join(format!("{id}.{}", dfs_seal::random_id()));
+        std::fs::rename(&path, &aside)?;
+        std::fs::File::open(self.shard_dir(id))?.sync_all()?;
+        Ok(Some(size))
+    }
+
+    /// Every chunk on disk with its size and time since it was last written. Blocking.
+    pub fn inventory(&self) -> io::Result<Vec<(ChunkId, u64, std::time::Duration)>> {
+        let mut chunks = Vec::new();
+        for (id, size) in self.list()? {
+            match std::fs::metadata(self.chunk_path(&id)) {
+                Ok(metadata) => chunks.push((id, size, age(&metadata))),
+                // Removed since it was listed.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(chunks)
     }
 
     /// Starts receiving a chunk into a new temporary file.
@@ -214,7 +298,13 @@ impl TempChunk {
         // concurrent uploads of one chunk learn exactly once that it is new.
         let stored = match tokio::fs::hard_link(&self.path, store.chunk_path(id)).await {
             Ok(()) => Stored::New,
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Stored::AlreadyPresent,
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                let (store, id) = (store.clone(), id.clone());
+                tokio::task::spawn_blocking(move || store.touch(&id))
+                    .await
+                    .map_err(io::Error::other)??;
+                Stored::AlreadyPresent
+            }
             Err(error) => return Err(error.into()),
         };
         self.finished = true;
@@ -235,6 +325,15 @@ impl Drop for TempChunk {
             }
         }
     }
+}
+
+/// Time since a file was last modified (zero if its mtime is in the future).
+fn age(metadata: &std::fs::Metadata) -> std::time::Duration {
+    metadata
+        .modified()
+        .ok()
+        .and_then(|modified| modified.elapsed().ok())
+        .unwrap_or_default()
 }
 
 /// Fsyncs a directory, making the entries created in it durable.

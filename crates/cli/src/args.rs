@@ -219,6 +219,18 @@ pub struct UpArgs {
     /// Chunk size in bytes for new files.
     #[arg(long, default_value_t = crate::serve::DEFAULT_CHUNK_SIZE)]
     pub chunk_size: u64,
+    /// Seconds without a heartbeat before a file server counts as dead [default: 6].
+    #[arg(long)]
+    pub heartbeat_timeout: Option<u64>,
+    /// Seconds an unreferenced chunk is kept before garbage collection [default: 7200].
+    #[arg(long)]
+    pub gc_grace: Option<u64>,
+    /// Scrubbing speed of each file server in bytes per second, 0 to disable [default: 64 MiB/s].
+    #[arg(long)]
+    pub scrub_rate: Option<u64>,
+    /// Seconds from the start of one scrub pass to the next [default: 86400].
+    #[arg(long)]
+    pub scrub_interval: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

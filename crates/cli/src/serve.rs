@@ -50,6 +50,23 @@ pub struct Settings {
     /// On a cluster with no users, create `admin` and write its password here (auth).
     #[arg(long)]
     pub admin_password_file: Option<PathBuf>,
+    /// Seconds without a heartbeat before a file server counts as dead and
+    /// its chunks are re-replicated (directory) [default: 6].
+    #[arg(long)]
+    pub heartbeat_timeout: Option<u64>,
+    /// Seconds an unreferenced chunk is kept before garbage collection; at
+    /// least twice the upload lifetime (1 hour) in production (directory) [default: 7200].
+    #[arg(long)]
+    pub gc_grace: Option<u64>,
+    /// Re-replication copies started per second at most (directory) [default: 8].
+    #[arg(long)]
+    pub repair_rate: Option<u32>,
+    /// Scrubbing speed in bytes per second, 0 to disable (file) [default: 67108864].
+    #[arg(long)]
+    pub scrub_rate: Option<u64>,
+    /// Seconds from the start of one scrub pass to the next (file) [default: 86400].
+    #[arg(long)]
+    pub scrub_interval: Option<u64>,
 }
 
 impl Settings {
@@ -68,6 +85,11 @@ impl Settings {
             capacity: self.capacity.or(file.capacity),
             ticket_ttl: self.ticket_ttl.or(file.ticket_ttl),
             admin_password_file: self.admin_password_file.or(file.admin_password_file),
+            heartbeat_timeout: self.heartbeat_timeout.or(file.heartbeat_timeout),
+            gc_grace: self.gc_grace.or(file.gc_grace),
+            repair_rate: self.repair_rate.or(file.repair_rate),
+            scrub_rate: self.scrub_rate.or(file.scrub_rate),
+            scrub_interval: self.scrub_interval.or(file.scrub_interval),
         }
     }
 }
@@ -159,9 +181,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 public_url: Some(public_url),
                 replication,
                 chunk_size,
-                heartbeat_timeout: Duration::from_secs(6),
+                heartbeat_timeout: settings
+                    .heartbeat_timeout
+                    .map_or(dfs_meta::Config::DEFAULT_HEARTBEAT_TIMEOUT, Duration::from_secs),
                 capability_ttl: Duration::from_secs(600),
                 upload_ttl: Duration::from_secs(3600),
+                gc_grace: settings
+                    .gc_grace
+                    .map_or(dfs_meta::Config::DEFAULT_GC_GRACE, Duration::from_secs),
+                repair_rate: settings.repair_rate.unwrap_or(dfs_meta::Config::DEFAULT_REPAIR_RATE),
             };
             dfs_meta::run(listener, config, shutdown).await?;
         }
@@ -178,6 +206,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 key,
                 capacity_bytes: settings.capacity,
                 heartbeat_interval: Duration::from_secs(2),
+                scrub_rate: settings.scrub_rate.unwrap_or(dfs_chunk::Config::DEFAULT_SCRUB_RATE),
+                scrub_interval: settings
+                    .scrub_interval
+                    .map_or(dfs_chunk::Config::DEFAULT_SCRUB_INTERVAL, Duration::from_secs),
             };
             dfs_chunk::run(listener, config, shutdown).await?;
         }

@@ -90,6 +90,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             ],
         },
     ];
+    let optional = |flag: &str, value: Option<u64>| value.map(|value| format!("--{flag}={value}"));
+    specs[1].args.extend(
+        [
+            optional("heartbeat-timeout", args.heartbeat_timeout),
+            optional("gc-grace", args.gc_grace),
+        ]
+        .into_iter()
+        .flatten(),
+    );
     for index in 0..args.file_servers {
         let port = ports[2 + index];
         specs.push(ChildSpec {
@@ -104,6 +113,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 format!("--directory-url={directory_url}"),
             ],
         });
+        let spec = specs.last_mut().expect("just pushed");
+        spec.args.extend(
+            [
+                optional("scrub-rate", args.scrub_rate),
+                optional("scrub-interval", args.scrub_interval),
+            ]
+            .into_iter()
+            .flatten(),
+        );
     }
 
     let exe = std::env::current_exe().context("finding the dfs executable")?;
@@ -112,6 +130,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     for spec in &specs {
         supervisors.push(tokio::spawn(supervise(
             exe.clone(),
+            data_dir.clone(),
             spec.name.clone(),
             spec.args.clone(),
             stop_rx.clone(),
@@ -261,8 +280,14 @@ async fn wait_for_file_servers(key: &ClusterKey, directory_url: &str, expected: 
 }
 
 /// Runs one child until `stop` turns true, restarting it if it dies.
-async fn supervise(exe: PathBuf, name: String, args: Vec<String>, mut stop: watch::Receiver<bool>) {
+/// While `DATA_DIR/NAME.hold` exists, a child that exits is not restarted
+/// (it is started again once the file is removed): tests and operators use
+/// it to keep one service down, e.g. `touch dfs-data/file-2.hold` and kill
+/// the process whose pid is in `dfs-data/file-2.pid`.
+async fn supervise(exe: PathBuf, data_dir: PathBuf, name: String, args: Vec<String>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(500);
+    let hold_file = data_dir.join(format!("{name}.hold"));
+    let pid_file = data_dir.join(format!("{name}.pid"));
     loop {
         let mut child = match spawn_child(&exe, &name, &args) {
             Ok(child) => child,
@@ -271,6 +296,11 @@ async fn supervise(exe: PathBuf, name: String, args: Vec<String>, mut stop: watc
                 return;
             }
         };
+        if let Some(pid) = child.id() {
+            if let Err(error) = std::fs::write(&pid_file, format!("{pid}\n")) {
+                tracing::warn!(service = %name, %error, "writing the pid file");
+            }
+        }
         let started = tokio::time::Instant::now();
         tokio::select! {
             status = child.wait() => {
@@ -287,6 +317,12 @@ async fn supervise(exe: PathBuf, name: String, args: Vec<String>, mut stop: watc
                     _ = stop.changed() => return,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
+                while hold_file.exists() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
             }
             _ = stop.changed() => {
                 stop_child(&name, &mut child).await;

@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 
 mod locks;
 mod receipts;
+mod report;
 mod watch;
 
 use dfs_proto::watch::WatchKind;
@@ -53,6 +54,12 @@ pub struct Config {
     pub capability_ttl: Duration,
     /// Time to finish an upload once begun. Default 1 hour.
     pub upload_ttl: Duration,
+    /// Unreferenced chunks written at least this long ago are garbage
+    /// collected; receipts older than half of it are refused. Default 2 hours
+    /// (twice the upload lifetime, so no upload outlives its receipts).
+    pub gc_grace: Duration,
+    /// Re-replication copies started per second at most. Default 8.
+    pub repair_rate: u32,
 }
 
 impl Config {
@@ -61,6 +68,8 @@ impl Config {
     pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(6);
     pub const DEFAULT_CAPABILITY_TTL: Duration = Duration::from_secs(600);
     pub const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(3600);
+    pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(7200);
+    pub const DEFAULT_REPAIR_RATE: u32 = 8;
 
     /// A configuration with every default.
     pub fn new(store: Arc<dyn Store>, key: ClusterKey, auth_url: impl Into<String>) -> Self {
@@ -74,24 +83,29 @@ impl Config {
             heartbeat_timeout: Self::DEFAULT_HEARTBEAT_TIMEOUT,
             capability_ttl: Self::DEFAULT_CAPABILITY_TTL,
             upload_ttl: Self::DEFAULT_UPLOAD_TTL,
+            gc_grace: Self::DEFAULT_GC_GRACE,
+            repair_rate: Self::DEFAULT_REPAIR_RATE,
         }
     }
 }
 
 /// The service's shared state.
 pub struct Directory {
-    store: Arc<dyn Store>,
-    verifier: Arc<Verifier>,
-    servers: ServerRegistry,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) verifier: Arc<Verifier>,
+    pub(crate) servers: ServerRegistry,
     auth_url: String,
     public_url: String,
-    replication: u32,
+    pub(crate) replication: u32,
     chunk_size: u64,
-    capability_ttl: Duration,
+    pub(crate) capability_ttl: Duration,
     upload_ttl: Duration,
+    pub(crate) heartbeat_timeout: Duration,
+    pub(crate) gc_grace: Duration,
+    pub(crate) repair_rate: u32,
     /// Uids whose home directory is known to exist, so it is looked up once per uid.
     homes_ensured: Mutex<HashSet<u64>>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     /// Change events for `GET /v1/watch`.
     watch: WatchHub,
 }
@@ -123,6 +137,9 @@ impl Directory {
             chunk_size: config.chunk_size,
             capability_ttl: config.capability_ttl,
             upload_ttl: config.upload_ttl,
+            heartbeat_timeout: config.heartbeat_timeout,
+            gc_grace: config.gc_grace,
+            repair_rate: config.repair_rate,
             homes_ensured: Mutex::new(HashSet::new()),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
@@ -252,6 +269,7 @@ pub fn router(state: Arc<Directory>) -> Router {
         .route("/v1/watch", get(watch::watch))
         .route("/v1/layout", get(layout))
         .route("/v1/servers/heartbeat", post(heartbeat))
+        .route("/v1/servers/report", post(report::report))
         .route("/v1/homes", post(ensure_home))
         .route("/v1/cluster/status", get(cluster_status))
         .route("/v1/info", get(info))
@@ -290,9 +308,13 @@ pub async fn run(
             }
         }
     });
+    let repair = tokio::spawn(crate::heal::run(Arc::clone(&directory)));
+    let gc = tokio::spawn(crate::gc::run(Arc::clone(&directory)));
     let result = dfs_service::serve(listener, router(directory), shutdown).await;
     poller.abort();
     sweeper.abort();
+    repair.abort();
+    gc.abort();
     Ok(result?)
 }
 
@@ -571,6 +593,7 @@ async fn commit_upload(
             .key()
             .open_receipt(token)
             .map_err(|error| ApiError::bad_request(format!("bad receipt: {error}")))?;
+        crate::gc::check_receipt_age(&directory, &receipt)?;
         match sizes.get(&receipt.chunk) {
             Some(&size) if size == receipt.size => receipts.push(receipt),
             Some(&size) => {

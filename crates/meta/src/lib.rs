@@ -4,6 +4,9 @@
 //! - [`http`]: [`Config`], the shared state [`Directory`], the routes ([`router`]) and [`run`].
 //! - [`servers`]: the file server registry (liveness from heartbeats, in memory)
 //!   and chunk placement, a pure function.
+//! - [`heal`]: re-replication, a background loop restoring the replication
+//!   factor of referenced chunks after a server dies or loses a chunk.
+//! - [`gc`]: garbage collection of chunks no file references, after a grace period.
 //!
 //! The namespace itself (paths, permissions, uploads, replicas) lives behind
 //! [`dfs_store::NamespaceStore`], whose engines check permissions and write in
@@ -13,9 +16,11 @@
 //! store trait, and calls it from `spawn_blocking`; a file changes only by
 //! one atomic commit of a whole chunk list, so a reader sees the old or the
 //! new version, never a mix; replicas are recorded only from receipts sealed
-//! by file servers. Deliberately absent: chunk garbage collection and
-//! re-replication (the file servers' repair work will ask for them).
+//! by file servers; a chunk referenced by a file or a staged transaction
+//! upload is never deleted, nor one written within the grace period.
 
+pub mod gc;
+pub mod heal;
 pub mod http;
 pub mod servers;
 

@@ -9,12 +9,13 @@
 
 use crate::StoreResult;
 use dfs_proto::chunk::ChunkId;
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 /// Implemented by every engine.
 pub trait RepairStore: Send + Sync {
-    /// Every chunk named by a file or by an upload staged in an open transaction.
-    fn live_chunks(&self) -> StoreResult<HashSet<ChunkId>>;
+    /// Every chunk named by a file or by an upload staged in an open
+    /// transaction, with its size.
+    fn live_chunks(&self) -> StoreResult<HashMap<ChunkId, u64>>;
 
     /// Forgets that `server` holds `chunk`, in one transaction, only if no
     /// file or staged upload references the chunk; returns whether it did.

@@ -1020,7 +1020,7 @@ pub fn repair_live_chunks_and_forgetting(store: &dyn Store) {
     store.record_replicas(&chunk(4, 4).id, 4, &["s1".into()]).unwrap();
 
     let live = store.live_chunks().unwrap();
-    let expected: std::collections::HashSet<_> = [1, 3].into_iter().map(|seed| chunk(seed, 4).id).collect();
+    let expected: std::collections::HashMap<_, _> = [1, 3].into_iter().map(|seed| (chunk(seed, 4).id, 4)).collect();
     assert_eq!(live, expected, "files and staged uploads, nothing else");
 
     assert!(!store.forget_unreferenced_replica(&chunk(1, 4).id, "s1").unwrap());

@@ -30,6 +30,8 @@ pub struct Banner {
 pub struct Options {
     pub file_servers: usize,
     pub replication: u32,
+    /// More `dfs up` flags, e.g. `--gc-grace=3`.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for Options {
@@ -37,6 +39,7 @@ impl Default for Options {
         Options {
             file_servers: 3,
             replication: 3,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -153,6 +156,25 @@ impl Cluster {
         self.banner = banner;
     }
 
+    /// Kills service `name` (`directory`, `auth`, `file-N`) with SIGKILL and
+    /// keeps it down (a `NAME.hold` file tells the supervisor not to restart
+    /// it) until [`Cluster::resume_service`].
+    pub fn kill_service(&self, name: &str) {
+        let data = self.data_dir();
+        std::fs::write(data.join(format!("{name}.hold")), b"").expect("writing the hold file");
+        let pid: i32 = std::fs::read_to_string(data.join(format!("{name}.pid")))
+            .expect("reading the pid file")
+            .trim()
+            .parse()
+            .expect("a pid");
+        signal(pid as u32, libc::SIGKILL);
+    }
+
+    /// Lets the supervisor start service `name` again.
+    pub fn resume_service(&self, name: &str) {
+        std::fs::remove_file(self.data_dir().join(format!("{name}.hold"))).expect("removing the hold file");
+    }
+
     /// The log of every service so far (for test failure messages).
     pub fn log(&self) -> String {
         let mut text = String::new();
@@ -211,6 +233,7 @@ fn spawn_up(bin: &Path, dir: &Path, options: &Options) -> (Child, Banner) {
         .arg(format!("--data-dir={}", dir.join("data").display()))
         .arg(format!("--file-servers={}", options.file_servers))
         .arg(format!("--replication={}", options.replication))
+        .args(&options.extra_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
@@ -237,10 +260,14 @@ fn spawn_up(bin: &Path, dir: &Path, options: &Options) -> (Child, Banner) {
     (child, banner)
 }
 
-#[allow(unsafe_code)]
 fn terminate(pid: u32) {
-    // SAFETY: kill(2) only sends a signal to our own child process.
+    signal(pid, libc::SIGTERM);
+}
+
+#[allow(unsafe_code)]
+fn signal(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) only sends a signal to a process of our own cluster.
     unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        libc::kill(pid as libc::pid_t, signal);
     }
 }

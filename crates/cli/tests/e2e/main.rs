@@ -4,6 +4,7 @@
 mod auth;
 mod client;
 mod data;
+mod heal;
 mod locks;
 
 use dfs_testkit::{Cluster, Options};
@@ -20,6 +21,7 @@ pub fn cluster_with(file_servers: usize, replication: u32) -> Cluster {
         Options {
             file_servers,
             replication,
+            ..Options::default()
         },
     )
 }

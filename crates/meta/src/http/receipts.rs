@@ -34,6 +34,7 @@ pub(super) async fn record_receipts(
     let mut receipts = Vec::with_capacity(request.receipts.len());
     for token in &request.receipts {
         let receipt = open(&directory, token)?;
+        crate::gc::check_receipt_age(&directory, &receipt)?;
         if receipt.size == 0 || receipt.size > upload.chunk_size {
             return Err(ApiError::bad_request(format!(
                 "receipt for chunk {} says {} bytes; chunks hold 1 to {} bytes",

@@ -6,20 +6,20 @@ use crate::tx::StagedOp;
 use crate::StoreResult;
 use dfs_proto::chunk::ChunkId;
 use rusqlite::Transaction;
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 /// Chunks named by staged transaction uploads.
-fn staged_chunks(tx: &Transaction<'_>) -> StoreResult<HashSet<ChunkId>> {
+fn staged_chunks(tx: &Transaction<'_>) -> StoreResult<HashMap<ChunkId, u64>> {
     let mut statement = tx.prepare("SELECT op FROM tx_ops")?;
     let ops = statement
         .query_map([], |row| row.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut chunks = HashSet::new();
+    let mut chunks = HashMap::new();
     for json in ops {
         let op: StagedOp =
             serde_json::from_str(&json).map_err(|error| anyhow::anyhow!("reading a staged change: {error}"))?;
         if let StagedOp::Put { chunks: staged, .. } = op {
-            chunks.extend(staged.into_iter().map(|chunk| chunk.id));
+            chunks.extend(staged.into_iter().map(|chunk| (chunk.id, chunk.size)));
         }
     }
     Ok(chunks)
@@ -31,12 +31,13 @@ fn parse(raw: String) -> rusqlite::Result<ChunkId> {
 }
 
 impl RepairStore for SqliteStore {
-    fn live_chunks(&self) -> StoreResult<HashSet<ChunkId>> {
+    fn live_chunks(&self) -> StoreResult<HashMap<ChunkId, u64>> {
         self.read(|tx| {
             let mut chunks = staged_chunks(tx)?;
-            let mut statement = tx.prepare("SELECT DISTINCT chunk FROM file_chunks")?;
-            for chunk in statement.query_map([], |row| parse(row.get(0)?))? {
-                chunks.insert(chunk?);
+            let mut statement = tx.prepare("SELECT DISTINCT chunk, size FROM file_chunks")?;
+            for row in statement.query_map([], |row| Ok((parse(row.get(0)?)?, row.get::<_, u64>(1)?)))? {
+                let (chunk, size) = row?;
+                chunks.insert(chunk, size);
             }
             Ok(chunks)
         })
@@ -49,7 +50,7 @@ impl RepairStore for SqliteStore {
                 [chunk.as_str()],
                 |row| row.get(0),
             )?;
-            if in_file || staged_chunks(tx)?.contains(chunk) {
+            if in_file || staged_chunks(tx)?.contains_key(chunk) {
                 return Ok(false);
             }
             tx.execute(

@@ -1,0 +1,212 @@
+//! Staying up and losing nothing (issue 7): re-replication after a file
+//! server dies, repair of corrupt replicas, garbage collection.
+
+use crate::{http, BIN};
+use dfs_testkit::{Cluster, Options};
+use rand::RngCore;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Small chunks so a small file spans several of them.
+const CHUNK_SIZE: usize = 64 * 1024;
+
+fn cluster(file_servers: usize, extra: &[&str]) -> Cluster {
+    let mut extra_args = vec![format!("--chunk-size={CHUNK_SIZE}")];
+    extra_args.extend(extra.iter().map(|arg| arg.to_string()));
+    let cluster = Cluster::start(
+        BIN,
+        Options {
+            file_servers,
+            replication: 3,
+            extra_args,
+        },
+    );
+    cluster.login("admin", &cluster.admin_password());
+    cluster
+}
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes
+}
+
+/// Uploads `bytes` to `path` and returns the ids of its chunks, in order.
+fn put(cluster: &Cluster, path: &str, bytes: &[u8]) -> Vec<String> {
+    cluster.ok("admin", &["put", "-", path], bytes);
+    bytes
+        .chunks(CHUNK_SIZE)
+        .map(|chunk| blake3::hash(chunk).to_hex().to_string())
+        .collect()
+}
+
+/// The file's content, read from the file servers (never from a cache).
+fn cat(cluster: &Cluster, path: &str) -> Vec<u8> {
+    cluster.ok("admin", &["--no-cache", "cat", path], b"")
+}
+
+/// The chunk file `id` on file server `server` (`file-N`).
+fn chunk_file(cluster: &Cluster, server: &str, id: &str) -> PathBuf {
+    cluster.data_dir().join(server).join("chunks").join(&id[..2]).join(id)
+}
+
+/// The file servers whose disk holds a good copy of chunk `id`.
+fn good_copies(cluster: &Cluster, file_servers: usize, id: &str) -> Vec<String> {
+    (1..=file_servers)
+        .map(|index| format!("file-{index}"))
+        .filter(|server| {
+            std::fs::read(chunk_file(cluster, server, id))
+                .is_ok_and(|bytes| blake3::hash(&bytes).to_hex().as_str() == id)
+        })
+        .collect()
+}
+
+async fn status(cluster: &Cluster) -> serde_json::Value {
+    let response = http()
+        .get(format!("{}/v1/cluster/status", cluster.url()))
+        .bearer_auth(cluster.ticket("admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Polls `done` every 200 ms for at most `limit`, failing with the cluster log.
+async fn wait_for<F, Fut>(cluster: &Cluster, limit: Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}; log:\n{}",
+            cluster.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_file_server_loses_nothing_and_its_chunks_are_re_replicated() {
+    let cluster = cluster(4, &["--heartbeat-timeout=4"]);
+    let content = random_bytes(5 * CHUNK_SIZE + 123);
+    let chunks = put(&cluster, "/home/admin/data", &content);
+    // Kill a server holding the first chunk, for good.
+    let victim = good_copies(&cluster, 4, &chunks[0])[0].clone();
+    cluster.kill_service(&victim);
+
+    // Every file stays readable at once, from the other replicas.
+    assert_eq!(cat(&cluster, "/home/admin/data"), content);
+
+    // Once the server is declared dead, every chunk gets three live replicas again.
+    wait_for(&cluster, Duration::from_secs(60), "re-replication is done", || async {
+        let status = status(&cluster).await;
+        let dead = status["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|server| server["alive"] == false)
+            .count();
+        dead == 1 && status["under_replicated_chunks"] == 0
+    })
+    .await;
+    for id in &chunks {
+        let copies = good_copies(&cluster, 4, id);
+        let elsewhere = copies.iter().filter(|server| **server != victim).count();
+        assert_eq!(elsewhere, 3, "chunk {id} on {copies:?}");
+    }
+    let listing = cluster.ok("admin", &["--json", "cluster", "status"], b"");
+    let listed: serde_json::Value = serde_json::from_slice(&listing).unwrap();
+    assert_eq!(listed["under_replicated_chunks"], 0);
+
+    // The dead server comes back: nothing breaks (its extra replicas are tolerated).
+    cluster.resume_service(&victim);
+    wait_for(
+        &cluster,
+        Duration::from_secs(30),
+        "the server is alive again",
+        || async {
+            let status = status(&cluster).await;
+            status["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|server| server["alive"] == true)
+        },
+    )
+    .await;
+    assert_eq!(cat(&cluster, "/home/admin/data"), content);
+    assert_eq!(status(&cluster).await["under_replicated_chunks"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_replica_is_never_served_and_is_repaired() {
+    let cluster = cluster(4, &["--scrub-interval=1"]);
+    let content = random_bytes(3 * CHUNK_SIZE);
+    let chunks = put(&cluster, "/home/admin/data", &content);
+    let id = &chunks[1];
+    let holders = good_copies(&cluster, 4, id);
+    assert_eq!(holders.len(), 3);
+    // Flip bytes in one replica, as a rotting disk would.
+    let bad = chunk_file(&cluster, &holders[0], id);
+    let mut bytes = std::fs::read(&bad).unwrap();
+    for byte in &mut bytes[100..110] {
+        *byte ^= 0xff;
+    }
+    std::fs::write(&bad, &bytes).unwrap();
+
+    assert_eq!(cat(&cluster, "/home/admin/data"), content);
+    // The bad copy is moved aside and a good one takes its place (here or elsewhere).
+    wait_for(
+        &cluster,
+        Duration::from_secs(60),
+        "the corrupt replica is repaired",
+        || async {
+            let copies = good_copies(&cluster, 4, id);
+            let corrupt_left = std::fs::read(&bad).is_ok_and(|now| now == bytes);
+            copies.len() == 3 && !corrupt_left && status(&cluster).await["under_replicated_chunks"] == 0
+        },
+    )
+    .await;
+    let quarantine = cluster.data_dir().join(&holders[0]).join("quarantine");
+    let quarantined = std::fs::read_dir(&quarantine).unwrap().count();
+    assert!(quarantined >= 1, "the corrupt copy is kept in {}", quarantine.display());
+    assert_eq!(cat(&cluster, "/home/admin/data"), content);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunks_of_deleted_files_are_collected_after_the_grace_period() {
+    let cluster = cluster(3, &["--gc-grace=4"]);
+    let gone = random_bytes(2 * CHUNK_SIZE + 7);
+    let kept = random_bytes(2 * CHUNK_SIZE + 9);
+    let gone_chunks = put(&cluster, "/home/admin/gone", &gone);
+    let kept_chunks = put(&cluster, "/home/admin/kept", &kept);
+    // An overwritten version's chunks are garbage too.
+    let old = random_bytes(CHUNK_SIZE);
+    let old_chunks = put(&cluster, "/home/admin/overwritten", &old);
+    let new = random_bytes(CHUNK_SIZE);
+    put(&cluster, "/home/admin/overwritten", &new);
+    cluster.ok("admin", &["rm", "/home/admin/gone"], b"");
+
+    wait_for(
+        &cluster,
+        Duration::from_secs(60),
+        "unreferenced chunks are removed",
+        || async {
+            gone_chunks
+                .iter()
+                .chain(&old_chunks)
+                .all(|id| good_copies(&cluster, 3, id).is_empty())
+        },
+    )
+    .await;
+    for id in &kept_chunks {
+        assert_eq!(good_copies(&cluster, 3, id).len(), 3, "chunk {id} of a live file");
+    }
+    assert_eq!(cat(&cluster, "/home/admin/kept"), kept);
+    assert_eq!(cat(&cluster, "/home/admin/overwritten"), new);
+    assert_eq!(status(&cluster).await["under_replicated_chunks"], 0);
+}
