@@ -139,17 +139,7 @@ async fn put_chunk(
             failures.join("; ")
         )));
     }
-    let receipt = server.key.seal_receipt(&Receipt {
-        chunk: id.clone(),
-        size: capability.size,
-        servers: servers.clone(),
-        issued_at: dfs_seal::now(),
-    });
-    Ok(Json(ChunkStored {
-        chunk: id,
-        servers,
-        receipt,
-    }))
+    Ok(Json(stored_answer(&server, id, capability.size, servers)))
 }
 
 /// Receives the body, hashing it, writing it to a temporary file (unless the
@@ -233,6 +223,22 @@ async fn receive(
 struct ReadQuery {
     /// The read capability, for clients that cannot set headers (`curl` one-liners).
     cap: Option<String>,
+}
+
+/// The answer to a successful store: the servers holding the chunk and a
+/// receipt sealed for the directory service.
+pub(crate) fn stored_answer(server: &FileServer, id: ChunkId, size: u64, servers: Vec<String>) -> ChunkStored {
+    let receipt = server.key.seal_receipt(&Receipt {
+        chunk: id.clone(),
+        size,
+        servers: servers.clone(),
+        issued_at: dfs_seal::now(),
+    });
+    ChunkStored {
+        chunk: id,
+        servers,
+        receipt,
+    }
 }
 
 async fn get_chunk(

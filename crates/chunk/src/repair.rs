@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use dfs_proto::chunk::{ChunkId, ChunkInventory, ChunkStored, CopyChunk, InventoryEntry};
-use dfs_proto::ticket::{Capability, ChunkOp, Receipt};
+use dfs_proto::ticket::{Capability, ChunkOp};
 use dfs_proto::{ErrorBody, ErrorCode, CAPABILITY_HEADER};
 use dfs_service::{ApiError, ApiJson, ApiResult};
 use std::sync::atomic::Ordering;
@@ -57,17 +57,7 @@ pub(crate) async fn copy_chunk(
         tracing::info!(chunk = %id, source = %request.source.id, "copied a chunk from another server");
     }
     let servers = vec![server.id().to_string()];
-    let receipt = server.key.seal_receipt(&Receipt {
-        chunk: id.clone(),
-        size: capability.size,
-        servers: servers.clone(),
-        issued_at: dfs_seal::now(),
-    });
-    Ok(Json(ChunkStored {
-        chunk: id,
-        servers,
-        receipt,
-    }))
+    Ok(Json(crate::http::stored_answer(&server, id, capability.size, servers)))
 }
 
 async fn fetch(server: &FileServer, request: &CopyChunk, id: &ChunkId, size: u64) -> ApiResult<bytes::Bytes> {

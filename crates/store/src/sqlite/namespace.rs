@@ -260,7 +260,7 @@ fn has_children(tx: &Transaction<'_>, id: i64) -> StoreResult<bool> {
         .is_some())
 }
 
-pub(super) fn upload_from_row(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
+fn upload_from_row(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
     let path: String = row.get(1)?;
     let path = DfsPath::parse(&path)
         .map_err(|error| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(error)))?;
@@ -278,7 +278,7 @@ pub(super) fn upload_from_row(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
     })
 }
 
-pub(super) const UPLOAD_COLUMNS: &str =
+const UPLOAD_COLUMNS: &str =
     "id, path, owner_uid, owner_name, no_clobber, mode, chunk_size, replication, created_at, expires_at";
 
 fn chunk_id(raw: String) -> rusqlite::Result<ChunkId> {
@@ -730,21 +730,7 @@ impl NamespaceStore for SqliteStore {
         now_ms: u64,
     ) -> StoreResult<Stat> {
         self.write(|tx| {
-            let upload = tx
-                .query_row(
-                    &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1 AND expires_at > ?2"),
-                    params![upload_id, now],
-                    upload_from_row,
-                )
-                .optional()?
-                .ok_or_else(|| {
-                    StoreError::NotFound(format!("no such upload (finished, aborted or expired): {upload_id}"))
-                })?;
-            if upload.owner_uid != who.uid {
-                return Err(StoreError::PermissionDenied(format!(
-                    "permission denied: upload {upload_id} belongs to another user"
-                )));
-            }
+            let upload = owned_upload(tx, who, upload_id, now)?;
             let stat = write_file(
                 tx,
                 who,
@@ -855,4 +841,27 @@ impl NamespaceStore for SqliteStore {
             })
         })
     }
+}
+
+/// The unexpired upload `upload_id`, if `who` started it.
+pub(super) fn owned_upload(
+    tx: &rusqlite::Transaction<'_>,
+    who: &Principal,
+    upload_id: &str,
+    now: UnixSeconds,
+) -> StoreResult<UploadRecord> {
+    let upload = tx
+        .query_row(
+            &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1 AND expires_at > ?2"),
+            params![upload_id, now],
+            upload_from_row,
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("no such upload (finished, aborted or expired): {upload_id}")))?;
+    if upload.owner_uid != who.uid {
+        return Err(StoreError::PermissionDenied(format!(
+            "permission denied: upload {upload_id} belongs to another user"
+        )));
+    }
+    Ok(upload)
 }

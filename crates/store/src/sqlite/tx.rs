@@ -5,7 +5,7 @@
 //! inside one SQLite transaction, so a crash leaves all or none of them.
 
 use super::namespace::{
-    child, insert_upload, mkdir_in, node_by_id, remove_in, rename_in, upload_from_row, write_file, Node, UPLOAD_COLUMNS,
+    child, insert_upload, mkdir_in, node_by_id, owned_upload, remove_in, rename_in, write_file, Node,
 };
 use super::SqliteStore;
 use crate::namespace::{Principal, UploadRecord};
@@ -211,21 +211,7 @@ impl TransactionStore for SqliteStore {
     ) -> StoreResult<StagedOp> {
         self.write(|tx| {
             owned_transaction(tx, who, id, now)?;
-            let upload = tx
-                .query_row(
-                    &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1 AND expires_at > ?2"),
-                    params![upload_id, now],
-                    upload_from_row,
-                )
-                .optional()?
-                .ok_or_else(|| {
-                    StoreError::NotFound(format!("no such upload (finished, aborted or expired): {upload_id}"))
-                })?;
-            if upload.owner_uid != who.uid {
-                return Err(StoreError::PermissionDenied(format!(
-                    "permission denied: upload {upload_id} belongs to another user"
-                )));
-            }
+            let upload = owned_upload(tx, who, upload_id, now)?;
             for chunk in chunks {
                 let recorded: u32 = tx.query_row(
                     "SELECT COUNT(*) FROM replicas WHERE chunk = ?1",
