@@ -39,8 +39,18 @@ pub fn router(server: Arc<FileServer>) -> Router {
         .route("/v1/chunks/{id}/copy", axum::routing::post(crate::repair::copy_chunk))
         .route("/v1/chunks", get(crate::repair::inventory))
         .route("/v1/stats", get(stats))
-        .with_state(server);
-    dfs_service::finish_router(routes)
+        .with_state(Arc::clone(&server));
+    let metrics = dfs_service::Metrics::new();
+    metrics.register(move |out| {
+        let stats = server.stats();
+        out.gauge("chunks", "Chunks stored.", stats.chunk_count as f64);
+        out.gauge("stored_bytes", "Bytes of chunks stored.", stats.stored_bytes as f64);
+        out.counter("chunk_reads_total", "Chunks served.", stats.chunk_reads as f64);
+        out.counter("chunk_writes_total", "Chunks written.", stats.chunk_writes as f64);
+        out.counter("bytes_out_total", "Chunk bytes served.", stats.bytes_read as f64);
+        out.counter("bytes_in_total", "Chunk bytes written.", stats.bytes_written as f64);
+    });
+    dfs_service::finish_router_with(routes, metrics)
 }
 
 async fn stats(State(server): State<Arc<FileServer>>) -> Json<FileServerStats> {

@@ -4,24 +4,37 @@
 //! checks out and feeds each the frames it receives, so replication costs
 //! little more time than the slowest single copy. Each forward has a small
 //! bounded channel: a slow worker slows the upload (back-pressure) instead
-//! of making the primary buffer the chunk, and the client's request timeout
-//! bounds how long a stuck worker can hold it.
+//! of making the primary buffer the chunk. A worker that takes no frame for
+//! [`FORWARD_STALL`], or does not answer within [`FORWARD_ANSWER`] of the
+//! end of the body (a paused or hung process), is given up on, so the
+//! primary answers the client in bounded time, naming the worker
+//! (`server ID at URL: ...`), and the client asks for a placement without it.
 
 use bytes::Bytes;
 use dfs_proto::chunk::{ChunkId, ChunkStored, ServerRef, REPLICA_HEADER};
 use dfs_proto::{ErrorBody, CAPABILITY_HEADER};
 use std::io;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Frames in flight per worker before the primary waits for it.
 const FRAMES_IN_FLIGHT: usize = 8;
 
+/// Longest a worker may leave a frame untaken before it is given up on; well
+/// under the client's own stall timeout, so the primary keeps reading.
+pub const FORWARD_STALL: Duration = Duration::from_secs(5);
+
+/// Longest a worker may take to answer once it has the whole body.
+pub const FORWARD_ANSWER: Duration = Duration::from_secs(8);
+
 /// One worker being sent a chunk.
 pub struct Forward {
     target: ServerRef,
     /// `None` once the worker stopped listening; its task then holds the reason.
     frames: Option<mpsc::Sender<Result<Bytes, io::Error>>>,
+    /// The worker left a frame untaken for [`FORWARD_STALL`].
+    stalled: bool,
     task: JoinHandle<Result<(), String>>,
 }
 
@@ -41,6 +54,7 @@ pub fn start(http: &reqwest::Client, capability_token: &str, chunk: &ChunkId, ta
             Forward {
                 target: target.clone(),
                 frames: Some(sender),
+                stalled: false,
                 task,
             }
         })
@@ -56,8 +70,14 @@ impl Forward {
     /// [`Forward::finish`] reports why.
     pub async fn send(&mut self, frame: Bytes) {
         if let Some(frames) = &self.frames {
-            if frames.send(Ok(frame)).await.is_err() {
-                self.frames = None;
+            match tokio::time::timeout(FORWARD_STALL, frames.send(Ok(frame))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => self.frames = None,
+                Err(_) => {
+                    self.frames = None;
+                    self.stalled = true;
+                    self.task.abort();
+                }
             }
         }
     }
@@ -65,9 +85,20 @@ impl Forward {
     /// Ends the body and waits for the worker's answer.
     pub async fn finish(mut self) -> Result<(), String> {
         self.frames = None;
-        match (&mut self.task).await {
-            Ok(result) => result,
-            Err(error) => Err(format!("forwarding task failed: {error}")),
+        let describe = |what: String| format!("server {} at {}: {what}", self.target.id, self.target.url);
+        if self.stalled {
+            return Err(describe(format!("took no data for {} s", FORWARD_STALL.as_secs())));
+        }
+        match tokio::time::timeout(FORWARD_ANSWER, &mut self.task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) => Err(describe(format!("forwarding task failed: {error}"))),
+            Err(_) => {
+                self.task.abort();
+                Err(describe(format!(
+                    "no answer within {} s of the end of the chunk",
+                    FORWARD_ANSWER.as_secs()
+                )))
+            }
         }
     }
 

@@ -24,18 +24,23 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn unreachable(service: Service, url: &str, error: reqwest::Error) -> Self {
-        // Show only scheme, host and port: the rest of the URL is noise here.
-        let after_scheme = url.find("://").map_or(0, |at| at + 3);
-        let base = match url[after_scheme..].find('/') {
-            Some(at) => url[..after_scheme + at].to_string(),
-            None => url.to_string(),
-        };
         let mut reason = error.to_string();
         let mut source = std::error::Error::source(&error);
         while let Some(inner) = source {
             reason = inner.to_string();
             source = inner.source();
         }
+        Error::unresponsive(service, url, reason)
+    }
+
+    /// A server that took the connection but did not answer in time.
+    pub(crate) fn unresponsive(service: Service, url: &str, reason: String) -> Self {
+        // Show only scheme, host and port: the rest of the URL is noise here.
+        let after_scheme = url.find("://").map_or(0, |at| at + 3);
+        let base = match url[after_scheme..].find('/') {
+            Some(at) => url[..after_scheme + at].to_string(),
+            None => url.to_string(),
+        };
         Error::Unreachable {
             service: service.describe(),
             url: base,

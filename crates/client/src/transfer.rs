@@ -28,7 +28,7 @@ use dfs_proto::{DfsPath, CAPABILITY_HEADER};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use reqwest::Method;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Called with the number of bytes just transferred.
@@ -36,6 +36,30 @@ pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Longest a single chunk transfer may take before it is abandoned.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Longest a file server may take to start answering a read (status line and
+/// headers) before the next replica is tried. A paused or overloaded server
+/// accepts connections (the kernel does) but never answers.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The first-byte limit of the last try at a read, made only if every
+/// replica was too slow: an overloaded cluster is slow, not down.
+const PATIENT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest a chunk body may make no progress (read or upload) before the
+/// transfer is abandoned as stalled.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest a primary may take to answer once it has the whole chunk: it
+/// writes it durably and waits for its workers (which it gives up on sooner).
+pub const UPLOAD_ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// New placements asked for one chunk after its servers failed.
+const UPLOAD_RETRIES: usize = 2;
+
+/// Upload bodies are handed to the connection in pieces this large, so that
+/// a server that stops reading is noticed.
+const UPLOAD_PIECE: usize = 64 * 1024;
 
 #[derive(Clone, Default)]
 pub struct PutOptions {
@@ -188,7 +212,10 @@ impl Client {
         }
     }
 
-    /// Hashes one chunk, gets its placement, and sends it unless the cluster has it.
+    /// Hashes one chunk, gets its placement, and sends it unless the cluster
+    /// has it. If a server of the placement does not answer (or the primary
+    /// names a worker that failed), a new placement without it is asked for,
+    /// up to twice.
     async fn put_one_chunk(
         &self,
         upload_id: &str,
@@ -203,47 +230,140 @@ impl Client {
             id: id.clone(),
             size: data.len() as u64,
         };
-        let placements: Placements = self
-            .directory(
-                Method::POST,
-                &format!("/v1/uploads/{upload_id}/chunks"),
-                Some(&PlaceChunks {
-                    chunks: vec![chunk.clone()],
-                }),
-            )
-            .await?;
-        let placement = placements
-            .placements
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Protocol("the directory service returned no placement".into()))?;
-        if placement.exists {
-            self.cache_chunk(&id, &data).await;
-            if let Some(progress) = &progress {
-                progress(chunk.size);
-            }
-            return Ok((chunk, None));
-        }
-        let primary = placement
-            .targets
-            .first()
-            .ok_or_else(|| Error::Protocol("placement without a target".into()))?;
-        let capability = placement
-            .capability
-            .ok_or_else(|| Error::Protocol("placement without a capability".into()))?;
-        let url = format!("{}/v1/chunks/{id}", primary.url.trim_end_matches('/'));
         self.cache_chunk(&id, &data).await;
+        let mut exclude: Vec<String> = Vec::new();
+        let mut failures: Vec<String> = Vec::new();
+        for _attempt in 0..=UPLOAD_RETRIES {
+            let placed: Result<Placements> = self
+                .directory(
+                    Method::POST,
+                    &format!("/v1/uploads/{upload_id}/chunks"),
+                    Some(&PlaceChunks {
+                        chunks: vec![chunk.clone()],
+                        exclude: exclude.clone(),
+                    }),
+                )
+                .await;
+            let placements = match placed {
+                Ok(placements) => placements,
+                Err(error) if failures.is_empty() => return Err(error),
+                Err(error) => {
+                    return Err(Error::Protocol(format!(
+                        "cannot upload chunk {id}: {}; and no other placement: {error}",
+                        failures.join("; ")
+                    )))
+                }
+            };
+            let placement = placements
+                .placements
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::Protocol("the directory service returned no placement".into()))?;
+            if placement.exists {
+                if let Some(progress) = &progress {
+                    progress(chunk.size);
+                }
+                return Ok((chunk, None));
+            }
+            let primary = placement
+                .targets
+                .first()
+                .ok_or_else(|| Error::Protocol("placement without a target".into()))?;
+            let capability = placement
+                .capability
+                .ok_or_else(|| Error::Protocol("placement without a capability".into()))?;
+            let url = format!("{}/v1/chunks/{id}", primary.url.trim_end_matches('/'));
+            match self.send_chunk(&url, &capability, data.clone()).await {
+                Ok(stored) => {
+                    if let Some(progress) = &progress {
+                        progress(chunk.size);
+                    }
+                    return Ok((chunk, Some(stored.receipt)));
+                }
+                // The primary is down or does not answer: place elsewhere.
+                Err(error @ Error::Unreachable { .. }) => {
+                    failures.push(format!("file server {}: {error}", primary.id));
+                    exclude.push(primary.id.clone());
+                }
+                // The primary names the workers it could not replicate to
+                // ("server ID at URL: ..."): place without them.
+                Err(Error::Api { status: 503, body }) => {
+                    let failed: Vec<String> = placement.targets[1..]
+                        .iter()
+                        .filter(|worker| body.message.contains(&format!("server {} at ", worker.id)))
+                        .map(|worker| worker.id.clone())
+                        .collect();
+                    if failed.is_empty() {
+                        return Err(Error::Api { status: 503, body });
+                    }
+                    failures.push(format!("file server {}: {}", primary.id, body.message));
+                    exclude.extend(failed);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(Error::Protocol(format!(
+            "cannot upload chunk {id}: {}",
+            failures.join("; ")
+        )))
+    }
+
+    /// Sends a chunk to its primary, giving up if the primary stops taking
+    /// the body for [`STALL_TIMEOUT`] or does not answer within
+    /// [`UPLOAD_ANSWER_TIMEOUT`] once it has it all.
+    async fn send_chunk(&self, url: &str, capability: &str, data: Bytes) -> Result<ChunkStored> {
+        let watch = Arc::new(std::sync::Mutex::new((Instant::now(), false)));
+        let pieces: Vec<Bytes> = (0..data.len())
+            .step_by(UPLOAD_PIECE)
+            .map(|start| data.slice(start..(start + UPLOAD_PIECE).min(data.len())))
+            .collect();
+        let body_watch = Arc::clone(&watch);
+        let body = futures_util::stream::unfold(pieces.into_iter(), move |mut pieces| {
+            let watch = Arc::clone(&body_watch);
+            async move {
+                let mut state = watch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                state.0 = Instant::now();
+                match pieces.next() {
+                    Some(piece) => Some((Ok::<_, std::io::Error>(piece), pieces)),
+                    None => {
+                        state.1 = true;
+                        None
+                    }
+                }
+            }
+        });
         let request = self
             .http
-            .put(&url)
+            .put(url)
             .header(CAPABILITY_HEADER, capability)
+            .header(reqwest::header::CONTENT_LENGTH, data.len())
             .timeout(CHUNK_TIMEOUT)
-            .body(data);
-        let stored: ChunkStored = self.send_json(Service::FileServer, request, &url).await?;
-        if let Some(progress) = &progress {
-            progress(chunk.size);
+            .body(reqwest::Body::wrap_stream(body));
+        let exchange = async {
+            let response = self.send(Service::FileServer, request, url).await?;
+            response
+                .json::<ChunkStored>()
+                .await
+                .map_err(|error| Error::Protocol(format!("reading the answer of {url}: {error}")))
+        };
+        tokio::pin!(exchange);
+        loop {
+            tokio::select! {
+                outcome = &mut exchange => return outcome,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    let (last, sent) = *watch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let limit = if sent { UPLOAD_ANSWER_TIMEOUT } else { STALL_TIMEOUT };
+                    if last.elapsed() > limit {
+                        let reason = if sent {
+                            format!("no answer within {} s of sending the chunk", limit.as_secs())
+                        } else {
+                            format!("took no data for {} s", limit.as_secs())
+                        };
+                        return Err(Error::unresponsive(Service::FileServer, url, reason));
+                    }
+                }
+            }
         }
-        Ok((chunk, Some(stored.receipt)))
     }
 
     /// Downloads `path` into `sink`, checking every chunk's hash.
@@ -316,38 +436,28 @@ impl Client {
     }
 
     /// Fetches one whole chunk from the first replica that returns it intact.
+    /// A replica that does not start answering within [`RESPONSE_TIMEOUT`],
+    /// or whose body stalls for [`STALL_TIMEOUT`], is skipped; if every
+    /// replica failed, the first one that was slow or unreachable is asked again
+    /// with a first-byte limit of 30 s.
     pub async fn fetch_chunk(&self, location: &ChunkLocation) -> Result<Bytes> {
         let mut failures = Vec::new();
+        let mut slow = None;
         for replica in &location.replicas {
-            let url = format!("{}/v1/chunks/{}", replica.url.trim_end_matches('/'), location.id);
-            let request = self
-                .http
-                .get(&url)
-                .header(CAPABILITY_HEADER, &location.capability)
-                .timeout(CHUNK_TIMEOUT);
-            let outcome = async {
-                let response = self.send(Service::FileServer, request, &url).await?;
-                let data = response
-                    .bytes()
-                    .await
-                    .map_err(|error| Error::unreachable(Service::FileServer, &url, error))?;
-                let checked = data.clone();
-                let id =
-                    tokio::task::spawn_blocking(move || ChunkId::from_hash_bytes(blake3::hash(&checked).as_bytes()))
-                        .await
-                        .map_err(|error| Error::Protocol(format!("hashing a chunk: {error}")))?;
-                if id != location.id || data.len() as u64 != location.size {
-                    return Err(Error::Protocol(format!(
-                        "chunk {} from {} is corrupt",
-                        location.id, replica.id
-                    )));
-                }
-                Ok(data)
-            }
-            .await;
-            match outcome {
+            match self.fetch_from(location, replica, RESPONSE_TIMEOUT).await {
                 Ok(data) => return Ok(data),
-                Err(error) => failures.push(format!("{}: {error}", replica.url)),
+                Err(error) => {
+                    if matches!(error, Error::Unreachable { .. }) && slow.is_none() {
+                        slow = Some(replica);
+                    }
+                    failures.push(format!("{}: {error}", replica.url));
+                }
+            }
+        }
+        if let Some(replica) = slow {
+            match self.fetch_from(location, replica, PATIENT_RESPONSE_TIMEOUT).await {
+                Ok(data) => return Ok(data),
+                Err(error) => failures.push(format!("{} (again): {error}", replica.url)),
             }
         }
         if failures.is_empty() {
@@ -358,6 +468,66 @@ impl Client {
             location.id,
             failures.join("; ")
         )))
+    }
+
+    /// One attempt at one replica: headers within `first_byte`, then no
+    /// pause longer than [`STALL_TIMEOUT`], and the right hash and size.
+    async fn fetch_from(
+        &self,
+        location: &ChunkLocation,
+        replica: &dfs_proto::chunk::ServerRef,
+        first_byte: Duration,
+    ) -> Result<Bytes> {
+        let url = format!("{}/v1/chunks/{}", replica.url.trim_end_matches('/'), location.id);
+        let request = self
+            .http
+            .get(&url)
+            .header(CAPABILITY_HEADER, &location.capability)
+            .timeout(CHUNK_TIMEOUT);
+        let mut response = tokio::time::timeout(first_byte, self.send(Service::FileServer, request, &url))
+            .await
+            .map_err(|_| {
+                Error::unresponsive(
+                    Service::FileServer,
+                    &url,
+                    format!("no answer within {} s", first_byte.as_secs()),
+                )
+            })??;
+        let mut data = BytesMut::with_capacity(usize::try_from(location.size).unwrap_or(0));
+        loop {
+            let piece = tokio::time::timeout(STALL_TIMEOUT, response.chunk())
+                .await
+                .map_err(|_| {
+                    Error::unresponsive(
+                        Service::FileServer,
+                        &url,
+                        format!("the chunk stalled for {} s", STALL_TIMEOUT.as_secs()),
+                    )
+                })?
+                .map_err(|error| Error::unreachable(Service::FileServer, &url, error))?;
+            match piece {
+                Some(piece) if (data.len() + piece.len()) as u64 <= location.size => data.extend_from_slice(&piece),
+                Some(_) => {
+                    return Err(Error::Protocol(format!(
+                        "chunk {} from {} is longer than {} bytes",
+                        location.id, replica.id, location.size
+                    )))
+                }
+                None => break,
+            }
+        }
+        let data = data.freeze();
+        let checked = data.clone();
+        let id = tokio::task::spawn_blocking(move || ChunkId::from_hash_bytes(blake3::hash(&checked).as_bytes()))
+            .await
+            .map_err(|error| Error::Protocol(format!("hashing a chunk: {error}")))?;
+        if id != location.id || data.len() as u64 != location.size {
+            return Err(Error::Protocol(format!(
+                "chunk {} from {} is corrupt",
+                location.id, replica.id
+            )));
+        }
+        Ok(data)
     }
 }
 

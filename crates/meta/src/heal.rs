@@ -21,6 +21,7 @@ use dfs_proto::ticket::{Capability, ChunkOp};
 use futures_util::StreamExt;
 use rand::seq::SliceRandom;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,46 @@ use std::time::{Duration, Instant};
 const PARALLEL_COPIES: usize = 4;
 /// Time between repair passes.
 const PASS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Counters of re-replication, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct RepairStats {
+    /// Referenced chunks with fewer live replicas than wanted, at the last pass.
+    under_replicated: AtomicU64,
+    /// Referenced chunks with no live replica at all, at the last pass.
+    lost: AtomicU64,
+    /// Copies planned by the last pass (the repair queue, at most `repair_rate`).
+    planned: AtomicU64,
+    copied: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl RepairStats {
+    pub fn write(&self, out: &mut dfs_service::metrics::Exposition) {
+        let get = |value: &AtomicU64| value.load(Ordering::Relaxed) as f64;
+        out.gauge(
+            "under_replicated_chunks",
+            "Chunks with fewer live replicas than wanted (last repair pass).",
+            get(&self.under_replicated),
+        );
+        out.gauge(
+            "lost_chunks",
+            "Chunks with no live replica (last repair pass).",
+            get(&self.lost),
+        );
+        out.gauge(
+            "repair_planned_copies",
+            "Copies planned by the last repair pass.",
+            get(&self.planned),
+        );
+        out.counter("repair_copies_total", "Chunk copies made by repair.", get(&self.copied));
+        out.counter(
+            "repair_failures_total",
+            "Chunk copies by repair that failed.",
+            get(&self.failed),
+        );
+    }
+}
 
 /// One copy to make.
 struct Copy {
@@ -55,6 +96,9 @@ pub async fn run(directory: Arc<Directory>) {
                     .filter(|done| std::future::ready(*done))
                     .count()
                     .await;
+                let stats = &directory.repair_stats;
+                stats.copied.fetch_add(copied as u64, Ordering::Relaxed);
+                stats.failed.fetch_add((count - copied) as u64, Ordering::Relaxed);
                 tracing::info!(copied, planned = count, "re-replicated chunks");
             }
             Err(error) => tracing::warn!(%error, "planning re-replication"),
@@ -78,12 +122,14 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
         .collect();
     let mut copies = Vec::new();
     let mut lost = 0u64;
+    let mut under_replicated = 0u64;
     let mut rng = rand::thread_rng();
     for (chunk, holders) in referenced {
         let live_holders: Vec<&String> = holders.iter().filter(|id| live_ids.contains(id.as_str())).collect();
         if live_holders.len() >= wanted {
             continue;
         }
+        under_replicated += 1;
         if live_holders.is_empty() {
             lost += 1;
             continue;
@@ -112,6 +158,10 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
             target,
         });
     }
+    let stats = &directory.repair_stats;
+    stats.under_replicated.store(under_replicated, Ordering::Relaxed);
+    stats.lost.store(lost, Ordering::Relaxed);
+    stats.planned.store(copies.len() as u64, Ordering::Relaxed);
     if lost > 0 {
         tracing::warn!(
             lost,

@@ -108,6 +108,8 @@ pub struct Directory {
     pub(crate) http: reqwest::Client,
     /// Change events for `GET /v1/watch`.
     watch: WatchHub,
+    /// What the last repair pass found and what repair did (for `/metrics`).
+    pub(crate) repair_stats: crate::heal::RepairStats,
 }
 
 /// The router's state: the shared [`Directory`] (a local type, so that the
@@ -146,6 +148,7 @@ impl Directory {
                 .build()
                 .expect("building an HTTP client"),
             watch: WatchHub::default(),
+            repair_stats: Default::default(),
         })
     }
 
@@ -274,8 +277,16 @@ pub fn router(state: Arc<Directory>) -> Router {
         .route("/v1/cluster/status", get(cluster_status))
         .route("/v1/info", get(info))
         .merge(locks::routes())
-        .with_state(Shared(state));
-    dfs_service::finish_router(routes)
+        .with_state(Shared(Arc::clone(&state)));
+    let metrics = dfs_service::Metrics::new();
+    metrics.register(move |out| {
+        let servers = state.servers.status();
+        let live = servers.iter().filter(|server| server.alive).count();
+        out.gauge("file_servers", "File servers known.", servers.len() as f64);
+        out.gauge("file_servers_live", "File servers heard from lately.", live as f64);
+        state.repair_stats.write(out);
+    });
+    dfs_service::finish_router_with(routes, metrics)
 }
 
 /// Serves the directory service on `listener` until `shutdown` resolves.
@@ -515,6 +526,12 @@ async fn place_chunks(
 
     let live = directory.servers.live();
     let live_ids: HashSet<&str> = live.iter().map(|server| server.server.id.as_str()).collect();
+    // Servers the client found unresponsive still count for durability, not for placement.
+    let candidates: Vec<_> = live
+        .iter()
+        .filter(|server| !request.exclude.contains(&server.server.id))
+        .cloned()
+        .collect();
     let durable = |id: &ChunkId| {
         recorded.get(id).map_or(0, |servers| {
             servers
@@ -530,13 +547,18 @@ async fn place_chunks(
     let placed = if sizes.is_empty() {
         Some(Vec::new())
     } else {
-        place(&live, &sizes, upload.replication, &mut rand::thread_rng())
+        place(&candidates, &sizes, upload.replication, &mut rand::thread_rng())
     };
     let mut targets = placed
         .ok_or_else(|| {
+            let excluded = if request.exclude.is_empty() {
+                String::new()
+            } else {
+                format!(" (not counting {})", request.exclude.join(", "))
+            };
             ApiError::unavailable(format!(
-                "only {} live file servers, {} needed for this upload",
-                live.len(),
+                "only {} live file servers{excluded}, {} needed for this upload",
+                candidates.len(),
                 upload.replication
             ))
         })?

@@ -141,6 +141,9 @@ pub struct ChunkRef {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlaceChunks {
     pub chunks: Vec<ChunkRef>,
+    /// Ids of file servers not to place on (ones that just failed this client).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,6 +6,8 @@
 //! - [`caller`]: [`Caller`], the extractor that opens and checks the bearer ticket locally,
 //!   and [`Verifier`], which holds the cluster key and the revocation list.
 //! - [`serve`]: running a router on a bound listener until a shutdown future resolves.
+//! - [`metrics`]: Prometheus text metrics at `GET /metrics`: requests by route and status
+//!   class, plus what each service registers.
 //!
 //! Architecture invariant: no service answers an error with anything but
 //! `{"code", "message"}` JSON, including for unknown routes and bad bodies.
@@ -13,9 +15,11 @@
 pub mod caller;
 pub mod error;
 pub mod json;
+pub mod metrics;
 pub mod serve;
 
 pub use caller::{Caller, Verifier};
 pub use error::{ApiError, ApiResult};
 pub use json::ApiJson;
-pub use serve::{finish_router, serve, shutdown_signal};
+pub use metrics::Metrics;
+pub use serve::{finish_router, finish_router_with, serve, shutdown_signal};

@@ -1,20 +1,33 @@
 //! Serving a router until shutdown.
 
+use crate::metrics::Metrics;
 use crate::ApiError;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use std::future::Future;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// Largest JSON request body any service accepts (chunk uploads opt out per route).
 pub const MAX_JSON_BODY: usize = 1024 * 1024;
 
 /// Adds what every service router needs: a JSON 404 for unknown routes, a
-/// body limit, and `GET /healthz`.
+/// body limit, `GET /healthz` and `GET /metrics` (request counts only).
 pub fn finish_router(router: Router) -> Router {
+    finish_router_with(router, Metrics::new())
+}
+
+/// [`finish_router`], with `metrics` (which the service may have added its
+/// own metrics to) counting the requests and served at `GET /metrics`.
+pub fn finish_router_with(router: Router, metrics: Arc<Metrics>) -> Router {
+    let scrape = Router::new()
+        .route("/metrics", axum::routing::get(crate::metrics::scrape))
+        .with_state(Arc::clone(&metrics));
     router
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .merge(scrape)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
 }
 

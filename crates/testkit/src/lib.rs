@@ -162,12 +162,25 @@ impl Cluster {
     pub fn kill_service(&self, name: &str) {
         let data = self.data_dir();
         std::fs::write(data.join(format!("{name}.hold")), b"").expect("writing the hold file");
-        let pid: i32 = std::fs::read_to_string(data.join(format!("{name}.pid")))
+        signal(self.service_pid(name), libc::SIGKILL);
+    }
+
+    /// The pid of service `name`, from the supervisor's `NAME.pid` file.
+    pub fn service_pid(&self, name: &str) -> u32 {
+        std::fs::read_to_string(self.data_dir().join(format!("{name}.pid")))
             .expect("reading the pid file")
             .trim()
             .parse()
-            .expect("a pid");
-        signal(pid as u32, libc::SIGKILL);
+            .expect("a pid")
+    }
+
+    /// Pauses service `name` with SIGSTOP (it keeps its sockets: connections
+    /// are accepted by the kernel but never answered) until the returned
+    /// guard is dropped, which sends SIGCONT, also when a test panics.
+    pub fn pause_service(&self, name: &str) -> Paused {
+        let pid = self.service_pid(name);
+        signal(pid, libc::SIGSTOP);
+        Paused { pid }
     }
 
     /// Lets the supervisor start service `name` again.
@@ -258,6 +271,19 @@ fn spawn_up(bin: &Path, dir: &Path, options: &Options) -> (Child, Banner) {
     };
     let banner = serde_json::from_str(&line).unwrap_or_else(|error| panic!("bad banner {line:?}: {error}"));
     (child, banner)
+}
+
+/// A service paused by [`Cluster::pause_service`]; dropping it resumes it.
+#[must_use = "the service resumes when this is dropped"]
+#[derive(Debug)]
+pub struct Paused {
+    pid: u32,
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.pid, libc::SIGCONT);
+    }
 }
 
 fn terminate(pid: u32) {

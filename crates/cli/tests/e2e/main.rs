@@ -6,6 +6,7 @@ mod client;
 mod data;
 mod heal;
 mod locks;
+mod robust;
 
 use dfs_testkit::{Cluster, Options};
 
