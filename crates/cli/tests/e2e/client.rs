@@ -273,15 +273,7 @@ async fn the_cache_respects_its_size_cap() {
 
 /// Chunk replicas the directory service has recorded, over all servers.
 async fn recorded_replicas(cluster: &Cluster) -> u64 {
-    let status: serde_json::Value = http()
-        .get(format!("{}/v1/cluster/status", cluster.url()))
-        .bearer_auth(cluster.ticket("admin"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = crate::get_json(cluster, "admin", "/v1/cluster/status").await;
     status["servers"]
         .as_array()
         .unwrap()

@@ -44,14 +44,7 @@ fn contains_file_named(dir: &Path, id: &str) -> bool {
 }
 
 async fn layout(cluster: &Cluster, user: &str, path: &str) -> serde_json::Value {
-    let response = http()
-        .get(format!("{}/v1/layout?path={path}", cluster.url()))
-        .bearer_auth(cluster.ticket(user))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    crate::get_json(cluster, user, &format!("/v1/layout?path={path}")).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

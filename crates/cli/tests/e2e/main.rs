@@ -58,3 +58,15 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
     assert!(!message.is_empty());
     message
 }
+
+/// `GET endpoint` on the directory service as `user`, parsed as JSON; panics unless 200.
+pub async fn get_json(cluster: &Cluster, user: &str, endpoint: &str) -> serde_json::Value {
+    let response = http()
+        .get(format!("{}{endpoint}", cluster.url()))
+        .bearer_auth(cluster.ticket(user))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "GET {endpoint}");
+    response.json().await.unwrap()
+}

@@ -41,15 +41,7 @@ async fn a_paused_file_server_hangs_neither_reads_nor_uploads() {
     let content = random_bytes(5 * CHUNK_SIZE + 321);
     cluster.ok("admin", &["put", "-", "/home/admin/data"], &content);
     // Pause the replica a reader tries first for the first chunk.
-    let layout: serde_json::Value = http()
-        .get(format!("{}/v1/layout?path=/home/admin/data", cluster.url()))
-        .bearer_auth(cluster.ticket("admin"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let layout: serde_json::Value = crate::get_json(&cluster, "admin", "/v1/layout?path=/home/admin/data").await;
     let first_id = layout["chunks"][0]["replicas"][0]["id"].as_str().unwrap().to_string();
     let victim = (1..=4)
         .map(|index| format!("file-{index}"))
@@ -138,15 +130,7 @@ async fn every_service_serves_prometheus_metrics() {
         "{directory}"
     );
 
-    let status: serde_json::Value = client
-        .get(format!("{}/v1/cluster/status", cluster.url()))
-        .bearer_auth(cluster.ticket("admin"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = crate::get_json(&cluster, "admin", "/v1/cluster/status").await;
     let file_url = status["servers"][0]["url"].as_str().unwrap().to_string();
     let file = scrape(file_url).await;
     let put = "dfs_http_requests_total{method=\"PUT\",route=\"/v1/chunks/{id}\",status=\"2xx\"}";
