@@ -3,6 +3,7 @@
 
 mod auth;
 mod client;
+mod crash;
 mod data;
 mod heal;
 mod locks;
