@@ -164,3 +164,37 @@ mod tests {
         assert_eq!(ChunkId::from_hash_bytes(&[0xab; 32]).as_str(), hex);
     }
 }
+
+#[cfg(test)]
+mod property_tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Random strings of hex-like and hostile characters: only 64 lowercase
+    /// hex digits are ever accepted, and accepted ids round-trip.
+    #[test]
+    fn random_chunk_ids_are_accepted_only_when_canonical() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xc4);
+        let alphabet: Vec<char> = "0123456789abcdefABCDEF/.\0gé".chars().collect();
+        for _ in 0..20_000 {
+            let len = if rng.gen_bool(0.5) { 64 } else { rng.gen_range(0..80) };
+            let raw: String = (0..len)
+                .map(|_| {
+                    if rng.gen_bool(0.97) {
+                        alphabet[rng.gen_range(0..16)]
+                    } else {
+                        alphabet[rng.gen_range(0..alphabet.len())]
+                    }
+                })
+                .collect();
+            let canonical = raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            match ChunkId::parse(&raw) {
+                Ok(id) => {
+                    assert!(canonical, "{raw:?}");
+                    assert_eq!(id.as_str(), raw);
+                }
+                Err(_) => assert!(!canonical, "{raw:?}"),
+            }
+        }
+    }
+}

@@ -119,3 +119,45 @@ fn key_files_are_private_and_stable() {
         Err(KeyFileError::BadLength { found: 5, .. })
     ));
 }
+
+/// Random mutations of a real ticket (byte changes, insertions, deletions,
+/// truncations, splices with another ticket): opening never panics and never
+/// accepts anything but the original.
+#[test]
+fn mutated_tickets_never_open() {
+    use rand::{Rng, SeedableRng};
+    let key = ClusterKey::random();
+    let token = key.seal_ticket(&ticket(2_000));
+    let other = key.seal_ticket(&ticket(2_000));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5ea1);
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/\0";
+    for _ in 0..20_000 {
+        let mut bytes = token.as_bytes().to_vec();
+        for _ in 0..rng.gen_range(1..4) {
+            let at = rng.gen_range(0..bytes.len());
+            match rng.gen_range(0..5) {
+                0 => bytes[at] = alphabet[rng.gen_range(0..alphabet.len())],
+                1 => bytes.insert(at, alphabet[rng.gen_range(0..alphabet.len())]),
+                2 if bytes.len() > 1 => {
+                    bytes.remove(at);
+                }
+                3 => bytes.truncate(at),
+                _ => {
+                    let cut = rng.gen_range(0..other.len());
+                    bytes.truncate(at.min(bytes.len()));
+                    bytes.extend_from_slice(&other.as_bytes()[cut..]);
+                }
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+        let Ok(mutated) = String::from_utf8(bytes) else {
+            continue;
+        };
+        if mutated == token || mutated == other {
+            continue;
+        }
+        assert!(key.open_ticket(&mutated, 1_500).is_err(), "{mutated:?} opened");
+    }
+}

@@ -60,3 +60,49 @@ fn deserialising_validates() {
     assert_eq!(ok.as_str(), "/a/b");
     assert!(serde_json::from_str::<DfsPath>("\"/a/../b\"").is_err());
 }
+
+/// Property test over random inputs built from the characters that matter
+/// (separators, dots, NUL, multi-byte UTF-8): parsing never panics, and
+/// whatever it accepts is canonical and within the limits.
+#[test]
+fn random_paths_never_panic_and_accepted_ones_are_canonical() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x0df5);
+    let alphabet = [
+        "/",
+        "/",
+        ".",
+        "..",
+        "a",
+        "b",
+        "\0",
+        "é",
+        "😀",
+        " ",
+        "\\",
+        "x".repeat(200).leak(),
+    ];
+    for _ in 0..20_000 {
+        let pieces = rng.gen_range(0..12);
+        let raw: String = (0..pieces)
+            .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+            .collect();
+        let Ok(path) = DfsPath::parse(&raw) else { continue };
+        let text = path.as_str();
+        assert!(text.starts_with('/'), "{raw:?}");
+        assert!(text.len() <= MAX_PATH_LEN);
+        assert!(!text.contains('\0'));
+        assert!(text == "/" || !text.ends_with('/'), "{raw:?}");
+        for name in path.components() {
+            assert!(
+                !name.is_empty() && name != "." && name != ".." && name.len() <= MAX_NAME_LEN,
+                "{raw:?}"
+            );
+        }
+        assert_eq!(DfsPath::parse(text).unwrap(), path, "parsing is idempotent for {raw:?}");
+        if let Some((parent, name)) = path.split_last() {
+            assert_eq!(parent.join(name).unwrap(), path);
+            assert!(path.starts_with(&parent));
+        }
+    }
+}
