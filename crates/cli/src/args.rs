@@ -199,6 +199,21 @@ pub enum UserCommand {
 pub enum ClusterCommand {
     /// File servers, liveness, capacity, chunk counts.
     Status,
+    /// Move every replica off a file server before removing it (admin); waits
+    /// until no chunk depends on it, showing progress.
+    #[command(
+        after_help = "Example:\n  dfs cluster drain http://10.0.0.3:7072 && ssh 10.0.0.3 systemctl stop dfs-file"
+    )]
+    Drain {
+        /// The server's id or URL (see `dfs cluster status`).
+        server: String,
+        /// Stop draining the server instead.
+        #[arg(long)]
+        cancel: bool,
+        /// Return at once instead of waiting for the copies.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -356,6 +356,40 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             let stat = client.chown(&remote_path(&path, session.as_ref())?, &owner).await?;
             emit(&global, &stat, || format!("{} {}", stat.owner, stat.path))
         }
+        Command::Cluster(ClusterCommand::Drain {
+            server,
+            cancel,
+            no_wait,
+        }) => {
+            let (client, _) = connect(&global, true).await?;
+            client.drain(&server, cancel).await?;
+            if cancel || no_wait {
+                return emit(
+                    &global,
+                    &serde_json::json!({ "server": server, "draining": !cancel }),
+                    || format!("{server}: {}", if cancel { "drain cancelled" } else { "draining" }),
+                );
+            }
+            // Replicas on a draining server do not count, so the drain is
+            // done when no chunk is under-replicated any more.
+            let mut last = u64::MAX;
+            loop {
+                let status = client.cluster_status().await?;
+                if status.under_replicated_chunks == 0 {
+                    break;
+                }
+                if status.under_replicated_chunks != last && !global.quiet && !global.json {
+                    eprintln!("{server}: {} chunks still to copy", status.under_replicated_chunks);
+                }
+                last = status.under_replicated_chunks;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            emit(
+                &global,
+                &serde_json::json!({ "server": server, "drained": true }),
+                || format!("{server}: drained; no chunk depends on it any more"),
+            )
+        }
         Command::Cluster(ClusterCommand::Status) => {
             let (client, _) = connect(&global, true).await?;
             let status = client.cluster_status().await?;

@@ -363,6 +363,23 @@ impl Client {
     pub async fn cluster_status(&self) -> Result<ClusterStatus> {
         self.directory::<(), _>(Method::GET, "/v1/cluster/status", None).await
     }
+
+    /// Starts (or with `cancel`, stops) draining a file server, named by id or
+    /// URL: it gets no new chunks and its replicas are copied elsewhere (admin).
+    pub async fn drain(&self, server: &str, cancel: bool) -> Result<()> {
+        let request = dfs_proto::namespace::DrainRequest {
+            server: server.to_string(),
+            cancel,
+        };
+        let url = format!("{}/v1/cluster/drain", self.directory_url);
+        self.send(
+            Service::Directory,
+            self.request(Method::POST, &url).json(&request),
+            &url,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// Percent-encodes a query parameter value.

@@ -113,10 +113,14 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
         Ok::<_, dfs_store::StoreError>((store.referenced_chunks()?, store.live_chunks()?))
     })
     .await??;
+    // Replicas on draining servers do not count and get no new copies, but
+    // they may still be the source of a copy.
     let live = directory.servers.live();
-    let wanted = (directory.replication as usize).min(live.len());
+    let placeable = directory.servers.placeable();
+    let wanted = (directory.replication as usize).min(placeable.len());
     let live_ids: HashSet<&str> = live.iter().map(|server| server.server.id.as_str()).collect();
-    let mut free: HashMap<String, u64> = live
+    let placeable_ids: HashSet<&str> = placeable.iter().map(|server| server.server.id.as_str()).collect();
+    let mut free: HashMap<String, u64> = placeable
         .iter()
         .map(|server| (server.server.id.clone(), server.free_bytes))
         .collect();
@@ -125,10 +129,11 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
     let mut under_replicated = 0u64;
     let mut rng = rand::thread_rng();
     for (chunk, holders) in referenced {
-        let live_holders: Vec<&String> = holders.iter().filter(|id| live_ids.contains(id.as_str())).collect();
-        if live_holders.len() >= wanted {
+        let counted = holders.iter().filter(|id| placeable_ids.contains(id.as_str())).count();
+        if counted >= wanted {
             continue;
         }
+        let live_holders: Vec<&String> = holders.iter().filter(|id| live_ids.contains(id.as_str())).collect();
         under_replicated += 1;
         if live_holders.is_empty() {
             lost += 1;
@@ -138,7 +143,7 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
             continue;
         }
         let Some(&size) = sizes.get(&chunk) else { continue };
-        let Some(target) = pick_target(&live, &holders, &free) else {
+        let Some(target) = pick_target(&placeable, &holders, &free) else {
             continue;
         };
         let source_id = live_holders.choose(&mut rng).expect("not empty");

@@ -9,9 +9,9 @@ use axum::Router;
 use dfs_proto::auth::{validate_user_name, ClusterInfo, UserInfo};
 use dfs_proto::chunk::{ChunkId, Heartbeat};
 use dfs_proto::namespace::{
-    BeginUpload, ChmodRequest, ChownRequest, ChunkLocation, ClusterStatus, CommitUpload, EnsureHome, FileLayout,
-    Listing, MkdirRequest, PathQuery, PlaceChunks, Placement, Placements, RemoveRequest, RenameRequest, Stat,
-    UploadStarted,
+    BeginUpload, ChmodRequest, ChownRequest, ChunkLocation, ClusterStatus, CommitUpload, DrainRequest, EnsureHome,
+    FileLayout, Listing, MkdirRequest, PathQuery, PlaceChunks, Placement, Placements, RemoveRequest, RenameRequest,
+    Stat, UploadStarted,
 };
 use dfs_proto::ticket::{Capability, ChunkOp, Ticket};
 use dfs_seal::ClusterKey;
@@ -275,6 +275,7 @@ pub fn router(state: Arc<Directory>) -> Router {
         .route("/v1/servers/report", post(report::report))
         .route("/v1/homes", post(ensure_home))
         .route("/v1/cluster/status", get(cluster_status))
+        .route("/v1/cluster/drain", post(drain))
         .route("/v1/info", get(info))
         .merge(locks::routes())
         .with_state(Shared(Arc::clone(&state)));
@@ -471,7 +472,7 @@ async fn begin_upload(
     ApiJson(request): ApiJson<BeginUpload>,
 ) -> ApiResult<ApiJson<UploadStarted>> {
     let who = directory.principal(&ticket).await;
-    let live = directory.servers.live().len() as u32;
+    let live = directory.servers.placeable().len() as u32;
     if live == 0 {
         return Err(ApiError::unavailable("no live file servers"));
     }
@@ -524,7 +525,7 @@ async fn place_chunks(
     let ids: Vec<ChunkId> = request.chunks.iter().map(|chunk| chunk.id.clone()).collect();
     let recorded = blocking(move || store.replicas(&ids)).await?;
 
-    let live = directory.servers.live();
+    let live = directory.servers.placeable();
     let live_ids: HashSet<&str> = live.iter().map(|server| server.server.id.as_str()).collect();
     // Servers the client found unresponsive still count for durability, not for placement.
     let candidates: Vec<_> = live
@@ -772,7 +773,7 @@ async fn cluster_status(
 ) -> ApiResult<ApiJson<ClusterStatus>> {
     let store = Arc::clone(&directory.store);
     let (counts, referenced) = blocking(move || Ok((store.counts()?, store.referenced_chunks()?))).await?;
-    let live = directory.servers.live_ids();
+    let live = directory.servers.placeable_ids();
     let under_replicated_chunks = referenced
         .iter()
         .filter(|(_, servers)| {
@@ -791,6 +792,20 @@ async fn cluster_status(
         under_replicated_chunks,
         replication: directory.replication,
     }))
+}
+
+async fn drain(
+    State(Shared(directory)): State<Shared>,
+    caller: Caller,
+    ApiJson(request): ApiJson<DrainRequest>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    let id = directory
+        .servers
+        .set_draining(&request.server, !request.cancel)
+        .ok_or_else(|| ApiError::not_found(format!("no such file server: {}", request.server)))?;
+    tracing::info!(server = %id, draining = !request.cancel, "drain requested");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn info(State(Shared(directory)): State<Shared>) -> ApiJson<ClusterInfo> {

@@ -26,6 +26,9 @@ struct ServerState {
     capacity_bytes: u64,
     used_bytes: u64,
     chunk_count: u64,
+    /// Set by `dfs cluster drain`; kept in memory only (a restarted directory
+    /// service forgets it, and the drain must be asked for again).
+    draining: bool,
 }
 
 /// Every known file server and what its last heartbeat said.
@@ -48,6 +51,7 @@ impl ServerRegistry {
                     capacity_bytes: 0,
                     used_bytes: 0,
                     chunk_count: 0,
+                    draining: false,
                 };
                 (server.id, state)
             })
@@ -75,6 +79,7 @@ impl ServerRegistry {
                 capacity_bytes: 0,
                 used_bytes: 0,
                 chunk_count: 0,
+                draining: false,
             });
         let moved = state.url != heartbeat.server.url;
         state.url = heartbeat.server.url.clone();
@@ -113,6 +118,37 @@ impl ServerRegistry {
         self.live().into_iter().map(|live| live.server.id).collect()
     }
 
+    /// The live servers that may take new replicas: live and not draining.
+    /// Only their replicas count towards the replication factor.
+    pub fn placeable(&self) -> Vec<LiveServer> {
+        let draining: HashSet<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, state)| state.draining)
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.live()
+            .into_iter()
+            .filter(|live| !draining.contains(&live.server.id))
+            .collect()
+    }
+
+    pub fn placeable_ids(&self) -> HashSet<String> {
+        self.placeable().into_iter().map(|live| live.server.id).collect()
+    }
+
+    /// Starts or stops draining the server with this id or URL; returns its
+    /// id, or `None` if no such server is known.
+    pub fn set_draining(&self, id_or_url: &str, draining: bool) -> Option<String> {
+        let mut servers = self.lock();
+        let wanted = id_or_url.trim_end_matches('/');
+        let (id, state) = servers
+            .iter_mut()
+            .find(|(id, state)| id.as_str() == wanted || state.url.trim_end_matches('/') == wanted)?;
+        state.draining = draining;
+        Some(id.clone())
+    }
+
     /// The servers among `ids` whose URL is known: live ones first, then dead
     /// ones (a reader may still try them), each group in the order given.
     pub fn locate(&self, ids: &[String]) -> Vec<ServerRef> {
@@ -146,6 +182,7 @@ impl ServerRegistry {
                 used_bytes: state.used_bytes,
                 chunk_count: state.chunk_count,
                 replica_count: 0,
+                draining: state.draining,
             })
             .collect();
         status.sort_by(|a, b| a.id.cmp(&b.id));

@@ -203,6 +203,19 @@ pub struct ServerStatus {
     pub chunk_count: u64,
     /// Chunk replicas the directory service has recorded on it.
     pub replica_count: u64,
+    /// Being drained: gets no new chunks, and its replicas are copied elsewhere.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// `POST /v1/cluster/drain` (admin): move every replica off a file server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrainRequest {
+    /// The server's id or URL.
+    pub server: String,
+    /// Stop draining instead.
+    #[serde(default)]
+    pub cancel: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -210,3 +210,48 @@ async fn chunks_of_deleted_files_are_collected_after_the_grace_period() {
     assert_eq!(cat(&cluster, "/home/admin/overwritten"), new);
     assert_eq!(status(&cluster).await["under_replicated_chunks"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drained_server_can_be_removed_without_losing_a_replica() {
+    let cluster = cluster(4, &[]);
+    let content = random_bytes(6 * CHUNK_SIZE + 99);
+    let chunks = put(&cluster, "/home/admin/moved", &content);
+    // Drain the server holding the first chunk, by its URL, and wait for it.
+    let holder = good_copies(&cluster, 4, &chunks[0])[0].clone();
+    let index: usize = holder.trim_start_matches("file-").parse().unwrap();
+    let url = cluster.banner.file_server_urls[index - 1].clone();
+    let output = cluster.run("admin", &["cluster", "drain", &url], b"");
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    let status: serde_json::Value =
+        serde_json::from_slice(&cluster.ok("admin", &["--json", "cluster", "status"], b"")).unwrap();
+    let drained = status["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["url"] == url.as_str())
+        .unwrap();
+    assert_eq!(drained["draining"], true, "{status}");
+    // Every chunk now has 3 good copies without the drained server.
+    for id in &chunks {
+        let others: Vec<_> = good_copies(&cluster, 4, id)
+            .into_iter()
+            .filter(|s| *s != holder)
+            .collect();
+        assert!(others.len() >= 3, "chunk {id} on {others:?} besides {holder}");
+    }
+    // New chunks avoid it.
+    let fresh = put(&cluster, "/home/admin/fresh", &random_bytes(3 * CHUNK_SIZE));
+    for id in &fresh {
+        assert!(
+            !good_copies(&cluster, 4, id).contains(&holder),
+            "new chunk {id} placed on the draining server"
+        );
+    }
+    // Remove it for good: everything still reads.
+    cluster.kill_service(&holder);
+    assert!(cat(&cluster, "/home/admin/moved") == content);
+    // Unknown servers are a clear 404.
+    let output = cluster.run("admin", &["cluster", "drain", "http://127.0.0.1:1"], b"");
+    assert_eq!(output.code, Some(4), "{}", output.stderr);
+    cluster.resume_service(&holder);
+}
