@@ -6,6 +6,7 @@ mod client;
 mod crash;
 mod data;
 mod heal;
+mod load;
 mod locks;
 mod robust;
 
