@@ -197,12 +197,34 @@ impl Client {
         endpoint: &str,
         body: Option<&B>,
     ) -> Result<T> {
+        let (url, builder) = self.directory_request(method, endpoint, body);
+        self.send_json(Service::Directory, builder, &url).await
+    }
+
+    /// A directory service call whose answer has no body (204).
+    pub(crate) async fn directory_no_content<B: Serialize>(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: Option<&B>,
+    ) -> Result<()> {
+        let (url, builder) = self.directory_request(method, endpoint, body);
+        self.send(Service::Directory, builder, &url).await?;
+        Ok(())
+    }
+
+    fn directory_request<B: Serialize>(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: Option<&B>,
+    ) -> (String, RequestBuilder) {
         let url = format!("{}{endpoint}", self.directory_url);
         let mut builder = self.request(method, &url);
         if let Some(body) = body {
             builder = builder.json(body);
         }
-        self.send_json(Service::Directory, builder, &url).await
+        (url, builder)
     }
 
     async fn security<B: Serialize>(&self, method: Method, endpoint: &str, body: Option<&B>) -> Result<Response> {
@@ -316,14 +338,8 @@ impl Client {
             path: path.clone(),
             recursive,
         };
-        let url = format!("{}/v1/remove", self.directory_url);
-        self.send(
-            Service::Directory,
-            self.request(Method::POST, &url).json(&request),
-            &url,
-        )
-        .await?;
-        Ok(())
+        self.directory_no_content(Method::POST, "/v1/remove", Some(&request))
+            .await
     }
 
     pub async fn rename(&self, from: &DfsPath, to: &DfsPath, no_clobber: bool) -> Result<Stat> {
@@ -371,14 +387,8 @@ impl Client {
             server: server.to_string(),
             cancel,
         };
-        let url = format!("{}/v1/cluster/drain", self.directory_url);
-        self.send(
-            Service::Directory,
-            self.request(Method::POST, &url).json(&request),
-            &url,
-        )
-        .await?;
-        Ok(())
+        self.directory_no_content(Method::POST, "/v1/cluster/drain", Some(&request))
+            .await
     }
 }
 

@@ -22,7 +22,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::{Client, Error, Result, Service};
+use crate::{Client, Error, Result};
 use dfs_proto::locks::{LockGrant, LockList, LockRequest, ReleaseLock, RenewLock};
 use dfs_proto::tx::{BeginTransaction, TransactionCommitted, TransactionStarted};
 use dfs_proto::{DfsPath, LOCK_TOKEN_HEADER, TX_HEADER};
@@ -106,14 +106,8 @@ impl Client {
             path: path.clone(),
             token: token.to_string(),
         };
-        let url = format!("{}/v1/locks/release", self.directory_url);
-        self.send(
-            Service::Directory,
-            self.request(Method::POST, &url).json(&request),
-            &url,
-        )
-        .await?;
-        Ok(())
+        self.directory_no_content(Method::POST, "/v1/locks/release", Some(&request))
+            .await
     }
 
     /// Live locks on, above and below `path` (all of them for `None`).
@@ -172,10 +166,8 @@ impl Client {
 
     /// Discards transaction `id`.
     pub async fn tx_abort(&self, id: &str) -> Result<()> {
-        let url = format!("{}/v1/tx/{id}/abort", self.directory_url);
-        self.send(Service::Directory, self.request(Method::POST, &url), &url)
-            .await?;
-        Ok(())
+        self.directory_no_content::<()>(Method::POST, &format!("/v1/tx/{id}/abort"), None)
+            .await
     }
 
     /// Begins a transaction, runs `work` with a client whose writes are

@@ -164,17 +164,24 @@ pub(super) fn node_by_id(tx: &Transaction<'_>, id: i64) -> StoreResult<Node> {
     )?)
 }
 
+/// A path component may be passed through only if it is a directory the
+/// caller may traverse (EXECUTE).
+fn check_traversable(node: &Node, who: &Principal, walked: &DfsPath) -> StoreResult<()> {
+    if !node.is_dir() {
+        return Err(not_a_directory(walked));
+    }
+    if !node.permits(who, EXECUTE) {
+        return Err(denied(walked));
+    }
+    Ok(())
+}
+
 /// Walks from the root to `path`, needing EXECUTE on every directory passed through.
 pub(super) fn resolve(tx: &Transaction<'_>, who: &Principal, path: &DfsPath) -> StoreResult<Node> {
     let mut node = node_by_id(tx, ROOT_ID)?;
     let mut walked = DfsPath::root();
     for name in path.components() {
-        if !node.is_dir() {
-            return Err(not_a_directory(&walked));
-        }
-        if !node.permits(who, EXECUTE) {
-            return Err(denied(&walked));
-        }
+        check_traversable(&node, who, &walked)?;
         walked = walked
             .join(name)
             .map_err(|error| StoreError::Invalid(error.to_string()))?;
@@ -340,12 +347,7 @@ pub(super) fn mkdir_in(
     let mut node = node_by_id(tx, ROOT_ID)?;
     let mut walked = DfsPath::root();
     for name in path.components() {
-        if !node.is_dir() {
-            return Err(not_a_directory(&walked));
-        }
-        if !node.permits(who, EXECUTE) {
-            return Err(denied(&walked));
-        }
+        check_traversable(&node, who, &walked)?;
         let parent_path = walked.clone();
         walked = walked
             .join(name)
