@@ -1,9 +1,39 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, the storage engine suite and the end-to-end
-# tests that start real clusters of `dfs` processes on loopback.
-# Installs nothing system-wide today; engines that need a database server
-# will start throwaway servers here.
+# Runs every test: unit tests, the storage engine suite on SQLite, PostgreSQL
+# and MongoDB, and the end-to-end tests that start real clusters of `dfs`
+# processes on loopback -- then the end-to-end data, lock, transaction and
+# client tests again on PostgreSQL and on MongoDB.
+#
+# Installs what the tests need (nothing system-wide but PostgreSQL, if absent):
+# - PostgreSQL: the system's initdb/postgres (apt-get install postgresql if missing);
+#   the tests start a throwaway server as the postgres user on a free port.
+# - A MongoDB-wire server: PyPI `secantusdb` (secantusd-py) in a venv under
+#   ~/.cache/dfs-venv; the tests start it on a free port.
+# Arguments go to the first `cargo test` (e.g. a test name filter); with
+# arguments the per-engine end-to-end passes are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dfs-target}
+
+if ! command -v initdb >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    echo "test.sh: installing PostgreSQL" >&2
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2
+fi
+VENV=${DFS_VENV:-$HOME/.cache/dfs-venv}
+SECANTUSDB_VERSION=0.7.0b3
+if ! "$VENV/bin/pip" show secantusdb 2>/dev/null | grep -q "^Version: $SECANTUSDB_VERSION$"; then
+    echo "test.sh: installing secantusdb $SECANTUSDB_VERSION into $VENV" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q "secantusdb==$SECANTUSDB_VERSION"
+fi
+export DFS_SECANTUSD="$VENV/bin/secantusd-py"
+
 cargo test --workspace --locked "$@"
+if [ $# -eq 0 ]; then
+    echo "test.sh: end-to-end data, lock, transaction and client tests on postgres" >&2
+    DFS_TEST_META=postgres cargo test -p dfs-cli --test e2e --locked -- data:: locks:: client::
+    # SecantusDB answers in ~7 ms a round trip: one test at a time keeps the
+    # kill -9 test's transactions within their retry budget on 2 cores.
+    echo "test.sh: end-to-end data, lock, transaction and client tests on mongo" >&2
+    DFS_TEST_META=mongo cargo test -p dfs-cli --test e2e --locked -- data:: locks:: client:: --test-threads=1
+fi

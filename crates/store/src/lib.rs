@@ -5,7 +5,10 @@
 //! - [`namespace`]: the [`NamespaceStore`] trait (directories, files, chunks, replicas).
 //! - [`locks`]: the [`LockStore`] trait (leases with fencing numbers).
 //! - [`tx`]: the [`TransactionStore`] trait (staged changes, applied at once).
+//! - [`dump`]: the [`DumpStore`] trait (export and import, to move between engines).
 //! - [`sqlite`]: the embedded engine, the default.
+//! - [`postgres`]: the PostgreSQL engine, for several directory services on one database.
+//! - [`mongo`]: the MongoDB engine, for several directory services on one database.
 //! - [`suite`]: the test suite every engine must pass; each engine's test file calls it.
 //! - [`open`]: picks an engine from a URL (`sqlite:///path/meta.db`).
 //!
@@ -13,14 +16,19 @@
 //! traits; every operation that must be atomic is one call, done in one
 //! database transaction by the engine, never read-then-write in a service.
 
+mod common;
+pub mod dump;
 pub mod locks;
+pub mod mongo;
 pub mod namespace;
+pub mod postgres;
 pub mod repair;
 pub mod sqlite;
 pub mod suite;
 pub mod tx;
 pub mod users;
 
+pub use dump::{Dump, DumpStore};
 pub use locks::LockStore;
 pub use namespace::NamespaceStore;
 pub use repair::RepairStore;
@@ -58,16 +66,26 @@ impl From<rusqlite::Error> for StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// An engine: it keeps users, the namespace, locks and transactions.
-pub trait Store: UserStore + NamespaceStore + LockStore + TransactionStore + RepairStore {}
-impl<T: UserStore + NamespaceStore + LockStore + TransactionStore + RepairStore> Store for T {}
+pub trait Store: UserStore + NamespaceStore + LockStore + TransactionStore + RepairStore + DumpStore {}
+impl<T: UserStore + NamespaceStore + LockStore + TransactionStore + RepairStore + DumpStore> Store for T {}
 
 /// The engines this build knows, for error messages.
-pub const ENGINES: &[&str] = &["sqlite:///PATH"];
+pub const ENGINES: &[&str] = &[
+    "sqlite:///PATH",
+    "mongodb://HOST:PORT/DB",
+    "postgres://USER@HOST:PORT/DB",
+];
 
 /// Opens the engine named by `url`; an unknown scheme lists the known ones.
 pub fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path))?));
+    }
+    if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
+        return Ok(Arc::new(mongo::MongoStore::open(url)?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PostgresStore::open(url)?));
     }
     Err(StoreError::Invalid(format!(
         "unknown metadata engine {url:?}; valid: {}",

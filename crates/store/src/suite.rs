@@ -1,6 +1,7 @@
 //! The behaviour every metadata engine must show. Each engine's test file
 //! calls every function here with a fresh, empty store.
 
+use crate::dump::{Dump, DumpEntry, DumpFence, DumpReplica, DumpUser, DUMP_FORMAT};
 use crate::namespace::{Principal, UploadRecord};
 use crate::users::SessionRecord;
 use crate::{Store, StoreError};
@@ -36,6 +37,8 @@ pub const ALL: &[(&str, SuiteTest)] = &[
         transactions_conflict_abort_expire_lock,
     ),
     ("repair_live_chunks_and_forgetting", repair_live_chunks_and_forgetting),
+    ("dump_exports_what_was_written", dump_exports_what_was_written),
+    ("dump_imports_into_an_empty_store", dump_imports_into_an_empty_store),
 ];
 
 pub fn users_create_list_delete(store: &dyn Store) {
@@ -1035,4 +1038,201 @@ pub fn repair_live_chunks_and_forgetting(store: &dyn Store) {
         1
     );
     assert_eq!(store.replicas(&[chunk(1, 4).id]).unwrap()[&chunk(1, 4).id], ["s1"]);
+}
+
+// ---- Export and import ----
+
+pub fn dump_exports_what_was_written(store: &dyn Store) {
+    let gone = store.create_user("gone", "hash-g", false, 10).unwrap();
+    let ann_record = store.create_user("ann", "hash-a", false, 11).unwrap();
+    store.delete_user("gone").unwrap();
+    let ann = user(ann_record.uid, "ann");
+    store.ensure_home(ann.uid, "ann", 1_000).unwrap();
+    store.mkdir(&ann, &path("/home/ann/d"), 0o750, false, 2_000).unwrap();
+    let chunks = [chunk(1, 4), chunk(2, 4), chunk(3, 1)];
+    write_file(store, &ann, "u1", "/home/ann/d/f", &chunks);
+    write_file(store, &ann, "u2", "/home/ann/d/f", &chunks[..2]);
+    store
+        .upsert_server(&ServerRef {
+            id: "s1".into(),
+            url: "http://127.0.0.1:1".into(),
+        })
+        .unwrap();
+    let lock = store
+        .acquire_lock(&ann, &path("/home/ann/d"), false, "n1", 100, 200)
+        .unwrap();
+
+    let dump = store.export().unwrap();
+    assert_eq!(dump.format, DUMP_FORMAT);
+    assert_eq!(
+        dump.users,
+        [DumpUser {
+            uid: ann.uid,
+            name: "ann".into(),
+            password_hash: "hash-a".into(),
+            admin: false,
+            created_at: 11,
+        }]
+    );
+    // The deleted user's uid is never handed out again.
+    assert!(dump.next_uid > gone.uid.max(ann.uid), "{}", dump.next_uid);
+    let paths: Vec<&str> = dump.entries.iter().map(|entry| entry.path.as_str()).collect();
+    assert_eq!(paths, ["/", "/home", "/home/ann", "/home/ann/d", "/home/ann/d/f"]);
+    let file = &dump.entries[4];
+    assert_eq!(
+        (
+            file.kind,
+            file.owner_uid,
+            file.version,
+            file.size,
+            file.chunks.as_slice()
+        ),
+        (EntryKind::File, ann.uid, 2, 8, &chunks[..2])
+    );
+    let dir = &dump.entries[3];
+    assert_eq!(
+        (dir.kind, dir.mode, dir.owner_name.as_str()),
+        (EntryKind::Dir, 0o750, "ann")
+    );
+    assert!(dir.chunks.is_empty());
+    assert_eq!(dump.servers.len(), 1);
+    // Replicas of every chunk ever recorded, sorted by (chunk, server).
+    assert_eq!(dump.replicas.len(), 6);
+    assert!(dump
+        .replicas
+        .windows(2)
+        .all(|pair| (&pair[0].chunk, &pair[0].server) < (&pair[1].chunk, &pair[1].server)));
+    assert_eq!(
+        dump.fences,
+        [DumpFence {
+            path: path("/home/ann/d"),
+            fence: lock.fence,
+        }]
+    );
+    assert_eq!(dump.counts().files, 1);
+
+    // Import only goes into an empty store; this one is unchanged by trying.
+    assert_err(
+        store.import(&dump),
+        |e| matches!(e, StoreError::Conflict(_)),
+        "not empty",
+    );
+    assert_eq!(store.export().unwrap(), dump);
+}
+
+pub fn dump_imports_into_an_empty_store(store: &dyn Store) {
+    let entry = |raw: &str, kind: EntryKind, owner_uid: u64, mode: u32, chunks: Vec<ChunkRef>| DumpEntry {
+        path: path(raw),
+        kind,
+        owner_uid,
+        owner_name: if owner_uid == 1 { "admin".into() } else { "ann".into() },
+        mode,
+        size: chunks.iter().map(|chunk| chunk.size).sum(),
+        mtime_ms: 5_000 + owner_uid,
+        version: if kind == EntryKind::File { 3 } else { 1 },
+        chunks,
+    };
+    let chunks = vec![chunk(7, 4), chunk(8, 2)];
+    let dump = Dump {
+        format: DUMP_FORMAT,
+        next_uid: 9,
+        users: vec![
+            DumpUser {
+                uid: 1,
+                name: "admin".into(),
+                password_hash: "hash-admin".into(),
+                admin: true,
+                created_at: 1,
+            },
+            DumpUser {
+                uid: 5,
+                name: "ann".into(),
+                password_hash: "hash-ann".into(),
+                admin: false,
+                created_at: 2,
+            },
+        ],
+        entries: vec![
+            entry("/", EntryKind::Dir, 1, 0o755, vec![]),
+            entry("/home", EntryKind::Dir, 1, 0o711, vec![]),
+            entry("/home/ann", EntryKind::Dir, 5, 0o700, vec![]),
+            entry("/home/ann/f", EntryKind::File, 5, 0o600, chunks.clone()),
+            entry("/srv", EntryKind::Dir, 1, 0o755, vec![]),
+        ],
+        servers: vec![ServerRef {
+            id: "s1".into(),
+            url: "http://127.0.0.1:1".into(),
+        }],
+        replicas: vec![
+            DumpReplica {
+                chunk: chunks[0].id.clone(),
+                server: "s1".into(),
+                size: 4,
+            },
+            DumpReplica {
+                chunk: chunks[1].id.clone(),
+                server: "s1".into(),
+                size: 2,
+            },
+        ],
+        fences: vec![DumpFence {
+            path: path("/srv"),
+            fence: 42,
+        }],
+    };
+
+    // A broken dump writes nothing, not even the users that came before the fault.
+    let mut orphan = dump.clone();
+    orphan
+        .entries
+        .push(entry("/nowhere/x", EntryKind::Dir, 1, 0o755, vec![]));
+    assert_err(
+        store.import(&orphan),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "/nowhere/x",
+    );
+    let mut under_file = dump.clone();
+    under_file
+        .entries
+        .insert(4, entry("/home/ann/f/x", EntryKind::Dir, 5, 0o755, vec![]));
+    assert_err(
+        store.import(&under_file),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "not a directory",
+    );
+    let mut future = dump.clone();
+    future.format = DUMP_FORMAT + 1;
+    assert_err(store.import(&future), |e| matches!(e, StoreError::Invalid(_)), "format");
+    assert_eq!(store.user_count().unwrap(), 0);
+    assert_eq!(names(store, &admin(), "/"), ["home"]);
+
+    store.import(&dump).unwrap();
+    assert_eq!(store.export().unwrap(), dump);
+
+    let ann = user(5, "ann");
+    assert_eq!(store.user_by_name("ann").unwrap().unwrap().password_hash, "hash-ann");
+    let (stat, listed) = store.file_chunks(&ann, &path("/home/ann/f")).unwrap();
+    assert_eq!(
+        (stat.version, stat.size, stat.mode, stat.mtime_ms),
+        (3, 6, 0o600, 5_005)
+    );
+    assert_eq!(listed, chunks);
+    assert_eq!(store.replicas(&[chunks[1].id.clone()]).unwrap()[&chunks[1].id], ["s1"]);
+    assert_eq!(store.stat(&ann, &path("/home")).unwrap().mode, 0o711);
+    assert_err(
+        store.list(&user(6, "bob"), &path("/home/ann")),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "/home/ann",
+    );
+    // Counters carry on after the imported ones.
+    assert!(store.create_user("carl", "h", false, 3).unwrap().uid >= 9);
+    let lock = store.acquire_lock(&admin(), &path("/srv"), false, "n", 10, 20).unwrap();
+    assert!(lock.fence > 42, "{}", lock.fence);
+    // A file written after the import is a new version of the imported one.
+    assert_eq!(write_file(store, &ann, "u9", "/home/ann/f", &chunks[..1]).version, 4);
+    assert_err(
+        store.import(&dump),
+        |e| matches!(e, StoreError::Conflict(_)),
+        "not empty",
+    );
 }

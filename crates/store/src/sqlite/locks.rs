@@ -10,7 +10,7 @@ use dfs_proto::locks::{make_token, token_fence};
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, OptionalExtension, Row, Transaction};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE locks (
@@ -83,7 +83,7 @@ fn covering(path: &DfsPath) -> (String, Vec<Value>) {
 }
 
 /// Live locks on `path`, above it or below it, oldest grant first.
-fn covering_locks(tx: &Transaction<'_>, path: &DfsPath, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
+fn covering_locks(tx: &Connection, path: &DfsPath, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
     let (condition, mut values) = covering(path);
     values.push(Value::Integer(now as i64));
     let mut statement = tx.prepare(&format!(
@@ -98,7 +98,7 @@ fn covering_locks(tx: &Transaction<'_>, path: &DfsPath, now: UnixSeconds) -> Sto
 /// The lock rule for a write changing `path` (see [`crate::locks`]): every
 /// live lock on, above or below it must carry the writer's token, and that
 /// token must not be older than the latest grant there.
-pub(super) fn check_locks(tx: &Transaction<'_>, who: &Principal, path: &DfsPath, now: UnixSeconds) -> StoreResult<()> {
+pub(super) fn check_locks(tx: &Connection, who: &Principal, path: &DfsPath, now: UnixSeconds) -> StoreResult<()> {
     let presented = who.lock_token.as_deref();
     for lock in covering_locks(tx, path, now)? {
         // A token counts only in its holder's hands.
@@ -128,7 +128,7 @@ pub(super) fn check_locks(tx: &Transaction<'_>, who: &Principal, path: &DfsPath,
 
 /// An exclusive lock needs WRITE on the path (on its parent if it does not
 /// exist yet), a shared one READ (EXECUTE on the parent).
-fn check_lock_permission(tx: &Transaction<'_>, who: &Principal, path: &DfsPath, shared: bool) -> StoreResult<()> {
+fn check_lock_permission(tx: &Connection, who: &Principal, path: &DfsPath, shared: bool) -> StoreResult<()> {
     let existing = if path.is_root() {
         Some(resolve(tx, who, path)?)
     } else {
@@ -148,7 +148,7 @@ fn check_lock_permission(tx: &Transaction<'_>, who: &Principal, path: &DfsPath, 
 }
 
 /// The live lock `token`, if `who` may act on it.
-fn held_lock(tx: &Transaction<'_>, who: &Principal, token: &str, now: UnixSeconds) -> StoreResult<LockRecord> {
+fn held_lock(tx: &Connection, who: &Principal, token: &str, now: UnixSeconds) -> StoreResult<LockRecord> {
     let lock = tx
         .query_row(
             &format!("SELECT {LOCK_COLUMNS} FROM locks WHERE token = ?1 AND expires_at > ?2"),

@@ -1,16 +1,58 @@
 //! The embedded SQLite engine: one database file, WAL mode, `synchronous=FULL`
 //! so that a commit is on disk before the call returns.
+//!
+//! # Group commit
+//!
+//! Every write ([`SqliteStore::write`]) is acknowledged only once a COMMIT
+//! containing it has returned, and with `synchronous=FULL` in WAL mode that
+//! COMMIT has fsync'd the log: the durability promise is unchanged. What
+//! changes is that concurrent writers share one transaction and so one fsync:
+//!
+//! - All writes go through one connection behind a mutex. A writer holding
+//!   it opens a batch (`BEGIN IMMEDIATE`) if none is open, then runs its own
+//!   operation, on its own thread and with its own borrowed arguments, inside
+//!   `SAVEPOINT op`: `RELEASE` on success, `ROLLBACK TO` (then `RELEASE`) on an
+//!   error or a panic, so a failing operation never affects the others.
+//! - Then, if other threads are queued on the mutex (and the batch holds fewer
+//!   than [`MAX_BATCH`] operations), it leaves the transaction open and lets
+//!   the next one in; the last writer of a burst (nobody queued) COMMITs. This
+//!   is leader/follower with the leadership passed along the queue: whoever
+//!   finds nobody behind it commits for everyone.
+//! - Every writer, committer or not, then waits for the outcome of its batch
+//!   and only then returns: its own result if the COMMIT succeeded, the COMMIT's
+//!   error otherwise (all operations of a failed batch get it, including those
+//!   whose own result was an error, since that error may have depended on an
+//!   earlier operation of the batch that is now lost).
+//! - A batch is left open only while some thread is queued for the mutex, and
+//!   every thread that takes the mutex either joins the batch and repeats this
+//!   rule or, if it is not a batched write ([`SqliteStore::lock`]), commits the
+//!   batch first: so an open batch always has a thread on its way to commit it.
+//! - If SQLite rolls the whole transaction back by itself (I/O error, disk full)
+//!   or a savepoint cannot be released or rolled back, the batch is abandoned
+//!   (ROLLBACK) and every operation in it gets the error.
+//!
+//! Reads on a file database use a second connection: in WAL mode it sees only
+//! committed transactions, never an open batch, and does not wait for one. An
+//! in-memory database has one connection, so a read commits any open batch
+//! first (see [`SqliteStore::lock`]).
 
+mod dump;
 mod locks;
 mod namespace;
 mod repair;
 mod tx;
 mod users;
 
-use crate::StoreResult;
-use rusqlite::Connection;
+use crate::{StoreError, StoreResult};
+use rusqlite::{Connection, TransactionBehavior};
+use std::ops::{Deref, DerefMut};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// The most operations one group commit holds.
+const MAX_BATCH: usize = 64;
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -38,7 +80,90 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub struct SqliteStore {
-    connection: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Threads waiting for `writer` (see the module docs).
+    queued: AtomicUsize,
+    /// A second connection for reads, on a file database.
+    reader: Option<Mutex<Connection>>,
+}
+
+/// The write connection and the batch open on it, if any.
+struct Writer {
+    connection: Connection,
+    batch: Option<Arc<Batch>>,
+    /// Operations in the open batch.
+    len: usize,
+}
+
+/// The outcome of one group commit, awaited by every operation in it.
+#[derive(Default)]
+struct Batch {
+    outcome: Mutex<Option<Result<(), String>>>,
+    done: Condvar,
+}
+
+impl Batch {
+    fn finish(&self, outcome: Result<(), String>) {
+        *self.outcome.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(outcome);
+        self.done.notify_all();
+    }
+
+    fn wait(&self) -> StoreResult<()> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        loop {
+            match &*outcome {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(error)) => return Err(StoreError::Backend(anyhow::anyhow!("commit failed: {error}"))),
+                None => outcome = self.done.wait(outcome).unwrap_or_else(|poisoned| poisoned.into_inner()),
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// Commits the open batch, if any, and tells its operations the outcome.
+    fn commit_batch(&mut self) {
+        if let Some(batch) = self.batch.take() {
+            self.len = 0;
+            let outcome = self
+                .connection
+                .execute_batch("COMMIT")
+                .map_err(|error| error.to_string());
+            if outcome.is_err() && !self.connection.is_autocommit() {
+                let _ = self.connection.execute_batch("ROLLBACK");
+            }
+            batch.finish(outcome);
+        }
+    }
+
+    /// Rolls the open batch back: every operation in it gets `error`.
+    fn abandon_batch(&mut self, error: &str) {
+        if let Some(batch) = self.batch.take() {
+            self.len = 0;
+            if !self.connection.is_autocommit() {
+                let _ = self.connection.execute_batch("ROLLBACK");
+            }
+            batch.finish(Err(error.to_string()));
+        }
+    }
+}
+
+/// The write connection with no batch open, for statements outside
+/// [`SqliteStore::write`] (each its own autocommit transaction, or one it opens).
+pub(super) struct ConnectionGuard<'a>(MutexGuard<'a, Writer>);
+
+impl Deref for ConnectionGuard<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.0.connection
+    }
+}
+
+impl DerefMut for ConnectionGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.0.connection
+    }
 }
 
 impl SqliteStore {
@@ -48,7 +173,12 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(|error| anyhow::anyhow!("creating {}: {error}", dir.display()))?;
         }
         let connection = Connection::open(path)?;
-        Self::with_connection(connection)
+        let mut store = Self::with_connection(connection)?;
+        let reader = Connection::open(path)?;
+        reader.busy_timeout(std::time::Duration::from_secs(10))?;
+        reader.pragma_update(None, "foreign_keys", "ON")?;
+        store.reader = Some(Mutex::new(reader));
+        Ok(store)
     }
 
     /// A private in-memory database, for tests.
@@ -63,14 +193,104 @@ impl SqliteStore {
         connection.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut connection)?;
         Ok(SqliteStore {
-            connection: Mutex::new(connection),
+            writer: Mutex::new(Writer {
+                connection,
+                batch: None,
+                len: 0,
+            }),
+            queued: AtomicUsize::new(0),
+            reader: None,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (the
-        // transaction rolls back when dropped), so a poisoned lock is usable.
-        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Takes the write connection, counted in `queued` while waiting.
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        // Operations run under catch_unwind and a panic elsewhere leaves SQLite
+        // consistent (an open transaction rolls back), so a poisoned lock is usable.
+        let writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        writer
+    }
+
+    /// The write connection, after committing any open batch, for statements
+    /// that are not batched (see [`ConnectionGuard`]).
+    pub(super) fn lock(&self) -> ConnectionGuard<'_> {
+        let mut writer = self.writer();
+        writer.commit_batch();
+        ConnectionGuard(writer)
+    }
+
+    /// Runs `work` atomically in the group commit (see the module docs):
+    /// inside a savepoint of a shared IMMEDIATE transaction, returning only
+    /// once a COMMIT containing it has succeeded.
+    pub(super) fn write<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let mut writer = self.writer();
+        if writer.batch.is_none() {
+            writer.connection.execute_batch("BEGIN IMMEDIATE")?;
+            writer.batch = Some(Arc::new(Batch::default()));
+        }
+        let batch = Arc::clone(writer.batch.as_ref().expect("a batch is open"));
+        if let Err(error) = writer.connection.execute_batch("SAVEPOINT op") {
+            writer.abandon_batch(&error.to_string());
+            drop(writer);
+            let _ = batch.wait();
+            return Err(error.into());
+        }
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| work(&writer.connection)));
+        let settled = if writer.connection.is_autocommit() {
+            // SQLite rolled the whole transaction back (I/O error, disk full...).
+            Err("the transaction was rolled back".to_string())
+        } else if matches!(outcome, Ok(Ok(_))) {
+            writer
+                .connection
+                .execute_batch("RELEASE op")
+                .map_err(|error| error.to_string())
+        } else {
+            writer
+                .connection
+                .execute_batch("ROLLBACK TO op; RELEASE op")
+                .map_err(|error| error.to_string())
+        };
+        match settled {
+            Err(error) => writer.abandon_batch(&error),
+            Ok(()) => {
+                writer.len += 1;
+                if self.queued.load(Ordering::SeqCst) == 0 || writer.len >= MAX_BATCH {
+                    writer.commit_batch();
+                }
+            }
+        }
+        drop(writer);
+        let committed = batch.wait();
+        match outcome {
+            Err(panic) => panic::resume_unwind(panic),
+            Ok(result) => {
+                committed?;
+                result
+            }
+        }
+    }
+
+    /// Runs `work` in one read transaction, for a consistent snapshot of what
+    /// is committed.
+    pub(super) fn read<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        match &self.reader {
+            Some(reader) => {
+                let mut connection = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
+                let value = work(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            }
+            None => {
+                let mut connection = self.lock();
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
+                let value = work(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            }
+        }
     }
 }
 

@@ -4,15 +4,14 @@
 use super::locks::{check_locks, now_secs};
 use super::SqliteStore;
 use crate::namespace::{
-    permits, NamespaceCounts, NamespaceStore, Principal, UploadRecord, DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ,
-    WRITE,
+    NamespaceCounts, NamespaceStore, Principal, UploadRecord, DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ, WRITE,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind, Listing, Stat};
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
-use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
 
 /// The root is inode 1 (its parent, 0, is no inode); `/home` is inode 2.
@@ -69,41 +68,7 @@ INSERT INTO inodes (id, parent, name, kind, owner_uid, owner_name, mode, size, m
 const ROOT_ID: i64 = 1;
 const NODE_COLUMNS: &str = "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version";
 
-/// One inode row.
-#[derive(Debug, Clone)]
-pub(super) struct Node {
-    pub(super) id: i64,
-    pub(super) kind: EntryKind,
-    pub(super) owner_uid: u64,
-    pub(super) owner_name: String,
-    pub(super) mode: u32,
-    pub(super) size: u64,
-    pub(super) mtime_ms: u64,
-    pub(super) version: u64,
-}
-
-impl Node {
-    pub(super) fn is_dir(&self) -> bool {
-        self.kind == EntryKind::Dir
-    }
-
-    pub(super) fn stat(&self, path: DfsPath) -> Stat {
-        Stat {
-            path,
-            kind: self.kind,
-            owner_uid: self.owner_uid,
-            owner: self.owner_name.clone(),
-            mode: self.mode,
-            size: self.size,
-            mtime_ms: self.mtime_ms,
-            version: self.version,
-        }
-    }
-
-    pub(super) fn permits(&self, who: &Principal, wanted: u32) -> bool {
-        permits(who, self.owner_uid, self.mode, wanted)
-    }
-}
+pub(super) use crate::common::Node;
 
 fn node_from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
     let kind: String = row.get(3)?;
@@ -146,7 +111,7 @@ fn exists(path: &DfsPath) -> StoreError {
     StoreError::AlreadyExists(format!("already exists: {path}"))
 }
 
-pub(super) fn child(tx: &Transaction<'_>, parent: i64, name: &str) -> StoreResult<Option<Node>> {
+pub(super) fn child(tx: &Connection, parent: i64, name: &str) -> StoreResult<Option<Node>> {
     Ok(tx
         .query_row(
             &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND name = ?2"),
@@ -156,7 +121,7 @@ pub(super) fn child(tx: &Transaction<'_>, parent: i64, name: &str) -> StoreResul
         .optional()?)
 }
 
-pub(super) fn node_by_id(tx: &Transaction<'_>, id: i64) -> StoreResult<Node> {
+pub(super) fn node_by_id(tx: &Connection, id: i64) -> StoreResult<Node> {
     Ok(tx.query_row(
         &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE id = ?1"),
         [id],
@@ -177,7 +142,7 @@ fn check_traversable(node: &Node, who: &Principal, walked: &DfsPath) -> StoreRes
 }
 
 /// Walks from the root to `path`, needing EXECUTE on every directory passed through.
-pub(super) fn resolve(tx: &Transaction<'_>, who: &Principal, path: &DfsPath) -> StoreResult<Node> {
+pub(super) fn resolve(tx: &Connection, who: &Principal, path: &DfsPath) -> StoreResult<Node> {
     let mut node = node_by_id(tx, ROOT_ID)?;
     let mut walked = DfsPath::root();
     for name in path.components() {
@@ -194,7 +159,7 @@ pub(super) fn resolve(tx: &Transaction<'_>, who: &Principal, path: &DfsPath) -> 
 /// to be a directory on which `who` holds EXECUTE; returns it, the last
 /// name, and the entry at `path` if there is one.
 pub(super) fn resolve_parent<'p>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     who: &Principal,
     path: &'p DfsPath,
 ) -> StoreResult<(Node, &'p str, Option<Node>)> {
@@ -215,7 +180,7 @@ pub(super) fn resolve_parent<'p>(
 /// Like [`resolve_parent`], also requiring WRITE on the parent: for
 /// creating, deleting and renaming entries.
 pub(super) fn resolve_for_change<'p>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     who: &Principal,
     path: &'p DfsPath,
 ) -> StoreResult<(Node, &'p str, Option<Node>)> {
@@ -226,7 +191,7 @@ pub(super) fn resolve_for_change<'p>(
     Ok((parent, name, existing))
 }
 
-fn touch(tx: &Transaction<'_>, id: i64, now_ms: u64) -> StoreResult<()> {
+fn touch(tx: &Connection, id: i64, now_ms: u64) -> StoreResult<()> {
     tx.execute(
         "UPDATE inodes SET mtime_ms = MAX(mtime_ms, ?1) WHERE id = ?2",
         params![now_ms, id],
@@ -235,7 +200,7 @@ fn touch(tx: &Transaction<'_>, id: i64, now_ms: u64) -> StoreResult<()> {
 }
 
 fn insert_node(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     parent: i64,
     name: &str,
     kind: EntryKind,
@@ -260,7 +225,7 @@ fn insert_node(
     node_by_id(tx, tx.last_insert_rowid())
 }
 
-fn has_children(tx: &Transaction<'_>, id: i64) -> StoreResult<bool> {
+fn has_children(tx: &Connection, id: i64) -> StoreResult<bool> {
     Ok(tx
         .query_row("SELECT 1 FROM inodes WHERE parent = ?1 LIMIT 1", [id], |_| Ok(()))
         .optional()?
@@ -296,7 +261,7 @@ fn chunk_id(raw: String) -> rusqlite::Result<ChunkId> {
 /// The checks shared by beginning and committing an upload; returns the
 /// parent, the name, and the existing file.
 fn check_upload_target<'p>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     who: &Principal,
     path: &'p DfsPath,
     no_clobber: bool,
@@ -319,7 +284,7 @@ fn check_upload_target<'p>(
 
 /// [`NamespaceStore::mkdir`] inside an open transaction, lock checks included.
 pub(super) fn mkdir_in(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     who: &Principal,
     path: &DfsPath,
     mode: u32,
@@ -370,7 +335,7 @@ pub(super) fn mkdir_in(
 
 /// [`NamespaceStore::remove`] inside an open transaction, lock checks included.
 pub(super) fn remove_in(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     who: &Principal,
     path: &DfsPath,
     recursive: bool,
@@ -423,7 +388,7 @@ pub(super) fn remove_in(
 
 /// [`NamespaceStore::rename`] inside an open transaction, lock checks included.
 pub(super) fn rename_in(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     who: &Principal,
     from: &DfsPath,
     to: &DfsPath,
@@ -475,7 +440,7 @@ pub(super) fn rename_in(
 /// an upload commit: locks, durable chunks, permissions and `no_clobber`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_file(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     who: &Principal,
     path: &DfsPath,
     no_clobber: bool,
@@ -524,7 +489,7 @@ pub(super) fn write_file(
 }
 
 /// Records a pending upload.
-pub(super) fn insert_upload(tx: &Transaction<'_>, upload: &UploadRecord) -> StoreResult<()> {
+pub(super) fn insert_upload(tx: &Connection, upload: &UploadRecord) -> StoreResult<()> {
     tx.execute(
         &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
         params![
@@ -541,27 +506,6 @@ pub(super) fn insert_upload(tx: &Transaction<'_>, upload: &UploadRecord) -> Stor
         ],
     )?;
     Ok(())
-}
-
-impl SqliteStore {
-    /// Runs `work` in one IMMEDIATE transaction (the write lock is taken up
-    /// front, so concurrent writers queue instead of failing), committing on success.
-    pub(super) fn write<T>(&self, work: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        let mut connection = self.lock();
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = work(&tx)?;
-        tx.commit()?;
-        Ok(value)
-    }
-
-    /// Runs `work` in one read transaction, for a consistent snapshot.
-    pub(super) fn read<T>(&self, work: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        let mut connection = self.lock();
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let value = work(&tx)?;
-        tx.commit()?;
-        Ok(value)
-    }
 }
 
 impl NamespaceStore for SqliteStore {
@@ -703,14 +647,15 @@ impl NamespaceStore for SqliteStore {
     }
 
     fn upload(&self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>> {
-        let connection = self.lock();
-        Ok(connection
-            .query_row(
-                &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1 AND expires_at > ?2"),
-                params![id, now],
-                upload_from_row,
-            )
-            .optional()?)
+        self.read(|connection| {
+            Ok(connection
+                .query_row(
+                    &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1 AND expires_at > ?2"),
+                    params![id, now],
+                    upload_from_row,
+                )
+                .optional()?)
+        })
     }
 
     fn delete_upload(&self, id: &str) -> StoreResult<bool> {
@@ -810,17 +755,18 @@ impl NamespaceStore for SqliteStore {
     }
 
     fn servers(&self) -> StoreResult<Vec<ServerRef>> {
-        let connection = self.lock();
-        let mut statement = connection.prepare("SELECT id, url FROM servers ORDER BY id")?;
-        let servers = statement
-            .query_map([], |row| {
-                Ok(ServerRef {
-                    id: row.get(0)?,
-                    url: row.get(1)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(servers)
+        self.read(|connection| {
+            let mut statement = connection.prepare("SELECT id, url FROM servers ORDER BY id")?;
+            let servers = statement
+                .query_map([], |row| {
+                    Ok(ServerRef {
+                        id: row.get(0)?,
+                        url: row.get(1)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(servers)
+        })
     }
 
     fn counts(&self) -> StoreResult<NamespaceCounts> {
@@ -847,7 +793,7 @@ impl NamespaceStore for SqliteStore {
 
 /// The unexpired upload `upload_id`, if `who` started it.
 pub(super) fn owned_upload(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     who: &Principal,
     upload_id: &str,
     now: UnixSeconds,

@@ -5,11 +5,11 @@ use crate::repair::RepairStore;
 use crate::tx::StagedOp;
 use crate::StoreResult;
 use dfs_proto::chunk::ChunkId;
-use rusqlite::Transaction;
+use rusqlite::Connection;
 use std::collections::HashMap;
 
 /// Chunks named by staged transaction uploads.
-fn staged_chunks(tx: &Transaction<'_>) -> StoreResult<HashMap<ChunkId, u64>> {
+fn staged_chunks(tx: &Connection) -> StoreResult<HashMap<ChunkId, u64>> {
     let mut statement = tx.prepare("SELECT op FROM tx_ops")?;
     let ops = statement
         .query_map([], |row| row.get::<_, String>(0))?

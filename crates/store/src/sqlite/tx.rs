@@ -14,7 +14,7 @@ use crate::{StoreError, StoreResult};
 use dfs_proto::namespace::ChunkRef;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE transactions (
@@ -43,7 +43,7 @@ const ROOT_ID: i64 = 1;
 
 /// The entry at `path` now, found without permission checks (the read set
 /// records states; permissions are checked when the change is applied).
-fn peek(tx: &Transaction<'_>, path: &DfsPath) -> StoreResult<Option<Node>> {
+fn peek(tx: &Connection, path: &DfsPath) -> StoreResult<Option<Node>> {
     let mut node = node_by_id(tx, ROOT_ID)?;
     for name in path.components() {
         if !node.is_dir() {
@@ -62,7 +62,7 @@ fn no_such_transaction(id: &str) -> StoreError {
 }
 
 /// Checks that transaction `id` is live at `now` and belongs to `who`.
-fn owned_transaction(tx: &Transaction<'_>, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
+fn owned_transaction(tx: &Connection, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
     let owner: u64 = tx
         .query_row(
             "SELECT owner_uid FROM transactions WHERE id = ?1 AND expires_at > ?2",
@@ -80,7 +80,7 @@ fn owned_transaction(tx: &Transaction<'_>, who: &Principal, id: &str, now: UnixS
 }
 
 /// Records `op` and the first-seen state of the paths it writes.
-fn stage_in(tx: &Transaction<'_>, id: &str, op: &StagedOp) -> StoreResult<()> {
+fn stage_in(tx: &Connection, id: &str, op: &StagedOp) -> StoreResult<()> {
     for path in op.written_paths() {
         let seen = peek(tx, path)?;
         tx.execute(
@@ -103,7 +103,7 @@ fn stage_in(tx: &Transaction<'_>, id: &str, op: &StagedOp) -> StoreResult<()> {
 }
 
 /// Checks the read set, then applies every staged change in order.
-fn commit_in(tx: &Transaction<'_>, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {
+fn commit_in(tx: &Connection, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {
     owned_transaction(tx, who, id, now)?;
     let reads = {
         let mut statement = tx.prepare("SELECT path, inode, version FROM tx_reads WHERE tx = ?1 ORDER BY path")?;

@@ -1,0 +1,184 @@
+//! Pure helpers shared by the engines: the inode record of the SQL engines,
+//! the one-line error messages of the namespace, the lock rule, and the paths a lock on a path conflicts with.
+//! Nothing here touches a database.
+
+use crate::locks::LockRecord;
+use crate::namespace::{permits, Principal};
+use crate::{StoreError, StoreResult};
+use dfs_proto::chunk::ChunkId;
+use dfs_proto::locks::token_fence;
+use dfs_proto::namespace::{EntryKind, Stat};
+use dfs_proto::path::DfsPath;
+use dfs_proto::UnixSeconds;
+
+/// One directory or file as the SQL engines keep it (one inode row).
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub(crate) id: i64,
+    pub(crate) kind: EntryKind,
+    pub(crate) owner_uid: u64,
+    pub(crate) owner_name: String,
+    pub(crate) mode: u32,
+    pub(crate) size: u64,
+    pub(crate) mtime_ms: u64,
+    pub(crate) version: u64,
+}
+
+impl Node {
+    pub(crate) fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Dir
+    }
+
+    pub(crate) fn stat(&self, path: DfsPath) -> Stat {
+        Stat {
+            path,
+            kind: self.kind,
+            owner_uid: self.owner_uid,
+            owner: self.owner_name.clone(),
+            mode: self.mode,
+            size: self.size,
+            mtime_ms: self.mtime_ms,
+            version: self.version,
+        }
+    }
+
+    pub(crate) fn permits(&self, who: &Principal, wanted: u32) -> bool {
+        permits(who, self.owner_uid, self.mode, wanted)
+    }
+}
+
+pub(crate) fn not_found(path: &DfsPath) -> StoreError {
+    StoreError::NotFound(format!("no such file or directory: {path}"))
+}
+
+pub(crate) fn denied(path: &DfsPath) -> StoreError {
+    StoreError::PermissionDenied(format!("permission denied: {path}"))
+}
+
+pub(crate) fn not_a_directory(path: &DfsPath) -> StoreError {
+    StoreError::Invalid(format!("not a directory: {path}"))
+}
+
+pub(crate) fn is_a_directory(path: &DfsPath) -> StoreError {
+    StoreError::Invalid(format!("is a directory: {path}"))
+}
+
+pub(crate) fn exists(path: &DfsPath) -> StoreError {
+    StoreError::AlreadyExists(format!("already exists: {path}"))
+}
+
+pub(crate) fn not_empty(path: &DfsPath) -> StoreError {
+    StoreError::Conflict(format!("directory not empty: {path}"))
+}
+
+/// A chunk with fewer recorded replicas than an upload needs.
+pub(crate) fn not_durable(chunk: &ChunkId, recorded: u64, replication: u32) -> StoreError {
+    StoreError::Conflict(format!(
+        "chunk {chunk} is not durable: {recorded} of {replication} replicas recorded"
+    ))
+}
+
+pub(crate) fn no_such_upload(id: &str) -> StoreError {
+    StoreError::NotFound(format!("no such upload (finished, aborted or expired): {id}"))
+}
+
+pub(crate) fn no_such_transaction(id: &str) -> StoreError {
+    StoreError::NotFound(format!("no such transaction (committed, aborted or expired): {id}"))
+}
+
+pub(crate) fn no_such_lock(token: &str) -> StoreError {
+    StoreError::NotFound(format!("no such lock (released or expired): {token}"))
+}
+
+/// `what` (e.g. "upload u1", "transaction t1") is someone else's.
+pub(crate) fn belongs_to_another_user(what: &str) -> StoreError {
+    StoreError::PermissionDenied(format!("permission denied: {what} belongs to another user"))
+}
+
+/// Seconds since the Unix epoch, for the writes whose trait method takes no time.
+pub(crate) fn now_secs() -> UnixSeconds {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// The lock paths that matter for `path`: a lock on `path` or one of
+/// `ancestors` covers it, and so does one in `[below_from, below_to)` (its
+/// descendants, in byte order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Covering {
+    /// `path` itself, then its ancestors up to `/`.
+    pub(crate) paths: Vec<String>,
+    pub(crate) below_from: String,
+    pub(crate) below_to: String,
+}
+
+pub(crate) fn covering(path: &DfsPath) -> Covering {
+    let mut paths = vec![path.as_str().to_string()];
+    let mut current = path.parent();
+    while let Some(ancestor) = current {
+        current = ancestor.parent();
+        paths.push(ancestor.as_str().to_string());
+    }
+    // Descendants are exactly the paths in [prefix, prefix with its final '/' as '0').
+    let below_from = if path.is_root() {
+        "/".to_string()
+    } else {
+        format!("{path}/")
+    };
+    let below_to = format!("{}0", &below_from[..below_from.len() - 1]);
+    Covering {
+        paths,
+        below_from,
+        below_to,
+    }
+}
+
+/// The lock rule for a write changing `path` (see [`crate::locks`]), given
+/// the live locks covering it and, asked only when the writer presents a
+/// token, the latest grant on a covering path as (path, fence): every live
+/// lock must carry the writer's token, and that token must not be older
+/// than the latest grant.
+pub(crate) fn check_lock_rule(
+    who: &Principal,
+    path: &DfsPath,
+    live: &[LockRecord],
+    latest_grant: impl FnOnce() -> StoreResult<Option<(String, u64)>>,
+) -> StoreResult<()> {
+    let presented = who.lock_token.as_deref();
+    for lock in live {
+        // A token counts only in its holder's hands.
+        if presented != Some(lock.token.as_str()) || lock.holder_uid != who.uid {
+            return Err(StoreError::Locked(lock.refusal()));
+        }
+    }
+    let Some(token) = presented else {
+        return Ok(());
+    };
+    let fence = token_fence(token).ok_or_else(|| StoreError::Invalid(format!("malformed lock token {token:?}")))?;
+    match latest_grant()? {
+        Some((locked_path, latest)) if latest > fence => Err(StoreError::Locked(format!(
+            "locked: the lock token for {path} is stale: {locked_path} was locked again since (fence {latest}, yours {fence})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn covering_lists_ancestors_and_the_descendant_range() {
+        let covering = covering(&DfsPath::parse("/a/b").unwrap());
+        assert_eq!(covering.paths, ["/a/b", "/a", "/"]);
+        assert_eq!(
+            (covering.below_from.as_str(), covering.below_to.as_str()),
+            ("/a/b/", "/a/b0")
+        );
+        let root = super::covering(&DfsPath::root());
+        assert_eq!(root.paths, ["/"]);
+        assert_eq!((root.below_from.as_str(), root.below_to.as_str()), ("/", "0"));
+    }
+}

@@ -1,0 +1,112 @@
+//! Moving a cluster's metadata between engines: `dfs meta export` writes a
+//! [`Dump`] as JSON lines, `dfs meta import` loads it into an empty store.
+//!
+//! A dump holds what a cluster cannot lose: users (with their password
+//! hashes and the next uid, so uids are never reused), every directory and
+//! file with owner, mode, size, mtime, version and chunk list, the file
+//! servers, the chunk replicas, and the latest fencing number of every path
+//! (so fencing keeps growing). It leaves out what is short-lived by design:
+//! login sessions (users log in again), live locks, pending uploads and open
+//! transactions. Export with the directory and security services stopped.
+
+use crate::namespace::NamespaceCounts;
+use crate::StoreResult;
+use dfs_proto::chunk::{ChunkId, ServerRef};
+use dfs_proto::namespace::{ChunkRef, EntryKind};
+use dfs_proto::path::DfsPath;
+use serde::{Deserialize, Serialize};
+
+/// Version of the dump format; `import` refuses other versions.
+pub const DUMP_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpUser {
+    pub uid: u64,
+    pub name: String,
+    pub password_hash: String,
+    pub admin: bool,
+    pub created_at: u64,
+}
+
+/// One directory or file, `/` included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpEntry {
+    pub path: DfsPath,
+    pub kind: EntryKind,
+    pub owner_uid: u64,
+    pub owner_name: String,
+    pub mode: u32,
+    pub size: u64,
+    pub mtime_ms: u64,
+    pub version: u64,
+    /// In file order; empty for directories.
+    pub chunks: Vec<ChunkRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpReplica {
+    pub chunk: ChunkId,
+    pub server: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpFence {
+    pub path: DfsPath,
+    pub fence: u64,
+}
+
+/// Everything [`DumpStore::export`] returns and [`DumpStore::import`] takes.
+/// Every list is sorted: users by uid, entries by path (so a parent comes
+/// before its children), servers by id, replicas by (chunk, server), fences
+/// by path. Two stores holding the same metadata export equal dumps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dump {
+    pub format: u32,
+    /// The uid the next created user gets (greater than every uid ever given).
+    pub next_uid: u64,
+    pub users: Vec<DumpUser>,
+    pub entries: Vec<DumpEntry>,
+    pub servers: Vec<ServerRef>,
+    pub replicas: Vec<DumpReplica>,
+    pub fences: Vec<DumpFence>,
+}
+
+impl Dump {
+    /// Totals, to print after an export or import.
+    pub fn counts(&self) -> NamespaceCounts {
+        let mut counts = NamespaceCounts::default();
+        let mut chunks = std::collections::HashSet::new();
+        for entry in &self.entries {
+            match entry.kind {
+                EntryKind::File => counts.files += 1,
+                EntryKind::Dir => counts.directories += 1,
+            }
+            chunks.extend(entry.chunks.iter().map(|chunk| chunk.id.clone()));
+        }
+        counts.chunks = chunks.len() as u64;
+        for replica in &self.replicas {
+            *counts.replicas_per_server.entry(replica.server.clone()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// Implemented by every engine.
+pub trait DumpStore: Send + Sync {
+    /// Everything listed in [`Dump`], read in one consistent snapshot
+    /// (one read transaction).
+    fn export(&self) -> StoreResult<Dump>;
+
+    /// Loads `dump` into this store in one transaction: every user with its
+    /// uid, every entry with its attributes (`/` and `/home` take the
+    /// dump's attributes), servers, replicas, fences; then sets the uid
+    /// counter so the next user gets `next_uid` or more, and the next lock
+    /// grant gets a fence greater than every fence in `fences` (the latest
+    /// grant of every path is kept, so that is greater than any fence ever
+    /// handed out). Refused with `Conflict` unless the store
+    /// is empty (no user, and no entry but `/` and `/home`); `Invalid` if the
+    /// format differs or an entry's parent is missing or not a directory.
+    /// Nothing is written when it fails.
+    fn import(&self, dump: &Dump) -> StoreResult<()>;
+}

@@ -1,0 +1,270 @@
+//! Export and import of a whole PostgreSQL store (see [`crate::dump`]).
+
+use super::namespace::{chunk_id, kind_from, kind_name, stored_path, HOME_ID, ROOT_ID};
+use super::{int, uint, Access, PostgresStore};
+use crate::dump::{Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, DUMP_FORMAT};
+use crate::{StoreError, StoreResult};
+use dfs_proto::chunk::ServerRef;
+use dfs_proto::namespace::{ChunkRef, EntryKind};
+use dfs_proto::path::DfsPath;
+use postgres::error::SqlState;
+use postgres::Transaction;
+use std::collections::HashMap;
+
+/// The value `nextval(sequence)` would return now (the sequence is not moved).
+fn next_of(tx: &mut Transaction<'_>, sequence: &str) -> StoreResult<u64> {
+    // `sequence` is one of this module's constants, never user input.
+    let row = tx.query_one(&format!("SELECT last_value, is_called FROM {sequence}"), &[])?;
+    let (last, called): (i64, bool) = (row.get(0), row.get(1));
+    Ok(uint(last) + u64::from(called))
+}
+
+fn export_in(tx: &mut Transaction<'_>) -> StoreResult<Dump> {
+    let users: Vec<DumpUser> = tx
+        .query(
+            "SELECT uid, name, password_hash, admin, created_at FROM users ORDER BY uid",
+            &[],
+        )?
+        .iter()
+        .map(|row| DumpUser {
+            uid: uint(row.get(0)),
+            name: row.get(1),
+            password_hash: row.get(2),
+            admin: row.get(3),
+            created_at: uint(row.get(4)),
+        })
+        .collect();
+    let next_uid = next_of(tx, "user_uids")?.max(users.iter().map(|user| user.uid + 1).max().unwrap_or(1));
+
+    let mut chunks: HashMap<i64, Vec<ChunkRef>> = HashMap::new();
+    for row in tx.query("SELECT inode, chunk, size FROM file_chunks ORDER BY inode, idx", &[])? {
+        chunks.entry(row.get(0)).or_default().push(ChunkRef {
+            id: chunk_id(row.get(1))?,
+            size: uint(row.get(2)),
+        });
+    }
+    let rows = tx.query(
+        "WITH RECURSIVE tree(id, path) AS (
+             SELECT id, '/'::TEXT COLLATE \"C\" FROM inodes WHERE id = 1
+             UNION ALL
+             SELECT inodes.id, CASE WHEN tree.path = '/' THEN '/' || inodes.name ELSE tree.path || '/' || inodes.name END
+             FROM inodes JOIN tree ON inodes.parent = tree.id WHERE inodes.id <> 1
+         )
+         SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version
+         FROM tree JOIN inodes ON inodes.id = tree.id",
+        &[],
+    )?;
+    let mut entries = rows
+        .iter()
+        .map(|row| {
+            Ok(DumpEntry {
+                path: stored_path(row.get(0))?,
+                kind: kind_from(row.get(2)),
+                owner_uid: uint(row.get(3)),
+                owner_name: row.get(4),
+                mode: uint(row.get(5)) as u32,
+                size: uint(row.get(6)),
+                mtime_ms: uint(row.get(7)),
+                version: uint(row.get(8)),
+                chunks: chunks.remove(&row.get::<_, i64>(1)).unwrap_or_default(),
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+
+    let servers = tx
+        .query("SELECT id, url FROM servers ORDER BY id", &[])?
+        .iter()
+        .map(|row| ServerRef {
+            id: row.get(0),
+            url: row.get(1),
+        })
+        .collect();
+    let replicas = tx
+        .query("SELECT chunk, server, size FROM replicas ORDER BY chunk, server", &[])?
+        .iter()
+        .map(|row| {
+            Ok(DumpReplica {
+                chunk: chunk_id(row.get(0))?,
+                server: row.get(1),
+                size: uint(row.get(2)),
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    let fences: Vec<DumpFence> = tx
+        .query("SELECT path, fence FROM lock_grants ORDER BY path", &[])?
+        .iter()
+        .map(|row| {
+            Ok(DumpFence {
+                path: stored_path(row.get(0))?,
+                fence: uint(row.get(1)),
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+
+    Ok(Dump {
+        format: DUMP_FORMAT,
+        next_uid,
+        users,
+        entries,
+        servers,
+        replicas,
+        fences,
+    })
+}
+
+fn import_in(tx: &mut Transaction<'_>, dump: &Dump) -> StoreResult<()> {
+    if dump.format != DUMP_FORMAT {
+        return Err(StoreError::Invalid(format!(
+            "dump format {} is not the one this build reads ({DUMP_FORMAT})",
+            dump.format
+        )));
+    }
+    let row = tx.query_one(
+        "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM inodes)",
+        &[],
+    )?;
+    let (users, inodes): (i64, i64) = (row.get(0), row.get(1));
+    if users > 0 || inodes > 2 {
+        return Err(StoreError::Conflict(
+            "the target store is not empty: import only into a new cluster's metadata".into(),
+        ));
+    }
+
+    for user in &dump.users {
+        tx.execute(
+            "INSERT INTO users (uid, name, password_hash, admin, created_at) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &int(user.uid),
+                &user.name,
+                &user.password_hash,
+                &user.admin,
+                &int(user.created_at),
+            ],
+        )?;
+    }
+
+    // Path -> (inode id, kind) of what is imported so far.
+    let mut ids: HashMap<&DfsPath, (i64, EntryKind)> = HashMap::new();
+    for entry in &dump.entries {
+        let id = match entry.path.split_last() {
+            None if entry.kind != EntryKind::Dir => {
+                return Err(StoreError::Invalid("dump: / is not a directory".into()));
+            }
+            None => {
+                set_attributes(tx, ROOT_ID, entry)?;
+                ROOT_ID
+            }
+            Some((parent, name)) => {
+                let parent_id = match ids.get(&parent) {
+                    Some((id, EntryKind::Dir)) => *id,
+                    Some(_) => return Err(StoreError::Invalid(format!("dump: {parent} is not a directory"))),
+                    None => {
+                        return Err(StoreError::Invalid(format!(
+                            "dump: {} comes before its parent, or has none",
+                            entry.path
+                        )))
+                    }
+                };
+                if entry.path.as_str() == "/home" && entry.kind == EntryKind::Dir {
+                    set_attributes(tx, HOME_ID, entry)?;
+                    HOME_ID
+                } else {
+                    insert_entry(tx, parent_id, name, entry)?
+                }
+            }
+        };
+        let chunk_ids: Vec<&str> = entry.chunks.iter().map(|chunk| chunk.id.as_str()).collect();
+        let sizes: Vec<i64> = entry.chunks.iter().map(|chunk| int(chunk.size)).collect();
+        tx.execute(
+            "INSERT INTO file_chunks (inode, idx, chunk, size)
+             SELECT $1, listed.idx - 1, listed.chunk, listed.size
+             FROM UNNEST($2::TEXT[], $3::BIGINT[]) WITH ORDINALITY AS listed(chunk, size, idx)",
+            &[&id, &chunk_ids, &sizes],
+        )?;
+        ids.insert(&entry.path, (id, entry.kind));
+    }
+
+    for server in &dump.servers {
+        tx.execute(
+            "INSERT INTO servers (id, url) VALUES ($1, $2)",
+            &[&server.id, &server.url],
+        )?;
+    }
+    for replica in &dump.replicas {
+        tx.execute(
+            "INSERT INTO replicas (chunk, server, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&replica.chunk.as_str(), &replica.server, &int(replica.size)],
+        )?;
+    }
+    for fence in &dump.fences {
+        tx.execute(
+            "INSERT INTO lock_grants (path, fence) VALUES ($1, $2)",
+            &[&fence.path.as_str(), &int(fence.fence)],
+        )?;
+    }
+
+    // Last, once every check passed: sequences are not transactional, so a
+    // failure after this point leaves them moved forward (harmless: numbers
+    // are only ever skipped, never reused).
+    let next_uid = dump
+        .next_uid
+        .max(dump.users.iter().map(|user| user.uid + 1).max().unwrap_or(1));
+    // Every path's latest grant is kept, so the greatest is the greatest ever given.
+    let next_fence = dump.fences.iter().map(|fence| fence.fence + 1).max().unwrap_or(1);
+    for (sequence, next) in [("user_uids", next_uid), ("lock_fences", next_fence)] {
+        let next = next.max(next_of(tx, sequence)?);
+        tx.execute("SELECT setval($1::TEXT::REGCLASS, $2, false)", &[&sequence, &int(next)])?;
+    }
+    Ok(())
+}
+
+fn insert_entry(tx: &mut Transaction<'_>, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64> {
+    let row = tx
+        .query_one(
+            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            &[
+                &parent,
+                &name,
+                &kind_name(entry.kind),
+                &int(entry.owner_uid),
+                &entry.owner_name,
+                &i64::from(entry.mode),
+                &int(entry.size),
+                &int(entry.mtime_ms),
+                &int(entry.version),
+            ],
+        )
+        .map_err(|error| match error.code() {
+            // Two entries with one path.
+            Some(&SqlState::UNIQUE_VIOLATION) => StoreError::Invalid(format!("dump: {}: {error}", entry.path)),
+            _ => error.into(),
+        })?;
+    Ok(row.get(0))
+}
+
+fn set_attributes(tx: &mut Transaction<'_>, id: i64, entry: &DumpEntry) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE inodes SET owner_uid = $2, owner_name = $3, mode = $4, mtime_ms = $5, version = $6 WHERE id = $1",
+        &[
+            &id,
+            &int(entry.owner_uid),
+            &entry.owner_name,
+            &i64::from(entry.mode),
+            &int(entry.mtime_ms),
+            &int(entry.version),
+        ],
+    )?;
+    Ok(())
+}
+
+impl DumpStore for PostgresStore {
+    fn export(&self) -> StoreResult<Dump> {
+        self.run(Access::Snapshot, export_in)
+    }
+
+    fn import(&self, dump: &Dump) -> StoreResult<()> {
+        self.write(|tx| import_in(tx, dump))
+    }
+}

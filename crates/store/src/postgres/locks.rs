@@ -1,0 +1,251 @@
+//! Locks on PostgreSQL: live leases in `locks`, and in `lock_grants` the
+//! latest fencing number granted for each path (never deleted, so numbers
+//! only grow). Fences come from the `lock_fences` sequence: every grant gets
+//! a number above every earlier one without reading the others, so grants on
+//! unrelated paths do not conflict.
+
+use super::namespace::{resolve, resolve_parent, stored_path};
+use super::{int, uint, PostgresStore};
+use crate::common::{check_lock_rule, covering, denied, no_such_lock, Covering};
+use crate::locks::{LockRecord, LockStore};
+use crate::namespace::{Principal, EXECUTE, READ, WRITE};
+use crate::{StoreError, StoreResult};
+use dfs_proto::locks::make_token;
+use dfs_proto::path::DfsPath;
+use dfs_proto::UnixSeconds;
+use postgres::{Row, Transaction};
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE locks (
+    token TEXT PRIMARY KEY,
+    path TEXT COLLATE "C" NOT NULL,
+    holder_uid BIGINT NOT NULL,
+    holder_name TEXT NOT NULL,
+    shared BOOLEAN NOT NULL,
+    fence BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX locks_by_path ON locks(path);
+CREATE INDEX locks_by_expiry ON locks(expires_at);
+CREATE TABLE lock_grants (
+    path TEXT COLLATE "C" PRIMARY KEY,
+    fence BIGINT NOT NULL
+);
+CREATE SEQUENCE lock_fences;
+"#;
+
+const LOCK_COLUMNS: &str = "token, path, holder_uid, holder_name, shared, fence, created_at, expires_at";
+
+/// The condition on `path` matching a [`Covering`] bound as `$1` (the
+/// paths, an array), `$2` and `$3` (the descendant range).
+const COVERING: &str = "(path = ANY($1) OR (path >= $2 AND path < $3))";
+
+fn lock_from_row(row: &Row) -> StoreResult<LockRecord> {
+    Ok(LockRecord {
+        token: row.get(0),
+        path: stored_path(row.get(1))?,
+        holder_uid: uint(row.get(2)),
+        holder_name: row.get(3),
+        shared: row.get(4),
+        fence: uint(row.get(5)),
+        created_at: uint(row.get(6)),
+        expires_at: uint(row.get(7)),
+    })
+}
+
+/// Live locks on `path`, above it or below it, oldest grant first.
+fn covering_locks(tx: &mut Transaction<'_>, path: &DfsPath, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
+    let Covering {
+        paths,
+        below_from,
+        below_to,
+    } = covering(path);
+    let rows = tx.query(
+        &format!("SELECT {LOCK_COLUMNS} FROM locks WHERE {COVERING} AND expires_at > $4 ORDER BY fence"),
+        &[&paths, &below_from, &below_to, &int(now)],
+    )?;
+    rows.iter().map(lock_from_row).collect()
+}
+
+/// The lock rule for a write changing `path` (see [`crate::locks`]).
+pub(super) fn check_locks(
+    tx: &mut Transaction<'_>,
+    who: &Principal,
+    path: &DfsPath,
+    now: UnixSeconds,
+) -> StoreResult<()> {
+    let live = covering_locks(tx, path, now)?;
+    check_lock_rule(who, path, &live, || {
+        let Covering {
+            paths,
+            below_from,
+            below_to,
+        } = covering(path);
+        let row = tx.query_opt(
+            &format!("SELECT path, fence FROM lock_grants WHERE {COVERING} ORDER BY fence DESC LIMIT 1"),
+            &[&paths, &below_from, &below_to],
+        )?;
+        Ok(row.map(|row| (row.get(0), uint(row.get(1)))))
+    })
+}
+
+/// An exclusive lock needs WRITE on the path (on its parent if it does not
+/// exist yet), a shared one READ (EXECUTE on the parent).
+fn check_lock_permission(tx: &mut Transaction<'_>, who: &Principal, path: &DfsPath, shared: bool) -> StoreResult<()> {
+    let existing = if path.is_root() {
+        Some(resolve(tx, who, path)?)
+    } else {
+        let (parent, _, existing) = resolve_parent(tx, who, path)?;
+        let needed = if shared { EXECUTE } else { WRITE };
+        if existing.is_none() && !parent.permits(who, needed) {
+            return Err(denied(&path.parent().unwrap_or_else(DfsPath::root)));
+        }
+        existing
+    };
+    if let Some(node) = existing {
+        if !node.permits(who, if shared { READ } else { WRITE }) {
+            return Err(denied(path));
+        }
+    }
+    Ok(())
+}
+
+/// The live lock `token`, if `who` may act on it.
+fn held_lock(tx: &mut Transaction<'_>, who: &Principal, token: &str, now: UnixSeconds) -> StoreResult<LockRecord> {
+    let row = tx
+        .query_opt(
+            &format!("SELECT {LOCK_COLUMNS} FROM locks WHERE token = $1 AND expires_at > $2"),
+            &[&token, &int(now)],
+        )?
+        .ok_or_else(|| no_such_lock(token))?;
+    let lock = lock_from_row(&row)?;
+    if lock.holder_uid != who.uid && !who.admin {
+        return Err(StoreError::PermissionDenied(format!(
+            "permission denied: the lock on {} belongs to {}",
+            lock.path, lock.holder_name
+        )));
+    }
+    Ok(lock)
+}
+
+impl LockStore for PostgresStore {
+    fn acquire_lock(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        shared: bool,
+        nonce: &str,
+        now: UnixSeconds,
+        expires_at: UnixSeconds,
+    ) -> StoreResult<LockRecord> {
+        self.write(|tx| {
+            check_lock_permission(tx, who, path, shared)?;
+            for lock in covering_locks(tx, path, now)? {
+                if !(shared && lock.shared) {
+                    return Err(StoreError::Locked(lock.refusal()));
+                }
+            }
+            // Only the expired leases on the covering paths, already read
+            // above: a sweep of the whole table would conflict with every
+            // concurrent grant (the sweeper calls `expire_locks`).
+            let Covering {
+                paths,
+                below_from,
+                below_to,
+            } = covering(path);
+            tx.execute(
+                &format!("DELETE FROM locks WHERE {COVERING} AND expires_at <= $4"),
+                &[&paths, &below_from, &below_to, &int(now)],
+            )?;
+            let fence: i64 = tx.query_one("SELECT nextval('lock_fences')", &[])?.get(0);
+            tx.execute(
+                "INSERT INTO lock_grants (path, fence) VALUES ($1, $2)
+                 ON CONFLICT (path) DO UPDATE SET fence = GREATEST(lock_grants.fence, excluded.fence)",
+                &[&path.as_str(), &fence],
+            )?;
+            let lock = LockRecord {
+                token: make_token(uint(fence), nonce),
+                path: path.clone(),
+                holder_uid: who.uid,
+                holder_name: who.name.clone(),
+                shared,
+                fence: uint(fence),
+                created_at: now,
+                expires_at,
+            };
+            tx.execute(
+                &format!("INSERT INTO locks ({LOCK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+                &[
+                    &lock.token,
+                    &lock.path.as_str(),
+                    &int(lock.holder_uid),
+                    &lock.holder_name,
+                    &lock.shared,
+                    &fence,
+                    &int(lock.created_at),
+                    &int(lock.expires_at),
+                ],
+            )?;
+            Ok(lock)
+        })
+    }
+
+    fn renew_lock(
+        &self,
+        who: &Principal,
+        token: &str,
+        now: UnixSeconds,
+        expires_at: UnixSeconds,
+    ) -> StoreResult<LockRecord> {
+        self.write(|tx| {
+            let mut lock = held_lock(tx, who, token, now)?;
+            tx.execute(
+                "UPDATE locks SET expires_at = $1 WHERE token = $2",
+                &[&int(expires_at), &token],
+            )?;
+            lock.expires_at = expires_at;
+            Ok(lock)
+        })
+    }
+
+    fn release_lock(&self, who: &Principal, path: &DfsPath, token: &str, now: UnixSeconds) -> StoreResult<()> {
+        self.write(|tx| {
+            let lock = held_lock(tx, who, token, now)?;
+            if &lock.path != path {
+                return Err(StoreError::NotFound(format!("no such lock on {path}: {token}")));
+            }
+            tx.execute("DELETE FROM locks WHERE token = $1", &[&token])?;
+            Ok(())
+        })
+    }
+
+    fn locks(&self, path: Option<&DfsPath>, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
+        self.read(|tx| {
+            let rows = match path {
+                Some(path) => {
+                    let Covering {
+                        paths,
+                        below_from,
+                        below_to,
+                    } = covering(path);
+                    tx.query(
+                        &format!(
+                            "SELECT {LOCK_COLUMNS} FROM locks WHERE {COVERING} AND expires_at > $4 ORDER BY path, fence"
+                        ),
+                        &[&paths, &below_from, &below_to, &int(now)],
+                    )?
+                }
+                None => tx.query(
+                    &format!("SELECT {LOCK_COLUMNS} FROM locks WHERE expires_at > $1 ORDER BY path, fence"),
+                    &[&int(now)],
+                )?,
+            };
+            rows.iter().map(lock_from_row).collect()
+        })
+    }
+
+    fn expire_locks(&self, now: UnixSeconds) -> StoreResult<u64> {
+        self.write(|tx| Ok(tx.execute("DELETE FROM locks WHERE expires_at <= $1", &[&int(now)])?))
+    }
+}

@@ -1,0 +1,401 @@
+//! The PostgreSQL engine (`postgres://USER[:PASSWORD]@HOST:PORT/DB`, also
+//! `postgresql://`; no TLS yet), for clusters whose directory services share
+//! one database.
+//!
+//! # Layout
+//! The tables of the SQLite engine, in PostgreSQL types: `users`,
+//! `sessions`, `inodes` (the tree: parent and name, unique together;
+//! `/` is inode 1, `/home` inode 2), `file_chunks`, `replicas`, `servers`,
+//! `uploads`, `locks`, `lock_grants`, `transactions`, `tx_reads`, `tx_ops`.
+//! Uids, inode ids and fencing numbers come from sequences (`user_uids`,
+//! `inode_ids`, `lock_fences`): a number is never handed out twice, even by
+//! a transaction that rolls back. Text compared by range or sorted (paths,
+//! names) uses the `"C"` collation: byte order, whatever the database's locale.
+//!
+//! # Migrations
+//! [`MIGRATIONS`] are applied in order at every open, in one transaction at
+//! READ COMMITTED that first takes `pg_advisory_xact_lock(MIGRATION_LOCK)`:
+//! several processes starting at once (the security service and the
+//! directory services share the database) queue on the lock, and each
+//! statement after it sees what the previous holder committed. `dfs_schema`
+//! has one row per applied version; a database with a version this build
+//! does not know is refused.
+//!
+//! # Isolation and retries
+//! Every trait call is one PostgreSQL transaction ([`PostgresStore::write`]
+//! and [`PostgresStore::read`]). Writes run at SERIALIZABLE: PostgreSQL
+//! aborts one of any two transactions whose reads and writes could not have
+//! happened one after the other, so a check and the write that depends on
+//! it (permissions, no-clobber, lock rules, read sets, the replica count of
+//! a commit) can never be split by another writer, whichever process it
+//! runs in. An abort for a serialization failure (SQLSTATE 40001) or a
+//! deadlock (40P01) reruns the whole call on a fresh transaction, at most
+//! [`MAX_ATTEMPTS`] times with jittered exponential backoff (0.5 ms doubling
+//! to 100 ms); then the call fails with a backend error. A connection lost
+//! before COMMIT was sent is retried the same way on a new connection (so a
+//! database restart costs a retry, not an error); one lost during COMMIT is
+//! reported, since whether it committed is unknown. Reads run at REPEATABLE
+//! READ, READ ONLY: one consistent snapshot, no predicate locks to slow
+//! writers down. [`DumpStore::export`](crate::DumpStore::export) runs at
+//! SERIALIZABLE READ ONLY DEFERRABLE, a snapshot no serializable writer can
+//! contradict.
+//!
+//! # Durability
+//! What is durable is PostgreSQL's business: its write-ahead log, fsynced at
+//! commit with the default `synchronous_commit = on` (and to a synchronous
+//! standby if the server is configured with one). A call returns only after
+//! its COMMIT was acknowledged, so an acknowledged change survives a crash
+//! of the database or of any service. Do not run the database with
+//! `fsync = off` or `synchronous_commit = off` in production.
+//!
+//! # Connections and several services
+//! Each [`PostgresStore`] keeps a pool of at most [`MAX_CONNECTIONS`]
+//! synchronous clients, opened on demand; a call waits for a free one. A
+//! client whose connection broke is dropped, so a restarted database is
+//! reconnected to. Nothing is cached in the process: every rule is checked
+//! in the database, inside the transaction that writes, so any number of
+//! directory services (and the security service) may use one database with
+//! no other coordination.
+
+mod dump;
+mod locks;
+mod namespace;
+mod repair;
+mod tx;
+mod users;
+
+use crate::{StoreError, StoreResult};
+use postgres::error::SqlState;
+use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Schema versions, applied in order; `dfs_schema` records each one applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: users and sessions.
+    users::SCHEMA,
+    // 2: the namespace.
+    namespace::SCHEMA,
+    // 3: locks and their fencing numbers.
+    locks::SCHEMA,
+    // 4: transactions: read sets and staged changes.
+    tx::SCHEMA,
+];
+
+/// The advisory lock key serializing migrations ("dfs_sche").
+const MIGRATION_LOCK: i64 = 0x6466_735f_7363_6865;
+
+/// Open connections per store, at most.
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// Runs of one call, at most, when PostgreSQL aborts it for a serialization
+/// failure or a deadlock.
+pub const MAX_ATTEMPTS: u32 = 30;
+
+impl From<postgres::Error> for StoreError {
+    fn from(error: postgres::Error) -> Self {
+        StoreError::Backend(error.into())
+    }
+}
+
+/// The SQLSTATE of the database error behind `error`, if any.
+fn sql_state(error: &StoreError) -> Option<&SqlState> {
+    match error {
+        StoreError::Backend(error) => error.downcast_ref::<postgres::Error>()?.code(),
+        _ => None,
+    }
+}
+
+/// Whether PostgreSQL rolled the transaction back only because of concurrent
+/// ones, so that running it again may succeed.
+fn is_retryable(error: &StoreError) -> bool {
+    matches!(
+        sql_state(error),
+        Some(&SqlState::T_R_SERIALIZATION_FAILURE) | Some(&SqlState::T_R_DEADLOCK_DETECTED)
+    )
+}
+
+/// Whether `error` says the connection to the server is gone.
+fn is_connection_lost(error: &StoreError) -> bool {
+    match error {
+        StoreError::Backend(error) => error
+            .downcast_ref::<postgres::Error>()
+            .is_some_and(|error| error.is_closed() || sql_state_is_shutdown(error.code())),
+        _ => false,
+    }
+}
+
+/// The server is shutting down or our backend was terminated (class 57P).
+fn sql_state_is_shutdown(code: Option<&SqlState>) -> bool {
+    code.is_some_and(|code| code.code().starts_with("57P"))
+}
+
+/// A stored integer (BIGINT) from an unsigned one; values past `i64::MAX`
+/// (no real size, time or id) are kept as `i64::MAX`.
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// An unsigned value from a stored integer (the engine never stores negatives).
+fn uint(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// How a call uses its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// SERIALIZABLE, read-write.
+    Write,
+    /// REPEATABLE READ, read-only: one snapshot.
+    Read,
+    /// SERIALIZABLE READ ONLY DEFERRABLE: a snapshot safe from every anomaly.
+    Snapshot,
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    /// Calls rerun after a serialization failure, a deadlock or a lost connection.
+    retries: AtomicU64,
+}
+
+impl PostgresStore {
+    /// Connects to the database named by `url` and migrates it.
+    pub fn open(url: &str) -> StoreResult<Self> {
+        let mut config: Config = url
+            .parse()
+            .map_err(|error| StoreError::Invalid(format!("bad PostgreSQL URL: {error}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("dfs");
+        }
+        let store = PostgresStore {
+            pool: Pool {
+                config,
+                state: Mutex::new(PoolState::default()),
+                freed: Condvar::new(),
+            },
+            retries: AtomicU64::new(0),
+        };
+        let mut client = store.pool.get()?;
+        migrate(&mut client)?;
+        drop(client);
+        Ok(store)
+    }
+
+    /// How many times calls were rerun from the start after a serialization
+    /// failure, a deadlock or a lost connection (for tests and monitoring).
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Runs `work` in one SERIALIZABLE transaction, committing on success,
+    /// rerun from the start after a serialization failure (see the module docs).
+    pub(super) fn write<T>(&self, work: impl FnMut(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        self.run(Access::Write, work)
+    }
+
+    /// Runs `work` in one read-only snapshot.
+    pub(super) fn read<T>(&self, work: impl FnMut(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        self.run(Access::Read, work)
+    }
+
+    fn run<T>(&self, access: Access, mut work: impl FnMut(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        let mut attempt = 1;
+        loop {
+            let mut client = self.pool.get()?;
+            let (error, committing) = match run_once(&mut client, access, &mut work) {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
+            };
+            // Nothing was committed if the connection broke before COMMIT.
+            let lost = !committing && (client.is_closed() || is_connection_lost(&error));
+            drop(client);
+            if attempt >= MAX_ATTEMPTS || !(is_retryable(&error) || lost) {
+                if attempt > 1 && is_retryable(&error) {
+                    return Err(StoreError::Backend(anyhow::anyhow!(
+                        "gave up after {attempt} attempts aborted by concurrent transactions: {error}"
+                    )));
+                }
+                return Err(error);
+            }
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(backoff(attempt));
+            attempt += 1;
+        }
+    }
+}
+
+/// One run of `work` in a new transaction; on failure, the error and
+/// whether it came from COMMIT.
+fn run_once<T>(
+    client: &mut Client,
+    access: Access,
+    work: &mut impl FnMut(&mut Transaction<'_>) -> StoreResult<T>,
+) -> Result<T, (StoreError, bool)> {
+    let builder = client.build_transaction();
+    let builder = match access {
+        Access::Write => builder.isolation_level(IsolationLevel::Serializable),
+        Access::Read => builder.isolation_level(IsolationLevel::RepeatableRead).read_only(true),
+        Access::Snapshot => builder
+            .isolation_level(IsolationLevel::Serializable)
+            .read_only(true)
+            .deferrable(true),
+    };
+    let mut tx = builder.start().map_err(|error| (error.into(), false))?;
+    let value = work(&mut tx).map_err(|error| (error, false))?;
+    tx.commit().map_err(|error| (error.into(), true))?;
+    Ok(value)
+}
+
+/// The pause before attempt `attempt + 1`: exponential from 0.5 ms to
+/// 100 ms, each a random point of its upper half, so that the transactions
+/// that collided do not collide again.
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::BuildHasher;
+    let ceiling_us = (500u64 << attempt.min(10)).min(100_000);
+    // A fresh RandomState is randomly keyed: a cheap source of jitter.
+    let random = std::collections::hash_map::RandomState::new().hash_one(attempt);
+    Duration::from_micros(ceiling_us / 2 + random % (ceiling_us / 2 + 1))
+}
+
+fn migrate(client: &mut Client) -> StoreResult<()> {
+    let known = MIGRATIONS.len() as i64;
+    // READ COMMITTED: each statement after the lock sees what an earlier
+    // holder committed (a snapshot taken before the wait would not).
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS dfs_schema (
+            version BIGINT PRIMARY KEY,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )?;
+    let applied: i64 = tx
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM dfs_schema", &[])?
+        .get(0);
+    if applied > known {
+        return Err(anyhow::anyhow!(
+            "database schema version {applied} is newer than this build knows ({known}); upgrade dfs"
+        )
+        .into());
+    }
+    for (version, sql) in (1i64..).zip(MIGRATIONS).skip(applied as usize) {
+        tx.batch_execute(sql)?;
+        tx.execute("INSERT INTO dfs_schema (version) VALUES ($1)", &[&version])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Idle clients, and how many are open in all (idle or in use).
+#[derive(Default)]
+struct PoolState {
+    idle: Vec<Client>,
+    open: usize,
+}
+
+struct Pool {
+    config: Config,
+    state: Mutex<PoolState>,
+    /// Signalled when a client is returned or closed.
+    freed: Condvar,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Closing a client blocks on its own runtime, which panics on a
+        // thread that drives async tasks (a service dropping its store at
+        // shutdown): close them on a thread of their own there.
+        let idle = std::mem::take(&mut self.state.get_mut().unwrap_or_else(|p| p.into_inner()).idle);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::Builder::new()
+                .name("postgres-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // The state is a list and a count, consistent after any panic.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// An idle client, a new one if fewer than [`MAX_CONNECTIONS`] are
+    /// open, or else the next one returned.
+    fn get(&self) -> StoreResult<Pooled<'_>> {
+        let mut state = self.lock();
+        loop {
+            while let Some(client) = state.idle.pop() {
+                if !client.is_closed() {
+                    return Ok(Pooled {
+                        pool: self,
+                        client: Some(client),
+                    });
+                }
+                state.open -= 1;
+            }
+            if state.open < MAX_CONNECTIONS {
+                state.open += 1;
+                drop(state);
+                return match self.config.connect(NoTls) {
+                    Ok(client) => Ok(Pooled {
+                        pool: self,
+                        client: Some(client),
+                    }),
+                    Err(error) => {
+                        self.lock().open -= 1;
+                        self.freed.notify_one();
+                        Err(StoreError::Backend(
+                            anyhow::Error::new(error).context("connecting to PostgreSQL"),
+                        ))
+                    }
+                };
+            }
+            state = self.freed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+/// A client on loan from the pool; returned when dropped, or closed if its
+/// connection broke.
+struct Pooled<'p> {
+    pool: &'p Pool,
+    client: Option<Client>,
+}
+
+impl Deref for Pooled<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("a pooled client is present until dropped")
+    }
+}
+
+impl DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("a pooled client is present until dropped")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let mut state = self.pool.lock();
+        if client.is_closed() {
+            state.open -= 1;
+        } else {
+            state.idle.push(client);
+        }
+        drop(state);
+        self.pool.freed.notify_one();
+    }
+}

@@ -1,0 +1,271 @@
+//! Export and import of a whole SQLite store (see [`crate::dump`]).
+
+use super::SqliteStore;
+use crate::dump::{Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, DUMP_FORMAT};
+use crate::{StoreError, StoreResult};
+use dfs_proto::chunk::{ChunkId, ServerRef};
+use dfs_proto::namespace::{ChunkRef, EntryKind};
+use dfs_proto::path::DfsPath;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+
+/// Inode ids of `/` and `/home`, made by the schema.
+const ROOT_ID: i64 = 1;
+const HOME_ID: i64 = 2;
+
+fn bad(what: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(anyhow::anyhow!("stored {what} is invalid: {error}"))
+}
+
+fn kind_from(raw: &str) -> EntryKind {
+    if raw == "dir" {
+        EntryKind::Dir
+    } else {
+        EntryKind::File
+    }
+}
+
+fn kind_name(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::File => "file",
+        EntryKind::Dir => "dir",
+    }
+}
+
+fn export_in(tx: &Connection) -> StoreResult<Dump> {
+    let mut statement = tx.prepare("SELECT uid, name, password_hash, admin, created_at FROM users ORDER BY uid")?;
+    let users = statement
+        .query_map([], |row| {
+            Ok(DumpUser {
+                uid: row.get(0)?,
+                name: row.get(1)?,
+                password_hash: row.get(2)?,
+                admin: row.get(3)?,
+                created_at: row.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let last_uid: Option<u64> = tx
+        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'users'", [], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    let next_uid = last_uid
+        .unwrap_or(0)
+        .max(users.iter().map(|u| u.uid).max().unwrap_or(0))
+        + 1;
+
+    let mut chunks: HashMap<i64, Vec<ChunkRef>> = HashMap::new();
+    let mut statement = tx.prepare("SELECT inode, chunk, size FROM file_chunks ORDER BY inode, idx")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let id = ChunkId::parse(&row.get::<_, String>(1)?).map_err(|error| bad("chunk id", error))?;
+        chunks
+            .entry(row.get(0)?)
+            .or_default()
+            .push(ChunkRef { id, size: row.get(2)? });
+    }
+
+    let mut statement = tx.prepare(
+        "WITH RECURSIVE tree(id, path) AS (
+             SELECT id, '/' FROM inodes WHERE id = 1
+             UNION ALL
+             SELECT inodes.id, CASE WHEN tree.path = '/' THEN '/' || inodes.name ELSE tree.path || '/' || inodes.name END
+             FROM inodes JOIN tree ON inodes.parent = tree.id WHERE inodes.id != 1
+         )
+         SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version
+         FROM tree JOIN inodes ON inodes.id = tree.id",
+    )?;
+    let mut entries = Vec::new();
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let path = DfsPath::parse(&row.get::<_, String>(0)?).map_err(|error| bad("path", error))?;
+        let id: i64 = row.get(1)?;
+        entries.push(DumpEntry {
+            path,
+            kind: kind_from(&row.get::<_, String>(2)?),
+            owner_uid: row.get(3)?,
+            owner_name: row.get(4)?,
+            mode: row.get(5)?,
+            size: row.get(6)?,
+            mtime_ms: row.get(7)?,
+            version: row.get(8)?,
+            chunks: chunks.remove(&id).unwrap_or_default(),
+        });
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+
+    let mut statement = tx.prepare("SELECT id, url FROM servers ORDER BY id")?;
+    let servers = statement
+        .query_map([], |row| {
+            Ok(ServerRef {
+                id: row.get(0)?,
+                url: row.get(1)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut statement = tx.prepare("SELECT chunk, server, size FROM replicas ORDER BY chunk, server")?;
+    let mut replicas = Vec::new();
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        replicas.push(DumpReplica {
+            chunk: ChunkId::parse(&row.get::<_, String>(0)?).map_err(|error| bad("chunk id", error))?,
+            server: row.get(1)?,
+            size: row.get(2)?,
+        });
+    }
+
+    let mut statement = tx.prepare("SELECT path, fence FROM lock_grants ORDER BY path")?;
+    let mut fences = Vec::new();
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        fences.push(DumpFence {
+            path: DfsPath::parse(&row.get::<_, String>(0)?).map_err(|error| bad("lock path", error))?,
+            fence: row.get(1)?,
+        });
+    }
+
+    Ok(Dump {
+        format: DUMP_FORMAT,
+        next_uid,
+        users,
+        entries,
+        servers,
+        replicas,
+        fences,
+    })
+}
+
+fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
+    if dump.format != DUMP_FORMAT {
+        return Err(StoreError::Invalid(format!(
+            "dump format {} is not the one this build reads ({DUMP_FORMAT})",
+            dump.format
+        )));
+    }
+    let users: u64 = tx.query_row("SELECT COUNT(*) FROM users", [], |row| row.get(0))?;
+    let inodes: u64 = tx.query_row("SELECT COUNT(*) FROM inodes", [], |row| row.get(0))?;
+    if users > 0 || inodes > 2 {
+        return Err(StoreError::Conflict(
+            "the target store is not empty: import only into a new cluster's metadata".into(),
+        ));
+    }
+
+    for user in &dump.users {
+        tx.execute(
+            "INSERT INTO users (uid, name, password_hash, admin, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![user.uid, user.name, user.password_hash, user.admin, user.created_at],
+        )?;
+    }
+    let last_uid = dump
+        .next_uid
+        .saturating_sub(1)
+        .max(dump.users.iter().map(|u| u.uid).max().unwrap_or(0));
+    tx.execute("DELETE FROM sqlite_sequence WHERE name = 'users'", [])?;
+    tx.execute(
+        "INSERT INTO sqlite_sequence (name, seq) VALUES ('users', ?1)",
+        [last_uid],
+    )?;
+
+    let mut ids: HashMap<&DfsPath, (i64, EntryKind)> = HashMap::new();
+    for entry in &dump.entries {
+        let home = entry.path.as_str() == "/home";
+        let id = match entry.path.split_last() {
+            None => {
+                set_attributes(tx, ROOT_ID, entry)?;
+                ROOT_ID
+            }
+            Some((parent, name)) => {
+                match ids.get(&parent) {
+                    Some((_, EntryKind::Dir)) => {}
+                    Some(_) => return Err(StoreError::Invalid(format!("dump: {parent} is not a directory"))),
+                    None => {
+                        return Err(StoreError::Invalid(format!(
+                            "dump: {} comes before its parent, or has none",
+                            entry.path
+                        )))
+                    }
+                }
+                let parent_id = ids[&parent].0;
+                if home && entry.kind == EntryKind::Dir {
+                    set_attributes(tx, HOME_ID, entry)?;
+                    HOME_ID
+                } else {
+                    tx.execute(
+                        "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        params![
+                            parent_id,
+                            name,
+                            kind_name(entry.kind),
+                            entry.owner_uid,
+                            entry.owner_name,
+                            entry.mode,
+                            entry.size,
+                            entry.mtime_ms,
+                            entry.version
+                        ],
+                    )
+                    .map_err(|error| StoreError::Invalid(format!("dump: {}: {error}", entry.path)))?;
+                    tx.last_insert_rowid()
+                }
+            }
+        };
+        if entry.path.as_str() == "/" && entry.kind != EntryKind::Dir {
+            return Err(StoreError::Invalid("dump: / is not a directory".into()));
+        }
+        for (index, chunk) in entry.chunks.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO file_chunks (inode, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)",
+                params![id, index as i64, chunk.id.as_str(), chunk.size],
+            )?;
+        }
+        ids.insert(&entry.path, (id, entry.kind));
+    }
+
+    for server in &dump.servers {
+        tx.execute(
+            "INSERT INTO servers (id, url) VALUES (?1, ?2)",
+            params![server.id, server.url],
+        )?;
+    }
+    for replica in &dump.replicas {
+        tx.execute(
+            "INSERT OR IGNORE INTO replicas (chunk, server, size) VALUES (?1, ?2, ?3)",
+            params![replica.chunk.as_str(), replica.server, replica.size],
+        )?;
+    }
+    for fence in &dump.fences {
+        tx.execute(
+            "INSERT INTO lock_grants (path, fence) VALUES (?1, ?2)",
+            params![fence.path.as_str(), fence.fence],
+        )?;
+    }
+    Ok(())
+}
+
+fn set_attributes(tx: &Connection, id: i64, entry: &DumpEntry) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE inodes SET owner_uid = ?2, owner_name = ?3, mode = ?4, mtime_ms = ?5, version = ?6 WHERE id = ?1",
+        params![
+            id,
+            entry.owner_uid,
+            entry.owner_name,
+            entry.mode,
+            entry.mtime_ms,
+            entry.version
+        ],
+    )?;
+    Ok(())
+}
+
+impl DumpStore for SqliteStore {
+    fn export(&self) -> StoreResult<Dump> {
+        self.read(export_in)
+    }
+
+    fn import(&self, dump: &Dump) -> StoreResult<()> {
+        self.write(|tx| import_in(tx, dump))
+    }
+}
