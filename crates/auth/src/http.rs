@@ -15,7 +15,7 @@ use dfs_proto::namespace::EnsureHome;
 use dfs_proto::ticket::{Role, Ticket};
 use dfs_proto::ErrorCode;
 use dfs_seal::ClusterKey;
-use dfs_service::{ApiError, ApiJson, ApiResult, Caller, Verifier};
+use dfs_service::{ApiError, ApiJson, ApiResult, Caller, ForwardRequestId, Verifier};
 use dfs_store::{SessionRecord, Store, StoreError, UserRecord};
 use std::future::Future;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ pub struct Config {
     pub key: ClusterKey,
     /// Lifetime of a ticket; clients refresh before it ends. Default 1 hour.
     pub ticket_ttl: Duration,
-    /// Directory service to ask for a new user's home directory (best effort).
+    /// Directory service(s), comma-separated, to ask for a new user's home directory (best effort).
     pub directory_url: Option<String>,
 }
 
@@ -61,7 +61,7 @@ impl AuthService {
             limiter: Arc::default(),
             ticket_ttl: config.ticket_ttl,
             directory_url: config.directory_url,
-            http: reqwest::Client::builder()
+            http: dfs_service::http_client()
                 .timeout(Duration::from_secs(5))
                 .build()
                 .expect("building an HTTP client"),
@@ -99,7 +99,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let service = AuthService::new(config);
-    service.refresh_revocations()?;
+    // Engines block (a database round trip): never on the async threads.
+    let starting = service.clone();
+    tokio::task::spawn_blocking(move || starting.refresh_revocations()).await??;
     // Other processes sharing the store (or a restart) may revoke sessions;
     // keep the local list in step with the store.
     let poller = {
@@ -361,23 +363,30 @@ async fn create_user(
 /// Asks the directory service for the user's home. Best effort: the directory
 /// service also creates a missing home on the user's first request.
 async fn ensure_home(service: &AuthService, user: &UserRecord) {
-    let Some(directory_url) = &service.directory_url else {
+    let Some(directory_urls) = &service.directory_url else {
         return;
     };
-    let url = format!("{}/v1/homes", directory_url.trim_end_matches('/'));
-    let result = service
-        .http
-        .post(&url)
-        .bearer_auth(service.verifier.service_ticket("auth"))
-        .json(&EnsureHome {
-            uid: user.uid,
-            name: user.name.clone(),
-        })
-        .send()
-        .await
-        .and_then(|response| response.error_for_status());
-    if let Err(error) = result {
-        tracing::warn!(%error, user = %user.name, "could not create the home directory now; it will be created on first use");
+    // Comma-separated when several directory services share the namespace: one is enough.
+    for directory_url in directory_urls.split(',').map(str::trim).filter(|url| !url.is_empty()) {
+        let url = format!("{}/v1/homes", directory_url.trim_end_matches('/'));
+        let result = service
+            .http
+            .post(&url)
+            .bearer_auth(service.verifier.service_ticket("auth"))
+            .forward_request_id()
+            .json(&EnsureHome {
+                uid: user.uid,
+                name: user.name.clone(),
+            })
+            .send()
+            .await
+            .and_then(|response| response.error_for_status());
+        match result {
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(%error, user = %user.name, %url, "could not create the home directory now; it will be created on first use")
+            }
+        }
     }
 }
 
@@ -402,7 +411,7 @@ async fn delete_user(
     })
     .await?;
     tracing::info!(user = %user.name, uid = user.uid, "deleted user; its sessions are revoked");
-    service.refresh_revocations().map_err(ApiError::from)?;
+    blocking(move || service.refresh_revocations().map_err(ApiError::from)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

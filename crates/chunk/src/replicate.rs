@@ -13,6 +13,7 @@
 use bytes::Bytes;
 use dfs_proto::chunk::{ChunkId, ChunkStored, ServerRef, REPLICA_HEADER};
 use dfs_proto::{ErrorBody, CAPABILITY_HEADER};
+use dfs_service::ForwardRequestId;
 use std::io;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -44,13 +45,14 @@ pub fn start(http: &reqwest::Client, capability_token: &str, chunk: &ChunkId, ta
         .iter()
         .map(|target| {
             let (sender, receiver) = mpsc::channel(FRAMES_IN_FLIGHT);
-            let task = tokio::spawn(forward(
+            // The forward carries the id of the client's request on.
+            let task = tokio::spawn(dfs_service::request_id::inherit(forward(
                 http.clone(),
                 capability_token.to_string(),
                 chunk.clone(),
                 target.clone(),
                 receiver,
-            ));
+            )));
             Forward {
                 target: target.clone(),
                 frames: Some(sender),
@@ -124,6 +126,7 @@ async fn forward(
         .put(&url)
         .header(CAPABILITY_HEADER, capability_token)
         .header(REPLICA_HEADER, "1")
+        .forward_request_id()
         .body(reqwest::Body::wrap_stream(body))
         .send()
         .await

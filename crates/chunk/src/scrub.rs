@@ -89,23 +89,29 @@ pub(crate) async fn found_corrupt(server: &FileServer, chunks: Vec<ChunkId>) {
             Err(error) => tracing::error!(chunk = %id, %error, "cannot quarantine a corrupt chunk"),
         }
     }
-    let Some(directory_url) = server.directory_url.get() else {
+    let Some(directory_urls) = server.directory_urls.get() else {
         return;
     };
     let report = DamageReport {
         server: server.id().to_string(),
         corrupt: chunks,
     };
-    let result = server
-        .http
-        .post(format!("{}/v1/servers/report", directory_url.trim_end_matches('/')))
-        .bearer_auth(Verifier::new(server.key.clone()).service_ticket("file-server"))
-        .json(&report)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .and_then(|response| response.error_for_status());
-    if let Err(error) = result {
-        tracing::warn!(%error, "cannot report corrupt chunks to the directory service");
+    // Every directory service shares the namespace: one that takes the report is enough.
+    for directory_url in directory_urls {
+        let result = server
+            .http
+            .post(format!("{}/v1/servers/report", directory_url.trim_end_matches('/')))
+            .bearer_auth(Verifier::new(server.key.clone()).service_ticket("file-server"))
+            .json(&report)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .and_then(|response| response.error_for_status());
+        match result {
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(%error, %directory_url, "cannot report corrupt chunks to the directory service")
+            }
+        }
     }
 }

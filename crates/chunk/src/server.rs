@@ -21,8 +21,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// URL others use to reach this server; `None` means `http://{listener.local_addr()}`.
     pub public_url: Option<String>,
-    /// Directory service base URL for heartbeats; `None` sends none (tests).
-    pub directory_url: Option<String>,
+    /// Directory service base URLs: every one gets heartbeats (several
+    /// directory services may share one namespace), damage reports go to the
+    /// first that answers. Empty sends none (tests).
+    pub directory_urls: Vec<String>,
     /// Opens capabilities and seals receipts.
     pub key: ClusterKey,
     /// Bytes this server offers; `None` means what it stores plus the free space of its disk.
@@ -45,7 +47,7 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             public_url: None,
-            directory_url: None,
+            directory_urls: Vec::new(),
             key,
             capacity_bytes: None,
             heartbeat_interval: Self::DEFAULT_HEARTBEAT_INTERVAL,
@@ -72,9 +74,7 @@ pub async fn run(
         let (data_dir, key) = (config.data_dir.clone(), config.key.clone());
         tokio::task::spawn_blocking(move || FileServer::open(&data_dir, url, key)).await??
     };
-    if let Some(directory_url) = &config.directory_url {
-        let _ = server.directory_url.set(directory_url.clone());
-    }
+    let _ = server.directory_urls.set(config.directory_urls.clone());
     let server = Arc::new(server);
     tracing::info!(
         id = server.id(),
@@ -82,17 +82,21 @@ pub async fn run(
         chunks = server.stats().chunk_count,
         "file server starting"
     );
-    let heartbeat = config.directory_url.clone().map(|directory_url| {
-        crate::heartbeat::spawn(
-            Arc::clone(&server),
-            directory_url,
-            config.heartbeat_interval,
-            config.capacity_bytes,
-        )
-    });
+    let heartbeats: Vec<_> = config
+        .directory_urls
+        .iter()
+        .map(|directory_url| {
+            crate::heartbeat::spawn(
+                Arc::clone(&server),
+                directory_url.clone(),
+                config.heartbeat_interval,
+                config.capacity_bytes,
+            )
+        })
+        .collect();
     let scrub = crate::scrub::spawn(Arc::clone(&server), config.scrub_rate, config.scrub_interval);
     let result = dfs_service::serve(listener, crate::http::router(Arc::clone(&server)), shutdown).await;
-    if let Some(heartbeat) = heartbeat {
+    for heartbeat in heartbeats {
         heartbeat.abort();
     }
     if let Some(scrub) = scrub {
@@ -113,7 +117,7 @@ pub struct FileServer {
     /// One pooled client for every forward to a worker.
     pub(crate) http: reqwest::Client,
     /// Where corrupt chunks are reported (set by [`run`]).
-    pub(crate) directory_url: std::sync::OnceLock<String>,
+    pub(crate) directory_urls: std::sync::OnceLock<Vec<String>>,
 }
 
 impl FileServer {
@@ -130,7 +134,7 @@ impl FileServer {
         counters
             .stored_bytes
             .store(chunks.iter().map(|(_, size)| size).sum(), Ordering::Relaxed);
-        let http = reqwest::Client::builder()
+        let http = dfs_service::http_client()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(60))
             .build()
@@ -143,7 +147,7 @@ impl FileServer {
             store,
             counters,
             http,
-            directory_url: std::sync::OnceLock::new(),
+            directory_urls: std::sync::OnceLock::new(),
         })
     }
 

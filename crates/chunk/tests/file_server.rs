@@ -558,7 +558,7 @@ async fn heartbeats_reach_the_directory_service() {
     let key = ClusterKey::random();
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path(), key.clone());
-    config.directory_url = Some(directory_url);
+    config.directory_urls = vec![directory_url];
     config.heartbeat_interval = Duration::from_millis(100);
     config.public_url = Some("http://chunk-1.example:7072".into());
     let server = TestServer::start_with(config).await;

@@ -25,6 +25,12 @@ pub struct Global {
     /// Directory service of the cluster.
     #[arg(long, global = true, env = "DFS_URL", default_value = DEFAULT_URL)]
     pub url: String,
+    /// PEM CA certificate to trust for https:// services (e.g. DATA_DIR/tls/ca.pem of `dfs up --tls`).
+    #[arg(long, global = true, env = "DFS_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Log format of `dfs up` and `dfs serve`.
+    #[arg(long, global = true, env = "DFS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Machine-readable output: one JSON value on stdout; errors as JSON on stderr.
     #[arg(long, global = true)]
     pub json: bool,
@@ -160,6 +166,9 @@ pub enum Command {
     /// The local chunk cache.
     #[command(subcommand)]
     Cache(crate::cache::CacheCommand),
+    /// Export or import a cluster's metadata, to move it to another engine.
+    #[command(subcommand)]
+    Meta(crate::meta::MetaCommand),
     /// Print changes at, above or below a path as they happen (Ctrl-C stops).
     #[command(after_help = "Example:\n  dfs --json watch /home/ann     one JSON event per line")]
     Watch { path: Option<String> },
@@ -246,6 +255,25 @@ pub struct UpArgs {
     /// Seconds from the start of one scrub pass to the next [default: 86400].
     #[arg(long)]
     pub scrub_interval: Option<u64>,
+    /// Serve every service over HTTPS, with a private CA and a certificate
+    /// made on first start in DATA_DIR/tls (clients: `--ca-cert DATA_DIR/tls/ca.pem`).
+    #[arg(long)]
+    pub tls: bool,
+    /// Metadata engine shared by the security and directory services:
+    /// postgres://USER@HOST:PORT/DB or mongodb://HOST:PORT/DB [default: SQLite files in the data dir].
+    #[arg(long)]
+    pub meta: Option<String>,
+    /// Number of directory services, all serving the same namespace; more
+    /// than one needs a shared --meta database (PostgreSQL or MongoDB).
+    #[arg(long, default_value_t = 1)]
+    pub directories: usize,
+}
+
+/// How services log: `text` for people, `json` (one object a line) for machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

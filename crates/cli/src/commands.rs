@@ -27,12 +27,12 @@ pub(crate) fn emit<T: Serialize>(global: &Global, value: &T, text: impl FnOnce()
 
 /// The client for `global.url`, with the saved ticket if it belongs to that URL.
 pub(crate) async fn connect(global: &Global, need_login: bool) -> anyhow::Result<(Client, Option<Session>)> {
-    let mut client = Client::new(&global.url)?;
+    let mut client = crate::tls::client(global)?;
     if let Some(cache) = crate::cache::open(global)? {
         client = client.with_cache(cache);
     }
     let mut client = crate::locks::scoped(client, global);
-    let mut session = session::load()?.filter(|session| session.url.trim_end_matches('/') == client.directory_url());
+    let mut session = session::load()?.filter(|session| session.url.trim_end_matches('/') == client.cluster_url());
     if let Some(current) = &mut session {
         let now = dfs_seal::now();
         if current.expires_at <= now {
@@ -117,17 +117,17 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Login { user, password_stdin } => {
             let name = user.unwrap_or_else(|| dfs_auth::ADMIN_NAME.to_string());
-            let client = Client::new(&global.url)?;
+            let client = crate::tls::client(&global)?;
             let password = read_password(password_stdin, &format!("Password for {name}: "), false)?;
             let login = client.login(&name, &password).await?;
             session::save(&Session {
-                url: client.directory_url().to_string(),
+                url: client.cluster_url(),
                 name: login.user.name.clone(),
                 ticket: login.ticket.clone(),
                 expires_at: login.expires_at,
             })?;
             emit(&global, &login.user, || {
-                format!("logged in as {} at {}", login.user.name, client.directory_url())
+                format!("logged in as {} at {}", login.user.name, client.cluster_url())
             })
         }
         Command::Logout => {
@@ -424,7 +424,11 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
         command @ (Command::Lock(_) | Command::Unlock(_) | Command::Locks(_) | Command::Tx(_)) => {
             crate::locks::run(&global, command).await
         }
-        Command::Up(_) | Command::Serve(_) | Command::Keygen { .. } | Command::Completions { .. } => {
+        Command::Up(_)
+        | Command::Serve(_)
+        | Command::Keygen { .. }
+        | Command::Completions { .. }
+        | Command::Meta(_) => {
             unreachable!("handled in main")
         }
     }

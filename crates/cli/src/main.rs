@@ -10,14 +10,18 @@
 //! - [`cache`]: the chunk cache flags and `dfs cache stats|clear`.
 //! - [`progress`]: progress bars on a terminal.
 //! - [`locks`]: `dfs lock|unlock|locks|tx`, and the global `--tx` and `--lock-token`.
+//! - [`tls`]: the private CA of `dfs up --tls`, TLS settings of `dfs serve`, the
+//!   client of every command (`--ca-cert`, one request id per command).
 
 mod args;
 mod cache;
 mod commands;
 mod locks;
+mod meta;
 mod progress;
 mod serve;
 mod session;
+mod tls;
 mod tree;
 mod up;
 
@@ -28,6 +32,7 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = args::Cli::parse();
     let json = cli.global.json;
+    LOG_FORMAT.get_or_init(|| cli.global.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -38,8 +43,9 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async move {
         match cli.command {
             args::Command::Up(up_args) => up::run(up_args).await,
-            args::Command::Serve(serve_args) => serve::run(serve_args).await,
+            args::Command::Serve(serve_args) => serve::run(serve_args, cli.global.ca_cert).await,
             args::Command::Keygen { file } => serve::keygen(&file),
+            args::Command::Meta(command) => meta::run(command, json).await,
             args::Command::Completions { shell } => {
                 use clap::CommandFactory;
                 // Generated into memory: clap_complete panics on a closed pipe.
@@ -56,7 +62,10 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let (code, message) = commands::describe_error(&error);
+            let (code, mut message) = commands::describe_error(&error);
+            if let Some(hint) = tls::hint(&message) {
+                message = format!("{message} ({hint})");
+            }
             if json {
                 let body = serde_json::json!({ "error": { "code": code, "message": message } });
                 eprintln!("{body}");
@@ -68,17 +77,33 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the default level.
+/// `--log-format` (`DFS_LOG_FORMAT`), set once by `main`.
+static LOG_FORMAT: std::sync::OnceLock<args::LogFormat> = std::sync::OnceLock::new();
+
+pub(crate) fn log_format() -> args::LogFormat {
+    LOG_FORMAT.get().copied().unwrap_or(args::LogFormat::Text)
+}
+
+/// Logs to stderr as text or JSON lines (`--log-format`); `RUST_LOG`
+/// overrides the default level. Either way a request's lines carry its
+/// `request_id` (from the span the service middleware opens).
 pub(crate) fn init_logging(default: &str) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match log_format() {
+        args::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        args::LogFormat::Json => builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .flatten_event(true)
+            .try_init(),
+    };
 }
 
 /// Keeps chunk-sized buffers (8 MiB) in the heap instead of mapping and

@@ -32,7 +32,8 @@ pub struct Settings {
     /// Security service URL (directory) [default: http://127.0.0.1:7071].
     #[arg(long)]
     pub auth_url: Option<String>,
-    /// Directory service URL (auth, file) [default: http://127.0.0.1:7070].
+    /// Directory service URL, or several comma-separated when directory
+    /// services share one database (auth, file) [default: http://127.0.0.1:7070].
     #[arg(long)]
     pub directory_url: Option<String>,
     /// Copies of each chunk (directory) [default: 3].
@@ -67,6 +68,16 @@ pub struct Settings {
     /// Seconds from the start of one scrub pass to the next (file) [default: 86400].
     #[arg(long)]
     pub scrub_interval: Option<u64>,
+    /// Serve HTTPS with this PEM certificate (chain), with --tls-key [default: plain HTTP].
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate trusted when calling other services over HTTPS
+    /// (the flag is the global `--ca-cert`; here for the config file).
+    #[arg(skip)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Settings {
@@ -90,6 +101,9 @@ impl Settings {
             repair_rate: self.repair_rate.or(file.repair_rate),
             scrub_rate: self.scrub_rate.or(file.scrub_rate),
             scrub_interval: self.scrub_interval.or(file.scrub_interval),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            ca_cert: self.ca_cert.or(file.ca_cert),
         }
     }
 }
@@ -98,8 +112,10 @@ pub const DEFAULT_DIRECTORY_LISTEN: &str = "127.0.0.1:7070";
 pub const DEFAULT_AUTH_URL: &str = "http://127.0.0.1:7071";
 pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// `dfs serve`; `ca_cert` is the global `--ca-cert` flag.
+pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Result<()> {
     crate::init_logging("info");
+    args.settings.ca_cert = ca_cert.or(args.settings.ca_cert);
     let file_settings = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
@@ -129,7 +145,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let local = listener.local_addr()?;
-    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    crate::tls::configure_service(
+        settings.tls_cert.as_deref(),
+        settings.tls_key.as_deref(),
+        settings.ca_cert.as_deref(),
+    )?;
+    let scheme = if settings.tls_cert.is_some() { "https" } else { "http" };
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{local}"));
     let meta_url = || {
         settings
             .meta
@@ -140,9 +165,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = dfs_service::shutdown_signal();
     match args.service {
         ServiceKind::Auth => {
-            let store = dfs_store::open(&meta_url())?;
-            if let Some(password_file) = &settings.admin_password_file {
-                if dfs_auth::bootstrap_admin(store.as_ref(), password_file)?.is_some() {
+            let store = open_store(meta_url()).await?;
+            if let Some(password_file) = settings.admin_password_file.clone() {
+                // Engines block (a database round trip): never on the async threads.
+                let bootstrap_store = Arc::clone(&store);
+                let created = tokio::task::spawn_blocking(move || {
+                    dfs_auth::bootstrap_admin(bootstrap_store.as_ref(), &password_file)
+                        .map(|created| created.map(|_| password_file))
+                })
+                .await??;
+                if let Some(password_file) = created {
                     tracing::info!(file = %password_file.display(), "created user admin; its password is in the file");
                 }
             }
@@ -162,7 +194,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             dfs_auth::run(listener, config, shutdown).await?;
         }
         ServiceKind::Directory => {
-            let store: Arc<dyn dfs_store::Store> = dfs_store::open(&meta_url())?;
+            let store: Arc<dyn dfs_store::Store> = open_store(meta_url()).await?;
             let replication = settings.replication.unwrap_or(3);
             if replication == 0 {
                 bail!("--replication must be at least 1");
@@ -197,12 +229,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let config = dfs_chunk::Config {
                 data_dir,
                 public_url: Some(public_url),
-                directory_url: Some(
-                    settings
-                        .directory_url
-                        .clone()
-                        .unwrap_or_else(|| format!("http://{DEFAULT_DIRECTORY_LISTEN}")),
-                ),
+                directory_urls: settings
+                    .directory_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{DEFAULT_DIRECTORY_LISTEN}"))
+                    .split(',')
+                    .map(|url| url.trim().to_string())
+                    .filter(|url| !url.is_empty())
+                    .collect(),
                 key,
                 capacity_bytes: settings.capacity,
                 heartbeat_interval: Duration::from_secs(2),
@@ -230,4 +264,11 @@ pub fn keygen(file: &Path) -> anyhow::Result<()> {
         file.display()
     );
     Ok(())
+}
+
+/// Opens the metadata engine off the async threads: opening connects and
+/// migrates, which blocks (and the PostgreSQL and MongoDB clients run their
+/// own runtimes, which may not start inside ours).
+async fn open_store(url: String) -> anyhow::Result<Arc<dyn dfs_store::Store>> {
+    Ok(tokio::task::spawn_blocking(move || dfs_store::open(&url)).await??)
 }

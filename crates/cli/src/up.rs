@@ -25,13 +25,19 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// What `dfs up --json` prints once every service answers.
 #[derive(Debug, Serialize)]
 struct Banner {
+    /// The first of `directory_urls`.
     directory_url: String,
+    /// Every directory service; clients may be given all of them (comma-separated).
+    directory_urls: Vec<String>,
     auth_url: String,
     file_server_urls: Vec<String>,
     data_dir: PathBuf,
     admin_password_file: PathBuf,
     /// Only on the first start.
     admin_password: Option<String>,
+    /// With `--tls`: the CA certificate clients must trust (`--ca-cert`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_cert: Option<PathBuf>,
 }
 
 struct ChildSpec {
@@ -45,6 +51,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.file_servers == 0 {
         bail!("--file-servers must be at least 1");
     }
+    if args.directories == 0 {
+        bail!("--directories must be at least 1");
+    }
+    if args.directories > 1 && args.meta.as_deref().is_none_or(|url| url.starts_with("sqlite:")) {
+        bail!(
+            "--directories {} needs a metadata database they can share: --meta postgres://... or mongodb://...",
+            args.directories
+        );
+    }
     let data_dir = args.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
@@ -55,10 +70,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let password_file = data_dir.join("admin-password");
     let first_start = !password_file.exists();
+    let pki = if args.tls {
+        let pki = crate::tls::LocalPki::in_dir(&data_dir);
+        if pki.ensure()? {
+            tracing::info!(ca = %pki.ca_cert.display(), "created the cluster's private CA and the services' certificate");
+        }
+        // The health checks below trust it too.
+        crate::tls::configure_service(None, None, Some(&pki.ca_cert))?;
+        Some(pki)
+    } else {
+        None
+    };
+    let scheme = if args.tls { "https" } else { "http" };
 
-    let ports = pick_ports(args.port, 2 + args.file_servers)?;
-    let directory_url = format!("http://127.0.0.1:{}", ports[0]);
-    let auth_url = format!("http://127.0.0.1:{}", ports[1]);
+    // Directory, auth, file servers, then any further directory services.
+    let ports = pick_ports(args.port, 1 + args.directories + args.file_servers)?;
+    let directory_ports: Vec<u16> = std::iter::once(ports[0])
+        .chain(ports[2 + args.file_servers..].iter().copied())
+        .collect();
+    let directory_urls: Vec<String> = directory_ports
+        .iter()
+        .map(|port| format!("{scheme}://127.0.0.1:{port}"))
+        .collect();
+    let directory_url = directory_urls[0].clone();
+    let all_directories = directory_urls.join(",");
+    let auth_url = format!("{scheme}://127.0.0.1:{}", ports[1]);
     let path = |dir: &Path| dir.display().to_string();
     let key = path(&key_file);
     let mut specs = vec![
@@ -71,7 +107,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 format!("--listen=127.0.0.1:{}", ports[1]),
                 format!("--data-dir={}", path(&data_dir.join("auth"))),
                 format!("--key-file={key}"),
-                format!("--directory-url={directory_url}"),
+                format!("--directory-url={all_directories}"),
                 format!("--admin-password-file={}", path(&password_file)),
             ],
         },
@@ -99,18 +135,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .into_iter()
         .flatten(),
     );
+    if let Some(meta) = &args.meta {
+        for spec in &mut specs {
+            spec.args.push(format!("--meta={meta}"));
+        }
+    }
     for index in 0..args.file_servers {
         let port = ports[2 + index];
         specs.push(ChildSpec {
             name: format!("file-{}", index + 1),
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             args: vec![
                 "serve".into(),
                 "file".into(),
                 format!("--listen=127.0.0.1:{port}"),
                 format!("--data-dir={}", path(&data_dir.join(format!("file-{}", index + 1)))),
                 format!("--key-file={key}"),
-                format!("--directory-url={directory_url}"),
+                format!("--directory-url={all_directories}"),
             ],
         });
         let spec = specs.last_mut().expect("just pushed");
@@ -122,6 +163,40 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .into_iter()
             .flatten(),
         );
+    }
+
+    // Further directory services: the first one's settings on their own ports and data dirs.
+    for (index, port) in directory_ports.iter().enumerate().skip(1) {
+        let name = format!("directory-{}", index + 1);
+        let mut spec_args = specs[1].args.clone();
+        for arg in &mut spec_args {
+            if arg.starts_with("--listen=") {
+                *arg = format!("--listen=127.0.0.1:{port}");
+            } else if arg.starts_with("--data-dir=") {
+                *arg = format!("--data-dir={}", path(&data_dir.join(&name)));
+            }
+        }
+        specs.push(ChildSpec {
+            name,
+            url: directory_urls[index].clone(),
+            args: spec_args,
+        });
+    }
+
+    // Every child: the log format, and with --tls its certificate and the CA it trusts.
+    for spec in &mut specs {
+        let format = match crate::log_format() {
+            crate::args::LogFormat::Text => "text",
+            crate::args::LogFormat::Json => "json",
+        };
+        spec.args.push(format!("--log-format={format}"));
+        if let Some(pki) = &pki {
+            spec.args.extend([
+                format!("--tls-cert={}", path(&pki.cert)),
+                format!("--tls-key={}", path(&pki.key)),
+                format!("--ca-cert={}", path(&pki.ca_cert)),
+            ]);
+        }
     }
 
     let exe = std::env::current_exe().context("finding the dfs executable")?;
@@ -139,7 +214,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let ready = async {
         wait_until_healthy(&specs).await?;
-        wait_for_file_servers(&cluster_key, &directory_url, args.file_servers).await
+        for url in &directory_urls {
+            wait_for_file_servers(&cluster_key, url, args.file_servers).await?;
+        }
+        anyhow::Ok(())
     };
     tokio::select! {
         result = ready => result?,
@@ -159,11 +237,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let banner = Banner {
         directory_url: directory_url.clone(),
+        directory_urls: directory_urls.clone(),
         auth_url,
-        file_server_urls: specs[2..].iter().map(|spec| spec.url.clone()).collect(),
+        file_server_urls: specs
+            .iter()
+            .filter(|spec| spec.name.starts_with("file-"))
+            .map(|spec| spec.url.clone())
+            .collect(),
         data_dir: data_dir.clone(),
         admin_password_file: password_file.clone(),
         admin_password,
+        ca_cert: pki.as_ref().map(|pki| pki.ca_cert.clone()),
     };
     print_banner(&banner, args.port);
 
@@ -183,11 +267,14 @@ fn print_banner(banner: &Banner, port: u16) {
     let url_flag = if port == 7070 {
         String::new()
     } else {
-        format!(" --url {}", banner.directory_url)
+        format!(" --url {}", banner.directory_urls.join(","))
     };
     eprintln!();
     eprintln!("DFS is up. Data in {}", banner.data_dir.display());
     eprintln!("  directory service   {}   (the cluster URL)", banner.directory_url);
+    for url in &banner.directory_urls[1..] {
+        eprintln!("  directory service   {url}");
+    }
     eprintln!("  security service    {}", banner.auth_url);
     for (index, url) in banner.file_server_urls.iter().enumerate() {
         eprintln!("  file server {:<7} {url}", index + 1);
@@ -202,7 +289,11 @@ fn print_banner(banner: &Banner, port: u16) {
         None => eprintln!("  admin password      in {}", banner.admin_password_file.display()),
     }
     eprintln!();
-    eprintln!("Log in:  dfs{url_flag} login admin");
+    let ca_flag = match &banner.ca_cert {
+        Some(ca_cert) => format!(" --ca-cert {}", ca_cert.display()),
+        None => String::new(),
+    };
+    eprintln!("Log in:  dfs{url_flag}{ca_flag} login admin");
     eprintln!("Stop:    Ctrl-C");
     eprintln!();
 }
@@ -229,7 +320,7 @@ fn pick_ports(base: u16, count: usize) -> anyhow::Result<Vec<u16>> {
 }
 
 async fn wait_until_healthy(specs: &[ChildSpec]) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let http = dfs_service::http_client().timeout(Duration::from_secs(2)).build()?;
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     for spec in specs {
         loop {
@@ -256,7 +347,7 @@ async fn wait_until_healthy(specs: &[ChildSpec]) -> anyhow::Result<()> {
 /// Waits until the directory service sees every file server alive, so that
 /// the first upload gets full replication.
 async fn wait_for_file_servers(key: &ClusterKey, directory_url: &str, expected: usize) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let http = dfs_service::http_client().timeout(Duration::from_secs(2)).build()?;
     let verifier = dfs_service::Verifier::new(key.clone());
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     let mut alive = 0;
@@ -356,10 +447,15 @@ fn spawn_child(exe: &Path, name: &str, args: &[String]) -> std::io::Result<Child
     .flatten()
     {
         let prefix = format!("[{name}]");
+        // A JSON log line gets the service name as its first field instead of a prefix.
+        let json_head = format!("{{\"service\":{},", serde_json::Value::from(name));
         tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("{prefix:<10} {line}");
+                match line.strip_prefix('{').filter(|rest| rest.starts_with('"')) {
+                    Some(rest) => eprintln!("{json_head}{rest}"),
+                    None => eprintln!("{prefix:<10} {line}"),
+                }
             }
         });
     }

@@ -79,7 +79,11 @@ impl Service {
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    directory_url: String,
+    /// Every directory service of the cluster (several may share one
+    /// namespace); requests go to `directories[current]`, and move on to
+    /// the next when it cannot be reached.
+    directories: std::sync::Arc<Vec<String>>,
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     ticket: Option<String>,
     info: std::sync::Arc<OnceLock<ClusterInfo>>,
     /// Chunks transferred at once by `put` and `get`.
@@ -92,18 +96,79 @@ pub struct Client {
     metadata: std::sync::Arc<watch::MetadataCache>,
 }
 
+/// How a [`Client`] connects, beyond the URL.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// PEM CA certificates to trust besides the web roots (a private
+    /// cluster CA, such as the one `dfs up --tls` makes).
+    pub ca_certificates_pem: Option<Vec<u8>>,
+    /// Sent as `x-request-id` on every request of this client, so that its
+    /// calls can be followed through the logs of every service (default: a
+    /// fresh random id per client).
+    pub request_id: Option<String>,
+}
+
+/// The directory service URLs in `list` (comma-separated), without trailing slashes.
+fn parse_directory_urls(list: &str) -> Result<Vec<String>> {
+    let urls: Vec<String> = list
+        .split(',')
+        .map(|url| url.trim().trim_end_matches('/').to_string())
+        .filter(|url| !url.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err(Error::Protocol(format!("no directory service URL in {list:?}")));
+    }
+    Ok(urls)
+}
+
+/// 16 hex digits, random enough to tell the requests of one client from another's.
+fn new_request_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
 impl Client {
-    /// A client of the cluster whose directory service is at `directory_url`.
+    /// A client of the cluster whose directory service is at `directory_url`
+    /// (or several, comma-separated, when directory services share one
+    /// database: the client fails over to the next when one is unreachable).
     pub fn new(directory_url: &str) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        Self::with_options(directory_url, &ClientOptions::default())
+    }
+
+    /// [`Client::new`] with a CA to trust and a request id.
+    pub fn with_options(directory_url: &str, options: &ClientOptions) -> Result<Self> {
+        let request_id = options.request_id.clone().unwrap_or_else(new_request_id);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "x-request-id",
+            reqwest::header::HeaderValue::from_str(&request_id)
+                .map_err(|_| Error::Protocol(format!("bad request id {request_id:?}")))?,
+        );
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
+            .default_headers(headers);
+        if let Some(pem) = &options.ca_certificates_pem {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|error| Error::Protocol(format!("reading the CA certificates: {error}")))?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|error| Error::Protocol(format!("building an HTTP client: {error}")))?;
         Ok(Client {
             http,
-            directory_url: directory_url.trim_end_matches('/').to_string(),
+            directories: std::sync::Arc::new(parse_directory_urls(directory_url)?),
+            current: Default::default(),
             ticket: None,
             info: Default::default(),
             parallelism: 4,
@@ -124,8 +189,14 @@ impl Client {
         self.cache.as_ref()
     }
 
+    /// The directory service requests go to now.
     pub fn directory_url(&self) -> &str {
-        &self.directory_url
+        &self.directories[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.directories.len()]
+    }
+
+    /// Every directory service URL, comma-separated: what identifies the cluster.
+    pub fn cluster_url(&self) -> String {
+        self.directories.join(",")
     }
 
     /// Sets the ticket sent as `Authorization: Bearer` on every call.
@@ -142,8 +213,7 @@ impl Client {
         if let Some(info) = self.info.get() {
             return Ok(info.clone());
         }
-        let url = format!("{}/v1/info", self.directory_url);
-        let info: ClusterInfo = self.send_json(Service::Directory, self.http.get(&url), &url).await?;
+        let info: ClusterInfo = self.directory::<(), _>(Method::GET, "/v1/info", None).await?;
         let _ = self.info.set(info.clone());
         Ok(info)
     }
@@ -153,9 +223,10 @@ impl Client {
     }
 
     fn request(&self, method: Method, url: &str) -> RequestBuilder {
-        let to_directory = url
-            .strip_prefix(self.directory_url.as_str())
-            .is_some_and(|rest| rest.starts_with('/'));
+        let to_directory = self.directories.iter().any(|directory| {
+            url.strip_prefix(directory.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        });
         let builder = self.scope.apply(self.http.request(method, url), to_directory);
         match &self.ticket {
             Some(ticket) => builder.bearer_auth(ticket),
@@ -169,6 +240,11 @@ impl Client {
             .send()
             .await
             .map_err(|error| Error::unreachable(service, url, error))?;
+        Self::check(service, response).await
+    }
+
+    /// An answer turned into an [`Error`] unless it is a success.
+    async fn check(service: Service, response: Response) -> Result<Response> {
         if response.status().is_success() {
             return Ok(response);
         }
@@ -183,22 +259,56 @@ impl Client {
         Err(Error::Api { status, body })
     }
 
-    async fn send_json<T: DeserializeOwned>(&self, service: Service, builder: RequestBuilder, url: &str) -> Result<T> {
-        let response = self.send(service, builder, url).await?;
-        response
-            .json()
-            .await
-            .map_err(|error| Error::Protocol(format!("reading the answer of {url}: {error}")))
-    }
-
     async fn directory<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         endpoint: &str,
         body: Option<&B>,
     ) -> Result<T> {
-        let (url, builder) = self.directory_request(method, endpoint, body);
-        self.send_json(Service::Directory, builder, &url).await
+        self.directory_send(method, endpoint, body)
+            .await?
+            .json()
+            .await
+            .map_err(|error| Error::Protocol(format!("reading the answer of {endpoint}: {error}")))
+    }
+
+    /// Sends a directory service request, failing over to the next directory
+    /// service when this one cannot be reached: always when the connection
+    /// failed (the request was never sent), and for reads also when the
+    /// answer did not come (a read is safe to repeat; a write whose answer
+    /// was lost is not, so its error goes to the caller).
+    pub(crate) async fn directory_send<B: Serialize>(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: Option<&B>,
+    ) -> Result<Response> {
+        use std::sync::atomic::Ordering;
+        let count = self.directories.len();
+        let repeatable = method == Method::GET || method == Method::HEAD;
+        let mut attempt = 0;
+        loop {
+            let index = self.current.load(Ordering::Relaxed) % count;
+            let url = format!("{}{endpoint}", self.directories[index]);
+            let mut builder = self.request(method.clone(), &url);
+            if let Some(body) = body {
+                builder = builder.json(body);
+            }
+            match builder.send().await {
+                Ok(response) => return Self::check(Service::Directory, response).await,
+                Err(error) => {
+                    attempt += 1;
+                    let fail_over = attempt < count && (error.is_connect() || repeatable);
+                    if !fail_over {
+                        return Err(Error::unreachable(Service::Directory, &url, error));
+                    }
+                    // Another request may have moved on already; then keep its choice.
+                    let _ =
+                        self.current
+                            .compare_exchange(index, (index + 1) % count, Ordering::Relaxed, Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     /// A directory service call whose answer has no body (204).
@@ -208,23 +318,8 @@ impl Client {
         endpoint: &str,
         body: Option<&B>,
     ) -> Result<()> {
-        let (url, builder) = self.directory_request(method, endpoint, body);
-        self.send(Service::Directory, builder, &url).await?;
+        self.directory_send(method, endpoint, body).await?;
         Ok(())
-    }
-
-    fn directory_request<B: Serialize>(
-        &self,
-        method: Method,
-        endpoint: &str,
-        body: Option<&B>,
-    ) -> (String, RequestBuilder) {
-        let url = format!("{}{endpoint}", self.directory_url);
-        let mut builder = self.request(method, &url);
-        if let Some(body) = body {
-            builder = builder.json(body);
-        }
-        (url, builder)
     }
 
     async fn security<B: Serialize>(&self, method: Method, endpoint: &str, body: Option<&B>) -> Result<Response> {

@@ -125,9 +125,8 @@ impl Client {
             Ok(done) => done,
             Err(error) => {
                 // Best effort: the directory service also forgets stale uploads.
-                let url = format!("{}/v1/uploads/{}", self.directory_url, started.upload_id);
                 let _ = self
-                    .send(Service::Directory, self.request(Method::DELETE, &url), &url)
+                    .directory_no_content::<()>(Method::DELETE, &format!("/v1/uploads/{}", started.upload_id), None)
                     .await;
                 return Err(error);
             }
@@ -197,11 +196,13 @@ impl Client {
 
     /// Best effort: a failure only means a rerun would send these chunks again.
     async fn post_receipts(&self, upload_id: &str, receipts: Vec<String>) {
-        let url = format!("{}/v1/uploads/{upload_id}/receipts", self.directory_url);
-        let request = self
-            .request(Method::POST, &url)
-            .json(&dfs_proto::namespace::UploadReceipts { receipts });
-        let _ = self.send(Service::Directory, request, &url).await;
+        let _ = self
+            .directory_send(
+                Method::POST,
+                &format!("/v1/uploads/{upload_id}/receipts"),
+                Some(&dfs_proto::namespace::UploadReceipts { receipts }),
+            )
+            .await;
     }
 
     /// Stores a checked chunk in the disk cache, if there is one (best effort).

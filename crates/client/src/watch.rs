@@ -152,7 +152,7 @@ impl Client {
     pub async fn watch(&self, path: &DfsPath) -> Result<Watch> {
         let url = format!(
             "{}/v1/watch?path={}",
-            self.directory_url,
+            self.directory_url(),
             crate::query_escape(path.as_str())
         );
         let response = self

@@ -143,7 +143,7 @@ impl Directory {
             gc_grace: config.gc_grace,
             repair_rate: config.repair_rate,
             homes_ensured: Mutex::new(HashSet::new()),
-            http: reqwest::Client::builder()
+            http: dfs_service::http_client()
                 .timeout(Duration::from_secs(5))
                 .build()
                 .expect("building an HTTP client"),

@@ -84,7 +84,7 @@ impl Verifier {
     pub fn spawn_revocation_poller(self: &Arc<Self>, auth_url: String) -> tokio::task::JoinHandle<()> {
         let verifier = Arc::clone(self);
         tokio::spawn(async move {
-            let http = reqwest::Client::builder()
+            let http = crate::tls::http_client()
                 .timeout(Duration::from_secs(5))
                 .build()
                 .expect("building an HTTP client");

@@ -5,9 +5,13 @@
 //! - [`json`]: [`ApiJson`], a JSON extractor whose rejections are [`ApiError`]s too.
 //! - [`caller`]: [`Caller`], the extractor that opens and checks the bearer ticket locally,
 //!   and [`Verifier`], which holds the cluster key and the revocation list.
-//! - [`serve`]: running a router on a bound listener until a shutdown future resolves.
+//! - [`serve`]: running a router on a bound listener until a shutdown future resolves,
+//!   over HTTP or HTTPS.
+//! - [`tls`]: the process's TLS settings: the server certificate, and [`tls::http_client`],
+//!   the builder of every client a service uses to call another (it trusts the cluster's CA).
+//! - [`request_id`]: `x-request-id` taken or made, kept in a log span, echoed and forwarded.
 //! - [`metrics`]: Prometheus text metrics at `GET /metrics`: requests by route and status
-//!   class, plus what each service registers.
+//!   class, latency histograms, plus what each service registers.
 //!
 //! Architecture invariant: no service answers an error with anything but
 //! `{"code", "message"}` JSON, including for unknown routes and bad bodies.
@@ -16,10 +20,14 @@ pub mod caller;
 pub mod error;
 pub mod json;
 pub mod metrics;
+pub mod request_id;
 pub mod serve;
+pub mod tls;
 
 pub use caller::{Caller, Verifier};
 pub use error::{ApiError, ApiResult};
 pub use json::ApiJson;
 pub use metrics::Metrics;
-pub use serve::{finish_router, finish_router_with, serve, shutdown_signal};
+pub use request_id::{ForwardRequestId, REQUEST_ID_HEADER};
+pub use serve::{finish_router, finish_router_with, serve, serve_tls, shutdown_signal};
+pub use tls::http_client;

@@ -2,9 +2,11 @@
 //!
 //! [`finish_router_with`](crate::finish_router_with) counts every request by
 //! method, route template (`/v1/uploads/{id}/chunks`, never the raw path) and
-//! status class, with the total time taken; a service adds its own gauges and
-//! counters with [`Metrics::register`], read at each scrape. The text
-//! exposition format is written by hand: no metrics library is needed.
+//! status class, with the total time taken and a latency histogram
+//! (`dfs_http_request_duration_seconds`, buckets [`LATENCY_BUCKETS`]); a
+//! service adds its own gauges and counters with [`Metrics::register`], read
+//! at each scrape. The text exposition format is written by hand: no metrics
+//! library is needed.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -18,11 +20,25 @@ type Source = Box<dyn Fn(&mut Exposition) + Send + Sync>;
 /// Method, route template and status class of a request.
 type RequestKey = (String, String, &'static str);
 
+/// Upper bounds (seconds) of the latency histogram buckets; `+Inf` follows.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The requests of one (method, route, status class).
+#[derive(Debug, Default, Clone)]
+struct RequestStats {
+    count: u64,
+    seconds: f64,
+    /// Requests per bucket of [`LATENCY_BUCKETS`] (not cumulative; the last
+    /// slot holds those above every bound).
+    buckets: [u64; LATENCY_BUCKETS.len() + 1],
+}
+
 /// Request counters of one service plus the sources of its own metrics.
 #[derive(Default)]
 pub struct Metrics {
-    /// (method, route, status class) -> (count, seconds).
-    requests: Mutex<BTreeMap<RequestKey, (u64, f64)>>,
+    requests: Mutex<BTreeMap<RequestKey, RequestStats>>,
     sources: Mutex<Vec<Source>>,
 }
 
@@ -78,8 +94,13 @@ impl Metrics {
         let entry = requests
             .entry((method.to_string(), route.to_string(), class))
             .or_default();
-        entry.0 += 1;
-        entry.1 += seconds;
+        entry.count += 1;
+        entry.seconds += seconds;
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        entry.buckets[bucket] += 1;
     }
 
     /// Everything, in the Prometheus text format (version 0.0.4).
@@ -91,7 +112,7 @@ impl Metrics {
                 "# HELP dfs_http_requests_total HTTP requests answered, by route template and status class.\n",
             );
             out.text.push_str("# TYPE dfs_http_requests_total counter\n");
-            for ((method, route, class), (count, _)) in requests.iter() {
+            for ((method, route, class), RequestStats { count, .. }) in requests.iter() {
                 let _ = writeln!(
                     out.text,
                     "dfs_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{class}\"}} {count}"
@@ -101,10 +122,41 @@ impl Metrics {
                 "# HELP dfs_http_request_seconds_total Time spent answering HTTP requests (until the response head).\n",
             );
             out.text.push_str("# TYPE dfs_http_request_seconds_total counter\n");
-            for ((method, route, class), (_, seconds)) in requests.iter() {
+            for ((method, route, class), RequestStats { seconds, .. }) in requests.iter() {
                 let _ = writeln!(
                     out.text,
                     "dfs_http_request_seconds_total{{method=\"{method}\",route=\"{route}\",status=\"{class}\"}} {seconds}"
+                );
+            }
+            out.text.push_str(
+                "# HELP dfs_http_request_duration_seconds Time to answer HTTP requests (until the response head).\n",
+            );
+            out.text
+                .push_str("# TYPE dfs_http_request_duration_seconds histogram\n");
+            for ((method, route, class), stats) in requests.iter() {
+                let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{class}\"");
+                let mut cumulative = 0;
+                for (bound, in_bucket) in LATENCY_BUCKETS.iter().zip(stats.buckets) {
+                    cumulative += in_bucket;
+                    let _ = writeln!(
+                        out.text,
+                        "dfs_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                    );
+                }
+                let _ = writeln!(
+                    out.text,
+                    "dfs_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                    stats.count
+                );
+                let _ = writeln!(
+                    out.text,
+                    "dfs_http_request_duration_seconds_sum{{{labels}}} {}",
+                    stats.seconds
+                );
+                let _ = writeln!(
+                    out.text,
+                    "dfs_http_request_duration_seconds_count{{{labels}}} {}",
+                    stats.count
                 );
             }
         }
@@ -164,5 +216,64 @@ mod tests {
         ));
         assert!(text.contains("status=\"5xx\"} 1\n"));
         assert!(text.contains("# TYPE dfs_chunks gauge\ndfs_chunks 7\n"));
+    }
+
+    /// The samples of one histogram series: (le, cumulative count), then sum and count.
+    fn histogram(text: &str, labels: &str) -> (Vec<(String, u64)>, f64, u64) {
+        let bucket_prefix = format!("dfs_http_request_duration_seconds_bucket{{{labels},le=\"");
+        let buckets = text
+            .lines()
+            .filter_map(|line| line.strip_prefix(&bucket_prefix))
+            .map(|rest| {
+                let (le, value) = rest.split_once("\"} ").expect("a bucket sample");
+                (le.to_string(), value.parse().expect("a count"))
+            })
+            .collect();
+        let value = |name: &str| {
+            let prefix = format!("dfs_http_request_duration_seconds_{name}{{{labels}}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(&prefix))
+                .unwrap_or_else(|| panic!("no {name} for {labels} in\n{text}"))
+                .to_string()
+        };
+        (buckets, value("sum").parse().unwrap(), value("count").parse().unwrap())
+    }
+
+    #[test]
+    fn latency_histogram_is_cumulative_and_ends_in_the_count() {
+        let metrics = Metrics::new();
+        for seconds in [0.0005, 0.001, 0.003, 0.2, 0.2, 7.0, 60.0] {
+            metrics.record("PUT", "/v1/chunks/{id}", 201, seconds);
+        }
+        metrics.record("GET", "/healthz", 200, 0.0001);
+        let text = metrics.render();
+        assert!(text.contains("# TYPE dfs_http_request_duration_seconds histogram\n"));
+        let (buckets, sum, count) = histogram(&text, "method=\"PUT\",route=\"/v1/chunks/{id}\",status=\"2xx\"");
+        let expected = [
+            ("0.001", 2),
+            ("0.0025", 2),
+            ("0.005", 3),
+            ("0.01", 3),
+            ("0.025", 3),
+            ("0.05", 3),
+            ("0.1", 3),
+            ("0.25", 5),
+            ("0.5", 5),
+            ("1", 5),
+            ("2.5", 5),
+            ("5", 5),
+            ("10", 6),
+            ("30", 6),
+            ("+Inf", 7),
+        ];
+        let expected: Vec<(String, u64)> = expected.iter().map(|(le, n)| (le.to_string(), *n)).collect();
+        assert_eq!(buckets, expected);
+        assert!(buckets.windows(2).all(|pair| pair[0].1 <= pair[1].1), "cumulative");
+        assert_eq!(count, 7);
+        assert_eq!(buckets.last().unwrap().1, count, "+Inf equals the count");
+        assert!((sum - 67.4045).abs() < 1e-9, "sum {sum}");
+        let (healthz, _, healthz_count) = histogram(&text, "method=\"GET\",route=\"/healthz\",status=\"2xx\"");
+        assert_eq!(healthz_count, 1);
+        assert!(healthz.iter().all(|(_, n)| *n == 1));
     }
 }

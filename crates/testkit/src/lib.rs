@@ -9,6 +9,8 @@
 //! assert!(out.status.success());
 //! ```
 
+pub mod db;
+
 use serde::Deserialize;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Deserialize)]
 pub struct Banner {
     pub directory_url: String,
+    /// Every directory service (`dfs up --directories N`), the first being `directory_url`.
+    #[serde(default)]
+    pub directory_urls: Vec<String>,
     pub auth_url: String,
     pub file_server_urls: Vec<String>,
     pub data_dir: PathBuf,
@@ -32,6 +37,13 @@ pub struct Options {
     pub replication: u32,
     /// More `dfs up` flags, e.g. `--gc-grace=3`.
     pub extra_args: Vec<String>,
+    /// `dfs up --tls`: every service on HTTPS; [`Cluster::dfs`] passes `--ca-cert`.
+    pub tls: bool,
+    /// Metadata engine URL for `dfs up --meta` (`None`: SQLite in the data
+    /// dir). The default follows `DFS_TEST_META`: `postgres` or `mongo` give
+    /// a fresh database on the test process's server (see [`db`]), so a
+    /// whole test suite can run on each engine.
+    pub meta: Option<String>,
 }
 
 impl Default for Options {
@@ -40,7 +52,20 @@ impl Default for Options {
             file_servers: 3,
             replication: 3,
             extra_args: Vec::new(),
+            tls: false,
+            meta: engine_from_env(),
         }
+    }
+}
+
+/// The metadata engine `DFS_TEST_META` asks for: a fresh database URL, or
+/// `None` for SQLite (unset or `sqlite`).
+pub fn engine_from_env() -> Option<String> {
+    match std::env::var("DFS_TEST_META").as_deref() {
+        Ok("postgres") => Some(db::postgres().fresh_url()),
+        Ok("mongo") => Some(db::mongo().fresh_url()),
+        Ok("sqlite") | Ok("") | Err(_) => None,
+        Ok(other) => panic!("DFS_TEST_META={other:?}: expected sqlite, postgres or mongo"),
     }
 }
 
@@ -75,6 +100,11 @@ impl Cluster {
         &self.banner.directory_url
     }
 
+    /// The CA certificate of a `tls` cluster (made by `dfs up --tls`).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.banner.data_dir.join("tls").join("ca.pem")
+    }
+
     /// The admin password from the 0600 file `dfs up` wrote.
     pub fn admin_password(&self) -> String {
         std::fs::read_to_string(&self.banner.admin_password_file)
@@ -93,11 +123,15 @@ impl Cluster {
         let mut command = Command::new(&self.bin);
         command
             .arg("--url")
-            .arg(self.url())
+            .arg(self.urls())
             .args(args)
             .env("DFS_CONFIG_DIR", self.config_dir(user))
             .env_remove("DFS_URL")
+            .env_remove("DFS_CA_CERT")
             .stdin(Stdio::null());
+        if self.options.tls {
+            command.arg("--ca-cert").arg(self.ca_cert());
+        }
         command
     }
 
@@ -146,6 +180,32 @@ impl Cluster {
             std::fs::read_to_string(self.config_dir(user).join("session.json")).expect("reading the session file");
         let session: serde_json::Value = serde_json::from_str(&text).expect("parsing the session file");
         session["ticket"].as_str().expect("session has a ticket").to_string()
+    }
+
+    /// Stops the cluster and starts it again on the same data dir with other
+    /// options (another metadata engine, say).
+    pub fn restart_with(&mut self, options: Options) {
+        self.options = options;
+        self.restart();
+    }
+
+    /// The options the cluster runs with now.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The cluster's temp dir (holding `data/`, `config/` and the log), for scratch files.
+    pub fn dir_path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Every directory service URL, comma-separated (what `dfs --url` takes).
+    pub fn urls(&self) -> String {
+        if self.banner.directory_urls.is_empty() {
+            self.banner.directory_url.clone()
+        } else {
+            self.banner.directory_urls.join(",")
+        }
     }
 
     /// Stops the cluster (SIGTERM) and starts it again on the same data dir.
@@ -247,6 +307,8 @@ fn spawn_up(bin: &Path, dir: &Path, options: &Options) -> (Child, Banner) {
         .arg(format!("--file-servers={}", options.file_servers))
         .arg(format!("--replication={}", options.replication))
         .args(&options.extra_args)
+        .args(options.tls.then_some("--tls"))
+        .args(options.meta.iter().map(|url| format!("--meta={url}")))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))

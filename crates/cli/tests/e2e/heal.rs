@@ -19,6 +19,7 @@ fn cluster(file_servers: usize, extra: &[&str]) -> Cluster {
             file_servers,
             replication: 3,
             extra_args,
+            ..Options::default()
         },
     );
     cluster.login("admin", &cluster.admin_password());

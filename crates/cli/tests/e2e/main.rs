@@ -5,10 +5,12 @@ mod auth;
 mod client;
 mod crash;
 mod data;
+mod engines;
 mod heal;
 mod load;
 mod locks;
 mod robust;
+mod tls;
 
 use dfs_testkit::{Cluster, Options};
 

@@ -35,6 +35,7 @@ async fn a_paused_file_server_hangs_neither_reads_nor_uploads() {
             file_servers: 4,
             replication: 3,
             extra_args: vec![format!("--chunk-size={CHUNK_SIZE}"), "--heartbeat-timeout=120".into()],
+            ..Options::default()
         },
     );
     cluster.login("admin", &cluster.admin_password());
@@ -97,6 +98,7 @@ async fn every_service_serves_prometheus_metrics() {
             file_servers: 1,
             replication: 1,
             extra_args: Vec::new(),
+            ..Options::default()
         },
     );
     cluster.login("admin", &cluster.admin_password());
