@@ -7,27 +7,16 @@
 # A cold get runs after `dfs cache clear`; a warm get right after a get, so
 # the cache holds every chunk and only the metadata round trip remains.
 # Writes bench/results/cache.md.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 size_mib=${1:-1024}
 small_files=${2:-1000}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dfs-target}
-cargo build --release --locked -q
-dfs=$CARGO_TARGET_DIR/release/dfs
-
-work=$(mktemp -d /tmp/dfs-bench.XXXXXX)
-cleanup() { [ -n "${up_pid:-}" ] && kill "$up_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-now() { date +%s.%N; }
+bench_init
+RESULTS=${RESULTS:-bench/results}
 secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 ratio() { python3 -c "print(f'{$1 / $2:.1f}')"; }
 
-"$dfs" up --port 0 --data-dir "$work/data" --replication 3 > "$work/banner" 2> "$work/up.log" &
-up_pid=$!
-for _ in $(seq 300); do [ -s "$work/banner" ] && break; sleep 0.1; done
-url=$(python3 -c "import json; print(json.load(open('$work/banner'))['directory_url'])")
-export DFS_URL=$url DFS_CONFIG_DIR=$work/config DFS_CACHE_DIR=$work/cache DFS_CACHE_SIZE=$((size_mib + 512))M
-"$dfs" login admin --password-stdin < "$work/data/admin-password" > /dev/null
+dfs_up data --replication 3
+export DFS_CACHE_DIR=$work/cache DFS_CACHE_SIZE=$((size_mib + 512))M
 
 echo "== one ${size_mib} MiB file"
 head -c "$((size_mib * 1048576))" /dev/urandom > "$work/big"
@@ -57,7 +46,8 @@ start=$(now); "$dfs" -q get -r /small "$work/small.warm"; end=$(now); small_warm
 diff -r "$work/small" "$work/small.warm"
 echo "cold ${small_cold}s, warm ${small_warm}s"
 
-cat > bench/results/cache.md <<MD
+mkdir -p "$RESULTS"
+cat > "$RESULTS"/cache.md <<MD
 # Cold versus warm (cached) get
 
 Command: \`bash bench/cache.sh $size_mib $small_files\` on $(nproc) cores, $(date -u +%Y-%m-%d), replication 3, release build.
@@ -73,4 +63,4 @@ The small-file \`get -r\` writes each file (temp, fsync, rename) in both cases.
 | one ${size_mib} MiB file (\`get /big -\` to /dev/null) | $big_cold | $big_warm | $(ratio "$big_cold" "$big_warm") |
 | ${small_files} files of 1-16 KiB (\`get -r\`) | $small_cold | $small_warm | $(ratio "$small_cold" "$small_warm") |
 MD
-cat bench/results/cache.md
+cat "$RESULTS"/cache.md

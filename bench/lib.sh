@@ -1,0 +1,137 @@
+# Shared by the benchmark scripts (source it; do not run it):
+#   source "$(dirname "$0")/lib.sh"
+#
+# bench_init            cd to the repo, build `dfs` (and BENCH_PACKAGES) in
+#                       release (unless BENCH_NO_BUILD=1), make $work
+#                       (removed on exit) and the exit trap
+# bench_on_exit CMD     run CMD (a string, eval'd) on exit, last registered first
+# baseline_disk MIB     dd MIB MiB with conv=fdatasync into $work: MiB/s
+# baseline_loopback     iperf3 over 127.0.0.1 (else a Python socket pair): MiB/s
+# baseline_fsync4k N    dd N blocks of 4 KiB with oflag=dsync: durable writes/s, one stream
+# dfs_up NAME ARGS...   start `dfs up --port 0 --data-dir $work/NAME ARGS...`,
+#                       wait for its banner, log in as admin; sets DFS_URL,
+#                       DFS_CONFIG_DIR, dfs_data, dfs_banner, dfs_pid
+# dfs_down              stop it
+# dfs_file_server_urls  the file servers of the running cluster, one a line
+# dfs_chunk_bytes_out   the sum of the file servers' bytes_out_total counters
+# now, mibps BYTES SECS, ratio A B, drop_caches
+
+set -euo pipefail
+
+bench_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dfs-target}
+dfs=$CARGO_TARGET_DIR/release/dfs
+dfs_bench=$CARGO_TARGET_DIR/release/dfs-bench
+_bench_exit_cmds=()
+
+bench_on_exit() { _bench_exit_cmds=("$1" "${_bench_exit_cmds[@]}"); }
+
+_bench_cleanup() {
+  local cmd
+  for cmd in "${_bench_exit_cmds[@]}"; do eval "$cmd" >/dev/null 2>&1 || true; done
+  wait 2>/dev/null || true
+}
+
+bench_init() {
+  cd "$bench_root"
+  local packages=(-p dfs-cli) package
+  for package in ${BENCH_PACKAGES:-}; do packages+=(-p "$package"); done
+  # BENCH_NO_BUILD=1: use the binaries already in $CARGO_TARGET_DIR/release.
+  [ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release -q "${packages[@]}"
+  command -v iperf3 >/dev/null || { apt-get install -y -q iperf3 >/dev/null 2>&1 || true; }
+  command -v /usr/bin/time >/dev/null || { apt-get install -y -q time >/dev/null 2>&1 || true; }
+  work=$(mktemp -d "${BENCH_TMP:-/tmp}/dfs-bench.XXXXXX")
+  bench_on_exit "rm -rf '$work'"
+  trap _bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+now() { date +%s.%N; }
+mibps() { python3 -c "print(f'{$1 / 1048576 / ($2):.0f}')"; }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+
+baseline_disk() {
+  local mib=$1 start end
+  start=$(now)
+  dd if=/dev/zero of="$work/dd" bs=1M count="$mib" conv=fdatasync status=none
+  end=$(now)
+  rm -f "$work/dd"
+  mibps "$((mib * 1048576))" "$end - $start"
+}
+
+baseline_fsync4k() {
+  local count=$1 start end
+  start=$(now)
+  dd if=/dev/zero of="$work/dd4k" bs=4k count="$count" oflag=dsync status=none
+  end=$(now)
+  rm -f "$work/dd4k"
+  python3 -c "print(f'{$count / ($end - $start):.0f}')"
+}
+
+baseline_loopback() {
+  if command -v iperf3 >/dev/null; then
+    local port=$((20000 + RANDOM % 20000))
+    iperf3 -s -1 -D -p "$port" >/dev/null 2>&1
+    sleep 0.5
+    iperf3 -c 127.0.0.1 -p "$port" -t 3 -J |
+      python3 -c "import json,sys; print(round(json.load(sys.stdin)['end']['sum_received']['bits_per_second']/8/1048576))"
+  else
+    # One TCP stream over loopback, 1 MiB sends for 3 s.
+    python3 - <<'PY'
+import socket, threading, time
+server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(1)
+received = [0]
+def sink():
+    conn, _ = server.accept()
+    while True:
+        data = conn.recv(1 << 20)
+        if not data:
+            break
+        received[0] += len(data)
+thread = threading.Thread(target=sink); thread.start()
+client = socket.create_connection(server.getsockname())
+block = b"\0" * (1 << 20); start = time.time()
+while time.time() - start < 3:
+    client.sendall(block)
+client.close(); thread.join()
+print(round(received[0] / 1048576 / (time.time() - start)))
+PY
+  fi
+}
+
+dfs_up() {
+  local name=$1
+  shift
+  dfs_data=$work/$name
+  dfs_banner=$work/$name.banner
+  "$dfs" up --port 0 --data-dir "$dfs_data" "$@" > "$dfs_banner" 2> "$work/$name.log" &
+  dfs_pid=$!
+  bench_on_exit "kill $dfs_pid"
+  local _
+  for _ in $(seq 300); do [ -s "$dfs_banner" ] && break; sleep 0.1; done
+  [ -s "$dfs_banner" ] || { echo "dfs up did not start; see $work/$name.log" >&2; tail -20 "$work/$name.log" >&2; return 1; }
+  DFS_URL=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['directory_url'])" "$dfs_banner")
+  export DFS_URL DFS_CONFIG_DIR=$work/$name.config
+  "$dfs" login admin --password-stdin < "$dfs_data/admin-password" > /dev/null
+}
+
+dfs_down() {
+  [ -n "${dfs_pid:-}" ] || return 0
+  kill "$dfs_pid" 2>/dev/null || true
+  wait "$dfs_pid" 2>/dev/null || true
+  dfs_pid=
+}
+
+dfs_file_server_urls() {
+  python3 -c "import json,sys; print('\n'.join(json.load(open(sys.argv[1]))['file_server_urls']))" "$dfs_banner"
+}
+
+dfs_chunk_bytes_out() {
+  local url total=0 value
+  for url in $(dfs_file_server_urls); do
+    value=$(curl -sf "$url/metrics" | awk '/^[a-z_]*bytes_out_total(\{| )/ {sum += $NF} END {printf "%d", sum}')
+    total=$((total + ${value:-0}))
+  done
+  echo "$total"
+}

