@@ -21,7 +21,8 @@ if ! command -v initdb >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/ini
 fi
 VENV=${DFS_VENV:-$HOME/.cache/dfs-venv}
 SECANTUSDB_VERSION=0.7.0b3
-if ! "$VENV/bin/pip" show secantusdb 2>/dev/null | grep -q "^Version: $SECANTUSDB_VERSION$"; then
+installed=$("$VENV/bin/pip" show secantusdb 2>/dev/null || true)
+if ! grep -qx "Version: $SECANTUSDB_VERSION" <<< "$installed"; then
     echo "test.sh: installing secantusdb $SECANTUSDB_VERSION into $VENV" >&2
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q "secantusdb==$SECANTUSDB_VERSION"
