@@ -21,16 +21,18 @@ results=${RESULTS:-$bench_root/bench/results}
 venv=${DFS_VENV:-$HOME/.cache/dfs-venv}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# Both set meta_url (not echo it: a $(...) subshell would lose the exit trap).
 start_postgres() {
   local dir=$work/pg port
   port=$(free_port)
+  chmod 755 "$work" # the postgres user must reach its dir inside
   mkdir -p "$dir" && chown postgres "$dir"
   runuser -u postgres -- initdb -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync > /dev/null
   runuser -u postgres -- pg_ctl -D "$dir/data" -l "$dir/log" -w \
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300" start > /dev/null
   bench_on_exit "runuser -u postgres -- pg_ctl -D '$dir/data' -m fast stop"
   psql -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE dfs" > /dev/null
-  echo "postgres://postgres@127.0.0.1:$port/dfs"
+  meta_url="postgres://postgres@127.0.0.1:$port/dfs"
 }
 
 start_mongo() {
@@ -41,7 +43,7 @@ start_mongo() {
     --sync-on-commit --log-level WARNING > "$work/mongo.log" 2>&1 &
   bench_on_exit "kill $!"
   for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
-  echo "mongodb://127.0.0.1:$port/dfs?directConnection=true"
+  meta_url="mongodb://127.0.0.1:$port/dfs?directConnection=true"
 }
 
 run_bench() { # LABEL WORKLOAD ARGS...: the JSON lines of dfs-bench
@@ -55,8 +57,8 @@ out=$work/lines.jsonl
 for engine in $engines; do
   case $engine in
     sqlite) meta=() ;;
-    postgres) meta=(--meta "$(start_postgres)") ;;
-    mongo) meta=(--meta "$(start_mongo)") ;;
+    postgres) start_postgres; meta=(--meta "$meta_url") ;;
+    mongo) start_mongo; meta=(--meta "$meta_url") ;;
     *) echo "unknown engine $engine" >&2; exit 2 ;;
   esac
   echo "meta.sh: $engine" >&2
