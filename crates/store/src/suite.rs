@@ -23,6 +23,10 @@ pub const ALL: &[(&str, SuiteTest)] = &[
     ("namespace_mkdir_list_stat", namespace_mkdir_list_stat),
     ("namespace_permissions", namespace_permissions),
     ("namespace_rename", namespace_rename),
+    (
+        "namespace_entry_changes_raise_the_directory_mtime",
+        namespace_entry_changes_raise_the_directory_mtime,
+    ),
     ("namespace_remove", namespace_remove),
     ("namespace_chmod_chown", namespace_chmod_chown),
     ("namespace_uploads_and_versions", namespace_uploads_and_versions),
@@ -439,6 +443,33 @@ pub fn namespace_rename(store: &dyn Store) {
         |e| matches!(e, StoreError::PermissionDenied(_)),
         "/home/ann/d2",
     );
+}
+
+pub fn namespace_entry_changes_raise_the_directory_mtime(store: &dyn Store) {
+    let admin = admin();
+    let mtime = |raw: &str| store.stat(&admin, &path(raw)).unwrap().mtime_ms;
+    store.mkdir(&admin, &path("/a"), 0o755, false, 1_000).unwrap();
+    store.mkdir(&admin, &path("/b"), 0o755, false, 1_000).unwrap();
+    assert_eq!(mtime("/a"), 1_000);
+    store.mkdir(&admin, &path("/a/x"), 0o755, false, 2_000).unwrap();
+    assert_eq!(mtime("/a"), 2_000, "a creation raises its directory's mtime");
+    assert_eq!(mtime("/a/x"), 2_000);
+    store
+        .rename(&admin, &path("/a/x"), &path("/b/y"), false, 3_000)
+        .unwrap();
+    assert_eq!(
+        (mtime("/a"), mtime("/b")),
+        (3_000, 3_000),
+        "a move raises both directories'"
+    );
+    store.remove(&admin, &path("/b/y"), false, 4_000).unwrap();
+    assert_eq!(mtime("/b"), 4_000, "a removal raises its directory's mtime");
+    // An older clock never moves an mtime back.
+    store.mkdir(&admin, &path("/b/z"), 0o755, false, 3_500).unwrap();
+    assert_eq!(mtime("/b"), 4_000);
+    let listed = store.list(&admin, &path("/")).unwrap();
+    let b = listed.entries.iter().find(|entry| entry.path.as_str() == "/b").unwrap();
+    assert_eq!(b.mtime_ms, 4_000, "a listing shows the same mtime as a stat");
 }
 
 pub fn namespace_remove(store: &dyn Store) {

@@ -291,8 +291,10 @@ mod mongo {
             "{created:?}"
         );
 
-        // Distinct names in one directory: they all conflict on the parent, retry, and land.
-        let (results, retried) = race(&url, |store, thread| {
+        // Distinct names in one directory: they touch the directory's entry
+        // slots, not its document, so they mostly run side by side; those
+        // whose names share a slot retry. All land.
+        let (results, _) = race(&url, |store, thread| {
             for n in 0..4 {
                 store.mkdir(&admin(1), &path(&format!("/race/d{thread}-{n}")), 0o755, false, 3)?;
             }
@@ -300,7 +302,6 @@ mod mongo {
         });
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         assert_eq!(store.list(&admin(1), &path("/race")).unwrap().entries.len(), 1 + 8 * 4);
-        assert!(retried > 0, "no transaction was retried");
 
         // Removing a directory while others create in it leaves no orphan:
         // every entry counted is reachable from the root.

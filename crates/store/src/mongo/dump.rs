@@ -225,7 +225,7 @@ fn import_in(tx: &mut Tx<'_>, dump: &Dump) -> StoreResult<()> {
     // The latest grant of every path is kept: the next grant goes above them all.
     let last_fence = dump.fences.iter().map(|fence| fence.fence).max().unwrap_or(0);
     tx.raise_counter(FENCE_COUNTER, last_fence)?;
-    Ok(())
+    super::namespace::add_missing_slots(tx)
 }
 
 fn set_attributes(tx: &mut Tx<'_>, id: i64, entry: &crate::dump::DumpEntry) -> StoreResult<()> {

@@ -3,7 +3,7 @@
 //! each path, never deleted, so numbers only grow. Fences come from the
 //! `fence` counter, taken inside the grant's transaction.
 
-use super::namespace::{child, resolve_chain, Inode};
+use super::namespace::{bump_slot, child, resolve_chain, Inode};
 use super::{int, MongoStore, Tx, FENCE_COUNTER, INODES, LOCKS, LOCK_GRANTS};
 use crate::common::{check_lock_rule, covering, denied, no_such_lock, not_a_directory};
 use crate::locks::{LockRecord, LockStore};
@@ -99,13 +99,18 @@ pub(super) fn check_locks(tx: &mut Tx<'_>, who: &Principal, path: &DfsPath, now:
 
 /// An exclusive lock needs WRITE on the path (on its parent if it does not
 /// exist yet), a shared one READ (EXECUTE on the parent). Returns the ids
-/// of every entry read to decide.
-fn check_lock_permission(tx: &mut Tx<'_>, who: &Principal, path: &DfsPath, shared: bool) -> StoreResult<Vec<i64>> {
-    let (mut read, existing): (Vec<Inode>, Option<Inode>) = match path.split_last() {
+/// of every entry read to decide, and the parent directory's id (none for `/`).
+fn check_lock_permission(
+    tx: &mut Tx<'_>,
+    who: &Principal,
+    path: &DfsPath,
+    shared: bool,
+) -> StoreResult<(Vec<i64>, Option<i64>)> {
+    let (mut read, existing, parent_id): (Vec<Inode>, Option<Inode>, Option<i64>) = match path.split_last() {
         None => {
             let mut chain = resolve_chain(tx, who, path)?;
             let root = chain.pop();
-            (chain, root)
+            (chain, root, None)
         }
         Some((parent_path, name)) => {
             let chain = resolve_chain(tx, who, &parent_path)?;
@@ -121,7 +126,8 @@ fn check_lock_permission(tx: &mut Tx<'_>, who: &Principal, path: &DfsPath, share
             if existing.is_none() && !parent.permits(who, needed) {
                 return Err(denied(&parent_path));
             }
-            (chain, existing)
+            let parent_id = parent.id;
+            (chain, existing, Some(parent_id))
         }
     };
     if let Some(node) = existing {
@@ -130,7 +136,7 @@ fn check_lock_permission(tx: &mut Tx<'_>, who: &Principal, path: &DfsPath, share
         }
         read.push(node);
     }
-    Ok(read.into_iter().map(|node| node.id).collect())
+    Ok((read.into_iter().map(|node| node.id).collect(), parent_id))
 }
 
 /// The live lock `token`, if `who` may act on it.
@@ -159,7 +165,7 @@ impl LockStore for MongoStore {
         expires_at: UnixSeconds,
     ) -> StoreResult<LockRecord> {
         self.write(|tx| {
-            let read = check_lock_permission(tx, who, path, shared)?;
+            let (read, parent_id) = check_lock_permission(tx, who, path, shared)?;
             for lock in covering_locks(tx, path, now)? {
                 if !(shared && lock.shared) {
                     return Err(StoreError::Locked(lock.refusal()));
@@ -177,6 +183,11 @@ impl LockStore for MongoStore {
             // A namespace change of what the permission check read now
             // conflicts with this grant instead of slipping past it.
             tx.update_many(INODES, doc! {"_id": {"$in": read}}, doc! {"$inc": {"seq": 1_i64}})?;
+            // Whether the locked name exists decided which permission was
+            // checked: a racing create or remove of it bumps the same slot.
+            if let (Some(parent_id), Some((_, name))) = (parent_id, path.split_last()) {
+                bump_slot(tx, parent_id, name)?;
+            }
             let lock = LockRecord {
                 token: make_token(fence, nonce),
                 path: path.clone(),

@@ -24,13 +24,21 @@
 //! when both write one document. So that no check-then-write can slip
 //! between two transactions, every operation writes what the others' checks
 //! depend on:
-//! - creating or deleting an entry bumps `seq` on its parent directory (and
-//!   (parent, name) is a unique index), so a create under a directory being
-//!   removed, or two creates of one name, conflict;
+//! - every directory has [`namespace::SLOTS_PER_DIR`] *entry slot*
+//!   documents (`dir_slots`, made with the directory); creating, deleting or
+//!   renaming an entry bumps the one slot its name hashes to, and removing a
+//!   directory deletes all of its slots. So a create under a directory being
+//!   removed conflicts with the removal, two changes of one name conflict
+//!   (and (parent, name) is a unique index), while creations of different
+//!   names in one directory mostly touch different slots and run side by
+//!   side: 16 creators in one directory no longer all write one document.
+//!   The directory's mtime is raised after the commit, outside the
+//!   transaction, for the same reason (best effort: an mtime is advisory);
 //! - a lock grant takes its fence from the `counters` document inside the
 //!   transaction (so grants are serialized and fences grow in commit order)
 //!   and bumps `seq` on every entry whose permission or existence it read,
-//!   so a namespace change racing a grant conflicts with it;
+//!   and the entry slot of the locked name, so a namespace change racing a
+//!   grant conflicts with it;
 //! - an upload commit (or a staged upload) bumps the replica documents it
 //!   counted, so garbage collection forgetting one of them conflicts;
 //! - a move of a directory to another directory bumps the `dir_moves`
@@ -75,7 +83,9 @@ use crate::{StoreError, StoreResult};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
 use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
-use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, ReadConcern, ReturnDocument, WriteConcern};
+use mongodb::options::{
+    Acknowledgment, ClientOptions, CollectionOptions, IndexOptions, ReadConcern, ReturnDocument, WriteConcern,
+};
 use mongodb::sync::{Client, ClientSession, Collection, Database};
 use mongodb::IndexModel;
 use serde::de::DeserializeOwned;
@@ -84,7 +94,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The schema version this build writes; each step of [`MIGRATIONS`] raises it by one.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Attempts of a transaction before a write conflict is reported as a failure.
 pub const MAX_ATTEMPTS: u32 = 60;
@@ -100,6 +110,8 @@ const LOCK_GRANTS: &str = "lock_grants";
 const TRANSACTIONS: &str = "transactions";
 const COUNTERS: &str = "counters";
 const SCHEMA: &str = "dfs_schema";
+/// A directory's entry slots (see the module docs).
+const DIR_SLOTS: &str = "dir_slots";
 
 /// Counter names (documents of `counters`, `{_id, next}`: the last value given).
 const UID_COUNTER: &str = "uid";
@@ -113,7 +125,8 @@ const HOME_ID: i64 = 2;
 
 /// Schema steps, applied in order; `dfs_schema.version` records how many ran.
 /// Each is idempotent, as several directory services may open a new database at once.
-const MIGRATIONS: &[fn(&mut Tx<'_>) -> StoreResult<()>] = &[namespace::create_root_and_home];
+const MIGRATIONS: &[fn(&mut Tx<'_>) -> StoreResult<()>] =
+    &[namespace::create_root_and_home, namespace::add_missing_slots];
 
 impl From<MongoError> for StoreError {
     fn from(error: MongoError) -> Self {
@@ -254,7 +267,8 @@ impl MongoStore {
                 .options(IndexOptions::builder().name(name.to_string()).unique(unique).build())
                 .build()
         };
-        let indexes: [(&str, Vec<IndexModel>); 7] = [
+        let indexes: [(&str, Vec<IndexModel>); 8] = [
+            (DIR_SLOTS, vec![index(doc! {"dir": 1}, "dir", false)]),
             (
                 INODES,
                 vec![
@@ -332,13 +346,19 @@ impl MongoStore {
                 .start_transaction()
                 .read_concern(ReadConcern::snapshot())
                 .run()?;
-            let result = work(&mut Tx {
+            let mut tx = Tx {
                 db: &self.db,
                 session: &mut session,
-            });
+                dir_mtimes: Vec::new(),
+            };
+            let result = work(&mut tx);
+            let dir_mtimes = std::mem::take(&mut tx.dir_mtimes);
             let error = match result {
                 Ok(value) => match commit(&mut session) {
-                    Ok(()) => return Ok(value),
+                    Ok(()) => {
+                        self.raise_dir_mtimes(dir_mtimes);
+                        return Ok(value);
+                    }
                     Err(error) => StoreError::from(error),
                 },
                 Err(error) => {
@@ -353,6 +373,37 @@ impl MongoStore {
             }
             self.retried.fetch_add(1, Ordering::Relaxed);
             backoff(attempt);
+        }
+    }
+
+    /// Raises the mtime of directories whose entries a committed transaction
+    /// changed. Outside any transaction, on purpose: were it inside, every
+    /// creation in one directory would write the directory's document and
+    /// conflict with every other (see the module docs). Best effort, with
+    /// an unjournaled write concern: a directory's mtime is advisory, and a
+    /// crash between the commit and this update only leaves it older.
+    fn raise_dir_mtimes(&self, mut dir_mtimes: Vec<(i64, u64)>) {
+        dir_mtimes.sort_unstable();
+        dir_mtimes.dedup_by(|later, earlier| {
+            later.0 == earlier.0 && {
+                earlier.1 = earlier.1.max(later.1);
+                true
+            }
+        });
+        let options = CollectionOptions::builder()
+            .write_concern(
+                WriteConcern::builder()
+                    .w(Acknowledgment::Nodes(1))
+                    .journal(false)
+                    .build(),
+            )
+            .build();
+        let inodes = self.db.collection_with_options::<Document>(INODES, options);
+        for (dir, mtime_ms) in dir_mtimes {
+            // A failure here loses nothing but a newer mtime.
+            let _ = inodes
+                .update_one(doc! {"_id": dir}, doc! {"$max": {"mtime_ms": int(mtime_ms)}})
+                .run();
         }
     }
 
@@ -384,9 +435,17 @@ fn commit(session: &mut ClientSession) -> Result<(), MongoError> {
 pub(super) struct Tx<'a> {
     db: &'a Database,
     session: &'a mut ClientSession,
+    /// Directories whose entries changed, and when: their mtimes are raised
+    /// once the transaction has committed ([`MongoStore::raise_dir_mtimes`]).
+    dir_mtimes: Vec<(i64, u64)>,
 }
 
 impl Tx<'_> {
+    /// Asks for directory `dir`'s mtime to be raised to `mtime_ms` after the commit.
+    pub(super) fn dir_changed(&mut self, dir: i64, mtime_ms: u64) {
+        self.dir_mtimes.push((dir, mtime_ms));
+    }
+
     fn collection<T: Send + Sync>(&self, name: &str) -> Collection<T> {
         self.db.collection(name)
     }

@@ -2,7 +2,7 @@
 //! list embedded in it, so a new version is one document write.
 
 use super::locks::check_locks;
-use super::{int, is_duplicate_key, MongoStore, Tx, HOME_ID, INODES, REPLICAS, ROOT_ID, SERVERS, UPLOADS};
+use super::{int, is_duplicate_key, MongoStore, Tx, DIR_SLOTS, HOME_ID, INODES, REPLICAS, ROOT_ID, SERVERS, UPLOADS};
 use crate::common::{
     denied, exists, is_a_directory, no_such_upload, not_a_directory, not_durable, not_empty, not_found, now_secs,
 };
@@ -37,8 +37,9 @@ pub(super) struct Inode {
     /// A file's chunks in order (left out by [`NODE_FIELDS`]).
     #[serde(default)]
     pub(super) chunks: Vec<ChunkRef>,
-    /// Bumped by every change of the entry or of its list of children, and
-    /// by lock grants that read it, so racing transactions conflict.
+    /// Bumped by every change of the entry itself, and by lock grants that
+    /// read it, so racing transactions conflict (a change of its children
+    /// bumps one of its entry slots instead).
     #[serde(default)]
     pub(super) seq: i64,
 }
@@ -175,14 +176,68 @@ pub(super) fn resolve_for_change<'p>(
     Ok((parent, name, existing))
 }
 
-/// Records a change of directory `id`'s children: a later mtime and a new
-/// `seq`, which makes every transaction that also changes them conflict.
-fn touch(tx: &mut Tx<'_>, id: i64, now_ms: u64) -> StoreResult<()> {
-    tx.update(
-        INODES,
-        doc! {"_id": id},
-        doc! {"$max": {"mtime_ms": int(now_ms)}, "$inc": {"seq": 1_i64}},
-    )?;
+/// Entry slot documents per directory (see the module docs of `mongo`).
+pub(super) const SLOTS_PER_DIR: i64 = 16;
+
+/// The entry slot of `name` in directory `dir`: the same in every process
+/// (FNV-1a of the name), so directory services sharing a database agree.
+fn slot_id(dir: i64, name: &str) -> i64 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    dir * SLOTS_PER_DIR + (hash % SLOTS_PER_DIR as u64) as i64
+}
+
+/// Makes the entry slots of new directory `dir`.
+fn insert_slots(tx: &mut Tx<'_>, dir: i64) -> StoreResult<()> {
+    let slots: Vec<Document> = (0..SLOTS_PER_DIR)
+        .map(|slot| doc! {"_id": dir * SLOTS_PER_DIR + slot, "dir": dir, "seq": 0_i64})
+        .collect();
+    tx.insert_many(DIR_SLOTS, &slots)
+}
+
+/// Deletes the entry slots of `dirs`, which conflicts with any transaction
+/// changing an entry in one of them.
+fn delete_slots(tx: &mut Tx<'_>, dirs: &[i64]) -> StoreResult<()> {
+    if !dirs.is_empty() {
+        tx.delete(DIR_SLOTS, doc! {"dir": {"$in": dirs}})?;
+    }
+    Ok(())
+}
+
+/// Writes the entry slot of `name` in `dir`, so that racing transactions
+/// changing that name, or removing `dir`, conflict with this one.
+pub(super) fn bump_slot(tx: &mut Tx<'_>, dir: i64, name: &str) -> StoreResult<()> {
+    if !tx.update(
+        DIR_SLOTS,
+        doc! {"_id": slot_id(dir, name)},
+        doc! {"$inc": {"seq": 1_i64}},
+    )? {
+        return Err(anyhow::anyhow!("directory {dir} has no entry slots (the schema migration did not run?)").into());
+    }
+    Ok(())
+}
+
+/// Records a change of entry `name` of directory `dir`: bumps its slot and
+/// raises the directory's mtime once committed.
+fn touch(tx: &mut Tx<'_>, dir: i64, name: &str, now_ms: u64) -> StoreResult<()> {
+    bump_slot(tx, dir, name)?;
+    tx.dir_changed(dir, now_ms);
+    Ok(())
+}
+
+/// Second migration (and the end of an import): entry slots for every
+/// directory that has none.
+pub(super) fn add_missing_slots(tx: &mut Tx<'_>) -> StoreResult<()> {
+    let dirs: Vec<Document> = tx.find(INODES, doc! {"kind": "dir"}, Document::new(), doc! {"_id": 1})?;
+    let with_slots: Vec<Document> = tx.find(DIR_SLOTS, Document::new(), Document::new(), doc! {"dir": 1})?;
+    let with_slots: std::collections::HashSet<i64> =
+        with_slots.iter().filter_map(|slot| slot.get_i64("dir").ok()).collect();
+    for dir in dirs.iter().filter_map(|dir| dir.get_i64("_id").ok()) {
+        if !with_slots.contains(&dir) {
+            insert_slots(tx, dir)?;
+        }
+    }
     Ok(())
 }
 
@@ -215,7 +270,10 @@ fn insert_node(
     };
     tx.insert(INODES, &node)
         .map_err(|error| if is_duplicate_key(&error) { exists(path) } else { error })?;
-    touch(tx, parent, now_ms)?;
+    if node.is_dir() {
+        insert_slots(tx, node.id)?;
+    }
+    touch(tx, parent, name, now_ms)?;
     Ok(node)
 }
 
@@ -360,9 +418,13 @@ pub(super) fn remove_in(
         return Err(StoreError::Invalid("refusing to remove the root directory".to_string()));
     }
     check_locks(tx, who, path, now_ms / 1000)?;
-    let (parent, _, existing) = resolve_for_change(tx, who, path)?;
+    let (parent, name, existing) = resolve_for_change(tx, who, path)?;
     let target = existing.ok_or_else(|| not_found(path))?;
     let mut doomed = vec![target.id];
+    let mut doomed_dirs = Vec::new();
+    if target.is_dir() {
+        doomed_dirs.push(target.id);
+    }
     if target.is_dir() && has_children(tx, target.id)? {
         if !recursive {
             return Err(not_empty(path));
@@ -378,16 +440,18 @@ pub(super) fn remove_in(
             for child in children {
                 doomed.push(child.id);
                 if child.is_dir() {
+                    doomed_dirs.push(child.id);
                     let child_path = join(&dir_path, &child.name)?;
                     pending.push((child, child_path));
                 }
             }
         }
     }
-    // Deleting every document of the subtree conflicts with any racing
-    // transaction that creates below it (it bumps its parent's `seq`).
+    // Deleting the entry slots of every directory of the subtree conflicts
+    // with any racing transaction that creates below it (it bumps a slot).
     tx.delete(INODES, doc! {"_id": {"$in": doomed}})?;
-    touch(tx, parent.id, now_ms)?;
+    delete_slots(tx, &doomed_dirs)?;
+    touch(tx, parent.id, name, now_ms)?;
     Ok(())
 }
 
@@ -411,7 +475,7 @@ pub(super) fn rename_in(
     }
     check_locks(tx, who, from, now_ms / 1000)?;
     check_locks(tx, who, to, now_ms / 1000)?;
-    let (from_parent, _, source) = resolve_for_change(tx, who, from)?;
+    let (from_parent, from_name, source) = resolve_for_change(tx, who, from)?;
     let source = source.ok_or_else(|| not_found(from))?;
     if from == to {
         return Ok(source.stat(to.clone()));
@@ -428,6 +492,9 @@ pub(super) fn rename_in(
             _ => {}
         }
         tx.delete(INODES, doc! {"_id": target.id})?;
+        if target.is_dir() {
+            delete_slots(tx, &[target.id])?;
+        }
     }
     if source.is_dir() && from_parent.id != to_parent.id {
         // Two such moves checked on separate snapshots could each move a
@@ -439,8 +506,8 @@ pub(super) fn rename_in(
         doc! {"_id": source.id},
         doc! {"$set": {"parent": to_parent.id, "name": to_name}, "$inc": {"seq": 1_i64}},
     )?;
-    touch(tx, from_parent.id, now_ms)?;
-    touch(tx, to_parent.id, now_ms)?;
+    touch(tx, from_parent.id, from_name, now_ms)?;
+    touch(tx, to_parent.id, to_name, now_ms)?;
     Ok(node_by_id(tx, source.id)?.stat(to.clone()))
 }
 

@@ -40,6 +40,10 @@
 //! SERIALIZABLE READ ONLY DEFERRABLE, a snapshot no serializable writer can
 //! contradict.
 //!
+//! A directory's mtime is the one exception: raised after the commit that
+//! changed its entries, outside the transaction ([`dir_changed`]), so that
+//! concurrent creations in one directory do not all update its row.
+//!
 //! # Durability
 //! What is durable is PostgreSQL's business: its write-ahead log, fsynced at
 //! commit with the default `synchronous_commit = on` (and to a synchronous
@@ -247,10 +251,53 @@ fn run_once<T>(
             .read_only(true)
             .deferrable(true),
     };
+    DIR_MTIMES.with_borrow_mut(Vec::clear);
     let mut tx = builder.start().map_err(|error| (error.into(), false))?;
     let value = work(&mut tx).map_err(|error| (error, false))?;
     tx.commit().map_err(|error| (error.into(), true))?;
+    raise_dir_mtimes(client);
     Ok(value)
+}
+
+thread_local! {
+    /// Directories whose entries the transaction running on this thread
+    /// changed, with when; filled by [`dir_changed`], applied after COMMIT.
+    static DIR_MTIMES: std::cell::RefCell<Vec<(i64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Asks for directory `dir`'s mtime to be raised to `mtime_ms` once the
+/// transaction running on this thread commits. Every trait call runs its
+/// transaction synchronously on one thread ([`run_once`]), which is what
+/// makes a thread-local list the transaction's own.
+pub(super) fn dir_changed(dir: i64, mtime_ms: u64) {
+    DIR_MTIMES.with_borrow_mut(|changed| changed.push((dir, mtime_ms)));
+}
+
+/// Raises the mtimes [`dir_changed`] asked for, in one round trip, after the
+/// transaction committed. Were the update inside the transaction, every
+/// creation in one directory would update the directory's row, and
+/// concurrent creators there would abort each other (serialization failures
+/// on the row). Best effort, with `synchronous_commit` off: a directory's
+/// mtime is advisory, and a crash just after the commit only leaves it older.
+fn raise_dir_mtimes(client: &mut Client) {
+    let mut changed = DIR_MTIMES.with_borrow_mut(std::mem::take);
+    if changed.is_empty() {
+        return;
+    }
+    changed.sort_unstable();
+    let mut sql = String::from("BEGIN; SET LOCAL synchronous_commit TO OFF;");
+    for (dir, mtime_ms) in &changed {
+        // Integers only: nothing here can inject SQL.
+        sql.push_str(&format!(
+            " UPDATE inodes SET mtime_ms = GREATEST(mtime_ms, {}) WHERE id = {dir};",
+            int(*mtime_ms)
+        ));
+    }
+    sql.push_str(" COMMIT;");
+    if client.batch_execute(&sql).is_err() {
+        // A failure loses nothing but a newer mtime; leave no transaction open.
+        let _ = client.batch_execute("ROLLBACK");
+    }
 }
 
 /// The pause before attempt `attempt + 1`: exponential from 0.5 ms to

@@ -200,11 +200,11 @@ fn resolve_for_change<'p>(
     Ok((parent, name, existing))
 }
 
-fn touch(tx: &mut Transaction<'_>, id: i64, now_ms: u64) -> StoreResult<()> {
-    tx.execute(
-        "UPDATE inodes SET mtime_ms = GREATEST(mtime_ms, $1) WHERE id = $2",
-        &[&int(now_ms), &id],
-    )?;
+/// Records a change of directory `id`'s entries: its mtime is raised once
+/// the transaction has committed (see [`super::dir_changed`]), not inside
+/// it, so creations in one directory do not all update its row.
+fn touch(_tx: &mut Transaction<'_>, id: i64, now_ms: u64) -> StoreResult<()> {
+    super::dir_changed(id, now_ms);
     Ok(())
 }
 
