@@ -7,7 +7,7 @@
 //! write to be one atomic step.
 
 use super::locks::check_locks;
-use super::{int, uint, PostgresStore};
+use super::{int, sql_state, uint, PostgresStore};
 use crate::common::{
     belongs_to_another_user, denied, exists, is_a_directory, no_such_upload, not_a_directory, not_durable, not_empty,
     not_found, now_secs,
@@ -20,6 +20,7 @@ use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind, Listing, Stat};
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
+use postgres::error::SqlState;
 use postgres::{Row, Transaction};
 use std::collections::HashMap;
 
@@ -299,11 +300,23 @@ pub(super) fn mkdir_in(
         };
     }
     if !parents {
-        let (parent, name, existing) = resolve_for_change(tx, who, path)?;
-        if existing.is_some() {
-            return Err(exists(path));
+        let (parent_path, name) = path.split_last().ok_or_else(|| exists(path))?;
+        let parent = resolve(tx, who, &parent_path)?;
+        check_traversable(&parent, who, &parent_path)?;
+        if !parent.permits(who, WRITE) {
+            return Err(denied(&parent_path));
         }
-        let node = insert_node(tx, parent.id, name, EntryKind::Dir, who, mode, now_ms)?;
+        // No look-up of the name first: the unique (parent, name) index
+        // decides. Under SERIALIZABLE, reading a missing key locks its
+        // index page, and every other creation in this directory inserting
+        // into that page would then abort with a serialization failure.
+        let node = insert_node(tx, parent.id, name, EntryKind::Dir, who, mode, now_ms).map_err(|error| {
+            if sql_state(&error) == Some(&SqlState::UNIQUE_VIOLATION) {
+                exists(path)
+            } else {
+                error
+            }
+        })?;
         return Ok(node.stat(path.clone()));
     }
     // With parents: walk down, creating what is missing (with the
