@@ -1,5 +1,5 @@
 //! The file server's HTTP routes: chunk writes (with replication), chunk
-//! reads (verified, with ranges) and stats.
+//! reads (verified: streamed whole, or checked then sent for ranges) and stats.
 
 use crate::range::{self, RangeRequest};
 use crate::replicate::{self, Forward};
@@ -272,18 +272,15 @@ async fn get_chunk(
             server.id()
         )));
     }
+    let range_header = headers.get(header::RANGE).and_then(|value| value.to_str().ok());
+    if range_header.is_none() {
+        return send_whole(server, id).await;
+    }
     let bytes = match server.store.get(&id).await {
         Ok(bytes) => Bytes::from(bytes),
-        Err(ReadError::NotFound) => return Err(ApiError::not_found(format!("chunk {id} is not on this server"))),
-        Err(ReadError::Corrupt { actual }) => {
-            tracing::error!(chunk = %id, %actual, server = server.id(), "chunk is corrupt on disk; refusing to serve it");
-            crate::scrub::found_corrupt(&server, vec![id.clone()]).await;
-            return Err(ApiError::new(ErrorCode::Internal, "chunk is corrupt on this server"));
-        }
-        Err(ReadError::Io(error)) => return Err(ApiError::internal(format!("reading chunk {id}: {error}"))),
+        Err(error) => return Err(read_error(&server, &id, error).await),
     };
     let len = bytes.len() as u64;
-    let range_header = headers.get(header::RANGE).and_then(|value| value.to_str().ok());
     let response = match range::parse(range_header, len) {
         RangeRequest::Whole => {
             server.counters.record_read(len);
@@ -320,6 +317,102 @@ async fn get_chunk(
         }
     };
     Ok(response)
+}
+
+/// Streamed reads take the chunk from disk in pieces this large.
+const READ_PIECE: usize = 256 * 1024;
+
+/// Pieces a streamed read may have read ahead of the connection: with the
+/// piece being read and the one being sent, a read holds at most
+/// `(READ_AHEAD + 2) x READ_PIECE` bytes whatever the chunk size.
+const READ_AHEAD: usize = 2;
+
+/// A whole-chunk read, streamed from disk and hashed on the way.
+///
+/// The first piece is read and, for a chunk of at most one piece, verified
+/// before answering, so a missing, unreadable or small corrupt chunk gets an
+/// error status. A larger chunk is verified as it is sent: its last piece is
+/// sent only once the whole content hashed to the id; otherwise the body
+/// ends with an error (the connection is cut short of the Content-Length),
+/// so a client sees a failed read, never a complete corrupt chunk, and the
+/// chunk is quarantined and reported as on any corrupt read.
+async fn send_whole(server: Arc<FileServer>, id: ChunkId) -> ApiResult<Response> {
+    let opened = {
+        let (store, id) = (server.store.clone(), id.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut reader = store.open_reader(&id)?;
+            let first = reader.next_piece(READ_PIECE)?;
+            Ok::<_, ReadError>((reader, first))
+        })
+        .await
+        .map_err(ApiError::internal)?
+    };
+    let (reader, first) = match opened {
+        Ok(opened) => opened,
+        Err(error) => return Err(read_error(&server, &id, error).await),
+    };
+    let len = reader.len();
+    server.counters.record_read(len);
+    if reader.is_done() {
+        return Ok((StatusCode::OK, octet_stream(), first.unwrap_or_default()).into_response());
+    }
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
+    let reading = async move {
+        let mut reader = reader;
+        let outcome = tokio::task::spawn_blocking(move || loop {
+            match reader.next_piece(READ_PIECE) {
+                Ok(Some(piece)) => {
+                    if sender.blocking_send(Ok(piece)).is_err() {
+                        // The client went away.
+                        return Ok(());
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(error) => {
+                    let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
+                    return Err(error);
+                }
+            }
+        })
+        .await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                // The body has already failed; this only logs, quarantines and reports.
+                let _ = read_error(&server, &id, error).await;
+            }
+            Err(error) => tracing::error!(chunk = %id, %error, "reading a chunk panicked"),
+        }
+    };
+    tokio::spawn(tracing::Instrument::instrument(
+        dfs_service::request_id::inherit(reading),
+        tracing::Span::current(),
+    ));
+    let rest = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|piece| (piece, receiver))
+    });
+    let body = futures_util::stream::iter(first.map(Ok)).chain(rest);
+    Ok((
+        StatusCode::OK,
+        octet_stream(),
+        [(header::CONTENT_LENGTH, HeaderValue::from(len))],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// The error answer to a failed chunk read; a corrupt chunk is also
+/// quarantined and reported.
+async fn read_error(server: &FileServer, id: &ChunkId, error: ReadError) -> ApiError {
+    match error {
+        ReadError::NotFound => ApiError::not_found(format!("chunk {id} is not on this server")),
+        ReadError::Corrupt { actual } => {
+            tracing::error!(chunk = %id, %actual, server = server.id(), "chunk is corrupt on disk; refusing to serve it");
+            crate::scrub::found_corrupt(server, vec![id.clone()]).await;
+            ApiError::new(ErrorCode::Internal, "chunk is corrupt on this server")
+        }
+        ReadError::Io(error) => ApiError::internal(format!("reading chunk {id}: {error}")),
+    }
 }
 
 fn octet_stream() -> [(header::HeaderName, HeaderValue); 2] {

@@ -1,4 +1,5 @@
-//! The file server: stores chunks durably, verifies them on every read,
+//! The file server: stores chunks durably, verifies them on every read
+//! (streamed reads as they go, see below),
 //! replicates writes to the rest of their replica set, and reports to the
 //! directory service.
 //!
@@ -18,7 +19,21 @@
 //! Architecture invariants: every request is authorised by a capability
 //! opened locally with the cluster key, never by asking another service; a
 //! chunk is acknowledged only once it (and, on the primary, every replica)
-//! is fsynced; bytes that do not hash to their id are never stored or served.
+//! is fsynced; bytes that do not hash to their id are never stored, nor
+//! served as a complete chunk.
+//!
+//! # What a read verifies, and when
+//! - Whole-chunk GET (the client's downloads): streamed from disk in 256 KiB
+//!   pieces and hashed as read ([`store::ChunkReader`]). A chunk of one piece
+//!   is checked before the answer (corrupt: 500). For a larger one the last
+//!   piece is sent only after the whole content hashed to the id; otherwise
+//!   the body ends with an error short of its `Content-Length`, so the
+//!   reader gets a failed, truncated transfer, never a complete bad chunk.
+//! - GET with `Range`: the whole chunk is read and hashed before the range
+//!   is sent ([`store::ChunkStore::get`]).
+//! - Any read that finds a chunk corrupt quarantines and reports it, as the
+//!   scrub does ([`scrub`]: every chunk re-hashed in full on its schedule,
+//!   whether or not anyone reads it).
 
 pub mod heartbeat;
 pub mod http;

@@ -15,12 +15,15 @@
 //! Architecture invariant: a file appears under `chunks/` only through
 //! [`TempChunk::commit`], which checks the content against the id and makes
 //! the file and its directory entry durable first. Reads still verify,
-//! because disks rot.
+//! because disks rot: [`ChunkStore::get`] hashes the whole chunk before it
+//! returns anything, and [`ChunkReader`] (streamed reads) hashes as it reads
+//! and hands out the last piece only once the whole content matched the id.
 //!
 //! This module is pure file I/O: no HTTP, no capabilities, no counters.
 
+use bytes::Bytes;
 use dfs_proto::chunk::ChunkId;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
@@ -136,6 +139,30 @@ impl ChunkStore {
         Ok(bytes)
     }
 
+    /// Opens a chunk for a streamed, verified read. Blocking.
+    pub fn open_reader(&self, id: &ChunkId) -> Result<ChunkReader, ReadError> {
+        let file = match std::fs::File::open(self.chunk_path(id)) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(ReadError::NotFound),
+            Err(error) => return Err(ReadError::Io(error)),
+        };
+        let len = file.metadata()?.len();
+        if len == 0 {
+            // No piece will ever be read, so check the (empty) content now.
+            let actual = ChunkId::from_hash_bytes(blake3::hash(&[]).as_bytes());
+            if &actual != id {
+                return Err(ReadError::Corrupt { actual });
+            }
+        }
+        Ok(ChunkReader {
+            file,
+            id: id.clone(),
+            hasher: blake3::Hasher::new(),
+            len,
+            remaining: len,
+        })
+    }
+
     /// Marks the chunk as just written (a write of a chunk already present),
     /// so garbage collection leaves it alone for a grace period. Fails with
     /// `NotFound` if the chunk is gone. Blocking.
@@ -241,6 +268,66 @@ impl ChunkStore {
             }
         }
         Ok(chunks)
+    }
+}
+
+/// A stored chunk read piece by piece (blocking reads), hashing as it goes.
+///
+/// Every piece but the last is handed out before the chunk is known to be
+/// intact; the last one only after the whole content hashed to the id. A
+/// reader that passes pieces on (the GET route) must therefore fail, not
+/// finish, whatever it sent when [`ChunkReader::next_piece`] returns an
+/// error: a receiver then sees a truncated chunk, never a complete bad one.
+#[derive(Debug)]
+pub struct ChunkReader {
+    file: std::fs::File,
+    id: ChunkId,
+    hasher: blake3::Hasher,
+    len: u64,
+    remaining: u64,
+}
+
+impl ChunkReader {
+    /// The chunk's size, from the file when it was opened.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True once every piece has been handed out.
+    pub fn is_done(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// The next piece, of at most `max` bytes (`max` > 0); `None` after the
+    /// last one. The last piece comes only if the content matches the id,
+    /// else `Corrupt`; a file shorter than it was at open is an `Io` error.
+    pub fn next_piece(&mut self, max: usize) -> Result<Option<Bytes>, ReadError> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let want = usize::try_from(self.remaining).map_or(max, |remaining| remaining.min(max));
+        // `read_to_end` fills the spare capacity without zeroing it first.
+        let mut piece = Vec::with_capacity(want);
+        (&self.file).take(want as u64).read_to_end(&mut piece)?;
+        if piece.len() < want {
+            return Err(ReadError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the chunk file is shorter than when it was opened",
+            )));
+        }
+        self.hasher.update(&piece);
+        self.remaining -= want as u64;
+        if self.remaining == 0 {
+            let actual = ChunkId::from_hash_bytes(self.hasher.finalize().as_bytes());
+            if actual != self.id {
+                return Err(ReadError::Corrupt { actual });
+            }
+        }
+        Ok(Some(Bytes::from(piece)))
     }
 }
 

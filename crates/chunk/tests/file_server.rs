@@ -456,6 +456,89 @@ async fn a_corrupt_chunk_is_never_served() {
     server.stop().await;
 }
 
+/// A chunk of several read pieces is streamed: intact, it arrives whole with
+/// its Content-Length; rotten in its last byte, the body fails before its end
+/// (the client never gets all of it), and the copy is quarantined.
+#[tokio::test]
+async fn a_large_corrupt_chunk_fails_its_streamed_read_and_is_quarantined() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&key, dir.path()).await;
+    let bytes = content(3 * 1024 * 1024 + 17, 11);
+    let id = id_of(&bytes);
+    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![server.server_ref()]);
+    assert_eq!(
+        server.put(&id, Some(&cap), bytes.clone()).await.status(),
+        StatusCode::OK
+    );
+    let read = read_capability(&key, &id);
+
+    let response = server.get(&id, &read, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.content_length(), Some(bytes.len() as u64));
+    assert!(response.bytes().await.unwrap() == bytes);
+
+    let mut rotten = bytes.clone();
+    *rotten.last_mut().unwrap() ^= 0x01;
+    std::fs::write(server.chunk_path(&id), &rotten).unwrap();
+    let mut response = server.get(&id, &read, None).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the first piece is sent before the end is checked"
+    );
+    let mut received = 0;
+    let failed = loop {
+        match response.chunk().await {
+            Ok(Some(piece)) => received += piece.len(),
+            Ok(None) => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(failed, "the body must fail, not end cleanly");
+    assert!(
+        received < bytes.len(),
+        "never the whole corrupt chunk ({received} bytes)"
+    );
+    let quarantine = dir.path().join("quarantine");
+    for _ in 0..100 {
+        if !server.chunk_path(&id).exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!server.chunk_path(&id).exists());
+    assert_eq!(std::fs::read_dir(&quarantine).unwrap().count(), 1);
+    let (status, _) = error_of(server.get(&id, &read, None).await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+/// A chunk of at most one read piece is checked before anything is sent.
+#[tokio::test]
+async fn a_small_corrupt_chunk_is_refused_with_an_error_status() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&key, dir.path()).await;
+    let bytes = content(200 * 1024, 12);
+    let id = id_of(&bytes);
+    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![server.server_ref()]);
+    assert_eq!(
+        server.put(&id, Some(&cap), bytes.clone()).await.status(),
+        StatusCode::OK
+    );
+    let mut rotten = bytes.clone();
+    rotten[0] ^= 0x01;
+    std::fs::write(server.chunk_path(&id), &rotten).unwrap();
+    let (status, body) = error_of(server.get(&id, &read_capability(&key, &id), None).await).await;
+    assert_eq!(
+        (status, body.message.as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "chunk is corrupt on this server")
+    );
+    assert!(!server.chunk_path(&id).exists());
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn the_server_id_and_chunks_survive_a_restart() {
     let key = ClusterKey::random();

@@ -69,6 +69,38 @@ async fn a_corrupt_chunk_is_never_returned() {
 }
 
 #[tokio::test]
+async fn a_reader_checks_the_hash_before_the_last_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let id = id_of(&bytes);
+    store.put(&id, &bytes).await.unwrap();
+
+    let mut reader = store.open_reader(&id).unwrap();
+    assert_eq!(reader.len(), 10_000);
+    let mut read = Vec::new();
+    while let Some(piece) = reader.next_piece(4096).unwrap() {
+        assert!(piece.len() <= 4096);
+        read.extend_from_slice(&piece);
+    }
+    assert!(reader.is_done());
+    assert_eq!(read, bytes);
+
+    let mut rotten = bytes.clone();
+    rotten[9_999] ^= 1;
+    std::fs::write(store.chunk_path(&id), &rotten).unwrap();
+    let mut reader = store.open_reader(&id).unwrap();
+    assert_eq!(reader.next_piece(4096).unwrap().unwrap().len(), 4096);
+    assert_eq!(reader.next_piece(4096).unwrap().unwrap().len(), 4096);
+    assert!(matches!(reader.next_piece(4096), Err(ReadError::Corrupt { .. })));
+
+    // A chunk cut short: the content is checked at open (nothing to read).
+    std::fs::write(store.chunk_path(&id), b"").unwrap();
+    assert!(matches!(store.open_reader(&id), Err(ReadError::Corrupt { .. })));
+    assert!(matches!(store.open_reader(&id_of(b"absent")), Err(ReadError::NotFound)));
+}
+
+#[tokio::test]
 async fn opening_removes_leftovers_and_skips_strays() {
     let dir = tempfile::tempdir().unwrap();
     let store = ChunkStore::open(dir.path()).unwrap();
