@@ -288,7 +288,7 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             let name = path.name().context("cannot get the root directory")?.to_string();
             if local.as_deref() == Some(Path::new("-")) {
                 client
-                    .get_layout(&layout.chunks, tokio::io::stdout(), &GetOptions::default())
+                    .get_file_with_summary(&layout, crate::stdout::Stdout::new(), &GetOptions::default())
                     .await?;
                 return Ok(());
             }
@@ -297,12 +297,9 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 target = target.join(&name);
             }
             let bar = crate::progress::Bar::bytes(&global, Some(layout.stat.size), layout.stat.path.as_str());
-            let chunks = crate::tree::download_to(&client, &layout.chunks, &target, bar.callback()).await?;
+            let (stat, chunks) = crate::tree::download_to(&client, &layout, &target, bar.callback()).await?;
             bar.finish();
-            let report = crate::tree::GetReport {
-                stat: layout.stat,
-                chunks,
-            };
+            let report = crate::tree::GetReport { stat, chunks };
             let stat = &report.stat;
             emit(&global, &report, || {
                 format!(
@@ -319,7 +316,9 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             let (client, session) = connect(&global, true).await?;
             for raw in &paths {
                 let path = remote_path(raw, session.as_ref())?;
-                client.get(&path, tokio::io::stdout(), &GetOptions::default()).await?;
+                client
+                    .get(&path, crate::stdout::Stdout::new(), &GetOptions::default())
+                    .await?;
             }
             Ok(())
         }

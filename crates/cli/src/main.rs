@@ -21,6 +21,7 @@ mod meta;
 mod progress;
 mod serve;
 mod session;
+mod stdout;
 mod tls;
 mod tree;
 mod up;

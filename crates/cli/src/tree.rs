@@ -13,7 +13,7 @@ use crate::progress::Bar;
 use crate::session::Session;
 use anyhow::{bail, Context};
 use dfs_client::{Client, GetOptions, GetSummary, Progress, PutOptions, PutSummary};
-use dfs_proto::namespace::{ChunkLocation, EntryKind, Stat};
+use dfs_proto::namespace::{EntryKind, FileLayout, Stat};
 use dfs_proto::DfsPath;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -90,10 +90,10 @@ pub fn report_of(summary: PutSummary) -> PutReport {
 /// once every chunk arrived and checked out: a failed get leaves nothing behind.
 pub async fn download_to(
     client: &Client,
-    chunks: &[ChunkLocation],
+    layout: &FileLayout,
     target: &Path,
     progress: Option<Progress>,
-) -> anyhow::Result<GetSummary> {
+) -> anyhow::Result<(Stat, GetSummary)> {
     let dir = target
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
@@ -110,7 +110,7 @@ pub async fn download_to(
             .with_context(|| format!("cannot write {}", temp.display()))?;
         let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
         let summary = client
-            .get_layout_with_summary(chunks, &mut writer, &GetOptions { progress })
+            .get_file_with_summary(layout, &mut writer, &GetOptions { progress })
             .await?;
         use tokio::io::AsyncWriteExt;
         writer.flush().await?;
@@ -262,10 +262,10 @@ pub async fn get_tree(
             let (client, progress) = (&tree_client, progress.clone());
             async move {
                 let layout = client.layout(remote).await?;
-                let summary = download_to(client, &layout.chunks, local, progress)
+                let (stat, summary) = download_to(client, &layout, local, progress)
                     .await
                     .with_context(|| format!("downloading {remote}"))?;
-                anyhow::Ok((layout.stat.size, summary))
+                anyhow::Ok((stat.size, summary))
             }
         })
         .buffer_unordered(FILES_AT_ONCE)

@@ -18,7 +18,8 @@
 //! - [`Client`]: connection to a cluster, given the directory service's URL;
 //!   namespace and user calls are methods on it.
 //! - [`transfer`]: `put` and `get`: chunking, hashing, placement, parallel
-//!   chunk transfers, replica fallback.
+//!   chunk transfers, replica fallback; `inline.rs`: small files written and
+//!   read in one request to the directory service, stored in the metadata.
 //! - [`Error`]: one error type whose `Display` is a single line for a human.
 //! - [`locks`]: locks ([`Client::lock_guard`] renews in the background) and
 //!   transactions ([`Client::transaction`]); [`Client::with_lock_token`] and
@@ -33,6 +34,7 @@
 
 pub mod cache;
 mod error;
+mod inline;
 pub mod locks;
 pub mod transfer;
 pub mod watch;

@@ -8,6 +8,11 @@
 //!
 //! `get` asks for the layout, fetches chunks in parallel (in order), checks
 //! every chunk's BLAKE3 hash and falls back to the next replica on any error.
+//! Each chunk in flight is a task of its own, hashed as its body arrives and
+//! kept as the pieces the connection delivered (no copy into one buffer);
+//! memory is bounded by `parallelism x chunk size`, as for `put`. A file
+//! server ends a body with an error instead of finishing a chunk that failed
+//! its own check, which the client sees as a failed read of that replica.
 //!
 //! With a disk cache (`Client::with_cache`), `get` takes every chunk the
 //! cache holds intact from it instead of a file server, and both pipelines
@@ -109,6 +114,13 @@ impl Client {
         mut source: impl AsyncRead + Unpin,
         options: &PutOptions,
     ) -> Result<PutSummary> {
+        // A small file is written inline, in one request (see `crate::inline`);
+        // otherwise what was read of it goes first into the chunked upload.
+        let head = match self.put_small(path, &mut source, options).await? {
+            crate::inline::Head::Written(summary) => return Ok(summary),
+            crate::inline::Head::Read(head) => head,
+        };
+        let mut source = std::io::Cursor::new(head).chain(source);
         let started: UploadStarted = self
             .directory(
                 Method::POST,
@@ -370,8 +382,9 @@ impl Client {
     /// Downloads `path` into `sink`, checking every chunk's hash.
     pub async fn get(&self, path: &DfsPath, sink: impl AsyncWrite + Unpin, options: &GetOptions) -> Result<Stat> {
         let layout = self.layout(path).await?;
-        self.get_layout(&layout.chunks, sink, options).await?;
-        Ok(layout.stat)
+        // Inline or chunked (see `crate::inline`).
+        let (stat, _) = self.get_file_with_summary(&layout, sink, options).await?;
+        Ok(stat)
     }
 
     /// Downloads the given chunks, in order, into `sink`.
@@ -398,21 +411,32 @@ impl Client {
         loop {
             while in_flight.len() < self.parallelism.max(1) {
                 match pending.next() {
-                    Some(location) => in_flight.push_back(self.fetch_chunk_cached(location)),
+                    // Each chunk is its own task, so that several are
+                    // received and hashed on different threads at once.
+                    Some(location) => {
+                        let (client, location) = (self.clone(), location.clone());
+                        in_flight.push_back(Spawned(tokio::spawn(async move {
+                            client.fetch_chunk_cached(&location).await
+                        })));
+                    }
                     None => break,
                 }
             }
             match in_flight.next().await {
                 Some(data) => {
-                    let (data, cached) = data?;
+                    let (pieces, cached) = data?;
                     if cached {
                         summary.chunks_cached += 1;
                     } else {
                         summary.chunks_fetched += 1;
                     }
-                    sink.write_all(&data).await?;
+                    let mut written = 0;
+                    for piece in &pieces {
+                        sink.write_all(piece).await?;
+                        written += piece.len() as u64;
+                    }
                     if let Some(progress) = &options.progress {
-                        progress(data.len() as u64);
+                        progress(written);
                     }
                 }
                 None => break,
@@ -423,17 +447,20 @@ impl Client {
     }
 
     /// A chunk from the disk cache if it holds it intact, else from a file
-    /// server (then cached). `true` if it came from the cache.
-    async fn fetch_chunk_cached(&self, location: &ChunkLocation) -> Result<(Bytes, bool)> {
+    /// server (then cached), as the pieces it arrived in. `true` if it came
+    /// from the cache.
+    async fn fetch_chunk_cached(&self, location: &ChunkLocation) -> Result<(Vec<Bytes>, bool)> {
         if let Some(cache) = &self.cache {
             let (cache, id, size) = (Arc::clone(cache), location.id.clone(), location.size);
             if let Ok(Some(data)) = tokio::task::spawn_blocking(move || cache.get(&id, size)).await {
-                return Ok((data, true));
+                return Ok((vec![data], true));
             }
         }
-        let data = self.fetch_chunk(location).await?;
-        self.cache_chunk(&location.id, &data).await;
-        Ok((data, false))
+        let pieces = self.fetch_pieces(location).await?;
+        if self.cache.is_some() {
+            self.cache_chunk(&location.id, &concat(&pieces)).await;
+        }
+        Ok((pieces, false))
     }
 
     /// Fetches one whole chunk from the first replica that returns it intact.
@@ -442,6 +469,11 @@ impl Client {
     /// replica failed, the first one that was slow or unreachable is asked again
     /// with a first-byte limit of 30 s.
     pub async fn fetch_chunk(&self, location: &ChunkLocation) -> Result<Bytes> {
+        Ok(concat(&self.fetch_pieces(location).await?))
+    }
+
+    /// [`Client::fetch_chunk`], as the pieces the chunk arrived in (no copy).
+    async fn fetch_pieces(&self, location: &ChunkLocation) -> Result<Vec<Bytes>> {
         let mut failures = Vec::new();
         let mut slow = None;
         for replica in &location.replicas {
@@ -473,12 +505,14 @@ impl Client {
 
     /// One attempt at one replica: headers within `first_byte`, then no
     /// pause longer than [`STALL_TIMEOUT`], and the right hash and size.
+    /// The chunk is hashed as it arrives and kept as the pieces the
+    /// connection delivered, so no byte is copied.
     async fn fetch_from(
         &self,
         location: &ChunkLocation,
         replica: &dfs_proto::chunk::ServerRef,
         first_byte: Duration,
-    ) -> Result<Bytes> {
+    ) -> Result<Vec<Bytes>> {
         let url = format!("{}/v1/chunks/{}", replica.url.trim_end_matches('/'), location.id);
         let request = self
             .http
@@ -494,7 +528,9 @@ impl Client {
                     format!("no answer within {} s", first_byte.as_secs()),
                 )
             })??;
-        let mut data = BytesMut::with_capacity(usize::try_from(location.size).unwrap_or(0));
+        let mut pieces = Vec::new();
+        let mut received = 0u64;
+        let mut hasher = blake3::Hasher::new();
         loop {
             let piece = tokio::time::timeout(STALL_TIMEOUT, response.chunk())
                 .await
@@ -507,7 +543,11 @@ impl Client {
                 })?
                 .map_err(|error| Error::unreachable(Service::FileServer, &url, error))?;
             match piece {
-                Some(piece) if (data.len() + piece.len()) as u64 <= location.size => data.extend_from_slice(&piece),
+                Some(piece) if received + piece.len() as u64 <= location.size => {
+                    received += piece.len() as u64;
+                    hasher.update(&piece);
+                    pieces.push(piece);
+                }
                 Some(_) => {
                     return Err(Error::Protocol(format!(
                         "chunk {} from {} is longer than {} bytes",
@@ -517,18 +557,46 @@ impl Client {
                 None => break,
             }
         }
-        let data = data.freeze();
-        let checked = data.clone();
-        let id = tokio::task::spawn_blocking(move || ChunkId::from_hash_bytes(blake3::hash(&checked).as_bytes()))
-            .await
-            .map_err(|error| Error::Protocol(format!("hashing a chunk: {error}")))?;
-        if id != location.id || data.len() as u64 != location.size {
+        let id = ChunkId::from_hash_bytes(hasher.finalize().as_bytes());
+        if id != location.id || received != location.size {
             return Err(Error::Protocol(format!(
                 "chunk {} from {} is corrupt",
                 location.id, replica.id
             )));
         }
-        Ok(data)
+        Ok(pieces)
+    }
+}
+
+/// The pieces of a chunk as one buffer (copied unless there is one piece).
+fn concat(pieces: &[Bytes]) -> Bytes {
+    match pieces {
+        [one] => one.clone(),
+        _ => {
+            let mut data = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+            pieces.iter().for_each(|piece| data.extend_from_slice(piece));
+            data.freeze()
+        }
+    }
+}
+
+/// A spawned chunk transfer, aborted if dropped before it is done (when the
+/// download it belongs to fails or is abandoned).
+struct Spawned<T>(tokio::task::JoinHandle<Result<T>>);
+
+impl<T> std::future::Future for Spawned<T> {
+    type Output = Result<T>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, context: &mut std::task::Context<'_>) -> std::task::Poll<Result<T>> {
+        std::pin::Pin::new(&mut self.0).poll(context).map(|joined| {
+            joined.unwrap_or_else(|error| Err(Error::Protocol(format!("a chunk transfer failed: {error}"))))
+        })
+    }
+}
+
+impl<T> Drop for Spawned<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -16,7 +16,7 @@ use dfs_proto::namespace::{
 use dfs_proto::ticket::{Capability, ChunkOp, Ticket};
 use dfs_seal::ClusterKey;
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller, Verifier};
-use dfs_store::namespace::{Principal, UploadRecord, DEFAULT_DIR_MODE};
+use dfs_store::namespace::{FileContent, Principal, UploadRecord, DEFAULT_DIR_MODE};
 use dfs_store::tx::StagedOp;
 use dfs_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+mod files;
 mod locks;
 mod receipts;
 mod report;
@@ -271,6 +272,7 @@ pub fn router(state: Arc<Directory>) -> Router {
         .route("/v1/uploads/{id}/receipts", post(receipts::record_receipts))
         .route("/v1/watch", get(watch::watch))
         .route("/v1/layout", get(layout))
+        .route("/v1/files", get(files::read).put(files::write))
         .route("/v1/servers/heartbeat", post(heartbeat))
         .route("/v1/servers/report", post(report::report))
         .route("/v1/homes", post(ensure_home))
@@ -694,13 +696,29 @@ async fn layout(
 ) -> ApiResult<ApiJson<FileLayout>> {
     let who = directory.principal(&ticket).await;
     let store = Arc::clone(&directory.store);
-    let (stat, chunks, recorded) = blocking(move || {
-        let (stat, chunks) = store.file_chunks(&who, &query.path)?;
-        let ids: Vec<ChunkId> = chunks.iter().map(|chunk| chunk.id.clone()).collect();
-        let recorded = store.replicas(&ids)?;
-        Ok((stat, chunks, recorded))
+    let (stat, content, recorded) = blocking(move || {
+        let (stat, content) = store.file_content(&who, &query.path)?;
+        let recorded = match &content {
+            FileContent::Chunks(chunks) => {
+                let ids: Vec<ChunkId> = chunks.iter().map(|chunk| chunk.id.clone()).collect();
+                store.replicas(&ids)?
+            }
+            FileContent::Inline(_) => HashMap::new(),
+        };
+        Ok((stat, content, recorded))
     })
     .await?;
+    let chunks = match content {
+        FileContent::Chunks(chunks) => chunks,
+        // The bytes are read with GET /v1/files.
+        FileContent::Inline(_) => {
+            return Ok(ApiJson(FileLayout {
+                stat,
+                chunks: Vec::new(),
+                inline: true,
+            }))
+        }
+    };
     let expires_at = directory.capability_expiry();
     let mut offset = 0;
     let mut locations = Vec::with_capacity(chunks.len());
@@ -727,6 +745,7 @@ async fn layout(
     Ok(ApiJson(FileLayout {
         stat,
         chunks: locations,
+        inline: false,
     }))
 }
 
@@ -814,6 +833,7 @@ async fn info(State(Shared(directory)): State<Shared>) -> ApiJson<ClusterInfo> {
         directory_url: directory.public_url.clone(),
         chunk_size: directory.chunk_size,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        inline_max: dfs_proto::namespace::INLINE_MAX,
     })
 }
 

@@ -82,6 +82,10 @@ pub struct ClusterInfo {
     pub directory_url: String,
     pub chunk_size: u64,
     pub version: String,
+    /// Files of at most this many bytes may be written inline
+    /// (`PUT /v1/files`); 0 from a directory service that cannot.
+    #[serde(default)]
+    pub inline_max: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -20,6 +20,17 @@
 //!
 //! Download: `GET /v1/layout?path=P` -> [`FileLayout`].
 //!
+//! Small files (at most [`INLINE_MAX`] bytes) are stored *inline*, in the
+//! metadata database with their inode, instead of as chunks on file servers:
+//! - `PUT /v1/files?path=P[&no_clobber=true][&mode=420]`, the raw bytes as the
+//!   body (`application/octet-stream`) -> [`Stat`]; one request, durable when
+//!   answered. A larger body is refused with 413 and nothing is stored; inside
+//!   a transaction (`x-dfs-tx`) with 400 (use the upload protocol).
+//! - `GET /v1/files?path=P` -> the raw bytes of an inline file, its version in
+//!   the [`VERSION_HEADER`] header; 409 for a file stored in chunks.
+//!
+//! A layout of an inline file has `inline: true` and no chunks.
+//!
 //! Watch: `GET /v1/watch?path=P` -> server-sent events, see [`crate::watch`].
 //!
 //! Cluster: `POST /v1/servers/heartbeat` (service ticket) [`crate::chunk::Heartbeat`];
@@ -31,6 +42,27 @@ use crate::chunk::{ChunkId, ServerRef};
 use crate::path::DfsPath;
 use crate::UnixSeconds;
 use serde::{Deserialize, Serialize};
+
+/// The largest file stored inline in the metadata (64 KiB): a file of at
+/// most this many bytes is written with one request to the directory
+/// service (`PUT /v1/files`) and kept in the metadata database, in the same
+/// transaction as its inode, instead of as chunks on file servers.
+pub const INLINE_MAX: u64 = 64 * 1024;
+
+/// Response header of `GET /v1/files`: the version of the file whose bytes follow.
+pub const VERSION_HEADER: &str = "x-dfs-version";
+
+/// Query of `PUT /v1/files` (the body is the file's bytes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InlineWrite {
+    pub path: DfsPath,
+    /// Fail with 409 if the file exists.
+    #[serde(default)]
+    pub no_clobber: bool,
+    /// Mode of a new file (default 0o644); an existing file keeps its mode.
+    #[serde(default)]
+    pub mode: Option<u32>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -175,7 +207,13 @@ pub struct CommitUpload {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileLayout {
     pub stat: Stat,
+    /// Empty for an inline file.
     pub chunks: Vec<ChunkLocation>,
+    /// The file's bytes are stored in the metadata: read them with
+    /// `GET /v1/files` (the chunk list is empty). A client that ignores this
+    /// field sees no chunks for a non-empty file, which it must refuse.
+    #[serde(default)]
+    pub inline: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

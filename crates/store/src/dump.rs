@@ -3,7 +3,8 @@
 //!
 //! A dump holds what a cluster cannot lose: users (with their password
 //! hashes and the next uid, so uids are never reused), every directory and
-//! file with owner, mode, size, mtime, version and chunk list, the file
+//! file with owner, mode, size, mtime, version and chunk list or inline
+//! bytes, the file
 //! servers, the chunk replicas, and the latest fencing number of every path
 //! (so fencing keeps growing). It leaves out what is short-lived by design:
 //! login sessions (users log in again), live locks, pending uploads and open
@@ -39,8 +40,33 @@ pub struct DumpEntry {
     pub size: u64,
     pub mtime_ms: u64,
     pub version: u64,
-    /// In file order; empty for directories.
+    /// In file order; empty for directories and inline files.
     pub chunks: Vec<ChunkRef>,
+    /// An inline file's bytes (base64 in JSON); absent for chunked files and
+    /// directories.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "base64_bytes")]
+    pub inline: Option<Vec<u8>>,
+}
+
+/// `Option<Vec<u8>>` as an optional base64 string.
+mod base64_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Vec<u8>>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => serializer.serialize_some(&STANDARD.encode(bytes)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<u8>>, D::Error> {
+        match Option::<String>::deserialize(deserializer)? {
+            Some(text) => STANDARD.decode(text).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

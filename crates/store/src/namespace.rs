@@ -92,6 +92,27 @@ pub struct UploadRecord {
     pub expires_at: UnixSeconds,
 }
 
+/// What a file holds: a chunk list (bytes on file servers), or its bytes
+/// inline, kept in the metadata with the inode (files of at most
+/// [`dfs_proto::namespace::INLINE_MAX`] bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    Chunks(Vec<ChunkRef>),
+    Inline(Vec<u8>),
+}
+
+/// Refuses inline data larger than [`dfs_proto::namespace::INLINE_MAX`].
+pub(crate) fn check_inline_size(path: &DfsPath, data: &[u8]) -> StoreResult<()> {
+    if data.len() as u64 > dfs_proto::namespace::INLINE_MAX {
+        return Err(crate::StoreError::Invalid(format!(
+            "{path}: {} bytes is too large to store inline (at most {})",
+            data.len(),
+            dfs_proto::namespace::INLINE_MAX
+        )));
+    }
+    Ok(())
+}
+
 /// Totals for the cluster status page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NamespaceCounts {
@@ -141,6 +162,29 @@ pub trait NamespaceStore: Send + Sync {
     /// A file's metadata and chunk list, read together; needs [`READ`] on the file.
     fn file_chunks(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, Vec<ChunkRef>)>;
 
+    /// A file's metadata and content (chunk list or inline bytes), read
+    /// together; needs [`READ`] on the file.
+    fn file_content(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)>;
+
+    /// Writes the file at `path` with `data` stored inline (at most
+    /// [`dfs_proto::namespace::INLINE_MAX`] bytes, else `Invalid`), in one
+    /// transaction, after every check of an upload commit: locks, the parent
+    /// is a directory with [`WRITE`] and [`EXECUTE`], the target is not a
+    /// directory, absent if `no_clobber`, writable if it exists. A new file
+    /// gets version 1 and `mode` (default [`DEFAULT_FILE_MODE`]); an
+    /// existing one (inline or chunked) version + 1, keeping its owner and
+    /// mode, and loses its chunk list.
+    #[allow(clippy::too_many_arguments)]
+    fn write_inline(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        data: &[u8],
+        mode: Option<u32>,
+        no_clobber: bool,
+        now_ms: u64,
+    ) -> StoreResult<Stat>;
+
     /// Checks that `upload.path` may be written by `who` now (parent is an
     /// existing directory with [`WRITE`] and [`EXECUTE`], target is not a
     /// directory, an existing target is writable and absent if `no_clobber`)
@@ -160,7 +204,8 @@ pub trait NamespaceStore: Send + Sync {
     /// checked, checks that every chunk has at least the upload's
     /// replication in recorded replicas (else `Conflict`), writes the file
     /// (new at version 1, or the existing one at version + 1, keeping its
-    /// owner and mode) with exactly `chunks`, and forgets the upload.
+    /// owner and mode) with exactly `chunks` (dropping inline data it had),
+    /// and forgets the upload.
     /// `who` must own the upload; an unknown or expired upload is `NotFound`.
     fn commit_upload(
         &self,

@@ -2,7 +2,7 @@
 //! calls every function here with a fresh, empty store.
 
 use crate::dump::{Dump, DumpEntry, DumpFence, DumpReplica, DumpUser, DUMP_FORMAT};
-use crate::namespace::{Principal, UploadRecord};
+use crate::namespace::{FileContent, Principal, UploadRecord};
 use crate::users::SessionRecord;
 use crate::{Store, StoreError};
 use dfs_proto::chunk::{ChunkId, ServerRef};
@@ -43,6 +43,13 @@ pub const ALL: &[(&str, SuiteTest)] = &[
     ("repair_live_chunks_and_forgetting", repair_live_chunks_and_forgetting),
     ("dump_exports_what_was_written", dump_exports_what_was_written),
     ("dump_imports_into_an_empty_store", dump_imports_into_an_empty_store),
+    ("inline_write_read_overwrite", inline_write_read_overwrite),
+    (
+        "inline_and_chunked_replace_each_other",
+        inline_and_chunked_replace_each_other,
+    ),
+    ("inline_checks_like_a_commit", inline_checks_like_a_commit),
+    ("inline_dump_round_trip", inline_dump_round_trip),
 ];
 
 pub fn users_create_list_delete(store: &dyn Store) {
@@ -1162,6 +1169,7 @@ pub fn dump_imports_into_an_empty_store(store: &dyn Store) {
         mtime_ms: 5_000 + owner_uid,
         version: if kind == EntryKind::File { 3 } else { 1 },
         chunks,
+        inline: None,
     };
     let chunks = vec![chunk(7, 4), chunk(8, 2)];
     let dump = Dump {
@@ -1265,5 +1273,267 @@ pub fn dump_imports_into_an_empty_store(store: &dyn Store) {
         store.import(&dump),
         |e| matches!(e, StoreError::Conflict(_)),
         "not empty",
+    );
+}
+
+// ---- Inline files ----
+
+fn content(store: &dyn Store, who: &Principal, target: &str) -> (dfs_proto::namespace::Stat, FileContent) {
+    store.file_content(who, &path(target)).unwrap()
+}
+
+pub fn inline_write_read_overwrite(store: &dyn Store) {
+    let ann = user(2, "ann");
+    store.ensure_home(ann.uid, "ann", 1_000).unwrap();
+    let stat = store
+        .write_inline(&ann, &path("/home/ann/small"), b"hello", Some(0o600), false, 2_000)
+        .unwrap();
+    assert_eq!((stat.size, stat.version, stat.mode), (5, 1, 0o600));
+    assert_eq!((stat.owner_uid, stat.owner.as_str()), (ann.uid, "ann"));
+    assert_eq!(stat.kind, EntryKind::File);
+    let (read, data) = content(store, &ann, "/home/ann/small");
+    assert_eq!(read, stat);
+    assert_eq!(data, FileContent::Inline(b"hello".to_vec()));
+    assert_eq!(store.stat(&ann, &path("/home/ann/small")).unwrap(), stat);
+    // An inline file has no chunks.
+    assert!(store.file_chunks(&ann, &path("/home/ann/small")).unwrap().1.is_empty());
+
+    // Overwriting by the admin keeps owner and mode, bumps the version.
+    let again = store
+        .write_inline(&admin(), &path("/home/ann/small"), b"bye", Some(0o644), false, 3_000)
+        .unwrap();
+    assert_eq!((again.size, again.version, again.mode), (3, 2, 0o600));
+    assert_eq!((again.owner_uid, again.owner.as_str()), (ann.uid, "ann"));
+    assert_eq!(again.mtime_ms, 3_000);
+    assert_eq!(
+        content(store, &ann, "/home/ann/small").1,
+        FileContent::Inline(b"bye".to_vec())
+    );
+
+    // Empty and largest files; one byte more is refused.
+    let empty = store
+        .write_inline(&ann, &path("/home/ann/empty"), b"", None, false, 4_000)
+        .unwrap();
+    assert_eq!((empty.size, empty.mode), (0, crate::namespace::DEFAULT_FILE_MODE));
+    assert_eq!(
+        content(store, &ann, "/home/ann/empty").1,
+        FileContent::Inline(Vec::new())
+    );
+    let max = dfs_proto::namespace::INLINE_MAX as usize;
+    let big: Vec<u8> = (0..max).map(|index| (index % 251) as u8).collect();
+    store
+        .write_inline(&ann, &path("/home/ann/big"), &big, None, false, 4_000)
+        .unwrap();
+    assert_eq!(content(store, &ann, "/home/ann/big").1, FileContent::Inline(big));
+    assert_err(
+        store.write_inline(&ann, &path("/home/ann/huge"), &vec![0; max + 1], None, false, 4_000),
+        |error| matches!(error, StoreError::Invalid(_)),
+        "too large",
+    );
+    assert!(matches!(
+        store.stat(&ann, &path("/home/ann/huge")),
+        Err(StoreError::NotFound(_))
+    ));
+    // Removing and renaming take the data along.
+    store
+        .rename(&ann, &path("/home/ann/small"), &path("/home/ann/moved"), false, 5_000)
+        .unwrap();
+    assert_eq!(
+        content(store, &ann, "/home/ann/moved").1,
+        FileContent::Inline(b"bye".to_vec())
+    );
+    store.remove(&ann, &path("/home/ann/moved"), false, 6_000).unwrap();
+    store
+        .write_inline(&ann, &path("/home/ann/moved"), b"new", None, false, 7_000)
+        .unwrap();
+    let (stat, data) = content(store, &ann, "/home/ann/moved");
+    assert_eq!((stat.version, data), (1, FileContent::Inline(b"new".to_vec())));
+    let counts = store.counts().unwrap();
+    assert_eq!((counts.files, counts.chunks), (3, 0));
+}
+
+pub fn inline_and_chunked_replace_each_other(store: &dyn Store) {
+    let ann = user(2, "ann");
+    store.ensure_home(ann.uid, "ann", 1_000).unwrap();
+    let chunks = [chunk(1, 4), chunk(2, 3)];
+    write_file(store, &ann, "u1", "/home/ann/f", &chunks);
+    let stat = store
+        .write_inline(&ann, &path("/home/ann/f"), b"tiny", None, false, 300_000)
+        .unwrap();
+    assert_eq!((stat.version, stat.size), (2, 4));
+    assert_eq!(
+        content(store, &ann, "/home/ann/f").1,
+        FileContent::Inline(b"tiny".to_vec())
+    );
+    assert!(store.file_chunks(&ann, &path("/home/ann/f")).unwrap().1.is_empty());
+    assert!(store.referenced_chunks().unwrap().is_empty());
+
+    let stat = write_file(store, &ann, "u2", "/home/ann/f", &chunks);
+    assert_eq!((stat.version, stat.size), (3, 7));
+    assert_eq!(
+        content(store, &ann, "/home/ann/f").1,
+        FileContent::Chunks(chunks.to_vec())
+    );
+    // Inline again, then a chunked file with no chunks (empty) replaces it.
+    store
+        .write_inline(&ann, &path("/home/ann/f"), b"x", None, false, 400_000)
+        .unwrap();
+    let stat = write_file(store, &ann, "u3", "/home/ann/f", &[]);
+    assert_eq!((stat.version, stat.size), (5, 0));
+    assert_eq!(content(store, &ann, "/home/ann/f").1, FileContent::Chunks(Vec::new()));
+}
+
+pub fn inline_checks_like_a_commit(store: &dyn Store) {
+    let (ann, bob) = (user(2, "ann"), user(3, "bob"));
+    store.ensure_home(ann.uid, "ann", 1_000).unwrap();
+    store.ensure_home(bob.uid, "bob", 1_000).unwrap();
+    store
+        .write_inline(&ann, &path("/home/ann/f"), b"one", None, false, 2_000)
+        .unwrap();
+    // no_clobber.
+    assert_err(
+        store.write_inline(&ann, &path("/home/ann/f"), b"two", None, true, 3_000),
+        |error| matches!(error, StoreError::AlreadyExists(_)),
+        "already exists: /home/ann/f",
+    );
+    // Another user's private home: neither create nor read.
+    assert_err(
+        store.write_inline(&bob, &path("/home/ann/g"), b"x", None, false, 3_000),
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "permission denied",
+    );
+    assert_err(
+        store.file_content(&bob, &path("/home/ann/f")),
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "permission denied",
+    );
+    // A readable but not writable file.
+    store.chmod(&ann, &path("/home/ann"), 0o755).unwrap();
+    assert_eq!(
+        content(store, &bob, "/home/ann/f").1,
+        FileContent::Inline(b"one".to_vec())
+    );
+    assert_err(
+        store.write_inline(&bob, &path("/home/ann/f"), b"x", None, false, 3_000),
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "permission denied: /home/ann/f",
+    );
+    store.chmod(&ann, &path("/home/ann/f"), 0o600).unwrap();
+    assert_err(
+        store.file_content(&bob, &path("/home/ann/f")),
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "permission denied: /home/ann/f",
+    );
+    // Directories and missing parents.
+    assert_err(
+        store.write_inline(&ann, &path("/home/ann"), b"x", None, false, 3_000),
+        |error| matches!(error, StoreError::Invalid(_)),
+        "is a directory: /home/ann",
+    );
+    assert_err(
+        store.write_inline(&ann, &DfsPath::root(), b"x", None, false, 3_000),
+        |error| matches!(error, StoreError::Invalid(_)),
+        "is a directory",
+    );
+    assert_err(
+        store.write_inline(&ann, &path("/home/ann/nope/f"), b"x", None, false, 3_000),
+        |error| matches!(error, StoreError::NotFound(_)),
+        "no such file or directory: /home/ann/nope",
+    );
+    assert_err(
+        store.file_content(&ann, &path("/home/ann")),
+        |error| matches!(error, StoreError::Invalid(_)),
+        "is a directory",
+    );
+    // Locks: refused without the token, accepted with it.
+    let lock = store
+        .acquire_lock(&ann, &path("/home/ann/f"), false, "n1", 300, 400)
+        .unwrap();
+    assert_err(
+        store.write_inline(&ann, &path("/home/ann/f"), b"locked", None, false, 310_000),
+        is_locked,
+        "locked: /home/ann/f is locked by ann",
+    );
+    assert_err(
+        store.write_inline(&admin(), &path("/home/ann/f"), b"locked", None, false, 310_000),
+        is_locked,
+        "locked",
+    );
+    let stat = store
+        .write_inline(
+            &with_token(&ann, &lock.token),
+            &path("/home/ann/f"),
+            b"mine",
+            None,
+            false,
+            310_000,
+        )
+        .unwrap();
+    assert_eq!(stat.version, 2);
+    assert_eq!(
+        content(store, &ann, "/home/ann/f").1,
+        FileContent::Inline(b"mine".to_vec())
+    );
+}
+
+pub fn inline_dump_round_trip(store: &dyn Store) {
+    let ann_record = store.create_user("ann", "hash-a", false, 11).unwrap();
+    let ann = user(ann_record.uid, "ann");
+    store.ensure_home(ann.uid, "ann", 1_000).unwrap();
+    let bytes: Vec<u8> = (0..=255).collect();
+    store
+        .write_inline(&ann, &path("/home/ann/inline"), &bytes, Some(0o640), false, 2_000)
+        .unwrap();
+    store
+        .write_inline(&ann, &path("/home/ann/empty"), b"", None, false, 2_000)
+        .unwrap();
+    write_file(store, &ann, "u1", "/home/ann/chunked", &[chunk(1, 4)]);
+    let dump = store.export().unwrap();
+    let entry = |name: &str| {
+        dump.entries
+            .iter()
+            .find(|entry| entry.path.as_str() == name)
+            .unwrap()
+            .clone()
+    };
+    let inline = entry("/home/ann/inline");
+    assert_eq!(
+        (inline.inline.as_deref(), inline.size, inline.mode),
+        (Some(&bytes[..]), 256, 0o640)
+    );
+    assert!(inline.chunks.is_empty());
+    assert_eq!(entry("/home/ann/empty").inline, Some(Vec::new()));
+    assert_eq!(entry("/home/ann/chunked").inline, None);
+    assert_eq!(entry("/home/ann").inline, None);
+    // Through JSON, as `dfs meta export` writes it.
+    let text = serde_json::to_string(&inline).unwrap();
+    assert!(!text.contains("\"inline\":["), "base64, not a number list: {text}");
+    let back: DumpEntry = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, inline);
+    let chunked_text = serde_json::to_string(&entry("/home/ann/chunked")).unwrap();
+    assert!(!chunked_text.contains("inline"), "{chunked_text}");
+
+    // Into an empty store: empty this one and import the dump back.
+    store.remove(&admin(), &path("/home/ann"), true, 3_000).unwrap();
+    store.delete_user("ann").unwrap();
+    // Replicas stay in the store (they are not namespace entries).
+    let mut reimport = dump.clone();
+    reimport.replicas.clear();
+    store.import(&reimport).unwrap();
+    let again = store.export().unwrap();
+    let inline_of = |dump: &Dump| -> Vec<(String, Option<Vec<u8>>)> {
+        dump.entries
+            .iter()
+            .map(|entry| (entry.path.to_string(), entry.inline.clone()))
+            .collect()
+    };
+    assert_eq!(inline_of(&again), inline_of(&dump));
+    assert_eq!(
+        content(store, &ann, "/home/ann/inline").1,
+        FileContent::Inline(bytes.clone())
+    );
+    assert_eq!(
+        content(store, &ann, "/home/ann/empty").1,
+        FileContent::Inline(Vec::new())
     );
 }

@@ -675,7 +675,11 @@ mod pg {
             retries += retried;
             let counts = store.counts().unwrap();
             let exported = store.export().unwrap();
-            let reachable = exported.entries.iter().filter(|entry| entry.kind == EntryKind::Dir).count();
+            let reachable = exported
+                .entries
+                .iter()
+                .filter(|entry| entry.kind == EntryKind::Dir)
+                .count();
             assert_eq!(counts.directories as usize, reachable, "round {round}: {results:?}");
         }
 

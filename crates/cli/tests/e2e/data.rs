@@ -71,7 +71,13 @@ async fn files_of_every_awkward_size_round_trip_with_replicas_on_distinct_server
 
         let layout = layout(&cluster, "ann", &remote).await;
         let chunks = layout["chunks"].as_array().unwrap();
-        assert_eq!(chunks.len(), size.div_ceil(CHUNK), "chunks of {name}");
+        // Small files are stored inline, with no chunks.
+        let expected = if size as u64 <= dfs_proto::namespace::INLINE_MAX {
+            0
+        } else {
+            size.div_ceil(CHUNK)
+        };
+        assert_eq!(chunks.len(), expected, "chunks of {name}");
         for chunk in chunks {
             let id = chunk["id"].as_str().unwrap();
             let servers = replicas_on_disk(&cluster, id);
@@ -297,4 +303,173 @@ async fn a_get_falls_back_to_another_replica_when_one_is_corrupt_or_missing() {
     }
     let fetched = cluster.ok("ann", &["cat", "/home/ann/precious"], b"");
     assert_eq!(blake3::hash(&fetched), blake3::hash(&bytes));
+}
+
+/// Chunk files (not temp or quarantine files) under every file server's data dir.
+fn chunk_files_on_disk(cluster: &Cluster) -> usize {
+    fn count(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| {
+                let path = entry.path();
+                if path.is_dir() {
+                    count(&path)
+                } else {
+                    usize::from(path.file_name().is_some_and(|name| name.len() == 64))
+                }
+            })
+            .sum()
+    }
+    std::fs::read_dir(cluster.data_dir())
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("file-"))
+        .map(|entry| count(&entry.path().join("chunks")))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn small_files_are_stored_inline_in_the_metadata() {
+    const INLINE_MAX: usize = dfs_proto::namespace::INLINE_MAX as usize;
+    let mut cluster = cluster_with_users();
+    let local = tempfile::tempdir().unwrap();
+    let small = [0, 1, 4096, INLINE_MAX];
+    let mut contents = Vec::new();
+    for size in small {
+        let bytes = random_bytes(size);
+        let source = write_local(local.path(), &format!("s{size}"), &bytes);
+        let remote = format!("/home/ann/s{size}");
+        let put: serde_json::Value =
+            serde_json::from_slice(&cluster.ok("ann", &["--json", "put", source.to_str().unwrap(), &remote], b""))
+                .unwrap();
+        assert_eq!(
+            (put["size"].as_u64(), put["version"].as_u64()),
+            (Some(size as u64), Some(1))
+        );
+        assert_eq!(put["chunks_sent"], 0, "{put}");
+        let layout = layout(&cluster, "ann", &remote).await;
+        assert_eq!(layout["inline"], true, "{layout}");
+        assert_eq!(layout["chunks"], serde_json::json!([]));
+        contents.push((remote, bytes));
+    }
+    assert_eq!(
+        chunk_files_on_disk(&cluster),
+        0,
+        "inline files moved no chunk to file servers"
+    );
+    for (remote, bytes) in &contents {
+        let back = local.path().join("back");
+        cluster.ok("ann", &["get", remote, back.to_str().unwrap()], b"");
+        assert_eq!(&std::fs::read(&back).unwrap(), bytes, "{remote}");
+        assert_eq!(&cluster.ok("ann", &["cat", remote], b""), bytes, "{remote}");
+        assert_eq!(&cluster.ok("ann", &["get", remote, "-"], b""), bytes, "{remote}");
+    }
+
+    // One byte more goes in a chunk.
+    let larger = random_bytes(INLINE_MAX + 1);
+    cluster.ok("ann", &["put", "-", "/home/ann/larger"], &larger);
+    let layout_larger = layout(&cluster, "ann", "/home/ann/larger").await;
+    assert_eq!(layout_larger["inline"], false);
+    assert_eq!(layout_larger["chunks"].as_array().unwrap().len(), 1);
+    assert_eq!(chunk_files_on_disk(&cluster), 3, "one chunk, three replicas");
+    assert_eq!(cluster.ok("ann", &["cat", "larger"], b""), larger);
+
+    // Inline replaced by chunked and back, versions counting on.
+    let path = "/home/ann/s4096";
+    cluster.ok("ann", &["put", "-", path], &larger);
+    let replaced = layout(&cluster, "ann", path).await;
+    assert_eq!(
+        (replaced["inline"].as_bool(), replaced["stat"]["version"].as_u64()),
+        (Some(false), Some(2))
+    );
+    assert_eq!(cluster.ok("ann", &["cat", path], b""), larger);
+    cluster.ok("ann", &["put", "-", path], b"tiny again");
+    let back_inline = layout(&cluster, "ann", path).await;
+    assert_eq!(
+        (back_inline["inline"].as_bool(), back_inline["stat"]["version"].as_u64()),
+        (Some(true), Some(3))
+    );
+    assert_eq!(cluster.ok("ann", &["cat", path], b""), b"tiny again");
+
+    // The raw HTTP API: a body over the limit is refused and nothing stored.
+    let ticket = cluster.ticket("ann");
+    let response = http()
+        .put(format!("{}/v1/files", cluster.url()))
+        .query(&[("path", "/home/ann/raw-too-big")])
+        .bearer_auth(&ticket)
+        .body(vec![7u8; INLINE_MAX + 1])
+        .send()
+        .await
+        .unwrap();
+    let message = assert_error(response, 413, "payload_too_large").await;
+    assert!(message.contains("65536"), "{message}");
+    let output = cluster.run("ann", &["stat", "/home/ann/raw-too-big"], b"");
+    assert_ne!(output.code, Some(0), "nothing stored");
+    // A raw write and read, with no_clobber and a mode.
+    let response = http()
+        .put(format!("{}/v1/files", cluster.url()))
+        .query(&[("path", "/home/ann/raw"), ("mode", "384")])
+        .bearer_auth(&ticket)
+        .body("raw bytes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let stat: serde_json::Value = response.json().await.unwrap();
+    assert_eq!((stat["mode"].as_u64(), stat["size"].as_u64()), (Some(0o600), Some(9)));
+    let response = http()
+        .put(format!("{}/v1/files", cluster.url()))
+        .query(&[("path", "/home/ann/raw"), ("no_clobber", "true")])
+        .bearer_auth(&ticket)
+        .body("again")
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 409, "already_exists").await;
+    let response = http()
+        .get(format!("{}/v1/files", cluster.url()))
+        .query(&[("path", "/home/ann/raw")])
+        .bearer_auth(&ticket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-dfs-version"], "1");
+    assert_eq!(response.bytes().await.unwrap(), "raw bytes");
+    // A chunked file is not read this way.
+    let response = http()
+        .get(format!("{}/v1/files", cluster.url()))
+        .query(&[("path", "/home/ann/larger")])
+        .bearer_auth(&ticket)
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 409, "conflict").await;
+    // Another user cannot read an inline file in ann's private home.
+    let response = http()
+        .get(format!("{}/v1/files", cluster.url()))
+        .query(&[("path", "/home/ann/raw")])
+        .bearer_auth(cluster.ticket("bob"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 403, "permission_denied").await;
+    let output = cluster.run("bob", &["cat", "/home/ann/s1"], b"");
+    assert_ne!(output.code, Some(0));
+    assert!(output.stderr.contains("permission denied"), "{}", output.stderr);
+
+    // Everything survives a restart of the cluster.
+    cluster.restart();
+    cluster.login("ann", "ann-password");
+    for (remote, bytes) in contents.iter().filter(|(remote, _)| remote != path) {
+        assert_eq!(
+            &cluster.ok("ann", &["cat", remote], b""),
+            bytes,
+            "{remote} after a restart"
+        );
+    }
+    assert_eq!(cluster.ok("ann", &["cat", path], b""), b"tiny again");
+    assert_eq!(cluster.ok("ann", &["cat", "larger"], b""), larger);
 }

@@ -102,7 +102,8 @@ async fn every_service_serves_prometheus_metrics() {
         },
     );
     cluster.login("admin", &cluster.admin_password());
-    let content = random_bytes(1000);
+    // Larger than INLINE_MAX, so that it goes to a file server as a chunk.
+    let content = random_bytes(100_000);
     cluster.ok("admin", &["put", "-", "/home/admin/m"], &content);
     assert!(cluster.ok("admin", &["--no-cache", "cat", "/home/admin/m"], b"") == content);
 

@@ -59,6 +59,7 @@ fn export_in(tx: &mut Tx<'_>) -> StoreResult<Dump> {
             mtime_ms: node.mtime_ms,
             version: node.version,
             chunks: node.chunks,
+            inline: node.data.map(|data| data.bytes),
         });
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -194,6 +195,7 @@ fn import_in(tx: &mut Tx<'_>, dump: &Dump) -> StoreResult<()> {
             mtime_ms: entry.mtime_ms,
             version: entry.version,
             chunks: entry.chunks.clone(),
+            data: entry.inline.as_deref().map(super::namespace::binary),
             seq: 0,
         });
         ids.insert(&entry.path, (id, entry.kind));

@@ -7,15 +7,16 @@ use crate::common::{
     denied, exists, is_a_directory, no_such_upload, not_a_directory, not_durable, not_empty, not_found, now_secs,
 };
 use crate::namespace::{
-    permits, NamespaceCounts, NamespaceStore, Principal, UploadRecord, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, EXECUTE,
-    HOME_MODE, READ, ROOT_OWNER_NAME, ROOT_OWNER_UID, WRITE,
+    check_inline_size, permits, FileContent, NamespaceCounts, NamespaceStore, Principal, UploadRecord,
+    DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ, ROOT_OWNER_NAME, ROOT_OWNER_UID, WRITE,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind, Listing, Stat};
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
-use mongodb::bson::{doc, Document};
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{doc, Binary, Document};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -37,6 +38,10 @@ pub(super) struct Inode {
     /// A file's chunks in order (left out by [`NODE_FIELDS`]).
     #[serde(default)]
     pub(super) chunks: Vec<ChunkRef>,
+    /// An inline file's bytes (left out by [`NODE_FIELDS`]); a file has
+    /// either these or chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) data: Option<Binary>,
     /// Bumped by every change of the entry itself, and by lock grants that
     /// read it, so racing transactions conflict (a change of its children
     /// bumps one of its entry slots instead).
@@ -44,9 +49,17 @@ pub(super) struct Inode {
     pub(super) seq: i64,
 }
 
-/// The projection of an inode without its chunk list.
+/// The projection of an inode without its chunk list and inline data.
 fn node_fields() -> Document {
-    doc! {"chunks": 0}
+    doc! {"chunks": 0, "data": 0}
+}
+
+/// Inline bytes as stored.
+pub(super) fn binary(data: &[u8]) -> Binary {
+    Binary {
+        subtype: BinarySubtype::Generic,
+        bytes: data.to_vec(),
+    }
 }
 
 impl Inode {
@@ -252,6 +265,7 @@ fn insert_node(
     owner: &Principal,
     mode: u32,
     chunks: &[ChunkRef],
+    data: Option<&[u8]>,
     now_ms: u64,
 ) -> StoreResult<Inode> {
     let node = Inode {
@@ -262,10 +276,11 @@ fn insert_node(
         owner_uid: owner.uid,
         owner_name: owner.name.clone(),
         mode: mode & 0o7777,
-        size: chunks.iter().map(|chunk| chunk.size).sum(),
+        size: chunks.iter().map(|chunk| chunk.size).sum::<u64>() + data.map_or(0, |data| data.len() as u64),
         mtime_ms: now_ms,
         version: 1,
         chunks: chunks.to_vec(),
+        data: data.map(binary),
         seq: 0,
     };
     tx.insert(INODES, &node)
@@ -379,7 +394,7 @@ pub(super) fn mkdir_in(
         if existing.is_some() {
             return Err(exists(path));
         }
-        let node = insert_node(tx, parent.id, name, path, EntryKind::Dir, who, mode, &[], now_ms)?;
+        let node = insert_node(tx, parent.id, name, path, EntryKind::Dir, who, mode, &[], None, now_ms)?;
         return Ok(node.stat(path.clone()));
     }
     // With parents: walk down, creating what is missing (with the
@@ -396,7 +411,7 @@ pub(super) fn mkdir_in(
                 if !node.permits(who, WRITE) {
                     return Err(denied(&parent_path));
                 }
-                insert_node(tx, node.id, name, &walked, EntryKind::Dir, who, mode, &[], now_ms)?
+                insert_node(tx, node.id, name, &walked, EntryKind::Dir, who, mode, &[], None, now_ms)?
             }
         };
     }
@@ -569,6 +584,7 @@ pub(super) fn write_file(
                 doc! {"_id": existing.id},
                 doc! {
                     "$set": {"size": int(size), "mtime_ms": int(now_ms), "chunks": stored},
+                    "$unset": {"data": ""},
                     "$inc": {"version": 1_i64, "seq": 1_i64},
                 },
             )?;
@@ -579,7 +595,67 @@ pub(super) fn write_file(
         }
         None => {
             let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
-            let node = insert_node(tx, parent.id, name, path, EntryKind::File, who, mode, chunks, now_ms)?;
+            let node = insert_node(
+                tx,
+                parent.id,
+                name,
+                path,
+                EntryKind::File,
+                who,
+                mode,
+                chunks,
+                None,
+                now_ms,
+            )?;
+            Ok(node.stat(path.clone()))
+        }
+    }
+}
+
+/// Writes the file at `path` with `data` inline (see
+/// [`NamespaceStore::write_inline`]), lock checks included.
+pub(super) fn write_inline_in(
+    tx: &mut Tx<'_>,
+    who: &Principal,
+    path: &DfsPath,
+    data: &[u8],
+    mode: Option<u32>,
+    no_clobber: bool,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    check_inline_size(path, data)?;
+    check_locks(tx, who, path, now_ms / 1000)?;
+    let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
+    let size = data.len() as u64;
+    match existing {
+        Some(mut existing) => {
+            tx.update(
+                INODES,
+                doc! {"_id": existing.id},
+                doc! {
+                    "$set": {"size": int(size), "mtime_ms": int(now_ms), "chunks": [], "data": binary(data)},
+                    "$inc": {"version": 1_i64, "seq": 1_i64},
+                },
+            )?;
+            existing.size = size;
+            existing.mtime_ms = now_ms;
+            existing.version += 1;
+            Ok(existing.stat(path.clone()))
+        }
+        None => {
+            let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
+            let node = insert_node(
+                tx,
+                parent.id,
+                name,
+                path,
+                EntryKind::File,
+                who,
+                mode,
+                &[],
+                Some(data),
+                now_ms,
+            )?;
             Ok(node.stat(path.clone()))
         }
     }
@@ -727,6 +803,7 @@ impl NamespaceStore for MongoStore {
                 &owner,
                 HOME_MODE,
                 &[],
+                None,
                 now_ms,
             )?;
             Ok(home.stat(path.clone()))
@@ -748,6 +825,39 @@ impl NamespaceStore for MongoStore {
                 .ok_or_else(|| not_found(path))?;
             Ok((file.stat(path.clone()), file.chunks))
         })
+    }
+
+    fn file_content(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
+        self.read(|tx| {
+            let node = resolve(tx, who, path)?;
+            if node.is_dir() {
+                return Err(is_a_directory(path));
+            }
+            if !node.permits(who, READ) {
+                return Err(denied(path));
+            }
+            // The same snapshot, now with the chunk list or the data.
+            let file: Inode = tx
+                .find_one(INODES, doc! {"_id": node.id})?
+                .ok_or_else(|| not_found(path))?;
+            let stat = file.stat(path.clone());
+            Ok(match file.data {
+                Some(data) => (stat, FileContent::Inline(data.bytes)),
+                None => (stat, FileContent::Chunks(file.chunks)),
+            })
+        })
+    }
+
+    fn write_inline(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        data: &[u8],
+        mode: Option<u32>,
+        no_clobber: bool,
+        now_ms: u64,
+    ) -> StoreResult<Stat> {
+        self.write(|tx| write_inline_in(tx, who, path, data, mode, no_clobber, now_ms))
     }
 
     fn begin_upload(&self, who: &Principal, upload: &UploadRecord) -> StoreResult<()> {

@@ -43,6 +43,10 @@ fn export_in(tx: &mut Transaction<'_>) -> StoreResult<Dump> {
             size: uint(row.get(2)),
         });
     }
+    let mut inline: HashMap<i64, Vec<u8>> = HashMap::new();
+    for row in tx.query("SELECT inode, data FROM file_data", &[])? {
+        inline.insert(row.get(0), row.get(1));
+    }
     let rows = tx.query(
         "WITH RECURSIVE tree(id, path) AS (
              SELECT id, '/'::TEXT COLLATE \"C\" FROM inodes WHERE id = 1
@@ -67,6 +71,7 @@ fn export_in(tx: &mut Transaction<'_>) -> StoreResult<Dump> {
                 mtime_ms: uint(row.get(7)),
                 version: uint(row.get(8)),
                 chunks: chunks.remove(&row.get::<_, i64>(1)).unwrap_or_default(),
+                inline: inline.remove(&row.get::<_, i64>(1)),
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
@@ -182,6 +187,9 @@ fn import_in(tx: &mut Transaction<'_>, dump: &Dump) -> StoreResult<()> {
              FROM UNNEST($2::TEXT[], $3::BIGINT[]) WITH ORDINALITY AS listed(chunk, size, idx)",
             &[&id, &chunk_ids, &sizes],
         )?;
+        if let Some(data) = &entry.inline {
+            tx.execute("INSERT INTO file_data (inode, data) VALUES ($1, $2)", &[&id, data])?;
+        }
         ids.insert(&entry.path, (id, entry.kind));
     }
 

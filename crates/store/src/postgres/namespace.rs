@@ -13,7 +13,8 @@ use crate::common::{
     not_found, now_secs,
 };
 use crate::namespace::{
-    NamespaceCounts, NamespaceStore, Principal, UploadRecord, DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ, WRITE,
+    check_inline_size, FileContent, NamespaceCounts, NamespaceStore, Principal, UploadRecord, DEFAULT_FILE_MODE,
+    EXECUTE, HOME_MODE, READ, WRITE,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
@@ -78,6 +79,15 @@ INSERT INTO inodes (id, parent, name, kind, owner_uid, owner_name, mode, size, m
     (1, 0, '', 'dir', 1, 'admin', 493, 0, (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT, 1),
     (2, 1, 'home', 'dir', 1, 'admin', 493, 0, (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT, 1);
 "#;
+
+/// Migration: the bytes of inline files (see [`FileContent`]), one row per
+/// inline file; a file has either this row or chunk rows, never both.
+pub(super) const INLINE_SCHEMA: &str = "
+CREATE TABLE file_data (
+    inode BIGINT PRIMARY KEY REFERENCES inodes(id) ON DELETE CASCADE,
+    data BYTEA NOT NULL
+);
+";
 
 pub(super) const ROOT_ID: i64 = 1;
 pub(super) const HOME_ID: i64 = 2;
@@ -485,6 +495,7 @@ pub(super) fn write_file(
                 &[&int(size), &int(now_ms), &existing.id],
             )?;
             tx.execute("DELETE FROM file_chunks WHERE inode = $1", &[&existing.id])?;
+            tx.execute("DELETE FROM file_data WHERE inode = $1", &[&existing.id])?;
             node_from_row(&row)
         }
         None => {
@@ -502,6 +513,48 @@ pub(super) fn write_file(
          SELECT $1, listed.idx - 1, listed.chunk, listed.size
          FROM UNNEST($2::TEXT[], $3::BIGINT[]) WITH ORDINALITY AS listed(chunk, size, idx)",
         &[&node.id, &ids, &sizes],
+    )?;
+    Ok(node.stat(path.clone()))
+}
+
+/// Writes the file at `path` with `data` inline (see
+/// [`NamespaceStore::write_inline`]), lock checks included.
+pub(super) fn write_inline_in(
+    tx: &mut Transaction<'_>,
+    who: &Principal,
+    path: &DfsPath,
+    data: &[u8],
+    mode: Option<u32>,
+    no_clobber: bool,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    check_inline_size(path, data)?;
+    check_locks(tx, who, path, now_ms / 1000)?;
+    let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
+    let size = data.len() as u64;
+    let node = match existing {
+        Some(existing) => {
+            let row = tx.query_one(
+                &format!(
+                    "UPDATE inodes SET size = $1, mtime_ms = $2, version = version + 1 WHERE id = $3
+                     RETURNING {NODE_COLUMNS}"
+                ),
+                &[&int(size), &int(now_ms), &existing.id],
+            )?;
+            tx.execute("DELETE FROM file_chunks WHERE inode = $1", &[&existing.id])?;
+            node_from_row(&row)
+        }
+        None => {
+            let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
+            let node = insert_node(tx, parent.id, name, EntryKind::File, who, mode, now_ms)?;
+            tx.execute("UPDATE inodes SET size = $1 WHERE id = $2", &[&int(size), &node.id])?;
+            Node { size, ..node }
+        }
+    };
+    tx.execute(
+        "INSERT INTO file_data (inode, data) VALUES ($1, $2)
+         ON CONFLICT (inode) DO UPDATE SET data = excluded.data",
+        &[&node.id, &data],
     )?;
     Ok(node.stat(path.clone()))
 }
@@ -676,6 +729,47 @@ impl NamespaceStore for PostgresStore {
                 .collect::<StoreResult<_>>()?;
             Ok((node.stat(path.clone()), chunks))
         })
+    }
+
+    fn file_content(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
+        self.read(|tx| {
+            let node = resolve(tx, who, path)?;
+            if node.is_dir() {
+                return Err(is_a_directory(path));
+            }
+            if !node.permits(who, READ) {
+                return Err(denied(path));
+            }
+            if let Some(row) = tx.query_opt("SELECT data FROM file_data WHERE inode = $1", &[&node.id])? {
+                return Ok((node.stat(path.clone()), FileContent::Inline(row.get(0))));
+            }
+            let rows = tx.query(
+                "SELECT chunk, size FROM file_chunks WHERE inode = $1 ORDER BY idx",
+                &[&node.id],
+            )?;
+            let chunks = rows
+                .iter()
+                .map(|row| {
+                    Ok(ChunkRef {
+                        id: chunk_id(row.get(0))?,
+                        size: uint(row.get(1)),
+                    })
+                })
+                .collect::<StoreResult<_>>()?;
+            Ok((node.stat(path.clone()), FileContent::Chunks(chunks)))
+        })
+    }
+
+    fn write_inline(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        data: &[u8],
+        mode: Option<u32>,
+        no_clobber: bool,
+        now_ms: u64,
+    ) -> StoreResult<Stat> {
+        self.write(|tx| write_inline_in(tx, who, path, data, mode, no_clobber, now_ms))
     }
 
     fn begin_upload(&self, who: &Principal, upload: &UploadRecord) -> StoreResult<()> {

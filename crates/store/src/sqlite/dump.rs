@@ -66,6 +66,13 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
             .push(ChunkRef { id, size: row.get(2)? });
     }
 
+    let mut inline: HashMap<i64, Vec<u8>> = HashMap::new();
+    let mut statement = tx.prepare("SELECT inode, data FROM file_data")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        inline.insert(row.get(0)?, row.get(1)?);
+    }
+
     let mut statement = tx.prepare(
         "WITH RECURSIVE tree(id, path) AS (
              SELECT id, '/' FROM inodes WHERE id = 1
@@ -91,6 +98,7 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
             mtime_ms: row.get(7)?,
             version: row.get(8)?,
             chunks: chunks.remove(&id).unwrap_or_default(),
+            inline: inline.remove(&id),
         });
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -220,6 +228,9 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
                 "INSERT INTO file_chunks (inode, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)",
                 params![id, index as i64, chunk.id.as_str(), chunk.size],
             )?;
+        }
+        if let Some(data) = &entry.inline {
+            tx.execute("INSERT INTO file_data (inode, data) VALUES (?1, ?2)", params![id, data])?;
         }
         ids.insert(&entry.path, (id, entry.kind));
     }

@@ -77,6 +77,8 @@ const MIGRATIONS: &[&str] = &[
     locks::SCHEMA,
     // 4: transactions: read sets and staged changes.
     tx::SCHEMA,
+    // 5: the bytes of small files, stored inline.
+    namespace::INLINE_SCHEMA,
 ];
 
 pub struct SqliteStore {

@@ -4,7 +4,8 @@
 use super::locks::{check_locks, now_secs};
 use super::SqliteStore;
 use crate::namespace::{
-    NamespaceCounts, NamespaceStore, Principal, UploadRecord, DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ, WRITE,
+    check_inline_size, FileContent, NamespaceCounts, NamespaceStore, Principal, UploadRecord, DEFAULT_FILE_MODE,
+    EXECUTE, HOME_MODE, READ, WRITE,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
@@ -63,6 +64,15 @@ CREATE TABLE uploads (
 INSERT INTO inodes (id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version) VALUES
     (1, 0, '', 'dir', 1, 'admin', 493, 0, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 1),
     (2, 1, 'home', 'dir', 1, 'admin', 493, 0, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 1);
+";
+
+/// Migration: the bytes of inline files (see [`FileContent`]), one row per
+/// inline file; a file has either this row or chunk rows, never both.
+pub(super) const INLINE_SCHEMA: &str = "
+CREATE TABLE file_data (
+    inode INTEGER PRIMARY KEY REFERENCES inodes(id) ON DELETE CASCADE,
+    data BLOB NOT NULL
+);
 ";
 
 const ROOT_ID: i64 = 1;
@@ -472,6 +482,7 @@ pub(super) fn write_file(
                 params![size, now_ms, existing.id],
             )?;
             tx.execute("DELETE FROM file_chunks WHERE inode = ?1", [existing.id])?;
+            tx.execute("DELETE FROM file_data WHERE inode = ?1", [existing.id])?;
             existing.id
         }
         None => {
@@ -485,6 +496,44 @@ pub(super) fn write_file(
     for (idx, chunk) in chunks.iter().enumerate() {
         insert.execute(params![id, idx as u64, chunk.id.as_str(), chunk.size])?;
     }
+    Ok(node_by_id(tx, id)?.stat(path.clone()))
+}
+
+/// Writes the file at `path` with `data` inline (see
+/// [`NamespaceStore::write_inline`]), lock checks included.
+pub(super) fn write_inline_in(
+    tx: &Connection,
+    who: &Principal,
+    path: &DfsPath,
+    data: &[u8],
+    mode: Option<u32>,
+    no_clobber: bool,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    check_inline_size(path, data)?;
+    check_locks(tx, who, path, now_ms / 1000)?;
+    let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
+    let size = data.len() as u64;
+    let id = match existing {
+        Some(existing) => {
+            tx.execute(
+                "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1 WHERE id = ?3",
+                params![size, now_ms, existing.id],
+            )?;
+            tx.execute("DELETE FROM file_chunks WHERE inode = ?1", [existing.id])?;
+            existing.id
+        }
+        None => {
+            let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
+            let node = insert_node(tx, parent.id, name, EntryKind::File, who, mode, now_ms)?;
+            tx.execute("UPDATE inodes SET size = ?1 WHERE id = ?2", params![size, node.id])?;
+            node.id
+        }
+    };
+    tx.execute(
+        "INSERT INTO file_data (inode, data) VALUES (?1, ?2) ON CONFLICT(inode) DO UPDATE SET data = excluded.data",
+        params![id, data],
+    )?;
     Ok(node_by_id(tx, id)?.stat(path.clone()))
 }
 
@@ -637,6 +686,48 @@ impl NamespaceStore for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((node.stat(path.clone()), chunks))
         })
+    }
+
+    fn file_content(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
+        self.read(|tx| {
+            let node = resolve(tx, who, path)?;
+            if node.is_dir() {
+                return Err(is_a_directory(path));
+            }
+            if !node.permits(who, READ) {
+                return Err(denied(path));
+            }
+            let data: Option<Vec<u8>> = tx
+                .query_row("SELECT data FROM file_data WHERE inode = ?1", [node.id], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            if let Some(data) = data {
+                return Ok((node.stat(path.clone()), FileContent::Inline(data)));
+            }
+            let mut statement = tx.prepare("SELECT chunk, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
+            let chunks = statement
+                .query_map([node.id], |row| {
+                    Ok(ChunkRef {
+                        id: chunk_id(row.get(0)?)?,
+                        size: row.get(1)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((node.stat(path.clone()), FileContent::Chunks(chunks)))
+        })
+    }
+
+    fn write_inline(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        data: &[u8],
+        mode: Option<u32>,
+        no_clobber: bool,
+        now_ms: u64,
+    ) -> StoreResult<Stat> {
+        self.write(|tx| write_inline_in(tx, who, path, data, mode, no_clobber, now_ms))
     }
 
     fn begin_upload(&self, who: &Principal, upload: &UploadRecord) -> StoreResult<()> {

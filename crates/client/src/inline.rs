@@ -1,0 +1,183 @@
+//! Small files stored inline in the metadata (see `dfs_proto::namespace`).
+//!
+//! `put` reads at most [`Client::inline_limit`] + 1 bytes first: if the
+//! source ended within the limit, the file is written with one request
+//! (`PUT /v1/files`), durable when answered; otherwise the bytes already
+//! read go first into the chunked upload. `get` of a file whose layout says
+//! `inline` reads its bytes with `GET /v1/files`, checking that they are
+//! the version and size the layout named.
+
+use crate::transfer::{GetOptions, GetSummary, PutOptions, PutSummary};
+use crate::{Client, Error, Result, Service};
+use dfs_proto::namespace::{FileLayout, Stat, INLINE_MAX, VERSION_HEADER};
+use dfs_proto::DfsPath;
+use reqwest::Method;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// What the start of a `put` did.
+pub(crate) enum Head {
+    /// The file was small and is written.
+    Written(PutSummary),
+    /// The file is larger than the inline limit (or inline writes are not
+    /// possible): these bytes were read from the source and must go first.
+    Read(Vec<u8>),
+}
+
+impl Client {
+    /// The largest file this client writes inline: 0 inside a transaction
+    /// (staged writes use the upload protocol) or with a directory service
+    /// that does not offer it; files as large as a chunk are not inlined.
+    pub async fn inline_limit(&self) -> u64 {
+        if self.scope.tx.is_some() {
+            return 0;
+        }
+        match self.info().await {
+            Ok(info) => info.inline_max.min(INLINE_MAX).min(info.chunk_size.saturating_sub(1)),
+            Err(_) => 0,
+        }
+    }
+
+    /// Writes `source` inline if it ends within [`Client::inline_limit`];
+    /// otherwise returns what it read of it (at most limit + 1 bytes).
+    pub(crate) async fn put_small(
+        &self,
+        path: &DfsPath,
+        source: &mut (impl AsyncRead + Unpin),
+        options: &PutOptions,
+    ) -> Result<Head> {
+        let limit = self.inline_limit().await;
+        if limit == 0 {
+            return Ok(Head::Read(Vec::new()));
+        }
+        let mut head = Vec::new();
+        (&mut *source).take(limit + 1).read_to_end(&mut head).await?;
+        if head.len() as u64 > limit {
+            return Ok(Head::Read(head));
+        }
+        let size = head.len() as u64;
+        let stat = self.write_inline(path, head, options.no_clobber, options.mode).await?;
+        if let Some(progress) = &options.progress {
+            progress(size);
+        }
+        Ok(Head::Written(PutSummary {
+            stat: Some(stat),
+            ..PutSummary::default()
+        }))
+    }
+
+    /// `PUT /v1/files`: writes `data` (at most [`INLINE_MAX`] bytes) as the
+    /// file at `path`, in one request. Fails over to another directory
+    /// service only if the connection failed (nothing was sent).
+    pub async fn write_inline(
+        &self,
+        path: &DfsPath,
+        data: Vec<u8>,
+        no_clobber: bool,
+        mode: Option<u32>,
+    ) -> Result<Stat> {
+        use std::sync::atomic::Ordering;
+        let mut query = format!("/v1/files?path={}", crate::query_escape(path.as_str()));
+        if no_clobber {
+            query.push_str("&no_clobber=true");
+        }
+        if let Some(mode) = mode {
+            query.push_str(&format!("&mode={mode}"));
+        }
+        let data = bytes::Bytes::from(data);
+        let count = self.directories.len();
+        let mut attempt = 0;
+        loop {
+            let index = self.current.load(Ordering::Relaxed) % count;
+            let url = format!("{}{query}", self.directories[index]);
+            let request = self
+                .request(Method::PUT, &url)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(data.clone());
+            match request.send().await {
+                Ok(response) => {
+                    return Self::check(Service::Directory, response)
+                        .await?
+                        .json()
+                        .await
+                        .map_err(|error| Error::Protocol(format!("reading the answer of PUT /v1/files: {error}")))
+                }
+                Err(error) => {
+                    attempt += 1;
+                    if attempt >= count || !error.is_connect() {
+                        return Err(Error::unreachable(Service::Directory, &url, error));
+                    }
+                    let _ =
+                        self.current
+                            .compare_exchange(index, (index + 1) % count, Ordering::Relaxed, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// `GET /v1/files`: the bytes of an inline file and their version.
+    pub async fn read_inline(&self, path: &DfsPath) -> Result<(u64, bytes::Bytes)> {
+        let endpoint = format!("/v1/files?path={}", crate::query_escape(path.as_str()));
+        let response = self.directory_send::<()>(Method::GET, &endpoint, None).await?;
+        let version = response
+            .headers()
+            .get(VERSION_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok())
+            .ok_or_else(|| Error::Protocol(format!("GET {endpoint} answered without a valid {VERSION_HEADER}")))?;
+        let data = response
+            .bytes()
+            .await
+            .map_err(|error| Error::unreachable(Service::Directory, &endpoint, error))?;
+        Ok((version, data))
+    }
+
+    /// Downloads the file `layout` describes into `sink`, whether its bytes
+    /// are inline or in chunks; returns the stat of the version written
+    /// (an inline file changed since its layout was read is read again, once).
+    pub async fn get_file_with_summary(
+        &self,
+        layout: &FileLayout,
+        mut sink: impl AsyncWrite + Unpin,
+        options: &GetOptions,
+    ) -> Result<(Stat, GetSummary)> {
+        let mut layout = std::borrow::Cow::Borrowed(layout);
+        for attempt in 0..2 {
+            if !layout.inline {
+                let listed: u64 = layout.chunks.iter().map(|chunk| chunk.size).sum();
+                if listed != layout.stat.size {
+                    return Err(Error::Protocol(format!(
+                        "the layout of {} lists {listed} bytes of chunks for a file of {} bytes",
+                        layout.stat.path, layout.stat.size
+                    )));
+                }
+                let summary = self.get_layout_with_summary(&layout.chunks, sink, options).await?;
+                return Ok((layout.stat.clone(), summary));
+            }
+            let (version, data) = self.read_inline(&layout.stat.path).await?;
+            if version == layout.stat.version {
+                if data.len() as u64 != layout.stat.size {
+                    return Err(Error::Protocol(format!(
+                        "{} version {version}: got {} bytes, the file has {}",
+                        layout.stat.path,
+                        data.len(),
+                        layout.stat.size
+                    )));
+                }
+                sink.write_all(&data).await?;
+                sink.flush().await?;
+                if let Some(progress) = &options.progress {
+                    progress(data.len() as u64);
+                }
+                return Ok((layout.stat.clone(), GetSummary::default()));
+            }
+            if attempt == 0 {
+                // Changed between the layout and the read: start over.
+                layout = std::borrow::Cow::Owned(self.layout(&layout.stat.path).await?);
+            }
+        }
+        Err(Error::Protocol(format!(
+            "{} keeps changing while it is read; try again",
+            layout.stat.path
+        )))
+    }
+}

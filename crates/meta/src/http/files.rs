@@ -1,0 +1,96 @@
+//! Inline files (see `dfs_proto::namespace`): `PUT /v1/files` writes a small
+//! file's bytes into the metadata in one request, `GET /v1/files` reads them.
+
+use super::{blocking, locks, now_ms, ApiQuery, Shared};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use dfs_proto::namespace::{InlineWrite, PathQuery, Stat, INLINE_MAX, VERSION_HEADER};
+use dfs_proto::watch::WatchKind;
+use dfs_proto::ErrorCode;
+use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
+use dfs_store::namespace::FileContent;
+use std::sync::Arc;
+
+fn too_large(size: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!(
+            "a file written with PUT /v1/files holds at most {INLINE_MAX} bytes, this one {size}; \
+             upload larger files with the upload protocol (POST /v1/uploads)"
+        ),
+    )
+}
+
+/// `PUT /v1/files?path=P[&no_clobber=true][&mode=M]`, the bytes as the body.
+pub(super) async fn write(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    scope: locks::WriteScope,
+    ApiQuery(query): ApiQuery<InlineWrite>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<ApiJson<Stat>> {
+    if scope.tx.is_some() {
+        return Err(ApiError::bad_request(
+            "PUT /v1/files cannot be staged in a transaction; upload the file with POST /v1/uploads",
+        ));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|declared| *declared > INLINE_MAX) {
+        return Err(too_large(declared));
+    }
+    let data = axum::body::to_bytes(body, INLINE_MAX as usize).await.map_err(|error| {
+        // The limit is the only reason a body within the declared length fails here
+        // besides a broken connection.
+        let text = error.to_string();
+        if text.contains("length limit") {
+            too_large(format!("more than {INLINE_MAX}"))
+        } else {
+            ApiError::bad_request(format!("reading the body: {text}"))
+        }
+    })?;
+    let who = scope.principal(directory.principal(&ticket).await);
+    let store = Arc::clone(&directory.store);
+    let mode = query.mode.map(|mode| mode & 0o7777);
+    let stat = blocking(move || store.write_inline(&who, &query.path, &data, mode, query.no_clobber, now_ms())).await?;
+    let kind = if stat.version == 1 {
+        WatchKind::Created
+    } else {
+        WatchKind::Modified
+    };
+    directory.watch.publish_stat(&stat, kind);
+    Ok(ApiJson(stat))
+}
+
+/// `GET /v1/files?path=P`: the bytes of an inline file.
+pub(super) async fn read(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiQuery(query): ApiQuery<PathQuery>,
+) -> ApiResult<Response> {
+    let who = directory.principal(&ticket).await;
+    let store = Arc::clone(&directory.store);
+    let path = query.path.clone();
+    let (stat, content) = blocking(move || store.file_content(&who, &query.path)).await?;
+    let data = match content {
+        FileContent::Inline(data) => data,
+        FileContent::Chunks(_) => {
+            return Err(ApiError::conflict(format!(
+                "{path} is stored in chunks, not inline: read it with GET /v1/layout"
+            )))
+        }
+    };
+    let mut response = data.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(VERSION_HEADER, HeaderValue::from(stat.version));
+    Ok(response)
+}
