@@ -165,6 +165,27 @@ pub(crate) fn check_lock_rule(
     }
 }
 
+/// The rule for writing a file at `path`, given whether its parent lets the
+/// caller write and, if an entry is there, whether it is a directory and
+/// whether the caller may write it: shared by upload begin, commit and
+/// inline writes on every engine.
+pub(crate) fn check_file_target(
+    path: &DfsPath,
+    no_clobber: bool,
+    parent_writable: bool,
+    existing: Option<(bool, bool)>,
+) -> StoreResult<()> {
+    match existing {
+        Some((true, _)) => Err(is_a_directory(path)),
+        Some(_) if no_clobber => Err(exists(path)),
+        // Overwriting needs WRITE on the file, as in POSIX.
+        Some((_, false)) => Err(denied(path)),
+        Some(_) => Ok(()),
+        None if !parent_writable => Err(denied(&path.parent().unwrap_or_else(DfsPath::root))),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

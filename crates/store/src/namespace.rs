@@ -101,6 +101,22 @@ pub enum FileContent {
     Inline(Vec<u8>),
 }
 
+/// The new content of a file being written, as engines take it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NewContent<'a> {
+    Chunks(&'a [ChunkRef]),
+    Inline(&'a [u8]),
+}
+
+impl NewContent<'_> {
+    pub(crate) fn size(&self) -> u64 {
+        match self {
+            NewContent::Chunks(chunks) => chunks.iter().map(|chunk| chunk.size).sum(),
+            NewContent::Inline(data) => data.len() as u64,
+        }
+    }
+}
+
 /// Refuses inline data larger than [`dfs_proto::namespace::INLINE_MAX`].
 pub(crate) fn check_inline_size(path: &DfsPath, data: &[u8]) -> StoreResult<()> {
     if data.len() as u64 > dfs_proto::namespace::INLINE_MAX {

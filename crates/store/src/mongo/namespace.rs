@@ -7,7 +7,7 @@ use crate::common::{
     denied, exists, is_a_directory, no_such_upload, not_a_directory, not_durable, not_empty, not_found, now_secs,
 };
 use crate::namespace::{
-    check_inline_size, permits, FileContent, NamespaceCounts, NamespaceStore, Principal, UploadRecord,
+    check_inline_size, permits, FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, UploadRecord,
     DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ, ROOT_OWNER_NAME, ROOT_OWNER_UID, WRITE,
 };
 use crate::{StoreError, StoreResult};
@@ -360,15 +360,14 @@ fn check_upload_target<'p>(
         return Err(is_a_directory(path));
     }
     let (parent, name, existing) = resolve_parent(tx, who, path)?;
-    match &existing {
-        Some(existing) if existing.is_dir() => return Err(is_a_directory(path)),
-        Some(_) if no_clobber => return Err(exists(path)),
-        // Overwriting needs WRITE on the file, as in POSIX.
-        Some(existing) if !existing.permits(who, WRITE) => return Err(denied(path)),
-        Some(_) => {}
-        None if !parent.permits(who, WRITE) => return Err(denied(&path.parent().unwrap_or_else(DfsPath::root))),
-        None => {}
-    }
+    crate::common::check_file_target(
+        path,
+        no_clobber,
+        parent.permits(who, WRITE),
+        existing
+            .as_ref()
+            .map(|existing| (existing.is_dir(), existing.permits(who, WRITE))),
+    )?;
     Ok((parent, name, existing))
 }
 
@@ -574,20 +573,59 @@ pub(super) fn write_file(
 ) -> StoreResult<Stat> {
     check_locks(tx, who, path, now_ms / 1000)?;
     check_durable(tx, chunks, replication)?;
+    put_file(tx, who, path, no_clobber, mode, NewContent::Chunks(chunks), now_ms)
+}
+
+/// Writes the file at `path` with `data` inline (see
+/// [`NamespaceStore::write_inline`]), lock checks included.
+pub(super) fn write_inline_in(
+    tx: &mut Tx<'_>,
+    who: &Principal,
+    path: &DfsPath,
+    data: &[u8],
+    mode: Option<u32>,
+    no_clobber: bool,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    check_inline_size(path, data)?;
+    check_locks(tx, who, path, now_ms / 1000)?;
+    put_file(tx, who, path, no_clobber, mode, NewContent::Inline(data), now_ms)
+}
+
+/// Writes the file at `path` with `content` (new at version 1, or the
+/// existing one at version + 1, keeping its owner and mode, its old content
+/// dropped) after the permission and `no_clobber` checks; the caller has
+/// checked locks and the content itself.
+fn put_file(
+    tx: &mut Tx<'_>,
+    who: &Principal,
+    path: &DfsPath,
+    no_clobber: bool,
+    mode: Option<u32>,
+    content: NewContent<'_>,
+    now_ms: u64,
+) -> StoreResult<Stat> {
     let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
-    let size: u64 = chunks.iter().map(|chunk| chunk.size).sum();
+    let size = content.size();
+    let (chunks, data) = match content {
+        NewContent::Chunks(chunks) => (chunks, None),
+        NewContent::Inline(data) => (&[][..], Some(data)),
+    };
     match existing {
         Some(mut existing) => {
             let stored = mongodb::bson::to_bson(chunks).map_err(|error| super::bad("chunk list", error))?;
-            tx.update(
-                INODES,
-                doc! {"_id": existing.id},
-                doc! {
-                    "$set": {"size": int(size), "mtime_ms": int(now_ms), "chunks": stored},
-                    "$unset": {"data": ""},
-                    "$inc": {"version": 1_i64, "seq": 1_i64},
-                },
-            )?;
+            let mut set = doc! {"size": int(size), "mtime_ms": int(now_ms), "chunks": stored};
+            let mut update = doc! {"$inc": {"version": 1_i64, "seq": 1_i64}};
+            match data {
+                Some(data) => {
+                    set.insert("data", binary(data));
+                }
+                None => {
+                    update.insert("$unset", doc! {"data": ""});
+                }
+            }
+            update.insert("$set", set);
+            tx.update(INODES, doc! {"_id": existing.id}, update)?;
             existing.size = size;
             existing.mtime_ms = now_ms;
             existing.version += 1;
@@ -604,56 +642,7 @@ pub(super) fn write_file(
                 who,
                 mode,
                 chunks,
-                None,
-                now_ms,
-            )?;
-            Ok(node.stat(path.clone()))
-        }
-    }
-}
-
-/// Writes the file at `path` with `data` inline (see
-/// [`NamespaceStore::write_inline`]), lock checks included.
-pub(super) fn write_inline_in(
-    tx: &mut Tx<'_>,
-    who: &Principal,
-    path: &DfsPath,
-    data: &[u8],
-    mode: Option<u32>,
-    no_clobber: bool,
-    now_ms: u64,
-) -> StoreResult<Stat> {
-    check_inline_size(path, data)?;
-    check_locks(tx, who, path, now_ms / 1000)?;
-    let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
-    let size = data.len() as u64;
-    match existing {
-        Some(mut existing) => {
-            tx.update(
-                INODES,
-                doc! {"_id": existing.id},
-                doc! {
-                    "$set": {"size": int(size), "mtime_ms": int(now_ms), "chunks": [], "data": binary(data)},
-                    "$inc": {"version": 1_i64, "seq": 1_i64},
-                },
-            )?;
-            existing.size = size;
-            existing.mtime_ms = now_ms;
-            existing.version += 1;
-            Ok(existing.stat(path.clone()))
-        }
-        None => {
-            let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
-            let node = insert_node(
-                tx,
-                parent.id,
-                name,
-                path,
-                EntryKind::File,
-                who,
-                mode,
-                &[],
-                Some(data),
+                data,
                 now_ms,
             )?;
             Ok(node.stat(path.clone()))

@@ -13,8 +13,8 @@ use crate::common::{
     not_found, now_secs,
 };
 use crate::namespace::{
-    check_inline_size, FileContent, NamespaceCounts, NamespaceStore, Principal, UploadRecord, DEFAULT_FILE_MODE,
-    EXECUTE, HOME_MODE, READ, WRITE,
+    check_inline_size, FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, UploadRecord,
+    DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ, WRITE,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
@@ -280,15 +280,14 @@ fn check_upload_target<'p>(
         return Err(is_a_directory(path));
     }
     let (parent, name, existing) = resolve_parent(tx, who, path)?;
-    match &existing {
-        Some(existing) if existing.is_dir() => return Err(is_a_directory(path)),
-        Some(_) if no_clobber => return Err(exists(path)),
-        // Overwriting needs WRITE on the file, as in POSIX.
-        Some(existing) if !existing.permits(who, WRITE) => return Err(denied(path)),
-        Some(_) => {}
-        None if !parent.permits(who, WRITE) => return Err(denied(&path.parent().unwrap_or_else(DfsPath::root))),
-        None => {}
-    }
+    crate::common::check_file_target(
+        path,
+        no_clobber,
+        parent.permits(who, WRITE),
+        existing
+            .as_ref()
+            .map(|existing| (existing.is_dir(), existing.permits(who, WRITE))),
+    )?;
     Ok((parent, name, existing))
 }
 
@@ -483,8 +482,40 @@ pub(super) fn write_file(
 ) -> StoreResult<Stat> {
     check_locks(tx, who, path, now_ms / 1000)?;
     check_durable(tx, chunks, replication)?;
+    put_file(tx, who, path, no_clobber, mode, NewContent::Chunks(chunks), now_ms)
+}
+
+/// Writes the file at `path` with `data` inline (see
+/// [`NamespaceStore::write_inline`]), lock checks included.
+pub(super) fn write_inline_in(
+    tx: &mut Transaction<'_>,
+    who: &Principal,
+    path: &DfsPath,
+    data: &[u8],
+    mode: Option<u32>,
+    no_clobber: bool,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    check_inline_size(path, data)?;
+    check_locks(tx, who, path, now_ms / 1000)?;
+    put_file(tx, who, path, no_clobber, mode, NewContent::Inline(data), now_ms)
+}
+
+/// Writes the file at `path` with `content` (new at version 1, or the
+/// existing one at version + 1, keeping its owner and mode, its old content
+/// dropped) after the permission and `no_clobber` checks; the caller has
+/// checked locks and the content itself.
+fn put_file(
+    tx: &mut Transaction<'_>,
+    who: &Principal,
+    path: &DfsPath,
+    no_clobber: bool,
+    mode: Option<u32>,
+    content: NewContent<'_>,
+    now_ms: u64,
+) -> StoreResult<Stat> {
     let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
-    let size: u64 = chunks.iter().map(|chunk| chunk.size).sum();
+    let size = content.size();
     let node = match existing {
         Some(existing) => {
             let row = tx.query_one(
@@ -505,57 +536,25 @@ pub(super) fn write_file(
             Node { size, ..node }
         }
     };
-    // The whole list in one statement: position i of the arrays is chunk i.
-    let ids: Vec<&str> = chunks.iter().map(|chunk| chunk.id.as_str()).collect();
-    let sizes: Vec<i64> = chunks.iter().map(|chunk| int(chunk.size)).collect();
-    tx.execute(
-        "INSERT INTO file_chunks (inode, idx, chunk, size)
-         SELECT $1, listed.idx - 1, listed.chunk, listed.size
-         FROM UNNEST($2::TEXT[], $3::BIGINT[]) WITH ORDINALITY AS listed(chunk, size, idx)",
-        &[&node.id, &ids, &sizes],
-    )?;
-    Ok(node.stat(path.clone()))
-}
-
-/// Writes the file at `path` with `data` inline (see
-/// [`NamespaceStore::write_inline`]), lock checks included.
-pub(super) fn write_inline_in(
-    tx: &mut Transaction<'_>,
-    who: &Principal,
-    path: &DfsPath,
-    data: &[u8],
-    mode: Option<u32>,
-    no_clobber: bool,
-    now_ms: u64,
-) -> StoreResult<Stat> {
-    check_inline_size(path, data)?;
-    check_locks(tx, who, path, now_ms / 1000)?;
-    let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
-    let size = data.len() as u64;
-    let node = match existing {
-        Some(existing) => {
-            let row = tx.query_one(
-                &format!(
-                    "UPDATE inodes SET size = $1, mtime_ms = $2, version = version + 1 WHERE id = $3
-                     RETURNING {NODE_COLUMNS}"
-                ),
-                &[&int(size), &int(now_ms), &existing.id],
+    match content {
+        NewContent::Chunks(chunks) => {
+            // The whole list in one statement: position i of the arrays is chunk i.
+            let ids: Vec<&str> = chunks.iter().map(|chunk| chunk.id.as_str()).collect();
+            let sizes: Vec<i64> = chunks.iter().map(|chunk| int(chunk.size)).collect();
+            tx.execute(
+                "INSERT INTO file_chunks (inode, idx, chunk, size)
+                 SELECT $1, listed.idx - 1, listed.chunk, listed.size
+                 FROM UNNEST($2::TEXT[], $3::BIGINT[]) WITH ORDINALITY AS listed(chunk, size, idx)",
+                &[&node.id, &ids, &sizes],
             )?;
-            tx.execute("DELETE FROM file_chunks WHERE inode = $1", &[&existing.id])?;
-            node_from_row(&row)
         }
-        None => {
-            let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
-            let node = insert_node(tx, parent.id, name, EntryKind::File, who, mode, now_ms)?;
-            tx.execute("UPDATE inodes SET size = $1 WHERE id = $2", &[&int(size), &node.id])?;
-            Node { size, ..node }
+        NewContent::Inline(data) => {
+            tx.execute(
+                "INSERT INTO file_data (inode, data) VALUES ($1, $2)",
+                &[&node.id, &data],
+            )?;
         }
-    };
-    tx.execute(
-        "INSERT INTO file_data (inode, data) VALUES ($1, $2)
-         ON CONFLICT (inode) DO UPDATE SET data = excluded.data",
-        &[&node.id, &data],
-    )?;
+    }
     Ok(node.stat(path.clone()))
 }
 

@@ -4,8 +4,8 @@
 use super::locks::{check_locks, now_secs};
 use super::SqliteStore;
 use crate::namespace::{
-    check_inline_size, FileContent, NamespaceCounts, NamespaceStore, Principal, UploadRecord, DEFAULT_FILE_MODE,
-    EXECUTE, HOME_MODE, READ, WRITE,
+    check_inline_size, FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, UploadRecord,
+    DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ, WRITE,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
@@ -280,15 +280,14 @@ fn check_upload_target<'p>(
         return Err(is_a_directory(path));
     }
     let (parent, name, existing) = resolve_parent(tx, who, path)?;
-    match &existing {
-        Some(existing) if existing.is_dir() => return Err(is_a_directory(path)),
-        Some(_) if no_clobber => return Err(exists(path)),
-        // Overwriting needs WRITE on the file, as in POSIX.
-        Some(existing) if !existing.permits(who, WRITE) => return Err(denied(path)),
-        Some(_) => {}
-        None if !parent.permits(who, WRITE) => return Err(denied(&path.parent().unwrap_or_else(DfsPath::root))),
-        None => {}
-    }
+    crate::common::check_file_target(
+        path,
+        no_clobber,
+        parent.permits(who, WRITE),
+        existing
+            .as_ref()
+            .map(|existing| (existing.is_dir(), existing.permits(who, WRITE))),
+    )?;
     Ok((parent, name, existing))
 }
 
@@ -473,8 +472,40 @@ pub(super) fn write_file(
             )));
         }
     }
+    put_file(tx, who, path, no_clobber, mode, NewContent::Chunks(chunks), now_ms)
+}
+
+/// Writes the file at `path` with `data` inline (see
+/// [`NamespaceStore::write_inline`]), lock checks included.
+pub(super) fn write_inline_in(
+    tx: &Connection,
+    who: &Principal,
+    path: &DfsPath,
+    data: &[u8],
+    mode: Option<u32>,
+    no_clobber: bool,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    check_inline_size(path, data)?;
+    check_locks(tx, who, path, now_ms / 1000)?;
+    put_file(tx, who, path, no_clobber, mode, NewContent::Inline(data), now_ms)
+}
+
+/// Writes the file at `path` with `content` (new at version 1, or the
+/// existing one at version + 1, keeping its owner and mode, its old content
+/// dropped) after the permission and `no_clobber` checks; the caller has
+/// checked locks and the content itself.
+fn put_file(
+    tx: &Connection,
+    who: &Principal,
+    path: &DfsPath,
+    no_clobber: bool,
+    mode: Option<u32>,
+    content: NewContent<'_>,
+    now_ms: u64,
+) -> StoreResult<Stat> {
     let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
-    let size: u64 = chunks.iter().map(|chunk| chunk.size).sum();
+    let size = content.size();
     let id = match existing {
         Some(existing) => {
             tx.execute(
@@ -492,48 +523,17 @@ pub(super) fn write_file(
             node.id
         }
     };
-    let mut insert = tx.prepare("INSERT INTO file_chunks (inode, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)")?;
-    for (idx, chunk) in chunks.iter().enumerate() {
-        insert.execute(params![id, idx as u64, chunk.id.as_str(), chunk.size])?;
+    match content {
+        NewContent::Chunks(chunks) => {
+            let mut insert = tx.prepare("INSERT INTO file_chunks (inode, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)")?;
+            for (idx, chunk) in chunks.iter().enumerate() {
+                insert.execute(params![id, idx as u64, chunk.id.as_str(), chunk.size])?;
+            }
+        }
+        NewContent::Inline(data) => {
+            tx.execute("INSERT INTO file_data (inode, data) VALUES (?1, ?2)", params![id, data])?;
+        }
     }
-    Ok(node_by_id(tx, id)?.stat(path.clone()))
-}
-
-/// Writes the file at `path` with `data` inline (see
-/// [`NamespaceStore::write_inline`]), lock checks included.
-pub(super) fn write_inline_in(
-    tx: &Connection,
-    who: &Principal,
-    path: &DfsPath,
-    data: &[u8],
-    mode: Option<u32>,
-    no_clobber: bool,
-    now_ms: u64,
-) -> StoreResult<Stat> {
-    check_inline_size(path, data)?;
-    check_locks(tx, who, path, now_ms / 1000)?;
-    let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
-    let size = data.len() as u64;
-    let id = match existing {
-        Some(existing) => {
-            tx.execute(
-                "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1 WHERE id = ?3",
-                params![size, now_ms, existing.id],
-            )?;
-            tx.execute("DELETE FROM file_chunks WHERE inode = ?1", [existing.id])?;
-            existing.id
-        }
-        None => {
-            let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
-            let node = insert_node(tx, parent.id, name, EntryKind::File, who, mode, now_ms)?;
-            tx.execute("UPDATE inodes SET size = ?1 WHERE id = ?2", params![size, node.id])?;
-            node.id
-        }
-    };
-    tx.execute(
-        "INSERT INTO file_data (inode, data) VALUES (?1, ?2) ON CONFLICT(inode) DO UPDATE SET data = excluded.data",
-        params![id, data],
-    )?;
     Ok(node_by_id(tx, id)?.stat(path.clone()))
 }
 
