@@ -139,17 +139,36 @@ wanted dfs-r3 && run_dfs dfs-r3 3
 run_seaweed() {
   local system=$1 fsync=$2
   echo "== SeaweedFS ($system): weed server, master + volume + filer on loopback"
-  local dir=$work/$system base=$((20000 + RANDOM % 9000))
+  local dir=$work/$system attempt base master volume filer pid url _ up=
   mkdir -p "$dir"
-  local master=$base volume=$((base + 1)) filer=$((base + 2))
-  (cd "$dir" && exec "$weed" server -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=$master \
-    -volume.port=$volume -filer -filer.port=$filer > "$dir.log" 2>&1) &
-  local pid=$!
-  bench_on_exit "kill $pid"
-  local url=http://127.0.0.1:$filer _
-  for _ in $(seq 300); do curl -sf -o /dev/null "$url/" && break; sleep 0.1; done
-  # The first write waits until a volume is writable.
-  for _ in $(seq 300); do curl -sf -o /dev/null -X PUT --data-binary x "$url/ready" && break; sleep 0.2; done
+  # Random ports (weed also takes port + 10000 for gRPC): a collision with a
+  # port in use makes weed exit, so try again elsewhere, a few times.
+  for attempt in 1 2 3; do
+    base=$((20000 + RANDOM % 9000))
+    master=$base volume=$((base + 1)) filer=$((base + 2))
+    (cd "$dir" && exec "$weed" server -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=$master \
+      -volume.port=$volume -filer -filer.port=$filer > "$dir.log" 2>&1) &
+    pid=$!
+    bench_on_exit "kill $pid"
+    url=http://127.0.0.1:$filer
+    for _ in $(seq 300); do
+      kill -0 "$pid" 2>/dev/null || break
+      curl -sf -o /dev/null "$url/" && break
+      sleep 0.1
+    done
+    # The first write waits until a volume is writable.
+    for _ in $(seq 300); do
+      kill -0 "$pid" 2>/dev/null || break
+      curl -sf -o /dev/null -X PUT --data-binary x "$url/ready" && { up=1; break; }
+      sleep 0.2
+    done
+    [ -n "$up" ] && break
+    echo "SeaweedFS did not start on ports $master-$filer (attempt $attempt); its log ends:" >&2
+    tail -5 "$dir.log" >&2
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  [ -n "$up" ] || { echo "SeaweedFS did not start" >&2; return 1; }
   if [ "$fsync" = 1 ]; then
     echo "fs.configure -locationPrefix=/ -fsync -apply" | "$weed" shell -master=127.0.0.1:$master > "$dir.shell" 2>&1
     grep -q '"fsync": *true' "$dir.shell" || { echo "fs.configure -fsync did not apply:" >&2; cat "$dir.shell" >&2; }

@@ -179,7 +179,12 @@ impl Client {
                     break;
                 }
                 finished_reading = data.len() < chunk_size;
-                in_flight.push_back(self.put_one_chunk(&started.upload_id, data, options.progress.clone()));
+                // Each chunk is its own task: reading the next one and
+                // posting receipts here must not stall those in flight.
+                let (client, upload_id, progress) = (self.clone(), started.upload_id.clone(), options.progress.clone());
+                in_flight.push_back(Spawned(tokio::spawn(async move {
+                    client.put_one_chunk(&upload_id, data, progress).await
+                })));
             }
             match in_flight.next().await {
                 Some(outcome) => {
