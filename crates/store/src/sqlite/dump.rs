@@ -1,5 +1,6 @@
 //! Export and import of a whole SQLite store (see [`crate::dump`]).
 
+use super::CachedSql;
 use super::SqliteStore;
 use crate::dump::{Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, DUMP_FORMAT};
 use crate::{StoreError, StoreResult};
@@ -33,7 +34,8 @@ fn kind_name(kind: EntryKind) -> &'static str {
 }
 
 fn export_in(tx: &Connection) -> StoreResult<Dump> {
-    let mut statement = tx.prepare("SELECT uid, name, password_hash, admin, created_at FROM users ORDER BY uid")?;
+    let mut statement =
+        tx.prepare_cached("SELECT uid, name, password_hash, admin, created_at FROM users ORDER BY uid")?;
     let users = statement
         .query_map([], |row| {
             Ok(DumpUser {
@@ -46,7 +48,7 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let last_uid: Option<u64> = tx
-        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'users'", [], |row| {
+        .one("SELECT seq FROM sqlite_sequence WHERE name = 'users'", [], |row| {
             row.get(0)
         })
         .optional()?;
@@ -56,7 +58,7 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
         + 1;
 
     let mut chunks: HashMap<i64, Vec<ChunkRef>> = HashMap::new();
-    let mut statement = tx.prepare("SELECT inode, chunk, size FROM file_chunks ORDER BY inode, idx")?;
+    let mut statement = tx.prepare_cached("SELECT inode, chunk, size FROM file_chunks ORDER BY inode, idx")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         let id = ChunkId::parse(&row.get::<_, String>(1)?).map_err(|error| bad("chunk id", error))?;
@@ -67,13 +69,13 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
     }
 
     let mut inline: HashMap<i64, Vec<u8>> = HashMap::new();
-    let mut statement = tx.prepare("SELECT inode, data FROM file_data")?;
+    let mut statement = tx.prepare_cached("SELECT inode, data FROM file_data")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         inline.insert(row.get(0)?, row.get(1)?);
     }
 
-    let mut statement = tx.prepare(
+    let mut statement = tx.prepare_cached(
         "WITH RECURSIVE tree(id, path) AS (
              SELECT id, '/' FROM inodes WHERE id = 1
              UNION ALL
@@ -103,7 +105,7 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
 
-    let mut statement = tx.prepare("SELECT id, url FROM servers ORDER BY id")?;
+    let mut statement = tx.prepare_cached("SELECT id, url FROM servers ORDER BY id")?;
     let servers = statement
         .query_map([], |row| {
             Ok(ServerRef {
@@ -113,7 +115,7 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
 
-    let mut statement = tx.prepare("SELECT chunk, server, size FROM replicas ORDER BY chunk, server")?;
+    let mut statement = tx.prepare_cached("SELECT chunk, server, size FROM replicas ORDER BY chunk, server")?;
     let mut replicas = Vec::new();
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
@@ -124,7 +126,7 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
         });
     }
 
-    let mut statement = tx.prepare("SELECT path, fence FROM lock_grants ORDER BY path")?;
+    let mut statement = tx.prepare_cached("SELECT path, fence FROM lock_grants ORDER BY path")?;
     let mut fences = Vec::new();
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
@@ -152,8 +154,8 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
             dump.format
         )));
     }
-    let users: u64 = tx.query_row("SELECT COUNT(*) FROM users", [], |row| row.get(0))?;
-    let inodes: u64 = tx.query_row("SELECT COUNT(*) FROM inodes", [], |row| row.get(0))?;
+    let users: u64 = tx.one("SELECT COUNT(*) FROM users", [], |row| row.get(0))?;
+    let inodes: u64 = tx.one("SELECT COUNT(*) FROM inodes", [], |row| row.get(0))?;
     if users > 0 || inodes > 2 {
         return Err(StoreError::Conflict(
             "the target store is not empty: import only into a new cluster's metadata".into(),
@@ -161,7 +163,7 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
     }
 
     for user in &dump.users {
-        tx.execute(
+        tx.exec(
             "INSERT INTO users (uid, name, password_hash, admin, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![user.uid, user.name, user.password_hash, user.admin, user.created_at],
         )?;
@@ -170,8 +172,8 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
         .next_uid
         .saturating_sub(1)
         .max(dump.users.iter().map(|u| u.uid).max().unwrap_or(0));
-    tx.execute("DELETE FROM sqlite_sequence WHERE name = 'users'", [])?;
-    tx.execute(
+    tx.exec("DELETE FROM sqlite_sequence WHERE name = 'users'", [])?;
+    tx.exec(
         "INSERT INTO sqlite_sequence (name, seq) VALUES ('users', ?1)",
         [last_uid],
     )?;
@@ -200,7 +202,7 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
                     set_attributes(tx, HOME_ID, entry)?;
                     HOME_ID
                 } else {
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                         params![
@@ -224,31 +226,31 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
             return Err(StoreError::Invalid("dump: / is not a directory".into()));
         }
         for (index, chunk) in entry.chunks.iter().enumerate() {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO file_chunks (inode, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)",
                 params![id, index as i64, chunk.id.as_str(), chunk.size],
             )?;
         }
         if let Some(data) = &entry.inline {
-            tx.execute("INSERT INTO file_data (inode, data) VALUES (?1, ?2)", params![id, data])?;
+            tx.exec("INSERT INTO file_data (inode, data) VALUES (?1, ?2)", params![id, data])?;
         }
         ids.insert(&entry.path, (id, entry.kind));
     }
 
     for server in &dump.servers {
-        tx.execute(
+        tx.exec(
             "INSERT INTO servers (id, url) VALUES (?1, ?2)",
             params![server.id, server.url],
         )?;
     }
     for replica in &dump.replicas {
-        tx.execute(
+        tx.exec(
             "INSERT OR IGNORE INTO replicas (chunk, server, size) VALUES (?1, ?2, ?3)",
             params![replica.chunk.as_str(), replica.server, replica.size],
         )?;
     }
     for fence in &dump.fences {
-        tx.execute(
+        tx.exec(
             "INSERT INTO lock_grants (path, fence) VALUES (?1, ?2)",
             params![fence.path.as_str(), fence.fence],
         )?;
@@ -257,7 +259,7 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
 }
 
 fn set_attributes(tx: &Connection, id: i64, entry: &DumpEntry) -> StoreResult<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE inodes SET owner_uid = ?2, owner_name = ?3, mode = ?4, mtime_ms = ?5, version = ?6 WHERE id = ?1",
         params![
             id,

@@ -2,6 +2,7 @@
 //! fencing number granted for each path (never deleted, so numbers only grow).
 
 use super::namespace::{denied, resolve, resolve_parent};
+use super::CachedSql;
 use super::SqliteStore;
 use crate::locks::{LockRecord, LockStore};
 use crate::namespace::{Principal, EXECUTE, READ, WRITE};
@@ -86,7 +87,7 @@ fn covering(path: &DfsPath) -> (String, Vec<Value>) {
 fn covering_locks(tx: &Connection, path: &DfsPath, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
     let (condition, mut values) = covering(path);
     values.push(Value::Integer(now as i64));
-    let mut statement = tx.prepare(&format!(
+    let mut statement = tx.prepare_cached(&format!(
         "SELECT {LOCK_COLUMNS} FROM locks WHERE {condition} AND expires_at > ? ORDER BY fence"
     ))?;
     let locks = statement
@@ -112,7 +113,7 @@ pub(super) fn check_locks(tx: &Connection, who: &Principal, path: &DfsPath, now:
     let fence = token_fence(token).ok_or_else(|| StoreError::Invalid(format!("malformed lock token {token:?}")))?;
     let (condition, values) = covering(path);
     let latest: Option<(String, u64)> = tx
-        .query_row(
+        .one(
             &format!("SELECT path, fence FROM lock_grants WHERE {condition} ORDER BY fence DESC LIMIT 1"),
             params_from_iter(values),
             |row| Ok((row.get(0)?, row.get(1)?)),
@@ -150,7 +151,7 @@ fn check_lock_permission(tx: &Connection, who: &Principal, path: &DfsPath, share
 /// The live lock `token`, if `who` may act on it.
 fn held_lock(tx: &Connection, who: &Principal, token: &str, now: UnixSeconds) -> StoreResult<LockRecord> {
     let lock = tx
-        .query_row(
+        .one(
             &format!("SELECT {LOCK_COLUMNS} FROM locks WHERE token = ?1 AND expires_at > ?2"),
             params![token, now],
             lock_from_row,
@@ -183,11 +184,11 @@ impl LockStore for SqliteStore {
                     return Err(StoreError::Locked(lock.refusal()));
                 }
             }
-            tx.execute("DELETE FROM locks WHERE expires_at <= ?1", [now])?;
-            let fence: u64 = tx.query_row("SELECT COALESCE(MAX(fence), 0) + 1 FROM lock_grants", [], |row| {
+            tx.exec("DELETE FROM locks WHERE expires_at <= ?1", [now])?;
+            let fence: u64 = tx.one("SELECT COALESCE(MAX(fence), 0) + 1 FROM lock_grants", [], |row| {
                 row.get(0)
             })?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO lock_grants (path, fence) VALUES (?1, ?2)
                  ON CONFLICT(path) DO UPDATE SET fence = excluded.fence",
                 params![path.as_str(), fence],
@@ -202,7 +203,7 @@ impl LockStore for SqliteStore {
                 created_at: now,
                 expires_at,
             };
-            tx.execute(
+            tx.exec(
                 &format!("INSERT INTO locks ({LOCK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
                 params![
                     lock.token,
@@ -228,7 +229,7 @@ impl LockStore for SqliteStore {
     ) -> StoreResult<LockRecord> {
         self.write(|tx| {
             let mut lock = held_lock(tx, who, token, now)?;
-            tx.execute(
+            tx.exec(
                 "UPDATE locks SET expires_at = ?1 WHERE token = ?2",
                 params![expires_at, token],
             )?;
@@ -243,7 +244,7 @@ impl LockStore for SqliteStore {
             if &lock.path != path {
                 return Err(StoreError::NotFound(format!("no such lock on {path}: {token}")));
             }
-            tx.execute("DELETE FROM locks WHERE token = ?1", [token])?;
+            tx.exec("DELETE FROM locks WHERE token = ?1", [token])?;
             Ok(())
         })
     }
@@ -255,7 +256,7 @@ impl LockStore for SqliteStore {
                 None => ("1".to_string(), Vec::new()),
             };
             values.push(Value::Integer(now as i64));
-            let mut statement = tx.prepare(&format!(
+            let mut statement = tx.prepare_cached(&format!(
                 "SELECT {LOCK_COLUMNS} FROM locks WHERE {condition} AND expires_at > ? ORDER BY path, fence"
             ))?;
             let locks = statement
@@ -266,6 +267,6 @@ impl LockStore for SqliteStore {
     }
 
     fn expire_locks(&self, now: UnixSeconds) -> StoreResult<u64> {
-        self.write(|tx| Ok(tx.execute("DELETE FROM locks WHERE expires_at <= ?1", [now])? as u64))
+        self.write(|tx| Ok(tx.exec("DELETE FROM locks WHERE expires_at <= ?1", [now])? as u64))
     }
 }

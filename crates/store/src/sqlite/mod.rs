@@ -168,6 +168,36 @@ impl DerefMut for ConnectionGuard<'_> {
     }
 }
 
+/// Prepared statements kept per connection: more than the engine has, so
+/// every statement is parsed and planned once per connection.
+const STATEMENT_CACHE: usize = 256;
+
+/// Statements through the connection's prepared-statement cache. Without
+/// it, `Connection::execute` and `query_row` parse and plan their SQL on
+/// every call, which showed in profiles of the directory service under
+/// many small writes (SQLite's parser among the top symbols).
+pub(super) trait CachedSql {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn one<T, P, F>(&self, sql: &str, params: P, row: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl CachedSql for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn one<T, P, F>(&self, sql: &str, params: P, row: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, row)
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> StoreResult<Self> {
@@ -177,6 +207,7 @@ impl SqliteStore {
         let connection = Connection::open(path)?;
         let mut store = Self::with_connection(connection)?;
         let reader = Connection::open(path)?;
+        reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         reader.busy_timeout(std::time::Duration::from_secs(10))?;
         reader.pragma_update(None, "foreign_keys", "ON")?;
         store.reader = Some(Mutex::new(reader));
@@ -189,6 +220,7 @@ impl SqliteStore {
     }
 
     fn with_connection(mut connection: Connection) -> StoreResult<Self> {
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         connection.busy_timeout(std::time::Duration::from_secs(10))?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;

@@ -2,6 +2,7 @@
 //! a child table written in the same transaction as the inode row.
 
 use super::locks::{check_locks, now_secs};
+use super::CachedSql;
 use super::SqliteStore;
 use crate::namespace::{
     check_inline_size, FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, UploadRecord,
@@ -123,7 +124,7 @@ fn exists(path: &DfsPath) -> StoreError {
 
 pub(super) fn child(tx: &Connection, parent: i64, name: &str) -> StoreResult<Option<Node>> {
     Ok(tx
-        .query_row(
+        .one(
             &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND name = ?2"),
             params![parent, name],
             node_from_row,
@@ -132,7 +133,7 @@ pub(super) fn child(tx: &Connection, parent: i64, name: &str) -> StoreResult<Opt
 }
 
 pub(super) fn node_by_id(tx: &Connection, id: i64) -> StoreResult<Node> {
-    Ok(tx.query_row(
+    Ok(tx.one(
         &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE id = ?1"),
         [id],
         node_from_row,
@@ -202,7 +203,7 @@ pub(super) fn resolve_for_change<'p>(
 }
 
 fn touch(tx: &Connection, id: i64, now_ms: u64) -> StoreResult<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE inodes SET mtime_ms = MAX(mtime_ms, ?1) WHERE id = ?2",
         params![now_ms, id],
     )?;
@@ -218,7 +219,7 @@ fn insert_node(
     mode: u32,
     now_ms: u64,
 ) -> StoreResult<Node> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, 1)",
         params![
@@ -237,7 +238,7 @@ fn insert_node(
 
 fn has_children(tx: &Connection, id: i64) -> StoreResult<bool> {
     Ok(tx
-        .query_row("SELECT 1 FROM inodes WHERE parent = ?1 LIMIT 1", [id], |_| Ok(()))
+        .one("SELECT 1 FROM inodes WHERE parent = ?1 LIMIT 1", [id], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -367,7 +368,7 @@ pub(super) fn remove_in(
             if !dir.permits(who, READ | WRITE | EXECUTE) {
                 return Err(denied(&dir_path));
             }
-            let mut statement = tx.prepare(&format!(
+            let mut statement = tx.prepare_cached(&format!(
                 "SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND kind = 'dir'"
             ))?;
             let subdirs = statement
@@ -380,7 +381,7 @@ pub(super) fn remove_in(
                 pending.push((subdir, sub_path));
             }
         }
-        tx.execute(
+        tx.exec(
             "WITH RECURSIVE subtree(id) AS (
                          SELECT id FROM inodes WHERE parent = ?1
                          UNION ALL
@@ -390,7 +391,7 @@ pub(super) fn remove_in(
             [target.id],
         )?;
     }
-    tx.execute("DELETE FROM inodes WHERE id = ?1", [target.id])?;
+    tx.exec("DELETE FROM inodes WHERE id = ?1", [target.id])?;
     touch(tx, parent.id, now_ms)?;
     Ok(())
 }
@@ -433,9 +434,9 @@ pub(super) fn rename_in(
             }
             _ => {}
         }
-        tx.execute("DELETE FROM inodes WHERE id = ?1", [target.id])?;
+        tx.exec("DELETE FROM inodes WHERE id = ?1", [target.id])?;
     }
-    tx.execute(
+    tx.exec(
         "UPDATE inodes SET parent = ?1, name = ?2 WHERE id = ?3",
         params![to_parent.id, to_name, source.id],
     )?;
@@ -460,7 +461,7 @@ pub(super) fn write_file(
 ) -> StoreResult<Stat> {
     check_locks(tx, who, path, now_ms / 1000)?;
     for chunk in chunks {
-        let recorded: u32 = tx.query_row(
+        let recorded: u32 = tx.one(
             "SELECT COUNT(*) FROM replicas WHERE chunk = ?1",
             [chunk.id.as_str()],
             |row| row.get(0),
@@ -508,30 +509,31 @@ fn put_file(
     let size = content.size();
     let id = match existing {
         Some(existing) => {
-            tx.execute(
+            tx.exec(
                 "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1 WHERE id = ?3",
                 params![size, now_ms, existing.id],
             )?;
-            tx.execute("DELETE FROM file_chunks WHERE inode = ?1", [existing.id])?;
-            tx.execute("DELETE FROM file_data WHERE inode = ?1", [existing.id])?;
+            tx.exec("DELETE FROM file_chunks WHERE inode = ?1", [existing.id])?;
+            tx.exec("DELETE FROM file_data WHERE inode = ?1", [existing.id])?;
             existing.id
         }
         None => {
             let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
             let node = insert_node(tx, parent.id, name, EntryKind::File, who, mode, now_ms)?;
-            tx.execute("UPDATE inodes SET size = ?1 WHERE id = ?2", params![size, node.id])?;
+            tx.exec("UPDATE inodes SET size = ?1 WHERE id = ?2", params![size, node.id])?;
             node.id
         }
     };
     match content {
         NewContent::Chunks(chunks) => {
-            let mut insert = tx.prepare("INSERT INTO file_chunks (inode, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut insert =
+                tx.prepare_cached("INSERT INTO file_chunks (inode, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)")?;
             for (idx, chunk) in chunks.iter().enumerate() {
                 insert.execute(params![id, idx as u64, chunk.id.as_str(), chunk.size])?;
             }
         }
         NewContent::Inline(data) => {
-            tx.execute("INSERT INTO file_data (inode, data) VALUES (?1, ?2)", params![id, data])?;
+            tx.exec("INSERT INTO file_data (inode, data) VALUES (?1, ?2)", params![id, data])?;
         }
     }
     Ok(node_by_id(tx, id)?.stat(path.clone()))
@@ -539,7 +541,7 @@ fn put_file(
 
 /// Records a pending upload.
 pub(super) fn insert_upload(tx: &Connection, upload: &UploadRecord) -> StoreResult<()> {
-    tx.execute(
+    tx.exec(
         &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
         params![
             upload.id,
@@ -571,7 +573,7 @@ impl NamespaceStore for SqliteStore {
             if !dir.permits(who, READ) {
                 return Err(denied(path));
             }
-            let mut statement = tx.prepare(&format!(
+            let mut statement = tx.prepare_cached(&format!(
                 "SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 ORDER BY name"
             ))?;
             let rows = statement
@@ -615,7 +617,7 @@ impl NamespaceStore for SqliteStore {
             if !who.admin && who.uid != node.owner_uid {
                 return Err(denied(path));
             }
-            tx.execute(
+            tx.exec(
                 "UPDATE inodes SET mode = ?1 WHERE id = ?2",
                 params![mode & 0o7777, node.id],
             )?;
@@ -632,7 +634,7 @@ impl NamespaceStore for SqliteStore {
         self.write(|tx| {
             check_locks(tx, who, path, now_secs())?;
             let node = resolve(tx, who, path)?;
-            tx.execute(
+            tx.exec(
                 "UPDATE inodes SET owner_uid = ?1, owner_name = ?2 WHERE id = ?3",
                 params![owner_uid, owner_name, node.id],
             )?;
@@ -675,7 +677,8 @@ impl NamespaceStore for SqliteStore {
             if !node.permits(who, READ) {
                 return Err(denied(path));
             }
-            let mut statement = tx.prepare("SELECT chunk, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
+            let mut statement =
+                tx.prepare_cached("SELECT chunk, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
             let chunks = statement
                 .query_map([node.id], |row| {
                     Ok(ChunkRef {
@@ -698,14 +701,15 @@ impl NamespaceStore for SqliteStore {
                 return Err(denied(path));
             }
             let data: Option<Vec<u8>> = tx
-                .query_row("SELECT data FROM file_data WHERE inode = ?1", [node.id], |row| {
+                .one("SELECT data FROM file_data WHERE inode = ?1", [node.id], |row| {
                     row.get(0)
                 })
                 .optional()?;
             if let Some(data) = data {
                 return Ok((node.stat(path.clone()), FileContent::Inline(data)));
             }
-            let mut statement = tx.prepare("SELECT chunk, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
+            let mut statement =
+                tx.prepare_cached("SELECT chunk, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
             let chunks = statement
                 .query_map([node.id], |row| {
                     Ok(ChunkRef {
@@ -740,7 +744,7 @@ impl NamespaceStore for SqliteStore {
     fn upload(&self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>> {
         self.read(|connection| {
             Ok(connection
-                .query_row(
+                .one(
                     &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1 AND expires_at > ?2"),
                     params![id, now],
                     upload_from_row,
@@ -751,12 +755,12 @@ impl NamespaceStore for SqliteStore {
 
     fn delete_upload(&self, id: &str) -> StoreResult<bool> {
         let connection = self.lock();
-        Ok(connection.execute("DELETE FROM uploads WHERE id = ?1", [id])? > 0)
+        Ok(connection.exec("DELETE FROM uploads WHERE id = ?1", [id])? > 0)
     }
 
     fn expire_uploads(&self, now: UnixSeconds) -> StoreResult<u64> {
         let connection = self.lock();
-        Ok(connection.execute("DELETE FROM uploads WHERE expires_at <= ?1", [now])? as u64)
+        Ok(connection.exec("DELETE FROM uploads WHERE expires_at <= ?1", [now])? as u64)
     }
 
     fn commit_upload(
@@ -779,14 +783,15 @@ impl NamespaceStore for SqliteStore {
                 chunks,
                 now_ms,
             )?;
-            tx.execute("DELETE FROM uploads WHERE id = ?1", [upload_id])?;
+            tx.exec("DELETE FROM uploads WHERE id = ?1", [upload_id])?;
             Ok(stat)
         })
     }
 
     fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()> {
         self.write(|tx| {
-            let mut insert = tx.prepare("INSERT OR IGNORE INTO replicas (chunk, server, size) VALUES (?1, ?2, ?3)")?;
+            let mut insert =
+                tx.prepare_cached("INSERT OR IGNORE INTO replicas (chunk, server, size) VALUES (?1, ?2, ?3)")?;
             for server in servers {
                 insert.execute(params![chunk.as_str(), server, size])?;
             }
@@ -796,7 +801,7 @@ impl NamespaceStore for SqliteStore {
 
     fn replicas(&self, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, Vec<String>>> {
         self.read(|tx| {
-            let mut statement = tx.prepare("SELECT server FROM replicas WHERE chunk = ?1 ORDER BY server")?;
+            let mut statement = tx.prepare_cached("SELECT server FROM replicas WHERE chunk = ?1 ORDER BY server")?;
             let mut found = HashMap::new();
             for chunk in chunks {
                 let servers = statement
@@ -812,7 +817,7 @@ impl NamespaceStore for SqliteStore {
 
     fn referenced_chunks(&self) -> StoreResult<Vec<(ChunkId, Vec<String>)>> {
         self.read(|tx| {
-            let mut statement = tx.prepare(
+            let mut statement = tx.prepare_cached(
                 "SELECT referenced.chunk, replicas.server
                  FROM (SELECT DISTINCT chunk FROM file_chunks) AS referenced
                  LEFT JOIN replicas ON replicas.chunk = referenced.chunk
@@ -838,7 +843,7 @@ impl NamespaceStore for SqliteStore {
 
     fn upsert_server(&self, server: &ServerRef) -> StoreResult<()> {
         let connection = self.lock();
-        connection.execute(
+        connection.exec(
             "INSERT INTO servers (id, url) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET url = excluded.url",
             params![server.id, server.url],
         )?;
@@ -847,7 +852,7 @@ impl NamespaceStore for SqliteStore {
 
     fn servers(&self) -> StoreResult<Vec<ServerRef>> {
         self.read(|connection| {
-            let mut statement = connection.prepare("SELECT id, url FROM servers ORDER BY id")?;
+            let mut statement = connection.prepare_cached("SELECT id, url FROM servers ORDER BY id")?;
             let servers = statement
                 .query_map([], |row| {
                     Ok(ServerRef {
@@ -862,13 +867,13 @@ impl NamespaceStore for SqliteStore {
 
     fn counts(&self) -> StoreResult<NamespaceCounts> {
         self.read(|tx| {
-            let (files, directories): (u64, u64) = tx.query_row(
+            let (files, directories): (u64, u64) = tx.one(
                 "SELECT COALESCE(SUM(kind = 'file'), 0), COALESCE(SUM(kind = 'dir'), 0) FROM inodes",
                 [],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )?;
-            let chunks: u64 = tx.query_row("SELECT COUNT(DISTINCT chunk) FROM file_chunks", [], |row| row.get(0))?;
-            let mut statement = tx.prepare("SELECT server, COUNT(*) FROM replicas GROUP BY server")?;
+            let chunks: u64 = tx.one("SELECT COUNT(DISTINCT chunk) FROM file_chunks", [], |row| row.get(0))?;
+            let mut statement = tx.prepare_cached("SELECT server, COUNT(*) FROM replicas GROUP BY server")?;
             let replicas_per_server = statement
                 .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?)))?
                 .collect::<Result<HashMap<_, _>, _>>()?;
@@ -890,7 +895,7 @@ pub(super) fn owned_upload(
     now: UnixSeconds,
 ) -> StoreResult<UploadRecord> {
     let upload = tx
-        .query_row(
+        .one(
             &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1 AND expires_at > ?2"),
             params![upload_id, now],
             upload_from_row,

@@ -1,5 +1,6 @@
 //! [`RepairStore`] for SQLite.
 
+use super::CachedSql;
 use super::SqliteStore;
 use crate::repair::RepairStore;
 use crate::tx::StagedOp;
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 
 /// Chunks named by staged transaction uploads.
 fn staged_chunks(tx: &Connection) -> StoreResult<HashMap<ChunkId, u64>> {
-    let mut statement = tx.prepare("SELECT op FROM tx_ops")?;
+    let mut statement = tx.prepare_cached("SELECT op FROM tx_ops")?;
     let ops = statement
         .query_map([], |row| row.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -34,7 +35,7 @@ impl RepairStore for SqliteStore {
     fn live_chunks(&self) -> StoreResult<HashMap<ChunkId, u64>> {
         self.read(|tx| {
             let mut chunks = staged_chunks(tx)?;
-            let mut statement = tx.prepare("SELECT DISTINCT chunk, size FROM file_chunks")?;
+            let mut statement = tx.prepare_cached("SELECT DISTINCT chunk, size FROM file_chunks")?;
             for row in statement.query_map([], |row| Ok((parse(row.get(0)?)?, row.get::<_, u64>(1)?)))? {
                 let (chunk, size) = row?;
                 chunks.insert(chunk, size);
@@ -45,7 +46,7 @@ impl RepairStore for SqliteStore {
 
     fn forget_unreferenced_replica(&self, chunk: &ChunkId, server: &str) -> StoreResult<bool> {
         self.write(|tx| {
-            let in_file: bool = tx.query_row(
+            let in_file: bool = tx.one(
                 "SELECT EXISTS (SELECT 1 FROM file_chunks WHERE chunk = ?1)",
                 [chunk.as_str()],
                 |row| row.get(0),
@@ -53,7 +54,7 @@ impl RepairStore for SqliteStore {
             if in_file || staged_chunks(tx)?.contains_key(chunk) {
                 return Ok(false);
             }
-            tx.execute(
+            tx.exec(
                 "DELETE FROM replicas WHERE chunk = ?1 AND server = ?2",
                 [chunk.as_str(), server],
             )?;
@@ -65,7 +66,7 @@ impl RepairStore for SqliteStore {
         self.write(|tx| {
             let mut forgotten = 0;
             for chunk in chunks {
-                forgotten += tx.execute(
+                forgotten += tx.exec(
                     "DELETE FROM replicas WHERE chunk = ?1 AND server = ?2",
                     [chunk.as_str(), server],
                 )? as u64;

@@ -7,6 +7,7 @@
 use super::namespace::{
     child, insert_upload, mkdir_in, node_by_id, owned_upload, remove_in, rename_in, write_file, Node,
 };
+use super::CachedSql;
 use super::SqliteStore;
 use crate::namespace::{Principal, UploadRecord};
 use crate::tx::{StagedOp, TransactionRecord, TransactionStore};
@@ -64,7 +65,7 @@ fn no_such_transaction(id: &str) -> StoreError {
 /// Checks that transaction `id` is live at `now` and belongs to `who`.
 fn owned_transaction(tx: &Connection, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
     let owner: u64 = tx
-        .query_row(
+        .one(
             "SELECT owner_uid FROM transactions WHERE id = ?1 AND expires_at > ?2",
             params![id, now],
             |row| row.get(0),
@@ -83,7 +84,7 @@ fn owned_transaction(tx: &Connection, who: &Principal, id: &str, now: UnixSecond
 fn stage_in(tx: &Connection, id: &str, op: &StagedOp) -> StoreResult<()> {
     for path in op.written_paths() {
         let seen = peek(tx, path)?;
-        tx.execute(
+        tx.exec(
             "INSERT OR IGNORE INTO tx_reads (tx, path, inode, version) VALUES (?1, ?2, ?3, ?4)",
             params![
                 id,
@@ -94,7 +95,7 @@ fn stage_in(tx: &Connection, id: &str, op: &StagedOp) -> StoreResult<()> {
         )?;
     }
     let json = serde_json::to_string(op).map_err(|error| StoreError::Backend(error.into()))?;
-    tx.execute(
+    tx.exec(
         "INSERT INTO tx_ops (tx, seq, op)
          VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tx_ops WHERE tx = ?1), ?2)",
         params![id, json],
@@ -106,7 +107,8 @@ fn stage_in(tx: &Connection, id: &str, op: &StagedOp) -> StoreResult<()> {
 fn commit_in(tx: &Connection, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {
     owned_transaction(tx, who, id, now)?;
     let reads = {
-        let mut statement = tx.prepare("SELECT path, inode, version FROM tx_reads WHERE tx = ?1 ORDER BY path")?;
+        let mut statement =
+            tx.prepare_cached("SELECT path, inode, version FROM tx_reads WHERE tx = ?1 ORDER BY path")?;
         let rows = statement
             .query_map([id], |row| {
                 Ok((
@@ -132,7 +134,7 @@ fn commit_in(tx: &Connection, who: &Principal, id: &str, now: UnixSeconds, now_m
         }
     }
     let ops = {
-        let mut statement = tx.prepare("SELECT op FROM tx_ops WHERE tx = ?1 ORDER BY seq")?;
+        let mut statement = tx.prepare_cached("SELECT op FROM tx_ops WHERE tx = ?1 ORDER BY seq")?;
         let rows = statement
             .query_map([id], |row| row.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
@@ -159,14 +161,14 @@ fn commit_in(tx: &Connection, who: &Principal, id: &str, now: UnixSeconds, now_m
             }
         }
     }
-    tx.execute("DELETE FROM transactions WHERE id = ?1", [id])?;
+    tx.exec("DELETE FROM transactions WHERE id = ?1", [id])?;
     Ok(ops.len() as u64)
 }
 
 impl TransactionStore for SqliteStore {
     fn begin_transaction(&self, transaction: &TransactionRecord) -> StoreResult<()> {
         self.write(|tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO transactions (id, owner_uid, owner_name, created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
@@ -213,7 +215,7 @@ impl TransactionStore for SqliteStore {
             owned_transaction(tx, who, id, now)?;
             let upload = owned_upload(tx, who, upload_id, now)?;
             for chunk in chunks {
-                let recorded: u32 = tx.query_row(
+                let recorded: u32 = tx.one(
                     "SELECT COUNT(*) FROM replicas WHERE chunk = ?1",
                     [chunk.id.as_str()],
                     |row| row.get(0),
@@ -233,7 +235,7 @@ impl TransactionStore for SqliteStore {
                 replication: upload.replication,
             };
             stage_in(tx, id, &op)?;
-            tx.execute("DELETE FROM uploads WHERE id = ?1", [upload_id])?;
+            tx.exec("DELETE FROM uploads WHERE id = ?1", [upload_id])?;
             Ok(op)
         })
     }
@@ -244,7 +246,7 @@ impl TransactionStore for SqliteStore {
             // A failed commit aborts: the rolled-back transaction is
             // forgotten too (only by its owner; best effort).
             let _ = self.write(|tx| {
-                tx.execute(
+                tx.exec(
                     "DELETE FROM transactions WHERE id = ?1 AND owner_uid = ?2",
                     params![id, who.uid],
                 )?;
@@ -257,7 +259,7 @@ impl TransactionStore for SqliteStore {
     fn abort_transaction(&self, who: &Principal, id: &str) -> StoreResult<()> {
         self.write(|tx| {
             let owner: Option<u64> = tx
-                .query_row("SELECT owner_uid FROM transactions WHERE id = ?1", [id], |row| {
+                .one("SELECT owner_uid FROM transactions WHERE id = ?1", [id], |row| {
                     row.get(0)
                 })
                 .optional()?;
@@ -267,7 +269,7 @@ impl TransactionStore for SqliteStore {
                     "permission denied: transaction {id} belongs to another user"
                 ))),
                 Some(_) => {
-                    tx.execute("DELETE FROM transactions WHERE id = ?1", [id])?;
+                    tx.exec("DELETE FROM transactions WHERE id = ?1", [id])?;
                     Ok(())
                 }
             }
@@ -275,6 +277,6 @@ impl TransactionStore for SqliteStore {
     }
 
     fn expire_transactions(&self, now: UnixSeconds) -> StoreResult<u64> {
-        self.write(|tx| Ok(tx.execute("DELETE FROM transactions WHERE expires_at <= ?1", [now])? as u64))
+        self.write(|tx| Ok(tx.exec("DELETE FROM transactions WHERE expires_at <= ?1", [now])? as u64))
     }
 }

@@ -1,3 +1,4 @@
+use super::CachedSql;
 use super::SqliteStore;
 use crate::users::{SessionRecord, UserRecord, UserStore};
 use crate::{StoreError, StoreResult};
@@ -28,7 +29,7 @@ const USER_COLUMNS: &str = "uid, name, password_hash, admin, created_at";
 impl UserStore for SqliteStore {
     fn create_user(&self, name: &str, password_hash: &str, admin: bool, now: UnixSeconds) -> StoreResult<UserRecord> {
         let connection = self.lock();
-        let inserted = connection.execute(
+        let inserted = connection.exec(
             "INSERT INTO users (name, password_hash, admin, created_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(name) DO NOTHING",
             params![name, password_hash, admin, now],
@@ -48,7 +49,7 @@ impl UserStore for SqliteStore {
     fn user_by_name(&self, name: &str) -> StoreResult<Option<UserRecord>> {
         let connection = self.lock();
         Ok(connection
-            .query_row(
+            .one(
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
                 [name],
                 user_from_row,
@@ -58,36 +59,36 @@ impl UserStore for SqliteStore {
 
     fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
         let connection = self.lock();
-        let mut statement = connection.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))?;
+        let mut statement = connection.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))?;
         let users = statement.query_map([], user_from_row)?.collect::<Result<_, _>>()?;
         Ok(users)
     }
 
     fn user_count(&self) -> StoreResult<u64> {
         let connection = self.lock();
-        Ok(connection.query_row("SELECT COUNT(*) FROM users", [], |row| row.get(0))?)
+        Ok(connection.one("SELECT COUNT(*) FROM users", [], |row| row.get(0))?)
     }
 
     fn delete_user(&self, name: &str) -> StoreResult<UserRecord> {
         let mut connection = self.lock();
         let tx = connection.transaction()?;
         let user = tx
-            .query_row(
+            .one(
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
                 [name],
                 user_from_row,
             )
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("user {name}")))?;
-        tx.execute("DELETE FROM users WHERE uid = ?1", [user.uid])?;
-        tx.execute("UPDATE sessions SET revoked = 1 WHERE uid = ?1", [user.uid])?;
+        tx.exec("DELETE FROM users WHERE uid = ?1", [user.uid])?;
+        tx.exec("UPDATE sessions SET revoked = 1 WHERE uid = ?1", [user.uid])?;
         tx.commit()?;
         Ok(user)
     }
 
     fn set_password_hash(&self, name: &str, password_hash: &str) -> StoreResult<()> {
         let connection = self.lock();
-        let changed = connection.execute(
+        let changed = connection.exec(
             "UPDATE users SET password_hash = ?1 WHERE name = ?2",
             params![password_hash, name],
         )?;
@@ -99,7 +100,7 @@ impl UserStore for SqliteStore {
 
     fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
         let connection = self.lock();
-        connection.execute(
+        connection.exec(
             "INSERT INTO sessions (sid, uid, expires_at, revoked) VALUES (?1, ?2, ?3, ?4)",
             params![session.sid, session.uid, session.expires_at, session.revoked],
         )?;
@@ -109,7 +110,7 @@ impl UserStore for SqliteStore {
     fn session(&self, sid: &str) -> StoreResult<Option<SessionRecord>> {
         let connection = self.lock();
         Ok(connection
-            .query_row(
+            .one(
                 "SELECT sid, uid, expires_at, revoked FROM sessions WHERE sid = ?1",
                 [sid],
                 session_from_row,
@@ -119,7 +120,7 @@ impl UserStore for SqliteStore {
 
     fn extend_session(&self, sid: &str, expires_at: UnixSeconds) -> StoreResult<()> {
         let connection = self.lock();
-        let changed = connection.execute(
+        let changed = connection.exec(
             "UPDATE sessions SET expires_at = MAX(expires_at, ?1) WHERE sid = ?2 AND revoked = 0",
             params![expires_at, sid],
         )?;
@@ -131,19 +132,20 @@ impl UserStore for SqliteStore {
 
     fn revoke_session(&self, sid: &str) -> StoreResult<()> {
         let connection = self.lock();
-        connection.execute("UPDATE sessions SET revoked = 1 WHERE sid = ?1", [sid])?;
+        connection.exec("UPDATE sessions SET revoked = 1 WHERE sid = ?1", [sid])?;
         Ok(())
     }
 
     fn revoked_sessions(&self, now: UnixSeconds) -> StoreResult<Vec<SessionRecord>> {
         let connection = self.lock();
         // Sessions expired for a day are of no use to anyone: forget them.
-        connection.execute(
+        connection.exec(
             "DELETE FROM sessions WHERE expires_at < ?1",
             [now.saturating_sub(86_400)],
         )?;
-        let mut statement = connection
-            .prepare("SELECT sid, uid, expires_at, revoked FROM sessions WHERE revoked = 1 AND expires_at > ?1")?;
+        let mut statement = connection.prepare_cached(
+            "SELECT sid, uid, expires_at, revoked FROM sessions WHERE revoked = 1 AND expires_at > ?1",
+        )?;
         let sessions = statement
             .query_map([now], session_from_row)?
             .collect::<Result<_, _>>()?;
