@@ -318,7 +318,18 @@ async fn an_interrupted_upload_rerun_sends_only_the_missing_chunks() {
     let stat = run(&cluster, "ann", &cache, &["stat", "/home/ann/big"]);
     assert_eq!(stat.code, Some(4), "an interrupted put leaves no file");
 
-    let writes_before = file_server_counter(&cluster, "chunk_writes").await;
+    // Chunks that were on their way when the client died may still be landing
+    // on the file servers (a primary finishes what it fully received, and its
+    // forwards): count from when they are all done.
+    let mut writes_before = file_server_counter(&cluster, "chunk_writes").await;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = file_server_counter(&cluster, "chunk_writes").await;
+        if now == writes_before {
+            break;
+        }
+        writes_before = now;
+    }
     let put = json(
         &cluster,
         "ann",
