@@ -1,10 +1,12 @@
 //! The file server's HTTP routes: chunk writes (with replication), chunk
-//! reads (verified: streamed whole, or checked then sent for ranges) and stats.
+//! reads (verified: streamed whole, or checked then sent for ranges; a whole
+//! read goes out unchecked to a client that checks it end to end), checks of
+//! a copy a client found corrupt, and stats.
 
 use crate::range::{self, RangeRequest};
 use crate::replicate::{self, Forward};
 use crate::server::FileServer;
-use crate::store::{CommitError, ReadError, Stored};
+use crate::store::{CommitError, ReadError, Stored, Verify};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -13,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
-use dfs_proto::chunk::{ChunkId, ChunkStored, FileServerStats, REPLICA_HEADER};
+use dfs_proto::chunk::{
+    ChunkCheck, ChunkId, ChunkStored, FileServerStats, REPLICA_HEADER, VERIFY_BY_CLIENT, VERIFY_HEADER,
+};
 use dfs_proto::ticket::{Capability, ChunkOp, Receipt};
 use dfs_proto::{ErrorBody, ErrorCode, CAPABILITY_HEADER};
 use dfs_seal::SealError;
@@ -37,6 +41,7 @@ pub fn router(server: Arc<FileServer>) -> Router {
                 .delete(crate::repair::delete_chunk),
         )
         .route("/v1/chunks/{id}/copy", axum::routing::post(crate::repair::copy_chunk))
+        .route("/v1/chunks/{id}/check", axum::routing::post(check_chunk))
         .route("/v1/chunks", get(crate::repair::inventory))
         .route("/v1/stats", get(stats))
         .with_state(Arc::clone(&server));
@@ -251,6 +256,26 @@ pub(crate) fn stored_answer(server: &FileServer, id: ChunkId, size: u64, servers
     }
 }
 
+/// Checks the read capability of a request for chunk `id`: from the header,
+/// else from the `cap` query parameter.
+fn check_read_capability(server: &FileServer, id: &ChunkId, uri: &Uri, headers: &HeaderMap) -> ApiResult<()> {
+    let token = match headers.get(CAPABILITY_HEADER) {
+        Some(_) => header_capability(headers)?,
+        None => Query::<ReadQuery>::try_from_uri(uri)
+            .ok()
+            .and_then(|Query(query)| query.cap)
+            .ok_or_else(|| ApiError::unauthenticated(format!("no `{CAPABILITY_HEADER}` header")))?,
+    };
+    let capability = open_capability(server, &token, ChunkOp::Read, id)?;
+    if !capability.targets.is_empty() && !capability.targets.iter().any(|target| target.id == server.id()) {
+        return Err(ApiError::permission_denied(format!(
+            "this server ({}) is not named in the capability",
+            server.id()
+        )));
+    }
+    Ok(())
+}
+
 async fn get_chunk(
     State(server): State<Arc<FileServer>>,
     id: Result<Path<String>, PathRejection>,
@@ -258,23 +283,19 @@ async fn get_chunk(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let id = chunk_id(id)?;
-    let token = match headers.get(CAPABILITY_HEADER) {
-        Some(_) => header_capability(&headers)?,
-        None => Query::<ReadQuery>::try_from_uri(&uri)
-            .ok()
-            .and_then(|Query(query)| query.cap)
-            .ok_or_else(|| ApiError::unauthenticated(format!("no `{CAPABILITY_HEADER}` header")))?,
-    };
-    let capability = open_capability(&server, &token, ChunkOp::Read, &id)?;
-    if !capability.targets.is_empty() && !capability.targets.iter().any(|target| target.id == server.id()) {
-        return Err(ApiError::permission_denied(format!(
-            "this server ({}) is not named in the capability",
-            server.id()
-        )));
-    }
+    check_read_capability(&server, &id, &uri, &headers)?;
     let range_header = headers.get(header::RANGE).and_then(|value| value.to_str().ok());
     if range_header.is_none() {
-        return send_whole(server, id).await;
+        let verify = match headers.get(VERIFY_HEADER) {
+            None => Verify::Here,
+            Some(value) if value == VERIFY_BY_CLIENT => Verify::ByReader,
+            Some(value) => {
+                return Err(ApiError::bad_request(format!(
+                    "`{VERIFY_HEADER}` may only be `{VERIFY_BY_CLIENT}`, not {value:?}"
+                )))
+            }
+        };
+        return send_whole(server, id, verify).await;
     }
     let bytes = match server.store.get(&id).await {
         Ok(bytes) => Bytes::from(bytes),
@@ -336,11 +357,15 @@ const READ_AHEAD: usize = 2;
 /// ends with an error (the connection is cut short of the Content-Length),
 /// so a client sees a failed read, never a complete corrupt chunk, and the
 /// chunk is quarantined and reported as on any corrupt read.
-async fn send_whole(server: Arc<FileServer>, id: ChunkId) -> ApiResult<Response> {
+///
+/// With [`Verify::ByReader`] (a client that hashes every chunk end to end
+/// asked for it) the pieces go out unchecked; a client that finds a copy
+/// corrupt asks for `POST /v1/chunks/{id}/check` ([`check_chunk`]).
+async fn send_whole(server: Arc<FileServer>, id: ChunkId, verify: Verify) -> ApiResult<Response> {
     let opened = {
         let (store, id) = (server.store.clone(), id.clone());
         tokio::task::spawn_blocking(move || {
-            let mut reader = store.open_reader(&id)?;
+            let mut reader = store.open_reader(&id, verify)?;
             let first = reader.next_piece(READ_PIECE)?;
             Ok::<_, ReadError>((reader, first))
         })
@@ -399,6 +424,28 @@ async fn send_whole(server: Arc<FileServer>, id: ChunkId) -> ApiResult<Response>
         Body::from_stream(body),
     )
         .into_response())
+}
+
+/// `POST /v1/chunks/{id}/check`: hashes this server's copy of the chunk. A
+/// corrupt copy is quarantined and reported, as on any corrupt read, and the
+/// answer says so; the caller's word is never taken for it.
+async fn check_chunk(
+    State(server): State<Arc<FileServer>>,
+    id: Result<Path<String>, PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Json<ChunkCheck>> {
+    let id = chunk_id(id)?;
+    check_read_capability(&server, &id, &uri, &headers)?;
+    let intact = match server.store.get(&id).await {
+        Ok(_) => true,
+        Err(error @ ReadError::Corrupt { .. }) => {
+            let _ = read_error(&server, &id, error).await;
+            false
+        }
+        Err(error) => return Err(read_error(&server, &id, error).await),
+    };
+    Ok(Json(ChunkCheck { chunk: id, intact }))
 }
 
 /// The error answer to a failed chunk read; a corrupt chunk is also

@@ -17,7 +17,9 @@
 //! the file and its directory entry durable first. Reads still verify,
 //! because disks rot: [`ChunkStore::get`] hashes the whole chunk before it
 //! returns anything, and [`ChunkReader`] (streamed reads) hashes as it reads
-//! and hands out the last piece only once the whole content matched the id.
+//! and hands out the last piece only once the whole content matched the id
+//! (unless opened with [`Verify::ByReader`], for a reader that checks the
+//! content against the id itself).
 //!
 //! This module is pure file I/O: no HTTP, no capabilities, no counters.
 
@@ -139,15 +141,15 @@ impl ChunkStore {
         Ok(bytes)
     }
 
-    /// Opens a chunk for a streamed, verified read. Blocking.
-    pub fn open_reader(&self, id: &ChunkId) -> Result<ChunkReader, ReadError> {
+    /// Opens a chunk for a streamed read, checked here or by the reader. Blocking.
+    pub fn open_reader(&self, id: &ChunkId, verify: Verify) -> Result<ChunkReader, ReadError> {
         let file = match std::fs::File::open(self.chunk_path(id)) {
             Ok(file) => file,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(ReadError::NotFound),
             Err(error) => return Err(ReadError::Io(error)),
         };
         let len = file.metadata()?.len();
-        if len == 0 {
+        if len == 0 && verify == Verify::Here {
             // No piece will ever be read, so check the (empty) content now.
             let actual = ChunkId::from_hash_bytes(blake3::hash(&[]).as_bytes());
             if &actual != id {
@@ -157,7 +159,7 @@ impl ChunkStore {
         Ok(ChunkReader {
             file,
             id: id.clone(),
-            hasher: blake3::Hasher::new(),
+            hasher: (verify == Verify::Here).then(blake3::Hasher::new),
             len,
             remaining: len,
         })
@@ -271,6 +273,17 @@ impl ChunkStore {
     }
 }
 
+/// Who checks a streamed read against the chunk id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// The reader hashes as it reads and fails instead of handing out the
+    /// last piece of a corrupt chunk.
+    Here,
+    /// Whoever receives the pieces checks them (a client that hashes every
+    /// chunk end to end): the pieces are handed out unchecked.
+    ByReader,
+}
+
 /// A stored chunk read piece by piece (blocking reads), hashing as it goes.
 ///
 /// Every piece but the last is handed out before the chunk is known to be
@@ -282,7 +295,8 @@ impl ChunkStore {
 pub struct ChunkReader {
     file: std::fs::File,
     id: ChunkId,
-    hasher: blake3::Hasher,
+    /// `None` when the receiver of the pieces checks them ([`Verify::ByReader`]).
+    hasher: Option<blake3::Hasher>,
     len: u64,
     remaining: u64,
 }
@@ -319,12 +333,14 @@ impl ChunkReader {
                 "the chunk file is shorter than when it was opened",
             )));
         }
-        self.hasher.update(&piece);
         self.remaining -= want as u64;
-        if self.remaining == 0 {
-            let actual = ChunkId::from_hash_bytes(self.hasher.finalize().as_bytes());
-            if actual != self.id {
-                return Err(ReadError::Corrupt { actual });
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&piece);
+            if self.remaining == 0 {
+                let actual = ChunkId::from_hash_bytes(hasher.finalize().as_bytes());
+                if actual != self.id {
+                    return Err(ReadError::Corrupt { actual });
+                }
             }
         }
         Ok(Some(Bytes::from(piece)))

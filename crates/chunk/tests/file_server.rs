@@ -2,7 +2,10 @@
 //! 127.0.0.1:0 with temporary data dirs and a cluster key of its own.
 
 use dfs_chunk::{run, Config};
-use dfs_proto::chunk::{ChunkId, ChunkStored, FileServerStats, Heartbeat, ServerRef, REPLICA_HEADER};
+use dfs_proto::chunk::{
+    ChunkCheck, ChunkId, ChunkStored, FileServerStats, Heartbeat, ServerRef, REPLICA_HEADER, VERIFY_BY_CLIENT,
+    VERIFY_HEADER,
+};
 use dfs_proto::ticket::{Capability, ChunkOp, Role};
 use dfs_proto::{ErrorBody, ErrorCode, CAPABILITY_HEADER};
 use dfs_seal::ClusterKey;
@@ -85,6 +88,14 @@ impl TestServer {
             request = request.header(CAPABILITY_HEADER, capability);
         }
         request.send().await.unwrap()
+    }
+
+    /// Stores `bytes` on this server alone; the chunk's id.
+    async fn store(&self, key: &ClusterKey, bytes: &[u8]) -> ChunkId {
+        let id = id_of(bytes);
+        let cap = capability(key, ChunkOp::Write, &id, bytes.len(), vec![self.server_ref()]);
+        assert_eq!(self.put(&id, Some(&cap), bytes.to_vec()).await.status(), StatusCode::OK);
+        id
     }
 
     async fn get(&self, id: &ChunkId, capability: &str, range: Option<&str>) -> reqwest::Response {
@@ -398,12 +409,7 @@ async fn ranges_are_served_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&key, dir.path()).await;
     let bytes = content(1000, 7);
-    let id = id_of(&bytes);
-    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![server.server_ref()]);
-    assert_eq!(
-        server.put(&id, Some(&cap), bytes.clone()).await.status(),
-        StatusCode::OK
-    );
+    let id = server.store(&key, &bytes).await;
     let read = read_capability(&key, &id);
 
     for (range, expected, content_range) in [
@@ -431,12 +437,7 @@ async fn a_corrupt_chunk_is_never_served() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&key, dir.path()).await;
     let bytes = content(64 * 1024, 8);
-    let id = id_of(&bytes);
-    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![server.server_ref()]);
-    assert_eq!(
-        server.put(&id, Some(&cap), bytes.clone()).await.status(),
-        StatusCode::OK
-    );
+    let id = server.store(&key, &bytes).await;
 
     let mut rotten = bytes.clone();
     rotten[12345] ^= 0x40;
@@ -465,12 +466,7 @@ async fn a_large_corrupt_chunk_fails_its_streamed_read_and_is_quarantined() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&key, dir.path()).await;
     let bytes = content(3 * 1024 * 1024 + 17, 11);
-    let id = id_of(&bytes);
-    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![server.server_ref()]);
-    assert_eq!(
-        server.put(&id, Some(&cap), bytes.clone()).await.status(),
-        StatusCode::OK
-    );
+    let id = server.store(&key, &bytes).await;
     let read = read_capability(&key, &id);
 
     let response = server.get(&id, &read, None).await;
@@ -514,6 +510,75 @@ async fn a_large_corrupt_chunk_fails_its_streamed_read_and_is_quarantined() {
     server.stop().await;
 }
 
+/// A client that hashes chunks itself gets a whole read unchecked, even a
+/// corrupt one; asked to check the copy, the server finds it bad, moves it
+/// aside and says so. It never takes the client's word: an intact copy stays.
+#[tokio::test]
+async fn a_client_checked_read_is_sent_unchecked_and_a_check_quarantines_a_bad_copy() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&key, dir.path()).await;
+    let bytes = content(3 * 1024 * 1024 + 5, 13);
+    let id = server.store(&key, &bytes).await;
+    let read = read_capability(&key, &id);
+    let get = |verify: &'static str| {
+        client()
+            .get(format!("{}/v1/chunks/{id}", server.url))
+            .header(CAPABILITY_HEADER, &read)
+            .header(VERIFY_HEADER, verify)
+            .send()
+    };
+    let check = |capability: Option<String>| {
+        let mut request = client().post(format!("{}/v1/chunks/{id}/check", server.url));
+        if let Some(capability) = capability {
+            request = request.header(CAPABILITY_HEADER, capability);
+        }
+        request.send()
+    };
+
+    let (status, body) = error_of(get("server").await.unwrap()).await;
+    assert_eq!((status, body.code), (StatusCode::BAD_REQUEST, ErrorCode::BadRequest));
+    let (status, _) = error_of(check(None).await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let other = id_of(b"another chunk");
+    let (status, _) = error_of(check(Some(read_capability(&key, &other))).await.unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a capability for another chunk");
+    let answer: ChunkCheck = check(Some(read.clone())).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        answer,
+        ChunkCheck {
+            chunk: id.clone(),
+            intact: true
+        }
+    );
+    assert!(server.chunk_path(&id).exists(), "an intact copy stays, whoever asks");
+
+    let mut rotten = bytes.clone();
+    *rotten.last_mut().unwrap() ^= 0x01;
+    std::fs::write(server.chunk_path(&id), &rotten).unwrap();
+    let response = get(VERIFY_BY_CLIENT).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.bytes().await.unwrap() == rotten,
+        "the bytes on disk, for the client to check"
+    );
+    assert!(server.chunk_path(&id).exists());
+
+    let answer: ChunkCheck = check(Some(read.clone())).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        answer,
+        ChunkCheck {
+            chunk: id.clone(),
+            intact: false
+        }
+    );
+    assert!(!server.chunk_path(&id).exists());
+    assert_eq!(std::fs::read_dir(dir.path().join("quarantine")).unwrap().count(), 1);
+    let (status, _) = error_of(check(Some(read)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
 /// A chunk of at most one read piece is checked before anything is sent.
 #[tokio::test]
 async fn a_small_corrupt_chunk_is_refused_with_an_error_status() {
@@ -521,12 +586,7 @@ async fn a_small_corrupt_chunk_is_refused_with_an_error_status() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&key, dir.path()).await;
     let bytes = content(200 * 1024, 12);
-    let id = id_of(&bytes);
-    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![server.server_ref()]);
-    assert_eq!(
-        server.put(&id, Some(&cap), bytes.clone()).await.status(),
-        StatusCode::OK
-    );
+    let id = server.store(&key, &bytes).await;
     let mut rotten = bytes.clone();
     rotten[0] ^= 0x01;
     std::fs::write(server.chunk_path(&id), &rotten).unwrap();
@@ -547,12 +607,7 @@ async fn the_server_id_and_chunks_survive_a_restart() {
     let first_id = server.id.clone();
     assert_eq!(first_id.len(), 32);
     let bytes = content(4321, 9);
-    let id = id_of(&bytes);
-    let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![server.server_ref()]);
-    assert_eq!(
-        server.put(&id, Some(&cap), bytes.clone()).await.status(),
-        StatusCode::OK
-    );
+    let id = server.store(&key, &bytes).await;
     server.stop().await;
 
     // A crash mid-write leaves a temporary file; the next start removes it.
@@ -581,12 +636,8 @@ async fn stats_count_reads_and_writes() {
     );
 
     let bytes = content(2048, 10);
-    let id = id_of(&bytes);
+    let id = server.store(&key, &bytes).await;
     let cap = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![server.server_ref()]);
-    assert_eq!(
-        server.put(&id, Some(&cap), bytes.clone()).await.status(),
-        StatusCode::OK
-    );
     let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(server.chunk_path(&id)).unwrap());
     // Writing a chunk that is already here is acknowledged without rewriting it
     // (only its mtime is renewed, for garbage collection's grace period), but

@@ -25,7 +25,7 @@
 
 use crate::{Client, Error, Result, Service};
 use bytes::{Bytes, BytesMut};
-use dfs_proto::chunk::{ChunkId, ChunkStored};
+use dfs_proto::chunk::{ChunkId, ChunkStored, VERIFY_BY_CLIENT, VERIFY_HEADER};
 use dfs_proto::namespace::{
     BeginUpload, ChunkLocation, ChunkRef, CommitUpload, PlaceChunks, Placements, Stat, UploadStarted,
 };
@@ -519,10 +519,12 @@ impl Client {
         first_byte: Duration,
     ) -> Result<Vec<Bytes>> {
         let url = format!("{}/v1/chunks/{}", replica.url.trim_end_matches('/'), location.id);
+        // This client hashes every chunk, so the server need not.
         let request = self
             .http
             .get(&url)
             .header(CAPABILITY_HEADER, &location.capability)
+            .header(VERIFY_HEADER, VERIFY_BY_CLIENT)
             .timeout(CHUNK_TIMEOUT);
         let mut response = tokio::time::timeout(first_byte, self.send(Service::FileServer, request, &url))
             .await
@@ -564,12 +566,28 @@ impl Client {
         }
         let id = ChunkId::from_hash_bytes(hasher.finalize().as_bytes());
         if id != location.id || received != location.size {
+            self.ask_for_check(&url, &location.capability).await;
             return Err(Error::Protocol(format!(
                 "chunk {} from {} is corrupt",
                 location.id, replica.id
             )));
         }
         Ok(pieces)
+    }
+
+    /// Asks the file server at `chunk_url` to check its copy, which it sent
+    /// us corrupt (it did not hash what it sent, see `fetch_from`): a copy
+    /// that fails the server's own check is quarantined and re-replicated.
+    /// Best effort, waiting at most [`RESPONSE_TIMEOUT`]: the scrubber
+    /// finds the copy otherwise.
+    async fn ask_for_check(&self, chunk_url: &str, capability: &str) {
+        let _ = self
+            .http
+            .post(format!("{chunk_url}/check"))
+            .header(CAPABILITY_HEADER, capability)
+            .timeout(RESPONSE_TIMEOUT)
+            .send()
+            .await;
     }
 }
 

@@ -5,6 +5,13 @@
 //!   A server receiving it from a primary gets the header `x-dfs-replica: 1`
 //!   and does not forward again.
 //! - `GET /v1/chunks/{id}` with a read capability, optional `Range: bytes=a-b`.
+//!   The server hashes what it sends and never completes a chunk that does
+//!   not match its id, unless the reader sets `x-dfs-verify: client` (see
+//!   [`VERIFY_HEADER`]) on a whole-chunk read.
+//! - `POST /v1/chunks/{id}/check` with a read capability: the server hashes
+//!   its copy; a corrupt copy is quarantined and reported to the directory
+//!   service. Answers [`ChunkCheck`]. A reader that found a copy corrupt asks
+//!   for this; the server believes only its own hash.
 //! - `GET /v1/stats`: [`FileServerStats`].
 //! - `POST /v1/chunks/{id}/copy` with a write capability naming this server
 //!   and a [`CopyChunk`] body: the server pulls the chunk from the source,
@@ -19,6 +26,23 @@ use std::fmt;
 
 /// Header set by a primary when it forwards a chunk to a worker.
 pub const REPLICA_HEADER: &str = "x-dfs-replica";
+
+/// Header by which a reader of a whole chunk says it checks the content
+/// against the chunk id itself (value [`VERIFY_BY_CLIENT`]): the server then
+/// streams the chunk without hashing it on the way. Readers that do not
+/// set it (`curl`) get only content the server has checked.
+pub const VERIFY_HEADER: &str = "x-dfs-verify";
+
+/// The one value of [`VERIFY_HEADER`].
+pub const VERIFY_BY_CLIENT: &str = "client";
+
+/// The answer to `POST /v1/chunks/{id}/check`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkCheck {
+    pub chunk: ChunkId,
+    /// False if the copy did not match its id: it has been moved aside.
+    pub intact: bool,
+}
 
 /// The BLAKE3 hash of a chunk's content, as 64 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

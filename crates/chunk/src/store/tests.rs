@@ -76,7 +76,7 @@ async fn a_reader_checks_the_hash_before_the_last_piece() {
     let id = id_of(&bytes);
     store.put(&id, &bytes).await.unwrap();
 
-    let mut reader = store.open_reader(&id).unwrap();
+    let mut reader = store.open_reader(&id, Verify::Here).unwrap();
     assert_eq!(reader.len(), 10_000);
     let mut read = Vec::new();
     while let Some(piece) = reader.next_piece(4096).unwrap() {
@@ -89,15 +89,47 @@ async fn a_reader_checks_the_hash_before_the_last_piece() {
     let mut rotten = bytes.clone();
     rotten[9_999] ^= 1;
     std::fs::write(store.chunk_path(&id), &rotten).unwrap();
-    let mut reader = store.open_reader(&id).unwrap();
+    let mut reader = store.open_reader(&id, Verify::Here).unwrap();
     assert_eq!(reader.next_piece(4096).unwrap().unwrap().len(), 4096);
     assert_eq!(reader.next_piece(4096).unwrap().unwrap().len(), 4096);
     assert!(matches!(reader.next_piece(4096), Err(ReadError::Corrupt { .. })));
 
     // A chunk cut short: the content is checked at open (nothing to read).
     std::fs::write(store.chunk_path(&id), b"").unwrap();
-    assert!(matches!(store.open_reader(&id), Err(ReadError::Corrupt { .. })));
-    assert!(matches!(store.open_reader(&id_of(b"absent")), Err(ReadError::NotFound)));
+    assert!(matches!(
+        store.open_reader(&id, Verify::Here),
+        Err(ReadError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store.open_reader(&id_of(b"absent"), Verify::Here),
+        Err(ReadError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn a_reader_for_a_checking_receiver_hands_out_every_byte_unchecked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let id = id_of(&bytes);
+    store.put(&id, &bytes).await.unwrap();
+    let mut rotten = bytes.clone();
+    rotten[9_999] ^= 1;
+    std::fs::write(store.chunk_path(&id), &rotten).unwrap();
+
+    // The bytes on disk, as they are: the receiver's hash finds the damage.
+    let mut reader = store.open_reader(&id, Verify::ByReader).unwrap();
+    let mut read = Vec::new();
+    while let Some(piece) = reader.next_piece(4096).unwrap() {
+        read.extend_from_slice(&piece);
+    }
+    assert_eq!(read, rotten);
+    assert_ne!(id_of(&read), id);
+    // A short file is still an error, whoever checks.
+    let mut reader = store.open_reader(&id, Verify::ByReader).unwrap();
+    std::fs::write(store.chunk_path(&id), &rotten[..5_000]).unwrap();
+    assert_eq!(reader.next_piece(4096).unwrap().unwrap().len(), 4096);
+    assert!(matches!(reader.next_piece(8192), Err(ReadError::Io(_))));
 }
 
 #[tokio::test]

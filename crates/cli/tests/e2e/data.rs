@@ -301,8 +301,57 @@ async fn a_get_falls_back_to_another_replica_when_one_is_corrupt_or_missing() {
         std::fs::write(&corrupt, content).unwrap();
         std::fs::remove_file(chunk_file(&cluster, &servers[(index + 1) % 3], id)).unwrap();
     }
-    let fetched = cluster.ok("ann", &["cat", "/home/ann/precious"], b"");
+    // Past the client's disk cache, which holds what the put sent.
+    let fetched = cluster.ok("ann", &["--no-cache", "cat", "/home/ann/precious"], b"");
     assert_eq!(blake3::hash(&fetched), blake3::hash(&bytes));
+}
+
+/// The data dir name (e.g. "file-2") of the file server whose id is `server_id`.
+fn server_dir(cluster: &Cluster, server_id: &str) -> String {
+    std::fs::read_dir(cluster.data_dir())
+        .unwrap()
+        .flatten()
+        .find(|entry| std::fs::read_to_string(entry.path().join("server-id")).is_ok_and(|id| id.trim() == server_id))
+        .map(|entry| entry.file_name().to_string_lossy().to_string())
+        .unwrap_or_else(|| panic!("no data dir holds server id {server_id}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_copy_a_client_reads_is_quarantined_at_once() {
+    // Servers stream whole chunks unhashed to clients that hash them; such a
+    // client that receives a corrupt copy asks the server to check it.
+    let cluster = cluster_with_users();
+    let bytes = random_bytes(CHUNK * 2 + 10);
+    cluster.ok("ann", &["put", "-", "/home/ann/rotting"], &bytes);
+    let layout = layout(&cluster, "ann", "/home/ann/rotting").await;
+    let mut damaged = Vec::new();
+    for chunk in layout["chunks"].as_array().unwrap() {
+        let id = chunk["id"].as_str().unwrap().to_string();
+        // The copy a reader tries first; damage its last byte, the last thing a server would hash.
+        let server = server_dir(&cluster, chunk["replicas"][0]["id"].as_str().unwrap());
+        let path = chunk_file(&cluster, &server, &id);
+        let mut content = std::fs::read(&path).unwrap();
+        *content.last_mut().unwrap() ^= 0xff;
+        std::fs::write(&path, content).unwrap();
+        damaged.push((server, id, path));
+    }
+    // Past the client's disk cache, which holds what the put sent.
+    let fetched = cluster.ok("ann", &["--no-cache", "cat", "/home/ann/rotting"], b"");
+    assert_eq!(blake3::hash(&fetched), blake3::hash(&bytes));
+    // No scrub ran (they run daily here): the reader's request moved each bad copy aside.
+    for (server, id, path) in &damaged {
+        assert!(!path.exists(), "the corrupt copy of {id} on {server} is still served");
+        let quarantined = std::fs::read_dir(cluster.data_dir().join(server).join("quarantine"))
+            .unwrap()
+            .flatten()
+            .any(|entry| entry.file_name().to_string_lossy().starts_with(id.as_str()));
+        assert!(quarantined, "the corrupt copy of {id} is kept in {server}/quarantine");
+    }
+    // A good copy of every chunk is still read.
+    assert_eq!(
+        cluster.ok("ann", &["--no-cache", "cat", "/home/ann/rotting"], b""),
+        bytes
+    );
 }
 
 /// Chunk files (not temp or quarantine files) under every file server's data dir.
