@@ -75,7 +75,6 @@ impl Client {
         no_clobber: bool,
         mode: Option<u32>,
     ) -> Result<Stat> {
-        use std::sync::atomic::Ordering;
         let mut query = format!("/v1/files?path={}", crate::query_escape(path.as_str()));
         if no_clobber {
             query.push_str("&no_clobber=true");
@@ -84,34 +83,15 @@ impl Client {
             query.push_str(&format!("&mode={mode}"));
         }
         let data = bytes::Bytes::from(data);
-        let count = self.directories.len();
-        let mut attempt = 0;
-        loop {
-            let index = self.current.load(Ordering::Relaxed) % count;
-            let url = format!("{}{query}", self.directories[index]);
-            let request = self
-                .request(Method::PUT, &url)
+        self.directory_with(Method::PUT, &query, |builder| {
+            builder
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(data.clone());
-            match request.send().await {
-                Ok(response) => {
-                    return Self::check(Service::Directory, response)
-                        .await?
-                        .json()
-                        .await
-                        .map_err(|error| Error::Protocol(format!("reading the answer of PUT /v1/files: {error}")))
-                }
-                Err(error) => {
-                    attempt += 1;
-                    if attempt >= count || !error.is_connect() {
-                        return Err(Error::unreachable(Service::Directory, &url, error));
-                    }
-                    let _ =
-                        self.current
-                            .compare_exchange(index, (index + 1) % count, Ordering::Relaxed, Ordering::Relaxed);
-                }
-            }
-        }
+                .body(data.clone())
+        })
+        .await?
+        .json()
+        .await
+        .map_err(|error| Error::Protocol(format!("reading the answer of PUT /v1/files: {error}")))
     }
 
     /// `GET /v1/files`: the bytes of an inline file and their version.

@@ -285,6 +285,21 @@ impl Client {
         endpoint: &str,
         body: Option<&B>,
     ) -> Result<Response> {
+        self.directory_with(method, endpoint, |builder| match body {
+            Some(body) => builder.json(body),
+            None => builder,
+        })
+        .await
+    }
+
+    /// [`Client::directory_send`] with any body: `attach` adds it (and its
+    /// headers) to each attempt.
+    pub(crate) async fn directory_with(
+        &self,
+        method: Method,
+        endpoint: &str,
+        attach: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Response> {
         use std::sync::atomic::Ordering;
         let count = self.directories.len();
         let repeatable = method == Method::GET || method == Method::HEAD;
@@ -292,11 +307,7 @@ impl Client {
         loop {
             let index = self.current.load(Ordering::Relaxed) % count;
             let url = format!("{}{endpoint}", self.directories[index]);
-            let mut builder = self.request(method.clone(), &url);
-            if let Some(body) = body {
-                builder = builder.json(body);
-            }
-            match builder.send().await {
+            match attach(self.request(method.clone(), &url)).send().await {
                 Ok(response) => return Self::check(Service::Directory, response).await,
                 Err(error) => {
                     attempt += 1;

@@ -623,17 +623,16 @@ impl<T> Drop for Spawned<T> {
     }
 }
 
-/// Reads up to `size` bytes, fewer only at the end of the source.
+/// Reads up to `size` bytes, fewer only at the end of the source, into a
+/// buffer that is never zeroed first (the reads fill it).
 async fn read_chunk(source: &mut (impl AsyncRead + Unpin), size: usize) -> Result<Bytes> {
-    let mut buffer = BytesMut::zeroed(size);
-    let mut filled = 0;
-    while filled < size {
-        let read = source.read(&mut buffer[filled..]).await?;
-        if read == 0 {
+    use bytes::BufMut;
+    let mut buffer = BytesMut::with_capacity(size);
+    while buffer.len() < size {
+        let room = size - buffer.len();
+        if source.read_buf(&mut (&mut buffer).limit(room)).await? == 0 {
             break;
         }
-        filled += read;
     }
-    buffer.truncate(filled);
     Ok(buffer.freeze())
 }
