@@ -157,9 +157,9 @@ async fn put_chunk(
     Ok(Json(stored_answer(&server, id, capability.size, servers)))
 }
 
-/// Receives the body, hashing it, writing it to a temporary file (unless the
-/// chunk is already here) and passing each frame to the forwards, then makes
-/// it durable. Nothing is kept unless the body is exactly `size` bytes that
+/// Receives the body, writing it to a temporary file (which hashes it), or
+/// only hashing it if the chunk is already here, and passing each frame to
+/// the forwards, then makes it durable. Nothing is kept unless the body is exactly `size` bytes that
 /// hash to `id`.
 async fn receive(
     server: &FileServer,
@@ -171,10 +171,10 @@ async fn receive(
     enum Sink {
         Write(crate::store::TempChunk),
         /// The chunk is already stored: check the bytes, but do not rewrite them.
-        Verify(blake3::Hasher),
+        Verify(Box<blake3::Hasher>),
     }
     let mut sink = if server.store.exists(id).await.map_err(ApiError::internal)? {
-        Sink::Verify(blake3::Hasher::new())
+        Sink::Verify(Box::default())
     } else {
         Sink::Write(server.store.create_temp().await.map_err(ApiError::internal)?)
     };
@@ -190,7 +190,7 @@ async fn receive(
             ));
         }
         match &mut sink {
-            Sink::Write(temp) => temp.write(&frame).await.map_err(ApiError::internal)?,
+            Sink::Write(temp) => temp.write(frame.clone()).await.map_err(ApiError::internal)?,
             Sink::Verify(hasher) => {
                 hasher.update(&frame);
             }

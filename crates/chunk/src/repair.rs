@@ -46,7 +46,7 @@ pub(crate) async fn copy_chunk(
         return Err(ApiError::new(ErrorCode::PayloadTooLarge, "chunk too large"));
     }
     let bytes = fetch(&server, &request, &id, capability.size).await?;
-    let stored = server.store.put(&id, &bytes).await.map_err(|error| {
+    let stored = server.store.put(&id, bytes).await.map_err(|error| {
         ApiError::new(
             ErrorCode::ChecksumMismatch,
             format!("copy of chunk {id} from {}: {error}", request.source.id),

@@ -21,13 +21,46 @@
 //! (unless opened with [`Verify::ByReader`], for a reader that checks the
 //! content against the id itself).
 //!
+//! # How a chunk is written, and what is fsynced when
+//! - [`ChunkStore::create_temp`] creates `tmp/<random>`, turns on `O_DIRECT`
+//!   for it and starts one blocking writer thread for the chunk.
+//!   [`TempChunk::write`] hands each received frame to that thread through a
+//!   channel of [`WRITE_QUEUE`] frames, so the async side never blocks on the
+//!   disk nor spends CPU on hashing, and a slow disk slows the sender down.
+//! - The writer copies frames into a [`WRITE_BUFFER`]-byte buffer aligned to
+//!   [`DIRECT_ALIGN`] and, each time it is full, hashes it and writes it with
+//!   `O_DIRECT`: straight from the buffer to the device, without a copy into
+//!   the page cache. Every direct write is whole aligned blocks at an aligned
+//!   offset. At the end of the content, the rest that is not a whole block is
+//!   written after clearing `O_DIRECT`, through the page cache, so the file
+//!   always holds exactly the received bytes (no padding, no truncation).
+//! - A filesystem that refuses `O_DIRECT` (`EINVAL` when turning it on, or on
+//!   the first direct write of a file) gets ordinary buffered writes, from
+//!   then on for the whole store (logged once). Reads are always buffered:
+//!   kernel readahead serves them faster than direct reads.
+//! - [`TempChunk::commit`] waits for the writer, checks the hash, then
+//!   `fsync`s the file (`sync_all`): this is what makes the data durable, as
+//!   `O_DIRECT` bypasses only the page cache, not the device's write cache,
+//!   and does not persist the file's size and blocks. Then, if the shard
+//!   dir is new, it is created and the chunks dir `fsync`ed; the file is
+//!   hard-linked into its shard, the temporary name removed, and the shard
+//!   dir `fsync`ed. All of this runs on one blocking thread.
+//! - Resources: a chunk being received holds its writer's buffer, at most
+//!   [`WRITE_QUEUE`] frames whatever its size, and a thread of tokio's
+//!   blocking pool from the first byte to the end of the body (chunks beyond
+//!   the pool's size wait for a thread, their senders held back meanwhile).
+//!
 //! This module is pure file I/O: no HTTP, no capabilities, no counters.
 
 use bytes::Bytes;
 use dfs_proto::chunk::ChunkId;
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Where chunks live, relative to the data dir.
 pub const CHUNKS_DIR: &str = "chunks";
@@ -35,6 +68,16 @@ pub const CHUNKS_DIR: &str = "chunks";
 pub const TMP_DIR: &str = "tmp";
 /// Where corrupt chunks are moved, relative to the data dir.
 pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// What direct writes are aligned to: the buffer's address, the length of
+/// each write and the file offset. A multiple of the logical block size of
+/// every common device.
+pub const DIRECT_ALIGN: usize = 4096;
+/// A chunk writer's buffer, and so the size of its direct writes (a multiple
+/// of [`DIRECT_ALIGN`]).
+pub const WRITE_BUFFER: usize = 1024 * 1024;
+/// Frames a chunk writer may have queued before [`TempChunk::write`] waits.
+pub const WRITE_QUEUE: usize = 8;
 
 /// The chunk files of one file server.
 #[derive(Debug, Clone)]
@@ -44,7 +87,10 @@ pub struct ChunkStore {
     quarantine_dir: PathBuf,
     /// Serialises "check the age, then remove" against "touch": a chunk
     /// rewritten by an upload is never removed in between.
-    removal: std::sync::Arc<std::sync::Mutex<()>>,
+    removal: Arc<std::sync::Mutex<()>>,
+    /// Whether chunk files are written with `O_DIRECT`: true until the
+    /// filesystem refuses it once.
+    direct_writes: Arc<AtomicBool>,
 }
 
 /// What [`ChunkStore::remove_if_older`] did.
@@ -96,6 +142,7 @@ impl ChunkStore {
             tmp_dir: data_dir.join(TMP_DIR),
             quarantine_dir: data_dir.join(QUARANTINE_DIR),
             removal: Default::default(),
+            direct_writes: Arc::new(AtomicBool::new(true)),
         };
         std::fs::create_dir_all(&store.chunks_dir)?;
         std::fs::create_dir_all(&store.quarantine_dir)?;
@@ -121,6 +168,24 @@ impl ChunkStore {
 
     fn shard_dir(&self, id: &ChunkId) -> PathBuf {
         self.chunks_dir.join(&id.as_str()[..2])
+    }
+
+    /// Whether new chunk files are written with `O_DIRECT` (false once the
+    /// filesystem refused it).
+    pub fn writes_direct(&self) -> bool {
+        self.direct_writes.load(Ordering::Relaxed)
+    }
+
+    /// Records that the filesystem refused `O_DIRECT`: from now on chunk
+    /// files are written through the page cache.
+    fn refuse_direct(&self, error: &io::Error) {
+        if self.direct_writes.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                %error,
+                dir = %self.tmp_dir.display(),
+                "the filesystem refuses direct I/O (O_DIRECT): writing chunk files through the page cache"
+            );
+        }
     }
 
     pub async fn exists(&self, id: &ChunkId) -> io::Result<bool> {
@@ -189,7 +254,7 @@ impl ChunkStore {
             return Ok(Removal::TooYoung);
         }
         std::fs::remove_file(&path)?;
-        std::fs::File::open(self.shard_dir(id))?.sync_all()?;
+        sync_dir(&self.shard_dir(id))?;
         Ok(Removal::Removed(metadata.len()))
     }
 
@@ -205,7 +270,7 @@ impl ChunkStore {
         };
         let aside = self.quarantine_dir.join(format!("{id}.{}", dfs_seal::random_id()));
         std::fs::rename(&path, &aside)?;
-        std::fs::File::open(self.shard_dir(id))?.sync_all()?;
+        sync_dir(&self.shard_dir(id))?;
         Ok(Some(size))
     }
 
@@ -223,25 +288,50 @@ impl ChunkStore {
         Ok(chunks)
     }
 
-    /// Starts receiving a chunk into a new temporary file.
+    /// Starts receiving a chunk into a new temporary file, with its writer thread.
     pub async fn create_temp(&self) -> io::Result<TempChunk> {
-        let path = self.tmp_dir.join(dfs_seal::random_id());
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await?;
+        let store = self.clone();
+        let (temp, writer) = tokio::task::spawn_blocking(move || store.open_temp())
+            .await
+            .map_err(io::Error::other)??;
+        let (frames, receiver) = mpsc::channel(WRITE_QUEUE);
         Ok(TempChunk {
-            file,
-            path,
-            hasher: blake3::Hasher::new(),
+            temp,
+            frames,
+            writer: Some(tokio::task::spawn_blocking(move || writer.run(receiver))),
             len: 0,
-            finished: false,
         })
     }
 
+    /// Creates a temporary file, with `O_DIRECT` on unless the store or
+    /// the filesystem refuses it, and the writer for it. Blocking.
+    fn open_temp(&self) -> io::Result<(TempFile, Writer)> {
+        let path = self.tmp_dir.join(dfs_seal::random_id());
+        let file = std::fs::File::options().write(true).create_new(true).open(&path)?;
+        let temp = TempFile(path);
+        let mut direct = false;
+        if self.writes_direct() {
+            match set_direct(&file, true) {
+                Ok(()) => direct = true,
+                Err(error) if is_invalid_argument(&error) => self.refuse_direct(&error),
+                // The file is removed with `temp`.
+                Err(error) => return Err(error),
+            }
+        }
+        let writer = Writer {
+            file,
+            buffer: AlignedBuffer::new(WRITE_BUFFER),
+            staged: 0,
+            written: 0,
+            hasher: blake3::Hasher::new(),
+            direct,
+            store: self.clone(),
+        };
+        Ok((temp, writer))
+    }
+
     /// Stores `bytes` as chunk `id` in one call (for repair tools and tests).
-    pub async fn put(&self, id: &ChunkId, bytes: &[u8]) -> Result<Stored, CommitError> {
+    pub async fn put(&self, id: &ChunkId, bytes: Bytes) -> Result<Stored, CommitError> {
         let mut temp = self.create_temp().await?;
         temp.write(bytes).await?;
         temp.commit(self, id).await
@@ -351,19 +441,28 @@ impl ChunkReader {
 /// the temporary file, so an aborted or refused upload leaves nothing behind.
 #[derive(Debug)]
 pub struct TempChunk {
-    file: tokio::fs::File,
-    path: PathBuf,
-    hasher: blake3::Hasher,
+    temp: TempFile,
+    /// To the writer thread; dropping it marks the end of the content.
+    frames: mpsc::Sender<Bytes>,
+    /// The writer thread; `None` once it was found to have failed.
+    writer: Option<JoinHandle<io::Result<Writer>>>,
     len: u64,
-    finished: bool,
 }
 
 impl TempChunk {
-    /// Appends `data`, hashing it on the way.
-    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.hasher.update(data);
-        self.file.write_all(data).await?;
-        self.len += data.len() as u64;
+    /// Appends `frame`: queues it for the writer thread, waiting while the
+    /// queue is full. Fails with the writer's error if it stopped.
+    pub async fn write(&mut self, frame: Bytes) -> io::Result<()> {
+        let len = frame.len() as u64;
+        if self.frames.send(frame).await.is_err() {
+            // The writer drops its end only when it stops, and before the
+            // end of the content it stops only on an error.
+            return Err(match wait_for(self.writer.take()).await {
+                Ok(_) => io::Error::other("the chunk writer stopped before the end of the content"),
+                Err(error) => error,
+            });
+        }
+        self.len += len;
         Ok(())
     }
 
@@ -376,10 +475,111 @@ impl TempChunk {
         self.len == 0
     }
 
-    /// Makes the chunk durable under its id: checks the hash, fsyncs the
-    /// file, links it into place and fsyncs the directory. Only after this
-    /// returns may anyone be told the chunk is stored.
-    pub async fn commit(mut self, store: &ChunkStore, id: &ChunkId) -> Result<Stored, CommitError> {
+    /// Makes the chunk durable under its id: waits for the writer, checks the
+    /// hash, fsyncs the file, links it into place and fsyncs the directory.
+    /// Only after this returns may anyone be told the chunk is stored.
+    pub async fn commit(self, store: &ChunkStore, id: &ChunkId) -> Result<Stored, CommitError> {
+        let TempChunk {
+            temp, frames, writer, ..
+        } = self;
+        // The end of the content: the writer returns once it has taken every frame.
+        drop(frames);
+        let writer = wait_for(writer).await?;
+        let (store, id) = (store.clone(), id.clone());
+        tokio::task::spawn_blocking(move || writer.commit(temp, &store, &id))
+            .await
+            .map_err(io::Error::other)?
+    }
+}
+
+/// What a chunk's writer thread returned.
+async fn wait_for(writer: Option<JoinHandle<io::Result<Writer>>>) -> io::Result<Writer> {
+    let writer = writer.ok_or_else(|| io::Error::other("an earlier write of this chunk failed"))?;
+    writer.await.map_err(io::Error::other)?
+}
+
+/// The blocking half of a [`TempChunk`]: stages the content in an aligned
+/// buffer, hashes it and writes it to the temporary file.
+#[derive(Debug)]
+struct Writer {
+    file: std::fs::File,
+    buffer: AlignedBuffer,
+    /// Bytes at the start of `buffer` not written yet.
+    staged: usize,
+    /// Bytes written to the file, which is also the offset of the next write:
+    /// a multiple of [`DIRECT_ALIGN`] while `direct` is on.
+    written: u64,
+    hasher: blake3::Hasher,
+    /// Whether `file` has `O_DIRECT` on.
+    direct: bool,
+    store: ChunkStore,
+}
+
+impl Writer {
+    /// Takes frames until the channel closes, writing each full buffer.
+    /// Returns itself with the rest still staged, for [`Writer::commit`].
+    fn run(mut self, mut frames: mpsc::Receiver<Bytes>) -> io::Result<Self> {
+        while let Some(frame) = frames.blocking_recv() {
+            let mut rest = &frame[..];
+            while !rest.is_empty() {
+                let space = &mut self.buffer.bytes_mut()[self.staged..];
+                let taken = space.len().min(rest.len());
+                space[..taken].copy_from_slice(&rest[..taken]);
+                self.staged += taken;
+                rest = &rest[taken..];
+                if self.staged == WRITE_BUFFER {
+                    self.flush()?;
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// Hashes and writes what is staged: the whole blocks directly (when
+    /// `direct` is on), then any rest with `O_DIRECT` cleared. Only the last
+    /// flush of a chunk may leave such a rest, so direct writes stay aligned.
+    fn flush(&mut self) -> io::Result<()> {
+        let staged = self.staged;
+        self.hasher.update(&self.buffer.bytes()[..staged]);
+        let blocks = if self.direct {
+            staged / DIRECT_ALIGN * DIRECT_ALIGN
+        } else {
+            staged
+        };
+        self.write_staged(0..blocks)?;
+        if blocks < staged {
+            set_direct(&self.file, false)?;
+            self.direct = false;
+            self.write_staged(blocks..staged)?;
+        }
+        self.staged = 0;
+        Ok(())
+    }
+
+    /// Writes `range` of the buffer at the end of the file. If the file's
+    /// first direct write is refused (`EINVAL`), the store falls back to
+    /// buffered writes and this one is retried buffered.
+    fn write_staged(&mut self, range: std::ops::Range<usize>) -> io::Result<()> {
+        let data = &self.buffer.bytes()[range];
+        match self.file.write_all_at(data, self.written) {
+            Ok(()) => {}
+            Err(error) if self.direct && self.written == 0 && is_invalid_argument(&error) => {
+                self.store.refuse_direct(&error);
+                set_direct(&self.file, false)?;
+                self.direct = false;
+                // Positioned writes: whatever part of the refused write landed is rewritten.
+                self.file.write_all_at(data, 0)?;
+            }
+            Err(error) => return Err(error),
+        }
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the rest, checks the content against `id` and makes it durable
+    /// under that name (see the module docs). Blocking.
+    fn commit(mut self, temp: TempFile, store: &ChunkStore, id: &ChunkId) -> Result<Stored, CommitError> {
+        self.flush()?;
         let actual = ChunkId::from_hash_bytes(self.hasher.finalize().as_bytes());
         if &actual != id {
             return Err(CommitError::ChecksumMismatch {
@@ -387,47 +587,104 @@ impl TempChunk {
                 actual,
             });
         }
-        self.file.flush().await?;
-        self.file.sync_all().await?;
+        self.file.sync_all()?;
 
         let shard = store.shard_dir(id);
-        match tokio::fs::create_dir(&shard).await {
+        match std::fs::create_dir(&shard) {
             // A new shard is itself an entry of the chunks dir, which must be durable too.
-            Ok(()) => sync_dir(&store.chunks_dir).await?,
+            Ok(()) => sync_dir(&store.chunks_dir)?,
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
             Err(error) => return Err(error.into()),
         }
         // A hard link, unlike a rename, never replaces an existing file, so two
         // concurrent uploads of one chunk learn exactly once that it is new.
-        let stored = match tokio::fs::hard_link(&self.path, store.chunk_path(id)).await {
+        let stored = match std::fs::hard_link(&temp.0, store.chunk_path(id)) {
             Ok(()) => Stored::New,
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-                let (store, id) = (store.clone(), id.clone());
-                tokio::task::spawn_blocking(move || store.touch(&id))
-                    .await
-                    .map_err(io::Error::other)??;
+                store.touch(id)?;
                 Stored::AlreadyPresent
             }
             Err(error) => return Err(error.into()),
         };
-        self.finished = true;
         // A crash before this unlink leaves a temporary file, which the next start removes.
-        if let Err(error) = tokio::fs::remove_file(&self.path).await {
-            tracing::warn!(%error, path = %self.path.display(), "removing a temporary chunk file");
-        }
-        sync_dir(&shard).await?;
+        drop(temp);
+        sync_dir(&shard)?;
         Ok(stored)
     }
 }
 
-impl Drop for TempChunk {
+/// A temporary file, removed when this is dropped.
+#[derive(Debug)]
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
     fn drop(&mut self) {
-        if !self.finished {
-            if let Err(error) = std::fs::remove_file(&self.path) {
-                tracing::warn!(%error, path = %self.path.display(), "removing an abandoned temporary chunk file");
-            }
+        if let Err(error) = std::fs::remove_file(&self.0) {
+            tracing::warn!(%error, path = %self.0.display(), "removing a temporary chunk file");
         }
     }
+}
+
+/// A zeroed byte buffer whose start is aligned to [`DIRECT_ALIGN`], as
+/// `O_DIRECT` requires: a slice of an over-allocated `Vec` (whose heap
+/// allocation never moves, as it is never resized).
+struct AlignedBuffer {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuffer {
+    fn new(len: usize) -> Self {
+        let storage = vec![0; len + DIRECT_ALIGN - 1];
+        let address = storage.as_ptr().addr();
+        let start = address.next_multiple_of(DIRECT_ALIGN) - address;
+        AlignedBuffer { storage, start, len }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.len]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
+}
+
+impl std::fmt::Debug for AlignedBuffer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "AlignedBuffer({} bytes)", self.len)
+    }
+}
+
+/// Turns `O_DIRECT` on or off for `file`. Fails with `EINVAL` (see
+/// [`is_invalid_argument`]) where the filesystem does not support it.
+#[allow(unsafe_code)]
+fn set_direct(file: &std::fs::File, on: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is open for as long as `file` is borrowed, and F_GETFL
+    // only reads the descriptor's status flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on {
+        flags | libc::O_DIRECT
+    } else {
+        flags & !libc::O_DIRECT
+    };
+    // SAFETY: as above; F_SETFL only changes the descriptor's status flags.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `EINVAL`: how Linux refuses `O_DIRECT` (on `open` or `fcntl`, or on a
+/// direct write the filesystem or device cannot do).
+fn is_invalid_argument(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(libc::EINVAL)
 }
 
 /// Time since a file was last modified (zero if its mtime is in the future).
@@ -439,9 +696,9 @@ fn age(metadata: &std::fs::Metadata) -> std::time::Duration {
         .unwrap_or_default()
 }
 
-/// Fsyncs a directory, making the entries created in it durable.
-async fn sync_dir(dir: &Path) -> io::Result<()> {
-    tokio::fs::File::open(dir).await?.sync_all().await
+/// Fsyncs a directory, making the entries created in it durable. Blocking.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
