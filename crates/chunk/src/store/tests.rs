@@ -120,7 +120,7 @@ async fn a_reader_for_a_checking_receiver_hands_out_every_byte_unchecked() {
     let store = ChunkStore::open(dir.path()).unwrap();
     let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 13 % 251) as u8).collect();
     let id = id_of(&bytes);
-    store.put(&id, &bytes).await.unwrap();
+    store.put(&id, Bytes::from(bytes.clone())).await.unwrap();
     let mut rotten = bytes.clone();
     rotten[9_999] ^= 1;
     std::fs::write(store.chunk_path(&id), &rotten).unwrap();
