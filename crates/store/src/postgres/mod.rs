@@ -41,8 +41,11 @@
 //! contradict.
 //!
 //! A directory's mtime is the one exception: raised after the commit that
-//! changed its entries, outside the transaction ([`dir_changed`]), so that
-//! concurrent creations in one directory do not all update its row.
+//! changed its entries, outside the transaction, so that concurrent
+//! creations in one directory do not all update its row. The directories to
+//! raise are the transaction's own: [`PgTx::dir_changed`] lists them in the
+//! [`PgTx`] of the run, and [`run_once`] takes the list from it once COMMIT
+//! succeeded (a run that fails drops its list with its transaction).
 //!
 //! # Durability
 //! What is durable is PostgreSQL's business: its write-ahead log, fsynced at
@@ -70,7 +73,8 @@ mod users;
 
 use crate::{StoreError, StoreResult};
 use postgres::error::SqlState;
-use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
+use postgres::types::ToSql;
+use postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -202,16 +206,16 @@ impl PostgresStore {
 
     /// Runs `work` in one SERIALIZABLE transaction, committing on success,
     /// rerun from the start after a serialization failure (see the module docs).
-    pub(super) fn write<T>(&self, work: impl FnMut(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    pub(super) fn write<T>(&self, work: impl FnMut(&mut PgTx<'_>) -> StoreResult<T>) -> StoreResult<T> {
         self.run(Access::Write, work)
     }
 
     /// Runs `work` in one read-only snapshot.
-    pub(super) fn read<T>(&self, work: impl FnMut(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    pub(super) fn read<T>(&self, work: impl FnMut(&mut PgTx<'_>) -> StoreResult<T>) -> StoreResult<T> {
         self.run(Access::Read, work)
     }
 
-    fn run<T>(&self, access: Access, mut work: impl FnMut(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    fn run<T>(&self, access: Access, mut work: impl FnMut(&mut PgTx<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut attempt = 1;
         loop {
             let mut client = self.pool.get()?;
@@ -242,7 +246,7 @@ impl PostgresStore {
 fn run_once<T>(
     client: &mut Client,
     access: Access,
-    work: &mut impl FnMut(&mut Transaction<'_>) -> StoreResult<T>,
+    work: &mut impl FnMut(&mut PgTx<'_>) -> StoreResult<T>,
 ) -> Result<T, (StoreError, bool)> {
     let builder = client.build_transaction();
     let builder = match access {
@@ -253,36 +257,66 @@ fn run_once<T>(
             .read_only(true)
             .deferrable(true),
     };
-    DIR_MTIMES.with_borrow_mut(Vec::clear);
-    let mut tx = builder.start().map_err(|error| (error.into(), false))?;
+    let mut tx = PgTx {
+        tx: builder.start().map_err(|error| (error.into(), false))?,
+        dir_mtimes: Vec::new(),
+    };
     let value = work(&mut tx).map_err(|error| (error, false))?;
-    tx.commit().map_err(|error| (error.into(), true))?;
-    raise_dir_mtimes(client);
+    let dir_mtimes = tx.commit().map_err(|error| (error.into(), true))?;
+    raise_dir_mtimes(client, dir_mtimes);
     Ok(value)
 }
 
-thread_local! {
-    /// Directories whose entries the transaction running on this thread
-    /// changed, with when; filled by [`dir_changed`], applied after COMMIT.
-    static DIR_MTIMES: std::cell::RefCell<Vec<(i64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+/// One transaction of a trait call, what every engine function works on:
+/// the directories whose entries it changed are listed for after its commit.
+pub(super) struct PgTx<'a> {
+    tx: Transaction<'a>,
+    /// Directories whose entries changed, and when: their mtimes are raised
+    /// once the transaction has committed ([`raise_dir_mtimes`]).
+    dir_mtimes: Vec<(i64, u64)>,
 }
 
-/// Asks for directory `dir`'s mtime to be raised to `mtime_ms` once the
-/// transaction running on this thread commits. Every trait call runs its
-/// transaction synchronously on one thread ([`run_once`]), which is what
-/// makes a thread-local list the transaction's own.
-pub(super) fn dir_changed(dir: i64, mtime_ms: u64) {
-    DIR_MTIMES.with_borrow_mut(|changed| changed.push((dir, mtime_ms)));
+impl PgTx<'_> {
+    pub(super) fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error> {
+        self.tx.query(sql, params)
+    }
+
+    pub(super) fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, postgres::Error> {
+        self.tx.query_one(sql, params)
+    }
+
+    pub(super) fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        self.tx.query_opt(sql, params)
+    }
+
+    pub(super) fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, postgres::Error> {
+        self.tx.execute(sql, params)
+    }
+
+    /// Asks for directory `dir`'s mtime to be raised to `mtime_ms` once
+    /// this transaction has committed.
+    pub(super) fn dir_changed(&mut self, dir: i64, mtime_ms: u64) {
+        self.dir_mtimes.push((dir, mtime_ms));
+    }
+
+    /// Commits; returns the directory mtimes to raise now.
+    fn commit(self) -> Result<Vec<(i64, u64)>, postgres::Error> {
+        self.tx.commit()?;
+        Ok(self.dir_mtimes)
+    }
 }
 
-/// Raises the mtimes [`dir_changed`] asked for, in one round trip, after the
-/// transaction committed. Were the update inside the transaction, every
-/// creation in one directory would update the directory's row, and
+/// Raises the mtimes [`PgTx::dir_changed`] asked for, in one round trip,
+/// after the transaction committed. Were the update inside the transaction,
+/// every creation in one directory would update the directory's row, and
 /// concurrent creators there would abort each other (serialization failures
 /// on the row). Best effort, with `synchronous_commit` off: a directory's
 /// mtime is advisory, and a crash just after the commit only leaves it older.
-fn raise_dir_mtimes(client: &mut Client) {
-    let mut changed = DIR_MTIMES.with_borrow_mut(std::mem::take);
+fn raise_dir_mtimes(client: &mut Client, mut changed: Vec<(i64, u64)>) {
     if changed.is_empty() {
         return;
     }
