@@ -1,25 +1,24 @@
 //! Export and import of a whole PostgreSQL store (see [`crate::dump`]).
 
 use super::namespace::{chunk_id, kind_from, kind_name, stored_path, HOME_ID, ROOT_ID};
-use super::{int, uint, Access, PostgresStore};
+use super::{int, uint, Access, PgTx, PostgresStore};
 use crate::dump::{Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, DUMP_FORMAT};
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::ServerRef;
 use dfs_proto::namespace::{ChunkRef, EntryKind};
 use dfs_proto::path::DfsPath;
 use postgres::error::SqlState;
-use postgres::Transaction;
 use std::collections::HashMap;
 
 /// The value `nextval(sequence)` would return now (the sequence is not moved).
-fn next_of(tx: &mut Transaction<'_>, sequence: &str) -> StoreResult<u64> {
+fn next_of(tx: &mut PgTx<'_>, sequence: &str) -> StoreResult<u64> {
     // `sequence` is one of this module's constants, never user input.
     let row = tx.query_one(&format!("SELECT last_value, is_called FROM {sequence}"), &[])?;
     let (last, called): (i64, bool) = (row.get(0), row.get(1));
     Ok(uint(last) + u64::from(called))
 }
 
-fn export_in(tx: &mut Transaction<'_>) -> StoreResult<Dump> {
+fn export_in(tx: &mut PgTx<'_>) -> StoreResult<Dump> {
     let users: Vec<DumpUser> = tx
         .query(
             "SELECT uid, name, password_hash, admin, created_at FROM users ORDER BY uid",
@@ -118,7 +117,7 @@ fn export_in(tx: &mut Transaction<'_>) -> StoreResult<Dump> {
     })
 }
 
-fn import_in(tx: &mut Transaction<'_>, dump: &Dump) -> StoreResult<()> {
+fn import_in(tx: &mut PgTx<'_>, dump: &Dump) -> StoreResult<()> {
     if dump.format != DUMP_FORMAT {
         return Err(StoreError::Invalid(format!(
             "dump format {} is not the one this build reads ({DUMP_FORMAT})",
@@ -227,7 +226,7 @@ fn import_in(tx: &mut Transaction<'_>, dump: &Dump) -> StoreResult<()> {
     Ok(())
 }
 
-fn insert_entry(tx: &mut Transaction<'_>, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64> {
+fn insert_entry(tx: &mut PgTx<'_>, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64> {
     let row = tx
         .query_one(
             "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
@@ -252,7 +251,7 @@ fn insert_entry(tx: &mut Transaction<'_>, parent: i64, name: &str, entry: &DumpE
     Ok(row.get(0))
 }
 
-fn set_attributes(tx: &mut Transaction<'_>, id: i64, entry: &DumpEntry) -> StoreResult<()> {
+fn set_attributes(tx: &mut PgTx<'_>, id: i64, entry: &DumpEntry) -> StoreResult<()> {
     tx.execute(
         "UPDATE inodes SET owner_uid = $2, owner_name = $3, mode = $4, mtime_ms = $5, version = $6 WHERE id = $1",
         &[

@@ -5,7 +5,7 @@
 //! unrelated paths do not conflict.
 
 use super::namespace::{resolve, resolve_parent, stored_path};
-use super::{int, uint, PostgresStore};
+use super::{int, uint, PgTx, PostgresStore};
 use crate::common::{check_lock_rule, covering, denied, no_such_lock, Covering};
 use crate::locks::{LockRecord, LockStore};
 use crate::namespace::{Principal, EXECUTE, READ, WRITE};
@@ -13,7 +13,7 @@ use crate::{StoreError, StoreResult};
 use dfs_proto::locks::make_token;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
-use postgres::{Row, Transaction};
+use postgres::Row;
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE locks (
@@ -55,7 +55,7 @@ fn lock_from_row(row: &Row) -> StoreResult<LockRecord> {
 }
 
 /// Live locks on `path`, above it or below it, oldest grant first.
-fn covering_locks(tx: &mut Transaction<'_>, path: &DfsPath, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
+fn covering_locks(tx: &mut PgTx<'_>, path: &DfsPath, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
     let Covering {
         paths,
         below_from,
@@ -69,12 +69,7 @@ fn covering_locks(tx: &mut Transaction<'_>, path: &DfsPath, now: UnixSeconds) ->
 }
 
 /// The lock rule for a write changing `path` (see [`crate::locks`]).
-pub(super) fn check_locks(
-    tx: &mut Transaction<'_>,
-    who: &Principal,
-    path: &DfsPath,
-    now: UnixSeconds,
-) -> StoreResult<()> {
+pub(super) fn check_locks(tx: &mut PgTx<'_>, who: &Principal, path: &DfsPath, now: UnixSeconds) -> StoreResult<()> {
     let live = covering_locks(tx, path, now)?;
     check_lock_rule(who, path, &live, || {
         let Covering {
@@ -92,7 +87,7 @@ pub(super) fn check_locks(
 
 /// An exclusive lock needs WRITE on the path (on its parent if it does not
 /// exist yet), a shared one READ (EXECUTE on the parent).
-fn check_lock_permission(tx: &mut Transaction<'_>, who: &Principal, path: &DfsPath, shared: bool) -> StoreResult<()> {
+fn check_lock_permission(tx: &mut PgTx<'_>, who: &Principal, path: &DfsPath, shared: bool) -> StoreResult<()> {
     let existing = if path.is_root() {
         Some(resolve(tx, who, path)?)
     } else {
@@ -112,7 +107,7 @@ fn check_lock_permission(tx: &mut Transaction<'_>, who: &Principal, path: &DfsPa
 }
 
 /// The live lock `token`, if `who` may act on it.
-fn held_lock(tx: &mut Transaction<'_>, who: &Principal, token: &str, now: UnixSeconds) -> StoreResult<LockRecord> {
+fn held_lock(tx: &mut PgTx<'_>, who: &Principal, token: &str, now: UnixSeconds) -> StoreResult<LockRecord> {
     let row = tx
         .query_opt(
             &format!("SELECT {LOCK_COLUMNS} FROM locks WHERE token = $1 AND expires_at > $2"),

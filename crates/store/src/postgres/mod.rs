@@ -41,8 +41,42 @@
 //! contradict.
 //!
 //! A directory's mtime is the one exception: raised after the commit that
-//! changed its entries, outside the transaction ([`dir_changed`]), so that
-//! concurrent creations in one directory do not all update its row.
+//! changed its entries, outside the transaction, so that concurrent
+//! creations in one directory do not all update its row. The directories to
+//! raise are the transaction's own: [`PgTx::dir_changed`] lists them in the
+//! [`PgTx`] of the run, and [`run_once`] takes the list from it once COMMIT
+//! succeeded (a run that fails drops its list with its transaction).
+//!
+//! # Prepared statements
+//! Every engine function works on a [`PgTx`]: the PostgreSQL transaction,
+//! the statement cache of the connection it runs on, and the directory
+//! mtimes above. Its `query`/`execute` methods prepare each SQL text once
+//! per connection (a named statement on the server) and keep the
+//! `Statement` in the cache ([`Connection::statements`], by SQL text), so a
+//! statement costs one round trip; given a `&str`, the `postgres` crate
+//! prepares a statement, runs it and closes it, every time (two round
+//! trips). Parameter types are inferred by the server when a statement is
+//! prepared, either way, so the cache changes no behaviour.
+//!
+//! - A prepared statement belongs to the session, not to a transaction: it
+//!   stays valid when the transaction that prepared it rolls back (a failed
+//!   check, a serialization failure), so the cache is kept across failures
+//!   and retries. PostgreSQL's protocol documentation, "Extended Query": "If
+//!   successfully created, a named prepared-statement object lasts till the
+//!   end of the current session, unless explicitly destroyed." A prepare
+//!   that fails caches nothing.
+//! - The cache lives and dies with its client: a new connection (the
+//!   database restarted, a connection broke) starts with an empty one.
+//! - SQL texts are built from the engine's constants only; values always go
+//!   in parameters. So the cache holds at most one statement per query of
+//!   the engine, and never needs evicting.
+//! - A cached statement whose result columns change type (a migration by a
+//!   newer build sharing the database, altering a column it returns) fails
+//!   with "cached plan must not change result type" until the process
+//!   restarts; the statements name their columns, so added columns and
+//!   tables are harmless. A connection pooler in between must keep named
+//!   statements per client (PgBouncer: session pooling, or transaction
+//!   pooling with `max_prepared_statements`, 1.21 and later).
 //!
 //! # Durability
 //! What is durable is PostgreSQL's business: its write-ahead log, fsynced at
@@ -56,10 +90,11 @@
 //! Each [`PostgresStore`] keeps a pool of at most [`MAX_CONNECTIONS`]
 //! synchronous clients, opened on demand; a call waits for a free one. A
 //! client whose connection broke is dropped, so a restarted database is
-//! reconnected to. Nothing is cached in the process: every rule is checked
-//! in the database, inside the transaction that writes, so any number of
-//! directory services (and the security service) may use one database with
-//! no other coordination.
+//! reconnected to. No data is cached in the process (only prepared
+//! statements, per connection): every rule is checked in the database,
+//! inside the transaction that writes, so any number of directory services
+//! (and the security service) may use one database with no other
+//! coordination.
 
 mod dump;
 mod locks;
@@ -70,7 +105,9 @@ mod users;
 
 use crate::{StoreError, StoreResult};
 use postgres::error::SqlState;
-use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
+use postgres::types::ToSql;
+use postgres::{Client, Config, IsolationLevel, NoTls, Row, Statement, Transaction};
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -188,9 +225,9 @@ impl PostgresStore {
             },
             retries: AtomicU64::new(0),
         };
-        let mut client = store.pool.get()?;
-        migrate(&mut client)?;
-        drop(client);
+        let mut connection = store.pool.get()?;
+        migrate(&mut connection.client)?;
+        drop(connection);
         Ok(store)
     }
 
@@ -202,26 +239,26 @@ impl PostgresStore {
 
     /// Runs `work` in one SERIALIZABLE transaction, committing on success,
     /// rerun from the start after a serialization failure (see the module docs).
-    pub(super) fn write<T>(&self, work: impl FnMut(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    pub(super) fn write<T>(&self, work: impl FnMut(&mut PgTx<'_>) -> StoreResult<T>) -> StoreResult<T> {
         self.run(Access::Write, work)
     }
 
     /// Runs `work` in one read-only snapshot.
-    pub(super) fn read<T>(&self, work: impl FnMut(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    pub(super) fn read<T>(&self, work: impl FnMut(&mut PgTx<'_>) -> StoreResult<T>) -> StoreResult<T> {
         self.run(Access::Read, work)
     }
 
-    fn run<T>(&self, access: Access, mut work: impl FnMut(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    fn run<T>(&self, access: Access, mut work: impl FnMut(&mut PgTx<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut attempt = 1;
         loop {
-            let mut client = self.pool.get()?;
-            let (error, committing) = match run_once(&mut client, access, &mut work) {
+            let mut connection = self.pool.get()?;
+            let (error, committing) = match run_once(&mut connection, access, &mut work) {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };
             // Nothing was committed if the connection broke before COMMIT.
-            let lost = !committing && (client.is_closed() || is_connection_lost(&error));
-            drop(client);
+            let lost = !committing && (connection.client.is_closed() || is_connection_lost(&error));
+            drop(connection);
             if attempt >= MAX_ATTEMPTS || !(is_retryable(&error) || lost) {
                 if attempt > 1 && is_retryable(&error) {
                     return Err(StoreError::Backend(anyhow::anyhow!(
@@ -237,14 +274,14 @@ impl PostgresStore {
     }
 }
 
-/// One run of `work` in a new transaction; on failure, the error and
-/// whether it came from COMMIT.
+/// One run of `work` in a new transaction on `connection`; on failure, the
+/// error and whether it came from COMMIT.
 fn run_once<T>(
-    client: &mut Client,
+    connection: &mut Connection,
     access: Access,
-    work: &mut impl FnMut(&mut Transaction<'_>) -> StoreResult<T>,
+    work: &mut impl FnMut(&mut PgTx<'_>) -> StoreResult<T>,
 ) -> Result<T, (StoreError, bool)> {
-    let builder = client.build_transaction();
+    let builder = connection.client.build_transaction();
     let builder = match access {
         Access::Write => builder.isolation_level(IsolationLevel::Serializable),
         Access::Read => builder.isolation_level(IsolationLevel::RepeatableRead).read_only(true),
@@ -253,36 +290,88 @@ fn run_once<T>(
             .read_only(true)
             .deferrable(true),
     };
-    DIR_MTIMES.with_borrow_mut(Vec::clear);
-    let mut tx = builder.start().map_err(|error| (error.into(), false))?;
+    let mut tx = PgTx {
+        tx: builder.start().map_err(|error| (error.into(), false))?,
+        statements: &mut connection.statements,
+        dir_mtimes: Vec::new(),
+    };
     let value = work(&mut tx).map_err(|error| (error, false))?;
-    tx.commit().map_err(|error| (error.into(), true))?;
-    raise_dir_mtimes(client);
+    let dir_mtimes = tx.commit().map_err(|error| (error.into(), true))?;
+    raise_dir_mtimes(&mut connection.client, dir_mtimes);
     Ok(value)
 }
 
-thread_local! {
-    /// Directories whose entries the transaction running on this thread
-    /// changed, with when; filled by [`dir_changed`], applied after COMMIT.
-    static DIR_MTIMES: std::cell::RefCell<Vec<(i64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+/// The statements prepared on one session, by SQL text (see the module docs).
+type Statements = HashMap<String, Statement>;
+
+/// One transaction of a trait call, what every engine function works on:
+/// its statements go through the connection's cache, and the directories
+/// whose entries it changed are listed for after its commit.
+pub(super) struct PgTx<'a> {
+    tx: Transaction<'a>,
+    /// The cache of the connection `tx` runs on.
+    statements: &'a mut Statements,
+    /// Directories whose entries changed, and when: their mtimes are raised
+    /// once the transaction has committed ([`raise_dir_mtimes`]).
+    dir_mtimes: Vec<(i64, u64)>,
 }
 
-/// Asks for directory `dir`'s mtime to be raised to `mtime_ms` once the
-/// transaction running on this thread commits. Every trait call runs its
-/// transaction synchronously on one thread ([`run_once`]), which is what
-/// makes a thread-local list the transaction's own.
-pub(super) fn dir_changed(dir: i64, mtime_ms: u64) {
-    DIR_MTIMES.with_borrow_mut(|changed| changed.push((dir, mtime_ms)));
+impl PgTx<'_> {
+    /// The statement for `sql`: the one prepared on this connection before
+    /// (in whichever transaction), or prepared now and kept.
+    fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.tx.prepare(sql)?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    pub(super) fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.tx.query(&statement, params)
+    }
+
+    pub(super) fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.tx.query_one(&statement, params)
+    }
+
+    pub(super) fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.tx.query_opt(&statement, params)
+    }
+
+    pub(super) fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.tx.execute(&statement, params)
+    }
+
+    /// Asks for directory `dir`'s mtime to be raised to `mtime_ms` once
+    /// this transaction has committed.
+    pub(super) fn dir_changed(&mut self, dir: i64, mtime_ms: u64) {
+        self.dir_mtimes.push((dir, mtime_ms));
+    }
+
+    /// Commits; returns the directory mtimes to raise now.
+    fn commit(self) -> Result<Vec<(i64, u64)>, postgres::Error> {
+        self.tx.commit()?;
+        Ok(self.dir_mtimes)
+    }
 }
 
-/// Raises the mtimes [`dir_changed`] asked for, in one round trip, after the
-/// transaction committed. Were the update inside the transaction, every
-/// creation in one directory would update the directory's row, and
+/// Raises the mtimes [`PgTx::dir_changed`] asked for, in one round trip,
+/// after the transaction committed. Were the update inside the transaction,
+/// every creation in one directory would update the directory's row, and
 /// concurrent creators there would abort each other (serialization failures
 /// on the row). Best effort, with `synchronous_commit` off: a directory's
 /// mtime is advisory, and a crash just after the commit only leaves it older.
-fn raise_dir_mtimes(client: &mut Client) {
-    let mut changed = DIR_MTIMES.with_borrow_mut(std::mem::take);
+fn raise_dir_mtimes(client: &mut Client, mut changed: Vec<(i64, u64)>) {
     if changed.is_empty() {
         return;
     }
@@ -345,10 +434,18 @@ fn migrate(client: &mut Client) -> StoreResult<()> {
     Ok(())
 }
 
-/// Idle clients, and how many are open in all (idle or in use).
+/// A client of the pool, and the statements prepared on its session.
+struct Connection {
+    client: Client,
+    /// Starts empty with the client and goes with it: a statement prepared
+    /// on one session is unknown to every other.
+    statements: Statements,
+}
+
+/// Idle connections, and how many are open in all (idle or in use).
 #[derive(Default)]
 struct PoolState {
-    idle: Vec<Client>,
+    idle: Vec<Connection>,
     open: usize,
 }
 
@@ -379,16 +476,16 @@ impl Pool {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// An idle client, a new one if fewer than [`MAX_CONNECTIONS`] are
+    /// An idle connection, a new one if fewer than [`MAX_CONNECTIONS`] are
     /// open, or else the next one returned.
     fn get(&self) -> StoreResult<Pooled<'_>> {
         let mut state = self.lock();
         loop {
-            while let Some(client) = state.idle.pop() {
-                if !client.is_closed() {
+            while let Some(connection) = state.idle.pop() {
+                if !connection.client.is_closed() {
                     return Ok(Pooled {
                         pool: self,
-                        client: Some(client),
+                        connection: Some(connection),
                     });
                 }
                 state.open -= 1;
@@ -399,7 +496,10 @@ impl Pool {
                 return match self.config.connect(NoTls) {
                     Ok(client) => Ok(Pooled {
                         pool: self,
-                        client: Some(client),
+                        connection: Some(Connection {
+                            client,
+                            statements: Statements::new(),
+                        }),
                     }),
                     Err(error) => {
                         self.lock().open -= 1;
@@ -415,38 +515,84 @@ impl Pool {
     }
 }
 
-/// A client on loan from the pool; returned when dropped, or closed if its
-/// connection broke.
+/// A connection on loan from the pool; returned when dropped, or closed
+/// (with its statements) if it broke.
 struct Pooled<'p> {
     pool: &'p Pool,
-    client: Option<Client>,
+    connection: Option<Connection>,
 }
 
 impl Deref for Pooled<'_> {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        self.client.as_ref().expect("a pooled client is present until dropped")
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.connection
+            .as_ref()
+            .expect("a pooled connection is present until dropped")
     }
 }
 
 impl DerefMut for Pooled<'_> {
-    fn deref_mut(&mut self) -> &mut Client {
-        self.client.as_mut().expect("a pooled client is present until dropped")
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.connection
+            .as_mut()
+            .expect("a pooled connection is present until dropped")
     }
 }
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        let Some(client) = self.client.take() else {
+        let Some(connection) = self.connection.take() else {
             return;
         };
         let mut state = self.pool.lock();
-        if client.is_closed() {
+        if connection.client.is_closed() {
             state.open -= 1;
         } else {
-            state.idle.push(client);
+            state.idle.push(connection);
         }
         drop(state);
         self.pool.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A statement prepared in a transaction that then rolls back (by the
+    /// engine, or aborted by the server) stays the session's: the server
+    /// still lists it, and the next transaction on the connection runs it
+    /// from the cache.
+    #[test]
+    fn cached_statements_outlive_rolled_back_transactions() {
+        const SQL: &str = "SELECT id FROM inodes WHERE id = $1";
+        let store = PostgresStore::open(&dfs_testkit::db::postgres().fresh_url()).unwrap();
+        let refused = store.write(|tx| {
+            tx.query_one(SQL, &[&1_i64])?;
+            Err::<(), _>(StoreError::Invalid("roll back".into()))
+        });
+        assert!(matches!(refused, Err(StoreError::Invalid(_))), "{refused:?}");
+        let aborted = store.write(|tx| {
+            tx.query_one(SQL, &[&1_i64])?;
+            Ok(tx.query_one("SELECT 1 / (2 - $1::BIGINT)", &[&2_i64])?)
+        });
+        assert_eq!(sql_state(&aborted.err().unwrap()), Some(&SqlState::DIVISION_BY_ZERO));
+        let id: i64 = store.read(|tx| Ok(tx.query_one(SQL, &[&1_i64])?.get(0))).unwrap();
+        assert_eq!(id, 1);
+
+        // The calls ran one after another: on one connection, which
+        // prepared each statement once.
+        assert_eq!(store.pool.lock().open, 1);
+        let mut connection = store.pool.get().unwrap();
+        assert_eq!(connection.statements.len(), 2);
+        let listed: i64 = connection
+            .client
+            .query_one(
+                "SELECT COUNT(*) FROM pg_prepared_statements WHERE statement = $1",
+                &[&SQL],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(listed, 1);
     }
 }

@@ -1,13 +1,13 @@
 //! The namespace on PostgreSQL: one row per inode, the chunk list of a file
 //! in `file_chunks`, written in the same transaction as the inode row.
 //!
-//! The functions taking a [`Transaction`] are the building blocks of every
+//! The functions taking a [`PgTx`] are the building blocks of every
 //! write (direct, or applied by a transaction commit); they rely on the
 //! SERIALIZABLE isolation of [`PostgresStore::write`] for the check and the
 //! write to be one atomic step.
 
 use super::locks::check_locks;
-use super::{int, sql_state, uint, PostgresStore};
+use super::{int, sql_state, uint, PgTx, PostgresStore};
 use crate::common::{
     belongs_to_another_user, denied, exists, is_a_directory, no_such_upload, not_a_directory, not_durable, not_empty,
     not_found, now_secs,
@@ -22,7 +22,7 @@ use dfs_proto::namespace::{ChunkRef, EntryKind, Listing, Stat};
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use postgres::error::SqlState;
-use postgres::{Row, Transaction};
+use postgres::Row;
 use std::collections::HashMap;
 
 /// The root is inode 1 (its parent, 0, is no inode); `/home` is inode 2;
@@ -139,7 +139,7 @@ pub(super) fn stored_path(raw: &str) -> StoreResult<DfsPath> {
     DfsPath::parse(raw).map_err(|error| corrupt("path", error))
 }
 
-pub(super) fn child(tx: &mut Transaction<'_>, parent: i64, name: &str) -> StoreResult<Option<Node>> {
+pub(super) fn child(tx: &mut PgTx<'_>, parent: i64, name: &str) -> StoreResult<Option<Node>> {
     let row = tx.query_opt(
         &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = $1 AND name = $2"),
         &[&parent, &name],
@@ -147,7 +147,7 @@ pub(super) fn child(tx: &mut Transaction<'_>, parent: i64, name: &str) -> StoreR
     Ok(row.as_ref().map(node_from_row))
 }
 
-pub(super) fn node_by_id(tx: &mut Transaction<'_>, id: i64) -> StoreResult<Node> {
+pub(super) fn node_by_id(tx: &mut PgTx<'_>, id: i64) -> StoreResult<Node> {
     let row = tx.query_one(&format!("SELECT {NODE_COLUMNS} FROM inodes WHERE id = $1"), &[&id])?;
     Ok(node_from_row(&row))
 }
@@ -169,7 +169,7 @@ fn join(path: &DfsPath, name: &str) -> StoreResult<DfsPath> {
 }
 
 /// Walks from the root to `path`, needing EXECUTE on every directory passed through.
-pub(super) fn resolve(tx: &mut Transaction<'_>, who: &Principal, path: &DfsPath) -> StoreResult<Node> {
+pub(super) fn resolve(tx: &mut PgTx<'_>, who: &Principal, path: &DfsPath) -> StoreResult<Node> {
     let mut node = node_by_id(tx, ROOT_ID)?;
     let mut walked = DfsPath::root();
     for name in path.components() {
@@ -184,7 +184,7 @@ pub(super) fn resolve(tx: &mut Transaction<'_>, who: &Principal, path: &DfsPath)
 /// to be a directory on which `who` holds EXECUTE; returns it, the last
 /// name, and the entry at `path` if there is one.
 pub(super) fn resolve_parent<'p>(
-    tx: &mut Transaction<'_>,
+    tx: &mut PgTx<'_>,
     who: &Principal,
     path: &'p DfsPath,
 ) -> StoreResult<(Node, &'p str, Option<Node>)> {
@@ -200,7 +200,7 @@ pub(super) fn resolve_parent<'p>(
 /// Like [`resolve_parent`], also requiring WRITE on the parent: for
 /// creating, deleting and renaming entries.
 fn resolve_for_change<'p>(
-    tx: &mut Transaction<'_>,
+    tx: &mut PgTx<'_>,
     who: &Principal,
     path: &'p DfsPath,
 ) -> StoreResult<(Node, &'p str, Option<Node>)> {
@@ -211,16 +211,8 @@ fn resolve_for_change<'p>(
     Ok((parent, name, existing))
 }
 
-/// Records a change of directory `id`'s entries: its mtime is raised once
-/// the transaction has committed (see [`super::dir_changed`]), not inside
-/// it, so creations in one directory do not all update its row.
-fn touch(_tx: &mut Transaction<'_>, id: i64, now_ms: u64) -> StoreResult<()> {
-    super::dir_changed(id, now_ms);
-    Ok(())
-}
-
 fn insert_node(
-    tx: &mut Transaction<'_>,
+    tx: &mut PgTx<'_>,
     parent: i64,
     name: &str,
     kind: EntryKind,
@@ -243,11 +235,11 @@ fn insert_node(
             &int(now_ms),
         ],
     )?;
-    touch(tx, parent, now_ms)?;
+    tx.dir_changed(parent, now_ms);
     Ok(node_from_row(&row))
 }
 
-fn has_children(tx: &mut Transaction<'_>, id: i64) -> StoreResult<bool> {
+fn has_children(tx: &mut PgTx<'_>, id: i64) -> StoreResult<bool> {
     Ok(tx
         .query_one("SELECT EXISTS (SELECT 1 FROM inodes WHERE parent = $1)", &[&id])?
         .get(0))
@@ -271,7 +263,7 @@ fn upload_from_row(row: &Row) -> StoreResult<UploadRecord> {
 /// The checks shared by beginning and committing an upload; returns the
 /// parent, the name, and the existing file.
 fn check_upload_target<'p>(
-    tx: &mut Transaction<'_>,
+    tx: &mut PgTx<'_>,
     who: &Principal,
     path: &'p DfsPath,
     no_clobber: bool,
@@ -293,7 +285,7 @@ fn check_upload_target<'p>(
 
 /// [`NamespaceStore::mkdir`] inside an open transaction, lock checks included.
 pub(super) fn mkdir_in(
-    tx: &mut Transaction<'_>,
+    tx: &mut PgTx<'_>,
     who: &Principal,
     path: &DfsPath,
     mode: u32,
@@ -354,7 +346,7 @@ pub(super) fn mkdir_in(
 
 /// [`NamespaceStore::remove`] inside an open transaction, lock checks included.
 pub(super) fn remove_in(
-    tx: &mut Transaction<'_>,
+    tx: &mut PgTx<'_>,
     who: &Principal,
     path: &DfsPath,
     recursive: bool,
@@ -398,13 +390,13 @@ pub(super) fn remove_in(
         )?;
     }
     tx.execute("DELETE FROM inodes WHERE id = $1", &[&target.id])?;
-    touch(tx, parent.id, now_ms)?;
+    tx.dir_changed(parent.id, now_ms);
     Ok(())
 }
 
 /// [`NamespaceStore::rename`] inside an open transaction, lock checks included.
 pub(super) fn rename_in(
-    tx: &mut Transaction<'_>,
+    tx: &mut PgTx<'_>,
     who: &Principal,
     from: &DfsPath,
     to: &DfsPath,
@@ -444,13 +436,13 @@ pub(super) fn rename_in(
         "UPDATE inodes SET parent = $1, name = $2 WHERE id = $3",
         &[&to_parent.id, &to_name, &source.id],
     )?;
-    touch(tx, from_parent.id, now_ms)?;
-    touch(tx, to_parent.id, now_ms)?;
+    tx.dir_changed(from_parent.id, now_ms);
+    tx.dir_changed(to_parent.id, now_ms);
     Ok(node_by_id(tx, source.id)?.stat(to.clone()))
 }
 
 /// Checks that every chunk has at least `replication` recorded replicas.
-pub(super) fn check_durable(tx: &mut Transaction<'_>, chunks: &[ChunkRef], replication: u32) -> StoreResult<()> {
+pub(super) fn check_durable(tx: &mut PgTx<'_>, chunks: &[ChunkRef], replication: u32) -> StoreResult<()> {
     let ids: Vec<&str> = chunks.iter().map(|chunk| chunk.id.as_str()).collect();
     let rows = tx.query(
         "SELECT chunk, COUNT(*) FROM replicas WHERE chunk = ANY($1) GROUP BY chunk",
@@ -471,7 +463,7 @@ pub(super) fn check_durable(tx: &mut Transaction<'_>, chunks: &[ChunkRef], repli
 /// an upload commit: locks, durable chunks, permissions and `no_clobber`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_file(
-    tx: &mut Transaction<'_>,
+    tx: &mut PgTx<'_>,
     who: &Principal,
     path: &DfsPath,
     no_clobber: bool,
@@ -488,7 +480,7 @@ pub(super) fn write_file(
 /// Writes the file at `path` with `data` inline (see
 /// [`NamespaceStore::write_inline`]), lock checks included.
 pub(super) fn write_inline_in(
-    tx: &mut Transaction<'_>,
+    tx: &mut PgTx<'_>,
     who: &Principal,
     path: &DfsPath,
     data: &[u8],
@@ -506,7 +498,7 @@ pub(super) fn write_inline_in(
 /// dropped) after the permission and `no_clobber` checks; the caller has
 /// checked locks and the content itself.
 fn put_file(
-    tx: &mut Transaction<'_>,
+    tx: &mut PgTx<'_>,
     who: &Principal,
     path: &DfsPath,
     no_clobber: bool,
@@ -559,7 +551,7 @@ fn put_file(
 }
 
 /// Records a pending upload.
-pub(super) fn insert_upload(tx: &mut Transaction<'_>, upload: &UploadRecord) -> StoreResult<()> {
+pub(super) fn insert_upload(tx: &mut PgTx<'_>, upload: &UploadRecord) -> StoreResult<()> {
     tx.execute(
         &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
         &[
@@ -580,7 +572,7 @@ pub(super) fn insert_upload(tx: &mut Transaction<'_>, upload: &UploadRecord) -> 
 
 /// The unexpired upload `upload_id`, if `who` started it.
 pub(super) fn owned_upload(
-    tx: &mut Transaction<'_>,
+    tx: &mut PgTx<'_>,
     who: &Principal,
     upload_id: &str,
     now: UnixSeconds,

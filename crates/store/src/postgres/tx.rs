@@ -10,7 +10,7 @@ use super::namespace::{
     check_durable, child, insert_upload, mkdir_in, node_by_id, owned_upload, remove_in, rename_in, stored_path,
     write_file, Node, ROOT_ID,
 };
-use super::{int, uint, PostgresStore};
+use super::{int, uint, PgTx, PostgresStore};
 use crate::common::{belongs_to_another_user, no_such_transaction};
 use crate::namespace::{Principal, UploadRecord};
 use crate::tx::{StagedOp, TransactionRecord, TransactionStore};
@@ -18,7 +18,6 @@ use crate::{StoreError, StoreResult};
 use dfs_proto::namespace::ChunkRef;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
-use postgres::Transaction;
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE transactions (
@@ -46,7 +45,7 @@ CREATE TABLE tx_ops (
 
 /// The entry at `path` now, found without permission checks (the read set
 /// records states; permissions are checked when the change is applied).
-fn peek(tx: &mut Transaction<'_>, path: &DfsPath) -> StoreResult<Option<Node>> {
+fn peek(tx: &mut PgTx<'_>, path: &DfsPath) -> StoreResult<Option<Node>> {
     let mut node = node_by_id(tx, ROOT_ID)?;
     for name in path.components() {
         if !node.is_dir() {
@@ -65,7 +64,7 @@ fn transaction_of_another_user(id: &str) -> StoreError {
 }
 
 /// Checks that transaction `id` is live at `now` and belongs to `who`.
-fn owned_transaction(tx: &mut Transaction<'_>, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
+fn owned_transaction(tx: &mut PgTx<'_>, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
     let owner: i64 = tx
         .query_opt(
             "SELECT owner_uid FROM transactions WHERE id = $1 AND expires_at > $2",
@@ -80,7 +79,7 @@ fn owned_transaction(tx: &mut Transaction<'_>, who: &Principal, id: &str, now: U
 }
 
 /// Records `op` and the first-seen state of the paths it writes.
-fn stage_in(tx: &mut Transaction<'_>, id: &str, op: &StagedOp) -> StoreResult<()> {
+fn stage_in(tx: &mut PgTx<'_>, id: &str, op: &StagedOp) -> StoreResult<()> {
     for path in op.written_paths() {
         let seen = peek(tx, path)?;
         tx.execute(
@@ -104,7 +103,7 @@ fn stage_in(tx: &mut Transaction<'_>, id: &str, op: &StagedOp) -> StoreResult<()
 }
 
 /// Checks the read set, then applies every staged change in order.
-fn commit_in(tx: &mut Transaction<'_>, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {
+fn commit_in(tx: &mut PgTx<'_>, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {
     owned_transaction(tx, who, id, now)?;
     let reads = tx.query(
         "SELECT path, inode, version FROM tx_reads WHERE tx = $1 ORDER BY path",
