@@ -25,8 +25,9 @@
 //!   earlier operation of the batch that is now lost).
 //! - A batch is left open only while some thread is queued for the mutex, and
 //!   every thread that takes the mutex either joins the batch and repeats this
-//!   rule or, if it is not a batched write ([`SqliteStore::lock`]), commits the
-//!   batch first: so an open batch always has a thread on its way to commit it.
+//!   rule or, if it is not a batched write (a read of an in-memory database),
+//!   commits the batch first: so an open batch always has a thread on its way
+//!   to commit it.
 //! - If SQLite rolls the whole transaction back by itself (I/O error, disk full)
 //!   or a savepoint cannot be released or rolled back, the batch is abandoned
 //!   (ROLLBACK) and every operation in it gets the error.
@@ -34,7 +35,7 @@
 //! Reads on a file database use a second connection: in WAL mode it sees only
 //! committed transactions, never an open batch, and does not wait for one. An
 //! in-memory database has one connection, so a read commits any open batch
-//! first (see [`SqliteStore::lock`]).
+//! first.
 
 mod dump;
 mod locks;
@@ -45,7 +46,6 @@ mod users;
 
 use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, TransactionBehavior};
-use std::ops::{Deref, DerefMut};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -150,24 +150,6 @@ impl Writer {
     }
 }
 
-/// The write connection with no batch open, for statements outside
-/// [`SqliteStore::write`] (each its own autocommit transaction, or one it opens).
-pub(super) struct ConnectionGuard<'a>(MutexGuard<'a, Writer>);
-
-impl Deref for ConnectionGuard<'_> {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        &self.0.connection
-    }
-}
-
-impl DerefMut for ConnectionGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Connection {
-        &mut self.0.connection
-    }
-}
-
 /// Prepared statements kept per connection: more than the engine has, so
 /// every statement is parsed and planned once per connection.
 const STATEMENT_CACHE: usize = 256;
@@ -247,14 +229,6 @@ impl SqliteStore {
         writer
     }
 
-    /// The write connection, after committing any open batch, for statements
-    /// that are not batched (see [`ConnectionGuard`]).
-    pub(super) fn lock(&self) -> ConnectionGuard<'_> {
-        let mut writer = self.writer();
-        writer.commit_batch();
-        ConnectionGuard(writer)
-    }
-
     /// Runs `work` atomically in the group commit (see the module docs):
     /// inside a savepoint of a shared IMMEDIATE transaction, returning only
     /// once a COMMIT containing it has succeeded.
@@ -318,8 +292,11 @@ impl SqliteStore {
                 Ok(value)
             }
             None => {
-                let mut connection = self.lock();
-                let tx = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
+                let mut writer = self.writer();
+                writer.commit_batch();
+                let tx = writer
+                    .connection
+                    .transaction_with_behavior(TransactionBehavior::Deferred)?;
                 let value = work(&tx)?;
                 tx.commit()?;
                 Ok(value)
