@@ -32,6 +32,10 @@
 //!   or a savepoint cannot be released or rolled back, the batch is abandoned
 //!   (ROLLBACK) and every operation in it gets the error.
 //!
+//! Transaction control (`BEGIN IMMEDIATE`, `SAVEPOINT op`, `RELEASE op`,
+//! `ROLLBACK TO op`, `COMMIT`, `ROLLBACK`) goes through the statement cache
+//! like every other statement ([`CachedSql`]), so none is parsed per operation.
+//!
 //! Reads on a file database use a second connection: in WAL mode it sees only
 //! committed transactions, never an open batch, and does not wait for one. An
 //! in-memory database has one connection, so a read commits any open batch
@@ -129,10 +133,11 @@ impl Writer {
             self.len = 0;
             let outcome = self
                 .connection
-                .execute_batch("COMMIT")
+                .exec("COMMIT", [])
+                .map(|_| ())
                 .map_err(|error| error.to_string());
             if outcome.is_err() && !self.connection.is_autocommit() {
-                let _ = self.connection.execute_batch("ROLLBACK");
+                let _ = self.connection.exec("ROLLBACK", []);
             }
             batch.finish(outcome);
         }
@@ -143,7 +148,7 @@ impl Writer {
         if let Some(batch) = self.batch.take() {
             self.len = 0;
             if !self.connection.is_autocommit() {
-                let _ = self.connection.execute_batch("ROLLBACK");
+                let _ = self.connection.exec("ROLLBACK", []);
             }
             batch.finish(Err(error.to_string()));
         }
@@ -235,11 +240,11 @@ impl SqliteStore {
     pub(super) fn write<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         let mut writer = self.writer();
         if writer.batch.is_none() {
-            writer.connection.execute_batch("BEGIN IMMEDIATE")?;
+            writer.connection.exec("BEGIN IMMEDIATE", [])?;
             writer.batch = Some(Arc::new(Batch::default()));
         }
         let batch = Arc::clone(writer.batch.as_ref().expect("a batch is open"));
-        if let Err(error) = writer.connection.execute_batch("SAVEPOINT op") {
+        if let Err(error) = writer.connection.exec("SAVEPOINT op", []) {
             writer.abandon_batch(&error.to_string());
             drop(writer);
             let _ = batch.wait();
@@ -249,16 +254,16 @@ impl SqliteStore {
         let settled = if writer.connection.is_autocommit() {
             // SQLite rolled the whole transaction back (I/O error, disk full...).
             Err("the transaction was rolled back".to_string())
-        } else if matches!(outcome, Ok(Ok(_))) {
-            writer
-                .connection
-                .execute_batch("RELEASE op")
-                .map_err(|error| error.to_string())
         } else {
-            writer
-                .connection
-                .execute_batch("ROLLBACK TO op; RELEASE op")
-                .map_err(|error| error.to_string())
+            let connection = &writer.connection;
+            let released = if matches!(outcome, Ok(Ok(_))) {
+                connection.exec("RELEASE op", [])
+            } else {
+                connection
+                    .exec("ROLLBACK TO op", [])
+                    .and_then(|_| connection.exec("RELEASE op", []))
+            };
+            released.map(|_| ()).map_err(|error| error.to_string())
         };
         match settled {
             Err(error) => writer.abandon_batch(&error),
