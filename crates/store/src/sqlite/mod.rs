@@ -25,16 +25,21 @@
 //!   earlier operation of the batch that is now lost).
 //! - A batch is left open only while some thread is queued for the mutex, and
 //!   every thread that takes the mutex either joins the batch and repeats this
-//!   rule or, if it is not a batched write ([`SqliteStore::lock`]), commits the
-//!   batch first: so an open batch always has a thread on its way to commit it.
+//!   rule or, if it is not a batched write (a read of an in-memory database),
+//!   commits the batch first: so an open batch always has a thread on its way
+//!   to commit it.
 //! - If SQLite rolls the whole transaction back by itself (I/O error, disk full)
 //!   or a savepoint cannot be released or rolled back, the batch is abandoned
 //!   (ROLLBACK) and every operation in it gets the error.
 //!
+//! Transaction control (`BEGIN IMMEDIATE`, `SAVEPOINT op`, `RELEASE op`,
+//! `ROLLBACK TO op`, `COMMIT`, `ROLLBACK`) goes through the statement cache
+//! like every other statement ([`CachedSql`]), so none is parsed per operation.
+//!
 //! Reads on a file database use a second connection: in WAL mode it sees only
 //! committed transactions, never an open batch, and does not wait for one. An
 //! in-memory database has one connection, so a read commits any open batch
-//! first (see [`SqliteStore::lock`]).
+//! first.
 
 mod dump;
 mod locks;
@@ -45,7 +50,6 @@ mod users;
 
 use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, TransactionBehavior};
-use std::ops::{Deref, DerefMut};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -129,10 +133,11 @@ impl Writer {
             self.len = 0;
             let outcome = self
                 .connection
-                .execute_batch("COMMIT")
+                .exec("COMMIT", [])
+                .map(|_| ())
                 .map_err(|error| error.to_string());
             if outcome.is_err() && !self.connection.is_autocommit() {
-                let _ = self.connection.execute_batch("ROLLBACK");
+                let _ = self.connection.exec("ROLLBACK", []);
             }
             batch.finish(outcome);
         }
@@ -143,28 +148,10 @@ impl Writer {
         if let Some(batch) = self.batch.take() {
             self.len = 0;
             if !self.connection.is_autocommit() {
-                let _ = self.connection.execute_batch("ROLLBACK");
+                let _ = self.connection.exec("ROLLBACK", []);
             }
             batch.finish(Err(error.to_string()));
         }
-    }
-}
-
-/// The write connection with no batch open, for statements outside
-/// [`SqliteStore::write`] (each its own autocommit transaction, or one it opens).
-pub(super) struct ConnectionGuard<'a>(MutexGuard<'a, Writer>);
-
-impl Deref for ConnectionGuard<'_> {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        &self.0.connection
-    }
-}
-
-impl DerefMut for ConnectionGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Connection {
-        &mut self.0.connection
     }
 }
 
@@ -247,25 +234,17 @@ impl SqliteStore {
         writer
     }
 
-    /// The write connection, after committing any open batch, for statements
-    /// that are not batched (see [`ConnectionGuard`]).
-    pub(super) fn lock(&self) -> ConnectionGuard<'_> {
-        let mut writer = self.writer();
-        writer.commit_batch();
-        ConnectionGuard(writer)
-    }
-
     /// Runs `work` atomically in the group commit (see the module docs):
     /// inside a savepoint of a shared IMMEDIATE transaction, returning only
     /// once a COMMIT containing it has succeeded.
     pub(super) fn write<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         let mut writer = self.writer();
         if writer.batch.is_none() {
-            writer.connection.execute_batch("BEGIN IMMEDIATE")?;
+            writer.connection.exec("BEGIN IMMEDIATE", [])?;
             writer.batch = Some(Arc::new(Batch::default()));
         }
         let batch = Arc::clone(writer.batch.as_ref().expect("a batch is open"));
-        if let Err(error) = writer.connection.execute_batch("SAVEPOINT op") {
+        if let Err(error) = writer.connection.exec("SAVEPOINT op", []) {
             writer.abandon_batch(&error.to_string());
             drop(writer);
             let _ = batch.wait();
@@ -275,16 +254,16 @@ impl SqliteStore {
         let settled = if writer.connection.is_autocommit() {
             // SQLite rolled the whole transaction back (I/O error, disk full...).
             Err("the transaction was rolled back".to_string())
-        } else if matches!(outcome, Ok(Ok(_))) {
-            writer
-                .connection
-                .execute_batch("RELEASE op")
-                .map_err(|error| error.to_string())
         } else {
-            writer
-                .connection
-                .execute_batch("ROLLBACK TO op; RELEASE op")
-                .map_err(|error| error.to_string())
+            let connection = &writer.connection;
+            let released = if matches!(outcome, Ok(Ok(_))) {
+                connection.exec("RELEASE op", [])
+            } else {
+                connection
+                    .exec("ROLLBACK TO op", [])
+                    .and_then(|_| connection.exec("RELEASE op", []))
+            };
+            released.map(|_| ()).map_err(|error| error.to_string())
         };
         match settled {
             Err(error) => writer.abandon_batch(&error),
@@ -318,8 +297,11 @@ impl SqliteStore {
                 Ok(value)
             }
             None => {
-                let mut connection = self.lock();
-                let tx = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
+                let mut writer = self.writer();
+                writer.commit_batch();
+                let tx = writer
+                    .connection
+                    .transaction_with_behavior(TransactionBehavior::Deferred)?;
                 let value = work(&tx)?;
                 tx.commit()?;
                 Ok(value)

@@ -754,13 +754,11 @@ impl NamespaceStore for SqliteStore {
     }
 
     fn delete_upload(&self, id: &str) -> StoreResult<bool> {
-        let connection = self.lock();
-        Ok(connection.exec("DELETE FROM uploads WHERE id = ?1", [id])? > 0)
+        self.write(|tx| Ok(tx.exec("DELETE FROM uploads WHERE id = ?1", [id])? > 0))
     }
 
     fn expire_uploads(&self, now: UnixSeconds) -> StoreResult<u64> {
-        let connection = self.lock();
-        Ok(connection.exec("DELETE FROM uploads WHERE expires_at <= ?1", [now])? as u64)
+        self.write(|tx| Ok(tx.exec("DELETE FROM uploads WHERE expires_at <= ?1", [now])? as u64))
     }
 
     fn commit_upload(
@@ -842,12 +840,13 @@ impl NamespaceStore for SqliteStore {
     }
 
     fn upsert_server(&self, server: &ServerRef) -> StoreResult<()> {
-        let connection = self.lock();
-        connection.exec(
-            "INSERT INTO servers (id, url) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET url = excluded.url",
-            params![server.id, server.url],
-        )?;
-        Ok(())
+        self.write(|tx| {
+            tx.exec(
+                "INSERT INTO servers (id, url) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET url = excluded.url",
+                params![server.id, server.url],
+            )?;
+            Ok(())
+        })
     }
 
     fn servers(&self) -> StoreResult<Vec<ServerRef>> {

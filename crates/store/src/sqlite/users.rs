@@ -28,127 +28,134 @@ const USER_COLUMNS: &str = "uid, name, password_hash, admin, created_at";
 
 impl UserStore for SqliteStore {
     fn create_user(&self, name: &str, password_hash: &str, admin: bool, now: UnixSeconds) -> StoreResult<UserRecord> {
-        let connection = self.lock();
-        let inserted = connection.exec(
-            "INSERT INTO users (name, password_hash, admin, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(name) DO NOTHING",
-            params![name, password_hash, admin, now],
-        )?;
-        if inserted == 0 {
-            return Err(StoreError::AlreadyExists(format!("user {name}")));
-        }
-        Ok(UserRecord {
-            uid: connection.last_insert_rowid() as u64,
-            name: name.to_string(),
-            password_hash: password_hash.to_string(),
-            admin,
-            created_at: now,
+        self.write(|tx| {
+            let inserted = tx.exec(
+                "INSERT INTO users (name, password_hash, admin, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(name) DO NOTHING",
+                params![name, password_hash, admin, now],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(format!("user {name}")));
+            }
+            Ok(UserRecord {
+                uid: tx.last_insert_rowid() as u64,
+                name: name.to_string(),
+                password_hash: password_hash.to_string(),
+                admin,
+                created_at: now,
+            })
         })
     }
 
     fn user_by_name(&self, name: &str) -> StoreResult<Option<UserRecord>> {
-        let connection = self.lock();
-        Ok(connection
-            .one(
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
-                [name],
-                user_from_row,
-            )
-            .optional()?)
+        self.read(|tx| {
+            Ok(tx
+                .one(
+                    &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
+                    [name],
+                    user_from_row,
+                )
+                .optional()?)
+        })
     }
 
     fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-        let connection = self.lock();
-        let mut statement = connection.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))?;
-        let users = statement.query_map([], user_from_row)?.collect::<Result<_, _>>()?;
-        Ok(users)
+        self.read(|tx| {
+            let mut statement = tx.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))?;
+            let users = statement.query_map([], user_from_row)?.collect::<Result<_, _>>()?;
+            Ok(users)
+        })
     }
 
     fn user_count(&self) -> StoreResult<u64> {
-        let connection = self.lock();
-        Ok(connection.one("SELECT COUNT(*) FROM users", [], |row| row.get(0))?)
+        self.read(|tx| Ok(tx.one("SELECT COUNT(*) FROM users", [], |row| row.get(0))?))
     }
 
     fn delete_user(&self, name: &str) -> StoreResult<UserRecord> {
-        let mut connection = self.lock();
-        let tx = connection.transaction()?;
-        let user = tx
-            .one(
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
-                [name],
-                user_from_row,
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("user {name}")))?;
-        tx.exec("DELETE FROM users WHERE uid = ?1", [user.uid])?;
-        tx.exec("UPDATE sessions SET revoked = 1 WHERE uid = ?1", [user.uid])?;
-        tx.commit()?;
-        Ok(user)
+        self.write(|tx| {
+            let user = tx
+                .one(
+                    &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
+                    [name],
+                    user_from_row,
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("user {name}")))?;
+            tx.exec("DELETE FROM users WHERE uid = ?1", [user.uid])?;
+            tx.exec("UPDATE sessions SET revoked = 1 WHERE uid = ?1", [user.uid])?;
+            Ok(user)
+        })
     }
 
     fn set_password_hash(&self, name: &str, password_hash: &str) -> StoreResult<()> {
-        let connection = self.lock();
-        let changed = connection.exec(
-            "UPDATE users SET password_hash = ?1 WHERE name = ?2",
-            params![password_hash, name],
-        )?;
-        if changed == 0 {
-            return Err(StoreError::NotFound(format!("user {name}")));
-        }
-        Ok(())
+        self.write(|tx| {
+            let changed = tx.exec(
+                "UPDATE users SET password_hash = ?1 WHERE name = ?2",
+                params![password_hash, name],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("user {name}")));
+            }
+            Ok(())
+        })
     }
 
     fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
-        let connection = self.lock();
-        connection.exec(
-            "INSERT INTO sessions (sid, uid, expires_at, revoked) VALUES (?1, ?2, ?3, ?4)",
-            params![session.sid, session.uid, session.expires_at, session.revoked],
-        )?;
-        Ok(())
+        self.write(|tx| {
+            tx.exec(
+                "INSERT INTO sessions (sid, uid, expires_at, revoked) VALUES (?1, ?2, ?3, ?4)",
+                params![session.sid, session.uid, session.expires_at, session.revoked],
+            )?;
+            Ok(())
+        })
     }
 
     fn session(&self, sid: &str) -> StoreResult<Option<SessionRecord>> {
-        let connection = self.lock();
-        Ok(connection
-            .one(
-                "SELECT sid, uid, expires_at, revoked FROM sessions WHERE sid = ?1",
-                [sid],
-                session_from_row,
-            )
-            .optional()?)
+        self.read(|tx| {
+            Ok(tx
+                .one(
+                    "SELECT sid, uid, expires_at, revoked FROM sessions WHERE sid = ?1",
+                    [sid],
+                    session_from_row,
+                )
+                .optional()?)
+        })
     }
 
     fn extend_session(&self, sid: &str, expires_at: UnixSeconds) -> StoreResult<()> {
-        let connection = self.lock();
-        let changed = connection.exec(
-            "UPDATE sessions SET expires_at = MAX(expires_at, ?1) WHERE sid = ?2 AND revoked = 0",
-            params![expires_at, sid],
-        )?;
-        if changed == 0 {
-            return Err(StoreError::NotFound(format!("live session {sid}")));
-        }
-        Ok(())
+        self.write(|tx| {
+            let changed = tx.exec(
+                "UPDATE sessions SET expires_at = MAX(expires_at, ?1) WHERE sid = ?2 AND revoked = 0",
+                params![expires_at, sid],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("live session {sid}")));
+            }
+            Ok(())
+        })
     }
 
     fn revoke_session(&self, sid: &str) -> StoreResult<()> {
-        let connection = self.lock();
-        connection.exec("UPDATE sessions SET revoked = 1 WHERE sid = ?1", [sid])?;
-        Ok(())
+        self.write(|tx| {
+            tx.exec("UPDATE sessions SET revoked = 1 WHERE sid = ?1", [sid])?;
+            Ok(())
+        })
     }
 
     fn revoked_sessions(&self, now: UnixSeconds) -> StoreResult<Vec<SessionRecord>> {
-        let connection = self.lock();
-        // Sessions expired for a day are of no use to anyone: forget them.
-        connection.exec(
-            "DELETE FROM sessions WHERE expires_at < ?1",
-            [now.saturating_sub(86_400)],
-        )?;
-        let mut statement = connection.prepare_cached(
-            "SELECT sid, uid, expires_at, revoked FROM sessions WHERE revoked = 1 AND expires_at > ?1",
-        )?;
-        let sessions = statement
-            .query_map([now], session_from_row)?
-            .collect::<Result<_, _>>()?;
-        Ok(sessions)
+        self.write(|tx| {
+            // Sessions expired for a day are of no use to anyone: forget them.
+            tx.exec(
+                "DELETE FROM sessions WHERE expires_at < ?1",
+                [now.saturating_sub(86_400)],
+            )?;
+            let mut statement = tx.prepare_cached(
+                "SELECT sid, uid, expires_at, revoked FROM sessions WHERE revoked = 1 AND expires_at > ?1",
+            )?;
+            let sessions = statement
+                .query_map([now], session_from_row)?
+                .collect::<Result<_, _>>()?;
+            Ok(sessions)
+        })
     }
 }
