@@ -6,6 +6,7 @@
 #                       (removed on exit) and the exit trap
 # bench_on_exit CMD     run CMD (a string, eval'd) on exit, last registered first
 # baseline_disk MIB     dd MIB MiB with conv=fdatasync into $work: MiB/s
+# baseline_read FILE    dd FILE to /dev/null after dropping the page cache: MiB/s
 # baseline_loopback     iperf3 over 127.0.0.1 (else a Python socket pair): MiB/s
 # baseline_fsync4k N    dd N blocks of 4 KiB with oflag=dsync: durable writes/s, one stream
 # dfs_up NAME ARGS...   start `dfs up --port 0 --data-dir $work/NAME ARGS...`,
@@ -67,6 +68,16 @@ baseline_fsync4k() {
   end=$(now)
   rm -f "$work/dd4k"
   python3 -c "print(f'{$count / ($end - $start):.0f}')"
+}
+
+baseline_read() {
+  local file=$1 bytes start end
+  bytes=$(stat -c %s "$file")
+  drop_caches
+  start=$(now)
+  dd if="$file" of=/dev/null bs=1M status=none
+  end=$(now)
+  mibps "$bytes" "$end - $start"
 }
 
 baseline_loopback() {

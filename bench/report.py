@@ -50,7 +50,7 @@ SYSTEMS = {
     ),
 }
 ORDER = list(SYSTEMS)
-WORKLOADS = ["W1 put", "W1 get", "W2 write", "W2 read", "W3 mkdir", "W3 stat", "W4 cached re-read"]
+WORKLOADS = ["W1 put", "W1 get", "W1 get warm", "W2 write", "W2 read", "W3 mkdir", "W3 stat", "W4 cached re-read"]
 COLORS = {
     "local": "#bbbbbb",
     "local-fsync": "#888888",
@@ -90,6 +90,7 @@ def table(rows):
     baselines = [row for row in rows if row["system"] == "baseline"]
     disk = next((row["value"] for row in baselines if row["workload"].startswith("disk")), None)
     loop = next((row["value"] for row in baselines if row["workload"].startswith("loopback")), None)
+    disk_read = next((row["value"] for row in baselines if row["workload"].startswith("read")), None)
 
     def ratio(value, reference):
         if value is None or not reference:
@@ -115,6 +116,12 @@ def table(rows):
         if workload == "W1 put":
             base = ratio(value, disk) + " of disk" if disk else ""
         elif workload == "W1 get":
+            # Cold: the chunks come off the disk, then over loopback; the
+            # slower of the two is the physical limit.
+            base = ratio(value, loop) + " of loopback" if loop else ""
+            if disk_read and (not loop or disk_read < loop):
+                base = ratio(value, disk_read) + " of disk read" + (f", {base}" if base else "")
+        elif workload == "W1 get warm":
             base = ratio(value, loop) + " of loopback" if loop else ""
         elif workload.startswith(("W2", "W3")) and not system.startswith("local"):
             local = "local-fsync" if durable else "local"
@@ -146,7 +153,11 @@ def svg(rows):
     panels = [w for w in WORKLOADS if any(r["workload"] == w and r["value"] for r in rows)]
     baselines = {r["workload"].split(" ")[0]: r["value"] for r in rows if r["system"] == "baseline"}
     # A dashed line for the physical limit of the W1 panels.
-    limits = {"W1 put": ("disk dd", baselines.get("disk")), "W1 get": ("loopback", baselines.get("loopback"))}
+    limits = {
+        "W1 put": ("disk dd", baselines.get("disk")),
+        "W1 get": ("disk read", baselines.get("read")),
+        "W1 get warm": ("loopback", baselines.get("loopback")),
+    }
     panel_width, bar_height, gap, label_width = 420, 16, 4, 140
     slots = max(len({r["system"] for r in rows if r["workload"] == w}) for w in panels) if panels else 1
     panel_height = 44 + slots * (bar_height + gap) + 10
@@ -220,7 +231,9 @@ Peers: {args.versions}, from PyPI. Every system runs on this machine's local dis
 in the same run as the baselines; compare ratios, not absolute figures, across runs (see bench/README.md).
 
 - W1: one file put then get (DFS: `dfs --no-cache put/get`; SeaweedFS: `curl -T` / `curl` on the filer;
-  JuiceFS: `cp` into and out of the mount, mounted with `--cache-size 0`). The page cache is dropped before each get.
+  JuiceFS: `cp` into and out of the mount, mounted with `--cache-size 0`). "W1 get" is cold: the page cache is
+  dropped first, so the chunks come off the disk. "W1 get warm" is the same get again right after, with the server
+  side's page cache holding the file (DFS still with `--no-cache`: no client cache): what the network path moves.
 - W2: files of 4 KiB written, then (after dropping the page cache) read back and checked, by 16 concurrent workers;
   W3: mkdir, then stat, by 16 workers. One driver for every system (`dfs-bench`, crates/bench):
   the dfs-client library, SeaweedFS's filer HTTP API with a pooled client, and the POSIX calls on the JuiceFS mount
@@ -230,8 +243,9 @@ in the same run as the baselines; compare ratios, not absolute figures, across r
 - DFS: `dfs up` with {args.dfs_file_servers} file servers; r1 = replication 1 (the apples-to-apples runs), r3 = replication 3.
   SeaweedFS: `weed server` (master, one volume server, filer with its default leveldb store).
   JuiceFS: SQLite metadata engine, `--storage file` on local disk, FUSE.
-- "/ baseline": W1 put to the disk (`dd conv=fdatasync`), W1 get to loopback TCP, W2 and W3 to the same driver on
-  local disk at the same durability. "/ SeaweedFS": to SeaweedFS with `-fsync` for the systems that sync data
+- "/ baseline": W1 put to the disk (`dd conv=fdatasync`); the cold W1 get to the slower of a cold disk read
+  (`dd` of the W1 file after dropping the page cache) and loopback TCP, which bound it; the warm W1 get to
+  loopback TCP; W2 and W3 to the same driver on local disk at the same durability. "/ SeaweedFS": to SeaweedFS with `-fsync` for the systems that sync data
   (equal data durability; its metadata still is not synced), else to SeaweedFS's default.
 
 {table(rows)}

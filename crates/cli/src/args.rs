@@ -31,6 +31,9 @@ pub struct Global {
     /// Log format of `dfs up` and `dfs serve`.
     #[arg(long, global = true, env = "DFS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// `dfs up` and `dfs serve`: log every request (failed requests are always logged).
+    #[arg(long, global = true, env = "DFS_ACCESS_LOG")]
+    pub access_log: bool,
     /// Machine-readable output: one JSON value on stdout; errors as JSON on stderr.
     #[arg(long, global = true)]
     pub json: bool,

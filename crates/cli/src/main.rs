@@ -34,6 +34,7 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let json = cli.global.json;
     LOG_FORMAT.get_or_init(|| cli.global.log_format);
+    dfs_service::request_id::set_access_log(cli.global.access_log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -190,6 +190,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             crate::args::LogFormat::Json => "json",
         };
         spec.args.push(format!("--log-format={format}"));
+        if dfs_service::request_id::access_log() {
+            spec.args.push("--access-log".to_string());
+        }
         if let Some(pki) = &pki {
             spec.args.extend([
                 format!("--tls-cert={}", path(&pki.cert)),

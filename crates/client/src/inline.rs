@@ -4,11 +4,13 @@
 //! source ended within the limit, the file is written with one request
 //! (`PUT /v1/files`), durable when answered; otherwise the bytes already
 //! read go first into the chunked upload. `get` of a file whose layout says
-//! `inline` reads its bytes with `GET /v1/files`, checking that they are
-//! the version and size the layout named.
+//! `inline` takes its bytes from the layout (`data`), or from an older
+//! directory service with `GET /v1/files`, checking that they are the
+//! version and size the layout named.
 
 use crate::transfer::{GetOptions, GetSummary, PutOptions, PutSummary};
 use crate::{Client, Error, Result, Service};
+use base64::Engine as _;
 use dfs_proto::namespace::{FileLayout, Stat, INLINE_MAX, VERSION_HEADER};
 use dfs_proto::DfsPath;
 use reqwest::Method;
@@ -133,7 +135,21 @@ impl Client {
                 let summary = self.get_layout_with_summary(&layout.chunks, sink, options).await?;
                 return Ok((layout.stat.clone(), summary));
             }
-            let (version, data) = self.read_inline(&layout.stat.path).await?;
+            let (version, data) = match &layout.data {
+                // The bytes came with the layout (same transaction, same version).
+                Some(encoded) => {
+                    let data = base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .map_err(|error| {
+                            Error::Protocol(format!(
+                                "the inline bytes of {} are not base64: {error}",
+                                layout.stat.path
+                            ))
+                        })?;
+                    (layout.stat.version, bytes::Bytes::from(data))
+                }
+                None => self.read_inline(&layout.stat.path).await?,
+            };
             if version == layout.stat.version {
                 if data.len() as u64 != layout.stat.size {
                     return Err(Error::Protocol(format!(

@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use base64::Engine as _;
 use dfs_proto::auth::{validate_user_name, ClusterInfo, UserInfo};
 use dfs_proto::chunk::{ChunkId, Heartbeat};
 use dfs_proto::namespace::{
@@ -240,6 +241,23 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, StoreError
     tokio::task::spawn_blocking(work).await?.map_err(store_error)
 }
 
+/// Runs a read of `store`: in place if the engine's reads are quick (see
+/// `NamespaceStore::quick_reads`), else on the blocking pool.
+async fn reading<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> ApiResult<T> {
+    if store.quick_reads() {
+        work().map_err(store_error)
+    } else {
+        blocking(work).await
+    }
+}
+
+/// Layouts of files with at most this many chunks look their replicas up in
+/// place when reads are quick; longer lists go to the blocking pool.
+const QUICK_LAYOUT_CHUNKS: usize = 64;
+
 /// Like `axum::extract::Query`, but a bad query string (including a path the
 /// `DfsPath` parser refuses) is our JSON 400.
 pub struct ApiQuery<T>(pub T);
@@ -341,7 +359,9 @@ async fn stat(
 ) -> ApiResult<ApiJson<Stat>> {
     let who = directory.principal(&ticket).await;
     let store = Arc::clone(&directory.store);
-    Ok(ApiJson(blocking(move || store.stat(&who, &query.path)).await?))
+    Ok(ApiJson(
+        reading(&directory.store, move || store.stat(&who, &query.path)).await?,
+    ))
 }
 
 async fn list(
@@ -696,28 +716,25 @@ async fn layout(
 ) -> ApiResult<ApiJson<FileLayout>> {
     let who = directory.principal(&ticket).await;
     let store = Arc::clone(&directory.store);
-    let (stat, content, recorded) = blocking(move || {
-        let (stat, content) = store.file_content(&who, &query.path)?;
-        let recorded = match &content {
-            FileContent::Chunks(chunks) => {
-                let ids: Vec<ChunkId> = chunks.iter().map(|chunk| chunk.id.clone()).collect();
-                store.replicas(&ids)?
-            }
-            FileContent::Inline(_) => HashMap::new(),
-        };
-        Ok((stat, content, recorded))
-    })
-    .await?;
+    let (stat, content) = reading(&directory.store, move || store.file_content(&who, &query.path)).await?;
     let chunks = match content {
         FileContent::Chunks(chunks) => chunks,
-        // The bytes are read with GET /v1/files.
-        FileContent::Inline(_) => {
+        // Small files come whole with their layout: one request reads them.
+        FileContent::Inline(data) => {
             return Ok(ApiJson(FileLayout {
                 stat,
                 chunks: Vec::new(),
                 inline: true,
+                data: Some(base64::engine::general_purpose::STANDARD.encode(&data)),
             }))
         }
+    };
+    let ids: Vec<ChunkId> = chunks.iter().map(|chunk| chunk.id.clone()).collect();
+    let store = Arc::clone(&directory.store);
+    let recorded = if ids.len() <= QUICK_LAYOUT_CHUNKS {
+        reading(&directory.store, move || store.replicas(&ids)).await?
+    } else {
+        blocking(move || store.replicas(&ids)).await?
     };
     let expires_at = directory.capability_expiry();
     let mut offset = 0;
@@ -746,6 +763,7 @@ async fn layout(
         stat,
         chunks: locations,
         inline: false,
+        data: None,
     }))
 }
 

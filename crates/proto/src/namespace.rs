@@ -209,11 +209,17 @@ pub struct FileLayout {
     pub stat: Stat,
     /// Empty for an inline file.
     pub chunks: Vec<ChunkLocation>,
-    /// The file's bytes are stored in the metadata: read them with
-    /// `GET /v1/files` (the chunk list is empty). A client that ignores this
-    /// field sees no chunks for a non-empty file, which it must refuse.
+    /// The file's bytes are stored in the metadata (the chunk list is
+    /// empty): they are in `data`, or else read them with `GET /v1/files`.
+    /// A client that ignores this field sees no chunks for a non-empty file,
+    /// which it must refuse.
     #[serde(default)]
     pub inline: bool,
+    /// The bytes of an inline file, in standard base64 (with padding): the
+    /// version `stat` names, read in the same transaction. Absent for a
+    /// chunked file (and from directory services older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -143,6 +143,15 @@ pub struct NamespaceCounts {
 /// Implemented by every engine. Paths are resolved from `/`; every
 /// directory passed through needs [`EXECUTE`] for the principal.
 pub trait NamespaceStore: Send + Sync {
+    /// Whether a read (stat, a file's content) is quick enough to run on an
+    /// async worker thread: a few microseconds in this process, never a
+    /// network round trip. Services run such reads in place, not on the
+    /// blocking pool (the hop to a blocking thread and back cost more than
+    /// the read itself). False unless an engine knows better.
+    fn quick_reads(&self) -> bool {
+        false
+    }
+
     /// Metadata of `path` (traversal permission only).
     fn stat(&self, who: &Principal, path: &DfsPath) -> StoreResult<Stat>;
 

@@ -1,6 +1,7 @@
 //! The data path end to end: namespace, upload, download, replicas, permissions.
 
 use crate::{assert_error, cluster_with_users, http};
+use base64::Engine as _;
 use dfs_testkit::Cluster;
 use rand::RngCore;
 use std::path::{Path, PathBuf};
@@ -401,6 +402,11 @@ async fn small_files_are_stored_inline_in_the_metadata() {
         let layout = layout(&cluster, "ann", &remote).await;
         assert_eq!(layout["inline"], true, "{layout}");
         assert_eq!(layout["chunks"], serde_json::json!([]));
+        // The bytes come with the layout (base64): one request reads a small file.
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(layout["data"].as_str().expect("inline data in the layout"))
+            .unwrap();
+        assert!(data == bytes, "the layout's data of {remote}");
         contents.push((remote, bytes));
     }
     assert_eq!(
@@ -421,6 +427,7 @@ async fn small_files_are_stored_inline_in_the_metadata() {
     cluster.ok("ann", &["put", "-", "/home/ann/larger"], &larger);
     let layout_larger = layout(&cluster, "ann", "/home/ann/larger").await;
     assert_eq!(layout_larger["inline"], false);
+    assert_eq!(layout_larger.get("data"), None, "no data field for a chunked file");
     assert_eq!(layout_larger["chunks"].as_array().unwrap().len(), 1);
     assert_eq!(chunk_files_on_disk(&cluster), 3, "one chunk, three replicas");
     assert_eq!(cluster.ok("ann", &["cat", "larger"], b""), larger);

@@ -151,7 +151,7 @@ async fn one_request_id_follows_a_put_through_the_json_logs_of_every_service() {
         Options {
             file_servers: 2,
             replication: 2,
-            extra_args: vec!["--log-format=json".into()],
+            extra_args: vec!["--log-format=json".into(), "--access-log".into()],
             ..Options::default()
         },
     );
@@ -195,4 +195,26 @@ async fn one_request_id_follows_a_put_through_the_json_logs_of_every_service() {
     }
     let line = wait_for_log_line(&cluster, "file-1", "e2e-put-42");
     assert!(line.contains("/v1/chunks/"), "a chunk request: {line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_access_log_only_failed_requests_are_logged() {
+    let cluster = Cluster::start(BIN, Options::default());
+    let http = crate::http();
+    let get = |id: &'static str, path: &'static str| {
+        http.get(format!("{}{path}", cluster.url()))
+            .header("x-request-id", id)
+            .send()
+    };
+    assert_eq!(get("e2e-ok-info-1", "/v1/info").await.unwrap().status(), 200);
+    assert_eq!(get("e2e-unauth-stat-2", "/v1/stat?path=/").await.unwrap().status(), 401);
+    // Lines are written in order: once the failure's line is there, the
+    // success would have been logged before it.
+    let line = wait_for_log_line(&cluster, "directory", "e2e-unauth-stat-2");
+    assert!(line.contains("401"), "{line}");
+    let log = cluster.log();
+    assert!(
+        !log.contains("e2e-ok-info-1"),
+        "a successful request was logged:\n{log}"
+    );
 }

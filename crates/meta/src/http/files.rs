@@ -1,7 +1,7 @@
 //! Inline files (see `dfs_proto::namespace`): `PUT /v1/files` writes a small
 //! file's bytes into the metadata in one request, `GET /v1/files` reads them.
 
-use super::{blocking, locks, now_ms, ApiQuery, Shared};
+use super::{blocking, locks, now_ms, reading, ApiQuery, Shared};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -76,7 +76,7 @@ pub(super) async fn read(
     let who = directory.principal(&ticket).await;
     let store = Arc::clone(&directory.store);
     let path = query.path.clone();
-    let (stat, content) = blocking(move || store.file_content(&who, &query.path)).await?;
+    let (stat, content) = reading(&directory.store, move || store.file_content(&who, &query.path)).await?;
     let data = match content {
         FileContent::Inline(data) => data,
         FileContent::Chunks(_) => {

@@ -36,10 +36,15 @@
 //! `ROLLBACK TO op`, `COMMIT`, `ROLLBACK`) goes through the statement cache
 //! like every other statement ([`CachedSql`]), so none is parsed per operation.
 //!
-//! Reads on a file database use a second connection: in WAL mode it sees only
-//! committed transactions, never an open batch, and does not wait for one. An
-//! in-memory database has one connection, so a read commits any open batch
-//! first.
+//! Reads on a file database use a pool of read-only connections
+//! ([`READERS`]; a read takes the first one free): in WAL mode each sees only
+//! committed transactions, never an open batch, and does not wait for one,
+//! and concurrent reads do not queue behind one connection. Such reads take
+//! microseconds, so the engine reports [`quick_reads`] and services run them
+//! on their async threads. An in-memory database has one connection, so a
+//! read commits any open batch first.
+//!
+//! [`quick_reads`]: crate::NamespaceStore::quick_reads
 
 mod dump;
 mod locks;
@@ -54,6 +59,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Read connections of a file database: more than the threads likely to
+/// read at once (async workers plus a few blocking ones).
+const READERS: usize = 8;
 
 /// The most operations one group commit holds.
 const MAX_BATCH: usize = 64;
@@ -89,8 +98,10 @@ pub struct SqliteStore {
     writer: Mutex<Writer>,
     /// Threads waiting for `writer` (see the module docs).
     queued: AtomicUsize,
-    /// A second connection for reads, on a file database.
-    reader: Option<Mutex<Connection>>,
+    /// Connections for reads, on a file database (empty in memory).
+    readers: Vec<Mutex<Connection>>,
+    /// Where the next read starts looking for a free connection.
+    next_reader: AtomicUsize,
 }
 
 /// The write connection and the batch open on it, if any.
@@ -193,11 +204,14 @@ impl SqliteStore {
         }
         let connection = Connection::open(path)?;
         let mut store = Self::with_connection(connection)?;
-        let reader = Connection::open(path)?;
-        reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        reader.busy_timeout(std::time::Duration::from_secs(10))?;
-        reader.pragma_update(None, "foreign_keys", "ON")?;
-        store.reader = Some(Mutex::new(reader));
+        for _ in 0..READERS {
+            let reader = Connection::open(path)?;
+            reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            reader.busy_timeout(std::time::Duration::from_secs(10))?;
+            reader.pragma_update(None, "foreign_keys", "ON")?;
+            reader.pragma_update(None, "query_only", "ON")?;
+            store.readers.push(Mutex::new(reader));
+        }
         Ok(store)
     }
 
@@ -220,7 +234,8 @@ impl SqliteStore {
                 len: 0,
             }),
             queued: AtomicUsize::new(0),
-            reader: None,
+            readers: Vec::new(),
+            next_reader: AtomicUsize::new(0),
         })
     }
 
@@ -285,15 +300,42 @@ impl SqliteStore {
         }
     }
 
+    /// A free read connection (or, if all are busy, the next one in turn,
+    /// once free); None for an in-memory database.
+    fn reader(&self) -> Option<MutexGuard<'_, Connection>> {
+        if self.readers.is_empty() {
+            return None;
+        }
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for offset in 0..self.readers.len() {
+            if let Ok(connection) = self.readers[(start + offset) % self.readers.len()].try_lock() {
+                return Some(connection);
+            }
+        }
+        let reader = &self.readers[start % self.readers.len()];
+        Some(reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Whether reads run on the pool of read connections (a file database).
+    pub(super) fn has_readers(&self) -> bool {
+        !self.readers.is_empty()
+    }
+
     /// Runs `work` in one read transaction, for a consistent snapshot of what
     /// is committed.
     pub(super) fn read<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        match &self.reader {
-            Some(reader) => {
-                let mut connection = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let tx = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
-                let value = work(&tx)?;
-                tx.commit()?;
+        match self.reader() {
+            Some(connection) => {
+                if !connection.is_autocommit() {
+                    // Left open by a read that panicked.
+                    connection.exec("ROLLBACK", [])?;
+                }
+                connection.exec("BEGIN DEFERRED", [])?;
+                let value = work(&connection);
+                // A read-only transaction: ending it cannot lose anything.
+                let ended = connection.exec(if value.is_ok() { "COMMIT" } else { "ROLLBACK" }, []);
+                let value = value?;
+                ended?;
                 Ok(value)
             }
             None => {

@@ -560,6 +560,10 @@ pub(super) fn insert_upload(tx: &Connection, upload: &UploadRecord) -> StoreResu
 }
 
 impl NamespaceStore for SqliteStore {
+    fn quick_reads(&self) -> bool {
+        self.has_readers()
+    }
+
     fn stat(&self, who: &Principal, path: &DfsPath) -> StoreResult<Stat> {
         self.read(|tx| Ok(resolve(tx, who, path)?.stat(path.clone())))
     }
