@@ -233,7 +233,16 @@ fn insert_node(
         ],
     )?;
     touch(tx, parent, now_ms)?;
-    node_by_id(tx, tx.last_insert_rowid())
+    Ok(Node {
+        id: tx.last_insert_rowid(),
+        kind,
+        owner_uid: owner.uid,
+        owner_name: owner.name.clone(),
+        mode: mode & 0o7777,
+        size: 0,
+        mtime_ms: now_ms,
+        version: 1,
+    })
 }
 
 fn has_children(tx: &Connection, id: i64) -> StoreResult<bool> {
