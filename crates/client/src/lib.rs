@@ -77,6 +77,15 @@ impl Service {
     }
 }
 
+/// Chunks a `put` or `get` of one file keeps in flight: the client holds at
+/// most this many chunks (8 MiB each by default) in memory, whatever the
+/// file size. 8, measured (1 GiB put of new data, replication 1, one
+/// machine): 2 in flight 1.54 s, 4 1.27 s, 6 1.14 s, 8 1.06 s; gets were
+/// the same from 2 to 8 (0.49-0.53 s from the servers' page cache). A chunk
+/// in flight waits mostly for its fsync on the file server, so more of them
+/// keep the disk busy.
+pub const DEFAULT_PARALLELISM: usize = 8;
+
 /// A connection to one cluster. Cheap to clone; clones share connections.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -88,7 +97,7 @@ pub struct Client {
     current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     ticket: Option<String>,
     info: std::sync::Arc<OnceLock<ClusterInfo>>,
-    /// Chunks transferred at once by `put` and `get`.
+    /// Chunks transferred at once by `put` and `get` ([`DEFAULT_PARALLELISM`]).
     pub parallelism: usize,
     /// Lock token and transaction sent with directory service requests.
     scope: WriteScope,
@@ -173,7 +182,7 @@ impl Client {
             current: Default::default(),
             ticket: None,
             info: Default::default(),
-            parallelism: 4,
+            parallelism: DEFAULT_PARALLELISM,
             scope: WriteScope::default(),
             cache: None,
             metadata: Default::default(),
