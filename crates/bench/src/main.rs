@@ -377,6 +377,10 @@ async fn phase(args: Arc<Args>, backend: Arc<Backend>, op: Op) -> serde_json::Va
     line
 }
 
+/// The allocator of `dfs` too, so the driver costs the same for every system.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Arc::new(Args::parse());

@@ -29,8 +29,17 @@ mod up;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc, for every service and the client:
+/// on small metadata requests malloc and free were a tenth of the directory
+/// service's CPU; with mimalloc a stat costs about 15% less CPU in the
+/// directory service and in the client (dfs-bench, 20,000 stats, 16
+/// workers, 3 runs each: 40-46 -> 34-39 us/op in the directory service).
+/// It also keeps chunk-sized (8 MiB) buffers for reuse, which glibc had to
+/// be told to do (mallopt) so that gets did not page-fault on every chunk.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
-    tune_allocator();
     let cli = args::Cli::parse();
     let json = cli.global.json;
     LOG_FORMAT.get_or_init(|| cli.global.log_format);
@@ -106,22 +115,4 @@ pub(crate) fn init_logging(default: &str) {
             .flatten_event(true)
             .try_init(),
     };
-}
-
-/// Keeps chunk-sized buffers (8 MiB) in the heap instead of mapping and
-/// unmapping them for every chunk: without this glibc hands each one back to
-/// the kernel, and every transfer page-faults on all of its bytes again
-/// (measured: 10x fewer page faults and about 30% faster gets). Peak memory
-/// stays bounded by the transfer pipelines (parallelism x chunk size); only
-/// the return of that peak to the kernel is deferred.
-#[allow(unsafe_code)]
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it is called before any
-    // other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024 * 1024);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 * 1024 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 4);
-    }
 }
