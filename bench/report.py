@@ -235,7 +235,8 @@ in the same run as the baselines; compare ratios, not absolute figures, across r
   dropped first, so the chunks come off the disk. "W1 get warm" is the same get again right after, with the server
   side's page cache holding the file (DFS still with `--no-cache`: no client cache): what the network path moves.
 - W2: files of 4 KiB written, then (after dropping the page cache) read back and checked, by 16 concurrent workers;
-  W3: mkdir, then stat, by 16 workers. One driver for every system (`dfs-bench`, crates/bench):
+  W3: mkdir, then stat, by 16 workers. Each W2 and W3 phase runs REPEAT times on fresh paths; the figure is the
+  median run (all runs in its note). One driver for every system (`dfs-bench`, crates/bench):
   the dfs-client library, SeaweedFS's filer HTTP API with a pooled client, and the POSIX calls on the JuiceFS mount
   or on local disk.
 - W4: the W1 file read again, unchanged (DFS: a second `dfs get` with the cache on; the chunk bytes the file servers

@@ -13,6 +13,7 @@
 #   W2_FILES=2000    W2: files of W2_SIZE=4096 bytes, written then read
 #   W3_DIRS=2000     W3: mkdir then stat
 #   WORKERS=16       concurrent workers for W2 and W3
+#   REPEAT=3         runs of W2 and W3 per system (each on fresh paths); the median is recorded
 #   SYSTEMS="local dfs dfs-r3 seaweed seaweed-fsync juicefs"   any subset, in this order
 #   DFS_FILE_SERVERS=3   file servers of the DFS cluster (`dfs up` default)
 #   BENCH_VENV=$HOME/.cache/dfs-bench-venv   BENCH_TMP=/tmp   RESULTS=bench/results
@@ -22,6 +23,7 @@ W2_FILES=${W2_FILES:-2000}
 W2_SIZE=${W2_SIZE:-4096}
 W3_DIRS=${W3_DIRS:-2000}
 WORKERS=${WORKERS:-16}
+REPEAT=${REPEAT:-3}
 SYSTEMS=${SYSTEMS:-local dfs dfs-r3 seaweed seaweed-fsync juicefs}
 DFS_FILE_SERVERS=${DFS_FILE_SERVERS:-3}
 BENCH_VENV=${BENCH_VENV:-$HOME/.cache/dfs-bench-venv}
@@ -63,31 +65,47 @@ w1_bytes=$((W1_MIB * 1048576))
 record baseline "read from disk: the W1 file, page cache dropped (dd)" "$(baseline_read "$src")" MiB/s
 
 # driver SYSTEM BACKEND TARGET WORKLOAD ROOT [ARGS...]: W2 or W3 with dfs-bench,
-# the second phase in a second run after dropping the page cache.
+# the second phase in a second run after dropping the page cache; all of it
+# REPEAT times, each on a root of its own (ROOT-1, ROOT-2, ...): the figure
+# recorded is the median run (a 2,000-operation phase lasts a tenth of a
+# second, so one run alone is at the mercy of the machine's noise).
 driver() {
   local system=$1 backend=$2 target=$3 workload=$4 root=$5
   shift 5
   local phases count
   if [ "$workload" = small ]; then phases=(write read) count=$W2_FILES; else phases=(mkdir stat) count=$W3_DIRS; fi
-  local phase
-  for phase in "${phases[@]}"; do
-    [ "$phase" = "${phases[1]}" ] && drop_caches
-    "$dfs_bench" --backend "$backend" --target "$target" --workload "$workload" --phases "$phase" --root "$root" \
-      --count "$count" --size "$W2_SIZE" --workers "$WORKERS" --label "$system" "$@" > "$work/driver.json" ||
-      { cat "$work/driver.json" >&2; echo "dfs-bench failed: $system $workload $phase" >&2; }
-    python3 - "$work/driver.json" "$system" "$workload" "$results" <<'PY'
-import json, sys
+  local phase rep runs=$work/driver-$system-$workload.json
+  : > "$runs"
+  for rep in $(seq "$REPEAT"); do
+    for phase in "${phases[@]}"; do
+      [ "$phase" = "${phases[1]}" ] && drop_caches
+      "$dfs_bench" --backend "$backend" --target "$target" --workload "$workload" --phases "$phase" \
+        --root "$root-$rep" --count "$count" --size "$W2_SIZE" --workers "$WORKERS" --label "$system" "$@" \
+        > "$work/driver.json" ||
+        { cat "$work/driver.json" >&2; echo "dfs-bench failed: $system $workload $phase" >&2; }
+      cat "$work/driver.json" >> "$runs"
+    done
+  done
+  python3 - "$runs" "$system" "$workload" "$results" <<'PY'
+import json, statistics, sys
 path, system, workload, results = sys.argv[1:]
 name = {"write": "W2 write", "read": "W2 read", "mkdir": "W3 mkdir", "stat": "W3 stat"}
+runs = {}
 for line in open(path):
     row = json.loads(line)
+    runs.setdefault(row["phase"], []).append(row)
+for phase, rows in runs.items():
     unit = "files/s" if workload == "small" else "ops/s"
-    note = f"{row['errors']} errors: {row['first_error']}" if row["errors"] else ""
+    figures = [row["ops_per_s"] for row in rows]
+    errors = sum(row["errors"] for row in rows)
+    note = f"{errors} errors: {next(row['first_error'] for row in rows if row['errors'])}" if errors else ""
+    if len(figures) > 1:
+        runs_text = ", ".join(f"{figure:,.0f}" for figure in figures)
+        note = f"median of {len(figures)}: {runs_text}" + (f"; {note}" if note else "")
     with open(results, "a") as out:
-        out.write(f"{system}\t{name[row['phase']]}\t{row['ops_per_s']:.0f}\t{unit}\t{note}\n")
-    print(f"  {system} {name[row['phase']]}: {row['ops_per_s']:.0f} {unit} {note}")
+        out.write(f"{system}\t{name[phase]}\t{statistics.median(figures):.0f}\t{unit}\t{note}\n")
+    print(f"  {system} {name[phase]}: {statistics.median(figures):.0f} {unit} {note}")
 PY
-  done
 }
 
 # timed SECONDS_VAR CMD...: runs CMD, sets SECONDS_VAR to its wall time.
@@ -228,7 +246,7 @@ fi
 elapsed=$(( $(date +%s) - started ))
 mkdir -p "$RESULTS"
 python3 bench/report.py "$results" --out "$RESULTS" --elapsed "$elapsed" \
-  --command "$(printf '%s ' "W1_MIB=$W1_MIB" "W2_FILES=$W2_FILES" "W3_DIRS=$W3_DIRS" "WORKERS=$WORKERS")bash bench/run.sh" \
+  --command "$(printf '%s ' "W1_MIB=$W1_MIB" "W2_FILES=$W2_FILES" "W3_DIRS=$W3_DIRS" "WORKERS=$WORKERS" "REPEAT=$REPEAT")bash bench/run.sh" \
   --versions "SeaweedFS $("$weed" version 2>&1 | head -1 | awk '{print $3}'), JuiceFS $("$juicefs" version 2>&1 | awk '{print $3}')" \
   --dfs-file-servers "$DFS_FILE_SERVERS"
 cat "$RESULTS/peers.md"
