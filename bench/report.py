@@ -24,7 +24,7 @@ SYSTEMS = {
         "DFS r1",
         "fsync data + metadata",
         "every chunk file and its directory fsynced, then the metadata committed in SQLite "
-        "(WAL, fsynced after each group commit and before any of its writers is answered)",
+        "(WAL, synchronous=FULL: the WAL is fsynced per commit)",
         True,
     ),
     "dfs-r3": ("DFS r3", "fsync data + metadata, 3 replicas", "as DFS r1, on all 3 replicas before the receipt", True),

@@ -19,31 +19,10 @@
 //!   is leader/follower with the leadership passed along the queue: whoever
 //!   finds nobody behind it commits for everyone.
 //! - Every writer, committer or not, then waits for the outcome of its batch
-//!   and only then returns: its own result if the COMMIT succeeded and is
-//!   durable, the COMMIT's error otherwise (all operations of a failed batch
-//!   get it, including those whose own result was an error, since that error
-//!   may have depended on an earlier operation of the batch that is now lost).
-//!
-//! # Pipelined durability
-//!
-//! The write connection runs with `synchronous=NORMAL`: its COMMIT appends
-//! the batch to the WAL (a `write`, so it survives a kill -9 of the process
-//! at once) without an fsync. The committer then lets go of the connection,
-//! so the next batch runs while this one is made durable, and fsyncs the WAL
-//! file itself ([`SqliteStore::make_durable`]) before any writer of the batch
-//! is answered: an acknowledged write is on disk, as with `synchronous=FULL`,
-//! but the disk's flush no longer stalls every other writer. Batches are
-//! numbered; one fsync covers every batch committed before it began, so
-//! committers that find their batch already covered skip theirs. The WAL is
-//! append-only between checkpoints, and SQLite (NORMAL, WAL mode) syncs it
-//! before each checkpoint and the database file after, so a batch is durable
-//! in the WAL or in the database whichever a checkpoint moved it to. A failed
-//! fsync aborts the process (as PostgreSQL does): after one, Linux may have
-//! dropped the dirty pages, and only a restart's recovery from what is on
-//! disk is trustworthy. What this costs: a reader may see a batch for the
-//! length of its fsync before its writers are answered (if the machine loses
-//! power in that window, the batch is gone though someone saw it; no writer
-//! was told it succeeded).
+//!   and only then returns: its own result if the COMMIT succeeded, the COMMIT's
+//!   error otherwise (all operations of a failed batch get it, including those
+//!   whose own result was an error, since that error may have depended on an
+//!   earlier operation of the batch that is now lost).
 //! - A batch is left open only while some thread is queued for the mutex, and
 //!   every thread that takes the mutex either joins the batch and repeats this
 //!   rule or, if it is not a batched write (a read of an in-memory database),
@@ -77,9 +56,8 @@ mod users;
 use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, TransactionBehavior};
 use std::panic::{self, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Read connections of a file database: more than the threads likely to
@@ -124,52 +102,6 @@ pub struct SqliteStore {
     readers: Vec<Mutex<Connection>>,
     /// Where the next read starts looking for a free connection.
     next_reader: AtomicUsize,
-    /// The WAL of a file database, fsynced to make batches durable (see the
-    /// module docs); None in memory.
-    wal: Option<Wal>,
-}
-
-/// The write-ahead log file and how far it is known to be on disk.
-struct Wal {
-    path: PathBuf,
-    /// Opened at the first batch to make durable (the file exists by then).
-    file: OnceLock<std::fs::File>,
-    /// Number of the latest batch whose COMMIT has returned.
-    committed: AtomicU64,
-    /// Every batch up to this number is on disk; held during an fsync.
-    synced: Mutex<u64>,
-}
-
-impl Wal {
-    fn new(path: PathBuf) -> Self {
-        Wal {
-            path,
-            file: OnceLock::new(),
-            committed: AtomicU64::new(0),
-            synced: Mutex::new(0),
-        }
-    }
-
-    /// Makes batch `number` (and every one before it) durable: one fsync
-    /// of the WAL unless another one that began after its COMMIT covered it.
-    fn sync(&self, number: u64) -> std::io::Result<()> {
-        let mut synced = self.synced.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *synced >= number {
-            return Ok(());
-        }
-        // Every batch numbered up to `target` has been written to the WAL.
-        let target = self.committed.load(Ordering::SeqCst);
-        let file = match self.file.get() {
-            Some(file) => file,
-            None => {
-                let file = std::fs::File::open(&self.path)?;
-                self.file.get_or_init(|| file)
-            }
-        };
-        file.sync_data()?;
-        *synced = target;
-        Ok(())
-    }
 }
 
 /// The write connection and the batch open on it, if any.
@@ -206,31 +138,19 @@ impl Batch {
 }
 
 impl Writer {
-    /// Commits the open batch, if any. A failed COMMIT tells its operations
-    /// at once; a successful one, in memory, too. On a file database the
-    /// batch is returned with its number, to be made durable
-    /// ([`SqliteStore::make_durable`]) once the connection is let go.
-    fn commit_batch(&mut self, wal: Option<&Wal>) -> Option<(Arc<Batch>, u64)> {
-        let batch = self.batch.take()?;
-        self.len = 0;
-        let outcome = self
-            .connection
-            .exec("COMMIT", [])
-            .map(|_| ())
-            .map_err(|error| error.to_string());
-        if outcome.is_err() && !self.connection.is_autocommit() {
-            let _ = self.connection.exec("ROLLBACK", []);
-        }
-        match (outcome, wal) {
-            (Ok(()), Some(wal)) => {
-                // Numbered under the connection, so in COMMIT order.
-                let number = wal.committed.fetch_add(1, Ordering::SeqCst) + 1;
-                Some((batch, number))
+    /// Commits the open batch, if any, and tells its operations the outcome.
+    fn commit_batch(&mut self) {
+        if let Some(batch) = self.batch.take() {
+            self.len = 0;
+            let outcome = self
+                .connection
+                .exec("COMMIT", [])
+                .map(|_| ())
+                .map_err(|error| error.to_string());
+            if outcome.is_err() && !self.connection.is_autocommit() {
+                let _ = self.connection.exec("ROLLBACK", []);
             }
-            (outcome, _) => {
-                batch.finish(outcome);
-                None
-            }
+            batch.finish(outcome);
         }
     }
 
@@ -284,11 +204,6 @@ impl SqliteStore {
         }
         let connection = Connection::open(path)?;
         let mut store = Self::with_connection(connection)?;
-        // Durability comes from our own fsync of the WAL (module docs).
-        store.writer().connection.pragma_update(None, "synchronous", "NORMAL")?;
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        store.wal = Some(Wal::new(PathBuf::from(wal)));
         for _ in 0..READERS {
             let reader = Connection::open(path)?;
             reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -321,7 +236,6 @@ impl SqliteStore {
             queued: AtomicUsize::new(0),
             readers: Vec::new(),
             next_reader: AtomicUsize::new(0),
-            wal: None,
         })
     }
 
@@ -366,20 +280,16 @@ impl SqliteStore {
             };
             released.map(|_| ()).map_err(|error| error.to_string())
         };
-        let mut committed = None;
         match settled {
             Err(error) => writer.abandon_batch(&error),
             Ok(()) => {
                 writer.len += 1;
                 if self.queued.load(Ordering::SeqCst) == 0 || writer.len >= MAX_BATCH {
-                    committed = writer.commit_batch(self.wal.as_ref());
+                    writer.commit_batch();
                 }
             }
         }
         drop(writer);
-        if let Some((batch, number)) = committed {
-            self.make_durable(&batch, number);
-        }
         let committed = batch.wait();
         match outcome {
             Err(panic) => panic::resume_unwind(panic),
@@ -388,24 +298,6 @@ impl SqliteStore {
                 result
             }
         }
-    }
-
-    /// Fsyncs the WAL up to batch `number` (unless a later fsync did) and
-    /// tells the batch's operations; aborts the process if the fsync fails
-    /// (see the module docs).
-    fn make_durable(&self, batch: &Batch, number: u64) {
-        let wal = self
-            .wal
-            .as_ref()
-            .expect("only file databases return batches to make durable");
-        if let Err(error) = wal.sync(number) {
-            eprintln!(
-                "fatal: fsync of the SQLite WAL {} failed: {error}; aborting, so that a restart recovers from what is on disk",
-                wal.path.display()
-            );
-            std::process::abort();
-        }
-        batch.finish(Ok(()));
     }
 
     /// A free read connection (or, if all are busy, the next one in turn,
@@ -448,8 +340,7 @@ impl SqliteStore {
             }
             None => {
                 let mut writer = self.writer();
-                // In memory: nothing to make durable, the batch is finished.
-                writer.commit_batch(None);
+                writer.commit_batch();
                 let tx = writer
                     .connection
                     .transaction_with_behavior(TransactionBehavior::Deferred)?;
@@ -477,62 +368,4 @@ fn migrate(connection: &mut Connection) -> StoreResult<()> {
         tx.commit()?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every batch a COMMIT wrote to the WAL is covered by an fsync before
-    /// any of its writers returns: once all writers are back, the WAL is
-    /// synced up to the last batch committed.
-    #[test]
-    fn every_committed_batch_is_synced_before_its_writers_return() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
-        store
-            .write(|tx| Ok(tx.exec("CREATE TABLE t (writer INTEGER, n INTEGER)", [])?))
-            .unwrap();
-        std::thread::scope(|scope| {
-            for writer in 0..16 {
-                let store = &store;
-                scope.spawn(move || {
-                    for n in 0..40 {
-                        store
-                            .write(|tx| Ok(tx.exec("INSERT INTO t VALUES (?1, ?2)", [writer, n])?))
-                            .unwrap();
-                        let wal = store.wal.as_ref().unwrap();
-                        let synced = *wal.synced.lock().unwrap();
-                        assert!(synced >= 1, "a write returned before any fsync");
-                    }
-                });
-            }
-        });
-        let wal = store.wal.as_ref().unwrap();
-        let committed = wal.committed.load(Ordering::SeqCst);
-        assert!(committed >= 2, "batches: {committed}");
-        assert_eq!(*wal.synced.lock().unwrap(), committed);
-        let rows: i64 = store
-            .read(|tx| Ok(tx.one("SELECT count(*) FROM t", [], |row| row.get(0))?))
-            .unwrap();
-        assert_eq!(rows, 16 * 40);
-    }
-
-    /// One fsync covers every batch committed before it began.
-    #[test]
-    fn one_fsync_covers_the_batches_committed_before_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("wal");
-        std::fs::write(&file, b"frames").unwrap();
-        let wal = Wal::new(file);
-        wal.committed.store(3, Ordering::SeqCst);
-        wal.sync(1).unwrap();
-        assert_eq!(*wal.synced.lock().unwrap(), 3);
-        // Batches 2 and 3 are covered: no new fsync needed, nothing changes.
-        wal.sync(3).unwrap();
-        assert_eq!(*wal.synced.lock().unwrap(), 3);
-        wal.committed.store(4, Ordering::SeqCst);
-        wal.sync(4).unwrap();
-        assert_eq!(*wal.synced.lock().unwrap(), 4);
-    }
 }
