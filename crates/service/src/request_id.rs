@@ -113,13 +113,13 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
         .filter(|id| is_valid(id))
         .map_or_else(new_id, str::to_string);
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |path| path.as_str())
-        .to_string();
+    // Kept for the log line without copying them: a MatchedPath is an Arc,
+    // a Uri shares its bytes.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let span = tracing::info_span!("request", request_id = %id);
-    let path = request.uri().path().to_string();
+    let uri = request.uri().clone();
+    let path = uri.path();
     let mut response = CURRENT
         .scope(id.clone(), next.run(request))
         .instrument(span.clone())
@@ -129,7 +129,7 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!(%method, %path, status, millis, "request");
-        } else if status >= 400 || (ACCESS_LOG.load(Ordering::Relaxed) && !CHATTY_ROUTES.contains(&route.as_str())) {
+        } else if status >= 400 || (access_log() && !CHATTY_ROUTES.contains(&route)) {
             tracing::info!(%method, %path, status, millis, "request");
         } else {
             tracing::debug!(%method, %path, status, millis, "request");

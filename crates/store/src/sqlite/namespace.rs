@@ -219,18 +219,11 @@ fn insert_node(
     mode: u32,
     now_ms: u64,
 ) -> StoreResult<Node> {
+    let mode = mode & 0o7777;
     tx.exec(
         "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, 1)",
-        params![
-            parent,
-            name,
-            kind_name(kind),
-            owner.uid,
-            owner.name,
-            mode & 0o7777,
-            now_ms
-        ],
+        params![parent, name, kind_name(kind), owner.uid, owner.name, mode, now_ms],
     )?;
     touch(tx, parent, now_ms)?;
     Ok(Node {
@@ -238,7 +231,7 @@ fn insert_node(
         kind,
         owner_uid: owner.uid,
         owner_name: owner.name.clone(),
-        mode: mode & 0o7777,
+        mode,
         size: 0,
         mtime_ms: now_ms,
         version: 1,
