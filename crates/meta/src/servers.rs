@@ -192,9 +192,13 @@ impl ServerRegistry {
 
 /// Chooses `replication` distinct servers among `live` for each chunk size in
 /// `chunk_sizes`, primary first. Servers with the most free space (less what
-/// this call already placed on them) come first; equal ones are ordered at
-/// random, so load spreads across servers and calls. Returns `None` if there
-/// are fewer than `replication` live servers.
+/// this call already placed on them) come first; among servers whose free
+/// space is about the same (within 1/[`FREE_SPACE_STEPS`] of the most free),
+/// those given fewer chunks by this call come first, then a random order. So
+/// a batch spreads evenly, and so do the one-chunk calls of an upload: the
+/// free space a server reports moves only with its heartbeats, and many
+/// servers share a disk or have disks that are nearly as full as each
+/// other's. Returns `None` if there are fewer than `replication` live servers.
 pub fn place(
     live: &[LiveServer],
     chunk_sizes: &[u64],
@@ -207,18 +211,26 @@ pub fn place(
     }
     let tiebreak: Vec<u64> = live.iter().map(|_| rng.gen()).collect();
     let mut free: Vec<u64> = live.iter().map(|server| server.free_bytes).collect();
+    let mut given = vec![0usize; live.len()];
     let mut order: Vec<usize> = (0..live.len()).collect();
     let mut placements = Vec::with_capacity(chunk_sizes.len());
     for &size in chunk_sizes {
-        order.sort_by(|&a, &b| free[b].cmp(&free[a]).then(tiebreak[a].cmp(&tiebreak[b])));
+        let most = free.iter().copied().max().unwrap_or(0);
+        let step = (most / FREE_SPACE_STEPS).max(1);
+        order.sort_by_key(|&index| ((most - free[index]) / step, given[index], tiebreak[index]));
         let chosen = &order[..replication];
         for &index in chosen {
             free[index] = free[index].saturating_sub(size);
+            given[index] += 1;
         }
         placements.push(chosen.iter().map(|&index| live[index].server.clone()).collect());
     }
     Some(placements)
 }
+
+/// Free space counts in steps of the most free space divided by this (see
+/// [`place`]).
+pub const FREE_SPACE_STEPS: u64 = 32;
 
 #[cfg(test)]
 mod tests {
@@ -258,6 +270,33 @@ mod tests {
             }
         }
         assert_eq!(per_server.values().copied().collect::<Vec<_>>(), [4; 4]);
+    }
+
+    #[test]
+    fn one_chunk_calls_spread_over_servers_with_about_the_same_free_space() {
+        // Three servers on one disk: what they report differs by a few
+        // chunks, depending on when each last sent a heartbeat.
+        let servers = [
+            live("a", 1_000_000),
+            live("b", 999_000),
+            live("c", 998_000),
+            live("d", 10),
+        ];
+        let mut primaries: HashMap<String, usize> = HashMap::new();
+        for _ in 0..300 {
+            let placed = place(&servers, &[8], 1, &mut rand::thread_rng()).unwrap();
+            *primaries.entry(placed[0][0].id.clone()).or_default() += 1;
+        }
+        assert!(
+            !primaries.contains_key("d"),
+            "the full server is never chosen: {primaries:?}"
+        );
+        for id in ["a", "b", "c"] {
+            assert!(
+                primaries.get(id).copied().unwrap_or(0) > 50,
+                "{id} is rarely chosen: {primaries:?}"
+            );
+        }
     }
 
     #[test]
