@@ -14,7 +14,7 @@
 #   W3_DIRS=2000     W3: mkdir then stat
 #   WORKERS=16       concurrent workers for W2 and W3
 #   REPEAT=3         runs of W2 and W3 per system (each on fresh paths); the median is recorded
-#   SYSTEMS="local dfs dfs-r3 seaweed seaweed-fsync juicefs"   any subset, in this order
+#   SYSTEMS="local dfs dfs-r3 seaweed seaweed-fsync seaweed-sync juicefs"   any subset, in this order
 #   DFS_FILE_SERVERS=3   file servers of the DFS cluster (`dfs up` default)
 #   BENCH_VENV=$HOME/.cache/dfs-bench-venv   BENCH_TMP=/tmp   RESULTS=bench/results
 source "$(dirname "$0")/lib.sh"
@@ -24,7 +24,7 @@ W2_SIZE=${W2_SIZE:-4096}
 W3_DIRS=${W3_DIRS:-2000}
 WORKERS=${WORKERS:-16}
 REPEAT=${REPEAT:-3}
-SYSTEMS=${SYSTEMS:-local dfs dfs-r3 seaweed seaweed-fsync juicefs}
+SYSTEMS=${SYSTEMS:-local dfs dfs-r3 seaweed seaweed-fsync seaweed-sync juicefs}
 DFS_FILE_SERVERS=${DFS_FILE_SERVERS:-3}
 BENCH_VENV=${BENCH_VENV:-$HOME/.cache/dfs-bench-venv}
 RESULTS=${RESULTS:-bench/results}
@@ -63,6 +63,10 @@ src=$work/src
 head -c "$((W1_MIB * 1048576))" /dev/urandom > "$src"
 w1_bytes=$((W1_MIB * 1048576))
 record baseline "read from disk: the W1 file, page cache dropped (dd)" "$(baseline_read "$src")" MiB/s
+# Every W1 put reads its source from the page cache, as the disk baseline
+# reads /dev/zero: the put is measured against writing, not against reading
+# the source off the same disk at the same time.
+warm_source() { cat "$src" > /dev/null; }
 
 # driver SYSTEM BACKEND TARGET WORKLOAD ROOT [ARGS...]: W2 or W3 with dfs-bench,
 # the second phase in a second run after dropping the page cache; all of it
@@ -131,6 +135,7 @@ run_dfs() {
   local servers=$((DFS_FILE_SERVERS > replication ? DFS_FILE_SERVERS : replication))
   echo "== DFS, replication $replication, $servers file servers"
   dfs_up "$system" --replication "$replication" --file-servers "$servers"
+  warm_source
   timed t "$dfs" -q --no-cache put "$src" /w1
   record "$system" "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
   drop_caches
@@ -157,11 +162,18 @@ run_dfs() {
 wanted dfs && run_dfs dfs 1
 wanted dfs-r3 && run_dfs dfs-r3 3
 
+# run_seaweed SYSTEM FSYNC STORE: FSYNC 1 turns on the volume server's fsync;
+# STORE is the filer's metadata store: leveldb2 (its default, never synced)
+# or sqlite (a transaction per change, synced: SQLite's synchronous=FULL).
 run_seaweed() {
-  local system=$1 fsync=$2
-  echo "== SeaweedFS ($system): weed server, master + volume + filer on loopback"
+  local system=$1 fsync=$2 store=$3
+  echo "== SeaweedFS ($system): weed server, master + volume + filer ($store) on loopback"
   local dir=$work/$system attempt base master volume filer pid url _ up=
   mkdir -p "$dir"
+  if [ "$store" = sqlite ]; then
+    # weed reads filer.toml from its working directory.
+    printf '[sqlite]\nenabled = true\ndbFile = "%s/filer.db"\n' "$dir" > "$dir/filer.toml"
+  fi
   # Random ports (weed also takes port + 10000 for gRPC): a collision with a
   # port in use makes weed exit, so try again elsewhere, a few times.
   for attempt in 1 2 3; do
@@ -194,6 +206,7 @@ run_seaweed() {
     echo "fs.configure -locationPrefix=/ -fsync -apply" | "$weed" shell -master=127.0.0.1:$master > "$dir.shell" 2>&1
     grep -q '"fsync": *true' "$dir.shell" || { echo "fs.configure -fsync did not apply:" >&2; cat "$dir.shell" >&2; }
   fi
+  warm_source
   timed t curl -sf -o /dev/null -T "$src" "$url/w1/big"
   record "$system" "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
   drop_caches
@@ -210,8 +223,9 @@ run_seaweed() {
   kill "$pid"
   wait "$pid" 2>/dev/null || true
 }
-wanted seaweed && run_seaweed seaweed 0
-wanted seaweed-fsync && run_seaweed seaweed-fsync 1
+wanted seaweed && run_seaweed seaweed 0 leveldb2
+wanted seaweed-fsync && run_seaweed seaweed-fsync 1 leveldb2
+wanted seaweed-sync && run_seaweed seaweed-sync 1 sqlite
 
 jfs_store_get_bytes() {
   awk '/^juicefs_object_request_data_bytes_GET / {sum += $NF} END {printf "%d", sum}' "$1/.stats"
@@ -227,6 +241,7 @@ if wanted juicefs; then
     --log "$dir.mount.log" > "$dir.mount.out" 2>&1
   bench_on_exit "'$juicefs' umount --force '$dir/mnt'"
   mnt=$dir/mnt
+  warm_source
   timed t cp "$src" "$mnt/w1"
   record juicefs "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
   drop_caches
