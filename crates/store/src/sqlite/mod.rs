@@ -8,29 +8,24 @@
 //! COMMIT has fsync'd the log: the durability promise is unchanged. What
 //! changes is that concurrent writers share one transaction and so one fsync:
 //!
-//! - All writes go through one connection behind a mutex. A writer holding
-//!   it opens a batch (`BEGIN IMMEDIATE`) if none is open, then runs its own
-//!   operation, on its own thread and with its own borrowed arguments, inside
-//!   `SAVEPOINT op`: `RELEASE` on success, `ROLLBACK TO` (then `RELEASE`) on an
-//!   error or a panic, so a failing operation never affects the others.
-//! - Then, if other threads are queued on the mutex (and the batch holds fewer
-//!   than [`MAX_BATCH`] operations), it leaves the transaction open and lets
-//!   the next one in; the last writer of a burst (nobody queued) COMMITs. This
-//!   is leader/follower with the leadership passed along the queue: whoever
-//!   finds nobody behind it commits for everyone.
-//! - Every writer, committer or not, then waits for the outcome of its batch
-//!   and only then returns: its own result if the COMMIT succeeded, the COMMIT's
-//!   error otherwise (all operations of a failed batch get it, including those
-//!   whose own result was an error, since that error may have depended on an
-//!   earlier operation of the batch that is now lost).
-//! - A batch is left open only while some thread is queued for the mutex, and
-//!   every thread that takes the mutex either joins the batch and repeats this
-//!   rule or, if it is not a batched write (a read of an in-memory database),
-//!   commits the batch first: so an open batch always has a thread on its way
-//!   to commit it.
+//! - All writes go through one connection, owned by a writer thread
+//!   (`committer`). A write is queued to it with its borrowed arguments, and
+//!   the submitting thread waits. The writer takes the first queued write,
+//!   opens a batch (`BEGIN IMMEDIATE`), and runs each write inside
+//!   `SAVEPOINT op`: `RELEASE` on success, `ROLLBACK TO` (then `RELEASE`) on
+//!   an error or a panic, so a failing operation never affects the others.
+//! - It goes on with the next queued write while there is one (and the batch
+//!   holds fewer than `MAX_BATCH`), then COMMITs: every write queued while
+//!   the previous batch was being synced shares the next fsync.
+//! - Every write, then, gets its outcome: its own result if the COMMIT
+//!   succeeded, the COMMIT's error otherwise (all operations of a failed batch
+//!   get it, including those whose own result was an error, since that error
+//!   may have depended on an earlier operation of the batch that is now lost).
 //! - If SQLite rolls the whole transaction back by itself (I/O error, disk full)
 //!   or a savepoint cannot be released or rolled back, the batch is abandoned
 //!   (ROLLBACK) and every operation in it gets the error.
+//! - Why a thread of its own, rather than each writer running its operation
+//!   under a mutex (the design before): see `committer`.
 //!
 //! Transaction control (`BEGIN IMMEDIATE`, `SAVEPOINT op`, `RELEASE op`,
 //! `ROLLBACK TO op`, `COMMIT`, `ROLLBACK`) goes through the statement cache
@@ -42,10 +37,11 @@
 //! and concurrent reads do not queue behind one connection. Such reads take
 //! microseconds, so the engine reports [`quick_reads`] and services run them
 //! on their async threads. An in-memory database has one connection, so a
-//! read commits any open batch first.
+//! read takes it between batches.
 //!
 //! [`quick_reads`]: crate::NamespaceStore::quick_reads
 
+mod committer;
 mod dump;
 mod locks;
 mod namespace;
@@ -53,19 +49,16 @@ mod repair;
 mod tx;
 mod users;
 
-use crate::{StoreError, StoreResult};
+use crate::StoreResult;
+use committer::Committer;
 use rusqlite::{Connection, TransactionBehavior};
-use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Read connections of a file database: more than the threads likely to
 /// read at once (async workers plus a few blocking ones).
 const READERS: usize = 8;
-
-/// The most operations one group commit holds.
-const MAX_BATCH: usize = 64;
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -95,75 +88,15 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub struct SqliteStore {
-    writer: Mutex<Writer>,
-    /// Threads waiting for `writer` (see the module docs).
-    queued: AtomicUsize,
+    /// The writer thread, which runs every write (see the module docs).
+    committer: Committer,
+    /// The write connection: the writer thread holds it for a whole batch;
+    /// an in-memory database's reads take it between batches.
+    connection: Arc<Mutex<Connection>>,
     /// Connections for reads, on a file database (empty in memory).
     readers: Vec<Mutex<Connection>>,
     /// Where the next read starts looking for a free connection.
     next_reader: AtomicUsize,
-}
-
-/// The write connection and the batch open on it, if any.
-struct Writer {
-    connection: Connection,
-    batch: Option<Arc<Batch>>,
-    /// Operations in the open batch.
-    len: usize,
-}
-
-/// The outcome of one group commit, awaited by every operation in it.
-#[derive(Default)]
-struct Batch {
-    outcome: Mutex<Option<Result<(), String>>>,
-    done: Condvar,
-}
-
-impl Batch {
-    fn finish(&self, outcome: Result<(), String>) {
-        *self.outcome.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(outcome);
-        self.done.notify_all();
-    }
-
-    fn wait(&self) -> StoreResult<()> {
-        let mut outcome = self.outcome.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        loop {
-            match &*outcome {
-                Some(Ok(())) => return Ok(()),
-                Some(Err(error)) => return Err(StoreError::Backend(anyhow::anyhow!("commit failed: {error}"))),
-                None => outcome = self.done.wait(outcome).unwrap_or_else(|poisoned| poisoned.into_inner()),
-            }
-        }
-    }
-}
-
-impl Writer {
-    /// Commits the open batch, if any, and tells its operations the outcome.
-    fn commit_batch(&mut self) {
-        if let Some(batch) = self.batch.take() {
-            self.len = 0;
-            let outcome = self
-                .connection
-                .exec("COMMIT", [])
-                .map(|_| ())
-                .map_err(|error| error.to_string());
-            if outcome.is_err() && !self.connection.is_autocommit() {
-                let _ = self.connection.exec("ROLLBACK", []);
-            }
-            batch.finish(outcome);
-        }
-    }
-
-    /// Rolls the open batch back: every operation in it gets `error`.
-    fn abandon_batch(&mut self, error: &str) {
-        if let Some(batch) = self.batch.take() {
-            self.len = 0;
-            if !self.connection.is_autocommit() {
-                let _ = self.connection.exec("ROLLBACK", []);
-            }
-            batch.finish(Err(error.to_string()));
-        }
-    }
 }
 
 /// Prepared statements kept per connection: more than the engine has, so
@@ -227,77 +160,23 @@ impl SqliteStore {
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut connection)?;
+        let connection = Arc::new(Mutex::new(connection));
         Ok(SqliteStore {
-            writer: Mutex::new(Writer {
-                connection,
-                batch: None,
-                len: 0,
-            }),
-            queued: AtomicUsize::new(0),
+            committer: Committer::start(Arc::clone(&connection))?,
+            connection,
             readers: Vec::new(),
             next_reader: AtomicUsize::new(0),
         })
     }
 
-    /// Takes the write connection, counted in `queued` while waiting.
-    fn writer(&self) -> MutexGuard<'_, Writer> {
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        // Operations run under catch_unwind and a panic elsewhere leaves SQLite
-        // consistent (an open transaction rolls back), so a poisoned lock is usable.
-        let writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.queued.fetch_sub(1, Ordering::SeqCst);
-        writer
-    }
-
     /// Runs `work` atomically in the group commit (see the module docs):
     /// inside a savepoint of a shared IMMEDIATE transaction, returning only
-    /// once a COMMIT containing it has succeeded.
-    pub(super) fn write<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let mut writer = self.writer();
-        if writer.batch.is_none() {
-            writer.connection.exec("BEGIN IMMEDIATE", [])?;
-            writer.batch = Some(Arc::new(Batch::default()));
-        }
-        let batch = Arc::clone(writer.batch.as_ref().expect("a batch is open"));
-        if let Err(error) = writer.connection.exec("SAVEPOINT op", []) {
-            writer.abandon_batch(&error.to_string());
-            drop(writer);
-            let _ = batch.wait();
-            return Err(error.into());
-        }
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| work(&writer.connection)));
-        let settled = if writer.connection.is_autocommit() {
-            // SQLite rolled the whole transaction back (I/O error, disk full...).
-            Err("the transaction was rolled back".to_string())
-        } else {
-            let connection = &writer.connection;
-            let released = if matches!(outcome, Ok(Ok(_))) {
-                connection.exec("RELEASE op", [])
-            } else {
-                connection
-                    .exec("ROLLBACK TO op", [])
-                    .and_then(|_| connection.exec("RELEASE op", []))
-            };
-            released.map(|_| ()).map_err(|error| error.to_string())
-        };
-        match settled {
-            Err(error) => writer.abandon_batch(&error),
-            Ok(()) => {
-                writer.len += 1;
-                if self.queued.load(Ordering::SeqCst) == 0 || writer.len >= MAX_BATCH {
-                    writer.commit_batch();
-                }
-            }
-        }
-        drop(writer);
-        let committed = batch.wait();
-        match outcome {
-            Err(panic) => panic::resume_unwind(panic),
-            Ok(result) => {
-                committed?;
-                result
-            }
-        }
+    /// once a COMMIT containing it has succeeded. Blocking.
+    pub(super) fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> StoreResult<T> + Send,
+    ) -> StoreResult<T> {
+        self.committer.write(work)
     }
 
     /// A free read connection (or, if all are busy, the next one in turn,
@@ -339,11 +218,9 @@ impl SqliteStore {
                 Ok(value)
             }
             None => {
-                let mut writer = self.writer();
-                writer.commit_batch();
-                let tx = writer
-                    .connection
-                    .transaction_with_behavior(TransactionBehavior::Deferred)?;
+                // Taken between batches: only committed data is seen.
+                let mut connection = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
                 let value = work(&tx)?;
                 tx.commit()?;
                 Ok(value)
