@@ -18,6 +18,10 @@
 //! finished ([`Done`] set), which happens only after the operation's closure
 //! was run or dropped: when it ran, when its batch committed, or when its
 //! [`Job`] is dropped unrun (the queue closed, or the writer thread unwound).
+//!
+//! Operations run on the writer thread: a write from inside a write panics
+//! (it would wait for itself), and what an operation logs carries the writer
+//! thread's tracing context, not its request's.
 
 #![allow(unsafe_code)]
 
@@ -35,20 +39,25 @@ pub(super) const MAX_BATCH: usize = 64;
 pub(super) struct Committer {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The writer thread's id: a write from that thread (from inside another
+    /// write) would wait for itself.
+    writer: std::thread::ThreadId,
 }
 
 /// One queued operation: its closure (run once, in the batch's transaction;
 /// it returns whether the operation succeeded) and where its submitter waits.
 struct Job {
     work: Option<Work<'static>>,
-    done: Arc<dyn Finish>,
+    /// `None` once finished.
+    done: Option<Arc<dyn Finish>>,
 }
 
 /// An operation as the writer thread runs it: true if it succeeded.
 type Work<'a> = Box<dyn FnOnce(&Connection) -> bool + Send + 'a>;
 
-/// What the writer thread tells a submitter: the outcome of the COMMIT (or
-/// why its operation never ran).
+/// What the writer thread tells a submitter: that its batch committed, or
+/// why not (the COMMIT failed, the batch was rolled back, or its operation
+/// never ran), as a message for a human.
 trait Finish: Send + Sync {
     fn finish(&self, committed: Result<(), String>);
 }
@@ -68,18 +77,23 @@ struct DoneState<T> {
 impl<T: Send> Finish for Done<T> {
     fn finish(&self, committed: Result<(), String>) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.committed.get_or_insert(committed);
+        state.committed = Some(committed);
         self.finished.notify_one();
     }
 }
 
 impl Job {
-    /// Releases the submitter with `outcome` (the first outcome given
-    /// counts), after dropping the closure if it never ran: nothing it
-    /// borrowed is touched once the submitter may return.
+    /// Releases the submitter with `outcome`, once (later calls do nothing),
+    /// after dropping the closure if it never ran: nothing it borrowed is
+    /// touched once the submitter may return, even if dropping it panics.
     fn finish(&mut self, outcome: Result<(), String>) {
-        drop(self.work.take());
-        self.done.finish(outcome);
+        let Some(done) = self.done.take() else { return };
+        let work = self.work.take();
+        let dropped = panic::catch_unwind(AssertUnwindSafe(|| drop(work)));
+        done.finish(outcome);
+        if let Err(panic) = dropped {
+            panic::resume_unwind(panic);
+        }
     }
 }
 
@@ -87,7 +101,7 @@ impl Drop for Job {
     fn drop(&mut self) {
         // A no-op if the batch already finished it.
         self.finish(Err(
-            "the SQLite writer thread stopped before running this operation".into()
+            "the SQLite writer thread stopped before this operation committed".into()
         ));
     }
 }
@@ -102,11 +116,19 @@ impl Committer {
             .spawn(move || {
                 while let Ok(first) = queue.recv() {
                     let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-                    run_batch(&mut connection, first, &queue);
+                    // Operations catch their own panics; this is for a bug
+                    // here or in rusqlite. The batch's jobs were finished as
+                    // they unwound; the thread rolls back and goes on.
+                    let batch = panic::catch_unwind(AssertUnwindSafe(|| run_batch(&mut connection, first, &queue)));
+                    if batch.is_err() {
+                        tracing::error!("the SQLite writer thread panicked; its batch was rolled back");
+                        rollback(&connection);
+                    }
                 }
             })
             .map_err(|error| StoreError::Backend(anyhow::anyhow!("starting the SQLite writer thread: {error}")))?;
         Ok(Committer {
+            writer: thread.thread().id(),
             jobs: Some(jobs),
             thread: Some(thread),
         })
@@ -114,10 +136,19 @@ impl Committer {
 
     /// Runs `work` in the next batch and returns its result once the batch
     /// committed (the COMMIT's error instead if it failed). Blocking.
+    ///
+    /// Panics if called from inside a write (it would wait for itself);
+    /// `work` must not read through the store either (an in-memory
+    /// database's reads wait for the connection the writer holds).
     pub(super) fn write<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> StoreResult<T> + Send,
     ) -> StoreResult<T> {
+        assert_ne!(
+            std::thread::current().id(),
+            self.writer,
+            "a SQLite write from inside another write"
+        );
         let done = Arc::new(Done::<T> {
             state: Mutex::new(DoneState {
                 result: None,
@@ -141,7 +172,7 @@ impl Committer {
         let work: Work<'static> = unsafe { std::mem::transmute::<Work<'_>, Work<'static>>(work) };
         let job = Job {
             work: Some(work),
-            done: Arc::clone(&done) as Arc<dyn Finish>,
+            done: Some(Arc::clone(&done) as Arc<dyn Finish>),
         };
         let sent = self.jobs.as_ref().map(|jobs| jobs.send(job));
         if !matches!(sent, Some(Ok(()))) {
@@ -158,7 +189,12 @@ impl Committer {
         match (result, committed) {
             (Some(Err(panic)), _) => panic::resume_unwind(panic),
             (Some(Ok(result)), Ok(())) => result,
-            (_, Err(error)) => Err(StoreError::Backend(anyhow::anyhow!("commit failed: {error}"))),
+            // The operation's own failure of the database (disk full...) is
+            // what made SQLite roll the batch back: the better message.
+            (Some(Ok(Err(error @ StoreError::Backend(_)))), Err(_)) => Err(error),
+            // Any other result may depend on an operation of the batch that
+            // is now lost.
+            (_, Err(error)) => Err(StoreError::Backend(anyhow::anyhow!(error))),
             (None, Ok(())) => unreachable!("a committed operation ran"),
         }
     }
@@ -179,9 +215,11 @@ fn run_batch(connection: &mut Connection, first: Job, queue: &mpsc::Receiver<Job
     // Jobs that ran in the open transaction, finished when it ends (on
     // unwinding too, by their drop).
     let mut ran: Vec<Job> = Vec::new();
+    // Left open by a failed ROLLBACK or a panic, it would refuse the BEGIN.
+    rollback(connection);
     if let Err(error) = connection.exec("BEGIN IMMEDIATE", []) {
         let mut first = first;
-        first.finish(Err(error.to_string()));
+        first.finish(Err(format!("beginning a transaction: {error}")));
         return;
     }
     let mut next = Some(first);
@@ -196,7 +234,7 @@ fn run_batch(connection: &mut Connection, first: Job, queue: &mpsc::Receiver<Job
         ran.push(job);
         if connection.is_autocommit() {
             // SQLite rolled the whole transaction back (I/O error, disk full...).
-            return abandon(connection, ran, "the transaction was rolled back");
+            return abandon(connection, ran, "SQLite rolled the transaction back");
         }
         let released = if succeeded {
             connection.exec("RELEASE op", [])
@@ -215,9 +253,9 @@ fn run_batch(connection: &mut Connection, first: Job, queue: &mpsc::Receiver<Job
     let committed = connection
         .exec("COMMIT", [])
         .map(|_| ())
-        .map_err(|error| error.to_string());
-    if committed.is_err() && !connection.is_autocommit() {
-        let _ = connection.exec("ROLLBACK", []);
+        .map_err(|error| format!("commit failed: {error}"));
+    if committed.is_err() {
+        rollback(connection);
     }
     for job in &mut ran {
         job.finish(committed.clone());
@@ -226,11 +264,19 @@ fn run_batch(connection: &mut Connection, first: Job, queue: &mpsc::Receiver<Job
 
 /// Rolls the open transaction back: every operation in it gets `error`.
 fn abandon(connection: &Connection, mut ran: Vec<Job>, error: &str) {
-    if !connection.is_autocommit() {
-        let _ = connection.exec("ROLLBACK", []);
-    }
+    rollback(connection);
     for job in &mut ran {
-        job.finish(Err(error.to_string()));
+        job.finish(Err(format!("the batch was rolled back: {error}")));
+    }
+}
+
+/// Ends any open transaction, losing it (best effort: if it fails, the next
+/// BEGIN reports the stuck connection to the writes of the next batch).
+fn rollback(connection: &Connection) {
+    if !connection.is_autocommit() {
+        if let Err(error) = connection.exec("ROLLBACK", []) {
+            tracing::error!(%error, "rolling back the SQLite write transaction");
+        }
     }
 }
 
@@ -274,6 +320,25 @@ mod tests {
             .write(|tx| Ok(tx.exec("INSERT INTO t VALUES (10)", [])?))
             .unwrap();
         assert_eq!(values(&connection), [7, 10]);
+    }
+
+    #[test]
+    fn a_write_from_inside_a_write_panics_instead_of_waiting_forever() {
+        let connection = Arc::new(Mutex::new(Connection::open_in_memory().unwrap()));
+        connection
+            .lock()
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER)")
+            .unwrap();
+        let committer = Committer::start(Arc::clone(&connection)).unwrap();
+        let nested = panic::catch_unwind(AssertUnwindSafe(|| {
+            committer.write(|_| committer.write(|tx| Ok(tx.exec("INSERT INTO t VALUES (1)", [])?)))
+        }));
+        assert!(nested.is_err());
+        committer
+            .write(|tx| Ok(tx.exec("INSERT INTO t VALUES (2)", [])?))
+            .unwrap();
+        assert_eq!(values(&connection), [2]);
     }
 
     #[test]
