@@ -284,6 +284,18 @@ fn rollback(connection: &Connection) {
 mod tests {
     use super::*;
 
+    /// An in-memory database with a table `t (x INTEGER)`, and its writer.
+    fn table() -> (Arc<Mutex<Connection>>, Committer) {
+        let connection = Arc::new(Mutex::new(Connection::open_in_memory().unwrap()));
+        connection
+            .lock()
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER)")
+            .unwrap();
+        let committer = Committer::start(Arc::clone(&connection)).unwrap();
+        (connection, committer)
+    }
+
     fn values(connection: &Mutex<Connection>) -> Vec<i64> {
         let connection = connection.lock().unwrap();
         let mut select = connection.prepare("SELECT x FROM t ORDER BY x").unwrap();
@@ -293,13 +305,7 @@ mod tests {
 
     #[test]
     fn a_panicking_operation_fails_its_caller_alone_and_is_rolled_back() {
-        let connection = Arc::new(Mutex::new(Connection::open_in_memory().unwrap()));
-        connection
-            .lock()
-            .unwrap()
-            .execute_batch("CREATE TABLE t (x INTEGER)")
-            .unwrap();
-        let committer = Committer::start(Arc::clone(&connection)).unwrap();
+        let (connection, committer) = table();
         let borrowed = Box::new(7i64);
         committer
             .write(|tx| Ok(tx.exec("INSERT INTO t VALUES (?1)", [*borrowed])?))
@@ -324,13 +330,7 @@ mod tests {
 
     #[test]
     fn a_write_from_inside_a_write_panics_instead_of_waiting_forever() {
-        let connection = Arc::new(Mutex::new(Connection::open_in_memory().unwrap()));
-        connection
-            .lock()
-            .unwrap()
-            .execute_batch("CREATE TABLE t (x INTEGER)")
-            .unwrap();
-        let committer = Committer::start(Arc::clone(&connection)).unwrap();
+        let (connection, committer) = table();
         let nested = panic::catch_unwind(AssertUnwindSafe(|| {
             committer.write(|_| committer.write(|tx| Ok(tx.exec("INSERT INTO t VALUES (1)", [])?)))
         }));
@@ -343,13 +343,7 @@ mod tests {
 
     #[test]
     fn concurrent_writes_all_commit() {
-        let connection = Arc::new(Mutex::new(Connection::open_in_memory().unwrap()));
-        connection
-            .lock()
-            .unwrap()
-            .execute_batch("CREATE TABLE t (x INTEGER)")
-            .unwrap();
-        let committer = Committer::start(Arc::clone(&connection)).unwrap();
+        let (connection, committer) = table();
         std::thread::scope(|scope| {
             for thread in 0..8i64 {
                 let committer = &committer;
