@@ -26,6 +26,13 @@ use dfs_proto::namespace::{ChunkRef, Listing, Stat};
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A write queued to an engine's own writer (SQLite's writer thread): the
+/// future resolves once the write is committed, with no thread waiting for
+/// it meanwhile. Dropping it does not cancel the write.
+pub type Queued<T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send>>;
 
 /// Permission bit: read (list a directory, read a file).
 pub const READ: u32 = 4;
@@ -163,6 +170,21 @@ pub trait NamespaceStore: Send + Sync {
     /// too and succeeds if `path` already is a directory.
     fn mkdir(&self, who: &Principal, path: &DfsPath, mode: u32, parents: bool, now_ms: u64) -> StoreResult<Stat>;
 
+    /// [`NamespaceStore::mkdir`] as a [`Queued`] write, if the engine has a
+    /// writer of its own; `None` if not (the caller then runs `mkdir` on a
+    /// blocking thread). An async service's most frequent writes take this
+    /// way, to spare a blocking thread waiting for every commit.
+    fn mkdir_queued(
+        &self,
+        _who: &Principal,
+        _path: &DfsPath,
+        _mode: u32,
+        _parents: bool,
+        _now_ms: u64,
+    ) -> Option<Queued<Stat>> {
+        None
+    }
+
     /// Removes `path` (needs [`WRITE`] and [`EXECUTE`] on its parent, and on
     /// every directory emptied when `recursive`). A non-empty directory needs
     /// `recursive`; `/` is never removed.
@@ -209,6 +231,21 @@ pub trait NamespaceStore: Send + Sync {
         no_clobber: bool,
         now_ms: u64,
     ) -> StoreResult<Stat>;
+
+    /// [`NamespaceStore::write_inline`] as a [`Queued`] write, if the engine
+    /// has a writer of its own (see [`NamespaceStore::mkdir_queued`]).
+    #[allow(clippy::too_many_arguments)]
+    fn write_inline_queued(
+        &self,
+        _who: &Principal,
+        _path: &DfsPath,
+        _data: &[u8],
+        _mode: Option<u32>,
+        _no_clobber: bool,
+        _now_ms: u64,
+    ) -> Option<Queued<Stat>> {
+        None
+    }
 
     /// Checks that `upload.path` may be written by `who` now (parent is an
     /// existing directory with [`WRITE`] and [`EXECUTE`], target is not a

@@ -4,7 +4,11 @@
 //! inside `SAVEPOINT op` of one `BEGIN IMMEDIATE` transaction, back to back,
 //! until the queue is empty or [`MAX_BATCH`] ran, then COMMITs (the fsync of
 //! the WAL, with `synchronous=FULL`) and tells every operation of the batch
-//! the outcome. The thread that submitted an operation waits for that.
+//! the outcome. The thread that submitted an operation waits for that
+//! ([`Committer::write`]), or, for an async caller, a future does
+//! ([`Committer::submit`], with an operation that owns its arguments): the
+//! directory service's mkdir and small-file writes take that way, so no
+//! blocking thread waits for their commit.
 //!
 //! Why a thread of its own: when each writer ran its own operation under a
 //! mutex, handing the mutex from one thread to the next was a wake-up and a
@@ -28,8 +32,11 @@
 use super::CachedSql;
 use crate::{StoreError, StoreResult};
 use rusqlite::Connection;
+use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 /// The most operations one group commit holds.
 pub(super) const MAX_BATCH: usize = 64;
@@ -72,14 +79,73 @@ struct Done<T> {
 struct DoneState<T> {
     result: Option<std::thread::Result<StoreResult<T>>>,
     committed: Option<Result<(), String>>,
+    /// An async submitter's task ([`Committer::submit`]).
+    waker: Option<Waker>,
 }
 
 impl<T: Send> Finish for Done<T> {
     fn finish(&self, committed: Result<(), String>) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.committed = Some(committed);
+        let waker = state.waker.take();
+        drop(state);
         self.finished.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
+}
+
+impl<T> DoneState<T> {
+    /// The submitter's answer, once finished: its result, or the batch's
+    /// failure; `Err` with the panic if the operation panicked.
+    fn outcome(&mut self) -> Option<std::thread::Result<StoreResult<T>>> {
+        let committed = self.committed.take()?;
+        Some(match (self.result.take(), committed) {
+            (Some(Err(panic)), _) => Err(panic),
+            (Some(Ok(result)), Ok(())) => Ok(result),
+            // The operation's own failure of the database (disk full...) is
+            // what made SQLite roll the batch back: the better message.
+            (Some(Ok(Err(error @ StoreError::Backend(_)))), Err(_)) => Ok(Err(error)),
+            // Any other result may depend on an operation of the batch that
+            // is now lost.
+            (_, Err(error)) => Ok(Err(StoreError::Backend(anyhow::anyhow!(error)))),
+            (None, Ok(())) => unreachable!("a committed operation ran"),
+        })
+    }
+}
+
+/// The answer to [`Committer::submit`]: resolves once the operation's
+/// batch committed (or failed). Dropping it does not cancel the operation.
+pub(super) struct Submitted<T> {
+    done: Result<Arc<Done<T>>, ()>,
+}
+
+impl<T> Future for Submitted<T> {
+    type Output = StoreResult<T>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<StoreResult<T>> {
+        let Ok(done) = &self.done else {
+            return Poll::Ready(Err(gone()));
+        };
+        let mut state = done.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.outcome() {
+            Some(Ok(result)) => Poll::Ready(result),
+            // Not unwound into the caller's task: the panic was reported
+            // on the writer thread already.
+            Some(Err(_)) => Poll::Ready(Err(StoreError::Backend(anyhow::anyhow!(
+                "the operation panicked (see the log)"
+            )))),
+            None => {
+                state.waker = Some(context.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+fn gone() -> StoreError {
+    StoreError::Backend(anyhow::anyhow!("the SQLite writer thread is gone"))
 }
 
 impl Job {
@@ -149,55 +215,73 @@ impl Committer {
             self.writer,
             "a SQLite write from inside another write"
         );
-        let done = Arc::new(Done::<T> {
-            state: Mutex::new(DoneState {
-                result: None,
-                committed: None,
-            }),
-            finished: Condvar::new(),
-        });
-        let recorder = Arc::clone(&done);
-        let work: Work<'_> = Box::new(move |connection: &Connection| {
-            let result = panic::catch_unwind(AssertUnwindSafe(|| work(connection)));
-            let succeeded = matches!(result, Ok(Ok(_)));
-            recorder.state.lock().unwrap_or_else(PoisonError::into_inner).result = Some(result);
-            succeeded
-        });
+        let (done, work) = recorded(work);
         // SAFETY: only the lifetime changes. The closure borrows from the
         // caller's frame, which outlives every use of it: this function
         // returns only after `done` is finished, and `done` is finished only
-        // once the closure was run or dropped (see `Job`'s drop and
+        // once the closure was run or dropped (see `Job::finish` and
         // `run_batch`); if the queue is closed, `send` hands the job back
-        // and it is dropped here, before returning.
+        // and `enqueue` drops it, before returning.
         let work: Work<'static> = unsafe { std::mem::transmute::<Work<'_>, Work<'static>>(work) };
-        let job = Job {
-            work: Some(work),
-            done: Some(Arc::clone(&done) as Arc<dyn Finish>),
-        };
-        let sent = self.jobs.as_ref().map(|jobs| jobs.send(job));
-        if !matches!(sent, Some(Ok(()))) {
-            drop(sent);
-            return Err(StoreError::Backend(anyhow::anyhow!("the SQLite writer thread is gone")));
-        }
+        self.enqueue(work, &done)?;
         let mut state = done.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while state.committed.is_none() {
-            state = done.finished.wait(state).unwrap_or_else(PoisonError::into_inner);
-        }
-        let committed = state.committed.take().expect("finished");
-        let result = state.result.take();
-        drop(state);
-        match (result, committed) {
-            (Some(Err(panic)), _) => panic::resume_unwind(panic),
-            (Some(Ok(result)), Ok(())) => result,
-            // The operation's own failure of the database (disk full...) is
-            // what made SQLite roll the batch back: the better message.
-            (Some(Ok(Err(error @ StoreError::Backend(_)))), Err(_)) => Err(error),
-            // Any other result may depend on an operation of the batch that
-            // is now lost.
-            (_, Err(error)) => Err(StoreError::Backend(anyhow::anyhow!(error))),
-            (None, Ok(())) => unreachable!("a committed operation ran"),
+        loop {
+            match state.outcome() {
+                Some(Ok(result)) => return result,
+                Some(Err(panic)) => panic::resume_unwind(panic),
+                None => state = done.finished.wait(state).unwrap_or_else(PoisonError::into_inner),
+            }
         }
     }
+
+    /// [`Committer::write`] for an async caller: no thread waits for the
+    /// commit, the returned future does. `work` owns what it uses, as it
+    /// runs even if the future is dropped.
+    pub(super) fn submit<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> Submitted<T> {
+        let (done, work) = recorded(work);
+        Submitted {
+            done: self.enqueue(work, &done).map(|()| done).map_err(|_| ()),
+        }
+    }
+
+    /// Queues `work`, to finish `done`.
+    fn enqueue<T: Send + 'static>(&self, work: Work<'static>, done: &Arc<Done<T>>) -> StoreResult<()> {
+        let job = Job {
+            work: Some(work),
+            done: Some(Arc::clone(done) as Arc<dyn Finish>),
+        };
+        match self.jobs.as_ref().map(|jobs| jobs.send(job)) {
+            Some(Ok(())) => Ok(()),
+            // The job (handed back in the error) is dropped here.
+            _ => Err(gone()),
+        }
+    }
+}
+
+/// `work` as the writer runs it, recording its result (or panic) in the
+/// returned `Done`.
+fn recorded<'a, T: Send + 'static>(
+    work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'a,
+) -> (Arc<Done<T>>, Work<'a>) {
+    let done = Arc::new(Done::<T> {
+        state: Mutex::new(DoneState {
+            result: None,
+            committed: None,
+            waker: None,
+        }),
+        finished: Condvar::new(),
+    });
+    let recorder = Arc::clone(&done);
+    let work: Work<'a> = Box::new(move |connection: &Connection| {
+        let result = panic::catch_unwind(AssertUnwindSafe(|| work(connection)));
+        let succeeded = matches!(result, Ok(Ok(_)));
+        recorder.state.lock().unwrap_or_else(PoisonError::into_inner).result = Some(result);
+        succeeded
+    });
+    (done, work)
 }
 
 impl Drop for Committer {
@@ -339,6 +423,29 @@ mod tests {
             .write(|tx| Ok(tx.exec("INSERT INTO t VALUES (2)", [])?))
             .unwrap();
         assert_eq!(values(&connection), [2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submitted_writes_resolve_once_committed_and_run_even_if_dropped() {
+        let (connection, committer) = table();
+        let writes: Vec<_> = (0..50i64)
+            .map(|index| committer.submit(move |tx| Ok(tx.exec("INSERT INTO t VALUES (?1)", [index])?)))
+            .collect();
+        for write in writes {
+            assert_eq!(write.await.unwrap(), 1);
+        }
+        let refused = committer.submit(|tx| -> StoreResult<()> {
+            tx.exec("INSERT INTO t VALUES (100)", [])?;
+            Err(StoreError::Invalid("refused after writing".into()))
+        });
+        assert!(matches!(refused.await, Err(StoreError::Invalid(_))));
+        drop(committer.submit(|tx| Ok(tx.exec("INSERT INTO t VALUES (50)", [])?)));
+        // A later write commits after the dropped one: the dropped one ran.
+        committer
+            .submit(|tx| Ok(tx.exec("INSERT INTO t VALUES (51)", [])?))
+            .await
+            .unwrap();
+        assert_eq!(values(&connection), (0..52).collect::<Vec<i64>>());
     }
 
     #[test]

@@ -179,6 +179,14 @@ impl SqliteStore {
         self.committer.write(work)
     }
 
+    /// [`SqliteStore::write`] for an async caller (see `Queued`).
+    pub(super) fn submit<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> crate::namespace::Queued<T> {
+        Box::pin(self.committer.submit(work))
+    }
+
     /// A free read connection (or, if all are busy, the next one in turn,
     /// once free); None for an in-memory database.
     fn reader(&self) -> Option<MutexGuard<'_, Connection>> {

@@ -5,7 +5,7 @@ use super::locks::{check_locks, now_secs};
 use super::CachedSql;
 use super::SqliteStore;
 use crate::namespace::{
-    check_inline_size, FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, UploadRecord,
+    check_inline_size, FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, Queued, UploadRecord,
     DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ, WRITE,
 };
 use crate::{StoreError, StoreResult};
@@ -601,6 +601,18 @@ impl NamespaceStore for SqliteStore {
         self.write(|tx| mkdir_in(tx, who, path, mode, parents, now_ms))
     }
 
+    fn mkdir_queued(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        mode: u32,
+        parents: bool,
+        now_ms: u64,
+    ) -> Option<Queued<Stat>> {
+        let (who, path) = (who.clone(), path.clone());
+        Some(self.submit(move |tx| mkdir_in(tx, &who, &path, mode, parents, now_ms)))
+    }
+
     fn remove(&self, who: &Principal, path: &DfsPath, recursive: bool, now_ms: u64) -> StoreResult<()> {
         self.write(|tx| remove_in(tx, who, path, recursive, now_ms))
     }
@@ -738,6 +750,19 @@ impl NamespaceStore for SqliteStore {
         now_ms: u64,
     ) -> StoreResult<Stat> {
         self.write(|tx| write_inline_in(tx, who, path, data, mode, no_clobber, now_ms))
+    }
+
+    fn write_inline_queued(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        data: &[u8],
+        mode: Option<u32>,
+        no_clobber: bool,
+        now_ms: u64,
+    ) -> Option<Queued<Stat>> {
+        let (who, path, data) = (who.clone(), path.clone(), data.to_vec());
+        Some(self.submit(move |tx| write_inline_in(tx, &who, &path, &data, mode, no_clobber, now_ms)))
     }
 
     fn begin_upload(&self, who: &Principal, upload: &UploadRecord) -> StoreResult<()> {
