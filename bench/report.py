@@ -172,8 +172,9 @@ def seaweed_ratios(by, system, workload, value, ratio):
         # if it was more than 10 % faster.
         for peer in reversed(SEAWEED):
             faster = by.get((peer, workload))
-            if SYSTEMS[peer][3] < synced and faster and (best is None or faster > 1.1 * best):
-                peers.append(peer)
+            if SYSTEMS[peer][3] < synced and faster:
+                if best is None or faster > 1.1 * best:
+                    peers.append(peer)
                 break
     cells = []
     for peer in peers:
@@ -193,7 +194,7 @@ def svg(rows):
         "W1 get": ("disk read", baselines.get("read")),
         "W1 get warm": ("loopback", baselines.get("loopback")),
     }
-    panel_width, bar_height, gap, label_width = 420, 16, 4, 140
+    panel_width, bar_height, gap, label_width = 470, 16, 4, 190
     slots = max(len({r["system"] for r in rows if r["workload"] == w}) for w in panels) if panels else 1
     panel_height = 44 + slots * (bar_height + gap) + 10
     columns = 2

@@ -22,7 +22,7 @@
 //! `put` posts the receipts of chunks sent while more are to come, so the
 //! directory service records them at once: rerunning an interrupted upload
 //! sends only the chunks it does not have. It posts them in the background,
-//! one post at a time (each is a metadata commit), so that the next chunk is
+//! one post at a time (each is one or more metadata commits), so that the next chunk is
 //! never held back by one: puts of 1 GiB took 1.19 s instead of 1.30 s
 //! (medians of 12 each, alternated).
 
@@ -174,8 +174,8 @@ impl Client {
         let mut summary = PutSummary::default();
         let mut in_flight = FuturesOrdered::new();
         let mut finished_reading = false;
-        // The receipts post under way, if any.
-        let mut posting: Option<tokio::task::JoinHandle<()>> = None;
+        // The receipts post under way, if any (aborted if the put fails).
+        let mut posting: Option<Spawned<()>> = None;
         loop {
             while !finished_reading && in_flight.len() < self.parallelism.max(1) {
                 let data = read_chunk(source, chunk_size).await?;
@@ -210,13 +210,14 @@ impl Client {
             // now, so that an interruption does not lose them: in the
             // background, one post at a time, so that the next chunk is not
             // held back by a metadata commit.
-            let idle = posting.as_ref().is_none_or(tokio::task::JoinHandle::is_finished);
+            let idle = posting.as_ref().is_none_or(|posting| posting.0.is_finished());
             if idle && !unposted.is_empty() && (!finished_reading || !in_flight.is_empty()) {
                 let (client, upload_id) = (self.clone(), started.upload_id.clone());
                 let batch = std::mem::take(&mut unposted);
-                posting = Some(tokio::spawn(
-                    async move { client.post_receipts(&upload_id, batch).await },
-                ));
+                posting = Some(Spawned(tokio::spawn(async move {
+                    client.post_receipts(&upload_id, batch).await;
+                    Ok(())
+                })));
             }
         }
         // Not racing the commit.

@@ -118,29 +118,34 @@ impl<T> DoneState<T> {
 /// The answer to [`Committer::submit`]: resolves once the operation's
 /// batch committed (or failed). Dropping it does not cancel the operation.
 pub(super) struct Submitted<T> {
-    done: Result<Arc<Done<T>>, ()>,
+    /// `None` once the answer was given (or the queue was closed).
+    done: Option<Arc<Done<T>>>,
 }
 
 impl<T> Future for Submitted<T> {
     type Output = StoreResult<T>;
 
-    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<StoreResult<T>> {
-        let Ok(done) = &self.done else {
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<StoreResult<T>> {
+        let Some(done) = &self.done else {
             return Poll::Ready(Err(gone()));
         };
         let mut state = done.state.lock().unwrap_or_else(PoisonError::into_inner);
-        match state.outcome() {
-            Some(Ok(result)) => Poll::Ready(result),
+        let answer = match state.outcome() {
+            Some(Ok(result)) => result,
             // Not unwound into the caller's task: the panic was reported
             // on the writer thread already.
-            Some(Err(_)) => Poll::Ready(Err(StoreError::Backend(anyhow::anyhow!(
+            Some(Err(_)) => Err(StoreError::Backend(anyhow::anyhow!(
                 "the operation panicked (see the log)"
-            )))),
+            ))),
             None => {
                 state.waker = Some(context.waker().clone());
-                Poll::Pending
+                return Poll::Pending;
             }
-        }
+        };
+        drop(state);
+        // A poll after this one answers "gone" rather than wait forever.
+        self.done = None;
+        Poll::Ready(answer)
     }
 }
 
@@ -167,7 +172,7 @@ impl Drop for Job {
     fn drop(&mut self) {
         // A no-op if the batch already finished it.
         self.finish(Err(
-            "the SQLite writer thread stopped before this operation committed".into()
+            "the SQLite writer did not finish this operation's batch (see the log)".into(),
         ));
     }
 }
@@ -243,7 +248,7 @@ impl Committer {
     ) -> Submitted<T> {
         let (done, work) = recorded(work);
         Submitted {
-            done: self.enqueue(work, &done).map(|()| done).map_err(|_| ()),
+            done: self.enqueue(work, &done).ok().map(|()| done),
         }
     }
 

@@ -18,9 +18,11 @@
 //!   holds fewer than `MAX_BATCH`), then COMMITs: every write queued while
 //!   the previous batch was being synced shares the next fsync.
 //! - Every write, then, gets its outcome: its own result if the COMMIT
-//!   succeeded, the COMMIT's error otherwise (all operations of a failed batch
+//!   succeeded, the batch's error otherwise (all operations of a failed batch
 //!   get it, including those whose own result was an error, since that error
-//!   may have depended on an earlier operation of the batch that is now lost).
+//!   may have depended on an earlier operation of the batch that is now lost;
+//!   except an operation whose own error was the database's, such as a full
+//!   disk, which is what failed the batch: it keeps that error).
 //! - If SQLite rolls the whole transaction back by itself (I/O error, disk full)
 //!   or a savepoint cannot be released or rolled back, the batch is abandoned
 //!   (ROLLBACK) and every operation in it gets the error.
