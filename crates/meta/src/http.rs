@@ -17,7 +17,7 @@ use dfs_proto::namespace::{
 use dfs_proto::ticket::{Capability, ChunkOp, Ticket};
 use dfs_seal::ClusterKey;
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller, Verifier};
-use dfs_store::namespace::{FileContent, Principal, Queued, UploadRecord, DEFAULT_DIR_MODE};
+use dfs_store::namespace::{FileContent, Principal, UploadRecord, DEFAULT_DIR_MODE};
 use dfs_store::tx::StagedOp;
 use dfs_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
@@ -241,18 +241,6 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, StoreError
     tokio::task::spawn_blocking(work).await?.map_err(store_error)
 }
 
-/// Awaits a write the engine queued to a writer of its own (see
-/// `NamespaceStore::mkdir_queued`), or else runs `work` on the blocking pool.
-async fn queued_or_blocking<T: Send + 'static>(
-    queued: Option<Queued<T>>,
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> ApiResult<T> {
-    match queued {
-        Some(queued) => queued.await.map_err(store_error),
-        None => blocking(work).await,
-    }
-}
-
 /// Runs a read of `store`: in place if the engine's reads are quick (see
 /// `NamespaceStore::quick_reads`), else on the blocking pool.
 async fn reading<T: Send + 'static>(
@@ -400,12 +388,10 @@ async fn mkdir(
         let op = StagedOp::Mkdir { path, mode, parents };
         return Ok(ApiJson(locks::stage(&directory, who, tx, op).await?));
     }
-    let now = now_ms();
-    let queued = store.mkdir_queued(&who, &request.path, mode, request.parents, now);
-    let stat = queued_or_blocking(queued, move || {
-        store.mkdir(&who, &request.path, mode, request.parents, now)
-    })
-    .await?;
+    let stat = store
+        .mkdir_async(who, request.path, mode, request.parents, now_ms())
+        .await
+        .map_err(store_error)?;
     directory.watch.publish_stat(&stat, WatchKind::Created);
     Ok(ApiJson(stat))
 }

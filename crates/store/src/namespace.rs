@@ -20,7 +20,7 @@
 //! [`StoreError::Conflict`]: crate::StoreError::Conflict
 //! [`StoreError::Invalid`]: crate::StoreError::Invalid
 
-use crate::StoreResult;
+use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, Listing, Stat};
 use dfs_proto::path::DfsPath;
@@ -28,11 +28,21 @@ use dfs_proto::UnixSeconds;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
-/// A write queued to an engine's own writer (SQLite's writer thread): the
-/// future resolves once the write is committed, with no thread waiting for
-/// it meanwhile. Dropping it does not cancel the write.
+/// A write for an async caller ([`NamespaceStore::mkdir_async`]): resolves
+/// once the write is committed. Dropping it does not cancel the write.
 pub type Queued<T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send>>;
+
+/// Runs `work` on tokio's blocking pool, as a [`Queued`] write: what the
+/// `*_async` methods do for engines without a writer of their own.
+pub fn on_blocking_pool<T: Send + 'static>(work: impl FnOnce() -> StoreResult<T> + Send + 'static) -> Queued<T> {
+    Box::pin(async move {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|error| StoreError::Backend(anyhow::anyhow!("a store operation failed: {error}")))?
+    })
+}
 
 /// Permission bit: read (list a directory, read a file).
 pub const READ: u32 = 4;
@@ -170,19 +180,21 @@ pub trait NamespaceStore: Send + Sync {
     /// too and succeeds if `path` already is a directory.
     fn mkdir(&self, who: &Principal, path: &DfsPath, mode: u32, parents: bool, now_ms: u64) -> StoreResult<Stat>;
 
-    /// [`NamespaceStore::mkdir`] as a [`Queued`] write, if the engine has a
-    /// writer of its own; `None` if not (the caller then runs `mkdir` on a
-    /// blocking thread). An async service's most frequent writes take this
-    /// way, to spare a blocking thread waiting for every commit.
-    fn mkdir_queued(
-        &self,
-        _who: &Principal,
-        _path: &DfsPath,
-        _mode: u32,
-        _parents: bool,
-        _now_ms: u64,
-    ) -> Option<Queued<Stat>> {
-        None
+    /// [`NamespaceStore::mkdir`] for an async caller. By default on tokio's
+    /// blocking pool; an engine with a writer of its own (SQLite) queues the
+    /// write to it, so that no blocking thread waits for every commit.
+    fn mkdir_async(
+        self: Arc<Self>,
+        who: Principal,
+        path: DfsPath,
+        mode: u32,
+        parents: bool,
+        now_ms: u64,
+    ) -> Queued<Stat>
+    where
+        Self: 'static,
+    {
+        on_blocking_pool(move || self.mkdir(&who, &path, mode, parents, now_ms))
     }
 
     /// Removes `path` (needs [`WRITE`] and [`EXECUTE`] on its parent, and on
@@ -232,19 +244,22 @@ pub trait NamespaceStore: Send + Sync {
         now_ms: u64,
     ) -> StoreResult<Stat>;
 
-    /// [`NamespaceStore::write_inline`] as a [`Queued`] write, if the engine
-    /// has a writer of its own (see [`NamespaceStore::mkdir_queued`]).
+    /// [`NamespaceStore::write_inline`] for an async caller (see
+    /// [`NamespaceStore::mkdir_async`]).
     #[allow(clippy::too_many_arguments)]
-    fn write_inline_queued(
-        &self,
-        _who: &Principal,
-        _path: &DfsPath,
-        _data: &[u8],
-        _mode: Option<u32>,
-        _no_clobber: bool,
-        _now_ms: u64,
-    ) -> Option<Queued<Stat>> {
-        None
+    fn write_inline_async(
+        self: Arc<Self>,
+        who: Principal,
+        path: DfsPath,
+        data: Vec<u8>,
+        mode: Option<u32>,
+        no_clobber: bool,
+        now_ms: u64,
+    ) -> Queued<Stat>
+    where
+        Self: 'static,
+    {
+        on_blocking_pool(move || self.write_inline(&who, &path, &data, mode, no_clobber, now_ms))
     }
 
     /// Checks that `upload.path` may be written by `who` now (parent is an

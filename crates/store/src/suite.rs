@@ -1537,3 +1537,52 @@ pub fn inline_dump_round_trip(store: &dyn Store) {
         FileContent::Inline(Vec::new())
     );
 }
+
+/// The async writes (`mkdir_async`, `write_inline_async`) do what the
+/// blocking ones do, checks included, whether the engine queues them to a
+/// writer of its own (SQLite) or runs them on the blocking pool (the rest).
+/// Not in [`ALL`]: it needs the store in an `Arc`.
+pub fn async_writes_match_the_blocking_ones(store: std::sync::Arc<dyn Store>) {
+    // Engines that talk to a server block on a runtime of their own, so only
+    // the async calls run on this one.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let arc = || std::sync::Arc::clone(&store);
+    let (root, ann, bob) = (admin(), user(1000, "ann"), user(1001, "bob"));
+    store.ensure_home(ann.uid, &ann.name, 1).unwrap();
+    let made = runtime
+        .block_on(arc().mkdir_async(ann.clone(), path("/home/ann/d"), 0o700, false, 2))
+        .unwrap();
+    assert_eq!((made.kind, made.mode, made.owner_uid), (EntryKind::Dir, 0o700, ann.uid));
+    assert_eq!(store.stat(&ann, &path("/home/ann/d")).unwrap(), made);
+    let again = runtime.block_on(arc().mkdir_async(ann.clone(), path("/home/ann/d"), 0o700, false, 3));
+    assert_err(
+        again,
+        |error| matches!(error, StoreError::AlreadyExists(_)),
+        "already exists",
+    );
+    let written = runtime
+        .block_on(arc().write_inline_async(ann.clone(), path("/home/ann/d/f"), b"hello".to_vec(), None, false, 4))
+        .unwrap();
+    assert_eq!((written.size, written.version), (5, 1));
+    let (_, content) = store.file_content(&ann, &path("/home/ann/d/f")).unwrap();
+    assert!(matches!(content, FileContent::Inline(data) if data == b"hello"));
+    // Another user may neither write nor make a directory in ann's 0700 dir.
+    let denied =
+        runtime.block_on(arc().write_inline_async(bob.clone(), path("/home/ann/d/g"), b"x".to_vec(), None, false, 5));
+    assert_err(
+        denied,
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "permission denied",
+    );
+    let denied = runtime.block_on(arc().mkdir_async(bob.clone(), path("/home/ann/d/e"), 0o755, false, 6));
+    assert_err(
+        denied,
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "permission denied",
+    );
+    assert_eq!(names(&*store, &root, "/home/ann/d"), ["f"]);
+}

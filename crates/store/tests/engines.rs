@@ -12,6 +12,14 @@ fn sqlite_in_memory_passes_the_suite() {
 }
 
 #[test]
+fn sqlite_async_writes_match_the_blocking_ones() {
+    suite::async_writes_match_the_blocking_ones(std::sync::Arc::new(SqliteStore::open_in_memory().unwrap()));
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
+    suite::async_writes_match_the_blocking_ones(std::sync::Arc::new(store));
+}
+
+#[test]
 fn sqlite_on_disk_passes_the_suite_and_reopens() {
     for (name, test) in suite::ALL {
         eprintln!("sqlite (file): {name}");
@@ -183,6 +191,11 @@ mod mongo {
             eprintln!("mongo: {name} passed in {:.1?}", one.elapsed());
         }
         eprintln!("mongo: {} suite tests in {:.1?}", suite::ALL.len(), started.elapsed());
+    }
+
+    #[test]
+    fn mongo_async_writes_match_the_blocking_ones() {
+        suite::async_writes_match_the_blocking_ones(std::sync::Arc::new(MongoStore::open(&fresh_url()).unwrap()));
     }
 
     #[test]
@@ -406,6 +419,11 @@ mod pg {
             suite::ALL.len(),
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn postgres_async_writes_match_the_blocking_ones() {
+        suite::async_writes_match_the_blocking_ones(Arc::new(PostgresStore::open(&fresh_url()).unwrap()));
     }
 
     #[test]

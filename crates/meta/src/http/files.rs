@@ -1,7 +1,7 @@
 //! Inline files (see `dfs_proto::namespace`): `PUT /v1/files` writes a small
 //! file's bytes into the metadata in one request, `GET /v1/files` reads them.
 
-use super::{locks, now_ms, queued_or_blocking, reading, ApiQuery, Shared};
+use super::{locks, now_ms, reading, store_error, ApiQuery, Shared};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -57,12 +57,10 @@ pub(super) async fn write(
     let who = scope.principal(directory.principal(&ticket).await);
     let store = Arc::clone(&directory.store);
     let mode = query.mode.map(|mode| mode & 0o7777);
-    let now = now_ms();
-    let queued = store.write_inline_queued(&who, &query.path, &data, mode, query.no_clobber, now);
-    let stat = queued_or_blocking(queued, move || {
-        store.write_inline(&who, &query.path, &data, mode, query.no_clobber, now)
-    })
-    .await?;
+    let stat = store
+        .write_inline_async(who, query.path, Vec::from(data), mode, query.no_clobber, now_ms())
+        .await
+        .map_err(store_error)?;
     let kind = if stat.version == 1 {
         WatchKind::Created
     } else {

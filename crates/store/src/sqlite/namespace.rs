@@ -15,6 +15,7 @@ use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The root is inode 1 (its parent, 0, is no inode); `/home` is inode 2.
 pub(super) const SCHEMA: &str = "
@@ -601,16 +602,15 @@ impl NamespaceStore for SqliteStore {
         self.write(|tx| mkdir_in(tx, who, path, mode, parents, now_ms))
     }
 
-    fn mkdir_queued(
-        &self,
-        who: &Principal,
-        path: &DfsPath,
+    fn mkdir_async(
+        self: Arc<Self>,
+        who: Principal,
+        path: DfsPath,
         mode: u32,
         parents: bool,
         now_ms: u64,
-    ) -> Option<Queued<Stat>> {
-        let (who, path) = (who.clone(), path.clone());
-        Some(self.submit(move |tx| mkdir_in(tx, &who, &path, mode, parents, now_ms)))
+    ) -> Queued<Stat> {
+        self.submit(move |tx| mkdir_in(tx, &who, &path, mode, parents, now_ms))
     }
 
     fn remove(&self, who: &Principal, path: &DfsPath, recursive: bool, now_ms: u64) -> StoreResult<()> {
@@ -752,17 +752,16 @@ impl NamespaceStore for SqliteStore {
         self.write(|tx| write_inline_in(tx, who, path, data, mode, no_clobber, now_ms))
     }
 
-    fn write_inline_queued(
-        &self,
-        who: &Principal,
-        path: &DfsPath,
-        data: &[u8],
+    fn write_inline_async(
+        self: Arc<Self>,
+        who: Principal,
+        path: DfsPath,
+        data: Vec<u8>,
         mode: Option<u32>,
         no_clobber: bool,
         now_ms: u64,
-    ) -> Option<Queued<Stat>> {
-        let (who, path, data) = (who.clone(), path.clone(), data.to_vec());
-        Some(self.submit(move |tx| write_inline_in(tx, &who, &path, &data, mode, no_clobber, now_ms)))
+    ) -> Queued<Stat> {
+        self.submit(move |tx| write_inline_in(tx, &who, &path, &data, mode, no_clobber, now_ms))
     }
 
     fn begin_upload(&self, who: &Principal, upload: &UploadRecord) -> StoreResult<()> {
