@@ -46,9 +46,6 @@ pub(super) const MAX_BATCH: usize = 64;
 pub(super) struct Committer {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// The writer thread's id: a write from that thread (from inside another
-    /// write) would wait for itself.
-    writer: std::thread::ThreadId,
 }
 
 /// One queued operation: its closure (run once, in the batch's transaction;
@@ -199,7 +196,6 @@ impl Committer {
             })
             .map_err(|error| StoreError::Backend(anyhow::anyhow!("starting the SQLite writer thread: {error}")))?;
         Ok(Committer {
-            writer: thread.thread().id(),
             jobs: Some(jobs),
             thread: Some(thread),
         })
@@ -215,9 +211,11 @@ impl Committer {
         &self,
         work: impl FnOnce(&Connection) -> StoreResult<T> + Send,
     ) -> StoreResult<T> {
+        // From the writer thread (inside another write) it would wait for itself.
+        let writer = self.thread.as_ref().map(|thread| thread.thread().id());
         assert_ne!(
-            std::thread::current().id(),
-            self.writer,
+            Some(std::thread::current().id()),
+            writer,
             "a SQLite write from inside another write"
         );
         let (done, work) = recorded(work);
