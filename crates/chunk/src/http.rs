@@ -16,12 +16,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
 use dfs_proto::chunk::{
-    ChunkCheck, ChunkId, ChunkStored, FileServerStats, REPLICA_HEADER, VERIFY_BY_CLIENT, VERIFY_HEADER,
+    ChunkCheck, ChunkId, ChunkStored, FileServerStats, CHUNK_STREAM_PROTOCOL, REPLICA_HEADER, VERIFY_BY_CLIENT,
+    VERIFY_HEADER,
 };
 use dfs_proto::ticket::{Capability, ChunkOp, Receipt};
 use dfs_proto::{ErrorBody, ErrorCode, CAPABILITY_HEADER};
 use dfs_seal::SealError;
-use dfs_service::{ApiError, ApiResult};
+use dfs_service::{ApiError, ApiResult, TcpUpgrade};
 use futures_util::StreamExt;
 use std::sync::Arc;
 
@@ -51,6 +52,11 @@ pub fn router(server: Arc<FileServer>) -> Router {
         out.gauge("chunks", "Chunks stored.", stats.chunk_count as f64);
         out.gauge("stored_bytes", "Bytes of chunks stored.", stats.stored_bytes as f64);
         out.counter("chunk_reads_total", "Chunks served.", stats.chunk_reads as f64);
+        out.counter(
+            "chunk_streams_total",
+            "Chunks served as a raw stream (sendfile).",
+            stats.chunk_streams as f64,
+        );
         out.counter("chunk_writes_total", "Chunks written.", stats.chunk_writes as f64);
         out.counter("bytes_out_total", "Chunk bytes served.", stats.bytes_read as f64);
         out.counter("bytes_in_total", "Chunk bytes written.", stats.bytes_written as f64);
@@ -279,6 +285,7 @@ fn check_read_capability(server: &FileServer, id: &ChunkId, uri: &Uri, headers: 
 async fn get_chunk(
     State(server): State<Arc<FileServer>>,
     id: Result<Path<String>, PathRejection>,
+    upgrade: Option<TcpUpgrade>,
     uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -295,6 +302,12 @@ async fn get_chunk(
                 )))
             }
         };
+        if let Some(upgrade) = upgrade.filter(|upgrade| upgrade.protocol() == CHUNK_STREAM_PROTOCOL) {
+            // Only a reader that checks the content may have it unhashed.
+            if verify == Verify::ByReader {
+                return crate::stream::send(server, id, upgrade).await;
+            }
+        }
         return send_whole(server, id, verify).await;
     }
     let bytes = match server.store.get(&id).await {
@@ -450,7 +463,7 @@ async fn check_chunk(
 
 /// The error answer to a failed chunk read; a corrupt chunk is also
 /// quarantined and reported.
-async fn read_error(server: &FileServer, id: &ChunkId, error: ReadError) -> ApiError {
+pub(crate) async fn read_error(server: &FileServer, id: &ChunkId, error: ReadError) -> ApiError {
     match error {
         ReadError::NotFound => ApiError::not_found(format!("chunk {id} is not on this server")),
         ReadError::Corrupt { actual } => {

@@ -9,6 +9,7 @@
 //! - [`store`]: the on-disk chunk store; pure file I/O, no HTTP.
 //! - [`http`]: the routes (`PUT`/`GET /v1/chunks/{id}`, `GET /v1/stats`) and [`router`].
 //! - [`replicate`]: how a primary streams a chunk to its workers.
+//! - `stream`: whole-chunk reads sent by `sendfile(2)` on an upgraded connection.
 //! - [`range`]: `Range` header parsing for partial reads.
 //! - [`heartbeat`]: the periodic report to the directory service.
 //! - [`repair`]: routes for the directory's background work: copy a chunk
@@ -29,6 +30,11 @@
 //!   piece is sent only after the whole content hashed to the id; otherwise
 //!   the body ends with an error short of its `Content-Length`, so the
 //!   reader gets a failed, truncated transfer, never a complete bad chunk.
+//! - Whole-chunk GET from a reader that checks the content itself
+//!   (`x-dfs-verify: client`, the `dfs` client): sent unhashed, as pieces of
+//!   an HTTP body or, if it asks for the `dfs-chunk` upgrade on plain HTTP,
+//!   by `sendfile(2)`. Such a reader that finds a copy corrupt asks the
+//!   server to check it (`POST /v1/chunks/{id}/check`).
 //! - GET with `Range`: the whole chunk is read and hashed before the range
 //!   is sent ([`store::ChunkStore::get`]).
 //! - Any read that finds a chunk corrupt quarantines and reports it, as the
@@ -43,6 +49,7 @@ pub mod replicate;
 pub mod scrub;
 pub mod server;
 pub mod store;
+mod stream;
 
 pub use http::{router, MAX_CHUNK_BYTES};
 pub use server::{run, Config, FileServer};

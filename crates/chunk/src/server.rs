@@ -177,6 +177,7 @@ impl FileServer {
             chunk_count: counters.chunk_count.load(Ordering::Relaxed),
             stored_bytes: counters.stored_bytes.load(Ordering::Relaxed),
             chunk_reads: counters.chunk_reads.load(Ordering::Relaxed),
+            chunk_streams: counters.chunk_streams.load(Ordering::Relaxed),
             chunk_writes: counters.chunk_writes.load(Ordering::Relaxed),
             bytes_read: counters.bytes_read.load(Ordering::Relaxed),
             bytes_written: counters.bytes_written.load(Ordering::Relaxed),
@@ -190,6 +191,7 @@ pub(crate) struct Counters {
     pub chunk_count: AtomicU64,
     pub stored_bytes: AtomicU64,
     pub chunk_reads: AtomicU64,
+    pub chunk_streams: AtomicU64,
     pub chunk_writes: AtomicU64,
     pub bytes_read: AtomicU64,
     pub bytes_written: AtomicU64,
@@ -208,6 +210,11 @@ impl Counters {
     pub fn record_read(&self, bytes_sent: u64) {
         self.chunk_reads.fetch_add(1, Ordering::Relaxed);
         self.bytes_read.fetch_add(bytes_sent, Ordering::Relaxed);
+    }
+
+    /// A read sent as a raw stream (counted by [`Counters::record_read`] too).
+    pub fn record_stream(&self) {
+        self.chunk_streams.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -208,12 +208,7 @@ impl ChunkStore {
 
     /// Opens a chunk for a streamed read, checked here or by the reader. Blocking.
     pub fn open_reader(&self, id: &ChunkId, verify: Verify) -> Result<ChunkReader, ReadError> {
-        let file = match std::fs::File::open(self.chunk_path(id)) {
-            Ok(file) => file,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(ReadError::NotFound),
-            Err(error) => return Err(ReadError::Io(error)),
-        };
-        let len = file.metadata()?.len();
+        let (file, len) = self.open_file(id)?;
         if len == 0 && verify == Verify::Here {
             // No piece will ever be read, so check the (empty) content now.
             let actual = ChunkId::from_hash_bytes(blake3::hash(&[]).as_bytes());
@@ -228,6 +223,18 @@ impl ChunkStore {
             len,
             remaining: len,
         })
+    }
+
+    /// Opens a chunk's file, with its length, for a reader that checks the
+    /// content itself ([`Verify::ByReader`]). Blocking.
+    pub fn open_file(&self, id: &ChunkId) -> Result<(std::fs::File, u64), ReadError> {
+        let file = match std::fs::File::open(self.chunk_path(id)) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(ReadError::NotFound),
+            Err(error) => return Err(ReadError::Io(error)),
+        };
+        let len = file.metadata()?.len();
+        Ok((file, len))
     }
 
     /// Marks the chunk as just written (a write of a chunk already present),

@@ -3,8 +3,8 @@
 
 use dfs_chunk::{run, Config};
 use dfs_proto::chunk::{
-    ChunkCheck, ChunkId, ChunkStored, FileServerStats, Heartbeat, ServerRef, REPLICA_HEADER, VERIFY_BY_CLIENT,
-    VERIFY_HEADER,
+    ChunkCheck, ChunkId, ChunkStored, FileServerStats, Heartbeat, ServerRef, CHUNK_LENGTH_HEADER,
+    CHUNK_STREAM_PROTOCOL, REPLICA_HEADER, VERIFY_BY_CLIENT, VERIFY_HEADER,
 };
 use dfs_proto::ticket::{Capability, ChunkOp, Role};
 use dfs_proto::{ErrorBody, ErrorCode, CAPABILITY_HEADER};
@@ -576,6 +576,103 @@ async fn a_client_checked_read_is_sent_unchecked_and_a_check_quarantines_a_bad_c
     assert_eq!(std::fs::read_dir(dir.path().join("quarantine")).unwrap().count(), 1);
     let (status, _) = error_of(check(Some(read)).await.unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+/// `GET /v1/chunks/{id}` as written by hand on a new connection, from a
+/// reader that checks the chunk, asking for the `dfs-chunk` upgrade; everything the server sent until it closed.
+async fn raw_stream_request(server: &TestServer, id: &ChunkId, capability: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /v1/chunks/{id} HTTP/1.1\r\nhost: test\r\n{CAPABILITY_HEADER}: {capability}\r\n\
+         {VERIFY_HEADER}: {VERIFY_BY_CLIENT}\r\n\
+         connection: upgrade\r\nupgrade: {CHUNK_STREAM_PROTOCOL}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection after the stream")
+        .unwrap();
+    answer
+}
+
+/// A reader that checks chunks itself may have one as a raw stream: `101`
+/// with the length, exactly the chunk's bytes, then the end of the
+/// connection. The upgrade is declined (the ordinary answer, on an HTTP
+/// connection) for a reader that does not check, and for a missing chunk.
+#[tokio::test]
+async fn a_chunk_stream_is_exactly_the_chunk_after_a_101() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&key, dir.path()).await;
+    let bytes = content(3 * 1024 * 1024 + 5, 21);
+    let id = server.store(&key, &bytes).await;
+    let read = read_capability(&key, &id);
+
+    let answer = raw_stream_request(&server, &id, &read).await;
+    let end_of_head = answer.windows(4).position(|window| window == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8(answer[..end_of_head].to_vec())
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    assert!(
+        head.contains(&format!("upgrade: {CHUNK_STREAM_PROTOCOL}\r\n")),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("{CHUNK_LENGTH_HEADER}: {}\r\n", bytes.len())),
+        "{head}"
+    );
+    assert!(
+        answer[end_of_head..] == bytes[..],
+        "the stream is the chunk, and nothing more"
+    );
+    assert_eq!(server.stats().await.chunk_streams, 1);
+
+    // Without the reader's check: the ordinary, checked, answer.
+    let declined = client()
+        .get(format!("{}/v1/chunks/{id}", server.url))
+        .header(CAPABILITY_HEADER, &read)
+        .header("connection", "upgrade")
+        .header("upgrade", CHUNK_STREAM_PROTOCOL)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declined.status(), StatusCode::OK);
+    assert!(declined.bytes().await.unwrap() == bytes);
+
+    // A missing chunk: the usual 404, whatever was asked.
+    let missing = id_of(b"never stored");
+    let response = client()
+        .get(format!("{}/v1/chunks/{missing}", server.url))
+        .header(CAPABILITY_HEADER, read_capability(&key, &missing))
+        .header(VERIFY_HEADER, VERIFY_BY_CLIENT)
+        .header("connection", "upgrade")
+        .header("upgrade", CHUNK_STREAM_PROTOCOL)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(response).await;
+    assert_eq!((status, body.code), (StatusCode::NOT_FOUND, ErrorCode::NotFound));
+    // An unknown protocol is declined too.
+    let response = client()
+        .get(format!("{}/v1/chunks/{id}", server.url))
+        .header(CAPABILITY_HEADER, &read)
+        .header(VERIFY_HEADER, VERIFY_BY_CLIENT)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.bytes().await.unwrap() == bytes);
+
+    let stats = server.stats().await;
+    assert_eq!((stats.chunk_streams, stats.chunk_reads), (1, 3));
     server.stop().await;
 }
 

@@ -255,8 +255,10 @@ impl Client {
     }
 
     /// An answer turned into an [`Error`] unless it is a success.
+    /// (`101 Switching Protocols` counts as one: only a request that asked
+    /// for an upgrade gets it.)
     async fn check(service: Service, response: Response) -> Result<Response> {
-        if response.status().is_success() {
+        if response.status().is_success() || response.status() == reqwest::StatusCode::SWITCHING_PROTOCOLS {
             return Ok(response);
         }
         let status = response.status().as_u16();

@@ -8,9 +8,11 @@
 //!
 //! `get` asks for the layout, fetches chunks in parallel (in order), checks
 //! every chunk's BLAKE3 hash and falls back to the next replica on any error.
-//! Each chunk in flight is a task of its own, hashed as its body arrives and
-//! kept as the pieces the connection delivered (no copy into one buffer);
-//! memory is bounded by `parallelism x chunk size`, as for `put`. A file
+//! Each chunk in flight is a task of its own, hashed as it arrives: a chunk
+//! of at least [`STREAM_MIN_BYTES`] as a raw stream the file server sends by
+//! `sendfile(2)`, read into one buffer; a smaller one (or any over HTTPS) as
+//! an HTTP body, kept as the pieces the connection delivered. Memory is
+//! bounded by `parallelism x chunk size`, as for `put`. A file
 //! server ends a body with an error instead of finishing a chunk that failed
 //! its own check, which the client sees as a failed read of that replica.
 //!
@@ -28,7 +30,9 @@
 
 use crate::{Client, Error, Result, Service};
 use bytes::{Bytes, BytesMut};
-use dfs_proto::chunk::{ChunkId, ChunkStored, VERIFY_BY_CLIENT, VERIFY_HEADER};
+use dfs_proto::chunk::{
+    ChunkId, ChunkStored, CHUNK_LENGTH_HEADER, CHUNK_STREAM_PROTOCOL, VERIFY_BY_CLIENT, VERIFY_HEADER,
+};
 use dfs_proto::namespace::{
     BeginUpload, ChunkLocation, ChunkRef, CommitUpload, PlaceChunks, Placements, Stat, UploadStarted,
 };
@@ -57,6 +61,11 @@ const PATIENT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a chunk body may make no progress (read or upload) before the
 /// transfer is abandoned as stalled.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Chunks this large or larger are read as a raw stream (see
+/// `Client::fetch_from`). Smaller ones take an ordinary GET on a pooled
+/// connection: a stream costs a new connection per chunk.
+pub const STREAM_MIN_BYTES: u64 = 1024 * 1024;
 
 /// Longest a primary may take to answer once it has the whole chunk: it
 /// writes it durably and waits for its workers (which it gives up on sooner).
@@ -526,8 +535,12 @@ impl Client {
 
     /// One attempt at one replica: headers within `first_byte`, then no
     /// pause longer than [`STALL_TIMEOUT`], and the right hash and size.
-    /// The chunk is hashed as it arrives and kept as the pieces the
-    /// connection delivered, so no byte is copied.
+    /// The chunk is hashed as it arrives. A chunk of at least
+    /// [`STREAM_MIN_BYTES`] is asked for as a raw stream (which the server
+    /// sends by `sendfile(2)`, see [`dfs_proto::chunk::CHUNK_STREAM_PROTOCOL`])
+    /// and read into one buffer; otherwise, or if the server answers with a
+    /// plain body (over HTTPS), it is kept as the pieces the connection
+    /// delivered, so no byte is copied.
     async fn fetch_from(
         &self,
         location: &ChunkLocation,
@@ -536,13 +549,18 @@ impl Client {
     ) -> Result<Vec<Bytes>> {
         let url = format!("{}/v1/chunks/{}", replica.url.trim_end_matches('/'), location.id);
         // This client hashes every chunk, so the server need not.
-        let request = self
+        let mut request = self
             .http
             .get(&url)
             .header(CAPABILITY_HEADER, &location.capability)
             .header(VERIFY_HEADER, VERIFY_BY_CLIENT)
             .timeout(CHUNK_TIMEOUT);
-        let mut response = tokio::time::timeout(first_byte, self.send(Service::FileServer, request, &url))
+        if location.size >= STREAM_MIN_BYTES {
+            request = request
+                .header(reqwest::header::CONNECTION, "upgrade")
+                .header(reqwest::header::UPGRADE, CHUNK_STREAM_PROTOCOL);
+        }
+        let response = tokio::time::timeout(first_byte, self.send(Service::FileServer, request, &url))
             .await
             .map_err(|_| {
                 Error::unresponsive(
@@ -551,35 +569,72 @@ impl Client {
                     format!("no answer within {} s", first_byte.as_secs()),
                 )
             })??;
-        let mut pieces = Vec::new();
-        let mut received = 0u64;
+        let stalled = || {
+            Error::unresponsive(
+                Service::FileServer,
+                &url,
+                format!("the chunk stalled for {} s", STALL_TIMEOUT.as_secs()),
+            )
+        };
+        let too_long = || {
+            Error::Protocol(format!(
+                "chunk {} from {} is longer than {} bytes",
+                location.id, replica.id, location.size
+            ))
+        };
         let mut hasher = blake3::Hasher::new();
-        loop {
-            let piece = tokio::time::timeout(STALL_TIMEOUT, response.chunk())
-                .await
-                .map_err(|_| {
-                    Error::unresponsive(
-                        Service::FileServer,
-                        &url,
-                        format!("the chunk stalled for {} s", STALL_TIMEOUT.as_secs()),
-                    )
-                })?
-                .map_err(|error| Error::unreachable(Service::FileServer, &url, error))?;
-            match piece {
-                Some(piece) if received + piece.len() as u64 <= location.size => {
-                    received += piece.len() as u64;
-                    hasher.update(&piece);
-                    pieces.push(piece);
-                }
-                Some(_) => {
-                    return Err(Error::Protocol(format!(
-                        "chunk {} from {} is longer than {} bytes",
-                        location.id, replica.id, location.size
-                    )))
-                }
-                None => break,
+        let (pieces, received) = if response.status() == reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            let announced = response
+                .headers()
+                .get(CHUNK_LENGTH_HEADER)
+                .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+            if announced != Some(location.size) {
+                return Err(Error::Protocol(format!(
+                    "{} offered chunk {} as a stream of {announced:?} bytes, not {}",
+                    replica.id, location.id, location.size
+                )));
             }
-        }
+            let size = usize::try_from(location.size).map_err(|_| too_long())?;
+            let mut stream = response
+                .upgrade()
+                .await
+                .map_err(|error| Error::unreachable(Service::FileServer, &url, error))?;
+            let mut data = Vec::with_capacity(size);
+            while data.len() < size {
+                let start = data.len();
+                // Reads at most the spare capacity: the chunk, no more.
+                let read = tokio::time::timeout(STALL_TIMEOUT, stream.read_buf(&mut data))
+                    .await
+                    .map_err(|_| stalled())?
+                    .map_err(|error| Error::unresponsive(Service::FileServer, &url, error.to_string()))?;
+                if read == 0 {
+                    break;
+                }
+                hasher.update(&data[start..]);
+            }
+            let received = data.len() as u64;
+            (vec![Bytes::from(data)], received)
+        } else {
+            let mut response = response;
+            let mut pieces = Vec::new();
+            let mut received = 0u64;
+            loop {
+                let piece = tokio::time::timeout(STALL_TIMEOUT, response.chunk())
+                    .await
+                    .map_err(|_| stalled())?
+                    .map_err(|error| Error::unreachable(Service::FileServer, &url, error))?;
+                match piece {
+                    Some(piece) if received + piece.len() as u64 <= location.size => {
+                        received += piece.len() as u64;
+                        hasher.update(&piece);
+                        pieces.push(piece);
+                    }
+                    Some(_) => return Err(too_long()),
+                    None => break,
+                }
+            }
+            (pieces, received)
+        };
         let id = ChunkId::from_hash_bytes(hasher.finalize().as_bytes());
         if id != location.id || received != location.size {
             self.ask_for_check(&url, &location.capability).await;

@@ -7,7 +7,13 @@
 //! - `GET /v1/chunks/{id}` with a read capability, optional `Range: bytes=a-b`.
 //!   The server hashes what it sends and never completes a chunk that does
 //!   not match its id, unless the reader sets `x-dfs-verify: client` (see
-//!   [`VERIFY_HEADER`]) on a whole-chunk read.
+//!   [`VERIFY_HEADER`]) on a whole-chunk read. Such a reader may also ask,
+//!   with `Connection: upgrade` and `Upgrade: dfs-chunk` ([`CHUNK_STREAM_PROTOCOL`]),
+//!   for the chunk as a raw stream: over plain HTTP the server answers
+//!   `101 Switching Protocols` with the chunk's size in [`CHUNK_LENGTH_HEADER`],
+//!   sends exactly that many bytes on the connection (by `sendfile(2)`, no
+//!   copy through the server's memory) and closes it. Otherwise it answers as
+//!   to any GET (a `200`, or an error).
 //! - `POST /v1/chunks/{id}/check` with a read capability: the server hashes
 //!   its copy; a corrupt copy is quarantined and reported to the directory
 //!   service. Answers [`ChunkCheck`]. A reader that found a copy corrupt asks
@@ -35,6 +41,13 @@ pub const VERIFY_HEADER: &str = "x-dfs-verify";
 
 /// The one value of [`VERIFY_HEADER`].
 pub const VERIFY_BY_CLIENT: &str = "client";
+
+/// The `Upgrade` protocol of a whole-chunk read sent as a raw stream.
+pub const CHUNK_STREAM_PROTOCOL: &str = "dfs-chunk";
+
+/// Header of a `101` answer to a [`CHUNK_STREAM_PROTOCOL`] read: how many
+/// bytes follow on the connection.
+pub const CHUNK_LENGTH_HEADER: &str = "x-dfs-chunk-length";
 
 /// The answer to `POST /v1/chunks/{id}/check`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +138,9 @@ pub struct FileServerStats {
     pub stored_bytes: u64,
     /// Chunk reads served since start.
     pub chunk_reads: u64,
+    /// Of those, the ones sent as a raw stream ([`CHUNK_STREAM_PROTOCOL`]).
+    #[serde(default)]
+    pub chunk_streams: u64,
     /// Chunk writes accepted since start (including forwarded replicas).
     pub chunk_writes: u64,
     pub bytes_read: u64,

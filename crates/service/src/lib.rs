@@ -7,6 +7,8 @@
 //!   and [`Verifier`], which holds the cluster key and the revocation list.
 //! - [`serve`]: running a router on a bound listener until a shutdown future resolves,
 //!   over HTTP or HTTPS.
+//! - [`upgrade`]: [`TcpUpgrade`], an HTTP/1.1 upgrade that hands a handler the plain
+//!   [`tokio::net::TcpStream`] (for `sendfile(2)`).
 //! - [`tls`]: the process's TLS settings: the server certificate, and [`tls::http_client`],
 //!   the builder of every client a service uses to call another (it trusts the cluster's CA).
 //! - [`request_id`]: `x-request-id` taken or made, kept in a log span, echoed and forwarded.
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod request_id;
 pub mod serve;
 pub mod tls;
+pub mod upgrade;
 
 pub use caller::{Caller, Verifier};
 pub use error::{ApiError, ApiResult};
@@ -31,3 +34,4 @@ pub use metrics::Metrics;
 pub use request_id::{ForwardRequestId, REQUEST_ID_HEADER};
 pub use serve::{finish_router, finish_router_with, serve, serve_tls, shutdown_signal};
 pub use tls::http_client;
+pub use upgrade::TcpUpgrade;

@@ -4,6 +4,7 @@ use crate::metrics::Metrics;
 use crate::ApiError;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
+use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +45,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     match &crate::tls::settings().server {
         Some(config) => serve_tls(listener, router, Arc::clone(config), shutdown).await,
-        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await,
+        None => {
+            accept_loop(
+                listener,
+                router.layer(axum::Extension(crate::upgrade::PlainTcp)),
+                None,
+                shutdown,
+            )
+            .await
+        }
     }
 }
 
@@ -52,17 +61,39 @@ pub async fn serve(
 /// the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// [`serve`] over HTTPS with `config`: the accept loop `axum::serve` has,
-/// with a TLS handshake first. A connection that starts with plain HTTP is
-/// answered with a JSON error telling to use `https://`.
+/// [`serve`] over HTTPS with `config`. A connection that starts with plain
+/// HTTP is answered with a JSON error telling to use `https://`.
 pub async fn serve_tls(
     listener: TcpListener,
     router: Router,
     config: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    accept_loop(
+        listener,
+        router,
+        Some(tokio_rustls::TlsAcceptor::from(config)),
+        shutdown,
+    )
+    .await
+}
+
+/// The one accept loop, for HTTP and (with `tls`) HTTPS: HTTP/1.1 with
+/// upgrades (see [`TcpUpgrade`]) on every connection. On shutdown it stops
+/// accepting, lets each connection finish the request it is serving, and
+/// returns once all have closed. (`axum::serve` cannot be used: its
+/// connections hand an upgrade over wrapped in a type of hyper-util's that
+/// cannot be unwrapped back into the `TcpStream`.)
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Shutdown is signalled to every connection through `stop`; each holds
+    // a `live` receiver until it ends, so `live_sender.closed()` waits for them all.
+    let (stop_sender, stop) = tokio::sync::watch::channel(());
+    let (live_sender, live) = tokio::sync::watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -77,33 +108,55 @@ pub async fn serve_tls(
             },
             _ = &mut shutdown => break,
         };
-        let acceptor = acceptor.clone();
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let watcher = connections.watcher();
+        let (tls, stop, live) = (tls.clone(), stop.clone(), live.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&acceptor, stream)).await {
-                Ok(Ok(Some(tls))) => tls,
-                Ok(Ok(None)) => return,
-                Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
+            let Some(acceptor) = tls else {
+                serve_connection(TokioIo::new(stream), service, stop, peer).await;
+                drop(live);
+                return;
             };
-            let connection =
-                hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&acceptor, stream)).await {
+                Ok(Ok(Some(tls))) => serve_connection(TokioIo::new(tls), service, stop, peer).await,
+                Ok(Ok(None)) => {}
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
+            drop(live);
         });
     }
     drop(listener);
-    connections.shutdown().await;
+    let _ = stop_sender.send(());
+    drop((stop, live));
+    live_sender.closed().await;
     Ok(())
+}
+
+/// Serves one connection until it closes, is upgraded, or (after `stop`
+/// changes) has finished the request in flight.
+async fn serve_connection<I>(
+    io: I,
+    service: hyper_util::service::TowerToHyperService<Router>,
+    mut stop: tokio::sync::watch::Receiver<()>,
+    peer: std::net::SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let connection = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    let outcome = tokio::select! {
+        outcome = connection.as_mut() => outcome,
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = outcome {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
 }
 
 /// The TLS handshake, or `None` after answering a plain HTTP request.

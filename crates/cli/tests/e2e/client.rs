@@ -1,7 +1,7 @@
 //! The client: the chunk cache and its consistency, resumable uploads, tree
 //! transfers, and change events.
 
-use crate::{cluster_with_users, http};
+use crate::{cluster_with_users, file_server_counter, http};
 use dfs_testkit::{Cluster, Output};
 use rand::RngCore;
 use std::path::{Path, PathBuf};
@@ -39,23 +39,6 @@ fn json(cluster: &Cluster, user: &str, cache: &Path, args: &[&str]) -> serde_jso
     let output = run(cluster, user, cache, &all);
     assert_eq!(output.code, Some(0), "dfs {args:?} as {user} failed: {}", output.stderr);
     serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("{error}: {}", output.stdout_text()))
-}
-
-/// The sum of one counter of `GET /v1/stats` over every file server.
-async fn file_server_counter(cluster: &Cluster, counter: &str) -> u64 {
-    let mut total = 0;
-    for url in &cluster.banner.file_server_urls {
-        let stats: serde_json::Value = http()
-            .get(format!("{url}/v1/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        total += stats[counter].as_u64().expect("a counter");
-    }
-    total
 }
 
 fn write_local(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {

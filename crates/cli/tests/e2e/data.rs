@@ -1,6 +1,6 @@
 //! The data path end to end: namespace, upload, download, replicas, permissions.
 
-use crate::{assert_error, cluster_with_users, http};
+use crate::{assert_error, cluster_with_users, file_server_counter, http};
 use base64::Engine as _;
 use dfs_testkit::Cluster;
 use rand::RngCore;
@@ -337,8 +337,17 @@ async fn a_corrupt_copy_a_client_reads_is_quarantined_at_once() {
         damaged.push((server, id, path));
     }
     // Past the client's disk cache, which holds what the put sent.
+    let streams_before = file_server_counter(&cluster, "chunk_streams").await;
     let fetched = cluster.ok("ann", &["--no-cache", "cat", "/home/ann/rotting"], b"");
     assert_eq!(blake3::hash(&fetched), blake3::hash(&bytes));
+    // Chunks of 1 MiB or more come as raw streams (sendfile), unchecked by
+    // the server: the damaged copies and then the good ones (the last chunk is
+    // too small for a stream).
+    assert_eq!(
+        file_server_counter(&cluster, "chunk_streams").await - streams_before,
+        4,
+        "two damaged copies, then two good ones, of the two full chunks"
+    );
     // No scrub ran (they run daily here): the reader's request moved each bad copy aside.
     for (server, id, path) in &damaged {
         assert!(!path.exists(), "the corrupt copy of {id} on {server} is still served");

@@ -53,6 +53,23 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// The sum of one counter of `GET /v1/stats` over every file server.
+pub async fn file_server_counter(cluster: &Cluster, counter: &str) -> u64 {
+    let mut total = 0;
+    for url in &cluster.banner.file_server_urls {
+        let stats: serde_json::Value = http()
+            .get(format!("{url}/v1/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        total += stats[counter].as_u64().expect("a counter");
+    }
+    total
+}
+
 /// Asserts a response is our JSON error with this status and code.
 pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> String {
     assert_eq!(response.status().as_u16(), status, "status");
