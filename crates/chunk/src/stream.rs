@@ -6,12 +6,10 @@
 //! themselves, as the server does not.
 
 use crate::server::FileServer;
-use crate::store::ReadError;
 use axum::http::HeaderValue;
 use axum::response::Response;
 use dfs_proto::chunk::{ChunkId, CHUNK_LENGTH_HEADER};
 use dfs_service::{ApiError, ApiResult, TcpUpgrade};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,8 +38,8 @@ pub(crate) async fn send(server: Arc<FileServer>, id: ChunkId, upgrade: TcpUpgra
         .body(axum::body::Body::empty())
         .map_err(ApiError::internal)?;
     let sending = async move {
-        let stream = match upgrade.into_stream().await {
-            Ok(stream) => stream,
+        let (stream, live) = match upgrade.into_stream().await {
+            Ok(taken) => taken,
             Err(error) => {
                 tracing::debug!(chunk = %id, %error, "the chunk stream was not taken up");
                 return;
@@ -51,13 +49,16 @@ pub(crate) async fn send(server: Arc<FileServer>, id: ChunkId, upgrade: TcpUpgra
             Ok(stream) => tokio::task::spawn_blocking(move || send_file(&stream, &file, len)).await,
             Err(error) => Ok(Err(SendError::Connection(error))),
         };
+        drop(live);
         match sent {
             Ok(Ok(())) => {}
             Ok(Err(SendError::Read(error))) => {
-                let _ = crate::http::read_error(&server, &id, ReadError::Io(error)).await;
+                // The reader sees a short stream and tries another replica.
+                tracing::error!(chunk = %id, %error, "reading a chunk to send it");
             }
             // The reader went away or stalled: its problem, and it will say so.
             Ok(Err(SendError::Connection(error))) => tracing::debug!(chunk = %id, %error, "sending a chunk stream"),
+            Ok(Err(SendError::Other(error))) => tracing::warn!(chunk = %id, %error, "sending a chunk stream"),
             Err(error) => tracing::error!(chunk = %id, %error, "sending a chunk stream panicked"),
         }
     };
@@ -71,27 +72,38 @@ pub(crate) async fn send(server: Arc<FileServer>, id: ChunkId, upgrade: TcpUpgra
 /// Why a send stopped short.
 #[derive(Debug)]
 enum SendError {
-    /// The file could not be read (or was shorter than at open).
+    /// The file could not be read, or was shorter than at open.
     Read(std::io::Error),
     /// The connection failed, or the reader stopped reading.
     Connection(std::io::Error),
+    /// Neither, as far as the error says.
+    Other(std::io::Error),
 }
 
 impl From<std::io::Error> for SendError {
     fn from(error: std::io::Error) -> Self {
-        SendError::Connection(error)
+        use std::io::ErrorKind::*;
+        match error.kind() {
+            BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | WouldBlock | TimedOut => {
+                SendError::Connection(error)
+            }
+            _ if error.raw_os_error() == Some(libc::EIO) => SendError::Read(error),
+            _ => SendError::Other(error),
+        }
     }
 }
 
-/// Sends the first `len` bytes of `file` on `stream`, then ends the
-/// stream's sending side. Blocking: the socket is switched to blocking
-/// mode, with [`SEND_STALL_TIMEOUT`] as its send timeout, and a chunk not in
-/// the page cache is read from disk inside `sendfile`.
+/// Sends the first `len` bytes of `file` on `stream` with `sendfile(2)`,
+/// then ends the stream's sending side. Blocking: the socket is switched to
+/// blocking mode, with [`SEND_STALL_TIMEOUT`] as its send timeout (a
+/// stalled reader fails the send with `WouldBlock`), and a chunk not in the
+/// page cache is read from disk inside `sendfile`. (`std::io::copy` would
+/// read and write: it uses `sendfile` only towards pipes.)
 fn send_file(stream: &std::net::TcpStream, file: &std::fs::File, len: u64) -> Result<(), SendError> {
     stream.set_nonblocking(false)?;
     stream.set_write_timeout(Some(SEND_STALL_TIMEOUT))?;
     let mut offset: libc::off_t = 0;
-    let end = libc::off_t::try_from(len).map_err(|_| SendError::Read(std::io::Error::other("chunk too large")))?;
+    let end = libc::off_t::try_from(len).map_err(|_| SendError::Other(std::io::Error::other("chunk too large")))?;
     while offset < end {
         // At most 1 GiB per call; a chunk is far smaller.
         let count = usize::try_from(end - offset).unwrap_or(usize::MAX).min(1 << 30);
@@ -99,14 +111,12 @@ fn send_file(stream: &std::net::TcpStream, file: &std::fs::File, len: u64) -> Re
             Ok(0) => {
                 return Err(SendError::Read(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    "the chunk file is shorter than when it was opened",
+                    format!("the chunk file is shorter ({offset} bytes) than when it was opened ({len})"),
                 )))
             }
             Ok(_) => {}
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            // A read error of the file; anything else is the socket's.
-            Err(error) if error.raw_os_error() == Some(libc::EIO) => return Err(SendError::Read(error)),
-            Err(error) => return Err(SendError::Connection(error)),
+            Err(error) => return Err(error.into()),
         }
     }
     stream.shutdown(std::net::Shutdown::Write)?;
@@ -114,7 +124,9 @@ fn send_file(stream: &std::net::TcpStream, file: &std::fs::File, len: u64) -> Re
 }
 
 /// `sendfile(2)`: up to `count` bytes of `file` from `offset` (advanced by
-/// the bytes sent) to `stream`.
+/// the bytes sent) to `stream`. (A reader gone away is an `EPIPE` error, not
+/// a `SIGPIPE`: Rust programs start with that signal ignored, and `dfs`
+/// keeps it so.)
 #[allow(unsafe_code)]
 fn sendfile(
     stream: &std::net::TcpStream,
@@ -122,6 +134,7 @@ fn sendfile(
     offset: &mut libc::off_t,
     count: usize,
 ) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
     // SAFETY: both descriptors are open for the whole call (borrowed from
     // `stream` and `file`), and `offset` is a valid, exclusively borrowed
     // `off_t` the kernel advances by the bytes sent.

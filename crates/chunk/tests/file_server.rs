@@ -658,6 +658,23 @@ async fn a_chunk_stream_is_exactly_the_chunk_after_a_101() {
         .unwrap();
     let (status, body) = error_of(response).await;
     assert_eq!((status, body.code), (StatusCode::NOT_FOUND, ErrorCode::NotFound));
+    // No capability, or one for another chunk: refused, never switched.
+    let other = id_of(b"another chunk");
+    for (capability, status) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some(read_capability(&key, &other)), StatusCode::FORBIDDEN),
+    ] {
+        let mut request = client()
+            .get(format!("{}/v1/chunks/{id}", server.url))
+            .header(VERIFY_HEADER, VERIFY_BY_CLIENT)
+            .header("connection", "upgrade")
+            .header("upgrade", CHUNK_STREAM_PROTOCOL);
+        if let Some(capability) = capability {
+            request = request.header(CAPABILITY_HEADER, capability);
+        }
+        let (got, _) = error_of(request.send().await.unwrap()).await;
+        assert_eq!(got, status);
+    }
     // An unknown protocol is declined too.
     let response = client()
         .get(format!("{}/v1/chunks/{id}", server.url))

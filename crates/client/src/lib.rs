@@ -254,11 +254,22 @@ impl Client {
         Self::check(service, response).await
     }
 
+    /// [`Client::send`] for a request that asked for an upgrade: a `101
+    /// Switching Protocols` answer is returned as it is, too.
+    async fn send_upgrading(&self, service: Service, builder: RequestBuilder, url: &str) -> Result<Response> {
+        let response = builder
+            .send()
+            .await
+            .map_err(|error| Error::unreachable(service, url, error))?;
+        if response.status() == reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(response);
+        }
+        Self::check(service, response).await
+    }
+
     /// An answer turned into an [`Error`] unless it is a success.
-    /// (`101 Switching Protocols` counts as one: only a request that asked
-    /// for an upgrade gets it.)
     async fn check(service: Service, response: Response) -> Result<Response> {
-        if response.status().is_success() || response.status() == reqwest::StatusCode::SWITCHING_PROTOCOLS {
+        if response.status().is_success() {
             return Ok(response);
         }
         let status = response.status().as_u16();

@@ -560,7 +560,8 @@ impl Client {
                 .header(reqwest::header::CONNECTION, "upgrade")
                 .header(reqwest::header::UPGRADE, CHUNK_STREAM_PROTOCOL);
         }
-        let response = tokio::time::timeout(first_byte, self.send(Service::FileServer, request, &url))
+        let deadline = tokio::time::Instant::now() + CHUNK_TIMEOUT;
+        let response = tokio::time::timeout(first_byte, self.send_upgrading(Service::FileServer, request, &url))
             .await
             .map_err(|_| {
                 Error::unresponsive(
@@ -584,34 +585,57 @@ impl Client {
         };
         let mut hasher = blake3::Hasher::new();
         let (pieces, received) = if response.status() == reqwest::StatusCode::SWITCHING_PROTOCOLS {
-            let announced = response
-                .headers()
-                .get(CHUNK_LENGTH_HEADER)
-                .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+            let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok());
+            if header(reqwest::header::UPGRADE.as_str()) != Some(CHUNK_STREAM_PROTOCOL) {
+                return Err(Error::Protocol(format!(
+                    "{} switched the read of chunk {} to {:?}, not to {CHUNK_STREAM_PROTOCOL}",
+                    replica.id,
+                    location.id,
+                    header(reqwest::header::UPGRADE.as_str())
+                )));
+            }
+            let announced = header(CHUNK_LENGTH_HEADER).and_then(|value| value.parse::<u64>().ok());
             if announced != Some(location.size) {
+                // The copy on disk has the wrong size: corrupt.
+                self.ask_for_check(&url, &location.capability).await;
                 return Err(Error::Protocol(format!(
                     "{} offered chunk {} as a stream of {announced:?} bytes, not {}",
                     replica.id, location.id, location.size
                 )));
             }
             let size = usize::try_from(location.size).map_err(|_| too_long())?;
-            let mut stream = response
-                .upgrade()
-                .await
-                .map_err(|error| Error::unreachable(Service::FileServer, &url, error))?;
-            let mut data = Vec::with_capacity(size);
-            while data.len() < size {
-                let start = data.len();
-                // Reads at most the spare capacity: the chunk, no more.
-                let read = tokio::time::timeout(STALL_TIMEOUT, stream.read_buf(&mut data))
+            let receiving = async {
+                let mut stream = response
+                    .upgrade()
                     .await
-                    .map_err(|_| stalled())?
-                    .map_err(|error| Error::unresponsive(Service::FileServer, &url, error.to_string()))?;
-                if read == 0 {
-                    break;
+                    .map_err(|error| Error::unreachable(Service::FileServer, &url, error))?;
+                let mut data = Vec::with_capacity(size);
+                while data.len() < size {
+                    let start = data.len();
+                    let rest = (size - start) as u64;
+                    let read = tokio::time::timeout(STALL_TIMEOUT, (&mut stream).take(rest).read_buf(&mut data))
+                        .await
+                        .map_err(|_| stalled())?
+                        .map_err(|error| Error::unresponsive(Service::FileServer, &url, error.to_string()))?;
+                    if read == 0 {
+                        // Cut short (the server failed or went away): a failed transfer, not a corrupt copy.
+                        return Err(Error::unresponsive(
+                            Service::FileServer,
+                            &url,
+                            format!("the chunk stream ended after {start} of {size} bytes"),
+                        ));
+                    }
+                    hasher.update(&data[start..]);
                 }
-                hasher.update(&data[start..]);
-            }
+                Ok(data)
+            };
+            let data = tokio::time::timeout_at(deadline, receiving).await.map_err(|_| {
+                Error::unresponsive(
+                    Service::FileServer,
+                    &url,
+                    format!("the chunk took more than {} s", CHUNK_TIMEOUT.as_secs()),
+                )
+            })??;
             let received = data.len() as u64;
             (vec![Bytes::from(data)], received)
         } else {

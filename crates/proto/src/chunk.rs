@@ -11,9 +11,10 @@
 //!   with `Connection: upgrade` and `Upgrade: dfs-chunk` ([`CHUNK_STREAM_PROTOCOL`]),
 //!   for the chunk as a raw stream: over plain HTTP the server answers
 //!   `101 Switching Protocols` with the chunk's size in [`CHUNK_LENGTH_HEADER`],
-//!   sends exactly that many bytes on the connection (by `sendfile(2)`, no
-//!   copy through the server's memory) and closes it. Otherwise it answers as
-//!   to any GET (a `200`, or an error).
+//!   sends that many bytes on the connection (by `sendfile(2)`, no copy
+//!   through the server's memory) and closes it; a stream that ends sooner
+//!   is a failed transfer (the server could not read its copy, or stopped).
+//!   Otherwise it answers as to any GET (a `200`, or an error).
 //! - `POST /v1/chunks/{id}/check` with a read capability: the server hashes
 //!   its copy; a corrupt copy is quarantined and reported to the directory
 //!   service. Answers [`ChunkCheck`]. A reader that found a copy corrupt asks

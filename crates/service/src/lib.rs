@@ -34,4 +34,4 @@ pub use metrics::Metrics;
 pub use request_id::{ForwardRequestId, REQUEST_ID_HEADER};
 pub use serve::{finish_router, finish_router_with, serve, serve_tls, shutdown_signal};
 pub use tls::http_client;
-pub use upgrade::TcpUpgrade;
+pub use upgrade::{Live, TcpUpgrade};

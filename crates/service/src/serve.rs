@@ -45,15 +45,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     match &crate::tls::settings().server {
         Some(config) => serve_tls(listener, router, Arc::clone(config), shutdown).await,
-        None => {
-            accept_loop(
-                listener,
-                router.layer(axum::Extension(crate::upgrade::PlainTcp)),
-                None,
-                shutdown,
-            )
-            .await
-        }
+        None => accept_loop(listener, router, None, shutdown).await,
     }
 }
 
@@ -79,9 +71,10 @@ pub async fn serve_tls(
 }
 
 /// The one accept loop, for HTTP and (with `tls`) HTTPS: HTTP/1.1 with
-/// upgrades (see [`TcpUpgrade`]) on every connection. On shutdown it stops
-/// accepting, lets each connection finish the request it is serving, and
-/// returns once all have closed. (`axum::serve` cannot be used: its
+/// upgrades on every connection, taken over as raw TCP ([`crate::TcpUpgrade`]) on
+/// plain HTTP. On shutdown it stops accepting, lets each connection finish
+/// the request it is serving, and returns once all have closed and every
+/// connection taken over was let go. (`axum::serve` cannot be used: its
 /// connections hand an upgrade over wrapped in a type of hyper-util's that
 /// cannot be unwrapped back into the `TcpStream`.)
 async fn accept_loop(
@@ -94,6 +87,12 @@ async fn accept_loop(
     // a `live` receiver until it ends, so `live_sender.closed()` waits for them all.
     let (stop_sender, stop) = tokio::sync::watch::channel(());
     let (live_sender, live) = tokio::sync::watch::channel(());
+    // Each request on plain TCP carries a `live` receiver, which a
+    // `TcpUpgrade` keeps for as long as the connection taken over is used.
+    let router = match &tls {
+        None => router.layer(axum::Extension(crate::upgrade::PlainTcp::new(live.clone()))),
+        Some(_) => router,
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -126,7 +125,7 @@ async fn accept_loop(
             drop(live);
         });
     }
-    drop(listener);
+    drop((listener, router));
     let _ = stop_sender.send(());
     drop((stop, live));
     live_sender.closed().await;

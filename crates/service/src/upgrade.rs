@@ -14,9 +14,26 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use tokio::net::TcpStream;
 
-/// Marks the requests of a plain-TCP connection served by [`crate::serve`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct PlainTcp;
+/// Marks the requests of a plain-TCP connection served by [`crate::serve`],
+/// with a token of the serving loop that a taken-over connection keeps (see
+/// [`Live`]).
+#[derive(Clone, Debug)]
+pub(crate) struct PlainTcp {
+    live: tokio::sync::watch::Receiver<()>,
+}
+
+impl PlainTcp {
+    pub(crate) fn new(live: tokio::sync::watch::Receiver<()>) -> Self {
+        PlainTcp { live }
+    }
+}
+
+/// Held while a connection taken over with [`TcpUpgrade`] is in use: a
+/// graceful shutdown of [`crate::serve`] waits until every one is dropped.
+#[derive(Debug)]
+pub struct Live {
+    _token: tokio::sync::watch::Receiver<()>,
+}
 
 /// A request's offer to switch its connection to another protocol, taken
 /// only on plain TCP (`Option<TcpUpgrade>` extracts `None` otherwise, and
@@ -29,6 +46,7 @@ pub(crate) struct PlainTcp;
 pub struct TcpUpgrade {
     protocol: HeaderValue,
     on_upgrade: hyper::upgrade::OnUpgrade,
+    live: Live,
 }
 
 impl TcpUpgrade {
@@ -45,10 +63,11 @@ impl TcpUpgrade {
             .header(UPGRADE, self.protocol.clone())
     }
 
-    /// The connection's TCP stream, once the `101` answer went out. Fails if
-    /// the connection closed first, or if the client sent bytes after its
-    /// request (it must wait for the answer).
-    pub async fn into_stream(self) -> std::io::Result<TcpStream> {
+    /// The connection's TCP stream, once the `101` answer went out, and the
+    /// token to hold while using it (so that a graceful shutdown waits for
+    /// it). Fails if the connection closed first, or if the client sent
+    /// bytes after its request (it must wait for the answer).
+    pub async fn into_stream(self) -> std::io::Result<(TcpStream, Live)> {
         let upgraded = self.on_upgrade.await.map_err(std::io::Error::other)?;
         let parts = upgraded
             .downcast::<TokioIo<TcpStream>>()
@@ -59,7 +78,7 @@ impl TcpUpgrade {
                 "the client sent bytes before the upgrade was answered",
             ));
         }
-        Ok(parts.io.into_inner())
+        Ok((parts.io.into_inner(), self.live))
     }
 }
 
@@ -67,9 +86,12 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for TcpUpgrade {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
-        if parts.extensions.get::<PlainTcp>().is_none() {
+        let Some(plain) = parts.extensions.get::<PlainTcp>() else {
             return Ok(None);
-        }
+        };
+        let live = Live {
+            _token: plain.live.clone(),
+        };
         let asks = parts
             .headers
             .get_all(CONNECTION)
@@ -83,6 +105,10 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for TcpUpgrade {
         Ok(parts
             .extensions
             .remove::<hyper::upgrade::OnUpgrade>()
-            .map(|on_upgrade| TcpUpgrade { protocol, on_upgrade }))
+            .map(|on_upgrade| TcpUpgrade {
+                protocol,
+                on_upgrade,
+                live,
+            }))
     }
 }

@@ -326,13 +326,19 @@ async fn a_corrupt_copy_a_client_reads_is_quarantined_at_once() {
     cluster.ok("ann", &["put", "-", "/home/ann/rotting"], &bytes);
     let layout = layout(&cluster, "ann", "/home/ann/rotting").await;
     let mut damaged = Vec::new();
-    for chunk in layout["chunks"].as_array().unwrap() {
+    for (index, chunk) in layout["chunks"].as_array().unwrap().iter().enumerate() {
         let id = chunk["id"].as_str().unwrap().to_string();
-        // The copy a reader tries first; damage its last byte, the last thing a server would hash.
+        // The copy a reader tries first; damage its last byte, the last thing
+        // a server would hash; or, for the second chunk, cut it short (a
+        // stream then announces the wrong length).
         let server = server_dir(&cluster, chunk["replicas"][0]["id"].as_str().unwrap());
         let path = chunk_file(&cluster, &server, &id);
         let mut content = std::fs::read(&path).unwrap();
-        *content.last_mut().unwrap() ^= 0xff;
+        if index == 1 {
+            content.truncate(content.len() - 1000);
+        } else {
+            *content.last_mut().unwrap() ^= 0xff;
+        }
         std::fs::write(&path, content).unwrap();
         damaged.push((server, id, path));
     }

@@ -55,9 +55,14 @@ pub fn http() -> reqwest::Client {
 
 /// The sum of one counter of `GET /v1/stats` over every file server.
 pub async fn file_server_counter(cluster: &Cluster, counter: &str) -> u64 {
+    file_server_counter_via(&http(), cluster, counter).await
+}
+
+/// [`file_server_counter`] with this HTTP client (one that trusts the CA of a TLS cluster).
+pub async fn file_server_counter_via(client: &reqwest::Client, cluster: &Cluster, counter: &str) -> u64 {
     let mut total = 0;
     for url in &cluster.banner.file_server_urls {
-        let stats: serde_json::Value = http()
+        let stats: serde_json::Value = client
             .get(format!("{url}/v1/stats"))
             .send()
             .await

@@ -2,7 +2,7 @@
 //! every service over HTTPS with its own CA; one request id follows a
 //! command through the logs of every service it touches.
 
-use crate::BIN;
+use crate::{file_server_counter_via, BIN};
 use dfs_testkit::{Cluster, Options};
 use rand::RngCore;
 use std::os::unix::fs::PermissionsExt;
@@ -133,6 +133,14 @@ async fn a_tls_cluster_serves_https_to_clients_that_trust_its_ca_only() {
         assert_eq!(response.status(), 200, "{url}");
         assert_eq!(response.headers()["x-request-id"], "tls-healthz-1");
     }
+    // The 3 MiB chunk the client read came as an ordinary HTTPS body: raw
+    // chunk streams (sendfile) are for plain HTTP only.
+    assert_eq!(file_server_counter_via(&https, &cluster, "chunk_streams").await, 0);
+    assert_eq!(
+        file_server_counter_via(&https, &cluster, "chunk_reads").await,
+        1,
+        "the one chunk, read once"
+    );
     // A restart keeps the CA: the same --ca-cert still works.
     let ca_before = std::fs::read(cluster.ca_cert()).unwrap();
     let mut cluster = cluster;
