@@ -13,7 +13,7 @@
 #   W2_FILES=2000    W2: files of W2_SIZE=4096 bytes, written then read
 #   W3_DIRS=2000     W3: mkdir then stat
 #   WORKERS=16       concurrent workers for W2 and W3
-#   REPEAT=3         runs of W2 and W3 per system (each on fresh paths); the median is recorded
+#   REPEAT=3         runs of W2 and W3 (each on fresh paths) and of the W1 gets per system; the median is recorded
 #   SYSTEMS="local dfs dfs-r3 seaweed seaweed-fsync seaweed-sync juicefs"   any subset, in this order
 #   DFS_FILE_SERVERS=3   file servers of the DFS cluster (`dfs up` default)
 #   BENCH_VENV=$HOME/.cache/dfs-bench-venv   BENCH_TMP=/tmp   RESULTS=bench/results
@@ -67,6 +67,34 @@ record baseline "read from disk: the W1 file, page cache dropped (dd)" "$(baseli
 # reads /dev/zero: the put is measured against writing, not against reading
 # the source off the same disk at the same time.
 warm_source() { cat "$src" > /dev/null; }
+
+# w1_gets SYSTEM CMD: the W1 get (CMD, a shell command), cold (page cache
+# dropped first) then warm, REPEAT times; records the median of each (a warm
+# 1 GiB get lasts a few tenths of a second: one alone is at the mercy of
+# the machine's noise).
+w1_gets() {
+  local system=$1 cmd=$2 cold=() warm=() t _
+  for _ in $(seq "$REPEAT"); do
+    drop_caches
+    timed t sh -c "$cmd"
+    cold+=("$(mibps $w1_bytes "$t")")
+    timed t sh -c "$cmd"
+    warm+=("$(mibps $w1_bytes "$t")")
+  done
+  record_median "$system" "W1 get" MiB/s "${cold[@]}"
+  record_median "$system" "W1 get warm" MiB/s "${warm[@]}"
+}
+
+# record_median SYSTEM WORKLOAD UNIT FIGURE...: records the median figure,
+# with every run in the note.
+record_median() {
+  local system=$1 workload=$2 unit=$3 median note
+  shift 3
+  median=$(python3 -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.0f}')" "$@")
+  note=$(python3 -c "import sys; print(f'median of {len(sys.argv) - 1}: ' + ', '.join(f'{float(x):,.0f}' for x in sys.argv[1:]))" "$@")
+  [ "$#" -gt 1 ] || note=
+  record "$system" "$workload" "$median" "$unit" "$note"
+}
 
 # driver SYSTEM BACKEND TARGET WORKLOAD ROOT [ARGS...]: W2 or W3 with dfs-bench,
 # the second phase in a second run after dropping the page cache; all of it
@@ -138,11 +166,7 @@ run_dfs() {
   warm_source
   timed t "$dfs" -q --no-cache put "$src" /w1
   record "$system" "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
-  drop_caches
-  timed t sh -c "'$dfs' -q --no-cache get /w1 - > /dev/null"
-  record "$system" "W1 get" "$(mibps $w1_bytes "$t")" MiB/s
-  timed t sh -c "'$dfs' -q --no-cache get /w1 - > /dev/null"
-  record "$system" "W1 get warm" "$(mibps $w1_bytes "$t")" MiB/s
+  w1_gets "$system" "'$dfs' -q --no-cache get /w1 - > /dev/null"
   local password=$dfs_data/admin-password
   driver "$system" dfs "$DFS_URL" small /w2 --password-file "$password"
   driver "$system" dfs "$DFS_URL" meta /w3 --password-file "$password"
@@ -209,11 +233,7 @@ run_seaweed() {
   warm_source
   timed t curl -sf -o /dev/null -T "$src" "$url/w1/big"
   record "$system" "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
-  drop_caches
-  timed t curl -sf -o /dev/null "$url/w1/big"
-  record "$system" "W1 get" "$(mibps $w1_bytes "$t")" MiB/s
-  timed t curl -sf -o /dev/null "$url/w1/big"
-  record "$system" "W1 get warm" "$(mibps $w1_bytes "$t")" MiB/s
+  w1_gets "$system" "curl -sf -o /dev/null '$url/w1/big'"
   driver "$system" seaweed "$url" small /w2
   driver "$system" seaweed "$url" meta /w3
   if [ "$fsync" = 0 ]; then
@@ -244,11 +264,7 @@ if wanted juicefs; then
   warm_source
   timed t cp "$src" "$mnt/w1"
   record juicefs "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
-  drop_caches
-  timed t cp "$mnt/w1" /dev/null
-  record juicefs "W1 get" "$(mibps $w1_bytes "$t")" MiB/s
-  timed t cp "$mnt/w1" /dev/null
-  record juicefs "W1 get warm" "$(mibps $w1_bytes "$t")" MiB/s
+  w1_gets juicefs "cp '$mnt/w1' /dev/null"
   driver juicefs posix "$mnt" small w2
   driver juicefs posix "$mnt" meta w3
   before=$(jfs_store_get_bytes "$mnt")
