@@ -98,6 +98,11 @@ async fn accept_loop(
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
+                // A client that gave up before it was accepted: nothing to do.
+                Err(error) if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                ) => continue,
                 Err(error) => {
                     // Out of file descriptors and the like: wait, do not spin.
                     tracing::warn!(%error, "accepting a connection");
