@@ -570,95 +570,16 @@ impl Client {
                     format!("no answer within {} s", first_byte.as_secs()),
                 )
             })??;
-        let stalled = || {
-            Error::unresponsive(
-                Service::FileServer,
-                &url,
-                format!("the chunk stalled for {} s", STALL_TIMEOUT.as_secs()),
-            )
-        };
-        let too_long = || {
-            Error::Protocol(format!(
-                "chunk {} from {} is longer than {} bytes",
-                location.id, replica.id, location.size
-            ))
-        };
         let mut hasher = blake3::Hasher::new();
-        let (pieces, received) = if response.status() == reqwest::StatusCode::SWITCHING_PROTOCOLS {
-            let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok());
-            if header(reqwest::header::UPGRADE.as_str()) != Some(CHUNK_STREAM_PROTOCOL) {
-                return Err(Error::Protocol(format!(
-                    "{} switched the read of chunk {} to {:?}, not to {CHUNK_STREAM_PROTOCOL}",
-                    replica.id,
-                    location.id,
-                    header(reqwest::header::UPGRADE.as_str())
-                )));
-            }
-            let announced = header(CHUNK_LENGTH_HEADER).and_then(|value| value.parse::<u64>().ok());
-            if announced != Some(location.size) {
-                // The copy on disk has the wrong size: corrupt.
-                self.ask_for_check(&url, &location.capability).await;
-                return Err(Error::Protocol(format!(
-                    "{} offered chunk {} as a stream of {announced:?} bytes, not {}",
-                    replica.id, location.id, location.size
-                )));
-            }
-            let size = usize::try_from(location.size).map_err(|_| too_long())?;
-            let receiving = async {
-                let mut stream = response
-                    .upgrade()
-                    .await
-                    .map_err(|error| Error::unreachable(Service::FileServer, &url, error))?;
-                let mut data = Vec::with_capacity(size);
-                while data.len() < size {
-                    let start = data.len();
-                    let rest = (size - start) as u64;
-                    let read = tokio::time::timeout(STALL_TIMEOUT, (&mut stream).take(rest).read_buf(&mut data))
-                        .await
-                        .map_err(|_| stalled())?
-                        .map_err(|error| Error::unresponsive(Service::FileServer, &url, error.to_string()))?;
-                    if read == 0 {
-                        // Cut short (the server failed or went away): a failed transfer, not a corrupt copy.
-                        return Err(Error::unresponsive(
-                            Service::FileServer,
-                            &url,
-                            format!("the chunk stream ended after {start} of {size} bytes"),
-                        ));
-                    }
-                    hasher.update(&data[start..]);
-                }
-                Ok(data)
-            };
-            let data = tokio::time::timeout_at(deadline, receiving).await.map_err(|_| {
-                Error::unresponsive(
-                    Service::FileServer,
-                    &url,
-                    format!("the chunk took more than {} s", CHUNK_TIMEOUT.as_secs()),
-                )
-            })??;
-            let received = data.len() as u64;
-            (vec![Bytes::from(data)], received)
+        let pieces = if response.status() == reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            let data = self
+                .receive_stream(response, location, replica, &url, deadline, &mut hasher)
+                .await?;
+            vec![Bytes::from(data)]
         } else {
-            let mut response = response;
-            let mut pieces = Vec::new();
-            let mut received = 0u64;
-            loop {
-                let piece = tokio::time::timeout(STALL_TIMEOUT, response.chunk())
-                    .await
-                    .map_err(|_| stalled())?
-                    .map_err(|error| Error::unreachable(Service::FileServer, &url, error))?;
-                match piece {
-                    Some(piece) if received + piece.len() as u64 <= location.size => {
-                        received += piece.len() as u64;
-                        hasher.update(&piece);
-                        pieces.push(piece);
-                    }
-                    Some(_) => return Err(too_long()),
-                    None => break,
-                }
-            }
-            (pieces, received)
+            receive_body(response, location, replica, &url, &mut hasher).await?
         };
+        let received: u64 = pieces.iter().map(|piece| piece.len() as u64).sum();
         let id = ChunkId::from_hash_bytes(hasher.finalize().as_bytes());
         if id != location.id || received != location.size {
             self.ask_for_check(&url, &location.capability).await;
@@ -668,6 +589,72 @@ impl Client {
             )));
         }
         Ok(pieces)
+    }
+
+    /// The chunk a file server sends as a raw stream after its `101` answer,
+    /// hashed into `hasher` read by read, within `deadline`. An announced
+    /// length other than the chunk's is a corrupt copy (the server is asked
+    /// to check it); a stream that ends short is a failed transfer.
+    async fn receive_stream(
+        &self,
+        response: reqwest::Response,
+        location: &ChunkLocation,
+        replica: &dfs_proto::chunk::ServerRef,
+        url: &str,
+        deadline: tokio::time::Instant,
+        hasher: &mut blake3::Hasher,
+    ) -> Result<Vec<u8>> {
+        let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok());
+        let protocol = header(reqwest::header::UPGRADE.as_str());
+        if protocol != Some(CHUNK_STREAM_PROTOCOL) {
+            return Err(Error::Protocol(format!(
+                "{} switched the read of chunk {} to {protocol:?}, not to {CHUNK_STREAM_PROTOCOL}",
+                replica.id, location.id
+            )));
+        }
+        let announced = header(CHUNK_LENGTH_HEADER).and_then(|value| value.parse::<u64>().ok());
+        if announced != Some(location.size) {
+            // The copy on disk has the wrong size: corrupt.
+            self.ask_for_check(url, &location.capability).await;
+            return Err(Error::Protocol(format!(
+                "{} offered chunk {} as a stream of {announced:?} bytes, not {}",
+                replica.id, location.id, location.size
+            )));
+        }
+        let size = usize::try_from(location.size)
+            .map_err(|_| Error::Protocol(format!("chunk {} is too large to hold", location.id)))?;
+        let receiving = async {
+            let mut stream = response
+                .upgrade()
+                .await
+                .map_err(|error| Error::unreachable(Service::FileServer, url, error))?;
+            let mut data = Vec::with_capacity(size);
+            while data.len() < size {
+                let start = data.len();
+                let rest = (size - start) as u64;
+                let read = tokio::time::timeout(STALL_TIMEOUT, (&mut stream).take(rest).read_buf(&mut data))
+                    .await
+                    .map_err(|_| stalled(url))?
+                    .map_err(|error| Error::unresponsive(Service::FileServer, url, error.to_string()))?;
+                if read == 0 {
+                    // Cut short (the server failed or went away): a failed transfer, not a corrupt copy.
+                    return Err(Error::unresponsive(
+                        Service::FileServer,
+                        url,
+                        format!("the chunk stream ended after {start} of {size} bytes"),
+                    ));
+                }
+                hasher.update(&data[start..]);
+            }
+            Ok(data)
+        };
+        tokio::time::timeout_at(deadline, receiving).await.map_err(|_| {
+            Error::unresponsive(
+                Service::FileServer,
+                url,
+                format!("the chunk took more than {} s", CHUNK_TIMEOUT.as_secs()),
+            )
+        })?
     }
 
     /// Asks the file server at `chunk_url` to check its copy, which it sent
@@ -684,6 +671,48 @@ impl Client {
             .send()
             .await;
     }
+}
+
+/// A chunk sent as an HTTP body, hashed into `hasher` as it arrives, as the
+/// pieces the connection delivered (no copy).
+async fn receive_body(
+    mut response: reqwest::Response,
+    location: &ChunkLocation,
+    replica: &dfs_proto::chunk::ServerRef,
+    url: &str,
+    hasher: &mut blake3::Hasher,
+) -> Result<Vec<Bytes>> {
+    let mut pieces = Vec::new();
+    let mut received = 0u64;
+    loop {
+        let piece = tokio::time::timeout(STALL_TIMEOUT, response.chunk())
+            .await
+            .map_err(|_| stalled(url))?
+            .map_err(|error| Error::unreachable(Service::FileServer, url, error))?;
+        match piece {
+            Some(piece) if received + piece.len() as u64 <= location.size => {
+                received += piece.len() as u64;
+                hasher.update(&piece);
+                pieces.push(piece);
+            }
+            Some(_) => {
+                return Err(Error::Protocol(format!(
+                    "chunk {} from {} is longer than {} bytes",
+                    location.id, replica.id, location.size
+                )))
+            }
+            None => return Ok(pieces),
+        }
+    }
+}
+
+/// A chunk read from `url` that made no progress for [`STALL_TIMEOUT`].
+fn stalled(url: &str) -> Error {
+    Error::unresponsive(
+        Service::FileServer,
+        url,
+        format!("the chunk stalled for {} s", STALL_TIMEOUT.as_secs()),
+    )
 }
 
 /// The pieces of a chunk as one buffer (copied unless there is one piece).
