@@ -7,7 +7,7 @@
 # bench_on_exit CMD     run CMD (a string, eval'd) on exit, last registered first
 # baseline_disk MIB     dd MIB MiB with conv=fdatasync into $work: MiB/s
 # baseline_read FILE    dd FILE to /dev/null after dropping the page cache: MiB/s
-# baseline_loopback     iperf3 over 127.0.0.1 (else a Python socket pair): MiB/s
+# baseline_loopback [S] iperf3 over 127.0.0.1 for S seconds (3; else a Python socket pair): MiB/s
 # baseline_fsync4k N    dd N blocks of 4 KiB with oflag=dsync: durable writes/s, one stream
 # dfs_up NAME ARGS...   start `dfs up --port 0 --data-dir $work/NAME ARGS...`,
 #                       wait for its banner, log in as admin; sets DFS_URL,
@@ -81,16 +81,17 @@ baseline_read() {
 }
 
 baseline_loopback() {
+  local seconds=${1:-3}
   if command -v iperf3 >/dev/null; then
     local port=$((20000 + RANDOM % 20000))
     iperf3 -s -1 -D -p "$port" >/dev/null 2>&1
     sleep 0.5
-    iperf3 -c 127.0.0.1 -p "$port" -t 3 -J |
+    iperf3 -c 127.0.0.1 -p "$port" -t "$seconds" -J |
       python3 -c "import json,sys; print(round(json.load(sys.stdin)['end']['sum_received']['bits_per_second']/8/1048576))"
   else
-    # One TCP stream over loopback, 1 MiB sends for 3 s.
-    python3 - <<'PY'
-import socket, threading, time
+    # One TCP stream over loopback, 1 MiB sends for $seconds s.
+    SECONDS_TO_RUN=$seconds python3 - <<'PY'
+import os, socket, threading, time
 server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(1)
 received = [0]
 def sink():
@@ -103,7 +104,7 @@ def sink():
 thread = threading.Thread(target=sink); thread.start()
 client = socket.create_connection(server.getsockname())
 block = b"\0" * (1 << 20); start = time.time()
-while time.time() - start < 3:
+while time.time() - start < float(os.environ["SECONDS_TO_RUN"]):
     client.sendall(block)
 client.close(); thread.join()
 print(round(received[0] / 1048576 / (time.time() - start)))

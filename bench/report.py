@@ -112,7 +112,8 @@ def table(rows):
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in baselines:
-        lines.append(f"| machine baseline | {row['workload']} | {fmt(row['value'])} | {row['unit']} |  |  |  |")
+        figure = fmt(row["value"]) + (f" ({row['note']})" if row["note"] else "")
+        lines.append(f"| machine baseline | {row['workload']} | {figure} | {row['unit']} |  |  |  |")
     others = [row for row in rows if row["system"] != "baseline"]
     others.sort(key=lambda row: (
         WORKLOADS.index(row["workload"]) if row["workload"] in WORKLOADS else 99,

@@ -53,10 +53,14 @@ record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-}" >> "$resul
 
 echo "== baselines"
 disk=$(baseline_disk 1024)
-loop=$(baseline_loopback)
+# Loopback TCP: 3 s now, then 1 s after every warm W1 get (see w1_gets); the
+# baseline is the median of them all, recorded at the end, so that the warm
+# gets are compared with loopback over the same minutes (it moved between
+# 3.6 and 5.1 GB/s from run to run on this shared machine).
+loop_samples=$work/loopback.samples
+baseline_loopback 3 >> "$loop_samples"
 fsync4k=$(baseline_fsync4k 2000)
 record baseline "disk write 1 GiB (dd conv=fdatasync)" "$disk" MiB/s
-record baseline "loopback TCP, 1 stream ($(command -v iperf3 >/dev/null && echo iperf3 || echo python))" "$loop" MiB/s
 record baseline "durable 4 KiB writes, 1 stream (dd oflag=dsync)" "$fsync4k" writes/s
 
 src=$work/src
@@ -69,9 +73,9 @@ record baseline "read from disk: the W1 file, page cache dropped (dd)" "$(baseli
 warm_source() { cat "$src" > /dev/null; }
 
 # w1_gets SYSTEM CMD: the W1 get (CMD, a shell command), cold (page cache
-# dropped first) then warm, REPEAT times; records the median of each (a warm
-# 1 GiB get lasts a few tenths of a second: one alone is at the mercy of
-# the machine's noise).
+# dropped first) then warm, REPEAT times, each round followed by a 1-s
+# loopback sample; records the median of each (a warm 1 GiB get lasts a few
+# tenths of a second: one alone is at the mercy of the machine's noise).
 w1_gets() {
   local system=$1 cmd=$2 cold=() warm=() t _
   for _ in $(seq "$REPEAT"); do
@@ -80,6 +84,7 @@ w1_gets() {
     cold+=("$(mibps $w1_bytes "$t")")
     timed t sh -c "$cmd"
     warm+=("$(mibps $w1_bytes "$t")")
+    baseline_loopback 1 >> "$loop_samples"
   done
   record_median "$system" "W1 get" MiB/s "${cold[@]}"
   record_median "$system" "W1 get warm" MiB/s "${warm[@]}"
@@ -273,6 +278,9 @@ if wanted juicefs; then
   record juicefs "W4 cached re-read" "$(mibps $w1_bytes "$t")" MiB/s "bytes read again from its object store: $((after - before)); mounted without a disk cache"
   "$juicefs" umount "$mnt" > /dev/null 2>&1 || "$juicefs" umount --force "$mnt" > /dev/null 2>&1 || true
 fi
+
+record_median baseline "loopback TCP, 1 stream ($(command -v iperf3 >/dev/null && echo iperf3 || echo python); through the run)" \
+  MiB/s $(cat "$loop_samples") # one figure a line
 
 elapsed=$(( $(date +%s) - started ))
 mkdir -p "$RESULTS"
