@@ -59,6 +59,8 @@ SYSTEMS = {
     ),
 }
 ORDER = list(SYSTEMS)
+# Per system: loopback sampled after each of its warm W1 gets (median).
+PAIRED_LOOPBACK = "loopback after its W1 gets"
 WORKLOADS = ["W1 put", "W1 get", "W1 get warm", "W2 write", "W2 read", "W3 mkdir", "W3 stat", "W4 cached re-read"]
 COLORS = {
     "local": "#bbbbbb",
@@ -114,7 +116,7 @@ def table(rows):
     for row in baselines:
         figure = fmt(row["value"]) + (f" ({row['note']})" if row["note"] else "")
         lines.append(f"| machine baseline | {row['workload']} | {figure} | {row['unit']} |  |  |  |")
-    others = [row for row in rows if row["system"] != "baseline"]
+    others = [row for row in rows if row["system"] != "baseline" and row["workload"] != PAIRED_LOOPBACK]
     others.sort(key=lambda row: (
         WORKLOADS.index(row["workload"]) if row["workload"] in WORKLOADS else 99,
         ORDER.index(row["system"]) if row["system"] in ORDER else 99,
@@ -133,7 +135,13 @@ def table(rows):
             if disk_read and (not loop or disk_read < loop):
                 base = ratio(value, disk_read) + " of disk read" + (f", {base}" if base else "")
         elif workload == "W1 get warm":
-            base = ratio(value, loop) + " of loopback" if loop else ""
+            # Against loopback sampled right after this system's own warm
+            # gets when there is such a sample (see run.sh `w1_gets`), else
+            # against the whole run's.
+            paired = by.get((system, PAIRED_LOOPBACK))
+            base = ratio(value, paired or loop) + " of loopback" if paired or loop else ""
+            if paired:
+                base += f" (sampled after its gets: {fmt(paired)} MiB/s)"
         elif workload.startswith(("W2", "W3")) and not system.startswith("local"):
             local = "local-fsync" if synced else "local"
             reference = by.get((local, workload))
@@ -285,7 +293,7 @@ in the same run as the baselines; compare ratios, not absolute figures, across r
   JuiceFS: SQLite metadata engine, `--storage file` on local disk, FUSE.
 - "/ baseline": W1 put to the disk (`dd conv=fdatasync`); the cold W1 get to the slower of a cold disk read
   (`dd` of the W1 file after dropping the page cache) and loopback TCP, which bound it; the warm W1 get to
-  loopback TCP; W2 and W3 to the same driver on local disk at the same durability. "/ SeaweedFS": first to
+  loopback TCP sampled right after that system's gets (1 s after each); W2 and W3 to the same driver on local disk at the same durability. "/ SeaweedFS": first to
   SeaweedFS at equal durability (DFS: `-fsync` and the SQLite filer, data and metadata synced), then, if one that
   syncs less was more than 10 % faster, to that one (in parentheses, what it syncs).
 

@@ -75,19 +75,22 @@ warm_source() { cat "$src" > /dev/null; }
 # w1_gets SYSTEM CMD: the W1 get (CMD, a shell command), cold (page cache
 # dropped first) then warm, REPEAT times, each round followed by a 1-s
 # loopback sample; records the median of each (a warm 1 GiB get lasts a few
-# tenths of a second: one alone is at the mercy of the machine's noise).
+# tenths of a second: one alone is at the mercy of the machine's noise). The
+# report compares the warm get with the loopback samples taken after it.
 w1_gets() {
-  local system=$1 cmd=$2 cold=() warm=() t _
+  local system=$1 cmd=$2 cold=() warm=() loops=() t _
   for _ in $(seq "$REPEAT"); do
     drop_caches
     timed t sh -c "$cmd"
     cold+=("$(mibps $w1_bytes "$t")")
     timed t sh -c "$cmd"
     warm+=("$(mibps $w1_bytes "$t")")
-    baseline_loopback 1 >> "$loop_samples"
+    loops+=("$(baseline_loopback 1)")
   done
+  printf '%s\n' "${loops[@]}" >> "$loop_samples"
   record_median "$system" "W1 get" MiB/s "${cold[@]}"
   record_median "$system" "W1 get warm" MiB/s "${warm[@]}"
+  record_median "$system" "loopback after its W1 gets" MiB/s "${loops[@]}"
 }
 
 # record_median SYSTEM WORKLOAD UNIT FIGURE...: records the median figure,
