@@ -10,7 +10,7 @@ use crate::store::{CommitError, ReadError, Stored, Verify};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -286,6 +286,7 @@ async fn get_chunk(
     State(server): State<Arc<FileServer>>,
     id: Result<Path<String>, PathRejection>,
     upgrade: Option<TcpUpgrade>,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -303,8 +304,9 @@ async fn get_chunk(
             }
         };
         if let Some(upgrade) = upgrade.filter(|upgrade| upgrade.protocol() == CHUNK_STREAM_PROTOCOL) {
-            // Only a reader that checks the content may have it unhashed.
-            if verify == Verify::ByReader {
+            // Only a reader that checks the content may have it unhashed
+            // (and a HEAD wants no content at all).
+            if verify == Verify::ByReader && method == Method::GET {
                 return crate::stream::send(server, id, upgrade).await;
             }
         }

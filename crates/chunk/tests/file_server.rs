@@ -675,6 +675,19 @@ async fn a_chunk_stream_is_exactly_the_chunk_after_a_101() {
         let (got, _) = error_of(request.send().await.unwrap()).await;
         assert_eq!(got, status);
     }
+    // A HEAD asking for the stream gets the ordinary head, with no body.
+    let head = client()
+        .head(format!("{}/v1/chunks/{id}", server.url))
+        .header(CAPABILITY_HEADER, &read)
+        .header(VERIFY_HEADER, VERIFY_BY_CLIENT)
+        .header("connection", "upgrade")
+        .header("upgrade", CHUNK_STREAM_PROTOCOL)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["content-length"], bytes.len().to_string().as_str());
+    assert!(head.bytes().await.unwrap().is_empty());
     // An unknown protocol is declined too.
     let response = client()
         .get(format!("{}/v1/chunks/{id}", server.url))
@@ -689,7 +702,7 @@ async fn a_chunk_stream_is_exactly_the_chunk_after_a_101() {
     assert!(response.bytes().await.unwrap() == bytes);
 
     let stats = server.stats().await;
-    assert_eq!((stats.chunk_streams, stats.chunk_reads), (1, 3));
+    assert_eq!((stats.chunk_streams, stats.chunk_reads), (1, 4));
     server.stop().await;
 }
 
