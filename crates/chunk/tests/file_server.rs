@@ -633,30 +633,58 @@ async fn a_chunk_stream_is_exactly_the_chunk_after_a_101() {
     );
     assert_eq!(server.stats().await.chunk_streams, 1);
 
+    // A request for a stream through reqwest, which declined ones answer as usual.
+    let ask = |method: reqwest::Method, chunk: &ChunkId, capability: Option<String>, verify: bool, protocol: &str| {
+        let mut request = client()
+            .request(method, format!("{}/v1/chunks/{chunk}", server.url))
+            .header("connection", "upgrade")
+            .header("upgrade", protocol);
+        if let Some(capability) = capability {
+            request = request.header(CAPABILITY_HEADER, capability);
+        }
+        if verify {
+            request = request.header(VERIFY_HEADER, VERIFY_BY_CLIENT);
+        }
+        request.send()
+    };
+    let get = reqwest::Method::GET;
+
     // Without the reader's check: the ordinary, checked, answer.
-    let declined = client()
-        .get(format!("{}/v1/chunks/{id}", server.url))
-        .header(CAPABILITY_HEADER, &read)
-        .header("connection", "upgrade")
-        .header("upgrade", CHUNK_STREAM_PROTOCOL)
-        .send()
+    let declined = ask(get.clone(), &id, Some(read.clone()), false, CHUNK_STREAM_PROTOCOL)
         .await
         .unwrap();
     assert_eq!(declined.status(), StatusCode::OK);
     assert!(declined.bytes().await.unwrap() == bytes);
+    // An unknown protocol is declined too.
+    let declined = ask(get.clone(), &id, Some(read.clone()), true, "websocket")
+        .await
+        .unwrap();
+    assert_eq!(declined.status(), StatusCode::OK);
+    assert!(declined.bytes().await.unwrap() == bytes);
+    // A HEAD asking for the stream gets the ordinary head, with no body.
+    let head = ask(
+        reqwest::Method::HEAD,
+        &id,
+        Some(read.clone()),
+        true,
+        CHUNK_STREAM_PROTOCOL,
+    )
+    .await
+    .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["content-length"], bytes.len().to_string().as_str());
+    assert!(head.bytes().await.unwrap().is_empty());
 
     // A missing chunk: the usual 404, whatever was asked.
     let missing = id_of(b"never stored");
-    let response = client()
-        .get(format!("{}/v1/chunks/{missing}", server.url))
-        .header(CAPABILITY_HEADER, read_capability(&key, &missing))
-        .header(VERIFY_HEADER, VERIFY_BY_CLIENT)
-        .header("connection", "upgrade")
-        .header("upgrade", CHUNK_STREAM_PROTOCOL)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = error_of(response).await;
+    let response = ask(
+        get.clone(),
+        &missing,
+        Some(read_capability(&key, &missing)),
+        true,
+        CHUNK_STREAM_PROTOCOL,
+    );
+    let (status, body) = error_of(response.await.unwrap()).await;
     assert_eq!((status, body.code), (StatusCode::NOT_FOUND, ErrorCode::NotFound));
     // No capability, or one for another chunk: refused, never switched.
     let other = id_of(b"another chunk");
@@ -664,42 +692,11 @@ async fn a_chunk_stream_is_exactly_the_chunk_after_a_101() {
         (None, StatusCode::UNAUTHORIZED),
         (Some(read_capability(&key, &other)), StatusCode::FORBIDDEN),
     ] {
-        let mut request = client()
-            .get(format!("{}/v1/chunks/{id}", server.url))
-            .header(VERIFY_HEADER, VERIFY_BY_CLIENT)
-            .header("connection", "upgrade")
-            .header("upgrade", CHUNK_STREAM_PROTOCOL);
-        if let Some(capability) = capability {
-            request = request.header(CAPABILITY_HEADER, capability);
-        }
-        let (got, _) = error_of(request.send().await.unwrap()).await;
-        assert_eq!(got, status);
+        let response = ask(get.clone(), &id, capability, true, CHUNK_STREAM_PROTOCOL)
+            .await
+            .unwrap();
+        assert_eq!(error_of(response).await.0, status);
     }
-    // A HEAD asking for the stream gets the ordinary head, with no body.
-    let head = client()
-        .head(format!("{}/v1/chunks/{id}", server.url))
-        .header(CAPABILITY_HEADER, &read)
-        .header(VERIFY_HEADER, VERIFY_BY_CLIENT)
-        .header("connection", "upgrade")
-        .header("upgrade", CHUNK_STREAM_PROTOCOL)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(head.status(), StatusCode::OK);
-    assert_eq!(head.headers()["content-length"], bytes.len().to_string().as_str());
-    assert!(head.bytes().await.unwrap().is_empty());
-    // An unknown protocol is declined too.
-    let response = client()
-        .get(format!("{}/v1/chunks/{id}", server.url))
-        .header(CAPABILITY_HEADER, &read)
-        .header(VERIFY_HEADER, VERIFY_BY_CLIENT)
-        .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.bytes().await.unwrap() == bytes);
 
     let stats = server.stats().await;
     assert_eq!((stats.chunk_streams, stats.chunk_reads), (1, 4));
