@@ -1,6 +1,8 @@
 # Shared by the benchmark scripts (source it; do not run it):
 #   source "$(dirname "$0")/lib.sh"
 #
+# $dfs is `dfs` from $CARGO_TARGET_DIR/release, or $DFS_BIN (another build to
+# compare; with BENCH_NO_BUILD=1 nothing is built).
 # bench_init            cd to the repo, build `dfs` (and BENCH_PACKAGES) in
 #                       release (unless BENCH_NO_BUILD=1), make $work
 #                       (removed on exit) and the exit trap
@@ -21,7 +23,7 @@ set -euo pipefail
 
 bench_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dfs-target}
-dfs=$CARGO_TARGET_DIR/release/dfs
+dfs=${DFS_BIN:-$CARGO_TARGET_DIR/release/dfs}
 dfs_bench=$CARGO_TARGET_DIR/release/dfs-bench
 _bench_exit_cmds=()
 
