@@ -247,24 +247,25 @@ impl Client {
 
     /// Sends a request and turns every failure into an [`Error`].
     async fn send(&self, service: Service, builder: RequestBuilder, url: &str) -> Result<Response> {
-        let response = builder
-            .send()
-            .await
-            .map_err(|error| Error::unreachable(service, url, error))?;
-        Self::check(service, response).await
+        Self::check(service, Self::dispatch(service, builder, url).await?).await
     }
 
     /// [`Client::send`] for a request that asked for an upgrade: a `101
     /// Switching Protocols` answer is returned as it is, too.
     async fn send_upgrading(&self, service: Service, builder: RequestBuilder, url: &str) -> Result<Response> {
-        let response = builder
-            .send()
-            .await
-            .map_err(|error| Error::unreachable(service, url, error))?;
+        let response = Self::dispatch(service, builder, url).await?;
         if response.status() == reqwest::StatusCode::SWITCHING_PROTOCOLS {
             return Ok(response);
         }
         Self::check(service, response).await
+    }
+
+    /// The answer to a request, whatever its status; unreachable if none came.
+    async fn dispatch(service: Service, builder: RequestBuilder, url: &str) -> Result<Response> {
+        builder
+            .send()
+            .await
+            .map_err(|error| Error::unreachable(service, url, error))
     }
 
     /// An answer turned into an [`Error`] unless it is a success.
