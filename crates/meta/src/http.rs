@@ -31,6 +31,7 @@ mod files;
 mod locks;
 mod receipts;
 mod report;
+mod tx;
 mod watch;
 
 use dfs_proto::watch::WatchKind;
@@ -298,6 +299,7 @@ pub fn router(state: Arc<Directory>) -> Router {
         .route("/v1/cluster/drain", post(drain))
         .route("/v1/info", get(info))
         .merge(locks::routes())
+        .merge(tx::routes())
         .with_state(Shared(Arc::clone(&state)));
     let metrics = dfs_service::Metrics::new();
     metrics.register(move |out| {
@@ -386,7 +388,7 @@ async fn mkdir(
     if let Some(tx) = scope.tx {
         let (path, parents) = (request.path, request.parents);
         let op = StagedOp::Mkdir { path, mode, parents };
-        return Ok(ApiJson(locks::stage(&directory, who, tx, op).await?));
+        return Ok(ApiJson(tx::stage(&directory, who, tx, op).await?));
     }
     let stat = store
         .mkdir_async(who, request.path, mode, request.parents, now_ms())
@@ -405,7 +407,7 @@ async fn remove(
     let who = scope.principal(directory.principal(&ticket).await);
     if let Some(tx) = scope.tx {
         let (path, recursive) = (request.path, request.recursive);
-        locks::stage(&directory, who, tx, StagedOp::Remove { path, recursive }).await?;
+        tx::stage(&directory, who, tx, StagedOp::Remove { path, recursive }).await?;
         return Ok(StatusCode::NO_CONTENT);
     }
     let store = Arc::clone(&directory.store);
@@ -425,7 +427,7 @@ async fn rename(
     if let Some(tx) = scope.tx {
         let (from, to, no_clobber) = (request.from, request.to, request.no_clobber);
         let op = StagedOp::Rename { from, to, no_clobber };
-        return Ok(ApiJson(locks::stage(&directory, who, tx, op).await?));
+        return Ok(ApiJson(tx::stage(&directory, who, tx, op).await?));
     }
     let store = Arc::clone(&directory.store);
     let from = request.from.clone();
@@ -666,7 +668,7 @@ async fn commit_upload(
             store.record_replicas(&receipt.chunk, receipt.size, &receipt.servers)?;
         }
         match &scope.tx {
-            Some(tx) => locks::stage_upload(&*store, &who, tx, &id, &chunks),
+            Some(tx) => tx::stage_upload(&*store, &who, tx, &id, &chunks),
             None => store.commit_upload(&who, &id, &chunks, dfs_seal::now(), now_ms()),
         }
     })
