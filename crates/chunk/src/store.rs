@@ -8,6 +8,9 @@
 //! - `quarantine/<id>.<random>`: a chunk found corrupt, moved aside so it is
 //!   never served again (kept for a human to look at).
 //!
+//! Directories are made 0700 and files 0600, whatever the umask: chunks
+//! are the content of files other users may not read.
+//!
 //! A chunk file's mtime is the last time anyone stored it (a write of a chunk
 //! already present touches it): garbage collection removes only chunks older
 //! than its grace period ([`ChunkStore::remove_if_older`]).
@@ -55,7 +58,7 @@
 use bytes::Bytes;
 use dfs_proto::chunk::ChunkId;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -144,9 +147,9 @@ impl ChunkStore {
             removal: Default::default(),
             direct_writes: Arc::new(AtomicBool::new(true)),
         };
-        std::fs::create_dir_all(&store.chunks_dir)?;
-        std::fs::create_dir_all(&store.quarantine_dir)?;
-        std::fs::create_dir_all(&store.tmp_dir)?;
+        for dir in [&store.chunks_dir, &store.quarantine_dir, &store.tmp_dir] {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        }
         for entry in std::fs::read_dir(&store.tmp_dir)? {
             let entry = entry?;
             let path = entry.path();
@@ -314,7 +317,11 @@ impl ChunkStore {
     /// the filesystem refuses it, and the writer for it. Blocking.
     fn open_temp(&self) -> io::Result<(TempFile, Writer)> {
         let path = self.tmp_dir.join(dfs_seal::random_id());
-        let file = std::fs::File::options().write(true).create_new(true).open(&path)?;
+        let file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
         let temp = TempFile(path);
         let mut direct = false;
         if self.writes_direct() {
@@ -597,7 +604,7 @@ impl Writer {
         self.file.sync_all()?;
 
         let shard = store.shard_dir(id);
-        match std::fs::create_dir(&shard) {
+        match std::fs::DirBuilder::new().mode(0o700).create(&shard) {
             // A new shard is itself an entry of the chunks dir, which must be durable too.
             Ok(()) => sync_dir(&store.chunks_dir)?,
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}

@@ -39,6 +39,13 @@ pub fn open(global: &Global) -> anyhow::Result<Option<Arc<Cache>>> {
         None => Cache::default_dir().context("no cache directory: set --cache-dir, DFS_CACHE_DIR or HOME")?,
     };
     let capacity = global.cache.cache_size.unwrap_or(dfs_client::cache::DEFAULT_CAPACITY);
+    // Cached chunks are copies of files others may not read: an older
+    // cache left readable is made private (new entries are created so).
+    let tightened =
+        crate::private::tighten(&dir).with_context(|| format!("making the cache in {} private", dir.display()))?;
+    for tightened in tightened {
+        eprintln!("dfs: warning: {tightened}");
+    }
     let cache = Cache::open(&dir, capacity).with_context(|| format!("cannot open the cache in {}", dir.display()))?;
     Ok(Some(Arc::new(cache)))
 }

@@ -9,6 +9,7 @@
 //! - [`tree`]: file and tree transfers (`put`, `get`, `-r`), `dfs watch`.
 //! - [`cache`]: the chunk cache flags and `dfs cache stats|clear`.
 //! - [`progress`]: progress bars on a terminal.
+//! - [`private`]: umask 077 for services, and tightening data and cache dirs left open to others.
 //! - [`locks`]: `dfs lock|unlock|locks|tx`, and the global `--tx` and `--lock-token`.
 //! - [`tls`]: the private CA of `dfs up --tls`, TLS settings of `dfs serve`, the
 //!   client of every command (`--ca-cert`, one request id per command).
@@ -18,6 +19,7 @@ mod cache;
 mod commands;
 mod locks;
 mod meta;
+mod private;
 mod progress;
 mod serve;
 mod session;

@@ -114,6 +114,7 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
 
 /// `dfs serve`; `ca_cert` is the global `--ca-cert` flag.
 pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Result<()> {
+    crate::private::restrict_umask();
     crate::init_logging("info");
     args.settings.ca_cert = ca_cert.or(args.settings.ca_cert);
     let file_settings = match &args.config {
@@ -141,6 +142,8 @@ pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Resul
         .unwrap_or_else(|| PathBuf::from("dfs-data/cluster.key"));
     let key =
         ClusterKey::load(&key_file).with_context(|| "loading the cluster key (make one with `dfs keygen FILE`)")?;
+    // After loading the key: one readable by others is refused, not fixed.
+    tighten_logged(&data_dir)?;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -249,6 +252,16 @@ pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Resul
         }
     }
     tracing::info!(service = name, "stopped");
+    Ok(())
+}
+
+/// [`crate::private::tighten`], with a warning per directory it had to fix.
+pub fn tighten_logged(dir: &Path) -> anyhow::Result<()> {
+    let report =
+        crate::private::tighten(dir).with_context(|| format!("making {} private to its owner", dir.display()))?;
+    for tightened in report {
+        tracing::warn!("{tightened}");
+    }
     Ok(())
 }
 

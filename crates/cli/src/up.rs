@@ -47,6 +47,8 @@ struct ChildSpec {
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    // Before anything is created; the children inherit it.
+    crate::private::restrict_umask();
     crate::init_logging("info");
     if args.file_servers == 0 {
         bail!("--file-servers must be at least 1");
@@ -68,6 +70,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if key_created {
         tracing::info!(file = %key_file.display(), "created the cluster key");
     }
+    // After loading the key: one readable by others is refused, not fixed.
+    crate::serve::tighten_logged(&data_dir)?;
     let password_file = data_dir.join("admin-password");
     let first_start = !password_file.exists();
     let pki = if args.tls {

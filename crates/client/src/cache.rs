@@ -18,6 +18,10 @@
 //! entries are deleted until it is back under 90% of it. Several processes
 //! may share one cache directory: every step is a rename or an unlink.
 //!
+//! Entries are copies of files other users may not read, named by chunk id
+//! (which is enough to read a chunk elsewhere): directories are created
+//! 0700 and files 0600, whatever the umask.
+//!
 //! The cache does blocking file I/O; async callers run it in
 //! `spawn_blocking`.
 
@@ -25,6 +29,7 @@ use bytes::Bytes;
 use dfs_proto::chunk::ChunkId;
 use serde::Serialize;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -72,8 +77,8 @@ impl Cache {
     /// `capacity` bytes of chunks.
     pub fn open(dir: impl Into<PathBuf>, capacity: u64) -> io::Result<Cache> {
         let dir = dir.into();
-        std::fs::create_dir_all(dir.join("chunks"))?;
-        std::fs::create_dir_all(dir.join("tmp"))?;
+        create_private_dir(&dir.join("chunks"))?;
+        create_private_dir(&dir.join("tmp"))?;
         let cache = Cache {
             dir,
             capacity,
@@ -177,11 +182,16 @@ impl Cache {
             self.temp_counter.fetch_add(1, Ordering::Relaxed)
         ));
         let written = (|| {
-            let mut file = std::fs::File::create(&temp)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temp)?;
             file.write_all(data)?;
             file.sync_all()?;
             if let Some(shard) = path.parent() {
-                std::fs::create_dir_all(shard)?;
+                create_private_dir(shard)?;
             }
             std::fs::rename(&temp, &path)
         })();
@@ -293,6 +303,11 @@ struct Entry {
     path: PathBuf,
     size: u64,
     used: SystemTime,
+}
+
+/// `create_dir_all`, making any directory it creates 0700.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 #[cfg(test)]
