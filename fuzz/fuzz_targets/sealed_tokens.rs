@@ -37,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
         let token = String::from_utf8_lossy(rest);
         assert!(key.open_ticket(&token, NOW).is_err());
         assert!(key.open_capability(&token, NOW).is_err());
+        assert!(key.open_copy_capability(&token, NOW).is_err());
         assert!(key.open_receipt(&token).is_err());
         return;
     }
@@ -45,6 +46,7 @@ fuzz_target!(|data: &[u8]| {
     let token = key.seal_ticket(&original);
     assert_eq!(key.open_ticket(&token, NOW).as_ref(), Ok(&original));
     assert!(key.open_capability(&token, NOW).is_err(), "a ticket is no capability");
+    assert!(key.open_copy_capability(&token, NOW).is_err(), "a ticket is no copy capability");
     assert!(key.open_receipt(&token).is_err(), "a ticket is no receipt");
     let mut bytes = token.clone().into_bytes();
     for edit in rest.chunks_exact(2) {

@@ -6,14 +6,17 @@ use crate::http::{chunk_id, header_capability, open_capability};
 use crate::server::FileServer;
 use crate::store::{Removal, Stored};
 use crate::MAX_CHUNK_BYTES;
+use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use dfs_proto::chunk::{ChunkId, ChunkInventory, ChunkStored, CopyChunk, InventoryEntry};
-use dfs_proto::ticket::{Capability, ChunkOp};
-use dfs_proto::{ErrorBody, ErrorCode, CAPABILITY_HEADER};
-use dfs_service::{ApiError, ApiJson, ApiResult};
+use dfs_proto::chunk::{ChunkInventory, ChunkStored, InventoryEntry};
+use dfs_proto::ticket::{Capability, ChunkOp, CopyCapability};
+use dfs_proto::{ErrorCode, CAPABILITY_HEADER};
+use dfs_seal::SealError;
+use dfs_service::{ApiError, ApiResult, Caller};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,61 +33,125 @@ fn require_target(server: &FileServer, capability: &Capability) -> ApiResult<()>
     }
 }
 
-/// `POST /v1/chunks/{id}/copy`: pulls the chunk from `source`, checks its
-/// hash, stores it durably and answers with a receipt naming this server.
+/// `POST /v1/chunks/{id}/copy`: pulls the chunk from the source server its
+/// copy capability names, checks its hash, stores it durably and answers with
+/// a receipt naming this server.
+///
+/// Only the directory service's repair loop seals copy capabilities; the
+/// source address is its registry's, sealed in the capability. Nothing in the
+/// request says where to fetch from (a body is refused), redirects are not
+/// followed, and what the source answered is never passed back: a copy that
+/// failed says which server and, if it answered, its status.
 pub(crate) async fn copy_chunk(
     State(server): State<Arc<FileServer>>,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    ApiJson(request): ApiJson<CopyChunk>,
+    body: Body,
 ) -> ApiResult<Json<ChunkStored>> {
     let id = chunk_id(id)?;
     let token = header_capability(&headers)?;
-    let capability = open_capability(&server, &token, ChunkOp::Write, &id)?;
-    require_target(&server, &capability)?;
+    let capability = server
+        .key
+        .open_copy_capability(&token, dfs_seal::now())
+        .map_err(|error| match error {
+            SealError::Expired => ApiError::unauthenticated("copy capability expired"),
+            // A genuine capability of another kind (every uploader holds write ones).
+            SealError::Malformed | SealError::BadSeal if server.key.open_capability(&token, 0).is_ok() => {
+                ApiError::permission_denied(
+                    "a chunk capability cannot order a copy: copies are ordered by the directory service's repair loop only, with a copy capability",
+                )
+            }
+            SealError::Malformed | SealError::BadSeal => {
+                ApiError::unauthenticated("invalid copy capability: tampered, truncated or from another cluster")
+            }
+        })?;
+    if capability.chunk != id {
+        return Err(ApiError::permission_denied(format!(
+            "copy capability is for chunk {}, not {id}",
+            capability.chunk
+        )));
+    }
+    if capability.target != server.id() {
+        return Err(ApiError::permission_denied(format!(
+            "copy capability is for server {}, not this one ({})",
+            capability.target,
+            server.id()
+        )));
+    }
+    let body = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|_| ApiError::bad_request("a copy takes no body"))?;
+    if !body.is_empty() {
+        return Err(ApiError::bad_request(
+            "a copy takes no body: the source server is named by the copy capability",
+        ));
+    }
     if capability.size > MAX_CHUNK_BYTES {
         return Err(ApiError::new(ErrorCode::PayloadTooLarge, "chunk too large"));
     }
-    let bytes = fetch(&server, &request, &id, capability.size).await?;
+    let source = &capability.source.id;
+    let bytes = fetch(&server, &capability).await?;
     let stored = server.store.put(&id, bytes).await.map_err(|error| {
+        tracing::warn!(chunk = %id, %source, %error, "a copied chunk was refused");
         ApiError::new(
             ErrorCode::ChecksumMismatch,
-            format!("copy of chunk {id} from {}: {error}", request.source.id),
+            format!("the copy of chunk {id} from server {source} does not hash to its id"),
         )
     })?;
     server.counters.record_write(capability.size, stored);
     if stored == Stored::New {
-        tracing::info!(chunk = %id, source = %request.source.id, "copied a chunk from another server");
+        tracing::info!(chunk = %id, %source, "copied a chunk from another server");
     }
     let servers = vec![server.id().to_string()];
     Ok(Json(crate::http::stored_answer(&server, id, capability.size, servers)))
 }
 
-async fn fetch(server: &FileServer, request: &CopyChunk, id: &ChunkId, size: u64) -> ApiResult<bytes::Bytes> {
-    let url = format!("{}/v1/chunks/{id}", request.source.url.trim_end_matches('/'));
-    let failed =
-        |what: String| ApiError::unavailable(format!("fetching chunk {id} from {}: {what}", request.source.id));
-    let response = server
+/// The chunk's bytes from the capability's source: exactly `size` of them,
+/// or an error that names the source and at most its status (the details
+/// go to the log only).
+async fn fetch(server: &FileServer, capability: &CopyCapability) -> ApiResult<bytes::Bytes> {
+    let (id, source) = (&capability.chunk, &capability.source);
+    let failed = |what: String| ApiError::unavailable(format!("copying chunk {id} from server {}: {what}", source.id));
+    let log = |error: &dyn std::fmt::Display| {
+        tracing::warn!(chunk = %id, source = %source.id, url = %source.url, %error, "copying a chunk");
+    };
+    let url = format!("{}/v1/chunks/{id}", source.url.trim_end_matches('/'));
+    let mut response = server
         .http
         .get(&url)
-        .header(CAPABILITY_HEADER, &request.read_capability)
+        .header(CAPABILITY_HEADER, &capability.read_capability)
         .send()
         .await
-        .map_err(|error| failed(error.to_string()))?;
-    if !response.status().is_success() {
-        let status = response.status();
-        let message = response
-            .json::<ErrorBody>()
-            .await
-            .map(|body| body.message)
-            .unwrap_or_default();
-        return Err(failed(format!("{status}: {message}")));
+        .map_err(|error| {
+            log(&error);
+            failed("the source could not be reached".into())
+        })?;
+    let status = response.status();
+    if !status.is_success() {
+        log(&status);
+        return Err(failed(format!("the source answered {}", status.as_u16())));
     }
-    let bytes = response.bytes().await.map_err(|error| failed(error.to_string()))?;
+    let size = capability.size;
+    let mut bytes = bytes::BytesMut::with_capacity(size as usize);
+    loop {
+        match response.chunk().await {
+            Ok(Some(piece)) if (bytes.len() + piece.len()) as u64 <= size => bytes.extend_from_slice(&piece),
+            Ok(Some(_)) => {
+                log(&"longer than the chunk");
+                return Err(failed("the source sent the wrong number of bytes".into()));
+            }
+            Ok(None) => break,
+            Err(error) => {
+                log(&error);
+                return Err(failed("the transfer from the source failed".into()));
+            }
+        }
+    }
     if bytes.len() as u64 != size {
-        return Err(failed(format!("got {} bytes, expected {size}", bytes.len())));
+        log(&"shorter than the chunk");
+        return Err(failed("the source sent the wrong number of bytes".into()));
     }
-    Ok(bytes)
+    Ok(bytes.freeze())
 }
 
 #[derive(serde::Deserialize)]
@@ -126,22 +193,29 @@ pub(crate) async fn delete_chunk(
     }
 }
 
-/// `GET /v1/chunks`: every chunk on disk (service tickets only).
+/// The ticket of a request to a file server, opened with the cluster key and
+/// checked against the revocation list the server polls.
+pub(crate) struct FileServerCaller(pub Caller);
+
+impl FromRequestParts<Arc<FileServer>> for FileServerCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, server: &Arc<FileServer>) -> Result<Self, ApiError> {
+        Caller::from_request_parts(parts, &server.verifier)
+            .await
+            .map(FileServerCaller)
+    }
+}
+
+/// `GET /v1/chunks`: every chunk on disk (service and admin tickets only).
 pub(crate) async fn inventory(
     State(server): State<Arc<FileServer>>,
-    headers: HeaderMap,
+    FileServerCaller(caller): FileServerCaller,
 ) -> ApiResult<Json<ChunkInventory>> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthenticated("no bearer ticket"))?;
-    let ticket = server
-        .key
-        .open_ticket(token.trim(), dfs_seal::now())
-        .map_err(|_| ApiError::unauthenticated("invalid or expired ticket"))?;
-    if !ticket.is_service() {
-        return Err(ApiError::permission_denied("permission denied: for DFS services only"));
+    if !caller.0.is_admin() && !caller.0.is_service() {
+        return Err(ApiError::permission_denied(
+            "permission denied: for DFS services and admins only",
+        ));
     }
     let store = server.store.clone();
     let chunks = tokio::task::spawn_blocking(move || store.inventory())

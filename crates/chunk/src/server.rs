@@ -4,6 +4,7 @@ use crate::store::{ChunkStore, Stored};
 use anyhow::Context;
 use dfs_proto::chunk::{FileServerStats, ServerRef};
 use dfs_seal::ClusterKey;
+use dfs_service::Verifier;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,10 @@ pub struct Config {
     /// directory services may share one namespace), damage reports go to the
     /// first that answers. Empty sends none (tests).
     pub directory_urls: Vec<String>,
+    /// Security service base URL, polled for the revocation list (every
+    /// [`dfs_service::caller::REVOCATION_POLL`]) so that a revoked session's
+    /// ticket is refused here too. `None` polls nothing (tests).
+    pub auth_url: Option<String>,
     /// Opens capabilities and seals receipts.
     pub key: ClusterKey,
     /// Bytes this server offers; `None` means what it stores plus the free space of its disk.
@@ -48,6 +53,7 @@ impl Config {
             data_dir: data_dir.into(),
             public_url: None,
             directory_urls: Vec::new(),
+            auth_url: None,
             key,
             capacity_bytes: None,
             heartbeat_interval: Self::DEFAULT_HEARTBEAT_INTERVAL,
@@ -94,13 +100,17 @@ pub async fn run(
             )
         })
         .collect();
+    let revocations = config
+        .auth_url
+        .clone()
+        .map(|auth_url| server.verifier.spawn_revocation_poller(auth_url));
     let scrub = crate::scrub::spawn(Arc::clone(&server), config.scrub_rate, config.scrub_interval);
     let result = dfs_service::serve(listener, crate::http::router(Arc::clone(&server)), shutdown).await;
     for heartbeat in heartbeats {
         heartbeat.abort();
     }
-    if let Some(scrub) = scrub {
-        scrub.abort();
+    for task in [scrub, revocations].into_iter().flatten() {
+        task.abort();
     }
     result.context("serving HTTP")
 }
@@ -112,9 +122,11 @@ pub struct FileServer {
     url: String,
     data_dir: PathBuf,
     pub(crate) key: ClusterKey,
+    /// Opens tickets (service routes) and holds the revocation list.
+    pub(crate) verifier: Arc<Verifier>,
     pub(crate) store: ChunkStore,
     pub(crate) counters: Counters,
-    /// One pooled client for every forward to a worker.
+    /// One pooled client for every call to another server (no redirects).
     pub(crate) http: reqwest::Client,
     /// Where corrupt chunks are reported (set by [`run`]).
     pub(crate) directory_urls: std::sync::OnceLock<Vec<String>>,
@@ -134,7 +146,10 @@ impl FileServer {
         counters
             .stored_bytes
             .store(chunks.iter().map(|(_, size)| size).sum(), Ordering::Relaxed);
+        // Never follows a redirect: a file server calls only addresses from
+        // capabilities (workers, the source of a copy) and the directory.
         let http = dfs_service::http_client()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(60))
             .build()
@@ -143,6 +158,7 @@ impl FileServer {
             id,
             url,
             data_dir: data_dir.to_path_buf(),
+            verifier: Verifier::new(key.clone()),
             key,
             store,
             counters,

@@ -6,7 +6,7 @@ use dfs_proto::chunk::{
     ChunkCheck, ChunkId, ChunkStored, FileServerStats, Heartbeat, ServerRef, CHUNK_LENGTH_HEADER,
     CHUNK_STREAM_PROTOCOL, REPLICA_HEADER, VERIFY_BY_CLIENT, VERIFY_HEADER,
 };
-use dfs_proto::ticket::{Capability, ChunkOp, Role};
+use dfs_proto::ticket::{Capability, ChunkOp, CopyCapability, Role};
 use dfs_proto::{ErrorBody, ErrorCode, CAPABILITY_HEADER};
 use dfs_seal::ClusterKey;
 use reqwest::StatusCode;
@@ -906,4 +906,202 @@ async fn a_chunk_of_the_largest_size_replicates_and_a_larger_one_is_refused() {
     );
     primary.stop().await;
     worker.stop().await;
+}
+
+/// A copy capability as the directory service's repair loop seals it: copy
+/// chunk `id` from `source` onto `target`.
+fn copy_capability(key: &ClusterKey, id: &ChunkId, size: usize, source: ServerRef, target: &str) -> String {
+    key.seal_copy_capability(&CopyCapability {
+        chunk: id.clone(),
+        size: size as u64,
+        target: target.to_string(),
+        source,
+        read_capability: read_capability(key, id),
+        expires_at: dfs_seal::now() + 60,
+    })
+}
+
+async fn post_copy(
+    server: &TestServer,
+    id: &ChunkId,
+    capability: &str,
+    body: Option<serde_json::Value>,
+) -> reqwest::Response {
+    let mut request = client()
+        .post(format!("{}/v1/chunks/{id}/copy", server.url))
+        .header(CAPABILITY_HEADER, capability);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
+}
+
+/// A listener that answers every request with `response` and counts the
+/// connections it got.
+async fn canned_server(response: String) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&hits);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (url, hits)
+}
+
+/// Issue 17, item 3: copies are ordered only by copy capabilities, which
+/// name the chunk, the target and the source; a write capability (every
+/// uploader holds some), or a copy capability for another server or chunk,
+/// orders nothing, and a body saying where to fetch from is refused.
+#[tokio::test]
+async fn only_a_copy_capability_for_this_server_and_chunk_orders_a_copy() {
+    let key = ClusterKey::random();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let holder = TestServer::start(&key, dir_a.path()).await;
+    let target = TestServer::start(&key, dir_b.path()).await;
+    let bytes = content(300_000, 9);
+    let id = holder.store(&key, &bytes).await;
+    let (bait, bait_hits) = canned_server("HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecret".into()).await;
+    let url_body = serde_json::json!({
+        "source": { "id": "x", "url": bait },
+        "read_capability": read_capability(&key, &id),
+    });
+
+    let write = capability(&key, ChunkOp::Write, &id, bytes.len(), vec![target.server_ref()]);
+    let good = copy_capability(&key, &id, bytes.len(), holder.server_ref(), &target.id);
+    let for_holder = copy_capability(&key, &id, bytes.len(), holder.server_ref(), &holder.id);
+    let other_chunk = copy_capability(&key, &id_of(b"other"), bytes.len(), holder.server_ref(), &target.id);
+    let forged = copy_capability(&ClusterKey::random(), &id, bytes.len(), holder.server_ref(), &target.id);
+    let cases = [
+        (
+            &write,
+            Some(url_body.clone()),
+            StatusCode::FORBIDDEN,
+            "a chunk capability cannot order a copy",
+        ),
+        (
+            &write,
+            None,
+            StatusCode::FORBIDDEN,
+            "a chunk capability cannot order a copy",
+        ),
+        (&forged, None, StatusCode::UNAUTHORIZED, "invalid copy capability"),
+        (&for_holder, None, StatusCode::FORBIDDEN, "not this one"),
+        (&other_chunk, None, StatusCode::FORBIDDEN, "is for chunk"),
+        (
+            &good,
+            Some(url_body.clone()),
+            StatusCode::BAD_REQUEST,
+            "a copy takes no body",
+        ),
+    ];
+    for (index, (capability, body, status, message)) in cases.into_iter().enumerate() {
+        let (actual, error) = error_of(post_copy(&target, &id, capability, body).await).await;
+        assert_eq!(actual, status, "case {index}: {}", error.message);
+        assert!(error.message.contains(message), "case {index}: {}", error.message);
+    }
+    assert_eq!(
+        bait_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the URL in a body was fetched"
+    );
+    assert!(!target.chunk_path(&id).exists());
+
+    // The directory service's order is carried out: pulled, checked, stored, receipted.
+    let response = post_copy(&target, &id, &good, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let stored: ChunkStored = response.json().await.unwrap();
+    let receipt = key.open_receipt(&stored.receipt).unwrap();
+    assert_eq!((receipt.chunk, receipt.servers), (id.clone(), vec![target.id.clone()]));
+    assert_eq!(std::fs::read(target.chunk_path(&id)).unwrap(), bytes);
+    holder.stop().await;
+    target.stop().await;
+}
+
+/// Issue 17, item 3: a copy never follows a redirect, and never passes on
+/// what the source answered (its body, its length, the connection error):
+/// only which server failed and, if it answered, its status.
+#[tokio::test]
+async fn a_copy_follows_no_redirect_and_echoes_nothing_of_the_source() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let target = TestServer::start(&key, dir.path()).await;
+    let bytes = content(1000, 10);
+    let id = id_of(&bytes);
+    let (inside, inside_hits) = canned_server("HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecret".into()).await;
+    let redirect =
+        format!("HTTP/1.1 302 Found\r\nlocation: {inside}/v1/users\r\ncontent-length: 14\r\n\r\nfollow me home");
+    let (redirecting, _) = canned_server(redirect).await;
+    let error_body = r#"{"code":"unauthenticated","message":"not logged in: internal detail"}"#;
+    let refusing = format!(
+        "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{error_body}",
+        error_body.len()
+    );
+    let (refusing, _) = canned_server(refusing).await;
+    let (too_long, _) = canned_server(format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: 1001\r\n\r\n{}",
+        "x".repeat(1001)
+    ))
+    .await;
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let cases = [
+        (redirecting, "the source answered 302"),
+        (refusing, "the source answered 401"),
+        (too_long, "the source sent the wrong number of bytes"),
+        (closed.clone(), "the source could not be reached"),
+    ];
+    for (url, expected) in cases {
+        let source = ServerRef {
+            id: "source-1".into(),
+            url: url.clone(),
+        };
+        let order = copy_capability(&key, &id, bytes.len(), source, &target.id);
+        let (status, error) = error_of(post_copy(&target, &id, &order, None).await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{url}: {}", error.message);
+        assert_eq!(
+            error.message,
+            format!("copying chunk {id} from server source-1: {expected}")
+        );
+        for leaked in [
+            "secret",
+            "follow me",
+            "not logged in",
+            "internal",
+            &inside,
+            &url,
+            "refused",
+        ] {
+            assert!(
+                !error.message.contains(leaked),
+                "{url}: {leaked:?} in {}",
+                error.message
+            );
+        }
+    }
+    assert_eq!(
+        inside_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a redirect was followed"
+    );
+    assert!(!target.chunk_path(&id).exists());
+    target.stop().await;
 }

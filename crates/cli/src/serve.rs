@@ -29,7 +29,7 @@ pub struct Settings {
     /// Metadata engine URL (auth, directory) [default: sqlite://DATA_DIR/meta.db].
     #[arg(long)]
     pub meta: Option<String>,
-    /// Security service URL (directory) [default: http://127.0.0.1:7071].
+    /// Security service URL, polled for revoked sessions (directory, file) [default: http://127.0.0.1:7071].
     #[arg(long)]
     pub auth_url: Option<String>,
     /// Directory service URL, or several comma-separated when directory
@@ -240,6 +240,12 @@ pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Resul
                     .map(|url| url.trim().to_string())
                     .filter(|url| !url.is_empty())
                     .collect(),
+                auth_url: Some(
+                    settings
+                        .auth_url
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_AUTH_URL.to_string()),
+                ),
                 key,
                 capacity_bytes: settings.capacity,
                 heartbeat_interval: Duration::from_secs(2),

@@ -156,6 +156,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 format!("--data-dir={}", path(&data_dir.join(format!("file-{}", index + 1)))),
                 format!("--key-file={key}"),
                 format!("--directory-url={all_directories}"),
+                format!("--auth-url={auth_url}"),
             ],
         });
         let spec = specs.last_mut().expect("just pushed");

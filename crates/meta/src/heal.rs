@@ -5,7 +5,9 @@
 //! file with the live servers recorded as holding it. A chunk short of
 //! `min(replication, live servers)` live replicas is copied from one live
 //! holder to the live non-holder with the most free space: the target pulls
-//! it (`POST /v1/chunks/{id}/copy`), checks its hash, stores it durably and
+//! it (`POST /v1/chunks/{id}/copy` with a copy capability naming the chunk,
+//! the target and the source as this service's registry knows it; only this
+//! loop seals them), checks its hash, stores it durably and
 //! answers with a sealed receipt, from which the replica is recorded, as for
 //! any upload. At most `repair_rate` chunks start per second, a few at a
 //! time, so repair never swamps the cluster. Nothing happens during the
@@ -16,8 +18,8 @@
 
 use crate::http::Directory;
 use crate::servers::LiveServer;
-use dfs_proto::chunk::{ChunkId, ChunkStored, CopyChunk, ServerRef};
-use dfs_proto::ticket::{Capability, ChunkOp};
+use dfs_proto::chunk::{ChunkId, ChunkStored, ServerRef};
+use dfs_proto::ticket::{Capability, ChunkOp, CopyCapability};
 use futures_util::StreamExt;
 use rand::seq::SliceRandom;
 use std::collections::{HashMap, HashSet};
@@ -189,18 +191,21 @@ fn pick_target(live: &[LiveServer], holders: &[String], free: &HashMap<String, u
 async fn copy_chunk(directory: &Arc<Directory>, copy: Copy) -> bool {
     let key = directory.verifier.key();
     let expires_at = dfs_seal::now() + directory.capability_ttl.as_secs();
-    let write = key.seal_capability(&Capability {
-        op: ChunkOp::Write,
-        chunk: copy.chunk.clone(),
-        size: copy.size,
-        targets: vec![copy.target.clone()],
-        expires_at,
-    });
+    // The source's address is the registry's, sealed: the target fetches
+    // from nowhere else, and no one but this loop can order a copy.
     let read = key.seal_capability(&Capability {
         op: ChunkOp::Read,
         chunk: copy.chunk.clone(),
         size: copy.size,
-        targets: Vec::new(),
+        targets: vec![copy.source.clone()],
+        expires_at,
+    });
+    let order = key.seal_copy_capability(&CopyCapability {
+        chunk: copy.chunk.clone(),
+        size: copy.size,
+        target: copy.target.id.clone(),
+        source: copy.source.clone(),
+        read_capability: read,
         expires_at,
     });
     let url = format!(
@@ -212,11 +217,7 @@ async fn copy_chunk(directory: &Arc<Directory>, copy: Copy) -> bool {
         let response = directory
             .http
             .post(&url)
-            .header(dfs_proto::CAPABILITY_HEADER, write)
-            .json(&CopyChunk {
-                source: copy.source.clone(),
-                read_capability: read,
-            })
+            .header(dfs_proto::CAPABILITY_HEADER, order)
             .timeout(Duration::from_secs(60))
             .send()
             .await?;

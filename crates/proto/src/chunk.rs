@@ -20,13 +20,15 @@
 //!   service. Answers [`ChunkCheck`]. A reader that found a copy corrupt asks
 //!   for this; the server believes only its own hash.
 //! - `GET /v1/stats`: [`FileServerStats`].
-//! - `POST /v1/chunks/{id}/copy` with a write capability naming this server
-//!   and a [`CopyChunk`] body: the server pulls the chunk from the source,
-//!   checks its hash, stores it durably and answers [`ChunkStored`] (used by
-//!   the directory service to re-replicate).
+//! - `POST /v1/chunks/{id}/copy` with a copy capability
+//!   ([`crate::ticket::CopyCapability`], sealed by the directory service's
+//!   repair loop for this chunk and this server) and no body: the server
+//!   pulls the chunk from the source server the capability names (never from
+//!   anything in the request), without following redirects, checks its hash,
+//!   stores it durably and answers [`ChunkStored`].
 //! - `DELETE /v1/chunks/{id}?min_age_secs=N` with a delete capability: removes
 //!   the chunk unless it was written less than `N` seconds ago (garbage collection).
-//! - `GET /v1/chunks` with a service ticket (`Authorization: Bearer`): [`ChunkInventory`].
+//! - `GET /v1/chunks` with a service or admin ticket (`Authorization: Bearer`): [`ChunkInventory`].
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -146,14 +148,6 @@ pub struct FileServerStats {
     pub chunk_writes: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
-}
-
-/// Body of `POST /v1/chunks/{id}/copy`: where to pull the chunk from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CopyChunk {
-    pub source: ServerRef,
-    /// A sealed read capability for the chunk, presented to the source.
-    pub read_capability: String,
 }
 
 /// One chunk on a file server's disk.

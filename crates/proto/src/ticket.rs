@@ -1,6 +1,7 @@
-//! What a login ticket, a chunk capability and a replication receipt contain.
+//! What a login ticket, a chunk capability, a copy capability and a
+//! replication receipt contain.
 //!
-//! All three travel sealed (AES-256-GCM under the cluster key, see `dfs-seal`),
+//! All of them travel sealed (AES-256-GCM under the cluster key, see `dfs-seal`),
 //! so a holder can neither read nor change them; these are the plaintexts.
 
 use crate::chunk::{ChunkId, ServerRef};
@@ -62,6 +63,26 @@ pub struct Capability {
     /// only if it is named here, and the primary forwards to the others.
     /// For a read: empty (any server holding the chunk may serve it).
     pub targets: Vec<ServerRef>,
+    pub expires_at: UnixSeconds,
+}
+
+/// Order, sealed by the directory service's repair loop, for one file server
+/// to copy one chunk from another (`POST /v1/chunks/{id}/copy`). It has its
+/// own seal purpose, so no [`Capability`] (which every uploader holds) can
+/// stand in for it. The source is the directory service's registry entry for
+/// a server holding the chunk: the file server never takes an address from
+/// the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyCapability {
+    pub chunk: ChunkId,
+    /// Exact size of the chunk in bytes.
+    pub size: u64,
+    /// Id of the one server told to copy.
+    pub target: String,
+    /// The server to pull from.
+    pub source: ServerRef,
+    /// A sealed read capability for the chunk, naming the source, presented to it.
+    pub read_capability: String,
     pub expires_at: UnixSeconds,
 }
 

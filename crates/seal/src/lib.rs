@@ -4,7 +4,8 @@
 //! `nonce (12 bytes) || AES-256-GCM ciphertext and tag` of the JSON payload.
 //! The nonce is random per token. The additional authenticated data is a
 //! purpose label ([`Purpose`]), so a ticket can never be passed off as a
-//! capability or a receipt, even though one key seals all three.
+//! capability or a receipt, nor a chunk capability as a copy capability,
+//! even though one key seals them all.
 //!
 //! Architecture invariant: this crate is pure (no network, no clock of its
 //! own except in [`now`]); every service opens tokens locally with the key.
@@ -13,7 +14,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use dfs_proto::ticket::{Capability, Receipt, Ticket};
+use dfs_proto::ticket::{Capability, CopyCapability, Receipt, Ticket};
 use dfs_proto::UnixSeconds;
 use rand::RngCore;
 use serde::de::DeserializeOwned;
@@ -31,6 +32,8 @@ pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 pub enum Purpose {
     Ticket,
     Capability,
+    /// A [`CopyCapability`]: issued only by the directory service's repair loop.
+    CopyCapability,
     Receipt,
 }
 
@@ -39,6 +42,7 @@ impl Purpose {
         match self {
             Purpose::Ticket => b"dfs/ticket/v1",
             Purpose::Capability => b"dfs/capability/v1",
+            Purpose::CopyCapability => b"dfs/copy-capability/v1",
             Purpose::Receipt => b"dfs/receipt/v1",
         }
     }
@@ -193,6 +197,19 @@ impl ClusterKey {
     /// Opens a capability and checks that it has not expired at `now`.
     pub fn open_capability(&self, token: &str, now: UnixSeconds) -> Result<Capability, SealError> {
         let capability: Capability = self.open(Purpose::Capability, token)?;
+        if capability.expires_at <= now {
+            return Err(SealError::Expired);
+        }
+        Ok(capability)
+    }
+
+    pub fn seal_copy_capability(&self, capability: &CopyCapability) -> String {
+        self.seal(Purpose::CopyCapability, capability)
+    }
+
+    /// Opens a copy capability and checks that it has not expired at `now`.
+    pub fn open_copy_capability(&self, token: &str, now: UnixSeconds) -> Result<CopyCapability, SealError> {
+        let capability: CopyCapability = self.open(Purpose::CopyCapability, token)?;
         if capability.expires_at <= now {
             return Err(SealError::Expired);
         }

@@ -95,6 +95,37 @@ fn purposes_do_not_mix() {
     assert_eq!(key.open_capability(&cap_token, 2_001), Err(SealError::Expired));
 }
 
+/// A write capability (every uploader gets one) is no copy capability, and
+/// the other way round, though both name a chunk and its servers.
+#[test]
+fn a_chunk_capability_is_no_copy_capability() {
+    let key = ClusterKey::random();
+    let chunk = ChunkId::from_hash_bytes(&[2; 32]);
+    let write = key.seal_capability(&Capability {
+        op: ChunkOp::Write,
+        chunk: chunk.clone(),
+        size: 10,
+        targets: vec![],
+        expires_at: 2_000,
+    });
+    assert_eq!(key.open_copy_capability(&write, 1_500), Err(SealError::BadSeal));
+    let copy = CopyCapability {
+        chunk,
+        size: 10,
+        target: "b".into(),
+        source: dfs_proto::chunk::ServerRef {
+            id: "a".into(),
+            url: "http://127.0.0.1:1".into(),
+        },
+        read_capability: write,
+        expires_at: 2_000,
+    };
+    let token = key.seal_copy_capability(&copy);
+    assert_eq!(key.open_copy_capability(&token, 1_500).unwrap(), copy);
+    assert_eq!(key.open_capability(&token, 1_500), Err(SealError::BadSeal));
+    assert_eq!(key.open_copy_capability(&token, 2_000), Err(SealError::Expired));
+}
+
 #[test]
 fn key_files_are_private_and_stable() {
     use std::os::unix::fs::PermissionsExt;

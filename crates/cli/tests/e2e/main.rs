@@ -6,6 +6,7 @@ mod client;
 mod crash;
 mod data;
 mod engines;
+mod file_servers;
 mod heal;
 mod load;
 mod locks;
