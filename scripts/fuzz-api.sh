@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The API fuzz pass: schemathesis against docs/openapi.yaml, service by
+# service, on a throw-away cluster (`dfs up --port 0` in a temp dir), with
+# the admin's ticket. It creates and deletes users, changes passwords,
+# drains servers and logs out: never point it at a cluster you care about
+# (it starts its own and removes it).
+#
+# Fails (exit 1) on any 5xx answer or any answer the document does not
+# allow (status, content type, body schema). Prints schemathesis' summary
+# per service, then one line of counts per service.
+#
+# Usage: scripts/fuzz-api.sh [EXAMPLES]   test cases per operation (default 50)
+# Env: DFS_BIN (default: target/release/dfs or target/debug/dfs, built if
+#      absent), DFS_FUZZ_VENV (default ~/.cache/dfs-fuzz-venv), DFS_FUZZ_KEEP=1
+#      keeps the temp dir (cluster data, logs, reports).
+# Not part of CI's test run: it takes minutes. Its last counts are in
+# docs/security.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXAMPLES=${1:-50}
+SCHEMATHESIS_VERSION=4.32.5
+VENV=${DFS_FUZZ_VENV:-$HOME/.cache/dfs-fuzz-venv}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dfs-target}
+
+installed=$("$VENV/bin/pip" show schemathesis 2>/dev/null || true)
+if ! grep -qx "Version: $SCHEMATHESIS_VERSION" <<< "$installed"; then
+    echo "fuzz-api.sh: installing schemathesis $SCHEMATHESIS_VERSION into $VENV" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
+BIN=${DFS_BIN:-}
+if [ -z "$BIN" ]; then
+    for candidate in "$CARGO_TARGET_DIR/release/dfs" "$CARGO_TARGET_DIR/debug/dfs"; do
+        if [ -x "$candidate" ]; then BIN=$candidate; break; fi
+    done
+fi
+if [ -z "$BIN" ]; then
+    cargo build --locked -p dfs-cli >&2
+    BIN=$CARGO_TARGET_DIR/debug/dfs
+fi
+
+WORK=$(mktemp -d)
+UP_PID=
+cleanup() {
+    if [ -n "$UP_PID" ]; then
+        kill "$UP_PID" 2>/dev/null || true
+        wait "$UP_PID" 2>/dev/null || true
+    fi
+    if [ "${DFS_FUZZ_KEEP:-}" = 1 ]; then
+        echo "fuzz-api.sh: kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+# The cluster; its JSON banner (first line on stdout) has the URLs.
+"$BIN" up --port 0 --data-dir "$WORK/data" > "$WORK/banner" 2> "$WORK/up.log" &
+UP_PID=$!
+for _ in $(seq 1 300); do
+    if [ -s "$WORK/banner" ]; then break; fi
+    if ! kill -0 "$UP_PID" 2>/dev/null; then
+        echo "fuzz-api.sh: dfs up died:" >&2; cat "$WORK/up.log" >&2; exit 1
+    fi
+    sleep 0.2
+done
+field() { "$VENV/bin/python" -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())[sys.argv[2]])" "$WORK/banner" "$1"; }
+DIRECTORY=$(field directory_url)
+AUTH=$(field auth_url)
+FILE=$("$VENV/bin/python" -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())['file_server_urls'][0])" "$WORK/banner")
+PASSWORD=$(cat "$(field admin_password_file)")
+
+# A fresh admin ticket for each service: the security service's own run
+# may log it out or change the password.
+ticket() {
+    curl -sf "$AUTH/v1/auth/login" -H 'content-type: application/json' \
+        -d "{\"name\":\"admin\",\"password\":\"$PASSWORD\"}" |
+        "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["ticket"])'
+}
+
+CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
+failed=0
+summary=()
+# run NAME URL FILTER...: schemathesis on the operations FILTER selects.
+run() {
+    local name=$1 url=$2
+    shift 2
+    echo "== $name ($url)" >&2
+    local report="$WORK/$name.ndjson" status=0
+    "$VENV/bin/schemathesis" run docs/openapi.yaml --url "$url" \
+        -H "Authorization: Bearer $(ticket)" \
+        --checks "$CHECKS" --max-examples "$EXAMPLES" --seed 17 --workers 1 \
+        --phases examples,coverage,fuzzing --request-timeout 10 --max-redirects 0 \
+        --suppress-health-check all --report ndjson --report-ndjson-path "$report" \
+        --warnings off "$@" >&2 || status=$?
+    local counts
+    counts=$("$VENV/bin/python" - "$report" <<'EOF'
+import json, sys
+cases = failures = 0
+statuses = {}
+for line in open(sys.argv[1]):
+    event = json.loads(line)
+    # Each scenario's recorder lists every request made and every check run.
+    for key in ("ScenarioFinished",):
+        scenario = event.get(key)
+        if not scenario:
+            continue
+        recorder = scenario.get("recorder") or {}
+        for interactions in (recorder.get("interactions") or {}).values():
+            response = (interactions or {}).get("response") or {}
+            if response:
+                cases += 1
+                status = response.get("status_code", 0) // 100
+                statuses[f"{status}xx"] = statuses.get(f"{status}xx", 0) + 1
+        for checks in (recorder.get("checks") or {}).values():
+            failures += sum(1 for check in checks if check.get("status") == "failure")
+shown = " ".join(f"{k}={v}" for k, v in sorted(statuses.items()))
+print(f"{cases} requests ({shown}), {failures} failed checks")
+EOF
+)
+    summary+=("$name: $counts, schemathesis exit $status")
+    if [ "$status" -ne 0 ]; then failed=1; fi
+}
+
+# Watches stream until the client goes away: a request timeout, not an answer.
+run directory "$DIRECTORY" --exclude-path-regex '^/v1/(auth|users|chunks|stats)' --exclude-path /v1/watch
+run file "$FILE" --include-path-regex '^/v1/(chunks|stats)'
+# Logging out ends the ticket every later request of a run carries: on its
+# own, before the rest of the security service (which may delete admin).
+run logout "$AUTH" --include-path /v1/auth/logout
+run auth "$AUTH" --include-path-regex '^/v1/(auth|users)' --exclude-path /v1/auth/logout
+
+echo "fuzz-api.sh: $EXAMPLES examples per operation"
+for line in "${summary[@]}"; do echo "  $line"; done
+if [ "$failed" -ne 0 ]; then
+    echo "fuzz-api.sh: FAILED (5xx answers or answers outside docs/openapi.yaml; see above)"
+    exit 1
+fi
+echo "fuzz-api.sh: passed"
