@@ -38,14 +38,21 @@ pub struct Tightened {
 
 impl std::fmt::Display for Tightened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} entries were readable by other users; now private to their owner (0700 directories, 0600 files)",
-            self.dir.display(),
-            self.fixed
-        )?;
+        write!(f, "{}: ", self.dir.display())?;
+        if self.fixed > 0 {
+            write!(
+                f,
+                "{} entries were readable by other users; now private to their owner (0700 directories, 0600 files)",
+                self.fixed
+            )?;
+        }
         if self.not_ours > 0 {
-            write!(f, "; {} more belong to another user and were left alone", self.not_ours)?;
+            let separator = if self.fixed > 0 { "; " } else { "" };
+            write!(
+                f,
+                "{separator}{} entries readable by other users belong to another user: left as they are",
+                self.not_ours
+            )?;
         }
         Ok(())
     }
