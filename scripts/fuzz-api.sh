@@ -18,6 +18,7 @@
 # docs/security.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 EXAMPLES=${1:-50}
 SCHEMATHESIS_VERSION=4.32.5
 VENV=${DFS_FUZZ_VENV:-$HOME/.cache/dfs-fuzz-venv}
@@ -89,12 +90,13 @@ run() {
     shift 2
     echo "== $name ($url)" >&2
     local report="$WORK/$name.ndjson" status=0
-    "$VENV/bin/schemathesis" run docs/openapi.yaml --url "$url" \
+    # From the temp dir, where schemathesis leaves its cache (.schemathesis/).
+    (cd "$WORK" && "$VENV/bin/schemathesis" run "$ROOT/docs/openapi.yaml" --url "$url" \
         -H "Authorization: Bearer $(ticket)" \
         --checks "$CHECKS" --max-examples "$EXAMPLES" --seed 17 --workers 1 --mode "${DFS_FUZZ_MODE:-all}" \
         --phases examples,coverage,fuzzing --request-timeout 10 --max-redirects 0 \
         --suppress-health-check all --report ndjson --report-ndjson-path "$report" \
-        --warnings off "$@" >&2 || status=$?
+        --warnings off "$@" >&2) || status=$?
     local counts
     counts=$("$VENV/bin/python" - "$report" <<'EOF'
 import json, sys
