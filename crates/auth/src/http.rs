@@ -130,6 +130,7 @@ fn store_error(error: StoreError) -> ApiError {
         StoreError::Conflict(what) => ApiError::conflict(what),
         StoreError::PermissionDenied(what) => ApiError::permission_denied(what),
         StoreError::Locked(what) => ApiError::new(ErrorCode::Locked, what),
+        StoreError::TooMany(what) => ApiError::new(ErrorCode::TooManyRequests, what),
         StoreError::Invalid(what) => ApiError::bad_request(what),
         StoreError::Backend(error) => ApiError::internal(format!("{error:#}")),
     }

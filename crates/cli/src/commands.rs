@@ -12,17 +12,30 @@ use std::path::{Path, PathBuf};
 /// Refresh the ticket when less than this many seconds remain.
 const REFRESH_MARGIN_SECS: u64 = 15 * 60;
 
-/// A command's result: printed as JSON with `--json`, else as text.
+/// A command's result: printed as JSON with `--json`, else as text. Control
+/// characters other than the line breaks and tabs of `text` are escaped (a
+/// name may hold them; see [`shown`]), so no output can drive the terminal.
 pub(crate) fn emit<T: Serialize>(global: &Global, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
     if global.json {
         println!("{}", serde_json::to_string(value)?);
     } else if !global.quiet {
         let text = text();
         if !text.is_empty() {
-            println!("{text}");
+            let lines: Vec<String> = text
+                .split('\n')
+                .map(|line| line.split('\t').map(shown).collect::<Vec<_>>().join("\t"))
+                .collect();
+            println!("{}", lines.join("\n"));
         }
     }
     Ok(())
+}
+
+/// `text` (a name, a path, a message) for a terminal: control characters
+/// escaped (`\n`, `\u{1b}`), so a name cannot forge a line or inject an
+/// escape sequence. Every name in multi-line output goes through this.
+pub(crate) fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    dfs_proto::path::escape_controls(text)
 }
 
 /// The client for `global.url`, with the saved ticket if it belongs to that URL.
@@ -182,7 +195,7 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 entries
                     .iter()
                     .map(|entry| {
-                        let name = entry.path.name().unwrap_or("/");
+                        let name = shown(entry.path.name().unwrap_or("/"));
                         let suffix = if entry.kind == EntryKind::Dir { "/" } else { "" };
                         if long {
                             format!("{}  {}{suffix}", long_line(entry), name)
@@ -200,7 +213,7 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             emit(&global, &stat, || {
                 format!(
                     "path: {}\nkind: {}\nsize: {}\nmode: {} ({:o})\nowner: {} (uid {})\nversion: {}\nmodified: {}",
-                    stat.path,
+                    shown(stat.path.as_str()),
                     if stat.kind == EntryKind::Dir {
                         "directory"
                     } else {

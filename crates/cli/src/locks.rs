@@ -121,7 +121,7 @@ pub fn check_scope(global: &Global, command: &Command) -> anyhow::Result<()> {
 fn lock_line(lock: &LockGrant) -> String {
     format!(
         "{}\t{}\t{}\tuntil {}\tfence {}",
-        lock.path,
+        crate::commands::shown(lock.path.as_str()),
         if lock.shared { "shared" } else { "exclusive" },
         lock.holder,
         dfs_store::locks::format_utc(lock.expires_at),

@@ -83,7 +83,8 @@ fn main() -> ExitCode {
                 let body = serde_json::json!({ "error": { "code": code, "message": message } });
                 eprintln!("{body}");
             } else {
-                eprintln!("dfs: error: {message}");
+                // A message may quote a name: never let it drive the terminal.
+                eprintln!("dfs: error: {}", commands::shown(&message));
             }
             ExitCode::from(commands::exit_code(&error))
         }

@@ -8,7 +8,7 @@
 //! under `FILES_AT_ONCE x CHUNKS_PER_FILE x chunk size`.
 
 use crate::args::Global;
-use crate::commands::{emit, home_of, local_name, remote_path};
+use crate::commands::{emit, home_of, local_name, remote_path, shown};
 use crate::progress::Bar;
 use crate::session::Session;
 use anyhow::{bail, Context};
@@ -362,12 +362,15 @@ pub async fn watch(
         eprintln!("watching {path} (Ctrl-C stops)");
     }
     while let Some(event) = events.next().await? {
-        emit(global, &event, || match &event.to {
-            Some(to) => format!("renamed {} -> {to}", event.path),
+        let (path, to) = (
+            shown(event.path.as_str()),
+            event.to.as_ref().map(|to| shown(to.as_str())),
+        );
+        emit(global, &event, || match &to {
+            Some(to) => format!("renamed {path} -> {to}"),
             None => format!(
-                "{} {} (version {})",
+                "{} {path} (version {})",
                 format!("{:?}", event.kind).to_lowercase(),
-                event.path,
                 event.version
             ),
         })?;

@@ -10,9 +10,9 @@ use base64::Engine as _;
 use dfs_proto::auth::{validate_user_name, ClusterInfo, UserInfo};
 use dfs_proto::chunk::{ChunkId, Heartbeat};
 use dfs_proto::namespace::{
-    BeginUpload, ChmodRequest, ChownRequest, ChunkLocation, ClusterStatus, CommitUpload, DrainRequest, EnsureHome,
-    FileLayout, Listing, MkdirRequest, PathQuery, PlaceChunks, Placement, Placements, RemoveRequest, RenameRequest,
-    Stat, UploadStarted,
+    BeginUpload, ChmodRequest, ChownRequest, ChunkLocation, ChunkRef, ClusterStatus, CommitUpload, DrainRequest,
+    EnsureHome, FileLayout, Listing, MkdirRequest, PathQuery, PlaceChunks, Placement, Placements, RemoveRequest,
+    RenameRequest, Stat, UploadStarted,
 };
 use dfs_proto::ticket::{Capability, ChunkOp, Ticket};
 use dfs_seal::ClusterKey;
@@ -199,6 +199,37 @@ impl Directory {
         dfs_seal::now() + self.capability_ttl.as_secs()
     }
 
+    /// Of `chunks`, those `who` has shown it holds, with their sizes: chunks
+    /// of its own uploads (a file server received the bytes from it and
+    /// sealed a receipt), and the chunks of the file at `path` as it is now,
+    /// if `who` may read it (so an overwrite that keeps some chunks need not
+    /// send them). Anyone may name any chunk id, so an id alone is no proof.
+    pub(crate) async fn proven_chunks(
+        self: &Arc<Self>,
+        who: &Principal,
+        path: &dfs_proto::DfsPath,
+        chunks: Vec<ChunkId>,
+    ) -> ApiResult<HashMap<ChunkId, u64>> {
+        let store = Arc::clone(&self.store);
+        let uid = who.uid;
+        let wanted: HashSet<ChunkId> = chunks.iter().cloned().collect();
+        let mut proven = reading(&self.store, move || store.possessed(uid, &chunks)).await?;
+        if proven.len() == wanted.len() {
+            return Ok(proven);
+        }
+        let store = Arc::clone(&self.store);
+        let (who, path) = (who.clone(), path.clone());
+        // Absent, unreadable or inline: the target proves nothing.
+        if let Ok((_, FileContent::Chunks(current))) =
+            reading(&self.store, move || store.file_content(&who, &path)).await
+        {
+            for chunk in current.into_iter().filter(|chunk| wanted.contains(&chunk.id)) {
+                proven.entry(chunk.id).or_insert(chunk.size);
+            }
+        }
+        Ok(proven)
+    }
+
     /// The upload `id` if it exists, has not expired and belongs to `who`.
     async fn owned_upload(self: &Arc<Self>, who: &Principal, id: String) -> ApiResult<UploadRecord> {
         let directory = Arc::clone(self);
@@ -233,8 +264,32 @@ fn store_error(error: StoreError) -> ApiError {
         StoreError::PermissionDenied(message) => ApiError::permission_denied(message),
         StoreError::Invalid(message) => ApiError::bad_request(message),
         StoreError::Locked(message) => ApiError::new(dfs_proto::ErrorCode::Locked, message),
+        StoreError::TooMany(message) => ApiError::new(dfs_proto::ErrorCode::TooManyRequests, message),
         StoreError::Backend(error) => ApiError::internal(format!("{error:#}")),
     }
+}
+
+/// Whether `who` may see that `path` exists (or existed): it may stat it
+/// or, if it is not there, list its parent. What watch events and lock
+/// listings show a caller.
+fn may_see_path(store: &dyn Store, who: &Principal, path: &dfs_proto::DfsPath) -> bool {
+    match store.stat(who, path) {
+        Ok(_) => true,
+        Err(StoreError::NotFound(_)) => match path.parent() {
+            Some(parent) => store.list(who, &parent).is_ok(),
+            None => true,
+        },
+        Err(_) => false,
+    }
+}
+
+/// Refuses a name to be created that holds a control character (400): such
+/// names forge lines and inject escape sequences wherever they are printed.
+/// Names stored before the check still parse, so they can be read and
+/// renamed or removed.
+fn check_new_path(path: &dfs_proto::DfsPath) -> ApiResult<()> {
+    path.check_new()
+        .map_err(|error| ApiError::bad_request(error.to_string()))
 }
 
 /// Runs blocking store work off the async threads.
@@ -382,6 +437,7 @@ async fn mkdir(
     scope: locks::WriteScope,
     ApiJson(request): ApiJson<MkdirRequest>,
 ) -> ApiResult<ApiJson<Stat>> {
+    check_new_path(&request.path)?;
     let who = scope.principal(directory.principal(&ticket).await);
     let store = Arc::clone(&directory.store);
     let mode = request.mode.unwrap_or(DEFAULT_DIR_MODE) & 0o7777;
@@ -423,6 +479,7 @@ async fn rename(
     scope: locks::WriteScope,
     ApiJson(request): ApiJson<RenameRequest>,
 ) -> ApiResult<ApiJson<Stat>> {
+    check_new_path(&request.to)?;
     let who = scope.principal(directory.principal(&ticket).await);
     if let Some(tx) = scope.tx {
         let (from, to, no_clobber) = (request.from, request.to, request.no_clobber);
@@ -498,6 +555,7 @@ async fn begin_upload(
     scope: locks::WriteScope,
     ApiJson(request): ApiJson<BeginUpload>,
 ) -> ApiResult<ApiJson<UploadStarted>> {
+    check_new_path(&request.path)?;
     let who = directory.principal(&ticket).await;
     let live = directory.servers.placeable().len() as u32;
     if live == 0 {
@@ -550,6 +608,7 @@ async fn place_chunks(
     }
     let store = Arc::clone(&directory.store);
     let ids: Vec<ChunkId> = request.chunks.iter().map(|chunk| chunk.id.clone()).collect();
+    let proven = directory.proven_chunks(&who, &upload.path, ids.clone()).await?;
     let recorded = blocking(move || store.replicas(&ids)).await?;
 
     let live = directory.servers.placeable();
@@ -560,16 +619,18 @@ async fn place_chunks(
         .filter(|server| !request.exclude.contains(&server.server.id))
         .cloned()
         .collect();
-    let durable = |id: &ChunkId| {
-        recorded.get(id).map_or(0, |servers| {
-            servers
-                .iter()
-                .filter(|server| live_ids.contains(server.as_str()))
-                .count()
-        }) >= upload.replication as usize
+    // A chunk is not sent again only if the cluster has it and this caller
+    // has shown it holds the same content (a chunk id alone proves nothing).
+    let durable = |chunk: &ChunkRef| {
+        proven.get(&chunk.id) == Some(&chunk.size)
+            && recorded.get(&chunk.id).map_or(0, |servers| {
+                servers
+                    .iter()
+                    .filter(|server| live_ids.contains(server.as_str()))
+                    .count()
+            }) >= upload.replication as usize
     };
-    let to_send: Vec<&dfs_proto::namespace::ChunkRef> =
-        request.chunks.iter().filter(|chunk| !durable(&chunk.id)).collect();
+    let to_send: Vec<&ChunkRef> = request.chunks.iter().filter(|chunk| !durable(chunk)).collect();
     let sizes: Vec<u64> = to_send.iter().map(|chunk| chunk.size).collect();
     // Nothing to send needs no servers (every chunk is already durable).
     let placed = if sizes.is_empty() {
@@ -596,7 +657,7 @@ async fn place_chunks(
         .chunks
         .into_iter()
         .map(|chunk| {
-            if durable(&chunk.id) {
+            if durable(&chunk) {
                 return Placement {
                     id: chunk.id,
                     exists: true,
@@ -660,13 +721,33 @@ async fn commit_upload(
             }
         }
     }
+    // Every other chunk needs an earlier proof that this caller holds it.
+    let received: HashSet<&ChunkId> = receipts.iter().map(|receipt| &receipt.chunk).collect();
+    let unreceived: Vec<ChunkId> = request
+        .chunks
+        .iter()
+        .filter(|chunk| !received.contains(&chunk.id))
+        .map(|chunk| chunk.id.clone())
+        .collect();
+    if !unreceived.is_empty() {
+        let proven = directory.proven_chunks(&who, &upload.path, unreceived).await?;
+        if let Some(chunk) = request
+            .chunks
+            .iter()
+            .find(|chunk| !received.contains(&chunk.id) && proven.get(&chunk.id) != Some(&chunk.size))
+        {
+            return Err(ApiError::permission_denied(format!(
+                "permission denied: chunk {} ({} bytes) comes with no receipt, and you have not shown that you hold it; send its bytes to a file server and commit with the receipt",
+                chunk.id, chunk.size
+            )));
+        }
+    }
     let store = Arc::clone(&directory.store);
     let chunks = request.chunks;
     let staged = scope.tx.is_some();
+    let uid = who.uid;
     let stat = blocking(move || {
-        for receipt in &receipts {
-            store.record_replicas(&receipt.chunk, receipt.size, &receipt.servers)?;
-        }
+        receipts::record(&*store, uid, &receipts)?;
         match &scope.tx {
             Some(tx) => tx::stage_upload(&*store, &who, tx, &id, &chunks),
             None => store.commit_upload(&who, &id, &chunks, dfs_seal::now(), now_ms()),

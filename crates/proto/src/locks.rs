@@ -26,8 +26,10 @@ use serde::{Deserialize, Serialize};
 pub const LOCK_TOKEN_HEADER: &str = "x-dfs-lock-token";
 /// Lease of a lock when the request names none.
 pub const DEFAULT_LOCK_TTL_SECS: u64 = 30;
-/// The longest lease one grant or renewal gives.
-pub const MAX_LOCK_TTL_SECS: u64 = 24 * 3600;
+/// The longest lease one grant or renewal gives: a holder that needs longer
+/// renews (only the holder can), so a lock outlives a vanished holder by an
+/// hour at most.
+pub const MAX_LOCK_TTL_SECS: u64 = 3600;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockRequest {
@@ -35,7 +37,8 @@ pub struct LockRequest {
     /// Lease in seconds; default [`DEFAULT_LOCK_TTL_SECS`], at most [`MAX_LOCK_TTL_SECS`].
     #[serde(default)]
     pub ttl_secs: Option<u64>,
-    /// A shared (read) lock: blocks writers, not other shared lockers.
+    /// A shared (read) lock: holds off exclusive locks and writers that
+    /// present a lock token, not plain writes nor other shared lockers.
     #[serde(default)]
     pub shared: bool,
 }

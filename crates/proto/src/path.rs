@@ -23,6 +23,29 @@ pub enum PathError {
     Nul,
     #[error("path component is longer than {MAX_NAME_LEN} bytes")]
     NameTooLong,
+    /// Only for names being created (see [`DfsPath::check_new`]).
+    #[error("names may not contain control characters (newline, escape, ...): {}", escape_controls(.0))]
+    ControlCharacter(String),
+}
+
+/// `text` with every control character (C0 such as ESC, CR and LF, DEL,
+/// and C1) written as a Rust-style escape (`\n`, `\u{1b}`): what a
+/// terminal shows of a name nobody should have been able to create.
+/// Printable characters, a backslash included, are left alone, so text
+/// escaped once (a server's message) is unchanged by a second pass.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
 }
 
 /// A validated absolute path. `/` is the root; there is never a trailing `/`
@@ -104,6 +127,18 @@ impl DfsPath {
             return Err(PathError::TooLong);
         }
         Ok(DfsPath(joined))
+    }
+
+    /// Refuses a path with a control character in any name
+    /// ([`PathError::ControlCharacter`]): checked where names are created
+    /// (mkdir, file writes, the target of a rename), not in [`DfsPath::parse`],
+    /// so that names stored before the check can still be read, renamed and
+    /// removed.
+    pub fn check_new(&self) -> Result<(), PathError> {
+        if self.0.chars().any(char::is_control) {
+            return Err(PathError::ControlCharacter(self.0.clone()));
+        }
+        Ok(())
     }
 
     /// True when `self` is `other` or lies below it.

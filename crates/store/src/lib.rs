@@ -53,6 +53,9 @@ pub enum StoreError {
     /// A live lock held by someone else forbids the change (the message says whose).
     #[error("{0}")]
     Locked(String),
+    /// A per-user limit is reached (e.g. live locks); retry once some are gone.
+    #[error("{0}")]
+    TooMany(String),
     #[error("metadata store failure: {0:#}")]
     Backend(#[from] anyhow::Error),
 }

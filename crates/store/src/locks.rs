@@ -5,26 +5,44 @@
 //!   conflict when one path is the other or an ancestor of it, and at least
 //!   one of them is exclusive. A lock whose lease has run out (`expires_at <=
 //!   now`) counts for nothing; engines may delete it at any time.
+//! - A lock needs the permission its effect implies
+//!   (`common::check_lock_permission_rule`): exclusive, [`WRITE`] on the
+//!   path; shared, [`READ`] on a file and [`READ`] and [`WRITE`] on a
+//!   directory (it holds off exclusive locks on the whole subtree); on a
+//!   name that does not exist yet, [`WRITE`] on the parent. A user holds at
+//!   most [`MAX_LIVE_LOCKS_PER_USER`] live locks ([`StoreError::TooMany`]
+//!   beyond). Only the holder renews a lease; the holder or an admin
+//!   releases it.
 //! - Every grant takes a fencing number greater than every number granted
 //!   before, on any path; the engine remembers the latest number granted for
 //!   each path. The token is `<fence>.<nonce>`
 //!   ([`dfs_proto::locks::make_token`]).
 //! - Every namespace write (upload commit, mkdir, remove, rename, chmod,
 //!   chown, and each change applied by a transaction commit) checks, in the
-//!   same database transaction as the write, every path it changes: a live
-//!   lock covering it, or below it, that does not carry the writer's
+//!   same database transaction as the write, every path it changes, after
+//!   the write's own permission checks (so a refusal never discloses locks
+//!   in a directory the writer may not change): a live exclusive lock
+//!   covering it, or below it, that does not carry the writer's
 //!   [`Principal::lock_token`] fails the write with [`StoreError::Locked`]
-//!   ("locked: P is locked by bob until ..."). If the writer presents a
-//!   token, a grant on such a path with a greater fence than the token's also
-//!   fails it (the writer's lease passed to someone else).
+//!   ("locked: P is locked by bob until ..."). Shared locks stop only
+//!   writers that present a token (they asked for lock semantics), and
+//!   exclusive locks. If the writer presents a token, a grant on such a
+//!   path with a greater fence than the token's also fails it (the
+//!   writer's lease passed to someone else).
 //!
 //! [`Principal::lock_token`]: crate::namespace::Principal::lock_token
 //! [`StoreError::Locked`]: crate::StoreError::Locked
+//! [`StoreError::TooMany`]: crate::StoreError::TooMany
+//! [`READ`]: crate::namespace::READ
+//! [`WRITE`]: crate::namespace::WRITE
 
 use crate::namespace::Principal;
 use crate::StoreResult;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
+
+/// Live locks one user may hold at once.
+pub const MAX_LIVE_LOCKS_PER_USER: u64 = 1000;
 
 /// A lock as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +71,14 @@ impl LockRecord {
         }
     }
 
+    /// The refusal of a lock beyond [`MAX_LIVE_LOCKS_PER_USER`].
+    pub fn too_many(who: &Principal) -> crate::StoreError {
+        crate::StoreError::TooMany(format!(
+            "too many locks: {} holds {MAX_LIVE_LOCKS_PER_USER} live locks already; release some first",
+            who.name
+        ))
+    }
+
     /// The one-line refusal of a change this lock forbids.
     pub fn refusal(&self) -> String {
         format!(
@@ -69,13 +95,11 @@ impl LockRecord {
 pub trait LockStore: Send + Sync {
     /// Grants `who` a lock on `path` until `expires_at`, with token
     /// `<fence>.<nonce>`. The parent of `path` must exist and be traversable;
-    /// `path` itself may not exist yet (lock, then create). An exclusive
-    /// lock needs [`WRITE`] on the path (on its parent if it does not
-    /// exist), a shared one [`READ`]. A conflicting live lock is
-    /// [`StoreError::Locked`].
+    /// `path` itself may not exist yet (lock, then create). The permission
+    /// needed is in the module docs. A conflicting live lock is
+    /// [`StoreError::Locked`]; [`MAX_LIVE_LOCKS_PER_USER`] live locks of
+    /// `who` already is [`StoreError::TooMany`].
     ///
-    /// [`WRITE`]: crate::namespace::WRITE
-    /// [`READ`]: crate::namespace::READ
     /// [`StoreError::Locked`]: crate::StoreError::Locked
     fn acquire_lock(
         &self,
@@ -87,8 +111,9 @@ pub trait LockStore: Send + Sync {
         expires_at: UnixSeconds,
     ) -> StoreResult<LockRecord>;
 
-    /// Moves the expiry of the live lock `token` (held by `who`, or `who` is
-    /// an admin) to `expires_at`; an unknown or expired lock is `NotFound`.
+    /// Moves the expiry of the live lock `token` (held by `who`; nobody
+    /// else, admins included, keeps someone's lock alive) to `expires_at`;
+    /// an unknown or expired lock is `NotFound`.
     fn renew_lock(
         &self,
         who: &Principal,

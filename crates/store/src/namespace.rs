@@ -296,6 +296,16 @@ pub trait NamespaceStore: Send + Sync {
     /// Records that `servers` hold `chunk` (idempotent).
     fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()>;
 
+    /// Records that user `uid` has proven it holds each of `chunks` (id and
+    /// size): a file server received the bytes from it and sealed a receipt
+    /// after checking their hash (idempotent). A chunk id alone is no proof:
+    /// an id names content, it does not show that the caller has it.
+    fn record_possession(&self, uid: u64, chunks: &[ChunkRef]) -> StoreResult<()>;
+
+    /// Of `chunks`, those user `uid` has proven it holds (see
+    /// [`Self::record_possession`]), with the size proven.
+    fn possessed(&self, uid: u64, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, u64>>;
+
     /// Chunk -> ids of the servers recorded as holding it, for each of `chunks`
     /// (chunks with no replica are absent).
     fn replicas(&self, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, Vec<String>>>;

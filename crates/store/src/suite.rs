@@ -31,6 +31,7 @@ pub const ALL: &[(&str, SuiteTest)] = &[
     ("namespace_chmod_chown", namespace_chmod_chown),
     ("namespace_uploads_and_versions", namespace_uploads_and_versions),
     ("namespace_replicas_servers_counts", namespace_replicas_servers_counts),
+    ("possession_is_recorded_per_user", possession_is_recorded_per_user),
     (
         "locks_exclusive_shared_fencing_expiry",
         locks_exclusive_shared_fencing_expiry,
@@ -717,6 +718,25 @@ pub fn namespace_replicas_servers_counts(store: &dyn Store) {
     );
 }
 
+/// A proof of possession belongs to the user who gave it, with the size it proved.
+pub fn possession_is_recorded_per_user(store: &dyn Store) {
+    let (a, b, c) = (chunk(1, 4), chunk(2, 3), chunk(3, 1));
+    assert!(store.possessed(7, std::slice::from_ref(&a.id)).unwrap().is_empty());
+    store.record_possession(7, &[a.clone(), b.clone()]).unwrap();
+    // Idempotent; a second proof of the same chunk keeps the first size.
+    store.record_possession(7, std::slice::from_ref(&a)).unwrap();
+    store.record_possession(8, std::slice::from_ref(&c)).unwrap();
+    store.record_possession(8, &[]).unwrap();
+    let ann = store.possessed(7, &[a.id.clone(), b.id.clone(), c.id.clone()]).unwrap();
+    assert_eq!(ann.len(), 2);
+    assert_eq!((ann[&a.id], ann[&b.id]), (4, 3));
+    let bob = store.possessed(8, &[a.id.clone(), b.id.clone(), c.id.clone()]).unwrap();
+    assert_eq!(bob.len(), 1);
+    assert_eq!(bob[&c.id], 1);
+    assert!(store.possessed(9, std::slice::from_ref(&a.id)).unwrap().is_empty());
+    assert!(store.possessed(7, &[]).unwrap().is_empty());
+}
+
 // ---- Locks and transactions ----
 
 fn with_token(who: &Principal, token: &str) -> Principal {
@@ -768,7 +788,18 @@ pub fn locks_exclusive_shared_fencing_expiry(store: &dyn Store) {
         is_locked,
         refusal,
     );
-    assert_err(store.remove(&bob, &path("/shared"), true, 310_000), is_locked, refusal);
+    // Permissions come before locks: bob may not remove /shared anyway, and
+    // is told that, not who holds which lock in it.
+    assert_err(
+        store.remove(&bob, &path("/shared"), true, 310_000),
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "permission denied: /",
+    );
+    assert_err(
+        store.remove(&admin(), &path("/shared"), true, 310_000),
+        is_locked,
+        refusal,
+    );
     // The holder writes with its token only.
     assert_err(
         store.remove(&ann, &path("/shared/f"), false, 310_000),
@@ -825,7 +856,8 @@ pub fn locks_exclusive_shared_fencing_expiry(store: &dyn Store) {
         .rename(&ann, &path("/shared/f"), &path("/shared/g"), false, 342_000)
         .unwrap();
 
-    // Shared locks: many readers, no writer (not even a reader).
+    // Shared locks: many readers; they hold off exclusive locks and
+    // writers under locks (not even a reader may write), not plain writes.
     let ann_shared = store
         .acquire_lock(&ann, &path("/shared"), true, "n3", 400, 500)
         .unwrap();
@@ -844,10 +876,20 @@ pub fn locks_exclusive_shared_fencing_expiry(store: &dyn Store) {
         "locked: /shared/g is share-locked by bob",
     );
     assert_err(
-        store.mkdir(&bob, &path("/shared/d2"), 0o755, false, 410_000),
+        store.mkdir(
+            &with_token(&bob, &bob_shared.token),
+            &path("/shared/d2"),
+            0o755,
+            false,
+            410_000,
+        ),
         is_locked,
         "locked: /shared is share-locked by ann",
     );
+    store
+        .mkdir(&bob, &path("/shared/plain"), 0o755, false, 410_000)
+        .unwrap();
+    store.remove(&bob, &path("/shared/plain"), false, 410_000).unwrap();
     // The only reader of what it writes may write it.
     store
         .mkdir(&ann_reading, &path("/shared/d2"), 0o755, false, 410_000)
@@ -856,12 +898,14 @@ pub fn locks_exclusive_shared_fencing_expiry(store: &dyn Store) {
     assert_eq!(store.locks(Some(&path("/shared/other")), 410).unwrap().len(), 1);
     assert_eq!(store.locks(None, 410).unwrap().len(), 2);
     assert!(store.locks(None, 500).unwrap().is_empty());
-    // Renewal moves the expiry; only the holder may renew.
-    assert_err(
-        store.renew_lock(&bob, &ann_shared.token, 450, 900),
-        |error| matches!(error, StoreError::PermissionDenied(_)),
-        "belongs to ann",
-    );
+    // Renewal moves the expiry; only the holder may renew (not an admin).
+    for other in [&bob, &admin()] {
+        assert_err(
+            store.renew_lock(other, &ann_shared.token, 450, 900),
+            |error| matches!(error, StoreError::PermissionDenied(_)),
+            "belongs to ann",
+        );
+    }
     assert_eq!(
         store.renew_lock(&ann, &ann_shared.token, 450, 900).unwrap().expires_at,
         900
@@ -881,14 +925,63 @@ pub fn locks_exclusive_shared_fencing_expiry(store: &dyn Store) {
         .release_lock(&ann, &path("/shared"), &ann_shared.token, 600)
         .unwrap();
     store.mkdir(&ann, &path("/shared/d"), 0o755, false, 610_000).unwrap();
-    // Locking needs write permission (or read, for a shared lock).
+    write_file(store, &ann, "u9", "/shared/d/r", &[chunk(1, 4)]);
+    // Locking needs the permission its effect implies: write for an
+    // exclusive lock; read for a shared lock on a file; read and write for
+    // a shared lock on a directory (it holds off locks on all below); write
+    // on the parent for a name that does not exist yet.
+    let denied = |error: &StoreError| matches!(error, StoreError::PermissionDenied(_));
     assert_err(
         store.acquire_lock(&bob, &path("/shared/d"), false, "n", 620, 700),
-        |error| matches!(error, StoreError::PermissionDenied(_)),
-        "permission denied",
+        denied,
+        "permission denied: /shared/d",
+    );
+    assert_err(
+        store.acquire_lock(&bob, &path("/shared/d"), true, "n", 620, 700),
+        denied,
+        "permission denied: /shared/d",
+    );
+    assert_err(
+        store.acquire_lock(&bob, &path("/shared/d/new"), true, "n", 620, 700),
+        denied,
+        "permission denied: /shared/d",
+    );
+    assert_err(
+        store.acquire_lock(&bob, &path("/"), true, "n", 620, 700),
+        denied,
+        "permission denied: /",
+    );
+    let bob_reads = store
+        .acquire_lock(&bob, &path("/shared/d/r"), true, "n5", 620, 700)
+        .unwrap();
+    // A plain write of ann's goes through bob's shared lock; her exclusive lock does not.
+    write_file(store, &ann, "u10", "/shared/d/r", &[chunk(2, 4)]);
+    assert_err(
+        store.acquire_lock(&ann, &path("/shared/d"), false, "n", 621, 700),
+        is_locked,
+        "share-locked by bob",
+    );
+    // The holder or an admin releases.
+    store
+        .release_lock(&admin(), &path("/shared/d/r"), &bob_reads.token, 622)
+        .unwrap();
+
+    // A user holds a bounded number of live locks; expired ones do not count.
+    for index in 0..crate::locks::MAX_LIVE_LOCKS_PER_USER {
+        store
+            .acquire_lock(&ann, &path(&format!("/shared/n{index}")), false, "m", 630, 640)
+            .unwrap();
+    }
+    assert_err(
+        store.acquire_lock(&ann, &path("/shared/one-more"), false, "m", 631, 640),
+        |error| matches!(error, StoreError::TooMany(_)),
+        "too many locks",
     );
     store
-        .acquire_lock(&bob, &path("/shared/d"), true, "n5", 620, 700)
+        .acquire_lock(&bob, &path("/shared/bobs"), false, "m", 631, 640)
+        .unwrap();
+    store
+        .acquire_lock(&ann, &path("/shared/one-more"), false, "m", 640, 650)
         .unwrap();
 }
 

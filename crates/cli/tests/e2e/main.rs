@@ -10,6 +10,7 @@ mod file_servers;
 mod heal;
 mod load;
 mod locks;
+mod meta_security;
 mod robust;
 mod tls;
 

@@ -32,6 +32,7 @@ pub(super) async fn write(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<ApiJson<Stat>> {
+    super::check_new_path(&query.path)?;
     if scope.tx.is_some() {
         return Err(ApiError::bad_request(
             "PUT /v1/files cannot be staged in a transaction; upload the file with POST /v1/uploads",

@@ -135,13 +135,24 @@ async fn release_lock(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Only locks on paths the caller may see (stat, or list the parent of a
+/// path not created yet): a listing must not disclose lock paths, holders
+/// and tokens in directories closed to the caller.
 async fn list_locks(
     State(Shared(directory)): State<Shared>,
-    Caller(_ticket): Caller,
+    Caller(ticket): Caller,
     super::ApiQuery(query): super::ApiQuery<LocksQuery>,
 ) -> ApiResult<ApiJson<LockList>> {
+    let who = directory.principal(&ticket).await;
     let store = Arc::clone(&directory.store);
-    let locks = blocking(move || store.locks(query.path.as_ref(), dfs_seal::now())).await?;
+    let locks = blocking(move || {
+        let locks = store.locks(query.path.as_ref(), dfs_seal::now())?;
+        Ok(locks
+            .into_iter()
+            .filter(|lock| super::may_see_path(&*store, &who, &lock.path))
+            .collect::<Vec<_>>())
+    })
+    .await?;
     Ok(ApiJson(LockList {
         locks: locks.iter().map(|lock| lock.grant()).collect(),
     }))

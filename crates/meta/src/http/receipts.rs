@@ -1,17 +1,21 @@
 //! `POST /v1/uploads/{id}/receipts`: record replicas before the commit.
 //!
 //! A client posts the receipts of the chunks it has sent while the upload is
-//! still running. Their replicas are recorded at once, so if the upload is
-//! interrupted, a rerun's placement answers `exists` for those chunks and
-//! they are not sent again. A receipt is a file server's sealed statement
-//! that a chunk is durable on its replicas, true whatever becomes of the
-//! upload, so recording it early is safe.
+//! still running. Their replicas are recorded at once, and so is the
+//! caller's proof that it holds those chunks, so if the upload is
+//! interrupted, a rerun's placement (in a new upload of the same user)
+//! answers `exists` for those chunks and they are not sent again. A receipt
+//! is a file server's sealed statement that a chunk is durable on its
+//! replicas, true whatever becomes of the upload, so recording it early is
+//! safe.
 
 use super::{blocking, Directory, Shared};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use dfs_proto::namespace::UploadReceipts;
+use dfs_proto::namespace::{ChunkRef, UploadReceipts};
+use dfs_proto::ticket::Receipt;
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
+use dfs_store::{Store, StoreError};
 use std::sync::Arc;
 
 /// Receipts accepted in one request.
@@ -44,17 +48,34 @@ pub(super) async fn record_receipts(
         receipts.push(receipt);
     }
     let store = Arc::clone(&directory.store);
-    blocking(move || {
-        for receipt in &receipts {
-            store.record_replicas(&receipt.chunk, receipt.size, &receipt.servers)?;
-        }
-        Ok(())
-    })
-    .await?;
+    let uid = who.uid;
+    blocking(move || record(&*store, uid, &receipts)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn open(directory: &Directory, token: &str) -> ApiResult<dfs_proto::ticket::Receipt> {
+/// Records what `receipts` (opened and checked) prove: the replicas they
+/// name, and that user `uid` holds their chunks. A receipt reaches a user
+/// only from a file server that received the chunk's bytes from it and
+/// checked their hash, so it is a proof of possession (see
+/// `Directory::proven_chunks`).
+pub(super) fn record(store: &dyn Store, uid: u64, receipts: &[Receipt]) -> Result<(), StoreError> {
+    for receipt in receipts {
+        store.record_replicas(&receipt.chunk, receipt.size, &receipt.servers)?;
+    }
+    if receipts.is_empty() {
+        return Ok(());
+    }
+    let proofs: Vec<ChunkRef> = receipts
+        .iter()
+        .map(|receipt| ChunkRef {
+            id: receipt.chunk.clone(),
+            size: receipt.size,
+        })
+        .collect();
+    store.record_possession(uid, &proofs)
+}
+
+fn open(directory: &Directory, token: &str) -> ApiResult<Receipt> {
     directory
         .verifier
         .key()

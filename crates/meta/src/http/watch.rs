@@ -6,7 +6,7 @@
 //! stored: a watcher that falls behind the channel gets one `lagged` event and
 //! must drop what it cached, as must one that reconnects.
 
-use super::{blocking, ApiQuery, Directory, Shared};
+use super::{blocking, reading, ApiQuery, Directory, Shared};
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use dfs_proto::namespace::{EntryKind, PathQuery, Stat};
@@ -14,7 +14,6 @@ use dfs_proto::watch::{WatchEvent, WatchKind};
 use dfs_proto::DfsPath;
 use dfs_service::{ApiResult, Caller};
 use dfs_store::namespace::Principal;
-use dfs_store::StoreError;
 use futures_util::stream::{self, Stream};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -69,15 +68,7 @@ async fn may_see(directory: &Arc<Directory>, who: &Principal, event: &WatchEvent
     for path in std::iter::once(&event.path).chain(event.to.as_ref()) {
         let store = Arc::clone(&directory.store);
         let (who, path) = (who.clone(), path.clone());
-        let visible = blocking(move || match store.stat(&who, &path) {
-            Ok(_) => Ok(true),
-            Err(StoreError::NotFound(_)) => match path.parent() {
-                Some(parent) => Ok(store.list(&who, &parent).is_ok()),
-                None => Ok(true),
-            },
-            Err(_) => Ok(false),
-        })
-        .await;
+        let visible = reading(&directory.store, move || Ok(super::may_see_path(&*store, &who, &path))).await;
         if visible.unwrap_or(false) {
             return true;
         }

@@ -106,3 +106,25 @@ fn random_paths_never_panic_and_accepted_ones_are_canonical() {
         }
     }
 }
+
+#[test]
+fn new_names_refuse_control_characters_and_escaping_shows_them() {
+    for raw in [
+        "/a\u{1b}[31mred",
+        "/a\rb",
+        "/a\nforged",
+        "/a\u{7f}",
+        "/d\u{9b}x/b",
+        "/a\tb",
+    ] {
+        let path = DfsPath::parse(raw).expect("stored names stay addressable");
+        let error = path.check_new().unwrap_err();
+        assert!(matches!(error, PathError::ControlCharacter(_)), "{raw:?}");
+        assert!(!error.to_string().chars().any(char::is_control), "{error}");
+    }
+    DfsPath::parse("/ünïcode and space").unwrap().check_new().unwrap();
+    assert_eq!(escape_controls("plain"), "plain");
+    assert_eq!(escape_controls("a\u{1b}[2Jb\nc\r"), "a\\u{1b}[2Jb\\nc\\r");
+    // Escaping twice changes nothing more.
+    assert_eq!(escape_controls(&escape_controls("a\nb")), "a\\nb");
+}

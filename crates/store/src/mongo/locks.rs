@@ -5,9 +5,11 @@
 
 use super::namespace::{bump_slot, child, resolve_chain, Inode};
 use super::{int, MongoStore, Tx, FENCE_COUNTER, INODES, LOCKS, LOCK_GRANTS};
-use crate::common::{check_lock_rule, covering, denied, no_such_lock, not_a_directory};
-use crate::locks::{LockRecord, LockStore};
-use crate::namespace::{Principal, EXECUTE, READ, WRITE};
+use crate::common::{
+    check_lock_holder, check_lock_permission_rule, check_lock_rule, covering, denied, no_such_lock, not_a_directory,
+};
+use crate::locks::{LockRecord, LockStore, MAX_LIVE_LOCKS_PER_USER};
+use crate::namespace::{Principal, EXECUTE};
 use crate::{StoreError, StoreResult};
 use dfs_proto::locks::make_token;
 use dfs_proto::path::DfsPath;
@@ -97,16 +99,18 @@ pub(super) fn check_locks(tx: &mut Tx<'_>, who: &Principal, path: &DfsPath, now:
     })
 }
 
-/// An exclusive lock needs WRITE on the path (on its parent if it does not
-/// exist yet), a shared one READ (EXECUTE on the parent). Returns the ids
-/// of every entry read to decide, and the parent directory's id (none for `/`).
+/// The permission a lock needs (`common::check_lock_permission_rule`).
+/// Returns the ids of every entry read to decide, and the parent
+/// directory's id (none for `/`).
 fn check_lock_permission(
     tx: &mut Tx<'_>,
     who: &Principal,
     path: &DfsPath,
     shared: bool,
 ) -> StoreResult<(Vec<i64>, Option<i64>)> {
-    let (mut read, existing, parent_id): (Vec<Inode>, Option<Inode>, Option<i64>) = match path.split_last() {
+    // The parent as (id, owner uid, mode); none for `/`.
+    type Parent = Option<(i64, u64, u32)>;
+    let (mut read, existing, parent): (Vec<Inode>, Option<Inode>, Parent) = match path.split_last() {
         None => {
             let mut chain = resolve_chain(tx, who, path)?;
             let root = chain.pop();
@@ -121,36 +125,38 @@ fn check_lock_permission(
             if !parent.permits(who, EXECUTE) {
                 return Err(denied(&parent_path));
             }
-            let existing = child(tx, parent.id, name)?;
-            let needed = if shared { EXECUTE } else { WRITE };
-            if existing.is_none() && !parent.permits(who, needed) {
-                return Err(denied(&parent_path));
-            }
-            let parent_id = parent.id;
-            (chain, existing, Some(parent_id))
+            let parent = (parent.id, parent.owner_uid, parent.mode);
+            let existing = child(tx, parent.0, name)?;
+            (chain, existing, Some(parent))
         }
     };
-    if let Some(node) = existing {
-        if !node.permits(who, if shared { READ } else { WRITE }) {
-            return Err(denied(path));
-        }
-        read.push(node);
-    }
-    Ok((read.into_iter().map(|node| node.id).collect(), parent_id))
+    check_lock_permission_rule(
+        who,
+        path,
+        shared,
+        existing.as_ref().map(|node| (node.owner_uid, node.mode, node.is_dir())),
+        parent.map(|(_, owner_uid, mode)| (owner_uid, mode)),
+    )?;
+    read.extend(existing);
+    Ok((
+        read.into_iter().map(|node| node.id).collect(),
+        parent.map(|(id, _, _)| id),
+    ))
 }
 
-/// The live lock `token`, if `who` may act on it.
-fn held_lock(tx: &mut Tx<'_>, who: &Principal, token: &str, now: UnixSeconds) -> StoreResult<LockRecord> {
+/// The live lock `token`, if `who` may renew it (`renewing`) or release it.
+fn held_lock(
+    tx: &mut Tx<'_>,
+    who: &Principal,
+    token: &str,
+    now: UnixSeconds,
+    renewing: bool,
+) -> StoreResult<LockRecord> {
     let lock: LockRecord = tx
         .find_one::<LockDoc>(LOCKS, doc! {"_id": token, "expires_at": {"$gt": int(now)}})?
         .ok_or_else(|| no_such_lock(token))?
         .into();
-    if lock.holder_uid != who.uid && !who.admin {
-        return Err(StoreError::PermissionDenied(format!(
-            "permission denied: the lock on {} belongs to {}",
-            lock.path, lock.holder_name
-        )));
-    }
+    check_lock_holder(who, &lock, renewing)?;
     Ok(lock)
 }
 
@@ -172,6 +178,9 @@ impl LockStore for MongoStore {
                 }
             }
             tx.delete(LOCKS, doc! {"expires_at": {"$lte": int(now)}})?;
+            if tx.count(LOCKS, doc! {"holder_uid": int(who.uid)})? >= MAX_LIVE_LOCKS_PER_USER {
+                return Err(LockRecord::too_many(who));
+            }
             // Taking the fence inside the transaction serializes grants: two
             // racing grants of conflicting locks conflict on the counter.
             let fence = tx.next_in_transaction(FENCE_COUNTER)?;
@@ -211,7 +220,7 @@ impl LockStore for MongoStore {
         expires_at: UnixSeconds,
     ) -> StoreResult<LockRecord> {
         self.write(|tx| {
-            let mut lock = held_lock(tx, who, token, now)?;
+            let mut lock = held_lock(tx, who, token, now, true)?;
             tx.update(
                 LOCKS,
                 doc! {"_id": token},
@@ -224,7 +233,7 @@ impl LockStore for MongoStore {
 
     fn release_lock(&self, who: &Principal, path: &DfsPath, token: &str, now: UnixSeconds) -> StoreResult<()> {
         self.write(|tx| {
-            let lock = held_lock(tx, who, token, now)?;
+            let lock = held_lock(tx, who, token, now, false)?;
             if &lock.path != path {
                 return Err(StoreError::NotFound(format!("no such lock on {path}: {token}")));
             }

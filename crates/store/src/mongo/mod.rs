@@ -101,6 +101,8 @@ pub const MAX_ATTEMPTS: u32 = 60;
 
 const INODES: &str = "inodes";
 const REPLICAS: &str = "replicas";
+/// Which user has proven it holds which chunk: `{_id: "UID/CHUNK", size}`.
+const POSSESSION: &str = "possession";
 const SERVERS: &str = "servers";
 const UPLOADS: &str = "uploads";
 const USERS: &str = "users";
@@ -297,6 +299,7 @@ impl MongoStore {
                 vec![
                     index(doc! {"path": 1, "fence": 1}, "path", false),
                     index(doc! {"expires_at": 1}, "expires_at", false),
+                    index(doc! {"holder_uid": 1}, "holder_uid", false),
                 ],
             ),
             (

@@ -2,7 +2,9 @@
 //! list embedded in it, so a new version is one document write.
 
 use super::locks::check_locks;
-use super::{int, is_duplicate_key, MongoStore, Tx, DIR_SLOTS, HOME_ID, INODES, REPLICAS, ROOT_ID, SERVERS, UPLOADS};
+use super::{
+    int, is_duplicate_key, MongoStore, Tx, DIR_SLOTS, HOME_ID, INODES, POSSESSION, REPLICAS, ROOT_ID, SERVERS, UPLOADS,
+};
 use crate::common::{
     denied, exists, is_a_directory, no_such_upload, not_a_directory, not_durable, not_empty, not_found, now_secs,
 };
@@ -380,7 +382,6 @@ pub(super) fn mkdir_in(
     parents: bool,
     now_ms: u64,
 ) -> StoreResult<Stat> {
-    check_locks(tx, who, path, now_ms / 1000)?;
     if path.is_root() {
         return if parents {
             Ok(resolve(tx, who, path)?.stat(path.clone()))
@@ -394,6 +395,7 @@ pub(super) fn mkdir_in(
             return Err(exists(path));
         }
         let node = insert_node(tx, parent.id, name, path, EntryKind::Dir, who, mode, &[], None, now_ms)?;
+        check_locks(tx, who, path, now_ms / 1000)?;
         return Ok(node.stat(path.clone()));
     }
     // With parents: walk down, creating what is missing (with the
@@ -417,6 +419,9 @@ pub(super) fn mkdir_in(
     if !node.is_dir() {
         return Err(exists(path));
     }
+    // Locks last, after every permission check: a refusal never discloses
+    // locks where `who` may not write (the transaction rolls back).
+    check_locks(tx, who, path, now_ms / 1000)?;
     Ok(node.stat(path.clone()))
 }
 
@@ -431,7 +436,6 @@ pub(super) fn remove_in(
     if path.is_root() {
         return Err(StoreError::Invalid("refusing to remove the root directory".to_string()));
     }
-    check_locks(tx, who, path, now_ms / 1000)?;
     let (parent, name, existing) = resolve_for_change(tx, who, path)?;
     let target = existing.ok_or_else(|| not_found(path))?;
     let mut doomed = vec![target.id];
@@ -466,7 +470,7 @@ pub(super) fn remove_in(
     tx.delete(INODES, doc! {"_id": {"$in": doomed}})?;
     delete_slots(tx, &doomed_dirs)?;
     touch(tx, parent.id, name, now_ms)?;
-    Ok(())
+    check_locks(tx, who, path, now_ms / 1000)
 }
 
 /// [`NamespaceStore::rename`] inside an open transaction, lock checks included.
@@ -487,8 +491,6 @@ pub(super) fn rename_in(
     if to != from && to.starts_with(from) {
         return Err(StoreError::Invalid(format!("cannot move {from} under itself: {to}")));
     }
-    check_locks(tx, who, from, now_ms / 1000)?;
-    check_locks(tx, who, to, now_ms / 1000)?;
     let (from_parent, from_name, source) = resolve_for_change(tx, who, from)?;
     let source = source.ok_or_else(|| not_found(from))?;
     if from == to {
@@ -522,6 +524,8 @@ pub(super) fn rename_in(
     )?;
     touch(tx, from_parent.id, from_name, now_ms)?;
     touch(tx, to_parent.id, to_name, now_ms)?;
+    check_locks(tx, who, from, now_ms / 1000)?;
+    check_locks(tx, who, to, now_ms / 1000)?;
     Ok(node_by_id(tx, source.id)?.stat(to.clone()))
 }
 
@@ -571,9 +575,10 @@ pub(super) fn write_file(
     chunks: &[ChunkRef],
     now_ms: u64,
 ) -> StoreResult<Stat> {
-    check_locks(tx, who, path, now_ms / 1000)?;
     check_durable(tx, chunks, replication)?;
-    put_file(tx, who, path, no_clobber, mode, NewContent::Chunks(chunks), now_ms)
+    let stat = put_file(tx, who, path, no_clobber, mode, NewContent::Chunks(chunks), now_ms)?;
+    check_locks(tx, who, path, now_ms / 1000)?;
+    Ok(stat)
 }
 
 /// Writes the file at `path` with `data` inline (see
@@ -588,8 +593,9 @@ pub(super) fn write_inline_in(
     now_ms: u64,
 ) -> StoreResult<Stat> {
     check_inline_size(path, data)?;
+    let stat = put_file(tx, who, path, no_clobber, mode, NewContent::Inline(data), now_ms)?;
     check_locks(tx, who, path, now_ms / 1000)?;
-    put_file(tx, who, path, no_clobber, mode, NewContent::Inline(data), now_ms)
+    Ok(stat)
 }
 
 /// Writes the file at `path` with `content` (new at version 1, or the
@@ -727,11 +733,11 @@ impl NamespaceStore for MongoStore {
 
     fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat> {
         self.write(|tx| {
-            check_locks(tx, who, path, now_secs())?;
             let mut node = resolve(tx, who, path)?;
             if !who.admin && who.uid != node.owner_uid {
                 return Err(denied(path));
             }
+            check_locks(tx, who, path, now_secs())?;
             node.mode = mode & 0o7777;
             tx.update(
                 INODES,
@@ -918,6 +924,39 @@ impl NamespaceStore for MongoStore {
         })
     }
 
+    fn record_possession(&self, uid: u64, chunks: &[ChunkRef]) -> StoreResult<()> {
+        self.write(|tx| {
+            for chunk in chunks {
+                tx.upsert(
+                    POSSESSION,
+                    doc! {"_id": possession_key(uid, &chunk.id)},
+                    doc! {"$setOnInsert": {"size": int(chunk.size)}},
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn possessed(&self, uid: u64, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, u64>> {
+        let keys: Vec<String> = chunks.iter().map(|chunk| possession_key(uid, chunk)).collect();
+        self.read(|tx| {
+            let rows: Vec<Document> = tx.find(
+                POSSESSION,
+                doc! {"_id": {"$in": keys.clone()}},
+                doc! {"_id": 1},
+                Document::new(),
+            )?;
+            let mut found = HashMap::new();
+            for row in rows {
+                let key = row.get_str("_id").map_err(|error| super::bad("possession", error))?;
+                let size = row.get_i64("size").map_err(|error| super::bad("possession", error))?;
+                let chunk = key.split_once('/').map_or(key, |(_, chunk)| chunk);
+                found.insert(chunk_id(chunk)?, size.max(0) as u64);
+            }
+            Ok(found)
+        })
+    }
+
     fn replicas(&self, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, Vec<String>>> {
         let ids: Vec<&str> = chunks.iter().map(ChunkId::as_str).collect();
         self.read(|tx| {
@@ -1040,6 +1079,11 @@ pub(super) fn group_count(group: &Document) -> StoreResult<u64> {
 }
 
 /// (chunk, server) of a `replicas` document.
+/// The `_id` of a possession document: one per user and chunk.
+fn possession_key(uid: u64, chunk: &ChunkId) -> String {
+    format!("{uid}/{}", chunk.as_str())
+}
+
 pub(super) fn replica_row(row: &Document) -> StoreResult<(&str, &str)> {
     let chunk = row.get_str("chunk").map_err(|error| super::bad("replica", error))?;
     let server = row.get_str("server").map_err(|error| super::bad("replica", error))?;

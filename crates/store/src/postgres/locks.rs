@@ -6,14 +6,19 @@
 
 use super::namespace::{resolve, resolve_parent, stored_path};
 use super::{int, uint, PgTx, PostgresStore};
-use crate::common::{check_lock_rule, covering, denied, no_such_lock, Covering};
-use crate::locks::{LockRecord, LockStore};
-use crate::namespace::{Principal, EXECUTE, READ, WRITE};
+use crate::common::{check_lock_holder, check_lock_permission_rule, check_lock_rule, covering, no_such_lock, Covering};
+use crate::locks::{LockRecord, LockStore, MAX_LIVE_LOCKS_PER_USER};
+use crate::namespace::Principal;
 use crate::{StoreError, StoreResult};
 use dfs_proto::locks::make_token;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use postgres::Row;
+
+/// Migration: locks by holder, for the count of a user's live locks (on
+/// PostgreSQL also so that counting them does not read, and conflict with,
+/// every other holder's grants).
+pub(super) const BY_HOLDER_SCHEMA: &str = "CREATE INDEX locks_by_holder ON locks(holder_uid, expires_at);";
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE locks (
@@ -85,29 +90,31 @@ pub(super) fn check_locks(tx: &mut PgTx<'_>, who: &Principal, path: &DfsPath, no
     })
 }
 
-/// An exclusive lock needs WRITE on the path (on its parent if it does not
-/// exist yet), a shared one READ (EXECUTE on the parent).
+/// The permission a lock needs (`common::check_lock_permission_rule`).
 fn check_lock_permission(tx: &mut PgTx<'_>, who: &Principal, path: &DfsPath, shared: bool) -> StoreResult<()> {
-    let existing = if path.is_root() {
-        Some(resolve(tx, who, path)?)
+    let (existing, parent) = if path.is_root() {
+        (Some(resolve(tx, who, path)?), None)
     } else {
         let (parent, _, existing) = resolve_parent(tx, who, path)?;
-        let needed = if shared { EXECUTE } else { WRITE };
-        if existing.is_none() && !parent.permits(who, needed) {
-            return Err(denied(&path.parent().unwrap_or_else(DfsPath::root)));
-        }
-        existing
+        (existing, Some(parent))
     };
-    if let Some(node) = existing {
-        if !node.permits(who, if shared { READ } else { WRITE }) {
-            return Err(denied(path));
-        }
-    }
-    Ok(())
+    check_lock_permission_rule(
+        who,
+        path,
+        shared,
+        existing.map(|node| (node.owner_uid, node.mode, node.is_dir())),
+        parent.map(|node| (node.owner_uid, node.mode)),
+    )
 }
 
-/// The live lock `token`, if `who` may act on it.
-fn held_lock(tx: &mut PgTx<'_>, who: &Principal, token: &str, now: UnixSeconds) -> StoreResult<LockRecord> {
+/// The live lock `token`, if `who` may renew it (`renewing`) or release it.
+fn held_lock(
+    tx: &mut PgTx<'_>,
+    who: &Principal,
+    token: &str,
+    now: UnixSeconds,
+    renewing: bool,
+) -> StoreResult<LockRecord> {
     let row = tx
         .query_opt(
             &format!("SELECT {LOCK_COLUMNS} FROM locks WHERE token = $1 AND expires_at > $2"),
@@ -115,12 +122,7 @@ fn held_lock(tx: &mut PgTx<'_>, who: &Principal, token: &str, now: UnixSeconds) 
         )?
         .ok_or_else(|| no_such_lock(token))?;
     let lock = lock_from_row(&row)?;
-    if lock.holder_uid != who.uid && !who.admin {
-        return Err(StoreError::PermissionDenied(format!(
-            "permission denied: the lock on {} belongs to {}",
-            lock.path, lock.holder_name
-        )));
-    }
+    check_lock_holder(who, &lock, renewing)?;
     Ok(lock)
 }
 
@@ -153,6 +155,15 @@ impl LockStore for PostgresStore {
                 &format!("DELETE FROM locks WHERE {COVERING} AND expires_at <= $4"),
                 &[&paths, &below_from, &below_to, &int(now)],
             )?;
+            let held: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM locks WHERE holder_uid = $1 AND expires_at > $2",
+                    &[&int(who.uid), &int(now)],
+                )?
+                .get(0);
+            if uint(held) >= MAX_LIVE_LOCKS_PER_USER {
+                return Err(LockRecord::too_many(who));
+            }
             let fence: i64 = tx.query_one("SELECT nextval('lock_fences')", &[])?.get(0);
             tx.execute(
                 "INSERT INTO lock_grants (path, fence) VALUES ($1, $2)
@@ -194,7 +205,7 @@ impl LockStore for PostgresStore {
         expires_at: UnixSeconds,
     ) -> StoreResult<LockRecord> {
         self.write(|tx| {
-            let mut lock = held_lock(tx, who, token, now)?;
+            let mut lock = held_lock(tx, who, token, now, true)?;
             tx.execute(
                 "UPDATE locks SET expires_at = $1 WHERE token = $2",
                 &[&int(expires_at), &token],
@@ -206,7 +217,7 @@ impl LockStore for PostgresStore {
 
     fn release_lock(&self, who: &Principal, path: &DfsPath, token: &str, now: UnixSeconds) -> StoreResult<()> {
         self.write(|tx| {
-            let lock = held_lock(tx, who, token, now)?;
+            let lock = held_lock(tx, who, token, now, false)?;
             if &lock.path != path {
                 return Err(StoreError::NotFound(format!("no such lock on {path}: {token}")));
             }

@@ -125,6 +125,10 @@ const MIGRATIONS: &[&str] = &[
     tx::SCHEMA,
     // 5: the bytes of small files, stored inline.
     namespace::INLINE_SCHEMA,
+    // 6: proofs that a user holds a chunk (receipts of its uploads).
+    namespace::POSSESSION_SCHEMA,
+    // 7: locks by holder (a user's live locks are counted at each grant).
+    locks::BY_HOLDER_SCHEMA,
 ];
 
 /// The advisory lock key serializing migrations ("dfs_sche").

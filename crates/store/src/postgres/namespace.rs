@@ -89,6 +89,17 @@ CREATE TABLE file_data (
 );
 ";
 
+/// Migration: which user has proven it holds which chunk (see
+/// [`NamespaceStore::record_possession`]).
+pub(super) const POSSESSION_SCHEMA: &str = r#"
+CREATE TABLE possession (
+    uid BIGINT NOT NULL,
+    chunk TEXT COLLATE "C" NOT NULL,
+    size BIGINT NOT NULL,
+    PRIMARY KEY (uid, chunk)
+);
+"#;
+
 pub(super) const ROOT_ID: i64 = 1;
 pub(super) const HOME_ID: i64 = 2;
 const NODE_COLUMNS: &str = "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version";
@@ -292,7 +303,6 @@ pub(super) fn mkdir_in(
     parents: bool,
     now_ms: u64,
 ) -> StoreResult<Stat> {
-    check_locks(tx, who, path, now_ms / 1000)?;
     if path.is_root() {
         return if parents {
             Ok(resolve(tx, who, path)?.stat(path.clone()))
@@ -318,6 +328,7 @@ pub(super) fn mkdir_in(
                 error
             }
         })?;
+        check_locks(tx, who, path, now_ms / 1000)?;
         return Ok(node.stat(path.clone()));
     }
     // With parents: walk down, creating what is missing (with the
@@ -341,6 +352,9 @@ pub(super) fn mkdir_in(
     if !node.is_dir() {
         return Err(exists(path));
     }
+    // Locks last, after every permission check: a refusal never discloses
+    // locks where `who` may not write (the transaction rolls back).
+    check_locks(tx, who, path, now_ms / 1000)?;
     Ok(node.stat(path.clone()))
 }
 
@@ -355,7 +369,6 @@ pub(super) fn remove_in(
     if path.is_root() {
         return Err(StoreError::Invalid("refusing to remove the root directory".to_string()));
     }
-    check_locks(tx, who, path, now_ms / 1000)?;
     let (parent, _, existing) = resolve_for_change(tx, who, path)?;
     let target = existing.ok_or_else(|| not_found(path))?;
     if target.is_dir() && has_children(tx, target.id)? {
@@ -391,7 +404,7 @@ pub(super) fn remove_in(
     }
     tx.execute("DELETE FROM inodes WHERE id = $1", &[&target.id])?;
     tx.dir_changed(parent.id, now_ms);
-    Ok(())
+    check_locks(tx, who, path, now_ms / 1000)
 }
 
 /// [`NamespaceStore::rename`] inside an open transaction, lock checks included.
@@ -412,8 +425,6 @@ pub(super) fn rename_in(
     if to != from && to.starts_with(from) {
         return Err(StoreError::Invalid(format!("cannot move {from} under itself: {to}")));
     }
-    check_locks(tx, who, from, now_ms / 1000)?;
-    check_locks(tx, who, to, now_ms / 1000)?;
     let (from_parent, _, source) = resolve_for_change(tx, who, from)?;
     let source = source.ok_or_else(|| not_found(from))?;
     if from == to {
@@ -438,6 +449,8 @@ pub(super) fn rename_in(
     )?;
     tx.dir_changed(from_parent.id, now_ms);
     tx.dir_changed(to_parent.id, now_ms);
+    check_locks(tx, who, from, now_ms / 1000)?;
+    check_locks(tx, who, to, now_ms / 1000)?;
     Ok(node_by_id(tx, source.id)?.stat(to.clone()))
 }
 
@@ -472,9 +485,10 @@ pub(super) fn write_file(
     chunks: &[ChunkRef],
     now_ms: u64,
 ) -> StoreResult<Stat> {
-    check_locks(tx, who, path, now_ms / 1000)?;
     check_durable(tx, chunks, replication)?;
-    put_file(tx, who, path, no_clobber, mode, NewContent::Chunks(chunks), now_ms)
+    let stat = put_file(tx, who, path, no_clobber, mode, NewContent::Chunks(chunks), now_ms)?;
+    check_locks(tx, who, path, now_ms / 1000)?;
+    Ok(stat)
 }
 
 /// Writes the file at `path` with `data` inline (see
@@ -489,8 +503,9 @@ pub(super) fn write_inline_in(
     now_ms: u64,
 ) -> StoreResult<Stat> {
     check_inline_size(path, data)?;
+    let stat = put_file(tx, who, path, no_clobber, mode, NewContent::Inline(data), now_ms)?;
     check_locks(tx, who, path, now_ms / 1000)?;
-    put_file(tx, who, path, no_clobber, mode, NewContent::Inline(data), now_ms)
+    Ok(stat)
 }
 
 /// Writes the file at `path` with `content` (new at version 1, or the
@@ -640,11 +655,11 @@ impl NamespaceStore for PostgresStore {
 
     fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat> {
         self.write(|tx| {
-            check_locks(tx, who, path, now_secs())?;
             let node = resolve(tx, who, path)?;
             if !who.admin && who.uid != node.owner_uid {
                 return Err(denied(path));
             }
+            check_locks(tx, who, path, now_secs())?;
             let row = tx.query_one(
                 &format!("UPDATE inodes SET mode = $1 WHERE id = $2 RETURNING {NODE_COLUMNS}"),
                 &[&i64::from(mode & 0o7777), &node.id],
@@ -821,6 +836,35 @@ impl NamespaceStore for PostgresStore {
                 &[&chunk.as_str(), &int(size), &servers],
             )?;
             Ok(())
+        })
+    }
+
+    fn record_possession(&self, uid: u64, chunks: &[ChunkRef]) -> StoreResult<()> {
+        let ids: Vec<&str> = chunks.iter().map(|chunk| chunk.id.as_str()).collect();
+        let sizes: Vec<i64> = chunks.iter().map(|chunk| int(chunk.size)).collect();
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO possession (uid, chunk, size)
+                 SELECT $1, chunk, size FROM UNNEST($2::TEXT[], $3::BIGINT[]) AS proven(chunk, size)
+                 ON CONFLICT (uid, chunk) DO NOTHING",
+                &[&int(uid), &ids, &sizes],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn possessed(&self, uid: u64, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, u64>> {
+        let ids: Vec<&str> = chunks.iter().map(ChunkId::as_str).collect();
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT chunk, size FROM possession WHERE uid = $1 AND chunk = ANY($2)",
+                &[&int(uid), &ids],
+            )?;
+            let mut found = HashMap::new();
+            for row in &rows {
+                found.insert(chunk_id(row.get(0))?, uint(row.get(1)));
+            }
+            Ok(found)
         })
     }
 

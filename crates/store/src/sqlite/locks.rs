@@ -1,17 +1,23 @@
 //! Locks on SQLite: live leases in `locks`, and in `lock_grants` the latest
 //! fencing number granted for each path (never deleted, so numbers only grow).
 
-use super::namespace::{denied, resolve, resolve_parent};
+use super::namespace::{resolve, resolve_parent};
 use super::CachedSql;
 use super::SqliteStore;
-use crate::locks::{LockRecord, LockStore};
-use crate::namespace::{Principal, EXECUTE, READ, WRITE};
+use crate::common::{check_lock_holder, check_lock_permission_rule, check_lock_rule, no_such_lock};
+use crate::locks::{LockRecord, LockStore, MAX_LIVE_LOCKS_PER_USER};
+use crate::namespace::Principal;
 use crate::{StoreError, StoreResult};
-use dfs_proto::locks::{make_token, token_fence};
+use dfs_proto::locks::make_token;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+
+/// Migration: locks by holder, for the count of a user's live locks (on
+/// PostgreSQL also so that counting them does not read, and conflict with,
+/// every other holder's grants).
+pub(super) const BY_HOLDER_SCHEMA: &str = "CREATE INDEX locks_by_holder ON locks(holder_uid, expires_at);";
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE locks (
@@ -110,56 +116,44 @@ fn covering_locks(tx: &Connection, path: &DfsPath, now: UnixSeconds) -> StoreRes
 /// live lock on, above or below it must carry the writer's token, and that
 /// token must not be older than the latest grant there.
 pub(super) fn check_locks(tx: &Connection, who: &Principal, path: &DfsPath, now: UnixSeconds) -> StoreResult<()> {
-    let presented = who.lock_token.as_deref();
-    for lock in covering_locks(tx, path, now)? {
-        // A token counts only in its holder's hands.
-        if presented != Some(lock.token.as_str()) || lock.holder_uid != who.uid {
-            return Err(StoreError::Locked(lock.refusal()));
-        }
-    }
-    let Some(token) = presented else {
-        return Ok(());
-    };
-    let fence = token_fence(token).ok_or_else(|| StoreError::Invalid(format!("malformed lock token {token:?}")))?;
-    let (condition, values) = covering(path);
-    let latest: Option<(String, u64)> = tx
-        .one(
-            &format!("SELECT path, fence FROM lock_grants WHERE {condition} ORDER BY fence DESC LIMIT 1"),
-            params_from_iter(values),
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    match latest {
-        Some((locked_path, latest)) if latest > fence => Err(StoreError::Locked(format!(
-            "locked: the lock token for {path} is stale: {locked_path} was locked again since (fence {latest}, yours {fence})"
-        ))),
-        _ => Ok(()),
-    }
+    let live = covering_locks(tx, path, now)?;
+    check_lock_rule(who, path, &live, || {
+        let (condition, values) = covering(path);
+        Ok(tx
+            .one(
+                &format!("SELECT path, fence FROM lock_grants WHERE {condition} ORDER BY fence DESC LIMIT 1"),
+                params_from_iter(values),
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    })
 }
 
-/// An exclusive lock needs WRITE on the path (on its parent if it does not
-/// exist yet), a shared one READ (EXECUTE on the parent).
+/// The permission a lock needs (`common::check_lock_permission_rule`).
 fn check_lock_permission(tx: &Connection, who: &Principal, path: &DfsPath, shared: bool) -> StoreResult<()> {
-    let existing = if path.is_root() {
-        Some(resolve(tx, who, path)?)
+    let (existing, parent) = if path.is_root() {
+        (Some(resolve(tx, who, path)?), None)
     } else {
         let (parent, _, existing) = resolve_parent(tx, who, path)?;
-        let needed = if shared { EXECUTE } else { WRITE };
-        if existing.is_none() && !parent.permits(who, needed) {
-            return Err(denied(&path.parent().unwrap_or_else(DfsPath::root)));
-        }
-        existing
+        (existing, Some(parent))
     };
-    if let Some(node) = existing {
-        if !node.permits(who, if shared { READ } else { WRITE }) {
-            return Err(denied(path));
-        }
-    }
-    Ok(())
+    check_lock_permission_rule(
+        who,
+        path,
+        shared,
+        existing.map(|node| (node.owner_uid, node.mode, node.is_dir())),
+        parent.map(|node| (node.owner_uid, node.mode)),
+    )
 }
 
-/// The live lock `token`, if `who` may act on it.
-fn held_lock(tx: &Connection, who: &Principal, token: &str, now: UnixSeconds) -> StoreResult<LockRecord> {
+/// The live lock `token`, if `who` may renew it (`renewing`) or release it.
+fn held_lock(
+    tx: &Connection,
+    who: &Principal,
+    token: &str,
+    now: UnixSeconds,
+    renewing: bool,
+) -> StoreResult<LockRecord> {
     let lock = tx
         .one(
             &format!("SELECT {LOCK_COLUMNS} FROM locks WHERE token = ?1 AND expires_at > ?2"),
@@ -167,13 +161,8 @@ fn held_lock(tx: &Connection, who: &Principal, token: &str, now: UnixSeconds) ->
             lock_from_row,
         )
         .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("no such lock (released or expired): {token}")))?;
-    if lock.holder_uid != who.uid && !who.admin {
-        return Err(StoreError::PermissionDenied(format!(
-            "permission denied: the lock on {} belongs to {}",
-            lock.path, lock.holder_name
-        )));
-    }
+        .ok_or_else(|| no_such_lock(token))?;
+    check_lock_holder(who, &lock, renewing)?;
     Ok(lock)
 }
 
@@ -195,6 +184,12 @@ impl LockStore for SqliteStore {
                 }
             }
             tx.exec("DELETE FROM locks WHERE expires_at <= ?1", [now])?;
+            let held: u64 = tx.one("SELECT COUNT(*) FROM locks WHERE holder_uid = ?1", [who.uid], |row| {
+                row.get(0)
+            })?;
+            if held >= MAX_LIVE_LOCKS_PER_USER {
+                return Err(LockRecord::too_many(who));
+            }
             let fence: u64 = tx.one("SELECT COALESCE(MAX(fence), 0) + 1 FROM lock_grants", [], |row| {
                 row.get(0)
             })?;
@@ -238,7 +233,7 @@ impl LockStore for SqliteStore {
         expires_at: UnixSeconds,
     ) -> StoreResult<LockRecord> {
         self.write(|tx| {
-            let mut lock = held_lock(tx, who, token, now)?;
+            let mut lock = held_lock(tx, who, token, now, true)?;
             tx.exec(
                 "UPDATE locks SET expires_at = ?1 WHERE token = ?2",
                 params![expires_at, token],
@@ -250,7 +245,7 @@ impl LockStore for SqliteStore {
 
     fn release_lock(&self, who: &Principal, path: &DfsPath, token: &str, now: UnixSeconds) -> StoreResult<()> {
         self.write(|tx| {
-            let lock = held_lock(tx, who, token, now)?;
+            let lock = held_lock(tx, who, token, now, false)?;
             if &lock.path != path {
                 return Err(StoreError::NotFound(format!("no such lock on {path}: {token}")));
             }

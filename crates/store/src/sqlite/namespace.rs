@@ -77,6 +77,17 @@ CREATE TABLE file_data (
 );
 ";
 
+/// Migration: which user has proven it holds which chunk (see
+/// [`NamespaceStore::record_possession`]).
+pub(super) const POSSESSION_SCHEMA: &str = "
+CREATE TABLE possession (
+    uid INTEGER NOT NULL,
+    chunk TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (uid, chunk)
+) WITHOUT ROWID;
+";
+
 const ROOT_ID: i64 = 1;
 const NODE_COLUMNS: &str = "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version";
 
@@ -304,7 +315,6 @@ pub(super) fn mkdir_in(
     parents: bool,
     now_ms: u64,
 ) -> StoreResult<Stat> {
-    check_locks(tx, who, path, now_ms / 1000)?;
     if path.is_root() {
         return if parents {
             Ok(resolve(tx, who, path)?.stat(path.clone()))
@@ -318,6 +328,7 @@ pub(super) fn mkdir_in(
             return Err(exists(path));
         }
         let node = insert_node(tx, parent.id, name, EntryKind::Dir, who, mode, now_ms)?;
+        check_locks(tx, who, path, now_ms / 1000)?;
         return Ok(node.stat(path.clone()));
     }
     // With parents: walk down, creating what is missing (with the
@@ -343,6 +354,9 @@ pub(super) fn mkdir_in(
     if !node.is_dir() {
         return Err(exists(path));
     }
+    // Locks last, after every permission check: a refusal never discloses
+    // locks where `who` may not write (the transaction rolls back).
+    check_locks(tx, who, path, now_ms / 1000)?;
     Ok(node.stat(path.clone()))
 }
 
@@ -357,7 +371,6 @@ pub(super) fn remove_in(
     if path.is_root() {
         return Err(StoreError::Invalid("refusing to remove the root directory".to_string()));
     }
-    check_locks(tx, who, path, now_ms / 1000)?;
     let (parent, _, existing) = resolve_for_change(tx, who, path)?;
     let target = existing.ok_or_else(|| not_found(path))?;
     if target.is_dir() && has_children(tx, target.id)? {
@@ -396,7 +409,7 @@ pub(super) fn remove_in(
     }
     tx.exec("DELETE FROM inodes WHERE id = ?1", [target.id])?;
     touch(tx, parent.id, now_ms)?;
-    Ok(())
+    check_locks(tx, who, path, now_ms / 1000)
 }
 
 /// [`NamespaceStore::rename`] inside an open transaction, lock checks included.
@@ -417,8 +430,6 @@ pub(super) fn rename_in(
     if to != from && to.starts_with(from) {
         return Err(StoreError::Invalid(format!("cannot move {from} under itself: {to}")));
     }
-    check_locks(tx, who, from, now_ms / 1000)?;
-    check_locks(tx, who, to, now_ms / 1000)?;
     let (from_parent, _, source) = resolve_for_change(tx, who, from)?;
     let source = source.ok_or_else(|| not_found(from))?;
     if from == to {
@@ -445,6 +456,8 @@ pub(super) fn rename_in(
     )?;
     touch(tx, from_parent.id, now_ms)?;
     touch(tx, to_parent.id, now_ms)?;
+    check_locks(tx, who, from, now_ms / 1000)?;
+    check_locks(tx, who, to, now_ms / 1000)?;
     Ok(node_by_id(tx, source.id)?.stat(to.clone()))
 }
 
@@ -462,7 +475,6 @@ pub(super) fn write_file(
     chunks: &[ChunkRef],
     now_ms: u64,
 ) -> StoreResult<Stat> {
-    check_locks(tx, who, path, now_ms / 1000)?;
     for chunk in chunks {
         let recorded: u32 = tx.one(
             "SELECT COUNT(*) FROM replicas WHERE chunk = ?1",
@@ -476,7 +488,9 @@ pub(super) fn write_file(
             )));
         }
     }
-    put_file(tx, who, path, no_clobber, mode, NewContent::Chunks(chunks), now_ms)
+    let stat = put_file(tx, who, path, no_clobber, mode, NewContent::Chunks(chunks), now_ms)?;
+    check_locks(tx, who, path, now_ms / 1000)?;
+    Ok(stat)
 }
 
 /// Writes the file at `path` with `data` inline (see
@@ -491,8 +505,9 @@ pub(super) fn write_inline_in(
     now_ms: u64,
 ) -> StoreResult<Stat> {
     check_inline_size(path, data)?;
+    let stat = put_file(tx, who, path, no_clobber, mode, NewContent::Inline(data), now_ms)?;
     check_locks(tx, who, path, now_ms / 1000)?;
-    put_file(tx, who, path, no_clobber, mode, NewContent::Inline(data), now_ms)
+    Ok(stat)
 }
 
 /// Writes the file at `path` with `content` (new at version 1, or the
@@ -630,11 +645,11 @@ impl NamespaceStore for SqliteStore {
 
     fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat> {
         self.write(|tx| {
-            check_locks(tx, who, path, now_secs())?;
             let node = resolve(tx, who, path)?;
             if !who.admin && who.uid != node.owner_uid {
                 return Err(denied(path));
             }
+            check_locks(tx, who, path, now_secs())?;
             tx.exec(
                 "UPDATE inodes SET mode = ?1 WHERE id = ?2",
                 params![mode & 0o7777, node.id],
@@ -824,6 +839,33 @@ impl NamespaceStore for SqliteStore {
                 insert.execute(params![chunk.as_str(), server, size])?;
             }
             Ok(())
+        })
+    }
+
+    fn record_possession(&self, uid: u64, chunks: &[ChunkRef]) -> StoreResult<()> {
+        self.write(|tx| {
+            let mut insert =
+                tx.prepare_cached("INSERT OR IGNORE INTO possession (uid, chunk, size) VALUES (?1, ?2, ?3)")?;
+            for chunk in chunks {
+                insert.execute(params![uid, chunk.id.as_str(), chunk.size])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn possessed(&self, uid: u64, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, u64>> {
+        self.read(|tx| {
+            let mut statement = tx.prepare_cached("SELECT size FROM possession WHERE uid = ?1 AND chunk = ?2")?;
+            let mut found = HashMap::new();
+            for chunk in chunks {
+                if let Some(size) = statement
+                    .query_row(params![uid, chunk.as_str()], |row| row.get::<_, u64>(0))
+                    .optional()?
+                {
+                    found.insert(chunk.clone(), size);
+                }
+            }
+            Ok(found)
         })
     }
 

@@ -1,0 +1,277 @@
+//! Attacks on the directory service (issue 17), each performed against a real
+//! cluster and asserted to fail now.
+
+use crate::{assert_error, cluster_with_users, http};
+use dfs_proto::chunk::ChunkId;
+use dfs_testkit::Cluster;
+use serde_json::{json, Value};
+
+/// `POST endpoint` on the directory service as `user` with a JSON body.
+async fn post(cluster: &Cluster, user: &str, endpoint: &str, body: Value) -> reqwest::Response {
+    http()
+        .post(format!("{}{endpoint}", cluster.url()))
+        .bearer_auth(cluster.ticket(user))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `POST endpoint` as `user`, parsed as JSON; panics unless 200.
+async fn post_json(cluster: &Cluster, user: &str, endpoint: &str, body: Value) -> Value {
+    let response = post(cluster, user, endpoint, body).await;
+    assert_eq!(response.status(), 200, "POST {endpoint}");
+    response.json().await.unwrap()
+}
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    use rand::RngCore;
+    let mut bytes = vec![0; len];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes
+}
+
+/// Issue 17, finding 1: a chunk id is not a read key. bob knows the id (the
+/// BLAKE3 hash) and size of the one chunk of ann's private file; he can
+/// neither commit it into a file of his own without sending its bytes, nor
+/// learn from placement that the cluster holds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunk_id_without_its_bytes_does_not_read_another_users_chunk() {
+    let cluster = cluster_with_users();
+    let secret = random_bytes(100_000);
+    let size = secret.len() as u64;
+    let id = ChunkId::from_hash_bytes(blake3::hash(&secret).as_bytes()).to_string();
+    cluster.ok("ann", &["put", "-", "/home/ann/secret.bin"], &secret);
+
+    let started = post_json(&cluster, "bob", "/v1/uploads", json!({"path": "/home/bob/stolen.bin"})).await;
+    let upload = started["upload_id"].as_str().unwrap().to_string();
+    let chunk = json!({"id": id, "size": size});
+    let placed = post_json(
+        &cluster,
+        "bob",
+        &format!("/v1/uploads/{upload}/chunks"),
+        json!({"chunks": [chunk]}),
+    )
+    .await;
+    assert_eq!(placed["placements"][0]["exists"], false, "{placed}");
+    assert!(placed["placements"][0]["capability"].is_string(), "{placed}");
+
+    for declared in [size, size - 1] {
+        let commit = post(
+            &cluster,
+            "bob",
+            &format!("/v1/uploads/{upload}/commit"),
+            json!({"chunks": [{"id": id, "size": declared}], "receipts": []}),
+        )
+        .await;
+        let message = assert_error(commit, 403, "permission_denied").await;
+        assert!(message.contains("no receipt"), "{message}");
+    }
+    let get = cluster.run("bob", &["get", "/home/bob/stolen.bin", "-"], b"");
+    assert_ne!(get.code, Some(0), "bob read: {}", get.stdout.len());
+
+    // Sending the bytes is the proof: bob with the same content uploads it
+    // (the file server has it already and only checks it) and reads it back.
+    let put: Value =
+        serde_json::from_slice(&cluster.ok("bob", &["--json", "put", "-", "/home/bob/mine.bin"], &secret)).unwrap();
+    assert_eq!(put["chunks_sent"], 1, "{put}");
+    assert_eq!(cluster.ok("bob", &["get", "/home/bob/mine.bin", "-"], b""), secret);
+
+    // Within one user's own uploads, deduplication still works.
+    let again: Value =
+        serde_json::from_slice(&cluster.ok("ann", &["--json", "put", "-", "/home/ann/copy.bin"], &secret)).unwrap();
+    assert_eq!(
+        (again["chunks_sent"].as_u64(), again["chunks_deduplicated"].as_u64()),
+        (Some(0), Some(1))
+    );
+}
+
+/// `GET endpoint` as `user`, parsed as JSON; panics unless 200.
+async fn get_json(cluster: &Cluster, user: &str, endpoint: &str) -> Value {
+    crate::get_json(cluster, user, endpoint).await
+}
+
+/// The lock paths `user` is shown by `GET /v1/locks[?path=]`.
+async fn listed_locks(cluster: &Cluster, user: &str, query: &str) -> Vec<String> {
+    let listed = get_json(cluster, user, &format!("/v1/locks{query}")).await;
+    listed["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|lock| lock["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Issue 17, finding 2: one user could stop every write in the cluster with
+/// a shared lock on `/` (read permission was enough, and every write refused
+/// every covering lock), for 24 hours, renewable.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_lock_cannot_stop_other_users_writes() {
+    let cluster = cluster_with_users();
+    for path in ["/", "/home"] {
+        let day = post(
+            &cluster,
+            "bob",
+            "/v1/locks",
+            json!({"path": path, "shared": true, "ttl_secs": 86400}),
+        )
+        .await;
+        let message = assert_error(day, 400, "bad_request").await;
+        assert!(message.contains("at most 3600 seconds"), "{message}");
+        // A shared lock on a directory needs what changing it needs.
+        let hour = post(
+            &cluster,
+            "bob",
+            "/v1/locks",
+            json!({"path": path, "shared": true, "ttl_secs": 3600}),
+        )
+        .await;
+        assert_error(hour, 403, "permission_denied").await;
+    }
+    // A shared lock on a file anyone may read is allowed; it does not stop
+    // the owner's plain writes, only exclusive locks.
+    cluster.ok("ann", &["chmod", "755", "/home/ann"], b"");
+    cluster.ok("ann", &["put", "-", "/home/ann/public.txt"], b"v1");
+    let bobs = post_json(
+        &cluster,
+        "bob",
+        "/v1/locks",
+        json!({"path": "/home/ann/public.txt", "shared": true, "ttl_secs": 3600}),
+    )
+    .await;
+    cluster.ok("ann", &["put", "-", "/home/ann/public.txt"], b"v2");
+    cluster.ok("ann", &["mkdir", "/home/ann/d"], b"");
+    cluster.ok("admin", &["mkdir", "/admin-dir"], b"");
+    let exclusive = cluster.run("ann", &["lock", "/home/ann/public.txt"], b"");
+    assert_eq!(exclusive.code, Some(8), "{}", exclusive.stderr);
+    assert!(exclusive.stderr.contains("share-locked by bob"), "{}", exclusive.stderr);
+    // Only the holder keeps a lease alive; an admin may end it.
+    let renew = post(&cluster, "admin", "/v1/locks/renew", json!({"token": bobs["token"]})).await;
+    assert_error(renew, 403, "permission_denied").await;
+    let release = post(
+        &cluster,
+        "admin",
+        "/v1/locks/release",
+        json!({"path": "/home/ann/public.txt", "token": bobs["token"]}),
+    )
+    .await;
+    assert_eq!(release.status(), 204);
+    cluster.ok("ann", &["lock", "/home/ann/public.txt"], b"");
+}
+
+/// Issue 17, finding 2: lock state in a directory closed to the caller was
+/// shown by `GET /v1/locks` (paths, holders, tokens) and by 423 answers,
+/// because locks were checked before permissions.
+#[tokio::test(flavor = "multi_thread")]
+async fn locks_in_a_private_directory_are_not_disclosed() {
+    let cluster = cluster_with_users();
+    cluster.ok("ann", &["put", "-", "/home/ann/secret.txt"], b"s");
+    let anns = post_json(&cluster, "ann", "/v1/locks", json!({"path": "/home/ann/secret.txt"})).await;
+    assert_eq!(
+        listed_locks(&cluster, "ann", "?path=/home/ann").await,
+        ["/home/ann/secret.txt"]
+    );
+    assert_eq!(listed_locks(&cluster, "admin", "").await, ["/home/ann/secret.txt"]);
+    assert!(listed_locks(&cluster, "bob", "?path=/home/ann").await.is_empty());
+    assert!(listed_locks(&cluster, "bob", "?path=/home/ann/secret.txt")
+        .await
+        .is_empty());
+    assert!(listed_locks(&cluster, "bob", "").await.is_empty());
+    // Writes bob may not make are refused as such, never as "locked by ann".
+    for args in [
+        &["rm", "/home/ann/secret.txt"][..],
+        &["mkdir", "/home/ann/secret.txt/x"],
+        &["mv", "/home/ann/secret.txt", "/home/bob/x"],
+        &["chmod", "777", "/home/ann/secret.txt"],
+    ] {
+        let output = cluster.run("bob", args, b"");
+        assert_eq!(output.code, Some(5), "{args:?}: {}", output.stderr);
+        assert!(!output.stderr.contains("locked"), "{args:?}: {}", output.stderr);
+    }
+    let put = http()
+        .put(format!("{}/v1/files?path=/home/ann/secret.txt", cluster.url()))
+        .bearer_auth(cluster.ticket("bob"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let message = assert_error(put, 403, "permission_denied").await;
+    assert!(!message.contains("locked"), "{message}");
+    let release = post(
+        &cluster,
+        "ann",
+        "/v1/locks/release",
+        json!({"path": "/home/ann/secret.txt", "token": anns["token"]}),
+    )
+    .await;
+    assert_eq!(release.status(), 204);
+    // Once bob may change the directory, the lock is what stops him.
+    cluster.ok("ann", &["chmod", "777", "/home/ann"], b"");
+    post_json(&cluster, "ann", "/v1/locks", json!({"path": "/home/ann/secret.txt"})).await;
+    assert_eq!(
+        listed_locks(&cluster, "bob", "?path=/home/ann").await,
+        ["/home/ann/secret.txt"]
+    );
+    let output = cluster.run("bob", &["rm", "/home/ann/secret.txt"], b"");
+    assert_eq!(output.code, Some(8), "{}", output.stderr);
+    assert!(output.stderr.contains("locked by ann"), "{}", output.stderr);
+}
+
+/// Issue 17, finding 2: locks per user are capped, so one user cannot fill
+/// the lock table.
+#[tokio::test(flavor = "multi_thread")]
+async fn live_locks_per_user_are_capped() {
+    let cluster = cluster_with_users();
+    let max = dfs_store::locks::MAX_LIVE_LOCKS_PER_USER;
+    for index in 0..max {
+        let granted = post(
+            &cluster,
+            "bob",
+            "/v1/locks",
+            json!({"path": format!("/home/bob/l{index}")}),
+        )
+        .await;
+        assert_eq!(granted.status(), 200, "lock {index}");
+    }
+    let refused = post(&cluster, "bob", "/v1/locks", json!({"path": "/home/bob/one-more"})).await;
+    let message = assert_error(refused, 429, "too_many_requests").await;
+    assert!(message.contains("too many locks"), "{message}");
+    // Others are not affected.
+    post_json(&cluster, "ann", "/v1/locks", json!({"path": "/home/ann/mine"})).await;
+}
+
+/// Issue 17, finding 13: names may not hold control characters (a name with
+/// ESC or a newline drove the terminal of whoever listed it, or forged a
+/// line of `dfs ls`).
+#[tokio::test(flavor = "multi_thread")]
+async fn names_with_control_characters_are_refused() {
+    let cluster = cluster_with_users();
+    let evil = "/home/ann/x\u{1b}[2J\nforged";
+    let requests = [
+        ("/v1/mkdir", json!({"path": evil})),
+        ("/v1/uploads", json!({"path": evil})),
+        ("/v1/rename", json!({"from": "/home/ann/a", "to": "/home/ann/b\rc"})),
+    ];
+    cluster.ok("ann", &["put", "-", "/home/ann/a"], b"a");
+    for (endpoint, body) in requests {
+        let response = post(&cluster, "ann", endpoint, body).await;
+        let message = assert_error(response, 400, "bad_request").await;
+        assert!(message.contains("control characters"), "{endpoint}: {message}");
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+    }
+    let put = http()
+        .put(format!("{}/v1/files", cluster.url()))
+        .query(&[("path", "/home/ann/\u{7f}del")])
+        .bearer_auth(cluster.ticket("ann"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_error(put, 400, "bad_request").await;
+    // The command line refuses them too, and its error does not echo them raw.
+    let output = cluster.run("ann", &["mkdir", evil], b"");
+    assert_eq!(output.code, Some(1), "{}", output.stderr);
+    assert!(!output.stderr.contains('\u{1b}'), "{:?}", output.stderr);
+    assert!(output.stderr.contains(r"x\u{1b}[2J\nforged"), "{:?}", output.stderr);
+    assert_eq!(cluster.ok("ann", &["ls", "/home/ann"], b""), b"a\n");
+}
