@@ -362,6 +362,11 @@ pub fn router(state: Arc<Directory>) -> Router {
         let live = servers.iter().filter(|server| server.alive).count();
         out.gauge("file_servers", "File servers known.", servers.len() as f64);
         out.gauge("file_servers_live", "File servers heard from lately.", live as f64);
+        out.counter(
+            "watch_visibility_checks_total",
+            "Whether a principal may see a change event, decided (once per principal and event).",
+            state.watch.checks() as f64,
+        );
         state.repair_stats.write(out);
     });
     dfs_service::finish_router_with(routes, metrics)

@@ -275,3 +275,91 @@ async fn names_with_control_characters_are_refused() {
     assert!(output.stderr.contains(r"x\u{1b}[2J\nforged"), "{:?}", output.stderr);
     assert_eq!(cluster.ok("ann", &["ls", "/home/ann"], b""), b"a\n");
 }
+
+/// `GET /v1/watch?path=` as `user`: the response, streaming.
+async fn open_watch(cluster: &Cluster, user: &str, path: &str) -> reqwest::Response {
+    http()
+        .get(format!("{}/v1/watch", cluster.url()))
+        .query(&[("path", path)])
+        .bearer_auth(cluster.ticket(user))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The directory service's count of watch visibility checks.
+async fn visibility_checks(cluster: &Cluster) -> u64 {
+    let text = http()
+        .get(format!("{}/metrics", cluster.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("dfs_watch_visibility_checks_total "))
+        .expect("the counter is exported")
+        .parse::<f64>()
+        .unwrap() as u64
+}
+
+/// Issue 17, finding 10: watches amplified writes. Each event was checked
+/// for every connected watcher with a blocking store call, so 500 watches by
+/// one user made every other user's mkdir 16 times slower. Now a user has at
+/// most 64 watches, and an event is checked once per user, whatever the
+/// number of its watchers.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_watches_of_one_user_cost_one_check_per_event() {
+    let cluster = cluster_with_users();
+    let max = 64;
+    let mut watches = Vec::new();
+    for _ in 0..max {
+        let watch = open_watch(&cluster, "bob", "/home").await;
+        assert_eq!(watch.status(), 200);
+        watches.push(watch);
+    }
+    let refused = open_watch(&cluster, "bob", "/home").await;
+    let message = assert_error(refused, 429, "too_many_requests").await;
+    assert!(message.contains("too many watches"), "{message}");
+    // Others are not limited by bob's watches.
+    let anns = open_watch(&cluster, "ann", "/home/ann").await;
+    assert_eq!(anns.status(), 200);
+    drop(anns);
+
+    let before = visibility_checks(&cluster).await;
+    let events = 10;
+    for index in 0..events {
+        cluster.ok("ann", &["mkdir", &format!("/home/ann/d{index}")], b"");
+    }
+    // bob's 64 watchers each see every event (under /home), none may see
+    // them (ann's home is closed), and the decision is made once per event.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while visibility_checks(&cluster).await < before + events && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let checks = visibility_checks(&cluster).await - before;
+    // ann's own watch was gone before the mkdirs, or saw them once each.
+    assert!(
+        (events..=2 * events).contains(&checks),
+        "{checks} checks for {events} events"
+    );
+
+    // A closed watch gives its slot back (noticed at the next write to it:
+    // an event or the 15 s keep-alive).
+    drop(watches.pop());
+    cluster.ok("bob", &["mkdir", "/home/bob/wake"], b"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let watch = open_watch(&cluster, "bob", "/home").await;
+        if watch.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed watch's slot never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

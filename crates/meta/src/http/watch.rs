@@ -5,6 +5,14 @@
 //! caller may see, and sends them as SSE `data:` lines of JSON. Nothing is
 //! stored: a watcher that falls behind the channel gets one `lagged` event and
 //! must drop what it cached, as must one that reconnects.
+//!
+//! Cost bounds, so that watchers cannot slow everyone's writes: a user has
+//! at most [`MAX_WATCHES_PER_USER`] watches open (429 beyond), and whether
+//! a principal may see an event is decided once per event, whatever the
+//! number of its watchers (the answer is kept with the event, shared by
+//! every watcher of that principal, and goes when the last watcher has
+//! read the event); the check is a read in place where the engine's reads
+//! are quick, never a hop to the blocking pool per watcher.
 
 use super::{blocking, reading, ApiQuery, Directory, Shared};
 use axum::extract::State;
@@ -12,26 +20,71 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use dfs_proto::namespace::{EntryKind, PathQuery, Stat};
 use dfs_proto::watch::{WatchEvent, WatchKind};
 use dfs_proto::DfsPath;
-use dfs_service::{ApiResult, Caller};
+use dfs_proto::ErrorCode;
+use dfs_service::{ApiError, ApiResult, Caller};
 use dfs_store::namespace::Principal;
 use futures_util::stream::{self, Stream};
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, OnceCell};
 
 /// Events buffered per watcher before it counts as lagging.
 const WATCH_BUFFER: usize = 1024;
 
+/// Watches one user may have open at once.
+pub const MAX_WATCHES_PER_USER: usize = 64;
+
+/// Whom a visibility answer is for: uid and admin flag.
+type Viewer = (u64, bool);
+
+/// An event as published: the event, and whether each principal that has
+/// asked may see it (computed once, by the first of its watchers).
+struct Published {
+    event: WatchEvent,
+    visible: Mutex<HashMap<Viewer, Arc<OnceCell<bool>>>>,
+}
+
 /// The publishing side, kept in the directory state.
 pub struct WatchHub {
-    sender: broadcast::Sender<WatchEvent>,
+    sender: broadcast::Sender<Arc<Published>>,
+    /// Open watches per uid.
+    open: Mutex<HashMap<u64, usize>>,
+    /// Visibility checks made (store reads), for `/metrics`.
+    checks: AtomicU64,
 }
 
 impl Default for WatchHub {
     fn default() -> Self {
         WatchHub {
             sender: broadcast::channel(WATCH_BUFFER).0,
+            open: Mutex::new(HashMap::new()),
+            checks: AtomicU64::new(0),
+        }
+    }
+}
+
+/// One open watch, counted against its user until dropped.
+struct WatchSlot {
+    hub: Arc<Directory>,
+    uid: u64,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .hub
+            .watch
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.uid) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.uid);
+            }
         }
     }
 }
@@ -39,13 +92,46 @@ impl Default for WatchHub {
 impl WatchHub {
     /// Tells every watcher (if any) about a change that is already durable.
     pub fn publish(&self, path: &DfsPath, kind: WatchKind, version: u64, to: Option<&DfsPath>) {
+        if self.sender.receiver_count() == 0 {
+            return;
+        }
         // An error only means nobody is watching.
-        let _ = self.sender.send(WatchEvent {
-            path: path.clone(),
-            kind,
-            version,
-            to: to.cloned(),
-        });
+        let _ = self.sender.send(Arc::new(Published {
+            event: WatchEvent {
+                path: path.clone(),
+                kind,
+                version,
+                to: to.cloned(),
+            },
+            visible: Mutex::new(HashMap::new()),
+        }));
+    }
+
+    /// Visibility checks made so far (each one or two store reads).
+    pub fn checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
+    }
+
+    /// Counts a new watch of `directory`'s caller `uid`, or refuses it (429)
+    /// if the user has [`MAX_WATCHES_PER_USER`] open already.
+    fn open_slot(directory: &Arc<Directory>, uid: u64) -> ApiResult<WatchSlot> {
+        let mut open = directory
+            .watch
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(uid).or_insert(0);
+        if *count >= MAX_WATCHES_PER_USER {
+            return Err(ApiError::new(
+                ErrorCode::TooManyRequests,
+                format!("too many watches: at most {MAX_WATCHES_PER_USER} open per user; close some first"),
+            ));
+        }
+        *count += 1;
+        Ok(WatchSlot {
+            hub: Arc::clone(directory),
+            uid,
+        })
     }
 
     /// Publishes the change a successful call returned `stat` for.
@@ -59,6 +145,24 @@ impl WatchHub {
 fn concerns(watched: &DfsPath, event: &WatchEvent) -> bool {
     let touches = |path: &DfsPath| path.starts_with(watched) || watched.starts_with(path);
     touches(&event.path) || event.to.as_ref().is_some_and(touches)
+}
+
+/// Whether `who` may see `published`: decided by the first of its watchers
+/// to ask, the others wait for that answer.
+async fn may_see_once(directory: &Arc<Directory>, who: &Principal, published: &Published) -> bool {
+    let cell = {
+        let mut visible = published
+            .visible
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(visible.entry((who.uid, who.admin)).or_default())
+    };
+    *cell
+        .get_or_init(|| async {
+            directory.watch.checks.fetch_add(1, Ordering::Relaxed);
+            may_see(directory, who, &published.event).await
+        })
+        .await
 }
 
 /// A caller may see an event if it may stat the changed path or, once the
@@ -80,8 +184,10 @@ struct Watcher {
     directory: Arc<Directory>,
     who: Principal,
     path: DfsPath,
-    receiver: broadcast::Receiver<WatchEvent>,
+    receiver: broadcast::Receiver<Arc<Published>>,
     greeted: bool,
+    /// Counts this watch against its user while the stream lives.
+    _slot: WatchSlot,
 }
 
 pub(super) async fn watch(
@@ -90,6 +196,7 @@ pub(super) async fn watch(
     ApiQuery(query): ApiQuery<PathQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let who = directory.principal(&ticket).await;
+    let slot = WatchHub::open_slot(&directory, who.uid)?;
     // Subscribe first, so that no change after the check below is missed.
     let receiver = directory.watch.sender.subscribe();
     // The watched path must exist and be visible to the caller, and a
@@ -111,6 +218,7 @@ pub(super) async fn watch(
         path: query.path,
         receiver,
         greeted: false,
+        _slot: slot,
     };
     let events = stream::unfold(watcher, |mut watcher| async move {
         if !watcher.greeted {
@@ -120,7 +228,14 @@ pub(super) async fn watch(
         }
         loop {
             let event = match watcher.receiver.recv().await {
-                Ok(event) => event,
+                Ok(published) => {
+                    if !concerns(&watcher.path, &published.event)
+                        || !may_see_once(&watcher.directory, &watcher.who, &published).await
+                    {
+                        continue;
+                    }
+                    published.event.clone()
+                }
                 Err(broadcast::error::RecvError::Lagged(_)) => WatchEvent {
                     path: watcher.path.clone(),
                     kind: WatchKind::Lagged,
@@ -129,11 +244,6 @@ pub(super) async fn watch(
                 },
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
-            if event.kind != WatchKind::Lagged
-                && (!concerns(&watcher.path, &event) || !may_see(&watcher.directory, &watcher.who, &event).await)
-            {
-                continue;
-            }
             let data = serde_json::to_string(&event).unwrap_or_default();
             return Some((Ok(Event::default().data(data)), watcher));
         }
