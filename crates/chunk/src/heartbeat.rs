@@ -56,15 +56,21 @@ pub fn spawn(
     })
 }
 
-/// When to try again after `failures` failures in a row. The first few
-/// retries come quickly (a directory service that starts after us, or a
-/// lost request, must not leave us dead for long); a long outage backs off.
+/// Failures in a row retried every 250 ms: about 10 s, longer than a
+/// supervisor takes to restart a directory service, so that a restarted
+/// one hears from us within a quarter of a second of answering.
+const QUICK_RETRIES: u32 = 40;
+
+/// When to try again after `failures` failures in a row. Retries come
+/// quickly for [`QUICK_RETRIES`] (a directory service that restarts, or
+/// starts after us, or a lost request, must not leave us dead for long);
+/// a long outage backs off.
 fn next_attempt_in(interval: Duration, failures: u32) -> Duration {
     match failures {
         0 => interval,
-        1..=5 => interval.min(Duration::from_millis(250)),
+        1..=QUICK_RETRIES => interval.min(Duration::from_millis(250)),
         _ => interval
-            .saturating_mul(1 << (failures - 5).min(4))
+            .saturating_mul(1 << (failures - QUICK_RETRIES).min(4))
             .min(MAX_BACKOFF.max(interval)),
     }
 }

@@ -140,6 +140,7 @@ async fn put_chunk(
 
     let mut servers = vec![server.id().to_string()];
     let mut failures = Vec::new();
+    let mut failed_servers = Vec::new();
     for forward in forwards {
         let worker_id = forward.target().id.clone();
         match forward.finish().await {
@@ -148,19 +149,48 @@ async fn put_chunk(
                     servers.push(worker_id);
                 }
             }
-            Err(reason) => failures.push(reason),
+            Err(reason) => {
+                failures.push(reason);
+                failed_servers.push(worker_id);
+            }
         }
     }
-    if !failures.is_empty() {
-        tracing::warn!(chunk = %id, failures = ?failures, "replication failed");
-        // Our own copy stays: it is harmless, and garbage collection removes
-        // chunks no committed file refers to.
-        return Err(ApiError::unavailable(format!(
-            "chunk {id} is stored on {servers:?} but replication failed: {}",
-            failures.join("; ")
-        )));
+    if failures.is_empty() {
+        return Ok(Json(stored_answer(&server, id, capability.size, servers)));
     }
-    Ok(Json(stored_answer(&server, id, capability.size, servers)))
+    let quorum = write_quorum(&capability);
+    if servers.len() >= quorum {
+        // Durable on enough servers: acknowledged, and the receipt names
+        // only those, so the directory service records the chunk as
+        // under-replicated and its repair loop adds the missing copies.
+        tracing::warn!(chunk = %id, failures = ?failures, stored_on = ?servers, "replication partly failed; write quorum met");
+        return Ok(Json(stored_answer(&server, id, capability.size, servers)));
+    }
+    tracing::warn!(chunk = %id, failures = ?failures, "replication failed");
+    // Our own copy stays: it is harmless, and garbage collection removes
+    // chunks no committed file refers to.
+    Err(ApiError(
+        ErrorBody::new(
+            ErrorCode::Unavailable,
+            format!(
+                "chunk {id} is durable on {} of the {quorum} servers a write needs ({servers:?}): {}",
+                servers.len(),
+                failures.join("; ")
+            ),
+        )
+        .with_failed_servers(failed_servers),
+    ))
+}
+
+/// How many servers must hold a chunk written under `capability` before the
+/// primary acknowledges it: its write quorum, at most its replica set, and
+/// the whole replica set if it names none.
+fn write_quorum(capability: &Capability) -> usize {
+    let all = capability.targets.len().max(1);
+    match capability.write_quorum as usize {
+        0 => all,
+        quorum => quorum.min(all),
+    }
 }
 
 /// Receives the body, writing it to a temporary file (which hashes it), or

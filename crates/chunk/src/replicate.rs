@@ -7,8 +7,12 @@
 //! of making the primary buffer the chunk. A worker that takes no frame for
 //! [`FORWARD_STALL`], or does not answer within [`FORWARD_ANSWER`] of the
 //! end of the body (a paused or hung process), is given up on, so the
-//! primary answers the client in bounded time, naming the worker
-//! (`server ID at URL: ...`), and the client asks for a placement without it.
+//! primary answers the client in bounded time. If the servers that did
+//! store the chunk still make the capability's write quorum, the write is
+//! acknowledged with a receipt naming only them (the directory service's
+//! repair adds the missing copies); otherwise the primary's `unavailable`
+//! answer lists the failed workers in `failed_servers` of its error body,
+//! and the client asks for a placement without them.
 
 use bytes::Bytes;
 use dfs_proto::chunk::{ChunkId, ChunkStored, ServerRef, REPLICA_HEADER};

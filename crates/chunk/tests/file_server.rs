@@ -134,12 +134,25 @@ fn id_of(bytes: &[u8]) -> ChunkId {
 }
 
 fn capability(key: &ClusterKey, op: ChunkOp, chunk: &ChunkId, size: usize, targets: Vec<ServerRef>) -> String {
+    write_capability(key, op, chunk, size, targets, 0)
+}
+
+/// [`capability`] with a write quorum (0: every target).
+fn write_capability(
+    key: &ClusterKey,
+    op: ChunkOp,
+    chunk: &ChunkId,
+    size: usize,
+    targets: Vec<ServerRef>,
+    write_quorum: u32,
+) -> String {
     key.seal_capability(&Capability {
         op,
         chunk: chunk.clone(),
         size: size as u64,
         targets,
         expires_at: dfs_seal::now() + 60,
+        write_quorum,
     })
 }
 
@@ -214,6 +227,7 @@ async fn writes_without_a_valid_capability_are_refused() {
         size: 1000,
         targets: me.clone(),
         expires_at: dfs_seal::now() - 1,
+        write_quorum: 0,
     });
     let forged = capability(&ClusterKey::random(), ChunkOp::Write, &id, 1000, me.clone());
     let other_chunk = capability(&key, ChunkOp::Write, &id_of(b"other"), 1000, me.clone());
@@ -368,7 +382,7 @@ async fn the_primary_replicates_to_every_target() {
 }
 
 #[tokio::test]
-async fn a_down_worker_fails_the_write() {
+async fn a_down_worker_fails_a_write_below_its_quorum_and_not_one_that_makes_it() {
     let key = ClusterKey::random();
     let (dir1, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let primary = TestServer::start(&key, dir1.path()).await;
@@ -388,7 +402,7 @@ async fn a_down_worker_fails_the_write() {
         ChunkOp::Write,
         &id,
         bytes.len(),
-        vec![primary.server_ref(), worker.server_ref(), dead],
+        vec![primary.server_ref(), worker.server_ref(), dead.clone()],
     );
     let (status, body) = error_of(primary.put(&id, Some(&cap), bytes.clone()).await).await;
     assert_eq!(
@@ -396,11 +410,42 @@ async fn a_down_worker_fails_the_write() {
         (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
     );
     assert!(body.message.contains("dead-server"), "{}", body.message);
+    // The client learns which worker failed from a field, not from the text.
+    assert_eq!(body.failed_servers, ["dead-server"]);
     // The copies that did succeed stay; they are harmless.
     assert!(primary.chunk_path(&id).exists());
     assert!(worker.chunk_path(&id).exists());
-    primary.stop().await;
+
+    // With a write quorum of 2 of the 3, the same write is acknowledged,
+    // and the receipt names only the two servers that hold the chunk.
+    let bytes = content(200_000, 7);
+    let id = id_of(&bytes);
+    let targets = vec![primary.server_ref(), worker.server_ref(), dead.clone()];
+    let quorum_of_two = write_capability(&key, ChunkOp::Write, &id, bytes.len(), targets, 2);
+    let response = primary.put(&id, Some(&quorum_of_two), bytes.clone()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let stored: ChunkStored = response.json().await.unwrap();
+    let receipt = key.open_receipt(&stored.receipt).unwrap();
+    assert_eq!(receipt.servers, [primary.server_ref().id, worker.server_ref().id]);
+    assert_eq!(stored.servers, receipt.servers);
+    assert!(worker.chunk_path(&id).exists());
+
+    // Below the quorum (the worker down too), it is refused, naming both.
+    let worker_ref = worker.server_ref();
     worker.stop().await;
+    let bytes = content(200_000, 8);
+    let id = id_of(&bytes);
+    let targets = vec![primary.server_ref(), worker_ref.clone(), dead];
+    let quorum_of_two = write_capability(&key, ChunkOp::Write, &id, bytes.len(), targets, 2);
+    let (status, body) = error_of(primary.put(&id, Some(&quorum_of_two), bytes).await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{}", body.message);
+    assert_eq!(body.failed_servers, [worker_ref.id, "dead-server".to_string()]);
+    assert!(
+        body.message.contains("durable on 1 of the 2 servers a write needs"),
+        "{}",
+        body.message
+    );
+    primary.stop().await;
 }
 
 #[tokio::test]

@@ -40,6 +40,17 @@ pub struct Global {
     /// Print nothing but errors (and requested data).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// How long a command keeps trying while a service cannot be reached
+    /// or is restarting (e.g. 30s, 2m); 0 fails at once.
+    #[arg(
+        long,
+        global = true,
+        env = "DFS_RETRY_FOR",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_retry_for
+    )]
+    pub retry_for: std::time::Duration,
     #[command(flatten)]
     pub cache: crate::cache::CacheArgs,
     #[command(flatten)]
@@ -240,9 +251,13 @@ pub struct UpArgs {
     /// servers take the ports after it. 0 picks free ports.
     #[arg(long, default_value_t = 7070)]
     pub port: u16,
-    /// Copies of each chunk (at most the number of live file servers).
+    /// Copies of each chunk.
     #[arg(long, default_value_t = 3)]
     pub replication: u32,
+    /// Copies a chunk write needs before it is acknowledged; repair adds
+    /// the rest [default: a majority of --replication, 2 of 3].
+    #[arg(long)]
+    pub min_write_replicas: Option<u32>,
     /// Chunk size in bytes for new files.
     #[arg(long, default_value_t = crate::serve::DEFAULT_CHUNK_SIZE)]
     pub chunk_size: u64,
@@ -309,4 +324,12 @@ pub fn parse_mode(raw: &str) -> Result<u32, String> {
         return Err(format!("mode {raw} is out of range (at most 7777)"));
     }
     Ok(mode)
+}
+
+/// `--retry-for`: a duration such as `30s` or `2m`, or `0` (no retries).
+fn parse_retry_for(raw: &str) -> Result<std::time::Duration, String> {
+    match raw.trim() {
+        "0" | "0s" => Ok(std::time::Duration::ZERO),
+        _ => crate::locks::parse_duration(raw),
+    }
 }

@@ -39,6 +39,11 @@ pub struct Settings {
     /// Copies of each chunk (directory) [default: 3].
     #[arg(long)]
     pub replication: Option<u32>,
+    /// Copies a chunk write needs before it is acknowledged, 1 to
+    /// --replication; the missing ones are added by repair (directory)
+    /// [default: a majority of --replication].
+    #[arg(long)]
+    pub min_write_replicas: Option<u32>,
     /// Chunk size in bytes (directory) [default: 8388608].
     #[arg(long)]
     pub chunk_size: Option<u64>,
@@ -92,6 +97,7 @@ impl Settings {
             auth_url: self.auth_url.or(file.auth_url),
             directory_url: self.directory_url.or(file.directory_url),
             replication: self.replication.or(file.replication),
+            min_write_replicas: self.min_write_replicas.or(file.min_write_replicas),
             chunk_size: self.chunk_size.or(file.chunk_size),
             capacity: self.capacity.or(file.capacity),
             ticket_ttl: self.ticket_ttl.or(file.ticket_ttl),
@@ -202,6 +208,11 @@ pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Resul
             if replication == 0 {
                 bail!("--replication must be at least 1");
             }
+            if let Some(quorum) = settings.min_write_replicas {
+                if !(1..=replication).contains(&quorum) {
+                    bail!("--min-write-replicas must be between 1 and --replication ({replication}), not {quorum}");
+                }
+            }
             let chunk_size = settings.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
             if !(64 * 1024..=64 * 1024 * 1024).contains(&chunk_size) {
                 bail!("--chunk-size must be between 64 KiB and 64 MiB");
@@ -215,6 +226,7 @@ pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Resul
                     .unwrap_or_else(|| DEFAULT_AUTH_URL.to_string()),
                 public_url: Some(public_url),
                 replication,
+                min_write_replicas: settings.min_write_replicas,
                 chunk_size,
                 heartbeat_timeout: settings
                     .heartbeat_timeout

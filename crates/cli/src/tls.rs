@@ -88,8 +88,10 @@ fn make_local_pki() -> Result<(String, String, String, String), rcgen::Error> {
     Ok((ca_cert.pem(), ca_key.serialize_pem(), cert.pem(), key.serialize_pem()))
 }
 
-/// The client of a command: the cluster URL, the CA of `--ca-cert`, and one
-/// request id for every request the command makes (`DFS_REQUEST_ID`, else random).
+/// The client of a command: the cluster URL, the CA of `--ca-cert`, one
+/// request id for every request the command makes (`DFS_REQUEST_ID`, else
+/// random), and `--retry-for`; the first wait for a service is said once on
+/// stderr (unless `--quiet`).
 pub fn client(global: &Global) -> anyhow::Result<Client> {
     let ca_certificates_pem = match &global.ca_cert {
         Some(file) => {
@@ -102,9 +104,13 @@ pub fn client(global: &Global) -> anyhow::Result<Client> {
         .ok()
         .filter(|id| dfs_service::request_id::is_valid(id))
         .unwrap_or_else(dfs_service::request_id::new_id);
+    let wait_notice = (!global.quiet)
+        .then(|| dfs_client::WaitNotice(std::sync::Arc::new(|line: &str| eprintln!("dfs: waiting: {line}"))));
     let options = ClientOptions {
         ca_certificates_pem,
         request_id: Some(request_id),
+        retry_for: Some(global.retry_for),
+        wait_notice,
     };
     Ok(Client::with_options(&global.url, &options)?)
 }

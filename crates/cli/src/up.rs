@@ -135,6 +135,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         [
             optional("heartbeat-timeout", args.heartbeat_timeout),
             optional("gc-grace", args.gc_grace),
+            optional("min-write-replicas", args.min_write_replicas.map(u64::from)),
         ]
         .into_iter()
         .flatten(),

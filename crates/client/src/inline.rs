@@ -85,15 +85,39 @@ impl Client {
             query.push_str(&format!("&mode={mode}"));
         }
         let data = bytes::Bytes::from(data);
-        self.directory_with(Method::PUT, &query, |builder| {
-            builder
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(data.clone())
+        let send = || async {
+            self.directory_with(Method::PUT, &query, |builder| {
+                builder
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(data.clone())
+            })
+            .await?
+            .json::<Stat>()
+            .await
+            .map_err(|error| Error::Protocol(format!("reading the answer of PUT /v1/files: {error}")))
+        };
+        // A no-clobber write whose answer was lost, sent again, finds the
+        // file: it is ours if it holds our bytes.
+        let data = &data;
+        self.change(send, |error| async move {
+            if error.code() != Some(dfs_proto::ErrorCode::AlreadyExists) || self.scope.tx.is_some() {
+                return Err(error);
+            }
+            match self.layout(path).await {
+                Ok(layout) if layout.inline => {
+                    let mut held = Vec::new();
+                    match self
+                        .get_file_with_summary(&layout, &mut held, &GetOptions::default())
+                        .await
+                    {
+                        Ok((stat, _)) if held == **data => Ok(stat),
+                        _ => Err(error),
+                    }
+                }
+                _ => Err(error),
+            }
         })
-        .await?
-        .json()
         .await
-        .map_err(|error| Error::Protocol(format!("reading the answer of PUT /v1/files: {error}")))
     }
 
     /// `GET /v1/files`: the bytes of an inline file and their version.

@@ -28,6 +28,9 @@
 //!   by `get` and filled by `get` and `put`.
 //! - [`watch`]: change events from the directory service, and the metadata
 //!   cache they invalidate ([`Client::watch_metadata`], [`Client::stat_cached`]).
+//! - [`retry`]: riding through restarts: every call tries again, with
+//!   backoff, for [`ClientOptions::retry_for`] (30 s by default), and says
+//!   once that it is waiting ([`ClientOptions::wait_notice`]).
 //!
 //! Architecture invariant: this crate depends on `dfs-proto` only, never on a
 //! service crate; everything it knows of the servers is their HTTP API.
@@ -36,12 +39,14 @@ pub mod cache;
 mod error;
 mod inline;
 pub mod locks;
+pub mod retry;
 pub mod transfer;
 pub mod watch;
 
 pub use cache::{Cache, CacheStats};
 pub use error::Error;
 pub use locks::{LockGuard, WriteScope};
+pub use retry::{WaitNotice, DEFAULT_RETRY_FOR};
 pub use transfer::{GetOptions, GetSummary, Progress, PutOptions, PutSummary};
 
 use dfs_proto::auth::{
@@ -105,6 +110,8 @@ pub struct Client {
     cache: Option<std::sync::Arc<Cache>>,
     /// Stats kept valid by a watch (see [`watch`]).
     metadata: std::sync::Arc<watch::MetadataCache>,
+    /// How long calls keep trying through failures (see [`retry`]).
+    retry: std::sync::Arc<retry::RetryPolicy>,
 }
 
 /// How a [`Client`] connects, beyond the URL.
@@ -117,6 +124,12 @@ pub struct ClientOptions {
     /// calls can be followed through the logs of every service (default: a
     /// fresh random id per client).
     pub request_id: Option<String>,
+    /// How long a call keeps trying after its first failure, while a
+    /// service cannot be reached or answers `503` (see [`retry`]); `None`
+    /// is [`DEFAULT_RETRY_FOR`], zero fails at once.
+    pub retry_for: Option<Duration>,
+    /// Told once, the first time a call of this client has to wait.
+    pub wait_notice: Option<WaitNotice>,
 }
 
 /// The directory service URLs in `list` (comma-separated), without trailing slashes.
@@ -186,7 +199,16 @@ impl Client {
             scope: WriteScope::default(),
             cache: None,
             metadata: Default::default(),
+            retry: std::sync::Arc::new(retry::RetryPolicy::new(
+                options.retry_for.unwrap_or(DEFAULT_RETRY_FOR),
+                options.wait_notice.clone(),
+            )),
         })
+    }
+
+    /// How long a call keeps trying after its first failure.
+    pub fn retry_for(&self) -> Duration {
+        self.retry.retry_for
     }
 
     /// Uses `cache` for chunks: `get` takes every chunk whose hash it holds
@@ -298,10 +320,11 @@ impl Client {
     }
 
     /// Sends a directory service request, failing over to the next directory
-    /// service when this one cannot be reached: always when the connection
-    /// failed (the request was never sent), and for reads also when the
-    /// answer did not come (a read is safe to repeat; a write whose answer
-    /// was lost is not, so its error goes to the caller).
+    /// service when this one cannot be reached, and trying again (see
+    /// [`retry`]) while none can be or they answer `503`, for up to
+    /// [`Client::retry_for`]. A request whose answer was lost is sent again
+    /// only if that is harmless ([`retry::resend_after_lost_answer`]);
+    /// otherwise the error goes to the caller (see [`Client::change`]).
     pub(crate) async fn directory_send<B: Serialize>(
         &self,
         method: Method,
@@ -323,27 +346,74 @@ impl Client {
         endpoint: &str,
         attach: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<Response> {
+        self.directory_retrying(method, endpoint, attach, true).await
+    }
+
+    /// [`Client::directory_with`]; a `503` answer is tried again only if
+    /// `wait_when_unavailable` (a caller that can do better than waiting,
+    /// such as a placement that excluded servers, says no).
+    pub(crate) async fn directory_retrying(
+        &self,
+        method: Method,
+        endpoint: &str,
+        attach: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+        wait_when_unavailable: bool,
+    ) -> Result<Response> {
         use std::sync::atomic::Ordering;
         let count = self.directories.len();
-        let repeatable = method == Method::GET || method == Method::HEAD;
-        let mut attempt = 0;
+        let resend = retry::resend_after_lost_answer(&method, endpoint);
+        let mut attempts = self.retry.attempts();
+        // Directory services that failed since the last wait.
+        let mut failed_in_turn = 0;
         loop {
             let index = self.current.load(Ordering::Relaxed) % count;
             let url = format!("{}{endpoint}", self.directories[index]);
-            match attach(self.request(method.clone(), &url)).send().await {
-                Ok(response) => return Self::check(Service::Directory, response).await,
+            let error = match attach(self.request(method.clone(), &url)).send().await {
+                Ok(response) => match Self::check(Service::Directory, response).await {
+                    Err(error) if wait_when_unavailable && retry::is_transient(&error) => error,
+                    outcome => return outcome,
+                },
                 Err(error) => {
-                    attempt += 1;
-                    let fail_over = attempt < count && (error.is_connect() || repeatable);
-                    if !fail_over {
-                        return Err(Error::unreachable(Service::Directory, &url, error));
+                    let error = Error::unreachable(Service::Directory, &url, error);
+                    if !retry::is_transient(&error) || (error.answer_lost() && !resend) {
+                        return Err(error);
                     }
                     // Another request may have moved on already; then keep its choice.
                     let _ =
                         self.current
                             .compare_exchange(index, (index + 1) % count, Ordering::Relaxed, Ordering::Relaxed);
+                    failed_in_turn += 1;
+                    if failed_in_turn < count {
+                        continue;
+                    }
+                    error
                 }
+            };
+            failed_in_turn = 0;
+            if !attempts.wait(&error).await {
+                return Err(error);
             }
+        }
+    }
+
+    /// A change that must not be applied twice (mkdir, rename, remove, an
+    /// upload's commit). If the answer to `send` was lost, it is sent once
+    /// more; an error then is given to `confirm`, which looks whether the
+    /// first attempt did the change after all (a directory that "exists"
+    /// after a mkdir) and returns its result, or the error.
+    pub(crate) async fn change<T, Send, SendFut, Confirm, ConfirmFut>(&self, send: Send, confirm: Confirm) -> Result<T>
+    where
+        Send: Fn() -> SendFut,
+        SendFut: std::future::Future<Output = Result<T>>,
+        Confirm: FnOnce(Error) -> ConfirmFut,
+        ConfirmFut: std::future::Future<Output = Result<T>>,
+    {
+        match send().await {
+            Err(error) if error.answer_lost() && !self.retry.retry_for.is_zero() => match send().await {
+                Err(error) => confirm(error).await,
+                done => done,
+            },
+            outcome => outcome,
         }
     }
 
@@ -358,13 +428,30 @@ impl Client {
         Ok(())
     }
 
+    /// A security service call, tried again like a directory service call
+    /// (see [`retry`]); one whose answer was lost is sent again if it is a
+    /// read, a login (a second session is harmless), a refresh, a logout
+    /// or a password change.
     async fn security<B: Serialize>(&self, method: Method, endpoint: &str, body: Option<&B>) -> Result<Response> {
         let url = format!("{}{endpoint}", self.auth_url().await?);
-        let mut builder = self.request(method, &url);
-        if let Some(body) = body {
-            builder = builder.json(body);
+        let resend = method == Method::GET
+            || method == Method::PUT
+            || ["/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"].contains(&endpoint);
+        let mut attempts = self.retry.attempts();
+        loop {
+            let mut builder = self.request(method.clone(), &url);
+            if let Some(body) = body {
+                builder = builder.json(body);
+            }
+            match self.send(Service::Security, builder, &url).await {
+                Err(error) if retry::is_transient(&error) && (resend || !error.answer_lost()) => {
+                    if !attempts.wait(&error).await {
+                        return Err(error);
+                    }
+                }
+                outcome => return outcome,
+            }
         }
-        self.send(Service::Security, builder, &url).await
     }
 
     async fn security_json<B: Serialize, T: DeserializeOwned>(
@@ -461,7 +548,20 @@ impl Client {
             parents,
             mode,
         };
-        self.directory(Method::POST, "/v1/mkdir", Some(&request)).await
+        self.change(
+            || self.directory(Method::POST, "/v1/mkdir", Some(&request)),
+            // Sent again after a lost answer: "exists" may be our own directory.
+            |error| async move {
+                match error.code() {
+                    Some(dfs_proto::ErrorCode::AlreadyExists) => match self.stat(path).await {
+                        Ok(stat) if stat.kind == dfs_proto::namespace::EntryKind::Dir => Ok(stat),
+                        _ => Err(error),
+                    },
+                    _ => Err(error),
+                }
+            },
+        )
+        .await
     }
 
     pub async fn remove(&self, path: &DfsPath, recursive: bool) -> Result<()> {
@@ -469,8 +569,17 @@ impl Client {
             path: path.clone(),
             recursive,
         };
-        self.directory_no_content(Method::POST, "/v1/remove", Some(&request))
-            .await
+        self.change(
+            || self.directory_no_content(Method::POST, "/v1/remove", Some(&request)),
+            // Sent again after a lost answer: "not found" is the removal done.
+            |error| async move {
+                match error.is_not_found() {
+                    true => Ok(()),
+                    false => Err(error),
+                }
+            },
+        )
+        .await
     }
 
     pub async fn rename(&self, from: &DfsPath, to: &DfsPath, no_clobber: bool) -> Result<Stat> {
@@ -479,7 +588,18 @@ impl Client {
             to: to.clone(),
             no_clobber,
         };
-        self.directory(Method::POST, "/v1/rename", Some(&request)).await
+        self.change(
+            || self.directory(Method::POST, "/v1/rename", Some(&request)),
+            // Sent again after a lost answer: the source gone and the
+            // target there is the rename done.
+            |error| async move {
+                if !error.is_not_found() || !matches!(self.stat(from).await, Err(gone) if gone.is_not_found()) {
+                    return Err(error);
+                }
+                self.stat(to).await.map_err(|_| error)
+            },
+        )
+        .await
     }
 
     pub async fn chmod(&self, path: &DfsPath, mode: u32) -> Result<Stat> {

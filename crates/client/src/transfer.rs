@@ -71,7 +71,8 @@ pub const STREAM_MIN_BYTES: u64 = 1024 * 1024;
 /// writes it durably and waits for its workers (which it gives up on sooner).
 pub const UPLOAD_ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// New placements asked for one chunk after its servers failed.
+/// New placements asked for at once for one chunk after its servers
+/// failed; after that, each waits (see `crate::retry`) until the deadline.
 const UPLOAD_RETRIES: usize = 2;
 
 /// Upload bodies are handed to the connection in pieces this large, so that
@@ -155,11 +156,22 @@ impl Client {
                 return Err(error);
             }
         };
+        let commit = &CommitUpload { chunks, receipts };
+        let endpoint = format!("/v1/uploads/{}/commit", started.upload_id);
         let stat: Stat = self
-            .directory(
-                Method::POST,
-                &format!("/v1/uploads/{}/commit", started.upload_id),
-                Some(&CommitUpload { chunks, receipts }),
+            .change(
+                || self.directory(Method::POST, &endpoint, Some(commit)),
+                // Sent again after a lost answer: an upload that is gone may
+                // be ours committed; it is if the file has our chunks.
+                |error| async move {
+                    if !error.is_not_found() || self.scope.tx.is_some() {
+                        return Err(error);
+                    }
+                    match self.layout(path).await {
+                        Ok(layout) if !layout.inline && same_chunks(&layout.chunks, &commit.chunks) => Ok(layout.stat),
+                        _ => Err(error),
+                    }
+                },
             )
             .await?;
         summary.stat = Some(stat);
@@ -276,19 +288,44 @@ impl Client {
         self.cache_chunk(&id, &data).await;
         let mut exclude: Vec<String> = Vec::new();
         let mut failures: Vec<String> = Vec::new();
-        for _attempt in 0..=UPLOAD_RETRIES {
-            let placed: Result<Placements> = self
-                .directory(
+        let mut failed_attempts = 0;
+        let mut attempts = self.retry.attempts();
+        let endpoint = format!("/v1/uploads/{upload_id}/chunks");
+        loop {
+            let request = PlaceChunks {
+                chunks: vec![chunk.clone()],
+                exclude: exclude.clone(),
+            };
+            // With servers excluded, "too few servers" is better answered by
+            // asking again without the exclusions than by waiting.
+            let placed = match self
+                .directory_retrying(
                     Method::POST,
-                    &format!("/v1/uploads/{upload_id}/chunks"),
-                    Some(&PlaceChunks {
-                        chunks: vec![chunk.clone()],
-                        exclude: exclude.clone(),
-                    }),
+                    &endpoint,
+                    |builder| builder.json(&request),
+                    exclude.is_empty(),
                 )
-                .await;
+                .await
+            {
+                Ok(response) => response
+                    .json::<Placements>()
+                    .await
+                    .map_err(|error| Error::Protocol(format!("reading the answer of {endpoint}: {error}"))),
+                Err(error) => Err(error),
+            };
             let placements = match placed {
                 Ok(placements) => placements,
+                Err(error) if !exclude.is_empty() && crate::retry::is_transient(&error) => {
+                    // The servers left out may be back by now.
+                    exclude.clear();
+                    if !attempts.wait(&error).await {
+                        return Err(Error::Protocol(format!(
+                            "cannot upload chunk {id}: {}; and no other placement: {error}",
+                            failures.join("; ")
+                        )));
+                    }
+                    continue;
+                }
                 Err(error) if failures.is_empty() => return Err(error),
                 Err(error) => {
                     return Err(Error::Protocol(format!(
@@ -316,7 +353,7 @@ impl Client {
                 .capability
                 .ok_or_else(|| Error::Protocol("placement without a capability".into()))?;
             let url = format!("{}/v1/chunks/{id}", primary.url.trim_end_matches('/'));
-            match self.send_chunk(&url, &capability, data.clone()).await {
+            let error = match self.send_chunk(&url, &capability, data.clone()).await {
                 Ok(stored) => {
                     if let Some(progress) = &progress {
                         progress(chunk.size);
@@ -325,30 +362,38 @@ impl Client {
                 }
                 // The primary is down or does not answer: place elsewhere.
                 Err(error @ Error::Unreachable { .. }) => {
-                    failures.push(format!("file server {}: {error}", primary.id));
                     exclude.push(primary.id.clone());
+                    error
                 }
                 // The primary names the workers it could not replicate to
-                // ("server ID at URL: ..."): place without them.
+                // (too many to make the write quorum): place without them.
+                // Naming none, it could not take the chunk right now.
                 Err(Error::Api { status: 503, body }) => {
-                    let failed: Vec<String> = placement.targets[1..]
-                        .iter()
-                        .filter(|worker| body.message.contains(&format!("server {} at ", worker.id)))
-                        .map(|worker| worker.id.clone())
-                        .collect();
-                    if failed.is_empty() {
-                        return Err(Error::Api { status: 503, body });
-                    }
-                    failures.push(format!("file server {}: {}", primary.id, body.message));
-                    exclude.extend(failed);
+                    exclude.extend(
+                        placement.targets[1..]
+                            .iter()
+                            .filter(|worker| body.failed_servers.contains(&worker.id))
+                            .map(|worker| worker.id.clone()),
+                    );
+                    Error::Api { status: 503, body }
                 }
                 Err(error) => return Err(error),
+            };
+            // The error says what the last few attempts met.
+            if failures.len() > UPLOAD_RETRIES {
+                failures.remove(0);
+            }
+            failures.push(format!("file server {}: {error}", primary.id));
+            failed_attempts += 1;
+            // The first few new placements are asked for at once; then
+            // they wait, until the call's deadline.
+            if failed_attempts > UPLOAD_RETRIES && !attempts.wait(&error).await {
+                return Err(Error::Protocol(format!(
+                    "cannot upload chunk {id}: {}",
+                    failures.join("; ")
+                )));
             }
         }
-        Err(Error::Protocol(format!(
-            "cannot upload chunk {id}: {}",
-            failures.join("; ")
-        )))
     }
 
     /// Sends a chunk to its primary, giving up if the primary stops taking
@@ -503,34 +548,46 @@ impl Client {
     }
 
     /// [`Client::fetch_chunk`], as the pieces the chunk arrived in (no copy).
+    /// If every replica failed and some could not be reached (restarting
+    /// servers), the round is tried again, with backoff, until the call's
+    /// deadline (see [`crate::retry`]).
     async fn fetch_pieces(&self, location: &ChunkLocation) -> Result<Vec<Bytes>> {
-        let mut failures = Vec::new();
-        let mut slow = None;
-        for replica in &location.replicas {
-            match self.fetch_from(location, replica, RESPONSE_TIMEOUT).await {
-                Ok(data) => return Ok(data),
-                Err(error) => {
-                    if matches!(error, Error::Unreachable { .. }) && slow.is_none() {
-                        slow = Some(replica);
+        let mut attempts = self.retry.attempts();
+        let mut patient = true;
+        loop {
+            let mut failures = Vec::new();
+            let mut slow = None;
+            for replica in &location.replicas {
+                match self.fetch_from(location, replica, RESPONSE_TIMEOUT).await {
+                    Ok(data) => return Ok(data),
+                    Err(error) => {
+                        if crate::retry::is_transient(&error) && slow.is_none() {
+                            slow = Some(replica);
+                        }
+                        failures.push(format!("{}: {error}", replica.url));
                     }
-                    failures.push(format!("{}: {error}", replica.url));
                 }
             }
-        }
-        if let Some(replica) = slow {
-            match self.fetch_from(location, replica, PATIENT_RESPONSE_TIMEOUT).await {
-                Ok(data) => return Ok(data),
-                Err(error) => failures.push(format!("{} (again): {error}", replica.url)),
+            // Once per call, the first slow replica gets a patient try.
+            if let Some(replica) = slow.filter(|_| patient) {
+                patient = false;
+                match self.fetch_from(location, replica, PATIENT_RESPONSE_TIMEOUT).await {
+                    Ok(data) => return Ok(data),
+                    Err(error) => failures.push(format!("{} (again): {error}", replica.url)),
+                }
+            }
+            if failures.is_empty() {
+                failures.push("no live replica".into());
+            }
+            let error = Error::Protocol(format!(
+                "cannot read chunk {} of the file: {}",
+                location.id,
+                failures.join("; ")
+            ));
+            if slow.is_none() || !attempts.wait(&error).await {
+                return Err(error);
             }
         }
-        if failures.is_empty() {
-            failures.push("no live replica".into());
-        }
-        Err(Error::Protocol(format!(
-            "cannot read chunk {} of the file: {}",
-            location.id,
-            failures.join("; ")
-        )))
     }
 
     /// One attempt at one replica: headers within `first_byte`, then no
@@ -704,6 +761,15 @@ async fn receive_body(
             None => return Ok(pieces),
         }
     }
+}
+
+/// Whether a file's chunks are exactly `chunks`, in order.
+fn same_chunks(located: &[ChunkLocation], chunks: &[ChunkRef]) -> bool {
+    located.len() == chunks.len()
+        && located
+            .iter()
+            .zip(chunks)
+            .all(|(location, chunk)| location.id == chunk.id && location.size == chunk.size)
 }
 
 /// A chunk read from `url` that made no progress for [`STALL_TIMEOUT`].

@@ -112,6 +112,7 @@ async fn collect(directory: &Arc<Directory>, server: &ServerRef) -> anyhow::Resu
             size: entry.size,
             targets: vec![server.clone()],
             expires_at: dfs_seal::now() + 60,
+            write_quorum: 0,
         });
         let response = directory
             .http

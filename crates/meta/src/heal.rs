@@ -199,6 +199,7 @@ async fn copy_chunk(directory: &Arc<Directory>, copy: Copy) -> bool {
         size: copy.size,
         targets: vec![copy.source.clone()],
         expires_at,
+        write_quorum: 0,
     });
     let order = key.seal_copy_capability(&CopyCapability {
         chunk: copy.chunk.clone(),

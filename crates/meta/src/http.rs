@@ -49,6 +49,12 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Copies of each chunk. Default 3.
     pub replication: u32,
+    /// Copies a chunk write needs before it is acknowledged (the write
+    /// quorum W, 1 to `replication`); `None` is a majority of
+    /// `replication` (2 of 3). A write to fewer than `replication` servers
+    /// (fewer are live, or one failed mid-write) is recorded
+    /// under-replicated and repaired to `replication`.
+    pub min_write_replicas: Option<u32>,
     /// Bytes per chunk (the last chunk of a file may be shorter). Default 8 MiB.
     pub chunk_size: u64,
     /// A file server not heard from for this long is dead. Default 6 s.
@@ -82,6 +88,7 @@ impl Config {
             auth_url: auth_url.into(),
             public_url: None,
             replication: Self::DEFAULT_REPLICATION,
+            min_write_replicas: None,
             chunk_size: Self::DEFAULT_CHUNK_SIZE,
             heartbeat_timeout: Self::DEFAULT_HEARTBEAT_TIMEOUT,
             capability_ttl: Self::DEFAULT_CAPABILITY_TTL,
@@ -100,6 +107,8 @@ pub struct Directory {
     auth_url: String,
     public_url: String,
     pub(crate) replication: u32,
+    /// The write quorum: copies a chunk write needs (see [`Config::min_write_replicas`]).
+    pub(crate) write_quorum: u32,
     chunk_size: u64,
     pub(crate) capability_ttl: Duration,
     upload_ttl: Duration,
@@ -131,6 +140,12 @@ impl Directory {
     pub fn new(config: Config, public_url: String) -> anyhow::Result<Self> {
         anyhow::ensure!(config.replication >= 1, "replication must be at least 1");
         anyhow::ensure!(config.chunk_size >= 1, "chunk_size must be at least 1 byte");
+        let write_quorum = config.min_write_replicas.unwrap_or(config.replication / 2 + 1);
+        anyhow::ensure!(
+            (1..=config.replication).contains(&write_quorum),
+            "the write quorum (min_write_replicas) must be between 1 and the replication factor {}, not {write_quorum}",
+            config.replication
+        );
         let known = config.store.servers()?;
         Ok(Directory {
             servers: ServerRegistry::new(config.heartbeat_timeout, known),
@@ -139,6 +154,7 @@ impl Directory {
             auth_url: config.auth_url.trim_end_matches('/').to_string(),
             public_url,
             replication: config.replication,
+            write_quorum,
             chunk_size: config.chunk_size,
             capability_ttl: config.capability_ttl,
             upload_ttl: config.upload_ttl,
@@ -153,6 +169,18 @@ impl Directory {
             watch: WatchHub::default(),
             repair_stats: Default::default(),
         })
+    }
+
+    /// Refuses a write when fewer than the write quorum of file servers
+    /// can take it, saying how many are live and how many are needed.
+    fn check_write_quorum(&self, live: u32, excluded: &str) -> ApiResult<()> {
+        if live >= self.write_quorum {
+            return Ok(());
+        }
+        Err(ApiError::unavailable(format!(
+            "only {live} live file servers{excluded}, {} needed to write a chunk (replication {})",
+            self.write_quorum, self.replication
+        )))
     }
 
     pub fn verifier(&self) -> &Arc<Verifier> {
@@ -563,9 +591,7 @@ async fn begin_upload(
     check_new_path(&request.path)?;
     let who = directory.principal(&ticket).await;
     let live = directory.servers.placeable().len() as u32;
-    if live == 0 {
-        return Err(ApiError::unavailable("no live file servers"));
-    }
+    directory.check_write_quorum(live, "")?;
     let now = dfs_seal::now();
     let upload = UploadRecord {
         id: dfs_seal::random_id(),
@@ -575,7 +601,8 @@ async fn begin_upload(
         no_clobber: request.no_clobber,
         mode: request.mode.map(|mode| mode & 0o7777),
         chunk_size: directory.chunk_size,
-        replication: directory.replication.min(live),
+        // What the commit requires of every chunk: the write quorum.
+        replication: directory.write_quorum,
         created_at: now,
         expires_at: now + directory.upload_ttl.as_secs(),
     };
@@ -583,7 +610,7 @@ async fn begin_upload(
     let started = UploadStarted {
         upload_id: upload.id.clone(),
         chunk_size: upload.chunk_size,
-        replication: upload.replication,
+        replication: directory.replication,
         expires_at: upload.expires_at,
     };
     blocking(move || match &scope.tx {
@@ -638,25 +665,22 @@ async fn place_chunks(
     let to_send: Vec<&ChunkRef> = request.chunks.iter().filter(|chunk| !durable(chunk)).collect();
     let sizes: Vec<u64> = to_send.iter().map(|chunk| chunk.size).collect();
     // Nothing to send needs no servers (every chunk is already durable).
+    // Otherwise each chunk goes to `replication` servers, or to as many as
+    // there are, if that still makes the write quorum.
     let placed = if sizes.is_empty() {
-        Some(Vec::new())
+        Vec::new()
     } else {
-        place(&candidates, &sizes, upload.replication, &mut rand::thread_rng())
+        let excluded = if request.exclude.is_empty() {
+            String::new()
+        } else {
+            format!(" (not counting {})", request.exclude.join(", "))
+        };
+        directory.check_write_quorum(candidates.len() as u32, &excluded)?;
+        let copies = directory.replication.min(candidates.len() as u32);
+        place(&candidates, &sizes, copies, &mut rand::thread_rng())
+            .ok_or_else(|| ApiError::internal("placement found fewer servers than it counted"))?
     };
-    let mut targets = placed
-        .ok_or_else(|| {
-            let excluded = if request.exclude.is_empty() {
-                String::new()
-            } else {
-                format!(" (not counting {})", request.exclude.join(", "))
-            };
-            ApiError::unavailable(format!(
-                "only {} live file servers{excluded}, {} needed for this upload",
-                candidates.len(),
-                upload.replication
-            ))
-        })?
-        .into_iter();
+    let mut targets = placed.into_iter();
     let expires_at = directory.capability_expiry();
     let placements = request
         .chunks
@@ -677,6 +701,7 @@ async fn place_chunks(
                 size: chunk.size,
                 targets: targets.clone(),
                 expires_at,
+                write_quorum: directory.write_quorum,
             });
             Placement {
                 id: chunk.id,
@@ -840,6 +865,7 @@ async fn layout(
             size: chunk.size,
             targets: Vec::new(),
             expires_at,
+            write_quorum: 0,
         });
         locations.push(ChunkLocation {
             id: chunk.id,

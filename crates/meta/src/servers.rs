@@ -2,8 +2,14 @@
 //!
 //! Which servers exist (id -> URL) is kept in the store so replica locations
 //! survive a restart; whether a server is alive, and how full it is, is known
-//! only from its heartbeats and kept in memory. A server not heard from since
-//! this process started counts as dead.
+//! only from its heartbeats and kept in memory. A server known from the store
+//! counts as alive for one heartbeat timeout after this process started (its
+//! free space unknown, so heard-from servers are placed on first): a
+//! directory service that restarts knows its file servers at once instead of
+//! answering "no live file servers" until their next heartbeats. One that
+//! sends none in that time is dead; a write placed on it meanwhile fails
+//! over as for any server that dies (see the client's placement retries and
+//! the write quorum).
 
 use dfs_proto::chunk::{Heartbeat, ServerRef};
 use dfs_proto::namespace::ServerStatus;
@@ -40,14 +46,16 @@ pub struct ServerRegistry {
 }
 
 impl ServerRegistry {
-    /// A registry knowing `known` (from the store), all dead until they send a heartbeat.
+    /// A registry knowing `known` (from the store), presumed alive for one
+    /// heartbeat timeout, dead after that unless they send a heartbeat.
     pub fn new(heartbeat_timeout: Duration, known: Vec<ServerRef>) -> Self {
+        let started = Instant::now();
         let servers = known
             .into_iter()
             .map(|server| {
                 let state = ServerState {
                     url: server.url,
-                    last_seen: None,
+                    last_seen: Some(started),
                     capacity_bytes: 0,
                     used_bytes: 0,
                     chunk_count: 0,
@@ -58,7 +66,7 @@ impl ServerRegistry {
             .collect();
         ServerRegistry {
             heartbeat_timeout,
-            started: Instant::now(),
+            started,
             servers: Mutex::new(servers),
         }
     }
@@ -312,6 +320,10 @@ mod tests {
             url: "http://old".into(),
         }];
         let registry = ServerRegistry::new(Duration::from_millis(50), known);
+        // Known from the store: presumed alive (free space unknown) for one
+        // heartbeat timeout after the start.
+        assert_eq!(registry.live(), [live("old", 0)]);
+        std::thread::sleep(Duration::from_millis(60));
         assert!(registry.live().is_empty(), "known from the store but not heard from");
         let beat = Heartbeat {
             server: ServerRef {

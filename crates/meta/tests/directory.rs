@@ -343,7 +343,18 @@ async fn uploads_check_their_target() {
     // No file server yet.
     let (status, body) = cluster.begin(&ann, "/home/ann/f", false).await;
     assert_eq!((status, error_code(&body)), (503, ErrorCode::Unavailable), "{body}");
-    assert!(body["message"].as_str().unwrap().contains("no live file servers"));
+    assert_eq!(
+        body["message"],
+        "only 0 live file servers, 2 needed to write a chunk (replication 3)"
+    );
+    // One is not a majority of 3.
+    cluster.register_servers(1).await;
+    let (status, body) = cluster.begin(&ann, "/home/ann/f", false).await;
+    assert_eq!((status, error_code(&body)), (503, ErrorCode::Unavailable), "{body}");
+    assert_eq!(
+        body["message"],
+        "only 1 live file servers, 2 needed to write a chunk (replication 3)"
+    );
     cluster.register_servers(2).await;
 
     let (status, body) = cluster.begin(&ann, "/home/ann/missing/f", false).await;
@@ -353,10 +364,10 @@ async fn uploads_check_their_target() {
     assert_eq!(status, 400, "{body}");
     assert!(body["message"].as_str().unwrap().contains("is a directory"));
 
-    // Replication is capped by the live servers.
+    // Two of three make the write quorum; the chunks will get three copies.
     let (status, body) = cluster.begin(&ann, "/home/ann/f", false).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["replication"], 2);
+    assert_eq!(body["replication"], 3);
     assert_eq!(body["chunk_size"], CHUNK_SIZE);
 
     cluster.write_file(&ann, "/home/ann/f", &[chunk(1, 1)]).await;
@@ -458,6 +469,7 @@ impl TestSeal for ClusterKey {
             size: 4,
             targets: vec![],
             expires_at: dfs_seal::now() + 60,
+            write_quorum: 0,
         })
     }
 }
@@ -583,7 +595,7 @@ async fn committed_files_have_a_layout_and_versions() {
 #[tokio::test]
 async fn namespace_operations_over_http() {
     let cluster = start().await;
-    cluster.register_servers(1).await;
+    cluster.register_servers(2).await;
     let ann = cluster.user(7, "ann");
     let (status, body) = cluster
         .post("/v1/mkdir", &ann, json!({"path": "/home/ann/a/b", "parents": true}))

@@ -62,6 +62,12 @@ pub struct ErrorBody {
     pub code: ErrorCode,
     /// One line for a human: "no such file: /home/ann/x".
     pub message: String,
+    /// Ids of the file servers that failed this request, for a caller that
+    /// must avoid them next time: a primary file server's `unavailable`
+    /// answer names the workers it could not replicate to, and the client
+    /// asks for a placement without them. Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_servers: Vec<String>,
 }
 
 impl ErrorBody {
@@ -69,6 +75,13 @@ impl ErrorBody {
         ErrorBody {
             code,
             message: message.into(),
+            failed_servers: Vec::new(),
         }
+    }
+
+    /// The body naming `servers` as the ones that failed.
+    pub fn with_failed_servers(mut self, servers: Vec<String>) -> Self {
+        self.failed_servers = servers;
+        self
     }
 }

@@ -158,7 +158,9 @@ pub struct UploadStarted {
     pub upload_id: String,
     /// Cut the file into chunks of exactly this many bytes (the last may be shorter).
     pub chunk_size: u64,
-    /// Copies each chunk will have.
+    /// Copies each chunk will have: a chunk write is acknowledged once the
+    /// write quorum (by default a majority of this) holds it, and repair
+    /// adds the missing copies.
     pub replication: u32,
     pub expires_at: UnixSeconds,
 }

@@ -64,6 +64,15 @@ pub struct Capability {
     /// For a read: empty (any server holding the chunk may serve it).
     pub targets: Vec<ServerRef>,
     pub expires_at: UnixSeconds,
+    /// For a write: how many of `targets` must hold the chunk durably
+    /// before the primary acknowledges it (the write quorum); the primary
+    /// answers with a receipt naming those that did. 0 (absent) means all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub write_quorum: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// Order, sealed by the directory service's repair loop, for one file server

@@ -86,6 +86,7 @@ fn purposes_do_not_mix() {
         size: 10,
         targets: vec![],
         expires_at: 2_000,
+        write_quorum: 0,
     };
     let cap_token = key.seal_capability(&capability);
     assert_eq!(key.open_capability(&cap_token, 1_500).unwrap(), capability);
@@ -107,6 +108,7 @@ fn a_chunk_capability_is_no_copy_capability() {
         size: 10,
         targets: vec![],
         expires_at: 2_000,
+        write_quorum: 0,
     });
     assert_eq!(key.open_copy_capability(&write, 1_500), Err(SealError::BadSeal));
     let copy = CopyCapability {

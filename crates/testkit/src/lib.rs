@@ -128,6 +128,7 @@ impl Cluster {
             .env("DFS_CONFIG_DIR", self.config_dir(user))
             .env_remove("DFS_URL")
             .env_remove("DFS_CA_CERT")
+            .env_remove("DFS_RETRY_FOR")
             .stdin(Stdio::null());
         if self.options.tls {
             command.arg("--ca-cert").arg(self.ca_cert());
@@ -135,8 +136,9 @@ impl Cluster {
         command
     }
 
-    /// Runs `dfs ARGS` as `user` with `stdin`, returning (status, stdout, stderr).
-    pub fn run(&self, user: &str, args: &[&str], stdin: &[u8]) -> Output {
+    /// Starts `dfs ARGS` as `user` in the background, its stdout and stderr
+    /// piped, `stdin` written to it by a thread of its own.
+    pub fn spawn(&self, user: &str, args: &[&str], stdin: &[u8]) -> Child {
         let mut child = self
             .dfs(user, args)
             .stdin(Stdio::piped())
@@ -146,11 +148,18 @@ impl Cluster {
             .expect("running dfs");
         let mut input = child.stdin.take().expect("stdin is piped");
         let stdin = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let _ = input.write_all(&stdin);
         });
-        let output = child.wait_with_output().expect("waiting for dfs");
-        let _ = writer.join();
+        child
+    }
+
+    /// Runs `dfs ARGS` as `user` with `stdin`, returning (status, stdout, stderr).
+    pub fn run(&self, user: &str, args: &[&str], stdin: &[u8]) -> Output {
+        let output = self
+            .spawn(user, args, stdin)
+            .wait_with_output()
+            .expect("waiting for dfs");
         Output {
             code: output.status.code(),
             stdout: output.stdout,

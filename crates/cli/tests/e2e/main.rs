@@ -2,6 +2,7 @@
 //! loopback (`dfs up --port 0` in a temp dir), HTTP and the command line.
 
 mod auth;
+mod avail;
 mod client;
 mod crash;
 mod data;
@@ -46,6 +47,14 @@ pub fn cluster_with_users() -> Cluster {
         cluster.login(user, &format!("{user}-password"));
     }
     cluster
+}
+
+/// `len` random bytes.
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    use rand::RngCore;
+    let mut bytes = vec![0u8; len];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes
 }
 
 pub fn http() -> reqwest::Client {

@@ -63,7 +63,9 @@ async fn a_paused_file_server_hangs_neither_reads_nor_uploads() {
     );
 
     // New chunks are placed on it too (it is still live for the directory
-    // service): the client gives up on it and asks for another placement.
+    // service): as a primary, the client gives up on it and asks for
+    // another placement; as a worker, the primary gives up on it and
+    // acknowledges the write with the other two copies (the write quorum).
     let fresh = random_bytes(3 * CHUNK_SIZE + 5);
     let started = Instant::now();
     cluster.ok("admin", &["--no-cache", "put", "-", "/home/admin/fresh"], &fresh);
@@ -76,7 +78,7 @@ async fn a_paused_file_server_hangs_neither_reads_nor_uploads() {
         let id = blake3::hash(chunk).to_hex().to_string();
         let copies = holders(&cluster, 4, &id);
         assert!(!copies.contains(&victim), "chunk {id} placed on the paused {victim}");
-        assert_eq!(copies.len(), 3, "chunk {id} on {copies:?}");
+        assert!((2..=3).contains(&copies.len()), "chunk {id} on {copies:?}");
     }
     drop(paused);
     assert!(cluster.ok("admin", &["--no-cache", "cat", "/home/admin/fresh"], b"") == fresh);
