@@ -10,6 +10,11 @@ import html
 import os
 import platform
 
+# The durability of DFS's W2 (4 KiB files, stored inline) and W3 (metadata)
+# figures, whatever the replication factor: they live only in the metadata
+# database, one copy on SQLite.
+INLINE_DURABILITY = "fsync metadata (SQLite): 1 copy, not replicated"
+
 SYSTEMS = {
     # name: (shown as, durability at acknowledgement in short, in full, what is synced:
     #        0 nothing, 1 data only, 2 data and metadata)
@@ -28,7 +33,14 @@ SYSTEMS = {
         "(WAL, synchronous=FULL: the WAL is fsynced per commit)",
         2,
     ),
-    "dfs-r3": ("DFS r3", "fsync data + metadata, 3 replicas", "as DFS r1, on all 3 replicas before the receipt", 2),
+    "dfs-r3": (
+        "DFS r3",
+        "fsync data + metadata, 3 replicas",
+        "as DFS r1, on all 3 replicas before the receipt, for chunked files (W1); files of at most 64 KiB "
+        "(W2's 4 KiB files) are stored inline in the directory service's SQLite database, like all metadata "
+        "(W3): one copy, on its disk, whatever the replication factor",
+        2,
+    ),
     "seaweed": (
         "SeaweedFS",
         "none",
@@ -124,6 +136,8 @@ def table(rows):
     for row in others:
         system, workload, value = row["system"], row["workload"], row["value"]
         shown, durability, _, synced = SYSTEMS.get(system, (system, "", "", 0))
+        if system.startswith("dfs") and workload.startswith(("W2", "W3")):
+            durability = INLINE_DURABILITY
         # The baseline: the disk for puts, loopback for gets, the same driver on
         # local disk at the same durability for W2 and W3.
         if workload == "W1 put":

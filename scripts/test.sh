@@ -2,7 +2,8 @@
 # Runs every test: unit tests, the storage engine suite on SQLite, PostgreSQL
 # and MongoDB, and the end-to-end tests that start real clusters of `dfs`
 # processes on loopback -- then the end-to-end data, lock, transaction and
-# client tests again on PostgreSQL and on MongoDB.
+# client tests again on PostgreSQL and on MongoDB, and a short fault campaign
+# (scripts/chaos.sh).
 #
 # Installs what the tests need (nothing system-wide but PostgreSQL, if absent):
 # - PostgreSQL: the system's initdb/postgres (apt-get install postgresql if missing);
@@ -42,4 +43,7 @@ if [ $# -eq 0 ]; then
     echo "test.sh: end-to-end data, lock, transaction and client tests on mongo" >&2
     DFS_TEST_META=mongo cargo test -p dfs-cli --test e2e --locked -- data:: locks:: client:: \
         --skip kill_9_of_the_directory_service_during_commits
+    # Faults at random (a new seed each run, printed; replay with --seed).
+    echo "test.sh: a 40 s fault campaign (scripts/chaos.sh)" >&2
+    DFS_BIN="$CARGO_TARGET_DIR/debug/dfs" bash scripts/chaos.sh --seconds 40
 fi
