@@ -34,7 +34,7 @@
 //! Watch: `GET /v1/watch?path=P` -> server-sent events, see [`crate::watch`].
 //!
 //! Cluster: `POST /v1/servers/heartbeat` (service ticket) [`crate::chunk::Heartbeat`];
-//! `POST /v1/homes` (service) [`EnsureHome`]; `GET /v1/cluster/status` -> [`ClusterStatus`];
+//! `POST /v1/homes` (service or admin) [`EnsureHome`] -> [`Stat`]; `GET /v1/cluster/status` -> [`ClusterStatus`];
 //! `GET /v1/info` (no auth) ->
 //! [`crate::auth::ClusterInfo`].
 

@@ -1,7 +1,7 @@
 //! Transactions of the directory service: changes staged now, applied
 //! together at commit, or not at all.
 //!
-//! - `POST /v1/tx` [`BeginTransaction`] -> [`TransactionStarted`]
+//! - `POST /v1/tx` [`BeginTransaction`] (the body is optional) -> [`TransactionStarted`]
 //! - `POST /v1/tx/{id}/commit` -> [`TransactionCommitted`]; 409 `conflict` if
 //!   a path the transaction writes changed since it was staged (nothing is applied,
 //!   and the transaction is gone)

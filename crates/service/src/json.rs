@@ -25,6 +25,34 @@ where
     }
 }
 
+/// Like [`ApiJson`], for a request whose body is optional: no body at all
+/// is `T::default()`; any body must be JSON, as for [`ApiJson`].
+pub struct ApiJsonOrDefault<T>(pub T);
+
+/// Largest optional body read (axum's default body limit).
+const OPTIONAL_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+impl<S, T> FromRequest<S> for ApiJsonOrDefault<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, OPTIONAL_BODY_LIMIT)
+            .await
+            .map_err(|_| ApiError::new(dfs_proto::ErrorCode::PayloadTooLarge, "request body is too large"))?;
+        if bytes.is_empty() {
+            return Ok(ApiJsonOrDefault(T::default()));
+        }
+        let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+        let ApiJson(value) = ApiJson::<T>::from_request(request, state).await?;
+        Ok(ApiJsonOrDefault(value))
+    }
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     use dfs_proto::ErrorCode;
     let status = rejection.status().as_u16();

@@ -29,7 +29,7 @@ pub mod upgrade;
 
 pub use caller::{Caller, Verifier};
 pub use error::{ApiError, ApiResult};
-pub use json::ApiJson;
+pub use json::{ApiJson, ApiJsonOrDefault};
 pub use metrics::Metrics;
 pub use request_id::{ForwardRequestId, REQUEST_ID_HEADER};
 pub use serve::{finish_router, finish_router_with, serve, serve_tls, shutdown_signal};

@@ -12,7 +12,7 @@ use axum::routing::post;
 use axum::Router;
 use dfs_proto::namespace::{EntryKind, Stat};
 use dfs_proto::tx::{BeginTransaction, TransactionCommitted, TransactionStarted, DEFAULT_TX_TTL_SECS, MAX_TX_TTL_SECS};
-use dfs_service::{ApiJson, ApiResult, Caller};
+use dfs_service::{ApiJson, ApiJsonOrDefault, ApiResult, Caller};
 use dfs_store::namespace::{Principal, DEFAULT_FILE_MODE};
 use dfs_store::tx::{StagedOp, TransactionRecord};
 use dfs_store::Store;
@@ -93,7 +93,7 @@ pub(super) fn stage_upload(
 async fn begin_transaction(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
-    ApiJson(request): ApiJson<BeginTransaction>,
+    ApiJsonOrDefault(request): ApiJsonOrDefault<BeginTransaction>,
 ) -> ApiResult<ApiJson<TransactionStarted>> {
     let who = directory.principal(&ticket).await;
     let ttl = ttl(request.ttl_secs, DEFAULT_TX_TTL_SECS, MAX_TX_TTL_SECS)?;
