@@ -408,8 +408,11 @@ async fn supervise(exe: PathBuf, data_dir: PathBuf, name: String, args: Vec<Stri
                     return;
                 }
                 tracing::warn!(service = %name, status = ?status.ok(), "exited; restarting in {backoff:?}");
-                // A child that ran for a while earns a fresh backoff.
-                if started.elapsed() > Duration::from_secs(30) {
+                // A child that ran for a while (longer than any start
+                // takes) was healthy and earns a fresh backoff: one killed
+                // every few seconds comes back in half a second each time,
+                // while one that fails as it starts backs off to 10 s.
+                if started.elapsed() > Duration::from_secs(5) {
                     backoff = Duration::from_millis(500);
                 }
                 tokio::select! {
