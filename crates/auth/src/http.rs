@@ -1,6 +1,7 @@
 //! The security service's HTTP routes.
 
-use crate::limiter::LoginLimiter;
+use crate::gate::HashGate;
+use crate::limiter::{Attempt, LoginLimiter, Refused};
 use crate::password;
 use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -9,15 +10,16 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use dfs_proto::auth::{
     validate_password, validate_user_name, ChangePasswordRequest, CreateUserRequest, LoginRequest, LoginResponse,
-    RevokedSession, RevokedSessions, UserInfo, WhoAmI,
+    RevokedSession, RevokedSessions, SessionsEnded, UserInfo, WhoAmI,
 };
-use dfs_proto::namespace::EnsureHome;
+use dfs_proto::namespace::{EnsureHome, Stat};
 use dfs_proto::ticket::{Role, Ticket};
 use dfs_proto::ErrorCode;
 use dfs_seal::ClusterKey;
-use dfs_service::{ApiError, ApiJson, ApiResult, Caller, ForwardRequestId, Verifier};
+use dfs_service::{ApiError, ApiJson, ApiResult, Caller, ClientAddr, ForwardRequestId, Verifier};
 use dfs_store::{SessionRecord, Store, StoreError, UserRecord};
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -28,12 +30,16 @@ pub struct Config {
     pub key: ClusterKey,
     /// Lifetime of a ticket; clients refresh before it ends. Default 1 hour.
     pub ticket_ttl: Duration,
+    /// Absolute lifetime of a session from its login: no refresh extends a
+    /// ticket past it. Default 12 hours.
+    pub session_lifetime: Duration,
     /// Directory service(s), comma-separated, to ask for a new user's home directory (best effort).
     pub directory_url: Option<String>,
 }
 
 impl Config {
     pub const DEFAULT_TICKET_TTL: Duration = Duration::from_secs(3600);
+    pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 }
 
 /// The service's state; cheap to clone (everything inside is shared).
@@ -42,7 +48,9 @@ pub struct AuthService {
     store: Arc<dyn Store>,
     verifier: Arc<Verifier>,
     limiter: Arc<LoginLimiter>,
+    hashing: Arc<HashGate>,
     ticket_ttl: Duration,
+    session_lifetime: Duration,
     directory_url: Option<String>,
     http: reqwest::Client,
 }
@@ -59,7 +67,9 @@ impl AuthService {
             store: config.store,
             verifier: Verifier::new(config.key),
             limiter: Arc::default(),
+            hashing: HashGate::for_this_machine(),
             ticket_ttl: config.ticket_ttl,
+            session_lifetime: config.session_lifetime,
             directory_url: config.directory_url,
             http: dfs_service::http_client()
                 .timeout(Duration::from_secs(5))
@@ -83,11 +93,13 @@ pub fn router(service: AuthService) -> Router {
         .route("/v1/auth/login", post(login))
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
+        .route("/v1/auth/logout-all", post(logout_all))
         .route("/v1/auth/whoami", get(whoami))
         .route("/v1/auth/revoked", get(revoked))
         .route("/v1/users", get(list_users).post(create_user))
         .route("/v1/users/{name}", get(get_user).delete(delete_user))
         .route("/v1/users/{name}/password", put(change_password))
+        .route("/v1/users/{name}/sessions", axum::routing::delete(end_user_sessions))
         .with_state(service);
     dfs_service::finish_router(routes)
 }
@@ -156,26 +168,42 @@ fn check_name(name: &str) -> ApiResult<()> {
 
 const BAD_LOGIN: &str = "invalid user name or password";
 
-async fn login(State(service): State<AuthService>, ApiJson(request): ApiJson<LoginRequest>) -> Response {
-    match login_inner(service, request).await {
+/// A 429 for a login the limiter holds back, with `Retry-After`.
+fn too_many_attempts(refused: Refused) -> Response {
+    let mut response = ApiError::new(ErrorCode::TooManyRequests, refused.message()).into_response();
+    response
+        .headers_mut()
+        .insert("retry-after", HeaderValue::from(refused.wait_seconds()));
+    response
+}
+
+/// A 503 from the hashing gate gets `Retry-After` too.
+fn with_retry_after(error: ApiError) -> Response {
+    let busy = error.code() == ErrorCode::Unavailable;
+    let mut response = error.into_response();
+    if busy {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from(crate::gate::retry_after_seconds()));
+    }
+    response
+}
+
+async fn login(
+    State(service): State<AuthService>,
+    ClientAddr(client): ClientAddr,
+    ApiJson(request): ApiJson<LoginRequest>,
+) -> Response {
+    match login_inner(service, client, request).await {
         Ok(response) => ApiJson(response).into_response(),
-        Err(LoginError::Api(error)) => error.into_response(),
-        Err(LoginError::Wait(wait)) => {
-            let seconds = wait.as_secs().max(1);
-            let mut response = ApiError::new(
-                ErrorCode::TooManyRequests,
-                format!("too many failed logins for this user name; retry in {seconds} s"),
-            )
-            .into_response();
-            response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
-            response
-        }
+        Err(LoginError::Api(error)) => with_retry_after(error),
+        Err(LoginError::Wait(refused)) => too_many_attempts(refused),
     }
 }
 
 enum LoginError {
     Api(ApiError),
-    Wait(Duration),
+    Wait(Refused),
 }
 
 impl From<ApiError> for LoginError {
@@ -184,44 +212,80 @@ impl From<ApiError> for LoginError {
     }
 }
 
-async fn login_inner(service: AuthService, request: LoginRequest) -> Result<LoginResponse, LoginError> {
+/// Checks `password` against `name`'s hash (or against nothing, in the same
+/// time, if there is no such user) on the hashing gate, within a reserved
+/// limiter attempt. `Ok(None)`: wrong name or password.
+async fn check_password(
+    service: &AuthService,
+    attempt: Attempt,
+    name: &str,
+    password: String,
+) -> ApiResult<Option<UserRecord>> {
+    let user = {
+        let service = service.clone();
+        let name = name.to_string();
+        blocking(move || service.store.user_by_name(&name).map_err(store_error)).await?
+    };
+    let checked = service
+        .hashing
+        .run(move || match user {
+            Some(user) if password::verify(&user.password_hash, &password) => Some(user),
+            Some(_) => None,
+            None => {
+                password::verify_against_nothing(&password);
+                None
+            }
+        })
+        .await;
+    match checked {
+        Ok(Some(user)) => {
+            attempt.succeeded(Instant::now());
+            Ok(Some(user))
+        }
+        Ok(None) => {
+            attempt.failed();
+            Ok(None)
+        }
+        // Busy: not the client's fault, so not charged as a failure.
+        Err(error) => {
+            attempt.cancelled(Instant::now());
+            Err(error)
+        }
+    }
+}
+
+async fn login_inner(service: AuthService, client: IpAddr, request: LoginRequest) -> Result<LoginResponse, LoginError> {
     check_name(&request.name)?;
     if request.password.len() > dfs_proto::auth::MAX_PASSWORD_LEN {
         return Err(ApiError::bad_request("password is too long").into());
     }
-    service
+    let attempt = service
         .limiter
-        .check(&request.name, Instant::now())
+        .begin(&request.name, client, Instant::now())
         .map_err(LoginError::Wait)?;
-    let user = {
-        let service = service.clone();
-        let name = request.name.clone();
-        let password = request.password.clone();
-        blocking(move || {
-            let user = service.store.user_by_name(&name).map_err(store_error)?;
-            Ok(match user {
-                Some(user) if password::verify(&user.password_hash, &password) => Some(user),
-                Some(_) => None,
-                None => {
-                    password::verify_against_nothing(&password);
-                    None
-                }
-            })
-        })
-        .await?
-    };
-    let Some(user) = user else {
-        service.limiter.record_failure(&request.name, Instant::now());
+    let Some(user) = check_password(&service, attempt, &request.name, request.password).await? else {
         return Err(ApiError::unauthenticated(BAD_LOGIN).into());
     };
-    service.limiter.record_success(&request.name);
-    Ok(issue_ticket(&service, &user, None).await?)
+    Ok(issue_ticket(&service, &user, Issue::Login).await?)
 }
 
-/// Seals a ticket for `user`, in a new session or extending `sid`.
-async fn issue_ticket(service: &AuthService, user: &UserRecord, sid: Option<String>) -> ApiResult<LoginResponse> {
+/// What an [`issue_ticket`] is for.
+enum Issue {
+    /// A login: a new session, created only if the user still has the
+    /// password hash the login verified.
+    Login,
+    /// A refresh of this session, which ends at `ends_at` whatever happens.
+    Refresh { sid: String, ends_at: u64 },
+}
+
+/// Seals a ticket for `user`, in a new session or extending one.
+async fn issue_ticket(service: &AuthService, user: &UserRecord, issue: Issue) -> ApiResult<LoginResponse> {
     let now = dfs_seal::now();
-    let expires_at = now + service.ticket_ttl.as_secs();
+    let (sid, session_ends_at) = match &issue {
+        Issue::Login => (dfs_seal::random_id(), now + service.session_lifetime.as_secs()),
+        Issue::Refresh { sid, ends_at } => (sid.clone(), *ends_at),
+    };
+    let expires_at = (now + service.ticket_ttl.as_secs()).min(session_ends_at);
     let mut roles = vec![Role::User];
     if user.admin {
         roles.push(Role::Admin);
@@ -230,9 +294,10 @@ async fn issue_ticket(service: &AuthService, user: &UserRecord, sid: Option<Stri
         uid: user.uid,
         name: user.name.clone(),
         roles,
-        sid: sid.clone().unwrap_or_else(dfs_seal::random_id),
+        sid,
         issued_at: now,
         expires_at,
+        session_ends_at,
     };
     {
         let service = service.clone();
@@ -242,15 +307,27 @@ async fn issue_ticket(service: &AuthService, user: &UserRecord, sid: Option<Stri
             expires_at,
             revoked: false,
         };
+        let password_hash = user.password_hash.clone();
+        let refresh = matches!(issue, Issue::Refresh { .. });
         blocking(move || {
-            match sid {
-                Some(sid) => service.store.extend_session(&sid, expires_at),
-                None => service.store.create_session(&session),
+            if refresh {
+                service
+                    .store
+                    .extend_session(&session.sid, expires_at)
+                    .map_err(|error| match error {
+                        StoreError::NotFound(_) => ApiError::unauthenticated("session revoked: run `dfs login`"),
+                        other => store_error(other),
+                    })
+            } else {
+                // The user was deleted, or its password changed, since the check.
+                service
+                    .store
+                    .create_session(&session, &password_hash)
+                    .map_err(|error| match error {
+                        StoreError::NotFound(_) => ApiError::unauthenticated(BAD_LOGIN),
+                        other => store_error(other),
+                    })
             }
-            .map_err(|error| match error {
-                StoreError::NotFound(_) => ApiError::unauthenticated("session revoked: run `dfs login`"),
-                other => store_error(other),
-            })
         })
         .await?;
     }
@@ -274,7 +351,19 @@ async fn refresh(State(service): State<AuthService>, Caller(ticket): Caller) -> 
     let user = user
         .filter(|user| user.uid == ticket.uid)
         .ok_or_else(|| ApiError::unauthenticated("user no longer exists"))?;
-    Ok(ApiJson(issue_ticket(&service, &user, Some(ticket.sid)).await?))
+    if ticket.session_ends_at == 0 {
+        return Err(ApiError::unauthenticated(
+            "a ticket of an older version is not refreshed: run `dfs login`",
+        ));
+    }
+    if ticket.session_ends_at <= dfs_seal::now() {
+        return Err(ApiError::unauthenticated("session ended: run `dfs login`"));
+    }
+    let issue = Issue::Refresh {
+        sid: ticket.sid,
+        ends_at: ticket.session_ends_at,
+    };
+    Ok(ApiJson(issue_ticket(&service, &user, issue).await?))
 }
 
 async fn logout(State(service): State<AuthService>, Caller(ticket): Caller) -> ApiResult<StatusCode> {
@@ -283,6 +372,45 @@ async fn logout(State(service): State<AuthService>, Caller(ticket): Caller) -> A
     blocking(move || store_service.store.revoke_session(&sid).map_err(store_error)).await?;
     service.verifier.revoke([(ticket.sid, ticket.expires_at)]);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every session of the caller, this one included.
+async fn logout_all(State(service): State<AuthService>, Caller(ticket): Caller) -> ApiResult<ApiJson<SessionsEnded>> {
+    if ticket.is_service() {
+        return Err(ApiError::bad_request("service tickets have no sessions"));
+    }
+    Ok(ApiJson(end_sessions(&service, ticket.uid).await?))
+}
+
+/// `DELETE /v1/users/{name}/sessions` (admin): ends every session of a user.
+async fn end_user_sessions(
+    State(service): State<AuthService>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<ApiJson<SessionsEnded>> {
+    caller.require_admin()?;
+    check_name(&name)?;
+    let user = {
+        let service = service.clone();
+        let name = name.clone();
+        blocking(move || service.store.user_by_name(&name).map_err(store_error)).await?
+    };
+    let user = user.ok_or_else(|| ApiError::not_found(format!("no such user: {name}")))?;
+    let ended = end_sessions(&service, user.uid).await?;
+    tracing::info!(user = %name, sessions = ended.sessions, "ended every session of the user");
+    Ok(ApiJson(ended))
+}
+
+/// Revokes every session of `uid`; this service refuses their tickets at
+/// once, the others from their next revocation poll.
+async fn end_sessions(service: &AuthService, uid: u64) -> ApiResult<SessionsEnded> {
+    let service = service.clone();
+    blocking(move || {
+        let sessions = service.store.revoke_user_sessions(uid).map_err(store_error)?;
+        service.refresh_revocations()?;
+        Ok(SessionsEnded { sessions })
+    })
+    .await
 }
 
 async fn whoami(Caller(ticket): Caller) -> ApiJson<WhoAmI> {
@@ -341,10 +469,30 @@ async fn create_user(
     caller.require_admin()?;
     check_name(&request.name)?;
     validate_password(&request.password).map_err(ApiError::bad_request)?;
+    let existing = {
+        let service = service.clone();
+        let name = request.name.clone();
+        blocking(move || service.store.user_by_name(&name).map_err(store_error)).await?
+    };
+    if existing.is_some() {
+        return Err(ApiError::already_exists(format!(
+            "user already exists: {}",
+            request.name
+        )));
+    }
+    // A home left by a deleted user of the same name belongs to its old uid:
+    // the new user could not use it, and must not inherit what is in it.
+    if let Some(home) = existing_home(&service, &request.name).await {
+        return Err(ApiError::conflict(format!(
+            "{} already exists, owned by uid {} (a deleted user's?): move or remove it first \
+             (as admin: `dfs mv {} {}.old`), then add the user",
+            home.path, home.owner_uid, home.path, home.path
+        )));
+    }
+    let hash = service.hashing.run(move || password::hash(&request.password)).await??;
     let user = {
         let service = service.clone();
         blocking(move || {
-            let hash = password::hash(&request.password)?;
             service
                 .store
                 .create_user(&request.name, &hash, request.admin, dfs_seal::now())
@@ -359,6 +507,33 @@ async fn create_user(
     };
     ensure_home(&service, &user).await;
     Ok((StatusCode::CREATED, ApiJson(user_info(&user))))
+}
+
+/// The stat of `/home/NAME` if the directory service says it exists;
+/// `None` if it does not, or if no directory service answers (then the
+/// creation goes ahead, as the home is created best effort anyway).
+async fn existing_home(service: &AuthService, name: &str) -> Option<Stat> {
+    let directory_urls = service.directory_url.as_ref()?;
+    for directory_url in directory_urls.split(',').map(str::trim).filter(|url| !url.is_empty()) {
+        let url = format!("{}/v1/stat?path=/home/{name}", directory_url.trim_end_matches('/'));
+        let response = service
+            .http
+            .get(&url)
+            .bearer_auth(service.verifier.service_ticket("auth"))
+            .forward_request_id()
+            .send()
+            .await;
+        match response {
+            Ok(response) if response.status() == StatusCode::NOT_FOUND => return None,
+            Ok(response) if response.status().is_success() => match response.json::<Stat>().await {
+                Ok(stat) => return Some(stat),
+                Err(error) => tracing::warn!(%error, %url, "reading the stat of a home directory"),
+            },
+            Ok(response) => tracing::warn!(status = %response.status(), %url, "looking up a home directory"),
+            Err(error) => tracing::warn!(%error, %url, "looking up a home directory"),
+        }
+    }
+    None
 }
 
 /// Asks the directory service for the user's home. Best effort: the directory
@@ -419,26 +594,71 @@ async fn delete_user(
 async fn change_password(
     State(service): State<AuthService>,
     Caller(ticket): Caller,
+    ClientAddr(client): ClientAddr,
     Path(name): Path<String>,
     ApiJson(request): ApiJson<ChangePasswordRequest>,
-) -> ApiResult<StatusCode> {
+) -> Response {
+    match change_password_inner(service, ticket, client, name, request).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(LoginError::Api(error)) => with_retry_after(error),
+        Err(LoginError::Wait(refused)) => too_many_attempts(refused),
+    }
+}
+
+/// A user changing its own password gives the current one (a stolen ticket
+/// alone must not take the account over), checked like a login; every
+/// other session of the user ends. An admin resetting another user's
+/// password needs none, and ends all of that user's sessions.
+async fn change_password_inner(
+    service: AuthService,
+    ticket: Ticket,
+    client: IpAddr,
+    name: String,
+    request: ChangePasswordRequest,
+) -> Result<(), LoginError> {
     check_name(&name)?;
-    if !(ticket.is_admin() || ticket.name == name) {
-        return Err(ApiError::permission_denied(
-            "permission denied: only admin may change another user's password",
-        ));
+    let own = ticket.name == name && !ticket.is_service();
+    if !(ticket.is_admin() || own) {
+        return Err(
+            ApiError::permission_denied("permission denied: only admin may change another user's password").into(),
+        );
     }
     validate_password(&request.password).map_err(ApiError::bad_request)?;
+    if own {
+        let current = request.current_password.ok_or_else(|| {
+            ApiError::bad_request("changing your own password needs the current one (`current_password`)")
+        })?;
+        if current.len() > dfs_proto::auth::MAX_PASSWORD_LEN {
+            return Err(ApiError::bad_request("password is too long").into());
+        }
+        let attempt = service
+            .limiter
+            .begin(&name, client, Instant::now())
+            .map_err(LoginError::Wait)?;
+        let user = check_password(&service, attempt, &name, current).await?;
+        if user.is_none_or(|user| user.uid != ticket.uid) {
+            return Err(ApiError::permission_denied("the current password is wrong").into());
+        }
+    }
+    let hash = service
+        .hashing
+        .run(move || password::hash(&request.password))
+        .await?
+        .map_err(ApiError::from)?;
+    let keep_session = own.then_some(ticket.sid);
+    let shown = name.clone();
     blocking(move || {
-        let hash = password::hash(&request.password)?;
         service
             .store
-            .set_password_hash(&name, &hash)
+            .set_password_hash(&name, &hash, keep_session.as_deref())
             .map_err(|error| match error {
                 StoreError::NotFound(_) => ApiError::not_found(format!("no such user: {name}")),
                 other => store_error(other),
-            })
+            })?;
+        service.refresh_revocations()?;
+        Ok(())
     })
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    tracing::info!(user = %shown, by = %ticket.name, "changed the password; the user's other sessions are revoked");
+    Ok(())
 }

@@ -2,7 +2,9 @@
 //!
 //! # Layout
 //! - [`password`]: Argon2id hashing and verification (the only form a password is stored in).
-//! - [`limiter`]: slows down repeated failed logins per user name, existing or not.
+//! - [`limiter`]: slows down failed logins, reserving each attempt before the check: per user
+//!   name and client address (existing or not), per address, and service-wide.
+//! - [`gate`]: bounds concurrent Argon2 work (memory), with a short queue, then 503.
 //! - [`http`]: the routes (`/v1/auth/*`, `/v1/users*`), [`router`] and [`run`].
 //! - [`bootstrap_admin`]: the first start creates `admin` with a random password.
 //!
@@ -10,6 +12,7 @@
 //! the cluster key alone; the only thing other services fetch from us is the
 //! list of revoked sessions, polled in the background, never per request.
 
+pub mod gate;
 pub mod http;
 pub mod limiter;
 pub mod password;

@@ -249,6 +249,7 @@ async fn writes_without_a_valid_capability_are_refused() {
         sid: dfs_seal::random_id(),
         issued_at: 0,
         expires_at: dfs_seal::now() + 60,
+        session_ends_at: dfs_seal::now() + 60,
     });
     let cases: [(Option<&str>, StatusCode, ErrorCode); 7] = [
         (None, StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),

@@ -80,7 +80,11 @@ pub enum Command {
         password_stdin: bool,
     },
     /// End the session: the ticket is revoked on every service.
-    Logout,
+    Logout {
+        /// End every session of yours, on every machine, not only this one.
+        #[arg(long)]
+        all: bool,
+    },
     /// Show who you are logged in as.
     Whoami,
     /// Manage users (admin).
@@ -209,13 +213,21 @@ pub enum UserCommand {
     List,
     /// Delete a user; its sessions are revoked at once.
     Rm { name: String },
-    /// Change a password (your own by default).
+    /// Change a password (your own by default; that needs the current one).
+    /// Every other session of the user ends.
+    #[command(
+        after_help = "Examples:\n  dfs user passwd                 asks for your current and new password\n  printf '%s\\n%s\\n' \"$OLD\" \"$NEW\" | dfs user passwd --password-stdin\n  dfs user passwd ann             (admin) reset ann's password"
+    )]
     Passwd {
         name: Option<String>,
-        /// Read the new password from the first line of stdin instead of a prompt.
+        /// Read the passwords from stdin instead of prompts: for your own,
+        /// the current one on the first line and the new one on the second;
+        /// for another user's (admin), the new one on the first line.
         #[arg(long)]
         password_stdin: bool,
     },
+    /// End every session of a user on every service (admin).
+    Logout { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +279,13 @@ pub struct UpArgs {
     /// Seconds an unreferenced chunk is kept before garbage collection [default: 7200].
     #[arg(long)]
     pub gc_grace: Option<u64>,
+    /// Ticket lifetime in seconds; clients refresh before it ends [default: 3600].
+    #[arg(long)]
+    pub ticket_ttl: Option<u64>,
+    /// Absolute session lifetime in seconds from the login; refreshes never
+    /// extend a session past it [default: 43200].
+    #[arg(long)]
+    pub session_lifetime: Option<u64>,
     /// Scrubbing speed of each file server in bytes per second, 0 to disable [default: 64 MiB/s].
     #[arg(long)]
     pub scrub_rate: Option<u64>,

@@ -143,7 +143,7 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 format!("logged in as {} at {}", login.user.name, client.cluster_url())
             })
         }
-        Command::Logout => {
+        Command::Logout { all: false } => {
             let (client, session) = connect(&global, false).await?;
             if session.is_some() {
                 // The ticket may already be invalid; the session file goes either way.
@@ -153,6 +153,17 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             emit(&global, &serde_json::json!({ "logged_out": true }), || {
                 "logged out".into()
             })
+        }
+        Command::Logout { all: true } => {
+            // Here the ticket must work: ending the other sessions is the point.
+            let (client, _) = connect(&global, true).await?;
+            let ended = client.logout_all().await?;
+            session::remove()?;
+            emit(
+                &global,
+                &serde_json::json!({ "logged_out": true, "sessions_ended": ended.sessions }),
+                || format!("logged out everywhere ({} sessions ended)", ended.sessions),
+            )
         }
         Command::Whoami => {
             let (client, _) = connect(&global, true).await?;
@@ -483,6 +494,14 @@ async fn run_user(global: &Global, command: UserCommand) -> anyhow::Result<()> {
                     .join("\n")
             })
         }
+        UserCommand::Logout { name } => {
+            let ended = client.end_sessions(&name).await?;
+            emit(
+                global,
+                &serde_json::json!({ "user": name, "sessions_ended": ended.sessions }),
+                || format!("ended {} sessions of {name}", ended.sessions),
+            )
+        }
         UserCommand::Rm { name } => {
             client.delete_user(&name).await?;
             emit(global, &serde_json::json!({ "deleted": name }), || {
@@ -490,12 +509,15 @@ async fn run_user(global: &Global, command: UserCommand) -> anyhow::Result<()> {
             })
         }
         UserCommand::Passwd { name, password_stdin } => {
-            let name = match name {
-                Some(name) => name,
-                None => session.as_ref().map(|s| s.name.clone()).context("not logged in")?,
+            let own_name = session.as_ref().map(|s| s.name.clone()).context("not logged in")?;
+            let name = name.unwrap_or_else(|| own_name.clone());
+            let current = if name == own_name {
+                Some(read_password(password_stdin, "Current password: ", false)?)
+            } else {
+                None
             };
             let password = read_password(password_stdin, &format!("New password for {name}: "), true)?;
-            client.change_password(&name, &password).await?;
+            client.change_password(&name, &password, current.as_deref()).await?;
             emit(global, &serde_json::json!({ "password_changed": name }), || {
                 format!("password of {name} changed")
             })

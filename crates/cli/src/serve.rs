@@ -53,6 +53,10 @@ pub struct Settings {
     /// Ticket lifetime in seconds (auth) [default: 3600].
     #[arg(long)]
     pub ticket_ttl: Option<u64>,
+    /// Absolute session lifetime in seconds from the login: refreshes never
+    /// extend a session past it (auth) [default: 43200].
+    #[arg(long)]
+    pub session_lifetime: Option<u64>,
     /// On a cluster with no users, create `admin` and write its password here (auth).
     #[arg(long)]
     pub admin_password_file: Option<PathBuf>,
@@ -101,6 +105,7 @@ impl Settings {
             chunk_size: self.chunk_size.or(file.chunk_size),
             capacity: self.capacity.or(file.capacity),
             ticket_ttl: self.ticket_ttl.or(file.ticket_ttl),
+            session_lifetime: self.session_lifetime.or(file.session_lifetime),
             admin_password_file: self.admin_password_file.or(file.admin_password_file),
             heartbeat_timeout: self.heartbeat_timeout.or(file.heartbeat_timeout),
             gc_grace: self.gc_grace.or(file.gc_grace),
@@ -193,6 +198,9 @@ pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Resul
                 ticket_ttl: settings
                     .ticket_ttl
                     .map_or(dfs_auth::Config::DEFAULT_TICKET_TTL, Duration::from_secs),
+                session_lifetime: settings
+                    .session_lifetime
+                    .map_or(dfs_auth::Config::DEFAULT_SESSION_LIFETIME, Duration::from_secs),
                 directory_url: Some(
                     settings
                         .directory_url

@@ -32,9 +32,9 @@ struct Banner {
     auth_url: String,
     file_server_urls: Vec<String>,
     data_dir: PathBuf,
+    /// The admin password is in this file (mode 0600), never printed: a
+    /// banner ends up in logs.
     admin_password_file: PathBuf,
-    /// Only on the first start.
-    admin_password: Option<String>,
     /// With `--tls`: the CA certificate clients must trust (`--ca-cert`).
     #[serde(skip_serializing_if = "Option::is_none")]
     ca_cert: Option<PathBuf>,
@@ -73,7 +73,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // After loading the key: one readable by others is refused, not fixed.
     crate::serve::tighten_logged(&data_dir)?;
     let password_file = data_dir.join("admin-password");
-    let first_start = !password_file.exists();
     let pki = if args.tls {
         let pki = crate::tls::LocalPki::in_dir(&data_dir);
         if pki.ensure()? {
@@ -136,6 +135,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             optional("heartbeat-timeout", args.heartbeat_timeout),
             optional("gc-grace", args.gc_grace),
             optional("min-write-replicas", args.min_write_replicas.map(u64::from)),
+        ]
+        .into_iter()
+        .flatten(),
+    );
+    specs[0].args.extend(
+        [
+            optional("ticket-ttl", args.ticket_ttl),
+            optional("session-lifetime", args.session_lifetime),
         ]
         .into_iter()
         .flatten(),
@@ -237,13 +244,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
 
-    let admin_password = if first_start {
-        std::fs::read_to_string(&password_file)
-            .ok()
-            .map(|text| text.trim().to_string())
-    } else {
-        None
-    };
     let banner = Banner {
         directory_url: directory_url.clone(),
         directory_urls: directory_urls.clone(),
@@ -255,7 +255,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .collect(),
         data_dir: data_dir.clone(),
         admin_password_file: password_file.clone(),
-        admin_password,
         ca_cert: pki.as_ref().map(|pki| pki.ca_cert.clone()),
     };
     print_banner(&banner, args.port);
@@ -288,15 +287,10 @@ fn print_banner(banner: &Banner, port: u16) {
     for (index, url) in banner.file_server_urls.iter().enumerate() {
         eprintln!("  file server {:<7} {url}", index + 1);
     }
-    match &banner.admin_password {
-        Some(password) => {
-            eprintln!(
-                "  admin password      {password}   (shown once; kept in {})",
-                banner.admin_password_file.display()
-            )
-        }
-        None => eprintln!("  admin password      in {}", banner.admin_password_file.display()),
-    }
+    eprintln!(
+        "  admin password      in {}   (mode 0600)",
+        banner.admin_password_file.display()
+    );
     eprintln!();
     let ca_flag = match &banner.ca_cert {
         Some(ca_cert) => format!(" --ca-cert {}", ca_cert.display()),

@@ -50,7 +50,7 @@ pub use retry::{WaitNotice, DEFAULT_RETRY_FOR};
 pub use transfer::{GetOptions, GetSummary, Progress, PutOptions, PutSummary};
 
 use dfs_proto::auth::{
-    ChangePasswordRequest, ClusterInfo, CreateUserRequest, LoginRequest, LoginResponse, UserInfo, WhoAmI,
+    ChangePasswordRequest, ClusterInfo, CreateUserRequest, LoginRequest, LoginResponse, SessionsEnded, UserInfo, WhoAmI,
 };
 use dfs_proto::namespace::{
     ChmodRequest, ChownRequest, ClusterStatus, FileLayout, Listing, MkdirRequest, RemoveRequest, RenameRequest, Stat,
@@ -176,7 +176,9 @@ impl Client {
         );
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the services' 20 s header read timeout (which closes idle
+            // connections), so a pooled connection is never reused as it closes.
+            .pool_idle_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
             .default_headers(headers);
         if let Some(pem) = &options.ca_certificates_pem {
@@ -490,6 +492,18 @@ impl Client {
         Ok(())
     }
 
+    /// Revokes every session of the caller, this one included.
+    pub async fn logout_all(&self) -> Result<SessionsEnded> {
+        self.security_json::<(), _>(Method::POST, "/v1/auth/logout-all", None)
+            .await
+    }
+
+    /// Revokes every session of user `name` (admin).
+    pub async fn end_sessions(&self, name: &str) -> Result<SessionsEnded> {
+        self.security_json::<(), _>(Method::DELETE, &format!("/v1/users/{name}/sessions"), None)
+            .await
+    }
+
     pub async fn whoami(&self) -> Result<WhoAmI> {
         self.security_json::<(), _>(Method::GET, "/v1/auth/whoami", None).await
     }
@@ -513,9 +527,12 @@ impl Client {
         Ok(())
     }
 
-    pub async fn change_password(&self, name: &str, password: &str) -> Result<()> {
+    /// Changes `name`'s password; `current` is required for one's own.
+    /// Every other session of the user ends.
+    pub async fn change_password(&self, name: &str, password: &str, current: Option<&str>) -> Result<()> {
         let request = ChangePasswordRequest {
             password: password.to_string(),
+            current_password: current.map(str::to_string),
         };
         self.security(Method::PUT, &format!("/v1/users/{name}/password"), Some(&request))
             .await?;

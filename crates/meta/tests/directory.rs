@@ -54,6 +54,7 @@ fn ticket(key: &ClusterKey, uid: u64, name: &str, roles: Vec<Role>) -> String {
         sid: dfs_seal::random_id(),
         issued_at: now,
         expires_at: now + 600,
+        session_ends_at: now + 600,
     })
 }
 

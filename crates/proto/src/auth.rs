@@ -2,12 +2,17 @@
 //!
 //! - `POST /v1/auth/login` [`LoginRequest`] -> [`LoginResponse`]
 //! - `POST /v1/auth/refresh` (bearer) -> [`LoginResponse`] with a later expiry
+//! - `POST /v1/auth/refresh` never extends a session past its absolute end
+//!   (`session_ends_at` in the ticket; 12 hours after the login by default)
 //! - `POST /v1/auth/logout` (bearer) -> 204; the session is revoked everywhere
+//! - `POST /v1/auth/logout-all` (bearer) -> [`SessionsEnded`]; every session of the caller is revoked
 //! - `GET /v1/auth/whoami` (bearer) -> [`WhoAmI`]
 //! - `GET /v1/auth/revoked` (service bearer) -> [`RevokedSessions`]
 //! - `GET /v1/users` (admin) -> `Vec<UserInfo>`; `POST /v1/users` (admin) [`CreateUserRequest`]
 //! - `GET /v1/users/{name}` (admin, service or self); `DELETE /v1/users/{name}` (admin)
-//! - `PUT /v1/users/{name}/password` (admin or self) [`ChangePasswordRequest`]
+//! - `PUT /v1/users/{name}/password` (admin or self) [`ChangePasswordRequest`] -> 204; every
+//!   other session of the user is revoked (a change of one's own password needs the current one)
+//! - `DELETE /v1/users/{name}/sessions` (admin) -> [`SessionsEnded`]; ends every session of the user
 
 use crate::ticket::Role;
 use crate::UnixSeconds;
@@ -50,6 +55,16 @@ pub struct CreateUserRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChangePasswordRequest {
     pub password: String,
+    /// Required when changing one's own password (admin included); not
+    /// needed by an admin resetting another user's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_password: Option<String>,
+}
+
+/// How many sessions a logout-everywhere ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsEnded {
+    pub sessions: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,9 +131,10 @@ pub fn validate_user_name(name: &str) -> Result<(), NameError> {
     }
 }
 
-/// Length limits on passwords; anything else is the user's choice.
+/// Length limits on passwords; anything else is the user's choice. The
+/// minimum counts characters (Unicode scalar values), the maximum bytes.
 pub fn validate_password(password: &str) -> Result<(), String> {
-    if password.len() < MIN_PASSWORD_LEN {
+    if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(format!("password must be at least {MIN_PASSWORD_LEN} characters"));
     }
     if password.len() > MAX_PASSWORD_LEN {
@@ -151,5 +167,8 @@ mod tests {
         assert!(validate_password("short").is_err());
         assert!(validate_password("long enough").is_ok());
         assert!(validate_password(&"x".repeat(2000)).is_err());
+        // Characters, not bytes: six two-byte characters are too short, eight are enough.
+        assert!(validate_password("éééééé").is_err());
+        assert!(validate_password("éééééééé").is_ok());
     }
 }

@@ -15,6 +15,8 @@ pub enum ErrorCode {
     PermissionDenied,
     /// 404: the path, user or chunk does not exist.
     NotFound,
+    /// 405: the endpoint exists but not with this method.
+    MethodNotAllowed,
     /// 409: the target already exists, or a concurrent change won.
     AlreadyExists,
     /// 409: the operation conflicts with the current state (e.g. a non-empty directory).
@@ -25,6 +27,10 @@ pub enum ErrorCode {
     Locked,
     /// 413: the request body is larger than the service accepts.
     PayloadTooLarge,
+    /// 414: the request target is longer than the service reads.
+    UriTooLong,
+    /// 431: the request's header lines are too many or too large.
+    HeadersTooLarge,
     /// 422: a chunk's content does not match its id.
     ChecksumMismatch,
     /// 429: too many attempts; retry later.
@@ -43,8 +49,11 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::AlreadyExists | ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UriTooLong => 414,
+            ErrorCode::HeadersTooLarge => 431,
             ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::Locked => 423,
             ErrorCode::ChecksumMismatch => 422,

@@ -30,6 +30,11 @@ pub struct Ticket {
     pub sid: String,
     pub issued_at: UnixSeconds,
     pub expires_at: UnixSeconds,
+    /// The absolute end of the session, set at login: no refresh gives a
+    /// ticket expiring later. 0 in tickets of older versions (and service
+    /// tickets), which are not refreshed.
+    #[serde(default)]
+    pub session_ends_at: UnixSeconds,
 }
 
 impl Ticket {

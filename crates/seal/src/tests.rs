@@ -10,6 +10,7 @@ fn ticket(expires_at: UnixSeconds) -> Ticket {
         sid: random_id(),
         issued_at: 1_000,
         expires_at,
+        session_ends_at: expires_at,
     }
 }
 

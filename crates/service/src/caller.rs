@@ -76,6 +76,7 @@ impl Verifier {
             sid: dfs_seal::random_id(),
             issued_at: now,
             expires_at: now + SERVICE_TICKET_SECS,
+            session_ends_at: 0,
         })
     }
 
@@ -155,10 +156,13 @@ where
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthenticated("not logged in: no `Authorization: Bearer` ticket"))?;
+        // The scheme is case-insensitive (RFC 9110 11.1): `bearer` works too.
         let token = header
             .to_str()
             .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(|| ApiError::unauthenticated("expected `Authorization: Bearer <ticket>`"))?;
         verifier.verify(token.trim()).map(Caller)
     }

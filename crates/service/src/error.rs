@@ -45,6 +45,29 @@ impl ApiError {
     }
 }
 
+/// The error code that carries HTTP status `status` (for answers made by
+/// the frame rather than by a handler).
+pub(crate) fn code_of_status(status: u16) -> ErrorCode {
+    match status {
+        401 => ErrorCode::Unauthenticated,
+        403 => ErrorCode::PermissionDenied,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        409 => ErrorCode::Conflict,
+        413 => ErrorCode::PayloadTooLarge,
+        414 => ErrorCode::UriTooLong,
+        416 => ErrorCode::RangeNotSatisfiable,
+        422 => ErrorCode::ChecksumMismatch,
+        423 => ErrorCode::Locked,
+        429 => ErrorCode::TooManyRequests,
+        431 => ErrorCode::HeadersTooLarge,
+        503 => ErrorCode::Unavailable,
+        // 400 and any other client error.
+        400..500 => ErrorCode::BadRequest,
+        _ => ErrorCode::Internal,
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}: {}", self.0.code, self.0.message)

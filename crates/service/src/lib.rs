@@ -6,7 +6,9 @@
 //! - [`caller`]: [`Caller`], the extractor that opens and checks the bearer ticket locally,
 //!   and [`Verifier`], which holds the cluster key and the revocation list.
 //! - [`serve`]: running a router on a bound listener until a shutdown future resolves,
-//!   over HTTP or HTTPS.
+//!   over HTTP or HTTPS; header read timeout, connections per client address capped,
+//!   [`ClientAddr`] on every request, and every error answer made JSON.
+//! - `parse_errors`: hyper's own answers to unparseable requests, rewritten as JSON.
 //! - [`upgrade`]: [`TcpUpgrade`], an HTTP/1.1 upgrade that hands a handler the plain
 //!   [`tokio::net::TcpStream`] (for `sendfile(2)`).
 //! - [`tls`]: the process's TLS settings: the server certificate, and [`tls::http_client`],
@@ -22,6 +24,7 @@ pub mod caller;
 pub mod error;
 pub mod json;
 pub mod metrics;
+mod parse_errors;
 pub mod request_id;
 pub mod serve;
 pub mod tls;
@@ -32,6 +35,6 @@ pub use error::{ApiError, ApiResult};
 pub use json::{ApiJson, ApiJsonOrDefault};
 pub use metrics::Metrics;
 pub use request_id::{ForwardRequestId, REQUEST_ID_HEADER};
-pub use serve::{finish_router, finish_router_with, serve, serve_tls, shutdown_signal};
+pub use serve::{finish_router, finish_router_with, serve, serve_tls, shutdown_signal, ClientAddr};
 pub use tls::http_client;
 pub use upgrade::{Live, TcpUpgrade};

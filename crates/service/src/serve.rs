@@ -4,14 +4,82 @@ use crate::metrics::Metrics;
 use crate::ApiError;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Largest JSON request body any service accepts (chunk uploads opt out per route).
 pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// How long a connection may take to send a request head: from the moment
+/// the server waits for it (a new connection, or one idle after a
+/// response) to its last header line. A connection that sends nothing,
+/// or half a head, is closed then. Our clients drop pooled connections
+/// idle for less than this, so they never reuse one the server closes.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long our clients keep an idle pooled connection (below [`HEADER_READ_TIMEOUT`]).
+pub const CLIENT_POOL_IDLE: Duration = Duration::from_secs(10);
+/// Open connections one client address may have; more are closed at once,
+/// so that one client cannot use up the service's file descriptors.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 512;
+
+/// The client's IP address (the TCP peer), an extractor; the unspecified
+/// address for a request that did not come through [`serve`] (a test's `oneshot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ClientAddr>()
+            .copied()
+            .unwrap_or(ClientAddr(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))))
+    }
+}
+
+/// Open connections per client address, for [`MAX_CONNECTIONS_PER_ADDRESS`].
+#[derive(Debug, Default, Clone)]
+struct ConnectionCounts(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One counted connection; uncounted when dropped.
+struct ConnectionSlot {
+    counts: ConnectionCounts,
+    address: IpAddr,
+}
+
+impl ConnectionCounts {
+    fn take(&self, address: IpAddr) -> Option<ConnectionSlot> {
+        let mut counts = self.0.lock().expect("connection counts lock poisoned");
+        let count = counts.entry(address).or_insert(0);
+        if *count >= MAX_CONNECTIONS_PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionSlot {
+            counts: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().expect("connection counts lock poisoned");
+        if let Some(count) = counts.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.address);
+            }
+        }
+    }
+}
 
 /// Adds what every service router needs: a JSON 404 for unknown routes, a
 /// body limit, request ids and access logs, `GET /healthz` and `GET /metrics`
@@ -30,9 +98,52 @@ pub fn finish_router_with(router: Router, metrics: Arc<Metrics>) -> Router {
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(scrape)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track))
         .layer(axum::middleware::from_fn(crate::request_id::track))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        dfs_proto::ErrorCode::MethodNotAllowed,
+        format!("method {method} is not allowed on this endpoint"),
+    )
+}
+
+/// Makes every error answer `{"code", "message"}` JSON, whatever produced
+/// it: an extractor's plain-text rejection (a bad query string or path
+/// parameter) becomes a JSON error of its status with the text as message.
+async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let code = crate::error::code_of_status(status.as_u16());
+    let mut json = axum::Json(dfs_proto::ErrorBody::new(code, message)).into_response();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    for (name, value) in json.headers() {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    *json.headers_mut() = parts.headers;
+    *json.status_mut() = status;
+    json
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes
@@ -94,6 +205,7 @@ async fn accept_loop(
         Some(_) => router,
     };
     let mut shutdown = std::pin::pin!(shutdown);
+    let counts = ConnectionCounts::default();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -112,17 +224,21 @@ async fn accept_loop(
             },
             _ = &mut shutdown => break,
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let (tls, stop, live) = (tls.clone(), stop.clone(), live.clone());
+        let Some(slot) = counts.take(peer.ip()) else {
+            tracing::debug!(%peer, "too many connections from this address: closed");
+            continue;
+        };
+        let (router, tls, stop, live) = (router.clone(), tls.clone(), stop.clone(), live.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let _ = stream.set_nodelay(true);
             let Some(acceptor) = tls else {
-                serve_connection(TokioIo::new(stream), service, stop, peer).await;
+                serve_connection(TokioIo::new(stream), router, stop, peer).await;
                 drop(live);
                 return;
             };
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&acceptor, stream)).await {
-                Ok(Ok(Some(tls))) => serve_connection(TokioIo::new(tls), service, stop, peer).await,
+                Ok(Ok(Some(tls))) => serve_connection(TokioIo::new(tls), router, stop, peer).await,
                 Ok(Ok(None)) => {}
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -138,17 +254,22 @@ async fn accept_loop(
 }
 
 /// Serves one connection until it closes, is upgraded, or (after `stop`
-/// changes) has finished the request in flight.
-async fn serve_connection<I>(
-    io: I,
-    service: hyper_util::service::TowerToHyperService<Router>,
-    mut stop: tokio::sync::watch::Receiver<()>,
-    peer: std::net::SocketAddr,
-) where
+/// changes) has finished the request in flight. Each request carries the
+/// peer's [`ClientAddr`].
+async fn serve_connection<I>(io: I, router: Router, mut stop: tokio::sync::watch::Receiver<()>, peer: SocketAddr)
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let router = hyper_util::service::TowerToHyperService::new(router);
+    let client = ClientAddr(peer.ip());
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(client);
+        hyper::service::Service::call(&router, request)
+    });
     let connection = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, service)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(crate::parse_errors::JsonParseErrors::new(io), service)
         .with_upgrades();
     let mut connection = std::pin::pin!(connection);
     let outcome = tokio::select! {

@@ -84,14 +84,16 @@ pub fn ca_certificates(file: &Path) -> anyhow::Result<Vec<reqwest::Certificate>>
 }
 
 /// A client builder for calls to other services: it trusts the CA
-/// certificates of [`configure`]. Every service builds its clients here.
+/// certificates of [`configure`], and drops pooled connections idle for
+/// [`crate::serve::CLIENT_POOL_IDLE`] (below the servers' header read
+/// timeout, so that it never reuses one just as the server closes it).
+/// Every service builds its clients here.
 pub fn http_client() -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder().pool_idle_timeout(crate::serve::CLIENT_POOL_IDLE);
     settings()
         .roots
         .iter()
-        .fold(reqwest::Client::builder(), |builder, root| {
-            builder.add_root_certificate(root.clone())
-        })
+        .fold(builder, |builder, root| builder.add_root_certificate(root.clone()))
 }
 
 /// The first byte of every TLS connection (a handshake record).

@@ -70,7 +70,7 @@ impl TcpUpgrade {
     pub async fn into_stream(self) -> std::io::Result<(TcpStream, Live)> {
         let upgraded = self.on_upgrade.await.map_err(std::io::Error::other)?;
         let parts = upgraded
-            .downcast::<TokioIo<TcpStream>>()
+            .downcast::<crate::parse_errors::JsonParseErrors<TokioIo<TcpStream>>>()
             .map_err(|_| std::io::Error::other("the upgraded connection is not plain TCP"))?;
         if !parts.read_buf.is_empty() {
             return Err(std::io::Error::new(
@@ -78,7 +78,7 @@ impl TcpUpgrade {
                 "the client sent bytes before the upgrade was answered",
             ));
         }
-        Ok((parts.io.into_inner(), self.live))
+        Ok((parts.io.into_inner().into_inner(), self.live))
     }
 }
 

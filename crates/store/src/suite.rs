@@ -17,6 +17,14 @@ pub const ALL: &[(&str, SuiteTest)] = &[
     ("users_create_list_delete", users_create_list_delete),
     ("sessions_revoke_and_expire", sessions_revoke_and_expire),
     (
+        "sessions_end_with_a_password_change_or_on_request",
+        sessions_end_with_a_password_change_or_on_request,
+    ),
+    (
+        "sessions_are_created_only_for_the_user_as_verified",
+        sessions_are_created_only_for_the_user_as_verified,
+    ),
+    (
         "namespace_starts_with_root_and_home",
         namespace_starts_with_root_and_home,
     ),
@@ -68,10 +76,10 @@ pub fn users_create_list_delete(store: &dyn Store) {
     assert_eq!(store.user_by_name("bob").unwrap().unwrap(), bob);
     assert!(store.user_by_name("carl").unwrap().is_none());
 
-    store.set_password_hash("ann", "hash-a2").unwrap();
+    store.set_password_hash("ann", "hash-a2", None).unwrap();
     assert_eq!(store.user_by_name("ann").unwrap().unwrap().password_hash, "hash-a2");
     assert!(matches!(
-        store.set_password_hash("carl", "x"),
+        store.set_password_hash("carl", "x", None),
         Err(StoreError::NotFound(_))
     ));
 
@@ -90,9 +98,9 @@ pub fn sessions_revoke_and_expire(store: &dyn Store) {
         expires_at,
         revoked: false,
     };
-    store.create_session(&session("s1", 1_000)).unwrap();
-    store.create_session(&session("s2", 1_000)).unwrap();
-    store.create_session(&session("s3", 1_000)).unwrap();
+    store.create_session(&session("s1", 1_000), "h").unwrap();
+    store.create_session(&session("s2", 1_000), "h").unwrap();
+    store.create_session(&session("s3", 1_000), "h").unwrap();
     assert!(store.revoked_sessions(500).unwrap().is_empty());
 
     store.revoke_session("s1").unwrap();
@@ -125,6 +133,68 @@ pub fn sessions_revoke_and_expire(store: &dyn Store) {
     // After expiry there is nothing left to revoke.
     assert_eq!(store.revoked_sessions(1_500).unwrap().len(), 1);
     assert!(store.revoked_sessions(3_000).unwrap().is_empty());
+}
+
+/// A live session `sid` of `uid` that expires at 1000.
+fn session_of(sid: &str, uid: u64) -> SessionRecord {
+    SessionRecord {
+        sid: sid.into(),
+        uid,
+        expires_at: 1_000,
+        revoked: false,
+    }
+}
+
+fn revoked_sids(store: &dyn Store, now: u64) -> Vec<String> {
+    let mut revoked: Vec<_> = store
+        .revoked_sessions(now)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.sid)
+        .collect();
+    revoked.sort();
+    revoked
+}
+
+pub fn sessions_end_with_a_password_change_or_on_request(store: &dyn Store) {
+    let ann = store.create_user("ann", "h1", false, 100).unwrap();
+    let bob = store.create_user("bob", "hb", false, 100).unwrap();
+    for sid in ["a1", "a2", "a3"] {
+        store.create_session(&session_of(sid, ann.uid), "h1").unwrap();
+    }
+    store.create_session(&session_of("b1", bob.uid), "hb").unwrap();
+    // A change of one's own password keeps the session it was made in.
+    store.set_password_hash("ann", "h2", Some("a1")).unwrap();
+    assert_eq!(revoked_sids(store, 500), ["a2", "a3"]);
+    // An admin's reset ends them all; other users keep theirs.
+    store.set_password_hash("ann", "h3", None).unwrap();
+    assert_eq!(revoked_sids(store, 500), ["a1", "a2", "a3"]);
+    store.create_session(&session_of("a4", ann.uid), "h3").unwrap();
+    store.create_session(&session_of("a5", ann.uid), "h3").unwrap();
+    assert_eq!(store.revoke_user_sessions(ann.uid).unwrap(), 2);
+    assert_eq!(store.revoke_user_sessions(ann.uid).unwrap(), 0);
+    assert_eq!(revoked_sids(store, 500), ["a1", "a2", "a3", "a4", "a5"]);
+    assert!(!store.session("b1").unwrap().unwrap().revoked);
+}
+
+pub fn sessions_are_created_only_for_the_user_as_verified(store: &dyn Store) {
+    let ann = store.create_user("ann", "h1", false, 100).unwrap();
+    // The login verified the old password, which changed meanwhile.
+    store.set_password_hash("ann", "h2", None).unwrap();
+    assert!(matches!(
+        store.create_session(&session_of("s1", ann.uid), "h1"),
+        Err(StoreError::NotFound(_))
+    ));
+    // The user was deleted meanwhile (and perhaps re-created under its name).
+    store.delete_user("ann").unwrap();
+    let again = store.create_user("ann", "h2", false, 101).unwrap();
+    assert!(matches!(
+        store.create_session(&session_of("s2", ann.uid), "h2"),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.session("s1").unwrap().is_none());
+    assert!(store.session("s2").unwrap().is_none());
+    store.create_session(&session_of("s3", again.uid), "h2").unwrap();
 }
 
 // ---- The namespace ----

@@ -30,10 +30,18 @@ pub trait UserStore: Send + Sync {
     fn user_count(&self) -> StoreResult<u64>;
     /// Deletes the user and revokes all its sessions, atomically. `NotFound` if absent.
     fn delete_user(&self, name: &str) -> StoreResult<UserRecord>;
-    /// `NotFound` if absent.
-    fn set_password_hash(&self, name: &str, password_hash: &str) -> StoreResult<()>;
+    /// Sets the password hash and revokes every session of the user but
+    /// `keep_session` (the caller's own, when users change their own
+    /// password), atomically. `NotFound` if absent.
+    fn set_password_hash(&self, name: &str, password_hash: &str, keep_session: Option<&str>) -> StoreResult<()>;
 
-    fn create_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    /// Creates the session only if user `session.uid` still exists with
+    /// `password_hash` (the hash the login verified), in the transaction
+    /// that checks it: a login racing the deletion of its user or a
+    /// password change gets no session. `NotFound` otherwise.
+    fn create_session(&self, session: &SessionRecord, password_hash: &str) -> StoreResult<()>;
+    /// Revokes every live session of user `uid`; returns how many.
+    fn revoke_user_sessions(&self, uid: u64) -> StoreResult<u64>;
     fn session(&self, sid: &str) -> StoreResult<Option<SessionRecord>>;
     /// Moves a live session's expiry; `NotFound` if it is unknown or revoked.
     fn extend_session(&self, sid: &str, expires_at: UnixSeconds) -> StoreResult<()>;

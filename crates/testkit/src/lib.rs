@@ -27,8 +27,11 @@ pub struct Banner {
     pub auth_url: String,
     pub file_server_urls: Vec<String>,
     pub data_dir: PathBuf,
+    /// Where the admin password is (mode 0600); `dfs up` never prints it.
     pub admin_password_file: PathBuf,
-    pub admin_password: Option<String>,
+    /// The banner's JSON line as printed.
+    #[serde(skip)]
+    pub line: String,
 }
 
 #[derive(Debug, Clone)]
@@ -340,7 +343,8 @@ fn spawn_up(bin: &Path, dir: &Path, options: &Options) -> (Child, Banner) {
             panic!("dfs up did not print its banner ({other:?}); log:\n{log}");
         }
     };
-    let banner = serde_json::from_str(&line).unwrap_or_else(|error| panic!("bad banner {line:?}: {error}"));
+    let mut banner: Banner = serde_json::from_str(&line).unwrap_or_else(|error| panic!("bad banner {line:?}: {error}"));
+    banner.line = line;
     (child, banner)
 }
 

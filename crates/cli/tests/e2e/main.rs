@@ -2,6 +2,7 @@
 //! loopback (`dfs up --port 0` in a temp dir), HTTP and the command line.
 
 mod auth;
+mod auth_hardening;
 mod avail;
 mod client;
 mod crash;

@@ -112,26 +112,56 @@ impl UserStore for MongoStore {
         })
     }
 
-    fn set_password_hash(&self, name: &str, password_hash: &str) -> StoreResult<()> {
-        let updated = self
-            .collection::<Document>(USERS)
-            .update_one(doc! {"name": name}, doc! {"$set": {"password_hash": password_hash}})
-            .run()?;
-        if updated.matched_count == 0 {
-            return Err(StoreError::NotFound(format!("user {name}")));
-        }
-        Ok(())
+    fn set_password_hash(&self, name: &str, password_hash: &str, keep_session: Option<&str>) -> StoreResult<()> {
+        self.write(|tx| {
+            let user = tx
+                .find_one::<UserDoc>(USERS, doc! {"name": name})?
+                .ok_or_else(|| StoreError::NotFound(format!("user {name}")))?;
+            tx.update(
+                USERS,
+                doc! {"_id": int(user.uid)},
+                doc! {"$set": {"password_hash": password_hash}},
+            )?;
+            let mut others = doc! {"uid": int(user.uid), "revoked": false};
+            if let Some(keep) = keep_session {
+                others.insert("_id", doc! {"$ne": keep});
+            }
+            tx.update_many(SESSIONS, others, doc! {"$set": {"revoked": true}})?;
+            Ok(())
+        })
     }
 
-    fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
+    fn create_session(&self, session: &SessionRecord, password_hash: &str) -> StoreResult<()> {
         let record = SessionDoc {
             sid: session.sid.clone(),
             uid: session.uid,
             expires_at: session.expires_at,
             revoked: session.revoked,
         };
-        self.collection::<SessionDoc>(SESSIONS).insert_one(&record).run()?;
-        Ok(())
+        self.write(|tx| {
+            // A write to the user's document, not just a read: under snapshot
+            // isolation only write-write conflicts are seen, and this one makes
+            // a deletion or password change committing meanwhile conflict.
+            let matched = tx.update(
+                USERS,
+                doc! {"_id": int(session.uid), "password_hash": password_hash},
+                doc! {"$inc": {"logins": 1_i64}},
+            )?;
+            if !matched {
+                return Err(StoreError::NotFound(format!("user {} with that password", session.uid)));
+            }
+            tx.insert(SESSIONS, &record)
+        })
+    }
+
+    fn revoke_user_sessions(&self, uid: u64) -> StoreResult<u64> {
+        self.write(|tx| {
+            tx.update_many(
+                SESSIONS,
+                doc! {"uid": int(uid), "revoked": false},
+                doc! {"$set": {"revoked": true}},
+            )
+        })
     }
 
     fn session(&self, sid: &str) -> StoreResult<Option<SessionRecord>> {

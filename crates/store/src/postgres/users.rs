@@ -96,21 +96,34 @@ impl UserStore for PostgresStore {
         })
     }
 
-    fn set_password_hash(&self, name: &str, password_hash: &str) -> StoreResult<()> {
+    fn set_password_hash(&self, name: &str, password_hash: &str, keep_session: Option<&str>) -> StoreResult<()> {
         self.write(|tx| {
-            let changed = tx.execute(
-                "UPDATE users SET password_hash = $1 WHERE name = $2",
-                &[&password_hash, &name],
+            let uid: i64 = tx
+                .query_opt(
+                    "UPDATE users SET password_hash = $1 WHERE name = $2 RETURNING uid",
+                    &[&password_hash, &name],
+                )?
+                .map(|row| row.get(0))
+                .ok_or_else(|| StoreError::NotFound(format!("user {name}")))?;
+            tx.execute(
+                "UPDATE sessions SET revoked = TRUE WHERE uid = $1 AND NOT revoked AND sid IS DISTINCT FROM $2",
+                &[&uid, &keep_session],
             )?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!("user {name}")));
-            }
             Ok(())
         })
     }
 
-    fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
+    fn create_session(&self, session: &SessionRecord, password_hash: &str) -> StoreResult<()> {
         self.write(|tx| {
+            // Serializable: a deletion or password change committing
+            // meanwhile conflicts with this read, and one of the two retries.
+            let user = tx.query_opt(
+                "SELECT uid FROM users WHERE uid = $1 AND password_hash = $2",
+                &[&int(session.uid), &password_hash],
+            )?;
+            if user.is_none() {
+                return Err(StoreError::NotFound(format!("user {} with that password", session.uid)));
+            }
             tx.execute(
                 &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4)"),
                 &[
@@ -121,6 +134,16 @@ impl UserStore for PostgresStore {
                 ],
             )?;
             Ok(())
+        })
+    }
+
+    fn revoke_user_sessions(&self, uid: u64) -> StoreResult<u64> {
+        self.write(|tx| {
+            let revoked = tx.execute(
+                "UPDATE sessions SET revoked = TRUE WHERE uid = $1 AND NOT revoked",
+                &[&int(uid)],
+            )?;
+            Ok(revoked)
         })
     }
 

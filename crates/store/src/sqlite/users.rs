@@ -87,26 +87,48 @@ impl UserStore for SqliteStore {
         })
     }
 
-    fn set_password_hash(&self, name: &str, password_hash: &str) -> StoreResult<()> {
+    fn set_password_hash(&self, name: &str, password_hash: &str, keep_session: Option<&str>) -> StoreResult<()> {
         self.write(|tx| {
-            let changed = tx.exec(
-                "UPDATE users SET password_hash = ?1 WHERE name = ?2",
-                params![password_hash, name],
+            let uid: u64 = tx
+                .one(
+                    "UPDATE users SET password_hash = ?1 WHERE name = ?2 RETURNING uid",
+                    params![password_hash, name],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("user {name}")))?;
+            tx.exec(
+                "UPDATE sessions SET revoked = 1 WHERE uid = ?1 AND revoked = 0 AND sid IS NOT ?2",
+                params![uid, keep_session],
             )?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!("user {name}")));
-            }
             Ok(())
         })
     }
 
-    fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
+    fn create_session(&self, session: &SessionRecord, password_hash: &str) -> StoreResult<()> {
         self.write(|tx| {
+            let user = tx
+                .one(
+                    "SELECT uid FROM users WHERE uid = ?1 AND password_hash = ?2",
+                    params![session.uid, password_hash],
+                    |row| row.get::<_, u64>(0),
+                )
+                .optional()?;
+            if user.is_none() {
+                return Err(StoreError::NotFound(format!("user {} with that password", session.uid)));
+            }
             tx.exec(
                 "INSERT INTO sessions (sid, uid, expires_at, revoked) VALUES (?1, ?2, ?3, ?4)",
                 params![session.sid, session.uid, session.expires_at, session.revoked],
             )?;
             Ok(())
+        })
+    }
+
+    fn revoke_user_sessions(&self, uid: u64) -> StoreResult<u64> {
+        self.write(|tx| {
+            let revoked = tx.exec("UPDATE sessions SET revoked = 1 WHERE uid = ?1 AND revoked = 0", [uid])?;
+            Ok(revoked as u64)
         })
     }
 
