@@ -129,10 +129,13 @@ EOF
 # Watches stream until the client goes away: a request timeout, not an answer.
 run directory "$DIRECTORY" --exclude-path-regex '^/v1/(auth|users|chunks|stats)' --exclude-path /v1/watch
 run file "$FILE" --include-path-regex '^/v1/(chunks|stats)'
-# Logging out ends the ticket every later request of a run carries: on its
-# own, before the rest of the security service (which may delete admin).
+# Logging out ends the ticket every later request of a run carries, and
+# logout-all or ending a user's sessions (admin's, when the name generated is
+# admin) every session of admin: each on its own, with its own ticket,
+# before the rest of the security service (which may delete admin).
 run logout "$AUTH" --include-path /v1/auth/logout
-run auth "$AUTH" --include-path-regex '^/v1/(auth|users)' --exclude-path /v1/auth/logout
+run sessions "$AUTH" --include-path-regex '^/v1/(auth/logout-all|users/\{name\}/sessions)$'
+run auth "$AUTH" --include-path-regex '^/v1/(auth|users)' --exclude-path-regex '^/v1/(auth/logout|users/\{name\}/sessions)'
 
 echo "fuzz-api.sh: $EXAMPLES examples per operation"
 for line in "${summary[@]}"; do echo "  $line"; done
