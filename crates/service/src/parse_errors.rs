@@ -8,6 +8,12 @@
 //! 400, 414 or 431 with `content-length: 0`, which no handler of ours
 //! writes, since every error of ours has a JSON body) into the same status
 //! with a `{"code", "message"}` body.
+//!
+//! The wrapper sees bytes, not messages: a response body written alone
+//! that is itself exactly such a head would be rewritten too. Only content
+//! someone stored can look like that, and only its own download is changed
+//! (a connection whose answer differs from what was stored ends in a
+//! framing error), so this is accepted rather than parsing our own answers.
 
 use hyper::rt::{Read, ReadBufCursor, Write};
 use std::io;

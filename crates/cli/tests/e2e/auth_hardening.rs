@@ -370,16 +370,23 @@ fn address_of(url: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn silent_and_half_sent_connections_are_closed_and_one_address_cannot_hold_them_all() {
+async fn silent_idle_and_half_sent_connections_are_closed_and_one_address_cannot_hold_them_all() {
     let cluster = cluster();
     let directory = address_of(cluster.url());
     let mut silent = TcpStream::connect(&directory).unwrap();
     let mut half = TcpStream::connect(&directory).unwrap();
     half.write_all(b"GET /v1/info HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+    // Kept alive after one answered request, then idle.
+    let mut idle = TcpStream::connect(&directory).unwrap();
+    idle.write_all(b"GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let started = Instant::now();
     let limit = Duration::from_secs(30);
     assert!(closed_within(&mut silent, limit), "a silent connection stays open");
     assert!(closed_within(&mut half, limit), "a half-sent request stays open");
+    assert!(
+        closed_within(&mut idle, limit),
+        "an idle keep-alive connection stays open"
+    );
     eprintln!("closed after {:?}", started.elapsed());
 
     // One address holds at most 512 connections; the next is closed at once,
