@@ -9,8 +9,8 @@ use crate::server::FileServer;
 use crate::store::{CommitError, ReadError, Stored, Verify};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -270,12 +270,6 @@ async fn receive(
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ReadQuery {
-    /// The read capability, for clients that cannot set headers (`curl` one-liners).
-    cap: Option<String>,
-}
-
 /// The answer to a successful store: the servers holding the chunk and a
 /// receipt sealed for the directory service.
 pub(crate) fn stored_answer(server: &FileServer, id: ChunkId, size: u64, servers: Vec<String>) -> ChunkStored {
@@ -292,16 +286,10 @@ pub(crate) fn stored_answer(server: &FileServer, id: ChunkId, size: u64, servers
     }
 }
 
-/// Checks the read capability of a request for chunk `id`: from the header,
-/// else from the `cap` query parameter.
-fn check_read_capability(server: &FileServer, id: &ChunkId, uri: &Uri, headers: &HeaderMap) -> ApiResult<()> {
-    let token = match headers.get(CAPABILITY_HEADER) {
-        Some(_) => header_capability(headers)?,
-        None => Query::<ReadQuery>::try_from_uri(uri)
-            .ok()
-            .and_then(|Query(query)| query.cap)
-            .ok_or_else(|| ApiError::unauthenticated(format!("no `{CAPABILITY_HEADER}` header")))?,
-    };
+/// Checks the read capability of a request for chunk `id`, from the header
+/// only: a capability in a URL would end up in logs and histories.
+fn check_read_capability(server: &FileServer, id: &ChunkId, headers: &HeaderMap) -> ApiResult<()> {
+    let token = header_capability(headers)?;
     let capability = open_capability(server, &token, ChunkOp::Read, id)?;
     if !capability.targets.is_empty() && !capability.targets.iter().any(|target| target.id == server.id()) {
         return Err(ApiError::permission_denied(format!(
@@ -317,11 +305,10 @@ async fn get_chunk(
     id: Result<Path<String>, PathRejection>,
     upgrade: Option<TcpUpgrade>,
     method: Method,
-    uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let id = chunk_id(id)?;
-    check_read_capability(&server, &id, &uri, &headers)?;
+    check_read_capability(&server, &id, &headers)?;
     let range_header = headers.get(header::RANGE).and_then(|value| value.to_str().ok());
     if range_header.is_none() {
         let verify = match headers.get(VERIFY_HEADER) {
@@ -477,11 +464,10 @@ async fn send_whole(server: Arc<FileServer>, id: ChunkId, verify: Verify) -> Api
 async fn check_chunk(
     State(server): State<Arc<FileServer>>,
     id: Result<Path<String>, PathRejection>,
-    uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Json<ChunkCheck>> {
     let id = chunk_id(id)?;
-    check_read_capability(&server, &id, &uri, &headers)?;
+    check_read_capability(&server, &id, &headers)?;
     let intact = match server.store.get(&id).await {
         Ok(_) => true,
         Err(error @ ReadError::Corrupt { .. }) => {
@@ -543,6 +529,13 @@ pub(crate) fn open_capability(server: &FileServer, token: &str, op: ChunkOp, id:
                 ApiError::unauthenticated("invalid capability: tampered, truncated or from another cluster")
             }
         })?;
+    if let Some(session) = &capability.session {
+        if server.verifier.is_revoked(session) {
+            return Err(ApiError::unauthenticated(
+                "capability revoked: the session it was issued to has ended (logged out)",
+            ));
+        }
+    }
     if capability.op != op {
         return Err(ApiError::permission_denied(format!(
             "capability is for {:?}, not {op:?}",

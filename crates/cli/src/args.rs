@@ -279,6 +279,9 @@ pub struct UpArgs {
     /// Seconds an unreferenced chunk is kept before garbage collection [default: 7200].
     #[arg(long)]
     pub gc_grace: Option<u64>,
+    /// Seconds a chunk capability lives; read capabilities live at most 120 [default: 600].
+    #[arg(long)]
+    pub capability_ttl: Option<u64>,
     /// Ticket lifetime in seconds; clients refresh before it ends [default: 3600].
     #[arg(long)]
     pub ticket_ttl: Option<u64>,

@@ -71,6 +71,10 @@ pub struct Settings {
     /// Re-replication copies started per second at most (directory) [default: 8].
     #[arg(long)]
     pub repair_rate: Option<u32>,
+    /// Seconds a chunk capability lives; read capabilities live at most 120
+    /// (directory) [default: 600].
+    #[arg(long)]
+    pub capability_ttl: Option<u64>,
     /// Scrubbing speed in bytes per second, 0 to disable (file) [default: 67108864].
     #[arg(long)]
     pub scrub_rate: Option<u64>,
@@ -110,6 +114,7 @@ impl Settings {
             heartbeat_timeout: self.heartbeat_timeout.or(file.heartbeat_timeout),
             gc_grace: self.gc_grace.or(file.gc_grace),
             repair_rate: self.repair_rate.or(file.repair_rate),
+            capability_ttl: self.capability_ttl.or(file.capability_ttl),
             scrub_rate: self.scrub_rate.or(file.scrub_rate),
             scrub_interval: self.scrub_interval.or(file.scrub_interval),
             tls_cert: self.tls_cert.or(file.tls_cert),
@@ -239,7 +244,9 @@ pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Resul
                 heartbeat_timeout: settings
                     .heartbeat_timeout
                     .map_or(dfs_meta::Config::DEFAULT_HEARTBEAT_TIMEOUT, Duration::from_secs),
-                capability_ttl: Duration::from_secs(600),
+                capability_ttl: settings
+                    .capability_ttl
+                    .map_or(dfs_meta::Config::DEFAULT_CAPABILITY_TTL, Duration::from_secs),
                 upload_ttl: Duration::from_secs(3600),
                 gc_grace: settings
                     .gc_grace

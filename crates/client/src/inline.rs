@@ -156,7 +156,8 @@ impl Client {
                         layout.stat.path, layout.stat.size
                     )));
                 }
-                let summary = self.get_layout_with_summary(&layout.chunks, sink, options).await?;
+                let file = Some((&layout.stat.path, layout.stat.version));
+                let summary = self.get_chunks(&layout.chunks, file, sink, options).await?;
                 return Ok((layout.stat.clone(), summary));
             }
             let (version, data) = match &layout.data {

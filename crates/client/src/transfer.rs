@@ -477,28 +477,53 @@ impl Client {
     pub async fn get_layout_with_summary(
         &self,
         chunks: &[ChunkLocation],
+        sink: impl AsyncWrite + Unpin,
+        options: &GetOptions,
+    ) -> Result<GetSummary> {
+        self.get_chunks(chunks, None, sink, options).await
+    }
+
+    /// Downloads `chunks` in order into `sink`. With `file` (the path and
+    /// version they are the layout of), a chunk refused for its capability
+    /// (401: read capabilities live two minutes, and end with the session)
+    /// makes it ask for the layout again and go on with the new capabilities,
+    /// as long as the file is still that version; else the refusal is the error.
+    pub(crate) async fn get_chunks(
+        &self,
+        chunks: &[ChunkLocation],
+        file: Option<(&DfsPath, u64)>,
         mut sink: impl AsyncWrite + Unpin,
         options: &GetOptions,
     ) -> Result<GetSummary> {
         let mut summary = GetSummary::default();
-        let mut pending = chunks.iter();
+        let mut locations = std::borrow::Cow::Borrowed(chunks);
+        // Raised at each new layout; a refusal of an older one's capability
+        // needs no new layout, only a new try.
+        let mut generation = 0u32;
+        let mut next = 0;
         let mut in_flight = FuturesOrdered::new();
         loop {
-            while in_flight.len() < self.parallelism.max(1) {
-                match pending.next() {
-                    // Each chunk is its own task, so that several are
-                    // received and hashed on different threads at once.
-                    Some(location) => {
-                        let (client, location) = (self.clone(), location.clone());
-                        in_flight.push_back(Spawned(tokio::spawn(async move {
-                            client.fetch_chunk_cached(&location).await
-                        })));
-                    }
-                    None => break,
-                }
+            while in_flight.len() < self.parallelism.max(1) && next < locations.len() {
+                // Each chunk is its own task, so that several are
+                // received and hashed on different threads at once.
+                let (client, location, index) = (self.clone(), locations[next].clone(), next);
+                let spawned = Spawned(tokio::spawn(async move { client.fetch_chunk_cached(&location).await }));
+                in_flight.push_back(async move { (index, generation, spawned.await) });
+                next += 1;
             }
             match in_flight.next().await {
-                Some(data) => {
+                Some((index, fetched_with, data)) => {
+                    let data = match (data, file) {
+                        (Err(Error::Api { status: 401, .. }), Some((path, version))) => {
+                            if fetched_with == generation {
+                                locations = std::borrow::Cow::Owned(self.relocate(path, version, &locations).await?);
+                                generation += 1;
+                            }
+                            // Once more, with the newest capability; a second refusal is final.
+                            self.fetch_chunk_cached(&locations[index]).await
+                        }
+                        (data, _) => data,
+                    };
                     let (pieces, cached) = data?;
                     if cached {
                         summary.chunks_cached += 1;
@@ -519,6 +544,23 @@ impl Client {
         }
         sink.flush().await?;
         Ok(summary)
+    }
+
+    /// The chunk locations of `path` anew (new capabilities), if it is still
+    /// `version` with the same chunks as `old`.
+    async fn relocate(&self, path: &DfsPath, version: u64, old: &[ChunkLocation]) -> Result<Vec<ChunkLocation>> {
+        let layout = self.layout(path).await?;
+        let same = !layout.inline
+            && layout.stat.version == version
+            && layout.chunks.len() == old.len()
+            && layout.chunks.iter().zip(old).all(|(new, old)| new.id == old.id);
+        if !same {
+            return Err(Error::Protocol(format!(
+                "{path} changed while it was read (version {version}, now {}); read it again",
+                layout.stat.version
+            )));
+        }
+        Ok(layout.chunks)
     }
 
     /// A chunk from the disk cache if it holds it intact, else from a file
@@ -560,6 +602,8 @@ impl Client {
             for replica in &location.replicas {
                 match self.fetch_from(location, replica, RESPONSE_TIMEOUT).await {
                     Ok(data) => return Ok(data),
+                    // Every replica takes the same capability: expired or revoked.
+                    Err(error @ Error::Api { status: 401, .. }) => return Err(error),
                     Err(error) => {
                         if crate::retry::is_transient(&error) && slow.is_none() {
                             slow = Some(replica);

@@ -113,6 +113,7 @@ async fn collect(directory: &Arc<Directory>, server: &ServerRef) -> anyhow::Resu
             targets: vec![server.clone()],
             expires_at: dfs_seal::now() + 60,
             write_quorum: 0,
+            session: None,
         });
         let response = directory
             .http

@@ -200,6 +200,7 @@ async fn copy_chunk(directory: &Arc<Directory>, copy: Copy) -> bool {
         targets: vec![copy.source.clone()],
         expires_at,
         write_quorum: 0,
+        session: None,
     });
     let order = key.seal_copy_capability(&CopyCapability {
         chunk: copy.chunk.clone(),

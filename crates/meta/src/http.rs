@@ -227,6 +227,12 @@ impl Directory {
         dfs_seal::now() + self.capability_ttl.as_secs()
     }
 
+    /// Expiry of a read capability: at most [`READ_CAPABILITY_TTL`] from now
+    /// (a read that takes longer asks for the layout again).
+    fn read_capability_expiry(&self) -> u64 {
+        dfs_seal::now() + self.capability_ttl.min(READ_CAPABILITY_TTL).as_secs()
+    }
+
     /// Of `chunks`, those `who` has shown it holds, with their sizes: chunks
     /// of its own uploads (a file server received the bytes from it and
     /// sealed a receipt), and the chunks of the file at `path` as it is now,
@@ -337,6 +343,11 @@ async fn reading<T: Send + 'static>(
         blocking(work).await
     }
 }
+
+/// Longest life of a read capability: a reader that loses access (chmod, or
+/// its session ends: capabilities are bound to it) keeps reading chunks it
+/// was handed for this long at most.
+pub const READ_CAPABILITY_TTL: Duration = Duration::from_secs(120);
 
 /// Layouts of files with at most this many chunks look their replicas up in
 /// place when reads are quick; longer lists go to the blocking pool.
@@ -702,6 +713,7 @@ async fn place_chunks(
                 targets: targets.clone(),
                 expires_at,
                 write_quorum: directory.write_quorum,
+                session: Some(ticket.sid.clone()),
             });
             Placement {
                 id: chunk.id,
@@ -852,7 +864,7 @@ async fn layout(
     } else {
         blocking(move || store.replicas(&ids)).await?
     };
-    let expires_at = directory.capability_expiry();
+    let expires_at = directory.read_capability_expiry();
     let mut offset = 0;
     let mut locations = Vec::with_capacity(chunks.len());
     for chunk in chunks {
@@ -866,6 +878,7 @@ async fn layout(
             targets: Vec::new(),
             expires_at,
             write_quorum: 0,
+            session: Some(ticket.sid.clone()),
         });
         locations.push(ChunkLocation {
             id: chunk.id,

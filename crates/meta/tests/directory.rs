@@ -471,6 +471,7 @@ impl TestSeal for ClusterKey {
             targets: vec![],
             expires_at: dfs_seal::now() + 60,
             write_quorum: 0,
+            session: None,
         })
     }
 }

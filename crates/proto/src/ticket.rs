@@ -74,6 +74,11 @@ pub struct Capability {
     /// answers with a receipt naming those that did. 0 (absent) means all.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub write_quorum: u32,
+    /// The session (ticket `sid`) it was issued to, if any: file servers
+    /// refuse it once that session is revoked (logout, user deleted), as
+    /// they refuse the session's ticket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 fn is_zero(value: &u32) -> bool {

@@ -88,6 +88,7 @@ fn purposes_do_not_mix() {
         targets: vec![],
         expires_at: 2_000,
         write_quorum: 0,
+        session: None,
     };
     let cap_token = key.seal_capability(&capability);
     assert_eq!(key.open_capability(&cap_token, 1_500).unwrap(), capability);
@@ -110,6 +111,7 @@ fn a_chunk_capability_is_no_copy_capability() {
         targets: vec![],
         expires_at: 2_000,
         write_quorum: 0,
+        session: None,
     });
     assert_eq!(key.open_copy_capability(&write, 1_500), Err(SealError::BadSeal));
     let copy = CopyCapability {

@@ -395,3 +395,93 @@ async fn transactions_begin_without_a_body_and_homes_answer_their_stat() {
         (Some("/home/carol"), Some("carol"))
     );
 }
+
+/// `GET` of chunk `id` on the file server at `url`, with `capability` in
+/// the header (or, with `in_query`, as `?cap=`).
+async fn read_chunk(url: &str, id: &str, capability: &str, in_query: bool) -> reqwest::Response {
+    let request = http().get(format!("{url}/v1/chunks/{id}"));
+    let request = if in_query {
+        request.query(&[("cap", capability)])
+    } else {
+        request.header(dfs_proto::CAPABILITY_HEADER, capability)
+    };
+    request.send().await.unwrap()
+}
+
+/// Issue 17, finding 12: read capabilities stayed valid for 10 minutes after
+/// logout, bound to no session, and were taken from `?cap=` URLs (which end
+/// up in logs). Now they end with the session, and only a header carries them.
+#[tokio::test(flavor = "multi_thread")]
+async fn read_capabilities_end_with_the_session_and_never_come_in_a_url() {
+    let cluster = cluster_with_users();
+    let secret = random_bytes(100_000);
+    cluster.ok("ann", &["put", "-", "/home/ann/secret.bin"], &secret);
+    let layout = get_json(&cluster, "ann", "/v1/layout?path=/home/ann/secret.bin").await;
+    let chunk = &layout["chunks"][0];
+    let (id, capability) = (chunk["id"].as_str().unwrap(), chunk["capability"].as_str().unwrap());
+    let url = chunk["replicas"][0]["url"].as_str().unwrap();
+    assert_eq!(read_chunk(url, id, capability, false).await.status(), 200);
+    assert_error(read_chunk(url, id, capability, true).await, 401, "unauthenticated").await;
+
+    cluster.ok("ann", &["logout"], b"");
+    // File servers poll the revocation list every second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let response = read_chunk(url, id, capability, false).await;
+        if response.status() == 401 {
+            let message = assert_error(response, 401, "unauthenticated").await;
+            assert!(message.contains("session"), "{message}");
+            break;
+        }
+        assert_eq!(response.status(), 200);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the capability outlived its session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Issue 17, finding 12: read capabilities are short-lived (at most two
+/// minutes; two seconds here), so a long read asks for the layout again when
+/// they run out, and goes on as long as the file has not changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_outliving_its_capabilities_fetches_the_layout_again() {
+    let cluster = dfs_testkit::Cluster::start(
+        crate::BIN,
+        dfs_testkit::Options {
+            extra_args: vec!["--capability-ttl=2".into()],
+            ..dfs_testkit::Options::default()
+        },
+    );
+    cluster.login("admin", &cluster.admin_password());
+    let bytes = random_bytes(300_000);
+    cluster.ok("admin", &["put", "-", "/big.bin"], &bytes);
+    let mut client = dfs_client::Client::new(cluster.url()).unwrap();
+    client.set_ticket(Some(cluster.ticket("admin")));
+    let path = dfs_proto::DfsPath::parse("/big.bin").unwrap();
+    let layout = client.layout(&path).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // The old capability is refused now...
+    let chunk = &layout.chunks[0];
+    let expired = read_chunk(&chunk.replicas[0].url, chunk.id.as_str(), &chunk.capability, false).await;
+    let message = assert_error(expired, 401, "unauthenticated").await;
+    assert!(message.contains("expired"), "{message}");
+    // ...and a read with that layout gets new ones and finishes.
+    let mut read = Vec::new();
+    let options = dfs_client::GetOptions::default();
+    client
+        .get_file_with_summary(&layout, &mut read, &options)
+        .await
+        .unwrap();
+    assert!(read == bytes, "the bytes read back");
+
+    // If the file changed meanwhile, the read says so instead of mixing versions.
+    cluster.ok("admin", &["put", "-", "/big.bin"], &random_bytes(300_000));
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let error = client
+        .get_file_with_summary(&layout, &mut Vec::new(), &options)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("changed while it was read"), "{error}");
+}
