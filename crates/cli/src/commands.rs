@@ -294,7 +294,11 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             emit(&global, &report, || {
                 format!(
                     "{} ({} bytes, version {}; {} chunks sent, {} already stored)",
-                    stat.path, stat.size, stat.version, report.chunks_sent, report.chunks_deduplicated
+                    shown(stat.path.as_str()),
+                    stat.size,
+                    stat.version,
+                    report.chunks_sent,
+                    report.chunks_deduplicated
                 )
             })
         }
@@ -328,7 +332,7 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             emit(&global, &report, || {
                 format!(
                     "{} -> {} ({} bytes; {} chunks from the cache, {} fetched)",
-                    stat.path,
+                    shown(stat.path.as_str()),
                     target.display(),
                     stat.size,
                     chunks.chunks_cached,
@@ -367,17 +371,23 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 }
             }
             let stat = client.rename(&from, &target, no_clobber).await?;
-            emit(&global, &stat, || format!("{from} -> {}", stat.path))
+            emit(&global, &stat, || {
+                format!("{} -> {}", shown(from.as_str()), shown(stat.path.as_str()))
+            })
         }
         Command::Chmod { mode, path } => {
             let (client, session) = connect(&global, true).await?;
             let stat = client.chmod(&remote_path(&path, session.as_ref())?, mode).await?;
-            emit(&global, &stat, || format!("{} {}", mode_string(&stat), stat.path))
+            emit(&global, &stat, || {
+                format!("{} {}", mode_string(&stat), shown(stat.path.as_str()))
+            })
         }
         Command::Chown { owner, path } => {
             let (client, session) = connect(&global, true).await?;
             let stat = client.chown(&remote_path(&path, session.as_ref())?, &owner).await?;
-            emit(&global, &stat, || format!("{} {}", stat.owner, stat.path))
+            emit(&global, &stat, || {
+                format!("{} {}", stat.owner, shown(stat.path.as_str()))
+            })
         }
         Command::Cluster(ClusterCommand::Drain {
             server,

@@ -202,7 +202,7 @@ pub async fn put_tree(
         format!(
             "{} -> {} ({} files, {} directories, {} bytes; {} chunks sent, {} already stored)",
             local.display(),
-            report.remote,
+            shown(&report.remote.to_string()),
             report.files,
             report.directories,
             report.bytes,
@@ -281,7 +281,7 @@ pub async fn get_tree(
     emit(global, &report, || {
         format!(
             "{} -> {} ({} files, {} directories, {} bytes; {} chunks from the cache, {} fetched)",
-            report.remote,
+            shown(&report.remote.to_string()),
             target.display(),
             report.files,
             report.directories,

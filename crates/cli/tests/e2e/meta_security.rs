@@ -485,3 +485,53 @@ async fn a_read_outliving_its_capabilities_fetches_the_layout_again() {
         .unwrap_err();
     assert!(error.to_string().contains("changed while it was read"), "{error}");
 }
+
+/// Issue 17, finding 13: a name stored before control characters were
+/// refused (here restored from a metadata dump) is printed escaped by every
+/// human output of the CLI, so it cannot clear the screen or forge a line,
+/// and it can still be read and removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_stored_with_control_characters_are_printed_escaped() {
+    let mut cluster = cluster_with_users();
+    cluster.ok("ann", &["put", "-", "/home/ann/plain"], b"x");
+    cluster.stop();
+    let data = cluster.data_dir();
+    let dump = cluster.dir_path().join("meta.json");
+    let dump_arg = dump.display().to_string();
+    let data_arg = format!("--data-dir={}", data.display());
+    cluster.ok("admin", &["meta", "export", "-o", &dump_arg, &data_arg], b"");
+    let text = std::fs::read_to_string(&dump).unwrap();
+    assert!(text.contains("\"/home/ann/plain\""));
+    let evil = text.replace("\"/home/ann/plain\"", r#""/home/ann/x\u001b[2J\nforged""#);
+    std::fs::write(&dump, evil).unwrap();
+    // Both services' SQLite files start again from the edited dump.
+    let restored = cluster.dir_path().join("restored.db");
+    let target = format!("--meta=sqlite://{}", restored.display());
+    cluster.ok("admin", &["meta", "import", &target, &dump_arg], b"");
+    for service in ["auth", "directory"] {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(data.join(service).join(format!("meta.db{suffix}")));
+        }
+        std::fs::copy(&restored, data.join(service).join("meta.db")).unwrap();
+    }
+    cluster.restart();
+    cluster.login("ann", "ann-password");
+
+    let listed = String::from_utf8(cluster.ok("ann", &["ls", "-l", "/home/ann"], b"")).unwrap();
+    assert!(!listed.contains('\u{1b}'), "{listed:?}");
+    assert_eq!(listed.lines().count(), 1, "{listed:?}");
+    assert!(listed.contains(r"x\u{1b}[2J\nforged"), "{listed:?}");
+    let evil_path = "/home/ann/x\u{1b}[2J\nforged";
+    let stat = String::from_utf8(cluster.ok("ann", &["stat", evil_path], b"")).unwrap();
+    assert_eq!(stat.lines().count(), 7, "{stat:?}");
+    assert!(!stat.contains('\u{1b}'), "{stat:?}");
+    assert_eq!(cluster.ok("ann", &["cat", evil_path], b""), b"x");
+    let moved = String::from_utf8(cluster.ok("ann", &["mv", evil_path, "/home/ann/renamed"], b"")).unwrap();
+    assert_eq!(moved.lines().count(), 1, "{moved:?}");
+    assert!(!moved.contains('\u{1b}'), "{moved:?}");
+    // A refusal quoting the name is escaped too.
+    let missing = cluster.run("ann", &["rm", evil_path], b"");
+    assert_eq!(missing.code, Some(4), "{}", missing.stderr);
+    assert_eq!(missing.stderr.lines().count(), 1, "{:?}", missing.stderr);
+    assert!(!missing.stderr.contains('\u{1b}'), "{:?}", missing.stderr);
+}
