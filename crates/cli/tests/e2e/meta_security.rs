@@ -228,7 +228,8 @@ async fn live_locks_per_user_are_capped() {
             &cluster,
             "bob",
             "/v1/locks",
-            json!({"path": format!("/home/bob/l{index}")}),
+            // Long leases: on a slow engine the first ones must not expire meanwhile.
+            json!({"path": format!("/home/bob/l{index}"), "ttl_secs": 3600}),
         )
         .await;
         assert_eq!(granted.status(), 200, "lock {index}");
@@ -492,7 +493,17 @@ async fn a_read_outliving_its_capabilities_fetches_the_layout_again() {
 /// and it can still be read and removed.
 #[tokio::test(flavor = "multi_thread")]
 async fn names_stored_with_control_characters_are_printed_escaped() {
-    let mut cluster = cluster_with_users();
+    // The dump is edited and restored into `dfs up`'s own SQLite files.
+    let mut cluster = dfs_testkit::Cluster::start(
+        crate::BIN,
+        dfs_testkit::Options {
+            meta: None,
+            ..dfs_testkit::Options::default()
+        },
+    );
+    cluster.login("admin", &cluster.admin_password());
+    cluster.ok("admin", &["user", "add", "ann", "--password-stdin"], b"ann-password\n");
+    cluster.login("ann", "ann-password");
     cluster.ok("ann", &["put", "-", "/home/ann/plain"], b"x");
     cluster.stop();
     let data = cluster.data_dir();
