@@ -32,16 +32,16 @@ export DFS_SECANTUSD="$VENV/bin/secantusd-py"
 
 cargo test --workspace --locked "$@"
 if [ $# -eq 0 ]; then
-    echo "test.sh: end-to-end data, lock, transaction and client tests on postgres" >&2
-    DFS_TEST_META=postgres cargo test -p dfs-cli --test e2e --locked -- data:: locks:: client::
+    echo "test.sh: end-to-end data, lock, transaction, client and directory security tests on postgres" >&2
+    DFS_TEST_META=postgres cargo test -p dfs-cli --test e2e --locked -- data:: locks:: client:: meta_security::
     # Skipped on MongoDB: kill -9 of the directory service in the middle of a
     # transaction. The server keeps the dead process's transaction, and the
     # documents it wrote, until its transaction lifetime runs out (60 s;
     # transactionLifetimeLimitSeconds on MongoDB, fixed on SecantusDB), so
     # writes to them fail as conflicts meanwhile. Nothing half-committed is
     # ever visible (the store suite checks atomicity on MongoDB); see README.
-    echo "test.sh: end-to-end data, lock, transaction and client tests on mongo" >&2
-    DFS_TEST_META=mongo cargo test -p dfs-cli --test e2e --locked -- data:: locks:: client:: \
+    echo "test.sh: end-to-end data, lock, transaction, client and directory security tests on mongo" >&2
+    DFS_TEST_META=mongo cargo test -p dfs-cli --test e2e --locked -- data:: locks:: client:: meta_security:: \
         --skip kill_9_of_the_directory_service_during_commits
     # Faults at random (a new seed each run, printed; replay with --seed).
     echo "test.sh: a 40 s fault campaign (scripts/chaos.sh)" >&2
