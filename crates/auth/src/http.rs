@@ -143,6 +143,7 @@ fn store_error(error: StoreError) -> ApiError {
         StoreError::PermissionDenied(what) => ApiError::permission_denied(what),
         StoreError::Locked(what) => ApiError::new(ErrorCode::Locked, what),
         StoreError::TooMany(what) => ApiError::new(ErrorCode::TooManyRequests, what),
+        StoreError::PreconditionFailed(what) => ApiError::new(ErrorCode::PreconditionFailed, what),
         StoreError::Invalid(what) => ApiError::bad_request(what),
         StoreError::Backend(error) => ApiError::internal(format!("{error:#}")),
     }

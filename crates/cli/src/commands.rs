@@ -38,6 +38,18 @@ pub(crate) fn shown(text: &str) -> std::borrow::Cow<'_, str> {
     dfs_proto::path::escape_controls(text)
 }
 
+/// A command's requested data (a transaction id, a lock token): printed as
+/// JSON with `--json`, else as `text`, even with `--quiet`, which hides
+/// only what was not asked for.
+pub(crate) fn emit_data<T: Serialize>(global: &Global, value: &T, text: &str) -> anyhow::Result<()> {
+    if global.json {
+        println!("{}", serde_json::to_string(value)?);
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
+
 /// The client for `global.url`, with the saved ticket if it belongs to that URL.
 pub(crate) async fn connect(global: &Global, need_login: bool) -> anyhow::Result<(Client, Option<Session>)> {
     let mut client = crate::tls::client(global)?;
@@ -618,7 +630,8 @@ pub fn describe_error(error: &anyhow::Error) -> (String, String) {
 }
 
 /// Exit codes: 1 any error, 2 usage (clap), 3 not logged in or ticket refused,
-/// 4 not found, 5 permission denied, 6 already exists or conflict, 7 unreachable.
+/// 4 not found, 5 permission denied, 6 already exists, conflict or version moved
+/// (`--if-version`), 7 unreachable, 8 locked.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     match error.downcast_ref::<dfs_client::Error>() {
         Some(dfs_client::Error::Unreachable { .. }) => 7,
@@ -626,7 +639,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             Some(ErrorCode::Unauthenticated) => 3,
             Some(ErrorCode::NotFound) => 4,
             Some(ErrorCode::PermissionDenied) => 5,
-            Some(ErrorCode::AlreadyExists | ErrorCode::Conflict) => 6,
+            Some(ErrorCode::AlreadyExists | ErrorCode::Conflict | ErrorCode::PreconditionFailed) => 6,
             Some(ErrorCode::Locked) => 8,
             _ => 1,
         },

@@ -1,8 +1,10 @@
 //! `dfs lock`, `dfs unlock`, `dfs locks`, `dfs tx`, and the global
-//! `--tx ID` / `--lock-token TOKEN` that put, rm, mv, mkdir, chmod and chown honour.
+//! `--tx ID` (put, rm, mv, mkdir stage in it; get, cat, stat, ls read in
+//! it), `--lock-token TOKEN` (put, rm, mv, mkdir, chmod, chown, tx commit)
+//! and `--if-version N` (put, rm, mv of one file).
 
 use crate::args::{Command, Global};
-use crate::commands::{connect, emit, remote_path};
+use crate::commands::{connect, emit, emit_data, remote_path};
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use dfs_client::Client;
@@ -13,9 +15,14 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default, Args)]
 pub struct WriteArgs {
     /// Stage the change in this transaction (from `dfs tx begin`) instead of applying it
-    /// (put, rm, mv, mkdir).
+    /// (put, rm, mv, mkdir), or read in it (get, cat, stat, ls): the commit then
+    /// fails if what was read changed meanwhile, and reads see the staged changes.
     #[arg(long, global = true, value_name = "ID")]
     pub tx: Option<String>,
+    /// Change the file only if it is at version N now (see `dfs stat`), else fail
+    /// (exit 6) and change nothing: a compare-and-set (put, rm, mv of one file).
+    #[arg(long, global = true, value_name = "N")]
+    pub if_version: Option<u64>,
     /// Write through a lock you hold (put, rm, mv, mkdir, chmod, chown, tx commit).
     #[arg(long, global = true, value_name = "TOKEN", env = "DFS_LOCK_TOKEN")]
     pub lock_token: Option<String>,
@@ -51,7 +58,7 @@ pub struct LocksArgs {
 
 #[derive(Debug, Subcommand)]
 #[command(
-    after_help = "Example:\n  TX=$(dfs tx begin)\n  dfs put --tx $TX a.txt && dfs mv --tx $TX old new && dfs rm --tx $TX junk\n  dfs tx commit $TX      all of it becomes visible at once, or none (exit 6 on a conflict)"
+    after_help = "Example (a transfer between two accounts, which no concurrent transfer can undo):\n  TX=$(dfs tx begin)\n  A=$(dfs cat --tx $TX /bank/a) B=$(dfs cat --tx $TX /bank/b)\n  echo $((A - 10)) | dfs put --tx $TX - /bank/a\n  echo $((B + 10)) | dfs put --tx $TX - /bank/b\n  dfs tx commit $TX      all of it at once, or none: exit 6 if /bank/a or /bank/b changed since read\n\nReads with --tx see the transaction's own staged changes; the commit checks every read and write."
 )]
 pub enum TxCommand {
     /// Open a transaction and print its id.
@@ -95,6 +102,9 @@ pub fn scoped(mut client: Client, global: &Global) -> Client {
     if let Some(tx) = &global.write.tx {
         client = client.in_transaction(tx.clone());
     }
+    if let Some(version) = global.write.if_version {
+        client = client.if_version(version);
+    }
     client
 }
 
@@ -104,13 +114,31 @@ pub fn check_scope(global: &Global, command: &Command) -> anyhow::Result<()> {
         command,
         Command::Put { .. } | Command::Rm { .. } | Command::Mv { .. } | Command::Mkdir { .. }
     );
+    let reads = matches!(
+        command,
+        Command::Get { .. } | Command::Cat { .. } | Command::Stat { .. } | Command::Ls { .. }
+    );
     let writes = stages
         || matches!(
             command,
             Command::Chmod { .. } | Command::Chown { .. } | Command::Tx(TxCommand::Commit { .. })
         );
-    if global.write.tx.is_some() && !stages {
-        bail!("--tx works with put, rm, mv and mkdir");
+    if global.write.tx.is_some() && !stages && !reads {
+        bail!("--tx works with put, rm, mv and mkdir (staged) and get, cat, stat and ls (read in it)");
+    }
+    if global.write.if_version.is_some() {
+        let one_file = match command {
+            Command::Put { recursive, .. } => !recursive,
+            Command::Rm { recursive, paths } => !recursive && paths.len() == 1,
+            Command::Mv { .. } => true,
+            _ => false,
+        };
+        if !one_file {
+            bail!("--if-version works with put, rm and mv of one file");
+        }
+        if global.write.tx.is_some() {
+            bail!("--if-version and --tx do not go together: a transaction checks what it read at its commit");
+        }
     }
     if global.write.lock_token.is_some() && !writes {
         bail!("--lock-token works with put, rm, mv, mkdir, chmod, chown and tx commit");
@@ -135,7 +163,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Lock(args) => {
             let path = remote_path(&args.path, session.as_ref())?;
             let grant = client.lock(&path, args.ttl, args.shared).await?;
-            emit(global, &grant, || grant.token.clone())
+            emit_data(global, &grant, &grant.token)
         }
         Command::Unlock(args) => {
             let path = remote_path(&args.path, session.as_ref())?;
@@ -154,7 +182,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         }
         Command::Tx(TxCommand::Begin { ttl }) => {
             let started = client.tx_begin(ttl).await?;
-            emit(global, &started, || started.id.clone())
+            emit_data(global, &started, &started.id)
         }
         Command::Tx(TxCommand::Commit { id }) => {
             let committed = client.tx_commit(&id).await?;

@@ -26,13 +26,10 @@ pub(crate) enum Head {
 }
 
 impl Client {
-    /// The largest file this client writes inline: 0 inside a transaction
-    /// (staged writes use the upload protocol) or with a directory service
-    /// that does not offer it; files as large as a chunk are not inlined.
+    /// The largest file this client writes inline (in a transaction too,
+    /// where the write is staged): 0 with a directory service that does not
+    /// offer it; files as large as a chunk are not inlined.
     pub async fn inline_limit(&self) -> u64 {
-        if self.scope.tx.is_some() {
-            return 0;
-        }
         match self.info().await {
             Ok(info) => info.inline_max.min(INLINE_MAX).min(info.chunk_size.saturating_sub(1)),
             Err(_) => 0,

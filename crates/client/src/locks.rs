@@ -1,7 +1,9 @@
-//! Locks and transactions: typed calls, a [`LockGuard`] that renews its
-//! lease in the background, and [`Client::transaction`], which runs a
-//! closure against a client whose writes are staged, then commits them all
-//! at once (or aborts if the closure fails).
+//! Locks, transactions and conditional writes: typed calls, a [`LockGuard`]
+//! that renews its lease in the background, [`Client::transaction`], which
+//! runs a closure against a client whose reads are recorded and whose
+//! writes are staged, then commits them all at once (or aborts if the
+//! closure fails), running it again on a conflict, and
+//! [`Client::if_version`], a client whose writes are compare-and-sets.
 //!
 //! ```no_run
 //! # async fn demo(client: dfs_client::Client) -> Result<(), dfs_client::Error> {
@@ -11,34 +13,46 @@
 //! guard.client().put(&path, &b"mine alone"[..], &Default::default()).await?;
 //! guard.release().await?;
 //!
+//! // A read-modify-write: if another writer changes the counter between
+//! // the read and the commit, the commit conflicts and the closure runs again.
+//! let counter: dfs_proto::DfsPath = "/home/ann/counter".parse().unwrap();
 //! let (_, committed) = client
-//!     .transaction(|tx| async move {
-//!         tx.mkdir(&"/home/ann/d".parse().unwrap(), false, None).await?;
-//!         tx.put(&"/home/ann/d/a".parse().unwrap(), &b"a"[..], &Default::default()).await?;
-//!         Ok(())
+//!     .transaction(|tx| {
+//!         let counter = counter.clone();
+//!         async move {
+//!             let mut value = Vec::new();
+//!             tx.get(&counter, &mut value, &Default::default()).await?;
+//!             let next = String::from_utf8_lossy(&value).trim().parse::<u64>().unwrap_or(0) + 1;
+//!             tx.put(&counter, next.to_string().as_bytes(), &Default::default()).await?;
+//!             Ok(())
+//!         }
 //!     })
 //!     .await?;
-//! assert_eq!(committed.operations, 2);
+//! assert_eq!(committed.operations, 1);
 //! # Ok(()) }
 //! ```
 
 use crate::{Client, Error, Result};
 use dfs_proto::locks::{LockGrant, LockList, LockRequest, ReleaseLock, RenewLock};
 use dfs_proto::tx::{BeginTransaction, TransactionCommitted, TransactionStarted};
-use dfs_proto::{DfsPath, LOCK_TOKEN_HEADER, TX_HEADER};
+use dfs_proto::{DfsPath, ErrorCode, LOCK_TOKEN_HEADER, TX_HEADER};
 use reqwest::{Method, RequestBuilder};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What a client's directory-service writes carry: a lock token and/or a transaction.
+/// What a client's directory-service requests carry: a lock token, a
+/// transaction, a version that writes expect.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteScope {
     /// Sent as [`LOCK_TOKEN_HEADER`]: lets writes through the lock it names.
     pub lock_token: Option<String>,
-    /// Sent as [`TX_HEADER`]: writes are staged in this transaction.
+    /// Sent as [`TX_HEADER`]: writes are staged in this transaction, reads recorded in it.
     pub tx: Option<String>,
+    /// Sent as `If-Match`: a put, remove or rename happens only if the file
+    /// is at this version (else 412 `precondition_failed`).
+    pub if_version: Option<u64>,
 }
 
 impl WriteScope {
@@ -53,8 +67,24 @@ impl WriteScope {
         if let Some(tx) = &self.tx {
             builder = builder.header(TX_HEADER, tx);
         }
+        if let Some(version) = self.if_version {
+            builder = builder.header(reqwest::header::IF_MATCH, format!("\"{version}\""));
+        }
         builder
     }
+}
+
+/// Runs of the closure [`Client::transaction`] makes at most, the first included.
+pub const TRANSACTION_ATTEMPTS: u32 = 8;
+
+/// The wait before retry `attempt` (1, 2, ...) of a conflicting
+/// transaction: 10 ms doubling to at most 640 ms, half of it random, so
+/// that writers who collided do not collide again in step.
+fn retry_delay(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling = 10u64 << attempt.min(6);
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    Duration::from_millis(ceiling / 2 + random % (ceiling / 2 + 1))
 }
 
 fn seconds(duration: Duration) -> u64 {
@@ -74,6 +104,16 @@ impl Client {
     pub fn in_transaction(&self, id: impl Into<String>) -> Client {
         let mut client = self.clone();
         client.scope.tx = Some(id.into());
+        client
+    }
+
+    /// A clone of this client whose put, remove and rename happen only if
+    /// the file (the source of a rename) is at `version` now: a
+    /// compare-and-set; else they fail with 412 `precondition_failed` and
+    /// change nothing.
+    pub fn if_version(&self, version: u64) -> Client {
+        let mut client = self.clone();
+        client.scope.if_version = Some(version);
         client
     }
 
@@ -170,11 +210,35 @@ impl Client {
             .await
     }
 
-    /// Begins a transaction, runs `work` with a client whose writes are
-    /// staged in it, and commits; if `work` fails, aborts and returns its error.
-    pub async fn transaction<T, F, Fut>(&self, work: F) -> Result<(T, TransactionCommitted)>
+    /// Begins a transaction, runs `work` with a client whose reads are
+    /// recorded and writes staged in it, and commits; if `work` fails,
+    /// aborts and returns its error. On a conflict (something `work` read
+    /// or wrote changed before the commit) it runs `work` again in a new
+    /// transaction, up to [`TRANSACTION_ATTEMPTS`] times in all, waiting a
+    /// little longer (and a random part of it) before each retry; `work`
+    /// must therefore read what it depends on through its client.
+    pub async fn transaction<T, F, Fut>(&self, mut work: F) -> Result<(T, TransactionCommitted)>
     where
-        F: FnOnce(Client) -> Fut,
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let error = match self.transaction_once(&mut work).await {
+                Ok(done) => return Ok(done),
+                Err(error) => error,
+            };
+            if error.code() != Some(ErrorCode::Conflict) || attempt >= TRANSACTION_ATTEMPTS {
+                return Err(error);
+            }
+            tokio::time::sleep(retry_delay(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    async fn transaction_once<T, F, Fut>(&self, work: &mut F) -> Result<(T, TransactionCommitted)>
+    where
+        F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let started = self.tx_begin(None).await?;

@@ -18,7 +18,7 @@ use dfs_proto::ticket::{Capability, ChunkOp, Ticket};
 use dfs_seal::ClusterKey;
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller, Verifier};
 use dfs_store::namespace::{FileContent, Principal, UploadRecord, DEFAULT_DIR_MODE};
-use dfs_store::tx::StagedOp;
+use dfs_store::tx::{Change, StagedOp, TxRead, TxReadAnswer};
 use dfs_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
 use std::collections::{HashMap, HashSet};
@@ -299,6 +299,7 @@ fn store_error(error: StoreError) -> ApiError {
         StoreError::Invalid(message) => ApiError::bad_request(message),
         StoreError::Locked(message) => ApiError::new(dfs_proto::ErrorCode::Locked, message),
         StoreError::TooMany(message) => ApiError::new(dfs_proto::ErrorCode::TooManyRequests, message),
+        StoreError::PreconditionFailed(message) => ApiError::new(dfs_proto::ErrorCode::PreconditionFailed, message),
         StoreError::Backend(error) => ApiError::internal(format!("{error:#}")),
     }
 }
@@ -348,6 +349,23 @@ async fn reading<T: Send + 'static>(
 /// its session ends: capabilities are bound to it) keeps reading chunks it
 /// was handed for this long at most.
 pub const READ_CAPABILITY_TTL: Duration = Duration::from_secs(120);
+
+/// The stat and content of the file at `path`, read in transaction `tx` if one is named.
+async fn file_content(
+    directory: &Arc<Directory>,
+    who: Principal,
+    tx: Option<String>,
+    path: dfs_proto::DfsPath,
+) -> ApiResult<(Stat, FileContent)> {
+    if let Some(id) = tx {
+        let TxReadAnswer::Content(stat, content) = tx::read(directory, who, id, TxRead::Content(path)).await? else {
+            unreachable!("a content read answers a content");
+        };
+        return Ok((stat, content));
+    }
+    let store = Arc::clone(&directory.store);
+    reading(&directory.store, move || store.file_content(&who, &path)).await
+}
 
 /// Layouts of files with at most this many chunks look their replicas up in
 /// place when reads are quick; longer lists go to the blocking pool.
@@ -456,9 +474,16 @@ pub async fn run(
 async fn stat(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
+    scope: locks::WriteScope,
     ApiQuery(query): ApiQuery<PathQuery>,
 ) -> ApiResult<ApiJson<Stat>> {
     let who = directory.principal(&ticket).await;
+    if let Some(id) = scope.tx {
+        let TxReadAnswer::Stat(stat) = tx::read(&directory, who, id, TxRead::Stat(query.path)).await? else {
+            unreachable!("a stat answers a stat");
+        };
+        return Ok(ApiJson(stat));
+    }
     let store = Arc::clone(&directory.store);
     Ok(ApiJson(
         reading(&directory.store, move || store.stat(&who, &query.path)).await?,
@@ -468,9 +493,16 @@ async fn stat(
 async fn list(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
+    scope: locks::WriteScope,
     ApiQuery(query): ApiQuery<PathQuery>,
 ) -> ApiResult<ApiJson<Listing>> {
     let who = directory.principal(&ticket).await;
+    if let Some(id) = scope.tx {
+        let TxReadAnswer::List(listing) = tx::read(&directory, who, id, TxRead::List(query.path)).await? else {
+            unreachable!("a listing answers a listing");
+        };
+        return Ok(ApiJson(listing));
+    }
     let store = Arc::clone(&directory.store);
     Ok(ApiJson(blocking(move || store.list(&who, &query.path)).await?))
 }
@@ -502,12 +534,20 @@ async fn remove(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
     scope: locks::WriteScope,
+    tx::IfVersion(if_version): tx::IfVersion,
     ApiJson(request): ApiJson<RemoveRequest>,
 ) -> ApiResult<StatusCode> {
     let who = scope.principal(directory.principal(&ticket).await);
+    let (path, recursive) = (request.path.clone(), request.recursive);
+    let op = StagedOp::Remove { path, recursive };
     if let Some(tx) = scope.tx {
-        let (path, recursive) = (request.path, request.recursive);
-        tx::stage(&directory, who, tx, StagedOp::Remove { path, recursive }).await?;
+        tx::stage(&directory, who, tx, op).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    if let Some(version) = if_version {
+        let path = request.path.clone();
+        tx::compare_and_set(&directory, who, path.clone(), version, Change::Op(op), path.clone()).await?;
+        directory.watch.publish(&path, WatchKind::Removed, 0, None);
         return Ok(StatusCode::NO_CONTENT);
     }
     let store = Arc::clone(&directory.store);
@@ -521,14 +561,25 @@ async fn rename(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
     scope: locks::WriteScope,
+    tx::IfVersion(if_version): tx::IfVersion,
     ApiJson(request): ApiJson<RenameRequest>,
 ) -> ApiResult<ApiJson<Stat>> {
     check_new_path(&request.to)?;
     let who = scope.principal(directory.principal(&ticket).await);
+    let (from, to, no_clobber) = (request.from.clone(), request.to.clone(), request.no_clobber);
+    let op = StagedOp::Rename { from, to, no_clobber };
     if let Some(tx) = scope.tx {
-        let (from, to, no_clobber) = (request.from, request.to, request.no_clobber);
-        let op = StagedOp::Rename { from, to, no_clobber };
         return Ok(ApiJson(tx::stage(&directory, who, tx, op).await?));
+    }
+    if let Some(version) = if_version {
+        let (from, to) = (request.from, request.to);
+        let stat = tx::compare_and_set(&directory, who, from.clone(), version, Change::Op(op), to.clone())
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("{to} is gone already")))?;
+        directory
+            .watch
+            .publish(&from, WatchKind::Renamed, stat.version, Some(&stat.path));
+        return Ok(ApiJson(stat));
     }
     let store = Arc::clone(&directory.store);
     let from = request.from.clone();
@@ -730,6 +781,7 @@ async fn commit_upload(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
     scope: locks::WriteScope,
+    tx::IfVersion(if_version): tx::IfVersion,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<CommitUpload>,
 ) -> ApiResult<ApiJson<Stat>> {
@@ -788,6 +840,17 @@ async fn commit_upload(
     let chunks = request.chunks;
     let staged = scope.tx.is_some();
     let uid = who.uid;
+    if let (Some(version), None) = (if_version, &scope.tx) {
+        let recorded = Arc::clone(&store);
+        blocking(move || receipts::record(&*recorded, uid, &receipts)).await?;
+        let path = upload.path.clone();
+        let change = Change::Upload { id, chunks };
+        let stat = tx::compare_and_set(&directory, who, path.clone(), version, change, path.clone())
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("{path} is gone already")))?;
+        directory.watch.publish_stat(&stat, WatchKind::Modified);
+        return Ok(ApiJson(stat));
+    }
     let stat = blocking(move || {
         receipts::record(&*store, uid, &receipts)?;
         match &scope.tx {
@@ -840,11 +903,11 @@ async fn abort_upload(
 async fn layout(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
+    scope: locks::WriteScope,
     ApiQuery(query): ApiQuery<PathQuery>,
 ) -> ApiResult<ApiJson<FileLayout>> {
     let who = directory.principal(&ticket).await;
-    let store = Arc::clone(&directory.store);
-    let (stat, content) = reading(&directory.store, move || store.file_content(&who, &query.path)).await?;
+    let (stat, content) = file_content(&directory, who, scope.tx, query.path).await?;
     let chunks = match content {
         FileContent::Chunks(chunks) => chunks,
         // Small files come whole with their layout: one request reads them.

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     AlreadyExists,
     /// 409: the operation conflicts with the current state (e.g. a non-empty directory).
     Conflict,
+    /// 412: a conditional write (`If-Match`, `--if-version`) found another version.
+    PreconditionFailed,
     /// 416: a range read asked for bytes beyond the end of a chunk.
     RangeNotSatisfiable,
     /// 423: a lock held by someone else forbids this change.
@@ -51,6 +53,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::AlreadyExists | ErrorCode::Conflict => 409,
+            ErrorCode::PreconditionFailed => 412,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UriTooLong => 414,
             ErrorCode::HeadersTooLarge => 431,

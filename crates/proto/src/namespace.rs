@@ -24,12 +24,20 @@
 //! metadata database with their inode, instead of as chunks on file servers:
 //! - `PUT /v1/files?path=P[&no_clobber=true][&mode=420]`, the raw bytes as the
 //!   body (`application/octet-stream`) -> [`Stat`]; one request, durable when
-//!   answered. A larger body is refused with 413 and nothing is stored; inside
-//!   a transaction (`x-dfs-tx`) with 400 (use the upload protocol).
+//!   answered. A larger body is refused with 413 and nothing is stored. With
+//!   `x-dfs-tx` the write is staged in the transaction.
 //! - `GET /v1/files?path=P` -> the raw bytes of an inline file, its version in
 //!   the [`VERSION_HEADER`] header; 409 for a file stored in chunks.
 //!
 //! A layout of an inline file has `inline: true` and no chunks.
+//!
+//! Conditional writes: `If-Match: "N"` on `PUT /v1/files`, the upload
+//! commit, `POST /v1/remove` and `POST /v1/rename` (N: the version of the
+//! file, or of the source of a rename) makes the change only if the file is
+//! at version N; else 412 `precondition_failed` and nothing changes.
+//!
+//! Reads in a transaction: `x-dfs-tx` on `GET /v1/stat`, `/v1/list`,
+//! `/v1/layout` and `/v1/files` records what was read (see [`crate::tx`]).
 //!
 //! Watch: `GET /v1/watch?path=P` -> server-sent events, see [`crate::watch`].
 //!

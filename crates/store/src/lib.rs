@@ -50,6 +50,9 @@ pub enum StoreError {
     PermissionDenied(String),
     #[error("invalid: {0}")]
     Invalid(String),
+    /// A conditional write found the entry at another version (the message says which).
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// A live lock held by someone else forbids the change (the message says whose).
     #[error("{0}")]
     Locked(String),

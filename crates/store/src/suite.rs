@@ -59,6 +59,13 @@ pub const ALL: &[(&str, SuiteTest)] = &[
     ),
     ("inline_checks_like_a_commit", inline_checks_like_a_commit),
     ("inline_dump_round_trip", inline_dump_round_trip),
+    ("transactions_check_what_they_read", transactions_check_what_they_read),
+    (
+        "transactions_conflict_with_phantoms_in_a_listed_directory",
+        transactions_conflict_with_phantoms_in_a_listed_directory,
+    ),
+    ("transactions_read_their_own_writes", transactions_read_their_own_writes),
+    ("conditional_writes_compare_and_set", conditional_writes_compare_and_set),
 ];
 
 pub fn users_create_list_delete(store: &dyn Store) {
@@ -1748,4 +1755,404 @@ pub fn async_writes_match_the_blocking_ones(store: std::sync::Arc<dyn Store>) {
         "permission denied",
     );
     assert_eq!(names(&*store, &root, "/home/ann/d"), ["f"]);
+}
+
+// ---- Reads in transactions, conditional writes ----
+
+/// Reads `target` in transaction `tx` (at time 300), as its text.
+fn read_text(store: &dyn Store, who: &Principal, tx: &str, target: &str) -> Result<(u64, String), StoreError> {
+    use crate::tx::{TxRead, TxReadAnswer};
+    match store.read_in_transaction(who, tx, &TxRead::Content(path(target)), 300, 300_000)? {
+        TxReadAnswer::Content(stat, FileContent::Inline(data)) => Ok((stat.version, String::from_utf8(data).unwrap())),
+        other => panic!("expected inline content, got {other:?}"),
+    }
+}
+
+fn put_inline(target: &str, text: &str) -> crate::tx::StagedOp {
+    crate::tx::StagedOp::PutInline {
+        path: path(target),
+        data: text.as_bytes().to_vec(),
+        mode: None,
+        no_clobber: false,
+    }
+}
+
+fn is_conflict(error: &StoreError) -> bool {
+    matches!(error, StoreError::Conflict(_))
+}
+
+/// Issue 24: a read-modify-write lost a concurrent update, because only
+/// the version seen when the write was staged was checked.
+pub fn transactions_check_what_they_read(store: &dyn Store) {
+    use crate::tx::{TxRead, TxReadAnswer};
+    let ann = user(2, "ann");
+    store.ensure_home(2, "ann", 1_000).unwrap();
+    let write = |target: &str, text: &str| {
+        store
+            .write_inline(&ann, &path(target), text.as_bytes(), None, false, 2_000)
+            .unwrap()
+    };
+    write("/home/ann/a", "100");
+    write("/home/ann/b", "100");
+
+    // Read a, another writer changes a, then a's new value is staged: the
+    // commit refuses (the version read counts, not the one at staging).
+    store.begin_transaction(&transaction("t1", &ann, 1_000)).unwrap();
+    assert_eq!(read_text(store, &ann, "t1", "/home/ann/a").unwrap(), (1, "100".into()));
+    write("/home/ann/a", "150");
+    store.stage(&ann, "t1", &put_inline("/home/ann/a", "99"), 300).unwrap();
+    assert_err(
+        store.commit_transaction(&ann, "t1", 301, 301_000),
+        is_conflict,
+        "conflict: /home/ann/a changed since the transaction read it",
+    );
+    assert_eq!(
+        content(store, &ann, "/home/ann/a").1,
+        FileContent::Inline(b"150".to_vec())
+    );
+
+    // Read a, write only b: a change of a still refuses the commit (no write skew).
+    store.begin_transaction(&transaction("t2", &ann, 1_000)).unwrap();
+    read_text(store, &ann, "t2", "/home/ann/a").unwrap();
+    store.stage(&ann, "t2", &put_inline("/home/ann/b", "0"), 300).unwrap();
+    write("/home/ann/a", "151");
+    assert_err(
+        store.commit_transaction(&ann, "t2", 301, 301_000),
+        is_conflict,
+        "/home/ann/a changed",
+    );
+    assert_eq!(
+        content(store, &ann, "/home/ann/b").1,
+        FileContent::Inline(b"100".to_vec())
+    );
+
+    // A path read as missing that appears meanwhile conflicts too.
+    store.begin_transaction(&transaction("t3", &ann, 1_000)).unwrap();
+    assert_err(
+        store.read_in_transaction(&ann, "t3", &TxRead::Stat(path("/home/ann/c")), 300, 300_000),
+        |error| matches!(error, StoreError::NotFound(_)),
+        "no such file or directory: /home/ann/c",
+    );
+    store.stage(&ann, "t3", &put_inline("/home/ann/b", "1"), 300).unwrap();
+    write("/home/ann/c", "new");
+    assert_err(
+        store.commit_transaction(&ann, "t3", 301, 301_000),
+        is_conflict,
+        "/home/ann/c changed",
+    );
+
+    // Unchanged reads commit, and a read-only transaction commits nothing.
+    store.begin_transaction(&transaction("t4", &ann, 1_000)).unwrap();
+    let (version, text) = read_text(store, &ann, "t4", "/home/ann/b").unwrap();
+    assert_eq!((version, text.as_str()), (1, "100"));
+    let next = (text.parse::<u64>().unwrap() + 1).to_string();
+    store.stage(&ann, "t4", &put_inline("/home/ann/b", &next), 300).unwrap();
+    assert_eq!(store.commit_transaction(&ann, "t4", 301, 301_000).unwrap(), 1);
+    assert_eq!(content(store, &ann, "/home/ann/b").0.version, 2);
+    store.begin_transaction(&transaction("t5", &ann, 1_000)).unwrap();
+    let TxReadAnswer::Stat(stat) = store
+        .read_in_transaction(&ann, "t5", &TxRead::Stat(path("/home/ann/b")), 300, 300_000)
+        .unwrap()
+    else {
+        panic!("a stat answers a stat");
+    };
+    assert_eq!(stat.version, 2);
+    assert_eq!(store.commit_transaction(&ann, "t5", 301, 301_000).unwrap(), 0);
+
+    // Reads check permissions like plain reads, and only the owner reads in a transaction.
+    let bob = user(3, "bob");
+    store.begin_transaction(&transaction("t6", &bob, 1_000)).unwrap();
+    assert_err(
+        read_text(store, &bob, "t6", "/home/ann/b"),
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "permission denied",
+    );
+    assert_err(
+        read_text(store, &bob, "t4-gone", "/home/ann/b"),
+        |error| matches!(error, StoreError::NotFound(_)),
+        "no such transaction",
+    );
+    store.begin_transaction(&transaction("t7", &ann, 1_000)).unwrap();
+    assert_err(
+        read_text(store, &bob, "t7", "/home/ann/b"),
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "belongs to another user",
+    );
+}
+
+pub fn transactions_conflict_with_phantoms_in_a_listed_directory(store: &dyn Store) {
+    use crate::tx::{StagedOp, TxRead, TxReadAnswer};
+    let ann = user(2, "ann");
+    store.ensure_home(2, "ann", 1_000).unwrap();
+    store.mkdir(&ann, &path("/home/ann/d"), 0o755, false, 1_000).unwrap();
+    store
+        .mkdir(&ann, &path("/home/ann/other"), 0o755, false, 1_000)
+        .unwrap();
+    store
+        .write_inline(&ann, &path("/home/ann/d/x"), b"x", None, false, 2_000)
+        .unwrap();
+    let list = |tx: &str, dir: &str| -> Vec<String> {
+        let TxReadAnswer::List(listing) = store
+            .read_in_transaction(&ann, tx, &TxRead::List(path(dir)), 300, 300_000)
+            .unwrap()
+        else {
+            panic!("a listing answers a listing");
+        };
+        listing
+            .entries
+            .iter()
+            .map(|entry| entry.path.name().unwrap().to_string())
+            .collect()
+    };
+    let summary = |tx: &str| StagedOp::Mkdir {
+        path: path(&format!("/home/ann/summary-{tx}")),
+        mode: 0o755,
+        parents: false,
+    };
+    // For each change of the listed directory's entries: list, stage, change, commit.
+    let changes: [(&str, &dyn Fn()); 3] = [
+        ("a new entry", &|| {
+            store
+                .write_inline(&ann, &path("/home/ann/d/phantom"), b"p", None, false, 2_000)
+                .map(drop)
+                .unwrap()
+        }),
+        ("a removed entry", &|| {
+            store.remove(&ann, &path("/home/ann/d/phantom"), false, 2_000).unwrap()
+        }),
+        ("a changed entry", &|| {
+            store
+                .write_inline(&ann, &path("/home/ann/d/x"), b"x2", None, false, 2_000)
+                .map(drop)
+                .unwrap()
+        }),
+    ];
+    for (index, (what, change)) in changes.iter().enumerate() {
+        let tx = format!("p{index}");
+        store.begin_transaction(&transaction(&tx, &ann, 1_000)).unwrap();
+        list(&tx, "/home/ann/d");
+        store.stage(&ann, &tx, &summary(&tx), 300).unwrap();
+        change();
+        match store.commit_transaction(&ann, &tx, 301, 301_000) {
+            Err(StoreError::Conflict(message)) => assert!(message.contains("/home/ann/d changed"), "{what}: {message}"),
+            other => panic!("{what} in the listed directory: expected a conflict, got {other:?}"),
+        }
+    }
+    // A change in another directory is no conflict.
+    store.begin_transaction(&transaction("p9", &ann, 1_000)).unwrap();
+    assert_eq!(list("p9", "/home/ann/d"), ["x"]);
+    store.stage(&ann, "p9", &summary("p9"), 300).unwrap();
+    store
+        .write_inline(&ann, &path("/home/ann/other/y"), b"y", None, false, 2_000)
+        .unwrap();
+    assert_eq!(store.commit_transaction(&ann, "p9", 301, 301_000).unwrap(), 1);
+}
+
+pub fn transactions_read_their_own_writes(store: &dyn Store) {
+    use crate::tx::{StagedOp, TxRead, TxReadAnswer};
+    let ann = user(2, "ann");
+    store.ensure_home(2, "ann", 1_000).unwrap();
+    store
+        .write_inline(&ann, &path("/home/ann/a"), b"old", None, false, 2_000)
+        .unwrap();
+    store
+        .write_inline(&ann, &path("/home/ann/gone"), b"g", None, false, 2_000)
+        .unwrap();
+    store.begin_transaction(&transaction("t1", &ann, 1_000)).unwrap();
+    let stat = |target: &str| store.read_in_transaction(&ann, "t1", &TxRead::Stat(path(target)), 300, 300_000);
+    store.stage(&ann, "t1", &put_inline("/home/ann/a", "new"), 300).unwrap();
+    let mkdir = StagedOp::Mkdir {
+        path: path("/home/ann/d"),
+        mode: 0o700,
+        parents: false,
+    };
+    store.stage(&ann, "t1", &mkdir, 300).unwrap();
+    store
+        .stage(&ann, "t1", &put_inline("/home/ann/d/f", "in d"), 300)
+        .unwrap();
+    let remove = StagedOp::Remove {
+        path: path("/home/ann/gone"),
+        recursive: false,
+    };
+    store.stage(&ann, "t1", &remove, 300).unwrap();
+    stage_put(store, &ann, "t1", "u1", "/home/ann/big", &[chunk(1, 4), chunk(2, 2)]);
+
+    // The transaction sees its staged changes...
+    assert_eq!(read_text(store, &ann, "t1", "/home/ann/a").unwrap(), (2, "new".into()));
+    assert_eq!(read_text(store, &ann, "t1", "/home/ann/d/f").unwrap().1, "in d");
+    match stat("/home/ann/d").unwrap() {
+        TxReadAnswer::Stat(stat) => assert_eq!((stat.kind, stat.mode), (EntryKind::Dir, 0o700)),
+        other => panic!("{other:?}"),
+    }
+    assert_err(
+        stat("/home/ann/gone"),
+        |error| matches!(error, StoreError::NotFound(_)),
+        "no such file or directory: /home/ann/gone",
+    );
+    match store
+        .read_in_transaction(&ann, "t1", &TxRead::Content(path("/home/ann/big")), 300, 300_000)
+        .unwrap()
+    {
+        TxReadAnswer::Content(stat, FileContent::Chunks(chunks)) => {
+            assert_eq!((stat.size, chunks), (6, vec![chunk(1, 4), chunk(2, 2)]))
+        }
+        other => panic!("{other:?}"),
+    }
+    match store
+        .read_in_transaction(&ann, "t1", &TxRead::List(path("/home/ann")), 300, 300_000)
+        .unwrap()
+    {
+        TxReadAnswer::List(listing) => {
+            let names: Vec<_> = listing.entries.iter().map(|entry| entry.path.name().unwrap()).collect();
+            assert_eq!(names, ["a", "big", "d"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // ... nobody else does, and reading them changed nothing.
+    assert_eq!(names(store, &ann, "/home/ann"), ["a", "gone"]);
+    assert_eq!(
+        content(store, &ann, "/home/ann/a").1,
+        FileContent::Inline(b"old".to_vec())
+    );
+    // Its own reads conflict with nothing it staged: the commit applies everything.
+    assert_eq!(store.commit_transaction(&ann, "t1", 301, 301_000).unwrap(), 5);
+    assert_eq!(names(store, &ann, "/home/ann"), ["a", "big", "d"]);
+    let (stat, data) = content(store, &ann, "/home/ann/a");
+    assert_eq!((stat.version, data), (2, FileContent::Inline(b"new".to_vec())));
+}
+
+pub fn conditional_writes_compare_and_set(store: &dyn Store) {
+    use crate::tx::{compare_and_set, Change, StagedOp};
+    let ann = user(2, "ann");
+    store.ensure_home(2, "ann", 1_000).unwrap();
+    store
+        .write_inline(&ann, &path("/home/ann/a"), b"v1", None, false, 2_000)
+        .unwrap();
+    let is_precondition = |error: &StoreError| matches!(error, StoreError::PreconditionFailed(_));
+    let put = |text: &str| Change::Op(put_inline("/home/ann/a", text));
+    let cas = |version: u64, change: Change| {
+        compare_and_set(store, &ann, &path("/home/ann/a"), version, change, 300, 300_000)
+    };
+
+    // The version matches: written.
+    cas(1, put("v2")).unwrap();
+    let (stat, data) = content(store, &ann, "/home/ann/a");
+    assert_eq!((stat.version, data), (2, FileContent::Inline(b"v2".to_vec())));
+    // It moved: refused, nothing stored.
+    assert_err(
+        cas(1, put("lost")),
+        is_precondition,
+        "/home/ann/a is not at version 1 (it is at version 2)",
+    );
+    assert_eq!(
+        content(store, &ann, "/home/ann/a").1,
+        FileContent::Inline(b"v2".to_vec())
+    );
+    // A chunked upload commit, too: refused, the upload is gone, the file unchanged.
+    store
+        .begin_upload(&ann, &upload("u1", "/home/ann/a", &ann, false))
+        .unwrap();
+    store
+        .record_replicas(&chunk(1, 4).id, 4, &["s1".into(), "s2".into()])
+        .unwrap();
+    let upload_change = |id: &str| Change::Upload {
+        id: id.into(),
+        chunks: vec![chunk(1, 4)],
+    };
+    assert_err(cas(7, upload_change("u1")), is_precondition, "not at version 7");
+    assert_eq!(
+        content(store, &ann, "/home/ann/a").1,
+        FileContent::Inline(b"v2".to_vec())
+    );
+    store
+        .begin_upload(&ann, &upload("u2", "/home/ann/a", &ann, false))
+        .unwrap();
+    cas(2, upload_change("u2")).unwrap();
+    assert_eq!(
+        content(store, &ann, "/home/ann/a").1,
+        FileContent::Chunks(vec![chunk(1, 4)])
+    );
+    // Remove and rename of a version that moved are refused; of the current one done.
+    let remove = Change::Op(StagedOp::Remove {
+        path: path("/home/ann/a"),
+        recursive: false,
+    });
+    let rename = Change::Op(StagedOp::Rename {
+        from: path("/home/ann/a"),
+        to: path("/home/ann/b"),
+        no_clobber: false,
+    });
+    assert_err(
+        cas(2, remove.clone()),
+        is_precondition,
+        "not at version 2 (it is at version 3)",
+    );
+    cas(3, rename).unwrap();
+    assert_eq!(names(store, &ann, "/home/ann"), ["b"]);
+    // A missing file is at no version.
+    assert_err(cas(3, remove), is_precondition, "(it does not exist)");
+    // No transaction is left behind.
+    assert_eq!(store.expire_transactions(u64::MAX / 2).unwrap(), 0);
+}
+
+/// Two transactions that each read both of two accounts and withdraw from
+/// one, racing: snapshot isolation alone would let both commit (write
+/// skew) and break the rule that the sum stays at least 0; serializable
+/// transactions commit one. Run by each engine's test with a shared store.
+pub fn transactions_are_serializable_under_races(store: std::sync::Arc<dyn Store>) {
+    use std::sync::{Arc, Barrier};
+    let ann = user(2, "ann");
+    store.ensure_home(2, "ann", 1_000).unwrap();
+    fn value(store: &dyn Store, who: &Principal, tx: &str, target: &str) -> Result<i64, StoreError> {
+        Ok(read_text(store, who, tx, target)?.1.parse().unwrap())
+    }
+    for round in 0..12 {
+        for account in ["x", "y"] {
+            store
+                .write_inline(&ann, &path(&format!("/home/ann/{account}")), b"50", None, false, 2_000)
+                .unwrap();
+        }
+        let barrier = Arc::new(Barrier::new(2));
+        let racers: Vec<_> = ["x", "y"]
+            .into_iter()
+            .map(|mine| {
+                let (store, barrier, ann) = (Arc::clone(&store), Arc::clone(&barrier), ann.clone());
+                std::thread::spawn(move || -> Result<(), StoreError> {
+                    let tx = format!("r{round}-{mine}");
+                    store.begin_transaction(&transaction(&tx, &ann, 1_000))?;
+                    let sum = value(&*store, &ann, &tx, "/home/ann/x")? + value(&*store, &ann, &tx, "/home/ann/y")?;
+                    let target = format!("/home/ann/{mine}");
+                    let left = value(&*store, &ann, &tx, &target)? - 60;
+                    barrier.wait();
+                    if sum - 60 < 0 {
+                        return Ok(());
+                    }
+                    store.stage(&ann, &tx, &put_inline(&target, &left.to_string()), 300)?;
+                    store.commit_transaction(&ann, &tx, 301, 301_000).map(drop)
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = racers.into_iter().map(|racer| racer.join().unwrap()).collect();
+        let committed = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+        for outcome in &outcomes {
+            if let Err(error) = outcome {
+                assert!(is_conflict(error), "round {round}: only conflicts may fail: {error}");
+            }
+        }
+        let total: i64 = ["x", "y"]
+            .iter()
+            .map(|account| {
+                match store
+                    .file_content(&ann, &path(&format!("/home/ann/{account}")))
+                    .unwrap()
+                    .1
+                {
+                    FileContent::Inline(data) => String::from_utf8(data).unwrap().parse::<i64>().unwrap(),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .sum();
+        assert_eq!(committed, 1, "round {round}: exactly one withdrawal commits");
+        assert_eq!(total, 40, "round {round}: the sum never goes below 0");
+    }
 }

@@ -20,6 +20,13 @@ fn sqlite_async_writes_match_the_blocking_ones() {
 }
 
 #[test]
+fn sqlite_transactions_are_serializable_under_races() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
+    suite::transactions_are_serializable_under_races(std::sync::Arc::new(store));
+}
+
+#[test]
 fn sqlite_on_disk_passes_the_suite_and_reopens() {
     for (name, test) in suite::ALL {
         eprintln!("sqlite (file): {name}");
@@ -191,6 +198,11 @@ mod mongo {
             eprintln!("mongo: {name} passed in {:.1?}", one.elapsed());
         }
         eprintln!("mongo: {} suite tests in {:.1?}", suite::ALL.len(), started.elapsed());
+    }
+
+    #[test]
+    fn mongo_transactions_are_serializable_under_races() {
+        suite::transactions_are_serializable_under_races(std::sync::Arc::new(MongoStore::open(&fresh_url()).unwrap()));
     }
 
     #[test]
@@ -419,6 +431,11 @@ mod pg {
             suite::ALL.len(),
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn postgres_transactions_are_serializable_under_races() {
+        suite::transactions_are_serializable_under_races(Arc::new(PostgresStore::open(&fresh_url()).unwrap()));
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod locks;
 mod meta_security;
 mod robust;
 mod tls;
+mod tx;
 
 use dfs_testkit::{Cluster, Options};
 
@@ -107,4 +108,39 @@ pub async fn get_json(cluster: &Cluster, user: &str, endpoint: &str) -> serde_js
         .unwrap();
     assert_eq!(response.status(), 200, "GET {endpoint}");
     response.json().await.unwrap()
+}
+
+/// Kills the directory service with SIGKILL and waits until the one `dfs up`
+/// starts in its place answers.
+pub async fn kill_9_the_directory(cluster: &Cluster) {
+    let pid = cluster.service_pid("directory");
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let healthz = format!("{}/healthz", cluster.url());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the directory service did not come back:\n{}",
+            cluster.log()
+        );
+        // The supervisor writes the new pid to the file `service_pid` reads.
+        let restarted = std::fs::read_to_string(cluster.data_dir().join("directory.pid"))
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+            .is_some_and(|new| new != pid);
+        if restarted
+            && http()
+                .get(&healthz)
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -1,7 +1,7 @@
 //! Inline files (see `dfs_proto::namespace`): `PUT /v1/files` writes a small
 //! file's bytes into the metadata in one request, `GET /v1/files` reads them.
 
-use super::{locks, now_ms, reading, store_error, ApiQuery, Shared};
+use super::{locks, now_ms, store_error, tx, ApiQuery, Shared};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -11,6 +11,7 @@ use dfs_proto::watch::WatchKind;
 use dfs_proto::ErrorCode;
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
 use dfs_store::namespace::FileContent;
+use dfs_store::tx::StagedOp;
 use std::sync::Arc;
 
 fn too_large(size: impl std::fmt::Display) -> ApiError {
@@ -23,21 +24,18 @@ fn too_large(size: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// `PUT /v1/files?path=P[&no_clobber=true][&mode=M]`, the bytes as the body.
+/// `PUT /v1/files?path=P[&no_clobber=true][&mode=M]`, the bytes as the body;
+/// staged with `x-dfs-tx`, conditional with `If-Match`.
 pub(super) async fn write(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
     scope: locks::WriteScope,
+    tx::IfVersion(if_version): tx::IfVersion,
     ApiQuery(query): ApiQuery<InlineWrite>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<ApiJson<Stat>> {
     super::check_new_path(&query.path)?;
-    if scope.tx.is_some() {
-        return Err(ApiError::bad_request(
-            "PUT /v1/files cannot be staged in a transaction; upload the file with POST /v1/uploads",
-        ));
-    }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -58,6 +56,30 @@ pub(super) async fn write(
     let who = scope.principal(directory.principal(&ticket).await);
     let store = Arc::clone(&directory.store);
     let mode = query.mode.map(|mode| mode & 0o7777);
+    if scope.tx.is_some() || if_version.is_some() {
+        let op = StagedOp::PutInline {
+            path: query.path.clone(),
+            data: Vec::from(data),
+            mode,
+            no_clobber: query.no_clobber,
+        };
+        if let Some(id) = scope.tx {
+            return Ok(ApiJson(tx::stage(&directory, who, id, op).await?));
+        }
+        let (path, version) = (query.path, if_version.unwrap_or_default());
+        let stat = tx::compare_and_set(
+            &directory,
+            who,
+            path.clone(),
+            version,
+            dfs_store::tx::Change::Op(op),
+            path.clone(),
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{path} is gone already")))?;
+        directory.watch.publish_stat(&stat, WatchKind::Modified);
+        return Ok(ApiJson(stat));
+    }
     let stat = store
         .write_inline_async(who, query.path, Vec::from(data), mode, query.no_clobber, now_ms())
         .await
@@ -71,16 +93,16 @@ pub(super) async fn write(
     Ok(ApiJson(stat))
 }
 
-/// `GET /v1/files?path=P`: the bytes of an inline file.
+/// `GET /v1/files?path=P`: the bytes of an inline file (read in a transaction with `x-dfs-tx`).
 pub(super) async fn read(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
+    scope: locks::WriteScope,
     ApiQuery(query): ApiQuery<PathQuery>,
 ) -> ApiResult<Response> {
     let who = directory.principal(&ticket).await;
-    let store = Arc::clone(&directory.store);
     let path = query.path.clone();
-    let (stat, content) = reading(&directory.store, move || store.file_content(&who, &query.path)).await?;
+    let (stat, content) = super::file_content(&directory, who, scope.tx, query.path).await?;
     let data = match content {
         FileContent::Inline(data) => data,
         FileContent::Chunks(_) => {

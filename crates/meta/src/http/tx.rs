@@ -1,21 +1,24 @@
-//! Routes of transactions (listed in `dfs_proto::tx`), and the staging of
-//! namespace writes that carry `x-dfs-tx`.
+//! Routes of transactions (listed in `dfs_proto::tx`); the staging of
+//! namespace writes and the reads that carry `x-dfs-tx`; and conditional
+//! writes (`If-Match`), each a transaction of its own.
 //!
 //! The rules themselves live in the store (`dfs_store::tx`): every check
 //! happens in the database transaction of the commit.
 
 use super::locks::{ttl, WriteScope};
 use super::{blocking, now_ms, Directory, Shared};
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use dfs_proto::namespace::{EntryKind, Stat};
 use dfs_proto::tx::{BeginTransaction, TransactionCommitted, TransactionStarted, DEFAULT_TX_TTL_SECS, MAX_TX_TTL_SECS};
-use dfs_service::{ApiJson, ApiJsonOrDefault, ApiResult, Caller};
+use dfs_proto::DfsPath;
+use dfs_service::{ApiError, ApiJson, ApiJsonOrDefault, ApiResult, Caller};
 use dfs_store::namespace::{Principal, DEFAULT_FILE_MODE};
-use dfs_store::tx::{StagedOp, TransactionRecord};
-use dfs_store::Store;
+use dfs_store::tx::{Change, StagedOp, TransactionRecord, TxRead, TxReadAnswer};
+use dfs_store::{Store, StoreError};
 use std::sync::Arc;
 
 pub(super) fn routes() -> Router<Shared> {
@@ -65,17 +68,79 @@ pub(super) async fn stage(directory: &Arc<Directory>, who: Principal, tx: String
             mode.unwrap_or(DEFAULT_FILE_MODE),
             chunks.iter().map(|chunk| chunk.size).sum(),
         ),
+        StagedOp::PutInline { path, data, mode, .. } => staged_stat(
+            &who,
+            path,
+            EntryKind::File,
+            mode.unwrap_or(DEFAULT_FILE_MODE),
+            data.len() as u64,
+        ),
     })
 }
 
-/// Stages the finished upload `upload_id` in transaction `tx` (the upload commit with [`TX_HEADER`]).
+/// A read in transaction `tx`: recorded for the commit's check, answered
+/// with the transaction's staged changes applied.
+pub(super) async fn read(directory: &Directory, who: Principal, tx: String, read: TxRead) -> ApiResult<TxReadAnswer> {
+    let store = Arc::clone(&directory.store);
+    blocking(move || store.read_in_transaction(&who, &tx, &read, dfs_seal::now(), now_ms())).await
+}
+
+/// The `If-Match` header of a conditional write: the version the entry must
+/// have, as an entity tag (`"3"`; a bare `3` is accepted too).
+pub(super) struct IfVersion(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfVersion {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(IfVersion(None));
+        };
+        value
+            .to_str()
+            .ok()
+            .map(|value| value.trim().trim_matches('"'))
+            .and_then(|value| value.parse::<u64>().ok())
+            .map(|version| IfVersion(Some(version)))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "bad If-Match header {value:?}: give the version of the file as \"N\" (see x-dfs-version)"
+                ))
+            })
+    }
+}
+
+/// A compare-and-set (see `dfs_store::tx::compare_and_set`): `change`
+/// only if the entry at `path` is at `version`, else 412. Answers the stat
+/// of `answer_path` after the change (None if it is gone).
+pub(super) async fn compare_and_set(
+    directory: &Directory,
+    who: Principal,
+    path: DfsPath,
+    version: u64,
+    change: Change,
+    answer_path: DfsPath,
+) -> ApiResult<Option<Stat>> {
+    let store = Arc::clone(&directory.store);
+    blocking(move || {
+        dfs_store::tx::compare_and_set(&*store, &who, &path, version, change, dfs_seal::now(), now_ms())?;
+        match store.stat(&who, &answer_path) {
+            Ok(stat) => Ok(Some(stat)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(error) => Err(error),
+        }
+    })
+    .await
+}
+
+/// Stages the finished upload `upload_id` in transaction `tx` (the upload commit with [`dfs_proto::TX_HEADER`]).
 pub(super) fn stage_upload(
     store: &dyn Store,
     who: &Principal,
     tx: &str,
     upload_id: &str,
     chunks: &[dfs_proto::namespace::ChunkRef],
-) -> Result<Stat, dfs_store::StoreError> {
+) -> Result<Stat, StoreError> {
     let op = store.stage_upload(who, tx, upload_id, chunks, dfs_seal::now())?;
     let StagedOp::Put { path, mode, .. } = op else {
         unreachable!("an upload stages a put");

@@ -371,8 +371,14 @@ impl MongoStore {
                     error
                 }
             };
-            if !is_transient(&error) || attempt >= MAX_ATTEMPTS {
+            if !is_transient(&error) {
                 return Err(error);
+            }
+            if attempt >= MAX_ATTEMPTS {
+                // A conflict: the caller may try again later.
+                return Err(StoreError::Conflict(format!(
+                    "conflict: gave up after {attempt} attempts aborted by concurrent transactions: {error}"
+                )));
             }
             self.retried.fetch_add(1, Ordering::Relaxed);
             backoff(attempt);

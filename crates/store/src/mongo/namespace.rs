@@ -683,33 +683,56 @@ fn chunk_id(raw: &str) -> StoreResult<ChunkId> {
     ChunkId::parse(raw).map_err(|error| super::bad("chunk id", error))
 }
 
+/// The listing of directory `path`, with the permission checks of a read.
+pub(super) fn list_in(tx: &mut Tx<'_>, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
+    let dir = resolve(tx, who, path)?;
+    if !dir.is_dir() {
+        return Err(not_a_directory(path));
+    }
+    if !dir.permits(who, READ) {
+        return Err(denied(path));
+    }
+    let children: Vec<Inode> = tx.find(INODES, doc! {"parent": dir.id}, doc! {"name": 1}, node_fields())?;
+    let mut entries = Vec::with_capacity(children.len());
+    for child in children {
+        let child_path = path
+            .join(&child.name)
+            .map_err(|error| StoreError::Backend(error.into()))?;
+        entries.push(child.stat(child_path));
+    }
+    Ok(Listing {
+        path: path.clone(),
+        entries,
+    })
+}
+
+/// The stat and content of file `path`, with the permission checks of a read.
+pub(super) fn file_content_in(tx: &mut Tx<'_>, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
+    let node = resolve(tx, who, path)?;
+    if node.is_dir() {
+        return Err(is_a_directory(path));
+    }
+    if !node.permits(who, READ) {
+        return Err(denied(path));
+    }
+    // The same snapshot, now with the chunk list or the data.
+    let file: Inode = tx
+        .find_one(INODES, doc! {"_id": node.id})?
+        .ok_or_else(|| not_found(path))?;
+    let stat = file.stat(path.clone());
+    Ok(match file.data {
+        Some(data) => (stat, FileContent::Inline(data.bytes)),
+        None => (stat, FileContent::Chunks(file.chunks)),
+    })
+}
+
 impl NamespaceStore for MongoStore {
     fn stat(&self, who: &Principal, path: &DfsPath) -> StoreResult<Stat> {
         self.read(|tx| Ok(resolve(tx, who, path)?.stat(path.clone())))
     }
 
     fn list(&self, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
-        self.read(|tx| {
-            let dir = resolve(tx, who, path)?;
-            if !dir.is_dir() {
-                return Err(not_a_directory(path));
-            }
-            if !dir.permits(who, READ) {
-                return Err(denied(path));
-            }
-            let children: Vec<Inode> = tx.find(INODES, doc! {"parent": dir.id}, doc! {"name": 1}, node_fields())?;
-            let mut entries = Vec::with_capacity(children.len());
-            for child in children {
-                let child_path = path
-                    .join(&child.name)
-                    .map_err(|error| StoreError::Backend(error.into()))?;
-                entries.push(child.stat(child_path));
-            }
-            Ok(Listing {
-                path: path.clone(),
-                entries,
-            })
-        })
+        self.read(|tx| list_in(tx, who, path))
     }
 
     fn mkdir(&self, who: &Principal, path: &DfsPath, mode: u32, parents: bool, now_ms: u64) -> StoreResult<Stat> {
@@ -823,24 +846,7 @@ impl NamespaceStore for MongoStore {
     }
 
     fn file_content(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
-        self.read(|tx| {
-            let node = resolve(tx, who, path)?;
-            if node.is_dir() {
-                return Err(is_a_directory(path));
-            }
-            if !node.permits(who, READ) {
-                return Err(denied(path));
-            }
-            // The same snapshot, now with the chunk list or the data.
-            let file: Inode = tx
-                .find_one(INODES, doc! {"_id": node.id})?
-                .ok_or_else(|| not_found(path))?;
-            let stat = file.stat(path.clone());
-            Ok(match file.data {
-                Some(data) => (stat, FileContent::Inline(data.bytes)),
-                None => (stat, FileContent::Chunks(file.chunks)),
-            })
-        })
+        self.read(|tx| file_content_in(tx, who, path))
     }
 
     fn write_inline(

@@ -1,17 +1,25 @@
 //! Transactions on MongoDB: one `transactions` document per transaction,
-//! with its read set (`reads`: the inode and version each written path had
-//! when first staged, or null if absent) and its staged changes (`ops`, the
-//! serde form of [`StagedOp`], in staging order) embedded. The commit
-//! applies them with the same functions as the direct writes, inside one
-//! MongoDB transaction, so a crash leaves all or none of them.
+//! with its read set (`reads`: the inode and version of each path read or
+//! written when first seen, or null if absent; `listings`: the fingerprint
+//! of each directory listed) and its staged changes (`ops`, the serde form
+//! of [`StagedOp`], in staging order) embedded. The rules are `crate::tx`'s,
+//! over the primitives here; the commit runs them inside one MongoDB
+//! transaction, so a crash leaves all or none of the changes. MongoDB
+//! isolates by snapshot and detects only write-write conflicts, so the
+//! commit of a transaction that changes something also writes what it read
+//! ([`TxPrimitives::guard_entry`]): a concurrent change of it then conflicts.
 
 use super::namespace::{
-    check_durable, child, insert_upload, mkdir_in, node_by_id, owned_upload, remove_in, rename_in, write_file, Inode,
+    bump_slot, check_durable, child, file_content_in, insert_upload, list_in, mkdir_in, node_by_id, owned_upload,
+    remove_in, rename_in, resolve, write_file, write_inline_in, Inode,
 };
-use super::{int, MongoStore, Tx, ROOT_ID, TRANSACTIONS, UPLOADS};
+use super::{int, MongoStore, Tx, DIR_SLOTS, INODES, ROOT_ID, TRANSACTIONS, UPLOADS};
 use crate::common::no_such_transaction;
 use crate::namespace::{Principal, UploadRecord};
-use crate::tx::{StagedOp, TransactionRecord, TransactionStore};
+use crate::tx::{
+    commit_in, stage_in, EntryState, StagedOp, TransactionRecord, TransactionStore, TxEngine, TxPrimitives, TxRead,
+    TxReadAnswer,
+};
 use crate::{StoreError, StoreResult};
 use dfs_proto::namespace::ChunkRef;
 use dfs_proto::path::DfsPath;
@@ -31,10 +39,12 @@ pub(super) struct TransactionDoc {
     #[serde(default)]
     pub(super) reads: Vec<ReadDoc>,
     #[serde(default)]
+    pub(super) listings: Vec<ListingDoc>,
+    #[serde(default)]
     pub(super) ops: Vec<StagedOp>,
 }
 
-/// The state of a written path when the transaction first staged a change of it.
+/// The state of a path when the transaction first read or wrote it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct ReadDoc {
     path: DfsPath,
@@ -42,9 +52,24 @@ pub(super) struct ReadDoc {
     version: Option<u64>,
 }
 
-/// The entry at `path` now, found without permission checks (the read set
-/// records states; permissions are checked when the change is applied).
-fn peek(tx: &mut Tx<'_>, path: &DfsPath) -> StoreResult<Option<Inode>> {
+/// The fingerprint of a directory's entries when the transaction first listed it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct ListingDoc {
+    path: DfsPath,
+    fingerprint: i64,
+}
+
+/// What a listing's fingerprint needs of an entry.
+#[derive(Debug, Deserialize)]
+struct ChildDoc {
+    #[serde(rename = "_id")]
+    id: i64,
+    name: String,
+    version: u64,
+}
+
+/// The entry at `path` now, found without permission checks.
+fn peek_node(tx: &mut Tx<'_>, path: &DfsPath) -> StoreResult<Option<Inode>> {
     let mut node = node_by_id(tx, ROOT_ID)?;
     for name in path.components() {
         if !node.is_dir() {
@@ -69,56 +94,119 @@ fn owned_transaction(tx: &mut Tx<'_>, who: &Principal, id: &str, now: UnixSecond
     Ok(transaction)
 }
 
+/// Transaction `id`, live or not (its liveness was checked in this database transaction).
+fn transaction(tx: &mut Tx<'_>, id: &str) -> StoreResult<TransactionDoc> {
+    tx.find_one::<TransactionDoc>(TRANSACTIONS, doc! {"_id": id})?
+        .ok_or_else(|| no_such_transaction(id))
+}
+
 fn to_bson(value: &impl Serialize) -> StoreResult<Bson> {
     mongodb::bson::to_bson(value).map_err(|error| StoreError::Backend(error.into()))
 }
 
-/// Records `op` and the first-seen state of the paths it writes.
-fn stage_in(tx: &mut Tx<'_>, id: &str, op: &StagedOp) -> StoreResult<()> {
-    for path in op.written_paths() {
-        let seen = peek(tx, path)?;
+impl TxPrimitives for Tx<'_> {
+    fn owned_transaction(&mut self, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
+        owned_transaction(self, who, id, now).map(drop)
+    }
+
+    fn peek(&mut self, path: &DfsPath) -> StoreResult<Option<EntryState>> {
+        Ok(peek_node(self, path)?.map(|node| EntryState {
+            inode: node.id,
+            version: node.version,
+        }))
+    }
+
+    fn children(&mut self, path: &DfsPath) -> StoreResult<Option<Vec<(String, EntryState)>>> {
+        let Some(dir) = peek_node(self, path)?.filter(Inode::is_dir) else {
+            return Ok(None);
+        };
+        let children: Vec<ChildDoc> = self.find(
+            INODES,
+            doc! {"parent": dir.id},
+            doc! {"name": 1},
+            doc! {"_id": 1, "name": 1, "version": 1},
+        )?;
+        Ok(Some(
+            children
+                .into_iter()
+                .map(|child| {
+                    let state = EntryState {
+                        inode: child.id,
+                        version: child.version,
+                    };
+                    (child.name, state)
+                })
+                .collect(),
+        ))
+    }
+
+    fn record_entry(&mut self, id: &str, path: &DfsPath, state: Option<EntryState>) -> StoreResult<()> {
         let read = ReadDoc {
             path: path.clone(),
-            inode: seen.as_ref().map(|node| node.id),
-            version: seen.as_ref().map(|node| node.version),
+            inode: state.map(|state| state.inode),
+            version: state.map(|state| state.version),
         };
         // Only the first state seen counts.
-        tx.update(
+        self.update(
             TRANSACTIONS,
             doc! {"_id": id, "reads.path": {"$ne": path.as_str()}},
             doc! {"$push": {"reads": to_bson(&read)?}},
         )?;
+        Ok(())
     }
-    tx.update(TRANSACTIONS, doc! {"_id": id}, doc! {"$push": {"ops": to_bson(op)?}})?;
-    Ok(())
-}
 
-/// Checks the read set, then applies every staged change in order.
-fn commit_in(tx: &mut Tx<'_>, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {
-    let transaction = owned_transaction(tx, who, id, now)?;
-    let mut reads = transaction.reads;
-    reads.sort_by(|a, b| a.path.cmp(&b.path));
-    for read in reads {
-        let unchanged = match (peek(tx, &read.path)?, read.inode) {
-            (None, None) => true,
-            (Some(node), Some(inode)) => node.id == inode && Some(node.version) == read.version,
-            _ => false,
+    fn record_listing(&mut self, id: &str, path: &DfsPath, fingerprint: i64) -> StoreResult<()> {
+        let listing = ListingDoc {
+            path: path.clone(),
+            fingerprint,
         };
-        if !unchanged {
-            return Err(StoreError::Conflict(format!(
-                "conflict: {} changed since the transaction read it",
-                read.path
-            )));
-        }
+        self.update(
+            TRANSACTIONS,
+            doc! {"_id": id, "listings.path": {"$ne": path.as_str()}},
+            doc! {"$push": {"listings": to_bson(&listing)?}},
+        )?;
+        Ok(())
     }
-    for op in &transaction.ops {
+
+    fn entry_reads(&mut self, id: &str) -> StoreResult<Vec<(DfsPath, Option<EntryState>)>> {
+        Ok(transaction(self, id)?
+            .reads
+            .into_iter()
+            .map(|read| {
+                let state = read.inode.map(|inode| EntryState {
+                    inode,
+                    version: read.version.unwrap_or(0),
+                });
+                (read.path, state)
+            })
+            .collect())
+    }
+
+    fn listing_reads(&mut self, id: &str) -> StoreResult<Vec<(DfsPath, i64)>> {
+        Ok(transaction(self, id)?
+            .listings
+            .into_iter()
+            .map(|listing| (listing.path, listing.fingerprint))
+            .collect())
+    }
+
+    fn push_op(&mut self, id: &str, op: &StagedOp) -> StoreResult<()> {
+        self.update(TRANSACTIONS, doc! {"_id": id}, doc! {"$push": {"ops": to_bson(op)?}})?;
+        Ok(())
+    }
+
+    fn staged_ops(&mut self, id: &str) -> StoreResult<Vec<StagedOp>> {
+        Ok(transaction(self, id)?.ops)
+    }
+
+    fn apply(&mut self, who: &Principal, op: &StagedOp, now_ms: u64) -> StoreResult<()> {
         match op {
             StagedOp::Mkdir { path, mode, parents } => {
-                mkdir_in(tx, who, path, *mode, *parents, now_ms)?;
+                mkdir_in(self, who, path, *mode, *parents, now_ms)?;
             }
-            StagedOp::Remove { path, recursive } => remove_in(tx, who, path, *recursive, now_ms)?,
+            StagedOp::Remove { path, recursive } => remove_in(self, who, path, *recursive, now_ms)?,
             StagedOp::Rename { from, to, no_clobber } => {
-                rename_in(tx, who, from, to, *no_clobber, now_ms)?;
+                rename_in(self, who, from, to, *no_clobber, now_ms)?;
             }
             StagedOp::Put {
                 path,
@@ -127,12 +215,76 @@ fn commit_in(tx: &mut Tx<'_>, who: &Principal, id: &str, now: UnixSeconds, now_m
                 no_clobber,
                 replication,
             } => {
-                write_file(tx, who, path, *no_clobber, *mode, *replication, chunks, now_ms)?;
+                write_file(self, who, path, *no_clobber, *mode, *replication, chunks, now_ms)?;
+            }
+            StagedOp::PutInline {
+                path,
+                data,
+                mode,
+                no_clobber,
+            } => {
+                write_inline_in(self, who, path, data, *mode, *no_clobber, now_ms)?;
             }
         }
+        Ok(())
     }
-    tx.delete(TRANSACTIONS, doc! {"_id": id})?;
-    Ok(transaction.ops.len() as u64)
+
+    fn forget(&mut self, id: &str) -> StoreResult<()> {
+        self.delete(TRANSACTIONS, doc! {"_id": id})?;
+        Ok(())
+    }
+
+    fn answer(&mut self, who: &Principal, read: &TxRead) -> StoreResult<TxReadAnswer> {
+        Ok(match read {
+            TxRead::Stat(path) => TxReadAnswer::Stat(resolve(self, who, path)?.stat(path.clone())),
+            TxRead::List(path) => TxReadAnswer::List(list_in(self, who, path)?),
+            TxRead::Content(path) => {
+                let (stat, content) = file_content_in(self, who, path)?;
+                TxReadAnswer::Content(stat, content)
+            }
+        })
+    }
+
+    /// An entry: bumps its `seq`, which every change of it writes too. No
+    /// entry: bumps the entry slot of the first missing name on the way,
+    /// which creating it (or renaming something there) writes too.
+    fn guard_entry(&mut self, path: &DfsPath, state: Option<EntryState>) -> StoreResult<()> {
+        if let Some(state) = state {
+            self.update(INODES, doc! {"_id": state.inode}, doc! {"$inc": {"seq": 1_i64}})?;
+            return Ok(());
+        }
+        let mut node = node_by_id(self, ROOT_ID)?;
+        for name in path.components() {
+            match child(self, node.id, name)? {
+                Some(next) if next.is_dir() => node = next,
+                _ => return bump_slot(self, node.id, name),
+            }
+        }
+        Ok(())
+    }
+
+    /// Bumps every entry slot of the directory: any change of an entry in it writes one.
+    fn guard_listing(&mut self, path: &DfsPath) -> StoreResult<()> {
+        if let Some(dir) = peek_node(self, path)?.filter(Inode::is_dir) {
+            self.update_many(DIR_SLOTS, doc! {"dir": dir.id}, doc! {"$inc": {"seq": 1_i64}})?;
+        }
+        Ok(())
+    }
+}
+
+impl TxEngine for MongoStore {
+    type Tx<'t> = Tx<'t>;
+
+    fn write_tx<T: Send + 'static>(
+        &self,
+        work: impl FnMut(&mut Self::Tx<'_>) -> StoreResult<T> + Send,
+    ) -> StoreResult<T> {
+        self.write(work)
+    }
+
+    fn read_tx<T: Send + 'static>(&self, work: impl FnMut(&mut Self::Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        self.read(work)
+    }
 }
 
 impl TransactionStore for MongoStore {
@@ -144,6 +296,7 @@ impl TransactionStore for MongoStore {
             created_at: transaction.created_at,
             expires_at: transaction.expires_at,
             reads: Vec::new(),
+            listings: Vec::new(),
             ops: Vec::new(),
         };
         self.collection::<TransactionDoc>(TRANSACTIONS)
@@ -195,6 +348,17 @@ impl TransactionStore for MongoStore {
             tx.delete(UPLOADS, doc! {"_id": upload_id})?;
             Ok(op)
         })
+    }
+
+    fn read_in_transaction(
+        &self,
+        who: &Principal,
+        id: &str,
+        read: &TxRead,
+        now: UnixSeconds,
+        now_ms: u64,
+    ) -> StoreResult<TxReadAnswer> {
+        crate::tx::read_in_transaction(self, who, id, read, now, now_ms)
     }
 
     fn commit_transaction(&self, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {

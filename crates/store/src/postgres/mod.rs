@@ -129,6 +129,8 @@ const MIGRATIONS: &[&str] = &[
     namespace::POSSESSION_SCHEMA,
     // 7: locks by holder (a user's live locks are counted at each grant).
     locks::BY_HOLDER_SCHEMA,
+    // 8: transactions: reads of directory listings.
+    tx::LISTINGS_SCHEMA,
 ];
 
 /// The advisory lock key serializing migrations ("dfs_sche").
@@ -265,8 +267,9 @@ impl PostgresStore {
             drop(connection);
             if attempt >= MAX_ATTEMPTS || !(is_retryable(&error) || lost) {
                 if attempt > 1 && is_retryable(&error) {
-                    return Err(StoreError::Backend(anyhow::anyhow!(
-                        "gave up after {attempt} attempts aborted by concurrent transactions: {error}"
+                    // A conflict: the caller may try again later.
+                    return Err(StoreError::Conflict(format!(
+                        "conflict: gave up after {attempt} attempts aborted by concurrent transactions: {error}"
                     )));
                 }
                 return Err(error);

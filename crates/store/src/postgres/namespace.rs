@@ -605,33 +605,64 @@ pub(super) fn owned_upload(
     Ok(upload)
 }
 
+/// The listing of directory `path`, with the permission checks of a read.
+pub(super) fn list_in(tx: &mut PgTx<'_>, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
+    let dir = resolve(tx, who, path)?;
+    if !dir.is_dir() {
+        return Err(not_a_directory(path));
+    }
+    if !dir.permits(who, READ) {
+        return Err(denied(path));
+    }
+    let rows = tx.query(
+        &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = $1 ORDER BY name"),
+        &[&dir.id],
+    )?;
+    let entries = rows
+        .iter()
+        .map(|row| Ok(node_from_row(row).stat(join(path, row.get(2))?)))
+        .collect::<StoreResult<_>>()?;
+    Ok(Listing {
+        path: path.clone(),
+        entries,
+    })
+}
+
+/// The stat and content of file `path`, with the permission checks of a read.
+pub(super) fn file_content_in(tx: &mut PgTx<'_>, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
+    let node = resolve(tx, who, path)?;
+    if node.is_dir() {
+        return Err(is_a_directory(path));
+    }
+    if !node.permits(who, READ) {
+        return Err(denied(path));
+    }
+    if let Some(row) = tx.query_opt("SELECT data FROM file_data WHERE inode = $1", &[&node.id])? {
+        return Ok((node.stat(path.clone()), FileContent::Inline(row.get(0))));
+    }
+    let rows = tx.query(
+        "SELECT chunk, size FROM file_chunks WHERE inode = $1 ORDER BY idx",
+        &[&node.id],
+    )?;
+    let chunks = rows
+        .iter()
+        .map(|row| {
+            Ok(ChunkRef {
+                id: chunk_id(row.get(0))?,
+                size: uint(row.get(1)),
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok((node.stat(path.clone()), FileContent::Chunks(chunks)))
+}
+
 impl NamespaceStore for PostgresStore {
     fn stat(&self, who: &Principal, path: &DfsPath) -> StoreResult<Stat> {
         self.read(|tx| Ok(resolve(tx, who, path)?.stat(path.clone())))
     }
 
     fn list(&self, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
-        self.read(|tx| {
-            let dir = resolve(tx, who, path)?;
-            if !dir.is_dir() {
-                return Err(not_a_directory(path));
-            }
-            if !dir.permits(who, READ) {
-                return Err(denied(path));
-            }
-            let rows = tx.query(
-                &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = $1 ORDER BY name"),
-                &[&dir.id],
-            )?;
-            let entries = rows
-                .iter()
-                .map(|row| Ok(node_from_row(row).stat(join(path, row.get(2))?)))
-                .collect::<StoreResult<_>>()?;
-            Ok(Listing {
-                path: path.clone(),
-                entries,
-            })
-        })
+        self.read(|tx| list_in(tx, who, path))
     }
 
     fn mkdir(&self, who: &Principal, path: &DfsPath, mode: u32, parents: bool, now_ms: u64) -> StoreResult<Stat> {
@@ -738,32 +769,7 @@ impl NamespaceStore for PostgresStore {
     }
 
     fn file_content(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
-        self.read(|tx| {
-            let node = resolve(tx, who, path)?;
-            if node.is_dir() {
-                return Err(is_a_directory(path));
-            }
-            if !node.permits(who, READ) {
-                return Err(denied(path));
-            }
-            if let Some(row) = tx.query_opt("SELECT data FROM file_data WHERE inode = $1", &[&node.id])? {
-                return Ok((node.stat(path.clone()), FileContent::Inline(row.get(0))));
-            }
-            let rows = tx.query(
-                "SELECT chunk, size FROM file_chunks WHERE inode = $1 ORDER BY idx",
-                &[&node.id],
-            )?;
-            let chunks = rows
-                .iter()
-                .map(|row| {
-                    Ok(ChunkRef {
-                        id: chunk_id(row.get(0))?,
-                        size: uint(row.get(1)),
-                    })
-                })
-                .collect::<StoreResult<_>>()?;
-            Ok((node.stat(path.clone()), FileContent::Chunks(chunks)))
-        })
+        self.read(|tx| file_content_in(tx, who, path))
     }
 
     fn write_inline(

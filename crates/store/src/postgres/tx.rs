@@ -1,19 +1,24 @@
 //! Transactions on PostgreSQL: the transaction, its read set (`tx_reads`:
-//! the inode and version each written path had when first staged, or NULL
-//! if absent) and its staged changes (`tx_ops`, [`StagedOp`] JSON, in
-//! staging order). The commit applies them with the same functions as the
-//! direct writes, inside one SERIALIZABLE transaction, so a crash leaves
-//! all or none of them, and a concurrent writer either lands before the
-//! read-set check (a conflict) or after the commit.
+//! the inode and version of each path read or written when first seen, or
+//! NULL if absent; `tx_listings`: the fingerprint of each directory listed)
+//! and its staged changes (`tx_ops`, [`StagedOp`] JSON, in staging order).
+//! The rules are `crate::tx`'s, over the primitives here; the commit runs
+//! them inside one SERIALIZABLE transaction, so a crash leaves all or none
+//! of the changes, and a concurrent writer of anything read either lands
+//! before the check (a conflict) or after the commit (PostgreSQL aborts
+//! one of two transactions that would otherwise not be serializable).
 
 use super::namespace::{
-    check_durable, child, insert_upload, mkdir_in, node_by_id, owned_upload, remove_in, rename_in, stored_path,
-    write_file, Node, ROOT_ID,
+    check_durable, child, file_content_in, insert_upload, list_in, mkdir_in, node_by_id, owned_upload, remove_in,
+    rename_in, resolve, stored_path, write_file, write_inline_in, ROOT_ID,
 };
 use super::{int, uint, PgTx, PostgresStore};
 use crate::common::{belongs_to_another_user, no_such_transaction};
 use crate::namespace::{Principal, UploadRecord};
-use crate::tx::{StagedOp, TransactionRecord, TransactionStore};
+use crate::tx::{
+    commit_in, stage_in, EntryState, StagedOp, TransactionRecord, TransactionStore, TxEngine, TxPrimitives, TxRead,
+    TxReadAnswer,
+};
 use crate::{StoreError, StoreResult};
 use dfs_proto::namespace::ChunkRef;
 use dfs_proto::path::DfsPath;
@@ -43,96 +48,147 @@ CREATE TABLE tx_ops (
 );
 "#;
 
-/// The entry at `path` now, found without permission checks (the read set
-/// records states; permissions are checked when the change is applied).
-fn peek(tx: &mut PgTx<'_>, path: &DfsPath) -> StoreResult<Option<Node>> {
-    let mut node = node_by_id(tx, ROOT_ID)?;
-    for name in path.components() {
-        if !node.is_dir() {
-            return Ok(None);
-        }
-        match child(tx, node.id, name)? {
-            Some(next) => node = next,
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(node))
-}
+/// Reads of directory listings (a later migration than [`SCHEMA`]).
+pub(super) const LISTINGS_SCHEMA: &str = r#"
+CREATE TABLE tx_listings (
+    tx TEXT NOT NULL REFERENCES transactions(id) ON DELETE CASCADE,
+    path TEXT COLLATE "C" NOT NULL,
+    fingerprint BIGINT NOT NULL,
+    PRIMARY KEY (tx, path)
+);
+"#;
 
 fn transaction_of_another_user(id: &str) -> StoreError {
     belongs_to_another_user(&format!("transaction {id}"))
 }
 
-/// Checks that transaction `id` is live at `now` and belongs to `who`.
-fn owned_transaction(tx: &mut PgTx<'_>, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
-    let owner: i64 = tx
-        .query_opt(
-            "SELECT owner_uid FROM transactions WHERE id = $1 AND expires_at > $2",
-            &[&id, &int(now)],
-        )?
-        .ok_or_else(|| no_such_transaction(id))?
-        .get(0);
-    if uint(owner) != who.uid {
-        return Err(transaction_of_another_user(id));
+impl TxPrimitives for PgTx<'_> {
+    fn owned_transaction(&mut self, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
+        let owner: i64 = self
+            .query_opt(
+                "SELECT owner_uid FROM transactions WHERE id = $1 AND expires_at > $2",
+                &[&id, &int(now)],
+            )?
+            .ok_or_else(|| no_such_transaction(id))?
+            .get(0);
+        if uint(owner) != who.uid {
+            return Err(transaction_of_another_user(id));
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Records `op` and the first-seen state of the paths it writes.
-fn stage_in(tx: &mut PgTx<'_>, id: &str, op: &StagedOp) -> StoreResult<()> {
-    for path in op.written_paths() {
-        let seen = peek(tx, path)?;
-        tx.execute(
+    fn peek(&mut self, path: &DfsPath) -> StoreResult<Option<EntryState>> {
+        let mut node = node_by_id(self, ROOT_ID)?;
+        for name in path.components() {
+            if !node.is_dir() {
+                return Ok(None);
+            }
+            match child(self, node.id, name)? {
+                Some(next) => node = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(EntryState {
+            inode: node.id,
+            version: node.version,
+        }))
+    }
+
+    fn children(&mut self, path: &DfsPath) -> StoreResult<Option<Vec<(String, EntryState)>>> {
+        let Some(dir) = self.peek(path)? else {
+            return Ok(None);
+        };
+        if !node_by_id(self, dir.inode)?.is_dir() {
+            return Ok(None);
+        }
+        let rows = self.query(
+            "SELECT name, id, version FROM inodes WHERE parent = $1 ORDER BY name",
+            &[&dir.inode],
+        )?;
+        Ok(Some(
+            rows.iter()
+                .map(|row| {
+                    (
+                        row.get::<_, String>(0),
+                        EntryState {
+                            inode: row.get(1),
+                            version: uint(row.get(2)),
+                        },
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    fn record_entry(&mut self, id: &str, path: &DfsPath, state: Option<EntryState>) -> StoreResult<()> {
+        self.execute(
             "INSERT INTO tx_reads (tx, path, inode, version) VALUES ($1, $2, $3, $4)
              ON CONFLICT (tx, path) DO NOTHING",
             &[
                 &id,
                 &path.as_str(),
-                &seen.as_ref().map(|node| node.id),
-                &seen.as_ref().map(|node| int(node.version)),
+                &state.map(|state| state.inode),
+                &state.map(|state| int(state.version)),
             ],
         )?;
+        Ok(())
     }
-    let json = serde_json::to_string(op).map_err(|error| StoreError::Backend(error.into()))?;
-    tx.execute(
-        "INSERT INTO tx_ops (tx, seq, op)
-         VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tx_ops WHERE tx = $1), $2)",
-        &[&id, &json],
-    )?;
-    Ok(())
-}
 
-/// Checks the read set, then applies every staged change in order.
-fn commit_in(tx: &mut PgTx<'_>, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {
-    owned_transaction(tx, who, id, now)?;
-    let reads = tx.query(
-        "SELECT path, inode, version FROM tx_reads WHERE tx = $1 ORDER BY path",
-        &[&id],
-    )?;
-    for row in &reads {
-        let path = stored_path(row.get(0))?;
-        let (inode, version): (Option<i64>, Option<i64>) = (row.get(1), row.get(2));
-        let unchanged = match (peek(tx, &path)?, inode) {
-            (None, None) => true,
-            (Some(node), Some(inode)) => node.id == inode && Some(int(node.version)) == version,
-            _ => false,
-        };
-        if !unchanged {
-            return Err(StoreError::Conflict(format!(
-                "conflict: {path} changed since the transaction read it"
-            )));
-        }
+    fn record_listing(&mut self, id: &str, path: &DfsPath, fingerprint: i64) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO tx_listings (tx, path, fingerprint) VALUES ($1, $2, $3)
+             ON CONFLICT (tx, path) DO NOTHING",
+            &[&id, &path.as_str(), &fingerprint],
+        )?;
+        Ok(())
     }
-    let ops = tx.query("SELECT op FROM tx_ops WHERE tx = $1 ORDER BY seq", &[&id])?;
-    for row in &ops {
-        let op: StagedOp = serde_json::from_str(row.get(0)).map_err(|error| StoreError::Backend(error.into()))?;
+
+    fn entry_reads(&mut self, id: &str) -> StoreResult<Vec<(DfsPath, Option<EntryState>)>> {
+        let rows = self.query("SELECT path, inode, version FROM tx_reads WHERE tx = $1", &[&id])?;
+        rows.iter()
+            .map(|row| {
+                let (inode, version): (Option<i64>, Option<i64>) = (row.get(1), row.get(2));
+                let state = inode.map(|inode| EntryState {
+                    inode,
+                    version: uint(version.unwrap_or(0)),
+                });
+                Ok((stored_path(row.get(0))?, state))
+            })
+            .collect()
+    }
+
+    fn listing_reads(&mut self, id: &str) -> StoreResult<Vec<(DfsPath, i64)>> {
+        let rows = self.query("SELECT path, fingerprint FROM tx_listings WHERE tx = $1", &[&id])?;
+        rows.iter()
+            .map(|row| Ok((stored_path(row.get(0))?, row.get(1))))
+            .collect()
+    }
+
+    fn push_op(&mut self, id: &str, op: &StagedOp) -> StoreResult<()> {
+        let json = serde_json::to_string(op).map_err(|error| StoreError::Backend(error.into()))?;
+        self.execute(
+            "INSERT INTO tx_ops (tx, seq, op)
+             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tx_ops WHERE tx = $1), $2)",
+            &[&id, &json],
+        )?;
+        Ok(())
+    }
+
+    fn staged_ops(&mut self, id: &str) -> StoreResult<Vec<StagedOp>> {
+        let rows = self.query("SELECT op FROM tx_ops WHERE tx = $1 ORDER BY seq", &[&id])?;
+        rows.iter()
+            .map(|row| serde_json::from_str(row.get(0)).map_err(|error| StoreError::Backend(error.into())))
+            .collect()
+    }
+
+    fn apply(&mut self, who: &Principal, op: &StagedOp, now_ms: u64) -> StoreResult<()> {
         match op {
             StagedOp::Mkdir { path, mode, parents } => {
-                mkdir_in(tx, who, &path, mode, parents, now_ms)?;
+                mkdir_in(self, who, path, *mode, *parents, now_ms)?;
             }
-            StagedOp::Remove { path, recursive } => remove_in(tx, who, &path, recursive, now_ms)?,
+            StagedOp::Remove { path, recursive } => remove_in(self, who, path, *recursive, now_ms)?,
             StagedOp::Rename { from, to, no_clobber } => {
-                rename_in(tx, who, &from, &to, no_clobber, now_ms)?;
+                rename_in(self, who, from, to, *no_clobber, now_ms)?;
             }
             StagedOp::Put {
                 path,
@@ -141,12 +197,50 @@ fn commit_in(tx: &mut PgTx<'_>, who: &Principal, id: &str, now: UnixSeconds, now
                 no_clobber,
                 replication,
             } => {
-                write_file(tx, who, &path, no_clobber, mode, replication, &chunks, now_ms)?;
+                write_file(self, who, path, *no_clobber, *mode, *replication, chunks, now_ms)?;
+            }
+            StagedOp::PutInline {
+                path,
+                data,
+                mode,
+                no_clobber,
+            } => {
+                write_inline_in(self, who, path, data, *mode, *no_clobber, now_ms)?;
             }
         }
+        Ok(())
     }
-    tx.execute("DELETE FROM transactions WHERE id = $1", &[&id])?;
-    Ok(ops.len() as u64)
+
+    fn forget(&mut self, id: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM transactions WHERE id = $1", &[&id])?;
+        Ok(())
+    }
+
+    fn answer(&mut self, who: &Principal, read: &TxRead) -> StoreResult<TxReadAnswer> {
+        Ok(match read {
+            TxRead::Stat(path) => TxReadAnswer::Stat(resolve(self, who, path)?.stat(path.clone())),
+            TxRead::List(path) => TxReadAnswer::List(list_in(self, who, path)?),
+            TxRead::Content(path) => {
+                let (stat, content) = file_content_in(self, who, path)?;
+                TxReadAnswer::Content(stat, content)
+            }
+        })
+    }
+}
+
+impl TxEngine for PostgresStore {
+    type Tx<'t> = PgTx<'t>;
+
+    fn write_tx<T: Send + 'static>(
+        &self,
+        work: impl FnMut(&mut Self::Tx<'_>) -> StoreResult<T> + Send,
+    ) -> StoreResult<T> {
+        self.write(work)
+    }
+
+    fn read_tx<T: Send + 'static>(&self, work: impl FnMut(&mut Self::Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        self.read(work)
+    }
 }
 
 impl TransactionStore for PostgresStore {
@@ -169,7 +263,7 @@ impl TransactionStore for PostgresStore {
 
     fn stage(&self, who: &Principal, id: &str, op: &StagedOp, now: UnixSeconds) -> StoreResult<()> {
         self.write(|tx| {
-            owned_transaction(tx, who, id, now)?;
+            tx.owned_transaction(who, id, now)?;
             stage_in(tx, id, op)
         })
     }
@@ -182,7 +276,7 @@ impl TransactionStore for PostgresStore {
         now: UnixSeconds,
     ) -> StoreResult<()> {
         self.write(|tx| {
-            owned_transaction(tx, who, id, now)?;
+            tx.owned_transaction(who, id, now)?;
             insert_upload(tx, upload)
         })
     }
@@ -196,7 +290,7 @@ impl TransactionStore for PostgresStore {
         now: UnixSeconds,
     ) -> StoreResult<StagedOp> {
         self.write(|tx| {
-            owned_transaction(tx, who, id, now)?;
+            tx.owned_transaction(who, id, now)?;
             let upload = owned_upload(tx, who, upload_id, now)?;
             check_durable(tx, chunks, upload.replication)?;
             let op = StagedOp::Put {
@@ -210,6 +304,17 @@ impl TransactionStore for PostgresStore {
             tx.execute("DELETE FROM uploads WHERE id = $1", &[&upload_id])?;
             Ok(op)
         })
+    }
+
+    fn read_in_transaction(
+        &self,
+        who: &Principal,
+        id: &str,
+        read: &TxRead,
+        now: UnixSeconds,
+        now_ms: u64,
+    ) -> StoreResult<TxReadAnswer> {
+        crate::tx::read_in_transaction(self, who, id, read, now, now_ms)
     }
 
     fn commit_transaction(&self, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {

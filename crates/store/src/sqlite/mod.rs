@@ -91,6 +91,8 @@ const MIGRATIONS: &[&str] = &[
     namespace::POSSESSION_SCHEMA,
     // 7: locks by holder (a user's live locks are counted at each grant).
     locks::BY_HOLDER_SCHEMA,
+    // 8: transactions: reads of directory listings.
+    tx::LISTINGS_SCHEMA,
 ];
 
 pub struct SqliteStore {

@@ -577,6 +577,61 @@ pub(super) fn insert_upload(tx: &Connection, upload: &UploadRecord) -> StoreResu
     Ok(())
 }
 
+/// The listing of directory `path`, with the permission checks of a read.
+pub(super) fn list_in(tx: &Connection, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
+    let dir = resolve(tx, who, path)?;
+    if !dir.is_dir() {
+        return Err(not_a_directory(path));
+    }
+    if !dir.permits(who, READ) {
+        return Err(denied(path));
+    }
+    let mut statement = tx.prepare_cached(&format!(
+        "SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 ORDER BY name"
+    ))?;
+    let rows = statement
+        .query_map([dir.id], |row| Ok((row.get::<_, String>(2)?, node_from_row(row)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut entries = Vec::with_capacity(rows.len());
+    for (name, node) in rows {
+        let child_path = path.join(&name).map_err(|error| StoreError::Backend(error.into()))?;
+        entries.push(node.stat(child_path));
+    }
+    Ok(Listing {
+        path: path.clone(),
+        entries,
+    })
+}
+
+/// The stat and content of file `path`, with the permission checks of a read.
+pub(super) fn file_content_in(tx: &Connection, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
+    let node = resolve(tx, who, path)?;
+    if node.is_dir() {
+        return Err(is_a_directory(path));
+    }
+    if !node.permits(who, READ) {
+        return Err(denied(path));
+    }
+    let data: Option<Vec<u8>> = tx
+        .one("SELECT data FROM file_data WHERE inode = ?1", [node.id], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    if let Some(data) = data {
+        return Ok((node.stat(path.clone()), FileContent::Inline(data)));
+    }
+    let mut statement = tx.prepare_cached("SELECT chunk, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
+    let chunks = statement
+        .query_map([node.id], |row| {
+            Ok(ChunkRef {
+                id: chunk_id(row.get(0)?)?,
+                size: row.get(1)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((node.stat(path.clone()), FileContent::Chunks(chunks)))
+}
+
 impl NamespaceStore for SqliteStore {
     fn quick_reads(&self) -> bool {
         self.has_readers()
@@ -587,30 +642,7 @@ impl NamespaceStore for SqliteStore {
     }
 
     fn list(&self, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
-        self.read(|tx| {
-            let dir = resolve(tx, who, path)?;
-            if !dir.is_dir() {
-                return Err(not_a_directory(path));
-            }
-            if !dir.permits(who, READ) {
-                return Err(denied(path));
-            }
-            let mut statement = tx.prepare_cached(&format!(
-                "SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 ORDER BY name"
-            ))?;
-            let rows = statement
-                .query_map([dir.id], |row| Ok((row.get::<_, String>(2)?, node_from_row(row)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut entries = Vec::with_capacity(rows.len());
-            for (name, node) in rows {
-                let child_path = path.join(&name).map_err(|error| StoreError::Backend(error.into()))?;
-                entries.push(node.stat(child_path));
-            }
-            Ok(Listing {
-                path: path.clone(),
-                entries,
-            })
-        })
+        self.read(|tx| list_in(tx, who, path))
     }
 
     fn mkdir(&self, who: &Principal, path: &DfsPath, mode: u32, parents: bool, now_ms: u64) -> StoreResult<Stat> {
@@ -725,34 +757,7 @@ impl NamespaceStore for SqliteStore {
     }
 
     fn file_content(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
-        self.read(|tx| {
-            let node = resolve(tx, who, path)?;
-            if node.is_dir() {
-                return Err(is_a_directory(path));
-            }
-            if !node.permits(who, READ) {
-                return Err(denied(path));
-            }
-            let data: Option<Vec<u8>> = tx
-                .one("SELECT data FROM file_data WHERE inode = ?1", [node.id], |row| {
-                    row.get(0)
-                })
-                .optional()?;
-            if let Some(data) = data {
-                return Ok((node.stat(path.clone()), FileContent::Inline(data)));
-            }
-            let mut statement =
-                tx.prepare_cached("SELECT chunk, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
-            let chunks = statement
-                .query_map([node.id], |row| {
-                    Ok(ChunkRef {
-                        id: chunk_id(row.get(0)?)?,
-                        size: row.get(1)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((node.stat(path.clone()), FileContent::Chunks(chunks)))
-        })
+        self.read(|tx| file_content_in(tx, who, path))
     }
 
     fn write_inline(

@@ -1,16 +1,21 @@
 //! Transactions on SQLite: the transaction, its read set (`tx_reads`: the
-//! inode and version each written path had when first staged, or NULL if
-//! absent) and its staged changes (`tx_ops`, JSON, in staging order).
-//! The commit applies them with the same functions as the direct writes,
-//! inside one SQLite transaction, so a crash leaves all or none of them.
+//! inode and version of each path read or written when first seen, or NULL
+//! if absent; `tx_listings`: the fingerprint of each directory listed) and
+//! its staged changes (`tx_ops`, JSON, in staging order). The rules are
+//! `crate::tx`'s, over the primitives here; the commit runs them inside one
+//! SQLite transaction, so a crash leaves all or none of the changes.
 
 use super::namespace::{
-    child, insert_upload, mkdir_in, node_by_id, owned_upload, remove_in, rename_in, write_file, Node,
+    child, file_content_in, insert_upload, list_in, mkdir_in, node_by_id, owned_upload, remove_in, rename_in, resolve,
+    write_file, write_inline_in,
 };
 use super::CachedSql;
 use super::SqliteStore;
 use crate::namespace::{Principal, UploadRecord};
-use crate::tx::{StagedOp, TransactionRecord, TransactionStore};
+use crate::tx::{
+    commit_in, stage_in, EntryState, StagedOp, TransactionRecord, TransactionStore, TxEngine, TxPrimitives, TxRead,
+    TxReadAnswer,
+};
 use crate::{StoreError, StoreResult};
 use dfs_proto::namespace::ChunkRef;
 use dfs_proto::path::DfsPath;
@@ -40,75 +45,114 @@ CREATE TABLE tx_ops (
 );
 ";
 
-const ROOT_ID: i64 = 1;
+/// Reads of directory listings (a later migration than [`SCHEMA`]).
+pub(super) const LISTINGS_SCHEMA: &str = "
+CREATE TABLE tx_listings (
+    tx TEXT NOT NULL REFERENCES transactions(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    fingerprint INTEGER NOT NULL,
+    PRIMARY KEY (tx, path)
+);
+";
 
-/// The entry at `path` now, found without permission checks (the read set
-/// records states; permissions are checked when the change is applied).
-fn peek(tx: &Connection, path: &DfsPath) -> StoreResult<Option<Node>> {
-    let mut node = node_by_id(tx, ROOT_ID)?;
-    for name in path.components() {
-        if !node.is_dir() {
-            return Ok(None);
-        }
-        match child(tx, node.id, name)? {
-            Some(next) => node = next,
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(node))
-}
+const ROOT_ID: i64 = 1;
 
 fn no_such_transaction(id: &str) -> StoreError {
     StoreError::NotFound(format!("no such transaction (committed, aborted or expired): {id}"))
 }
 
-/// Checks that transaction `id` is live at `now` and belongs to `who`.
-fn owned_transaction(tx: &Connection, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
-    let owner: u64 = tx
-        .one(
-            "SELECT owner_uid FROM transactions WHERE id = ?1 AND expires_at > ?2",
-            params![id, now],
-            |row| row.get(0),
-        )
-        .optional()?
-        .ok_or_else(|| no_such_transaction(id))?;
-    if owner != who.uid {
-        return Err(StoreError::PermissionDenied(format!(
-            "permission denied: transaction {id} belongs to another user"
-        )));
-    }
-    Ok(())
+fn stored_path(raw: String) -> StoreResult<DfsPath> {
+    DfsPath::parse(&raw).map_err(|error| StoreError::Backend(error.into()))
 }
 
-/// Records `op` and the first-seen state of the paths it writes.
-fn stage_in(tx: &Connection, id: &str, op: &StagedOp) -> StoreResult<()> {
-    for path in op.written_paths() {
-        let seen = peek(tx, path)?;
-        tx.exec(
+/// The transaction primitives on one SQLite connection inside a transaction.
+pub(crate) struct Sql<'c>(&'c Connection);
+
+impl TxPrimitives for Sql<'_> {
+    fn owned_transaction(&mut self, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
+        let owner: u64 = self
+            .0
+            .one(
+                "SELECT owner_uid FROM transactions WHERE id = ?1 AND expires_at > ?2",
+                params![id, now],
+                |row| row.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| no_such_transaction(id))?;
+        if owner != who.uid {
+            return Err(StoreError::PermissionDenied(format!(
+                "permission denied: transaction {id} belongs to another user"
+            )));
+        }
+        Ok(())
+    }
+
+    fn peek(&mut self, path: &DfsPath) -> StoreResult<Option<EntryState>> {
+        let mut node = node_by_id(self.0, ROOT_ID)?;
+        for name in path.components() {
+            if !node.is_dir() {
+                return Ok(None);
+            }
+            match child(self.0, node.id, name)? {
+                Some(next) => node = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(EntryState {
+            inode: node.id,
+            version: node.version,
+        }))
+    }
+
+    fn children(&mut self, path: &DfsPath) -> StoreResult<Option<Vec<(String, EntryState)>>> {
+        let Some(dir) = self.peek(path)? else {
+            return Ok(None);
+        };
+        if !node_by_id(self.0, dir.inode)?.is_dir() {
+            return Ok(None);
+        }
+        let mut statement = self
+            .0
+            .prepare_cached("SELECT name, id, version FROM inodes WHERE parent = ?1 ORDER BY name")?;
+        let children = statement
+            .query_map([dir.inode], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    EntryState {
+                        inode: row.get(1)?,
+                        version: row.get(2)?,
+                    },
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(children))
+    }
+
+    fn record_entry(&mut self, id: &str, path: &DfsPath, state: Option<EntryState>) -> StoreResult<()> {
+        self.0.exec(
             "INSERT OR IGNORE INTO tx_reads (tx, path, inode, version) VALUES (?1, ?2, ?3, ?4)",
             params![
                 id,
                 path.as_str(),
-                seen.as_ref().map(|node| node.id),
-                seen.as_ref().map(|node| node.version)
+                state.map(|state| state.inode),
+                state.map(|state| state.version)
             ],
         )?;
+        Ok(())
     }
-    let json = serde_json::to_string(op).map_err(|error| StoreError::Backend(error.into()))?;
-    tx.exec(
-        "INSERT INTO tx_ops (tx, seq, op)
-         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tx_ops WHERE tx = ?1), ?2)",
-        params![id, json],
-    )?;
-    Ok(())
-}
 
-/// Checks the read set, then applies every staged change in order.
-fn commit_in(tx: &Connection, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {
-    owned_transaction(tx, who, id, now)?;
-    let reads = {
-        let mut statement =
-            tx.prepare_cached("SELECT path, inode, version FROM tx_reads WHERE tx = ?1 ORDER BY path")?;
+    fn record_listing(&mut self, id: &str, path: &DfsPath, fingerprint: i64) -> StoreResult<()> {
+        self.0.exec(
+            "INSERT OR IGNORE INTO tx_listings (tx, path, fingerprint) VALUES (?1, ?2, ?3)",
+            params![id, path.as_str(), fingerprint],
+        )?;
+        Ok(())
+    }
+
+    fn entry_reads(&mut self, id: &str) -> StoreResult<Vec<(DfsPath, Option<EntryState>)>> {
+        let mut statement = self
+            .0
+            .prepare_cached("SELECT path, inode, version FROM tx_reads WHERE tx = ?1")?;
         let rows = statement
             .query_map([id], |row| {
                 Ok((
@@ -118,37 +162,60 @@ fn commit_in(tx: &Connection, who: &Principal, id: &str, now: UnixSeconds, now_m
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        rows
-    };
-    for (path, inode, version) in reads {
-        let path = DfsPath::parse(&path).map_err(|error| StoreError::Backend(error.into()))?;
-        let unchanged = match (peek(tx, &path)?, inode) {
-            (None, None) => true,
-            (Some(node), Some(inode)) => node.id == inode && Some(node.version) == version,
-            _ => false,
-        };
-        if !unchanged {
-            return Err(StoreError::Conflict(format!(
-                "conflict: {path} changed since the transaction read it"
-            )));
-        }
+        rows.into_iter()
+            .map(|(path, inode, version)| {
+                let state = inode.map(|inode| EntryState {
+                    inode,
+                    version: version.unwrap_or(0),
+                });
+                Ok((stored_path(path)?, state))
+            })
+            .collect()
     }
-    let ops = {
-        let mut statement = tx.prepare_cached("SELECT op FROM tx_ops WHERE tx = ?1 ORDER BY seq")?;
+
+    fn listing_reads(&mut self, id: &str) -> StoreResult<Vec<(DfsPath, i64)>> {
+        let mut statement = self
+            .0
+            .prepare_cached("SELECT path, fingerprint FROM tx_listings WHERE tx = ?1")?;
+        let rows = statement
+            .query_map([id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(path, fingerprint)| Ok((stored_path(path)?, fingerprint)))
+            .collect()
+    }
+
+    fn push_op(&mut self, id: &str, op: &StagedOp) -> StoreResult<()> {
+        let json = serde_json::to_string(op).map_err(|error| StoreError::Backend(error.into()))?;
+        self.0.exec(
+            "INSERT INTO tx_ops (tx, seq, op)
+             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tx_ops WHERE tx = ?1), ?2)",
+            params![id, json],
+        )?;
+        Ok(())
+    }
+
+    fn staged_ops(&mut self, id: &str) -> StoreResult<Vec<StagedOp>> {
+        let mut statement = self
+            .0
+            .prepare_cached("SELECT op FROM tx_ops WHERE tx = ?1 ORDER BY seq")?;
         let rows = statement
             .query_map([id], |row| row.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
-        rows
-    };
-    for json in &ops {
-        let op: StagedOp = serde_json::from_str(json).map_err(|error| StoreError::Backend(error.into()))?;
+        rows.iter()
+            .map(|json| serde_json::from_str(json).map_err(|error| StoreError::Backend(error.into())))
+            .collect()
+    }
+
+    fn apply(&mut self, who: &Principal, op: &StagedOp, now_ms: u64) -> StoreResult<()> {
+        let tx = self.0;
         match op {
             StagedOp::Mkdir { path, mode, parents } => {
-                mkdir_in(tx, who, &path, mode, parents, now_ms)?;
+                mkdir_in(tx, who, path, *mode, *parents, now_ms)?;
             }
-            StagedOp::Remove { path, recursive } => remove_in(tx, who, &path, recursive, now_ms)?,
+            StagedOp::Remove { path, recursive } => remove_in(tx, who, path, *recursive, now_ms)?,
             StagedOp::Rename { from, to, no_clobber } => {
-                rename_in(tx, who, &from, &to, no_clobber, now_ms)?;
+                rename_in(tx, who, from, to, *no_clobber, now_ms)?;
             }
             StagedOp::Put {
                 path,
@@ -157,12 +224,50 @@ fn commit_in(tx: &Connection, who: &Principal, id: &str, now: UnixSeconds, now_m
                 no_clobber,
                 replication,
             } => {
-                write_file(tx, who, &path, no_clobber, mode, replication, &chunks, now_ms)?;
+                write_file(tx, who, path, *no_clobber, *mode, *replication, chunks, now_ms)?;
+            }
+            StagedOp::PutInline {
+                path,
+                data,
+                mode,
+                no_clobber,
+            } => {
+                write_inline_in(tx, who, path, data, *mode, *no_clobber, now_ms)?;
             }
         }
+        Ok(())
     }
-    tx.exec("DELETE FROM transactions WHERE id = ?1", [id])?;
-    Ok(ops.len() as u64)
+
+    fn forget(&mut self, id: &str) -> StoreResult<()> {
+        self.0.exec("DELETE FROM transactions WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn answer(&mut self, who: &Principal, read: &TxRead) -> StoreResult<TxReadAnswer> {
+        Ok(match read {
+            TxRead::Stat(path) => TxReadAnswer::Stat(resolve(self.0, who, path)?.stat(path.clone())),
+            TxRead::List(path) => TxReadAnswer::List(list_in(self.0, who, path)?),
+            TxRead::Content(path) => {
+                let (stat, content) = file_content_in(self.0, who, path)?;
+                TxReadAnswer::Content(stat, content)
+            }
+        })
+    }
+}
+
+impl TxEngine for SqliteStore {
+    type Tx<'t> = Sql<'t>;
+
+    fn write_tx<T: Send + 'static>(
+        &self,
+        mut work: impl FnMut(&mut Self::Tx<'_>) -> StoreResult<T> + Send,
+    ) -> StoreResult<T> {
+        self.write(move |connection| work(&mut Sql(connection)))
+    }
+
+    fn read_tx<T: Send + 'static>(&self, mut work: impl FnMut(&mut Self::Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        self.read(move |connection| work(&mut Sql(connection)))
+    }
 }
 
 impl TransactionStore for SqliteStore {
@@ -185,8 +290,9 @@ impl TransactionStore for SqliteStore {
 
     fn stage(&self, who: &Principal, id: &str, op: &StagedOp, now: UnixSeconds) -> StoreResult<()> {
         self.write(|tx| {
-            owned_transaction(tx, who, id, now)?;
-            stage_in(tx, id, op)
+            let mut tx = Sql(tx);
+            tx.owned_transaction(who, id, now)?;
+            stage_in(&mut tx, id, op)
         })
     }
 
@@ -198,7 +304,7 @@ impl TransactionStore for SqliteStore {
         now: UnixSeconds,
     ) -> StoreResult<()> {
         self.write(|tx| {
-            owned_transaction(tx, who, id, now)?;
+            Sql(tx).owned_transaction(who, id, now)?;
             insert_upload(tx, upload)
         })
     }
@@ -212,7 +318,7 @@ impl TransactionStore for SqliteStore {
         now: UnixSeconds,
     ) -> StoreResult<StagedOp> {
         self.write(|tx| {
-            owned_transaction(tx, who, id, now)?;
+            Sql(tx).owned_transaction(who, id, now)?;
             let upload = owned_upload(tx, who, upload_id, now)?;
             for chunk in chunks {
                 let recorded: u32 = tx.one(
@@ -234,14 +340,25 @@ impl TransactionStore for SqliteStore {
                 no_clobber: upload.no_clobber,
                 replication: upload.replication,
             };
-            stage_in(tx, id, &op)?;
+            stage_in(&mut Sql(tx), id, &op)?;
             tx.exec("DELETE FROM uploads WHERE id = ?1", [upload_id])?;
             Ok(op)
         })
     }
 
+    fn read_in_transaction(
+        &self,
+        who: &Principal,
+        id: &str,
+        read: &TxRead,
+        now: UnixSeconds,
+        now_ms: u64,
+    ) -> StoreResult<TxReadAnswer> {
+        crate::tx::read_in_transaction(self, who, id, read, now, now_ms)
+    }
+
     fn commit_transaction(&self, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {
-        let result = self.write(|tx| commit_in(tx, who, id, now, now_ms));
+        let result = self.write(|tx| commit_in(&mut Sql(tx), who, id, now, now_ms));
         if result.is_err() {
             // A failed commit aborts: the rolled-back transaction is
             // forgotten too (only by its owner; best effort).
