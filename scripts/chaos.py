@@ -207,6 +207,14 @@ def chunk_files(cluster, server):
     return sorted(found)
 
 
+def resume(pid):
+    """SIGCONT to a paused process, unless a kill -9 took it meanwhile."""
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+
+
 def fault_loop(cluster, seed, stop, faults, corrupt_server, min_gap, max_gap):
     rng = random.Random(f"{seed}/faults")
     kinds = ["kill -9 directory", "kill -9 auth", "kill -9 file server", "SIGSTOP file server", "flip bytes"]
@@ -223,7 +231,7 @@ def fault_loop(cluster, seed, stop, faults, corrupt_server, min_gap, max_gap):
                 pid = cluster.pid(rng.choice(cluster.services[2:]))
                 os.kill(pid, signal.SIGSTOP)
                 pause = rng.uniform(1, 6)
-                threading.Timer(pause, lambda pid=pid: os.kill(pid, signal.SIGCONT)).start()
+                threading.Timer(pause, resume, args=(pid,)).start()
             else:
                 files = chunk_files(cluster, corrupt_server)
                 if not files:

@@ -399,10 +399,12 @@ impl Client {
     }
 
     /// A change that must not be applied twice (mkdir, rename, remove, an
-    /// upload's commit). If the answer to `send` was lost, it is sent once
-    /// more; an error then is given to `confirm`, which looks whether the
-    /// first attempt did the change after all (a directory that "exists"
-    /// after a mkdir) and returns its result, or the error.
+    /// upload's commit). If the answer to `send` was lost, it is sent again
+    /// (until an answer comes, within the deadline: a killed service can
+    /// leave several pooled connections that each lose one); an error then
+    /// is given to `confirm`, which looks whether an earlier attempt did the
+    /// change after all (a directory that "exists" after a mkdir) and
+    /// returns its result, or the error.
     pub(crate) async fn change<T, Send, SendFut, Confirm, ConfirmFut>(&self, send: Send, confirm: Confirm) -> Result<T>
     where
         Send: Fn() -> SendFut,
@@ -410,12 +412,22 @@ impl Client {
         Confirm: FnOnce(Error) -> ConfirmFut,
         ConfirmFut: std::future::Future<Output = Result<T>>,
     {
-        match send().await {
-            Err(error) if error.answer_lost() && !self.retry.retry_for.is_zero() => match send().await {
-                Err(error) => confirm(error).await,
-                done => done,
-            },
-            outcome => outcome,
+        let mut outcome = send().await;
+        if !matches!(&outcome, Err(error) if error.answer_lost()) {
+            return outcome;
+        }
+        let mut attempts = self.retry.attempts();
+        loop {
+            match outcome {
+                Err(error) if error.answer_lost() => {
+                    if !attempts.wait(&error).await {
+                        return Err(error);
+                    }
+                    outcome = send().await;
+                }
+                Err(error) => return confirm(error).await,
+                done => return done,
+            }
         }
     }
 
