@@ -25,6 +25,10 @@ pub const ALL: &[(&str, SuiteTest)] = &[
         sessions_are_created_only_for_the_user_as_verified,
     ),
     (
+        "a_session_created_racing_a_deletion_never_outlives_it",
+        a_session_created_racing_a_deletion_never_outlives_it,
+    ),
+    (
         "namespace_starts_with_root_and_home",
         namespace_starts_with_root_and_home,
     ),
@@ -202,6 +206,27 @@ pub fn sessions_are_created_only_for_the_user_as_verified(store: &dyn Store) {
     assert!(store.session("s1").unwrap().is_none());
     assert!(store.session("s2").unwrap().is_none());
     store.create_session(&session_of("s3", again.uid), "h2").unwrap();
+}
+
+/// A login's session creation and the deletion of its user, at once: either
+/// the creation fails, or the session exists and is revoked.
+pub fn a_session_created_racing_a_deletion_never_outlives_it(store: &dyn Store) {
+    for round in 0..20 {
+        let name = format!("racer{round}");
+        let user = store.create_user(&name, "h", false, 100).unwrap();
+        let sid = format!("race{round}");
+        let (created, deleted) = std::thread::scope(|scope| {
+            let create = scope.spawn(|| store.create_session(&session_of(&sid, user.uid), "h"));
+            let delete = scope.spawn(|| store.delete_user(&name));
+            (create.join().unwrap(), delete.join().unwrap())
+        });
+        deleted.unwrap();
+        match created {
+            Ok(()) => assert!(store.session(&sid).unwrap().unwrap().revoked, "round {round}"),
+            Err(StoreError::NotFound(_)) => assert!(store.session(&sid).unwrap().is_none()),
+            Err(error) => panic!("round {round}: {error}"),
+        }
+    }
 }
 
 // ---- The namespace ----
