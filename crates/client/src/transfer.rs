@@ -563,6 +563,14 @@ impl Client {
         Ok(layout.chunks)
     }
 
+    /// One whole chunk, hash checked: from the disk cache if it holds it
+    /// intact, else from a file server (then cached). For readers of part of
+    /// a file (`dfs mount`), which fetch only the chunks a read covers.
+    pub async fn read_chunk(&self, location: &ChunkLocation) -> Result<Bytes> {
+        let (pieces, _) = self.fetch_chunk_cached(location).await?;
+        Ok(concat(&pieces))
+    }
+
     /// A chunk from the disk cache if it holds it intact, else from a file
     /// server (then cached), as the pieces it arrived in. `true` if it came
     /// from the cache.
