@@ -190,6 +190,13 @@ pub enum Command {
     /// Print changes at, above or below a path as they happen (Ctrl-C stops).
     #[command(after_help = "Example:\n  dfs --json watch /home/ann     one JSON event per line")]
     Watch { path: Option<String> },
+    /// Mount a remote directory (default: your home) as a local file system, as the logged-in user.
+    #[command(
+        after_help = "Examples:\n  dfs mount ~/dfs                      your home at ~/dfs (in the background)\n  dfs mount /mnt/team --remote /team\n  dfs umount ~/dfs\n\nWhat works, the errors of what does not, and when others see changes: docs/posix.md."
+    )]
+    Mount(crate::mount::MountArgs),
+    /// Unmount a `dfs mount` (its files must be closed).
+    Umount { mountpoint: PathBuf },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  dfs completions bash > ~/.local/share/bash-completion/completions/dfs\n  dfs completions zsh > ~/.zfunc/_dfs\n  dfs completions fish > ~/.config/fish/completions/dfs.fish"

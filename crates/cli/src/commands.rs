@@ -466,6 +466,8 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             let (client, session) = connect(&global, true).await?;
             crate::tree::watch(&global, &client, session.as_ref(), path.as_deref()).await
         }
+        Command::Mount(mount_args) => crate::mount::run(&global, mount_args).await,
+        Command::Umount { mountpoint } => crate::mount::umount(&mountpoint),
         command @ (Command::Lock(_) | Command::Unlock(_) | Command::Locks(_) | Command::Tx(_)) => {
             crate::locks::run(&global, command).await
         }

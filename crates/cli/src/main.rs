@@ -19,6 +19,7 @@ mod cache;
 mod commands;
 mod locks;
 mod meta;
+mod mount;
 mod private;
 mod progress;
 mod serve;

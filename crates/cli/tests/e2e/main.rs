@@ -13,6 +13,7 @@ mod heal;
 mod load;
 mod locks;
 mod meta_security;
+mod mount;
 mod robust;
 mod tls;
 mod tx;

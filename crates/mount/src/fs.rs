@@ -1,0 +1,830 @@
+//! The `fuser::Filesystem` of a mount: each kernel request becomes client
+//! calls as the logged-in user, run on the tokio runtime the mount was
+//! started from (fuser's threads block on them).
+
+use crate::errno::{errno, worth_logging};
+use crate::files::{Reader, Spill};
+use crate::inodes::{Inodes, ROOT};
+use dfs_client::{Client, Error, PutOptions};
+use dfs_proto::namespace::{EntryKind, Stat};
+use dfs_proto::{DfsPath, ErrorCode};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::runtime::Handle;
+
+/// How long the kernel may trust an attribute or a name without asking
+/// again, and how long a listing answers lookups: what another client's
+/// change may take to show (see docs/posix.md).
+pub const TTL: Duration = Duration::from_secs(1);
+
+/// Owner and group shown for entries not owned by the logged-in user.
+pub const NOBODY: u32 = 65534;
+
+/// Preferred I/O size reported to programs (`st_blksize`): `cp` and
+/// friends read and write in pieces this large.
+const BLOCK_SIZE: u32 = 128 * 1024;
+
+/// Largest name the namespace takes, in bytes.
+const NAME_MAX: usize = 255;
+
+/// Who the mount acts as, and where it buffers writes.
+pub struct Identity {
+    /// The DFS user of the ticket.
+    pub user: String,
+    /// Whether that user is an admin (who may write anything).
+    pub admin: bool,
+    /// The local owner shown for the user's entries.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+enum Open {
+    Read {
+        reader: Box<Reader>,
+    },
+    Write {
+        ino: u64,
+        spill: Arc<Mutex<Spill>>,
+        append: bool,
+    },
+    Dir {
+        entries: Vec<(u64, FileType, String)>,
+    },
+}
+
+pub struct DfsFs {
+    runtime: Handle,
+    client: Arc<RwLock<Client>>,
+    identity: Identity,
+    spill_dir: PathBuf,
+    inodes: Mutex<Inodes>,
+    handles: Mutex<HashMap<u64, Arc<Open>>>,
+    /// The spill of every file open for writing, by inode: all handles of a
+    /// file share it, and reads through any handle see it.
+    spills: Mutex<HashMap<u64, Arc<Mutex<Spill>>>>,
+    next_handle: AtomicU64,
+    /// Stats from recent listings, so that `ls -l`, `tar` or `rm -r` do not
+    /// ask for each entry again; trusted for [`TTL`].
+    listed: Mutex<HashMap<DfsPath, (Stat, Instant)>>,
+}
+
+type Result<T> = std::result::Result<T, Errno>;
+
+impl DfsFs {
+    pub fn new(
+        runtime: Handle,
+        client: Arc<RwLock<Client>>,
+        identity: Identity,
+        root: DfsPath,
+        spill_dir: PathBuf,
+    ) -> DfsFs {
+        DfsFs {
+            runtime,
+            client,
+            identity,
+            spill_dir,
+            inodes: Mutex::new(Inodes::new(root)),
+            handles: Mutex::new(HashMap::new()),
+            spills: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            listed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self) -> Client {
+        self.client.read().expect("client lock").clone()
+    }
+
+    fn block<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// The errno of a failed call, logged if it is not the caller's doing.
+    fn fail(&self, operation: &str, path: &DfsPath, error: &Error, conflict: Errno) -> Errno {
+        if worth_logging(error) {
+            tracing::warn!("{operation} {path}: {error}");
+        }
+        errno(error, conflict)
+    }
+
+    fn local_failure(&self, operation: &str, path: &Path, error: &std::io::Error) -> Errno {
+        tracing::warn!("{operation}: spill file in {}: {error}", path.display());
+        Errno::EIO
+    }
+
+    fn path(&self, ino: INodeNo) -> Result<DfsPath> {
+        self.inodes
+            .lock()
+            .expect("inodes lock")
+            .path(ino.0)
+            .ok_or(Errno::ENOENT)
+    }
+
+    fn child(&self, parent: INodeNo, name: &OsStr) -> Result<DfsPath> {
+        let name = name.to_str().ok_or(Errno::EINVAL)?;
+        if name.len() > NAME_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        self.path(parent)?.join(name).map_err(|_| Errno::EINVAL)
+    }
+
+    fn stat(&self, path: &DfsPath) -> Result<Stat> {
+        if let Some((stat, at)) = self.listed.lock().expect("listed lock").get(path) {
+            if at.elapsed() < TTL {
+                return Ok(stat.clone());
+            }
+        }
+        self.block(self.client().stat(path))
+            .map_err(|error| self.fail("stat", path, &error, Errno::EIO))
+    }
+
+    /// Forgets listed stats of `path` (changed through this mount); all of
+    /// them if `subtree` (a directory moved or removed).
+    fn changed(&self, path: &DfsPath, subtree: bool) {
+        let mut listed = self.listed.lock().expect("listed lock");
+        if subtree {
+            listed.clear();
+        } else {
+            listed.remove(path);
+        }
+    }
+
+    fn spill_of(&self, ino: u64) -> Option<Arc<Mutex<Spill>>> {
+        self.spills.lock().expect("spills lock").get(&ino).cloned()
+    }
+
+    fn attr(&self, ino: u64, stat: &Stat) -> FileAttr {
+        let mut size = stat.size;
+        if let Some(spill) = self.spill_of(ino) {
+            if let Ok(len) = spill.lock().expect("spill lock").len() {
+                size = len;
+            }
+        }
+        let mtime = UNIX_EPOCH + Duration::from_millis(stat.mtime_ms);
+        let (uid, gid) = if stat.owner == self.identity.user {
+            (self.identity.uid, self.identity.gid)
+        } else {
+            (NOBODY, NOBODY)
+        };
+        let directory = stat.kind == EntryKind::Dir;
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: mtime,
+            mtime,
+            ctime: mtime,
+            crtime: mtime,
+            kind: if directory {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            },
+            perm: (stat.mode & 0o7777) as u16,
+            nlink: if directory { 2 } else { 1 },
+            uid,
+            gid,
+            rdev: 0,
+            blksize: BLOCK_SIZE,
+            flags: 0,
+        }
+    }
+
+    /// The entry for `path` handed to the kernel (one more lookup it holds).
+    fn entry(&self, path: &DfsPath, stat: &Stat) -> FileAttr {
+        let ino = self.inodes.lock().expect("inodes lock").number(path, true);
+        self.attr(ino, stat)
+    }
+
+    fn add_handle(&self, open: Open) -> FileHandle {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().expect("handles lock").insert(fh, Arc::new(open));
+        FileHandle(fh)
+    }
+
+    fn handle(&self, fh: FileHandle) -> Result<Arc<Open>> {
+        self.handles
+            .lock()
+            .expect("handles lock")
+            .get(&fh.0)
+            .cloned()
+            .ok_or(Errno::EBADF)
+    }
+
+    /// Whether the user may write a file with this stat. The directory
+    /// service decides at commit; this only makes `open` fail early, as a
+    /// local file system's would, instead of `close`.
+    fn may_write(&self, stat: &Stat) -> bool {
+        let bit = if stat.owner == self.identity.user { 0o200 } else { 0o002 };
+        self.identity.admin || stat.mode & bit != 0
+    }
+
+    /// The spill of `ino`, shared with its other writers, or a new one
+    /// (empty if `truncate`, else holding the current content).
+    fn open_spill(&self, ino: u64, path: &DfsPath, truncate: bool) -> Result<Arc<Mutex<Spill>>> {
+        if let Some(spill) = self.spill_of(ino) {
+            let mut guard = spill.lock().expect("spill lock");
+            guard.handles += 1;
+            if truncate {
+                guard
+                    .truncate(0)
+                    .map_err(|error| self.local_failure("truncate", &self.spill_dir, &error))?;
+            }
+            drop(guard);
+            return Ok(spill);
+        }
+        let client = self.client();
+        let stat = self
+            .block(client.stat(path))
+            .map_err(|error| self.fail("open", path, &error, Errno::EIO))?;
+        if stat.kind == EntryKind::Dir {
+            return Err(Errno::EISDIR);
+        }
+        if !self.may_write(&stat) {
+            return Err(Errno::EACCES);
+        }
+        let mut spill = if truncate {
+            let mut spill =
+                Spill::create(&self.spill_dir).map_err(|error| self.local_failure("open", &self.spill_dir, &error))?;
+            spill.dirty = true;
+            spill
+        } else {
+            self.block(async {
+                let layout = client.layout(path).await?;
+                Spill::download(&self.spill_dir, &client, &layout).await
+            })
+            .map_err(|error| self.fail("open", path, &error, Errno::EIO))?
+        };
+        spill.handles = 1;
+        Ok(self.share_spill(ino, spill))
+    }
+
+    /// Registers `spill` as the spill of `ino`, unless another writer
+    /// registered one meanwhile (then that one is used).
+    fn share_spill(&self, ino: u64, spill: Spill) -> Arc<Mutex<Spill>> {
+        let mut spills = self.spills.lock().expect("spills lock");
+        match spills.get(&ino) {
+            Some(existing) => {
+                existing.lock().expect("spill lock").handles += 1;
+                Arc::clone(existing)
+            }
+            None => {
+                let spill = Arc::new(Mutex::new(spill));
+                spills.insert(ino, Arc::clone(&spill));
+                spill
+            }
+        }
+    }
+
+    /// Commits the spill of `ino` as the file's new version, if written
+    /// since the last commit. A file removed meanwhile is not brought back.
+    fn commit(&self, ino: u64, spill: &Mutex<Spill>) -> Result<()> {
+        let mut spill = spill.lock().expect("spill lock");
+        if !spill.dirty {
+            return Ok(());
+        }
+        let Some(path) = self.inodes.lock().expect("inodes lock").path(ino) else {
+            spill.dirty = false;
+            return Ok(());
+        };
+        let source = spill
+            .source()
+            .map_err(|error| self.local_failure("commit", &self.spill_dir, &error))?;
+        self.block(self.client().put(&path, source, &PutOptions::default()))
+            .map_err(|error| self.fail("commit", &path, &error, Errno::EIO))?;
+        spill.dirty = false;
+        self.changed(&path, false);
+        Ok(())
+    }
+
+    fn truncate(&self, ino: u64, path: &DfsPath, size: u64) -> Result<()> {
+        if let Some(spill) = self.spill_of(ino) {
+            return spill
+                .lock()
+                .expect("spill lock")
+                .truncate(size)
+                .map_err(|error| self.local_failure("truncate", &self.spill_dir, &error));
+        }
+        let client = self.client();
+        let result = if size == 0 {
+            self.block(client.write_inline(path, Vec::new(), false, None)).map(drop)
+        } else {
+            // Not open here: the whole file, cut or extended, as a new version.
+            self.block(async {
+                let layout = client.layout(path).await?;
+                let mut spill = Spill::download(&self.spill_dir, &client, &layout).await?;
+                spill.truncate(size)?;
+                client.put(path, spill.source()?, &PutOptions::default()).await
+            })
+            .map(drop)
+        };
+        self.changed(path, false);
+        result.map_err(|error| self.fail("truncate", path, &error, Errno::EIO))
+    }
+
+    fn do_setattr(
+        &self,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+    ) -> Result<FileAttr> {
+        let path = self.path(ino)?;
+        // Owners are DFS users; a local uid maps to none but our own.
+        if uid.is_some_and(|uid| uid != self.identity.uid) || gid.is_some_and(|gid| gid != self.identity.gid) {
+            return Err(Errno::EPERM);
+        }
+        if let Some(size) = size {
+            self.truncate(ino.0, &path, size)?;
+        }
+        if let Some(mode) = mode {
+            self.block(self.client().chmod(&path, mode & 0o7777))
+                .map_err(|error| self.fail("chmod", &path, &error, Errno::EIO))?;
+            self.changed(&path, false);
+        }
+        // Times: the namespace keeps only the commit time as mtime; setting
+        // times is accepted and has no effect (docs/posix.md).
+        let stat = self.stat(&path)?;
+        Ok(self.attr(ino.0, &stat))
+    }
+
+    fn do_open(&self, ino: INodeNo, flags: OpenFlags) -> Result<FileHandle> {
+        let path = self.path(ino)?;
+        if flags.acc_mode() == OpenAccMode::O_RDONLY {
+            let client = self.client();
+            let reader = self
+                .block(async {
+                    let layout = client.layout(&path).await?;
+                    Reader::open(client.clone(), layout).await
+                })
+                .map_err(|error| self.fail("open", &path, &error, Errno::EIO))?;
+            return Ok(self.add_handle(Open::Read {
+                reader: Box::new(reader),
+            }));
+        }
+        let spill = self.open_spill(ino.0, &path, flags.0 & libc::O_TRUNC != 0)?;
+        Ok(self.add_handle(Open::Write {
+            ino: ino.0,
+            spill,
+            append: flags.0 & libc::O_APPEND != 0,
+        }))
+    }
+
+    fn do_create(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> Result<(FileAttr, FileHandle)> {
+        let path = self.child(parent, name)?;
+        let mode = mode & !umask & 0o7777;
+        let client = self.client();
+        let created = self.block(client.write_inline(&path, Vec::new(), true, Some(mode)));
+        self.changed(&path, false);
+        let (stat, spill) = match created {
+            Ok(stat) => {
+                let ino = self.inodes.lock().expect("inodes lock").number(&path, false);
+                let mut spill = Spill::create(&self.spill_dir)
+                    .map_err(|error| self.local_failure("create", &self.spill_dir, &error))?;
+                spill.handles = 1;
+                (stat, self.share_spill(ino, spill))
+            }
+            Err(error) if error.code() == Some(ErrorCode::AlreadyExists) && flags & libc::O_EXCL == 0 => {
+                let ino = self.inodes.lock().expect("inodes lock").number(&path, false);
+                let spill = self.open_spill(ino, &path, flags & libc::O_TRUNC != 0)?;
+                (self.stat(&path)?, spill)
+            }
+            Err(error) => return Err(self.fail("create", &path, &error, Errno::EIO)),
+        };
+        let attr = self.entry(&path, &stat);
+        let fh = self.add_handle(Open::Write {
+            ino: attr.ino.0,
+            spill,
+            append: flags & libc::O_APPEND != 0,
+        });
+        Ok((attr, fh))
+    }
+
+    fn do_read(&self, ino: INodeNo, fh: FileHandle, offset: u64, size: u32) -> Result<Vec<u8>> {
+        if let Some(spill) = self.spill_of(ino.0) {
+            return spill
+                .lock()
+                .expect("spill lock")
+                .read(offset, size)
+                .map_err(|error| self.local_failure("read", &self.spill_dir, &error));
+        }
+        match &*self.handle(fh)? {
+            Open::Read { reader } => self.block(reader.read(offset, size)).map_err(|error| {
+                let path = self.path(ino).unwrap_or_else(|_| DfsPath::root());
+                self.fail("read", &path, &error, Errno::EIO)
+            }),
+            Open::Write { spill, .. } => spill
+                .lock()
+                .expect("spill lock")
+                .read(offset, size)
+                .map_err(|error| self.local_failure("read", &self.spill_dir, &error)),
+            Open::Dir { .. } => Err(Errno::EISDIR),
+        }
+    }
+
+    fn do_write(&self, fh: FileHandle, offset: u64, data: &[u8]) -> Result<u32> {
+        match &*self.handle(fh)? {
+            Open::Write { spill, append, .. } => {
+                let mut spill = spill.lock().expect("spill lock");
+                let offset = if *append {
+                    spill
+                        .len()
+                        .map_err(|error| self.local_failure("write", &self.spill_dir, &error))?
+                } else {
+                    offset
+                };
+                spill
+                    .write(offset, data)
+                    .map_err(|error| self.local_failure("write", &self.spill_dir, &error))?;
+                Ok(data.len() as u32)
+            }
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    /// Commits what `fh` wrote (flush on close, fsync).
+    fn sync_handle(&self, fh: FileHandle) -> Result<()> {
+        match &*self.handle(fh)? {
+            Open::Write { ino, spill, .. } => self.commit(*ino, spill),
+            _ => Ok(()),
+        }
+    }
+
+    fn do_release(&self, fh: FileHandle) -> Result<()> {
+        let Some(open) = self.handles.lock().expect("handles lock").remove(&fh.0) else {
+            return Err(Errno::EBADF);
+        };
+        let Open::Write { ino, spill, .. } = &*open else {
+            return Ok(());
+        };
+        {
+            let mut spills = self.spills.lock().expect("spills lock");
+            let mut guard = spill.lock().expect("spill lock");
+            guard.handles = guard.handles.saturating_sub(1);
+            if guard.handles == 0 && spills.get(ino).is_some_and(|known| Arc::ptr_eq(known, spill)) {
+                spills.remove(ino);
+            }
+        }
+        // Written after the last flush (e.g. through a dup'ed descriptor).
+        self.commit(*ino, spill)
+    }
+
+    fn do_opendir(&self, ino: INodeNo) -> Result<FileHandle> {
+        let path = self.path(ino)?;
+        let listing = self
+            .block(self.client().list(&path))
+            .map_err(|error| self.fail("list", &path, &error, Errno::EIO))?;
+        let now = Instant::now();
+        let mut entries = vec![(ino.0, FileType::Directory, ".".to_string())];
+        entries.push((ROOT, FileType::Directory, "..".to_string()));
+        {
+            let mut inodes = self.inodes.lock().expect("inodes lock");
+            let mut listed = self.listed.lock().expect("listed lock");
+            if listed.len() > 100_000 {
+                listed.retain(|_, (_, at)| at.elapsed() < TTL);
+            }
+            for stat in listing.entries {
+                let Some(name) = stat.path.name().map(str::to_string) else {
+                    continue;
+                };
+                let kind = if stat.kind == EntryKind::Dir {
+                    FileType::Directory
+                } else {
+                    FileType::RegularFile
+                };
+                entries.push((inodes.number(&stat.path, false), kind, name));
+                listed.insert(stat.path.clone(), (stat, now));
+            }
+        }
+        Ok(self.add_handle(Open::Dir { entries }))
+    }
+
+    fn do_rename(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        new_parent: INodeNo,
+        new_name: &OsStr,
+        flags: RenameFlags,
+    ) -> Result<()> {
+        if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            return Err(Errno::EINVAL);
+        }
+        let from = self.child(parent, name)?;
+        let to = self.child(new_parent, new_name)?;
+        let no_clobber = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        self.block(self.client().rename(&from, &to, no_clobber))
+            .map_err(|error| self.fail("rename", &from, &error, Errno::ENOTEMPTY))?;
+        self.inodes.lock().expect("inodes lock").renamed(&from, &to);
+        self.changed(&from, true);
+        Ok(())
+    }
+
+    fn remove(&self, parent: INodeNo, name: &OsStr) -> Result<()> {
+        let path = self.child(parent, name)?;
+        self.block(self.client().remove(&path, false))
+            .map_err(|error| self.fail("remove", &path, &error, Errno::ENOTEMPTY))?;
+        self.inodes.lock().expect("inodes lock").removed(&path);
+        self.changed(&path, false);
+        Ok(())
+    }
+
+    fn do_statfs(&self) -> (u64, u64) {
+        const BLOCK: u64 = 4096;
+        match self.block(self.client().cluster_status()) {
+            Ok(status) => {
+                let alive = status.servers.iter().filter(|server| server.alive);
+                let (capacity, used) = alive.fold((0, 0), |(capacity, used), server| {
+                    (capacity + server.capacity_bytes, used + server.used_bytes)
+                });
+                let copies = u64::from(status.replication.max(1));
+                (
+                    capacity / copies / BLOCK,
+                    capacity.saturating_sub(used) / copies / BLOCK,
+                )
+            }
+            // Not every user may see the cluster's status: say "plenty".
+            Err(_) => (u64::MAX / BLOCK / 2, u64::MAX / BLOCK / 2),
+        }
+    }
+}
+
+fn reply_result(reply: ReplyEmpty, result: Result<()>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(error) => reply.error(error),
+    }
+}
+
+impl Filesystem for DfsFs {
+    fn init(&mut self, _request: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // O_TRUNC comes with open, so a truncating open replaces the file
+        // at close in one commit instead of cutting it at once.
+        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        let _ = config.set_max_write(1024 * 1024);
+        let _ = config.set_max_readahead(1024 * 1024);
+        Ok(())
+    }
+
+    fn lookup(&self, _request: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let result = self.child(parent, name).and_then(|path| {
+            let stat = self.stat(&path)?;
+            Ok(self.entry(&path, &stat))
+        });
+        match result {
+            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Err(error) => reply.error(error),
+        }
+    }
+
+    fn forget(&self, _request: &Request, ino: INodeNo, nlookup: u64) {
+        self.inodes.lock().expect("inodes lock").forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _request: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.path(ino).and_then(|path| self.stat(&path)) {
+            Ok(stat) => reply.attr(&TTL, &self.attr(ino.0, &stat)),
+            Err(error) => reply.error(error),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _request: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        match self.do_setattr(ino, mode, uid, gid, size) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(error) => reply.error(error),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _request: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        // Device nodes, FIFOs and sockets: the namespace holds files and directories only.
+        reply.error(Errno::EPERM);
+    }
+
+    fn mkdir(&self, _request: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let result = self.child(parent, name).and_then(|path| {
+            let stat = self
+                .block(self.client().mkdir(&path, false, Some(mode & !umask & 0o7777)))
+                .map_err(|error| self.fail("mkdir", &path, &error, Errno::EIO))?;
+            self.changed(&path, false);
+            Ok(self.entry(&path, &stat))
+        });
+        match result {
+            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Err(error) => reply.error(error),
+        }
+    }
+
+    fn unlink(&self, _request: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_result(reply, self.remove(parent, name));
+    }
+
+    fn rmdir(&self, _request: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_result(reply, self.remove(parent, name));
+    }
+
+    fn symlink(&self, _request: &Request, _parent: INodeNo, _name: &OsStr, _target: &Path, reply: ReplyEntry) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn rename(
+        &self,
+        _request: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        new_parent: INodeNo,
+        new_name: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply_result(reply, self.do_rename(parent, name, new_parent, new_name, flags));
+    }
+
+    fn link(&self, _request: &Request, _ino: INodeNo, _new_parent: INodeNo, _new_name: &OsStr, reply: ReplyEntry) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn open(&self, _request: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.do_open(ino, flags) {
+            Ok(fh) => reply.opened(fh, FopenFlags::empty()),
+            Err(error) => reply.error(error),
+        }
+    }
+
+    fn read(
+        &self,
+        _request: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.do_read(ino, fh, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(error) => reply.error(error),
+        }
+    }
+
+    fn write(
+        &self,
+        _request: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.do_write(fh, offset, data) {
+            Ok(written) => reply.written(written),
+            Err(error) => reply.error(error),
+        }
+    }
+
+    fn flush(&self, _request: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply_result(reply, self.sync_handle(fh));
+    }
+
+    fn release(
+        &self,
+        _request: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply_result(reply, self.do_release(fh));
+    }
+
+    fn fsync(&self, _request: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply_result(reply, self.sync_handle(fh));
+    }
+
+    fn opendir(&self, _request: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.do_opendir(ino) {
+            Ok(fh) => reply.opened(fh, FopenFlags::empty()),
+            Err(error) => reply.error(error),
+        }
+    }
+
+    fn readdir(&self, _request: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let open = match self.handle(fh) {
+            Ok(open) => open,
+            Err(error) => return reply.error(error),
+        };
+        let Open::Dir { entries } = &*open else {
+            return reply.error(Errno::ENOTDIR);
+        };
+        for (index, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*ino), index as u64 + 1, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(&self, _request: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.handles.lock().expect("handles lock").remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _request: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        // Every namespace change is durable when the directory service answers it.
+        reply.ok();
+    }
+
+    fn statfs(&self, _request: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let (blocks, free) = self.do_statfs();
+        reply.statfs(blocks, free, free, 0, 0, 4096, NAME_MAX as u32, 4096);
+    }
+
+    fn setxattr(
+        &self,
+        _request: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOTSUP);
+    }
+
+    fn getxattr(&self, _request: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOTSUP);
+    }
+
+    fn listxattr(&self, _request: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOTSUP);
+    }
+
+    fn removexattr(&self, _request: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::ENOTSUP);
+    }
+
+    fn create(
+        &self,
+        _request: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.do_create(parent, name, mode, umask, flags) {
+            Ok((attr, fh)) => reply.created(&TTL, &attr, Generation(0), fh, FopenFlags::empty()),
+            Err(error) => reply.error(error),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! `dfs mount`: a directory of the DFS namespace as a POSIX file system,
+//! over FUSE, so that ordinary programs use it unchanged.
+//!
+//! # Layout
+//! - [`mount`]: mounts and serves until unmounted (or SIGTERM/SIGINT);
+//!   [`unmount`]: what `dfs umount` does.
+//! - `fs.rs`: the `fuser::Filesystem`; every kernel request becomes client
+//!   calls as the logged-in user.
+//! - `inodes.rs`: inode numbers for paths, following renames and removals.
+//! - `files.rs`: open files: readers of the version current at `open`
+//!   (only the chunks a read covers, read-ahead when sequential) and spills
+//!   (writes buffered in an unnamed 0600 temp file, committed as a new
+//!   version on flush, fsync and release).
+//! - `errno.rs`: client errors as errno values, in one place.
+//!
+//! What POSIX asks that the namespace cannot hold, the errno returned
+//! instead, and the consistency model: `docs/posix.md`.
+//!
+//! Architecture invariant: depends on `dfs-client` and `dfs-proto`, never on
+//! a service crate; permissions are decided by the directory service (the
+//! kernel is not asked to check modes, and only the local user who mounted
+//! may use the mount: no `allow_other`).
+
+mod errno;
+mod files;
+mod fs;
+mod inodes;
+
+pub use fs::{NOBODY, TTL};
+
+use dfs_client::Client;
+use dfs_proto::namespace::EntryKind;
+use dfs_proto::DfsPath;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Called with a new ticket and its expiry after each refresh, so that the
+/// caller can save the session.
+pub type OnRefresh = Box<dyn Fn(&str, u64) + Send + Sync>;
+
+/// What to mount, as whom.
+pub struct MountOptions {
+    /// The remote directory shown at the mount point.
+    pub remote: DfsPath,
+    /// The DFS user the client's ticket belongs to.
+    pub user: String,
+    /// Where writes are buffered until committed (the client's cache dir).
+    pub spill_dir: PathBuf,
+    /// Expiry of the client's ticket (Unix seconds); it is refreshed before.
+    pub ticket_expires_at: u64,
+    pub on_refresh: Option<OnRefresh>,
+}
+
+/// Refresh the ticket when less than this much of it remains.
+const REFRESH_MARGIN: Duration = Duration::from_secs(15 * 60);
+
+/// Mounts `options.remote` at `mountpoint` and serves it until it is
+/// unmounted or the process gets SIGTERM or SIGINT (then it unmounts).
+/// `ready` is called once the mount is up. Blocking: call it from a thread
+/// outside the tokio runtime `runtime` refers to (e.g. `spawn_blocking`).
+pub fn mount(
+    runtime: tokio::runtime::Handle,
+    client: Client,
+    mountpoint: &Path,
+    options: MountOptions,
+    ready: impl FnOnce(),
+) -> Result<(), String> {
+    let stat = runtime
+        .block_on(client.stat(&options.remote))
+        .map_err(|error| format!("cannot mount {}: {error}", options.remote))?;
+    if stat.kind != EntryKind::Dir {
+        return Err(format!("cannot mount {}: not a directory", options.remote));
+    }
+    let admin = runtime
+        .block_on(client.whoami())
+        .map(|who| who.roles.contains(&dfs_proto::ticket::Role::Admin))
+        .unwrap_or(false);
+    // Spilled writes are the user's files: private to them, like the cache.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&options.spill_dir)
+        .map_err(|error| format!("cannot create {}: {error}", options.spill_dir.display()))?;
+    let identity = fs::Identity {
+        user: options.user.clone(),
+        admin,
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+    };
+    let client = Arc::new(RwLock::new(client));
+    let refresher = runtime.spawn(refresh_ticket(
+        Arc::clone(&client),
+        options.ticket_expires_at,
+        options.on_refresh,
+    ));
+    let filesystem = fs::DfsFs::new(
+        runtime.clone(),
+        client,
+        identity,
+        options.remote.clone(),
+        options.spill_dir,
+    );
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName(format!("dfs:{}", options.remote)),
+        fuser::MountOption::Subtype("dfs".into()),
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoAtime,
+    ];
+    config.n_threads = Some(8);
+    let mut session = fuser::Session::new(filesystem, mountpoint, &config)
+        .map_err(|error| format!("cannot mount on {}: {error}", mountpoint.display()))?;
+    let mut unmounter = session.unmount_callable();
+    let mountpoint_text = mountpoint.display().to_string();
+    let signals = runtime.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        tracing::info!("signal: unmounting {mountpoint_text}");
+        if let Err(error) = unmounter.unmount() {
+            tracing::warn!("unmounting {mountpoint_text}: {error} (files open? `dfs umount` when they are closed)");
+        }
+    });
+    tracing::info!("mounted {} on {}", options.remote, mountpoint.display());
+    ready();
+    let outcome = session
+        .run()
+        .map_err(|error| format!("serving {}: {error}", mountpoint.display()));
+    signals.abort();
+    refresher.abort();
+    tracing::info!("unmounted {}", mountpoint.display());
+    outcome
+}
+
+/// Keeps the ticket fresh for as long as the mount lives.
+async fn refresh_ticket(client: Arc<RwLock<Client>>, mut expires_at: u64, on_refresh: Option<OnRefresh>) {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let due = expires_at.saturating_sub(REFRESH_MARGIN.as_secs());
+        tokio::time::sleep(Duration::from_secs(due.saturating_sub(now).max(30))).await;
+        let current = client.read().expect("client lock").clone();
+        match current.refresh().await {
+            Ok(refreshed) => {
+                client
+                    .write()
+                    .expect("client lock")
+                    .set_ticket(Some(refreshed.ticket.clone()));
+                expires_at = refreshed.expires_at;
+                if let Some(on_refresh) = &on_refresh {
+                    on_refresh(&refreshed.ticket, refreshed.expires_at);
+                }
+            }
+            Err(error) => tracing::warn!("refreshing the session's ticket: {error} (trying again)"),
+        }
+    }
+}
+
+/// Unmounts the DFS mount at `mountpoint`: umount(2) as root, else
+/// `fusermount3 -u` (Debian package fuse3).
+pub fn unmount(mountpoint: &Path) -> Result<(), String> {
+    // The kernel releases a closed file shortly after `close` returns, so a
+    // mount just used may be busy for a moment.
+    let mut result = nix::mount::umount(mountpoint);
+    for _ in 0..20 {
+        if result != Err(nix::errno::Errno::EBUSY) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        result = nix::mount::umount(mountpoint);
+    }
+    match result {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EPERM) => {
+            let status = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg(mountpoint)
+                .status()
+                .map_err(|error| format!("cannot unmount {}: running fusermount3: {error}", mountpoint.display()))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("cannot unmount {}: fusermount3 failed", mountpoint.display()))
+            }
+        }
+        Err(nix::errno::Errno::EBUSY) => Err(format!(
+            "cannot unmount {}: it is busy (a file or directory on it is open, or a shell is in it)",
+            mountpoint.display()
+        )),
+        Err(nix::errno::Errno::EINVAL) => Err(format!("cannot unmount {}: not a mount point", mountpoint.display())),
+        Err(error) => Err(format!("cannot unmount {}: {}", mountpoint.display(), error.desc())),
+    }
+}
