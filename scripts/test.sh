@@ -3,7 +3,8 @@
 # and MongoDB, and the end-to-end tests that start real clusters of `dfs`
 # processes on loopback -- then the end-to-end data, lock, transaction
 # (the bank included) and client tests again on PostgreSQL and on MongoDB,
-# and a short fault campaign (scripts/chaos.sh).
+# a short fault campaign (scripts/chaos.sh), and README's set-up command and
+# tour as written (scripts/readme-test.py).
 #
 # Installs what the tests need (nothing system-wide but PostgreSQL, if absent):
 # - PostgreSQL: the system's initdb/postgres (apt-get install postgresql if missing);
@@ -48,4 +49,8 @@ if [ $# -eq 0 ]; then
     # Faults at random (a new seed each run, printed; replay with --seed).
     echo "test.sh: a 40 s fault campaign (scripts/chaos.sh)" >&2
     DFS_BIN="$CARGO_TARGET_DIR/debug/dfs" bash scripts/chaos.sh --seconds 40
+    # README's first command and its tour, word for word (a release build:
+    # about 10 minutes cold on 2 cores, seconds once built).
+    echo "test.sh: README's set-up command and tour (scripts/readme-test.py)" >&2
+    python3 scripts/readme-test.py
 fi
