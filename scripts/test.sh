@@ -21,6 +21,13 @@ if ! command -v initdb >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/ini
     echo "test.sh: installing PostgreSQL" >&2
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2
 fi
+# The dfs mount tests run sqlite3 and git in a FUSE mount (skipped without /dev/fuse).
+for tool in sqlite3 git; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "test.sh: installing $tool" >&2
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$tool" >&2
+    fi
+done
 VENV=${DFS_VENV:-$HOME/.cache/dfs-venv}
 SECANTUSDB_VERSION=0.7.0b3
 installed=$("$VENV/bin/pip" show secantusdb 2>/dev/null || true)

@@ -176,6 +176,10 @@ pub struct Spill {
     pub dirty: bool,
     /// Handles open on it; the spill goes when the last one is released.
     pub handles: usize,
+    /// The mode to set once the last handle is released, for a file created
+    /// without write permission for its owner (the namespace would refuse
+    /// the commits of writes that POSIX allows through the creating handle).
+    pub final_mode: Option<u32>,
 }
 
 impl Spill {
@@ -185,6 +189,7 @@ impl Spill {
             file: tempfile::tempfile_in(dir)?,
             dirty: false,
             handles: 0,
+            final_mode: None,
         })
     }
 

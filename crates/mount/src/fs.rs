@@ -391,7 +391,9 @@ impl DfsFs {
         let path = self.child(parent, name)?;
         let mode = mode & !umask & 0o7777;
         let client = self.client();
-        let created = self.block(client.write_inline(&path, Vec::new(), true, Some(mode)));
+        // Created writable by its owner, whatever `mode` says, so that the
+        // creating handle's writes can be committed; `mode` is set at release.
+        let created = self.block(client.write_inline(&path, Vec::new(), true, Some(mode | 0o200)));
         self.changed(&path, false);
         let (stat, spill) = match created {
             Ok(stat) => {
@@ -399,6 +401,7 @@ impl DfsFs {
                 let mut spill = Spill::create(&self.spill_dir)
                     .map_err(|error| self.local_failure("create", &self.spill_dir, &error))?;
                 spill.handles = 1;
+                spill.final_mode = (mode & 0o200 == 0).then_some(mode);
                 (stat, self.share_spill(ino, spill))
             }
             Err(error) if error.code() == Some(ErrorCode::AlreadyExists) && flags & libc::O_EXCL == 0 => {
@@ -474,16 +477,28 @@ impl DfsFs {
         let Open::Write { ino, spill, .. } = &*open else {
             return Ok(());
         };
-        {
+        let final_mode = {
             let mut spills = self.spills.lock().expect("spills lock");
             let mut guard = spill.lock().expect("spill lock");
             guard.handles = guard.handles.saturating_sub(1);
             if guard.handles == 0 && spills.get(ino).is_some_and(|known| Arc::ptr_eq(known, spill)) {
                 spills.remove(ino);
             }
-        }
+            if guard.handles == 0 {
+                guard.final_mode.take()
+            } else {
+                None
+            }
+        };
         // Written after the last flush (e.g. through a dup'ed descriptor).
-        self.commit(*ino, spill)
+        self.commit(*ino, spill)?;
+        let path = self.inodes.lock().expect("inodes lock").path(*ino);
+        if let (Some(mode), Some(path)) = (final_mode, path) {
+            self.block(self.client().chmod(&path, mode))
+                .map_err(|error| self.fail("chmod", &path, &error, Errno::EIO))?;
+            self.changed(&path, false);
+        }
+        Ok(())
     }
 
     fn do_opendir(&self, ino: INodeNo) -> Result<FileHandle> {

@@ -186,3 +186,27 @@ fn one_user_cannot_read_anothers_home_through_the_mount() {
     assert_ne!(output.code, Some(0));
     assert!(output.stderr.contains("/nonexistent/dir"), "{}", output.stderr);
 }
+
+#[test]
+fn sqlite_and_git_work_in_the_mount() {
+    let Some((mounted, _cluster)) = cluster_and_mount("ann", None) else {
+        return;
+    };
+    let rows = mounted.sh(
+        "sqlite3 notes.db 'create table notes(id integer primary key, text text);' \
+         \"insert into notes(text) values ('one'), ('two');\" \
+         \"update notes set text = 'three' where id = 2;\"; \
+         sqlite3 notes.db 'select id, text from notes order by id;'",
+    );
+    assert_eq!(rows, "1|one\n2|three\n");
+    let log = mounted.sh(
+        "mkdir repo && cd repo && git init -q && git config user.email ann@example.org && \
+         git config user.name ann && echo hello > a.txt && git add a.txt && \
+         git commit -q -m first && echo more >> a.txt && git commit -q -am second && \
+         git log --format=%s && git fsck --no-progress 2>&1 && git status --porcelain",
+    );
+    assert_eq!(log, "second\nfirst\n");
+    // git creates its objects 0444 and writes them through that handle.
+    let modes = mounted.sh("find repo/.git/objects -type f -path '*/objects/??/*' -exec stat -c %a {} + | sort -u");
+    assert_eq!(modes, "444\n");
+}
