@@ -9,11 +9,13 @@
 //! writes, since every error of ours has a JSON body) into the same status
 //! with a `{"code", "message"}` body.
 //!
-//! The wrapper sees bytes, not messages: a response body written alone
-//! that is itself exactly such a head would be rewritten too. Only content
-//! someone stored can look like that, and only its own download is changed
-//! (a connection whose answer differs from what was stored ends in a
-//! framing error), so this is accepted rather than parsing our own answers.
+//! The wrapper sees bytes, not messages, so it rewrites only the first
+//! bytes a connection writes: they always start a response head, whereas a
+//! later write may be a body, and a stored file's bytes that happen to look
+//! like such a head must never be changed. A request head hyper cannot
+//! parse after earlier answers on a keep-alive connection therefore gets
+//! hyper's bare answer (clients send their malformed heads first, on a
+//! connection of their own; keep-alive clients are ours or HTTP libraries).
 
 use hyper::rt::{Read, ReadBufCursor, Write};
 use std::io;
@@ -26,6 +28,9 @@ pub(crate) struct JsonParseErrors<I> {
     /// A rewritten answer not yet written in full, and how much of it was.
     pending: Vec<u8>,
     written: usize,
+    /// Whether anything was written yet: only the first write is ever
+    /// rewritten, since a later one may be a body.
+    answered: bool,
 }
 
 impl<I> JsonParseErrors<I> {
@@ -34,6 +39,7 @@ impl<I> JsonParseErrors<I> {
             inner,
             pending: Vec::new(),
             written: 0,
+            answered: false,
         }
     }
 
@@ -98,6 +104,15 @@ impl<I: Write + Unpin> JsonParseErrors<I> {
         Poll::Ready(Ok(()))
     }
 
+    /// The JSON answer replacing `head`, if nothing was written before it
+    /// and it is one of hyper's own; from now on nothing is rewritten.
+    fn rewrite_first(&mut self, head: &[u8]) -> Option<Vec<u8>> {
+        if std::mem::replace(&mut self.answered, true) {
+            return None;
+        }
+        rewrite(head)
+    }
+
     /// Takes `buf` as written, queueing its JSON replacement instead.
     fn replace(&mut self, cx: &mut Context<'_>, answer: Vec<u8>, taken: usize) -> Poll<io::Result<usize>> {
         self.pending = answer;
@@ -119,7 +134,7 @@ impl<I: Read + Unpin> Read for JsonParseErrors<I> {
 impl<I: Write + Unpin> Write for JsonParseErrors<I> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         ready!(self.poll_pending(cx))?;
-        match rewrite(buf) {
+        match self.rewrite_first(buf) {
             Some(answer) => self.replace(cx, answer, buf.len()),
             None => Pin::new(&mut self.inner).poll_write(cx, buf),
         }
@@ -132,10 +147,14 @@ impl<I: Write + Unpin> Write for JsonParseErrors<I> {
     ) -> Poll<io::Result<usize>> {
         ready!(self.poll_pending(cx))?;
         let mut non_empty = bufs.iter().filter(|buf| !buf.is_empty());
-        if let (Some(only), None) = (non_empty.next(), non_empty.next()) {
-            if let Some(answer) = rewrite(only) {
-                return self.replace(cx, answer, only.len());
+        match (non_empty.next(), non_empty.next()) {
+            (Some(only), None) => {
+                if let Some(answer) = self.rewrite_first(only) {
+                    return self.replace(cx, answer, only.len());
+                }
             }
+            (Some(_), Some(_)) => self.answered = true,
+            _ => {}
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
@@ -157,7 +176,33 @@ impl<I: Write + Unpin> Write for JsonParseErrors<I> {
 
 #[cfg(test)]
 mod tests {
-    use super::rewrite;
+    use super::{rewrite, JsonParseErrors};
+    use hyper::rt::Write;
+    use hyper_util::rt::TokioIo;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    /// What a connection sends for these writes, in order.
+    fn sent(writes: &[&[u8]]) -> Vec<u8> {
+        let mut connection = JsonParseErrors::new(TokioIo::new(Vec::<u8>::new()));
+        let mut cx = Context::from_waker(Waker::noop());
+        for write in writes {
+            let poll = Pin::new(&mut connection).poll_write(&mut cx, write);
+            assert!(matches!(poll, Poll::Ready(Ok(n)) if n == write.len()));
+        }
+        connection.into_inner().into_inner()
+    }
+
+    #[test]
+    fn only_the_first_write_of_a_connection_is_ever_rewritten() {
+        let error_head: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        let first = sent(&[error_head]);
+        assert!(first.ends_with(b"}"), "{}", String::from_utf8_lossy(&first));
+        // A stored file's bytes that look like hyper's answer, sent as a body
+        // after a head, go out unchanged.
+        let head: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 47\r\n\r\n";
+        assert_eq!(sent(&[head, error_head]), [head, error_head].concat());
+    }
 
     #[test]
     fn only_hypers_bodiless_parse_error_answers_are_rewritten() {
