@@ -507,7 +507,10 @@ impl Client {
                 // Each chunk is its own task, so that several are
                 // received and hashed on different threads at once.
                 let (client, location, index) = (self.clone(), locations[next].clone(), next);
-                let spawned = Spawned(tokio::spawn(async move { client.fetch_chunk_cached(&location).await }));
+                let file = file.map(|(path, version)| (path.clone(), version));
+                let spawned = Spawned(tokio::spawn(async move {
+                    client.fetch_chunk_cached(&location, file.as_ref()).await
+                }));
                 in_flight.push_back(async move { (index, generation, spawned.await) });
                 next += 1;
             }
@@ -520,7 +523,8 @@ impl Client {
                                 generation += 1;
                             }
                             // Once more, with the newest capability; a second refusal is final.
-                            self.fetch_chunk_cached(&locations[index]).await
+                            let file = file.map(|(path, version)| (path.clone(), version));
+                            self.fetch_chunk_cached(&locations[index], file.as_ref()).await
                         }
                         (data, _) => data,
                     };
@@ -567,21 +571,26 @@ impl Client {
     /// intact, else from a file server (then cached). For readers of part of
     /// a file (`dfs mount`), which fetch only the chunks a read covers.
     pub async fn read_chunk(&self, location: &ChunkLocation) -> Result<Bytes> {
-        let (pieces, _) = self.fetch_chunk_cached(location).await?;
+        let (pieces, _) = self.fetch_chunk_cached(location, None).await?;
         Ok(concat(&pieces))
     }
 
     /// A chunk from the disk cache if it holds it intact, else from a file
     /// server (then cached), as the pieces it arrived in. `true` if it came
-    /// from the cache.
-    async fn fetch_chunk_cached(&self, location: &ChunkLocation) -> Result<(Vec<Bytes>, bool)> {
+    /// from the cache. With `file` (the path and version the location is
+    /// from), a retry asks where the chunk is now (see [`Client::fetch_pieces`]).
+    async fn fetch_chunk_cached(
+        &self,
+        location: &ChunkLocation,
+        file: Option<&(DfsPath, u64)>,
+    ) -> Result<(Vec<Bytes>, bool)> {
         if let Some(cache) = &self.cache {
             let (cache, id, size) = (Arc::clone(cache), location.id.clone(), location.size);
             if let Ok(Some(data)) = tokio::task::spawn_blocking(move || cache.get(&id, size)).await {
                 return Ok((vec![data], true));
             }
         }
-        let pieces = self.fetch_pieces(location).await?;
+        let pieces = self.fetch_pieces(location, file).await?;
         if self.cache.is_some() {
             self.cache_chunk(&location.id, &concat(&pieces)).await;
         }
@@ -594,21 +603,25 @@ impl Client {
     /// replica failed, the first one that was slow or unreachable is asked again
     /// with a first-byte limit of 30 s.
     pub async fn fetch_chunk(&self, location: &ChunkLocation) -> Result<Bytes> {
-        Ok(concat(&self.fetch_pieces(location).await?))
+        Ok(concat(&self.fetch_pieces(location, None).await?))
     }
 
     /// [`Client::fetch_chunk`], as the pieces the chunk arrived in (no copy).
     /// If every replica failed and some could not be reached (restarting
     /// servers), the round is tried again, with backoff, until the call's
-    /// deadline (see [`crate::retry`]).
-    async fn fetch_pieces(&self, location: &ChunkLocation) -> Result<Vec<Bytes>> {
+    /// deadline (see [`crate::retry`]). With `file`, each new round first
+    /// asks the directory service where the chunk is now: its replicas may
+    /// have moved (a file server restarted at another address before the
+    /// directory service heard from it, or a repair copied the chunk).
+    async fn fetch_pieces(&self, location: &ChunkLocation, file: Option<&(DfsPath, u64)>) -> Result<Vec<Bytes>> {
+        let mut location = std::borrow::Cow::Borrowed(location);
         let mut attempts = self.retry.attempts();
         let mut patient = true;
         loop {
             let mut failures = Vec::new();
             let mut slow = None;
             for replica in &location.replicas {
-                match self.fetch_from(location, replica, RESPONSE_TIMEOUT).await {
+                match self.fetch_from(&location, replica, RESPONSE_TIMEOUT).await {
                     Ok(data) => return Ok(data),
                     // Every replica takes the same capability: expired or revoked.
                     Err(error @ Error::Api { status: 401, .. }) => return Err(error),
@@ -623,7 +636,7 @@ impl Client {
             // Once per call, the first slow replica gets a patient try.
             if let Some(replica) = slow.filter(|_| patient) {
                 patient = false;
-                match self.fetch_from(location, replica, PATIENT_RESPONSE_TIMEOUT).await {
+                match self.fetch_from(&location, replica, PATIENT_RESPONSE_TIMEOUT).await {
                     Ok(data) => return Ok(data),
                     Err(error) => failures.push(format!("{} (again): {error}", replica.url)),
                 }
@@ -639,7 +652,21 @@ impl Client {
             if slow.is_none() || !attempts.wait(&error).await {
                 return Err(error);
             }
+            if let Some((path, version)) = file {
+                if let Ok(Some(now)) = self.locate_chunk(path, *version, &location.id).await {
+                    location = std::borrow::Cow::Owned(now);
+                }
+            }
         }
+    }
+
+    /// Where chunk `id` of `path` is now, if the file is still `version`.
+    async fn locate_chunk(&self, path: &DfsPath, version: u64, id: &ChunkId) -> Result<Option<ChunkLocation>> {
+        let layout = self.layout(path).await?;
+        if layout.inline || layout.stat.version != version {
+            return Ok(None);
+        }
+        Ok(layout.chunks.into_iter().find(|chunk| &chunk.id == id))
     }
 
     /// One attempt at one replica: headers within `first_byte`, then no
