@@ -244,6 +244,8 @@ fn metadata_moves_from_sqlite_to_postgres_and_to_mongodb_without_losing_a_file()
         assert_eq!(uids.len(), users.as_array().unwrap().len(), "{engine}: uids are unique");
         let removed = cluster.run("admin", &["user", "rm", "bob"], b"");
         assert_eq!(removed.code, Some(0), "{engine}: {}\n{}", removed.stderr, cluster.log());
+        // Removing a user keeps its home, and a new bob may not take it over.
+        cluster.ok("admin", &["rm", "-r", "/home/bob"], b"");
     }
 }
 
