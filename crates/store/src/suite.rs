@@ -2181,3 +2181,167 @@ pub fn transactions_are_serializable_under_races(store: std::sync::Arc<dyn Store
         assert_eq!(total, 40, "round {round}: the sum never goes below 0");
     }
 }
+
+/// Opens a new handle on one database (as another directory service
+/// would), for [`writers_race_and_agree`].
+pub type OpenHandle<'a> = &'a dyn Fn() -> std::sync::Arc<dyn Store>;
+
+/// Racers of [`writers_race_and_agree`].
+pub const RACERS: usize = 8;
+
+/// Runs `work(store, racer)` on [`RACERS`] threads released at once and
+/// returns the results in racer order. Each racer has a handle of its own
+/// from `open` unless `shared` is given.
+fn race<T: Send>(
+    open: OpenHandle<'_>,
+    shared: Option<&std::sync::Arc<dyn Store>>,
+    work: impl Fn(&dyn Store, usize) -> Result<T, StoreError> + Sync,
+) -> Vec<Result<T, StoreError>> {
+    let barrier = std::sync::Barrier::new(RACERS);
+    let handles: Vec<_> = (0..RACERS).map(|_| shared.cloned().unwrap_or_else(open)).collect();
+    std::thread::scope(|scope| {
+        let racers: Vec<_> = handles
+            .iter()
+            .enumerate()
+            .map(|(racer, store)| {
+                let (barrier, work) = (&barrier, &work);
+                scope.spawn(move || {
+                    barrier.wait();
+                    work(&**store, racer)
+                })
+            })
+            .collect();
+        racers.into_iter().map(|racer| racer.join().unwrap()).collect()
+    })
+}
+
+/// A whole upload of one chunk (seeded by `seed`) to `target`, as the admin;
+/// returns the version written.
+fn put_one_chunk(store: &dyn Store, id: &str, target: &str, seed: u8, no_clobber: bool) -> Result<u64, StoreError> {
+    let chunk = chunk(seed, 4);
+    store.begin_upload(&admin(), &upload(id, target, &admin(), no_clobber))?;
+    store.record_replicas(&chunk.id, 4, &["s1".into(), "s2".into()])?;
+    Ok(store.commit_upload(&admin(), id, &[chunk], 200, 200_000)?.version)
+}
+
+/// Asserts that exactly one racer won and every other lost with an error `loser` accepts.
+fn only_one_wins<T: std::fmt::Debug>(results: &[Result<T, StoreError>], loser: fn(&StoreError) -> bool, what: &str) {
+    assert_eq!(
+        results.iter().filter(|result| result.is_ok()).count(),
+        1,
+        "{what}: {results:?}"
+    );
+    let mut losers = results.iter().filter_map(|result| result.as_ref().err());
+    assert!(losers.all(loser), "{what}: {results:?}");
+}
+
+/// Writers racing on one database, through one handle and through a handle
+/// each (`open` gives a new one; `open()` on an empty database first): every
+/// rule that a check-then-write could break holds. Many writers of one file
+/// each land as one version; of no-clobber creators and of creators of one
+/// directory exactly one wins; one exclusive lock is granted once; fences
+/// and uids are never handed out twice; a directory removed while others
+/// create in it leaves no orphan. Engines that retry may assert afterwards
+/// that the racers collided (their retry counters).
+pub fn writers_race_and_agree(open: OpenHandle<'_>) {
+    let store = open();
+    store.mkdir(&admin(), &path("/race"), 0o777, false, 1).unwrap();
+
+    // Eight writers of one new file, through one handle and through eight:
+    // every commit lands, as exactly one version each (1..=8).
+    for (round, shared) in [(0, Some(&store)), (1, None)] {
+        let target = format!("/race/f{round}");
+        let results = race(open, shared, |store, racer| {
+            put_one_chunk(store, &format!("u{round}-{racer}"), &target, racer as u8, false)
+        });
+        let mut versions: Vec<u64> = results.into_iter().map(Result::unwrap).collect();
+        versions.sort();
+        assert_eq!(versions, (1..=RACERS as u64).collect::<Vec<_>>());
+        let (stat, chunks) = store.file_chunks(&admin(), &path(&target)).unwrap();
+        assert_eq!((stat.version, chunks.len()), (RACERS as u64, 1));
+    }
+
+    // No clobbering: exactly one creator wins, the others are told it exists.
+    let results = race(open, None, |store, racer| {
+        put_one_chunk(store, &format!("nc-{racer}"), "/race/once", racer as u8, true)
+    });
+    only_one_wins(
+        &results,
+        |error| matches!(error, StoreError::AlreadyExists(_)),
+        "no-clobber",
+    );
+
+    // One name created by all: exactly one mkdir wins, the others find it.
+    let results = race(open, None, |store, _| {
+        store.mkdir(&admin(), &path("/race/one"), 0o755, false, 2)
+    });
+    only_one_wins(&results, |error| matches!(error, StoreError::AlreadyExists(_)), "mkdir");
+
+    // One exclusive lock on one path: exactly one grant wins.
+    let results = race(open, None, |store, racer| {
+        let who = Principal {
+            uid: 10 + racer as u64,
+            ..admin()
+        };
+        store.acquire_lock(&who, &path("/race/locked"), false, &format!("n{racer}"), 100, 200)
+    });
+    only_one_wins(&results, is_locked, "exclusive lock");
+    assert_eq!(store.locks(None, 150).unwrap().len(), 1);
+
+    // Shared locks granted at once: all granted, with distinct fences.
+    let results = race(open, Some(&store), |store, racer| {
+        store.acquire_lock(&admin(), &path("/race/read"), true, &format!("s{racer}"), 100, 200)
+    });
+    let mut fences: Vec<u64> = results.into_iter().map(|grant| grant.unwrap().fence).collect();
+    fences.sort();
+    fences.dedup();
+    assert_eq!(fences.len(), RACERS);
+
+    // Distinct names in one directory: all land.
+    let results = race(open, None, |store, racer| {
+        for n in 0..4 {
+            store.mkdir(&admin(), &path(&format!("/race/d{racer}-{n}")), 0o755, false, 3)?;
+        }
+        Ok(())
+    });
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // f0, f1, once, one, and the 4 directories of each racer.
+    assert_eq!(
+        store.list(&admin(), &path("/race")).unwrap().entries.len(),
+        4 + RACERS * 4
+    );
+
+    // Removing a directory while others create in it leaves no orphan:
+    // every directory counted is reachable from the root.
+    for round in 0..3 {
+        let dir = format!("/race/gone{round}");
+        store.mkdir(&admin(), &path(&dir), 0o777, false, 4).unwrap();
+        let results = race(open, None, |store, racer| {
+            if racer == 0 {
+                store.remove(&admin(), &path(&dir), false, 5)
+            } else {
+                store
+                    .mkdir(&admin(), &path(&format!("{dir}/c{racer}")), 0o755, false, 5)
+                    .map(drop)
+            }
+        });
+        let counts = store.counts().unwrap();
+        let reachable = store
+            .export()
+            .unwrap()
+            .entries
+            .iter()
+            .filter(|entry| entry.kind == EntryKind::Dir)
+            .count();
+        assert_eq!(counts.directories as usize, reachable, "round {round}: {results:?}");
+    }
+
+    // Users created at once get distinct uids.
+    let results = race(open, None, |store, racer| {
+        store.create_user(&format!("u{racer}"), "h", false, 1)
+    });
+    let mut uids: Vec<_> = results.into_iter().map(|user| user.unwrap().uid).collect();
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), RACERS);
+}

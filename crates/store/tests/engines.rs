@@ -26,6 +26,20 @@ fn sqlite_transactions_are_serializable_under_races() {
     suite::transactions_are_serializable_under_races(std::sync::Arc::new(store));
 }
 
+/// The races of the suite through one store (the deployment: one directory
+/// service per database file) and through a store each on one file (each
+/// with its own writer thread, taking SQLite's write lock in turn).
+#[test]
+fn sqlite_writers_race_and_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meta.db");
+    let shared: std::sync::Arc<dyn dfs_store::Store> = std::sync::Arc::new(SqliteStore::open(&db).unwrap());
+    suite::writers_race_and_agree(&|| shared.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meta.db");
+    suite::writers_race_and_agree(&|| std::sync::Arc::new(SqliteStore::open(&db).unwrap()));
+}
+
 #[test]
 fn sqlite_on_disk_passes_the_suite_and_reopens() {
     for (name, test) in suite::ALL {
@@ -168,8 +182,8 @@ mod mongo {
     use dfs_proto::DfsPath;
     use dfs_store::mongo::{MongoStore, SCHEMA_VERSION};
     use dfs_store::namespace::Principal;
-    use dfs_store::{suite, DumpStore, LockStore, NamespaceStore, StoreError, UserStore};
-    use std::sync::{Arc, Barrier};
+    use dfs_store::{suite, DumpStore, LockStore, NamespaceStore, UserStore};
+    use std::sync::{Arc, Mutex};
     use std::time::Instant;
 
     fn fresh_url() -> String {
@@ -246,119 +260,24 @@ mod mongo {
         assert!(srv.contains("mongodb://HOST1,HOST2"), "{srv}");
     }
 
-    /// Runs `work(thread)` on 8 threads at once, each with its own
-    /// connection (as 8 directory services would); returns the results and
-    /// how many transactions were run again after a write conflict.
-    fn race<T: Send + 'static>(
-        url: &str,
-        work: impl Fn(&MongoStore, usize) -> Result<T, StoreError> + Send + Sync + 'static,
-    ) -> (Vec<Result<T, StoreError>>, u64) {
-        const THREADS: usize = 8;
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let work = Arc::new(work);
-        let threads: Vec<_> = (0..THREADS)
-            .map(|thread| {
-                let store = MongoStore::open(url).unwrap();
-                let (barrier, work) = (barrier.clone(), work.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    let result = work(&store, thread);
-                    (result, store.retried_transactions())
-                })
-            })
-            .collect();
-        let mut retried = 0;
-        let results = threads
-            .into_iter()
-            .map(|thread| {
-                let (result, retries) = thread.join().unwrap();
-                retried += retries;
-                result
-            })
-            .collect();
-        (results, retried)
-    }
-
     #[test]
-    fn mongo_concurrent_writers_conflict_retry_and_agree() {
+    fn mongo_writers_race_and_agree() {
         let url = fresh_url();
-        let store = MongoStore::open(&url).unwrap();
-        store.mkdir(&admin(1), &path("/race"), 0o777, false, 1).unwrap();
-
-        // One exclusive lock on one path: exactly one grant wins.
-        let (grants, retried) = race(&url, |store, thread| {
-            let who = admin(10 + thread as u64);
-            store.acquire_lock(&who, &path("/race/locked"), false, &format!("n{thread}"), 100, 200)
+        let handles: Mutex<Vec<Arc<MongoStore>>> = Mutex::default();
+        suite::writers_race_and_agree(&|| {
+            let store = Arc::new(MongoStore::open(&url).unwrap());
+            handles.lock().unwrap().push(store.clone());
+            store
         });
-        let won: Vec<_> = grants.iter().filter_map(|grant| grant.as_ref().ok()).collect();
-        assert_eq!(won.len(), 1, "{grants:?}");
-        assert!(
-            grants
-                .iter()
-                .filter_map(|grant| grant.as_ref().err())
-                .all(|error| matches!(error, StoreError::Locked(_))),
-            "{grants:?}"
-        );
-        assert_eq!(store.locks(None, 150).unwrap().len(), 1);
-        // The grants conflicted on the fence counter: the losers ran again and saw the winner.
+        // The racers conflicted (the fence counter, one name's entry slot):
+        // the losers ran again and saw the winner.
+        let retried: u64 = handles
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|store| store.retried_transactions())
+            .sum();
         assert!(retried > 0, "no transaction was retried");
-
-        // One name created by all: exactly one mkdir wins, the others find it.
-        let (created, _) = race(&url, |store, _| {
-            store.mkdir(&admin(1), &path("/race/one"), 0o755, false, 2)
-        });
-        assert_eq!(created.iter().filter(|result| result.is_ok()).count(), 1, "{created:?}");
-        assert!(
-            created
-                .iter()
-                .filter_map(|result| result.as_ref().err())
-                .all(|error| matches!(error, StoreError::AlreadyExists(_))),
-            "{created:?}"
-        );
-
-        // Distinct names in one directory: they touch the directory's entry
-        // slots, not its document, so they mostly run side by side; those
-        // whose names share a slot retry. All land.
-        let (results, _) = race(&url, |store, thread| {
-            for n in 0..4 {
-                store.mkdir(&admin(1), &path(&format!("/race/d{thread}-{n}")), 0o755, false, 3)?;
-            }
-            Ok(())
-        });
-        assert!(results.iter().all(Result::is_ok), "{results:?}");
-        assert_eq!(store.list(&admin(1), &path("/race")).unwrap().entries.len(), 1 + 8 * 4);
-
-        // Removing a directory while others create in it leaves no orphan:
-        // every entry counted is reachable from the root.
-        for round in 0..3 {
-            let dir = format!("/race/gone{round}");
-            store.mkdir(&admin(1), &path(&dir), 0o777, false, 4).unwrap();
-            let (results, _) = race(&url, move |store, thread| {
-                if thread == 0 {
-                    store.remove(&admin(1), &path(&dir), false, 5)
-                } else {
-                    store
-                        .mkdir(&admin(1), &path(&format!("{dir}/c{thread}")), 0o755, false, 5)
-                        .map(|_| ())
-                }
-            });
-            let counts = store.counts().unwrap();
-            let exported = store.export().unwrap();
-            assert_eq!(
-                counts.directories as usize,
-                exported.entries.len(),
-                "round {round}: {results:?}"
-            );
-        }
-
-        // Users created at once get distinct uids.
-        let (users, _) = race(&url, |store, thread| {
-            store.create_user(&format!("u{thread}"), "h", false, 1)
-        });
-        let mut uids: Vec<_> = users.into_iter().map(|user| user.unwrap().uid).collect();
-        uids.sort();
-        uids.dedup();
-        assert_eq!(uids.len(), 8);
     }
 
     #[test]
@@ -383,13 +302,11 @@ mod mongo {
 // ---- PostgreSQL (a throwaway PostgreSQL 15, started by dfs_testkit::db) ----
 
 mod pg {
-    use dfs_proto::chunk::ChunkId;
-    use dfs_proto::namespace::{ChunkRef, EntryKind};
     use dfs_proto::DfsPath;
-    use dfs_store::namespace::{Principal, UploadRecord};
+    use dfs_store::namespace::Principal;
     use dfs_store::postgres::PostgresStore;
-    use dfs_store::{suite, DumpStore, LockStore, NamespaceStore, StoreError, UserStore};
-    use std::sync::{Arc, Barrier};
+    use dfs_store::{suite, DumpStore, LockStore, NamespaceStore, UserStore};
+    use std::sync::{Arc, Mutex};
     use std::time::Instant;
 
     fn fresh_url() -> String {
@@ -547,186 +464,16 @@ mod pg {
         assert_eq!(back.export().unwrap(), moved);
     }
 
-    const THREADS: usize = 8;
-
-    /// Runs `work(store, thread)` on 8 threads released at once and returns
-    /// the results in thread order. Each thread has its own store (as 8
-    /// directory services would) unless `shared` is given.
-    fn race<T: Send + 'static>(
-        url: &str,
-        shared: Option<&Arc<PostgresStore>>,
-        work: impl Fn(&PostgresStore, usize) -> Result<T, StoreError> + Send + Sync + 'static,
-    ) -> (Vec<Result<T, StoreError>>, u64) {
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let work = Arc::new(work);
-        let threads: Vec<_> = (0..THREADS)
-            .map(|thread| {
-                let store = match shared {
-                    Some(store) => store.clone(),
-                    None => Arc::new(PostgresStore::open(url).unwrap()),
-                };
-                let (barrier, work) = (barrier.clone(), work.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    let result = work(&store, thread);
-                    (result, store.retries())
-                })
-            })
-            .collect();
-        let mut retries = 0;
-        let results = threads
-            .into_iter()
-            .map(|thread| {
-                let (result, retried) = thread.join().unwrap();
-                retries += retried;
-                result
-            })
-            .collect();
-        (results, retries)
-    }
-
-    fn upload(id: &str, target: &str, no_clobber: bool) -> UploadRecord {
-        UploadRecord {
-            id: id.into(),
-            path: path(target),
-            owner_uid: 1,
-            owner_name: "admin".into(),
-            no_clobber,
-            mode: None,
-            chunk_size: 4,
-            replication: 1,
-            created_at: 100,
-            expires_at: 1_000,
-        }
-    }
-
-    /// A whole upload of one chunk (seeded by `seed`) to `target`.
-    fn put(store: &PostgresStore, id: &str, target: &str, seed: u8, no_clobber: bool) -> Result<u64, StoreError> {
-        let chunk = ChunkRef {
-            id: ChunkId::from_hash_bytes(&[seed; 32]),
-            size: 4,
-        };
-        store.begin_upload(&admin(), &upload(id, target, no_clobber))?;
-        store.record_replicas(&chunk.id, 4, &["s1".into()])?;
-        Ok(store.commit_upload(&admin(), id, &[chunk], 200, 200_000)?.version)
-    }
-
     #[test]
-    fn postgres_concurrent_writers_retry_and_agree() {
+    fn postgres_writers_race_and_agree() {
         let url = fresh_url();
-        let store = Arc::new(PostgresStore::open(&url).unwrap());
-        store.mkdir(&admin(), &path("/race"), 0o777, false, 1).unwrap();
-        let mut retries = 0;
-
-        // Eight writers of one new file, on one shared pool and on eight
-        // stores: every commit lands, as exactly one version each (1..=8).
-        for (round, shared) in [(0, Some(&store)), (1, None)] {
-            let target = format!("/race/f{round}");
-            let (results, retried) = race(&url, shared, move |store, thread| {
-                put(store, &format!("u{round}-{thread}"), &target, thread as u8, false)
-            });
-            retries += retried;
-            let mut versions: Vec<u64> = results.into_iter().map(Result::unwrap).collect();
-            versions.sort();
-            assert_eq!(versions, (1..=THREADS as u64).collect::<Vec<_>>());
-            let (stat, chunks) = store.file_chunks(&admin(), &path(&format!("/race/f{round}"))).unwrap();
-            assert_eq!((stat.version, chunks.len()), (THREADS as u64, 1));
-        }
-
-        // No clobbering: exactly one creator wins, the others are told it exists.
-        let (results, retried) = race(&url, None, |store, thread| {
-            put(store, &format!("nc-{thread}"), "/race/once", thread as u8, true)
+        let handles: Mutex<Vec<Arc<PostgresStore>>> = Mutex::default();
+        suite::writers_race_and_agree(&|| {
+            let store = Arc::new(PostgresStore::open(&url).unwrap());
+            handles.lock().unwrap().push(store.clone());
+            store
         });
-        retries += retried;
-        assert_eq!(results.iter().filter(|result| result.is_ok()).count(), 1, "{results:?}");
-        assert!(
-            results
-                .iter()
-                .filter_map(|result| result.as_ref().err())
-                .all(|error| matches!(error, StoreError::AlreadyExists(_))),
-            "{results:?}"
-        );
-
-        // One exclusive lock on one path: exactly one grant wins.
-        let (grants, retried) = race(&url, None, |store, thread| {
-            let who = Principal {
-                uid: 10 + thread as u64,
-                ..admin()
-            };
-            store.acquire_lock(&who, &path("/race/locked"), false, &format!("n{thread}"), 100, 200)
-        });
-        retries += retried;
-        assert_eq!(grants.iter().filter(|grant| grant.is_ok()).count(), 1, "{grants:?}");
-        assert!(
-            grants
-                .iter()
-                .filter_map(|grant| grant.as_ref().err())
-                .all(|error| matches!(error, StoreError::Locked(_))),
-            "{grants:?}"
-        );
-        assert_eq!(store.locks(None, 150).unwrap().len(), 1);
-        // The grants conflicted on the fence counter: the losers ran again and saw the winner.
-        assert!(retried > 0, "no transaction was retried");
-
-        // Shared locks granted at once: all granted, with distinct fences.
-        let (grants, retried) = race(&url, Some(&store), |store, thread| {
-            store.acquire_lock(&admin(), &path("/race/read"), true, &format!("s{thread}"), 100, 200)
-        });
-        retries += retried;
-        let mut fences: Vec<u64> = grants.into_iter().map(|grant| grant.unwrap().fence).collect();
-        fences.sort();
-        fences.dedup();
-        assert_eq!(fences.len(), THREADS);
-
-        // Distinct names in one directory: all land.
-        let (results, retried) = race(&url, None, |store, thread| {
-            for n in 0..4 {
-                store.mkdir(&admin(), &path(&format!("/race/d{thread}-{n}")), 0o755, false, 3)?;
-            }
-            Ok(())
-        });
-        retries += retried;
-        assert!(results.iter().all(Result::is_ok), "{results:?}");
-        assert_eq!(
-            store.list(&admin(), &path("/race")).unwrap().entries.len(),
-            3 + THREADS * 4
-        );
-
-        // Removing a directory while others create in it leaves no orphan
-        // (creations do not write the parent's row: SERIALIZABLE alone must
-        // catch it): every directory counted is reachable from the root.
-        for round in 0..3 {
-            let dir = format!("/race/gone{round}");
-            store.mkdir(&admin(), &path(&dir), 0o777, false, 4).unwrap();
-            let (results, retried) = race(&url, None, move |store, thread| {
-                if thread == 0 {
-                    store.remove(&admin(), &path(&dir), false, 5)
-                } else {
-                    store
-                        .mkdir(&admin(), &path(&format!("{dir}/c{thread}")), 0o755, false, 5)
-                        .map(|_| ())
-                }
-            });
-            retries += retried;
-            let counts = store.counts().unwrap();
-            let exported = store.export().unwrap();
-            let reachable = exported
-                .entries
-                .iter()
-                .filter(|entry| entry.kind == EntryKind::Dir)
-                .count();
-            assert_eq!(counts.directories as usize, reachable, "round {round}: {results:?}");
-        }
-
-        // Users created at once get distinct uids.
-        let (users, _) = race(&url, None, |store, thread| {
-            store.create_user(&format!("u{thread}"), "h", false, 1)
-        });
-        let mut uids: Vec<_> = users.into_iter().map(|user| user.unwrap().uid).collect();
-        uids.sort();
-        uids.dedup();
-        assert_eq!(uids.len(), THREADS);
-
+        let retries: u64 = handles.lock().unwrap().iter().map(|store| store.retries()).sum();
         eprintln!("postgres: {retries} calls retried after serialization failures");
         assert!(retries > 0, "eight writers of one file never collided");
     }
