@@ -15,7 +15,7 @@
 //! server whose listing lacks it (lost, quarantined) loses that replica row,
 //! so re-replication restores it.
 
-use crate::http::Directory;
+use crate::state::Directory;
 use dfs_proto::chunk::{ChunkInventory, ServerRef};
 use dfs_proto::ticket::{Capability, ChunkOp, Receipt};
 use dfs_service::ApiError;

@@ -16,8 +16,8 @@
 //! (a dead server that came back) are tolerated: they cost space, not
 //! correctness, and readers may use them.
 
-use crate::http::Directory;
 use crate::servers::LiveServer;
+use crate::state::Directory;
 use dfs_proto::chunk::{ChunkId, ChunkStored, ServerRef};
 use dfs_proto::ticket::{Capability, ChunkOp, CopyCapability};
 use futures_util::StreamExt;

@@ -1,12 +1,15 @@
 //! The directory service: where every file's chunks are, and who may see them.
 //!
 //! # Layout
-//! - [`http`]: [`Config`], the shared state [`Directory`], the routes ([`router`]) and [`run`].
+//! - [`state`]: [`Config`] and the shared state [`Directory`].
+//! - [`http`]: the routes ([`router`], one file per resource: namespace,
+//!   uploads, files, cluster, locks, transactions, watch) and [`run`].
 //! - [`servers`]: the file server registry (liveness from heartbeats, in memory)
 //!   and chunk placement, a pure function.
 //! - [`heal`]: re-replication, a background loop restoring the replication
 //!   factor of referenced chunks after a server dies or loses a chunk.
 //! - [`gc`]: garbage collection of chunks no file references, after a grace period.
+//! - [`sweep`]: forgetting expired transactions, locks and uploads.
 //!
 //! The namespace itself (paths, permissions, uploads, replicas) lives behind
 //! [`dfs_store::NamespaceStore`], whose engines check permissions and write in
@@ -23,5 +26,8 @@ pub mod gc;
 pub mod heal;
 pub mod http;
 pub mod servers;
+pub mod state;
+pub mod sweep;
 
-pub use http::{router, run, Config, Directory};
+pub use http::{router, run};
+pub use state::{Config, Directory};

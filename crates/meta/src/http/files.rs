@@ -102,7 +102,7 @@ pub(super) async fn read(
 ) -> ApiResult<Response> {
     let who = directory.principal(&ticket).await;
     let path = query.path.clone();
-    let (stat, content) = super::file_content(&directory, who, scope.tx, query.path).await?;
+    let (stat, content) = super::namespace::file_content(&directory, who, scope.tx, query.path).await?;
     let data = match content {
         FileContent::Inline(data) => data,
         FileContent::Chunks(_) => {

@@ -17,7 +17,6 @@ use dfs_proto::locks::{
 use dfs_proto::{LOCK_TOKEN_HEADER, TX_HEADER};
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
 use dfs_store::namespace::Principal;
-use dfs_store::Store;
 use std::sync::Arc;
 
 pub(super) fn routes() -> Router<Shared> {
@@ -75,19 +74,6 @@ pub(super) fn ttl(requested: Option<u64>, default: u64, max: u64) -> ApiResult<u
             "a time-to-live may be at most {max} seconds, not {ttl}"
         ))),
         ttl => Ok(ttl),
-    }
-}
-
-/// Forgets expired transactions and locks; run by the directory's sweeper.
-pub(super) fn sweep(store: &dyn Store) {
-    let now = dfs_seal::now();
-    match store.expire_transactions(now) {
-        Ok(0) => {}
-        Ok(expired) => tracing::info!(expired, "aborted expired transactions"),
-        Err(error) => tracing::warn!(%error, "aborting expired transactions"),
-    }
-    if let Err(error) = store.expire_locks(now) {
-        tracing::warn!(%error, "forgetting expired locks");
     }
 }
 

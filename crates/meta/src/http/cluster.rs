@@ -1,0 +1,96 @@
+//! Cluster routes: the file server registry (heartbeats, and damage reports:
+//! chunks a file server found corrupt and moved aside, whose replicas are
+//! forgotten so that re-replication copies a good one back), cluster status,
+//! draining a server, and `GET /v1/info`.
+
+use super::{blocking, Shared};
+use axum::extract::State;
+use axum::http::StatusCode;
+use dfs_proto::auth::ClusterInfo;
+use dfs_proto::chunk::{DamageReport, Heartbeat};
+use dfs_proto::namespace::{ClusterStatus, DrainRequest};
+use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
+use std::sync::Arc;
+
+pub(super) async fn heartbeat(
+    State(Shared(directory)): State<Shared>,
+    caller: Caller,
+    ApiJson(heartbeat): ApiJson<Heartbeat>,
+) -> ApiResult<StatusCode> {
+    caller.require_service()?;
+    if heartbeat.server.id.is_empty() || heartbeat.server.url.is_empty() {
+        return Err(ApiError::bad_request("a heartbeat needs a server id and URL"));
+    }
+    if directory.servers.heartbeat(&heartbeat) {
+        tracing::info!(id = %heartbeat.server.id, url = %heartbeat.server.url, "file server registered");
+        let store = Arc::clone(&directory.store);
+        blocking(move || store.upsert_server(&heartbeat.server)).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn status(
+    State(Shared(directory)): State<Shared>,
+    Caller(_ticket): Caller,
+) -> ApiResult<ApiJson<ClusterStatus>> {
+    let store = Arc::clone(&directory.store);
+    let (counts, referenced) = blocking(move || Ok((store.counts()?, store.referenced_chunks()?))).await?;
+    let live = directory.servers.placeable_ids();
+    let under_replicated_chunks = referenced
+        .iter()
+        .filter(|(_, servers)| {
+            servers.iter().filter(|server| live.contains(*server)).count() < directory.replication as usize
+        })
+        .count() as u64;
+    let mut servers = directory.servers.status();
+    for server in &mut servers {
+        server.replica_count = counts.replicas_per_server.get(&server.id).copied().unwrap_or(0);
+    }
+    Ok(ApiJson(ClusterStatus {
+        servers,
+        files: counts.files,
+        directories: counts.directories,
+        chunks: counts.chunks,
+        under_replicated_chunks,
+        replication: directory.replication,
+    }))
+}
+
+pub(super) async fn drain(
+    State(Shared(directory)): State<Shared>,
+    caller: Caller,
+    ApiJson(request): ApiJson<DrainRequest>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    let id = directory
+        .servers
+        .set_draining(&request.server, !request.cancel)
+        .ok_or_else(|| ApiError::not_found(format!("no such file server: {}", request.server)))?;
+    tracing::info!(server = %id, draining = !request.cancel, "drain requested");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn info(State(Shared(directory)): State<Shared>) -> ApiJson<ClusterInfo> {
+    ApiJson(ClusterInfo {
+        auth_url: directory.auth_url.clone(),
+        directory_url: directory.public_url.clone(),
+        chunk_size: directory.chunk_size,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        inline_max: dfs_proto::namespace::INLINE_MAX,
+    })
+}
+
+pub(super) async fn report(
+    State(Shared(directory)): State<Shared>,
+    caller: Caller,
+    ApiJson(report): ApiJson<DamageReport>,
+) -> ApiResult<StatusCode> {
+    caller.require_service()?;
+    if report.corrupt.len() > 100_000 {
+        return Err(ApiError::bad_request("at most 100000 chunks per report"));
+    }
+    tracing::warn!(server = %report.server, chunks = report.corrupt.len(), "a file server reports corrupt chunks");
+    let store = Arc::clone(&directory.store);
+    blocking(move || store.forget_replicas(&report.server, &report.corrupt)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

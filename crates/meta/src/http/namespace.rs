@@ -1,0 +1,290 @@
+//! Namespace routes: stat, list, mkdir, remove, rename, chmod, chown, home
+//! directories (`POST /v1/homes`), and layouts (`GET /v1/layout`: where a
+//! file's chunks are, with read capabilities).
+
+use super::{blocking, check_new_path, locks, now_ms, reading, store_error, tx, ApiQuery, Directory, Shared};
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine as _;
+use dfs_proto::auth::{validate_user_name, UserInfo};
+use dfs_proto::chunk::ChunkId;
+use dfs_proto::namespace::{
+    ChmodRequest, ChownRequest, ChunkLocation, EnsureHome, FileLayout, Listing, MkdirRequest, PathQuery, RemoveRequest,
+    RenameRequest, Stat,
+};
+use dfs_proto::ticket::{Capability, ChunkOp};
+use dfs_proto::watch::WatchKind;
+use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
+use dfs_store::namespace::{FileContent, Principal, DEFAULT_DIR_MODE};
+use dfs_store::tx::{Change, StagedOp, TxRead, TxReadAnswer};
+use std::sync::Arc;
+
+/// The stat and content of the file at `path`, read in transaction `tx` if one is named.
+pub(super) async fn file_content(
+    directory: &Arc<Directory>,
+    who: Principal,
+    tx: Option<String>,
+    path: dfs_proto::DfsPath,
+) -> ApiResult<(Stat, FileContent)> {
+    if let Some(id) = tx {
+        let TxReadAnswer::Content(stat, content) = tx::read(directory, who, id, TxRead::Content(path)).await? else {
+            unreachable!("a content read answers a content");
+        };
+        return Ok((stat, content));
+    }
+    let store = Arc::clone(&directory.store);
+    reading(&directory.store, move || store.file_content(&who, &path)).await
+}
+
+/// Layouts of files with at most this many chunks look their replicas up in
+/// place when reads are quick; longer lists go to the blocking pool.
+const QUICK_LAYOUT_CHUNKS: usize = 64;
+
+pub(super) async fn stat(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    scope: locks::WriteScope,
+    ApiQuery(query): ApiQuery<PathQuery>,
+) -> ApiResult<ApiJson<Stat>> {
+    let who = directory.principal(&ticket).await;
+    if let Some(id) = scope.tx {
+        let TxReadAnswer::Stat(stat) = tx::read(&directory, who, id, TxRead::Stat(query.path)).await? else {
+            unreachable!("a stat answers a stat");
+        };
+        return Ok(ApiJson(stat));
+    }
+    let store = Arc::clone(&directory.store);
+    Ok(ApiJson(
+        reading(&directory.store, move || store.stat(&who, &query.path)).await?,
+    ))
+}
+
+pub(super) async fn list(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    scope: locks::WriteScope,
+    ApiQuery(query): ApiQuery<PathQuery>,
+) -> ApiResult<ApiJson<Listing>> {
+    let who = directory.principal(&ticket).await;
+    if let Some(id) = scope.tx {
+        let TxReadAnswer::List(listing) = tx::read(&directory, who, id, TxRead::List(query.path)).await? else {
+            unreachable!("a listing answers a listing");
+        };
+        return Ok(ApiJson(listing));
+    }
+    let store = Arc::clone(&directory.store);
+    Ok(ApiJson(blocking(move || store.list(&who, &query.path)).await?))
+}
+
+pub(super) async fn mkdir(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    scope: locks::WriteScope,
+    ApiJson(request): ApiJson<MkdirRequest>,
+) -> ApiResult<ApiJson<Stat>> {
+    check_new_path(&request.path)?;
+    let who = scope.principal(directory.principal(&ticket).await);
+    let store = Arc::clone(&directory.store);
+    let mode = request.mode.unwrap_or(DEFAULT_DIR_MODE) & 0o7777;
+    if let Some(tx) = scope.tx {
+        let (path, parents) = (request.path, request.parents);
+        let op = StagedOp::Mkdir { path, mode, parents };
+        return Ok(ApiJson(tx::stage(&directory, who, tx, op).await?));
+    }
+    let stat = store
+        .mkdir_async(who, request.path, mode, request.parents, now_ms())
+        .await
+        .map_err(store_error)?;
+    directory.watch.publish_stat(&stat, WatchKind::Created);
+    Ok(ApiJson(stat))
+}
+
+pub(super) async fn remove(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    scope: locks::WriteScope,
+    tx::IfVersion(if_version): tx::IfVersion,
+    ApiJson(request): ApiJson<RemoveRequest>,
+) -> ApiResult<StatusCode> {
+    let who = scope.principal(directory.principal(&ticket).await);
+    let (path, recursive) = (request.path.clone(), request.recursive);
+    let op = StagedOp::Remove { path, recursive };
+    if let Some(tx) = scope.tx {
+        tx::stage(&directory, who, tx, op).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    if let Some(version) = if_version {
+        let path = request.path.clone();
+        tx::compare_and_set(&directory, who, path.clone(), version, Change::Op(op), path.clone()).await?;
+        directory.watch.publish(&path, WatchKind::Removed, 0, None);
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let store = Arc::clone(&directory.store);
+    let path = request.path.clone();
+    blocking(move || store.remove(&who, &request.path, request.recursive, now_ms())).await?;
+    directory.watch.publish(&path, WatchKind::Removed, 0, None);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn rename(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    scope: locks::WriteScope,
+    tx::IfVersion(if_version): tx::IfVersion,
+    ApiJson(request): ApiJson<RenameRequest>,
+) -> ApiResult<ApiJson<Stat>> {
+    check_new_path(&request.to)?;
+    let who = scope.principal(directory.principal(&ticket).await);
+    let (from, to, no_clobber) = (request.from.clone(), request.to.clone(), request.no_clobber);
+    let op = StagedOp::Rename { from, to, no_clobber };
+    if let Some(tx) = scope.tx {
+        return Ok(ApiJson(tx::stage(&directory, who, tx, op).await?));
+    }
+    if let Some(version) = if_version {
+        let (from, to) = (request.from, request.to);
+        let stat = tx::compare_and_set(&directory, who, from.clone(), version, Change::Op(op), to.clone())
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("{to} is gone already")))?;
+        directory
+            .watch
+            .publish(&from, WatchKind::Renamed, stat.version, Some(&stat.path));
+        return Ok(ApiJson(stat));
+    }
+    let store = Arc::clone(&directory.store);
+    let from = request.from.clone();
+    let stat = blocking(move || store.rename(&who, &request.from, &request.to, request.no_clobber, now_ms())).await?;
+    directory
+        .watch
+        .publish(&from, WatchKind::Renamed, stat.version, Some(&stat.path));
+    Ok(ApiJson(stat))
+}
+
+pub(super) async fn chmod(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    scope: locks::WriteScope,
+    ApiJson(request): ApiJson<ChmodRequest>,
+) -> ApiResult<ApiJson<Stat>> {
+    let who = scope.principal(directory.principal(&ticket).await);
+    let store = Arc::clone(&directory.store);
+    let stat = blocking(move || store.chmod(&who, &request.path, request.mode)).await?;
+    directory.watch.publish_stat(&stat, WatchKind::Modified);
+    Ok(ApiJson(stat))
+}
+
+pub(super) async fn chown(
+    State(Shared(directory)): State<Shared>,
+    caller: Caller,
+    scope: locks::WriteScope,
+    ApiJson(request): ApiJson<ChownRequest>,
+) -> ApiResult<ApiJson<Stat>> {
+    caller.require_admin()?;
+    validate_user_name(&request.owner).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let user = look_up_user(&directory, &request.owner).await?;
+    let who = scope.principal(directory.principal(&caller.0).await);
+    let store = Arc::clone(&directory.store);
+    let stat = blocking(move || store.chown(&who, &request.path, user.uid, &user.name)).await?;
+    directory.watch.publish_stat(&stat, WatchKind::Modified);
+    Ok(ApiJson(stat))
+}
+
+/// Asks the security service who `name` is.
+async fn look_up_user(directory: &Directory, name: &str) -> ApiResult<UserInfo> {
+    let url = format!("{}/v1/users/{name}", directory.auth_url);
+    let unavailable = |error: reqwest::Error| {
+        ApiError::unavailable(format!(
+            "cannot look up user {name} at the security service {}: {error}",
+            directory.auth_url
+        ))
+    };
+    let response = directory
+        .http
+        .get(&url)
+        .bearer_auth(directory.verifier.service_ticket("directory"))
+        .send()
+        .await
+        .map_err(unavailable)?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Err(ApiError::not_found(format!("no such user: {name}")));
+    }
+    let response = response.error_for_status().map_err(unavailable)?;
+    response.json::<UserInfo>().await.map_err(unavailable)
+}
+
+pub(super) async fn layout(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    scope: locks::WriteScope,
+    ApiQuery(query): ApiQuery<PathQuery>,
+) -> ApiResult<ApiJson<FileLayout>> {
+    let who = directory.principal(&ticket).await;
+    let (stat, content) = file_content(&directory, who, scope.tx, query.path).await?;
+    let chunks = match content {
+        FileContent::Chunks(chunks) => chunks,
+        // Small files come whole with their layout: one request reads them.
+        FileContent::Inline(data) => {
+            return Ok(ApiJson(FileLayout {
+                stat,
+                chunks: Vec::new(),
+                inline: true,
+                data: Some(base64::engine::general_purpose::STANDARD.encode(&data)),
+            }))
+        }
+    };
+    let ids: Vec<ChunkId> = chunks.iter().map(|chunk| chunk.id.clone()).collect();
+    let store = Arc::clone(&directory.store);
+    let recorded = if ids.len() <= QUICK_LAYOUT_CHUNKS {
+        reading(&directory.store, move || store.replicas(&ids)).await?
+    } else {
+        blocking(move || store.replicas(&ids)).await?
+    };
+    let expires_at = directory.read_capability_expiry();
+    let mut offset = 0;
+    let mut locations = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let replicas = directory
+            .servers
+            .locate(recorded.get(&chunk.id).map(Vec::as_slice).unwrap_or_default());
+        let capability = directory.verifier.key().seal_capability(&Capability {
+            op: ChunkOp::Read,
+            chunk: chunk.id.clone(),
+            size: chunk.size,
+            targets: Vec::new(),
+            expires_at,
+            write_quorum: 0,
+            session: Some(ticket.sid.clone()),
+        });
+        locations.push(ChunkLocation {
+            id: chunk.id,
+            size: chunk.size,
+            offset,
+            replicas,
+            capability,
+        });
+        offset += chunk.size;
+    }
+    Ok(ApiJson(FileLayout {
+        stat,
+        chunks: locations,
+        inline: false,
+        data: None,
+    }))
+}
+
+pub(super) async fn ensure_home(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    ApiJson(request): ApiJson<EnsureHome>,
+) -> ApiResult<ApiJson<Stat>> {
+    if !ticket.is_service() && !ticket.is_admin() {
+        return Err(ApiError::permission_denied(
+            "permission denied: for DFS services and admins only",
+        ));
+    }
+    validate_user_name(&request.name).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let store = Arc::clone(&directory.store);
+    let uid = request.uid;
+    let stat = blocking(move || store.ensure_home(request.uid, &request.name, now_ms())).await?;
+    directory.mark_home_ensured(uid);
+    Ok(ApiJson(stat))
+}
