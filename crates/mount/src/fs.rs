@@ -5,13 +5,15 @@
 use crate::errno::{errno, worth_logging};
 use crate::files::{Reader, Spill};
 use crate::inodes::{Inodes, ROOT};
+use crate::locks::{self, Kind, Locks};
+use crate::watch::{Freshness, Invalidator};
 use dfs_client::{Client, Error, PutOptions};
 use dfs_proto::namespace::{EntryKind, Stat};
 use dfs_proto::{DfsPath, ErrorCode};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
     LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyEntry, ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -22,8 +24,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::runtime::Handle;
 
 /// How long the kernel may trust an attribute or a name without asking
-/// again, and how long a listing answers lookups: what another client's
-/// change may take to show (see docs/posix.md).
+/// again, and how long a listing answers lookups, while the watch stream
+/// is down: what another client's change may take to show then (see
+/// docs/posix.md; while it is up, `watch::CACHED_TTL`).
 pub const TTL: Duration = Duration::from_secs(1);
 
 /// Owner and group shown for entries not owned by the logged-in user.
@@ -66,18 +69,50 @@ pub struct DfsFs {
     client: Arc<RwLock<Client>>,
     identity: Identity,
     spill_dir: PathBuf,
-    inodes: Mutex<Inodes>,
+    inodes: Arc<Mutex<Inodes>>,
     handles: Mutex<HashMap<u64, Arc<Open>>>,
     /// The spill of every file open for writing, by inode: all handles of a
     /// file share it, and reads through any handle see it.
     spills: Mutex<HashMap<u64, Arc<Mutex<Spill>>>>,
     next_handle: AtomicU64,
-    /// Stats from recent listings, so that `ls -l`, `tar` or `rm -r` do not
-    /// ask for each entry again; trusted for [`TTL`].
-    listed: Mutex<HashMap<DfsPath, (Stat, Instant)>>,
+    listed: Arc<Listed>,
+    /// Whether the watch stream keeps cached answers honest (long TTLs).
+    freshness: Arc<Freshness>,
+    /// `fcntl`/`flock` locks, as leases of the lock service.
+    locks: Arc<Locks>,
 }
 
 type Result<T> = std::result::Result<T, Errno>;
+
+/// Stats from recent listings, so that `ls -l`, `tar` or `rm -r` do not ask
+/// for each entry again; each trusted until the instant beside it (the
+/// TTL of when it was listed), or until an event drops it.
+#[derive(Debug, Default)]
+pub struct Listed(Mutex<HashMap<DfsPath, (Stat, Instant)>>);
+
+impl Listed {
+    fn get(&self, path: &DfsPath) -> Option<Stat> {
+        let listed = self.0.lock().expect("listed lock");
+        let (stat, until) = listed.get(path)?;
+        (*until > Instant::now()).then(|| stat.clone())
+    }
+
+    fn forget(&self, path: &DfsPath) {
+        self.0.lock().expect("listed lock").remove(path);
+    }
+
+    /// Forgets `path` and everything below it.
+    pub fn forget_below(&self, path: &DfsPath) {
+        self.0
+            .lock()
+            .expect("listed lock")
+            .retain(|listed, _| !listed.starts_with(path));
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().expect("listed lock").clear();
+    }
+}
 
 impl DfsFs {
     pub fn new(
@@ -86,22 +121,45 @@ impl DfsFs {
         identity: Identity,
         root: DfsPath,
         spill_dir: PathBuf,
+        locks: Arc<Locks>,
     ) -> DfsFs {
         DfsFs {
             runtime,
             client,
             identity,
             spill_dir,
-            inodes: Mutex::new(Inodes::new(root)),
+            inodes: Arc::new(Mutex::new(Inodes::new(root))),
             handles: Mutex::new(HashMap::new()),
             spills: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
-            listed: Mutex::new(HashMap::new()),
+            listed: Arc::default(),
+            freshness: Arc::default(),
+            locks,
+        }
+    }
+
+    /// What the watch stream invalidates (see watch.rs).
+    pub fn invalidator(&self) -> Invalidator {
+        Invalidator {
+            inodes: Arc::clone(&self.inodes),
+            listed: Arc::clone(&self.listed),
+            freshness: Arc::clone(&self.freshness),
         }
     }
 
     fn client(&self) -> Client {
         self.client.read().expect("client lock").clone()
+    }
+
+    /// The client for a write to `path`: it presents the token of an
+    /// exclusive lock this mount holds there, so that the mount's own locks
+    /// never refuse its writes.
+    fn writer(&self, path: &DfsPath) -> Client {
+        let client = self.client();
+        match self.block(self.locks.token_for(path)) {
+            Some(token) => client.with_lock_token(token),
+            None => client,
+        }
     }
 
     fn block<F: std::future::Future>(&self, future: F) -> F::Output {
@@ -138,10 +196,8 @@ impl DfsFs {
     }
 
     fn stat(&self, path: &DfsPath) -> Result<Stat> {
-        if let Some((stat, at)) = self.listed.lock().expect("listed lock").get(path) {
-            if at.elapsed() < TTL {
-                return Ok(stat.clone());
-            }
+        if let Some(stat) = self.listed.get(path) {
+            return Ok(stat);
         }
         self.block(self.client().stat(path))
             .map_err(|error| self.fail("stat", path, &error, Errno::EIO))
@@ -150,11 +206,10 @@ impl DfsFs {
     /// Forgets listed stats of `path` (changed through this mount); all of
     /// them if `subtree` (a directory moved or removed).
     fn changed(&self, path: &DfsPath, subtree: bool) {
-        let mut listed = self.listed.lock().expect("listed lock");
         if subtree {
-            listed.clear();
+            self.listed.clear();
         } else {
-            listed.remove(path);
+            self.listed.forget(path);
         }
     }
 
@@ -299,7 +354,7 @@ impl DfsFs {
         let source = spill
             .source()
             .map_err(|error| self.local_failure("commit", &self.spill_dir, &error))?;
-        self.block(self.client().put(&path, source, &PutOptions::default()))
+        self.block(self.writer(&path).put(&path, source, &PutOptions::default()))
             .map_err(|error| self.fail("commit", &path, &error, Errno::EIO))?;
         spill.dirty = false;
         self.changed(&path, false);
@@ -314,7 +369,7 @@ impl DfsFs {
                 .truncate(size)
                 .map_err(|error| self.local_failure("truncate", &self.spill_dir, &error));
         }
-        let client = self.client();
+        let client = self.writer(path);
         let result = if size == 0 {
             self.block(client.write_inline(path, Vec::new(), false, None)).map(drop)
         } else {
@@ -348,7 +403,7 @@ impl DfsFs {
             self.truncate(ino.0, &path, size)?;
         }
         if let Some(mode) = mode {
-            self.block(self.client().chmod(&path, mode & 0o7777))
+            self.block(self.writer(&path).chmod(&path, mode & 0o7777))
                 .map_err(|error| self.fail("chmod", &path, &error, Errno::EIO))?;
             self.changed(&path, false);
         }
@@ -390,7 +445,7 @@ impl DfsFs {
     ) -> Result<(FileAttr, FileHandle)> {
         let path = self.child(parent, name)?;
         let mode = mode & !umask & 0o7777;
-        let client = self.client();
+        let client = self.writer(&path);
         // Created writable by its owner, whatever `mode` says, so that the
         // creating handle's writes can be committed; `mode` is set at release.
         let created = self.block(client.write_inline(&path, Vec::new(), true, Some(mode | 0o200)));
@@ -494,7 +549,7 @@ impl DfsFs {
         self.commit(*ino, spill)?;
         let path = self.inodes.lock().expect("inodes lock").path(*ino);
         if let (Some(mode), Some(path)) = (final_mode, path) {
-            self.block(self.client().chmod(&path, mode))
+            self.block(self.writer(&path).chmod(&path, mode))
                 .map_err(|error| self.fail("chmod", &path, &error, Errno::EIO))?;
             self.changed(&path, false);
         }
@@ -503,17 +558,18 @@ impl DfsFs {
 
     fn do_opendir(&self, ino: INodeNo) -> Result<FileHandle> {
         let path = self.path(ino)?;
+        let mark = self.freshness.mark();
         let listing = self
             .block(self.client().list(&path))
             .map_err(|error| self.fail("list", &path, &error, Errno::EIO))?;
-        let now = Instant::now();
+        let until = Instant::now() + self.freshness.ttl(mark);
         let mut entries = vec![(ino.0, FileType::Directory, ".".to_string())];
         entries.push((ROOT, FileType::Directory, "..".to_string()));
         {
             let mut inodes = self.inodes.lock().expect("inodes lock");
-            let mut listed = self.listed.lock().expect("listed lock");
+            let mut listed = self.listed.0.lock().expect("listed lock");
             if listed.len() > 100_000 {
-                listed.retain(|_, (_, at)| at.elapsed() < TTL);
+                listed.retain(|_, (_, until)| *until > Instant::now());
             }
             for stat in listing.entries {
                 let Some(name) = stat.path.name().map(str::to_string) else {
@@ -525,7 +581,7 @@ impl DfsFs {
                     FileType::RegularFile
                 };
                 entries.push((inodes.number(&stat.path, false), kind, name));
-                listed.insert(stat.path.clone(), (stat, now));
+                listed.insert(stat.path.clone(), (stat, until));
             }
         }
         Ok(self.add_handle(Open::Dir { entries }))
@@ -545,7 +601,7 @@ impl DfsFs {
         let from = self.child(parent, name)?;
         let to = self.child(new_parent, new_name)?;
         let no_clobber = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        self.block(self.client().rename(&from, &to, no_clobber))
+        self.block(self.writer(&from).rename(&from, &to, no_clobber))
             .map_err(|error| self.fail("rename", &from, &error, Errno::ENOTEMPTY))?;
         self.inodes.lock().expect("inodes lock").renamed(&from, &to);
         self.changed(&from, true);
@@ -554,11 +610,31 @@ impl DfsFs {
 
     fn remove(&self, parent: INodeNo, name: &OsStr) -> Result<()> {
         let path = self.child(parent, name)?;
-        self.block(self.client().remove(&path, false))
+        self.block(self.writer(&path).remove(&path, false))
             .map_err(|error| self.fail("remove", &path, &error, Errno::ENOTEMPTY))?;
         self.inodes.lock().expect("inodes lock").removed(&path);
         self.changed(&path, false);
         Ok(())
+    }
+
+    fn lock_request(
+        &self,
+        request: &Request,
+        ino: INodeNo,
+        owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+    ) -> Result<locks::Request> {
+        Ok(locks::Request {
+            ino: ino.0,
+            owner: owner.0,
+            path: self.path(ino)?,
+            first: start,
+            last: end.max(start),
+            kind: Kind::from_type(typ)?,
+            pid: request.pid(),
+        })
     }
 
     fn do_statfs(&self) -> (u64, u64) {
@@ -593,18 +669,22 @@ impl Filesystem for DfsFs {
         // O_TRUNC comes with open, so a truncating open replaces the file
         // at close in one commit instead of cutting it at once.
         let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // fcntl locks, and flock ones (which the kernel sends as whole-file
+        // fcntl locks of the open file), come here: see locks.rs.
+        let _ = config.add_capabilities(InitFlags::FUSE_POSIX_LOCKS | InitFlags::FUSE_FLOCK_LOCKS);
         let _ = config.set_max_write(1024 * 1024);
         let _ = config.set_max_readahead(1024 * 1024);
         Ok(())
     }
 
     fn lookup(&self, _request: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let mark = self.freshness.mark();
         let result = self.child(parent, name).and_then(|path| {
             let stat = self.stat(&path)?;
             Ok(self.entry(&path, &stat))
         });
         match result {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Ok(attr) => reply.entry(&self.freshness.ttl(mark), &attr, Generation(0)),
             Err(error) => reply.error(error),
         }
     }
@@ -614,8 +694,9 @@ impl Filesystem for DfsFs {
     }
 
     fn getattr(&self, _request: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let mark = self.freshness.mark();
         match self.path(ino).and_then(|path| self.stat(&path)) {
-            Ok(stat) => reply.attr(&TTL, &self.attr(ino.0, &stat)),
+            Ok(stat) => reply.attr(&self.freshness.ttl(mark), &self.attr(ino.0, &stat)),
             Err(error) => reply.error(error),
         }
     }
@@ -638,8 +719,9 @@ impl Filesystem for DfsFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let mark = self.freshness.mark();
         match self.do_setattr(ino, mode, uid, gid, size) {
-            Ok(attr) => reply.attr(&TTL, &attr),
+            Ok(attr) => reply.attr(&self.freshness.ttl(mark), &attr),
             Err(error) => reply.error(error),
         }
     }
@@ -659,15 +741,16 @@ impl Filesystem for DfsFs {
     }
 
     fn mkdir(&self, _request: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let mark = self.freshness.mark();
         let result = self.child(parent, name).and_then(|path| {
             let stat = self
-                .block(self.client().mkdir(&path, false, Some(mode & !umask & 0o7777)))
+                .block(self.writer(&path).mkdir(&path, false, Some(mode & !umask & 0o7777)))
                 .map_err(|error| self.fail("mkdir", &path, &error, Errno::EIO))?;
             self.changed(&path, false);
             Ok(self.entry(&path, &stat))
         });
         match result {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Ok(attr) => reply.entry(&self.freshness.ttl(mark), &attr, Generation(0)),
             Err(error) => reply.error(error),
         }
     }
@@ -743,21 +826,80 @@ impl Filesystem for DfsFs {
         }
     }
 
-    fn flush(&self, _request: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        reply_result(reply, self.sync_handle(fh));
+    fn flush(&self, _request: &Request, ino: INodeNo, fh: FileHandle, lock_owner: LockOwner, reply: ReplyEmpty) {
+        // Committed first, so that a write under a lock presents its token.
+        let result = self.sync_handle(fh);
+        // POSIX: closing any descriptor of a file drops the process's locks on it.
+        self.block(self.locks.release_owner(&self.client(), ino.0, lock_owner.0));
+        reply_result(reply, result);
     }
 
     fn release(
         &self,
         _request: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        reply_result(reply, self.do_release(fh));
+        let result = self.do_release(fh);
+        // Set when the file was flock'ed: its lock goes with its last close.
+        if let Some(owner) = lock_owner {
+            self.block(self.locks.release_owner(&self.client(), ino.0, owner.0));
+        }
+        reply_result(reply, result);
+    }
+
+    fn getlk(
+        &self,
+        request: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        _pid: u32,
+        reply: ReplyLock,
+    ) {
+        let result = self
+            .lock_request(request, ino, lock_owner, start, end, typ)
+            .and_then(|asked| self.block(self.locks.conflicting(&self.client(), &asked)));
+        match result {
+            // Held by another: the whole file, as leases are.
+            Ok(Some((kind, pid))) => reply.locked(0, i64::MAX as u64, kind.as_type(), pid),
+            Ok(None) => reply.locked(start, end, libc::F_UNLCK, 0),
+            Err(error) => reply.error(error),
+        }
+    }
+
+    fn setlk(
+        &self,
+        request: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        _pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let asked = match self.lock_request(request, ino, lock_owner, start, end, typ) {
+            Ok(asked) => asked,
+            Err(error) => return reply.error(error),
+        };
+        let (locks, client) = (Arc::clone(&self.locks), self.client());
+        if !sleep {
+            return reply_result(reply, self.block(locks.set(&client, &asked, false)));
+        }
+        // A wait may be long: off fuser's threads, which serve everyone.
+        self.runtime.spawn(async move {
+            reply_result(reply, locks.set(&client, &asked, true).await);
+        });
     }
 
     fn fsync(&self, _request: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
@@ -837,8 +979,9 @@ impl Filesystem for DfsFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let mark = self.freshness.mark();
         match self.do_create(parent, name, mode, umask, flags) {
-            Ok((attr, fh)) => reply.created(&TTL, &attr, Generation(0), fh, FopenFlags::empty()),
+            Ok((attr, fh)) => reply.created(&self.freshness.ttl(mark), &attr, Generation(0), fh, FopenFlags::empty()),
             Err(error) => reply.error(error),
         }
     }

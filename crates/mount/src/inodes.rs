@@ -138,6 +138,16 @@ impl Inodes {
         }
     }
 
+    /// The number of `path`, if the kernel was given one.
+    pub fn known(&self, path: &DfsPath) -> Option<u64> {
+        self.by_path.get(path).copied()
+    }
+
+    /// Every path with its number.
+    pub fn all(&self) -> Vec<(DfsPath, u64)> {
+        self.by_path.iter().map(|(path, &ino)| (path.clone(), ino)).collect()
+    }
+
     /// Numbers known.
     #[cfg(test)]
     pub fn len(&self) -> usize {

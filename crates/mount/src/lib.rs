@@ -11,6 +11,10 @@
 //!   (only the chunks a read covers, read-ahead when sequential) and spills
 //!   (writes buffered in an unnamed 0600 temp file, committed as a new
 //!   version on flush, fsync and release).
+//! - `locks.rs`: `fcntl`/`flock` locks as leases of the lock service
+//!   (whole file, renewed while held, waits polled).
+//! - `watch.rs`: the watch stream invalidates the kernel's names and
+//!   attributes (and the mount's listings), so they are cached longer.
 //! - `errno.rs`: client errors as errno values, in one place.
 //!
 //! What POSIX asks that the namespace cannot hold, the errno returned
@@ -25,8 +29,11 @@ mod errno;
 mod files;
 mod fs;
 mod inodes;
+mod locks;
+mod watch;
 
 pub use fs::{NOBODY, TTL};
+pub use watch::CACHED_TTL;
 
 use dfs_client::Client;
 use dfs_proto::namespace::EntryKind;
@@ -92,13 +99,17 @@ pub fn mount(
         options.ticket_expires_at,
         options.on_refresh,
     ));
+    let held_locks = Arc::new(locks::Locks::default());
+    let renewer = runtime.spawn(renew_locks(Arc::clone(&client), Arc::clone(&held_locks)));
     let filesystem = fs::DfsFs::new(
         runtime.clone(),
-        client,
+        Arc::clone(&client),
         identity,
         options.remote.clone(),
         options.spill_dir,
+        Arc::clone(&held_locks),
     );
+    let invalidator = filesystem.invalidator();
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName(format!("dfs:{}", options.remote)),
@@ -111,6 +122,12 @@ pub fn mount(
     let mut session = fuser::Session::new(filesystem, mountpoint, &config)
         .map_err(|error| format!("cannot mount on {}: {error}", mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
+    let watcher = invalidator.start(
+        &runtime,
+        Arc::clone(&client),
+        options.remote.clone(),
+        session.notifier(),
+    );
     let mountpoint_text = mountpoint.display().to_string();
     let signals = runtime.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -133,6 +150,10 @@ pub fn mount(
         .run()
         .map_err(|error| format!("serving {}: {error}", mountpoint.display()));
     signals.abort();
+    watcher.abort();
+    renewer.abort();
+    let current = client.read().expect("client lock").clone();
+    runtime.block_on(held_locks.release_all(&current));
     refresher.abort();
     tracing::info!("unmounted {}", mountpoint.display());
     outcome
@@ -160,6 +181,15 @@ async fn refresh_ticket(client: Arc<RwLock<Client>>, mut expires_at: u64, on_ref
             }
             Err(error) => tracing::warn!("refreshing the session's ticket: {error} (trying again)"),
         }
+    }
+}
+
+/// Renews the leases of the locks held through the mount.
+async fn renew_locks(client: Arc<RwLock<Client>>, held: Arc<locks::Locks>) {
+    loop {
+        tokio::time::sleep(locks::RENEW_EVERY).await;
+        let current = client.read().expect("client lock").clone();
+        held.renew(&current).await;
     }
 }
 

@@ -43,6 +43,72 @@ impl Mounted {
     }
 }
 
+impl Mounted {
+    /// Starts a Python script in the mount point, its stdin and stdout piped
+    /// (`LOCAL` as for [`Mounted::sh`]).
+    fn python(&self, script: &str) -> Script {
+        let child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .current_dir(self.path())
+            .env("LOCAL", self.work.path().join("local"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Script(child)
+    }
+
+    /// The pid of the mount process (`dfs … mount MOUNTPOINT … --foreground`).
+    fn pid(&self) -> u32 {
+        let mountpoint = self.path().to_string_lossy().into_owned();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = cmdline
+                .split(|&byte| byte == 0)
+                .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                .collect();
+            if args.contains(&mountpoint) && args.iter().any(|arg| arg == "--foreground") {
+                return pid;
+            }
+        }
+        panic!("no mount process for {mountpoint}");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.work.path().join("mount.log")).unwrap_or_default()
+    }
+}
+
+/// A script started by [`Mounted::python`].
+struct Script(std::process::Child);
+
+impl Script {
+    /// The next line it prints.
+    fn line(&mut self) -> String {
+        use std::io::Read;
+        let stdout = self.0.stdout.as_mut().unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0u8];
+        while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        String::from_utf8(line).unwrap()
+    }
+
+    /// Closes its stdin and waits for the rest of its output.
+    fn finish(mut self) -> (bool, String) {
+        drop(self.0.stdin.take());
+        let output = self.0.wait_with_output().unwrap();
+        (output.status.success(), String::from_utf8(output.stdout).unwrap())
+    }
+}
+
 impl Drop for Mounted {
     fn drop(&mut self) {
         let mountpoint = self.path();
@@ -67,13 +133,19 @@ fn fuse_available() -> bool {
 
 /// Mounts `remote` (default: the user's home) as `user`, in the background.
 fn mount(cluster: &Cluster, user: &str, remote: Option<&str>) -> Mounted {
+    mount_with(cluster, user, remote, &[])
+}
+
+/// [`mount`] with more global options of `dfs` (e.g. `--retry-for`).
+fn mount_with(cluster: &Cluster, user: &str, remote: Option<&str>, options: &[&str]) -> Mounted {
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir(work.path().join("mnt")).unwrap();
     std::fs::create_dir(work.path().join("local")).unwrap();
     let mountpoint = work.path().join("mnt").to_string_lossy().into_owned();
     let cache = work.path().join("cache").to_string_lossy().into_owned();
     let log = work.path().join("mount.log").to_string_lossy().into_owned();
-    let mut args = vec!["--cache-dir", &cache, "mount", &mountpoint, "--log-file", &log];
+    let mut args = options.to_vec();
+    args.extend(["--cache-dir", &cache, "mount", &mountpoint, "--log-file", &log]);
     if let Some(remote) = remote {
         args.extend(["--remote", remote]);
     }
@@ -209,4 +281,237 @@ fn sqlite_and_git_work_in_the_mount() {
     // git creates its objects 0444 and writes them through that handle.
     let modes = mounted.sh("find repo/.git/objects -type f -path '*/objects/??/*' -exec stat -c %a {} + | sort -u");
     assert_eq!(modes, "444\n");
+}
+
+/// `shared/f` in ann's mounted home, which bob may write (home 755,
+/// `shared` 777, `f` 666), made through the mount.
+fn shared_file_in(mounted: &Mounted) {
+    mounted.sh("chmod 755 . && mkdir -m 777 shared && echo v1 > shared/f && chmod 666 shared/f");
+}
+
+#[test]
+fn flock_and_fcntl_locks_through_the_mount_are_locks_of_the_lock_service() {
+    let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {
+        return;
+    };
+    shared_file_in(&mounted);
+
+    // Two processes on the mount: the second cannot take the lock the first
+    // holds, and one waiting for it gets it once the first closes the file;
+    // the first's write under its lock is committed (it presents its token).
+    let script = r#"
+import fcntl, subprocess, sys, time
+f = open("shared/f", "a")
+fcntl.flock(f, fcntl.LOCK_EX)
+try_once = 'import fcntl\ng = open("shared/f")\ntry:\n  fcntl.flock(g, fcntl.LOCK_EX | fcntl.LOCK_NB); print("got it")\nexcept BlockingIOError: print("busy")'
+print(subprocess.run([sys.executable, "-c", try_once], capture_output=True, text=True).stdout.strip())
+wait = 'import fcntl, time\ng = open("shared/f")\nt = time.time()\nfcntl.flock(g, fcntl.LOCK_EX)\nprint("waited %.1f" % (time.time() - t))'
+waiter = subprocess.Popen([sys.executable, "-c", wait], stdout=subprocess.PIPE, text=True)
+time.sleep(1.5)
+f.write("under the lock\n")
+f.close()
+print(waiter.communicate()[0].strip())
+"#;
+    let out = mounted.sh(&format!("python3 -c '{}'", script.replace('\'', "'\\''")));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "busy", "{out}");
+    let waited: f64 = lines[1].strip_prefix("waited ").unwrap().parse().unwrap();
+    assert!(waited >= 1.0, "the waiter got the lock while it was held: {out}");
+    assert_eq!(mounted.sh("cat shared/f"), "v1\nunder the lock\n");
+
+    // A flock held through the mount stops another user's `dfs put`, until
+    // the holder closes the file.
+    let mut holder = mounted.python(
+        "import fcntl, sys\nf = open('shared/f')\nfcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()",
+    );
+    assert_eq!(holder.line(), "held");
+    let refused = cluster.run("bob", &["put", "-", "/home/ann/shared/f"], b"bob's");
+    assert_eq!(refused.code, Some(8), "{}", refused.stderr);
+    assert!(refused.stderr.contains("locked"), "{}", refused.stderr);
+    assert!(holder.finish().0);
+    cluster.ok("bob", &["put", "-", "/home/ann/shared/f"], b"bob's");
+
+    // A lock taken with `dfs lock` by another user: the mount's flock and
+    // byte-range fcntl lock fail at once without waiting, a waiting one is
+    // interrupted by a signal (EINTR), and another waits until `dfs unlock`.
+    let token = String::from_utf8(cluster.ok("bob", &["lock", "/home/ann/shared/f", "--ttl", "60s"], b"")).unwrap();
+    let script = r#"
+import fcntl, signal, subprocess, sys, time
+f = open("shared/f", "r+")
+for attempt in (lambda: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB), lambda: fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 5)):
+    try:
+        attempt(); print("got it")
+    except OSError as error: print("busy", error.errno == 11)
+def alarm(*_): raise TimeoutError()
+signal.signal(signal.SIGALRM, alarm)
+signal.alarm(1)
+try:
+    fcntl.flock(f, fcntl.LOCK_EX); print("got it")
+except TimeoutError: print("interrupted")
+t = time.time()
+subprocess.Popen(["bash", "-c", "sleep 1.5; " + sys.argv[1]])
+fcntl.lockf(f, fcntl.LOCK_EX)
+print("waited %.1f" % (time.time() - t))
+"#;
+    let unlock = format!(
+        "DFS_CONFIG_DIR={} {} --url {} unlock /home/ann/shared/f {}",
+        cluster.config_dir("bob").display(),
+        crate::BIN,
+        cluster.urls(),
+        token.trim()
+    );
+    let out = mounted.sh(&format!("python3 -c '{}' '{}'", script.replace('\'', "'\\''"), unlock));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..3], ["busy True", "busy True", "interrupted"], "{out}");
+    let waited: f64 = lines[3].strip_prefix("waited ").unwrap().parse().unwrap();
+    assert!(waited >= 1.0, "{out}");
+    assert!(cluster.ok("ann", &["locks", "/home/ann/shared/f"], b"").is_empty());
+}
+
+#[test]
+fn a_kill_9_of_the_mount_leaves_the_old_version_or_nothing() {
+    let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {
+        return;
+    };
+    mounted.sh("echo old > kept");
+    // A writer has written 20 MiB of a new version of `kept` and of a new
+    // file, and not closed either, when the mount is killed.
+    let mut writer = mounted.python(
+        "import sys\nkept = open('kept', 'wb')\nfresh = open('fresh', 'wb')\n\
+         for f in (kept, fresh):\n    for _ in range(20): f.write(b'x' * 1048576)\n\
+         print('written', flush=True)\nsys.stdin.read()",
+    );
+    assert_eq!(writer.line(), "written");
+    let killed = Command::new("kill")
+        .arg("-9")
+        .arg(mounted.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    writer.finish();
+
+    // The old version, and the new file as created (empty), nothing else.
+    assert_eq!(cluster.ok("ann", &["cat", "/home/ann/kept"], b""), b"old\n");
+    assert_eq!(cluster.ok("ann", &["cat", "/home/ann/fresh"], b""), b"");
+    // The spilled writes vanished with the process.
+    let spill = mounted.work.path().join("cache/spill");
+    assert_eq!(
+        std::fs::read_dir(&spill).unwrap().count(),
+        0,
+        "left in {}",
+        spill.display()
+    );
+}
+
+#[test]
+fn a_file_server_killed_during_a_write_through_the_mount_does_not_fail_it() {
+    let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {
+        return;
+    };
+    // The close uploads the file: one of the three file servers dies during it.
+    let mut writer = mounted.python(
+        "import os\ndata = os.urandom(48 * 1048576)\nopen(os.environ['LOCAL'] + '/big', 'wb').write(data)\n\
+         f = open('big', 'wb')\nf.write(data)\nprint('written', flush=True)\nf.close()\nprint('closed')",
+    );
+    assert_eq!(writer.line(), "written");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    cluster.kill_service("file-2");
+    let (success, output) = writer.finish();
+    assert!(
+        success && output == "closed\n",
+        "the write failed: {output}\n{}",
+        mounted.log()
+    );
+    let fetched = cluster.ok("ann", &["--no-cache", "get", "/home/ann/big", "-"], b"");
+    assert!(fetched == std::fs::read(mounted.work.path().join("local/big")).unwrap());
+    cluster.resume_service("file-2");
+}
+
+/// Runs `script` in `mounted` until it prints `expected`, for at most
+/// `within`; returns how long that took.
+fn seen_within(mounted: &Mounted, script: &str, expected: &str, within: std::time::Duration) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let output = mounted.sh_output(script);
+        if String::from_utf8_lossy(&output.stdout) == expected {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{script} still prints {:?} after {within:?}, not {expected:?}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn two_mounts_of_two_users_see_each_others_closed_files_at_once() {
+    let Some((ann, cluster)) = cluster_and_mount("ann", None) else {
+        return;
+    };
+    shared_file_in(&ann);
+    let bob = mount(&cluster, "bob", Some("/home/ann/shared"));
+    // Both mounts cache names and attributes long, kept honest by the watch.
+    for mounted in [&ann, &bob] {
+        let started = std::time::Instant::now();
+        while !mounted.log().contains("names and attributes cached 30 s") {
+            assert!(started.elapsed().as_secs() < 10, "not watching: {}", mounted.log());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    // bob has looked at f (its size is cached); ann replaces it with a
+    // longer version: bob reads all of it long before his cache would end.
+    assert_eq!(bob.sh("cat f"), "v1\n");
+    ann.sh("echo 'version two' > shared/f");
+    let waited = seen_within(&bob, "cat f", "version two\n", std::time::Duration::from_secs(2));
+    eprintln!("bob saw ann's new version after {waited:?}");
+    // A new file, and a removal, the other way round.
+    ann.sh("ls shared >/dev/null");
+    bob.sh("echo from bob > b.txt");
+    seen_within(
+        &ann,
+        "cat shared/b.txt",
+        "from bob\n",
+        std::time::Duration::from_secs(2),
+    );
+    ann.sh("rm shared/b.txt");
+    seen_within(&bob, "ls", "f\n", std::time::Duration::from_secs(2));
+    seen_within(
+        &bob,
+        "test -e b.txt || echo gone",
+        "gone\n",
+        std::time::Duration::from_secs(2),
+    );
+}
+
+#[test]
+fn with_the_cluster_lost_calls_fail_with_eio_in_time_and_work_again_after() {
+    if !fuse_available() {
+        return;
+    }
+    let cluster = cluster_with_users();
+    let mounted = mount_with(&cluster, "ann", None, &["--retry-for", "3s"]);
+    mounted.sh("echo before > f");
+    cluster.kill_service("directory");
+    for script in ["cat f", "echo x > g", "ls"] {
+        let started = std::time::Instant::now();
+        let output = mounted.sh_output(script);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{script} succeeded without the directory service"
+        );
+        assert!(stderr.contains("Input/output error"), "{script}: {stderr}");
+        // Two calls (a lookup, then open or list), each the 3 s of retries.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{script} took {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(mounted.log().contains("directory service"), "{}", mounted.log());
+    cluster.resume_service("directory");
+    seen_within(&mounted, "cat f", "before\n", std::time::Duration::from_secs(60));
+    assert_eq!(mounted.sh("echo after > g; cat g"), "after\n");
 }

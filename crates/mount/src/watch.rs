@@ -1,0 +1,219 @@
+//! Invalidation by the watch stream: a change committed by another client
+//! drops what the kernel (and the mount's listing cache) holds of it, so
+//! that names and attributes can be cached for [`CACHED_TTL`] instead of
+//! [`TTL`].
+//!
+//! A task keeps `GET /v1/watch` of the mounted directory open; a thread of
+//! its own turns each event into `FUSE_NOTIFY_INVAL_INODE` (attributes and
+//! pages of the path) and `FUSE_NOTIFY_INVAL_ENTRY` (its name in its
+//! parent), through fuser's `Notifier` (a notification may wait for the
+//! kernel's page locks, so never on a tokio worker). While the stream is
+//! down, and for any reply that raced an event, the short [`TTL`] is used;
+//! a disconnection, a reconnection and a `lagged` event drop everything the
+//! kernel holds, since any change may have been missed.
+
+use crate::fs::{Listed, TTL};
+use crate::inodes::Inodes;
+use dfs_client::Client;
+use dfs_proto::watch::{WatchEvent, WatchKind};
+use dfs_proto::DfsPath;
+use fuser::{INodeNo, Notifier};
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// How long the kernel may keep a name or attributes, and the mount a
+/// listed stat, while the watch stream is connected.
+pub const CACHED_TTL: Duration = Duration::from_secs(30);
+
+/// The wait before connecting again after the stream broke.
+const RECONNECT_AFTER: Duration = Duration::from_millis(500);
+
+/// Whether cached answers are kept honest by the watch stream now.
+#[derive(Debug, Default)]
+pub struct Freshness {
+    connected: AtomicBool,
+    /// Grows with every event and every (dis)connection.
+    epoch: AtomicU64,
+}
+
+impl Freshness {
+    /// Taken before asking the directory service; see [`Freshness::ttl`].
+    pub fn mark(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// The TTL for an answer fetched after `mark`: long only if the stream
+    /// is connected and no event came meanwhile (one that did may have
+    /// been about this answer, and its invalidation may reach the kernel
+    /// before the answer does).
+    pub fn ttl(&self, mark: u64) -> Duration {
+        if self.connected.load(Ordering::SeqCst) && self.epoch.load(Ordering::SeqCst) == mark {
+            CACHED_TTL
+        } else {
+            TTL
+        }
+    }
+
+    fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// What the watch changes: the mount's caches, and the kernel's through
+/// the notifier.
+pub struct Invalidator {
+    pub inodes: Arc<Mutex<Inodes>>,
+    pub listed: Arc<Listed>,
+    pub freshness: Arc<Freshness>,
+}
+
+enum Message {
+    Event(WatchEvent),
+    /// Connected, disconnected or lagged: anything may have changed.
+    Everything,
+}
+
+impl Invalidator {
+    /// Starts following the changes below `root`: a task on `runtime`
+    /// reading the stream and a thread applying it. Both end with the
+    /// mount (the thread when the task is aborted, the task with the
+    /// returned handle).
+    pub fn start(
+        self,
+        runtime: &tokio::runtime::Handle,
+        client: Arc<RwLock<Client>>,
+        root: DfsPath,
+        notifier: Notifier,
+    ) -> tokio::task::JoinHandle<()> {
+        let (sender, receiver) = mpsc::channel();
+        let (freshness, listed) = (Arc::clone(&self.freshness), Arc::clone(&self.listed));
+        std::thread::Builder::new()
+            .name("dfs-mount-invalidate".into())
+            .spawn(move || {
+                while let Ok(message) = receiver.recv() {
+                    match message {
+                        Message::Event(event) => self.event(&notifier, &event),
+                        Message::Everything => self.everything(&notifier),
+                    }
+                }
+            })
+            .expect("starting the invalidation thread");
+        runtime.spawn(follow(client, root, freshness, listed, sender))
+    }
+
+    fn event(&self, notifier: &Notifier, event: &WatchEvent) {
+        if event.kind == WatchKind::Lagged {
+            return self.everything(notifier);
+        }
+        for path in changed_paths(event) {
+            self.path(notifier, path);
+        }
+    }
+
+    /// Drops what the kernel holds of `path` and of its name in its parent.
+    fn path(&self, notifier: &Notifier, path: &DfsPath) {
+        let (ino, parent) = {
+            let inodes = self.inodes.lock().expect("inodes lock");
+            let parent = path.parent().and_then(|parent| inodes.known(&parent));
+            (inodes.known(path), parent)
+        };
+        // Errors mean the kernel does not hold it (any more): nothing to drop.
+        if let Some(ino) = ino {
+            let _ = notifier.inval_inode(INodeNo(ino), 0, 0);
+        }
+        if let (Some(parent), Some(name)) = (parent, path.name()) {
+            let _ = notifier.inval_entry(INodeNo(parent), OsStr::new(name));
+            let _ = notifier.inval_inode(INodeNo(parent), -1, 0);
+        }
+    }
+
+    fn everything(&self, notifier: &Notifier) {
+        let known: std::collections::HashMap<DfsPath, u64> =
+            self.inodes.lock().expect("inodes lock").all().into_iter().collect();
+        for (path, ino) in &known {
+            let _ = notifier.inval_inode(INodeNo(*ino), 0, 0);
+            let parent = path.parent().and_then(|parent| known.get(&parent));
+            if let (Some(parent), Some(name)) = (parent, path.name()) {
+                let _ = notifier.inval_entry(INodeNo(*parent), OsStr::new(name));
+            }
+        }
+    }
+}
+
+fn changed_paths(event: &WatchEvent) -> impl Iterator<Item = &DfsPath> {
+    std::iter::once(&event.path).chain(event.to.as_ref())
+}
+
+/// Keeps the stream of `root` open, passing its events on, and connecting
+/// again (after [`RECONNECT_AFTER`]) whenever it breaks. The mount's listed
+/// stats are dropped here, before the epoch moves on, so that no answer
+/// given after the move comes from them.
+async fn follow(
+    client: Arc<RwLock<Client>>,
+    root: DfsPath,
+    freshness: Arc<Freshness>,
+    listed: Arc<Listed>,
+    sender: mpsc::Sender<Message>,
+) {
+    let mut logged_down = false;
+    let mut first = true;
+    loop {
+        let current = client.read().expect("client lock").clone();
+        match current.watch(&root).await {
+            Ok(mut watch) => {
+                if first || logged_down {
+                    tracing::info!(
+                        "watching {root} for changes: names and attributes cached {} s",
+                        CACHED_TTL.as_secs()
+                    );
+                    first = false;
+                    logged_down = false;
+                }
+                listed.clear();
+                freshness.connected.store(true, Ordering::SeqCst);
+                freshness.bump();
+                if sender.send(Message::Everything).is_err() {
+                    return;
+                }
+                loop {
+                    match watch.next().await {
+                        Ok(Some(event)) => {
+                            if event.kind == WatchKind::Lagged {
+                                listed.clear();
+                            }
+                            for path in changed_paths(&event) {
+                                listed.forget_below(path);
+                            }
+                            freshness.bump();
+                            if sender.send(Message::Event(event)).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            tracing::warn!("watch of {root}: {error}; caching for {} s meanwhile", TTL.as_secs());
+                            logged_down = true;
+                            break;
+                        }
+                    }
+                }
+                freshness.connected.store(false, Ordering::SeqCst);
+                listed.clear();
+                freshness.bump();
+                if sender.send(Message::Everything).is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                if !logged_down {
+                    tracing::warn!("watch of {root}: {error}; caching for {} s meanwhile", TTL.as_secs());
+                    logged_down = true;
+                }
+            }
+        }
+        tokio::time::sleep(RECONNECT_AFTER).await;
+    }
+}
