@@ -31,43 +31,10 @@ if ! grep -qx "Version: $SCHEMATHESIS_VERSION" <<< "$installed"; then
     "$VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-BIN=${DFS_BIN:-}
-if [ -z "$BIN" ]; then
-    for candidate in "$CARGO_TARGET_DIR/release/dfs" "$CARGO_TARGET_DIR/debug/dfs"; do
-        if [ -x "$candidate" ]; then BIN=$candidate; break; fi
-    done
-fi
-if [ -z "$BIN" ]; then
-    cargo build --locked -p dfs-cli >&2
-    BIN=$CARGO_TARGET_DIR/debug/dfs
-fi
-
-WORK=$(mktemp -d)
-UP_PID=
-cleanup() {
-    if [ -n "$UP_PID" ]; then
-        kill "$UP_PID" 2>/dev/null || true
-        wait "$UP_PID" 2>/dev/null || true
-    fi
-    if [ "${DFS_FUZZ_KEEP:-}" = 1 ]; then
-        echo "fuzz-api.sh: kept $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-
-# The cluster; its JSON banner (first line on stdout) has the URLs.
-"$BIN" up --port 0 --data-dir "$WORK/data" > "$WORK/banner" 2> "$WORK/up.log" &
-UP_PID=$!
-for _ in $(seq 1 300); do
-    if [ -s "$WORK/banner" ]; then break; fi
-    if ! kill -0 "$UP_PID" 2>/dev/null; then
-        echo "fuzz-api.sh: dfs up died:" >&2; cat "$WORK/up.log" >&2; exit 1
-    fi
-    sleep 0.2
-done
-field() { "$VENV/bin/python" -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())[sys.argv[2]])" "$WORK/banner" "$1"; }
+KEEP=${DFS_FUZZ_KEEP:-}
+# shellcheck source=scripts/cluster.sh
+source scripts/cluster.sh
+start_cluster fuzz-api.sh
 DIRECTORY=$(field directory_url)
 AUTH=$(field auth_url)
 FILE=$("$VENV/bin/python" -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())['file_server_urls'][0])" "$WORK/banner")

@@ -15,7 +15,7 @@
 
 use bytes::Bytes;
 use dfs_client::Client;
-use dfs_proto::namespace::FileLayout;
+use dfs_proto::namespace::{FileLayout, Stat};
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -180,6 +180,9 @@ pub struct Spill {
     /// without write permission for its owner (the namespace would refuse
     /// the commits of writes that POSIX allows through the creating handle).
     pub final_mode: Option<u32>,
+    /// The file's stat when the spill was made: what `fstat` shows once
+    /// the file is unlinked while open.
+    pub stat: Option<Stat>,
 }
 
 impl Spill {
@@ -190,6 +193,7 @@ impl Spill {
             dirty: false,
             handles: 0,
             final_mode: None,
+            stat: None,
         })
     }
 

@@ -219,9 +219,16 @@ impl DfsFs {
 
     fn attr(&self, ino: u64, stat: &Stat) -> FileAttr {
         let mut size = stat.size;
+        let mut mode = stat.mode;
         if let Some(spill) = self.spill_of(ino) {
-            if let Ok(len) = spill.lock().expect("spill lock").len() {
+            let spill = spill.lock().expect("spill lock");
+            if let Ok(len) = spill.len() {
                 size = len;
+            }
+            // Created without its owner's write bit: shown as asked (it is
+            // set at the last release; see `do_create`).
+            if let Some(final_mode) = spill.final_mode {
+                mode = final_mode;
             }
         }
         let mtime = UNIX_EPOCH + Duration::from_millis(stat.mtime_ms);
@@ -244,13 +251,31 @@ impl DfsFs {
             } else {
                 FileType::RegularFile
             },
-            perm: (stat.mode & 0o7777) as u16,
+            perm: (mode & 0o7777) as u16,
             nlink: if directory { 2 } else { 1 },
             uid,
             gid,
             rdev: 0,
             blksize: BLOCK_SIZE,
             flags: 0,
+        }
+    }
+
+    /// The attributes of `ino`; for a file unlinked while open for writing,
+    /// as it was opened, with its spill's size and no links.
+    fn attr_of(&self, ino: INodeNo) -> Result<FileAttr> {
+        match self.path(ino) {
+            Ok(path) => Ok(self.attr(ino.0, &self.stat(&path)?)),
+            Err(error) => {
+                let stat = self
+                    .spill_of(ino.0)
+                    .and_then(|spill| spill.lock().expect("spill lock").stat.clone())
+                    .ok_or(error)?;
+                Ok(FileAttr {
+                    nlink: 0,
+                    ..self.attr(ino.0, &stat)
+                })
+            }
         }
     }
 
@@ -320,6 +345,7 @@ impl DfsFs {
             .map_err(|error| self.fail("open", path, &error, Errno::EIO))?
         };
         spill.handles = 1;
+        spill.stat = Some(stat);
         Ok(self.share_spill(ino, spill))
     }
 
@@ -402,8 +428,19 @@ impl DfsFs {
         if let Some(size) = size {
             self.truncate(ino.0, &path, size)?;
         }
-        if let Some(mode) = mode {
-            self.block(self.writer(&path).chmod(&path, mode & 0o7777))
+        if let Some(mut mode) = mode {
+            mode &= 0o7777;
+            // While the creating handle of a file made without its owner's
+            // write bit is open, the bit stays and the mode asked is set at
+            // its release (see `do_create`).
+            if let Some(spill) = self.spill_of(ino.0) {
+                let mut spill = spill.lock().expect("spill lock");
+                if spill.final_mode.is_some() {
+                    spill.final_mode = (mode & 0o200 == 0).then_some(mode);
+                    mode |= 0o200;
+                }
+            }
+            self.block(self.writer(&path).chmod(&path, mode))
                 .map_err(|error| self.fail("chmod", &path, &error, Errno::EIO))?;
             self.changed(&path, false);
         }
@@ -457,6 +494,7 @@ impl DfsFs {
                     .map_err(|error| self.local_failure("create", &self.spill_dir, &error))?;
                 spill.handles = 1;
                 spill.final_mode = (mode & 0o200 == 0).then_some(mode);
+                spill.stat = Some(stat.clone());
                 (stat, self.share_spill(ino, spill))
             }
             Err(error) if error.code() == Some(ErrorCode::AlreadyExists) && flags & libc::O_EXCL == 0 => {
@@ -532,28 +570,37 @@ impl DfsFs {
         let Open::Write { ino, spill, .. } = &*open else {
             return Ok(());
         };
-        let final_mode = {
-            let mut spills = self.spills.lock().expect("spills lock");
+        let last = {
             let mut guard = spill.lock().expect("spill lock");
             guard.handles = guard.handles.saturating_sub(1);
-            if guard.handles == 0 && spills.get(ino).is_some_and(|known| Arc::ptr_eq(known, spill)) {
-                spills.remove(ino);
-            }
-            if guard.handles == 0 {
-                guard.final_mode.take()
-            } else {
-                None
-            }
+            guard.handles == 0
         };
         // Written after the last flush (e.g. through a dup'ed descriptor).
-        self.commit(*ino, spill)?;
+        let mut result = self.commit(*ino, spill);
+        if !last {
+            return result;
+        }
+        // The spill stays registered until the file has its final mode, so
+        // that a stat racing this (asynchronous) release shows that mode.
+        let final_mode = spill.lock().expect("spill lock").final_mode;
         let path = self.inodes.lock().expect("inodes lock").path(*ino);
-        if let (Some(mode), Some(path)) = (final_mode, path) {
-            self.block(self.writer(&path).chmod(&path, mode))
-                .map_err(|error| self.fail("chmod", &path, &error, Errno::EIO))?;
+        if let (Ok(()), Some(mode), Some(path)) = (&result, final_mode, path) {
+            result = self
+                .block(self.writer(&path).chmod(&path, mode))
+                .map(drop)
+                .map_err(|error| self.fail("chmod", &path, &error, Errno::EIO));
             self.changed(&path, false);
         }
-        Ok(())
+        let mut spills = self.spills.lock().expect("spills lock");
+        let mut guard = spill.lock().expect("spill lock");
+        // Unless another writer opened the file meanwhile.
+        if guard.handles == 0 {
+            guard.final_mode = None;
+            if spills.get(ino).is_some_and(|known| Arc::ptr_eq(known, spill)) {
+                spills.remove(ino);
+            }
+        }
+        result
     }
 
     fn do_opendir(&self, ino: INodeNo) -> Result<FileHandle> {
@@ -695,8 +742,8 @@ impl Filesystem for DfsFs {
 
     fn getattr(&self, _request: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let mark = self.freshness.mark();
-        match self.path(ino).and_then(|path| self.stat(&path)) {
-            Ok(stat) => reply.attr(&self.freshness.ttl(mark), &self.attr(ino.0, &stat)),
+        match self.attr_of(ino) {
+            Ok(attr) => reply.attr(&self.freshness.ttl(mark), &attr),
             Err(error) => reply.error(error),
         }
     }

@@ -215,6 +215,26 @@ fn ordinary_tools_work_in_a_mounted_home() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("Directory not empty"));
     mounted.sh("rm -r a tree");
     assert_eq!(mounted.sh("ls"), "f.txt\nfrom-put\nmid\n");
+
+    // A file unlinked while open stays usable through its descriptor, with
+    // no links; one created 0444 shows 0444 while its creator writes to it.
+    let script = r#"
+import os
+fd = os.open("gone", os.O_CREAT | os.O_RDWR, 0o644)
+os.unlink("gone")
+print(os.fstat(fd).st_nlink)
+os.write(fd, b"still here")
+print(os.pread(fd, 10, 0).decode())
+ro = os.open("ro", os.O_CREAT | os.O_WRONLY, 0o444)
+print(oct(os.stat("ro").st_mode & 0o777))
+os.write(ro, b"x")
+os.close(ro)
+os.close(fd)
+print(oct(os.stat("ro").st_mode & 0o777), os.path.exists("gone"))
+"#;
+    let out = mounted.sh(&format!("python3 -c '{script}'"));
+    assert_eq!(out, "0\nstill here\n0o444\n0o444 False\n");
+    assert_eq!(cluster.ok("ann", &["cat", "/home/ann/ro"], b""), b"x");
 }
 
 #[test]
