@@ -41,6 +41,13 @@ SYSTEMS = {
         "(W3): one copy, on its disk, whatever the replication factor",
         2,
     ),
+    "dfs-mount": (
+        "DFS r1 mount",
+        "fsync data + metadata",
+        "as DFS r1, through `dfs mount` (FUSE) with the posix driver and cp, as JuiceFS: a file is uploaded "
+        "whole at its close (close-to-open), names and attributes cached by the kernel while the watch is connected",
+        2,
+    ),
     "seaweed": (
         "SeaweedFS",
         "none",
@@ -79,6 +86,7 @@ COLORS = {
     "local-fsync": "#888888",
     "dfs": "#1f77b4",
     "dfs-r3": "#6baed6",
+    "dfs-mount": "#08306b",
     "seaweed": "#2ca02c",
     "seaweed-fsync": "#98df8a",
     "seaweed-sync": "#c7e9c0",

@@ -14,7 +14,7 @@
 #   W3_DIRS=2000     W3: mkdir then stat
 #   WORKERS=16       concurrent workers for W2 and W3
 #   REPEAT=3         runs of W2 and W3 (each on fresh paths) and of the W1 gets per system; the median is recorded
-#   SYSTEMS="local dfs dfs-r3 seaweed seaweed-fsync seaweed-sync juicefs"   any subset, in this order
+#   SYSTEMS="local dfs dfs-r3 dfs-mount seaweed seaweed-fsync seaweed-sync juicefs"   any subset, in this order
 #   DFS_FILE_SERVERS=3   file servers of the DFS cluster (`dfs up` default)
 #   BENCH_VENV=$HOME/.cache/dfs-bench-venv   BENCH_TMP=/tmp   RESULTS=bench/results
 source "$(dirname "$0")/lib.sh"
@@ -24,7 +24,7 @@ W2_SIZE=${W2_SIZE:-4096}
 W3_DIRS=${W3_DIRS:-2000}
 WORKERS=${WORKERS:-16}
 REPEAT=${REPEAT:-3}
-SYSTEMS=${SYSTEMS:-local dfs dfs-r3 seaweed seaweed-fsync seaweed-sync juicefs}
+SYSTEMS=${SYSTEMS:-local dfs dfs-r3 dfs-mount seaweed seaweed-fsync seaweed-sync juicefs}
 DFS_FILE_SERVERS=${DFS_FILE_SERVERS:-3}
 BENCH_VENV=${BENCH_VENV:-$HOME/.cache/dfs-bench-venv}
 RESULTS=${RESULTS:-bench/results}
@@ -193,6 +193,26 @@ run_dfs() {
 }
 wanted dfs && run_dfs dfs 1
 wanted dfs-r3 && run_dfs dfs-r3 3
+
+# DFS through `dfs mount` (FUSE), replication 1, measured as JuiceFS's mount
+# below: cp for W1, the posix driver for W2 and W3; no client chunk cache
+# (--no-cache), as JuiceFS runs without its disk cache.
+if wanted dfs-mount; then
+  echo "== DFS through dfs mount (FUSE), replication 1, $DFS_FILE_SERVERS file servers"
+  dfs_up dfs-mount --replication 1 --file-servers "$DFS_FILE_SERVERS"
+  mnt=$work/dfs-mount.mnt
+  mkdir -p "$mnt"
+  "$dfs" --no-cache --cache-dir "$work/dfs-mount.cache" mount "$mnt" --remote / --log-file "$work/dfs-mount.mount.log"
+  bench_on_exit "'$dfs' umount '$mnt' 2>/dev/null || umount -l '$mnt'"
+  warm_source
+  timed t cp "$src" "$mnt/w1"
+  record dfs-mount "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
+  w1_gets dfs-mount "cp '$mnt/w1' /dev/null"
+  driver dfs-mount posix "$mnt" small w2
+  driver dfs-mount posix "$mnt" meta w3
+  "$dfs" umount "$mnt" || umount -l "$mnt"
+  dfs_down
+fi
 
 # run_seaweed SYSTEM FSYNC STORE: FSYNC 1 turns on the volume server's fsync;
 # STORE is the filer's metadata store: leveldb2 (its default, never synced)
