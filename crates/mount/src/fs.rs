@@ -156,7 +156,7 @@ impl DfsFs {
     /// never refuse its writes.
     fn writer(&self, path: &DfsPath) -> Client {
         let client = self.client();
-        match self.block(self.locks.token_for(path)) {
+        match self.locks.token_for(path) {
             Some(token) => client.with_lock_token(token),
             None => client,
         }

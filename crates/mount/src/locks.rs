@@ -28,7 +28,7 @@ use crate::errno::errno;
 use dfs_client::{Client, Error};
 use dfs_proto::{DfsPath, ErrorCode};
 use fuser::Errno;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -146,7 +146,22 @@ pub struct Request {
 /// Every lock this mount holds, by (inode, owner).
 #[derive(Debug, Default)]
 pub struct Locks {
+    /// Held across the lock service's calls of a change, so changes happen
+    /// one at a time.
     held: Mutex<HashMap<(u64, u64), Owned>>,
+    /// What every close and every write asks, published after each change:
+    /// they never wait behind a lock call (which may retry for the client's
+    /// whole deadline while the service is out of reach).
+    index: std::sync::Mutex<Index>,
+}
+
+/// A summary of `Locks::held`.
+#[derive(Debug, Default)]
+struct Index {
+    /// (inode, owner) of every owner holding something.
+    owners: HashSet<(u64, u64)>,
+    /// (path, token) of every exclusive lease.
+    exclusive: Vec<(DfsPath, String)>,
 }
 
 /// The outcome of one attempt.
@@ -216,6 +231,7 @@ impl Locks {
                         if let Some(owned) = held.get_mut(&key) {
                             owned.lease = back;
                         }
+                        self.publish(&held);
                         return Ok(Attempt::Busy);
                     }
                 }
@@ -234,12 +250,35 @@ impl Locks {
                 },
             );
         }
+        self.publish(&held);
         Ok(Attempt::Done)
+    }
+
+    fn publish(&self, held: &HashMap<(u64, u64), Owned>) {
+        let index = Index {
+            owners: held.keys().copied().collect(),
+            exclusive: held
+                .values()
+                .filter_map(|owned| match &owned.lease {
+                    Some(lease) if lease.kind == Kind::Write => Some((owned.path.clone(), lease.token.clone())),
+                    _ => None,
+                })
+                .collect(),
+        };
+        *self.index.lock().expect("lock index") = index;
     }
 
     /// Releases everything `owner` holds on `ino` (it closed the file).
     pub async fn release_owner(&self, client: &Client, ino: u64, owner: u64) {
-        let owned = self.held.lock().await.remove(&(ino, owner));
+        if !self.index.lock().expect("lock index").owners.contains(&(ino, owner)) {
+            return;
+        }
+        let owned = {
+            let mut held = self.held.lock().await;
+            let owned = held.remove(&(ino, owner));
+            self.publish(&held);
+            owned
+        };
         if let Some(Owned {
             path,
             lease: Some(lease),
@@ -252,7 +291,12 @@ impl Locks {
 
     /// Releases every lease (at unmount).
     pub async fn release_all(&self, client: &Client) {
-        let all: Vec<Owned> = self.held.lock().await.drain().map(|(_, owned)| owned).collect();
+        let all: Vec<Owned> = {
+            let mut held = self.held.lock().await;
+            let all = held.drain().map(|(_, owned)| owned).collect();
+            self.publish(&held);
+            all
+        };
         for owned in all {
             if let Some(lease) = &owned.lease {
                 release(client, &owned.path, lease).await;
@@ -262,12 +306,13 @@ impl Locks {
 
     /// The token of an exclusive lease held on `path` or a directory above
     /// it, for the mount's own writes there.
-    pub async fn token_for(&self, path: &DfsPath) -> Option<String> {
-        let held = self.held.lock().await;
-        held.values().find_map(|owned| match &owned.lease {
-            Some(lease) if lease.kind == Kind::Write && path.starts_with(&owned.path) => Some(lease.token.clone()),
-            _ => None,
-        })
+    pub fn token_for(&self, path: &DfsPath) -> Option<String> {
+        let index = self.index.lock().expect("lock index");
+        index
+            .exclusive
+            .iter()
+            .find(|(locked, _)| path.starts_with(locked))
+            .map(|(_, token)| token.clone())
     }
 
     /// A lock that would refuse `request` (`F_GETLK`): (kind, pid), the pid
@@ -327,6 +372,7 @@ impl Locks {
                             owned.lease = None;
                         }
                     }
+                    self.publish(&held);
                 }
                 Err(error) => tracing::warn!("lock {path}: renewing: {error} (trying again)"),
             }

@@ -50,3 +50,29 @@ fn a_process_with_a_pending_signal_is_interrupted_and_a_gone_one_too() {
     assert!(interrupted(u32::MAX - 1));
     assert!(!interrupted(0));
 }
+
+#[test]
+fn writes_present_the_token_of_an_exclusive_lease_on_their_path_or_above_and_closes_find_owners() {
+    let locks = Locks::default();
+    let owned = |path: &str, token: &str, kind: Kind| Owned {
+        path: DfsPath::parse(path).unwrap(),
+        ranges: Ranges(vec![(0, u64::MAX, kind)]),
+        lease: Some(Lease {
+            token: token.into(),
+            kind,
+        }),
+        pid: 1,
+    };
+    let mut held = HashMap::new();
+    held.insert((2, 7), owned("/home/ann/dir", "1.a", Kind::Write));
+    held.insert((3, 7), owned("/home/ann/shared", "2.b", Kind::Read));
+    locks.publish(&held);
+    let token = |path: &str| locks.token_for(&DfsPath::parse(path).unwrap());
+    assert_eq!(token("/home/ann/dir").as_deref(), Some("1.a"));
+    assert_eq!(token("/home/ann/dir/below/f").as_deref(), Some("1.a"));
+    // A shared lease is no token for writes; an unrelated path has none.
+    assert_eq!(token("/home/ann/shared"), None);
+    assert_eq!(token("/home/ann/dirt"), None);
+    let index = locks.index.lock().unwrap();
+    assert!(index.owners.contains(&(3, 7)) && !index.owners.contains(&(3, 8)));
+}
