@@ -535,3 +535,26 @@ fn with_the_cluster_lost_calls_fail_with_eio_in_time_and_work_again_after() {
     seen_within(&mounted, "cat f", "before\n", std::time::Duration::from_secs(60));
     assert_eq!(mounted.sh("echo after > g; cat g"), "after\n");
 }
+
+#[test]
+fn a_write_into_the_middle_of_a_large_file_stores_only_the_chunk_it_touched() {
+    let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {
+        return;
+    };
+    let chunk_writes = || {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(crate::file_server_counter(&cluster, "chunk_writes"))
+    };
+    // 40 MiB: five 8 MiB chunks, three copies each.
+    mounted.sh("head -c $((40 * 1048576)) /dev/urandom > $LOCAL/big; cp $LOCAL/big big");
+    let before = chunk_writes();
+    // 10 bytes in the third chunk, through the mount and in the local copy.
+    mounted.sh("head -c 10 /dev/urandom > $LOCAL/patch; \
+         for f in big $LOCAL/big; do dd if=$LOCAL/patch of=$f bs=1 seek=20000000 conv=notrunc status=none; done");
+    // The commit sends the whole file's hashes, but only the changed chunk:
+    // the others are the cluster's already.
+    assert_eq!(chunk_writes() - before, 3, "chunk copies written for a 10-byte change");
+    let fetched = cluster.ok("ann", &["--no-cache", "get", "/home/ann/big", "-"], b"");
+    assert!(fetched == std::fs::read(mounted.work.path().join("local/big")).unwrap());
+}
