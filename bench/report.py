@@ -171,6 +171,11 @@ def table(rows):
         else:
             base = ""
         against = "" if workload == "W4 cached re-read" else seaweed_ratios(by, system, workload, value, ratio)
+        if system == "dfs-mount":
+            # Issue 20's targets: W1 at least 0.8 of `dfs put/get`, W2/W3 ahead of JuiceFS's mount.
+            mount_peers = [f"{ratio(value, by[(peer, workload)])} × {SYSTEMS[peer][0]}"
+                           for peer in ("dfs", "juicefs") if by.get((peer, workload))]
+            against = "; ".join(mount_peers + ([against] if against else []))
         figure = fmt(value)
         if row["note"]:
             figure += f" ({row['note']})"
