@@ -1,0 +1,341 @@
+//! The upload pipeline: [`Client::put`] reads the source one chunk at a
+//! time and runs each chunk in flight as a task of its own (hash, place,
+//! send, receipt); receipts are posted in the background, and the commit
+//! makes the new version visible. A chunk whose servers fail is placed
+//! again without them (`exclude`): the primary if it is unreachable or
+//! stalls, else the workers its 503 names in `failed_servers`.
+
+use super::{Progress, Spawned};
+use crate::{Client, Error, Result};
+use bytes::{Bytes, BytesMut};
+use dfs_proto::chunk::ChunkId;
+use dfs_proto::namespace::{
+    BeginUpload, ChunkLocation, ChunkRef, CommitUpload, PlaceChunks, Placements, Stat, UploadStarted,
+};
+use dfs_proto::DfsPath;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use reqwest::Method;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// New placements asked for at once for one chunk after its servers
+/// failed; after that, each waits (see `crate::retry`) until the deadline.
+const UPLOAD_RETRIES: usize = 2;
+
+#[derive(Clone, Default)]
+pub struct PutOptions {
+    /// Fail if the file exists.
+    pub no_clobber: bool,
+    /// Mode of a new file (default 0o644).
+    pub mode: Option<u32>,
+    pub progress: Option<Progress>,
+}
+
+/// Counts of what a transfer moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutSummary {
+    pub stat: Option<Stat>,
+    /// Chunks sent to file servers.
+    pub chunks_sent: u64,
+    /// Chunks the cluster already had (not sent).
+    pub chunks_deduplicated: u64,
+}
+
+impl Client {
+    /// Uploads everything `source` yields to `path`, replacing the file
+    /// unless `options.no_clobber`.
+    pub async fn put(&self, path: &DfsPath, source: impl AsyncRead + Unpin, options: &PutOptions) -> Result<Stat> {
+        let summary = self.put_with_summary(path, source, options).await?;
+        Ok(summary.stat.expect("a finished upload has a stat"))
+    }
+
+    /// [`Client::put`], also reporting how many chunks were sent.
+    pub async fn put_with_summary(
+        &self,
+        path: &DfsPath,
+        mut source: impl AsyncRead + Unpin,
+        options: &PutOptions,
+    ) -> Result<PutSummary> {
+        // A small file is written inline, in one request (see `crate::inline`);
+        // otherwise what was read of it goes first into the chunked upload.
+        let head = match self.put_small(path, &mut source, options).await? {
+            crate::inline::Head::Written(summary) => return Ok(summary),
+            crate::inline::Head::Read(head) => head,
+        };
+        let mut source = std::io::Cursor::new(head).chain(source);
+        let started: UploadStarted = self
+            .directory(
+                Method::POST,
+                "/v1/uploads",
+                Some(&BeginUpload {
+                    path: path.clone(),
+                    no_clobber: options.no_clobber,
+                    mode: options.mode,
+                }),
+            )
+            .await?;
+        let result = self.put_chunks(&started, &mut source, options).await;
+        let (chunks, receipts, mut summary) = match result {
+            Ok(done) => done,
+            Err(error) => {
+                // Best effort: the directory service also forgets stale uploads.
+                let _ = self
+                    .directory_no_content::<()>(Method::DELETE, &format!("/v1/uploads/{}", started.upload_id), None)
+                    .await;
+                return Err(error);
+            }
+        };
+        let commit = &CommitUpload { chunks, receipts };
+        let endpoint = format!("/v1/uploads/{}/commit", started.upload_id);
+        let stat: Stat = self
+            .change(
+                || self.directory(Method::POST, &endpoint, Some(commit)),
+                // Sent again after a lost answer: an upload that is gone may
+                // be ours committed; it is if the file has our chunks.
+                |error| async move {
+                    if !error.is_not_found() || self.scope.tx.is_some() {
+                        return Err(error);
+                    }
+                    match self.layout(path).await {
+                        Ok(layout) if !layout.inline && same_chunks(&layout.chunks, &commit.chunks) => Ok(layout.stat),
+                        _ => Err(error),
+                    }
+                },
+            )
+            .await?;
+        summary.stat = Some(stat);
+        Ok(summary)
+    }
+
+    async fn put_chunks(
+        &self,
+        started: &UploadStarted,
+        source: &mut (impl AsyncRead + Unpin),
+        options: &PutOptions,
+    ) -> Result<(Vec<ChunkRef>, Vec<String>, PutSummary)> {
+        let chunk_size = usize::try_from(started.chunk_size)
+            .ok()
+            .filter(|size| *size > 0)
+            .ok_or_else(|| Error::Protocol(format!("bad chunk size {}", started.chunk_size)))?;
+        let mut chunks = Vec::new();
+        let mut receipts = Vec::new();
+        // Receipts not yet posted to the directory service.
+        let mut unposted = Vec::new();
+        let mut summary = PutSummary::default();
+        let mut in_flight = FuturesOrdered::new();
+        let mut finished_reading = false;
+        // The receipts post under way, if any (aborted if the put fails).
+        let mut posting: Option<Spawned<()>> = None;
+        loop {
+            while !finished_reading && in_flight.len() < self.parallelism.max(1) {
+                let data = read_chunk(source, chunk_size).await?;
+                if data.is_empty() {
+                    finished_reading = true;
+                    break;
+                }
+                finished_reading = data.len() < chunk_size;
+                // Each chunk is its own task: reading the next one and
+                // posting receipts here must not stall those in flight.
+                let (client, upload_id, progress) = (self.clone(), started.upload_id.clone(), options.progress.clone());
+                in_flight.push_back(Spawned(tokio::spawn(async move {
+                    client.put_one_chunk(&upload_id, data, progress).await
+                })));
+            }
+            match in_flight.next().await {
+                Some(outcome) => {
+                    let (chunk, receipt) = outcome?;
+                    chunks.push(chunk);
+                    match receipt {
+                        Some(receipt) => {
+                            summary.chunks_sent += 1;
+                            unposted.push(receipt.clone());
+                            receipts.push(receipt);
+                        }
+                        None => summary.chunks_deduplicated += 1,
+                    }
+                }
+                None => break,
+            }
+            // The commit carries the last receipts; earlier ones are recorded
+            // now, so that an interruption does not lose them: in the
+            // background, one post at a time, so that the next chunk is not
+            // held back by a metadata commit.
+            let idle = posting.as_ref().is_none_or(|posting| posting.0.is_finished());
+            if idle && !unposted.is_empty() && (!finished_reading || !in_flight.is_empty()) {
+                let (client, upload_id) = (self.clone(), started.upload_id.clone());
+                let batch = std::mem::take(&mut unposted);
+                posting = Some(Spawned(tokio::spawn(async move {
+                    client.post_receipts(&upload_id, batch).await;
+                    Ok(())
+                })));
+            }
+        }
+        // Not racing the commit.
+        if let Some(posting) = posting {
+            let _ = posting.await;
+        }
+        Ok((chunks, receipts, summary))
+    }
+
+    /// Best effort: a failure only means a rerun would send these chunks again.
+    async fn post_receipts(&self, upload_id: &str, receipts: Vec<String>) {
+        let _ = self
+            .directory_send(
+                Method::POST,
+                &format!("/v1/uploads/{upload_id}/receipts"),
+                Some(&dfs_proto::namespace::UploadReceipts { receipts }),
+            )
+            .await;
+    }
+
+    /// Hashes one chunk, gets its placement, and sends it unless the cluster
+    /// has it. If a server of the placement does not answer (or the primary
+    /// names a worker that failed), a new placement without it is asked for,
+    /// up to twice.
+    async fn put_one_chunk(
+        &self,
+        upload_id: &str,
+        data: Bytes,
+        progress: Option<crate::Progress>,
+    ) -> Result<(ChunkRef, Option<String>)> {
+        let hashed = data.clone();
+        let id = tokio::task::spawn_blocking(move || ChunkId::from_hash_bytes(blake3::hash(&hashed).as_bytes()))
+            .await
+            .map_err(|error| Error::Protocol(format!("hashing a chunk: {error}")))?;
+        let chunk = ChunkRef {
+            id: id.clone(),
+            size: data.len() as u64,
+        };
+        self.cache_chunk(&id, &data).await;
+        let mut exclude: Vec<String> = Vec::new();
+        let mut failures: Vec<String> = Vec::new();
+        let mut failed_attempts = 0;
+        let mut attempts = self.retry.attempts();
+        let endpoint = format!("/v1/uploads/{upload_id}/chunks");
+        loop {
+            let request = PlaceChunks {
+                chunks: vec![chunk.clone()],
+                exclude: exclude.clone(),
+            };
+            // With servers excluded, "too few servers" is better answered by
+            // asking again without the exclusions than by waiting.
+            let placed = match self
+                .directory_retrying(
+                    Method::POST,
+                    &endpoint,
+                    |builder| builder.json(&request),
+                    exclude.is_empty(),
+                )
+                .await
+            {
+                Ok(response) => response
+                    .json::<Placements>()
+                    .await
+                    .map_err(|error| Error::Protocol(format!("reading the answer of {endpoint}: {error}"))),
+                Err(error) => Err(error),
+            };
+            let placements = match placed {
+                Ok(placements) => placements,
+                Err(error) if !exclude.is_empty() && crate::retry::is_transient(&error) => {
+                    // The servers left out may be back by now.
+                    exclude.clear();
+                    if !attempts.wait(&error).await {
+                        return Err(Error::Protocol(format!(
+                            "cannot upload chunk {id}: {}; and no other placement: {error}",
+                            failures.join("; ")
+                        )));
+                    }
+                    continue;
+                }
+                Err(error) if failures.is_empty() => return Err(error),
+                Err(error) => {
+                    return Err(Error::Protocol(format!(
+                        "cannot upload chunk {id}: {}; and no other placement: {error}",
+                        failures.join("; ")
+                    )))
+                }
+            };
+            let placement = placements
+                .placements
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::Protocol("the directory service returned no placement".into()))?;
+            if placement.exists {
+                if let Some(progress) = &progress {
+                    progress(chunk.size);
+                }
+                return Ok((chunk, None));
+            }
+            let primary = placement
+                .targets
+                .first()
+                .ok_or_else(|| Error::Protocol("placement without a target".into()))?;
+            let capability = placement
+                .capability
+                .ok_or_else(|| Error::Protocol("placement without a capability".into()))?;
+            let url = format!("{}/v1/chunks/{id}", primary.url.trim_end_matches('/'));
+            let error = match self.send_chunk(&url, &capability, data.clone()).await {
+                Ok(stored) => {
+                    if let Some(progress) = &progress {
+                        progress(chunk.size);
+                    }
+                    return Ok((chunk, Some(stored.receipt)));
+                }
+                // The primary is down or does not answer: place elsewhere.
+                Err(error @ Error::Unreachable { .. }) => {
+                    exclude.push(primary.id.clone());
+                    error
+                }
+                // The primary names the workers it could not replicate to
+                // (too many to make the write quorum): place without them.
+                // Naming none, it could not take the chunk right now.
+                Err(Error::Api { status: 503, body }) => {
+                    exclude.extend(
+                        placement.targets[1..]
+                            .iter()
+                            .filter(|worker| body.failed_servers.contains(&worker.id))
+                            .map(|worker| worker.id.clone()),
+                    );
+                    Error::Api { status: 503, body }
+                }
+                Err(error) => return Err(error),
+            };
+            // The error says what the last few attempts met.
+            if failures.len() > UPLOAD_RETRIES {
+                failures.remove(0);
+            }
+            failures.push(format!("file server {}: {error}", primary.id));
+            failed_attempts += 1;
+            // The first few new placements are asked for at once; then
+            // they wait, until the call's deadline.
+            if failed_attempts > UPLOAD_RETRIES && !attempts.wait(&error).await {
+                return Err(Error::Protocol(format!(
+                    "cannot upload chunk {id}: {}",
+                    failures.join("; ")
+                )));
+            }
+        }
+    }
+}
+
+/// Whether a file's chunks are exactly `chunks`, in order.
+fn same_chunks(located: &[ChunkLocation], chunks: &[ChunkRef]) -> bool {
+    located.len() == chunks.len()
+        && located
+            .iter()
+            .zip(chunks)
+            .all(|(location, chunk)| location.id == chunk.id && location.size == chunk.size)
+}
+
+/// Reads up to `size` bytes, fewer only at the end of the source, into a
+/// buffer that is never zeroed first (the reads fill it).
+async fn read_chunk(source: &mut (impl AsyncRead + Unpin), size: usize) -> Result<Bytes> {
+    use bytes::BufMut;
+    let mut buffer = BytesMut::with_capacity(size);
+    while buffer.len() < size {
+        let room = size - buffer.len();
+        if source.read_buf(&mut (&mut buffer).limit(room)).await? == 0 {
+            break;
+        }
+    }
+    Ok(buffer.freeze())
+}
