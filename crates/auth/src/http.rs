@@ -135,20 +135,6 @@ pub async fn run(
     Ok(result?)
 }
 
-fn store_error(error: StoreError) -> ApiError {
-    match error {
-        StoreError::NotFound(what) => ApiError::not_found(format!("no such {what}")),
-        StoreError::AlreadyExists(what) => ApiError::already_exists(format!("{what} already exists")),
-        StoreError::Conflict(what) => ApiError::conflict(what),
-        StoreError::PermissionDenied(what) => ApiError::permission_denied(what),
-        StoreError::Locked(what) => ApiError::new(ErrorCode::Locked, what),
-        StoreError::TooMany(what) => ApiError::new(ErrorCode::TooManyRequests, what),
-        StoreError::PreconditionFailed(what) => ApiError::new(ErrorCode::PreconditionFailed, what),
-        StoreError::Invalid(what) => ApiError::bad_request(what),
-        StoreError::Backend(error) => ApiError::internal(format!("{error:#}")),
-    }
-}
-
 /// Runs blocking store or hashing work off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
     tokio::task::spawn_blocking(work).await?
@@ -225,7 +211,7 @@ async fn check_password(
     let user = {
         let service = service.clone();
         let name = name.to_string();
-        blocking(move || service.store.user_by_name(&name).map_err(store_error)).await?
+        blocking(move || service.store.user_by_name(&name).map_err(ApiError::from)).await?
     };
     let checked = service
         .hashing
@@ -317,7 +303,7 @@ async fn issue_ticket(service: &AuthService, user: &UserRecord, issue: Issue) ->
                     .extend_session(&session.sid, expires_at)
                     .map_err(|error| match error {
                         StoreError::NotFound(_) => ApiError::unauthenticated("session revoked: run `dfs login`"),
-                        other => store_error(other),
+                        other => other.into(),
                     })
             } else {
                 // The user was deleted, or its password changed, since the check.
@@ -326,7 +312,7 @@ async fn issue_ticket(service: &AuthService, user: &UserRecord, issue: Issue) ->
                     .create_session(&session, &password_hash)
                     .map_err(|error| match error {
                         StoreError::NotFound(_) => ApiError::unauthenticated(BAD_LOGIN),
-                        other => store_error(other),
+                        other => other.into(),
                     })
             }
         })
@@ -346,7 +332,7 @@ async fn refresh(State(service): State<AuthService>, Caller(ticket): Caller) -> 
     let user = {
         let service = service.clone();
         let name = ticket.name.clone();
-        blocking(move || service.store.user_by_name(&name).map_err(store_error)).await?
+        blocking(move || service.store.user_by_name(&name).map_err(ApiError::from)).await?
     };
     // A user deleted (and perhaps re-created under the same name) loses its sessions.
     let user = user
@@ -370,7 +356,7 @@ async fn refresh(State(service): State<AuthService>, Caller(ticket): Caller) -> 
 async fn logout(State(service): State<AuthService>, Caller(ticket): Caller) -> ApiResult<StatusCode> {
     let sid = ticket.sid.clone();
     let store_service = service.clone();
-    blocking(move || store_service.store.revoke_session(&sid).map_err(store_error)).await?;
+    blocking(move || store_service.store.revoke_session(&sid).map_err(ApiError::from)).await?;
     service.verifier.revoke([(ticket.sid, ticket.expires_at)]);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -394,7 +380,7 @@ async fn end_user_sessions(
     let user = {
         let service = service.clone();
         let name = name.clone();
-        blocking(move || service.store.user_by_name(&name).map_err(store_error)).await?
+        blocking(move || service.store.user_by_name(&name).map_err(ApiError::from)).await?
     };
     let user = user.ok_or_else(|| ApiError::not_found(format!("no such user: {name}")))?;
     let ended = end_sessions(&service, user.uid).await?;
@@ -407,7 +393,7 @@ async fn end_user_sessions(
 async fn end_sessions(service: &AuthService, uid: u64) -> ApiResult<SessionsEnded> {
     let service = service.clone();
     blocking(move || {
-        let sessions = service.store.revoke_user_sessions(uid).map_err(store_error)?;
+        let sessions = service.store.revoke_user_sessions(uid)?;
         service.refresh_revocations()?;
         Ok(SessionsEnded { sessions })
     })
@@ -427,7 +413,7 @@ async fn whoami(Caller(ticket): Caller) -> ApiJson<WhoAmI> {
 
 async fn revoked(State(service): State<AuthService>, caller: Caller) -> ApiResult<ApiJson<RevokedSessions>> {
     caller.require_service()?;
-    let sessions = blocking(move || service.store.revoked_sessions(dfs_seal::now()).map_err(store_error)).await?;
+    let sessions = blocking(move || service.store.revoked_sessions(dfs_seal::now()).map_err(ApiError::from)).await?;
     Ok(ApiJson(RevokedSessions {
         sessions: sessions
             .into_iter()
@@ -441,7 +427,7 @@ async fn revoked(State(service): State<AuthService>, caller: Caller) -> ApiResul
 
 async fn list_users(State(service): State<AuthService>, caller: Caller) -> ApiResult<ApiJson<Vec<UserInfo>>> {
     caller.require_admin()?;
-    let users = blocking(move || service.store.list_users().map_err(store_error)).await?;
+    let users = blocking(move || service.store.list_users().map_err(ApiError::from)).await?;
     Ok(ApiJson(users.iter().map(user_info).collect()))
 }
 
@@ -457,7 +443,7 @@ async fn get_user(
         ));
     }
     let shown = name.clone();
-    let user = blocking(move || service.store.user_by_name(&name).map_err(store_error)).await?;
+    let user = blocking(move || service.store.user_by_name(&name).map_err(ApiError::from)).await?;
     user.map(|user| ApiJson(user_info(&user)))
         .ok_or_else(|| ApiError::not_found(format!("no such user: {shown}")))
 }
@@ -473,7 +459,7 @@ async fn create_user(
     let existing = {
         let service = service.clone();
         let name = request.name.clone();
-        blocking(move || service.store.user_by_name(&name).map_err(store_error)).await?
+        blocking(move || service.store.user_by_name(&name).map_err(ApiError::from)).await?
     };
     if existing.is_some() {
         return Err(ApiError::already_exists(format!(
@@ -501,7 +487,7 @@ async fn create_user(
                     StoreError::AlreadyExists(_) => {
                         ApiError::already_exists(format!("user already exists: {}", request.name))
                     }
-                    other => store_error(other),
+                    other => other.into(),
                 })
         })
         .await?
@@ -583,7 +569,7 @@ async fn delete_user(
     let user = blocking(move || {
         store_service.store.delete_user(&name).map_err(|error| match error {
             StoreError::NotFound(_) => ApiError::not_found(format!("no such user: {name}")),
-            other => store_error(other),
+            other => other.into(),
         })
     })
     .await?;
@@ -654,7 +640,7 @@ async fn change_password_inner(
             .set_password_hash(&name, &hash, keep_session.as_deref())
             .map_err(|error| match error {
                 StoreError::NotFound(_) => ApiError::not_found(format!("no such user: {name}")),
-                other => store_error(other),
+                other => other.into(),
             })?;
         service.refresh_revocations()?;
         Ok(())

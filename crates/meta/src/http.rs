@@ -10,7 +10,7 @@
 //!
 //! This file holds what they share ([`ApiQuery`], path checks), [`router`] and [`run`].
 
-use crate::state::{blocking, now_ms, reading, store_error};
+use crate::state::{blocking, now_ms, reading};
 pub use crate::state::{Config, Directory, READ_CAPABILITY_TTL};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;

@@ -10,7 +10,7 @@ use dfs_service::{ApiError, ApiResult, Verifier};
 use dfs_store::namespace::{FileContent, Principal, UploadRecord};
 use dfs_store::{Store, StoreError};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// How the directory service runs.
@@ -177,14 +177,14 @@ impl Directory {
     fn home_is_ensured(&self, uid: u64) -> bool {
         self.homes_ensured
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .contains(&uid)
     }
 
     pub(crate) fn mark_home_ensured(&self, uid: u64) {
         self.homes_ensured
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(uid);
     }
 
@@ -253,27 +253,11 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The one mapping from store errors to HTTP errors. Namespace errors carry
-/// a complete message for a human, passed on as it is.
-pub(crate) fn store_error(error: StoreError) -> ApiError {
-    match error {
-        StoreError::NotFound(message) => ApiError::not_found(message),
-        StoreError::AlreadyExists(message) => ApiError::already_exists(message),
-        StoreError::Conflict(message) => ApiError::conflict(message),
-        StoreError::PermissionDenied(message) => ApiError::permission_denied(message),
-        StoreError::Invalid(message) => ApiError::bad_request(message),
-        StoreError::Locked(message) => ApiError::new(dfs_proto::ErrorCode::Locked, message),
-        StoreError::TooMany(message) => ApiError::new(dfs_proto::ErrorCode::TooManyRequests, message),
-        StoreError::PreconditionFailed(message) => ApiError::new(dfs_proto::ErrorCode::PreconditionFailed, message),
-        StoreError::Backend(error) => ApiError::internal(format!("{error:#}")),
-    }
-}
-
 /// Runs blocking store work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> ApiResult<T> {
-    tokio::task::spawn_blocking(work).await?.map_err(store_error)
+    Ok(tokio::task::spawn_blocking(work).await??)
 }
 
 /// Runs a read of `store`: in place if the engine's reads are quick (see
@@ -283,7 +267,7 @@ pub(crate) async fn reading<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> ApiResult<T> {
     if store.quick_reads() {
-        work().map_err(store_error)
+        Ok(work()?)
     } else {
         blocking(work).await
     }

@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use dfs_proto::{ErrorBody, ErrorCode};
+use dfs_store::StoreError;
 
 /// An error a handler returns; becomes `{code, message}` with the status of its code.
 #[derive(Debug)]
@@ -87,6 +88,25 @@ impl From<ErrorBody> for ApiError {
     }
 }
 
+/// The one mapping from store errors to HTTP errors, for every service: the
+/// variant gives the code, and the message (the store writes it whole, for
+/// a human) is passed on as it is; a backend failure is logged, not sent.
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(message) => ApiError::not_found(message),
+            StoreError::AlreadyExists(message) => ApiError::already_exists(message),
+            StoreError::Conflict(message) => ApiError::conflict(message),
+            StoreError::PermissionDenied(message) => ApiError::permission_denied(message),
+            StoreError::Invalid(message) => ApiError::bad_request(message),
+            StoreError::Locked(message) => ApiError::new(ErrorCode::Locked, message),
+            StoreError::TooMany(message) => ApiError::new(ErrorCode::TooManyRequests, message),
+            StoreError::PreconditionFailed(message) => ApiError::new(ErrorCode::PreconditionFailed, message),
+            StoreError::Backend(error) => ApiError::internal(format!("{error:#}")),
+        }
+    }
+}
+
 impl From<dfs_proto::path::PathError> for ApiError {
     fn from(error: dfs_proto::path::PathError) -> Self {
         ApiError::bad_request(format!("bad path: {error}"))
@@ -108,5 +128,37 @@ impl From<anyhow::Error> for ApiError {
 impl From<tokio::task::JoinError> for ApiError {
     fn from(error: tokio::task::JoinError) -> Self {
         ApiError::internal(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `StoreError` variant, as a function of its message.
+    type Variant = fn(String) -> StoreError;
+
+    #[test]
+    fn store_errors_keep_their_message_and_get_their_code() {
+        let cases: [(Variant, ErrorCode, u16); 8] = [
+            (StoreError::NotFound, ErrorCode::NotFound, 404),
+            (StoreError::AlreadyExists, ErrorCode::AlreadyExists, 409),
+            (StoreError::Conflict, ErrorCode::Conflict, 409),
+            (StoreError::PermissionDenied, ErrorCode::PermissionDenied, 403),
+            (StoreError::Invalid, ErrorCode::BadRequest, 400),
+            (StoreError::Locked, ErrorCode::Locked, 423),
+            (StoreError::TooMany, ErrorCode::TooManyRequests, 429),
+            (StoreError::PreconditionFailed, ErrorCode::PreconditionFailed, 412),
+        ];
+        for (variant, code, status) in cases {
+            let message = "no such file or directory: /home/ann/a (the store's whole message)";
+            let api = ApiError::from(variant(message.to_string()));
+            assert_eq!((api.code(), api.0.code.http_status()), (code, status), "{api}");
+            assert_eq!(api.0.message, message);
+        }
+        // A backend failure's detail stays in the log.
+        let api = ApiError::from(StoreError::Backend(anyhow::anyhow!("connection refused to db:5432")));
+        assert_eq!(api.code(), ErrorCode::Internal);
+        assert!(!api.0.message.contains("5432"), "{}", api.0.message);
     }
 }

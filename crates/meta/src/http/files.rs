@@ -1,7 +1,7 @@
 //! Inline files (see `dfs_proto::namespace`): `PUT /v1/files` writes a small
 //! file's bytes into the metadata in one request, `GET /v1/files` reads them.
 
-use super::{locks, now_ms, store_error, tx, ApiQuery, Shared};
+use super::{locks, now_ms, tx, ApiQuery, Shared};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -82,14 +82,8 @@ pub(super) async fn write(
     }
     let stat = store
         .write_inline_async(who, query.path, Vec::from(data), mode, query.no_clobber, now_ms())
-        .await
-        .map_err(store_error)?;
-    let kind = if stat.version == 1 {
-        WatchKind::Created
-    } else {
-        WatchKind::Modified
-    };
-    directory.watch.publish_stat(&stat, kind);
+        .await?;
+    directory.watch.publish_write(&stat);
     Ok(ApiJson(stat))
 }
 

@@ -2,7 +2,7 @@
 //! directories (`POST /v1/homes`), and layouts (`GET /v1/layout`: where a
 //! file's chunks are, with read capabilities).
 
-use super::{blocking, check_new_path, locks, now_ms, reading, store_error, tx, ApiQuery, Directory, Shared};
+use super::{blocking, check_new_path, locks, now_ms, reading, tx, ApiQuery, Directory, Shared};
 use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine as _;
@@ -93,8 +93,7 @@ pub(super) async fn mkdir(
     }
     let stat = store
         .mkdir_async(who, request.path, mode, request.parents, now_ms())
-        .await
-        .map_err(store_error)?;
+        .await?;
     directory.watch.publish_stat(&stat, WatchKind::Created);
     Ok(ApiJson(stat))
 }

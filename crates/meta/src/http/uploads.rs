@@ -216,12 +216,7 @@ pub(super) async fn commit(
     if staged {
         return Ok(ApiJson(stat));
     }
-    let kind = if stat.version == 1 {
-        WatchKind::Created
-    } else {
-        WatchKind::Modified
-    };
-    directory.watch.publish_stat(&stat, kind);
+    directory.watch.publish_write(&stat);
     Ok(ApiJson(stat))
 }
 

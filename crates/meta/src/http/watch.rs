@@ -27,7 +27,7 @@ use futures_util::stream::{self, Stream};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{broadcast, OnceCell};
 
@@ -74,12 +74,7 @@ struct WatchSlot {
 
 impl Drop for WatchSlot {
     fn drop(&mut self) {
-        let mut open = self
-            .hub
-            .watch
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut open = self.hub.watch.open.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(count) = open.get_mut(&self.uid) {
             *count -= 1;
             if *count == 0 {
@@ -115,11 +110,7 @@ impl WatchHub {
     /// Counts a new watch of `directory`'s caller `uid`, or refuses it (429)
     /// if the user has [`MAX_WATCHES_PER_USER`] open already.
     fn open_slot(directory: &Arc<Directory>, uid: u64) -> ApiResult<WatchSlot> {
-        let mut open = directory
-            .watch
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut open = directory.watch.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(uid).or_insert(0);
         if *count >= MAX_WATCHES_PER_USER {
             return Err(ApiError::new(
@@ -138,6 +129,16 @@ impl WatchHub {
     pub fn publish_stat(&self, stat: &Stat, kind: WatchKind) {
         self.publish(&stat.path, kind, stat.version, None);
     }
+
+    /// Publishes a file's new contents: created at version 1, else modified.
+    pub fn publish_write(&self, stat: &Stat) {
+        let kind = if stat.version == 1 {
+            WatchKind::Created
+        } else {
+            WatchKind::Modified
+        };
+        self.publish_stat(stat, kind);
+    }
 }
 
 /// Whether an event at `event` concerns a watcher of `watched`: the same
@@ -151,10 +152,7 @@ fn concerns(watched: &DfsPath, event: &WatchEvent) -> bool {
 /// to ask, the others wait for that answer.
 async fn may_see_once(directory: &Arc<Directory>, who: &Principal, published: &Published) -> bool {
     let cell = {
-        let mut visible = published
-            .visible
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut visible = published.visible.lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(visible.entry((who.uid, who.admin)).or_default())
     };
     *cell
