@@ -10,7 +10,7 @@
 
 use dfs_service::ApiError;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{oneshot, Semaphore};
 
@@ -54,7 +54,7 @@ impl HashGate {
             std::thread::Builder::new()
                 .name(format!("password-hash-{index}"))
                 .spawn(move || loop {
-                    let job = receiver.lock().expect("hashing queue lock poisoned").recv();
+                    let job = receiver.lock().unwrap_or_else(PoisonError::into_inner).recv();
                     match job {
                         Ok(job) => job(),
                         Err(_) => return,
@@ -96,7 +96,7 @@ impl HashGate {
         });
         self.jobs
             .lock()
-            .expect("hashing queue lock poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .send(job)
             .map_err(|_| ApiError::internal("the password hashing threads are gone"))?;
         let result = receiver

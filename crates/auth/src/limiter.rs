@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Failures allowed per user name and address before any delay applies.
@@ -174,7 +174,7 @@ impl LoginLimiter {
     /// long to wait. The check and the reservation are one step under one
     /// lock, so parallel attempts are counted one by one.
     pub fn begin(self: &Arc<Self>, name: &str, client: IpAddr, now: Instant) -> Result<Attempt, Refused> {
-        let mut state = self.state.lock().expect("limiter lock poisoned");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (name.to_string(), client);
         if let Some(wait) = Failures::wait(state.by_name.get(&key), FREE_NAME_FAILURES, now) {
             return Err(Refused {
@@ -215,7 +215,7 @@ impl Attempt {
     /// The password was right: refund the reservation, forget the name's
     /// failures from this address, and trust the address for a day.
     pub fn succeeded(self, now: Instant) {
-        let mut state = self.limiter.state.lock().expect("limiter lock poisoned");
+        let mut state = self.limiter.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.by_name.remove(&(self.name, self.client));
         refund(&mut state.by_client, &self.client);
         if self.charged_global {
@@ -236,7 +236,7 @@ impl Attempt {
     /// The password could not be checked (the service was busy): the
     /// reservation is refunded, and nothing else changes.
     pub fn cancelled(self, now: Instant) {
-        let mut state = self.limiter.state.lock().expect("limiter lock poisoned");
+        let mut state = self.limiter.state.lock().unwrap_or_else(PoisonError::into_inner);
         refund(&mut state.by_name, &(self.name, self.client));
         refund(&mut state.by_client, &self.client);
         if self.charged_global {

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -350,7 +350,10 @@ async fn phase(args: Arc<Args>, backend: Arc<Backend>, op: Op) -> serde_json::Va
                 };
                 if let Err(error) = result {
                     errors.fetch_add(1, Ordering::Relaxed);
-                    first_error.lock().unwrap().get_or_insert_with(|| format!("{error:#}"));
+                    first_error
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_or_insert_with(|| format!("{error:#}"));
                 }
             }
         }));
@@ -371,7 +374,7 @@ async fn phase(args: Arc<Args>, backend: Arc<Backend>, op: Op) -> serde_json::Va
         "seconds": (seconds * 1e4).round() / 1e4,
         "ops_per_s": ((total as u64 - errors.min(total as u64)) as f64 / seconds).round(),
         "errors": errors,
-        "first_error": first_error.lock().unwrap().clone(),
+        "first_error": first_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
     });
     println!("{line}");
     line

@@ -61,7 +61,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -244,7 +244,7 @@ impl ChunkStore {
     /// so garbage collection leaves it alone for a grace period. Fails with
     /// `NotFound` if the chunk is gone. Blocking.
     pub fn touch(&self, id: &ChunkId) -> io::Result<()> {
-        let _guard = self.removal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self.removal.lock().unwrap_or_else(PoisonError::into_inner);
         std::fs::File::options()
             .write(true)
             .open(self.chunk_path(id))?
@@ -253,7 +253,7 @@ impl ChunkStore {
 
     /// Removes the chunk unless it was written less than `min_age` ago. Blocking.
     pub fn remove_if_older(&self, id: &ChunkId, min_age: std::time::Duration) -> io::Result<Removal> {
-        let _guard = self.removal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self.removal.lock().unwrap_or_else(PoisonError::into_inner);
         let path = self.chunk_path(id);
         let metadata = match std::fs::metadata(&path) {
             Ok(metadata) => metadata,
@@ -271,7 +271,7 @@ impl ChunkStore {
     /// Moves a corrupt chunk into the quarantine dir; returns its size, or
     /// `None` if it was not there. Blocking.
     pub fn quarantine(&self, id: &ChunkId) -> io::Result<Option<u64>> {
-        let _guard = self.removal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self.removal.lock().unwrap_or_else(PoisonError::into_inner);
         let path = self.chunk_path(id);
         let size = match std::fs::metadata(&path) {
             Ok(metadata) => metadata.len(),

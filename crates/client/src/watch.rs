@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// An open change stream; see [`Client::watch`].
@@ -89,7 +89,7 @@ pub(crate) struct MetadataCache {
 
 impl MetadataCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DfsPath, Stat>> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn covers(&self, path: &DfsPath) -> bool {
@@ -97,7 +97,7 @@ impl MetadataCache {
             && self
                 .watched
                 .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .unwrap_or_else(PoisonError::into_inner)
                 .as_ref()
                 .is_some_and(|watched| path.starts_with(watched))
     }
@@ -179,7 +179,7 @@ impl Client {
     /// breaks. Returns once the first connection is up.
     pub async fn watch_metadata(&self, path: &DfsPath) -> Result<MetadataWatch> {
         let cache = Arc::clone(&self.metadata);
-        *cache.watched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(path.clone());
+        *cache.watched.lock().unwrap_or_else(PoisonError::into_inner) = Some(path.clone());
         let first = self.watch(path).await?;
         cache.lock().clear();
         cache.connected.store(true, Ordering::SeqCst);

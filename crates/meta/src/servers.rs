@@ -15,7 +15,7 @@ use dfs_proto::chunk::{Heartbeat, ServerRef};
 use dfs_proto::namespace::ServerStatus;
 use rand::Rng;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// A live server as placement sees it.
@@ -72,7 +72,7 @@ impl ServerRegistry {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ServerState>> {
-        self.servers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.servers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records a heartbeat; returns true if the server is new or moved to

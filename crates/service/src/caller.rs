@@ -7,7 +7,7 @@ use dfs_proto::auth::RevokedSessions;
 use dfs_proto::ticket::{Role, Ticket};
 use dfs_seal::{ClusterKey, SealError};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// How often services fetch the revocation list from the security service.
@@ -55,13 +55,16 @@ impl Verifier {
     }
 
     pub fn is_revoked(&self, sid: &str) -> bool {
-        self.revoked.read().expect("revocation lock poisoned").contains_key(sid)
+        self.revoked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(sid)
     }
 
     /// Adds sessions to the revocation list and forgets those whose tickets have expired.
     pub fn revoke(&self, sessions: impl IntoIterator<Item = (String, u64)>) {
         let now = dfs_seal::now();
-        let mut revoked = self.revoked.write().expect("revocation lock poisoned");
+        let mut revoked = self.revoked.write().unwrap_or_else(PoisonError::into_inner);
         revoked.extend(sessions);
         revoked.retain(|_, expires_at| *expires_at > now);
     }

@@ -8,7 +8,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -56,7 +56,7 @@ struct ConnectionSlot {
 
 impl ConnectionCounts {
     fn take(&self, address: IpAddr) -> Option<ConnectionSlot> {
-        let mut counts = self.0.lock().expect("connection counts lock poisoned");
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let count = counts.entry(address).or_insert(0);
         if *count >= MAX_CONNECTIONS_PER_ADDRESS {
             return None;
@@ -71,7 +71,7 @@ impl ConnectionCounts {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut counts = self.counts.0.lock().expect("connection counts lock poisoned");
+        let mut counts = self.counts.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(count) = counts.get_mut(&self.address) {
             *count -= 1;
             if *count == 0 {
