@@ -465,6 +465,11 @@ fn seen_within(mounted: &Mounted, script: &str, expected: &str, within: std::tim
     }
 }
 
+/// What another mount's change may take to show in these tests: events
+/// arrive in milliseconds; the margin is for a loaded machine, and far
+/// below the 30 s a name or attribute is cached.
+const SEEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[test]
 fn two_mounts_of_two_users_see_each_others_closed_files_at_once() {
     let Some((ann, cluster)) = cluster_and_mount("ann", None) else {
@@ -484,25 +489,15 @@ fn two_mounts_of_two_users_see_each_others_closed_files_at_once() {
     // longer version: bob reads all of it long before his cache would end.
     assert_eq!(bob.sh("cat f"), "v1\n");
     ann.sh("echo 'version two' > shared/f");
-    let waited = seen_within(&bob, "cat f", "version two\n", std::time::Duration::from_secs(2));
+    let waited = seen_within(&bob, "cat f", "version two\n", SEEN_WITHIN);
     eprintln!("bob saw ann's new version after {waited:?}");
     // A new file, and a removal, the other way round.
     ann.sh("ls shared >/dev/null");
     bob.sh("echo from bob > b.txt");
-    seen_within(
-        &ann,
-        "cat shared/b.txt",
-        "from bob\n",
-        std::time::Duration::from_secs(2),
-    );
+    seen_within(&ann, "cat shared/b.txt", "from bob\n", SEEN_WITHIN);
     ann.sh("rm shared/b.txt");
-    seen_within(&bob, "ls", "f\n", std::time::Duration::from_secs(2));
-    seen_within(
-        &bob,
-        "test -e b.txt || echo gone",
-        "gone\n",
-        std::time::Duration::from_secs(2),
-    );
+    seen_within(&bob, "ls", "f\n", SEEN_WITHIN);
+    seen_within(&bob, "test -e b.txt || echo gone", "gone\n", SEEN_WITHIN);
 }
 
 #[test]
@@ -523,9 +518,10 @@ fn with_the_cluster_lost_calls_fail_with_eio_in_time_and_work_again_after() {
             "{script} succeeded without the directory service"
         );
         assert!(stderr.contains("Input/output error"), "{script}: {stderr}");
-        // Two calls (a lookup, then open or list), each the 3 s of retries.
+        // Two calls (a lookup, then open or list), each the 3 s of retries,
+        // with room for a loaded machine: far from the 30 s default.
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(15),
+            started.elapsed() < std::time::Duration::from_secs(20),
             "{script} took {:?}",
             started.elapsed()
         );
