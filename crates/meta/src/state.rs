@@ -1,5 +1,5 @@
 //! The directory service's configuration ([`Config`]) and shared state
-//! ([`Directory`]), and how handlers call the store ([`blocking`], [`reading`]).
+//! ([`Directory`]), and how handlers call the store (`blocking`, `reading`).
 
 use crate::http::WatchHub;
 use crate::servers::ServerRegistry;

@@ -11,7 +11,7 @@ use std::time::Duration;
 /// Time between sweeps.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Sweeps `store` every [`SWEEP_INTERVAL`] until the task is aborted.
+/// Sweeps `store` once a minute until the task is aborted.
 pub async fn run(store: Arc<dyn Store>) {
     loop {
         tokio::time::sleep(SWEEP_INTERVAL).await;
