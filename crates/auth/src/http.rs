@@ -3,14 +3,15 @@
 use crate::gate::HashGate;
 use crate::limiter::{Attempt, LoginLimiter, Refused};
 use crate::password;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{FromRef, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use dfs_proto::auth::{
     validate_password, validate_user_name, ChangePasswordRequest, CreateUserRequest, LoginRequest, LoginResponse,
-    RevokedSession, RevokedSessions, SessionsEnded, UserInfo, WhoAmI,
+    RevokedSession, RevokedSessions, SessionsEnded, UserInfo, WhoAmI, FORWARDED_CLIENT_HEADER,
 };
 use dfs_proto::namespace::{EnsureHome, Stat};
 use dfs_proto::ticket::{Role, Ticket};
@@ -176,9 +177,40 @@ fn with_retry_after(error: ApiError) -> Response {
     response
 }
 
+/// Whose failed logins a login counts against: the TCP peer, or the
+/// browser's address a DFS service forwarding the login names in
+/// [`FORWARDED_CLIENT_HEADER`] (only with a valid service ticket: anyone
+/// else could pick an address to dodge the limits or to lock others out).
+struct LoginClient(IpAddr);
+
+impl FromRequestParts<AuthService> for LoginClient {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, service: &AuthService) -> Result<Self, ApiError> {
+        let Some(forwarded) = parts.headers.get(FORWARDED_CLIENT_HEADER).cloned() else {
+            let ClientAddr(client) = ClientAddr::from_request_parts(parts, service)
+                .await
+                .unwrap_or_else(|never| match never {});
+            return Ok(LoginClient(client));
+        };
+        let Caller(ticket) = Caller::from_request_parts(parts, service).await?;
+        if !ticket.is_service() {
+            return Err(ApiError::permission_denied(format!(
+                "permission denied: {FORWARDED_CLIENT_HEADER} is taken from DFS services only"
+            )));
+        }
+        forwarded
+            .to_str()
+            .ok()
+            .and_then(|address| address.trim().parse().ok())
+            .map(LoginClient)
+            .ok_or_else(|| ApiError::bad_request(format!("{FORWARDED_CLIENT_HEADER} is not an IP address")))
+    }
+}
+
 async fn login(
     State(service): State<AuthService>,
-    ClientAddr(client): ClientAddr,
+    LoginClient(client): LoginClient,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Response {
     match login_inner(service, client, request).await {

@@ -3,7 +3,6 @@
 //! read goes out unchecked to a client that checks it end to end), checks of
 //! a copy a client found corrupt, and stats.
 
-use crate::range::{self, RangeRequest};
 use crate::replicate::{self, Forward};
 use crate::server::FileServer;
 use crate::store::{CommitError, ReadError, Stored, Verify};
@@ -22,6 +21,7 @@ use dfs_proto::chunk::{
 use dfs_proto::ticket::{Capability, ChunkOp, Receipt};
 use dfs_proto::{ErrorBody, ErrorCode, CAPABILITY_HEADER};
 use dfs_seal::SealError;
+use dfs_service::range::{self, RangeRequest};
 use dfs_service::{ApiError, ApiResult, TcpUpgrade};
 use futures_util::StreamExt;
 use std::sync::Arc;

@@ -10,7 +10,6 @@
 //! - [`http`]: the routes (`PUT`/`GET /v1/chunks/{id}`, `GET /v1/stats`) and [`router`].
 //! - [`replicate`]: how a primary streams a chunk to its workers.
 //! - `stream`: whole-chunk reads sent by `sendfile(2)` on an upgraded connection.
-//! - [`range`]: `Range` header parsing for partial reads.
 //! - [`heartbeat`]: the periodic report to the directory service.
 //! - [`repair`]: routes for the directory's background work: copy a chunk
 //!   from another server, delete an unreferenced one, list them all.
@@ -43,7 +42,6 @@
 
 pub mod heartbeat;
 pub mod http;
-pub mod range;
 pub mod repair;
 pub mod replicate;
 pub mod scrub;

@@ -191,6 +191,14 @@ impl Client {
         let http = builder
             .build()
             .map_err(|error| Error::Protocol(format!("building an HTTP client: {error}")))?;
+        Self::with_http(directory_url, http, options)
+    }
+
+    /// A client over a ready HTTP client, for a service that acts as a
+    /// client (the directory service streaming a large `PUT /v1/files` into
+    /// chunks): `http` carries the service's trusted CAs and request id, so
+    /// `options.ca_certificates_pem` and `options.request_id` are not used.
+    pub fn with_http(directory_url: &str, http: reqwest::Client, options: &ClientOptions) -> Result<Self> {
         Ok(Client {
             http,
             directories: std::sync::Arc::new(parse_directory_urls(directory_url)?),

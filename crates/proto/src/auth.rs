@@ -13,10 +13,19 @@
 //! - `PUT /v1/users/{name}/password` (admin or self) [`ChangePasswordRequest`] -> 204; every
 //!   other session of the user is revoked (a change of one's own password needs the current one)
 //! - `DELETE /v1/users/{name}/sessions` (admin) -> [`SessionsEnded`]; ends every session of the user
+//!
+//! A login forwarded by a DFS service (the directory service serving the
+//! web file manager) names the browser's address in [`FORWARDED_CLIENT_HEADER`]
+//! and carries a service ticket; the failed-login limits then count that
+//! address. The header is refused from anyone else.
 
 use crate::ticket::Role;
 use crate::UnixSeconds;
 use serde::{Deserialize, Serialize};
+
+/// Request header of a login forwarded by a DFS service: the IP address of
+/// the client it forwards (see the module docs).
+pub const FORWARDED_CLIENT_HEADER: &str = "x-dfs-forwarded-client";
 
 pub const MAX_USER_NAME_LEN: usize = 32;
 pub const MIN_PASSWORD_LEN: usize = 8;

@@ -155,18 +155,22 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let verifier = Arc::<Verifier>::from_ref(state);
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthenticated("not logged in: no `Authorization: Bearer` ticket"))?;
-        // The scheme is case-insensitive (RFC 9110 11.1): `bearer` works too.
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token)
-            .ok_or_else(|| ApiError::unauthenticated("expected `Authorization: Bearer <ticket>`"))?;
-        verifier.verify(token.trim()).map(Caller)
+        verifier.verify(bearer_token(&parts.headers)?).map(Caller)
     }
+}
+
+/// The ticket of an `Authorization: Bearer <ticket>` header, as sent (not
+/// checked: [`Caller`] checks it).
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthenticated("not logged in: no `Authorization: Bearer` ticket"))?;
+    // The scheme is case-insensitive (RFC 9110 11.1): `bearer` works too.
+    header
+        .to_str()
+        .ok()
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| ApiError::unauthenticated("expected `Authorization: Bearer <ticket>`"))
 }

@@ -13,6 +13,7 @@
 //!   [`tokio::net::TcpStream`] (for `sendfile(2)`).
 //! - [`tls`]: the process's TLS settings: the server certificate, and [`tls::http_client`],
 //!   the builder of every client a service uses to call another (it trusts the cluster's CA).
+//! - [`range`]: `Range` header parsing, for partial reads of chunks and files.
 //! - [`request_id`]: `x-request-id` taken or made, kept in a log span, echoed and forwarded.
 //! - [`metrics`]: Prometheus text metrics at `GET /metrics`: requests by route and status
 //!   class, latency histograms, plus what each service registers.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod json;
 pub mod metrics;
 mod parse_errors;
+pub mod range;
 pub mod request_id;
 pub mod serve;
 pub mod tls;

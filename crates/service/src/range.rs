@@ -1,23 +1,24 @@
-//! `Range: bytes=...` headers, reduced to what a chunk read needs.
+//! `Range: bytes=...` headers, reduced to what a chunk read (file server)
+//! and a file read (`GET /v1/files`, directory service) need.
 //!
 //! One range per request: `bytes=a-b`, `bytes=a-` and `bytes=-n`. A header we
 //! do not understand (another unit, several ranges, garbage) is ignored and
-//! the whole chunk is sent, as RFC 9110 allows.
+//! the whole body is sent, as RFC 9110 allows.
 
 use std::ops::Range;
 
-/// What to send for a `Range` header against a chunk of `len` bytes.
+/// What to send for a `Range` header against a body of `len` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RangeRequest {
     /// No usable range: send everything with 200.
     Whole,
     /// Send these bytes with 206.
     Partial(Range<u64>),
-    /// The range lies outside the chunk: 416.
+    /// The range lies outside the body: 416.
     Unsatisfiable,
 }
 
-/// Interprets `header` (the value of `Range`, if any) for a chunk of `len` bytes.
+/// Interprets `header` (the value of `Range`, if any) for a body of `len` bytes.
 pub fn parse(header: Option<&str>, len: u64) -> RangeRequest {
     let Some(spec) = header.and_then(|value| value.trim().strip_prefix("bytes=")) else {
         return RangeRequest::Whole;
