@@ -11,6 +11,8 @@
 #   the tests start a throwaway server as the postgres user on a free port.
 # - A MongoDB-wire server: PyPI `secantusdb` (secantusd-py) in a venv under
 #   ~/.cache/dfs-venv; the tests start it on a free port.
+# - Chromium (apt) and npm's playwright-core (into .cache/web-test/), for the
+#   browser test of the web file manager.
 # Arguments go to the first `cargo test` (e.g. a test name filter); with
 # arguments the per-engine end-to-end passes are skipped.
 set -euo pipefail
@@ -37,6 +39,24 @@ if ! grep -qx "Version: $SECANTUSDB_VERSION" <<< "$installed"; then
     "$VENV/bin/pip" install -q "secantusdb==$SECANTUSDB_VERSION"
 fi
 export DFS_SECANTUSD="$VENV/bin/secantusd-py"
+# The browser test of the web file manager (e2e `browser::`): Debian's
+# Chromium and npm's playwright-core, installed into .cache/web-test/
+# (project-local, ignored by git); the test fails, rather than skips, here.
+for package in chromium npm; do
+    if ! command -v "$package" >/dev/null; then
+        echo "test.sh: installing $package" >&2
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package" >&2
+    fi
+done
+PLAYWRIGHT_VERSION=1.60.0
+WEB_TEST_DIR=$PWD/.cache/web-test
+if ! grep -qs "\"version\": \"$PLAYWRIGHT_VERSION\"" "$WEB_TEST_DIR/node_modules/playwright-core/package.json"; then
+    echo "test.sh: installing playwright-core $PLAYWRIGHT_VERSION into $WEB_TEST_DIR" >&2
+    mkdir -p "$WEB_TEST_DIR"
+    npm install -q --prefix "$WEB_TEST_DIR" --no-save --no-package-lock --no-audit --no-fund \
+        "playwright-core@$PLAYWRIGHT_VERSION" >&2
+fi
+export DFS_PLAYWRIGHT="$WEB_TEST_DIR/node_modules" DFS_CHROMIUM=/usr/bin/chromium DFS_REQUIRE_BROWSER=1
 
 cargo test --workspace --locked "$@"
 if [ $# -eq 0 ]; then

@@ -30,6 +30,8 @@ struct Banner {
     /// Every directory service; clients may be given all of them (comma-separated).
     directory_urls: Vec<String>,
     auth_url: String,
+    /// The web file manager, served by the (first) directory service.
+    web_url: String,
     file_server_urls: Vec<String>,
     data_dir: PathBuf,
     /// The admin password is in this file (mode 0600), never printed: a
@@ -249,6 +251,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         directory_url: directory_url.clone(),
         directory_urls: directory_urls.clone(),
         auth_url,
+        web_url: format!("{directory_url}{}", dfs_meta::http::UI_PATH),
         file_server_urls: specs
             .iter()
             .filter(|spec| spec.name.starts_with("file-"))
@@ -285,6 +288,7 @@ fn print_banner(banner: &Banner, port: u16) {
         eprintln!("  directory service   {url}");
     }
     eprintln!("  security service    {}", banner.auth_url);
+    eprintln!("  web file manager    {}", banner.web_url);
     for (index, url) in banner.file_server_urls.iter().enumerate() {
         eprintln!("  file server {:<7} {url}", index + 1);
     }

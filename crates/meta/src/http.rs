@@ -3,7 +3,9 @@
 //! - `namespace.rs`: stat, list, mkdir, remove, rename, chmod, chown, homes, layouts;
 //! - `uploads.rs`: begin, place chunks, commit, abort (placement and receipt
 //!   matching are pure functions there); `receipts.rs`: receipts posted early;
-//! - `files.rs`: inline files (`/v1/files`);
+//! - `files.rs`: whole files in one request (`/v1/files`), inline or, through
+//!   `chunked.rs`, streamed to and from chunks;
+//! - `web.rs`: the browser file manager (`/ui/`) and the login it forwards;
 //! - `cluster.rs`: the file server registry (heartbeats, damage reports),
 //!   cluster status, drain, `/v1/info`;
 //! - `locks.rs`, `tx.rs`, `watch.rs`: locks, transactions, change events.
@@ -24,6 +26,7 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+mod chunked;
 mod cluster;
 mod files;
 mod locks;
@@ -32,8 +35,11 @@ mod receipts;
 mod tx;
 mod uploads;
 mod watch;
+mod web;
 
+pub(crate) use chunked::MAX_STREAMS as MAX_FILE_STREAMS;
 pub use watch::WatchHub;
+pub use web::UI_PATH;
 
 /// The router's state: the shared [`Directory`] (a local type, so that the
 /// `Caller` extractor can find the verifier in it).
@@ -110,6 +116,7 @@ pub fn router(state: Arc<Directory>) -> Router {
         .route("/v1/info", get(cluster::info))
         .merge(locks::routes())
         .merge(tx::routes())
+        .merge(web::routes())
         .with_state(Shared(Arc::clone(&state)));
     let metrics = dfs_service::Metrics::new();
     metrics.register(move |out| {

@@ -4,7 +4,8 @@
 use crate::http::WatchHub;
 use crate::servers::ServerRegistry;
 use dfs_proto::chunk::ChunkId;
-use dfs_proto::ticket::Ticket;
+use dfs_proto::namespace::{ChunkLocation, ChunkRef};
+use dfs_proto::ticket::{Capability, ChunkOp, Ticket};
 use dfs_seal::ClusterKey;
 use dfs_service::{ApiError, ApiResult, Verifier};
 use dfs_store::namespace::{FileContent, Principal, UploadRecord};
@@ -98,6 +99,8 @@ pub struct Directory {
     pub(crate) watch: WatchHub,
     /// What the last repair pass found and what repair did (for `/metrics`).
     pub(crate) repair_stats: crate::heal::RepairStats,
+    /// Chunked reads and writes of `/v1/files` at once (see `http/chunked.rs`).
+    pub(crate) streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Directory {
@@ -133,6 +136,7 @@ impl Directory {
                 .expect("building an HTTP client"),
             watch: WatchHub::default(),
             repair_stats: Default::default(),
+            streams: Arc::new(tokio::sync::Semaphore::new(crate::http::MAX_FILE_STREAMS)),
         })
     }
 
@@ -227,6 +231,48 @@ impl Directory {
             }
         }
         Ok(proven)
+    }
+
+    /// Where `chunk` (at `offset` in its file) is read from: the live ones
+    /// of its `recorded` replicas, with a read capability for `session`.
+    pub(crate) fn chunk_location(
+        &self,
+        chunk: ChunkRef,
+        offset: u64,
+        recorded: &[String],
+        session: &str,
+    ) -> ChunkLocation {
+        let capability = self.verifier.key().seal_capability(&Capability {
+            op: ChunkOp::Read,
+            chunk: chunk.id.clone(),
+            size: chunk.size,
+            targets: Vec::new(),
+            expires_at: self.read_capability_expiry(),
+            write_quorum: 0,
+            session: Some(session.to_string()),
+        });
+        ChunkLocation {
+            replicas: self.servers.locate(recorded),
+            id: chunk.id,
+            size: chunk.size,
+            offset,
+            capability,
+        }
+    }
+
+    /// [`Directory::chunk_location`] of `chunk` with its replicas as the
+    /// store has them now (a long read locates each chunk as it gets to it).
+    pub(crate) async fn current_chunk_location(
+        self: &Arc<Self>,
+        chunk: ChunkRef,
+        offset: u64,
+        session: &str,
+    ) -> ApiResult<ChunkLocation> {
+        let store = Arc::clone(&self.store);
+        let id = chunk.id.clone();
+        let mut recorded = reading(&self.store, move || store.replicas(&[id])).await?;
+        let replicas = recorded.remove(&chunk.id).unwrap_or_default();
+        Ok(self.chunk_location(chunk, offset, &replicas, session))
     }
 
     /// The upload `id` if it exists, has not expired and belongs to `who`.

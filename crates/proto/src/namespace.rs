@@ -21,13 +21,18 @@
 //! Download: `GET /v1/layout?path=P` -> [`FileLayout`].
 //!
 //! Small files (at most [`INLINE_MAX`] bytes) are stored *inline*, in the
-//! metadata database with their inode, instead of as chunks on file servers:
+//! metadata database with their inode, instead of as chunks on file servers.
+//! Whole files of any size in one plain HTTP request each:
 //! - `PUT /v1/files?path=P[&no_clobber=true][&mode=420]`, the raw bytes as the
-//!   body (`application/octet-stream`) -> [`Stat`]; one request, durable when
-//!   answered. A larger body is refused with 413 and nothing is stored. With
-//!   `x-dfs-tx` the write is staged in the transaction.
-//! - `GET /v1/files?path=P` -> the raw bytes of an inline file, its version in
-//!   the [`VERSION_HEADER`] header; 409 for a file stored in chunks.
+//!   body (`application/octet-stream`) -> [`Stat`]; durable when answered.
+//!   Up to [`INLINE_MAX`] bytes the file is stored inline, in one metadata
+//!   transaction; a larger body is streamed into chunks by the directory
+//!   service (the upload protocol, as the caller). With `x-dfs-tx` the write
+//!   is staged in the transaction.
+//! - `GET /v1/files?path=P` -> the raw bytes of a file, inline or chunked
+//!   (chunks fetched and hash-checked by the directory service), its version
+//!   in the [`VERSION_HEADER`] header; one `Range`, `ETag`, `Last-Modified`,
+//!   304 for `If-None-Match`/`If-Modified-Since`, `If-Range`.
 //!
 //! A layout of an inline file has `inline: true` and no chunks.
 //!
@@ -60,7 +65,7 @@ pub const INLINE_MAX: u64 = 64 * 1024;
 /// Response header of `GET /v1/files`: the version of the file whose bytes follow.
 pub const VERSION_HEADER: &str = "x-dfs-version";
 
-/// Query of `PUT /v1/files` (the body is the file's bytes).
+/// Query of `PUT /v1/files` (the body is the file's bytes, of any size).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InlineWrite {
     pub path: DfsPath,

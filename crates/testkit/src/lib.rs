@@ -25,6 +25,9 @@ pub struct Banner {
     #[serde(default)]
     pub directory_urls: Vec<String>,
     pub auth_url: String,
+    /// The web file manager (`/ui/` of the directory service).
+    #[serde(default)]
+    pub web_url: String,
     pub file_server_urls: Vec<String>,
     pub data_dir: PathBuf,
     /// Where the admin password is (mode 0600); `dfs up` never prints it.

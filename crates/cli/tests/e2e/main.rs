@@ -4,6 +4,7 @@
 mod auth;
 mod auth_hardening;
 mod avail;
+mod browser;
 mod client;
 mod crash;
 mod data;
@@ -17,6 +18,7 @@ mod mount;
 mod robust;
 mod tls;
 mod tx;
+mod web;
 
 use dfs_testkit::{Cluster, Options};
 

@@ -1,31 +1,33 @@
-//! Inline files (see `dfs_proto::namespace`): `PUT /v1/files` writes a small
-//! file's bytes into the metadata in one request, `GET /v1/files` reads them.
+//! `PUT` and `GET /v1/files`: a whole file in one plain HTTP request, of any
+//! size (`curl -T big.iso`, `curl -o big.iso`, with a ticket).
+//!
+//! A body of at most `INLINE_MAX` bytes is stored inline in the metadata, in
+//! one transaction; a larger one is streamed into chunks (`chunked.rs`). A
+//! read streams either kind, with `Range` (one range), `ETag` (a hash of the
+//! content: of the bytes of an inline file, of the chunk list of a chunked
+//! one), `Last-Modified` and conditional GET (`If-None-Match`,
+//! `If-Modified-Since`: 304; `If-Range`).
 
-use super::{locks, now_ms, tx, ApiQuery, Shared};
-use axum::body::Body;
+use super::{chunked, locks, now_ms, tx, ApiQuery, Shared};
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dfs_proto::namespace::{InlineWrite, PathQuery, Stat, INLINE_MAX, VERSION_HEADER};
 use dfs_proto::watch::WatchKind;
 use dfs_proto::ErrorCode;
+use dfs_service::range::{self, RangeRequest};
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
 use dfs_store::namespace::FileContent;
 use dfs_store::tx::StagedOp;
+use futures_util::StreamExt;
 use std::sync::Arc;
-
-fn too_large(size: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        ErrorCode::PayloadTooLarge,
-        format!(
-            "a file written with PUT /v1/files holds at most {INLINE_MAX} bytes, this one {size}; \
-             upload larger files with the upload protocol (POST /v1/uploads)"
-        ),
-    )
-}
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `PUT /v1/files?path=P[&no_clobber=true][&mode=M]`, the bytes as the body;
-/// staged with `x-dfs-tx`, conditional with `If-Match`.
+/// staged with `x-dfs-tx`, conditional with `If-Match`. Up to `INLINE_MAX`
+/// bytes are stored inline; a larger body (declared or found so) goes into
+/// chunks.
 pub(super) async fn write(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -40,26 +42,40 @@ pub(super) async fn write(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if let Some(declared) = declared.filter(|declared| *declared > INLINE_MAX) {
-        return Err(too_large(declared));
-    }
-    let data = axum::body::to_bytes(body, INLINE_MAX as usize).await.map_err(|error| {
-        // The limit is the only reason a body within the declared length fails here
-        // besides a broken connection.
-        let text = error.to_string();
-        if text.contains("length limit") {
-            too_large(format!("more than {INLINE_MAX}"))
-        } else {
-            ApiError::bad_request(format!("reading the body: {text}"))
+    // Read up to INLINE_MAX + 1 bytes to tell a small body from a large one.
+    let mut rest = body.into_data_stream();
+    let mut head = Vec::new();
+    let mut held = 0;
+    let mut small = declared.is_none_or(|declared| declared <= INLINE_MAX);
+    while small {
+        match rest.next().await {
+            None => break,
+            Some(Ok(piece)) => {
+                held += piece.len() as u64;
+                head.push(piece);
+                small = held <= INLINE_MAX;
+            }
+            Some(Err(error)) => return Err(ApiError::bad_request(format!("reading the body: {error}"))),
         }
-    })?;
+    }
+    if !small {
+        let request = chunked::WriteRequest {
+            ticket: dfs_service::caller::bearer_token(&headers)?.to_string(),
+            lock_token: scope.lock_token,
+            tx: scope.tx,
+            if_version,
+            query,
+        };
+        return Ok(ApiJson(chunked::write(&directory, request, head, rest).await?));
+    }
+    let data: Vec<u8> = head.concat();
     let who = scope.principal(directory.principal(&ticket).await);
     let store = Arc::clone(&directory.store);
     let mode = query.mode.map(|mode| mode & 0o7777);
     if scope.tx.is_some() || if_version.is_some() {
         let op = StagedOp::PutInline {
             path: query.path.clone(),
-            data: Vec::from(data),
+            data,
             mode,
             no_clobber: query.no_clobber,
         };
@@ -81,36 +97,230 @@ pub(super) async fn write(
         return Ok(ApiJson(stat));
     }
     let stat = store
-        .write_inline_async(who, query.path, Vec::from(data), mode, query.no_clobber, now_ms())
+        .write_inline_async(who, query.path, data, mode, query.no_clobber, now_ms())
         .await?;
     directory.watch.publish_write(&stat);
     Ok(ApiJson(stat))
 }
 
-/// `GET /v1/files?path=P`: the bytes of an inline file (read in a transaction with `x-dfs-tx`).
+/// `GET /v1/files?path=P`: the bytes of a file, inline or chunked (read in
+/// a transaction with `x-dfs-tx`), whole or one range, or 304 if the
+/// caller's copy is current.
 pub(super) async fn read(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
     scope: locks::WriteScope,
     ApiQuery(query): ApiQuery<PathQuery>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let who = directory.principal(&ticket).await;
     let path = query.path.clone();
     let (stat, content) = super::namespace::file_content(&directory, who, scope.tx, query.path).await?;
-    let data = match content {
-        FileContent::Inline(data) => data,
-        FileContent::Chunks(_) => {
-            return Err(ApiError::conflict(format!(
-                "{path} is stored in chunks, not inline: read it with GET /v1/layout"
-            )))
+    let validators = Validators::of(&stat, &content);
+    if validators.not_modified(&headers) {
+        return Ok(validators.apply(StatusCode::NOT_MODIFIED.into_response(), &stat));
+    }
+    let range_header = headers
+        .get(header::RANGE)
+        .and_then(|value| value.to_str().ok())
+        .filter(|_| validators.range_applies(&headers));
+    let span = match range::parse(range_header, stat.size) {
+        RangeRequest::Whole => None,
+        RangeRequest::Partial(span) => Some(span),
+        RangeRequest::Unsatisfiable => {
+            let mut response = ApiError::new(
+                ErrorCode::RangeNotSatisfiable,
+                format!(
+                    "{path} has {} bytes; the range {} lies outside them",
+                    stat.size,
+                    range_header.unwrap_or_default()
+                ),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_RANGE, header_value(&format!("bytes */{}", stat.size)));
+            return Ok(response);
         }
     };
-    let mut response = data.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
+    let bytes = span.clone().unwrap_or(0..stat.size);
+    let body = match content {
+        FileContent::Inline(data) => Body::from(Bytes::from(data).slice(bytes.start as usize..bytes.end as usize)),
+        FileContent::Chunks(chunks) => chunked::read_body(&directory, &ticket.sid, chunks, bytes.clone()).await?,
+    };
+    let mut response = Response::new(body);
+    if let Some(span) = &span {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let range = format!("bytes {}-{}/{}", span.start, span.end - 1, stat.size);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_RANGE, header_value(&range));
+    }
+    let out = response.headers_mut();
+    out.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.end - bytes.start));
+    out.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    headers.insert(VERSION_HEADER, HeaderValue::from(stat.version));
-    Ok(response)
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // A stored file is never a page of this origin (the web file manager's):
+    // saved, not shown; and were it shown, sandboxed with no script.
+    out.insert(header::CONTENT_DISPOSITION, header_value(&attachment(&path)));
+    out.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    out.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    Ok(validators.apply(response, &stat))
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).expect("an ASCII header value")
+}
+
+/// `attachment; filename*=UTF-8''NAME`, the name percent-encoded (RFC 6266, 8187).
+fn attachment(path: &dfs_proto::DfsPath) -> String {
+    let name = path.as_str().rsplit('/').next().unwrap_or_default();
+    let mut encoded = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("attachment; filename*=UTF-8''{encoded}")
+}
+
+/// What a conditional request compares: the content's entity tag and the
+/// modification time (whole seconds, as HTTP dates have them).
+struct Validators {
+    etag: String,
+    modified_secs: u64,
+}
+
+impl Validators {
+    fn of(stat: &Stat, content: &FileContent) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        match content {
+            FileContent::Inline(data) => {
+                hasher.update(b"inline\n");
+                hasher.update(data);
+            }
+            FileContent::Chunks(chunks) => {
+                hasher.update(b"chunks\n");
+                for chunk in chunks {
+                    hasher.update(format!("{} {}\n", chunk.id, chunk.size).as_bytes());
+                }
+            }
+        }
+        Validators {
+            etag: format!("\"{}\"", &hasher.finalize().to_hex()[..32]),
+            modified_secs: stat.mtime_ms / 1000,
+        }
+    }
+
+    fn last_modified(&self) -> String {
+        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(self.modified_secs))
+    }
+
+    /// `If-None-Match` names this content (or `*`), or, without it,
+    /// `If-Modified-Since` is not before the last change.
+    fn not_modified(&self, headers: &HeaderMap) -> bool {
+        if let Some(tags) = headers.get(header::IF_NONE_MATCH) {
+            let tags = tags.to_str().unwrap_or_default();
+            return tags.split(',').map(str::trim).any(|tag| {
+                // Weak comparison (RFC 9110 13.1.2): W/ does not matter here.
+                tag == "*" || tag.trim_start_matches("W/") == self.etag
+            });
+        }
+        headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| httpdate::parse_http_date(value).ok())
+            .and_then(|since| since.duration_since(UNIX_EPOCH).ok())
+            .is_some_and(|since| self.modified_secs <= since.as_secs())
+    }
+
+    /// Whether a `Range` is to be honoured: no `If-Range`, or one naming
+    /// this content (strong comparison) or its exact modification date.
+    fn range_applies(&self, headers: &HeaderMap) -> bool {
+        let Some(condition) = headers.get(header::IF_RANGE).and_then(|value| value.to_str().ok()) else {
+            return headers.get(header::IF_RANGE).is_none();
+        };
+        let condition = condition.trim();
+        if condition.starts_with('"') {
+            return condition == self.etag;
+        }
+        httpdate::parse_http_date(condition)
+            .ok()
+            .is_some_and(|date| date == SystemTime::UNIX_EPOCH + Duration::from_secs(self.modified_secs))
+    }
+
+    /// `response` with the validators, the version and the caching rule.
+    fn apply(&self, mut response: Response, stat: &Stat) -> Response {
+        let headers = response.headers_mut();
+        headers.insert(header::ETAG, header_value(&self.etag));
+        headers.insert(header::LAST_MODIFIED, header_value(&self.last_modified()));
+        headers.insert(VERSION_HEADER, HeaderValue::from(stat.version));
+        // Behind a ticket: no shared cache keeps it; a private one asks first.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validators() -> Validators {
+        Validators {
+            etag: "\"abc\"".into(),
+            modified_secs: 1_000_000,
+        }
+    }
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.clone(), HeaderValue::from_str(value).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn conditional_gets_compare_the_tag_or_else_the_date() {
+        let v = validators();
+        let date = v.last_modified();
+        let earlier = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(999_999));
+        assert!(v.not_modified(&headers(&[(header::IF_NONE_MATCH, "\"abc\"")])));
+        assert!(v.not_modified(&headers(&[(header::IF_NONE_MATCH, "\"x\", W/\"abc\"")])));
+        assert!(v.not_modified(&headers(&[(header::IF_NONE_MATCH, "*")])));
+        assert!(!v.not_modified(&headers(&[(header::IF_NONE_MATCH, "\"x\"")])));
+        assert!(v.not_modified(&headers(&[(header::IF_MODIFIED_SINCE, &date)])));
+        assert!(!v.not_modified(&headers(&[(header::IF_MODIFIED_SINCE, &earlier)])));
+        assert!(!v.not_modified(&headers(&[(header::IF_MODIFIED_SINCE, "garbage")])));
+        // If-None-Match wins over If-Modified-Since.
+        assert!(!v.not_modified(&headers(&[
+            (header::IF_NONE_MATCH, "\"x\""),
+            (header::IF_MODIFIED_SINCE, &date)
+        ])));
+        assert!(!v.not_modified(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_range_applies_only_while_if_range_holds() {
+        let v = validators();
+        assert!(v.range_applies(&HeaderMap::new()));
+        assert!(v.range_applies(&headers(&[(header::IF_RANGE, "\"abc\"")])));
+        assert!(!v.range_applies(&headers(&[(header::IF_RANGE, "W/\"abc\"")])));
+        assert!(!v.range_applies(&headers(&[(header::IF_RANGE, "\"old\"")])));
+        assert!(v.range_applies(&headers(&[(header::IF_RANGE, &v.last_modified())])));
+        assert!(!v.range_applies(&headers(&[(header::IF_RANGE, "Thu, 01 Jan 1970 00:00:00 GMT")])));
+    }
+
+    #[test]
+    fn attachment_names_are_percent_encoded() {
+        let path: dfs_proto::DfsPath = "/home/ann/a b\"é.txt".parse().unwrap();
+        assert_eq!(attachment(&path), "attachment; filename*=UTF-8''a%20b%22%C3%A9.txt");
+    }
 }

@@ -9,10 +9,9 @@ use base64::Engine as _;
 use dfs_proto::auth::{validate_user_name, UserInfo};
 use dfs_proto::chunk::ChunkId;
 use dfs_proto::namespace::{
-    ChmodRequest, ChownRequest, ChunkLocation, EnsureHome, FileLayout, Listing, MkdirRequest, PathQuery, RemoveRequest,
-    RenameRequest, Stat,
+    ChmodRequest, ChownRequest, EnsureHome, FileLayout, Listing, MkdirRequest, PathQuery, RemoveRequest, RenameRequest,
+    Stat,
 };
-use dfs_proto::ticket::{Capability, ChunkOp};
 use dfs_proto::watch::WatchKind;
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
 use dfs_store::namespace::{FileContent, Principal, DEFAULT_DIR_MODE};
@@ -237,30 +236,13 @@ pub(super) async fn layout(
     } else {
         blocking(move || store.replicas(&ids)).await?
     };
-    let expires_at = directory.read_capability_expiry();
     let mut offset = 0;
     let mut locations = Vec::with_capacity(chunks.len());
     for chunk in chunks {
-        let replicas = directory
-            .servers
-            .locate(recorded.get(&chunk.id).map(Vec::as_slice).unwrap_or_default());
-        let capability = directory.verifier.key().seal_capability(&Capability {
-            op: ChunkOp::Read,
-            chunk: chunk.id.clone(),
-            size: chunk.size,
-            targets: Vec::new(),
-            expires_at,
-            write_quorum: 0,
-            session: Some(ticket.sid.clone()),
-        });
-        locations.push(ChunkLocation {
-            id: chunk.id,
-            size: chunk.size,
-            offset,
-            replicas,
-            capability,
-        });
-        offset += chunk.size;
+        let size = chunk.size;
+        let replicas = recorded.get(&chunk.id).map(Vec::as_slice).unwrap_or_default();
+        locations.push(directory.chunk_location(chunk, offset, replicas, &ticket.sid));
+        offset += size;
     }
     Ok(ApiJson(FileLayout {
         stat,
