@@ -92,6 +92,23 @@ try {
   check(size === '20.0 MiB', `big.bin is listed with its size (${size})`);
   await shot('04-listed');
 
+  // A folder with the folder picker (its tree is created), and a file dropped on the listing.
+  const album = join(work, 'album');
+  mkdirSync(join(album, 'inner'), { recursive: true });
+  writeFileSync(join(album, 'a.txt'), 'first');
+  writeFileSync(join(album, 'inner', 'b.txt'), 'second');
+  await page.setInputFiles('#pick-folder', album);
+  await page.locator('.upload[data-path$="/album/inner/b.txt"] .percent', { hasText: 'done' }).waitFor();
+  await row('album').waitFor();
+  check(true, 'a folder uploaded with the folder picker');
+  await page.evaluate(() => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File(['dropped bytes'], 'dropped.txt'));
+    document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  });
+  await row('dropped.txt').waitFor();
+  check(true, 'a file dropped on the listing is uploaded');
+
   // Download it and compare.
   const [download] = await Promise.all([
     page.waitForEvent('download'),

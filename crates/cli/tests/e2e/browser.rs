@@ -70,6 +70,15 @@ async fn the_web_file_manager_works_in_a_browser() {
     assert!(!listing.contains("moved.bin"), "{listing}");
     let output = cluster.run("ann", &["stat", "/home/ann/big.bin"], b"");
     assert_ne!(output.code, Some(0), "big.bin was moved away");
+    assert_eq!(
+        cluster.ok("ann", &["cat", "/home/ann/album/inner/b.txt"], b""),
+        b"second"
+    );
+    assert_eq!(cluster.ok("ann", &["cat", "/home/ann/album/a.txt"], b""), b"first");
+    assert_eq!(
+        cluster.ok("ann", &["cat", "/home/ann/dropped.txt"], b""),
+        b"dropped bytes"
+    );
     for page in [
         "01-login",
         "02-login-refused",
