@@ -391,3 +391,69 @@ async fn logins_forwarded_by_the_directory_service_count_the_browsers_address() 
         .unwrap();
     assert_error(response, 401, "unauthenticated").await;
 }
+
+/// Every copy of chunk `id` on the file servers' disks.
+fn chunk_copies(cluster: &Cluster, id: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(cluster.data_dir())
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path().join("chunks").join(&id[..2]).join(id))
+        .filter(|path| path.exists())
+        .collect()
+}
+
+fn flip_a_byte(path: &std::path::Path) {
+    let mut content = std::fs::read(path).unwrap();
+    let middle = content.len() / 2;
+    content[middle] ^= 0xff;
+    std::fs::write(path, content).unwrap();
+}
+
+async fn chunk_ids(cluster: &Cluster, path: &str) -> Vec<String> {
+    let layout = get_json(cluster, "ann", &format!("/v1/layout?path={path}")).await;
+    layout["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|chunk| chunk["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_get_over_plain_http_never_sends_a_corrupt_chunk() {
+    let cluster = cluster_with_users();
+    let ticket = cluster.ticket("ann");
+    let (first, second) = (random_bytes(9 * MIB), random_bytes(9 * MIB));
+    for (path, data) in [("/home/ann/first", &first), ("/home/ann/second", &second)] {
+        assert_eq!(put(&cluster, Some(&ticket), path, data.clone()).await.status(), 200);
+    }
+    // One bad copy of each chunk: another replica serves it, the bytes are right.
+    for id in chunk_ids(&cluster, "/home/ann/first").await {
+        let copies = chunk_copies(&cluster, &id);
+        assert_eq!(copies.len(), 3, "{id}");
+        flip_a_byte(&copies[0]);
+    }
+    let response = get(&cluster, &ticket, "/home/ann/first", &[]).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.bytes().await.unwrap() == first,
+        "the right bytes despite a bad copy of each chunk"
+    );
+    // Every copy of the last chunk bad: the body breaks off short of its
+    // Content-Length (after the good first chunk), never a wrong byte.
+    let last = chunk_ids(&cluster, "/home/ann/second").await.pop().unwrap();
+    for copy in chunk_copies(&cluster, &last) {
+        flip_a_byte(&copy);
+    }
+    let response = get(&cluster, &ticket, "/home/ann/second", &[]).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "the answer starts before the last chunk is read"
+    );
+    let body = response.bytes().await;
+    assert!(
+        body.is_err(),
+        "a body whose last chunk is corrupt everywhere must not complete"
+    );
+}
