@@ -457,3 +457,56 @@ async fn a_get_over_plain_http_never_sends_a_corrupt_chunk() {
         "a body whose last chunk is corrupt everywhere must not complete"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_of_any_size_and_the_forwarded_login_work_over_https() {
+    // The directory service calls itself (chunked PUT) and the security
+    // service (forwarded login) over HTTPS, trusting the cluster's CA.
+    let cluster = Cluster::start(
+        crate::BIN,
+        dfs_testkit::Options {
+            tls: true,
+            ..Default::default()
+        },
+    );
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(cluster.ca_cert()).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    assert!(
+        cluster.banner.web_url.starts_with("https://"),
+        "{}",
+        cluster.banner.web_url
+    );
+    let login: serde_json::Value = https
+        .post(format!("{}/v1/auth/login", cluster.url()))
+        .json(&serde_json::json!({"name": "admin", "password": cluster.admin_password()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = login["ticket"].as_str().expect("a ticket from the forwarded login");
+    let data = random_bytes(9 * MIB);
+    let response = https
+        .put(files_url(&cluster))
+        .query(&[("path", "/over-tls.bin")])
+        .bearer_auth(ticket)
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = https
+        .get(files_url(&cluster))
+        .query(&[("path", "/over-tls.bin")])
+        .bearer_auth(ticket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.unwrap() == data);
+}
