@@ -510,3 +510,96 @@ async fn files_of_any_size_and_the_forwarded_login_work_over_https() {
     assert_eq!(response.status(), 200);
     assert!(response.bytes().await.unwrap() == data);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_put_honours_locks_and_transactions() {
+    let cluster = cluster_with_users();
+    let ticket = cluster.ticket("ann");
+    let post = |endpoint: &str, body: serde_json::Value| {
+        http()
+            .post(format!("{}{endpoint}", cluster.url()))
+            .bearer_auth(&ticket)
+            .json(&body)
+    };
+    let first = random_bytes(9 * MIB);
+    assert_eq!(
+        put(&cluster, Some(&ticket), "/home/ann/locked", first.clone())
+            .await
+            .status(),
+        200
+    );
+
+    // An exclusive lock: a chunked write without its token is 423, with it goes through.
+    let grant: serde_json::Value = post("/v1/locks", serde_json::json!({"path": "/home/ann/locked"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = grant["token"].as_str().unwrap();
+    let second = random_bytes(9 * MIB);
+    let response = put(&cluster, Some(&ticket), "/home/ann/locked", second.clone()).await;
+    assert_error(response, 423, "locked").await;
+    assert!(
+        get(&cluster, &ticket, "/home/ann/locked", &[])
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            == first
+    );
+    let response = http()
+        .put(files_url(&cluster))
+        .query(&[("path", "/home/ann/locked")])
+        .bearer_auth(&ticket)
+        .header("x-dfs-lock-token", token)
+        .body(second.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        get(&cluster, &ticket, "/home/ann/locked", &[])
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            == second
+    );
+
+    // Staged in a transaction: invisible until the commit.
+    let tx: serde_json::Value = post("/v1/tx", serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = tx["id"].as_str().unwrap();
+    let staged = random_bytes(9 * MIB);
+    let response = http()
+        .put(files_url(&cluster))
+        .query(&[("path", "/home/ann/staged")])
+        .bearer_auth(&ticket)
+        .header("x-dfs-tx", id)
+        .body(staged.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_error(get(&cluster, &ticket, "/home/ann/staged", &[]).await, 404, "not_found").await;
+    let response = post(&format!("/v1/tx/{id}/commit"), serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        get(&cluster, &ticket, "/home/ann/staged", &[])
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            == staged
+    );
+}
