@@ -17,9 +17,23 @@ fn files_url(cluster: &Cluster) -> String {
 
 /// `PUT /v1/files?path=P` with `ticket` (if any) and `body`.
 async fn put(cluster: &Cluster, ticket: Option<&str>, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-    let mut request = http().put(files_url(cluster)).query(&[("path", path)]).body(body);
+    put_with(cluster, ticket, &[("path", path)], &[], body).await
+}
+
+/// `PUT /v1/files` with this query, `ticket` (if any), extra `headers` and `body`.
+async fn put_with(
+    cluster: &Cluster,
+    ticket: Option<&str>,
+    query: &[(&str, &str)],
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut request = http().put(files_url(cluster)).query(query).body(body);
     if let Some(ticket) = ticket {
         request = request.bearer_auth(ticket);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     request.send().await.unwrap()
 }
@@ -34,6 +48,11 @@ async fn get(cluster: &Cluster, ticket: &str, path: &str, headers: &[(&str, &str
         request = request.header(*name, *value);
     }
     request.send().await.unwrap()
+}
+
+/// The whole content of `path`, read with `GET /v1/files`.
+async fn content(cluster: &Cluster, ticket: &str, path: &str) -> Vec<u8> {
+    get(cluster, ticket, path, &[]).await.bytes().await.unwrap().to_vec()
 }
 
 /// `data` as a streamed body of 1 MiB pieces, with no `Content-Length`.
@@ -152,25 +171,23 @@ async fn a_chunked_file_goes_up_and_down_with_one_plain_http_request_each() {
 
     // Replaced (a compare-and-set on the version), the old ETag no longer matches.
     let newer = random_bytes(9 * MIB);
-    let response = http()
-        .put(files_url(&cluster))
-        .query(&[("path", path)])
-        .bearer_auth(&ticket)
-        .header("if-match", "\"1\"")
-        .body(newer.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = put_with(
+        &cluster,
+        Some(&ticket),
+        &[("path", path)],
+        &[("if-match", "\"1\"")],
+        newer.clone(),
+    )
+    .await;
     assert_eq!(response.status(), 200);
-    let response = http()
-        .put(files_url(&cluster))
-        .query(&[("path", path)])
-        .bearer_auth(&ticket)
-        .header("if-match", "\"1\"")
-        .body(random_bytes(9 * MIB))
-        .send()
-        .await
-        .unwrap();
+    let response = put_with(
+        &cluster,
+        Some(&ticket),
+        &[("path", path)],
+        &[("if-match", "\"1\"")],
+        random_bytes(9 * MIB),
+    )
+    .await;
     assert_error(response, 412, "precondition_failed").await;
     let response = get(&cluster, &ticket, path, &[("if-none-match", &etag)]).await;
     assert_eq!(response.status(), 200);
@@ -208,23 +225,16 @@ async fn bad_file_requests_are_refused_and_store_nothing() {
     assert_error(response, 403, "permission_denied").await;
 
     // no_clobber over a file: refused, the file unchanged.
-    let response = http()
-        .put(files_url(&cluster))
-        .query(&[("path", "/home/ann/private.bin"), ("no_clobber", "true")])
-        .bearer_auth(&ann)
-        .body(random_bytes(MIB))
-        .send()
-        .await
-        .unwrap();
+    let response = put_with(
+        &cluster,
+        Some(&ann),
+        &[("path", "/home/ann/private.bin"), ("no_clobber", "true")],
+        &[],
+        random_bytes(MIB),
+    )
+    .await;
     assert_error(response, 409, "already_exists").await;
-    assert!(
-        get(&cluster, &ann, "/home/ann/private.bin", &[])
-            .await
-            .bytes()
-            .await
-            .unwrap()
-            == large
-    );
+    assert!(content(&cluster, &ann, "/home/ann/private.bin").await == large);
 
     // A body that breaks off after 9 MiB (more than a chunk): nothing is stored.
     let mut pieces: Vec<Result<Vec<u8>, std::io::Error>> = random_bytes(9 * MIB)
@@ -541,32 +551,17 @@ async fn a_chunked_put_honours_locks_and_transactions() {
     let second = random_bytes(9 * MIB);
     let response = put(&cluster, Some(&ticket), "/home/ann/locked", second.clone()).await;
     assert_error(response, 423, "locked").await;
-    assert!(
-        get(&cluster, &ticket, "/home/ann/locked", &[])
-            .await
-            .bytes()
-            .await
-            .unwrap()
-            == first
-    );
-    let response = http()
-        .put(files_url(&cluster))
-        .query(&[("path", "/home/ann/locked")])
-        .bearer_auth(&ticket)
-        .header("x-dfs-lock-token", token)
-        .body(second.clone())
-        .send()
-        .await
-        .unwrap();
+    assert!(content(&cluster, &ticket, "/home/ann/locked").await == first);
+    let response = put_with(
+        &cluster,
+        Some(&ticket),
+        &[("path", "/home/ann/locked")],
+        &[("x-dfs-lock-token", token)],
+        second.clone(),
+    )
+    .await;
     assert_eq!(response.status(), 200);
-    assert!(
-        get(&cluster, &ticket, "/home/ann/locked", &[])
-            .await
-            .bytes()
-            .await
-            .unwrap()
-            == second
-    );
+    assert!(content(&cluster, &ticket, "/home/ann/locked").await == second);
 
     // Staged in a transaction: invisible until the commit.
     let tx: serde_json::Value = post("/v1/tx", serde_json::json!({}))
@@ -578,15 +573,14 @@ async fn a_chunked_put_honours_locks_and_transactions() {
         .unwrap();
     let id = tx["id"].as_str().unwrap();
     let staged = random_bytes(9 * MIB);
-    let response = http()
-        .put(files_url(&cluster))
-        .query(&[("path", "/home/ann/staged")])
-        .bearer_auth(&ticket)
-        .header("x-dfs-tx", id)
-        .body(staged.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = put_with(
+        &cluster,
+        Some(&ticket),
+        &[("path", "/home/ann/staged")],
+        &[("x-dfs-tx", id)],
+        staged.clone(),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     assert_error(get(&cluster, &ticket, "/home/ann/staged", &[]).await, 404, "not_found").await;
     let response = post(&format!("/v1/tx/{id}/commit"), serde_json::json!({}))
@@ -594,12 +588,5 @@ async fn a_chunked_put_honours_locks_and_transactions() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(
-        get(&cluster, &ticket, "/home/ann/staged", &[])
-            .await
-            .bytes()
-            .await
-            .unwrap()
-            == staged
-    );
+    assert!(content(&cluster, &ticket, "/home/ann/staged").await == staged);
 }
