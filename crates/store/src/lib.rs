@@ -19,6 +19,7 @@
 mod common;
 pub mod dump;
 pub mod locks;
+mod model;
 pub mod mongo;
 pub mod namespace;
 pub mod postgres;

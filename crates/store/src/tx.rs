@@ -38,6 +38,8 @@
 //!
 //! [`StoreError::Conflict`]: crate::StoreError::Conflict
 
+use crate::model::namespace as model;
+use crate::model::Rows;
 use crate::namespace::{FileContent, Principal, UploadRecord};
 use crate::{Store, StoreError, StoreResult};
 use dfs_proto::namespace::{ChunkRef, Listing, Stat};
@@ -220,14 +222,11 @@ pub struct EntryState {
 
 /// What an engine provides to the transaction rules below, each call inside
 /// the one database transaction the engine runs them in. Primitives only:
-/// the rules are the functions of this module.
-pub(crate) trait TxPrimitives {
+/// the rules are the functions of this module; the namespace itself is
+/// read and changed through [`Rows`] and the rules of [`crate::model`].
+pub(crate) trait TxPrimitives: Rows + Sized {
     /// Checks that transaction `id` is live at `now` and belongs to `who`.
     fn owned_transaction(&mut self, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()>;
-    /// The entry at `path` now, found without permission checks.
-    fn peek(&mut self, path: &DfsPath) -> StoreResult<Option<EntryState>>;
-    /// The entries of the directory at `path` now, by name; `None` if there is no directory.
-    fn children(&mut self, path: &DfsPath) -> StoreResult<Option<Vec<(String, EntryState)>>>;
     /// Records the state of `path` in transaction `id`, unless one is recorded already.
     fn record_entry(&mut self, id: &str, path: &DfsPath, state: Option<EntryState>) -> StoreResult<()>;
     /// Records the fingerprint of the listing of `path`, unless one is recorded already.
@@ -240,12 +239,77 @@ pub(crate) trait TxPrimitives {
     fn push_op(&mut self, id: &str, op: &StagedOp) -> StoreResult<()>;
     /// The staged changes, in staging order.
     fn staged_ops(&mut self, id: &str) -> StoreResult<Vec<StagedOp>>;
-    /// Applies `op` as the direct write of the same name would.
-    fn apply(&mut self, who: &Principal, op: &StagedOp, now_ms: u64) -> StoreResult<()>;
     /// Forgets transaction `id` and everything recorded for it.
     fn forget(&mut self, id: &str) -> StoreResult<()>;
+
+    /// The entry at `path` now, found without permission checks.
+    fn peek(&mut self, path: &DfsPath) -> StoreResult<Option<EntryState>> {
+        Ok(model::peek(self, path)?.map(|node| EntryState {
+            inode: node.id,
+            version: node.version,
+        }))
+    }
+    /// The entries of the directory at `path` now, by name; `None` if there is no directory.
+    fn listing(&mut self, path: &DfsPath) -> StoreResult<Option<Vec<(String, EntryState)>>> {
+        let Some(dir) = model::peek(self, path)?.filter(|node| node.is_dir()) else {
+            return Ok(None);
+        };
+        let children = self.children(dir.id)?;
+        Ok(Some(
+            children
+                .into_iter()
+                .map(|(name, node)| {
+                    let state = EntryState {
+                        inode: node.id,
+                        version: node.version,
+                    };
+                    (name, state)
+                })
+                .collect(),
+        ))
+    }
+    /// Applies `op` as the direct write of the same name would.
+    fn apply(&mut self, who: &Principal, op: &StagedOp, now_ms: u64) -> StoreResult<()> {
+        match op {
+            StagedOp::Mkdir { path, mode, parents } => drop(model::mkdir(self, who, path, *mode, *parents, now_ms)?),
+            StagedOp::Remove { path, recursive } => model::remove(self, who, path, *recursive, now_ms)?,
+            StagedOp::Rename { from, to, no_clobber } => drop(model::rename(self, who, from, to, *no_clobber, now_ms)?),
+            StagedOp::Put {
+                path,
+                chunks,
+                mode,
+                no_clobber,
+                replication,
+            } => drop(model::write_file(
+                self,
+                who,
+                path,
+                *no_clobber,
+                *mode,
+                *replication,
+                chunks,
+                now_ms,
+            )?),
+            StagedOp::PutInline {
+                path,
+                data,
+                mode,
+                no_clobber,
+            } => drop(model::write_inline(self, who, path, data, *mode, *no_clobber, now_ms)?),
+        }
+        Ok(())
+    }
     /// Answers `read` with the permission checks of the plain read.
-    fn answer(&mut self, who: &Principal, read: &TxRead) -> StoreResult<TxReadAnswer>;
+    fn answer(&mut self, who: &Principal, read: &TxRead) -> StoreResult<TxReadAnswer> {
+        Ok(match read {
+            TxRead::Stat(path) => TxReadAnswer::Stat(model::stat(self, who, path)?),
+            TxRead::List(path) => TxReadAnswer::List(model::list(self, who, path)?),
+            TxRead::Content(path) => {
+                let (stat, content) = model::file_content(self, who, path)?;
+                TxReadAnswer::Content(stat, content)
+            }
+        })
+    }
     /// Makes this database transaction conflict with any concurrent one
     /// that changes the entry at `path` (found in `state`). Nothing where
     /// the engine itself detects that a read changed before its commit
@@ -333,6 +397,32 @@ fn is_read_conflict(error: &StoreError, path: &DfsPath) -> bool {
     matches!((error, changed(path)), (StoreError::Conflict(message), StoreError::Conflict(expected)) if *message == expected)
 }
 
+/// [`TransactionStore::stage_upload`]: the transaction and the upload must
+/// be live and `who`'s, the chunks durable; the upload becomes a staged
+/// [`StagedOp::Put`] and is forgotten.
+pub(crate) fn stage_upload_in(
+    t: &mut impl TxPrimitives,
+    who: &Principal,
+    id: &str,
+    upload_id: &str,
+    chunks: &[ChunkRef],
+    now: UnixSeconds,
+) -> StoreResult<StagedOp> {
+    t.owned_transaction(who, id, now)?;
+    let upload = model::owned_upload(t, who, upload_id, now)?;
+    model::check_durable(t, chunks, upload.replication)?;
+    let op = StagedOp::Put {
+        path: upload.path,
+        chunks: chunks.to_vec(),
+        mode: upload.mode,
+        no_clobber: upload.no_clobber,
+        replication: upload.replication,
+    };
+    stage_in(t, id, &op)?;
+    t.forget_upload(upload_id)?;
+    Ok(op)
+}
+
 /// Records `op` and the first-seen state of the paths it writes.
 pub(crate) fn stage_in(t: &mut impl TxPrimitives, id: &str, op: &StagedOp) -> StoreResult<()> {
     for path in op.written_paths() {
@@ -356,7 +446,7 @@ fn record_read(
     let state = t.peek(path)?;
     t.record_entry(id, path, state)?;
     if let TxRead::List(path) = read {
-        let children = t.children(path)?;
+        let children = t.listing(path)?;
         t.record_listing(id, path, listing_fingerprint(children.as_deref()))?;
     }
     t.staged_ops(id)
@@ -393,7 +483,7 @@ fn check_reads(t: &mut impl TxPrimitives, id: &str, guard: bool) -> StoreResult<
     let mut listings = t.listing_reads(id)?;
     listings.sort_by(|a, b| a.0.cmp(&b.0));
     for (path, fingerprint) in listings {
-        let children = t.children(&path)?;
+        let children = t.listing(&path)?;
         if listing_fingerprint(children.as_deref()) != fingerprint {
             return Err(changed(&path));
         }

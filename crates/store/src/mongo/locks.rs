@@ -3,15 +3,14 @@
 //! each path, never deleted, so numbers only grow. Fences come from the
 //! `fence` counter, taken inside the grant's transaction.
 
-use super::namespace::{bump_slot, child, resolve_chain, Inode};
+use super::namespace::bump_slot;
 use super::{int, MongoStore, Tx, FENCE_COUNTER, INODES, LOCKS, LOCK_GRANTS};
-use crate::common::{
-    check_lock_holder, check_lock_permission_rule, check_lock_rule, covering, denied, no_such_lock, not_a_directory,
-};
-use crate::locks::{LockRecord, LockStore, MAX_LIVE_LOCKS_PER_USER};
-use crate::namespace::{Principal, EXECUTE};
-use crate::{StoreError, StoreResult};
-use dfs_proto::locks::make_token;
+use crate::common::{covering, Node};
+use crate::locks::{LockRecord, LockStore};
+use crate::model::locks as model;
+use crate::model::LockRows;
+use crate::namespace::Principal;
+use crate::StoreResult;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use mongodb::bson::{doc, Document};
@@ -70,18 +69,17 @@ fn covering_filter(field: &str, path: &DfsPath) -> Document {
     ]}
 }
 
-/// Live locks on `path`, above it or below it, oldest grant first.
-fn covering_locks(tx: &mut Tx<'_>, path: &DfsPath, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
-    let filter = doc! {"$and": [covering_filter("path", path), {"expires_at": {"$gt": int(now)}}]};
-    let locks: Vec<LockDoc> = tx.find(LOCKS, filter, doc! {"fence": 1}, Document::new())?;
-    Ok(locks.into_iter().map(LockRecord::from).collect())
-}
+/// The lock primitives (see [`LockRows`]). Fences come from the `fence`
+/// counter inside the grant's transaction: two racing grants conflict on it.
+impl LockRows for Tx<'_> {
+    fn covering_locks(&mut self, path: &DfsPath, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
+        let filter = doc! {"$and": [covering_filter("path", path), {"expires_at": {"$gt": int(now)}}]};
+        let locks: Vec<LockDoc> = self.find(LOCKS, filter, doc! {"fence": 1}, Document::new())?;
+        Ok(locks.into_iter().map(LockRecord::from).collect())
+    }
 
-/// The lock rule for a write changing `path` (see [`crate::locks`]).
-pub(super) fn check_locks(tx: &mut Tx<'_>, who: &Principal, path: &DfsPath, now: UnixSeconds) -> StoreResult<()> {
-    let live = covering_locks(tx, path, now)?;
-    check_lock_rule(who, path, &live, || {
-        let latest: Option<Document> = tx.find_first(
+    fn latest_grant(&mut self, path: &DfsPath) -> StoreResult<Option<(String, u64)>> {
+        let latest: Option<Document> = self.find_first(
             LOCK_GRANTS,
             covering_filter("_id", path),
             doc! {"fence": -1},
@@ -96,68 +94,65 @@ pub(super) fn check_locks(tx: &mut Tx<'_>, who: &Principal, path: &DfsPath, now:
                 Ok((path.to_string(), fence as u64))
             })
             .transpose()
-    })
-}
+    }
 
-/// The permission a lock needs (`common::check_lock_permission_rule`).
-/// Returns the ids of every entry read to decide, and the parent
-/// directory's id (none for `/`).
-fn check_lock_permission(
-    tx: &mut Tx<'_>,
-    who: &Principal,
-    path: &DfsPath,
-    shared: bool,
-) -> StoreResult<(Vec<i64>, Option<i64>)> {
-    // The parent as (id, owner uid, mode); none for `/`.
-    type Parent = Option<(i64, u64, u32)>;
-    let (mut read, existing, parent): (Vec<Inode>, Option<Inode>, Parent) = match path.split_last() {
-        None => {
-            let mut chain = resolve_chain(tx, who, path)?;
-            let root = chain.pop();
-            (chain, root, None)
-        }
-        Some((parent_path, name)) => {
-            let chain = resolve_chain(tx, who, &parent_path)?;
-            let parent = chain.last().expect("the chain is never empty");
-            if !parent.is_dir() {
-                return Err(not_a_directory(&parent_path));
-            }
-            if !parent.permits(who, EXECUTE) {
-                return Err(denied(&parent_path));
-            }
-            let parent = (parent.id, parent.owner_uid, parent.mode);
-            let existing = child(tx, parent.0, name)?;
-            (chain, existing, Some(parent))
-        }
-    };
-    check_lock_permission_rule(
-        who,
-        path,
-        shared,
-        existing.as_ref().map(|node| (node.owner_uid, node.mode, node.is_dir())),
-        parent.map(|(_, owner_uid, mode)| (owner_uid, mode)),
-    )?;
-    read.extend(existing);
-    Ok((
-        read.into_iter().map(|node| node.id).collect(),
-        parent.map(|(id, _, _)| id),
-    ))
-}
+    fn forget_expired_locks(&mut self, _path: &DfsPath, now: UnixSeconds) -> StoreResult<()> {
+        self.delete(LOCKS, doc! {"expires_at": {"$lte": int(now)}})?;
+        Ok(())
+    }
 
-/// The live lock `token`, if `who` may renew it (`renewing`) or release it.
-fn held_lock(
-    tx: &mut Tx<'_>,
-    who: &Principal,
-    token: &str,
-    now: UnixSeconds,
-    renewing: bool,
-) -> StoreResult<LockRecord> {
-    let lock: LockRecord = tx
-        .find_one::<LockDoc>(LOCKS, doc! {"_id": token, "expires_at": {"$gt": int(now)}})?
-        .ok_or_else(|| no_such_lock(token))?
-        .into();
-    check_lock_holder(who, &lock, renewing)?;
-    Ok(lock)
+    fn locks_held(&mut self, uid: u64, _now: UnixSeconds) -> StoreResult<u64> {
+        self.count(LOCKS, doc! {"holder_uid": int(uid)})
+    }
+
+    fn next_fence(&mut self) -> StoreResult<u64> {
+        self.next_in_transaction(FENCE_COUNTER)
+    }
+
+    fn record_grant(&mut self, path: &DfsPath, fence: u64) -> StoreResult<()> {
+        self.upsert(
+            LOCK_GRANTS,
+            doc! {"_id": path.as_str()},
+            doc! {"$max": {"fence": int(fence)}},
+        )
+    }
+
+    fn insert_lock(&mut self, lock: &LockRecord) -> StoreResult<()> {
+        self.insert(LOCKS, &LockDoc::from(lock))
+    }
+
+    fn live_lock(&mut self, token: &str, now: UnixSeconds) -> StoreResult<Option<LockRecord>> {
+        Ok(self
+            .find_one::<LockDoc>(LOCKS, doc! {"_id": token, "expires_at": {"$gt": int(now)}})?
+            .map(LockRecord::from))
+    }
+
+    fn set_lock_expiry(&mut self, token: &str, expires_at: UnixSeconds) -> StoreResult<()> {
+        self.update(
+            LOCKS,
+            doc! {"_id": token},
+            doc! {"$set": {"expires_at": int(expires_at)}},
+        )?;
+        Ok(())
+    }
+
+    fn delete_lock(&mut self, token: &str) -> StoreResult<()> {
+        self.delete(LOCKS, doc! {"_id": token})?;
+        Ok(())
+    }
+
+    /// A namespace change of what the permission check read now conflicts
+    /// with this grant instead of slipping past it; and whether the locked
+    /// name exists decided which permission was checked: a racing create or
+    /// remove of it bumps the same slot.
+    fn lock_granted(&mut self, read: &[Node], parent: Option<i64>, path: &DfsPath) -> StoreResult<()> {
+        let ids: Vec<i64> = read.iter().map(|node| node.id).collect();
+        self.update_many(INODES, doc! {"_id": {"$in": ids}}, doc! {"$inc": {"seq": 1_i64}})?;
+        if let (Some(parent), Some((_, name))) = (parent, path.split_last()) {
+            bump_slot(self, parent, name)?;
+        }
+        Ok(())
+    }
 }
 
 impl LockStore for MongoStore {
@@ -170,46 +165,7 @@ impl LockStore for MongoStore {
         now: UnixSeconds,
         expires_at: UnixSeconds,
     ) -> StoreResult<LockRecord> {
-        self.write(|tx| {
-            let (read, parent_id) = check_lock_permission(tx, who, path, shared)?;
-            for lock in covering_locks(tx, path, now)? {
-                if !(shared && lock.shared) {
-                    return Err(StoreError::Locked(lock.refusal()));
-                }
-            }
-            tx.delete(LOCKS, doc! {"expires_at": {"$lte": int(now)}})?;
-            if tx.count(LOCKS, doc! {"holder_uid": int(who.uid)})? >= MAX_LIVE_LOCKS_PER_USER {
-                return Err(LockRecord::too_many(who));
-            }
-            // Taking the fence inside the transaction serializes grants: two
-            // racing grants of conflicting locks conflict on the counter.
-            let fence = tx.next_in_transaction(FENCE_COUNTER)?;
-            tx.upsert(
-                LOCK_GRANTS,
-                doc! {"_id": path.as_str()},
-                doc! {"$max": {"fence": int(fence)}},
-            )?;
-            // A namespace change of what the permission check read now
-            // conflicts with this grant instead of slipping past it.
-            tx.update_many(INODES, doc! {"_id": {"$in": read}}, doc! {"$inc": {"seq": 1_i64}})?;
-            // Whether the locked name exists decided which permission was
-            // checked: a racing create or remove of it bumps the same slot.
-            if let (Some(parent_id), Some((_, name))) = (parent_id, path.split_last()) {
-                bump_slot(tx, parent_id, name)?;
-            }
-            let lock = LockRecord {
-                token: make_token(fence, nonce),
-                path: path.clone(),
-                holder_uid: who.uid,
-                holder_name: who.name.clone(),
-                shared,
-                fence,
-                created_at: now,
-                expires_at,
-            };
-            tx.insert(LOCKS, &LockDoc::from(&lock))?;
-            Ok(lock)
-        })
+        self.write(|tx| model::acquire_lock(tx, who, path, shared, nonce, now, expires_at))
     }
 
     fn renew_lock(
@@ -219,27 +175,11 @@ impl LockStore for MongoStore {
         now: UnixSeconds,
         expires_at: UnixSeconds,
     ) -> StoreResult<LockRecord> {
-        self.write(|tx| {
-            let mut lock = held_lock(tx, who, token, now, true)?;
-            tx.update(
-                LOCKS,
-                doc! {"_id": token},
-                doc! {"$set": {"expires_at": int(expires_at)}},
-            )?;
-            lock.expires_at = expires_at;
-            Ok(lock)
-        })
+        self.write(|tx| model::renew_lock(tx, who, token, now, expires_at))
     }
 
     fn release_lock(&self, who: &Principal, path: &DfsPath, token: &str, now: UnixSeconds) -> StoreResult<()> {
-        self.write(|tx| {
-            let lock = held_lock(tx, who, token, now, false)?;
-            if &lock.path != path {
-                return Err(StoreError::NotFound(format!("no such lock on {path}: {token}")));
-            }
-            tx.delete(LOCKS, doc! {"_id": token})?;
-            Ok(())
-        })
+        self.write(|tx| model::release_lock(tx, who, path, token, now))
     }
 
     fn locks(&self, path: Option<&DfsPath>, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {

@@ -9,16 +9,15 @@
 //! commit of a transaction that changes something also writes what it read
 //! ([`TxPrimitives::guard_entry`]): a concurrent change of it then conflicts.
 
-use super::namespace::{
-    bump_slot, check_durable, child, file_content_in, insert_upload, list_in, mkdir_in, node_by_id, owned_upload,
-    remove_in, rename_in, resolve, write_file, write_inline_in, Inode,
-};
-use super::{int, MongoStore, Tx, DIR_SLOTS, INODES, ROOT_ID, TRANSACTIONS, UPLOADS};
+use super::namespace::bump_slot;
+use super::{int, MongoStore, Tx, DIR_SLOTS, INODES, ROOT_ID, TRANSACTIONS};
 use crate::common::no_such_transaction;
+use crate::model::namespace::peek;
+use crate::model::Rows;
 use crate::namespace::{Principal, UploadRecord};
 use crate::tx::{
-    commit_in, stage_in, EntryState, StagedOp, TransactionRecord, TransactionStore, TxEngine, TxPrimitives, TxRead,
-    TxReadAnswer,
+    commit_in, stage_in, stage_upload_in, EntryState, StagedOp, TransactionRecord, TransactionStore, TxEngine,
+    TxPrimitives, TxRead, TxReadAnswer,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::namespace::ChunkRef;
@@ -59,30 +58,6 @@ pub(super) struct ListingDoc {
     fingerprint: i64,
 }
 
-/// What a listing's fingerprint needs of an entry.
-#[derive(Debug, Deserialize)]
-struct ChildDoc {
-    #[serde(rename = "_id")]
-    id: i64,
-    name: String,
-    version: u64,
-}
-
-/// The entry at `path` now, found without permission checks.
-fn peek_node(tx: &mut Tx<'_>, path: &DfsPath) -> StoreResult<Option<Inode>> {
-    let mut node = node_by_id(tx, ROOT_ID)?;
-    for name in path.components() {
-        if !node.is_dir() {
-            return Ok(None);
-        }
-        match child(tx, node.id, name)? {
-            Some(next) => node = next,
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(node))
-}
-
 /// Transaction `id`, if it is live at `now` and belongs to `who`.
 fn owned_transaction(tx: &mut Tx<'_>, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<TransactionDoc> {
     let transaction = tx
@@ -107,37 +82,6 @@ fn to_bson(value: &impl Serialize) -> StoreResult<Bson> {
 impl TxPrimitives for Tx<'_> {
     fn owned_transaction(&mut self, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
         owned_transaction(self, who, id, now).map(drop)
-    }
-
-    fn peek(&mut self, path: &DfsPath) -> StoreResult<Option<EntryState>> {
-        Ok(peek_node(self, path)?.map(|node| EntryState {
-            inode: node.id,
-            version: node.version,
-        }))
-    }
-
-    fn children(&mut self, path: &DfsPath) -> StoreResult<Option<Vec<(String, EntryState)>>> {
-        let Some(dir) = peek_node(self, path)?.filter(Inode::is_dir) else {
-            return Ok(None);
-        };
-        let children: Vec<ChildDoc> = self.find(
-            INODES,
-            doc! {"parent": dir.id},
-            doc! {"name": 1},
-            doc! {"_id": 1, "name": 1, "version": 1},
-        )?;
-        Ok(Some(
-            children
-                .into_iter()
-                .map(|child| {
-                    let state = EntryState {
-                        inode: child.id,
-                        version: child.version,
-                    };
-                    (child.name, state)
-                })
-                .collect(),
-        ))
     }
 
     fn record_entry(&mut self, id: &str, path: &DfsPath, state: Option<EntryState>) -> StoreResult<()> {
@@ -199,50 +143,9 @@ impl TxPrimitives for Tx<'_> {
         Ok(transaction(self, id)?.ops)
     }
 
-    fn apply(&mut self, who: &Principal, op: &StagedOp, now_ms: u64) -> StoreResult<()> {
-        match op {
-            StagedOp::Mkdir { path, mode, parents } => {
-                mkdir_in(self, who, path, *mode, *parents, now_ms)?;
-            }
-            StagedOp::Remove { path, recursive } => remove_in(self, who, path, *recursive, now_ms)?,
-            StagedOp::Rename { from, to, no_clobber } => {
-                rename_in(self, who, from, to, *no_clobber, now_ms)?;
-            }
-            StagedOp::Put {
-                path,
-                chunks,
-                mode,
-                no_clobber,
-                replication,
-            } => {
-                write_file(self, who, path, *no_clobber, *mode, *replication, chunks, now_ms)?;
-            }
-            StagedOp::PutInline {
-                path,
-                data,
-                mode,
-                no_clobber,
-            } => {
-                write_inline_in(self, who, path, data, *mode, *no_clobber, now_ms)?;
-            }
-        }
-        Ok(())
-    }
-
     fn forget(&mut self, id: &str) -> StoreResult<()> {
         self.delete(TRANSACTIONS, doc! {"_id": id})?;
         Ok(())
-    }
-
-    fn answer(&mut self, who: &Principal, read: &TxRead) -> StoreResult<TxReadAnswer> {
-        Ok(match read {
-            TxRead::Stat(path) => TxReadAnswer::Stat(resolve(self, who, path)?.stat(path.clone())),
-            TxRead::List(path) => TxReadAnswer::List(list_in(self, who, path)?),
-            TxRead::Content(path) => {
-                let (stat, content) = file_content_in(self, who, path)?;
-                TxReadAnswer::Content(stat, content)
-            }
-        })
     }
 
     /// An entry: bumps its `seq`, which every change of it writes too. No
@@ -253,9 +156,9 @@ impl TxPrimitives for Tx<'_> {
             self.update(INODES, doc! {"_id": state.inode}, doc! {"$inc": {"seq": 1_i64}})?;
             return Ok(());
         }
-        let mut node = node_by_id(self, ROOT_ID)?;
+        let mut node = self.node(ROOT_ID)?;
         for name in path.components() {
-            match child(self, node.id, name)? {
+            match self.child(node.id, name)? {
                 Some(next) if next.is_dir() => node = next,
                 _ => return bump_slot(self, node.id, name),
             }
@@ -265,7 +168,7 @@ impl TxPrimitives for Tx<'_> {
 
     /// Bumps every entry slot of the directory: any change of an entry in it writes one.
     fn guard_listing(&mut self, path: &DfsPath) -> StoreResult<()> {
-        if let Some(dir) = peek_node(self, path)?.filter(Inode::is_dir) {
+        if let Some(dir) = peek(self, path)?.filter(|node| node.is_dir()) {
             self.update_many(DIR_SLOTS, doc! {"dir": dir.id}, doc! {"$inc": {"seq": 1_i64}})?;
         }
         Ok(())
@@ -321,7 +224,7 @@ impl TransactionStore for MongoStore {
     ) -> StoreResult<()> {
         self.write(|tx| {
             owned_transaction(tx, who, id, now)?;
-            insert_upload(tx, upload)
+            tx.insert_upload(upload)
         })
     }
 
@@ -333,21 +236,7 @@ impl TransactionStore for MongoStore {
         chunks: &[ChunkRef],
         now: UnixSeconds,
     ) -> StoreResult<StagedOp> {
-        self.write(|tx| {
-            owned_transaction(tx, who, id, now)?;
-            let upload = owned_upload(tx, who, upload_id, now)?;
-            check_durable(tx, chunks, upload.replication)?;
-            let op = StagedOp::Put {
-                path: upload.path,
-                chunks: chunks.to_vec(),
-                mode: upload.mode,
-                no_clobber: upload.no_clobber,
-                replication: upload.replication,
-            };
-            stage_in(tx, id, &op)?;
-            tx.delete(UPLOADS, doc! {"_id": upload_id})?;
-            Ok(op)
-        })
+        self.write(|tx| stage_upload_in(tx, who, id, upload_id, chunks, now))
     }
 
     fn read_in_transaction(

@@ -4,13 +4,14 @@
 //! a number above every earlier one without reading the others, so grants on
 //! unrelated paths do not conflict.
 
-use super::namespace::{resolve, resolve_parent, stored_path};
+use super::namespace::stored_path;
 use super::{int, uint, PgTx, PostgresStore};
-use crate::common::{check_lock_holder, check_lock_permission_rule, check_lock_rule, covering, no_such_lock, Covering};
-use crate::locks::{LockRecord, LockStore, MAX_LIVE_LOCKS_PER_USER};
+use crate::common::{covering, Covering};
+use crate::locks::{LockRecord, LockStore};
+use crate::model::locks as model;
+use crate::model::LockRows;
 use crate::namespace::Principal;
-use crate::{StoreError, StoreResult};
-use dfs_proto::locks::make_token;
+use crate::StoreResult;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use postgres::Row;
@@ -73,57 +74,104 @@ fn covering_locks(tx: &mut PgTx<'_>, path: &DfsPath, now: UnixSeconds) -> StoreR
     rows.iter().map(lock_from_row).collect()
 }
 
-/// The lock rule for a write changing `path` (see [`crate::locks`]).
-pub(super) fn check_locks(tx: &mut PgTx<'_>, who: &Principal, path: &DfsPath, now: UnixSeconds) -> StoreResult<()> {
-    let live = covering_locks(tx, path, now)?;
-    check_lock_rule(who, path, &live, || {
+/// The lock primitives (see [`LockRows`]). Fences come from a sequence,
+/// outside the serializable snapshot: grants on unrelated paths never
+/// conflict on them.
+impl LockRows for PgTx<'_> {
+    fn covering_locks(&mut self, path: &DfsPath, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
+        covering_locks(self, path, now)
+    }
+
+    fn latest_grant(&mut self, path: &DfsPath) -> StoreResult<Option<(String, u64)>> {
         let Covering {
             paths,
             below_from,
             below_to,
         } = covering(path);
-        let row = tx.query_opt(
+        let row = self.query_opt(
             &format!("SELECT path, fence FROM lock_grants WHERE {COVERING} ORDER BY fence DESC LIMIT 1"),
             &[&paths, &below_from, &below_to],
         )?;
         Ok(row.map(|row| (row.get(0), uint(row.get(1)))))
-    })
-}
+    }
 
-/// The permission a lock needs (`common::check_lock_permission_rule`).
-fn check_lock_permission(tx: &mut PgTx<'_>, who: &Principal, path: &DfsPath, shared: bool) -> StoreResult<()> {
-    let (existing, parent) = if path.is_root() {
-        (Some(resolve(tx, who, path)?), None)
-    } else {
-        let (parent, _, existing) = resolve_parent(tx, who, path)?;
-        (existing, Some(parent))
-    };
-    check_lock_permission_rule(
-        who,
-        path,
-        shared,
-        existing.map(|node| (node.owner_uid, node.mode, node.is_dir())),
-        parent.map(|node| (node.owner_uid, node.mode)),
-    )
-}
+    /// Only the expired leases on the covering paths, already read by the
+    /// grant: a sweep of the whole table would conflict with every
+    /// concurrent grant (the sweeper calls `expire_locks`).
+    fn forget_expired_locks(&mut self, path: &DfsPath, now: UnixSeconds) -> StoreResult<()> {
+        let Covering {
+            paths,
+            below_from,
+            below_to,
+        } = covering(path);
+        self.execute(
+            &format!("DELETE FROM locks WHERE {COVERING} AND expires_at <= $4"),
+            &[&paths, &below_from, &below_to, &int(now)],
+        )?;
+        Ok(())
+    }
 
-/// The live lock `token`, if `who` may renew it (`renewing`) or release it.
-fn held_lock(
-    tx: &mut PgTx<'_>,
-    who: &Principal,
-    token: &str,
-    now: UnixSeconds,
-    renewing: bool,
-) -> StoreResult<LockRecord> {
-    let row = tx
-        .query_opt(
+    fn locks_held(&mut self, uid: u64, now: UnixSeconds) -> StoreResult<u64> {
+        let held: i64 = self
+            .query_one(
+                "SELECT COUNT(*) FROM locks WHERE holder_uid = $1 AND expires_at > $2",
+                &[&int(uid), &int(now)],
+            )?
+            .get(0);
+        Ok(uint(held))
+    }
+
+    fn next_fence(&mut self) -> StoreResult<u64> {
+        let fence: i64 = self.query_one("SELECT nextval('lock_fences')", &[])?.get(0);
+        Ok(uint(fence))
+    }
+
+    fn record_grant(&mut self, path: &DfsPath, fence: u64) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO lock_grants (path, fence) VALUES ($1, $2)
+             ON CONFLICT (path) DO UPDATE SET fence = GREATEST(lock_grants.fence, excluded.fence)",
+            &[&path.as_str(), &int(fence)],
+        )?;
+        Ok(())
+    }
+
+    fn insert_lock(&mut self, lock: &LockRecord) -> StoreResult<()> {
+        self.execute(
+            &format!("INSERT INTO locks ({LOCK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+            &[
+                &lock.token,
+                &lock.path.as_str(),
+                &int(lock.holder_uid),
+                &lock.holder_name,
+                &lock.shared,
+                &int(lock.fence),
+                &int(lock.created_at),
+                &int(lock.expires_at),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn live_lock(&mut self, token: &str, now: UnixSeconds) -> StoreResult<Option<LockRecord>> {
+        let row = self.query_opt(
             &format!("SELECT {LOCK_COLUMNS} FROM locks WHERE token = $1 AND expires_at > $2"),
             &[&token, &int(now)],
-        )?
-        .ok_or_else(|| no_such_lock(token))?;
-    let lock = lock_from_row(&row)?;
-    check_lock_holder(who, &lock, renewing)?;
-    Ok(lock)
+        )?;
+        row.as_ref().map(lock_from_row).transpose()
+    }
+
+    fn set_lock_expiry(&mut self, token: &str, expires_at: UnixSeconds) -> StoreResult<()> {
+        self.execute(
+            "UPDATE locks SET expires_at = $1 WHERE token = $2",
+            &[&int(expires_at), &token],
+        )?;
+        Ok(())
+    }
+
+    fn delete_lock(&mut self, token: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM locks WHERE token = $1", &[&token])?;
+        Ok(())
+    }
 }
 
 impl LockStore for PostgresStore {
@@ -136,65 +184,7 @@ impl LockStore for PostgresStore {
         now: UnixSeconds,
         expires_at: UnixSeconds,
     ) -> StoreResult<LockRecord> {
-        self.write(|tx| {
-            check_lock_permission(tx, who, path, shared)?;
-            for lock in covering_locks(tx, path, now)? {
-                if !(shared && lock.shared) {
-                    return Err(StoreError::Locked(lock.refusal()));
-                }
-            }
-            // Only the expired leases on the covering paths, already read
-            // above: a sweep of the whole table would conflict with every
-            // concurrent grant (the sweeper calls `expire_locks`).
-            let Covering {
-                paths,
-                below_from,
-                below_to,
-            } = covering(path);
-            tx.execute(
-                &format!("DELETE FROM locks WHERE {COVERING} AND expires_at <= $4"),
-                &[&paths, &below_from, &below_to, &int(now)],
-            )?;
-            let held: i64 = tx
-                .query_one(
-                    "SELECT COUNT(*) FROM locks WHERE holder_uid = $1 AND expires_at > $2",
-                    &[&int(who.uid), &int(now)],
-                )?
-                .get(0);
-            if uint(held) >= MAX_LIVE_LOCKS_PER_USER {
-                return Err(LockRecord::too_many(who));
-            }
-            let fence: i64 = tx.query_one("SELECT nextval('lock_fences')", &[])?.get(0);
-            tx.execute(
-                "INSERT INTO lock_grants (path, fence) VALUES ($1, $2)
-                 ON CONFLICT (path) DO UPDATE SET fence = GREATEST(lock_grants.fence, excluded.fence)",
-                &[&path.as_str(), &fence],
-            )?;
-            let lock = LockRecord {
-                token: make_token(uint(fence), nonce),
-                path: path.clone(),
-                holder_uid: who.uid,
-                holder_name: who.name.clone(),
-                shared,
-                fence: uint(fence),
-                created_at: now,
-                expires_at,
-            };
-            tx.execute(
-                &format!("INSERT INTO locks ({LOCK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
-                &[
-                    &lock.token,
-                    &lock.path.as_str(),
-                    &int(lock.holder_uid),
-                    &lock.holder_name,
-                    &lock.shared,
-                    &fence,
-                    &int(lock.created_at),
-                    &int(lock.expires_at),
-                ],
-            )?;
-            Ok(lock)
-        })
+        self.write(|tx| model::acquire_lock(tx, who, path, shared, nonce, now, expires_at))
     }
 
     fn renew_lock(
@@ -204,26 +194,11 @@ impl LockStore for PostgresStore {
         now: UnixSeconds,
         expires_at: UnixSeconds,
     ) -> StoreResult<LockRecord> {
-        self.write(|tx| {
-            let mut lock = held_lock(tx, who, token, now, true)?;
-            tx.execute(
-                "UPDATE locks SET expires_at = $1 WHERE token = $2",
-                &[&int(expires_at), &token],
-            )?;
-            lock.expires_at = expires_at;
-            Ok(lock)
-        })
+        self.write(|tx| model::renew_lock(tx, who, token, now, expires_at))
     }
 
     fn release_lock(&self, who: &Principal, path: &DfsPath, token: &str, now: UnixSeconds) -> StoreResult<()> {
-        self.write(|tx| {
-            let lock = held_lock(tx, who, token, now, false)?;
-            if &lock.path != path {
-                return Err(StoreError::NotFound(format!("no such lock on {path}: {token}")));
-            }
-            tx.execute("DELETE FROM locks WHERE token = $1", &[&token])?;
-            Ok(())
-        })
+        self.write(|tx| model::release_lock(tx, who, path, token, now))
     }
 
     fn locks(&self, path: Option<&DfsPath>, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {

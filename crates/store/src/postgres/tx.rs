@@ -8,16 +8,14 @@
 //! before the check (a conflict) or after the commit (PostgreSQL aborts
 //! one of two transactions that would otherwise not be serializable).
 
-use super::namespace::{
-    check_durable, child, file_content_in, insert_upload, list_in, mkdir_in, node_by_id, owned_upload, remove_in,
-    rename_in, resolve, stored_path, write_file, write_inline_in, ROOT_ID,
-};
+use super::namespace::stored_path;
 use super::{int, uint, PgTx, PostgresStore};
 use crate::common::{belongs_to_another_user, no_such_transaction};
+use crate::model::Rows;
 use crate::namespace::{Principal, UploadRecord};
 use crate::tx::{
-    commit_in, stage_in, EntryState, StagedOp, TransactionRecord, TransactionStore, TxEngine, TxPrimitives, TxRead,
-    TxReadAnswer,
+    commit_in, stage_in, stage_upload_in, EntryState, StagedOp, TransactionRecord, TransactionStore, TxEngine,
+    TxPrimitives, TxRead, TxReadAnswer,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::namespace::ChunkRef;
@@ -75,49 +73,6 @@ impl TxPrimitives for PgTx<'_> {
             return Err(transaction_of_another_user(id));
         }
         Ok(())
-    }
-
-    fn peek(&mut self, path: &DfsPath) -> StoreResult<Option<EntryState>> {
-        let mut node = node_by_id(self, ROOT_ID)?;
-        for name in path.components() {
-            if !node.is_dir() {
-                return Ok(None);
-            }
-            match child(self, node.id, name)? {
-                Some(next) => node = next,
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(EntryState {
-            inode: node.id,
-            version: node.version,
-        }))
-    }
-
-    fn children(&mut self, path: &DfsPath) -> StoreResult<Option<Vec<(String, EntryState)>>> {
-        let Some(dir) = self.peek(path)? else {
-            return Ok(None);
-        };
-        if !node_by_id(self, dir.inode)?.is_dir() {
-            return Ok(None);
-        }
-        let rows = self.query(
-            "SELECT name, id, version FROM inodes WHERE parent = $1 ORDER BY name",
-            &[&dir.inode],
-        )?;
-        Ok(Some(
-            rows.iter()
-                .map(|row| {
-                    (
-                        row.get::<_, String>(0),
-                        EntryState {
-                            inode: row.get(1),
-                            version: uint(row.get(2)),
-                        },
-                    )
-                })
-                .collect(),
-        ))
     }
 
     fn record_entry(&mut self, id: &str, path: &DfsPath, state: Option<EntryState>) -> StoreResult<()> {
@@ -181,50 +136,9 @@ impl TxPrimitives for PgTx<'_> {
             .collect()
     }
 
-    fn apply(&mut self, who: &Principal, op: &StagedOp, now_ms: u64) -> StoreResult<()> {
-        match op {
-            StagedOp::Mkdir { path, mode, parents } => {
-                mkdir_in(self, who, path, *mode, *parents, now_ms)?;
-            }
-            StagedOp::Remove { path, recursive } => remove_in(self, who, path, *recursive, now_ms)?,
-            StagedOp::Rename { from, to, no_clobber } => {
-                rename_in(self, who, from, to, *no_clobber, now_ms)?;
-            }
-            StagedOp::Put {
-                path,
-                chunks,
-                mode,
-                no_clobber,
-                replication,
-            } => {
-                write_file(self, who, path, *no_clobber, *mode, *replication, chunks, now_ms)?;
-            }
-            StagedOp::PutInline {
-                path,
-                data,
-                mode,
-                no_clobber,
-            } => {
-                write_inline_in(self, who, path, data, *mode, *no_clobber, now_ms)?;
-            }
-        }
-        Ok(())
-    }
-
     fn forget(&mut self, id: &str) -> StoreResult<()> {
         self.execute("DELETE FROM transactions WHERE id = $1", &[&id])?;
         Ok(())
-    }
-
-    fn answer(&mut self, who: &Principal, read: &TxRead) -> StoreResult<TxReadAnswer> {
-        Ok(match read {
-            TxRead::Stat(path) => TxReadAnswer::Stat(resolve(self, who, path)?.stat(path.clone())),
-            TxRead::List(path) => TxReadAnswer::List(list_in(self, who, path)?),
-            TxRead::Content(path) => {
-                let (stat, content) = file_content_in(self, who, path)?;
-                TxReadAnswer::Content(stat, content)
-            }
-        })
     }
 }
 
@@ -277,7 +191,7 @@ impl TransactionStore for PostgresStore {
     ) -> StoreResult<()> {
         self.write(|tx| {
             tx.owned_transaction(who, id, now)?;
-            insert_upload(tx, upload)
+            tx.insert_upload(upload)
         })
     }
 
@@ -289,21 +203,7 @@ impl TransactionStore for PostgresStore {
         chunks: &[ChunkRef],
         now: UnixSeconds,
     ) -> StoreResult<StagedOp> {
-        self.write(|tx| {
-            tx.owned_transaction(who, id, now)?;
-            let upload = owned_upload(tx, who, upload_id, now)?;
-            check_durable(tx, chunks, upload.replication)?;
-            let op = StagedOp::Put {
-                path: upload.path,
-                chunks: chunks.to_vec(),
-                mode: upload.mode,
-                no_clobber: upload.no_clobber,
-                replication: upload.replication,
-            };
-            stage_in(tx, id, &op)?;
-            tx.execute("DELETE FROM uploads WHERE id = $1", &[&upload_id])?;
-            Ok(op)
-        })
+        self.write(|tx| stage_upload_in(tx, who, id, upload_id, chunks, now))
     }
 
     fn read_in_transaction(

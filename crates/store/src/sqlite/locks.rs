@@ -1,14 +1,13 @@
 //! Locks on SQLite: live leases in `locks`, and in `lock_grants` the latest
 //! fencing number granted for each path (never deleted, so numbers only grow).
 
-use super::namespace::{resolve, resolve_parent};
-use super::CachedSql;
-use super::SqliteStore;
-use crate::common::{check_lock_holder, check_lock_permission_rule, check_lock_rule, no_such_lock};
-use crate::locks::{LockRecord, LockStore, MAX_LIVE_LOCKS_PER_USER};
+use super::{CachedSql, Sql, SqliteStore};
+use crate::common::{covering, Covering};
+use crate::locks::{LockRecord, LockStore};
+use crate::model::locks as model;
+use crate::model::LockRows;
 use crate::namespace::Principal;
-use crate::{StoreError, StoreResult};
-use dfs_proto::locks::make_token;
+use crate::StoreResult;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use rusqlite::types::Value;
@@ -41,14 +40,6 @@ CREATE INDEX lock_grants_by_fence ON lock_grants(fence);
 
 const LOCK_COLUMNS: &str = "token, path, holder_uid, holder_name, shared, fence, created_at, expires_at";
 
-/// Seconds since the Unix epoch, for the writes whose trait method takes no time.
-pub(super) fn now_secs() -> UnixSeconds {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
-}
-
 fn lock_from_row(row: &Row<'_>) -> rusqlite::Result<LockRecord> {
     let path: String = row.get(1)?;
     let path = DfsPath::parse(&path)
@@ -66,26 +57,18 @@ fn lock_from_row(row: &Row<'_>) -> rusqlite::Result<LockRecord> {
 }
 
 /// A `WHERE` condition on a `path` column matching `path`, its ancestors and
-/// its descendants, with its parameters.
-fn covering(path: &DfsPath) -> (String, Vec<Value>) {
-    let mut paths = vec![path.as_str().to_string()];
-    let mut current = path.parent();
-    while let Some(ancestor) = current {
-        current = ancestor.parent();
-        paths.push(ancestor.as_str().to_string());
-    }
-    // Descendants are exactly the paths in [prefix, prefix with its final '/' as '0').
-    let prefix = if path.is_root() {
-        "/".to_string()
-    } else {
-        format!("{path}/")
-    };
-    let upper = format!("{}0", &prefix[..prefix.len() - 1]);
+/// its descendants (`common::covering`), with its parameters.
+fn covering_condition(path: &DfsPath) -> (String, Vec<Value>) {
+    let Covering {
+        paths,
+        below_from,
+        below_to,
+    } = covering(path);
     let marks = vec!["?"; paths.len()].join(", ");
     let condition = format!("(path IN ({marks}) OR (path >= ? AND path < ?))");
     let mut values: Vec<Value> = paths.into_iter().map(Value::Text).collect();
-    values.push(Value::Text(prefix));
-    values.push(Value::Text(upper));
+    values.push(Value::Text(below_from));
+    values.push(Value::Text(below_to));
     (condition, values)
 }
 
@@ -101,7 +84,7 @@ fn covering_locks(tx: &Connection, path: &DfsPath, now: UnixSeconds) -> StoreRes
     if !any {
         return Ok(Vec::new());
     }
-    let (condition, mut values) = covering(path);
+    let (condition, mut values) = covering_condition(path);
     values.push(Value::Integer(now as i64));
     let mut statement = tx.prepare_cached(&format!(
         "SELECT {LOCK_COLUMNS} FROM locks WHERE {condition} AND expires_at > ? ORDER BY fence"
@@ -112,58 +95,94 @@ fn covering_locks(tx: &Connection, path: &DfsPath, now: UnixSeconds) -> StoreRes
     Ok(locks)
 }
 
-/// The lock rule for a write changing `path` (see [`crate::locks`]): every
-/// live lock on, above or below it must carry the writer's token, and that
-/// token must not be older than the latest grant there.
-pub(super) fn check_locks(tx: &Connection, who: &Principal, path: &DfsPath, now: UnixSeconds) -> StoreResult<()> {
-    let live = covering_locks(tx, path, now)?;
-    check_lock_rule(who, path, &live, || {
-        let (condition, values) = covering(path);
-        Ok(tx
+/// The lock primitives (see [`LockRows`]).
+impl LockRows for Sql<'_> {
+    fn covering_locks(&mut self, path: &DfsPath, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
+        covering_locks(self.0, path, now)
+    }
+
+    fn latest_grant(&mut self, path: &DfsPath) -> StoreResult<Option<(String, u64)>> {
+        let (condition, values) = covering_condition(path);
+        Ok(self
+            .0
             .one(
                 &format!("SELECT path, fence FROM lock_grants WHERE {condition} ORDER BY fence DESC LIMIT 1"),
                 params_from_iter(values),
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?)
-    })
-}
+    }
 
-/// The permission a lock needs (`common::check_lock_permission_rule`).
-fn check_lock_permission(tx: &Connection, who: &Principal, path: &DfsPath, shared: bool) -> StoreResult<()> {
-    let (existing, parent) = if path.is_root() {
-        (Some(resolve(tx, who, path)?), None)
-    } else {
-        let (parent, _, existing) = resolve_parent(tx, who, path)?;
-        (existing, Some(parent))
-    };
-    check_lock_permission_rule(
-        who,
-        path,
-        shared,
-        existing.map(|node| (node.owner_uid, node.mode, node.is_dir())),
-        parent.map(|node| (node.owner_uid, node.mode)),
-    )
-}
+    fn forget_expired_locks(&mut self, _path: &DfsPath, now: UnixSeconds) -> StoreResult<()> {
+        self.0.exec("DELETE FROM locks WHERE expires_at <= ?1", [now])?;
+        Ok(())
+    }
 
-/// The live lock `token`, if `who` may renew it (`renewing`) or release it.
-fn held_lock(
-    tx: &Connection,
-    who: &Principal,
-    token: &str,
-    now: UnixSeconds,
-    renewing: bool,
-) -> StoreResult<LockRecord> {
-    let lock = tx
-        .one(
-            &format!("SELECT {LOCK_COLUMNS} FROM locks WHERE token = ?1 AND expires_at > ?2"),
-            params![token, now],
-            lock_from_row,
-        )
-        .optional()?
-        .ok_or_else(|| no_such_lock(token))?;
-    check_lock_holder(who, &lock, renewing)?;
-    Ok(lock)
+    fn locks_held(&mut self, uid: u64, _now: UnixSeconds) -> StoreResult<u64> {
+        Ok(self
+            .0
+            .one("SELECT COUNT(*) FROM locks WHERE holder_uid = ?1", [uid], |row| {
+                row.get(0)
+            })?)
+    }
+
+    fn next_fence(&mut self) -> StoreResult<u64> {
+        Ok(self
+            .0
+            .one("SELECT COALESCE(MAX(fence), 0) + 1 FROM lock_grants", [], |row| {
+                row.get(0)
+            })?)
+    }
+
+    fn record_grant(&mut self, path: &DfsPath, fence: u64) -> StoreResult<()> {
+        self.0.exec(
+            "INSERT INTO lock_grants (path, fence) VALUES (?1, ?2)
+             ON CONFLICT(path) DO UPDATE SET fence = excluded.fence",
+            params![path.as_str(), fence],
+        )?;
+        Ok(())
+    }
+
+    fn insert_lock(&mut self, lock: &LockRecord) -> StoreResult<()> {
+        self.0.exec(
+            &format!("INSERT INTO locks ({LOCK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            params![
+                lock.token,
+                lock.path.as_str(),
+                lock.holder_uid,
+                lock.holder_name,
+                lock.shared,
+                lock.fence,
+                lock.created_at,
+                lock.expires_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn live_lock(&mut self, token: &str, now: UnixSeconds) -> StoreResult<Option<LockRecord>> {
+        Ok(self
+            .0
+            .one(
+                &format!("SELECT {LOCK_COLUMNS} FROM locks WHERE token = ?1 AND expires_at > ?2"),
+                params![token, now],
+                lock_from_row,
+            )
+            .optional()?)
+    }
+
+    fn set_lock_expiry(&mut self, token: &str, expires_at: UnixSeconds) -> StoreResult<()> {
+        self.0.exec(
+            "UPDATE locks SET expires_at = ?1 WHERE token = ?2",
+            params![expires_at, token],
+        )?;
+        Ok(())
+    }
+
+    fn delete_lock(&mut self, token: &str) -> StoreResult<()> {
+        self.0.exec("DELETE FROM locks WHERE token = ?1", [token])?;
+        Ok(())
+    }
 }
 
 impl LockStore for SqliteStore {
@@ -176,53 +195,7 @@ impl LockStore for SqliteStore {
         now: UnixSeconds,
         expires_at: UnixSeconds,
     ) -> StoreResult<LockRecord> {
-        self.write(|tx| {
-            check_lock_permission(tx, who, path, shared)?;
-            for lock in covering_locks(tx, path, now)? {
-                if !(shared && lock.shared) {
-                    return Err(StoreError::Locked(lock.refusal()));
-                }
-            }
-            tx.exec("DELETE FROM locks WHERE expires_at <= ?1", [now])?;
-            let held: u64 = tx.one("SELECT COUNT(*) FROM locks WHERE holder_uid = ?1", [who.uid], |row| {
-                row.get(0)
-            })?;
-            if held >= MAX_LIVE_LOCKS_PER_USER {
-                return Err(LockRecord::too_many(who));
-            }
-            let fence: u64 = tx.one("SELECT COALESCE(MAX(fence), 0) + 1 FROM lock_grants", [], |row| {
-                row.get(0)
-            })?;
-            tx.exec(
-                "INSERT INTO lock_grants (path, fence) VALUES (?1, ?2)
-                 ON CONFLICT(path) DO UPDATE SET fence = excluded.fence",
-                params![path.as_str(), fence],
-            )?;
-            let lock = LockRecord {
-                token: make_token(fence, nonce),
-                path: path.clone(),
-                holder_uid: who.uid,
-                holder_name: who.name.clone(),
-                shared,
-                fence,
-                created_at: now,
-                expires_at,
-            };
-            tx.exec(
-                &format!("INSERT INTO locks ({LOCK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-                params![
-                    lock.token,
-                    lock.path.as_str(),
-                    lock.holder_uid,
-                    lock.holder_name,
-                    lock.shared,
-                    lock.fence,
-                    lock.created_at,
-                    lock.expires_at
-                ],
-            )?;
-            Ok(lock)
-        })
+        self.write(|tx| model::acquire_lock(&mut Sql(tx), who, path, shared, nonce, now, expires_at))
     }
 
     fn renew_lock(
@@ -232,32 +205,17 @@ impl LockStore for SqliteStore {
         now: UnixSeconds,
         expires_at: UnixSeconds,
     ) -> StoreResult<LockRecord> {
-        self.write(|tx| {
-            let mut lock = held_lock(tx, who, token, now, true)?;
-            tx.exec(
-                "UPDATE locks SET expires_at = ?1 WHERE token = ?2",
-                params![expires_at, token],
-            )?;
-            lock.expires_at = expires_at;
-            Ok(lock)
-        })
+        self.write(|tx| model::renew_lock(&mut Sql(tx), who, token, now, expires_at))
     }
 
     fn release_lock(&self, who: &Principal, path: &DfsPath, token: &str, now: UnixSeconds) -> StoreResult<()> {
-        self.write(|tx| {
-            let lock = held_lock(tx, who, token, now, false)?;
-            if &lock.path != path {
-                return Err(StoreError::NotFound(format!("no such lock on {path}: {token}")));
-            }
-            tx.exec("DELETE FROM locks WHERE token = ?1", [token])?;
-            Ok(())
-        })
+        self.write(|tx| model::release_lock(&mut Sql(tx), who, path, token, now))
     }
 
     fn locks(&self, path: Option<&DfsPath>, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
         self.read(|tx| {
             let (condition, mut values) = match path {
-                Some(path) => covering(path),
+                Some(path) => covering_condition(path),
                 None => ("1".to_string(), Vec::new()),
             };
             values.push(Value::Integer(now as i64));

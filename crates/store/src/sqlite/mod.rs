@@ -137,6 +137,10 @@ impl CachedSql for Connection {
     }
 }
 
+/// One connection inside an open transaction (a write's savepoint, or a
+/// read's snapshot): the engine's rows for the rules of `crate::model`.
+pub(crate) struct Sql<'c>(pub(super) &'c Connection);
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> StoreResult<Self> {

@@ -1,14 +1,12 @@
 //! The namespace on SQLite: one row per inode, the chunk list of a file in
 //! a child table written in the same transaction as the inode row.
 
-use super::locks::{check_locks, now_secs};
-use super::CachedSql;
-use super::SqliteStore;
-use crate::namespace::{
-    check_inline_size, FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, Queued, UploadRecord,
-    DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ, WRITE,
-};
-use crate::{StoreError, StoreResult};
+use super::{CachedSql, Sql, SqliteStore};
+use crate::common::{exists, now_secs};
+use crate::model::namespace as model;
+use crate::model::{NewNode, Rows};
+use crate::namespace::{FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, Queued, UploadRecord};
+use crate::StoreResult;
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind, Listing, Stat};
 use dfs_proto::path::DfsPath;
@@ -88,7 +86,6 @@ CREATE TABLE possession (
 ) WITHOUT ROWID;
 ";
 
-const ROOT_ID: i64 = 1;
 const NODE_COLUMNS: &str = "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version";
 
 pub(super) use crate::common::Node;
@@ -112,149 +109,6 @@ fn kind_name(kind: EntryKind) -> &'static str {
         EntryKind::File => "file",
         EntryKind::Dir => "dir",
     }
-}
-
-pub(super) fn not_found(path: &DfsPath) -> StoreError {
-    StoreError::NotFound(format!("no such file or directory: {path}"))
-}
-
-pub(super) fn denied(path: &DfsPath) -> StoreError {
-    StoreError::PermissionDenied(format!("permission denied: {path}"))
-}
-
-fn not_a_directory(path: &DfsPath) -> StoreError {
-    StoreError::Invalid(format!("not a directory: {path}"))
-}
-
-fn is_a_directory(path: &DfsPath) -> StoreError {
-    StoreError::Invalid(format!("is a directory: {path}"))
-}
-
-fn exists(path: &DfsPath) -> StoreError {
-    StoreError::AlreadyExists(format!("already exists: {path}"))
-}
-
-pub(super) fn child(tx: &Connection, parent: i64, name: &str) -> StoreResult<Option<Node>> {
-    Ok(tx
-        .one(
-            &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND name = ?2"),
-            params![parent, name],
-            node_from_row,
-        )
-        .optional()?)
-}
-
-pub(super) fn node_by_id(tx: &Connection, id: i64) -> StoreResult<Node> {
-    Ok(tx.one(
-        &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE id = ?1"),
-        [id],
-        node_from_row,
-    )?)
-}
-
-/// A path component may be passed through only if it is a directory the
-/// caller may traverse (EXECUTE).
-fn check_traversable(node: &Node, who: &Principal, walked: &DfsPath) -> StoreResult<()> {
-    if !node.is_dir() {
-        return Err(not_a_directory(walked));
-    }
-    if !node.permits(who, EXECUTE) {
-        return Err(denied(walked));
-    }
-    Ok(())
-}
-
-/// Walks from the root to `path`, needing EXECUTE on every directory passed through.
-pub(super) fn resolve(tx: &Connection, who: &Principal, path: &DfsPath) -> StoreResult<Node> {
-    let mut node = node_by_id(tx, ROOT_ID)?;
-    let mut walked = DfsPath::root();
-    for name in path.components() {
-        check_traversable(&node, who, &walked)?;
-        walked = walked
-            .join(name)
-            .map_err(|error| StoreError::Invalid(error.to_string()))?;
-        node = child(tx, node.id, name)?.ok_or_else(|| not_found(&walked))?;
-    }
-    Ok(node)
-}
-
-/// Resolves the parent of `path` (which must not be the root), requiring it
-/// to be a directory on which `who` holds EXECUTE; returns it, the last
-/// name, and the entry at `path` if there is one.
-pub(super) fn resolve_parent<'p>(
-    tx: &Connection,
-    who: &Principal,
-    path: &'p DfsPath,
-) -> StoreResult<(Node, &'p str, Option<Node>)> {
-    let (parent_path, name) = path
-        .split_last()
-        .ok_or_else(|| StoreError::Invalid("the root directory cannot be changed this way".to_string()))?;
-    let parent = resolve(tx, who, &parent_path)?;
-    if !parent.is_dir() {
-        return Err(not_a_directory(&parent_path));
-    }
-    if !parent.permits(who, EXECUTE) {
-        return Err(denied(&parent_path));
-    }
-    let existing = child(tx, parent.id, name)?;
-    Ok((parent, name, existing))
-}
-
-/// Like [`resolve_parent`], also requiring WRITE on the parent: for
-/// creating, deleting and renaming entries.
-pub(super) fn resolve_for_change<'p>(
-    tx: &Connection,
-    who: &Principal,
-    path: &'p DfsPath,
-) -> StoreResult<(Node, &'p str, Option<Node>)> {
-    let (parent, name, existing) = resolve_parent(tx, who, path)?;
-    if !parent.permits(who, WRITE) {
-        return Err(denied(&path.parent().unwrap_or_else(DfsPath::root)));
-    }
-    Ok((parent, name, existing))
-}
-
-fn touch(tx: &Connection, id: i64, now_ms: u64) -> StoreResult<()> {
-    tx.exec(
-        "UPDATE inodes SET mtime_ms = MAX(mtime_ms, ?1) WHERE id = ?2",
-        params![now_ms, id],
-    )?;
-    Ok(())
-}
-
-fn insert_node(
-    tx: &Connection,
-    parent: i64,
-    name: &str,
-    kind: EntryKind,
-    owner: &Principal,
-    mode: u32,
-    now_ms: u64,
-) -> StoreResult<Node> {
-    let mode = mode & 0o7777;
-    tx.exec(
-        "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, 1)",
-        params![parent, name, kind_name(kind), owner.uid, owner.name, mode, now_ms],
-    )?;
-    touch(tx, parent, now_ms)?;
-    Ok(Node {
-        id: tx.last_insert_rowid(),
-        kind,
-        owner_uid: owner.uid,
-        owner_name: owner.name.clone(),
-        mode,
-        size: 0,
-        mtime_ms: now_ms,
-        version: 1,
-    })
-}
-
-fn has_children(tx: &Connection, id: i64) -> StoreResult<bool> {
-    Ok(tx
-        .one("SELECT 1 FROM inodes WHERE parent = ?1 LIMIT 1", [id], |_| Ok(()))
-        .optional()?
-        .is_some())
 }
 
 fn upload_from_row(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
@@ -283,265 +137,22 @@ fn chunk_id(raw: String) -> rusqlite::Result<ChunkId> {
         .map_err(|error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error)))
 }
 
-/// The checks shared by beginning and committing an upload; returns the
-/// parent, the name, and the existing file.
-fn check_upload_target<'p>(
-    tx: &Connection,
-    who: &Principal,
-    path: &'p DfsPath,
-    no_clobber: bool,
-) -> StoreResult<(Node, &'p str, Option<Node>)> {
-    if path.is_root() {
-        return Err(is_a_directory(path));
-    }
-    let (parent, name, existing) = resolve_parent(tx, who, path)?;
-    crate::common::check_file_target(
-        path,
-        no_clobber,
-        parent.permits(who, WRITE),
-        existing
-            .as_ref()
-            .map(|existing| (existing.is_dir(), existing.permits(who, WRITE))),
-    )?;
-    Ok((parent, name, existing))
+/// The chunk list of inode `id`, in order.
+fn chunk_list(tx: &Connection, id: i64) -> StoreResult<Vec<ChunkRef>> {
+    let mut statement = tx.prepare_cached("SELECT chunk, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
+    let chunks = statement
+        .query_map([id], |row| {
+            Ok(ChunkRef {
+                id: chunk_id(row.get(0)?)?,
+                size: row.get(1)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(chunks)
 }
 
-/// [`NamespaceStore::mkdir`] inside an open transaction, lock checks included.
-pub(super) fn mkdir_in(
-    tx: &Connection,
-    who: &Principal,
-    path: &DfsPath,
-    mode: u32,
-    parents: bool,
-    now_ms: u64,
-) -> StoreResult<Stat> {
-    if path.is_root() {
-        return if parents {
-            Ok(resolve(tx, who, path)?.stat(path.clone()))
-        } else {
-            Err(exists(path))
-        };
-    }
-    if !parents {
-        let (parent, name, existing) = resolve_for_change(tx, who, path)?;
-        if existing.is_some() {
-            return Err(exists(path));
-        }
-        let node = insert_node(tx, parent.id, name, EntryKind::Dir, who, mode, now_ms)?;
-        check_locks(tx, who, path, now_ms / 1000)?;
-        return Ok(node.stat(path.clone()));
-    }
-    // With parents: walk down, creating what is missing (with the
-    // requested mode, like `mkdir -p -m`), checking as we go.
-    let mut node = node_by_id(tx, ROOT_ID)?;
-    let mut walked = DfsPath::root();
-    for name in path.components() {
-        check_traversable(&node, who, &walked)?;
-        let parent_path = walked.clone();
-        walked = walked
-            .join(name)
-            .map_err(|error| StoreError::Invalid(error.to_string()))?;
-        node = match child(tx, node.id, name)? {
-            Some(existing) => existing,
-            None => {
-                if !node.permits(who, WRITE) {
-                    return Err(denied(&parent_path));
-                }
-                insert_node(tx, node.id, name, EntryKind::Dir, who, mode, now_ms)?
-            }
-        };
-    }
-    if !node.is_dir() {
-        return Err(exists(path));
-    }
-    // Locks last, after every permission check: a refusal never discloses
-    // locks where `who` may not write (the transaction rolls back).
-    check_locks(tx, who, path, now_ms / 1000)?;
-    Ok(node.stat(path.clone()))
-}
-
-/// [`NamespaceStore::remove`] inside an open transaction, lock checks included.
-pub(super) fn remove_in(
-    tx: &Connection,
-    who: &Principal,
-    path: &DfsPath,
-    recursive: bool,
-    now_ms: u64,
-) -> StoreResult<()> {
-    if path.is_root() {
-        return Err(StoreError::Invalid("refusing to remove the root directory".to_string()));
-    }
-    let (parent, _, existing) = resolve_for_change(tx, who, path)?;
-    let target = existing.ok_or_else(|| not_found(path))?;
-    if target.is_dir() && has_children(tx, target.id)? {
-        if !recursive {
-            return Err(StoreError::Conflict(format!("directory not empty: {path}")));
-        }
-        // Every directory being emptied needs WRITE and EXECUTE, as
-        // for `rm -r`; collect the subtree breadth first.
-        let mut pending = vec![(target.clone(), path.clone())];
-        while let Some((dir, dir_path)) = pending.pop() {
-            if !dir.permits(who, READ | WRITE | EXECUTE) {
-                return Err(denied(&dir_path));
-            }
-            let mut statement = tx.prepare_cached(&format!(
-                "SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND kind = 'dir'"
-            ))?;
-            let subdirs = statement
-                .query_map([dir.id], |row| Ok((row.get::<_, String>(2)?, node_from_row(row)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            for (name, subdir) in subdirs {
-                let sub_path = dir_path
-                    .join(&name)
-                    .map_err(|error| StoreError::Backend(error.into()))?;
-                pending.push((subdir, sub_path));
-            }
-        }
-        tx.exec(
-            "WITH RECURSIVE subtree(id) AS (
-                         SELECT id FROM inodes WHERE parent = ?1
-                         UNION ALL
-                         SELECT inodes.id FROM inodes JOIN subtree ON inodes.parent = subtree.id
-                     )
-                     DELETE FROM inodes WHERE id IN (SELECT id FROM subtree)",
-            [target.id],
-        )?;
-    }
-    tx.exec("DELETE FROM inodes WHERE id = ?1", [target.id])?;
-    touch(tx, parent.id, now_ms)?;
-    check_locks(tx, who, path, now_ms / 1000)
-}
-
-/// [`NamespaceStore::rename`] inside an open transaction, lock checks included.
-pub(super) fn rename_in(
-    tx: &Connection,
-    who: &Principal,
-    from: &DfsPath,
-    to: &DfsPath,
-    no_clobber: bool,
-    now_ms: u64,
-) -> StoreResult<Stat> {
-    if from.is_root() {
-        return Err(StoreError::Invalid("refusing to move the root directory".to_string()));
-    }
-    if to.is_root() {
-        return Err(exists(to));
-    }
-    if to != from && to.starts_with(from) {
-        return Err(StoreError::Invalid(format!("cannot move {from} under itself: {to}")));
-    }
-    let (from_parent, _, source) = resolve_for_change(tx, who, from)?;
-    let source = source.ok_or_else(|| not_found(from))?;
-    if from == to {
-        return Ok(source.stat(to.clone()));
-    }
-    let (to_parent, to_name, target) = resolve_for_change(tx, who, to)?;
-    if let Some(target) = target {
-        if no_clobber {
-            return Err(exists(to));
-        }
-        match (source.is_dir(), target.is_dir()) {
-            (false, true) => return Err(is_a_directory(to)),
-            (true, false) => return Err(not_a_directory(to)),
-            (true, true) if has_children(tx, target.id)? => {
-                return Err(StoreError::Conflict(format!("directory not empty: {to}")))
-            }
-            _ => {}
-        }
-        tx.exec("DELETE FROM inodes WHERE id = ?1", [target.id])?;
-    }
-    tx.exec(
-        "UPDATE inodes SET parent = ?1, name = ?2 WHERE id = ?3",
-        params![to_parent.id, to_name, source.id],
-    )?;
-    touch(tx, from_parent.id, now_ms)?;
-    touch(tx, to_parent.id, now_ms)?;
-    check_locks(tx, who, from, now_ms / 1000)?;
-    check_locks(tx, who, to, now_ms / 1000)?;
-    Ok(node_by_id(tx, source.id)?.stat(to.clone()))
-}
-
-/// Writes the file at `path` with exactly `chunks` (new at version 1, or the
-/// existing one at version + 1, keeping its owner and mode) after the checks of
-/// an upload commit: locks, durable chunks, permissions and `no_clobber`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn write_file(
-    tx: &Connection,
-    who: &Principal,
-    path: &DfsPath,
-    no_clobber: bool,
-    mode: Option<u32>,
-    replication: u32,
-    chunks: &[ChunkRef],
-    now_ms: u64,
-) -> StoreResult<Stat> {
-    for chunk in chunks {
-        let recorded: u32 = tx.one(
-            "SELECT COUNT(*) FROM replicas WHERE chunk = ?1",
-            [chunk.id.as_str()],
-            |row| row.get(0),
-        )?;
-        if recorded < replication {
-            return Err(StoreError::Conflict(format!(
-                "chunk {} is not durable: {recorded} of {} replicas recorded",
-                chunk.id, replication
-            )));
-        }
-    }
-    let stat = put_file(tx, who, path, no_clobber, mode, NewContent::Chunks(chunks), now_ms)?;
-    check_locks(tx, who, path, now_ms / 1000)?;
-    Ok(stat)
-}
-
-/// Writes the file at `path` with `data` inline (see
-/// [`NamespaceStore::write_inline`]), lock checks included.
-pub(super) fn write_inline_in(
-    tx: &Connection,
-    who: &Principal,
-    path: &DfsPath,
-    data: &[u8],
-    mode: Option<u32>,
-    no_clobber: bool,
-    now_ms: u64,
-) -> StoreResult<Stat> {
-    check_inline_size(path, data)?;
-    let stat = put_file(tx, who, path, no_clobber, mode, NewContent::Inline(data), now_ms)?;
-    check_locks(tx, who, path, now_ms / 1000)?;
-    Ok(stat)
-}
-
-/// Writes the file at `path` with `content` (new at version 1, or the
-/// existing one at version + 1, keeping its owner and mode, its old content
-/// dropped) after the permission and `no_clobber` checks; the caller has
-/// checked locks and the content itself.
-fn put_file(
-    tx: &Connection,
-    who: &Principal,
-    path: &DfsPath,
-    no_clobber: bool,
-    mode: Option<u32>,
-    content: NewContent<'_>,
-    now_ms: u64,
-) -> StoreResult<Stat> {
-    let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
-    let size = content.size();
-    let id = match existing {
-        Some(existing) => {
-            tx.exec(
-                "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1 WHERE id = ?3",
-                params![size, now_ms, existing.id],
-            )?;
-            tx.exec("DELETE FROM file_chunks WHERE inode = ?1", [existing.id])?;
-            tx.exec("DELETE FROM file_data WHERE inode = ?1", [existing.id])?;
-            existing.id
-        }
-        None => {
-            let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
-            let node = insert_node(tx, parent.id, name, EntryKind::File, who, mode, now_ms)?;
-            tx.exec("UPDATE inodes SET size = ?1 WHERE id = ?2", params![size, node.id])?;
-            node.id
-        }
-    };
+/// Writes the content rows of inode `id` (which has none).
+fn insert_content(tx: &Connection, id: i64, content: NewContent<'_>) -> StoreResult<()> {
     match content {
         NewContent::Chunks(chunks) => {
             let mut insert =
@@ -554,82 +165,223 @@ fn put_file(
             tx.exec("INSERT INTO file_data (inode, data) VALUES (?1, ?2)", params![id, data])?;
         }
     }
-    Ok(node_by_id(tx, id)?.stat(path.clone()))
-}
-
-/// Records a pending upload.
-pub(super) fn insert_upload(tx: &Connection, upload: &UploadRecord) -> StoreResult<()> {
-    tx.exec(
-        &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-        params![
-            upload.id,
-            upload.path.as_str(),
-            upload.owner_uid,
-            upload.owner_name,
-            upload.no_clobber,
-            upload.mode,
-            upload.chunk_size,
-            upload.replication,
-            upload.created_at,
-            upload.expires_at
-        ],
-    )?;
     Ok(())
 }
 
-/// The listing of directory `path`, with the permission checks of a read.
-pub(super) fn list_in(tx: &Connection, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
-    let dir = resolve(tx, who, path)?;
-    if !dir.is_dir() {
-        return Err(not_a_directory(path));
-    }
-    if !dir.permits(who, READ) {
-        return Err(denied(path));
-    }
-    let mut statement = tx.prepare_cached(&format!(
-        "SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 ORDER BY name"
-    ))?;
+/// Entries of `dir` as (name, node), by `sql` (which selects [`NODE_COLUMNS`] by `parent = ?1`).
+fn entries(tx: &Connection, sql: &str, dir: i64) -> StoreResult<Vec<(String, Node)>> {
+    let mut statement = tx.prepare_cached(sql)?;
     let rows = statement
-        .query_map([dir.id], |row| Ok((row.get::<_, String>(2)?, node_from_row(row)?)))?
+        .query_map([dir], |row| Ok((row.get::<_, String>(2)?, node_from_row(row)?)))?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut entries = Vec::with_capacity(rows.len());
-    for (name, node) in rows {
-        let child_path = path.join(&name).map_err(|error| StoreError::Backend(error.into()))?;
-        entries.push(node.stat(child_path));
-    }
-    Ok(Listing {
-        path: path.clone(),
-        entries,
-    })
+    Ok(rows)
 }
 
-/// The stat and content of file `path`, with the permission checks of a read.
-pub(super) fn file_content_in(tx: &Connection, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
-    let node = resolve(tx, who, path)?;
-    if node.is_dir() {
-        return Err(is_a_directory(path));
+/// The namespace primitives (see [`Rows`]): one writer at a time, so no
+/// conflict hook is needed.
+impl Rows for Sql<'_> {
+    fn node(&mut self, id: i64) -> StoreResult<Node> {
+        Ok(self.0.one(
+            &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE id = ?1"),
+            [id],
+            node_from_row,
+        )?)
     }
-    if !node.permits(who, READ) {
-        return Err(denied(path));
+
+    fn child(&mut self, parent: i64, name: &str) -> StoreResult<Option<Node>> {
+        Ok(self
+            .0
+            .one(
+                &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND name = ?2"),
+                params![parent, name],
+                node_from_row,
+            )
+            .optional()?)
     }
-    let data: Option<Vec<u8>> = tx
-        .one("SELECT data FROM file_data WHERE inode = ?1", [node.id], |row| {
-            row.get(0)
+
+    fn children(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>> {
+        entries(
+            self.0,
+            &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 ORDER BY name"),
+            dir,
+        )
+    }
+
+    fn subdirectories(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>> {
+        entries(
+            self.0,
+            &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND kind = 'dir'"),
+            dir,
+        )
+    }
+
+    fn has_children(&mut self, dir: i64) -> StoreResult<bool> {
+        Ok(self
+            .0
+            .one("SELECT 1 FROM inodes WHERE parent = ?1 LIMIT 1", [dir], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    fn insert_node(&mut self, parent: i64, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
+        let size = new.size();
+        let inserted = self.0.exec(
+            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
+            params![
+                parent,
+                name,
+                kind_name(new.kind),
+                new.owner.uid,
+                new.owner.name,
+                new.mode,
+                size,
+                new.mtime_ms
+            ],
+        );
+        if let Err(rusqlite::Error::SqliteFailure(error, _)) = &inserted {
+            if error.code == rusqlite::ErrorCode::ConstraintViolation {
+                return Err(exists(path));
+            }
+        }
+        inserted?;
+        let id = self.0.last_insert_rowid();
+        if let Some(content) = new.content {
+            insert_content(self.0, id, content)?;
+        }
+        Ok(Node {
+            id,
+            kind: new.kind,
+            owner_uid: new.owner.uid,
+            owner_name: new.owner.name.clone(),
+            mode: new.mode,
+            size,
+            mtime_ms: new.mtime_ms,
+            version: 1,
         })
-        .optional()?;
-    if let Some(data) = data {
-        return Ok((node.stat(path.clone()), FileContent::Inline(data)));
     }
-    let mut statement = tx.prepare_cached("SELECT chunk, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
-    let chunks = statement
-        .query_map([node.id], |row| {
-            Ok(ChunkRef {
-                id: chunk_id(row.get(0)?)?,
-                size: row.get(1)?,
+
+    fn entry_changed(&mut self, dir: i64, _name: &str, now_ms: u64) -> StoreResult<()> {
+        self.0.exec(
+            "UPDATE inodes SET mtime_ms = MAX(mtime_ms, ?1) WHERE id = ?2",
+            params![now_ms, dir],
+        )?;
+        Ok(())
+    }
+
+    fn replace_content(&mut self, file: &Node, content: NewContent<'_>, now_ms: u64) -> StoreResult<Node> {
+        let size = content.size();
+        self.0.exec(
+            "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1 WHERE id = ?3",
+            params![size, now_ms, file.id],
+        )?;
+        self.0.exec("DELETE FROM file_chunks WHERE inode = ?1", [file.id])?;
+        self.0.exec("DELETE FROM file_data WHERE inode = ?1", [file.id])?;
+        insert_content(self.0, file.id, content)?;
+        self.node(file.id)
+    }
+
+    fn move_node(&mut self, node: &Node, to_parent: i64, to_name: &str) -> StoreResult<()> {
+        self.0.exec(
+            "UPDATE inodes SET parent = ?1, name = ?2 WHERE id = ?3",
+            params![to_parent, to_name, node.id],
+        )?;
+        Ok(())
+    }
+
+    fn delete_entry(&mut self, node: &Node, subtree: Option<&[i64]>) -> StoreResult<()> {
+        if subtree.is_some() {
+            // Chunk lists and inline bytes go with their inodes (ON DELETE CASCADE).
+            self.0.exec(
+                "WITH RECURSIVE subtree(id) AS (
+                     SELECT id FROM inodes WHERE parent = ?1
+                     UNION ALL
+                     SELECT inodes.id FROM inodes JOIN subtree ON inodes.parent = subtree.id
+                 )
+                 DELETE FROM inodes WHERE id IN (SELECT id FROM subtree)",
+                [node.id],
+            )?;
+        }
+        self.0.exec("DELETE FROM inodes WHERE id = ?1", [node.id])?;
+        Ok(())
+    }
+
+    fn set_mode(&mut self, node: &Node, mode: u32) -> StoreResult<Node> {
+        self.0
+            .exec("UPDATE inodes SET mode = ?1 WHERE id = ?2", params![mode, node.id])?;
+        self.node(node.id)
+    }
+
+    fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str) -> StoreResult<Node> {
+        self.0.exec(
+            "UPDATE inodes SET owner_uid = ?1, owner_name = ?2 WHERE id = ?3",
+            params![owner_uid, owner_name, node.id],
+        )?;
+        self.node(node.id)
+    }
+
+    fn content(&mut self, file: &Node) -> StoreResult<FileContent> {
+        let data: Option<Vec<u8>> = self
+            .0
+            .one("SELECT data FROM file_data WHERE inode = ?1", [file.id], |row| {
+                row.get(0)
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((node.stat(path.clone()), FileContent::Chunks(chunks)))
+            .optional()?;
+        match data {
+            Some(data) => Ok(FileContent::Inline(data)),
+            None => Ok(FileContent::Chunks(chunk_list(self.0, file.id)?)),
+        }
+    }
+
+    fn chunk_list(&mut self, file: &Node) -> StoreResult<Vec<ChunkRef>> {
+        chunk_list(self.0, file.id)
+    }
+
+    fn replica_counts(&mut self, chunks: &[ChunkRef]) -> StoreResult<Vec<u64>> {
+        let mut statement = self
+            .0
+            .prepare_cached("SELECT COUNT(*) FROM replicas WHERE chunk = ?1")?;
+        let counts = chunks
+            .iter()
+            .map(|chunk| statement.query_row([chunk.id.as_str()], |row| row.get::<_, u64>(0)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(counts)
+    }
+
+    fn insert_upload(&mut self, upload: &UploadRecord) -> StoreResult<()> {
+        self.0.exec(
+            &format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+            params![
+                upload.id,
+                upload.path.as_str(),
+                upload.owner_uid,
+                upload.owner_name,
+                upload.no_clobber,
+                upload.mode,
+                upload.chunk_size,
+                upload.replication,
+                upload.created_at,
+                upload.expires_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn live_upload(&mut self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>> {
+        Ok(self
+            .0
+            .one(
+                &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1 AND expires_at > ?2"),
+                params![id, now],
+                upload_from_row,
+            )
+            .optional()?)
+    }
+
+    fn forget_upload(&mut self, id: &str) -> StoreResult<()> {
+        self.0.exec("DELETE FROM uploads WHERE id = ?1", [id])?;
+        Ok(())
+    }
 }
 
 impl NamespaceStore for SqliteStore {
@@ -638,15 +390,15 @@ impl NamespaceStore for SqliteStore {
     }
 
     fn stat(&self, who: &Principal, path: &DfsPath) -> StoreResult<Stat> {
-        self.read(|tx| Ok(resolve(tx, who, path)?.stat(path.clone())))
+        self.read(|tx| model::stat(&mut Sql(tx), who, path))
     }
 
     fn list(&self, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
-        self.read(|tx| list_in(tx, who, path))
+        self.read(|tx| model::list(&mut Sql(tx), who, path))
     }
 
     fn mkdir(&self, who: &Principal, path: &DfsPath, mode: u32, parents: bool, now_ms: u64) -> StoreResult<Stat> {
-        self.write(|tx| mkdir_in(tx, who, path, mode, parents, now_ms))
+        self.write(|tx| model::mkdir(&mut Sql(tx), who, path, mode, parents, now_ms))
     }
 
     fn mkdir_async(
@@ -657,11 +409,11 @@ impl NamespaceStore for SqliteStore {
         parents: bool,
         now_ms: u64,
     ) -> Queued<Stat> {
-        self.submit(move |tx| mkdir_in(tx, &who, &path, mode, parents, now_ms))
+        self.submit(move |tx| model::mkdir(&mut Sql(tx), &who, &path, mode, parents, now_ms))
     }
 
     fn remove(&self, who: &Principal, path: &DfsPath, recursive: bool, now_ms: u64) -> StoreResult<()> {
-        self.write(|tx| remove_in(tx, who, path, recursive, now_ms))
+        self.write(|tx| model::remove(&mut Sql(tx), who, path, recursive, now_ms))
     }
 
     fn rename(
@@ -672,92 +424,29 @@ impl NamespaceStore for SqliteStore {
         no_clobber: bool,
         now_ms: u64,
     ) -> StoreResult<Stat> {
-        self.write(|tx| rename_in(tx, who, from, to, no_clobber, now_ms))
+        self.write(|tx| model::rename(&mut Sql(tx), who, from, to, no_clobber, now_ms))
     }
 
     fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat> {
-        self.write(|tx| {
-            let node = resolve(tx, who, path)?;
-            if !who.admin && who.uid != node.owner_uid {
-                return Err(denied(path));
-            }
-            check_locks(tx, who, path, now_secs())?;
-            tx.exec(
-                "UPDATE inodes SET mode = ?1 WHERE id = ?2",
-                params![mode & 0o7777, node.id],
-            )?;
-            Ok(node_by_id(tx, node.id)?.stat(path.clone()))
-        })
+        self.write(|tx| model::chmod(&mut Sql(tx), who, path, mode, now_secs()))
     }
 
     fn chown(&self, who: &Principal, path: &DfsPath, owner_uid: u64, owner_name: &str) -> StoreResult<Stat> {
-        if !who.admin {
-            return Err(StoreError::PermissionDenied(format!(
-                "permission denied: only an admin may change the owner of {path}"
-            )));
-        }
-        self.write(|tx| {
-            check_locks(tx, who, path, now_secs())?;
-            let node = resolve(tx, who, path)?;
-            tx.exec(
-                "UPDATE inodes SET owner_uid = ?1, owner_name = ?2 WHERE id = ?3",
-                params![owner_uid, owner_name, node.id],
-            )?;
-            Ok(node_by_id(tx, node.id)?.stat(path.clone()))
-        })
+        model::check_chown(who, path)?;
+        self.write(|tx| model::chown(&mut Sql(tx), who, path, owner_uid, owner_name, now_secs()))
     }
 
     fn ensure_home(&self, uid: u64, name: &str, now_ms: u64) -> StoreResult<Stat> {
-        let path = DfsPath::parse("/home")
-            .and_then(|home| home.join(name))
-            .map_err(|error| StoreError::Invalid(format!("bad user name for a home directory: {error}")))?;
-        let admin = Principal {
-            uid: 0,
-            name: String::new(),
-            admin: true,
-            lock_token: None,
-        };
-        self.write(|tx| {
-            let (parent, name, existing) = resolve_for_change(tx, &admin, &path)?;
-            if let Some(existing) = existing {
-                return Ok(existing.stat(path.clone()));
-            }
-            let owner = Principal {
-                uid,
-                name: name.to_string(),
-                admin: false,
-                lock_token: None,
-            };
-            let home = insert_node(tx, parent.id, name, EntryKind::Dir, &owner, HOME_MODE, now_ms)?;
-            Ok(home.stat(path.clone()))
-        })
+        let path = model::home_path(name)?;
+        self.write(|tx| model::ensure_home(&mut Sql(tx), uid, &path, now_ms))
     }
 
     fn file_chunks(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, Vec<ChunkRef>)> {
-        self.read(|tx| {
-            let node = resolve(tx, who, path)?;
-            if node.is_dir() {
-                return Err(is_a_directory(path));
-            }
-            if !node.permits(who, READ) {
-                return Err(denied(path));
-            }
-            let mut statement =
-                tx.prepare_cached("SELECT chunk, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
-            let chunks = statement
-                .query_map([node.id], |row| {
-                    Ok(ChunkRef {
-                        id: chunk_id(row.get(0)?)?,
-                        size: row.get(1)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((node.stat(path.clone()), chunks))
-        })
+        self.read(|tx| model::file_chunks(&mut Sql(tx), who, path))
     }
 
     fn file_content(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
-        self.read(|tx| file_content_in(tx, who, path))
+        self.read(|tx| model::file_content(&mut Sql(tx), who, path))
     }
 
     fn write_inline(
@@ -769,7 +458,7 @@ impl NamespaceStore for SqliteStore {
         no_clobber: bool,
         now_ms: u64,
     ) -> StoreResult<Stat> {
-        self.write(|tx| write_inline_in(tx, who, path, data, mode, no_clobber, now_ms))
+        self.write(|tx| model::write_inline(&mut Sql(tx), who, path, data, mode, no_clobber, now_ms))
     }
 
     fn write_inline_async(
@@ -781,26 +470,15 @@ impl NamespaceStore for SqliteStore {
         no_clobber: bool,
         now_ms: u64,
     ) -> Queued<Stat> {
-        self.submit(move |tx| write_inline_in(tx, &who, &path, &data, mode, no_clobber, now_ms))
+        self.submit(move |tx| model::write_inline(&mut Sql(tx), &who, &path, &data, mode, no_clobber, now_ms))
     }
 
     fn begin_upload(&self, who: &Principal, upload: &UploadRecord) -> StoreResult<()> {
-        self.write(|tx| {
-            check_upload_target(tx, who, &upload.path, upload.no_clobber)?;
-            insert_upload(tx, upload)
-        })
+        self.write(|tx| model::begin_upload(&mut Sql(tx), who, upload))
     }
 
     fn upload(&self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>> {
-        self.read(|connection| {
-            Ok(connection
-                .one(
-                    &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1 AND expires_at > ?2"),
-                    params![id, now],
-                    upload_from_row,
-                )
-                .optional()?)
-        })
+        self.read(|tx| Sql(tx).live_upload(id, now))
     }
 
     fn delete_upload(&self, id: &str) -> StoreResult<bool> {
@@ -819,21 +497,7 @@ impl NamespaceStore for SqliteStore {
         now: UnixSeconds,
         now_ms: u64,
     ) -> StoreResult<Stat> {
-        self.write(|tx| {
-            let upload = owned_upload(tx, who, upload_id, now)?;
-            let stat = write_file(
-                tx,
-                who,
-                &upload.path,
-                upload.no_clobber,
-                upload.mode,
-                upload.replication,
-                chunks,
-                now_ms,
-            )?;
-            tx.exec("DELETE FROM uploads WHERE id = ?1", [upload_id])?;
-            Ok(stat)
-        })
+        self.write(|tx| model::commit_upload(&mut Sql(tx), who, upload_id, chunks, now, now_ms))
     }
 
     fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()> {
@@ -961,27 +625,4 @@ impl NamespaceStore for SqliteStore {
             })
         })
     }
-}
-
-/// The unexpired upload `upload_id`, if `who` started it.
-pub(super) fn owned_upload(
-    tx: &Connection,
-    who: &Principal,
-    upload_id: &str,
-    now: UnixSeconds,
-) -> StoreResult<UploadRecord> {
-    let upload = tx
-        .one(
-            &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1 AND expires_at > ?2"),
-            params![upload_id, now],
-            upload_from_row,
-        )
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("no such upload (finished, aborted or expired): {upload_id}")))?;
-    if upload.owner_uid != who.uid {
-        return Err(StoreError::PermissionDenied(format!(
-            "permission denied: upload {upload_id} belongs to another user"
-        )));
-    }
-    Ok(upload)
 }

@@ -5,22 +5,18 @@
 //! `crate::tx`'s, over the primitives here; the commit runs them inside one
 //! SQLite transaction, so a crash leaves all or none of the changes.
 
-use super::namespace::{
-    child, file_content_in, insert_upload, list_in, mkdir_in, node_by_id, owned_upload, remove_in, rename_in, resolve,
-    write_file, write_inline_in,
-};
-use super::CachedSql;
-use super::SqliteStore;
+use super::{CachedSql, Sql, SqliteStore};
+use crate::model::Rows;
 use crate::namespace::{Principal, UploadRecord};
 use crate::tx::{
-    commit_in, stage_in, EntryState, StagedOp, TransactionRecord, TransactionStore, TxEngine, TxPrimitives, TxRead,
-    TxReadAnswer,
+    commit_in, stage_in, stage_upload_in, EntryState, StagedOp, TransactionRecord, TransactionStore, TxEngine,
+    TxPrimitives, TxRead, TxReadAnswer,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::namespace::ChunkRef;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE transactions (
@@ -55,8 +51,6 @@ CREATE TABLE tx_listings (
 );
 ";
 
-const ROOT_ID: i64 = 1;
-
 fn no_such_transaction(id: &str) -> StoreError {
     StoreError::NotFound(format!("no such transaction (committed, aborted or expired): {id}"))
 }
@@ -64,9 +58,6 @@ fn no_such_transaction(id: &str) -> StoreError {
 fn stored_path(raw: String) -> StoreResult<DfsPath> {
     DfsPath::parse(&raw).map_err(|error| StoreError::Backend(error.into()))
 }
-
-/// The transaction primitives on one SQLite connection inside a transaction.
-pub(crate) struct Sql<'c>(&'c Connection);
 
 impl TxPrimitives for Sql<'_> {
     fn owned_transaction(&mut self, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
@@ -85,47 +76,6 @@ impl TxPrimitives for Sql<'_> {
             )));
         }
         Ok(())
-    }
-
-    fn peek(&mut self, path: &DfsPath) -> StoreResult<Option<EntryState>> {
-        let mut node = node_by_id(self.0, ROOT_ID)?;
-        for name in path.components() {
-            if !node.is_dir() {
-                return Ok(None);
-            }
-            match child(self.0, node.id, name)? {
-                Some(next) => node = next,
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(EntryState {
-            inode: node.id,
-            version: node.version,
-        }))
-    }
-
-    fn children(&mut self, path: &DfsPath) -> StoreResult<Option<Vec<(String, EntryState)>>> {
-        let Some(dir) = self.peek(path)? else {
-            return Ok(None);
-        };
-        if !node_by_id(self.0, dir.inode)?.is_dir() {
-            return Ok(None);
-        }
-        let mut statement = self
-            .0
-            .prepare_cached("SELECT name, id, version FROM inodes WHERE parent = ?1 ORDER BY name")?;
-        let children = statement
-            .query_map([dir.inode], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    EntryState {
-                        inode: row.get(1)?,
-                        version: row.get(2)?,
-                    },
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(children))
     }
 
     fn record_entry(&mut self, id: &str, path: &DfsPath, state: Option<EntryState>) -> StoreResult<()> {
@@ -207,51 +157,9 @@ impl TxPrimitives for Sql<'_> {
             .collect()
     }
 
-    fn apply(&mut self, who: &Principal, op: &StagedOp, now_ms: u64) -> StoreResult<()> {
-        let tx = self.0;
-        match op {
-            StagedOp::Mkdir { path, mode, parents } => {
-                mkdir_in(tx, who, path, *mode, *parents, now_ms)?;
-            }
-            StagedOp::Remove { path, recursive } => remove_in(tx, who, path, *recursive, now_ms)?,
-            StagedOp::Rename { from, to, no_clobber } => {
-                rename_in(tx, who, from, to, *no_clobber, now_ms)?;
-            }
-            StagedOp::Put {
-                path,
-                chunks,
-                mode,
-                no_clobber,
-                replication,
-            } => {
-                write_file(tx, who, path, *no_clobber, *mode, *replication, chunks, now_ms)?;
-            }
-            StagedOp::PutInline {
-                path,
-                data,
-                mode,
-                no_clobber,
-            } => {
-                write_inline_in(tx, who, path, data, *mode, *no_clobber, now_ms)?;
-            }
-        }
-        Ok(())
-    }
-
     fn forget(&mut self, id: &str) -> StoreResult<()> {
         self.0.exec("DELETE FROM transactions WHERE id = ?1", [id])?;
         Ok(())
-    }
-
-    fn answer(&mut self, who: &Principal, read: &TxRead) -> StoreResult<TxReadAnswer> {
-        Ok(match read {
-            TxRead::Stat(path) => TxReadAnswer::Stat(resolve(self.0, who, path)?.stat(path.clone())),
-            TxRead::List(path) => TxReadAnswer::List(list_in(self.0, who, path)?),
-            TxRead::Content(path) => {
-                let (stat, content) = file_content_in(self.0, who, path)?;
-                TxReadAnswer::Content(stat, content)
-            }
-        })
     }
 }
 
@@ -304,8 +212,9 @@ impl TransactionStore for SqliteStore {
         now: UnixSeconds,
     ) -> StoreResult<()> {
         self.write(|tx| {
-            Sql(tx).owned_transaction(who, id, now)?;
-            insert_upload(tx, upload)
+            let mut tx = Sql(tx);
+            tx.owned_transaction(who, id, now)?;
+            tx.insert_upload(upload)
         })
     }
 
@@ -317,33 +226,7 @@ impl TransactionStore for SqliteStore {
         chunks: &[ChunkRef],
         now: UnixSeconds,
     ) -> StoreResult<StagedOp> {
-        self.write(|tx| {
-            Sql(tx).owned_transaction(who, id, now)?;
-            let upload = owned_upload(tx, who, upload_id, now)?;
-            for chunk in chunks {
-                let recorded: u32 = tx.one(
-                    "SELECT COUNT(*) FROM replicas WHERE chunk = ?1",
-                    [chunk.id.as_str()],
-                    |row| row.get(0),
-                )?;
-                if recorded < upload.replication {
-                    return Err(StoreError::Conflict(format!(
-                        "chunk {} is not durable: {recorded} of {} replicas recorded",
-                        chunk.id, upload.replication
-                    )));
-                }
-            }
-            let op = StagedOp::Put {
-                path: upload.path,
-                chunks: chunks.to_vec(),
-                mode: upload.mode,
-                no_clobber: upload.no_clobber,
-                replication: upload.replication,
-            };
-            stage_in(&mut Sql(tx), id, &op)?;
-            tx.exec("DELETE FROM uploads WHERE id = ?1", [upload_id])?;
-            Ok(op)
-        })
+        self.write(|tx| stage_upload_in(&mut Sql(tx), who, id, upload_id, chunks, now))
     }
 
     fn read_in_transaction(

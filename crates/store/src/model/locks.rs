@@ -1,0 +1,176 @@
+//! The lock rules, once for every engine (see [`crate::locks`]): the check
+//! every namespace write makes, and grants, renewals and releases.
+
+use super::namespace::{resolve_chain, Node};
+use super::Rows;
+use crate::common::{
+    check_lock_holder, check_lock_permission_rule, check_lock_rule, denied, no_such_lock, not_a_directory,
+};
+use crate::locks::{LockRecord, MAX_LIVE_LOCKS_PER_USER};
+use crate::namespace::{Principal, EXECUTE};
+use crate::{StoreError, StoreResult};
+use dfs_proto::locks::make_token;
+use dfs_proto::path::DfsPath;
+use dfs_proto::UnixSeconds;
+
+/// The row-level primitives of locks (see [`Rows`]).
+pub(crate) trait LockRows {
+    /// Live locks (`expires_at > now`) on `path`, above it or below it
+    /// (`common::covering`), oldest grant first.
+    fn covering_locks(&mut self, path: &DfsPath, now: UnixSeconds) -> StoreResult<Vec<LockRecord>>;
+    /// The latest grant on `path`, above it or below it, as (path, fence).
+    fn latest_grant(&mut self, path: &DfsPath) -> StoreResult<Option<(String, u64)>>;
+    /// Forgets expired locks: at least those on `path`, above it or below
+    /// it (the engine decides how many more).
+    fn forget_expired_locks(&mut self, path: &DfsPath, now: UnixSeconds) -> StoreResult<()>;
+    /// How many locks `uid` holds (at least the live ones; expired ones the
+    /// engine keeps may count).
+    fn locks_held(&mut self, uid: u64, now: UnixSeconds) -> StoreResult<u64>;
+    /// A fencing number greater than every one handed out before.
+    fn next_fence(&mut self) -> StoreResult<u64>;
+    /// Records `fence` as the latest grant on `path`.
+    fn record_grant(&mut self, path: &DfsPath, fence: u64) -> StoreResult<()>;
+    fn insert_lock(&mut self, lock: &LockRecord) -> StoreResult<()>;
+    /// The lock `token`, if live at `now`.
+    fn live_lock(&mut self, token: &str, now: UnixSeconds) -> StoreResult<Option<LockRecord>>;
+    fn set_lock_expiry(&mut self, token: &str, expires_at: UnixSeconds) -> StoreResult<()>;
+    fn delete_lock(&mut self, token: &str) -> StoreResult<()>;
+
+    // ---- conflict hook (see the module docs of `model`) ----
+
+    /// A lock on `path` was granted after reading `read` (the entries
+    /// passed through and the one at `path`, if any) and, unless `path` is
+    /// `/`, the entry `path`'s name in directory `parent`: a namespace
+    /// change of any of them racing the grant must conflict.
+    fn lock_granted(&mut self, _read: &[Node], _parent: Option<i64>, _path: &DfsPath) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+/// The lock rule for a write changing `path` (see [`crate::locks`] and
+/// `common::check_lock_rule`): every live lock on, above or below it must
+/// carry the writer's token, and that token must not be older than the
+/// latest grant there.
+pub(crate) fn check_locks(tx: &mut impl Rows, who: &Principal, path: &DfsPath, now: UnixSeconds) -> StoreResult<()> {
+    let live = tx.covering_locks(path, now)?;
+    check_lock_rule(who, path, &live, || tx.latest_grant(path))
+}
+
+/// Checks the permission a lock on `path` needs
+/// (`common::check_lock_permission_rule`); returns the entries read to
+/// decide (passed through, and the one at `path` if any) and the parent
+/// directory's id (none for `/`).
+fn check_lock_permission(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    shared: bool,
+) -> StoreResult<(Vec<Node>, Option<i64>)> {
+    let (mut read, existing, parent) = match path.split_last() {
+        None => {
+            let mut chain = resolve_chain(tx, who, path)?;
+            let root = chain.pop();
+            (chain, root, None)
+        }
+        Some((parent_path, name)) => {
+            let chain = resolve_chain(tx, who, &parent_path)?;
+            let parent = chain.last().expect("the chain is never empty").clone();
+            if !parent.is_dir() {
+                return Err(not_a_directory(&parent_path));
+            }
+            if !parent.permits(who, EXECUTE) {
+                return Err(denied(&parent_path));
+            }
+            let existing = tx.child(parent.id, name)?;
+            (chain, existing, Some(parent))
+        }
+    };
+    check_lock_permission_rule(
+        who,
+        path,
+        shared,
+        existing.as_ref().map(|node| (node.owner_uid, node.mode, node.is_dir())),
+        parent.as_ref().map(|node| (node.owner_uid, node.mode)),
+    )?;
+    read.extend(existing);
+    Ok((read, parent.map(|node| node.id)))
+}
+
+/// [`crate::LockStore::acquire_lock`].
+pub(crate) fn acquire_lock(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    shared: bool,
+    nonce: &str,
+    now: UnixSeconds,
+    expires_at: UnixSeconds,
+) -> StoreResult<LockRecord> {
+    let (read, parent) = check_lock_permission(tx, who, path, shared)?;
+    for lock in tx.covering_locks(path, now)? {
+        if !(shared && lock.shared) {
+            return Err(StoreError::Locked(lock.refusal()));
+        }
+    }
+    tx.forget_expired_locks(path, now)?;
+    if tx.locks_held(who.uid, now)? >= MAX_LIVE_LOCKS_PER_USER {
+        return Err(LockRecord::too_many(who));
+    }
+    let fence = tx.next_fence()?;
+    tx.record_grant(path, fence)?;
+    tx.lock_granted(&read, parent, path)?;
+    let lock = LockRecord {
+        token: make_token(fence, nonce),
+        path: path.clone(),
+        holder_uid: who.uid,
+        holder_name: who.name.clone(),
+        shared,
+        fence,
+        created_at: now,
+        expires_at,
+    };
+    tx.insert_lock(&lock)?;
+    Ok(lock)
+}
+
+/// The live lock `token`, if `who` may renew it (`renewing`) or release it.
+fn held_lock(
+    tx: &mut impl Rows,
+    who: &Principal,
+    token: &str,
+    now: UnixSeconds,
+    renewing: bool,
+) -> StoreResult<LockRecord> {
+    let lock = tx.live_lock(token, now)?.ok_or_else(|| no_such_lock(token))?;
+    check_lock_holder(who, &lock, renewing)?;
+    Ok(lock)
+}
+
+/// [`crate::LockStore::renew_lock`].
+pub(crate) fn renew_lock(
+    tx: &mut impl Rows,
+    who: &Principal,
+    token: &str,
+    now: UnixSeconds,
+    expires_at: UnixSeconds,
+) -> StoreResult<LockRecord> {
+    let mut lock = held_lock(tx, who, token, now, true)?;
+    tx.set_lock_expiry(token, expires_at)?;
+    lock.expires_at = expires_at;
+    Ok(lock)
+}
+
+/// [`crate::LockStore::release_lock`].
+pub(crate) fn release_lock(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    token: &str,
+    now: UnixSeconds,
+) -> StoreResult<()> {
+    let lock = held_lock(tx, who, token, now, false)?;
+    if &lock.path != path {
+        return Err(StoreError::NotFound(format!("no such lock on {path}: {token}")));
+    }
+    tx.delete_lock(token)
+}

@@ -1,0 +1,547 @@
+//! The namespace rules, once for every engine (see [`crate::namespace`] for
+//! what each call promises): path resolution with [`EXECUTE`] on every
+//! directory passed through, the permission each change needs, what may
+//! replace what, no-clobber, durable chunks and owned uploads. Every write
+//! checks locks last, after its own permission checks, so a refusal never
+//! discloses locks where the writer may not change anything (the
+//! transaction rolls back).
+
+use super::locks::check_locks;
+use super::{NewNode, Rows, ROOT_ID};
+use crate::common::{
+    belongs_to_another_user, check_file_target, denied, exists, is_a_directory, no_such_upload, not_a_directory,
+    not_durable, not_empty, not_found,
+};
+use crate::namespace::{
+    check_inline_size, FileContent, NewContent, Principal, UploadRecord, DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ,
+    WRITE,
+};
+use crate::{StoreError, StoreResult};
+use dfs_proto::namespace::{ChunkRef, EntryKind, Listing, Stat};
+use dfs_proto::path::DfsPath;
+use dfs_proto::UnixSeconds;
+
+pub(crate) use crate::common::Node;
+
+/// A path component may be passed through only if it is a directory the
+/// caller may traverse (EXECUTE).
+fn check_traversable(node: &Node, who: &Principal, walked: &DfsPath) -> StoreResult<()> {
+    if !node.is_dir() {
+        return Err(not_a_directory(walked));
+    }
+    if !node.permits(who, EXECUTE) {
+        return Err(denied(walked));
+    }
+    Ok(())
+}
+
+fn join(path: &DfsPath, name: &str) -> StoreResult<DfsPath> {
+    path.join(name).map_err(|error| StoreError::Invalid(error.to_string()))
+}
+
+/// Walks from the root to `path`, needing EXECUTE on every directory passed through.
+pub(crate) fn resolve(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -> StoreResult<Node> {
+    let mut node = tx.node(ROOT_ID)?;
+    let mut walked = DfsPath::root();
+    for name in path.components() {
+        check_traversable(&node, who, &walked)?;
+        walked = join(&walked, name)?;
+        node = tx.child(node.id, name)?.ok_or_else(|| not_found(&walked))?;
+    }
+    Ok(node)
+}
+
+/// [`resolve`], returning every entry read: `/` first, `path` last.
+pub(crate) fn resolve_chain(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -> StoreResult<Vec<Node>> {
+    let mut chain = vec![tx.node(ROOT_ID)?];
+    let mut walked = DfsPath::root();
+    for name in path.components() {
+        let node = chain.last().expect("the chain starts with the root");
+        check_traversable(node, who, &walked)?;
+        let parent = node.id;
+        walked = join(&walked, name)?;
+        chain.push(tx.child(parent, name)?.ok_or_else(|| not_found(&walked))?);
+    }
+    Ok(chain)
+}
+
+/// The entry at `path` without permission checks, if there is one (a
+/// non-directory on the way means none).
+pub(crate) fn peek(tx: &mut impl Rows, path: &DfsPath) -> StoreResult<Option<Node>> {
+    let mut node = tx.node(ROOT_ID)?;
+    for name in path.components() {
+        if !node.is_dir() {
+            return Ok(None);
+        }
+        match tx.child(node.id, name)? {
+            Some(next) => node = next,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(node))
+}
+
+/// Resolves the parent of `path` (which must not be the root), requiring it
+/// to be a directory on which `who` holds EXECUTE; returns it, the last
+/// name, and the entry at `path` if there is one.
+pub(crate) fn resolve_parent<'p>(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &'p DfsPath,
+) -> StoreResult<(Node, &'p str, Option<Node>)> {
+    let (parent, name) = resolve_parent_dir(tx, who, path)?;
+    let existing = tx.child(parent.id, name)?;
+    Ok((parent, name, existing))
+}
+
+/// The parent directory of `path` (not the root), traversable by `who`, and the last name.
+fn resolve_parent_dir<'p>(tx: &mut impl Rows, who: &Principal, path: &'p DfsPath) -> StoreResult<(Node, &'p str)> {
+    let (parent_path, name) = path
+        .split_last()
+        .ok_or_else(|| StoreError::Invalid("the root directory cannot be changed this way".to_string()))?;
+    let parent = resolve(tx, who, &parent_path)?;
+    check_traversable(&parent, who, &parent_path)?;
+    Ok((parent, name))
+}
+
+/// Like [`resolve_parent`], also requiring WRITE on the parent: for
+/// creating, deleting and renaming entries.
+fn resolve_for_change<'p>(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &'p DfsPath,
+) -> StoreResult<(Node, &'p str, Option<Node>)> {
+    let (parent, name, existing) = resolve_parent(tx, who, path)?;
+    if !parent.permits(who, WRITE) {
+        return Err(denied(&path.parent().unwrap_or_else(DfsPath::root)));
+    }
+    Ok((parent, name, existing))
+}
+
+/// Creates entry `name` of `parent` and records the change of the directory.
+fn create(tx: &mut impl Rows, parent: &Node, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
+    let node = tx.insert_node(parent.id, name, path, new)?;
+    tx.entry_changed(parent.id, name, new.mtime_ms)?;
+    Ok(node)
+}
+
+fn new_dir(owner: &Principal, mode: u32, now_ms: u64) -> NewNode<'_> {
+    NewNode {
+        kind: EntryKind::Dir,
+        owner,
+        mode: mode & 0o7777,
+        content: None,
+        mtime_ms: now_ms,
+    }
+}
+
+/// [`crate::NamespaceStore::mkdir`].
+pub(crate) fn mkdir(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    mode: u32,
+    parents: bool,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    if path.is_root() {
+        return if parents {
+            Ok(resolve(tx, who, path)?.stat(path.clone()))
+        } else {
+            Err(exists(path))
+        };
+    }
+    if !parents {
+        let (parent, name) = resolve_parent_dir(tx, who, path)?;
+        if !parent.permits(who, WRITE) {
+            return Err(denied(&path.parent().unwrap_or_else(DfsPath::root)));
+        }
+        if !tx.created_without_lookup() && tx.child(parent.id, name)?.is_some() {
+            return Err(exists(path));
+        }
+        let node = create(tx, &parent, name, path, new_dir(who, mode, now_ms))?;
+        check_locks(tx, who, path, now_ms / 1000)?;
+        return Ok(node.stat(path.clone()));
+    }
+    // With parents: walk down, creating what is missing (with the
+    // requested mode, like `mkdir -p -m`), checking as we go.
+    let mut node = tx.node(ROOT_ID)?;
+    let mut walked = DfsPath::root();
+    for name in path.components() {
+        check_traversable(&node, who, &walked)?;
+        let parent_path = walked.clone();
+        walked = join(&walked, name)?;
+        node = match tx.child(node.id, name)? {
+            Some(existing) => existing,
+            None => {
+                if !node.permits(who, WRITE) {
+                    return Err(denied(&parent_path));
+                }
+                create(tx, &node, name, &walked, new_dir(who, mode, now_ms))?
+            }
+        };
+    }
+    if !node.is_dir() {
+        return Err(exists(path));
+    }
+    check_locks(tx, who, path, now_ms / 1000)?;
+    Ok(node.stat(path.clone()))
+}
+
+/// [`crate::NamespaceStore::remove`].
+pub(crate) fn remove(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    recursive: bool,
+    now_ms: u64,
+) -> StoreResult<()> {
+    if path.is_root() {
+        return Err(StoreError::Invalid("refusing to remove the root directory".to_string()));
+    }
+    let (parent, name, existing) = resolve_for_change(tx, who, path)?;
+    let target = existing.ok_or_else(|| not_found(path))?;
+    let mut subtree = None;
+    if target.is_dir() && tx.has_children(target.id)? {
+        if !recursive {
+            return Err(not_empty(path));
+        }
+        // Every directory being emptied needs READ, WRITE and EXECUTE, as
+        // for `rm -r`: walk the subtree's directories first.
+        let mut dirs = Vec::new();
+        let mut pending = vec![(target.clone(), path.clone())];
+        while let Some((dir, dir_path)) = pending.pop() {
+            if !dir.permits(who, READ | WRITE | EXECUTE) {
+                return Err(denied(&dir_path));
+            }
+            dirs.push(dir.id);
+            for (name, subdir) in tx.subdirectories(dir.id)? {
+                let sub_path = join(&dir_path, &name)?;
+                pending.push((subdir, sub_path));
+            }
+        }
+        subtree = Some(dirs);
+    }
+    tx.delete_entry(&target, subtree.as_deref())?;
+    tx.entry_changed(parent.id, name, now_ms)?;
+    check_locks(tx, who, path, now_ms / 1000)
+}
+
+/// [`crate::NamespaceStore::rename`].
+pub(crate) fn rename(
+    tx: &mut impl Rows,
+    who: &Principal,
+    from: &DfsPath,
+    to: &DfsPath,
+    no_clobber: bool,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    if from.is_root() {
+        return Err(StoreError::Invalid("refusing to move the root directory".to_string()));
+    }
+    if to.is_root() {
+        return Err(exists(to));
+    }
+    if to != from && to.starts_with(from) {
+        return Err(StoreError::Invalid(format!("cannot move {from} under itself: {to}")));
+    }
+    let (from_parent, from_name, source) = resolve_for_change(tx, who, from)?;
+    let source = source.ok_or_else(|| not_found(from))?;
+    if from == to {
+        return Ok(source.stat(to.clone()));
+    }
+    let (to_parent, to_name, target) = resolve_for_change(tx, who, to)?;
+    if let Some(target) = target {
+        if no_clobber {
+            return Err(exists(to));
+        }
+        match (source.is_dir(), target.is_dir()) {
+            (false, true) => return Err(is_a_directory(to)),
+            (true, false) => return Err(not_a_directory(to)),
+            (true, true) if tx.has_children(target.id)? => return Err(not_empty(to)),
+            _ => {}
+        }
+        tx.delete_entry(&target, None)?;
+    }
+    if source.is_dir() && from_parent.id != to_parent.id {
+        tx.directory_moved()?;
+    }
+    tx.move_node(&source, to_parent.id, to_name)?;
+    tx.entry_changed(from_parent.id, from_name, now_ms)?;
+    tx.entry_changed(to_parent.id, to_name, now_ms)?;
+    check_locks(tx, who, from, now_ms / 1000)?;
+    check_locks(tx, who, to, now_ms / 1000)?;
+    Ok(tx.node(source.id)?.stat(to.clone()))
+}
+
+/// [`crate::NamespaceStore::chmod`].
+pub(crate) fn chmod(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    mode: u32,
+    now: UnixSeconds,
+) -> StoreResult<Stat> {
+    let node = resolve(tx, who, path)?;
+    if !who.admin && who.uid != node.owner_uid {
+        return Err(denied(path));
+    }
+    check_locks(tx, who, path, now)?;
+    Ok(tx.set_mode(&node, mode & 0o7777)?.stat(path.clone()))
+}
+
+/// Refuses a change of owner by anyone but an admin (before any database work).
+pub(crate) fn check_chown(who: &Principal, path: &DfsPath) -> StoreResult<()> {
+    if !who.admin {
+        return Err(StoreError::PermissionDenied(format!(
+            "permission denied: only an admin may change the owner of {path}"
+        )));
+    }
+    Ok(())
+}
+
+/// [`crate::NamespaceStore::chown`], after [`check_chown`].
+pub(crate) fn chown(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    owner_uid: u64,
+    owner_name: &str,
+    now: UnixSeconds,
+) -> StoreResult<Stat> {
+    check_locks(tx, who, path, now)?;
+    let node = resolve(tx, who, path)?;
+    Ok(tx.set_owner(&node, owner_uid, owner_name)?.stat(path.clone()))
+}
+
+/// `/home/NAME`, or why `name` cannot have a home.
+pub(crate) fn home_path(name: &str) -> StoreResult<DfsPath> {
+    DfsPath::parse("/home")
+        .and_then(|home| home.join(name))
+        .map_err(|error| StoreError::Invalid(format!("bad user name for a home directory: {error}")))
+}
+
+/// [`crate::NamespaceStore::ensure_home`], at `path` from [`home_path`].
+pub(crate) fn ensure_home(tx: &mut impl Rows, uid: u64, path: &DfsPath, now_ms: u64) -> StoreResult<Stat> {
+    let admin = Principal {
+        uid: 0,
+        name: String::new(),
+        admin: true,
+        lock_token: None,
+    };
+    let (parent, name, existing) = resolve_for_change(tx, &admin, path)?;
+    if let Some(existing) = existing {
+        return Ok(existing.stat(path.clone()));
+    }
+    let owner = Principal {
+        uid,
+        name: name.to_string(),
+        admin: false,
+        lock_token: None,
+    };
+    let home = create(tx, &parent, name, path, new_dir(&owner, HOME_MODE, now_ms))?;
+    Ok(home.stat(path.clone()))
+}
+
+/// [`crate::NamespaceStore::stat`].
+pub(crate) fn stat(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -> StoreResult<Stat> {
+    Ok(resolve(tx, who, path)?.stat(path.clone()))
+}
+
+/// [`crate::NamespaceStore::list`].
+pub(crate) fn list(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
+    let dir = resolve(tx, who, path)?;
+    if !dir.is_dir() {
+        return Err(not_a_directory(path));
+    }
+    if !dir.permits(who, READ) {
+        return Err(denied(path));
+    }
+    let entries = tx
+        .children(dir.id)?
+        .into_iter()
+        .map(|(name, node)| {
+            let child_path = path.join(&name).map_err(|error| StoreError::Backend(error.into()))?;
+            Ok(node.stat(child_path))
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(Listing {
+        path: path.clone(),
+        entries,
+    })
+}
+
+/// The file at `path`, readable by `who`.
+fn readable_file(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -> StoreResult<Node> {
+    let node = resolve(tx, who, path)?;
+    if node.is_dir() {
+        return Err(is_a_directory(path));
+    }
+    if !node.permits(who, READ) {
+        return Err(denied(path));
+    }
+    Ok(node)
+}
+
+/// [`crate::NamespaceStore::file_content`].
+pub(crate) fn file_content(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
+    let node = readable_file(tx, who, path)?;
+    let content = tx.content(&node)?;
+    Ok((node.stat(path.clone()), content))
+}
+
+/// [`crate::NamespaceStore::file_chunks`].
+pub(crate) fn file_chunks(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, Vec<ChunkRef>)> {
+    let node = readable_file(tx, who, path)?;
+    let chunks = tx.chunk_list(&node)?;
+    Ok((node.stat(path.clone()), chunks))
+}
+
+/// The checks shared by beginning and committing an upload; returns the
+/// parent, the name, and the existing file.
+fn check_upload_target<'p>(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &'p DfsPath,
+    no_clobber: bool,
+) -> StoreResult<(Node, &'p str, Option<Node>)> {
+    if path.is_root() {
+        return Err(is_a_directory(path));
+    }
+    let (parent, name, existing) = resolve_parent(tx, who, path)?;
+    check_file_target(
+        path,
+        no_clobber,
+        parent.permits(who, WRITE),
+        existing
+            .as_ref()
+            .map(|existing| (existing.is_dir(), existing.permits(who, WRITE))),
+    )?;
+    Ok((parent, name, existing))
+}
+
+/// [`crate::NamespaceStore::begin_upload`].
+pub(crate) fn begin_upload(tx: &mut impl Rows, who: &Principal, upload: &UploadRecord) -> StoreResult<()> {
+    check_upload_target(tx, who, &upload.path, upload.no_clobber)?;
+    tx.insert_upload(upload)
+}
+
+/// The unexpired upload `upload_id`, if `who` started it.
+pub(crate) fn owned_upload(
+    tx: &mut impl Rows,
+    who: &Principal,
+    upload_id: &str,
+    now: UnixSeconds,
+) -> StoreResult<UploadRecord> {
+    let upload = tx
+        .live_upload(upload_id, now)?
+        .ok_or_else(|| no_such_upload(upload_id))?;
+    if upload.owner_uid != who.uid {
+        return Err(belongs_to_another_user(&format!("upload {upload_id}")));
+    }
+    Ok(upload)
+}
+
+/// [`crate::NamespaceStore::commit_upload`].
+pub(crate) fn commit_upload(
+    tx: &mut impl Rows,
+    who: &Principal,
+    upload_id: &str,
+    chunks: &[ChunkRef],
+    now: UnixSeconds,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    let upload = owned_upload(tx, who, upload_id, now)?;
+    let stat = write_file(
+        tx,
+        who,
+        &upload.path,
+        upload.no_clobber,
+        upload.mode,
+        upload.replication,
+        chunks,
+        now_ms,
+    )?;
+    tx.forget_upload(upload_id)?;
+    Ok(stat)
+}
+
+/// Checks that every chunk has at least `replication` recorded replicas.
+pub(crate) fn check_durable(tx: &mut impl Rows, chunks: &[ChunkRef], replication: u32) -> StoreResult<()> {
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    let counts = tx.replica_counts(chunks)?;
+    for (chunk, recorded) in chunks.iter().zip(counts) {
+        if recorded < u64::from(replication) {
+            return Err(not_durable(&chunk.id, recorded, replication));
+        }
+    }
+    tx.replicas_counted(chunks)
+}
+
+/// Writes the file at `path` with exactly `chunks` (new at version 1, or the
+/// existing one at version + 1, keeping its owner and mode) after the checks of
+/// an upload commit: durable chunks, permissions, `no_clobber`, locks.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_file(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    no_clobber: bool,
+    mode: Option<u32>,
+    replication: u32,
+    chunks: &[ChunkRef],
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    check_durable(tx, chunks, replication)?;
+    let stat = put_file(tx, who, path, no_clobber, mode, NewContent::Chunks(chunks), now_ms)?;
+    check_locks(tx, who, path, now_ms / 1000)?;
+    Ok(stat)
+}
+
+/// [`crate::NamespaceStore::write_inline`].
+pub(crate) fn write_inline(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    data: &[u8],
+    mode: Option<u32>,
+    no_clobber: bool,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    check_inline_size(path, data)?;
+    let stat = put_file(tx, who, path, no_clobber, mode, NewContent::Inline(data), now_ms)?;
+    check_locks(tx, who, path, now_ms / 1000)?;
+    Ok(stat)
+}
+
+/// Writes the file at `path` with `content` (new at version 1, or the
+/// existing one at version + 1, keeping its owner and mode, its old content
+/// dropped) after the permission and `no_clobber` checks; the caller
+/// checks locks and the content itself.
+fn put_file(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    no_clobber: bool,
+    mode: Option<u32>,
+    content: NewContent<'_>,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
+    let node = match existing {
+        Some(existing) => tx.replace_content(&existing, content, now_ms)?,
+        None => {
+            let new = NewNode {
+                kind: EntryKind::File,
+                owner: who,
+                mode: mode.unwrap_or(DEFAULT_FILE_MODE) & 0o7777,
+                content: Some(content),
+                mtime_ms: now_ms,
+            };
+            create(tx, &parent, name, path, new)?
+        }
+    };
+    Ok(node.stat(path.clone()))
+}
