@@ -6,15 +6,20 @@
 //! - [`locks`]: the [`LockStore`] trait (leases with fencing numbers).
 //! - [`tx`]: the [`TransactionStore`] trait (staged changes, applied at once).
 //! - [`dump`]: the [`DumpStore`] trait (export and import, to move between engines).
+//! - `model`: the rules of the namespace, locks and transactions, written
+//!   once over row-level primitives each engine implements (`model::Rows`);
+//!   it implements the traits above for every engine.
 //! - [`sqlite`]: the embedded engine, the default.
 //! - [`postgres`]: the PostgreSQL engine, for several directory services on one database.
 //! - [`mongo`]: the MongoDB engine, for several directory services on one database.
-//! - [`suite`]: the test suite every engine must pass; each engine's test file calls it.
+//! - [`suite`]: the test suite every engine must pass (races included); `tests/engines.rs` runs it on each.
 //! - [`open`]: picks an engine from a URL (`sqlite:///path/meta.db`).
 //!
-//! Architecture invariant: services see their database only through these
+//! Architecture invariants: services see their database only through these
 //! traits; every operation that must be atomic is one call, done in one
-//! database transaction by the engine, never read-then-write in a service.
+//! database transaction by the engine, never read-then-write in a service;
+//! each rule is written once (`model`, [`tx`]), engines only read and write
+//! rows; every engine passes [`suite`], race tests included.
 
 mod common;
 pub mod dump;

@@ -38,8 +38,9 @@
 //!
 //! [`StoreError::Conflict`]: crate::StoreError::Conflict
 
+use crate::common::{belongs_to_another_user, no_such_transaction};
 use crate::model::namespace as model;
-use crate::model::Rows;
+use crate::model::{Engine, Rows};
 use crate::namespace::{FileContent, Principal, UploadRecord};
 use crate::{Store, StoreError, StoreResult};
 use dfs_proto::namespace::{ChunkRef, Listing, Stat};
@@ -225,8 +226,9 @@ pub struct EntryState {
 /// the rules are the functions of this module; the namespace itself is
 /// read and changed through [`Rows`] and the rules of [`crate::model`].
 pub(crate) trait TxPrimitives: Rows + Sized {
-    /// Checks that transaction `id` is live at `now` and belongs to `who`.
-    fn owned_transaction(&mut self, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()>;
+    /// The owner's uid of transaction `id`, if it exists (and, given
+    /// `live_at`, has not expired by then).
+    fn transaction_owner(&mut self, id: &str, live_at: Option<UnixSeconds>) -> StoreResult<Option<u64>>;
     /// Records the state of `path` in transaction `id`, unless one is recorded already.
     fn record_entry(&mut self, id: &str, path: &DfsPath, state: Option<EntryState>) -> StoreResult<()>;
     /// Records the fingerprint of the listing of `path`, unless one is recorded already.
@@ -242,6 +244,14 @@ pub(crate) trait TxPrimitives: Rows + Sized {
     /// Forgets transaction `id` and everything recorded for it.
     fn forget(&mut self, id: &str) -> StoreResult<()>;
 
+    /// Checks that transaction `id` is live at `now` and belongs to `who`.
+    fn owned_transaction(&mut self, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
+        match self.transaction_owner(id, Some(now))? {
+            None => Err(no_such_transaction(id)),
+            Some(owner) if owner != who.uid => Err(belongs_to_another_user(&format!("transaction {id}"))),
+            Some(_) => Ok(()),
+        }
+    }
     /// The entry at `path` now, found without permission checks.
     fn peek(&mut self, path: &DfsPath) -> StoreResult<Option<EntryState>> {
         Ok(model::peek(self, path)?.map(|node| EntryState {
@@ -323,25 +333,12 @@ pub(crate) trait TxPrimitives: Rows + Sized {
     }
 }
 
-/// An engine's database transactions, for the rules that need more than one.
-pub(crate) trait TxEngine {
-    type Tx<'t>: TxPrimitives;
-    /// Runs `work` in one read-write database transaction (perhaps more than
-    /// once, if the engine retries); a failure of `work` rolls it back.
-    fn write_tx<T: Send + 'static>(
-        &self,
-        work: impl FnMut(&mut Self::Tx<'_>) -> StoreResult<T> + Send,
-    ) -> StoreResult<T>;
-    /// Runs `work` in one read-only snapshot.
-    fn read_tx<T: Send + 'static>(&self, work: impl FnMut(&mut Self::Tx<'_>) -> StoreResult<T>) -> StoreResult<T>;
-}
-
 /// [`TransactionStore::read_in_transaction`], for every engine: records the
 /// read (a change after this makes the commit conflict, whatever the answer
 /// saw), then answers it, from a snapshot if nothing is staged, else in a
 /// write transaction that applies the staged changes and is rolled back.
 pub(crate) fn read_in_transaction(
-    engine: &impl TxEngine,
+    engine: &impl Engine,
     who: &Principal,
     id: &str,
     read: &TxRead,
@@ -513,6 +510,90 @@ pub(crate) fn commit_in(
     }
     t.forget(id)?;
     Ok(ops.len() as u64)
+}
+
+/// The transaction calls an engine answers itself, deciding nothing; each
+/// has the meaning of the [`TransactionStore`] method of the same name.
+pub(crate) trait TransactionTable {
+    fn begin_transaction(&self, transaction: &TransactionRecord) -> StoreResult<()>;
+    fn expire_transactions(&self, now: UnixSeconds) -> StoreResult<u64>;
+}
+
+/// The transactions of every engine: each rule of this module, in one
+/// transaction of the engine.
+impl<E: Engine + TransactionTable> TransactionStore for E {
+    fn begin_transaction(&self, transaction: &TransactionRecord) -> StoreResult<()> {
+        TransactionTable::begin_transaction(self, transaction)
+    }
+
+    fn stage(&self, who: &Principal, id: &str, op: &StagedOp, now: UnixSeconds) -> StoreResult<()> {
+        self.write_tx(|t| {
+            t.owned_transaction(who, id, now)?;
+            stage_in(t, id, op)
+        })
+    }
+
+    fn begin_staged_upload(
+        &self,
+        who: &Principal,
+        id: &str,
+        upload: &UploadRecord,
+        now: UnixSeconds,
+    ) -> StoreResult<()> {
+        self.write_tx(|t| {
+            t.owned_transaction(who, id, now)?;
+            t.insert_upload(upload)
+        })
+    }
+
+    fn stage_upload(
+        &self,
+        who: &Principal,
+        id: &str,
+        upload_id: &str,
+        chunks: &[ChunkRef],
+        now: UnixSeconds,
+    ) -> StoreResult<StagedOp> {
+        self.write_tx(|t| stage_upload_in(t, who, id, upload_id, chunks, now))
+    }
+
+    fn read_in_transaction(
+        &self,
+        who: &Principal,
+        id: &str,
+        read: &TxRead,
+        now: UnixSeconds,
+        now_ms: u64,
+    ) -> StoreResult<TxReadAnswer> {
+        read_in_transaction(self, who, id, read, now, now_ms)
+    }
+
+    fn commit_transaction(&self, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {
+        let result = self.write_tx(|t| commit_in(t, who, id, now, now_ms));
+        if result.is_err() {
+            // A failed commit aborts: the rolled-back transaction is
+            // forgotten too (only by its owner; best effort).
+            let _ = self.write_tx(|t| {
+                if t.transaction_owner(id, None)? == Some(who.uid) {
+                    t.forget(id)?;
+                }
+                Ok(())
+            });
+        }
+        result
+    }
+
+    fn abort_transaction(&self, who: &Principal, id: &str) -> StoreResult<()> {
+        self.write_tx(|t| match t.transaction_owner(id, None)? {
+            None => Err(no_such_transaction(id)),
+            Some(owner) if owner != who.uid && !who.admin => Err(belongs_to_another_user(&format!("transaction {id}"))),
+            Some(_) => t.forget(id),
+        })
+    }
+
+    fn expire_transactions(&self, now: UnixSeconds) -> StoreResult<u64> {
+        TransactionTable::expire_transactions(self, now)
+    }
 }
 
 /// What a conditional write does once the version matched.

@@ -2,11 +2,11 @@
 //! every namespace write makes, and grants, renewals and releases.
 
 use super::namespace::{resolve_chain, Node};
-use super::Rows;
+use super::{Engine, Rows};
 use crate::common::{
     check_lock_holder, check_lock_permission_rule, check_lock_rule, denied, no_such_lock, not_a_directory,
 };
-use crate::locks::{LockRecord, MAX_LIVE_LOCKS_PER_USER};
+use crate::locks::{LockRecord, LockStore, MAX_LIVE_LOCKS_PER_USER};
 use crate::namespace::{Principal, EXECUTE};
 use crate::{StoreError, StoreResult};
 use dfs_proto::locks::make_token;
@@ -173,4 +173,48 @@ pub(crate) fn release_lock(
         return Err(StoreError::NotFound(format!("no such lock on {path}: {token}")));
     }
     tx.delete_lock(token)
+}
+
+/// The lock calls an engine answers itself, deciding nothing; each has the
+/// meaning of the [`LockStore`] method of the same name.
+pub(crate) trait LockTable {
+    fn locks(&self, path: Option<&DfsPath>, now: UnixSeconds) -> StoreResult<Vec<LockRecord>>;
+    fn expire_locks(&self, now: UnixSeconds) -> StoreResult<u64>;
+}
+
+/// The locks of every engine: each rule above, in one transaction of the engine.
+impl<E: Engine + LockTable> LockStore for E {
+    fn acquire_lock(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        shared: bool,
+        nonce: &str,
+        now: UnixSeconds,
+        expires_at: UnixSeconds,
+    ) -> StoreResult<LockRecord> {
+        self.write_tx(|tx| acquire_lock(tx, who, path, shared, nonce, now, expires_at))
+    }
+
+    fn renew_lock(
+        &self,
+        who: &Principal,
+        token: &str,
+        now: UnixSeconds,
+        expires_at: UnixSeconds,
+    ) -> StoreResult<LockRecord> {
+        self.write_tx(|tx| renew_lock(tx, who, token, now, expires_at))
+    }
+
+    fn release_lock(&self, who: &Principal, path: &DfsPath, token: &str, now: UnixSeconds) -> StoreResult<()> {
+        self.write_tx(|tx| release_lock(tx, who, path, token, now))
+    }
+
+    fn locks(&self, path: Option<&DfsPath>, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
+        LockTable::locks(self, path, now)
+    }
+
+    fn expire_locks(&self, now: UnixSeconds) -> StoreResult<u64> {
+        LockTable::expire_locks(self, now)
+    }
 }

@@ -1,30 +1,54 @@
-//! The rules of the namespace and of locks, written once over [`Rows`]: the
-//! row-level primitives every engine implements on its own database
-//! transaction. (The transaction rules are in [`crate::tx`], over
-//! [`crate::tx::TxPrimitives`], which builds on [`Rows`].)
+//! The rules of the namespace, of locks and (with [`crate::tx`]) of
+//! transactions, written once over a small typed interface that each engine
+//! implements on its own database transaction.
 //!
-//! # The split
-//! - An engine owns its connections, schema, migrations, its transaction
-//!   loop (the SQLite group-commit writer, the PostgreSQL retry of
-//!   serialization failures, the MongoDB retry of transient errors) and the
-//!   primitives below: each reads or writes a few rows, checks nothing and
-//!   decides nothing.
-//! - [`namespace`] and [`locks`] hold every rule: path resolution and
-//!   permissions, what may replace what, no-clobber, durability of chunks,
-//!   upload ownership, the lock rule and lock grants. They run inside one
-//!   database transaction of the engine, so a check and the write that
-//!   depends on it are atomic on every engine.
-//! - Hooks (`created_without_lookup`, [`Rows::directory_moved`],
-//!   [`Rows::replicas_counted`], [`LockRows::lock_granted`]) are where an engine
-//!   that cannot see a conflict by itself makes one: MongoDB's snapshot
-//!   isolation conflicts only on documents both transactions write, so its
-//!   hooks write what a racing transaction's check read. They do nothing
-//!   on SQLite (one writer) and PostgreSQL (SERIALIZABLE).
+//! # The interface
+//! - [`Engine`]: the engine's transactions. `write_tx` runs a closure in one
+//!   read-write database transaction and may run it again (PostgreSQL's
+//!   serialization failures, MongoDB's transient errors); `read_tx` in one
+//!   snapshot; `queue_write` for async callers (SQLite queues to its
+//!   group-commit writer thread; the others use tokio's blocking pool).
+//! - [`Rows`] and [`LockRows`] (and [`crate::tx::TxPrimitives`] for
+//!   transactions' read sets and staged changes): row-level primitives on
+//!   the engine's transaction handle (`sqlite::Sql`, the PostgreSQL `PgTx`,
+//!   the MongoDB `Tx`): child look-up, node by id, insert node, entry
+//!   changed, replace content, move, delete entry or subtree, set mode and
+//!   owner, content, replica counts, uploads, covering locks, latest
+//!   grant, fences. Each reads or writes what it is told, checks nothing
+//!   and decides nothing.
+//! - `NamespaceRecords`, `LockTable`, `crate::tx::TransactionTable`: the
+//!   calls that decide nothing (record replicas, list servers, count, list
+//!   locks, expire), which an engine answers its own way (MongoDB outside a
+//!   transaction where one document is enough).
 //!
-//! Architecture invariant: no engine module decides a namespace or lock
-//! rule; a new rule goes here, a new kind of row gets a primitive in
-//! [`Rows`] implemented by the three engines, and the shared suite
-//! ([`crate::suite`]) tests it on all three.
+//! [`namespace`], [`locks`] and [`crate::tx`] hold every rule: path
+//! resolution with EXECUTE on the way, the permission each change needs,
+//! what may replace what, no-clobber, durable chunks, owned uploads and
+//! transactions, the lock rule and grants, read sets. They implement
+//! [`crate::NamespaceStore`], [`crate::LockStore`] and
+//! [`crate::TransactionStore`] once, for every `E: Engine + ...`, each call
+//! inside one database transaction, so a check and the write depending on
+//! it are atomic on every engine.
+//!
+//! # Conflict hooks
+//! MongoDB isolates by snapshot: two transactions conflict only when both
+//! write one document. Where a rule reads something a racing transaction
+//! could change, a hook lets the engine write it too (nothing on SQLite, one
+//! writer, and PostgreSQL, SERIALIZABLE): [`Rows::entry_changed`] (MongoDB
+//! bumps the name's entry slot), [`Rows::directory_moved`],
+//! [`Rows::replicas_counted`], [`LockRows::lock_granted`],
+//! `TxPrimitives::guard_entry` and `guard_listing`. PostgreSQL's hook
+//! [`Rows::created_without_lookup`] keeps creators in one directory from
+//! aborting each other on an index page read.
+//!
+//! # Where a new piece of metadata goes
+//! Its rows and primitives in each engine (schema and migration, a method
+//! of [`Rows`] or of a new primitives trait), its rules once in this module,
+//! its behaviour in [`crate::suite`], which runs on every engine.
+//!
+//! Architecture invariant: no engine module decides a namespace, lock or
+//! transaction rule (permissions, existence, ownership, lock conflicts,
+//! durability); engines only read and write rows.
 
 pub(crate) mod locks;
 pub(crate) mod namespace;
@@ -32,11 +56,40 @@ pub(crate) mod namespace;
 pub(crate) use locks::LockRows;
 
 use crate::common::Node;
-use crate::namespace::{FileContent, NewContent, Principal, UploadRecord};
+use crate::namespace::{on_blocking_pool, FileContent, NewContent, Principal, Queued, UploadRecord};
+use crate::tx::TxPrimitives;
 use crate::StoreResult;
 use dfs_proto::namespace::{ChunkRef, EntryKind};
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
+use std::sync::Arc;
+
+/// An engine's database transactions: what the rules run in. The engine
+/// implements [`crate::NamespaceStore`], [`crate::LockStore`] and
+/// [`crate::TransactionStore`] through it (`model::namespace`,
+/// `model::locks`, `crate::tx`), plus the calls that decide nothing.
+pub(crate) trait Engine: Send + Sync + 'static {
+    /// The engine's handle on one open database transaction.
+    type Tx<'t>: TxPrimitives;
+    /// Runs `work` in one read-write database transaction, committed if
+    /// `work` succeeds, rolled back if it fails. The engine may run `work`
+    /// again on a fresh transaction (PostgreSQL's serialization failures,
+    /// MongoDB's transient errors), so `work` has no effect outside it.
+    fn write_tx<T: Send + 'static>(
+        &self,
+        work: impl FnMut(&mut Self::Tx<'_>) -> StoreResult<T> + Send,
+    ) -> StoreResult<T>;
+    /// Runs `work` in one read-only snapshot.
+    fn read_tx<T: Send + 'static>(&self, work: impl FnMut(&mut Self::Tx<'_>) -> StoreResult<T>) -> StoreResult<T>;
+    /// [`Engine::write_tx`] for an async caller: on tokio's blocking pool,
+    /// unless the engine has a writer of its own (SQLite) to queue it to.
+    fn queue_write<T: Send + 'static>(
+        self: Arc<Self>,
+        work: impl FnMut(&mut Self::Tx<'_>) -> StoreResult<T> + Send + 'static,
+    ) -> Queued<T> {
+        on_blocking_pool(move || self.write_tx(work))
+    }
+}
 
 /// Inode id of `/` on every engine.
 pub(crate) const ROOT_ID: i64 = 1;

@@ -7,19 +7,22 @@
 //! transaction rolls back).
 
 use super::locks::check_locks;
-use super::{NewNode, Rows, ROOT_ID};
+use super::{Engine, NewNode, Rows, ROOT_ID};
 use crate::common::{
     belongs_to_another_user, check_file_target, denied, exists, is_a_directory, no_such_upload, not_a_directory,
-    not_durable, not_empty, not_found,
+    not_durable, not_empty, not_found, now_secs,
 };
 use crate::namespace::{
-    check_inline_size, FileContent, NewContent, Principal, UploadRecord, DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ,
-    WRITE,
+    check_inline_size, FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, Queued, UploadRecord,
+    DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ, WRITE,
 };
 use crate::{StoreError, StoreResult};
+use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind, Listing, Stat};
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 pub(crate) use crate::common::Node;
 
@@ -544,4 +547,177 @@ fn put_file(
         }
     };
     Ok(node.stat(path.clone()))
+}
+
+/// The namespace calls an engine answers itself, deciding nothing: records
+/// of chunks, replicas, proofs of possession, servers, uploads by id, and
+/// totals. Each has the meaning of the [`NamespaceStore`] method of the
+/// same name.
+pub(crate) trait NamespaceRecords {
+    /// See [`NamespaceStore::quick_reads`].
+    fn quick_reads(&self) -> bool {
+        false
+    }
+    fn upload(&self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>>;
+    fn delete_upload(&self, id: &str) -> StoreResult<bool>;
+    fn expire_uploads(&self, now: UnixSeconds) -> StoreResult<u64>;
+    fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()>;
+    fn record_possession(&self, uid: u64, chunks: &[ChunkRef]) -> StoreResult<()>;
+    fn possessed(&self, uid: u64, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, u64>>;
+    fn replicas(&self, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, Vec<String>>>;
+    fn referenced_chunks(&self) -> StoreResult<Vec<(ChunkId, Vec<String>)>>;
+    fn upsert_server(&self, server: &ServerRef) -> StoreResult<()>;
+    fn servers(&self) -> StoreResult<Vec<ServerRef>>;
+    fn counts(&self) -> StoreResult<NamespaceCounts>;
+}
+
+/// The namespace of every engine: each rule above, in one transaction of
+/// the engine.
+impl<E: Engine + NamespaceRecords> NamespaceStore for E {
+    fn quick_reads(&self) -> bool {
+        NamespaceRecords::quick_reads(self)
+    }
+
+    fn stat(&self, who: &Principal, path: &DfsPath) -> StoreResult<Stat> {
+        self.read_tx(|tx| stat(tx, who, path))
+    }
+
+    fn list(&self, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
+        self.read_tx(|tx| list(tx, who, path))
+    }
+
+    fn mkdir(&self, who: &Principal, path: &DfsPath, mode: u32, parents: bool, now_ms: u64) -> StoreResult<Stat> {
+        self.write_tx(|tx| mkdir(tx, who, path, mode, parents, now_ms))
+    }
+
+    fn mkdir_async(
+        self: Arc<Self>,
+        who: Principal,
+        path: DfsPath,
+        mode: u32,
+        parents: bool,
+        now_ms: u64,
+    ) -> Queued<Stat> {
+        self.queue_write(move |tx| mkdir(tx, &who, &path, mode, parents, now_ms))
+    }
+
+    fn remove(&self, who: &Principal, path: &DfsPath, recursive: bool, now_ms: u64) -> StoreResult<()> {
+        self.write_tx(|tx| remove(tx, who, path, recursive, now_ms))
+    }
+
+    fn rename(
+        &self,
+        who: &Principal,
+        from: &DfsPath,
+        to: &DfsPath,
+        no_clobber: bool,
+        now_ms: u64,
+    ) -> StoreResult<Stat> {
+        self.write_tx(|tx| rename(tx, who, from, to, no_clobber, now_ms))
+    }
+
+    fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat> {
+        self.write_tx(|tx| chmod(tx, who, path, mode, now_secs()))
+    }
+
+    fn chown(&self, who: &Principal, path: &DfsPath, owner_uid: u64, owner_name: &str) -> StoreResult<Stat> {
+        check_chown(who, path)?;
+        self.write_tx(|tx| chown(tx, who, path, owner_uid, owner_name, now_secs()))
+    }
+
+    fn ensure_home(&self, uid: u64, name: &str, now_ms: u64) -> StoreResult<Stat> {
+        let path = home_path(name)?;
+        self.write_tx(|tx| ensure_home(tx, uid, &path, now_ms))
+    }
+
+    fn file_chunks(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, Vec<ChunkRef>)> {
+        self.read_tx(|tx| file_chunks(tx, who, path))
+    }
+
+    fn file_content(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
+        self.read_tx(|tx| file_content(tx, who, path))
+    }
+
+    fn write_inline(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        data: &[u8],
+        mode: Option<u32>,
+        no_clobber: bool,
+        now_ms: u64,
+    ) -> StoreResult<Stat> {
+        self.write_tx(|tx| write_inline(tx, who, path, data, mode, no_clobber, now_ms))
+    }
+
+    fn write_inline_async(
+        self: Arc<Self>,
+        who: Principal,
+        path: DfsPath,
+        data: Vec<u8>,
+        mode: Option<u32>,
+        no_clobber: bool,
+        now_ms: u64,
+    ) -> Queued<Stat> {
+        self.queue_write(move |tx| write_inline(tx, &who, &path, &data, mode, no_clobber, now_ms))
+    }
+
+    fn begin_upload(&self, who: &Principal, upload: &UploadRecord) -> StoreResult<()> {
+        self.write_tx(|tx| begin_upload(tx, who, upload))
+    }
+
+    fn upload(&self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>> {
+        NamespaceRecords::upload(self, id, now)
+    }
+
+    fn delete_upload(&self, id: &str) -> StoreResult<bool> {
+        NamespaceRecords::delete_upload(self, id)
+    }
+
+    fn expire_uploads(&self, now: UnixSeconds) -> StoreResult<u64> {
+        NamespaceRecords::expire_uploads(self, now)
+    }
+
+    fn commit_upload(
+        &self,
+        who: &Principal,
+        upload_id: &str,
+        chunks: &[ChunkRef],
+        now: UnixSeconds,
+        now_ms: u64,
+    ) -> StoreResult<Stat> {
+        self.write_tx(|tx| commit_upload(tx, who, upload_id, chunks, now, now_ms))
+    }
+
+    fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()> {
+        NamespaceRecords::record_replicas(self, chunk, size, servers)
+    }
+
+    fn record_possession(&self, uid: u64, chunks: &[ChunkRef]) -> StoreResult<()> {
+        NamespaceRecords::record_possession(self, uid, chunks)
+    }
+
+    fn possessed(&self, uid: u64, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, u64>> {
+        NamespaceRecords::possessed(self, uid, chunks)
+    }
+
+    fn replicas(&self, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, Vec<String>>> {
+        NamespaceRecords::replicas(self, chunks)
+    }
+
+    fn referenced_chunks(&self) -> StoreResult<Vec<(ChunkId, Vec<String>)>> {
+        NamespaceRecords::referenced_chunks(self)
+    }
+
+    fn upsert_server(&self, server: &ServerRef) -> StoreResult<()> {
+        NamespaceRecords::upsert_server(self, server)
+    }
+
+    fn servers(&self) -> StoreResult<Vec<ServerRef>> {
+        NamespaceRecords::servers(self)
+    }
+
+    fn counts(&self) -> StoreResult<NamespaceCounts> {
+        NamespaceRecords::counts(self)
+    }
 }

@@ -6,10 +6,9 @@
 use super::namespace::bump_slot;
 use super::{int, MongoStore, Tx, FENCE_COUNTER, INODES, LOCKS, LOCK_GRANTS};
 use crate::common::{covering, Node};
-use crate::locks::{LockRecord, LockStore};
-use crate::model::locks as model;
+use crate::locks::LockRecord;
+use crate::model::locks::LockTable;
 use crate::model::LockRows;
-use crate::namespace::Principal;
 use crate::StoreResult;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
@@ -155,33 +154,8 @@ impl LockRows for Tx<'_> {
     }
 }
 
-impl LockStore for MongoStore {
-    fn acquire_lock(
-        &self,
-        who: &Principal,
-        path: &DfsPath,
-        shared: bool,
-        nonce: &str,
-        now: UnixSeconds,
-        expires_at: UnixSeconds,
-    ) -> StoreResult<LockRecord> {
-        self.write(|tx| model::acquire_lock(tx, who, path, shared, nonce, now, expires_at))
-    }
-
-    fn renew_lock(
-        &self,
-        who: &Principal,
-        token: &str,
-        now: UnixSeconds,
-        expires_at: UnixSeconds,
-    ) -> StoreResult<LockRecord> {
-        self.write(|tx| model::renew_lock(tx, who, token, now, expires_at))
-    }
-
-    fn release_lock(&self, who: &Principal, path: &DfsPath, token: &str, now: UnixSeconds) -> StoreResult<()> {
-        self.write(|tx| model::release_lock(tx, who, path, token, now))
-    }
-
+/// The calls that decide nothing (see [`LockTable`]).
+impl LockTable for MongoStore {
     fn locks(&self, path: Option<&DfsPath>, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
         let live = doc! {"expires_at": {"$gt": int(now)}};
         let filter = match path {

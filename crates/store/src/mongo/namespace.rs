@@ -9,15 +9,14 @@ use super::{
     SERVERS, UPLOADS,
 };
 use crate::common::{exists, now_secs, Node};
-use crate::model::namespace as model;
+use crate::model::namespace::NamespaceRecords;
 use crate::model::{NewNode, Rows};
 use crate::namespace::{
-    FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, UploadRecord, DEFAULT_DIR_MODE,
-    ROOT_OWNER_NAME, ROOT_OWNER_UID,
+    FileContent, NamespaceCounts, NewContent, UploadRecord, DEFAULT_DIR_MODE, ROOT_OWNER_NAME, ROOT_OWNER_UID,
 };
 use crate::StoreResult;
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, EntryKind, Listing, Stat};
+use dfs_proto::namespace::{ChunkRef, EntryKind};
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use mongodb::bson::spec::BinarySubtype;
@@ -449,72 +448,8 @@ impl Rows for Tx<'_> {
     }
 }
 
-impl NamespaceStore for MongoStore {
-    fn stat(&self, who: &Principal, path: &DfsPath) -> StoreResult<Stat> {
-        self.read(|tx| model::stat(tx, who, path))
-    }
-
-    fn list(&self, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
-        self.read(|tx| model::list(tx, who, path))
-    }
-
-    fn mkdir(&self, who: &Principal, path: &DfsPath, mode: u32, parents: bool, now_ms: u64) -> StoreResult<Stat> {
-        self.write(|tx| model::mkdir(tx, who, path, mode, parents, now_ms))
-    }
-
-    fn remove(&self, who: &Principal, path: &DfsPath, recursive: bool, now_ms: u64) -> StoreResult<()> {
-        self.write(|tx| model::remove(tx, who, path, recursive, now_ms))
-    }
-
-    fn rename(
-        &self,
-        who: &Principal,
-        from: &DfsPath,
-        to: &DfsPath,
-        no_clobber: bool,
-        now_ms: u64,
-    ) -> StoreResult<Stat> {
-        self.write(|tx| model::rename(tx, who, from, to, no_clobber, now_ms))
-    }
-
-    fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat> {
-        self.write(|tx| model::chmod(tx, who, path, mode, now_secs()))
-    }
-
-    fn chown(&self, who: &Principal, path: &DfsPath, owner_uid: u64, owner_name: &str) -> StoreResult<Stat> {
-        model::check_chown(who, path)?;
-        self.write(|tx| model::chown(tx, who, path, owner_uid, owner_name, now_secs()))
-    }
-
-    fn ensure_home(&self, uid: u64, name: &str, now_ms: u64) -> StoreResult<Stat> {
-        let path = model::home_path(name)?;
-        self.write(|tx| model::ensure_home(tx, uid, &path, now_ms))
-    }
-
-    fn file_chunks(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, Vec<ChunkRef>)> {
-        self.read(|tx| model::file_chunks(tx, who, path))
-    }
-
-    fn file_content(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
-        self.read(|tx| model::file_content(tx, who, path))
-    }
-
-    fn write_inline(
-        &self,
-        who: &Principal,
-        path: &DfsPath,
-        data: &[u8],
-        mode: Option<u32>,
-        no_clobber: bool,
-        now_ms: u64,
-    ) -> StoreResult<Stat> {
-        self.write(|tx| model::write_inline(tx, who, path, data, mode, no_clobber, now_ms))
-    }
-
-    fn begin_upload(&self, who: &Principal, upload: &UploadRecord) -> StoreResult<()> {
-        self.write(|tx| model::begin_upload(tx, who, upload))
-    }
-
+/// The calls that decide nothing (see [`NamespaceRecords`]).
+impl NamespaceRecords for MongoStore {
     fn upload(&self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>> {
         let upload = self
             .collection::<UploadDoc>(UPLOADS)
@@ -537,17 +472,6 @@ impl NamespaceStore for MongoStore {
             .delete_many(doc! {"expires_at": {"$lte": int(now)}})
             .run()?;
         Ok(deleted.deleted_count)
-    }
-
-    fn commit_upload(
-        &self,
-        who: &Principal,
-        upload_id: &str,
-        chunks: &[ChunkRef],
-        now: UnixSeconds,
-        now_ms: u64,
-    ) -> StoreResult<Stat> {
-        self.write(|tx| model::commit_upload(tx, who, upload_id, chunks, now, now_ms))
     }
 
     fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()> {

@@ -13,14 +13,9 @@ use super::namespace::bump_slot;
 use super::{int, MongoStore, Tx, DIR_SLOTS, INODES, ROOT_ID, TRANSACTIONS};
 use crate::common::no_such_transaction;
 use crate::model::namespace::peek;
-use crate::model::Rows;
-use crate::namespace::{Principal, UploadRecord};
-use crate::tx::{
-    commit_in, stage_in, stage_upload_in, EntryState, StagedOp, TransactionRecord, TransactionStore, TxEngine,
-    TxPrimitives, TxRead, TxReadAnswer,
-};
+use crate::model::{Engine, Rows};
+use crate::tx::{EntryState, StagedOp, TransactionRecord, TransactionTable, TxPrimitives};
 use crate::{StoreError, StoreResult};
-use dfs_proto::namespace::ChunkRef;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use mongodb::bson::{doc, Bson};
@@ -58,17 +53,6 @@ pub(super) struct ListingDoc {
     fingerprint: i64,
 }
 
-/// Transaction `id`, if it is live at `now` and belongs to `who`.
-fn owned_transaction(tx: &mut Tx<'_>, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<TransactionDoc> {
-    let transaction = tx
-        .find_one::<TransactionDoc>(TRANSACTIONS, doc! {"_id": id, "expires_at": {"$gt": int(now)}})?
-        .ok_or_else(|| no_such_transaction(id))?;
-    if transaction.owner_uid != who.uid {
-        return Err(crate::common::belongs_to_another_user(&format!("transaction {id}")));
-    }
-    Ok(transaction)
-}
-
 /// Transaction `id`, live or not (its liveness was checked in this database transaction).
 fn transaction(tx: &mut Tx<'_>, id: &str) -> StoreResult<TransactionDoc> {
     tx.find_one::<TransactionDoc>(TRANSACTIONS, doc! {"_id": id})?
@@ -80,8 +64,12 @@ fn to_bson(value: &impl Serialize) -> StoreResult<Bson> {
 }
 
 impl TxPrimitives for Tx<'_> {
-    fn owned_transaction(&mut self, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
-        owned_transaction(self, who, id, now).map(drop)
+    fn transaction_owner(&mut self, id: &str, live_at: Option<UnixSeconds>) -> StoreResult<Option<u64>> {
+        let transaction = self.find_one::<TransactionDoc>(
+            TRANSACTIONS,
+            doc! {"_id": id, "expires_at": {"$gt": int(live_at.unwrap_or(0))}},
+        )?;
+        Ok(transaction.map(|transaction| transaction.owner_uid))
     }
 
     fn record_entry(&mut self, id: &str, path: &DfsPath, state: Option<EntryState>) -> StoreResult<()> {
@@ -175,7 +163,7 @@ impl TxPrimitives for Tx<'_> {
     }
 }
 
-impl TxEngine for MongoStore {
+impl Engine for MongoStore {
     type Tx<'t> = Tx<'t>;
 
     fn write_tx<T: Send + 'static>(
@@ -190,7 +178,8 @@ impl TxEngine for MongoStore {
     }
 }
 
-impl TransactionStore for MongoStore {
+/// The calls that decide nothing (see [`TransactionTable`]).
+impl TransactionTable for MongoStore {
     fn begin_transaction(&self, transaction: &TransactionRecord) -> StoreResult<()> {
         let record = TransactionDoc {
             id: transaction.id.clone(),
@@ -206,74 +195,6 @@ impl TransactionStore for MongoStore {
             .insert_one(&record)
             .run()?;
         Ok(())
-    }
-
-    fn stage(&self, who: &Principal, id: &str, op: &StagedOp, now: UnixSeconds) -> StoreResult<()> {
-        self.write(|tx| {
-            owned_transaction(tx, who, id, now)?;
-            stage_in(tx, id, op)
-        })
-    }
-
-    fn begin_staged_upload(
-        &self,
-        who: &Principal,
-        id: &str,
-        upload: &UploadRecord,
-        now: UnixSeconds,
-    ) -> StoreResult<()> {
-        self.write(|tx| {
-            owned_transaction(tx, who, id, now)?;
-            tx.insert_upload(upload)
-        })
-    }
-
-    fn stage_upload(
-        &self,
-        who: &Principal,
-        id: &str,
-        upload_id: &str,
-        chunks: &[ChunkRef],
-        now: UnixSeconds,
-    ) -> StoreResult<StagedOp> {
-        self.write(|tx| stage_upload_in(tx, who, id, upload_id, chunks, now))
-    }
-
-    fn read_in_transaction(
-        &self,
-        who: &Principal,
-        id: &str,
-        read: &TxRead,
-        now: UnixSeconds,
-        now_ms: u64,
-    ) -> StoreResult<TxReadAnswer> {
-        crate::tx::read_in_transaction(self, who, id, read, now, now_ms)
-    }
-
-    fn commit_transaction(&self, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {
-        let result = self.write(|tx| commit_in(tx, who, id, now, now_ms));
-        if result.is_err() {
-            // A failed commit aborts: the rolled-back transaction is
-            // forgotten too (only by its owner; best effort).
-            let _ = self
-                .collection::<TransactionDoc>(TRANSACTIONS)
-                .delete_one(doc! {"_id": id, "owner_uid": int(who.uid)})
-                .run();
-        }
-        result
-    }
-
-    fn abort_transaction(&self, who: &Principal, id: &str) -> StoreResult<()> {
-        self.write(|tx| {
-            let transaction = tx
-                .find_one::<TransactionDoc>(TRANSACTIONS, doc! {"_id": id})?
-                .ok_or_else(|| no_such_transaction(id))?;
-            if transaction.owner_uid != who.uid && !who.admin {
-                return Err(crate::common::belongs_to_another_user(&format!("transaction {id}")));
-            }
-            tx.delete(TRANSACTIONS, doc! {"_id": id})?;
-            Ok(())
-        })
     }
 
     fn expire_transactions(&self, now: UnixSeconds) -> StoreResult<u64> {

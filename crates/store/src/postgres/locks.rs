@@ -7,10 +7,9 @@
 use super::namespace::stored_path;
 use super::{int, uint, PgTx, PostgresStore};
 use crate::common::{covering, Covering};
-use crate::locks::{LockRecord, LockStore};
-use crate::model::locks as model;
+use crate::locks::LockRecord;
+use crate::model::locks::LockTable;
 use crate::model::LockRows;
-use crate::namespace::Principal;
 use crate::StoreResult;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
@@ -174,33 +173,8 @@ impl LockRows for PgTx<'_> {
     }
 }
 
-impl LockStore for PostgresStore {
-    fn acquire_lock(
-        &self,
-        who: &Principal,
-        path: &DfsPath,
-        shared: bool,
-        nonce: &str,
-        now: UnixSeconds,
-        expires_at: UnixSeconds,
-    ) -> StoreResult<LockRecord> {
-        self.write(|tx| model::acquire_lock(tx, who, path, shared, nonce, now, expires_at))
-    }
-
-    fn renew_lock(
-        &self,
-        who: &Principal,
-        token: &str,
-        now: UnixSeconds,
-        expires_at: UnixSeconds,
-    ) -> StoreResult<LockRecord> {
-        self.write(|tx| model::renew_lock(tx, who, token, now, expires_at))
-    }
-
-    fn release_lock(&self, who: &Principal, path: &DfsPath, token: &str, now: UnixSeconds) -> StoreResult<()> {
-        self.write(|tx| model::release_lock(tx, who, path, token, now))
-    }
-
+/// The calls that decide nothing (see [`LockTable`]).
+impl LockTable for PostgresStore {
     fn locks(&self, path: Option<&DfsPath>, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
         self.read(|tx| {
             let rows = match path {

@@ -10,15 +10,9 @@
 
 use super::namespace::stored_path;
 use super::{int, uint, PgTx, PostgresStore};
-use crate::common::{belongs_to_another_user, no_such_transaction};
-use crate::model::Rows;
-use crate::namespace::{Principal, UploadRecord};
-use crate::tx::{
-    commit_in, stage_in, stage_upload_in, EntryState, StagedOp, TransactionRecord, TransactionStore, TxEngine,
-    TxPrimitives, TxRead, TxReadAnswer,
-};
+use crate::model::Engine;
+use crate::tx::{EntryState, StagedOp, TransactionRecord, TransactionTable, TxPrimitives};
 use crate::{StoreError, StoreResult};
-use dfs_proto::namespace::ChunkRef;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 
@@ -56,23 +50,13 @@ CREATE TABLE tx_listings (
 );
 "#;
 
-fn transaction_of_another_user(id: &str) -> StoreError {
-    belongs_to_another_user(&format!("transaction {id}"))
-}
-
 impl TxPrimitives for PgTx<'_> {
-    fn owned_transaction(&mut self, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
-        let owner: i64 = self
-            .query_opt(
-                "SELECT owner_uid FROM transactions WHERE id = $1 AND expires_at > $2",
-                &[&id, &int(now)],
-            )?
-            .ok_or_else(|| no_such_transaction(id))?
-            .get(0);
-        if uint(owner) != who.uid {
-            return Err(transaction_of_another_user(id));
-        }
-        Ok(())
+    fn transaction_owner(&mut self, id: &str, live_at: Option<UnixSeconds>) -> StoreResult<Option<u64>> {
+        let row = self.query_opt(
+            "SELECT owner_uid FROM transactions WHERE id = $1 AND expires_at > $2",
+            &[&id, &int(live_at.unwrap_or(0))],
+        )?;
+        Ok(row.map(|row| uint(row.get(0))))
     }
 
     fn record_entry(&mut self, id: &str, path: &DfsPath, state: Option<EntryState>) -> StoreResult<()> {
@@ -142,7 +126,7 @@ impl TxPrimitives for PgTx<'_> {
     }
 }
 
-impl TxEngine for PostgresStore {
+impl Engine for PostgresStore {
     type Tx<'t> = PgTx<'t>;
 
     fn write_tx<T: Send + 'static>(
@@ -157,7 +141,8 @@ impl TxEngine for PostgresStore {
     }
 }
 
-impl TransactionStore for PostgresStore {
+/// The calls that decide nothing (see [`TransactionTable`]).
+impl TransactionTable for PostgresStore {
     fn begin_transaction(&self, transaction: &TransactionRecord) -> StoreResult<()> {
         self.write(|tx| {
             tx.execute(
@@ -171,78 +156,6 @@ impl TransactionStore for PostgresStore {
                     &int(transaction.expires_at),
                 ],
             )?;
-            Ok(())
-        })
-    }
-
-    fn stage(&self, who: &Principal, id: &str, op: &StagedOp, now: UnixSeconds) -> StoreResult<()> {
-        self.write(|tx| {
-            tx.owned_transaction(who, id, now)?;
-            stage_in(tx, id, op)
-        })
-    }
-
-    fn begin_staged_upload(
-        &self,
-        who: &Principal,
-        id: &str,
-        upload: &UploadRecord,
-        now: UnixSeconds,
-    ) -> StoreResult<()> {
-        self.write(|tx| {
-            tx.owned_transaction(who, id, now)?;
-            tx.insert_upload(upload)
-        })
-    }
-
-    fn stage_upload(
-        &self,
-        who: &Principal,
-        id: &str,
-        upload_id: &str,
-        chunks: &[ChunkRef],
-        now: UnixSeconds,
-    ) -> StoreResult<StagedOp> {
-        self.write(|tx| stage_upload_in(tx, who, id, upload_id, chunks, now))
-    }
-
-    fn read_in_transaction(
-        &self,
-        who: &Principal,
-        id: &str,
-        read: &TxRead,
-        now: UnixSeconds,
-        now_ms: u64,
-    ) -> StoreResult<TxReadAnswer> {
-        crate::tx::read_in_transaction(self, who, id, read, now, now_ms)
-    }
-
-    fn commit_transaction(&self, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {
-        let result = self.write(|tx| commit_in(tx, who, id, now, now_ms));
-        if result.is_err() {
-            // A failed commit aborts: the rolled-back transaction is
-            // forgotten too (only by its owner; best effort).
-            let _ = self.write(|tx| {
-                tx.execute(
-                    "DELETE FROM transactions WHERE id = $1 AND owner_uid = $2",
-                    &[&id, &int(who.uid)],
-                )?;
-                Ok(())
-            });
-        }
-        result
-    }
-
-    fn abort_transaction(&self, who: &Principal, id: &str) -> StoreResult<()> {
-        self.write(|tx| {
-            let owner: i64 = tx
-                .query_opt("SELECT owner_uid FROM transactions WHERE id = $1", &[&id])?
-                .ok_or_else(|| no_such_transaction(id))?
-                .get(0);
-            if uint(owner) != who.uid && !who.admin {
-                return Err(transaction_of_another_user(id));
-            }
-            tx.execute("DELETE FROM transactions WHERE id = $1", &[&id])?;
             Ok(())
         })
     }

@@ -3,10 +3,9 @@
 
 use super::{CachedSql, Sql, SqliteStore};
 use crate::common::{covering, Covering};
-use crate::locks::{LockRecord, LockStore};
-use crate::model::locks as model;
+use crate::locks::LockRecord;
+use crate::model::locks::LockTable;
 use crate::model::LockRows;
-use crate::namespace::Principal;
 use crate::StoreResult;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
@@ -185,33 +184,8 @@ impl LockRows for Sql<'_> {
     }
 }
 
-impl LockStore for SqliteStore {
-    fn acquire_lock(
-        &self,
-        who: &Principal,
-        path: &DfsPath,
-        shared: bool,
-        nonce: &str,
-        now: UnixSeconds,
-        expires_at: UnixSeconds,
-    ) -> StoreResult<LockRecord> {
-        self.write(|tx| model::acquire_lock(&mut Sql(tx), who, path, shared, nonce, now, expires_at))
-    }
-
-    fn renew_lock(
-        &self,
-        who: &Principal,
-        token: &str,
-        now: UnixSeconds,
-        expires_at: UnixSeconds,
-    ) -> StoreResult<LockRecord> {
-        self.write(|tx| model::renew_lock(&mut Sql(tx), who, token, now, expires_at))
-    }
-
-    fn release_lock(&self, who: &Principal, path: &DfsPath, token: &str, now: UnixSeconds) -> StoreResult<()> {
-        self.write(|tx| model::release_lock(&mut Sql(tx), who, path, token, now))
-    }
-
+/// The calls that decide nothing (see [`LockTable`]).
+impl LockTable for SqliteStore {
     fn locks(&self, path: Option<&DfsPath>, now: UnixSeconds) -> StoreResult<Vec<LockRecord>> {
         self.read(|tx| {
             let (condition, mut values) = match path {

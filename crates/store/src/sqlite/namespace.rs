@@ -2,18 +2,17 @@
 //! a child table written in the same transaction as the inode row.
 
 use super::{CachedSql, Sql, SqliteStore};
-use crate::common::{exists, now_secs};
-use crate::model::namespace as model;
+use crate::common::exists;
+use crate::model::namespace::NamespaceRecords;
 use crate::model::{NewNode, Rows};
-use crate::namespace::{FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, Queued, UploadRecord};
+use crate::namespace::{FileContent, NamespaceCounts, NewContent, UploadRecord};
 use crate::StoreResult;
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, EntryKind, Listing, Stat};
+use dfs_proto::namespace::{ChunkRef, EntryKind};
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// The root is inode 1 (its parent, 0, is no inode); `/home` is inode 2.
 pub(super) const SCHEMA: &str = "
@@ -76,7 +75,7 @@ CREATE TABLE file_data (
 ";
 
 /// Migration: which user has proven it holds which chunk (see
-/// [`NamespaceStore::record_possession`]).
+/// [`crate::NamespaceStore::record_possession`]).
 pub(super) const POSSESSION_SCHEMA: &str = "
 CREATE TABLE possession (
     uid INTEGER NOT NULL,
@@ -384,97 +383,10 @@ impl Rows for Sql<'_> {
     }
 }
 
-impl NamespaceStore for SqliteStore {
+/// The calls that decide nothing (see [`NamespaceRecords`]).
+impl NamespaceRecords for SqliteStore {
     fn quick_reads(&self) -> bool {
         self.has_readers()
-    }
-
-    fn stat(&self, who: &Principal, path: &DfsPath) -> StoreResult<Stat> {
-        self.read(|tx| model::stat(&mut Sql(tx), who, path))
-    }
-
-    fn list(&self, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
-        self.read(|tx| model::list(&mut Sql(tx), who, path))
-    }
-
-    fn mkdir(&self, who: &Principal, path: &DfsPath, mode: u32, parents: bool, now_ms: u64) -> StoreResult<Stat> {
-        self.write(|tx| model::mkdir(&mut Sql(tx), who, path, mode, parents, now_ms))
-    }
-
-    fn mkdir_async(
-        self: Arc<Self>,
-        who: Principal,
-        path: DfsPath,
-        mode: u32,
-        parents: bool,
-        now_ms: u64,
-    ) -> Queued<Stat> {
-        self.submit(move |tx| model::mkdir(&mut Sql(tx), &who, &path, mode, parents, now_ms))
-    }
-
-    fn remove(&self, who: &Principal, path: &DfsPath, recursive: bool, now_ms: u64) -> StoreResult<()> {
-        self.write(|tx| model::remove(&mut Sql(tx), who, path, recursive, now_ms))
-    }
-
-    fn rename(
-        &self,
-        who: &Principal,
-        from: &DfsPath,
-        to: &DfsPath,
-        no_clobber: bool,
-        now_ms: u64,
-    ) -> StoreResult<Stat> {
-        self.write(|tx| model::rename(&mut Sql(tx), who, from, to, no_clobber, now_ms))
-    }
-
-    fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat> {
-        self.write(|tx| model::chmod(&mut Sql(tx), who, path, mode, now_secs()))
-    }
-
-    fn chown(&self, who: &Principal, path: &DfsPath, owner_uid: u64, owner_name: &str) -> StoreResult<Stat> {
-        model::check_chown(who, path)?;
-        self.write(|tx| model::chown(&mut Sql(tx), who, path, owner_uid, owner_name, now_secs()))
-    }
-
-    fn ensure_home(&self, uid: u64, name: &str, now_ms: u64) -> StoreResult<Stat> {
-        let path = model::home_path(name)?;
-        self.write(|tx| model::ensure_home(&mut Sql(tx), uid, &path, now_ms))
-    }
-
-    fn file_chunks(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, Vec<ChunkRef>)> {
-        self.read(|tx| model::file_chunks(&mut Sql(tx), who, path))
-    }
-
-    fn file_content(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)> {
-        self.read(|tx| model::file_content(&mut Sql(tx), who, path))
-    }
-
-    fn write_inline(
-        &self,
-        who: &Principal,
-        path: &DfsPath,
-        data: &[u8],
-        mode: Option<u32>,
-        no_clobber: bool,
-        now_ms: u64,
-    ) -> StoreResult<Stat> {
-        self.write(|tx| model::write_inline(&mut Sql(tx), who, path, data, mode, no_clobber, now_ms))
-    }
-
-    fn write_inline_async(
-        self: Arc<Self>,
-        who: Principal,
-        path: DfsPath,
-        data: Vec<u8>,
-        mode: Option<u32>,
-        no_clobber: bool,
-        now_ms: u64,
-    ) -> Queued<Stat> {
-        self.submit(move |tx| model::write_inline(&mut Sql(tx), &who, &path, &data, mode, no_clobber, now_ms))
-    }
-
-    fn begin_upload(&self, who: &Principal, upload: &UploadRecord) -> StoreResult<()> {
-        self.write(|tx| model::begin_upload(&mut Sql(tx), who, upload))
     }
 
     fn upload(&self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>> {
@@ -487,17 +399,6 @@ impl NamespaceStore for SqliteStore {
 
     fn expire_uploads(&self, now: UnixSeconds) -> StoreResult<u64> {
         self.write(|tx| Ok(tx.exec("DELETE FROM uploads WHERE expires_at <= ?1", [now])? as u64))
-    }
-
-    fn commit_upload(
-        &self,
-        who: &Principal,
-        upload_id: &str,
-        chunks: &[ChunkRef],
-        now: UnixSeconds,
-        now_ms: u64,
-    ) -> StoreResult<Stat> {
-        self.write(|tx| model::commit_upload(&mut Sql(tx), who, upload_id, chunks, now, now_ms))
     }
 
     fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()> {

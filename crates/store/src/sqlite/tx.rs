@@ -6,17 +6,14 @@
 //! SQLite transaction, so a crash leaves all or none of the changes.
 
 use super::{CachedSql, Sql, SqliteStore};
-use crate::model::Rows;
-use crate::namespace::{Principal, UploadRecord};
-use crate::tx::{
-    commit_in, stage_in, stage_upload_in, EntryState, StagedOp, TransactionRecord, TransactionStore, TxEngine,
-    TxPrimitives, TxRead, TxReadAnswer,
-};
+use crate::model::Engine;
+use crate::namespace::Queued;
+use crate::tx::{EntryState, StagedOp, TransactionRecord, TransactionTable, TxPrimitives};
 use crate::{StoreError, StoreResult};
-use dfs_proto::namespace::ChunkRef;
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use rusqlite::{params, OptionalExtension};
+use std::sync::Arc;
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE transactions (
@@ -51,31 +48,20 @@ CREATE TABLE tx_listings (
 );
 ";
 
-fn no_such_transaction(id: &str) -> StoreError {
-    StoreError::NotFound(format!("no such transaction (committed, aborted or expired): {id}"))
-}
-
 fn stored_path(raw: String) -> StoreResult<DfsPath> {
     DfsPath::parse(&raw).map_err(|error| StoreError::Backend(error.into()))
 }
 
 impl TxPrimitives for Sql<'_> {
-    fn owned_transaction(&mut self, who: &Principal, id: &str, now: UnixSeconds) -> StoreResult<()> {
-        let owner: u64 = self
+    fn transaction_owner(&mut self, id: &str, live_at: Option<UnixSeconds>) -> StoreResult<Option<u64>> {
+        Ok(self
             .0
             .one(
                 "SELECT owner_uid FROM transactions WHERE id = ?1 AND expires_at > ?2",
-                params![id, now],
+                params![id, live_at.unwrap_or(0)],
                 |row| row.get(0),
             )
-            .optional()?
-            .ok_or_else(|| no_such_transaction(id))?;
-        if owner != who.uid {
-            return Err(StoreError::PermissionDenied(format!(
-                "permission denied: transaction {id} belongs to another user"
-            )));
-        }
-        Ok(())
+            .optional()?)
     }
 
     fn record_entry(&mut self, id: &str, path: &DfsPath, state: Option<EntryState>) -> StoreResult<()> {
@@ -163,7 +149,7 @@ impl TxPrimitives for Sql<'_> {
     }
 }
 
-impl TxEngine for SqliteStore {
+impl Engine for SqliteStore {
     type Tx<'t> = Sql<'t>;
 
     fn write_tx<T: Send + 'static>(
@@ -176,9 +162,18 @@ impl TxEngine for SqliteStore {
     fn read_tx<T: Send + 'static>(&self, mut work: impl FnMut(&mut Self::Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
         self.read(move |connection| work(&mut Sql(connection)))
     }
+
+    /// Queued to the writer thread: no blocking thread waits for the commit.
+    fn queue_write<T: Send + 'static>(
+        self: Arc<Self>,
+        mut work: impl FnMut(&mut Self::Tx<'_>) -> StoreResult<T> + Send + 'static,
+    ) -> Queued<T> {
+        self.submit(move |connection| work(&mut Sql(connection)))
+    }
 }
 
-impl TransactionStore for SqliteStore {
+/// The calls that decide nothing (see [`TransactionTable`]).
+impl TransactionTable for SqliteStore {
     fn begin_transaction(&self, transaction: &TransactionRecord) -> StoreResult<()> {
         self.write(|tx| {
             tx.exec(
@@ -193,86 +188,6 @@ impl TransactionStore for SqliteStore {
                 ],
             )?;
             Ok(())
-        })
-    }
-
-    fn stage(&self, who: &Principal, id: &str, op: &StagedOp, now: UnixSeconds) -> StoreResult<()> {
-        self.write(|tx| {
-            let mut tx = Sql(tx);
-            tx.owned_transaction(who, id, now)?;
-            stage_in(&mut tx, id, op)
-        })
-    }
-
-    fn begin_staged_upload(
-        &self,
-        who: &Principal,
-        id: &str,
-        upload: &UploadRecord,
-        now: UnixSeconds,
-    ) -> StoreResult<()> {
-        self.write(|tx| {
-            let mut tx = Sql(tx);
-            tx.owned_transaction(who, id, now)?;
-            tx.insert_upload(upload)
-        })
-    }
-
-    fn stage_upload(
-        &self,
-        who: &Principal,
-        id: &str,
-        upload_id: &str,
-        chunks: &[ChunkRef],
-        now: UnixSeconds,
-    ) -> StoreResult<StagedOp> {
-        self.write(|tx| stage_upload_in(&mut Sql(tx), who, id, upload_id, chunks, now))
-    }
-
-    fn read_in_transaction(
-        &self,
-        who: &Principal,
-        id: &str,
-        read: &TxRead,
-        now: UnixSeconds,
-        now_ms: u64,
-    ) -> StoreResult<TxReadAnswer> {
-        crate::tx::read_in_transaction(self, who, id, read, now, now_ms)
-    }
-
-    fn commit_transaction(&self, who: &Principal, id: &str, now: UnixSeconds, now_ms: u64) -> StoreResult<u64> {
-        let result = self.write(|tx| commit_in(&mut Sql(tx), who, id, now, now_ms));
-        if result.is_err() {
-            // A failed commit aborts: the rolled-back transaction is
-            // forgotten too (only by its owner; best effort).
-            let _ = self.write(|tx| {
-                tx.exec(
-                    "DELETE FROM transactions WHERE id = ?1 AND owner_uid = ?2",
-                    params![id, who.uid],
-                )?;
-                Ok(())
-            });
-        }
-        result
-    }
-
-    fn abort_transaction(&self, who: &Principal, id: &str) -> StoreResult<()> {
-        self.write(|tx| {
-            let owner: Option<u64> = tx
-                .one("SELECT owner_uid FROM transactions WHERE id = ?1", [id], |row| {
-                    row.get(0)
-                })
-                .optional()?;
-            match owner {
-                None => Err(no_such_transaction(id)),
-                Some(owner) if owner != who.uid && !who.admin => Err(StoreError::PermissionDenied(format!(
-                    "permission denied: transaction {id} belongs to another user"
-                ))),
-                Some(_) => {
-                    tx.exec("DELETE FROM transactions WHERE id = ?1", [id])?;
-                    Ok(())
-                }
-            }
         })
     }
 
