@@ -67,6 +67,7 @@ try {
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByRole('heading', { name: home, exact: true }).waitFor();
   check(true, `logged in, ${home} listed`);
+  const ticketAtLogin = await page.evaluate(() => JSON.parse(sessionStorage.getItem('dfs.session')).ticket);
   const crumbs = await page.locator('nav.crumbs a').allTextContents();
   check(crumbs.join('/') === `Root/home/${user}`, `breadcrumbs ${crumbs.join(' / ')}`);
 
@@ -190,6 +191,11 @@ try {
     .filter((element) => !element.hidden && !(element.getAttribute('aria-label') || element.textContent.trim() || element.labels?.length))
     .map((element) => element.outerHTML));
   check(unnamed.length === 0, `every control has a name (${unnamed.join(' ')})`);
+
+  if (process.env.DFS_EXPECT_REFRESH === '1') {
+    const ticketNow = await page.evaluate(() => JSON.parse(sessionStorage.getItem('dfs.session')).ticket);
+    check(ticketNow !== ticketAtLogin, 'the ticket, near its end, was refreshed');
+  }
 
   // Log out.
   await page.getByRole('button', { name: 'Log out' }).click();

@@ -34,6 +34,36 @@ export const session = {
   },
 };
 
+/** Tickets are refreshed when less than this many seconds of them remain. */
+const REFRESH_BEFORE = 15 * 60;
+let refreshing = null;
+
+/**
+ * Refreshes the ticket (`POST /v1/auth/refresh`) once it is near its end, as
+ * `dfs` does; a session past its absolute end is not extended, and the next
+ * call's 401 shows the login page.
+ */
+async function refreshIfDue() {
+  const current = session.get();
+  if (!current || current.expiresAt - Date.now() / 1000 > REFRESH_BEFORE) return;
+  refreshing ??= (async () => {
+    try {
+      const response = await fetch('/v1/auth/refresh', {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${current.ticket}` },
+        credentials: 'omit',
+        cache: 'no-store',
+      });
+      if (response.ok) session.save(await response.json());
+    } catch {
+      // Kept as it is: the call itself will say what is wrong.
+    } finally {
+      refreshing = null;
+    }
+  })();
+  await refreshing;
+}
+
 function authorization() {
   const current = session.get();
   return current ? { Authorization: `Bearer ${current.ticket}` } : {};
@@ -54,6 +84,7 @@ async function errorOf(response) {
 
 /** A JSON call; `json` is the request body. Answers the parsed body (null for 204). */
 export async function call(method, url, { json, headers = {}, raw = false } = {}) {
+  if (url !== '/v1/auth/login' && url !== '/v1/auth/logout') await refreshIfDue();
   const init = {
     method,
     headers: { ...authorization(), ...headers },
@@ -81,7 +112,8 @@ export function pathQuery(path) {
  * directory service streams it into chunks). XMLHttpRequest rather than fetch:
  * only it reports upload progress. `onProgress(sent, total)`.
  */
-export function upload(path, file, onProgress) {
+export async function upload(path, file, onProgress) {
+  await refreshIfDue();
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('PUT', `/v1/files${pathQuery(path)}`);

@@ -6,7 +6,8 @@
 //! Skipped, saying so, when Node, Chromium or playwright-core is missing,
 //! unless `DFS_REQUIRE_BROWSER=1` (set by `scripts/test.sh`, so CI fails instead).
 
-use crate::cluster_with_users;
+use crate::{with_users, BIN};
+use dfs_testkit::{Cluster, Options};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,7 +49,15 @@ async fn the_web_file_manager_works_in_a_browser() {
         }
         Err(why) => panic!("DFS_REQUIRE_BROWSER=1, but {why}"),
     };
-    let cluster = cluster_with_users();
+    // Tickets of 10 minutes: less than the 15 the page refreshes before, so
+    // it refreshes them (through the directory service) as it goes.
+    let cluster = with_users(Cluster::start(
+        BIN,
+        Options {
+            extra_args: vec!["--ticket-ttl=600".into()],
+            ..Options::default()
+        },
+    ));
     let shots = repo_root().join(".cache/web-test/screenshots");
     let output = Command::new("node")
         .arg(repo_root().join("scripts/web-test/ui-test.mjs"))
@@ -59,6 +68,7 @@ async fn the_web_file_manager_works_in_a_browser() {
         .env("DFS_WEB_SHOTS", &shots)
         .env("DFS_PLAYWRIGHT", &modules)
         .env("DFS_CHROMIUM", &chromium)
+        .env("DFS_EXPECT_REFRESH", "1")
         .output()
         .expect("running node");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -41,7 +41,11 @@ pub fn cluster_with(file_servers: usize, replication: u32) -> Cluster {
 
 /// A cluster with admin logged in and users `ann` and `bob` created and logged in.
 pub fn cluster_with_users() -> Cluster {
-    let cluster = cluster();
+    with_users(cluster())
+}
+
+/// `cluster` with admin logged in and users `ann` and `bob` created and logged in.
+pub fn with_users(cluster: Cluster) -> Cluster {
     cluster.login("admin", &cluster.admin_password());
     for user in ["ann", "bob"] {
         cluster.ok(

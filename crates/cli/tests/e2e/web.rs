@@ -385,6 +385,17 @@ async fn logins_forwarded_by_the_directory_service_count_the_browsers_address() 
         .unwrap();
     assert_eq!(response.status(), 200, "127.0.0.1 is not 10.9.8.7");
 
+    // Refresh through the directory service: a new ticket of the same session.
+    let response = http()
+        .post(format!("{}/v1/auth/refresh", cluster.url()))
+        .bearer_auth(&ticket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let refreshed: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(refreshed["user"]["name"], "ann");
+
     // Log out through the directory service: the ticket is revoked.
     let response = http()
         .post(format!("{}/v1/auth/logout", cluster.url()))

@@ -67,6 +67,7 @@ pub(super) fn routes() -> Router<Shared> {
             get(|Path(name): Path<String>| async move { asset_response(&name) }),
         )
         .route("/v1/auth/login", post(forward_login))
+        .route("/v1/auth/refresh", post(forward_refresh))
         .route("/v1/auth/logout", post(forward_logout))
 }
 
@@ -106,9 +107,17 @@ async fn forward_login(
     relay(request.forward_request_id().send().await).await
 }
 
-/// `POST /v1/auth/logout`, passed on with the caller's own ticket.
-async fn forward_logout(State(Shared(directory)): State<Shared>, headers: HeaderMap) -> Response {
-    let mut request = directory.http.post(format!("{}/v1/auth/logout", directory.auth_url));
+async fn forward_refresh(state: State<Shared>, headers: HeaderMap) -> Response {
+    forward_with_ticket(state, headers, "refresh").await
+}
+
+async fn forward_logout(state: State<Shared>, headers: HeaderMap) -> Response {
+    forward_with_ticket(state, headers, "logout").await
+}
+
+/// `POST /v1/auth/{call}` (`refresh`, `logout`), passed on with the caller's own ticket.
+async fn forward_with_ticket(State(Shared(directory)): State<Shared>, headers: HeaderMap, call: &str) -> Response {
+    let mut request = directory.http.post(format!("{}/v1/auth/{call}", directory.auth_url));
     if let Some(authorization) = headers.get(header::AUTHORIZATION) {
         request = request.header(header::AUTHORIZATION, authorization.clone());
     }
