@@ -23,8 +23,9 @@ if ! command -v initdb >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/ini
     echo "test.sh: installing PostgreSQL" >&2
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2
 fi
-# The dfs mount tests run sqlite3 and git in a FUSE mount (skipped without /dev/fuse).
-for tool in sqlite3 git; do
+# The dfs mount tests run sqlite3 and git in a FUSE mount (skipped without /dev/fuse);
+# README's tour and scripts/http-big-file.sh use curl.
+for tool in sqlite3 git curl; do
     if ! command -v "$tool" >/dev/null; then
         echo "test.sh: installing $tool" >&2
         apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$tool" >&2
