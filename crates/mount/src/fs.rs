@@ -206,6 +206,7 @@ impl DfsFs {
     /// Forgets listed stats of `path` (changed through this mount); all of
     /// them if `subtree` (a directory moved or removed).
     fn changed(&self, path: &DfsPath, subtree: bool) {
+        self.freshness.own_change(path);
         if subtree {
             self.listed.clear();
         } else {

@@ -5,12 +5,21 @@
 //!
 //! A task keeps `GET /v1/watch` of the mounted directory open; a thread of
 //! its own turns each event into `FUSE_NOTIFY_INVAL_INODE` (attributes and
-//! pages of the path) and `FUSE_NOTIFY_INVAL_ENTRY` (its name in its
+//! pages of the path, attributes of its parent) and, for a removal or a
+//! rename by another client, `FUSE_NOTIFY_INVAL_ENTRY` (the name in its
 //! parent), through fuser's `Notifier` (a notification may wait for the
-//! kernel's page locks, so never on a tokio worker). While the stream is
-//! down, and for any reply that raced an event, the short [`TTL`] is used;
-//! a disconnection, a reconnection and a `lagged` event drop everything the
-//! kernel holds, since any change may have been missed.
+//! kernel's locks, so never on a tokio worker). Names are dropped only when
+//! they went: dropping a directory's name makes the kernel forget it as
+//! anyone's working directory (`getcwd` fails), and the mount addresses the
+//! namespace by path, so a kept name always answers for what that path is
+//! now. The events of this mount's own changes drop no name: the kernel
+//! made those changes itself, and a late drop could hit a name made again
+//! since (`rm -r d; mkdir d; cd d`).
+//!
+//! While the stream is down, and for any reply that raced an event, the
+//! short [`TTL`] is used; a disconnection, a reconnection and a `lagged`
+//! event drop every attribute the kernel holds, since any change may have
+//! been missed.
 
 use crate::fs::{Listed, TTL};
 use crate::inodes::Inodes;
@@ -18,6 +27,7 @@ use dfs_client::Client;
 use dfs_proto::watch::{WatchEvent, WatchKind};
 use dfs_proto::DfsPath;
 use fuser::{INodeNo, Notifier};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -37,9 +47,48 @@ pub struct Freshness {
     connected: AtomicBool,
     /// Grows with every event and every (dis)connection.
     epoch: AtomicU64,
+    /// Paths changed through this mount whose events have not come yet,
+    /// with how many.
+    own: Mutex<HashMap<DfsPath, u32>>,
 }
 
+/// Own changes remembered at most; beyond, they are forgotten (their
+/// events then drop names as another client's would).
+const OWN_MAX: usize = 10_000;
+
 impl Freshness {
+    /// `path` was changed through this mount: its event is ours.
+    pub fn own_change(&self, path: &DfsPath) {
+        let mut own = self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if own.len() >= OWN_MAX {
+            own.clear();
+        }
+        *own.entry(path.clone()).or_default() += 1;
+    }
+
+    /// Whether an event of `path` is one of this mount's own changes.
+    fn take_own(&self, path: &DfsPath) -> bool {
+        let mut own = self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match own.get_mut(path) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                true
+            }
+            Some(_) => {
+                own.remove(path);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn forget_own(&self) {
+        self.own
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
     /// Taken before asking the directory service; see [`Freshness::ttl`].
     pub fn mark(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
@@ -88,7 +137,7 @@ impl Invalidator {
         root: DfsPath,
         notifier: Notifier,
     ) -> tokio::task::JoinHandle<()> {
-        let (sender, receiver) = mpsc::channel();
+        let (sender, receiver) = mpsc::channel::<Message>();
         let (freshness, listed) = (Arc::clone(&self.freshness), Arc::clone(&self.listed));
         std::thread::Builder::new()
             .name("dfs-mount-invalidate".into())
@@ -108,37 +157,51 @@ impl Invalidator {
         if event.kind == WatchKind::Lagged {
             return self.everything(notifier);
         }
-        for path in changed_paths(event) {
-            self.path(notifier, path);
+        let own = self.freshness.take_own(&event.path);
+        self.attributes(notifier, &event.path);
+        let gone = matches!(event.kind, WatchKind::Removed | WatchKind::Renamed);
+        if gone && !own {
+            self.name(notifier, &event.path);
+        }
+        if let Some(to) = &event.to {
+            self.attributes(notifier, to);
         }
     }
 
-    /// Drops what the kernel holds of `path` and of its name in its parent.
-    fn path(&self, notifier: &Notifier, path: &DfsPath) {
+    /// Drops the kernel's attributes (and pages) of `path`, and the
+    /// attributes of its parent (its size and times changed).
+    fn attributes(&self, notifier: &Notifier, path: &DfsPath) {
         let (ino, parent) = {
             let inodes = self.inodes.lock().expect("inodes lock");
-            let parent = path.parent().and_then(|parent| inodes.known(&parent));
-            (inodes.known(path), parent)
+            (
+                inodes.known(path),
+                path.parent().and_then(|parent| inodes.known(&parent)),
+            )
         };
         // Errors mean the kernel does not hold it (any more): nothing to drop.
         if let Some(ino) = ino {
             let _ = notifier.inval_inode(INodeNo(ino), 0, 0);
         }
-        if let (Some(parent), Some(name)) = (parent, path.name()) {
-            let _ = notifier.inval_entry(INodeNo(parent), OsStr::new(name));
+        if let Some(parent) = parent {
             let _ = notifier.inval_inode(INodeNo(parent), -1, 0);
         }
     }
 
+    /// Drops the kernel's name `path` (it went elsewhere).
+    fn name(&self, notifier: &Notifier, path: &DfsPath) {
+        let parent = {
+            let inodes = self.inodes.lock().expect("inodes lock");
+            path.parent().and_then(|parent| inodes.known(&parent))
+        };
+        if let (Some(parent), Some(name)) = (parent, path.name()) {
+            let _ = notifier.inval_entry(INodeNo(parent), OsStr::new(name));
+        }
+    }
+
     fn everything(&self, notifier: &Notifier) {
-        let known: std::collections::HashMap<DfsPath, u64> =
-            self.inodes.lock().expect("inodes lock").all().into_iter().collect();
-        for (path, ino) in &known {
-            let _ = notifier.inval_inode(INodeNo(*ino), 0, 0);
-            let parent = path.parent().and_then(|parent| known.get(&parent));
-            if let (Some(parent), Some(name)) = (parent, path.name()) {
-                let _ = notifier.inval_entry(INodeNo(*parent), OsStr::new(name));
-            }
+        let known = self.inodes.lock().expect("inodes lock").all();
+        for (_, ino) in known {
+            let _ = notifier.inval_inode(INodeNo(ino), 0, 0);
         }
     }
 }
@@ -173,6 +236,7 @@ async fn follow(
                     logged_down = false;
                 }
                 listed.clear();
+                freshness.forget_own();
                 freshness.connected.store(true, Ordering::SeqCst);
                 freshness.bump();
                 if sender.send(Message::Everything).is_err() {
