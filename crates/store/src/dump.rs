@@ -11,11 +11,12 @@
 //! transactions. Export with the directory and security services stopped.
 
 use crate::namespace::NamespaceCounts;
-use crate::StoreResult;
+use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind};
 use dfs_proto::path::DfsPath;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// Version of the dump format; `import` refuses other versions.
 pub const DUMP_FORMAT: u32 = 1;
@@ -99,6 +100,14 @@ pub struct Dump {
 }
 
 impl Dump {
+    /// The greatest uid handed out so far, at least every listed user's:
+    /// an import's uid counter continues above it.
+    pub(crate) fn last_uid(&self) -> u64 {
+        self.next_uid
+            .saturating_sub(1)
+            .max(self.users.iter().map(|user| user.uid).max().unwrap_or(0))
+    }
+
     /// Totals, to print after an export or import.
     pub fn counts(&self) -> NamespaceCounts {
         let mut counts = NamespaceCounts::default();
@@ -119,6 +128,70 @@ impl Dump {
 }
 
 /// Implemented by every engine.
+/// The rule of an import, the same on every engine: a dump of this
+/// format, into a store with no user and no entry but `/` and `/home`.
+pub(crate) fn check_import(dump: &Dump, users: u64, inodes: u64) -> StoreResult<()> {
+    if dump.format != DUMP_FORMAT {
+        return Err(StoreError::Invalid(format!(
+            "dump format {} is not the one this build reads ({DUMP_FORMAT})",
+            dump.format
+        )));
+    }
+    if users > 0 || inodes > 2 {
+        return Err(StoreError::Conflict(
+            "the target store is not empty: import only into a new cluster's metadata".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Where an imported entry goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement<'e> {
+    /// `/`: its attributes go to the root the store has.
+    Root,
+    /// `/home` as a directory: its attributes go to the one the store has.
+    Home,
+    /// A new entry `name` in directory `parent`.
+    Child { parent: i64, name: &'e str },
+}
+
+/// The rule of an import's entries, on every engine: given the entries
+/// imported so far (path to inode id and kind), `/` and `/home` are
+/// directories, every other entry comes after its parent, which is a
+/// directory, and no path is listed twice.
+pub(crate) fn placement<'e>(
+    imported: &HashMap<&DfsPath, (i64, EntryKind)>,
+    entry: &'e DumpEntry,
+) -> StoreResult<Placement<'e>> {
+    if imported.contains_key(&entry.path) {
+        return Err(StoreError::Invalid(format!("dump: {} is listed twice", entry.path)));
+    }
+    let Some((parent, name)) = entry.path.split_last() else {
+        if entry.kind != EntryKind::Dir {
+            return Err(StoreError::Invalid("dump: / is not a directory".into()));
+        }
+        return Ok(Placement::Root);
+    };
+    let parent = match imported.get(&parent) {
+        Some((id, EntryKind::Dir)) => *id,
+        Some(_) => return Err(StoreError::Invalid(format!("dump: {parent} is not a directory"))),
+        None => {
+            return Err(StoreError::Invalid(format!(
+                "dump: {} comes before its parent, or has none",
+                entry.path
+            )))
+        }
+    };
+    if entry.path.as_str() == "/home" {
+        if entry.kind != EntryKind::Dir {
+            return Err(StoreError::Invalid("dump: /home is not a directory".into()));
+        }
+        return Ok(Placement::Home);
+    }
+    Ok(Placement::Child { parent, name })
+}
+
 pub trait DumpStore: Send + Sync {
     /// Everything listed in [`Dump`], read in one consistent snapshot
     /// (one read transaction).

@@ -1434,6 +1434,22 @@ pub fn dump_imports_into_an_empty_store(store: &dyn Store) {
         |e| matches!(e, StoreError::Invalid(_)),
         "not a directory",
     );
+    // The same rule on every engine for a dump that is not a tree.
+    let malformed = |change: fn(&mut Vec<DumpEntry>), text: &str| {
+        let mut bad = dump.clone();
+        change(&mut bad.entries);
+        assert_err(store.import(&bad), |e| matches!(e, StoreError::Invalid(_)), text);
+    };
+    malformed(|entries| entries.swap(2, 3), "comes before its parent");
+    malformed(
+        |entries| entries[0].kind = EntryKind::File,
+        "dump: / is not a directory",
+    );
+    malformed(
+        |entries| entries[1].kind = EntryKind::File,
+        "dump: /home is not a directory",
+    );
+    malformed(|entries| entries.insert(3, entries[2].clone()), "listed twice");
     let mut future = dump.clone();
     future.format = DUMP_FORMAT + 1;
     assert_err(store.import(&future), |e| matches!(e, StoreError::Invalid(_)), "format");

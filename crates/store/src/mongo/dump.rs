@@ -5,8 +5,10 @@ use super::users::UserDoc;
 use super::{
     int, MongoStore, Tx, FENCE_COUNTER, HOME_ID, INODES, LOCK_GRANTS, REPLICAS, ROOT_ID, SERVERS, UID_COUNTER, USERS,
 };
-use crate::dump::{Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, DUMP_FORMAT};
-use crate::{StoreError, StoreResult};
+use crate::dump::{
+    check_import, placement, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, Placement, DUMP_FORMAT,
+};
+use crate::StoreResult;
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::EntryKind;
 use dfs_proto::path::DfsPath;
@@ -116,19 +118,9 @@ fn export_in(tx: &mut Tx<'_>) -> StoreResult<Dump> {
 }
 
 fn import_in(tx: &mut Tx<'_>, dump: &Dump) -> StoreResult<()> {
-    if dump.format != DUMP_FORMAT {
-        return Err(StoreError::Invalid(format!(
-            "dump format {} is not the one this build reads ({DUMP_FORMAT})",
-            dump.format
-        )));
-    }
     let users = tx.count(USERS, Document::new())?;
     let inodes = tx.count(INODES, Document::new())?;
-    if users > 0 || inodes > 2 {
-        return Err(StoreError::Conflict(
-            "the target store is not empty: import only into a new cluster's metadata".into(),
-        ));
-    }
+    check_import(dump, users, inodes)?;
 
     let user_docs: Vec<UserDoc> = dump
         .users
@@ -142,10 +134,7 @@ fn import_in(tx: &mut Tx<'_>, dump: &Dump) -> StoreResult<()> {
         })
         .collect();
     tx.insert_many(USERS, &user_docs)?;
-    let last_uid = dump
-        .next_uid
-        .saturating_sub(1)
-        .max(dump.users.iter().map(|user| user.uid).max().unwrap_or(0));
+    let last_uid = dump.last_uid();
     tx.raise_counter(UID_COUNTER, last_uid)?;
 
     // Ids for every entry but `/` and `/home`, reserved at once.
@@ -153,34 +142,19 @@ fn import_in(tx: &mut Tx<'_>, dump: &Dump) -> StoreResult<()> {
     let mut ids: HashMap<&DfsPath, (i64, EntryKind)> = HashMap::new();
     let mut nodes = Vec::new();
     for entry in &dump.entries {
-        let (parent_id, name) = match entry.path.split_last() {
-            None => {
-                if entry.kind != EntryKind::Dir {
-                    return Err(StoreError::Invalid("dump: / is not a directory".into()));
-                }
+        let (parent_id, name) = match placement(&ids, entry)? {
+            Placement::Root => {
                 set_attributes(tx, ROOT_ID, entry)?;
                 ids.insert(&entry.path, (ROOT_ID, entry.kind));
                 continue;
             }
-            Some((parent, name)) => match ids.get(&parent) {
-                Some((id, EntryKind::Dir)) => (*id, name),
-                Some(_) => return Err(StoreError::Invalid(format!("dump: {parent} is not a directory"))),
-                None => {
-                    return Err(StoreError::Invalid(format!(
-                        "dump: {} comes before its parent, or has none",
-                        entry.path
-                    )))
-                }
-            },
+            Placement::Home => {
+                set_attributes(tx, HOME_ID, entry)?;
+                ids.insert(&entry.path, (HOME_ID, entry.kind));
+                continue;
+            }
+            Placement::Child { parent, name } => (parent, name),
         };
-        if entry.path.as_str() == "/home" && entry.kind == EntryKind::Dir {
-            set_attributes(tx, HOME_ID, entry)?;
-            ids.insert(&entry.path, (HOME_ID, entry.kind));
-            continue;
-        }
-        if ids.contains_key(&entry.path) || entry.path.as_str() == "/home" {
-            return Err(StoreError::Invalid(format!("dump: {} is listed twice", entry.path)));
-        }
         let id = next_id;
         next_id += 1;
         nodes.push(Inode {

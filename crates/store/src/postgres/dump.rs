@@ -2,7 +2,9 @@
 
 use super::namespace::{chunk_id, kind_from, kind_name, stored_path, HOME_ID, ROOT_ID};
 use super::{int, uint, Access, PgTx, PostgresStore};
-use crate::dump::{Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, DUMP_FORMAT};
+use crate::dump::{
+    check_import, placement, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, Placement, DUMP_FORMAT,
+};
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::ServerRef;
 use dfs_proto::namespace::{ChunkRef, EntryKind};
@@ -118,22 +120,12 @@ fn export_in(tx: &mut PgTx<'_>) -> StoreResult<Dump> {
 }
 
 fn import_in(tx: &mut PgTx<'_>, dump: &Dump) -> StoreResult<()> {
-    if dump.format != DUMP_FORMAT {
-        return Err(StoreError::Invalid(format!(
-            "dump format {} is not the one this build reads ({DUMP_FORMAT})",
-            dump.format
-        )));
-    }
     let row = tx.query_one(
         "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM inodes)",
         &[],
     )?;
     let (users, inodes): (i64, i64) = (row.get(0), row.get(1));
-    if users > 0 || inodes > 2 {
-        return Err(StoreError::Conflict(
-            "the target store is not empty: import only into a new cluster's metadata".into(),
-        ));
-    }
+    check_import(dump, uint(users), uint(inodes))?;
 
     for user in &dump.users {
         tx.execute(
@@ -151,32 +143,16 @@ fn import_in(tx: &mut PgTx<'_>, dump: &Dump) -> StoreResult<()> {
     // Path -> (inode id, kind) of what is imported so far.
     let mut ids: HashMap<&DfsPath, (i64, EntryKind)> = HashMap::new();
     for entry in &dump.entries {
-        let id = match entry.path.split_last() {
-            None if entry.kind != EntryKind::Dir => {
-                return Err(StoreError::Invalid("dump: / is not a directory".into()));
-            }
-            None => {
+        let id = match placement(&ids, entry)? {
+            Placement::Root => {
                 set_attributes(tx, ROOT_ID, entry)?;
                 ROOT_ID
             }
-            Some((parent, name)) => {
-                let parent_id = match ids.get(&parent) {
-                    Some((id, EntryKind::Dir)) => *id,
-                    Some(_) => return Err(StoreError::Invalid(format!("dump: {parent} is not a directory"))),
-                    None => {
-                        return Err(StoreError::Invalid(format!(
-                            "dump: {} comes before its parent, or has none",
-                            entry.path
-                        )))
-                    }
-                };
-                if entry.path.as_str() == "/home" && entry.kind == EntryKind::Dir {
-                    set_attributes(tx, HOME_ID, entry)?;
-                    HOME_ID
-                } else {
-                    insert_entry(tx, parent_id, name, entry)?
-                }
+            Placement::Home => {
+                set_attributes(tx, HOME_ID, entry)?;
+                HOME_ID
             }
+            Placement::Child { parent, name } => insert_entry(tx, parent, name, entry)?,
         };
         let chunk_ids: Vec<&str> = entry.chunks.iter().map(|chunk| chunk.id.as_str()).collect();
         let sizes: Vec<i64> = entry.chunks.iter().map(|chunk| int(chunk.size)).collect();
@@ -214,9 +190,7 @@ fn import_in(tx: &mut PgTx<'_>, dump: &Dump) -> StoreResult<()> {
     // Last, once every check passed: sequences are not transactional, so a
     // failure after this point leaves them moved forward (harmless: numbers
     // are only ever skipped, never reused).
-    let next_uid = dump
-        .next_uid
-        .max(dump.users.iter().map(|user| user.uid + 1).max().unwrap_or(1));
+    let next_uid = dump.last_uid() + 1;
     // Every path's latest grant is kept, so the greatest is the greatest ever given.
     let next_fence = dump.fences.iter().map(|fence| fence.fence + 1).max().unwrap_or(1);
     for (sequence, next) in [("user_uids", next_uid), ("lock_fences", next_fence)] {

@@ -2,7 +2,9 @@
 
 use super::CachedSql;
 use super::SqliteStore;
-use crate::dump::{Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, DUMP_FORMAT};
+use crate::dump::{
+    check_import, placement, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, Placement, DUMP_FORMAT,
+};
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind};
@@ -148,19 +150,9 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
 }
 
 fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
-    if dump.format != DUMP_FORMAT {
-        return Err(StoreError::Invalid(format!(
-            "dump format {} is not the one this build reads ({DUMP_FORMAT})",
-            dump.format
-        )));
-    }
     let users: u64 = tx.one("SELECT COUNT(*) FROM users", [], |row| row.get(0))?;
     let inodes: u64 = tx.one("SELECT COUNT(*) FROM inodes", [], |row| row.get(0))?;
-    if users > 0 || inodes > 2 {
-        return Err(StoreError::Conflict(
-            "the target store is not empty: import only into a new cluster's metadata".into(),
-        ));
-    }
+    check_import(dump, users, inodes)?;
 
     for user in &dump.users {
         tx.exec(
@@ -168,10 +160,7 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
             params![user.uid, user.name, user.password_hash, user.admin, user.created_at],
         )?;
     }
-    let last_uid = dump
-        .next_uid
-        .saturating_sub(1)
-        .max(dump.users.iter().map(|u| u.uid).max().unwrap_or(0));
+    let last_uid = dump.last_uid();
     tx.exec("DELETE FROM sqlite_sequence WHERE name = 'users'", [])?;
     tx.exec(
         "INSERT INTO sqlite_sequence (name, seq) VALUES ('users', ?1)",
@@ -180,51 +169,38 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
 
     let mut ids: HashMap<&DfsPath, (i64, EntryKind)> = HashMap::new();
     for entry in &dump.entries {
-        let home = entry.path.as_str() == "/home";
-        let id = match entry.path.split_last() {
-            None => {
+        let id = match placement(&ids, entry)? {
+            Placement::Root => {
                 set_attributes(tx, ROOT_ID, entry)?;
                 ROOT_ID
             }
-            Some((parent, name)) => {
-                match ids.get(&parent) {
-                    Some((_, EntryKind::Dir)) => {}
-                    Some(_) => return Err(StoreError::Invalid(format!("dump: {parent} is not a directory"))),
-                    None => {
-                        return Err(StoreError::Invalid(format!(
-                            "dump: {} comes before its parent, or has none",
-                            entry.path
-                        )))
-                    }
-                }
-                let parent_id = ids[&parent].0;
-                if home && entry.kind == EntryKind::Dir {
-                    set_attributes(tx, HOME_ID, entry)?;
-                    HOME_ID
-                } else {
-                    tx.exec(
-                        "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
+            Placement::Home => {
+                set_attributes(tx, HOME_ID, entry)?;
+                HOME_ID
+            }
+            Placement::Child {
+                parent: parent_id,
+                name,
+            } => {
+                tx.exec(
+                    "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                        params![
-                            parent_id,
-                            name,
-                            kind_name(entry.kind),
-                            entry.owner_uid,
-                            entry.owner_name,
-                            entry.mode,
-                            entry.size,
-                            entry.mtime_ms,
-                            entry.version
-                        ],
-                    )
-                    .map_err(|error| StoreError::Invalid(format!("dump: {}: {error}", entry.path)))?;
-                    tx.last_insert_rowid()
-                }
+                    params![
+                        parent_id,
+                        name,
+                        kind_name(entry.kind),
+                        entry.owner_uid,
+                        entry.owner_name,
+                        entry.mode,
+                        entry.size,
+                        entry.mtime_ms,
+                        entry.version
+                    ],
+                )
+                .map_err(|error| StoreError::Invalid(format!("dump: {}: {error}", entry.path)))?;
+                tx.last_insert_rowid()
             }
         };
-        if entry.path.as_str() == "/" && entry.kind != EntryKind::Dir {
-            return Err(StoreError::Invalid("dump: / is not a directory".into()));
-        }
         for (index, chunk) in entry.chunks.iter().enumerate() {
             tx.exec(
                 "INSERT INTO file_chunks (inode, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)",
