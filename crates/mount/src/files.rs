@@ -183,6 +183,9 @@ pub struct Spill {
     /// The file's stat when the spill was made: what `fstat` shows once
     /// the file is unlinked while open.
     pub stat: Option<Stat>,
+    /// When it was last written or cut here: the file's mtime and ctime on
+    /// this mount until a commit is newer.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 impl Spill {
@@ -194,6 +197,7 @@ impl Spill {
             handles: 0,
             final_mode: None,
             stat: None,
+            modified: None,
         })
     }
 
@@ -229,12 +233,14 @@ impl Spill {
     pub fn write(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
         self.file.write_all_at(data, offset)?;
         self.dirty = true;
+        self.modified = Some(std::time::SystemTime::now());
         Ok(())
     }
 
     pub fn truncate(&mut self, size: u64) -> std::io::Result<()> {
         self.file.set_len(size)?;
         self.dirty = true;
+        self.modified = Some(std::time::SystemTime::now());
         Ok(())
     }
 

@@ -221,6 +221,7 @@ impl DfsFs {
     fn attr(&self, ino: u64, stat: &Stat) -> FileAttr {
         let mut size = stat.size;
         let mut mode = stat.mode;
+        let mut mtime = UNIX_EPOCH + Duration::from_millis(stat.mtime_ms);
         if let Some(spill) = self.spill_of(ino) {
             let spill = spill.lock().expect("spill lock");
             if let Ok(len) = spill.len() {
@@ -231,8 +232,11 @@ impl DfsFs {
             if let Some(final_mode) = spill.final_mode {
                 mode = final_mode;
             }
+            // Written here since: as on a local disk, the write's time.
+            if let Some(modified) = spill.modified {
+                mtime = mtime.max(modified);
+            }
         }
-        let mtime = UNIX_EPOCH + Duration::from_millis(stat.mtime_ms);
         let (uid, gid) = if stat.owner == self.identity.user {
             (self.identity.uid, self.identity.gid)
         } else {

@@ -502,10 +502,8 @@ fn two_mounts_of_two_users_see_each_others_closed_files_at_once() {
     // The events of a mount's own changes drop no names: a directory made
     // (or made again) and entered stays the shell's working directory once
     // its event has come (regression: getcwd failed with ENOENT in git).
-    let cwd = ann.sh(
-        "mkdir d && cd d && sleep 0.3 && /bin/pwd >/dev/null && cd .. && \
-         rm -r d && mkdir d && cd d && sleep 0.3 && basename \"$(/bin/pwd)\"",
-    );
+    let cwd = ann.sh("mkdir d && cd d && sleep 0.3 && /bin/pwd >/dev/null && cd .. && \
+         rm -r d && mkdir d && cd d && sleep 0.3 && basename \"$(/bin/pwd)\"");
     assert_eq!(cwd, "d\n");
 }
 
