@@ -6,7 +6,7 @@
 //!   one of them is exclusive. A lock whose lease has run out (`expires_at <=
 //!   now`) counts for nothing; engines may delete it at any time.
 //! - A lock needs the permission its effect implies
-//!   (`common::check_lock_permission_rule`): exclusive, [`WRITE`] on the
+//!   (`model::locks`): exclusive, [`WRITE`] on the
 //!   path; shared, [`READ`] on a file and [`READ`] and [`WRITE`] on a
 //!   directory (it holds off exclusive locks on the whole subtree); on a
 //!   name that does not exist yet, [`WRITE`] on the parent. A user holds at

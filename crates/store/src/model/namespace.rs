@@ -9,8 +9,8 @@
 use super::locks::check_locks;
 use super::{Engine, NewNode, Rows, ROOT_ID};
 use crate::common::{
-    belongs_to_another_user, check_file_target, denied, exists, is_a_directory, no_such_upload, not_a_directory,
-    not_durable, not_empty, not_found, now_secs,
+    belongs_to_another_user, denied, exists, is_a_directory, no_such_upload, not_a_directory, not_durable, not_empty,
+    not_found, now_secs,
 };
 use crate::namespace::{
     check_inline_size, FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, Queued, UploadRecord,
@@ -398,6 +398,27 @@ pub(crate) fn file_chunks(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -
     let node = readable_file(tx, who, path)?;
     let chunks = tx.chunk_list(&node)?;
     Ok((node.stat(path.clone()), chunks))
+}
+
+/// The rule for writing a file at `path`, given whether its parent lets the
+/// caller write and, if an entry is there, whether it is a directory and
+/// whether the caller may write it: shared by upload begin, commit and
+/// inline writes on every engine.
+fn check_file_target(
+    path: &DfsPath,
+    no_clobber: bool,
+    parent_writable: bool,
+    existing: Option<(bool, bool)>,
+) -> StoreResult<()> {
+    match existing {
+        Some((true, _)) => Err(is_a_directory(path)),
+        Some(_) if no_clobber => Err(exists(path)),
+        // Overwriting needs WRITE on the file, as in POSIX.
+        Some((_, false)) => Err(denied(path)),
+        Some(_) => Ok(()),
+        None if !parent_writable => Err(denied(&path.parent().unwrap_or_else(DfsPath::root))),
+        None => Ok(()),
+    }
 }
 
 /// The checks shared by beginning and committing an upload; returns the
