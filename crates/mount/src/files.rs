@@ -19,7 +19,7 @@ use dfs_proto::namespace::{FileLayout, Stat};
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::runtime::Handle;
 use tokio::sync::OnceCell;
 
@@ -63,7 +63,7 @@ impl Reader {
     }
 
     pub fn size(&self) -> u64 {
-        self.layout.lock().expect("layout lock").stat.size
+        self.layout.lock().unwrap_or_else(PoisonError::into_inner).stat.size
     }
 
     /// Up to `size` bytes at `offset` (fewer at the end of the file).
@@ -74,13 +74,21 @@ impl Reader {
             return Ok(data[start..end].to_vec());
         }
         let file_size = self.size();
-        if offset >= file_size || size == 0 || self.layout.lock().expect("layout lock").chunks.is_empty() {
+        if offset >= file_size
+            || size == 0
+            || self
+                .layout
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .chunks
+                .is_empty()
+        {
             return Ok(Vec::new());
         }
         let end = (offset + u64::from(size)).min(file_size);
         let (first, last) = self.chunk_span(offset, end);
         let sequential = {
-            let mut last_end = self.last_end.lock().expect("last_end lock");
+            let mut last_end = self.last_end.lock().unwrap_or_else(PoisonError::into_inner);
             let sequential = *last_end == offset;
             *last_end = end;
             sequential
@@ -89,7 +97,7 @@ impl Reader {
         let mut out = Vec::with_capacity((end - offset) as usize);
         for index in first..=last {
             let data = self.chunk(index).await?;
-            let chunk_offset = self.layout.lock().expect("layout lock").chunks[index].offset;
+            let chunk_offset = self.layout.lock().unwrap_or_else(PoisonError::into_inner).chunks[index].offset;
             let from = offset.max(chunk_offset) - chunk_offset;
             let to = end.min(chunk_offset + data.len() as u64) - chunk_offset;
             out.extend_from_slice(&data[from as usize..to as usize]);
@@ -102,7 +110,7 @@ impl Reader {
 
     /// The indexes of the first and last chunk holding bytes of `[start, end)`.
     fn chunk_span(&self, start: u64, end: u64) -> (usize, usize) {
-        let layout = self.layout.lock().expect("layout lock");
+        let layout = self.layout.lock().unwrap_or_else(PoisonError::into_inner);
         let containing = |at: u64| {
             layout
                 .chunks
@@ -113,13 +121,13 @@ impl Reader {
     }
 
     fn cell(&self, index: usize) -> ChunkCell {
-        let mut window = self.window.lock().expect("window lock");
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(window.entry(index).or_default())
     }
 
     /// Drops chunks before `first - 1` and beyond the window.
     fn trim_window(&self, first: usize) {
-        let mut window = self.window.lock().expect("window lock");
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
         window.retain(|&index, _| index + 1 >= first && index < first + WINDOW);
     }
 
@@ -128,12 +136,12 @@ impl Reader {
     /// and if the file is still the version opened, tries once more.
     async fn chunk(&self, index: usize) -> dfs_client::Result<Bytes> {
         let cell = self.cell(index);
-        let location = self.layout.lock().expect("layout lock").chunks[index].clone();
+        let location = self.layout.lock().unwrap_or_else(PoisonError::into_inner).chunks[index].clone();
         match cell.get_or_try_init(|| self.client.read_chunk(&location)).await {
             Ok(data) => Ok(data.clone()),
             Err(first_error) => {
                 let (path, version) = {
-                    let layout = self.layout.lock().expect("layout lock");
+                    let layout = self.layout.lock().unwrap_or_else(PoisonError::into_inner);
                     (layout.stat.path.clone(), layout.stat.version)
                 };
                 let fresh = self.client.layout(&path).await?;
@@ -141,7 +149,7 @@ impl Reader {
                     return Err(first_error);
                 }
                 let location = fresh.chunks[index].clone();
-                *self.layout.lock().expect("layout lock") = fresh;
+                *self.layout.lock().unwrap_or_else(PoisonError::into_inner) = fresh;
                 let data = cell.get_or_try_init(|| self.client.read_chunk(&location)).await?;
                 Ok(data.clone())
             }
@@ -151,7 +159,7 @@ impl Reader {
     /// Starts fetching chunk `index` in the background, if it exists.
     fn read_ahead(&self, index: usize) {
         let location = {
-            let layout = self.layout.lock().expect("layout lock");
+            let layout = self.layout.lock().unwrap_or_else(PoisonError::into_inner);
             match layout.chunks.get(index) {
                 Some(location) => location.clone(),
                 None => return,

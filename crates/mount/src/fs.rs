@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::runtime::Handle;
 
@@ -92,25 +92,25 @@ pub struct Listed(Mutex<HashMap<DfsPath, (Stat, Instant)>>);
 
 impl Listed {
     fn get(&self, path: &DfsPath) -> Option<Stat> {
-        let listed = self.0.lock().expect("listed lock");
+        let listed = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let (stat, until) = listed.get(path)?;
         (*until > Instant::now()).then(|| stat.clone())
     }
 
     fn forget(&self, path: &DfsPath) {
-        self.0.lock().expect("listed lock").remove(path);
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(path);
     }
 
     /// Forgets `path` and everything below it.
     pub fn forget_below(&self, path: &DfsPath) {
         self.0
             .lock()
-            .expect("listed lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .retain(|listed, _| !listed.starts_with(path));
     }
 
     pub fn clear(&self) {
-        self.0.lock().expect("listed lock").clear();
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 }
 
@@ -148,7 +148,7 @@ impl DfsFs {
     }
 
     fn client(&self) -> Client {
-        self.client.read().expect("client lock").clone()
+        self.client.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The client for a write to `path`: it presents the token of an
@@ -182,7 +182,7 @@ impl DfsFs {
     fn path(&self, ino: INodeNo) -> Result<DfsPath> {
         self.inodes
             .lock()
-            .expect("inodes lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .path(ino.0)
             .ok_or(Errno::ENOENT)
     }
@@ -215,7 +215,11 @@ impl DfsFs {
     }
 
     fn spill_of(&self, ino: u64) -> Option<Arc<Mutex<Spill>>> {
-        self.spills.lock().expect("spills lock").get(&ino).cloned()
+        self.spills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&ino)
+            .cloned()
     }
 
     fn attr(&self, ino: u64, stat: &Stat) -> FileAttr {
@@ -223,7 +227,7 @@ impl DfsFs {
         let mut mode = stat.mode;
         let mut mtime = UNIX_EPOCH + Duration::from_millis(stat.mtime_ms);
         if let Some(spill) = self.spill_of(ino) {
-            let spill = spill.lock().expect("spill lock");
+            let spill = spill.lock().unwrap_or_else(PoisonError::into_inner);
             if let Ok(len) = spill.len() {
                 size = len;
             }
@@ -274,7 +278,7 @@ impl DfsFs {
             Err(error) => {
                 let stat = self
                     .spill_of(ino.0)
-                    .and_then(|spill| spill.lock().expect("spill lock").stat.clone())
+                    .and_then(|spill| spill.lock().unwrap_or_else(PoisonError::into_inner).stat.clone())
                     .ok_or(error)?;
                 Ok(FileAttr {
                     nlink: 0,
@@ -286,20 +290,27 @@ impl DfsFs {
 
     /// The entry for `path` handed to the kernel (one more lookup it holds).
     fn entry(&self, path: &DfsPath, stat: &Stat) -> FileAttr {
-        let ino = self.inodes.lock().expect("inodes lock").number(path, true);
+        let ino = self
+            .inodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .number(path, true);
         self.attr(ino, stat)
     }
 
     fn add_handle(&self, open: Open) -> FileHandle {
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().expect("handles lock").insert(fh, Arc::new(open));
+        self.handles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(fh, Arc::new(open));
         FileHandle(fh)
     }
 
     fn handle(&self, fh: FileHandle) -> Result<Arc<Open>> {
         self.handles
             .lock()
-            .expect("handles lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&fh.0)
             .cloned()
             .ok_or(Errno::EBADF)
@@ -317,7 +328,7 @@ impl DfsFs {
     /// (empty if `truncate`, else holding the current content).
     fn open_spill(&self, ino: u64, path: &DfsPath, truncate: bool) -> Result<Arc<Mutex<Spill>>> {
         if let Some(spill) = self.spill_of(ino) {
-            let mut guard = spill.lock().expect("spill lock");
+            let mut guard = spill.lock().unwrap_or_else(PoisonError::into_inner);
             guard.handles += 1;
             if truncate {
                 guard
@@ -357,10 +368,10 @@ impl DfsFs {
     /// Registers `spill` as the spill of `ino`, unless another writer
     /// registered one meanwhile (then that one is used).
     fn share_spill(&self, ino: u64, spill: Spill) -> Arc<Mutex<Spill>> {
-        let mut spills = self.spills.lock().expect("spills lock");
+        let mut spills = self.spills.lock().unwrap_or_else(PoisonError::into_inner);
         match spills.get(&ino) {
             Some(existing) => {
-                existing.lock().expect("spill lock").handles += 1;
+                existing.lock().unwrap_or_else(PoisonError::into_inner).handles += 1;
                 Arc::clone(existing)
             }
             None => {
@@ -374,11 +385,11 @@ impl DfsFs {
     /// Commits the spill of `ino` as the file's new version, if written
     /// since the last commit. A file removed meanwhile is not brought back.
     fn commit(&self, ino: u64, spill: &Mutex<Spill>) -> Result<()> {
-        let mut spill = spill.lock().expect("spill lock");
+        let mut spill = spill.lock().unwrap_or_else(PoisonError::into_inner);
         if !spill.dirty {
             return Ok(());
         }
-        let Some(path) = self.inodes.lock().expect("inodes lock").path(ino) else {
+        let Some(path) = self.inodes.lock().unwrap_or_else(PoisonError::into_inner).path(ino) else {
             spill.dirty = false;
             return Ok(());
         };
@@ -396,7 +407,7 @@ impl DfsFs {
         if let Some(spill) = self.spill_of(ino) {
             return spill
                 .lock()
-                .expect("spill lock")
+                .unwrap_or_else(PoisonError::into_inner)
                 .truncate(size)
                 .map_err(|error| self.local_failure("truncate", &self.spill_dir, &error));
         }
@@ -439,7 +450,7 @@ impl DfsFs {
             // write bit is open, the bit stays and the mode asked is set at
             // its release (see `do_create`).
             if let Some(spill) = self.spill_of(ino.0) {
-                let mut spill = spill.lock().expect("spill lock");
+                let mut spill = spill.lock().unwrap_or_else(PoisonError::into_inner);
                 if spill.final_mode.is_some() {
                     spill.final_mode = (mode & 0o200 == 0).then_some(mode);
                     mode |= 0o200;
@@ -494,7 +505,11 @@ impl DfsFs {
         self.changed(&path, false);
         let (stat, spill) = match created {
             Ok(stat) => {
-                let ino = self.inodes.lock().expect("inodes lock").number(&path, false);
+                let ino = self
+                    .inodes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .number(&path, false);
                 let mut spill = Spill::create(&self.spill_dir)
                     .map_err(|error| self.local_failure("create", &self.spill_dir, &error))?;
                 spill.handles = 1;
@@ -503,7 +518,11 @@ impl DfsFs {
                 (stat, self.share_spill(ino, spill))
             }
             Err(error) if error.code() == Some(ErrorCode::AlreadyExists) && flags & libc::O_EXCL == 0 => {
-                let ino = self.inodes.lock().expect("inodes lock").number(&path, false);
+                let ino = self
+                    .inodes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .number(&path, false);
                 let spill = self.open_spill(ino, &path, flags & libc::O_TRUNC != 0)?;
                 (self.stat(&path)?, spill)
             }
@@ -522,7 +541,7 @@ impl DfsFs {
         if let Some(spill) = self.spill_of(ino.0) {
             return spill
                 .lock()
-                .expect("spill lock")
+                .unwrap_or_else(PoisonError::into_inner)
                 .read(offset, size)
                 .map_err(|error| self.local_failure("read", &self.spill_dir, &error));
         }
@@ -533,7 +552,7 @@ impl DfsFs {
             }),
             Open::Write { spill, .. } => spill
                 .lock()
-                .expect("spill lock")
+                .unwrap_or_else(PoisonError::into_inner)
                 .read(offset, size)
                 .map_err(|error| self.local_failure("read", &self.spill_dir, &error)),
             Open::Dir { .. } => Err(Errno::EISDIR),
@@ -543,7 +562,7 @@ impl DfsFs {
     fn do_write(&self, fh: FileHandle, offset: u64, data: &[u8]) -> Result<u32> {
         match &*self.handle(fh)? {
             Open::Write { spill, append, .. } => {
-                let mut spill = spill.lock().expect("spill lock");
+                let mut spill = spill.lock().unwrap_or_else(PoisonError::into_inner);
                 let offset = if *append {
                     spill
                         .len()
@@ -569,14 +588,19 @@ impl DfsFs {
     }
 
     fn do_release(&self, fh: FileHandle) -> Result<()> {
-        let Some(open) = self.handles.lock().expect("handles lock").remove(&fh.0) else {
+        let Some(open) = self
+            .handles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&fh.0)
+        else {
             return Err(Errno::EBADF);
         };
         let Open::Write { ino, spill, .. } = &*open else {
             return Ok(());
         };
         let last = {
-            let mut guard = spill.lock().expect("spill lock");
+            let mut guard = spill.lock().unwrap_or_else(PoisonError::into_inner);
             guard.handles = guard.handles.saturating_sub(1);
             guard.handles == 0
         };
@@ -587,8 +611,8 @@ impl DfsFs {
         }
         // The spill stays registered until the file has its final mode, so
         // that a stat racing this (asynchronous) release shows that mode.
-        let final_mode = spill.lock().expect("spill lock").final_mode;
-        let path = self.inodes.lock().expect("inodes lock").path(*ino);
+        let final_mode = spill.lock().unwrap_or_else(PoisonError::into_inner).final_mode;
+        let path = self.inodes.lock().unwrap_or_else(PoisonError::into_inner).path(*ino);
         if let (Ok(()), Some(mode), Some(path)) = (&result, final_mode, path) {
             result = self
                 .block(self.writer(&path).chmod(&path, mode))
@@ -596,8 +620,8 @@ impl DfsFs {
                 .map_err(|error| self.fail("chmod", &path, &error, Errno::EIO));
             self.changed(&path, false);
         }
-        let mut spills = self.spills.lock().expect("spills lock");
-        let mut guard = spill.lock().expect("spill lock");
+        let mut spills = self.spills.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = spill.lock().unwrap_or_else(PoisonError::into_inner);
         // Unless another writer opened the file meanwhile.
         if guard.handles == 0 {
             guard.final_mode = None;
@@ -618,8 +642,8 @@ impl DfsFs {
         let mut entries = vec![(ino.0, FileType::Directory, ".".to_string())];
         entries.push((ROOT, FileType::Directory, "..".to_string()));
         {
-            let mut inodes = self.inodes.lock().expect("inodes lock");
-            let mut listed = self.listed.0.lock().expect("listed lock");
+            let mut inodes = self.inodes.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut listed = self.listed.0.lock().unwrap_or_else(PoisonError::into_inner);
             if listed.len() > 100_000 {
                 listed.retain(|_, (_, until)| *until > Instant::now());
             }
@@ -655,7 +679,10 @@ impl DfsFs {
         let no_clobber = flags.contains(RenameFlags::RENAME_NOREPLACE);
         self.block(self.writer(&from).rename(&from, &to, no_clobber))
             .map_err(|error| self.fail("rename", &from, &error, Errno::ENOTEMPTY))?;
-        self.inodes.lock().expect("inodes lock").renamed(&from, &to);
+        self.inodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .renamed(&from, &to);
         self.changed(&from, true);
         Ok(())
     }
@@ -664,7 +691,10 @@ impl DfsFs {
         let path = self.child(parent, name)?;
         self.block(self.writer(&path).remove(&path, false))
             .map_err(|error| self.fail("remove", &path, &error, Errno::ENOTEMPTY))?;
-        self.inodes.lock().expect("inodes lock").removed(&path);
+        self.inodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .removed(&path);
         self.changed(&path, false);
         Ok(())
     }
@@ -742,7 +772,10 @@ impl Filesystem for DfsFs {
     }
 
     fn forget(&self, _request: &Request, ino: INodeNo, nlookup: u64) {
-        self.inodes.lock().expect("inodes lock").forget(ino.0, nlookup);
+        self.inodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _request: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -982,7 +1015,10 @@ impl Filesystem for DfsFs {
     }
 
     fn releasedir(&self, _request: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.handles.lock().expect("handles lock").remove(&fh.0);
+        self.handles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&fh.0);
         reply.ok();
     }
 

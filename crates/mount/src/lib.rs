@@ -39,7 +39,7 @@ use dfs_client::Client;
 use dfs_proto::namespace::EntryKind;
 use dfs_proto::DfsPath;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Called with a new ticket and its expiry after each refresh, so that the
@@ -152,7 +152,7 @@ pub fn mount(
     signals.abort();
     watcher.abort();
     renewer.abort();
-    let current = client.read().expect("client lock").clone();
+    let current = client.read().unwrap_or_else(PoisonError::into_inner).clone();
     runtime.block_on(held_locks.release_all(&current));
     refresher.abort();
     tracing::info!("unmounted {}", mountpoint.display());
@@ -167,12 +167,12 @@ async fn refresh_ticket(client: Arc<RwLock<Client>>, mut expires_at: u64, on_ref
             .map_or(0, |elapsed| elapsed.as_secs());
         let due = expires_at.saturating_sub(REFRESH_MARGIN.as_secs());
         tokio::time::sleep(Duration::from_secs(due.saturating_sub(now).max(30))).await;
-        let current = client.read().expect("client lock").clone();
+        let current = client.read().unwrap_or_else(PoisonError::into_inner).clone();
         match current.refresh().await {
             Ok(refreshed) => {
                 client
                     .write()
-                    .expect("client lock")
+                    .unwrap_or_else(PoisonError::into_inner)
                     .set_ticket(Some(refreshed.ticket.clone()));
                 expires_at = refreshed.expires_at;
                 if let Some(on_refresh) = &on_refresh {
@@ -188,7 +188,7 @@ async fn refresh_ticket(client: Arc<RwLock<Client>>, mut expires_at: u64, on_ref
 async fn renew_locks(client: Arc<RwLock<Client>>, held: Arc<locks::Locks>) {
     loop {
         tokio::time::sleep(locks::RENEW_EVERY).await;
-        let current = client.read().expect("client lock").clone();
+        let current = client.read().unwrap_or_else(PoisonError::into_inner).clone();
         held.renew(&current).await;
     }
 }

@@ -265,12 +265,18 @@ impl Locks {
                 })
                 .collect(),
         };
-        *self.index.lock().expect("lock index") = index;
+        *self.index.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = index;
     }
 
     /// Releases everything `owner` holds on `ino` (it closed the file).
     pub async fn release_owner(&self, client: &Client, ino: u64, owner: u64) {
-        if !self.index.lock().expect("lock index").owners.contains(&(ino, owner)) {
+        if !self
+            .index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .owners
+            .contains(&(ino, owner))
+        {
             return;
         }
         let owned = {
@@ -307,7 +313,7 @@ impl Locks {
     /// The token of an exclusive lease held on `path` or a directory above
     /// it, for the mount's own writes there.
     pub fn token_for(&self, path: &DfsPath) -> Option<String> {
-        let index = self.index.lock().expect("lock index");
+        let index = self.index.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         index
             .exclusive
             .iter()

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 /// How long the kernel may keep a name or attributes, and the mount a
@@ -172,7 +172,7 @@ impl Invalidator {
     /// attributes of its parent (its size and times changed).
     fn attributes(&self, notifier: &Notifier, path: &DfsPath) {
         let (ino, parent) = {
-            let inodes = self.inodes.lock().expect("inodes lock");
+            let inodes = self.inodes.lock().unwrap_or_else(PoisonError::into_inner);
             (
                 inodes.known(path),
                 path.parent().and_then(|parent| inodes.known(&parent)),
@@ -190,7 +190,7 @@ impl Invalidator {
     /// Drops the kernel's name `path` (it went elsewhere).
     fn name(&self, notifier: &Notifier, path: &DfsPath) {
         let parent = {
-            let inodes = self.inodes.lock().expect("inodes lock");
+            let inodes = self.inodes.lock().unwrap_or_else(PoisonError::into_inner);
             path.parent().and_then(|parent| inodes.known(&parent))
         };
         if let (Some(parent), Some(name)) = (parent, path.name()) {
@@ -199,7 +199,7 @@ impl Invalidator {
     }
 
     fn everything(&self, notifier: &Notifier) {
-        let known = self.inodes.lock().expect("inodes lock").all();
+        let known = self.inodes.lock().unwrap_or_else(PoisonError::into_inner).all();
         for (_, ino) in known {
             let _ = notifier.inval_inode(INodeNo(ino), 0, 0);
         }
@@ -224,7 +224,7 @@ async fn follow(
     let mut logged_down = false;
     let mut first = true;
     loop {
-        let current = client.read().expect("client lock").clone();
+        let current = client.read().unwrap_or_else(PoisonError::into_inner).clone();
         match current.watch(&root).await {
             Ok(mut watch) => {
                 if first || logged_down {
