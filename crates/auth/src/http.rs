@@ -46,8 +46,8 @@ impl Config {
 /// The service's state; cheap to clone (everything inside is shared).
 #[derive(Clone)]
 pub struct AuthService {
-    store: Arc<dyn Store>,
-    verifier: Arc<Verifier>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) verifier: Arc<Verifier>,
     limiter: Arc<LoginLimiter>,
     hashing: Arc<HashGate>,
     ticket_ttl: Duration,
@@ -80,7 +80,7 @@ impl AuthService {
     }
 
     /// Loads the revocation list from the store into the local verifier.
-    fn refresh_revocations(&self) -> anyhow::Result<()> {
+    pub(crate) fn refresh_revocations(&self) -> anyhow::Result<()> {
         let revoked = self.store.revoked_sessions(dfs_seal::now())?;
         self.verifier
             .revoke(revoked.into_iter().map(|session| (session.sid, session.expires_at)));
@@ -101,6 +101,9 @@ pub fn router(service: AuthService) -> Router {
         .route("/v1/users/{name}", get(get_user).delete(delete_user))
         .route("/v1/users/{name}/password", put(change_password))
         .route("/v1/users/{name}/sessions", axum::routing::delete(end_user_sessions))
+        .route("/v1/keys", get(crate::keys::list_keys).post(crate::keys::create_key))
+        .route("/v1/keys/{id}", axum::routing::delete(crate::keys::delete_key))
+        .route("/v1/keys/{id}/session", post(crate::keys::key_session))
         .with_state(service);
     dfs_service::finish_router(routes)
 }
@@ -137,7 +140,7 @@ pub async fn run(
 }
 
 /// Runs blocking store or hashing work off the async threads.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
     tokio::task::spawn_blocking(work).await?
 }
 
@@ -150,7 +153,7 @@ fn user_info(user: &UserRecord) -> UserInfo {
     }
 }
 
-fn check_name(name: &str) -> ApiResult<()> {
+pub(crate) fn check_name(name: &str) -> ApiResult<()> {
     validate_user_name(name).map_err(|error| ApiError::bad_request(error.to_string()))
 }
 
@@ -297,6 +300,23 @@ enum Issue {
     Refresh { sid: String, ends_at: u64 },
 }
 
+/// The ticket of `user` in session `sid`.
+pub(crate) fn user_ticket(user: &UserRecord, sid: String, now: u64, expires_at: u64, session_ends_at: u64) -> Ticket {
+    let mut roles = vec![Role::User];
+    if user.admin {
+        roles.push(Role::Admin);
+    }
+    Ticket {
+        uid: user.uid,
+        name: user.name.clone(),
+        roles,
+        sid,
+        issued_at: now,
+        expires_at,
+        session_ends_at,
+    }
+}
+
 /// Seals a ticket for `user`, in a new session or extending one.
 async fn issue_ticket(service: &AuthService, user: &UserRecord, issue: Issue) -> ApiResult<LoginResponse> {
     let now = dfs_seal::now();
@@ -305,19 +325,7 @@ async fn issue_ticket(service: &AuthService, user: &UserRecord, issue: Issue) ->
         Issue::Refresh { sid, ends_at } => (sid.clone(), *ends_at),
     };
     let expires_at = (now + service.ticket_ttl.as_secs()).min(session_ends_at);
-    let mut roles = vec![Role::User];
-    if user.admin {
-        roles.push(Role::Admin);
-    }
-    let ticket = Ticket {
-        uid: user.uid,
-        name: user.name.clone(),
-        roles,
-        sid,
-        issued_at: now,
-        expires_at,
-        session_ends_at,
-    };
+    let ticket = user_ticket(user, sid, now, expires_at, session_ends_at);
     {
         let service = service.clone();
         let session = SessionRecord {

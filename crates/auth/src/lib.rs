@@ -6,6 +6,8 @@
 //!   name and client address (existing or not), per address, and service-wide.
 //! - [`gate`]: bounds concurrent Argon2 work (memory), with a short queue, then 503.
 //! - [`http`]: the routes (`/v1/auth/*`, `/v1/users*`), [`router`] and [`run`].
+//! - [`keys`]: S3 access keys (`/v1/keys*`): secrets sealed at rest, and the
+//!   sessions the S3 gateway acts in for a key's user.
 //! - [`bootstrap_admin`]: the first start creates `admin` with a random password.
 //!
 //! Architecture invariant: tickets are sealed here and opened everywhere with
@@ -14,6 +16,7 @@
 
 pub mod gate;
 pub mod http;
+pub mod keys;
 pub mod limiter;
 pub mod password;
 

@@ -235,6 +235,30 @@ pub enum UserCommand {
     },
     /// End every session of a user on every service (admin).
     Logout { name: String },
+    /// S3 access keys (for `dfs serve s3`): each acts with exactly its user's permissions.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new access key; its secret is shown this once.
+    #[command(
+        after_help = "Example:\n  dfs user keys create --json   then: AWS_ACCESS_KEY_ID=<id> AWS_SECRET_ACCESS_KEY=<secret> aws --endpoint-url http://127.0.0.1:7069 s3 ls"
+    )]
+    Create {
+        /// Another user's key (admin) [default: yours].
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// List access keys (never their secrets).
+    List {
+        /// Another user's keys (admin) [default: yours].
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Delete an access key; requests signed with it are refused at once.
+    Rm { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,6 @@
 //! The client commands: parse, call `dfs-client`, print for people or `--json`.
 
-use crate::args::{ClusterCommand, Command, Global, UserCommand};
+use crate::args::{ClusterCommand, Command, Global, KeysCommand, UserCommand};
 use crate::session::{self, Session};
 use anyhow::{bail, Context};
 use dfs_client::{Client, GetOptions, PutOptions};
@@ -544,6 +544,30 @@ async fn run_user(global: &Global, command: UserCommand) -> anyhow::Result<()> {
             client.change_password(&name, &password, current.as_deref()).await?;
             emit(global, &serde_json::json!({ "password_changed": name }), || {
                 format!("password of {name} changed")
+            })
+        }
+        UserCommand::Keys(KeysCommand::Create { user }) => {
+            let created = client.create_access_key(user.as_deref()).await?;
+            emit(global, &created, || {
+                format!(
+                    "access key for {}:\n  id      {}\n  secret  {}\nthe secret is not shown again",
+                    created.key.user, created.key.id, created.secret
+                )
+            })
+        }
+        UserCommand::Keys(KeysCommand::List { user }) => {
+            let keys = client.list_access_keys(user.as_deref()).await?;
+            emit(global, &keys, || {
+                keys.iter()
+                    .map(|key| format!("{}  {}  created {}", key.id, key.user, key.created_at))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        UserCommand::Keys(KeysCommand::Rm { id }) => {
+            client.delete_access_key(&id).await?;
+            emit(global, &serde_json::json!({ "deleted": id }), || {
+                format!("deleted access key {id}")
             })
         }
     }

@@ -50,7 +50,8 @@ pub use retry::{WaitNotice, DEFAULT_RETRY_FOR};
 pub use transfer::{GetOptions, GetSummary, Progress, PutOptions, PutSummary};
 
 use dfs_proto::auth::{
-    ChangePasswordRequest, ClusterInfo, CreateUserRequest, LoginRequest, LoginResponse, SessionsEnded, UserInfo, WhoAmI,
+    AccessKeyInfo, ChangePasswordRequest, ClusterInfo, CreateAccessKeyRequest, CreateUserRequest, CreatedAccessKey,
+    KeySession, LoginRequest, LoginResponse, SessionsEnded, UserInfo, WhoAmI,
 };
 use dfs_proto::namespace::{
     ChmodRequest, ChownRequest, ClusterStatus, FileLayout, Listing, MkdirRequest, RemoveRequest, RenameRequest, Stat,
@@ -557,6 +558,37 @@ impl Client {
         self.security(Method::PUT, &format!("/v1/users/{name}/password"), Some(&request))
             .await?;
         Ok(())
+    }
+
+    /// A new S3 access key for `user` (admin) or the caller; the answer holds
+    /// the secret, which is never shown again.
+    pub async fn create_access_key(&self, user: Option<&str>) -> Result<CreatedAccessKey> {
+        let request = CreateAccessKeyRequest {
+            user: user.map(str::to_string),
+        };
+        self.security_json(Method::POST, "/v1/keys", Some(&request)).await
+    }
+
+    /// The access keys of `user` (admin) or the caller.
+    pub async fn list_access_keys(&self, user: Option<&str>) -> Result<Vec<AccessKeyInfo>> {
+        let endpoint = match user {
+            Some(user) => format!("/v1/keys?user={}", query_escape(user)),
+            None => "/v1/keys".to_string(),
+        };
+        self.security_json::<(), _>(Method::GET, &endpoint, None).await
+    }
+
+    /// Deletes an access key; the tickets it was used for are revoked at once.
+    pub async fn delete_access_key(&self, id: &str) -> Result<()> {
+        self.security::<()>(Method::DELETE, &format!("/v1/keys/{}", query_escape(id)), None)
+            .await?;
+        Ok(())
+    }
+
+    /// The secret of key `id` and a ticket of its user (service tickets only: the S3 gateway).
+    pub async fn access_key_session(&self, id: &str) -> Result<KeySession> {
+        self.security_json::<(), _>(Method::POST, &format!("/v1/keys/{}/session", query_escape(id)), None)
+            .await
     }
 
     // ---- Directory service ----

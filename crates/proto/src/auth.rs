@@ -13,6 +13,10 @@
 //! - `PUT /v1/users/{name}/password` (admin or self) [`ChangePasswordRequest`] -> 204; every
 //!   other session of the user is revoked (a change of one's own password needs the current one)
 //! - `DELETE /v1/users/{name}/sessions` (admin) -> [`SessionsEnded`]; ends every session of the user
+//! - `GET /v1/keys` (bearer) -> `Vec<AccessKeyInfo>`, the caller's S3 access keys (`?user=NAME`: admin);
+//!   `POST /v1/keys` [`CreateAccessKeyRequest`] -> [`CreatedAccessKey`] (the secret, shown once);
+//!   `DELETE /v1/keys/{id}` (its user or admin) -> 204, every ticket of the key revoked
+//! - `POST /v1/keys/{id}/session` (service bearer: the S3 gateway) -> [`KeySession`]
 //!
 //! A login forwarded by a DFS service (the directory service serving the
 //! web file manager) names the browser's address in [`FORWARDED_CLIENT_HEADER`]
@@ -180,4 +184,41 @@ mod tests {
         assert!(validate_password("éééééé").is_err());
         assert!(validate_password("éééééééé").is_ok());
     }
+}
+
+/// An S3 access key, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKeyInfo {
+    /// The access key id (`AKDFS` and 15 more characters of `[A-Z0-9]`).
+    pub id: String,
+    /// The user the key acts as.
+    pub user: String,
+    pub created_at: UnixSeconds,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateAccessKeyRequest {
+    /// The user to make the key for (admin only); the caller by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A new access key with its secret: the one time the secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedAccessKey {
+    #[serde(flatten)]
+    pub key: AccessKeyInfo,
+    pub secret: String,
+}
+
+/// What the S3 gateway needs to serve a key's requests: the secret (to check
+/// signatures) and a ticket of a session of the key's user, revoked with the
+/// key or the user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeySession {
+    pub uid: u64,
+    pub user: String,
+    pub secret: String,
+    pub ticket: String,
+    pub expires_at: UnixSeconds,
 }

@@ -35,6 +35,8 @@ pub enum Purpose {
     /// A [`CopyCapability`]: issued only by the directory service's repair loop.
     CopyCapability,
     Receipt,
+    /// The secret of an S3 access key, at rest in the user store.
+    AccessKeySecret,
 }
 
 impl Purpose {
@@ -44,6 +46,7 @@ impl Purpose {
             Purpose::Capability => b"dfs/capability/v1",
             Purpose::CopyCapability => b"dfs/copy-capability/v1",
             Purpose::Receipt => b"dfs/receipt/v1",
+            Purpose::AccessKeySecret => b"dfs/access-key-secret/v1",
         }
     }
 }

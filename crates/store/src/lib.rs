@@ -23,6 +23,7 @@
 
 mod common;
 pub mod dump;
+pub mod keys;
 pub mod locks;
 mod model;
 pub mod mongo;
@@ -35,6 +36,7 @@ pub mod tx;
 pub mod users;
 
 pub use dump::{Dump, DumpStore};
+pub use keys::{AccessKeyRecord, AccessKeyStore};
 pub use locks::LockStore;
 pub use namespace::NamespaceStore;
 pub use repair::RepairStore;
@@ -78,8 +80,14 @@ impl From<rusqlite::Error> for StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// An engine: it keeps users, the namespace, locks and transactions.
-pub trait Store: UserStore + NamespaceStore + LockStore + TransactionStore + RepairStore + DumpStore {}
-impl<T: UserStore + NamespaceStore + LockStore + TransactionStore + RepairStore + DumpStore> Store for T {}
+pub trait Store:
+    UserStore + AccessKeyStore + NamespaceStore + LockStore + TransactionStore + RepairStore + DumpStore
+{
+}
+impl<T: UserStore + AccessKeyStore + NamespaceStore + LockStore + TransactionStore + RepairStore + DumpStore> Store
+    for T
+{
+}
 
 /// The engines this build knows, for error messages.
 pub const ENGINES: &[&str] = &[

@@ -2,6 +2,7 @@
 //! calls every function here with a fresh, empty store.
 
 use crate::dump::{Dump, DumpEntry, DumpFence, DumpReplica, DumpUser, DUMP_FORMAT};
+use crate::keys::AccessKeyRecord;
 use crate::namespace::{FileContent, Principal, UploadRecord};
 use crate::users::SessionRecord;
 use crate::{Store, StoreError};
@@ -15,6 +16,10 @@ pub type SuiteTest = fn(&dyn Store);
 /// Every test of the suite, by name, for engines to run in a loop.
 pub const ALL: &[(&str, SuiteTest)] = &[
     ("users_create_list_delete", users_create_list_delete),
+    (
+        "access_keys_belong_to_a_user_and_end_their_sessions",
+        access_keys_belong_to_a_user_and_end_their_sessions,
+    ),
     ("sessions_revoke_and_expire", sessions_revoke_and_expire),
     (
         "sessions_end_with_a_password_change_or_on_request",
@@ -99,6 +104,58 @@ pub fn users_create_list_delete(store: &dyn Store) {
     // A uid is never reused, even for the same name.
     let ann_again = store.create_user("ann", "hash-a3", false, 103).unwrap();
     assert!(ann_again.uid > bob.uid);
+}
+
+pub fn access_keys_belong_to_a_user_and_end_their_sessions(store: &dyn Store) {
+    let ann = store.create_user("ann", "hash-a", false, 100).unwrap();
+    let bob = store.create_user("bob", "hash-b", false, 100).unwrap();
+    let key = |id: &str, uid: u64, at: u64| AccessKeyRecord {
+        id: id.to_string(),
+        uid,
+        sealed_secret: format!("sealed-{id}"),
+        created_at: at,
+    };
+    store.create_access_key(&key("AK2", ann.uid, 200)).unwrap();
+    store.create_access_key(&key("AK1", ann.uid, 100)).unwrap();
+    store.create_access_key(&key("AK3", bob.uid, 100)).unwrap();
+    assert!(matches!(
+        store.create_access_key(&key("AK4", 999, 100)),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        store.create_access_key(&key("AK1", bob.uid, 100)).is_err(),
+        "ids are unique"
+    );
+    let ids: Vec<_> = store.access_keys(ann.uid).unwrap().into_iter().map(|k| k.id).collect();
+    assert_eq!(ids, ["AK1", "AK2"]);
+    assert_eq!(
+        store.access_key("AK3").unwrap().unwrap(),
+        (key("AK3", bob.uid, 100), bob.clone())
+    );
+    assert!(store.access_key("nope").unwrap().is_none());
+
+    // Deleting a key revokes the sessions opened with it, and only those.
+    let session = |sid: String| SessionRecord {
+        sid,
+        uid: ann.uid,
+        expires_at: 10_000,
+        revoked: false,
+    };
+    let of_ak1 = format!("{}x1", crate::keys::key_session_prefix("AK1"));
+    let of_ak2 = format!("{}x2", crate::keys::key_session_prefix("AK2"));
+    for sid in [&of_ak1, &of_ak2, &"login".to_string()] {
+        store.create_session(&session(sid.clone()), "hash-a").unwrap();
+    }
+    assert_eq!(store.delete_access_key("AK1").unwrap().id, "AK1");
+    assert!(matches!(store.delete_access_key("AK1"), Err(StoreError::NotFound(_))));
+    assert!(store.access_key("AK1").unwrap().is_none());
+    assert!(store.session(&of_ak1).unwrap().unwrap().revoked);
+    assert!(!store.session(&of_ak2).unwrap().unwrap().revoked);
+    assert!(!store.session("login").unwrap().unwrap().revoked);
+
+    // A deleted user's keys are gone with it.
+    store.delete_user("bob").unwrap();
+    assert!(store.access_key("AK3").unwrap().is_none());
 }
 
 pub fn sessions_revoke_and_expire(store: &dyn Store) {

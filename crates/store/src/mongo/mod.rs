@@ -73,6 +73,7 @@
 //!   `findAndModify` upserts, `w: majority, j: true`) behaves as on MongoDB.
 
 mod dump;
+mod keys;
 mod locks;
 mod namespace;
 mod repair;
@@ -107,6 +108,8 @@ const SERVERS: &str = "servers";
 const UPLOADS: &str = "uploads";
 const USERS: &str = "users";
 const SESSIONS: &str = "sessions";
+/// Access keys of the S3 gateway (`store::keys`).
+const ACCESS_KEYS: &str = "access_keys";
 const LOCKS: &str = "locks";
 const LOCK_GRANTS: &str = "lock_grants";
 const TRANSACTIONS: &str = "transactions";
@@ -269,7 +272,8 @@ impl MongoStore {
                 .options(IndexOptions::builder().name(name.to_string()).unique(unique).build())
                 .build()
         };
-        let indexes: [(&str, Vec<IndexModel>); 8] = [
+        let indexes: [(&str, Vec<IndexModel>); 9] = [
+            (ACCESS_KEYS, vec![index(doc! {"uid": 1}, "uid", false)]),
             (DIR_SLOTS, vec![index(doc! {"dir": 1}, "dir", false)]),
             (
                 INODES,

@@ -97,6 +97,7 @@
 //! coordination.
 
 mod dump;
+mod keys;
 mod locks;
 mod namespace;
 mod repair;
@@ -131,6 +132,8 @@ const MIGRATIONS: &[&str] = &[
     locks::BY_HOLDER_SCHEMA,
     // 8: transactions: reads of directory listings.
     tx::LISTINGS_SCHEMA,
+    // 9: access keys of the S3 gateway.
+    keys::SCHEMA,
 ];
 
 /// The advisory lock key serializing migrations ("dfs_sche").

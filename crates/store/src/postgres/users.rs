@@ -27,10 +27,10 @@ CREATE INDEX sessions_by_uid ON sessions(uid);
 CREATE INDEX sessions_by_expiry ON sessions(expires_at);
 "#;
 
-const USER_COLUMNS: &str = "uid, name, password_hash, admin, created_at";
+pub(super) const USER_COLUMNS: &str = "uid, name, password_hash, admin, created_at";
 const SESSION_COLUMNS: &str = "sid, uid, expires_at, revoked";
 
-fn user_from_row(row: &Row) -> UserRecord {
+pub(super) fn user_from_row(row: &Row) -> UserRecord {
     UserRecord {
         uid: uint(row.get(0)),
         name: row.get(1),

@@ -45,6 +45,7 @@
 
 mod committer;
 mod dump;
+mod keys;
 mod locks;
 mod namespace;
 mod repair;
@@ -93,6 +94,8 @@ const MIGRATIONS: &[&str] = &[
     locks::BY_HOLDER_SCHEMA,
     // 8: transactions: reads of directory listings.
     tx::LISTINGS_SCHEMA,
+    // 9: access keys of the S3 gateway.
+    keys::SCHEMA,
 ];
 
 pub struct SqliteStore {

@@ -5,7 +5,7 @@ use crate::{StoreError, StoreResult};
 use dfs_proto::UnixSeconds;
 use rusqlite::{params, OptionalExtension, Row};
 
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
         uid: row.get(0)?,
         name: row.get(1)?,
@@ -24,7 +24,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     })
 }
 
-const USER_COLUMNS: &str = "uid, name, password_hash, admin, created_at";
+pub(super) const USER_COLUMNS: &str = "uid, name, password_hash, admin, created_at";
 
 impl UserStore for SqliteStore {
     fn create_user(&self, name: &str, password_hash: &str, admin: bool, now: UnixSeconds) -> StoreResult<UserRecord> {
