@@ -13,6 +13,8 @@
 #   ~/.cache/dfs-venv; the tests start it on a free port.
 # - Chromium (apt) and npm's playwright-core (into .cache/web-test/), for the
 #   browser test of the web file manager.
+# - boto3 and the aws cli (PyPI, in a venv in .cache/s3-test/), for the S3
+#   gateway's end-to-end tests.
 # Arguments go to the first `cargo test` (e.g. a test name filter); with
 # arguments the per-engine end-to-end passes are skipped.
 set -euo pipefail
@@ -58,6 +60,16 @@ if ! grep -qs "\"version\": \"$PLAYWRIGHT_VERSION\"" "$WEB_TEST_DIR/node_modules
         "playwright-core@$PLAYWRIGHT_VERSION" >&2
 fi
 export DFS_PLAYWRIGHT="$WEB_TEST_DIR/node_modules" DFS_CHROMIUM=/usr/bin/chromium DFS_REQUIRE_BROWSER=1
+# The S3 gateway's tests (e2e `s3::`): boto3 and the aws cli, project-local.
+S3_TEST_VENV=$PWD/.cache/s3-test
+BOTO3_VERSION=1.44.18 AWSCLI_VERSION=1.46.3
+if ! "$S3_TEST_VENV/bin/pip" show boto3 awscli 2>/dev/null | grep -qx "Version: $AWSCLI_VERSION" \
+    || ! "$S3_TEST_VENV/bin/pip" show boto3 2>/dev/null | grep -qx "Version: $BOTO3_VERSION"; then
+    echo "test.sh: installing boto3 $BOTO3_VERSION and awscli $AWSCLI_VERSION into $S3_TEST_VENV" >&2
+    python3 -m venv "$S3_TEST_VENV"
+    "$S3_TEST_VENV/bin/pip" install -q "boto3==$BOTO3_VERSION" "awscli==$AWSCLI_VERSION"
+fi
+export DFS_S3_VENV=$S3_TEST_VENV DFS_REQUIRE_S3_TOOLS=1
 
 cargo test --workspace --locked "$@"
 if [ $# -eq 0 ]; then

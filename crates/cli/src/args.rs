@@ -244,7 +244,7 @@ pub enum UserCommand {
 pub enum KeysCommand {
     /// Make a new access key; its secret is shown this once.
     #[command(
-        after_help = "Example:\n  dfs user keys create --json   then: AWS_ACCESS_KEY_ID=<id> AWS_SECRET_ACCESS_KEY=<secret> aws --endpoint-url http://127.0.0.1:7069 s3 ls"
+        after_help = "Example:\n  dfs user keys create --json   then: AWS_ACCESS_KEY_ID=<id> AWS_SECRET_ACCESS_KEY=<secret> aws --endpoint-url <the S3 gateway's URL> s3 ls"
     )]
     Create {
         /// Another user's key (admin) [default: yours].
@@ -290,8 +290,9 @@ pub struct UpArgs {
     /// Number of file servers.
     #[arg(long, default_value_t = 3)]
     pub file_servers: usize,
-    /// Port of the directory service; the security service and the file
-    /// servers take the ports after it. 0 picks free ports.
+    /// Port of the directory service; the security service, the file
+    /// servers, further directory services and the S3 gateway take the
+    /// ports after it. 0 picks free ports.
     #[arg(long, default_value_t = 7070)]
     pub port: u16,
     /// Copies of each chunk.
@@ -352,6 +353,8 @@ pub enum ServiceKind {
     Auth,
     Directory,
     File,
+    /// The S3 gateway (see docs/s3.md).
+    S3,
 }
 
 #[derive(Debug, Args)]

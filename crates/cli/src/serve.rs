@@ -1,4 +1,4 @@
-//! `dfs serve auth|directory|file`: one service, configured by flags or a TOML file.
+//! `dfs serve auth|directory|file|s3`: one service, configured by flags or a TOML file.
 
 use crate::args::{ServeArgs, ServiceKind};
 use anyhow::{bail, Context};
@@ -14,7 +14,7 @@ use std::time::Duration;
 #[derive(Debug, Default, Clone, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Address to listen on [defaults: directory 127.0.0.1:7070, auth :7071, file :7072].
+    /// Address to listen on [defaults: directory 127.0.0.1:7070, auth :7071, file :7072, s3 :7090].
     #[arg(long)]
     pub listen: Option<String>,
     /// URL others use to reach this service [default: http://LISTEN].
@@ -33,7 +33,7 @@ pub struct Settings {
     #[arg(long)]
     pub auth_url: Option<String>,
     /// Directory service URL, or several comma-separated when directory
-    /// services share one database (auth, file) [default: http://127.0.0.1:7070].
+    /// services share one database (auth, file, s3) [default: http://127.0.0.1:7070].
     #[arg(long)]
     pub directory_url: Option<String>,
     /// Copies of each chunk (directory) [default: 3].
@@ -126,6 +126,7 @@ impl Settings {
 
 pub const DEFAULT_DIRECTORY_LISTEN: &str = "127.0.0.1:7070";
 pub const DEFAULT_AUTH_URL: &str = "http://127.0.0.1:7071";
+pub const DEFAULT_S3_LISTEN: &str = "127.0.0.1:7090";
 pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
 
 /// `dfs serve`; `ca_cert` is the global `--ca-cert` flag.
@@ -145,6 +146,7 @@ pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Resul
         ServiceKind::Auth => ("auth", "127.0.0.1:7071"),
         ServiceKind::Directory => ("directory", DEFAULT_DIRECTORY_LISTEN),
         ServiceKind::File => ("file", "127.0.0.1:7072"),
+        ServiceKind::S3 => ("s3", DEFAULT_S3_LISTEN),
     };
     let listen = settings.listen.clone().unwrap_or_else(|| default_listen.to_string());
     let data_dir = settings
@@ -282,6 +284,21 @@ pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Resul
                     .map_or(dfs_chunk::Config::DEFAULT_SCRUB_INTERVAL, Duration::from_secs),
             };
             dfs_chunk::run(listener, config, shutdown).await?;
+        }
+        ServiceKind::S3 => {
+            let ca_certificates_pem = match &settings.ca_cert {
+                Some(path) => Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?),
+                None => None,
+            };
+            let config = dfs_s3::Config {
+                directory_url: settings
+                    .directory_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{DEFAULT_DIRECTORY_LISTEN}")),
+                key,
+                ca_certificates_pem,
+            };
+            dfs_s3::run(listener, config, shutdown).await?;
         }
     }
     tracing::info!(service = name, "stopped");

@@ -30,6 +30,8 @@ struct Banner {
     /// Every directory service; clients may be given all of them (comma-separated).
     directory_urls: Vec<String>,
     auth_url: String,
+    /// The S3 gateway (docs/s3.md).
+    s3_url: String,
     /// The web file manager, served by the (first) directory service.
     web_url: String,
     file_server_urls: Vec<String>,
@@ -88,10 +90,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let scheme = if args.tls { "https" } else { "http" };
 
-    // Directory, auth, file servers, then any further directory services.
-    let ports = pick_ports(args.port, 1 + args.directories + args.file_servers)?;
+    // Directory, auth, file servers, any further directory services, then the S3 gateway.
+    let ports = pick_ports(args.port, 2 + args.directories + args.file_servers)?;
     let directory_ports: Vec<u16> = std::iter::once(ports[0])
-        .chain(ports[2 + args.file_servers..].iter().copied())
+        .chain(ports[2 + args.file_servers..ports.len() - 1].iter().copied())
         .collect();
     let directory_urls: Vec<String> = directory_ports
         .iter()
@@ -100,6 +102,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let directory_url = directory_urls[0].clone();
     let all_directories = directory_urls.join(",");
     let auth_url = format!("{scheme}://127.0.0.1:{}", ports[1]);
+    let s3_port = ports[ports.len() - 1];
+    let s3_url = format!("{scheme}://127.0.0.1:{s3_port}");
     let path = |dir: &Path| dir.display().to_string();
     let key = path(&key_file);
     let mut specs = vec![
@@ -199,6 +203,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         });
     }
 
+    specs.push(ChildSpec {
+        name: "s3".into(),
+        url: s3_url.clone(),
+        args: vec![
+            "serve".into(),
+            "s3".into(),
+            format!("--listen=127.0.0.1:{s3_port}"),
+            format!("--data-dir={}", path(&data_dir.join("s3"))),
+            format!("--key-file={key}"),
+            format!("--directory-url={all_directories}"),
+        ],
+    });
+
     // Every child: the log format, and with --tls its certificate and the CA it trusts.
     for spec in &mut specs {
         let format = match crate::log_format() {
@@ -251,6 +268,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         directory_url: directory_url.clone(),
         directory_urls: directory_urls.clone(),
         auth_url,
+        s3_url,
         web_url: format!("{directory_url}{}", dfs_meta::http::UI_PATH),
         file_server_urls: specs
             .iter()
@@ -289,6 +307,7 @@ fn print_banner(banner: &Banner, port: u16) {
     }
     eprintln!("  security service    {}", banner.auth_url);
     eprintln!("  web file manager    {}", banner.web_url);
+    eprintln!("  S3 gateway          {}   (keys: dfs user keys create)", banner.s3_url);
     for (index, url) in banner.file_server_urls.iter().enumerate() {
         eprintln!("  file server {:<7} {url}", index + 1);
     }

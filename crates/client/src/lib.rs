@@ -712,8 +712,9 @@ impl Client {
     }
 }
 
-/// Percent-encodes a query parameter value.
-fn query_escape(value: &str) -> String {
+/// Percent-encodes a query parameter value (every byte but the unreserved
+/// ones and `/`); also S3's `encoding-type=url` for keys.
+pub fn query_escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         match byte {

@@ -25,6 +25,9 @@ pub struct Banner {
     #[serde(default)]
     pub directory_urls: Vec<String>,
     pub auth_url: String,
+    /// The S3 gateway.
+    #[serde(default)]
+    pub s3_url: String,
     /// The web file manager (`/ui/` of the directory service).
     #[serde(default)]
     pub web_url: String,

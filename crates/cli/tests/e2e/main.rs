@@ -16,6 +16,7 @@ mod locks;
 mod meta_security;
 mod mount;
 mod robust;
+mod s3;
 mod tls;
 mod tx;
 mod web;

@@ -1,0 +1,165 @@
+//! The S3 gateway (`dfs serve s3`, under `dfs up`) driven by real S3 tools:
+//! boto3 (`s3/boto3_tour.py`) and the aws cli, against a real cluster, with
+//! access keys made by `dfs user keys`. What S3 writes `dfs get` reads, and
+//! the other way round.
+//!
+//! The tools live in a project-local venv that `scripts/test.sh` makes
+//! (`.cache/s3-test`, or `DFS_S3_VENV`); without it the tests are skipped,
+//! saying so, unless `DFS_REQUIRE_S3_TOOLS=1` (set by `scripts/test.sh`).
+
+use crate::{cluster_with_users, random_bytes};
+use dfs_testkit::Cluster;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn venv() -> Option<PathBuf> {
+    let venv = std::env::var_os("DFS_S3_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/s3-test"));
+    if venv.join("bin/aws").exists() {
+        return Some(venv);
+    }
+    if std::env::var("DFS_REQUIRE_S3_TOOLS").as_deref() == Ok("1") {
+        panic!(
+            "DFS_REQUIRE_S3_TOOLS=1, but there is no boto3/awscli venv at {}",
+            venv.display()
+        );
+    }
+    eprintln!(
+        "skipped: no boto3/awscli venv at {} (scripts/test.sh makes it)",
+        venv.display()
+    );
+    None
+}
+
+/// A new access key of `user`: (id, secret).
+fn create_key(cluster: &Cluster, user: &str) -> (String, String) {
+    let created: serde_json::Value =
+        serde_json::from_slice(&cluster.ok(user, &["--json", "user", "keys", "create"], b"")).unwrap();
+    assert_eq!(created["user"], user);
+    (
+        created["id"].as_str().unwrap().to_string(),
+        created["secret"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `aws s3 ARGS` with `key`, against the cluster's gateway.
+fn aws(venv: &Path, cluster: &Cluster, key: &(String, String), args: &[&str]) -> Output {
+    Command::new(venv.join("bin/aws"))
+        .args(["--endpoint-url", &cluster.banner.s3_url, "s3"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", &key.0)
+        .env("AWS_SECRET_ACCESS_KEY", &key.1)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .unwrap()
+}
+
+fn aws_ok(venv: &Path, cluster: &Cluster, key: &(String, String), args: &[&str]) -> Vec<u8> {
+    let output = aws(venv, cluster, key, args);
+    assert!(
+        output.status.success(),
+        "aws s3 {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+#[test]
+fn s3_tools_work_against_the_gateway_as_each_key_s_user() {
+    let Some(venv) = venv() else { return };
+    let cluster = cluster_with_users();
+    let ann = create_key(&cluster, "ann");
+    let bob = create_key(&cluster, "bob");
+    let listed: serde_json::Value =
+        serde_json::from_slice(&cluster.ok("ann", &["--json", "user", "keys", "list"], b"")).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], ann.0.as_str());
+    assert!(listed[0].get("secret").is_none(), "a listing never shows a secret");
+    // Only an admin makes keys for others.
+    let refused = cluster.run("ann", &["user", "keys", "create", "--user", "bob"], b"");
+    assert_ne!(refused.code, Some(0));
+
+    // aws cli: a bucket, a file put by `dfs put` listed and read, a file put by aws read by `dfs get`
+    // (below the cli's 8 MiB multipart threshold: multipart is not served yet).
+    aws_ok(&venv, &cluster, &ann, &["mb", "s3://ann-data"]);
+    let dir = tempfile::tempdir().unwrap();
+    let from_dfs = dir.path().join("from-dfs.bin");
+    std::fs::write(&from_dfs, random_bytes(3 * 1024 * 1024 + 5)).unwrap();
+    cluster.ok(
+        "ann",
+        &["put", from_dfs.to_str().unwrap(), "/buckets/ann-data/from-dfs.bin"],
+        b"",
+    );
+    let listing = String::from_utf8(aws_ok(&venv, &cluster, &ann, &["ls", "s3://ann-data/"])).unwrap();
+    assert!(listing.contains("from-dfs.bin"), "{listing}");
+    let via_cli = dir.path().join("via-cli.bin");
+    std::fs::write(&via_cli, random_bytes(6 * 1024 * 1024 + 3)).unwrap();
+    aws_ok(
+        &venv,
+        &cluster,
+        &ann,
+        &["cp", via_cli.to_str().unwrap(), "s3://ann-data/cli/via-cli.bin"],
+    );
+    assert_eq!(
+        cluster.ok("ann", &["get", "/buckets/ann-data/cli/via-cli.bin", "-"], b""),
+        std::fs::read(&via_cli).unwrap()
+    );
+    let back = dir.path().join("back.bin");
+    aws_ok(
+        &venv,
+        &cluster,
+        &ann,
+        &["cp", "s3://ann-data/cli/via-cli.bin", back.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&via_cli).unwrap());
+    // The bucket is ann's, private: bob cannot list it, even with `dfs`.
+    assert!(!aws(&venv, &cluster, &bob, &["ls", "s3://ann-data/"]).status.success());
+    assert_ne!(cluster.run("bob", &["ls", "/buckets/ann-data"], b"").code, Some(0));
+
+    // boto3: every operation of the first cut, and every refusal.
+    let output = Command::new(venv.join("bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/s3/boto3_tour.py"))
+        .env("S3_URL", &cluster.banner.s3_url)
+        .env("ANN_ID", &ann.0)
+        .env("ANN_SECRET", &ann.1)
+        .env("BOB_ID", &bob.0)
+        .env("BOB_SECRET", &bob.1)
+        .env("FROM_DFS", &from_dfs)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && output.stdout.ends_with(b"ok\n"),
+        "boto3 tour failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        cluster.ok("ann", &["get", "/buckets/ann-data/from-s3/note.txt", "-"], b""),
+        b"written through S3"
+    );
+
+    // A key removed is refused at once (within the services' 1 s revocation poll).
+    aws_ok(&venv, &cluster, &ann, &["ls", "s3://ann-data/"]);
+    cluster.ok("ann", &["user", "keys", "rm", &ann.0], b"");
+    let removed = Instant::now();
+    loop {
+        let output = aws(&venv, &cluster, &ann, &["ls", "s3://ann-data/"]);
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                stderr.contains("InvalidAccessKeyId") || stderr.contains("AccessDenied"),
+                "{stderr}"
+            );
+            break;
+        }
+        assert!(removed.elapsed() < Duration::from_secs(3), "a removed key still works");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let output = aws(&venv, &cluster, &ann, &["ls", "s3://ann-data/"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("InvalidAccessKeyId"));
+}

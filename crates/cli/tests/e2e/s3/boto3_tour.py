@@ -1,0 +1,121 @@
+# Run by s3.rs with boto3 against a real cluster's S3 gateway: every step
+# asserts, and the script prints "ok" at the end. Env: S3_URL, ANN_ID,
+# ANN_SECRET, BOB_ID, BOB_SECRET, FROM_DFS (a file `dfs put` wrote to
+# /buckets/ann-data/from-dfs.bin, here locally).
+import hashlib, os, urllib.request, urllib.error
+import boto3
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+URL = os.environ["S3_URL"]
+
+
+def client(key_id, secret, **config):
+    return boto3.client("s3", endpoint_url=URL, aws_access_key_id=key_id, aws_secret_access_key=secret,
+                        region_name="us-east-1", config=Config(retries={"max_attempts": 1}, **config))
+
+
+def error_code(call):
+    try:
+        call()
+    except ClientError as error:
+        return error.response["Error"]["Code"]
+    raise AssertionError("the call succeeded")
+
+
+ann = client(os.environ["ANN_ID"], os.environ["ANN_SECRET"])
+bob = client(os.environ["BOB_ID"], os.environ["BOB_SECRET"])
+
+# Buckets: ann-data exists already (s3.rs made it and put from-dfs.bin).
+ann.create_bucket(Bucket="ann-tour")
+names = [b["Name"] for b in ann.list_buckets()["Buckets"]]
+assert names == ["ann-data", "ann-tour"], names
+assert [b["Name"] for b in bob.list_buckets()["Buckets"]] == []
+ann.head_bucket(Bucket="ann-tour")
+assert error_code(lambda: ann.create_bucket(Bucket="ann-tour")) == "BucketAlreadyOwnedByYou"
+assert error_code(lambda: bob.create_bucket(Bucket="ann-tour")) == "BucketAlreadyExists"
+assert error_code(lambda: ann.head_bucket(Bucket="nobody-here")) in ("404", "NoSuchBucket")
+
+# Objects: small (inline), and 20 MiB (chunks), read back whole and by range.
+ann.put_object(Bucket="ann-tour", Key="hello.txt", Body=b"hello, s3")
+assert ann.get_object(Bucket="ann-tour", Key="hello.txt")["Body"].read() == b"hello, s3"
+big = os.urandom(20 * 1024 * 1024 + 17)
+put = ann.put_object(Bucket="ann-tour", Key="dir/sub/big.bin", Body=big)
+assert put["ETag"] == '"%s"' % hashlib.md5(big).hexdigest(), put["ETag"]
+got = ann.get_object(Bucket="ann-tour", Key="dir/sub/big.bin")
+assert got["ContentLength"] == len(big)
+assert hashlib.sha256(got["Body"].read()).digest() == hashlib.sha256(big).digest()
+part = ann.get_object(Bucket="ann-tour", Key="dir/sub/big.bin", Range="bytes=9000000-9000099")
+assert part["ContentRange"] == "bytes 9000000-9000099/%d" % len(big), part["ContentRange"]
+assert part["Body"].read() == big[9000000:9000100]
+tail = ann.get_object(Bucket="ann-tour", Key="dir/sub/big.bin", Range="bytes=-5")["Body"].read()
+assert tail == big[-5:]
+assert error_code(lambda: ann.get_object(Bucket="ann-tour", Key="hello.txt", Range="bytes=100-200")) == "InvalidRange"
+head = ann.head_object(Bucket="ann-tour", Key="hello.txt")
+assert head["ContentLength"] == 9
+assert error_code(lambda: ann.get_object(Bucket="ann-tour", Key="missing")) == "NoSuchKey"
+assert error_code(lambda: ann.get_object(Bucket="no-bucket", Key="x")) == "NoSuchBucket"
+assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="a//b", Body=b"x")) == "InvalidArgument"
+assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="../x", Body=b"x")) == "InvalidArgument"
+
+# Listings: S3's order is by whole key ("a-c" < "a/b"), pages follow on.
+for key in ["a/b", "a-c", "a/a/x", "b"]:
+    ann.put_object(Bucket="ann-tour", Key=key, Body=key.encode())
+keys = [o["Key"] for o in ann.list_objects_v2(Bucket="ann-tour")["Contents"]]
+assert keys == ["a-c", "a/a/x", "a/b", "b", "dir/sub/big.bin", "hello.txt"], keys
+pages = ann.get_paginator("list_objects_v2").paginate(Bucket="ann-tour", PaginationConfig={"PageSize": 2})
+assert [o["Key"] for page in pages for o in page["Contents"]] == keys
+top = ann.list_objects_v2(Bucket="ann-tour", Delimiter="/")
+assert [p["Prefix"] for p in top["CommonPrefixes"]] == ["a/", "dir/"], top
+assert [o["Key"] for o in top["Contents"]] == ["a-c", "b", "hello.txt"]
+under = ann.list_objects_v2(Bucket="ann-tour", Prefix="a/", Delimiter="/")
+assert [p["Prefix"] for p in under["CommonPrefixes"]] == ["a/a/"]
+assert [o["Key"] for o in under["Contents"]] == ["a/b"]
+after = ann.list_objects_v2(Bucket="ann-tour", StartAfter="a/b")
+assert [o["Key"] for o in after["Contents"]] == ["b", "dir/sub/big.bin", "hello.txt"]
+v1 = ann.list_objects(Bucket="ann-tour", Prefix="a", MaxKeys=2)
+assert [o["Key"] for o in v1["Contents"]] == ["a-c", "a/a/x"] and v1["IsTruncated"]
+v1 = ann.list_objects(Bucket="ann-tour", Prefix="a", Marker="a/a/x")
+assert [o["Key"] for o in v1["Contents"]] == ["a/b"] and not v1["IsTruncated"]
+
+# A presigned GET works with no credentials of its own.
+url = ann.generate_presigned_url("get_object", Params={"Bucket": "ann-tour", "Key": "hello.txt"}, ExpiresIn=60)
+assert urllib.request.urlopen(url).read() == b"hello, s3"
+
+# A file written by `dfs put` reads the same through S3.
+with open(os.environ["FROM_DFS"], "rb") as f:
+    assert ann.get_object(Bucket="ann-data", Key="from-dfs.bin")["Body"].read() == f.read()
+
+# Refusals: another user's private bucket, a wrong secret, an unknown key, no signature.
+assert error_code(lambda: bob.get_object(Bucket="ann-tour", Key="hello.txt")) == "AccessDenied"
+assert error_code(lambda: bob.put_object(Bucket="ann-tour", Key="evil", Body=b"x")) == "AccessDenied"
+assert error_code(lambda: bob.list_objects_v2(Bucket="ann-tour")) == "AccessDenied"
+assert error_code(lambda: bob.delete_bucket(Bucket="ann-tour")) == "AccessDenied"
+wrong = client(os.environ["ANN_ID"], "x" * 40)
+assert error_code(lambda: wrong.get_object(Bucket="ann-tour", Key="hello.txt")) == "SignatureDoesNotMatch"
+unknown = client("AKDFSNOSUCHKEY000000", "x" * 40)
+assert error_code(lambda: unknown.list_buckets()) == "InvalidAccessKeyId"
+anonymous = boto3.client("s3", endpoint_url=URL, region_name="us-east-1", config=Config(signature_version=UNSIGNED))
+assert error_code(lambda: anonymous.get_object(Bucket="ann-tour", Key="hello.txt")) == "AccessDenied"
+try:
+    urllib.request.urlopen(URL + "/ann-tour/hello.txt")
+    raise AssertionError("an unsigned GET succeeded")
+except urllib.error.HTTPError as error:
+    assert error.code == 403 and b"<Code>AccessDenied</Code>" in error.read()
+
+# Deletes: a non-empty bucket stays; deleting a missing key succeeds.
+assert error_code(lambda: ann.delete_bucket(Bucket="ann-tour")) == "BucketNotEmpty"
+ann.delete_object(Bucket="ann-tour", Key="hello.txt")
+ann.delete_object(Bucket="ann-tour", Key="hello.txt")
+assert error_code(lambda: ann.head_object(Bucket="ann-tour", Key="hello.txt")) in ("404", "NoSuchKey")
+rest = [{"Key": o["Key"]} for o in ann.list_objects_v2(Bucket="ann-tour")["Contents"]]
+deleted = ann.delete_objects(Bucket="ann-tour", Delete={"Objects": rest})
+assert sorted(d["Key"] for d in deleted["Deleted"]) == sorted(o["Key"] for o in rest)
+assert ann.list_objects_v2(Bucket="ann-tour")["KeyCount"] == 0
+ann.delete_bucket(Bucket="ann-tour")
+assert [b["Name"] for b in ann.list_buckets()["Buckets"]] == ["ann-data"]
+
+# Left for s3.rs to read with `dfs get`.
+ann.put_object(Bucket="ann-data", Key="from-s3/note.txt", Body=b"written through S3")
+print("ok")

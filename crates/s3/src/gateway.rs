@@ -1,0 +1,641 @@
+//! The S3 operations, each run as the user whose key signed the request.
+
+use crate::body::{window, BadDigest, HashingReader};
+use crate::listing;
+use crate::paths::{bucket_path, object_path, BUCKETS};
+use crate::sessions::{Acting, Sessions};
+use dfs_client::{Client, Error as ClientError, GetOptions, PutOptions};
+use dfs_proto::namespace::{EntryKind, Stat};
+use dfs_proto::ticket::{Role, Ticket};
+use dfs_proto::{DfsPath, ErrorCode};
+use dfs_service::Verifier;
+use md5::{Digest, Md5};
+use s3s::dto::*;
+use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result, S3};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Keys in one listing page, at most (S3's limit).
+const MAX_KEYS: usize = 1000;
+
+pub struct Gateway {
+    pub(crate) sessions: Arc<Sessions>,
+    /// Directory service calls of the gateway itself (bucket creation and
+    /// removal in `/buckets`, which users may not write).
+    pub(crate) base: Client,
+    pub(crate) verifier: Arc<Verifier>,
+}
+
+/// What a "not found" from the directory service means for an operation.
+#[derive(Clone, Copy)]
+enum Missing {
+    Bucket,
+    Key,
+}
+
+impl Gateway {
+    async fn acting<T>(&self, request: &S3Request<T>) -> S3Result<Acting> {
+        let credentials = request.credentials.as_ref().ok_or_else(|| {
+            s3_error!(
+                AccessDenied,
+                "anonymous requests are refused: sign them with an access key"
+            )
+        })?;
+        self.sessions.acting(&credentials.access_key).await
+    }
+
+    /// A client with a short-lived admin ticket of the gateway's own, for the
+    /// one thing users may not do themselves: make and remove `/buckets/NAME`.
+    fn gateway_client(&self) -> Client {
+        let now = dfs_seal::now();
+        let ticket = self.verifier.key().seal_ticket(&Ticket {
+            uid: 0,
+            name: "s3-gateway".to_string(),
+            roles: vec![Role::Service, Role::Admin],
+            sid: dfs_seal::random_id(),
+            issued_at: now,
+            expires_at: now + 300,
+            session_ends_at: 0,
+        });
+        let mut client = self.base.clone();
+        client.set_ticket(Some(ticket));
+        client
+    }
+
+    /// The S3 error for a failed call made for `acting`; `missing` says
+    /// what a "not found" was (a missing key's bucket is looked for).
+    async fn fail(&self, acting: &Acting, bucket: &str, missing: Missing, error: ClientError) -> S3Error {
+        match error.code() {
+            Some(ErrorCode::NotFound) => match missing {
+                Missing::Bucket => no_such_bucket(bucket),
+                Missing::Key => match self.bucket_stat(acting, bucket).await {
+                    Ok(_) => s3_error!(NoSuchKey, "no such key"),
+                    Err(error) => error,
+                },
+            },
+            _ => self.error(acting, error),
+        }
+    }
+
+    /// The S3 error for a failed call made for `acting`.
+    fn error(&self, acting: &Acting, error: ClientError) -> S3Error {
+        if error.code() == Some(ErrorCode::Unauthenticated) {
+            // The key or its user was removed (or the session ended): the
+            // next request asks the security service again.
+            self.sessions.forget(&acting.access_key);
+            return s3_error!(AccessDenied, "the access key's session ended: {error}");
+        }
+        plain_error(error)
+    }
+
+    /// What a lookup of an object's file found, if it is a file; else
+    /// `NoSuchKey` (or `NoSuchBucket`, or the lookup's own error).
+    async fn found<T>(
+        &self,
+        acting: &Acting,
+        bucket: &str,
+        lookup: Result<T, ClientError>,
+        stat: impl Fn(&T) -> &Stat,
+    ) -> S3Result<T> {
+        match lookup {
+            Ok(found) if stat(&found).kind == EntryKind::File => Ok(found),
+            Ok(_) => Err(s3_error!(NoSuchKey, "no such key")),
+            Err(error) => Err(self.fail(acting, bucket, Missing::Key, error).await),
+        }
+    }
+
+    /// The bucket's directory, if the caller may see it.
+    async fn bucket_stat(&self, acting: &Acting, bucket: &str) -> S3Result<Stat> {
+        let path = bucket_path(bucket)?;
+        let stat = acting.client.stat(&path).await.map_err(|error| match error.code() {
+            Some(ErrorCode::NotFound) => no_such_bucket(bucket),
+            _ => self.error(acting, error),
+        })?;
+        if stat.kind != EntryKind::Dir {
+            return Err(no_such_bucket(bucket));
+        }
+        if stat.owner_uid != acting.uid && stat.mode & 0o005 != 0o005 {
+            return Err(s3_error!(AccessDenied, "bucket {bucket} belongs to another user"));
+        }
+        Ok(stat)
+    }
+
+    /// Every file below `dir` (the key `base` names it) whose key starts with `prefix`.
+    async fn walk(
+        &self,
+        acting: &Acting,
+        dir: DfsPath,
+        base: String,
+        prefix: &str,
+        keys: &mut Vec<(String, Stat)>,
+    ) -> Result<(), ClientError> {
+        let mut pending = vec![(dir, base)];
+        while let Some((dir, base)) = pending.pop() {
+            let listing = match acting.client.list(&dir).await {
+                Ok(listing) => listing,
+                Err(error) if error.is_not_found() => continue,
+                Err(error) => return Err(error),
+            };
+            for entry in listing.entries {
+                let name = entry.path.as_str().rsplit('/').next().unwrap_or_default().to_string();
+                let key = format!("{base}{name}");
+                match entry.kind {
+                    EntryKind::Dir => {
+                        let below = format!("{key}/");
+                        if below.starts_with(prefix) || prefix.starts_with(&below) {
+                            pending.push((entry.path.clone(), below));
+                        }
+                    }
+                    EntryKind::File => {
+                        if key.starts_with(prefix) {
+                            keys.push((key, entry));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The sorted keys of `bucket` starting with `prefix`.
+    async fn keys(&self, acting: &Acting, bucket: &str, prefix: &str) -> S3Result<Vec<(String, Stat)>> {
+        self.bucket_stat(acting, bucket).await?;
+        let base = prefix.rfind('/').map_or("", |at| &prefix[..=at]);
+        let mut keys = Vec::new();
+        // A prefix that cannot be a path has no keys below it.
+        let dir = match base.strip_suffix('/') {
+            Some(dir) => match object_path(bucket, dir) {
+                Ok(path) => path,
+                Err(_) => return Ok(keys),
+            },
+            None => bucket_path(bucket)?,
+        };
+        if let Err(error) = self.walk(acting, dir, base.to_string(), prefix, &mut keys).await {
+            return Err(self.fail(acting, bucket, Missing::Bucket, error).await);
+        }
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(keys)
+    }
+
+    async fn delete_one(&self, acting: &Acting, bucket: &str, key: &str) -> S3Result<()> {
+        let path = object_path(bucket, key)?;
+        match acting.client.stat(&path).await {
+            // Deleting a missing key succeeds; a directory is no object.
+            Err(error) if error.is_not_found() => {
+                self.bucket_stat(acting, bucket).await?;
+                return Ok(());
+            }
+            Err(error) => return Err(self.fail(acting, bucket, Missing::Key, error).await),
+            Ok(stat) if stat.kind == EntryKind::Dir => return Ok(()),
+            Ok(_) => {}
+        }
+        match acting.client.remove(&path, false).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_not_found() => Ok(()),
+            Err(error) => Err(self.fail(acting, bucket, Missing::Key, error).await),
+        }
+    }
+}
+
+fn no_such_bucket(bucket: &str) -> S3Error {
+    s3_error!(NoSuchBucket, "no such bucket: {bucket}")
+}
+
+/// The S3 error for a client error with no special meaning in its operation.
+fn plain_error(error: ClientError) -> S3Error {
+    match error.code() {
+        Some(ErrorCode::PermissionDenied) => s3_error!(AccessDenied, "{error}"),
+        Some(ErrorCode::Unauthenticated) => s3_error!(AccessDenied, "{error}"),
+        Some(ErrorCode::NotFound) => s3_error!(NoSuchKey, "{error}"),
+        Some(ErrorCode::PreconditionFailed) => s3_error!(PreconditionFailed, "{error}"),
+        Some(ErrorCode::Locked) => s3_error!(OperationAborted, "{error}"),
+        Some(ErrorCode::AlreadyExists | ErrorCode::Conflict) => s3_error!(OperationAborted, "{error}"),
+        Some(ErrorCode::BadRequest) => s3_error!(InvalidArgument, "{error}"),
+        Some(ErrorCode::PayloadTooLarge) => s3_error!(EntityTooLarge, "{error}"),
+        _ => match &error {
+            ClientError::Unreachable { .. } => s3_error!(ServiceUnavailable, "{error}"),
+            ClientError::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<BadDigest>()) => {
+                s3_error!(BadDigest, "the body does not match its Content-MD5")
+            }
+            _ => {
+                tracing::warn!(%error, "an S3 operation failed");
+                s3_error!(InternalError, "{error}")
+            }
+        },
+    }
+}
+
+fn timestamp(mtime_ms: u64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_millis(mtime_ms))
+}
+
+/// The ETag of a stored version. Until object metadata is kept with the
+/// file, it names the version (path, version, mtime, size), not the MD5.
+fn version_etag(stat: &Stat) -> ETag {
+    let digest = Md5::digest(format!(
+        "{}\n{}\n{}\n{}",
+        stat.path, stat.version, stat.mtime_ms, stat.size
+    ));
+    ETag::Strong(hex::encode(digest))
+}
+
+/// `encoding-type=url`: keys and prefixes percent-encoded (but '/').
+fn encode(value: String, url: bool) -> String {
+    if url {
+        dfs_client::query_escape(&value)
+    } else {
+        value
+    }
+}
+
+fn max_keys_of(asked: Option<i32>) -> S3Result<usize> {
+    match asked {
+        None => Ok(MAX_KEYS),
+        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys cannot be negative")),
+        Some(n) => Ok((n as usize).min(MAX_KEYS)),
+    }
+}
+
+fn object_entry(key: String, stat: &Stat, url: bool) -> Object {
+    Object {
+        key: Some(encode(key, url)),
+        size: Some(stat.size as i64),
+        last_modified: Some(timestamp(stat.mtime_ms)),
+        e_tag: Some(version_etag(stat)),
+        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        ..Default::default()
+    }
+}
+
+fn prefixes(page: Vec<String>, url: bool) -> Option<Vec<CommonPrefix>> {
+    Some(
+        page.into_iter()
+            .map(|prefix| CommonPrefix {
+                prefix: Some(encode(prefix, url)),
+            })
+            .collect(),
+    )
+}
+
+#[async_trait::async_trait]
+impl S3 for Gateway {
+    async fn list_buckets(&self, request: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        let acting = self.acting(&request).await?;
+        let root: DfsPath = BUCKETS.parse().expect("a valid path");
+        let entries = match acting.client.list(&root).await {
+            Ok(listing) => listing.entries,
+            Err(error) if error.is_not_found() => Vec::new(),
+            Err(error) => return Err(self.fail(&acting, "", Missing::Bucket, error).await),
+        };
+        let buckets = entries
+            .into_iter()
+            .filter(|entry| entry.kind == EntryKind::Dir && entry.owner_uid == acting.uid)
+            .map(|entry| Bucket {
+                name: entry.path.as_str().rsplit('/').next().map(str::to_string),
+                creation_date: Some(timestamp(entry.mtime_ms)),
+                bucket_region: None,
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(Owner {
+                display_name: Some(acting.user.clone()),
+                id: Some(acting.uid.to_string()),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_bucket(&self, request: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        let acting = self.acting(&request).await?;
+        let bucket = request.input.bucket.clone();
+        let path = bucket_path(&bucket)?;
+        let gateway = self.gateway_client();
+        let root: DfsPath = BUCKETS.parse().expect("a valid path");
+        match gateway.mkdir(&root, false, Some(0o755)).await {
+            Ok(_) => {}
+            Err(error) if error.code() == Some(ErrorCode::AlreadyExists) => {}
+            Err(error) => return Err(plain_error(error)),
+        }
+        if let Err(error) = gateway.mkdir(&path, false, Some(0o700)).await {
+            if error.code() == Some(ErrorCode::AlreadyExists) {
+                let owner = gateway.stat(&path).await.map_err(plain_error)?.owner_uid;
+                return Err(if owner == acting.uid {
+                    s3_error!(BucketAlreadyOwnedByYou, "you own bucket {bucket} already")
+                } else {
+                    s3_error!(BucketAlreadyExists, "bucket {bucket} exists")
+                });
+            }
+            return Err(plain_error(error));
+        }
+        if let Err(error) = gateway.chown(&path, &acting.user).await {
+            let _ = gateway.remove(&path, false).await;
+            return Err(plain_error(error));
+        }
+        tracing::info!(%bucket, user = %acting.user, "created a bucket");
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{bucket}")),
+        }))
+    }
+
+    async fn delete_bucket(&self, request: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let acting = self.acting(&request).await?;
+        let bucket = request.input.bucket.clone();
+        let stat = self.bucket_stat(&acting, &bucket).await?;
+        if stat.owner_uid != acting.uid {
+            return Err(s3_error!(AccessDenied, "bucket {bucket} belongs to another user"));
+        }
+        // Objects are files; directories left by deleted objects do not count.
+        if !self.keys(&acting, &bucket, "").await?.is_empty() {
+            return Err(s3_error!(BucketNotEmpty, "bucket {bucket} holds objects"));
+        }
+        let gateway = self.gateway_client();
+        match gateway.remove(&stat.path, true).await {
+            Ok(()) => {}
+            Err(error) if error.is_not_found() => return Err(no_such_bucket(&bucket)),
+            Err(error) => return Err(plain_error(error)),
+        }
+        tracing::info!(%bucket, user = %acting.user, "deleted a bucket");
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    async fn head_bucket(&self, request: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        let acting = self.acting(&request).await?;
+        self.bucket_stat(&acting, &request.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        request: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let acting = self.acting(&request).await?;
+        self.bucket_stat(&acting, &request.input.bucket).await?;
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    async fn put_object(&self, request: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let acting = self.acting(&request).await?;
+        let input = request.input;
+        let path = object_path(&input.bucket, &input.key)?;
+        let expected = match &input.content_md5 {
+            None => None,
+            Some(encoded) => {
+                use base64::Engine;
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()
+                    .and_then(|raw| <[u8; 16]>::try_from(raw).ok())
+                    .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not the base64 of 16 bytes"))?;
+                Some(raw)
+            }
+        };
+        if let Some(parent) = path.parent().filter(|_| input.key.contains('/')) {
+            if let Err(error) = acting.client.mkdir(&parent, true, Some(0o755)).await {
+                self.bucket_stat(&acting, &input.bucket).await?;
+                return Err(match error.code() {
+                    Some(ErrorCode::AlreadyExists | ErrorCode::Conflict | ErrorCode::BadRequest) => s3_error!(
+                        InvalidArgument,
+                        "key {:?} needs directories where an object is: {error}",
+                        input.key
+                    ),
+                    _ => self.fail(&acting, &input.bucket, Missing::Bucket, error).await,
+                });
+            }
+        }
+        let mut body = HashingReader::new(input.body, expected);
+        let stat = match acting.client.put(&path, &mut body, &PutOptions::default()).await {
+            Ok(stat) => stat,
+            Err(error) => {
+                return Err(match error.code() {
+                    Some(ErrorCode::AlreadyExists | ErrorCode::Conflict) => {
+                        s3_error!(
+                            InvalidArgument,
+                            "key {:?} is a directory of other keys: {error}",
+                            input.key
+                        )
+                    }
+                    _ => self.fail(&acting, &input.bucket, Missing::Bucket, error).await,
+                })
+            }
+        };
+        let digest = body.digest().expect("a finished upload read its body to the end");
+        tracing::debug!(path = %stat.path, version = stat.version, "put an object");
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(ETag::Strong(hex::encode(digest))),
+            size: Some(stat.size as i64),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_object(&self, request: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let acting = self.acting(&request).await?;
+        let input = request.input;
+        let path = object_path(&input.bucket, &input.key)?;
+        let layout = acting.client.layout(&path).await;
+        let layout = self
+            .found(&acting, &input.bucket, layout, |layout| &layout.stat)
+            .await?;
+        let stat = layout.stat.clone();
+        let (range, content_range) = match &input.range {
+            None => (0..stat.size, None),
+            Some(range) => {
+                let range = range
+                    .check(stat.size)
+                    .map_err(|_| s3_error!(InvalidRange, "the range is outside the object's {} bytes", stat.size))?;
+                let header = format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), stat.size);
+                (range, Some(header))
+            }
+        };
+        let (writer, reader) = tokio::io::duplex(256 * 1024);
+        let client = acting.client.clone();
+        tokio::spawn(async move {
+            if let Err(error) = client
+                .get_file_with_summary(&layout, writer, &GetOptions::default())
+                .await
+            {
+                tracing::debug!(%error, "a GetObject download ended early");
+            }
+        });
+        let length = range.end - range.start;
+        let body = StreamingBlob::wrap(window(reader, range.start, length));
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(body),
+            content_length: Some(length as i64),
+            content_range,
+            accept_ranges: Some("bytes".to_string()),
+            e_tag: Some(version_etag(&stat)),
+            last_modified: Some(timestamp(stat.mtime_ms)),
+            ..Default::default()
+        }))
+    }
+
+    async fn head_object(&self, request: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        let acting = self.acting(&request).await?;
+        let input = request.input;
+        let path = object_path(&input.bucket, &input.key)?;
+        let stat = acting.client.stat(&path).await;
+        let stat = self.found(&acting, &input.bucket, stat, |stat| stat).await?;
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(stat.size as i64),
+            accept_ranges: Some("bytes".to_string()),
+            e_tag: Some(version_etag(&stat)),
+            last_modified: Some(timestamp(stat.mtime_ms)),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_object(&self, request: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let acting = self.acting(&request).await?;
+        self.delete_one(&acting, &request.input.bucket, &request.input.key)
+            .await?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn delete_objects(
+        &self,
+        request: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let acting = self.acting(&request).await?;
+        let input = request.input;
+        self.bucket_stat(&acting, &input.bucket).await?;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+        for object in input.delete.objects {
+            match self.delete_one(&acting, &input.bucket, &object.key).await {
+                Ok(()) if quiet => {}
+                Ok(()) => deleted.push(DeletedObject {
+                    key: Some(object.key),
+                    ..Default::default()
+                }),
+                Err(error) => errors.push(Error {
+                    code: Some(error.code().as_str().to_string()),
+                    message: error.message().map(str::to_string),
+                    key: Some(object.key),
+                    version_id: None,
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: Some(errors),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(&self, request: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        let acting = self.acting(&request).await?;
+        let input = request.input;
+        let listed = self
+            .list(
+                &acting,
+                &input.bucket,
+                input.prefix,
+                input.delimiter,
+                input.marker.clone(),
+                input.max_keys,
+                input.encoding_type,
+            )
+            .await?;
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(input.bucket),
+            marker: input.marker.map(|marker| encode(marker, listed.url)),
+            is_truncated: Some(listed.next.is_some()),
+            next_marker: listed.next.map(|next| encode(next, listed.url)),
+            prefix: listed.prefix,
+            max_keys: listed.max_keys,
+            contents: listed.contents,
+            common_prefixes: listed.common_prefixes,
+            delimiter: listed.delimiter,
+            encoding_type: listed.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        request: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let acting = self.acting(&request).await?;
+        let input = request.input;
+        let after = input.continuation_token.clone().or(input.start_after.clone());
+        let listed = self
+            .list(
+                &acting,
+                &input.bucket,
+                input.prefix,
+                input.delimiter,
+                after,
+                input.max_keys,
+                input.encoding_type,
+            )
+            .await?;
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket),
+            key_count: Some(listed.count as i32),
+            continuation_token: input.continuation_token,
+            is_truncated: Some(listed.next.is_some()),
+            next_continuation_token: listed.next,
+            start_after: input.start_after.map(|start| encode(start, listed.url)),
+            prefix: listed.prefix,
+            max_keys: listed.max_keys,
+            contents: listed.contents,
+            common_prefixes: listed.common_prefixes,
+            delimiter: listed.delimiter,
+            encoding_type: listed.encoding_type,
+            ..Default::default()
+        }))
+    }
+}
+
+/// What ListObjects and ListObjectsV2 share of their answers.
+struct Listed {
+    url: bool,
+    prefix: Option<String>,
+    max_keys: Option<i32>,
+    contents: Option<Vec<Object>>,
+    common_prefixes: Option<Vec<CommonPrefix>>,
+    delimiter: Option<String>,
+    encoding_type: Option<EncodingType>,
+    /// Entries (objects and common prefixes) in the page.
+    count: usize,
+    /// Where the next page starts, if there is one (not encoded).
+    next: Option<String>,
+}
+
+impl Gateway {
+    /// One page of `bucket`'s keys under `prefix`, after `after`.
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        acting: &Acting,
+        bucket: &str,
+        prefix: Option<String>,
+        delimiter: Option<String>,
+        after: Option<String>,
+        max_keys: Option<i32>,
+        encoding_type: Option<EncodingType>,
+    ) -> S3Result<Listed> {
+        let url = encoding_type.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL);
+        let prefix = prefix.unwrap_or_default();
+        let max = max_keys_of(max_keys)?;
+        let keys = self.keys(acting, bucket, &prefix).await?;
+        let page = listing::page(keys, &prefix, delimiter.as_deref(), after.as_deref(), max);
+        Ok(Listed {
+            url,
+            count: page.objects.len() + page.prefixes.len(),
+            prefix: Some(encode(prefix, url)),
+            max_keys: Some(max as i32),
+            contents: Some(
+                page.objects
+                    .into_iter()
+                    .map(|(key, stat)| object_entry(key, &stat, url))
+                    .collect(),
+            ),
+            common_prefixes: prefixes(page.prefixes, url),
+            delimiter: delimiter.map(|d| encode(d, url)),
+            encoding_type,
+            next: page.next,
+        })
+    }
+}

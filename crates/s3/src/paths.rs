@@ -1,0 +1,93 @@
+//! How buckets and object keys map to DFS paths.
+//!
+//! Bucket `NAME` is the directory `/buckets/NAME`; key `a/b/c` is the file
+//! `/buckets/NAME/a/b/c`, its directories made as needed. A key that cannot
+//! be a path is refused with `InvalidArgument` (see [`object_path`]).
+
+use dfs_proto::DfsPath;
+use s3s::{s3_error, S3Result};
+
+/// The directory holding every bucket.
+pub const BUCKETS: &str = "/buckets";
+
+/// The longest key S3 accepts, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// `/buckets/NAME`; s3s has checked the name against S3's rules.
+pub fn bucket_path(bucket: &str) -> S3Result<DfsPath> {
+    if bucket.is_empty() || bucket.contains('/') || bucket.starts_with('.') {
+        return Err(s3_error!(
+            InvalidBucketName,
+            "bucket names are 3-63 of a-z, 0-9, '.' and '-'"
+        ));
+    }
+    format!("{BUCKETS}/{bucket}")
+        .parse()
+        .map_err(|_| s3_error!(InvalidBucketName, "bucket names are 3-63 of a-z, 0-9, '.' and '-'"))
+}
+
+/// Why a key cannot be a DFS path, if it cannot.
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("an object key cannot be empty".into());
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(format!("object keys are at most {MAX_KEY_LEN} bytes"));
+    }
+    if key.chars().any(char::is_control) {
+        return Err("object keys cannot hold control characters (NUL, newline, ...)".into());
+    }
+    if key.ends_with('/') {
+        return Err(format!(
+            "key {key:?} ends in '/': keys are file paths here, and folder markers are not stored"
+        ));
+    }
+    for component in key.split('/') {
+        match component {
+            "" => {
+                return Err(format!(
+                    "key {key:?} has an empty path component ('//' or a leading '/')"
+                ))
+            }
+            "." | ".." => return Err(format!("key {key:?} has a '{component}' path component")),
+            _ if component.len() > 255 => return Err(format!("key {key:?} has a component over 255 bytes")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `/buckets/BUCKET/KEY`, or `InvalidArgument` for a key that cannot be a path.
+pub fn object_path(bucket: &str, key: &str) -> S3Result<DfsPath> {
+    check_key(key).map_err(|reason| s3_error!(InvalidArgument, "{reason}"))?;
+    format!("{}/{key}", bucket_path(bucket)?)
+        .parse()
+        .map_err(|error| s3_error!(InvalidArgument, "key {key:?} cannot be a path: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_cannot_be_paths_are_refused() {
+        for bad in [
+            "",
+            "/a",
+            "a//b",
+            "a/./b",
+            "../a",
+            "a/..",
+            "a\0b",
+            "a\nb",
+            "dir/",
+            &"x".repeat(1025),
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?} should be refused");
+        }
+        for good in ["a", "a/b/c", "a-c", "ünïcode/ø", "with space", "a.b", "..a", "a/.b"] {
+            assert!(check_key(good).is_ok(), "{good:?} should be accepted");
+        }
+        assert_eq!(object_path("bkt", "a/b").unwrap().as_str(), "/buckets/bkt/a/b");
+    }
+}
