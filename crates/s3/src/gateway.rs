@@ -5,13 +5,13 @@ use crate::listing;
 use crate::paths::{bucket_path, object_path, BUCKETS};
 use crate::sessions::{Acting, Sessions};
 use dfs_client::{Client, Error as ClientError, GetOptions, PutOptions};
-use dfs_proto::namespace::{EntryKind, Stat};
+use dfs_proto::namespace::{EntryKind, FileLayout, Stat};
 use dfs_proto::ticket::{Role, Ticket};
 use dfs_proto::{DfsPath, ErrorCode};
 use dfs_service::Verifier;
 use md5::{Digest, Md5};
 use s3s::dto::*;
-use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result, S3};
+use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -86,6 +86,70 @@ impl Gateway {
             return s3_error!(AccessDenied, "the access key's session ended: {error}");
         }
         plain_error(error)
+    }
+
+    /// Writes `body` to `bucket`/`key` (making its directories), as `acting`;
+    /// the stat of the new version and the body's MD5.
+    async fn store(
+        &self,
+        acting: &Acting,
+        bucket: &str,
+        key: &str,
+        mut body: HashingReader,
+        no_clobber: bool,
+    ) -> S3Result<(Stat, [u8; 16])> {
+        let path = object_path(bucket, key)?;
+        if let Some(parent) = path.parent().filter(|_| key.contains('/')) {
+            if let Err(error) = acting.client.mkdir(&parent, true, Some(0o755)).await {
+                self.bucket_stat(acting, bucket).await?;
+                return Err(match error.code() {
+                    Some(ErrorCode::AlreadyExists | ErrorCode::Conflict | ErrorCode::BadRequest) => {
+                        s3_error!(
+                            InvalidArgument,
+                            "key {key:?} needs directories where an object is: {error}"
+                        )
+                    }
+                    _ => self.fail(acting, bucket, Missing::Bucket, error).await,
+                });
+            }
+        }
+        let options = PutOptions {
+            no_clobber,
+            ..Default::default()
+        };
+        let stat = match acting.client.put(&path, &mut body, &options).await {
+            Ok(stat) => stat,
+            Err(error) => {
+                return Err(match error.code() {
+                    Some(ErrorCode::AlreadyExists) if no_clobber => {
+                        s3_error!(PreconditionFailed, "key {key:?} exists (If-None-Match: *)")
+                    }
+                    Some(ErrorCode::AlreadyExists | ErrorCode::Conflict) => {
+                        s3_error!(InvalidArgument, "key {key:?} is a directory of other keys: {error}")
+                    }
+                    _ => self.fail(acting, bucket, Missing::Bucket, error).await,
+                })
+            }
+        };
+        let digest = body.digest().expect("a finished upload read its body to the end");
+        tracing::debug!(path = %stat.path, version = stat.version, "put an object");
+        Ok((stat, digest))
+    }
+
+    /// The file `layout` describes, downloaded by a task of its own into the
+    /// returned reader (which ends early if the download fails).
+    fn download(&self, acting: &Acting, layout: FileLayout) -> tokio::io::DuplexStream {
+        let (writer, reader) = tokio::io::duplex(256 * 1024);
+        let client = acting.client.clone();
+        tokio::spawn(async move {
+            if let Err(error) = client
+                .get_file_with_summary(&layout, writer, &GetOptions::default())
+                .await
+            {
+                tracing::debug!(%error, "a download for S3 ended early");
+            }
+        });
+        reader
     }
 
     /// What a lookup of an object's file found, if it is a file; else
@@ -222,6 +286,56 @@ fn plain_error(error: ClientError) -> S3Error {
                 s3_error!(InternalError, "{error}")
             }
         },
+    }
+}
+
+/// [`check_conditions`] with the `If-*` fields of a GetObject or HeadObject input.
+macro_rules! request_conditions {
+    ($stat:expr, $input:expr) => {
+        check_conditions(
+            $stat,
+            $input.if_match.as_ref(),
+            $input.if_none_match.as_ref(),
+            $input.if_modified_since.as_ref(),
+            $input.if_unmodified_since.as_ref(),
+        )
+    };
+}
+
+/// GET and HEAD's conditions (RFC 9110 13.2.2 order): If-Match, else
+/// If-Unmodified-Since, fail with 412; If-None-Match, else
+/// If-Modified-Since, with 304. Times compare in whole seconds, as HTTP
+/// dates carry them.
+fn check_conditions(
+    stat: &Stat,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    let etag = version_etag(stat);
+    let matches = |condition: &ETagCondition| match condition {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(tag) => tag.value() == etag.value(),
+    };
+    let mtime = (stat.mtime_ms / 1000) as i64;
+    let seconds = |at: &Timestamp| time::OffsetDateTime::from(at.clone()).unix_timestamp();
+    match (if_match, if_unmodified_since) {
+        (Some(condition), _) if !matches(condition) => {
+            return Err(s3_error!(PreconditionFailed, "If-Match: the object's ETag is another"))
+        }
+        (None, Some(at)) if mtime > seconds(at) => {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "If-Unmodified-Since: the object changed since"
+            ))
+        }
+        _ => {}
+    }
+    match (if_none_match, if_modified_since) {
+        (Some(condition), _) if matches(condition) => Err(S3Error::new(S3ErrorCode::NotModified)),
+        (None, Some(at)) if mtime <= seconds(at) => Err(S3Error::new(S3ErrorCode::NotModified)),
+        _ => Ok(()),
     }
 }
 
@@ -377,7 +491,6 @@ impl S3 for Gateway {
     async fn put_object(&self, request: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let acting = self.acting(&request).await?;
         let input = request.input;
-        let path = object_path(&input.bucket, &input.key)?;
         let expected = match &input.content_md5 {
             None => None,
             Some(encoded) => {
@@ -390,40 +503,54 @@ impl S3 for Gateway {
                 Some(raw)
             }
         };
-        if let Some(parent) = path.parent().filter(|_| input.key.contains('/')) {
-            if let Err(error) = acting.client.mkdir(&parent, true, Some(0o755)).await {
-                self.bucket_stat(&acting, &input.bucket).await?;
-                return Err(match error.code() {
-                    Some(ErrorCode::AlreadyExists | ErrorCode::Conflict | ErrorCode::BadRequest) => s3_error!(
-                        InvalidArgument,
-                        "key {:?} needs directories where an object is: {error}",
-                        input.key
-                    ),
-                    _ => self.fail(&acting, &input.bucket, Missing::Bucket, error).await,
-                });
-            }
-        }
-        let mut body = HashingReader::new(input.body, expected);
-        let stat = match acting.client.put(&path, &mut body, &PutOptions::default()).await {
-            Ok(stat) => stat,
-            Err(error) => {
-                return Err(match error.code() {
-                    Some(ErrorCode::AlreadyExists | ErrorCode::Conflict) => {
-                        s3_error!(
-                            InvalidArgument,
-                            "key {:?} is a directory of other keys: {error}",
-                            input.key
-                        )
-                    }
-                    _ => self.fail(&acting, &input.bucket, Missing::Bucket, error).await,
-                })
-            }
+        let no_clobber = match &input.if_none_match {
+            None => false,
+            Some(ETagCondition::Any) => true,
+            Some(_) => return Err(s3_error!(NotImplemented, "If-None-Match on PutObject takes only '*'")),
         };
-        let digest = body.digest().expect("a finished upload read its body to the end");
-        tracing::debug!(path = %stat.path, version = stat.version, "put an object");
+        if input.if_match.is_some() {
+            return Err(s3_error!(NotImplemented, "If-Match on PutObject is not served yet"));
+        }
+        let body = HashingReader::new(input.body, expected);
+        let (stat, digest) = self.store(&acting, &input.bucket, &input.key, body, no_clobber).await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(hex::encode(digest))),
             size: Some(stat.size as i64),
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(&self, request: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        let acting = self.acting(&request).await?;
+        let input = request.input;
+        let CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
+            return Err(s3_error!(NotImplemented, "copies from access points are not served"));
+        };
+        let source = object_path(bucket, key)?;
+        let layout = acting.client.layout(&source).await;
+        let layout = self.found(&acting, bucket, layout, |layout| &layout.stat).await?;
+        check_conditions(
+            &layout.stat,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        )
+        .map_err(|error| match error.code() {
+            // A copy's failed condition is always 412, never 304.
+            S3ErrorCode::NotModified => s3_error!(PreconditionFailed, "the copy source's condition failed"),
+            _ => error,
+        })?;
+        let size = layout.stat.size;
+        let reader = self.download(&acting, layout);
+        let body = HashingReader::new(Some(StreamingBlob::wrap(window(reader, 0, size))), None);
+        let (stat, digest) = self.store(&acting, &input.bucket, &input.key, body, false).await?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(ETag::Strong(hex::encode(digest))),
+                last_modified: Some(timestamp(stat.mtime_ms)),
+                ..Default::default()
+            }),
             ..Default::default()
         }))
     }
@@ -437,6 +564,7 @@ impl S3 for Gateway {
             .found(&acting, &input.bucket, layout, |layout| &layout.stat)
             .await?;
         let stat = layout.stat.clone();
+        request_conditions!(&stat, input)?;
         let (range, content_range) = match &input.range {
             None => (0..stat.size, None),
             Some(range) => {
@@ -447,16 +575,7 @@ impl S3 for Gateway {
                 (range, Some(header))
             }
         };
-        let (writer, reader) = tokio::io::duplex(256 * 1024);
-        let client = acting.client.clone();
-        tokio::spawn(async move {
-            if let Err(error) = client
-                .get_file_with_summary(&layout, writer, &GetOptions::default())
-                .await
-            {
-                tracing::debug!(%error, "a GetObject download ended early");
-            }
-        });
+        let reader = self.download(&acting, layout);
         let length = range.end - range.start;
         let body = StreamingBlob::wrap(window(reader, range.start, length));
         Ok(S3Response::new(GetObjectOutput {
@@ -476,6 +595,7 @@ impl S3 for Gateway {
         let path = object_path(&input.bucket, &input.key)?;
         let stat = acting.client.stat(&path).await;
         let stat = self.found(&acting, &input.bucket, stat, |stat| stat).await?;
+        request_conditions!(&stat, input)?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(stat.size as i64),
             accept_ranges: Some("bytes".to_string()),

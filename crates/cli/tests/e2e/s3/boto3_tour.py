@@ -59,6 +59,26 @@ assert error_code(lambda: ann.get_object(Bucket="no-bucket", Key="x")) == "NoSuc
 assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="a//b", Body=b"x")) == "InvalidArgument"
 assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="../x", Body=b"x")) == "InvalidArgument"
 
+# Conditional requests, evaluated by the gateway.
+etag = head["ETag"]
+assert ann.get_object(Bucket="ann-tour", Key="hello.txt", IfMatch=etag)["Body"].read() == b"hello, s3"
+assert error_code(lambda: ann.get_object(Bucket="ann-tour", Key="hello.txt", IfMatch='"0000"')) == "PreconditionFailed"
+assert error_code(lambda: ann.get_object(Bucket="ann-tour", Key="hello.txt", IfNoneMatch=etag)) == "304"
+assert error_code(lambda: ann.head_object(Bucket="ann-tour", Key="hello.txt", IfModifiedSince=head["LastModified"])) == "304"
+assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="hello.txt", Body=b"no", IfNoneMatch="*")) == "PreconditionFailed"
+ann.put_object(Bucket="ann-tour", Key="fresh.txt", Body=b"new", IfNoneMatch="*")
+ann.delete_object(Bucket="ann-tour", Key="fresh.txt")
+
+# CopyObject: streamed from the source; a source the key cannot read is refused.
+copied = ann.copy_object(Bucket="ann-tour", Key="copies/big.bin", CopySource={"Bucket": "ann-tour", "Key": "dir/sub/big.bin"})
+assert copied["CopyObjectResult"]["ETag"] == '"%s"' % hashlib.md5(big).hexdigest()
+assert ann.get_object(Bucket="ann-tour", Key="copies/big.bin")["Body"].read() == big
+ann.delete_object(Bucket="ann-tour", Key="copies/big.bin")
+bob.create_bucket(Bucket="bob-box")
+assert error_code(lambda: bob.copy_object(Bucket="bob-box", Key="stolen", CopySource={"Bucket": "ann-tour", "Key": "hello.txt"})) == "AccessDenied"
+assert bob.list_objects_v2(Bucket="bob-box")["KeyCount"] == 0
+bob.delete_bucket(Bucket="bob-box")
+
 # Listings: S3's order is by whole key ("a-c" < "a/b"), pages follow on.
 for key in ["a/b", "a-c", "a/a/x", "b"]:
     ann.put_object(Bucket="ann-tour", Key=key, Body=key.encode())
