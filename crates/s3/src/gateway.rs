@@ -242,7 +242,11 @@ impl Gateway {
     }
 
     async fn delete_one(&self, acting: &Acting, bucket: &str, key: &str) -> S3Result<()> {
-        let path = object_path(bucket, key)?;
+        let Ok(path) = object_path(bucket, key) else {
+            // A key that cannot be a path names no object: deleting it succeeds.
+            self.bucket_stat(acting, bucket).await?;
+            return Ok(());
+        };
         match acting.client.stat(&path).await {
             // Deleting a missing key succeeds; a directory is no object.
             Err(error) if error.is_not_found() => {
@@ -259,6 +263,11 @@ impl Gateway {
             Err(error) => Err(self.fail(acting, bucket, Missing::Key, error).await),
         }
     }
+}
+
+/// [`object_path`] for a read: a key that cannot be a path names no object.
+fn readable_path(bucket: &str, key: &str) -> S3Result<DfsPath> {
+    object_path(bucket, key).map_err(|_| s3_error!(NoSuchKey, "no such key"))
 }
 
 fn no_such_bucket(bucket: &str) -> S3Error {
@@ -287,6 +296,24 @@ fn plain_error(error: ClientError) -> S3Error {
             }
         },
     }
+}
+
+/// [`Gateway::list`] with the bucket, prefix, delimiter, max-keys and
+/// encoding-type fields of a listing's input, after `$after`.
+macro_rules! list_of {
+    ($gateway:expr, $acting:expr, $input:expr, $after:expr) => {
+        $gateway
+            .list(
+                $acting,
+                &$input.bucket,
+                $input.prefix,
+                $input.delimiter,
+                $after,
+                $input.max_keys,
+                $input.encoding_type,
+            )
+            .await?
+    };
 }
 
 /// [`check_conditions`] with the `If-*` fields of a GetObject or HeadObject input.
@@ -434,11 +461,13 @@ impl S3 for Gateway {
         if let Err(error) = gateway.mkdir(&path, false, Some(0o700)).await {
             if error.code() == Some(ErrorCode::AlreadyExists) {
                 let owner = gateway.stat(&path).await.map_err(plain_error)?.owner_uid;
-                return Err(if owner == acting.uid {
-                    s3_error!(BucketAlreadyOwnedByYou, "you own bucket {bucket} already")
-                } else {
-                    s3_error!(BucketAlreadyExists, "bucket {bucket} exists")
-                });
+                // Like S3 in us-east-1: creating one's own bucket again succeeds.
+                if owner == acting.uid {
+                    return Ok(S3Response::new(CreateBucketOutput {
+                        location: Some(format!("/{bucket}")),
+                    }));
+                }
+                return Err(s3_error!(BucketAlreadyExists, "bucket {bucket} exists"));
             }
             return Err(plain_error(error));
         }
@@ -558,7 +587,7 @@ impl S3 for Gateway {
     async fn get_object(&self, request: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let acting = self.acting(&request).await?;
         let input = request.input;
-        let path = object_path(&input.bucket, &input.key)?;
+        let path = readable_path(&input.bucket, &input.key)?;
         let layout = acting.client.layout(&path).await;
         let layout = self
             .found(&acting, &input.bucket, layout, |layout| &layout.stat)
@@ -592,7 +621,7 @@ impl S3 for Gateway {
     async fn head_object(&self, request: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let acting = self.acting(&request).await?;
         let input = request.input;
-        let path = object_path(&input.bucket, &input.key)?;
+        let path = readable_path(&input.bucket, &input.key)?;
         let stat = acting.client.stat(&path).await;
         let stat = self.found(&acting, &input.bucket, stat, |stat| stat).await?;
         request_conditions!(&stat, input)?;
@@ -619,6 +648,9 @@ impl S3 for Gateway {
         let acting = self.acting(&request).await?;
         let input = request.input;
         self.bucket_stat(&acting, &input.bucket).await?;
+        if input.delete.objects.len() > MAX_KEYS {
+            return Err(s3_error!(MalformedXML, "DeleteObjects takes at most {MAX_KEYS} keys"));
+        }
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for object in input.delete.objects {
@@ -646,25 +678,54 @@ impl S3 for Gateway {
     async fn list_objects(&self, request: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
         let acting = self.acting(&request).await?;
         let input = request.input;
-        let listed = self
-            .list(
-                &acting,
-                &input.bucket,
-                input.prefix,
-                input.delimiter,
-                input.marker.clone(),
-                input.max_keys,
-                input.encoding_type,
-            )
-            .await?;
+        let listed = list_of!(self, &acting, input, input.marker.clone());
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
-            marker: input.marker.map(|marker| encode(marker, listed.url)),
+            marker: Some(encode(input.marker.unwrap_or_default(), listed.url)),
             is_truncated: Some(listed.next.is_some()),
             next_marker: listed.next.map(|next| encode(next, listed.url)),
             prefix: listed.prefix,
             max_keys: listed.max_keys,
             contents: listed.contents,
+            common_prefixes: listed.common_prefixes,
+            delimiter: listed.delimiter,
+            encoding_type: listed.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    /// Versions are not kept: every object is its one, latest version `null`.
+    async fn list_object_versions(
+        &self,
+        request: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let acting = self.acting(&request).await?;
+        let input = request.input;
+        let listed = list_of!(self, &acting, input, input.key_marker.clone());
+        let versions = listed
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .map(|object| ObjectVersion {
+                key: object.key,
+                size: object.size,
+                last_modified: object.last_modified,
+                e_tag: object.e_tag,
+                is_latest: Some(true),
+                version_id: Some("null".to_string()),
+                storage_class: Some(ObjectVersionStorageClass::from_static(
+                    ObjectVersionStorageClass::STANDARD,
+                )),
+                ..Default::default()
+            });
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            name: Some(input.bucket),
+            key_marker: input.key_marker.map(|marker| encode(marker, listed.url)),
+            is_truncated: Some(listed.next.is_some()),
+            next_key_marker: listed.next.map(|next| encode(next, listed.url)),
+            versions: Some(versions.collect()),
+            prefix: listed.prefix,
+            max_keys: listed.max_keys,
             common_prefixes: listed.common_prefixes,
             delimiter: listed.delimiter,
             encoding_type: listed.encoding_type,
@@ -679,17 +740,7 @@ impl S3 for Gateway {
         let acting = self.acting(&request).await?;
         let input = request.input;
         let after = input.continuation_token.clone().or(input.start_after.clone());
-        let listed = self
-            .list(
-                &acting,
-                &input.bucket,
-                input.prefix,
-                input.delimiter,
-                after,
-                input.max_keys,
-                input.encoding_type,
-            )
-            .await?;
+        let listed = list_of!(self, &acting, input, after);
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
             key_count: Some(listed.count as i32),
@@ -708,7 +759,7 @@ impl S3 for Gateway {
     }
 }
 
-/// What ListObjects and ListObjectsV2 share of their answers.
+/// What ListObjects, ListObjectsV2 and ListObjectVersions share of their answers.
 struct Listed {
     url: bool,
     prefix: Option<String>,
