@@ -789,6 +789,8 @@ impl Gateway {
     ) -> S3Result<Listed> {
         let url = encoding_type.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL);
         let prefix = prefix.unwrap_or_default();
+        // An empty delimiter is none (and is not echoed).
+        let delimiter = delimiter.filter(|d| !d.is_empty());
         let max = max_keys_of(max_keys)?;
         let keys = self.keys(acting, bucket, &prefix).await?;
         let page = listing::page(keys, &prefix, delimiter.as_deref(), after.as_deref(), max);
