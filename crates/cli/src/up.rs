@@ -292,8 +292,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 }
 
 fn print_banner(banner: &Banner, port: u16) {
-    // The JSON line is for scripts and tests; the text is for people.
-    println!("{}", serde_json::to_string(banner).expect("banner serialises"));
+    // The text is for people; the JSON line is for scripts and tests, and is
+    // printed last so that a script that waits for it finds the text written.
     let url_flag = if port == 7070 {
         String::new()
     } else {
@@ -323,6 +323,7 @@ fn print_banner(banner: &Banner, port: u16) {
     eprintln!("Log in:  dfs{url_flag}{ca_flag} login admin");
     eprintln!("Stop:    Ctrl-C");
     eprintln!();
+    println!("{}", serde_json::to_string(banner).expect("banner serialises"));
 }
 
 /// The directory service's port, then the others; `base == 0` picks free ports.
