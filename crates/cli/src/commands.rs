@@ -4,7 +4,7 @@ use crate::args::{ClusterCommand, Command, Global, KeysCommand, UserCommand};
 use crate::session::{self, Session};
 use anyhow::{bail, Context};
 use dfs_client::{Client, GetOptions, PutOptions};
-use dfs_proto::namespace::{EntryKind, Stat};
+use dfs_proto::namespace::{EntryKind, FileType, Stat};
 use dfs_proto::{DfsPath, ErrorCode};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -237,10 +237,10 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 format!(
                     "path: {}\nkind: {}\nsize: {}\nmode: {} ({:o})\nowner: {} (uid {})\nversion: {}\nmodified: {}",
                     shown(stat.path.as_str()),
-                    if stat.kind == EntryKind::Dir {
-                        "directory"
-                    } else {
-                        "file"
+                    match stat.file_type() {
+                        None => "directory",
+                        Some(FileType::Regular) => "file",
+                        Some(special) => special.name(),
                     },
                     stat.size,
                     mode_string(&stat),
@@ -584,7 +584,15 @@ pub(crate) fn local_name(local: &Path) -> anyhow::Result<String> {
 
 fn mode_string(stat: &Stat) -> String {
     let mut out = String::with_capacity(10);
-    out.push(if stat.kind == EntryKind::Dir { 'd' } else { '-' });
+    out.push(match stat.file_type() {
+        None => 'd',
+        Some(FileType::Regular) => '-',
+        Some(FileType::Symlink) => 'l',
+        Some(FileType::Fifo) => 'p',
+        Some(FileType::Socket) => 's',
+        Some(FileType::CharDevice) => 'c',
+        Some(FileType::BlockDevice) => 'b',
+    });
     for shift in [6, 3, 0] {
         let bits = (stat.mode >> shift) & 7;
         out.push(if bits & 4 != 0 { 'r' } else { '-' });

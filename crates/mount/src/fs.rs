@@ -8,7 +8,7 @@ use crate::inodes::{Inodes, ROOT};
 use crate::locks::{self, Kind, Locks};
 use crate::watch::{Freshness, Invalidator};
 use dfs_client::{Client, Error, PutOptions};
-use dfs_proto::namespace::{EntryKind, Stat};
+use dfs_proto::namespace::{EntryKind, FileType as DfsFileType, Stat, SYMLINK_MAX};
 use dfs_proto::{DfsPath, ErrorCode};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
@@ -17,6 +17,7 @@ use fuser::{
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -246,7 +247,11 @@ impl DfsFs {
         } else {
             (NOBODY, NOBODY)
         };
-        let directory = stat.kind == EntryKind::Dir;
+        let kind = fuse_type(stat);
+        let rdev = match kind {
+            FileType::CharDevice | FileType::BlockDevice => self.device_number(stat),
+            _ => 0,
+        };
         FileAttr {
             ino: INodeNo(ino),
             size,
@@ -255,19 +260,41 @@ impl DfsFs {
             mtime,
             ctime: mtime,
             crtime: mtime,
-            kind: if directory {
-                FileType::Directory
-            } else {
-                FileType::RegularFile
-            },
+            kind,
             perm: (mode & 0o7777) as u16,
-            nlink: if directory { 2 } else { 1 },
+            nlink: if kind == FileType::Directory { 2 } else { 1 },
             uid,
             gid,
-            rdev: 0,
+            rdev,
             blksize: BLOCK_SIZE,
             flags: 0,
         }
+    }
+
+    /// A device node's number, its content (0 if it cannot be read).
+    fn device_number(&self, stat: &Stat) -> u32 {
+        match self.block(self.client().read_inline(&stat.path)) {
+            Ok((_, data)) => std::str::from_utf8(&data)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .unwrap_or(0),
+            Err(error) => {
+                tracing::warn!("reading the device number of {}: {error}", stat.path);
+                0
+            }
+        }
+    }
+
+    /// Creates the special file `name` of `parent` (see
+    /// [`DfsFileType`]): `mode` has its type and permission bits, `content`
+    /// what its type holds.
+    fn make_special(&self, parent: INodeNo, name: &OsStr, mode: u32, content: Vec<u8>) -> Result<FileAttr> {
+        let path = self.child(parent, name)?;
+        let stat = self
+            .block(self.writer(&path).write_inline(&path, content, true, Some(mode)))
+            .map_err(|error| self.fail("create", &path, &error, Errno::EIO))?;
+        self.changed(&path, false);
+        Ok(self.entry(&path, &stat))
     }
 
     /// The attributes of `ino`; for a file unlinked while open for writing,
@@ -651,11 +678,7 @@ impl DfsFs {
                 let Some(name) = stat.path.name().map(str::to_string) else {
                     continue;
                 };
-                let kind = if stat.kind == EntryKind::Dir {
-                    FileType::Directory
-                } else {
-                    FileType::RegularFile
-                };
+                let kind = fuse_type(&stat);
                 entries.push((inodes.number(&stat.path, false), kind, name));
                 listed.insert(stat.path.clone(), (stat, until));
             }
@@ -814,15 +837,27 @@ impl Filesystem for DfsFs {
     fn mknod(
         &self,
         _request: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        // Device nodes, FIFOs and sockets: the namespace holds files and directories only.
-        reply.error(Errno::EPERM);
+        let mark = self.freshness.mark();
+        let permissions = mode & !umask & 0o7777;
+        let result = match DfsFileType::of_mode(mode) {
+            Some(DfsFileType::CharDevice | DfsFileType::BlockDevice) => {
+                self.make_special(parent, name, mode, rdev.to_string().into_bytes())
+            }
+            // A regular file is created empty, as by `create` and `close`.
+            Some(file_type) => self.make_special(parent, name, file_type.bits() | permissions, Vec::new()),
+            None => Err(Errno::EINVAL),
+        };
+        match result {
+            Ok(attr) => reply.entry(&self.freshness.ttl(mark), &attr, Generation(0)),
+            Err(error) => reply.error(error),
+        }
     }
 
     fn mkdir(&self, _request: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
@@ -848,8 +883,29 @@ impl Filesystem for DfsFs {
         reply_result(reply, self.remove(parent, name));
     }
 
-    fn symlink(&self, _request: &Request, _parent: INodeNo, _name: &OsStr, _target: &Path, reply: ReplyEntry) {
-        reply.error(Errno::EPERM);
+    fn symlink(&self, _request: &Request, parent: INodeNo, name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let mark = self.freshness.mark();
+        let target = target.as_os_str().as_bytes();
+        let result = if target.len() > SYMLINK_MAX {
+            Err(Errno::ENAMETOOLONG)
+        } else {
+            self.make_special(parent, name, DfsFileType::Symlink.bits() | 0o777, target.to_vec())
+        };
+        match result {
+            Ok(attr) => reply.entry(&self.freshness.ttl(mark), &attr, Generation(0)),
+            Err(error) => reply.error(error),
+        }
+    }
+
+    fn readlink(&self, _request: &Request, ino: INodeNo, reply: ReplyData) {
+        let result = self.path(ino).and_then(|path| {
+            self.block(self.client().read_inline(&path))
+                .map_err(|error| self.fail("readlink", &path, &error, Errno::EIO))
+        });
+        match result {
+            Ok((_, target)) => reply.data(&target),
+            Err(error) => reply.error(error),
+        }
     }
 
     fn rename(
@@ -1072,5 +1128,18 @@ impl Filesystem for DfsFs {
             Ok((attr, fh)) => reply.created(&self.freshness.ttl(mark), &attr, Generation(0), fh, FopenFlags::empty()),
             Err(error) => reply.error(error),
         }
+    }
+}
+
+/// The kernel's type of an entry.
+fn fuse_type(stat: &Stat) -> FileType {
+    match stat.file_type() {
+        None => FileType::Directory,
+        Some(DfsFileType::Regular) => FileType::RegularFile,
+        Some(DfsFileType::Symlink) => FileType::Symlink,
+        Some(DfsFileType::Fifo) => FileType::NamedPipe,
+        Some(DfsFileType::Socket) => FileType::Socket,
+        Some(DfsFileType::CharDevice) => FileType::CharDevice,
+        Some(DfsFileType::BlockDevice) => FileType::BlockDevice,
     }
 }

@@ -73,6 +73,7 @@ pub struct InlineWrite {
     #[serde(default)]
     pub no_clobber: bool,
     /// Mode of a new file (default 0o644); an existing file keeps its mode.
+    /// Type bits (`S_IFMT`) make a special file: see [`FileType`].
     #[serde(default)]
     pub mode: Option<u32>,
 }
@@ -84,6 +85,90 @@ pub enum EntryKind {
     Dir,
 }
 
+/// What a file of kind [`EntryKind::File`] is, from the type bits of its
+/// `mode` (POSIX `S_IFMT`): a regular file has none; a symbolic link, FIFO,
+/// socket or device node (a "special file", made through `dfs mount`, or
+/// `PUT /v1/files` with the type bits in `mode`) has them. A special file
+/// holds no chunks: a symbolic link's inline content is its target, a
+/// device's is its device number in decimal, a FIFO's or socket's is empty.
+/// Its content cannot be written again (replace it instead), and nothing
+/// follows a symbolic link but the kernel of a mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    Regular,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl FileType {
+    /// The `S_IFMT` mask of a mode.
+    pub const MASK: u32 = 0o170_000;
+
+    /// The file type of `mode`; `None` for bits that name no type a file
+    /// can have (a directory's, or garbage).
+    pub fn of_mode(mode: u32) -> Option<FileType> {
+        Some(match mode & Self::MASK {
+            0 | 0o100_000 => FileType::Regular,
+            0o120_000 => FileType::Symlink,
+            0o010_000 => FileType::Fifo,
+            0o140_000 => FileType::Socket,
+            0o020_000 => FileType::CharDevice,
+            0o060_000 => FileType::BlockDevice,
+            _ => return None,
+        })
+    }
+
+    /// The type bits stored in a special file's mode (none for a regular file).
+    pub fn bits(self) -> u32 {
+        match self {
+            FileType::Regular => 0,
+            FileType::Symlink => 0o120_000,
+            FileType::Fifo => 0o010_000,
+            FileType::Socket => 0o140_000,
+            FileType::CharDevice => 0o020_000,
+            FileType::BlockDevice => 0o060_000,
+        }
+    }
+
+    /// What it is called in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileType::Regular => "regular file",
+            FileType::Symlink => "symbolic link",
+            FileType::Fifo => "FIFO",
+            FileType::Socket => "socket",
+            FileType::CharDevice => "character device",
+            FileType::BlockDevice => "block device",
+        }
+    }
+
+    /// Checks the content a special file of this type is created with.
+    pub fn check_content(self, data: &[u8]) -> Result<(), String> {
+        match self {
+            FileType::Regular => Ok(()),
+            FileType::Symlink if data.is_empty() || data.len() > SYMLINK_MAX || data.contains(&0) => Err(format!(
+                "a symbolic link's target is 1 to {SYMLINK_MAX} bytes without NUL"
+            )),
+            FileType::Fifo | FileType::Socket if !data.is_empty() => Err("a FIFO or socket has no content".into()),
+            FileType::CharDevice | FileType::BlockDevice
+                if std::str::from_utf8(data)
+                    .ok()
+                    .and_then(|text| text.parse::<u64>().ok())
+                    .is_none() =>
+            {
+                Err("a device node's content is its device number in decimal".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The longest target of a symbolic link, in bytes (Linux's `PATH_MAX` - 1).
+pub const SYMLINK_MAX: usize = 4095;
+
 /// Metadata of one file or directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stat {
@@ -92,7 +177,8 @@ pub struct Stat {
     pub owner_uid: u64,
     pub owner: String,
     /// POSIX permission bits (e.g. 0o644); group bits are kept but, with no
-    /// groups yet, only owner and other bits decide.
+    /// groups yet, only owner and other bits decide. A special file's mode
+    /// also has its type bits (see [`FileType`]).
     pub mode: u32,
     /// Bytes; 0 for a directory.
     pub size: u64,
@@ -100,6 +186,16 @@ pub struct Stat {
     pub mtime_ms: u64,
     /// Starts at 1 and grows by one on every committed write of the file.
     pub version: u64,
+}
+
+impl Stat {
+    /// What this entry is, if a file (`None` for a directory).
+    pub fn file_type(&self) -> Option<FileType> {
+        match self.kind {
+            EntryKind::Dir => None,
+            EntryKind::File => Some(FileType::of_mode(self.mode).unwrap_or(FileType::Regular)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

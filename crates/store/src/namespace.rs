@@ -208,7 +208,8 @@ pub trait NamespaceStore: Send + Sync {
     fn rename(&self, who: &Principal, from: &DfsPath, to: &DfsPath, no_clobber: bool, now_ms: u64)
         -> StoreResult<Stat>;
 
-    /// Sets the permission bits (`mode & 0o7777`); owner or admin only.
+    /// Sets the permission bits (`mode & 0o7777`; a special file keeps its
+    /// type bits); owner or admin only.
     fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat>;
 
     /// Gives `path` to another user; admin only.
@@ -232,7 +233,10 @@ pub trait NamespaceStore: Send + Sync {
     /// directory, absent if `no_clobber`, writable if it exists. A new file
     /// gets version 1 and `mode` (default [`DEFAULT_FILE_MODE`]); an
     /// existing one (inline or chunked) version + 1, keeping its owner and
-    /// mode, and loses its chunk list.
+    /// mode, and loses its chunk list. Type bits in `mode` make a special
+    /// file ([`dfs_proto::namespace::FileType`]): only a new one (else
+    /// `AlreadyExists`), with the content its type allows (else `Invalid`);
+    /// an existing special file's content is not written (`Conflict`).
     #[allow(clippy::too_many_arguments)]
     fn write_inline(
         &self,

@@ -68,6 +68,10 @@ pub const ALL: &[(&str, SuiteTest)] = &[
     ),
     ("inline_checks_like_a_commit", inline_checks_like_a_commit),
     ("inline_dump_round_trip", inline_dump_round_trip),
+    (
+        "special_files_keep_their_type_and_content",
+        special_files_keep_their_type_and_content,
+    ),
     ("transactions_check_what_they_read", transactions_check_what_they_read),
     (
         "transactions_conflict_with_phantoms_in_a_listed_directory",
@@ -1618,6 +1622,104 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
     assert_eq!((stat.version, data), (1, FileContent::Inline(b"new".to_vec())));
     let counts = store.counts().unwrap();
     assert_eq!((counts.files, counts.chunks), (3, 0));
+}
+
+pub fn special_files_keep_their_type_and_content(store: &dyn Store) {
+    use dfs_proto::namespace::FileType;
+    let ann = user(2, "ann");
+    store.ensure_home(ann.uid, "ann", 1_000).unwrap();
+    let link = store
+        .write_inline(
+            &ann,
+            &path("/home/ann/link"),
+            b"../target",
+            Some(0o120_777),
+            true,
+            2_000,
+        )
+        .unwrap();
+    assert_eq!((link.kind, link.mode, link.size), (EntryKind::File, 0o120_777, 9));
+    assert_eq!(link.file_type(), Some(FileType::Symlink));
+    assert_eq!(
+        content(store, &ann, "/home/ann/link").1,
+        FileContent::Inline(b"../target".to_vec())
+    );
+    for (name, mode, data) in [
+        ("fifo", 0o010_640, &b""[..]),
+        ("socket", 0o140_600, b""),
+        ("tty", 0o020_600, b"1025"),
+        ("disk", 0o060_600, b"2049"),
+    ] {
+        let stat = store
+            .write_inline(&ann, &path(&format!("/home/ann/{name}")), data, Some(mode), true, 2_000)
+            .unwrap();
+        assert_eq!(stat.mode, mode, "{name}");
+        assert_eq!(FileType::of_mode(stat.mode), stat.file_type(), "{name}");
+    }
+    // A regular file's type bits are not kept.
+    let regular = store
+        .write_inline(&ann, &path("/home/ann/plain"), b"x", Some(0o100_640), true, 2_000)
+        .unwrap();
+    assert_eq!((regular.mode, regular.file_type()), (0o640, Some(FileType::Regular)));
+
+    // chmod changes permissions only; a rename keeps the type.
+    let changed = store.chmod(&ann, &path("/home/ann/fifo"), 0o170_777).unwrap();
+    assert_eq!(changed.mode, 0o010_777);
+    let moved = store
+        .rename(&ann, &path("/home/ann/link"), &path("/home/ann/link2"), false, 3_000)
+        .unwrap();
+    assert_eq!(moved.mode, 0o120_777);
+
+    // Refused, with nothing changed: writing into a special file, making one
+    // over an existing name, bad content, a type that is none, chunks.
+    let before = store.stat(&ann, &path("/home/ann/link2")).unwrap();
+    assert_err(
+        store.write_inline(&ann, &path("/home/ann/link2"), b"data", None, false, 4_000),
+        |error| matches!(error, StoreError::Conflict(_)),
+        "is a symbolic link, not a regular file",
+    );
+    assert_err(
+        store.write_inline(&ann, &path("/home/ann/plain"), b"t", Some(0o120_777), false, 4_000),
+        |error| matches!(error, StoreError::AlreadyExists(_)),
+        "/home/ann/plain",
+    );
+    assert_eq!(store.stat(&ann, &path("/home/ann/link2")).unwrap(), before);
+    assert_eq!(
+        content(store, &ann, "/home/ann/plain").1,
+        FileContent::Inline(b"x".to_vec())
+    );
+    let long = vec![b'a'; dfs_proto::namespace::SYMLINK_MAX + 1];
+    for (name, mode, data, text) in [
+        ("empty-link", 0o120_777, &b""[..], "target is 1 to"),
+        ("long-link", 0o120_777, &long[..], "target is 1 to"),
+        ("nul-link", 0o120_777, b"a\0b", "without NUL"),
+        ("full-fifo", 0o010_644, b"x", "no content"),
+        ("bad-device", 0o020_644, b"tty", "device number"),
+        ("no-type", 0o030_644, b"", "names no type"),
+        ("dir-type", 0o040_755, b"", "names no type"),
+    ] {
+        assert_err(
+            store.write_inline(&ann, &path(&format!("/home/ann/{name}")), data, Some(mode), true, 4_000),
+            |error| matches!(error, StoreError::Invalid(_)),
+            text,
+        );
+        assert!(matches!(
+            store.stat(&ann, &path(&format!("/home/ann/{name}"))),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    let mut chunked = upload("u1", "/home/ann/chunked-link", &ann, true);
+    chunked.mode = Some(0o120_777);
+    store.begin_upload(&ann, &chunked).unwrap();
+    store
+        .record_replicas(&chunk(1, 4).id, 4, &["s1".into(), "s2".into()])
+        .unwrap();
+    assert_err(
+        store.commit_upload(&ann, "u1", &[chunk(1, 4)], 200, 200_000),
+        |error| matches!(error, StoreError::Invalid(_)),
+        "holds no chunks",
+    );
+    assert!(store.stat(&ann, &path("/home/ann/chunked-link")).is_err());
 }
 
 pub fn inline_and_chunked_replace_each_other(store: &dyn Store) {

@@ -204,9 +204,9 @@ fn ordinary_tools_work_in_a_mounted_home() {
     assert_eq!(mounted.sh(sums), local);
     mounted.sh("mkdir $LOCAL/back && tar c tree | tar x --no-same-owner -C $LOCAL/back && diff -r $LOCAL/tree $LOCAL/back/tree");
 
-    // What the namespace cannot hold says so with its errno.
-    let symlink = mounted.sh_output("ln -s f.txt link");
-    assert!(String::from_utf8_lossy(&symlink.stderr).contains("Operation not permitted"));
+    // What the namespace cannot hold (a second name of a file) says so with its errno.
+    let hard_link = mounted.sh_output("ln f.txt hard");
+    assert!(String::from_utf8_lossy(&hard_link.stderr).contains("Operation not permitted"));
     // mv -n: renameat2(RENAME_NOREPLACE) keeps the target.
     mounted.sh("echo other > g.txt; mv -n g.txt f.txt || true; grep -q hello f.txt; rm g.txt");
 
@@ -235,6 +235,77 @@ print(oct(os.stat("ro").st_mode & 0o777), os.path.exists("gone"))
     let out = mounted.sh(&format!("python3 -c '{script}'"));
     assert_eq!(out, "0\nstill here\n0o444\n0o444 False\n");
     assert_eq!(cluster.ok("ann", &["cat", "/home/ann/ro"], b""), b"x");
+}
+
+#[test]
+fn symbolic_links_fifos_sockets_and_device_nodes_live_in_the_namespace() {
+    let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {
+        return;
+    };
+    mounted.sh("echo hello > f.txt");
+
+    // A symbolic link: read, followed by the kernel, listed, moved, refused twice.
+    mounted.sh("ln -s f.txt link");
+    assert_eq!(
+        mounted.sh("readlink link; cat link; stat -c %F link"),
+        "f.txt\nhello\nsymbolic link\n"
+    );
+    assert!(mounted.sh("ls -l link").starts_with("lrwxrwxrwx 1 root root 5 "));
+    mounted.sh("ln -s ../../nowhere dangling && test -L dangling && test ! -e dangling");
+    let again = mounted.sh_output("ln -s f.txt link");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("File exists"));
+    mounted.sh("mv link moved-link && test \"$(readlink moved-link)\" = f.txt && test ! -e link");
+    let long_target = "x".repeat(4096);
+    let too_long = mounted.sh_output(&format!("ln -s {long_target} long"));
+    assert!(!too_long.status.success());
+    mounted.sh("test ! -L long");
+
+    // A FIFO carries bytes between local processes; chmod keeps its type.
+    mounted.sh("mkfifo -m 640 pipe");
+    assert_eq!(mounted.sh("stat -c '%F %a' pipe"), "fifo 640\n");
+    assert_eq!(mounted.sh("(echo through > pipe &); cat pipe"), "through\n");
+    mounted.sh("chmod 600 pipe");
+    assert_eq!(mounted.sh("stat -c '%F %a' pipe"), "fifo 600\n");
+
+    // A socket bound by a program, and device nodes (not openable: the
+    // mount is nodev).
+    mounted.sh("python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"sock\")'");
+    mounted.sh("mknod tty c 4 1 && mknod disk b 8 1");
+    assert_eq!(
+        mounted.sh("stat -c '%F %t %T' sock tty disk"),
+        "socket 0 0\ncharacter special file 4 1\nblock special file 8 1\n"
+    );
+    assert!(!mounted.sh_output("head -c 1 tty").status.success());
+
+    // The rest of DFS sees them: `dfs ls -l` with their types, `dfs cat` of
+    // a link prints its target, and writing into one is refused.
+    let listing = String::from_utf8(cluster.ok("ann", &["ls", "-l", "/home/ann"], b"")).unwrap();
+    for (kind, name) in [
+        ("l", "moved-link"),
+        ("p", "pipe"),
+        ("s", "sock"),
+        ("c", "tty"),
+        ("b", "disk"),
+    ] {
+        assert!(
+            listing
+                .lines()
+                .any(|line| line.starts_with(kind) && line.ends_with(name)),
+            "{name} in {listing}"
+        );
+    }
+    assert_eq!(cluster.ok("ann", &["cat", "/home/ann/moved-link"], b""), b"f.txt");
+    let output = cluster.run("ann", &["put", "-", "/home/ann/moved-link"], b"data");
+    assert_ne!(output.code, Some(0));
+    assert!(
+        output.stderr.contains("is a symbolic link, not a regular file"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(mounted.sh("readlink moved-link"), "f.txt\n");
+
+    mounted.sh("rm moved-link dangling pipe sock tty disk");
+    assert_eq!(mounted.sh("ls"), "f.txt\n");
 }
 
 #[test]

@@ -253,6 +253,29 @@ async fn bad_file_requests_are_refused_and_store_nothing() {
         assert!(!response.status().is_success(), "{}", response.status());
     }
     stat_of_missing(&cluster, "ann", "/home/ann/broken.bin");
+
+    // Special files (type bits in the mode): too large for their type, a
+    // type that is none, a symbolic link without a target; and a file
+    // written into a link. Nothing stored, the link unchanged.
+    for (name, mode, body, text) in [
+        ("big-link", "41471", large.clone(), "asks for a special file"),
+        ("no-type", "12708", Vec::new(), "names no type of file"),
+        ("empty-link", "41471", Vec::new(), "target is 1 to 4095 bytes"),
+    ] {
+        let target = format!("/home/ann/{name}");
+        let query = [("path", target.as_str()), ("mode", mode), ("no_clobber", "true")];
+        let response = put_with(&cluster, Some(&ann), &query, &[], body).await;
+        let message = assert_error(response, 400, "bad_request").await;
+        assert!(message.contains(text), "{message}");
+        stat_of_missing(&cluster, "ann", &target);
+    }
+    let query = [("path", "/home/ann/link"), ("mode", "41471"), ("no_clobber", "true")];
+    let response = put_with(&cluster, Some(&ann), &query, &[], b"private.bin".to_vec()).await;
+    assert_eq!(response.status(), 200);
+    let response = put(&cluster, Some(&ann), "/home/ann/link", large.clone()).await;
+    let message = assert_error(response, 409, "conflict").await;
+    assert!(message.contains("is a symbolic link, not a regular file"), "{message}");
+    assert!(content(&cluster, &ann, "/home/ann/link").await == b"private.bin");
     // Missing files: 404.
     let response = get(&cluster, &ann, "/home/ann/nothing-here", &[]).await;
     assert_error(response, 404, "not_found").await;

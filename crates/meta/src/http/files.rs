@@ -13,7 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use dfs_proto::namespace::{InlineWrite, PathQuery, Stat, INLINE_MAX, VERSION_HEADER};
+use dfs_proto::namespace::{FileType, InlineWrite, PathQuery, Stat, INLINE_MAX, SYMLINK_MAX, VERSION_HEADER};
 use dfs_proto::watch::WatchKind;
 use dfs_proto::ErrorCode;
 use dfs_service::range::{self, RangeRequest};
@@ -59,6 +59,15 @@ pub(super) async fn write(
         }
     }
     if !small {
+        if let Some(mode) = query
+            .mode
+            .filter(|&mode| FileType::of_mode(mode) != Some(FileType::Regular))
+        {
+            return Err(ApiError::bad_request(format!(
+                "{}: mode {mode:o} asks for a special file, whose content is at most {SYMLINK_MAX} bytes",
+                query.path
+            )));
+        }
         let request = chunked::WriteRequest {
             ticket: dfs_service::caller::bearer_token(&headers)?.to_string(),
             lock_token: scope.lock_token,
@@ -71,7 +80,8 @@ pub(super) async fn write(
     let data: Vec<u8> = head.concat();
     let who = scope.principal(directory.principal(&ticket).await);
     let store = Arc::clone(&directory.store);
-    let mode = query.mode.map(|mode| mode & 0o7777);
+    // Type bits make a special file; the store checks them and its content.
+    let mode = query.mode;
     if scope.tx.is_some() || if_version.is_some() {
         let op = StagedOp::PutInline {
             path: query.path.clone(),

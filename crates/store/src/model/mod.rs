@@ -99,7 +99,7 @@ pub(crate) const ROOT_ID: i64 = 1;
 pub(crate) struct NewNode<'a> {
     pub(crate) kind: EntryKind,
     pub(crate) owner: &'a Principal,
-    /// Already masked to `0o7777`.
+    /// Permission bits (`0o7777`), and a special file's type bits.
     pub(crate) mode: u32,
     /// A file's content (none for a directory).
     pub(crate) content: Option<NewContent<'a>>,

@@ -18,7 +18,7 @@ use crate::namespace::{
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, EntryKind, Listing, Stat};
+use dfs_proto::namespace::{ChunkRef, EntryKind, FileType, Listing, Stat};
 use dfs_proto::path::DfsPath;
 use dfs_proto::UnixSeconds;
 use std::collections::HashMap;
@@ -290,7 +290,9 @@ pub(crate) fn chmod(
         return Err(denied(path));
     }
     check_locks(tx, who, path, now)?;
-    Ok(tx.set_mode(&node, mode & 0o7777)?.stat(path.clone()))
+    // The type bits of a special file stay: only permissions change.
+    let mode = (node.mode & FileType::MASK) | (mode & 0o7777);
+    Ok(tx.set_mode(&node, mode)?.stat(path.clone()))
 }
 
 /// Refuses a change of owner by anyone but an admin (before any database work).
@@ -554,13 +556,24 @@ fn put_file(
     now_ms: u64,
 ) -> StoreResult<Stat> {
     let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
+    let file_type = file_type(path, mode, &content)?;
     let node = match existing {
-        Some(existing) => tx.replace_content(&existing, content, now_ms)?,
+        Some(_) if file_type != FileType::Regular => return Err(exists(path)),
+        Some(existing) => {
+            let existing_type = FileType::of_mode(existing.mode).unwrap_or(FileType::Regular);
+            if existing_type != FileType::Regular {
+                return Err(StoreError::Conflict(format!(
+                    "{path} is a {}, not a regular file: remove it to write a file there",
+                    existing_type.name()
+                )));
+            }
+            tx.replace_content(&existing, content, now_ms)?
+        }
         None => {
             let new = NewNode {
                 kind: EntryKind::File,
                 owner: who,
-                mode: mode.unwrap_or(DEFAULT_FILE_MODE) & 0o7777,
+                mode: file_type.bits() | (mode.unwrap_or(DEFAULT_FILE_MODE) & 0o7777),
                 content: Some(content),
                 mtime_ms: now_ms,
             };
@@ -568,6 +581,28 @@ fn put_file(
         }
     };
     Ok(node.stat(path.clone()))
+}
+
+/// The type a new file's `mode` asks for, its content checked: a special
+/// file (type bits in `mode`, see [`FileType`]) is inline, with the content
+/// its type allows.
+fn file_type(path: &DfsPath, mode: Option<u32>, content: &NewContent<'_>) -> StoreResult<FileType> {
+    let Some(mode) = mode else {
+        return Ok(FileType::Regular);
+    };
+    let file_type = FileType::of_mode(mode)
+        .ok_or_else(|| StoreError::Invalid(format!("{path}: mode {mode:o} names no type of file")))?;
+    match (file_type, content) {
+        (FileType::Regular, _) => Ok(FileType::Regular),
+        (_, NewContent::Chunks(_)) => Err(StoreError::Invalid(format!(
+            "{path}: a {} holds no chunks",
+            file_type.name()
+        ))),
+        (_, NewContent::Inline(data)) => file_type
+            .check_content(data)
+            .map(|()| file_type)
+            .map_err(|error| StoreError::Invalid(format!("{path}: {error}"))),
+    }
 }
 
 /// The namespace calls an engine answers itself, deciding nothing: records
