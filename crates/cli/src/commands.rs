@@ -264,7 +264,7 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 let options = PutOptions {
                     no_clobber,
                     mode,
-                    progress: None,
+                    ..PutOptions::default()
                 };
                 return crate::tree::put_tree(&global, &client, session.as_ref(), &local, remote.as_deref(), options)
                     .await;
@@ -290,7 +290,7 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             let options = PutOptions {
                 no_clobber,
                 mode,
-                progress: None,
+                ..PutOptions::default()
             };
             let report = if from_stdin {
                 let bar = crate::progress::Bar::bytes(&global, None, target.as_str());

@@ -12,9 +12,31 @@ use crate::transfer::{GetOptions, GetSummary, PutOptions, PutSummary};
 use crate::{Client, Error, Result, Service};
 use base64::Engine as _;
 use dfs_proto::namespace::{FileLayout, Stat, INLINE_MAX, VERSION_HEADER};
-use dfs_proto::DfsPath;
+use dfs_proto::{Attributes, DfsPath, ATTRIBUTES_HEADER};
 use reqwest::Method;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The [`ATTRIBUTES_HEADER`] value for `attributes` (none if empty): a
+/// JSON object in ASCII, every other character escaped (`\uXXXX`), so that
+/// it passes any HTTP hop unchanged.
+fn attributes_header(attributes: &Attributes) -> Option<String> {
+    if attributes.is_empty() {
+        return None;
+    }
+    let json = serde_json::to_string(attributes).expect("a map of strings serializes");
+    let mut ascii = String::with_capacity(json.len());
+    for character in json.chars() {
+        if character.is_ascii() {
+            ascii.push(character);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in character.encode_utf16(&mut units) {
+                ascii.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    Some(ascii)
+}
 
 /// What the start of a `put` did.
 pub(crate) enum Head {
@@ -54,7 +76,10 @@ impl Client {
             return Ok(Head::Read(head));
         }
         let size = head.len() as u64;
-        let stat = self.write_inline(path, head, options.no_clobber, options.mode).await?;
+        let attributes = options.attributes_at_end();
+        let stat = self
+            .write_inline(path, head, &attributes, options.no_clobber, options.mode)
+            .await?;
         if let Some(progress) = &options.progress {
             progress(size);
         }
@@ -65,12 +90,14 @@ impl Client {
     }
 
     /// `PUT /v1/files`: writes `data` (at most [`INLINE_MAX`] bytes) as the
-    /// file at `path`, in one request. Fails over to another directory
-    /// service only if the connection failed (nothing was sent).
+    /// file at `path`, with `attributes`, in one request. Fails over to
+    /// another directory service only if the connection failed (nothing was
+    /// sent).
     pub async fn write_inline(
         &self,
         path: &DfsPath,
         data: Vec<u8>,
+        attributes: &Attributes,
         no_clobber: bool,
         mode: Option<u32>,
     ) -> Result<Stat> {
@@ -82,11 +109,16 @@ impl Client {
             query.push_str(&format!("&mode={mode}"));
         }
         let data = bytes::Bytes::from(data);
+        let attributes = attributes_header(attributes);
         let send = || async {
             self.directory_with(Method::PUT, &query, |builder| {
-                builder
+                let builder = builder
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(data.clone())
+                    .body(data.clone());
+                match &attributes {
+                    Some(text) => builder.header(ATTRIBUTES_HEADER, text.clone()),
+                    None => builder,
+                }
             })
             .await?
             .json::<Stat>()

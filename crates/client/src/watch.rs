@@ -251,6 +251,7 @@ mod tests {
             size: 0,
             mtime_ms: 0,
             version: 1,
+            attributes: Default::default(),
         };
         for path in ["/a", "/a/b", "/a/b/c", "/z"] {
             cache.lock().insert(path.parse().unwrap(), stat(path));

@@ -9,7 +9,7 @@ use crate::locks::{self, Kind, Locks};
 use crate::watch::{Freshness, Invalidator};
 use dfs_client::{Client, Error, PutOptions};
 use dfs_proto::namespace::{EntryKind, FileType as DfsFileType, Stat, SYMLINK_MAX};
-use dfs_proto::{DfsPath, ErrorCode};
+use dfs_proto::{Attributes, DfsPath, ErrorCode};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
     LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
@@ -291,7 +291,10 @@ impl DfsFs {
     fn make_special(&self, parent: INodeNo, name: &OsStr, mode: u32, content: Vec<u8>) -> Result<FileAttr> {
         let path = self.child(parent, name)?;
         let stat = self
-            .block(self.writer(&path).write_inline(&path, content, true, Some(mode)))
+            .block(
+                self.writer(&path)
+                    .write_inline(&path, content, &Attributes::new(), true, Some(mode)),
+            )
             .map_err(|error| self.fail("create", &path, &error, Errno::EIO))?;
         self.changed(&path, false);
         Ok(self.entry(&path, &stat))
@@ -440,7 +443,8 @@ impl DfsFs {
         }
         let client = self.writer(path);
         let result = if size == 0 {
-            self.block(client.write_inline(path, Vec::new(), false, None)).map(drop)
+            self.block(client.write_inline(path, Vec::new(), &Attributes::new(), false, None))
+                .map(drop)
         } else {
             // Not open here: the whole file, cut or extended, as a new version.
             self.block(async {
@@ -528,7 +532,7 @@ impl DfsFs {
         let client = self.writer(&path);
         // Created writable by its owner, whatever `mode` says, so that the
         // creating handle's writes can be committed; `mode` is set at release.
-        let created = self.block(client.write_inline(&path, Vec::new(), true, Some(mode | 0o200)));
+        let created = self.block(client.write_inline(&path, Vec::new(), &Attributes::new(), true, Some(mode | 0o200)));
         self.changed(&path, false);
         let (stat, spill) = match created {
             Ok(stat) => {

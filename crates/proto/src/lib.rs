@@ -6,6 +6,7 @@
 //! - [`ticket`]: what a login ticket and a chunk capability contain (sealing is in `dfs-seal`).
 //! - [`auth`]: requests and responses of the security service.
 //! - [`namespace`]: requests and responses of the directory service.
+//! - [`attributes`]: the small map of text kept with each version of a file.
 //! - [`chunk`]: chunk ids and the file server protocol.
 //! - [`locks`]: the lock service (leases, fencing tokens).
 //! - [`tx`]: transactions of namespace changes.
@@ -14,6 +15,7 @@
 //! Architecture invariant: this crate depends on serde and nothing that
 //! does I/O, so clients in any environment can use it.
 
+pub mod attributes;
 pub mod auth;
 pub mod chunk;
 pub mod error;
@@ -24,6 +26,7 @@ pub mod ticket;
 pub mod tx;
 pub mod watch;
 
+pub use attributes::{Attributes, ATTRIBUTES_HEADER};
 pub use error::{ErrorBody, ErrorCode};
 pub use path::DfsPath;
 

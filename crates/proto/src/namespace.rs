@@ -51,6 +51,7 @@
 //! `GET /v1/info` (no auth) ->
 //! [`crate::auth::ClusterInfo`].
 
+use crate::attributes::Attributes;
 use crate::chunk::{ChunkId, ServerRef};
 use crate::path::DfsPath;
 use crate::UnixSeconds;
@@ -186,6 +187,10 @@ pub struct Stat {
     pub mtime_ms: u64,
     /// Starts at 1 and grows by one on every committed write of the file.
     pub version: u64,
+    /// The attributes of this version of a file (see [`crate::attributes`]);
+    /// absent when there are none.
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
 }
 
 impl Stat {
@@ -312,6 +317,9 @@ pub struct CommitUpload {
     pub chunks: Vec<ChunkRef>,
     /// Receipts from the primaries for the chunks that were sent.
     pub receipts: Vec<String>,
+    /// The attributes of the new version (see [`crate::attributes`]).
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
 }
 
 /// How to read a file: its chunks, where each lives, and read capabilities.

@@ -87,7 +87,7 @@ fn main() {
                         .expect("record_replicas");
                     let chunks = [ChunkRef { id: chunk, size: 4096 }];
                     store
-                        .commit_upload(admin, &id, &chunks, 2, 2000)
+                        .commit_upload(admin, &id, &chunks, &Default::default(), 2, 2000)
                         .expect("commit_upload");
                 }
             });

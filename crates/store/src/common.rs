@@ -8,6 +8,7 @@ use crate::StoreError;
 use dfs_proto::chunk::ChunkId;
 use dfs_proto::namespace::{EntryKind, Stat};
 use dfs_proto::path::DfsPath;
+use dfs_proto::Attributes;
 use dfs_proto::UnixSeconds;
 
 /// One directory or file as the SQL engines keep it (one inode row).
@@ -21,6 +22,8 @@ pub(crate) struct Node {
     pub(crate) size: u64,
     pub(crate) mtime_ms: u64,
     pub(crate) version: u64,
+    /// A file version's attributes (see [`dfs_proto::attributes`]).
+    pub(crate) attributes: Attributes,
 }
 
 impl Node {
@@ -38,12 +41,24 @@ impl Node {
             size: self.size,
             mtime_ms: self.mtime_ms,
             version: self.version,
+            attributes: self.attributes.clone(),
         }
     }
 
     pub(crate) fn permits(&self, who: &Principal, wanted: u32) -> bool {
         permits(who, self.owner_uid, self.mode, wanted)
     }
+}
+
+/// Attributes as the SQL engines and MongoDB store them: a JSON object,
+/// `None` when there are none.
+pub(crate) fn attributes_text(attributes: &Attributes) -> Option<String> {
+    (!attributes.is_empty()).then(|| serde_json::to_string(attributes).expect("a map of strings serializes"))
+}
+
+/// Attributes stored by [`attributes_text`].
+pub(crate) fn attributes_from_text(text: Option<&str>) -> Result<Attributes, serde_json::Error> {
+    text.map_or(Ok(Attributes::new()), serde_json::from_str)
 }
 
 pub(crate) fn not_found(path: &DfsPath) -> StoreError {

@@ -3,8 +3,8 @@
 //!
 //! A dump holds what a cluster cannot lose: users (with their password
 //! hashes and the next uid, so uids are never reused), every directory and
-//! file with owner, mode, size, mtime, version and chunk list or inline
-//! bytes, the file
+//! file with owner, mode, size, mtime, version, attributes and chunk list
+//! or inline bytes, the file
 //! servers, the chunk replicas, and the latest fencing number of every path
 //! (so fencing keeps growing). It leaves out what is short-lived by design:
 //! login sessions (users log in again), live locks, pending uploads and open
@@ -15,6 +15,7 @@ use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind};
 use dfs_proto::path::DfsPath;
+use dfs_proto::Attributes;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -47,6 +48,9 @@ pub struct DumpEntry {
     /// directories.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "base64_bytes")]
     pub inline: Option<Vec<u8>>,
+    /// A file version's attributes; absent when there are none.
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
 }
 
 /// `Option<Vec<u8>>` as an optional base64 string.
@@ -167,6 +171,8 @@ pub(crate) fn placement<'e>(
     if imported.contains_key(&entry.path) {
         return Err(StoreError::Invalid(format!("dump: {} is listed twice", entry.path)));
     }
+    crate::namespace::check_attributes(&entry.path, &entry.attributes)
+        .map_err(|error| StoreError::Invalid(format!("dump: {error}")))?;
     let Some((parent, name)) = entry.path.split_last() else {
         if entry.kind != EntryKind::Dir {
             return Err(StoreError::Invalid("dump: / is not a directory".into()));

@@ -24,7 +24,7 @@ use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, Listing, Stat};
 use dfs_proto::path::DfsPath;
-use dfs_proto::UnixSeconds;
+use dfs_proto::{Attributes, UnixSeconds};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -146,6 +146,15 @@ pub(crate) fn check_inline_size(path: &DfsPath, data: &[u8]) -> StoreResult<()> 
     Ok(())
 }
 
+/// No attributes (a directory's, or a write's that names none).
+pub static NO_ATTRIBUTES: Attributes = Attributes::new();
+
+/// Refuses attributes over the limits of [`dfs_proto::attributes::check_attributes`].
+pub(crate) fn check_attributes(path: &DfsPath, attributes: &Attributes) -> StoreResult<()> {
+    dfs_proto::attributes::check_attributes(attributes)
+        .map_err(|error| crate::StoreError::Invalid(format!("{path}: {error}; nothing was written")))
+}
+
 /// Totals for the cluster status page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NamespaceCounts {
@@ -237,12 +246,15 @@ pub trait NamespaceStore: Send + Sync {
     /// file ([`dfs_proto::namespace::FileType`]): only a new one (else
     /// `AlreadyExists`), with the content its type allows (else `Invalid`);
     /// an existing special file's content is not written (`Conflict`).
+    /// The version gets exactly `attributes` (over the limits of
+    /// [`dfs_proto::attributes`]: `Invalid`, nothing written).
     #[allow(clippy::too_many_arguments)]
     fn write_inline(
         &self,
         who: &Principal,
         path: &DfsPath,
         data: &[u8],
+        attributes: &Attributes,
         mode: Option<u32>,
         no_clobber: bool,
         now_ms: u64,
@@ -256,6 +268,7 @@ pub trait NamespaceStore: Send + Sync {
         who: Principal,
         path: DfsPath,
         data: Vec<u8>,
+        attributes: Attributes,
         mode: Option<u32>,
         no_clobber: bool,
         now_ms: u64,
@@ -263,7 +276,7 @@ pub trait NamespaceStore: Send + Sync {
     where
         Self: 'static,
     {
-        on_blocking_pool(move || self.write_inline(&who, &path, &data, mode, no_clobber, now_ms))
+        on_blocking_pool(move || self.write_inline(&who, &path, &data, &attributes, mode, no_clobber, now_ms))
     }
 
     /// Checks that `upload.path` may be written by `who` now (parent is an
@@ -285,14 +298,16 @@ pub trait NamespaceStore: Send + Sync {
     /// checked, checks that every chunk has at least the upload's
     /// replication in recorded replicas (else `Conflict`), writes the file
     /// (new at version 1, or the existing one at version + 1, keeping its
-    /// owner and mode) with exactly `chunks` (dropping inline data it had),
-    /// and forgets the upload.
+    /// owner and mode) with exactly `chunks` (dropping inline data it had)
+    /// and `attributes` (checked as by [`Self::write_inline`]), and forgets
+    /// the upload.
     /// `who` must own the upload; an unknown or expired upload is `NotFound`.
     fn commit_upload(
         &self,
         who: &Principal,
         upload_id: &str,
         chunks: &[ChunkRef],
+        attributes: &Attributes,
         now: UnixSeconds,
         now_ms: u64,
     ) -> StoreResult<Stat>;

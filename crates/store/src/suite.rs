@@ -3,7 +3,7 @@
 
 use crate::dump::{Dump, DumpEntry, DumpFence, DumpReplica, DumpUser, DUMP_FORMAT};
 use crate::keys::AccessKeyRecord;
-use crate::namespace::{FileContent, Principal, UploadRecord};
+use crate::namespace::{FileContent, Principal, UploadRecord, NO_ATTRIBUTES};
 use crate::users::SessionRecord;
 use crate::{Store, StoreError};
 use dfs_proto::chunk::{ChunkId, ServerRef};
@@ -71,6 +71,14 @@ pub const ALL: &[(&str, SuiteTest)] = &[
     (
         "special_files_keep_their_type_and_content",
         special_files_keep_their_type_and_content,
+    ),
+    (
+        "attributes_are_kept_with_each_version",
+        attributes_are_kept_with_each_version,
+    ),
+    (
+        "attributes_over_the_limits_are_refused",
+        attributes_over_the_limits_are_refused,
     ),
     ("transactions_check_what_they_read", transactions_check_what_they_read),
     (
@@ -354,13 +362,25 @@ fn write_file(
     target: &str,
     chunks: &[ChunkRef],
 ) -> dfs_proto::namespace::Stat {
+    write_file_with(store, who, id, target, chunks, &NO_ATTRIBUTES)
+}
+
+/// [`write_file`] with `attributes`.
+fn write_file_with(
+    store: &dyn Store,
+    who: &Principal,
+    id: &str,
+    target: &str,
+    chunks: &[ChunkRef],
+    attributes: &dfs_proto::Attributes,
+) -> dfs_proto::namespace::Stat {
     store.begin_upload(who, &upload(id, target, who, false)).unwrap();
     for chunk in chunks {
         store
             .record_replicas(&chunk.id, chunk.size, &["s1".into(), "s2".into()])
             .unwrap();
     }
-    store.commit_upload(who, id, chunks, 200, 200_000).unwrap()
+    store.commit_upload(who, id, chunks, attributes, 200, 200_000).unwrap()
 }
 
 fn assert_err(result: Result<impl std::fmt::Debug, StoreError>, expected: fn(&StoreError) -> bool, text: &str) {
@@ -725,7 +745,7 @@ pub fn namespace_uploads_and_versions(store: &dyn Store) {
         .unwrap();
     store.record_replicas(&chunks[1].id, 2, &["s1".into()]).unwrap();
     assert_err(
-        store.commit_upload(&ann, "u1", &chunks, 200, 200_000),
+        store.commit_upload(&ann, "u1", &chunks, &NO_ATTRIBUTES, 200, 200_000),
         |e| matches!(e, StoreError::Conflict(_)),
         "is not durable",
     );
@@ -734,11 +754,13 @@ pub fn namespace_uploads_and_versions(store: &dyn Store) {
         .unwrap();
     // Only the owner commits.
     assert_err(
-        store.commit_upload(&bob, "u1", &chunks, 200, 200_000),
+        store.commit_upload(&bob, "u1", &chunks, &NO_ATTRIBUTES, 200, 200_000),
         |e| matches!(e, StoreError::PermissionDenied(_)),
         "another user",
     );
-    let stat = store.commit_upload(&ann, "u1", &chunks, 200, 200_000).unwrap();
+    let stat = store
+        .commit_upload(&ann, "u1", &chunks, &NO_ATTRIBUTES, 200, 200_000)
+        .unwrap();
     assert_eq!(
         (stat.kind, stat.size, stat.version, stat.mode, stat.mtime_ms),
         (EntryKind::File, 6, 1, 0o644, 200_000)
@@ -749,7 +771,7 @@ pub fn namespace_uploads_and_versions(store: &dyn Store) {
     );
     // The upload is gone once committed.
     assert_err(
-        store.commit_upload(&ann, "u1", &chunks, 200, 200_000),
+        store.commit_upload(&ann, "u1", &chunks, &NO_ATTRIBUTES, 200, 200_000),
         |e| matches!(e, StoreError::NotFound(_)),
         "u1",
     );
@@ -766,9 +788,11 @@ pub fn namespace_uploads_and_versions(store: &dyn Store) {
     store
         .begin_upload(&ann, &upload("u4", "/home/ann/g", &ann, true))
         .unwrap();
-    store.commit_upload(&ann, "u3", &[], 200, 200_001).unwrap();
+    store
+        .commit_upload(&ann, "u3", &[], &NO_ATTRIBUTES, 200, 200_001)
+        .unwrap();
     assert_err(
-        store.commit_upload(&ann, "u4", &[], 200, 200_002),
+        store.commit_upload(&ann, "u4", &[], &NO_ATTRIBUTES, 200, 200_002),
         |e| matches!(e, StoreError::AlreadyExists(_)),
         "/home/ann/g",
     );
@@ -778,7 +802,9 @@ pub fn namespace_uploads_and_versions(store: &dyn Store) {
     let mut with_mode = upload("u5", "/home/ann/f", &ann, false);
     with_mode.mode = Some(0o777);
     store.begin_upload(&ann, &with_mode).unwrap();
-    let second = store.commit_upload(&ann, "u5", &chunks[..1], 300, 300_000).unwrap();
+    let second = store
+        .commit_upload(&ann, "u5", &chunks[..1], &NO_ATTRIBUTES, 300, 300_000)
+        .unwrap();
     assert_eq!((second.size, second.version, second.mode), (4, 2, 0o600));
     assert_eq!(store.file_chunks(&ann, &path("/home/ann/f")).unwrap().1, chunks[..1]);
     let third = write_file(store, &ann, "u6", "/home/ann/f", &[]);
@@ -808,7 +834,7 @@ pub fn namespace_uploads_and_versions(store: &dyn Store) {
         .unwrap();
     store.remove(&ann, &path("/home/ann/tmp"), false, 2).unwrap();
     assert_err(
-        store.commit_upload(&ann, "u9", &[], 200, 1),
+        store.commit_upload(&ann, "u9", &[], &NO_ATTRIBUTES, 200, 1),
         |e| matches!(e, StoreError::NotFound(_)),
         "/home/ann/tmp",
     );
@@ -845,7 +871,7 @@ pub fn namespace_replicas_servers_counts(store: &dyn Store) {
         .begin_upload(&ann, &upload("u1", "/home/ann/f", &ann, false))
         .unwrap();
     store
-        .commit_upload(&ann, "u1", &[a.clone(), a.clone(), b.clone()], 200, 1)
+        .commit_upload(&ann, "u1", &[a.clone(), a.clone(), b.clone()], &NO_ATTRIBUTES, 200, 1)
         .unwrap();
     let referenced = store.referenced_chunks().unwrap();
     assert_eq!(referenced.len(), 2);
@@ -977,7 +1003,7 @@ pub fn locks_exclusive_shared_fencing_expiry(store: &dyn Store) {
         .record_replicas(&chunk(2, 4).id, 4, &["s1".into(), "s2".into()])
         .unwrap();
     let stat = store
-        .commit_upload(&ann_holding, "u2", &[chunk(2, 4)], 310, 310_000)
+        .commit_upload(&ann_holding, "u2", &[chunk(2, 4)], &NO_ATTRIBUTES, 310, 310_000)
         .unwrap();
     assert_eq!(stat.version, 2);
     // Unrelated paths are free.
@@ -1166,7 +1192,9 @@ fn stage_put(store: &dyn Store, who: &Principal, tx: &str, upload_id: &str, targ
             .record_replicas(&chunk.id, chunk.size, &["s1".into(), "s2".into()])
             .unwrap();
     }
-    store.stage_upload(who, tx, upload_id, chunks, 300).unwrap();
+    store
+        .stage_upload(who, tx, upload_id, chunks, &NO_ATTRIBUTES, 300)
+        .unwrap();
 }
 
 pub fn transactions_apply_all_at_once(store: &dyn Store) {
@@ -1426,6 +1454,7 @@ pub fn dump_imports_into_an_empty_store(store: &dyn Store) {
         version: if kind == EntryKind::File { 3 } else { 1 },
         chunks,
         inline: None,
+        attributes: Default::default(),
     };
     let chunks = vec![chunk(7, 4), chunk(8, 2)];
     let dump = Dump {
@@ -1558,7 +1587,15 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
     let ann = user(2, "ann");
     store.ensure_home(ann.uid, "ann", 1_000).unwrap();
     let stat = store
-        .write_inline(&ann, &path("/home/ann/small"), b"hello", Some(0o600), false, 2_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/small"),
+            b"hello",
+            &NO_ATTRIBUTES,
+            Some(0o600),
+            false,
+            2_000,
+        )
         .unwrap();
     assert_eq!((stat.size, stat.version, stat.mode), (5, 1, 0o600));
     assert_eq!((stat.owner_uid, stat.owner.as_str()), (ann.uid, "ann"));
@@ -1572,7 +1609,15 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
 
     // Overwriting by the admin keeps owner and mode, bumps the version.
     let again = store
-        .write_inline(&admin(), &path("/home/ann/small"), b"bye", Some(0o644), false, 3_000)
+        .write_inline(
+            &admin(),
+            &path("/home/ann/small"),
+            b"bye",
+            &NO_ATTRIBUTES,
+            Some(0o644),
+            false,
+            3_000,
+        )
         .unwrap();
     assert_eq!((again.size, again.version, again.mode), (3, 2, 0o600));
     assert_eq!((again.owner_uid, again.owner.as_str()), (ann.uid, "ann"));
@@ -1584,7 +1629,7 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
 
     // Empty and largest files; one byte more is refused.
     let empty = store
-        .write_inline(&ann, &path("/home/ann/empty"), b"", None, false, 4_000)
+        .write_inline(&ann, &path("/home/ann/empty"), b"", &NO_ATTRIBUTES, None, false, 4_000)
         .unwrap();
     assert_eq!((empty.size, empty.mode), (0, crate::namespace::DEFAULT_FILE_MODE));
     assert_eq!(
@@ -1594,11 +1639,19 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
     let max = dfs_proto::namespace::INLINE_MAX as usize;
     let big: Vec<u8> = (0..max).map(|index| (index % 251) as u8).collect();
     store
-        .write_inline(&ann, &path("/home/ann/big"), &big, None, false, 4_000)
+        .write_inline(&ann, &path("/home/ann/big"), &big, &NO_ATTRIBUTES, None, false, 4_000)
         .unwrap();
     assert_eq!(content(store, &ann, "/home/ann/big").1, FileContent::Inline(big));
     assert_err(
-        store.write_inline(&ann, &path("/home/ann/huge"), &vec![0; max + 1], None, false, 4_000),
+        store.write_inline(
+            &ann,
+            &path("/home/ann/huge"),
+            &vec![0; max + 1],
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            4_000,
+        ),
         |error| matches!(error, StoreError::Invalid(_)),
         "too large",
     );
@@ -1616,7 +1669,15 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
     );
     store.remove(&ann, &path("/home/ann/moved"), false, 6_000).unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/moved"), b"new", None, false, 7_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/moved"),
+            b"new",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            7_000,
+        )
         .unwrap();
     let (stat, data) = content(store, &ann, "/home/ann/moved");
     assert_eq!((stat.version, data), (1, FileContent::Inline(b"new".to_vec())));
@@ -1633,6 +1694,7 @@ pub fn special_files_keep_their_type_and_content(store: &dyn Store) {
             &ann,
             &path("/home/ann/link"),
             b"../target",
+            &NO_ATTRIBUTES,
             Some(0o120_777),
             true,
             2_000,
@@ -1651,14 +1713,30 @@ pub fn special_files_keep_their_type_and_content(store: &dyn Store) {
         ("disk", 0o060_600, b"2049"),
     ] {
         let stat = store
-            .write_inline(&ann, &path(&format!("/home/ann/{name}")), data, Some(mode), true, 2_000)
+            .write_inline(
+                &ann,
+                &path(&format!("/home/ann/{name}")),
+                data,
+                &NO_ATTRIBUTES,
+                Some(mode),
+                true,
+                2_000,
+            )
             .unwrap();
         assert_eq!(stat.mode, mode, "{name}");
         assert_eq!(FileType::of_mode(stat.mode), stat.file_type(), "{name}");
     }
     // A regular file's type bits are not kept.
     let regular = store
-        .write_inline(&ann, &path("/home/ann/plain"), b"x", Some(0o100_640), true, 2_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/plain"),
+            b"x",
+            &NO_ATTRIBUTES,
+            Some(0o100_640),
+            true,
+            2_000,
+        )
         .unwrap();
     assert_eq!((regular.mode, regular.file_type()), (0o640, Some(FileType::Regular)));
 
@@ -1674,12 +1752,28 @@ pub fn special_files_keep_their_type_and_content(store: &dyn Store) {
     // over an existing name, bad content, a type that is none, chunks.
     let before = store.stat(&ann, &path("/home/ann/link2")).unwrap();
     assert_err(
-        store.write_inline(&ann, &path("/home/ann/link2"), b"data", None, false, 4_000),
+        store.write_inline(
+            &ann,
+            &path("/home/ann/link2"),
+            b"data",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            4_000,
+        ),
         |error| matches!(error, StoreError::Conflict(_)),
         "is a symbolic link, not a regular file",
     );
     assert_err(
-        store.write_inline(&ann, &path("/home/ann/plain"), b"t", Some(0o120_777), false, 4_000),
+        store.write_inline(
+            &ann,
+            &path("/home/ann/plain"),
+            b"t",
+            &NO_ATTRIBUTES,
+            Some(0o120_777),
+            false,
+            4_000,
+        ),
         |error| matches!(error, StoreError::AlreadyExists(_)),
         "/home/ann/plain",
     );
@@ -1699,7 +1793,15 @@ pub fn special_files_keep_their_type_and_content(store: &dyn Store) {
         ("dir-type", 0o040_755, b"", "names no type"),
     ] {
         assert_err(
-            store.write_inline(&ann, &path(&format!("/home/ann/{name}")), data, Some(mode), true, 4_000),
+            store.write_inline(
+                &ann,
+                &path(&format!("/home/ann/{name}")),
+                data,
+                &NO_ATTRIBUTES,
+                Some(mode),
+                true,
+                4_000,
+            ),
             |error| matches!(error, StoreError::Invalid(_)),
             text,
         );
@@ -1715,7 +1817,7 @@ pub fn special_files_keep_their_type_and_content(store: &dyn Store) {
         .record_replicas(&chunk(1, 4).id, 4, &["s1".into(), "s2".into()])
         .unwrap();
     assert_err(
-        store.commit_upload(&ann, "u1", &[chunk(1, 4)], 200, 200_000),
+        store.commit_upload(&ann, "u1", &[chunk(1, 4)], &NO_ATTRIBUTES, 200, 200_000),
         |error| matches!(error, StoreError::Invalid(_)),
         "holds no chunks",
     );
@@ -1728,7 +1830,15 @@ pub fn inline_and_chunked_replace_each_other(store: &dyn Store) {
     let chunks = [chunk(1, 4), chunk(2, 3)];
     write_file(store, &ann, "u1", "/home/ann/f", &chunks);
     let stat = store
-        .write_inline(&ann, &path("/home/ann/f"), b"tiny", None, false, 300_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/f"),
+            b"tiny",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            300_000,
+        )
         .unwrap();
     assert_eq!((stat.version, stat.size), (2, 4));
     assert_eq!(
@@ -1746,7 +1856,7 @@ pub fn inline_and_chunked_replace_each_other(store: &dyn Store) {
     );
     // Inline again, then a chunked file with no chunks (empty) replaces it.
     store
-        .write_inline(&ann, &path("/home/ann/f"), b"x", None, false, 400_000)
+        .write_inline(&ann, &path("/home/ann/f"), b"x", &NO_ATTRIBUTES, None, false, 400_000)
         .unwrap();
     let stat = write_file(store, &ann, "u3", "/home/ann/f", &[]);
     assert_eq!((stat.version, stat.size), (5, 0));
@@ -1758,17 +1868,17 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
     store.ensure_home(ann.uid, "ann", 1_000).unwrap();
     store.ensure_home(bob.uid, "bob", 1_000).unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/f"), b"one", None, false, 2_000)
+        .write_inline(&ann, &path("/home/ann/f"), b"one", &NO_ATTRIBUTES, None, false, 2_000)
         .unwrap();
     // no_clobber.
     assert_err(
-        store.write_inline(&ann, &path("/home/ann/f"), b"two", None, true, 3_000),
+        store.write_inline(&ann, &path("/home/ann/f"), b"two", &NO_ATTRIBUTES, None, true, 3_000),
         |error| matches!(error, StoreError::AlreadyExists(_)),
         "already exists: /home/ann/f",
     );
     // Another user's private home: neither create nor read.
     assert_err(
-        store.write_inline(&bob, &path("/home/ann/g"), b"x", None, false, 3_000),
+        store.write_inline(&bob, &path("/home/ann/g"), b"x", &NO_ATTRIBUTES, None, false, 3_000),
         |error| matches!(error, StoreError::PermissionDenied(_)),
         "permission denied",
     );
@@ -1784,7 +1894,7 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
         FileContent::Inline(b"one".to_vec())
     );
     assert_err(
-        store.write_inline(&bob, &path("/home/ann/f"), b"x", None, false, 3_000),
+        store.write_inline(&bob, &path("/home/ann/f"), b"x", &NO_ATTRIBUTES, None, false, 3_000),
         |error| matches!(error, StoreError::PermissionDenied(_)),
         "permission denied: /home/ann/f",
     );
@@ -1796,17 +1906,25 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
     );
     // Directories and missing parents.
     assert_err(
-        store.write_inline(&ann, &path("/home/ann"), b"x", None, false, 3_000),
+        store.write_inline(&ann, &path("/home/ann"), b"x", &NO_ATTRIBUTES, None, false, 3_000),
         |error| matches!(error, StoreError::Invalid(_)),
         "is a directory: /home/ann",
     );
     assert_err(
-        store.write_inline(&ann, &DfsPath::root(), b"x", None, false, 3_000),
+        store.write_inline(&ann, &DfsPath::root(), b"x", &NO_ATTRIBUTES, None, false, 3_000),
         |error| matches!(error, StoreError::Invalid(_)),
         "is a directory",
     );
     assert_err(
-        store.write_inline(&ann, &path("/home/ann/nope/f"), b"x", None, false, 3_000),
+        store.write_inline(
+            &ann,
+            &path("/home/ann/nope/f"),
+            b"x",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            3_000,
+        ),
         |error| matches!(error, StoreError::NotFound(_)),
         "no such file or directory: /home/ann/nope",
     );
@@ -1820,12 +1938,28 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
         .acquire_lock(&ann, &path("/home/ann/f"), false, "n1", 300, 400)
         .unwrap();
     assert_err(
-        store.write_inline(&ann, &path("/home/ann/f"), b"locked", None, false, 310_000),
+        store.write_inline(
+            &ann,
+            &path("/home/ann/f"),
+            b"locked",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            310_000,
+        ),
         is_locked,
         "locked: /home/ann/f is locked by ann",
     );
     assert_err(
-        store.write_inline(&admin(), &path("/home/ann/f"), b"locked", None, false, 310_000),
+        store.write_inline(
+            &admin(),
+            &path("/home/ann/f"),
+            b"locked",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            310_000,
+        ),
         is_locked,
         "locked",
     );
@@ -1834,6 +1968,7 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
             &with_token(&ann, &lock.token),
             &path("/home/ann/f"),
             b"mine",
+            &NO_ATTRIBUTES,
             None,
             false,
             310_000,
@@ -1851,11 +1986,20 @@ pub fn inline_dump_round_trip(store: &dyn Store) {
     let ann = user(ann_record.uid, "ann");
     store.ensure_home(ann.uid, "ann", 1_000).unwrap();
     let bytes: Vec<u8> = (0..=255).collect();
+    let kept = attributes(&[("content-type", "application/x-bytes"), ("x-amz-meta-note", "ünïcödé")]);
     store
-        .write_inline(&ann, &path("/home/ann/inline"), &bytes, Some(0o640), false, 2_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/inline"),
+            &bytes,
+            &kept,
+            Some(0o640),
+            false,
+            2_000,
+        )
         .unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/empty"), b"", None, false, 2_000)
+        .write_inline(&ann, &path("/home/ann/empty"), b"", &NO_ATTRIBUTES, None, false, 2_000)
         .unwrap();
     write_file(store, &ann, "u1", "/home/ann/chunked", &[chunk(1, 4)]);
     let dump = store.export().unwrap();
@@ -1868,8 +2012,8 @@ pub fn inline_dump_round_trip(store: &dyn Store) {
     };
     let inline = entry("/home/ann/inline");
     assert_eq!(
-        (inline.inline.as_deref(), inline.size, inline.mode),
-        (Some(&bytes[..]), 256, 0o640)
+        (inline.inline.as_deref(), inline.size, inline.mode, &inline.attributes),
+        (Some(&bytes[..]), 256, 0o640, &kept)
     );
     assert!(inline.chunks.is_empty());
     assert_eq!(entry("/home/ann/empty").inline, Some(Vec::new()));
@@ -1891,10 +2035,11 @@ pub fn inline_dump_round_trip(store: &dyn Store) {
     reimport.replicas.clear();
     store.import(&reimport).unwrap();
     let again = store.export().unwrap();
-    let inline_of = |dump: &Dump| -> Vec<(String, Option<Vec<u8>>)> {
+    type Kept = Vec<(String, Option<Vec<u8>>, dfs_proto::Attributes)>;
+    let inline_of = |dump: &Dump| -> Kept {
         dump.entries
             .iter()
-            .map(|entry| (entry.path.to_string(), entry.inline.clone()))
+            .map(|entry| (entry.path.to_string(), entry.inline.clone(), entry.attributes.clone()))
             .collect()
     };
     assert_eq!(inline_of(&again), inline_of(&dump));
@@ -1935,14 +2080,29 @@ pub fn async_writes_match_the_blocking_ones(store: std::sync::Arc<dyn Store>) {
         "already exists",
     );
     let written = runtime
-        .block_on(arc().write_inline_async(ann.clone(), path("/home/ann/d/f"), b"hello".to_vec(), None, false, 4))
+        .block_on(arc().write_inline_async(
+            ann.clone(),
+            path("/home/ann/d/f"),
+            b"hello".to_vec(),
+            Default::default(),
+            None,
+            false,
+            4,
+        ))
         .unwrap();
     assert_eq!((written.size, written.version), (5, 1));
     let (_, content) = store.file_content(&ann, &path("/home/ann/d/f")).unwrap();
     assert!(matches!(content, FileContent::Inline(data) if data == b"hello"));
     // Another user may neither write nor make a directory in ann's 0700 dir.
-    let denied =
-        runtime.block_on(arc().write_inline_async(bob.clone(), path("/home/ann/d/g"), b"x".to_vec(), None, false, 5));
+    let denied = runtime.block_on(arc().write_inline_async(
+        bob.clone(),
+        path("/home/ann/d/g"),
+        b"x".to_vec(),
+        Default::default(),
+        None,
+        false,
+        5,
+    ));
     assert_err(
         denied,
         |error| matches!(error, StoreError::PermissionDenied(_)),
@@ -1974,6 +2134,7 @@ fn put_inline(target: &str, text: &str) -> crate::tx::StagedOp {
         data: text.as_bytes().to_vec(),
         mode: None,
         no_clobber: false,
+        attributes: Default::default(),
     }
 }
 
@@ -1989,7 +2150,7 @@ pub fn transactions_check_what_they_read(store: &dyn Store) {
     store.ensure_home(2, "ann", 1_000).unwrap();
     let write = |target: &str, text: &str| {
         store
-            .write_inline(&ann, &path(target), text.as_bytes(), None, false, 2_000)
+            .write_inline(&ann, &path(target), text.as_bytes(), &NO_ATTRIBUTES, None, false, 2_000)
             .unwrap()
     };
     write("/home/ann/a", "100");
@@ -2089,7 +2250,7 @@ pub fn transactions_conflict_with_phantoms_in_a_listed_directory(store: &dyn Sto
         .mkdir(&ann, &path("/home/ann/other"), 0o755, false, 1_000)
         .unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/d/x"), b"x", None, false, 2_000)
+        .write_inline(&ann, &path("/home/ann/d/x"), b"x", &NO_ATTRIBUTES, None, false, 2_000)
         .unwrap();
     let list = |tx: &str, dir: &str| -> Vec<String> {
         let TxReadAnswer::List(listing) = store
@@ -2113,7 +2274,15 @@ pub fn transactions_conflict_with_phantoms_in_a_listed_directory(store: &dyn Sto
     let changes: [(&str, &dyn Fn()); 3] = [
         ("a new entry", &|| {
             store
-                .write_inline(&ann, &path("/home/ann/d/phantom"), b"p", None, false, 2_000)
+                .write_inline(
+                    &ann,
+                    &path("/home/ann/d/phantom"),
+                    b"p",
+                    &NO_ATTRIBUTES,
+                    None,
+                    false,
+                    2_000,
+                )
                 .map(drop)
                 .unwrap()
         }),
@@ -2122,7 +2291,7 @@ pub fn transactions_conflict_with_phantoms_in_a_listed_directory(store: &dyn Sto
         }),
         ("a changed entry", &|| {
             store
-                .write_inline(&ann, &path("/home/ann/d/x"), b"x2", None, false, 2_000)
+                .write_inline(&ann, &path("/home/ann/d/x"), b"x2", &NO_ATTRIBUTES, None, false, 2_000)
                 .map(drop)
                 .unwrap()
         }),
@@ -2143,7 +2312,15 @@ pub fn transactions_conflict_with_phantoms_in_a_listed_directory(store: &dyn Sto
     assert_eq!(list("p9", "/home/ann/d"), ["x"]);
     store.stage(&ann, "p9", &summary("p9"), 300).unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/other/y"), b"y", None, false, 2_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/other/y"),
+            b"y",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            2_000,
+        )
         .unwrap();
     assert_eq!(store.commit_transaction(&ann, "p9", 301, 301_000).unwrap(), 1);
 }
@@ -2153,10 +2330,10 @@ pub fn transactions_read_their_own_writes(store: &dyn Store) {
     let ann = user(2, "ann");
     store.ensure_home(2, "ann", 1_000).unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/a"), b"old", None, false, 2_000)
+        .write_inline(&ann, &path("/home/ann/a"), b"old", &NO_ATTRIBUTES, None, false, 2_000)
         .unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/gone"), b"g", None, false, 2_000)
+        .write_inline(&ann, &path("/home/ann/gone"), b"g", &NO_ATTRIBUTES, None, false, 2_000)
         .unwrap();
     store.begin_transaction(&transaction("t1", &ann, 1_000)).unwrap();
     let stat = |target: &str| store.read_in_transaction(&ann, "t1", &TxRead::Stat(path(target)), 300, 300_000);
@@ -2226,7 +2403,7 @@ pub fn conditional_writes_compare_and_set(store: &dyn Store) {
     let ann = user(2, "ann");
     store.ensure_home(2, "ann", 1_000).unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/a"), b"v1", None, false, 2_000)
+        .write_inline(&ann, &path("/home/ann/a"), b"v1", &NO_ATTRIBUTES, None, false, 2_000)
         .unwrap();
     let is_precondition = |error: &StoreError| matches!(error, StoreError::PreconditionFailed(_));
     let put = |text: &str| Change::Op(put_inline("/home/ann/a", text));
@@ -2258,6 +2435,7 @@ pub fn conditional_writes_compare_and_set(store: &dyn Store) {
     let upload_change = |id: &str| Change::Upload {
         id: id.into(),
         chunks: vec![chunk(1, 4)],
+        attributes: Default::default(),
     };
     assert_err(cas(7, upload_change("u1")), is_precondition, "not at version 7");
     assert_eq!(
@@ -2309,7 +2487,15 @@ pub fn transactions_are_serializable_under_races(store: std::sync::Arc<dyn Store
     for round in 0..12 {
         for account in ["x", "y"] {
             store
-                .write_inline(&ann, &path(&format!("/home/ann/{account}")), b"50", None, false, 2_000)
+                .write_inline(
+                    &ann,
+                    &path(&format!("/home/ann/{account}")),
+                    b"50",
+                    &NO_ATTRIBUTES,
+                    None,
+                    false,
+                    2_000,
+                )
                 .unwrap();
         }
         let barrier = Arc::new(Barrier::new(2));
@@ -2396,7 +2582,9 @@ fn put_one_chunk(store: &dyn Store, id: &str, target: &str, seed: u8, no_clobber
     let chunk = chunk(seed, 4);
     store.begin_upload(&admin(), &upload(id, target, &admin(), no_clobber))?;
     store.record_replicas(&chunk.id, 4, &["s1".into(), "s2".into()])?;
-    Ok(store.commit_upload(&admin(), id, &[chunk], 200, 200_000)?.version)
+    Ok(store
+        .commit_upload(&admin(), id, &[chunk], &NO_ATTRIBUTES, 200, 200_000)?
+        .version)
 }
 
 /// Asserts that exactly one racer won and every other lost with an error `loser` accepts.
@@ -2519,4 +2707,132 @@ pub fn writers_race_and_agree(open: OpenHandle<'_>) {
     uids.sort();
     uids.dedup();
     assert_eq!(uids.len(), RACERS);
+}
+
+fn attributes(pairs: &[(&str, &str)]) -> dfs_proto::Attributes {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+/// A version's attributes: written by an inline write, an upload commit and
+/// a staged write, returned by stat, listings and content reads, replaced
+/// whole by the next version (none if it names none), kept by a move and a
+/// chmod (a dump keeps them: [`inline_dump_round_trip`]).
+pub fn attributes_are_kept_with_each_version(store: &dyn Store) {
+    let ann = user(2, "ann");
+    store.ensure_home(ann.uid, "ann", 1_000).unwrap();
+    let first = attributes(&[("content-type", "text/plain"), ("x-amz-meta-note", "héllo, wörld")]);
+    let stat = store
+        .write_inline(&ann, &path("/home/ann/a"), b"one", &first, None, false, 2_000)
+        .unwrap();
+    assert_eq!((stat.version, &stat.attributes), (1, &first));
+    assert_eq!(store.stat(&ann, &path("/home/ann/a")).unwrap().attributes, first);
+    assert_eq!(
+        store.file_content(&ann, &path("/home/ann/a")).unwrap().0.attributes,
+        first
+    );
+    let listed = store.list(&ann, &path("/home/ann")).unwrap();
+    assert_eq!(listed.entries[0].attributes, first);
+
+    // A new version replaces the map: a chunked commit with others ...
+    let second = attributes(&[("etag", "0123")]);
+    let stat = write_file_with(store, &ann, "u1", "/home/ann/a", &[chunk(1, 4)], &second);
+    assert_eq!((stat.version, &stat.attributes), (2, &second));
+    assert_eq!(
+        store.file_chunks(&ann, &path("/home/ann/a")).unwrap().0.attributes,
+        second
+    );
+    // ... and a write naming none leaves none.
+    let stat = store
+        .write_inline(&ann, &path("/home/ann/a"), b"three", &NO_ATTRIBUTES, None, false, 3_000)
+        .unwrap();
+    assert_eq!((stat.version, stat.attributes.is_empty()), (3, true));
+    assert!(store.stat(&ann, &path("/home/ann/a")).unwrap().attributes.is_empty());
+
+    // A staged write carries its attributes to the commit.
+    store
+        .write_inline(&ann, &path("/home/ann/a"), b"four", &first, None, false, 4_000)
+        .unwrap();
+    store.begin_transaction(&transaction("t1", &ann, 1_000)).unwrap();
+    let op = crate::tx::StagedOp::PutInline {
+        path: path("/home/ann/b"),
+        data: b"staged".to_vec(),
+        mode: None,
+        no_clobber: false,
+        attributes: second.clone(),
+    };
+    store.stage(&ann, "t1", &op, 300).unwrap();
+    store.commit_transaction(&ann, "t1", 300, 300_000).unwrap();
+    assert_eq!(store.stat(&ann, &path("/home/ann/b")).unwrap().attributes, second);
+
+    // Moves and mode changes keep them; directories have none.
+    store
+        .rename(&ann, &path("/home/ann/a"), &path("/home/ann/moved"), false, 5_000)
+        .unwrap();
+    store.chmod(&ann, &path("/home/ann/moved"), 0o600).unwrap();
+    assert_eq!(store.stat(&ann, &path("/home/ann/moved")).unwrap().attributes, first);
+    assert!(store.stat(&ann, &path("/home/ann")).unwrap().attributes.is_empty());
+}
+
+/// Attributes over the limits (a name that is no lowercase header name, a
+/// control character in a value, more than 8 KiB in all) are refused by
+/// every write, and nothing of the write is stored.
+pub fn attributes_over_the_limits_are_refused(store: &dyn Store) {
+    let ann = user(2, "ann");
+    store.ensure_home(ann.uid, "ann", 1_000).unwrap();
+    let good = attributes(&[("content-type", "text/plain")]);
+    store
+        .write_inline(&ann, &path("/home/ann/f"), b"kept", &good, None, false, 2_000)
+        .unwrap();
+    let too_large = attributes(&[(
+        "x-amz-meta-big",
+        &"v".repeat(dfs_proto::attributes::ATTRIBUTES_MAX_BYTES),
+    )]);
+    let bad = [
+        (attributes(&[("Content-Type", "text/plain")]), "is not allowed"),
+        (attributes(&[("a", "line\r\nx-injected: 1")]), "control character"),
+        (too_large, "at most 8192"),
+    ];
+    let unchanged = |store: &dyn Store| {
+        let (stat, content) = store.file_content(&ann, &path("/home/ann/f")).unwrap();
+        assert_eq!(
+            (stat.version, stat.attributes, content),
+            (1, good.clone(), FileContent::Inline(b"kept".to_vec()))
+        );
+        assert_err(
+            store.stat(&ann, &path("/home/ann/new")),
+            |error| matches!(error, StoreError::NotFound(_)),
+            "no such file",
+        );
+    };
+    for (index, (attributes, why)) in bad.iter().enumerate() {
+        let invalid = |error: &StoreError| matches!(error, StoreError::Invalid(_));
+        for target in ["/home/ann/f", "/home/ann/new"] {
+            assert_err(
+                store.write_inline(&ann, &path(target), b"x", attributes, None, false, 3_000),
+                invalid,
+                why,
+            );
+            let id = format!("u{index}{}", target.len());
+            store.begin_upload(&ann, &upload(&id, target, &ann, false)).unwrap();
+            assert_err(
+                store.commit_upload(&ann, &id, &[], attributes, 200, 200_000),
+                invalid,
+                why,
+            );
+        }
+        store.begin_transaction(&transaction("t1", &ann, 1_000)).unwrap();
+        let op = crate::tx::StagedOp::PutInline {
+            path: path("/home/ann/f"),
+            data: b"staged".to_vec(),
+            mode: None,
+            no_clobber: false,
+            attributes: attributes.clone(),
+        };
+        assert_err(store.stage(&ann, "t1", &op, 300), invalid, why);
+        store.abort_transaction(&ann, "t1").unwrap();
+        unchanged(store);
+    }
 }

@@ -39,13 +39,13 @@
 //! [`StoreError::Conflict`]: crate::StoreError::Conflict
 
 use crate::common::{belongs_to_another_user, no_such_transaction};
-use crate::model::namespace as model;
+use crate::model::namespace::{self as model, FileWrite};
 use crate::model::{Engine, Rows};
-use crate::namespace::{FileContent, Principal, UploadRecord};
+use crate::namespace::{check_attributes, FileContent, Principal, UploadRecord};
 use crate::{Store, StoreError, StoreResult};
 use dfs_proto::namespace::{ChunkRef, Listing, Stat};
 use dfs_proto::path::DfsPath;
-use dfs_proto::UnixSeconds;
+use dfs_proto::{Attributes, UnixSeconds};
 use serde::{Deserialize, Serialize};
 
 /// An open transaction.
@@ -86,6 +86,9 @@ pub enum StagedOp {
         no_clobber: bool,
         /// Recorded replicas each chunk needs, checked again at commit.
         replication: u32,
+        /// The attributes of the new version.
+        #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+        attributes: Attributes,
     },
     /// A small file written inline (`PUT /v1/files`): exactly these bytes.
     PutInline {
@@ -95,6 +98,9 @@ pub enum StagedOp {
         /// Mode of a new file; `None` is the default.
         mode: Option<u32>,
         no_clobber: bool,
+        /// The attributes of the new version.
+        #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+        attributes: Attributes,
     },
 }
 
@@ -152,13 +158,16 @@ pub trait TransactionStore: Send + Sync {
     /// In one database transaction: takes the pending upload `upload_id`
     /// (owned by `who`), checks every chunk has the upload's replication in
     /// recorded replicas, forgets the upload and stages a [`StagedOp::Put`]
-    /// of `chunks` at the upload's path in transaction `id`.
+    /// of `chunks` and `attributes` (checked now and at the commit) at the
+    /// upload's path in transaction `id`.
+    #[allow(clippy::too_many_arguments)]
     fn stage_upload(
         &self,
         who: &Principal,
         id: &str,
         upload_id: &str,
         chunks: &[ChunkRef],
+        attributes: &Attributes,
         now: UnixSeconds,
     ) -> StoreResult<StagedOp>;
 
@@ -290,22 +299,29 @@ pub(crate) trait TxPrimitives: Rows + Sized {
                 mode,
                 no_clobber,
                 replication,
-            } => drop(model::write_file(
-                self,
-                who,
-                path,
-                *no_clobber,
-                *mode,
-                *replication,
-                chunks,
-                now_ms,
-            )?),
+                attributes,
+            } => {
+                let new = FileWrite {
+                    no_clobber: *no_clobber,
+                    mode: *mode,
+                    attributes,
+                };
+                drop(model::write_file(self, who, path, new, *replication, chunks, now_ms)?)
+            }
             StagedOp::PutInline {
                 path,
                 data,
                 mode,
                 no_clobber,
-            } => drop(model::write_inline(self, who, path, data, *mode, *no_clobber, now_ms)?),
+                attributes,
+            } => {
+                let new = FileWrite {
+                    no_clobber: *no_clobber,
+                    mode: *mode,
+                    attributes,
+                };
+                drop(model::write_inline(self, who, path, data, new, now_ms)?)
+            }
         }
         Ok(())
     }
@@ -403,6 +419,7 @@ pub(crate) fn stage_upload_in(
     id: &str,
     upload_id: &str,
     chunks: &[ChunkRef],
+    attributes: &Attributes,
     now: UnixSeconds,
 ) -> StoreResult<StagedOp> {
     t.owned_transaction(who, id, now)?;
@@ -414,14 +431,19 @@ pub(crate) fn stage_upload_in(
         mode: upload.mode,
         no_clobber: upload.no_clobber,
         replication: upload.replication,
+        attributes: attributes.clone(),
     };
     stage_in(t, id, &op)?;
     t.forget_upload(upload_id)?;
     Ok(op)
 }
 
-/// Records `op` and the first-seen state of the paths it writes.
+/// Records `op` and the first-seen state of the paths it writes; a write
+/// with attributes over the limits is refused now (and would be at the commit).
 pub(crate) fn stage_in(t: &mut impl TxPrimitives, id: &str, op: &StagedOp) -> StoreResult<()> {
+    if let StagedOp::Put { path, attributes, .. } | StagedOp::PutInline { path, attributes, .. } = op {
+        check_attributes(path, attributes)?;
+    }
     for path in op.written_paths() {
         let state = t.peek(path)?;
         t.record_entry(id, path, state)?;
@@ -552,9 +574,10 @@ impl<E: Engine + TransactionTable> TransactionStore for E {
         id: &str,
         upload_id: &str,
         chunks: &[ChunkRef],
+        attributes: &Attributes,
         now: UnixSeconds,
     ) -> StoreResult<StagedOp> {
-        self.write_tx(|t| stage_upload_in(t, who, id, upload_id, chunks, now))
+        self.write_tx(|t| stage_upload_in(t, who, id, upload_id, chunks, attributes, now))
     }
 
     fn read_in_transaction(
@@ -601,8 +624,12 @@ impl<E: Engine + TransactionTable> TransactionStore for E {
 pub enum Change {
     /// One namespace change.
     Op(StagedOp),
-    /// The commit of the pending upload `id` with these chunks.
-    Upload { id: String, chunks: Vec<ChunkRef> },
+    /// The commit of the pending upload `id` with these chunks and attributes.
+    Upload {
+        id: String,
+        chunks: Vec<ChunkRef>,
+        attributes: Attributes,
+    },
 }
 
 /// Seconds a compare-and-set's own transaction may live.
@@ -676,7 +703,11 @@ fn compare_and_set_in(
     }
     match change {
         Change::Op(op) => store.stage(who, id, &op, now)?,
-        Change::Upload { id: upload, chunks } => drop(store.stage_upload(who, id, &upload, &chunks, now)?),
+        Change::Upload {
+            id: upload,
+            chunks,
+            attributes,
+        } => drop(store.stage_upload(who, id, &upload, &chunks, &attributes, now)?),
     }
     match store.commit_transaction(who, id, now, now_ms) {
         Ok(_) => Ok(()),

@@ -12,7 +12,7 @@ use dfs_proto::chunk::ChunkId;
 use dfs_proto::namespace::{
     BeginUpload, ChunkLocation, ChunkRef, CommitUpload, PlaceChunks, Placements, Stat, UploadStarted,
 };
-use dfs_proto::DfsPath;
+use dfs_proto::{Attributes, DfsPath};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use reqwest::Method;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -28,6 +28,27 @@ pub struct PutOptions {
     /// Mode of a new file (default 0o644).
     pub mode: Option<u32>,
     pub progress: Option<Progress>,
+    /// The attributes of the new version (see `dfs_proto::attributes`).
+    pub attributes: Attributes,
+    /// Attributes known only once the source has been read to its end (a
+    /// digest of the bytes, say): called then, just before the commit, and
+    /// added to `attributes`.
+    pub final_attributes: Option<FinalAttributes>,
+}
+
+/// See [`PutOptions::final_attributes`].
+pub type FinalAttributes = std::sync::Arc<dyn Fn() -> Attributes + Send + Sync>;
+
+impl PutOptions {
+    /// The attributes of the version written: [`PutOptions::attributes`]
+    /// and the [`PutOptions::final_attributes`] (call once the source ended).
+    pub(crate) fn attributes_at_end(&self) -> Attributes {
+        let mut attributes = self.attributes.clone();
+        if let Some(late) = &self.final_attributes {
+            attributes.extend(late());
+        }
+        attributes
+    }
 }
 
 /// Counts of what a transfer moved.
@@ -84,7 +105,11 @@ impl Client {
                 return Err(error);
             }
         };
-        let commit = &CommitUpload { chunks, receipts };
+        let commit = &CommitUpload {
+            chunks,
+            receipts,
+            attributes: options.attributes_at_end(),
+        };
         let endpoint = format!("/v1/uploads/{}/commit", started.upload_id);
         let stat: Stat = self
             .change(

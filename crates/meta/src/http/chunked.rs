@@ -22,6 +22,7 @@ use crate::state::Directory;
 use axum::body::{Body, BodyDataStream, Bytes};
 use dfs_client::{Client, ClientOptions, PutOptions};
 use dfs_proto::namespace::{ChunkRef, InlineWrite, Stat};
+use dfs_proto::Attributes;
 use dfs_service::{ApiError, ApiResult, REQUEST_ID_HEADER};
 use futures_util::StreamExt;
 use std::ops::Range;
@@ -163,6 +164,8 @@ pub(super) struct WriteRequest {
     pub tx: Option<String>,
     pub if_version: Option<u64>,
     pub query: InlineWrite,
+    /// The attributes of the new version.
+    pub attributes: Attributes,
 }
 
 /// Writes `head` then the rest of the body into `request.query.path` with
@@ -191,6 +194,8 @@ pub(super) async fn write(
         no_clobber: request.query.no_clobber,
         mode: request.query.mode,
         progress: None,
+        attributes: request.attributes,
+        final_attributes: None,
     };
     client
         .put(&request.query.path, tokio_util::io::StreamReader::new(body), &options)

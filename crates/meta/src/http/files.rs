@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dfs_proto::namespace::{FileType, InlineWrite, PathQuery, Stat, INLINE_MAX, SYMLINK_MAX, VERSION_HEADER};
 use dfs_proto::watch::WatchKind;
-use dfs_proto::ErrorCode;
+use dfs_proto::{Attributes, ErrorCode, ATTRIBUTES_HEADER};
 use dfs_service::range::{self, RangeRequest};
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
 use dfs_store::namespace::FileContent;
@@ -24,7 +24,8 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// `PUT /v1/files?path=P[&no_clobber=true][&mode=M]`, the bytes as the body;
+/// `PUT /v1/files?path=P[&no_clobber=true][&mode=M]`, the bytes as the body,
+/// the version's attributes in `x-dfs-attributes` (a JSON object);
 /// staged with `x-dfs-tx`, conditional with `If-Match`. Up to `INLINE_MAX`
 /// bytes are stored inline; a larger body (declared or found so) goes into
 /// chunks.
@@ -38,6 +39,7 @@ pub(super) async fn write(
     body: Body,
 ) -> ApiResult<ApiJson<Stat>> {
     super::check_new_path(&query.path)?;
+    let attributes = attributes_of(&headers)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -74,6 +76,7 @@ pub(super) async fn write(
             tx: scope.tx,
             if_version,
             query,
+            attributes,
         };
         return Ok(ApiJson(chunked::write(&directory, request, head, rest).await?));
     }
@@ -88,6 +91,7 @@ pub(super) async fn write(
             data,
             mode,
             no_clobber: query.no_clobber,
+            attributes,
         };
         if let Some(id) = scope.tx {
             return Ok(ApiJson(tx::stage(&directory, who, id, op).await?));
@@ -107,10 +111,28 @@ pub(super) async fn write(
         return Ok(ApiJson(stat));
     }
     let stat = store
-        .write_inline_async(who, query.path, data, mode, query.no_clobber, now_ms())
+        .write_inline_async(who, query.path, data, attributes, mode, query.no_clobber, now_ms())
         .await?;
     directory.watch.publish_write(&stat);
     Ok(ApiJson(stat))
+}
+
+/// The attributes a write names in [`ATTRIBUTES_HEADER`] (none without
+/// it), within the limits of `dfs_proto::attributes` (else 400, before
+/// any byte of the body is read).
+fn attributes_of(headers: &HeaderMap) -> ApiResult<Attributes> {
+    let Some(value) = headers.get(ATTRIBUTES_HEADER) else {
+        return Ok(Attributes::new());
+    };
+    let attributes: Attributes = std::str::from_utf8(value.as_bytes())
+        .map_err(|error| error.to_string())
+        .and_then(|text| serde_json::from_str(text).map_err(|error| error.to_string()))
+        .map_err(|error| {
+            ApiError::bad_request(format!("{ATTRIBUTES_HEADER} must be a JSON object of strings: {error}"))
+        })?;
+    dfs_proto::attributes::check_attributes(&attributes)
+        .map_err(|error| ApiError::bad_request(format!("{ATTRIBUTES_HEADER}: {error}; nothing was written")))?;
+    Ok(attributes)
 }
 
 /// `GET /v1/files?path=P`: the bytes of a file, inline or chunked (read in

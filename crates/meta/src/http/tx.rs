@@ -39,6 +39,21 @@ fn staged_stat(who: &Principal, path: dfs_proto::DfsPath, kind: EntryKind, mode:
         size,
         mtime_ms: now_ms(),
         version: 0,
+        attributes: Default::default(),
+    }
+}
+
+/// [`staged_stat`] of a file write.
+fn staged_file(
+    who: &Principal,
+    path: dfs_proto::DfsPath,
+    mode: Option<u32>,
+    size: u64,
+    attributes: dfs_proto::Attributes,
+) -> Stat {
+    Stat {
+        attributes,
+        ..staged_stat(who, path, EntryKind::File, mode.unwrap_or(DEFAULT_FILE_MODE), size)
     }
 }
 
@@ -61,20 +76,26 @@ pub(super) async fn stage(directory: &Arc<Directory>, who: Principal, tx: String
         StagedOp::Mkdir { path, mode, .. } => staged_stat(&who, path, EntryKind::Dir, mode, 0),
         StagedOp::Rename { to, .. } => staged_stat(&who, to, kind, 0, 0),
         StagedOp::Remove { path, .. } => staged_stat(&who, path, kind, 0, 0),
-        StagedOp::Put { path, chunks, mode, .. } => staged_stat(
+        StagedOp::Put {
+            path,
+            chunks,
+            mode,
+            attributes,
+            ..
+        } => staged_file(
             &who,
             path,
-            EntryKind::File,
-            mode.unwrap_or(DEFAULT_FILE_MODE),
+            mode,
             chunks.iter().map(|chunk| chunk.size).sum(),
+            attributes,
         ),
-        StagedOp::PutInline { path, data, mode, .. } => staged_stat(
-            &who,
+        StagedOp::PutInline {
             path,
-            EntryKind::File,
-            mode.unwrap_or(DEFAULT_FILE_MODE),
-            data.len() as u64,
-        ),
+            data,
+            mode,
+            attributes,
+            ..
+        } => staged_file(&who, path, mode, data.len() as u64, attributes),
     })
 }
 
@@ -140,19 +161,17 @@ pub(super) fn stage_upload(
     tx: &str,
     upload_id: &str,
     chunks: &[dfs_proto::namespace::ChunkRef],
+    attributes: &dfs_proto::Attributes,
 ) -> Result<Stat, StoreError> {
-    let op = store.stage_upload(who, tx, upload_id, chunks, dfs_seal::now())?;
-    let StagedOp::Put { path, mode, .. } = op else {
+    let op = store.stage_upload(who, tx, upload_id, chunks, attributes, dfs_seal::now())?;
+    let StagedOp::Put {
+        path, mode, attributes, ..
+    } = op
+    else {
         unreachable!("an upload stages a put");
     };
     let size = chunks.iter().map(|chunk| chunk.size).sum();
-    Ok(staged_stat(
-        who,
-        path,
-        EntryKind::File,
-        mode.unwrap_or(DEFAULT_FILE_MODE),
-        size,
-    ))
+    Ok(staged_file(who, path, mode, size, attributes))
 }
 
 async fn begin_transaction(

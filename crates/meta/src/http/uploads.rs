@@ -192,13 +192,14 @@ pub(super) async fn commit(
     }
     let store = Arc::clone(&directory.store);
     let chunks = request.chunks;
+    let attributes = request.attributes;
     let staged = scope.tx.is_some();
     let uid = who.uid;
     if let (Some(version), None) = (if_version, &scope.tx) {
         let recorded = Arc::clone(&store);
         blocking(move || receipts::record(&*recorded, uid, &receipts)).await?;
         let path = upload.path.clone();
-        let change = Change::Upload { id, chunks };
+        let change = Change::Upload { id, chunks, attributes };
         let stat = tx::compare_and_set(&directory, who, path.clone(), version, change, path.clone())
             .await?
             .ok_or_else(|| ApiError::not_found(format!("{path} is gone already")))?;
@@ -208,8 +209,8 @@ pub(super) async fn commit(
     let stat = blocking(move || {
         receipts::record(&*store, uid, &receipts)?;
         match &scope.tx {
-            Some(tx) => tx::stage_upload(&*store, &who, tx, &id, &chunks),
-            None => store.commit_upload(&who, &id, &chunks, dfs_seal::now(), now_ms()),
+            Some(tx) => tx::stage_upload(&*store, &who, tx, &id, &chunks, &attributes),
+            None => store.commit_upload(&who, &id, &chunks, &attributes, dfs_seal::now(), now_ms()),
         }
     })
     .await?;

@@ -61,7 +61,7 @@ use crate::tx::TxPrimitives;
 use crate::StoreResult;
 use dfs_proto::namespace::{ChunkRef, EntryKind};
 use dfs_proto::path::DfsPath;
-use dfs_proto::UnixSeconds;
+use dfs_proto::{Attributes, UnixSeconds};
 use std::sync::Arc;
 
 /// An engine's database transactions: what the rules run in. The engine
@@ -103,6 +103,8 @@ pub(crate) struct NewNode<'a> {
     pub(crate) mode: u32,
     /// A file's content (none for a directory).
     pub(crate) content: Option<NewContent<'a>>,
+    /// A file's attributes (none for a directory), checked already.
+    pub(crate) attributes: &'a Attributes,
     pub(crate) mtime_ms: u64,
 }
 
@@ -142,8 +144,15 @@ pub(crate) trait Rows: LockRows {
     /// the transaction committed).
     fn entry_changed(&mut self, dir: i64, name: &str, now_ms: u64) -> StoreResult<()>;
     /// Gives file `file` new content: its size, mtime `now_ms`, version + 1,
-    /// its old chunks or inline bytes dropped. Returns it as now stored.
-    fn replace_content(&mut self, file: &Node, content: NewContent<'_>, now_ms: u64) -> StoreResult<Node>;
+    /// its old chunks or inline bytes dropped, exactly `attributes` (checked
+    /// already). Returns it as now stored.
+    fn replace_content(
+        &mut self,
+        file: &Node,
+        content: NewContent<'_>,
+        attributes: &Attributes,
+        now_ms: u64,
+    ) -> StoreResult<Node>;
     /// Moves `node` to entry `to_name` of directory `to_parent` (free now).
     fn move_node(&mut self, node: &Node, to_parent: i64, to_name: &str) -> StoreResult<()>;
     /// Deletes `node` with its content; `subtree` lists every directory

@@ -13,14 +13,14 @@ use crate::common::{
     not_found, now_secs,
 };
 use crate::namespace::{
-    check_inline_size, FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, Queued, UploadRecord,
-    DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, READ, WRITE,
+    check_attributes, check_inline_size, FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, Queued,
+    UploadRecord, DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, NO_ATTRIBUTES, READ, WRITE,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind, FileType, Listing, Stat};
 use dfs_proto::path::DfsPath;
-use dfs_proto::UnixSeconds;
+use dfs_proto::{Attributes, UnixSeconds};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -134,6 +134,7 @@ fn new_dir(owner: &Principal, mode: u32, now_ms: u64) -> NewNode<'_> {
         owner,
         mode: mode & 0o7777,
         content: None,
+        attributes: &NO_ATTRIBUTES,
         mtime_ms: now_ms,
     }
 }
@@ -474,20 +475,17 @@ pub(crate) fn commit_upload(
     who: &Principal,
     upload_id: &str,
     chunks: &[ChunkRef],
+    attributes: &Attributes,
     now: UnixSeconds,
     now_ms: u64,
 ) -> StoreResult<Stat> {
     let upload = owned_upload(tx, who, upload_id, now)?;
-    let stat = write_file(
-        tx,
-        who,
-        &upload.path,
-        upload.no_clobber,
-        upload.mode,
-        upload.replication,
-        chunks,
-        now_ms,
-    )?;
+    let new = FileWrite {
+        no_clobber: upload.no_clobber,
+        mode: upload.mode,
+        attributes,
+    };
+    let stat = write_file(tx, who, &upload.path, new, upload.replication, chunks, now_ms)?;
     tx.forget_upload(upload_id)?;
     Ok(stat)
 }
@@ -506,22 +504,32 @@ pub(crate) fn check_durable(tx: &mut impl Rows, chunks: &[ChunkRef], replication
     tx.replicas_counted(chunks)
 }
 
+/// How a file is written, besides its content.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileWrite<'a> {
+    /// Fail if the file exists.
+    pub(crate) no_clobber: bool,
+    /// Mode of a new file; `None` is [`DEFAULT_FILE_MODE`].
+    pub(crate) mode: Option<u32>,
+    /// The attributes of the new version.
+    pub(crate) attributes: &'a Attributes,
+}
+
 /// Writes the file at `path` with exactly `chunks` (new at version 1, or the
 /// existing one at version + 1, keeping its owner and mode) after the checks of
-/// an upload commit: durable chunks, permissions, `no_clobber`, locks.
-#[allow(clippy::too_many_arguments)]
+/// an upload commit: attributes, durable chunks, permissions, `no_clobber`, locks.
 pub(crate) fn write_file(
     tx: &mut impl Rows,
     who: &Principal,
     path: &DfsPath,
-    no_clobber: bool,
-    mode: Option<u32>,
+    new: FileWrite<'_>,
     replication: u32,
     chunks: &[ChunkRef],
     now_ms: u64,
 ) -> StoreResult<Stat> {
+    check_attributes(path, new.attributes)?;
     check_durable(tx, chunks, replication)?;
-    let stat = put_file(tx, who, path, no_clobber, mode, NewContent::Chunks(chunks), now_ms)?;
+    let stat = put_file(tx, who, path, new, NewContent::Chunks(chunks), now_ms)?;
     check_locks(tx, who, path, now_ms / 1000)?;
     Ok(stat)
 }
@@ -532,31 +540,30 @@ pub(crate) fn write_inline(
     who: &Principal,
     path: &DfsPath,
     data: &[u8],
-    mode: Option<u32>,
-    no_clobber: bool,
+    new: FileWrite<'_>,
     now_ms: u64,
 ) -> StoreResult<Stat> {
     check_inline_size(path, data)?;
-    let stat = put_file(tx, who, path, no_clobber, mode, NewContent::Inline(data), now_ms)?;
+    check_attributes(path, new.attributes)?;
+    let stat = put_file(tx, who, path, new, NewContent::Inline(data), now_ms)?;
     check_locks(tx, who, path, now_ms / 1000)?;
     Ok(stat)
 }
 
 /// Writes the file at `path` with `content` (new at version 1, or the
 /// existing one at version + 1, keeping its owner and mode, its old content
-/// dropped) after the permission and `no_clobber` checks; the caller
-/// checks locks and the content itself.
+/// and attributes replaced) after the permission and `no_clobber` checks;
+/// the caller checks locks, the content and the attributes.
 fn put_file(
     tx: &mut impl Rows,
     who: &Principal,
     path: &DfsPath,
-    no_clobber: bool,
-    mode: Option<u32>,
+    write: FileWrite<'_>,
     content: NewContent<'_>,
     now_ms: u64,
 ) -> StoreResult<Stat> {
-    let (parent, name, existing) = check_upload_target(tx, who, path, no_clobber)?;
-    let file_type = file_type(path, mode, &content)?;
+    let (parent, name, existing) = check_upload_target(tx, who, path, write.no_clobber)?;
+    let file_type = file_type(path, write.mode, &content)?;
     let node = match existing {
         Some(_) if file_type != FileType::Regular => return Err(exists(path)),
         Some(existing) => {
@@ -567,14 +574,15 @@ fn put_file(
                     existing_type.name()
                 )));
             }
-            tx.replace_content(&existing, content, now_ms)?
+            tx.replace_content(&existing, content, write.attributes, now_ms)?
         }
         None => {
             let new = NewNode {
                 kind: EntryKind::File,
                 owner: who,
-                mode: file_type.bits() | (mode.unwrap_or(DEFAULT_FILE_MODE) & 0o7777),
+                mode: file_type.bits() | (write.mode.unwrap_or(DEFAULT_FILE_MODE) & 0o7777),
                 content: Some(content),
+                attributes: write.attributes,
                 mtime_ms: now_ms,
             };
             create(tx, &parent, name, path, new)?
@@ -699,11 +707,17 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
         who: &Principal,
         path: &DfsPath,
         data: &[u8],
+        attributes: &Attributes,
         mode: Option<u32>,
         no_clobber: bool,
         now_ms: u64,
     ) -> StoreResult<Stat> {
-        self.write_tx(|tx| write_inline(tx, who, path, data, mode, no_clobber, now_ms))
+        let new = FileWrite {
+            no_clobber,
+            mode,
+            attributes,
+        };
+        self.write_tx(|tx| write_inline(tx, who, path, data, new, now_ms))
     }
 
     fn write_inline_async(
@@ -711,11 +725,19 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
         who: Principal,
         path: DfsPath,
         data: Vec<u8>,
+        attributes: Attributes,
         mode: Option<u32>,
         no_clobber: bool,
         now_ms: u64,
     ) -> Queued<Stat> {
-        self.queue_write(move |tx| write_inline(tx, &who, &path, &data, mode, no_clobber, now_ms))
+        self.queue_write(move |tx| {
+            let new = FileWrite {
+                no_clobber,
+                mode,
+                attributes: &attributes,
+            };
+            write_inline(tx, &who, &path, &data, new, now_ms)
+        })
     }
 
     fn begin_upload(&self, who: &Principal, upload: &UploadRecord) -> StoreResult<()> {
@@ -739,10 +761,11 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
         who: &Principal,
         upload_id: &str,
         chunks: &[ChunkRef],
+        attributes: &Attributes,
         now: UnixSeconds,
         now_ms: u64,
     ) -> StoreResult<Stat> {
-        self.write_tx(|tx| commit_upload(tx, who, upload_id, chunks, now, now_ms))
+        self.write_tx(|tx| commit_upload(tx, who, upload_id, chunks, attributes, now, now_ms))
     }
 
     fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()> {

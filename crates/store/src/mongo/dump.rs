@@ -62,6 +62,7 @@ fn export_in(tx: &mut Tx<'_>) -> StoreResult<Dump> {
             version: node.version,
             chunks: node.chunks,
             inline: node.data.map(|data| data.bytes),
+            attributes: node.attributes,
         });
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -170,6 +171,7 @@ fn import_in(tx: &mut Tx<'_>, dump: &Dump) -> StoreResult<()> {
             version: entry.version,
             chunks: entry.chunks.clone(),
             data: entry.inline.as_deref().map(super::namespace::binary),
+            attributes: entry.attributes.clone(),
             seq: 0,
         });
         ids.insert(&entry.path, (id, entry.kind));

@@ -18,7 +18,7 @@ use crate::StoreResult;
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind};
 use dfs_proto::path::DfsPath;
-use dfs_proto::UnixSeconds;
+use dfs_proto::{Attributes, UnixSeconds};
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Document};
 use serde::{Deserialize, Serialize};
@@ -46,11 +46,33 @@ pub(super) struct Inode {
     /// either these or chunks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) data: Option<Binary>,
+    /// A file version's attributes, kept as a JSON object in a string (an
+    /// attribute name may hold `.` or `$`, which field names may not).
+    #[serde(default, skip_serializing_if = "Attributes::is_empty", with = "attributes_json")]
+    pub(super) attributes: Attributes,
     /// Bumped by every change of the entry itself, and by lock grants that
     /// read it, so racing transactions conflict (a change of its children
     /// bumps one of its entry slots instead).
     #[serde(default)]
     pub(super) seq: i64,
+}
+
+/// [`Attributes`] as a JSON string (see [`crate::common::attributes_text`]).
+mod attributes_json {
+    use dfs_proto::Attributes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Attributes, serializer: S) -> Result<S::Ok, S::Error> {
+        match crate::common::attributes_text(value) {
+            Some(text) => serializer.serialize_str(&text),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Attributes, D::Error> {
+        let text = Option::<String>::deserialize(deserializer)?;
+        crate::common::attributes_from_text(text.as_deref()).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The projection of an inode without its chunk list and inline data.
@@ -83,6 +105,7 @@ impl From<Inode> for Node {
             size: inode.size,
             mtime_ms: inode.mtime_ms,
             version: inode.version,
+            attributes: inode.attributes,
         }
     }
 }
@@ -284,6 +307,7 @@ impl Rows for Tx<'_> {
             version: 1,
             chunks,
             data,
+            attributes: new.attributes.clone(),
             seq: 0,
         };
         self.insert(INODES, &node)
@@ -303,7 +327,13 @@ impl Rows for Tx<'_> {
         Ok(())
     }
 
-    fn replace_content(&mut self, file: &Node, content: NewContent<'_>, now_ms: u64) -> StoreResult<Node> {
+    fn replace_content(
+        &mut self,
+        file: &Node,
+        content: NewContent<'_>,
+        attributes: &Attributes,
+        now_ms: u64,
+    ) -> StoreResult<Node> {
         let size = content.size();
         let (chunks, data) = match content {
             NewContent::Chunks(chunks) => (chunks, None),
@@ -312,13 +342,17 @@ impl Rows for Tx<'_> {
         let stored = mongodb::bson::to_bson(chunks).map_err(|error| super::bad("chunk list", error))?;
         let mut set = doc! {"size": int(size), "mtime_ms": int(now_ms), "chunks": stored};
         let mut update = doc! {"$inc": {"version": 1_i64, "seq": 1_i64}};
+        let mut unset = Document::new();
         match data {
-            Some(data) => {
-                set.insert("data", binary(data));
-            }
-            None => {
-                update.insert("$unset", doc! {"data": ""});
-            }
+            Some(data) => drop(set.insert("data", binary(data))),
+            None => drop(unset.insert("data", "")),
+        }
+        match crate::common::attributes_text(attributes) {
+            Some(text) => drop(set.insert("attributes", text)),
+            None => drop(unset.insert("attributes", "")),
+        }
+        if !unset.is_empty() {
+            update.insert("$unset", unset);
         }
         update.insert("$set", set);
         self.update(INODES, doc! {"_id": file.id}, update)?;
@@ -326,6 +360,7 @@ impl Rows for Tx<'_> {
             size,
             mtime_ms: now_ms,
             version: file.version + 1,
+            attributes: attributes.clone(),
             ..file.clone()
         })
     }

@@ -2,6 +2,7 @@
 
 use super::namespace::{chunk_id, kind_from, kind_name, stored_path, HOME_ID, ROOT_ID};
 use super::{int, uint, Access, PgTx, PostgresStore};
+use crate::common::{attributes_from_text, attributes_text};
 use crate::dump::{
     check_import, placement, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, Placement, DUMP_FORMAT,
 };
@@ -55,7 +56,7 @@ fn export_in(tx: &mut PgTx<'_>) -> StoreResult<Dump> {
              SELECT inodes.id, CASE WHEN tree.path = '/' THEN '/' || inodes.name ELSE tree.path || '/' || inodes.name END
              FROM inodes JOIN tree ON inodes.parent = tree.id WHERE inodes.id <> 1
          )
-         SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version
+         SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes
          FROM tree JOIN inodes ON inodes.id = tree.id",
         &[],
     )?;
@@ -73,6 +74,8 @@ fn export_in(tx: &mut PgTx<'_>) -> StoreResult<Dump> {
                 version: uint(row.get(8)),
                 chunks: chunks.remove(&row.get::<_, i64>(1)).unwrap_or_default(),
                 inline: inline.remove(&row.get::<_, i64>(1)),
+                attributes: attributes_from_text(row.get::<_, Option<&str>>(9))
+                    .map_err(|error| anyhow::anyhow!("reading stored attributes: {error}"))?,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
@@ -203,8 +206,8 @@ fn import_in(tx: &mut PgTx<'_>, dump: &Dump) -> StoreResult<()> {
 fn insert_entry(tx: &mut PgTx<'_>, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64> {
     let row = tx
         .query_one(
-            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
             &[
                 &parent,
                 &name,
@@ -215,6 +218,7 @@ fn insert_entry(tx: &mut PgTx<'_>, parent: i64, name: &str, entry: &DumpEntry) -
                 &int(entry.size),
                 &int(entry.mtime_ms),
                 &int(entry.version),
+                &attributes_text(&entry.attributes),
             ],
         )
         .map_err(|error| match error.code() {

@@ -134,6 +134,8 @@ const MIGRATIONS: &[&str] = &[
     tx::LISTINGS_SCHEMA,
     // 9: access keys of the S3 gateway.
     keys::SCHEMA,
+    // 10: attributes of file versions.
+    namespace::ATTRIBUTES_SCHEMA,
 ];
 
 /// The advisory lock key serializing migrations ("dfs_sche").

@@ -6,7 +6,7 @@
 //! check and the write to be one atomic step: no conflict hook is needed.
 
 use super::{int, sql_state, uint, PgTx, PostgresStore};
-use crate::common::exists;
+use crate::common::{attributes_from_text, attributes_text, exists};
 use crate::model::namespace::NamespaceRecords;
 use crate::model::{NewNode, Rows};
 use crate::namespace::{FileContent, NamespaceCounts, NewContent, UploadRecord};
@@ -14,7 +14,7 @@ use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind};
 use dfs_proto::path::DfsPath;
-use dfs_proto::UnixSeconds;
+use dfs_proto::{Attributes, UnixSeconds};
 use postgres::error::SqlState;
 use postgres::Row;
 use std::collections::HashMap;
@@ -96,15 +96,21 @@ CREATE TABLE possession (
 
 pub(super) const ROOT_ID: i64 = crate::model::ROOT_ID;
 pub(super) const HOME_ID: i64 = 2;
-const NODE_COLUMNS: &str = "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version";
+const NODE_COLUMNS: &str = "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes";
+
+/// Migration: the attributes of a file's version (see [`dfs_proto::attributes`]),
+/// a JSON object, NULL when there are none.
+pub(super) const ATTRIBUTES_SCHEMA: &str = "ALTER TABLE inodes ADD COLUMN attributes TEXT;";
 const UPLOAD_COLUMNS: &str =
     "id, path, owner_uid, owner_name, no_clobber, mode, chunk_size, replication, created_at, expires_at";
 
 pub(super) use crate::common::Node;
 
 /// A [`Node`] from the [`NODE_COLUMNS`] of `row`.
-fn node_from_row(row: &Row) -> Node {
-    Node {
+fn node_from_row(row: &Row) -> StoreResult<Node> {
+    let attributes = attributes_from_text(row.get::<_, Option<&str>>(10))
+        .map_err(|error| anyhow::anyhow!("reading the attributes of inode {}: {error}", row.get::<_, i64>(0)))?;
+    Ok(Node {
         id: row.get(0),
         kind: kind_from(row.get(3)),
         owner_uid: uint(row.get(4)),
@@ -113,7 +119,8 @@ fn node_from_row(row: &Row) -> Node {
         size: uint(row.get(7)),
         mtime_ms: uint(row.get(8)),
         version: uint(row.get(9)),
-    }
+        attributes,
+    })
 }
 
 pub(super) fn kind_from(raw: &str) -> EntryKind {
@@ -199,14 +206,14 @@ fn insert_content(tx: &mut PgTx<'_>, id: i64, content: NewContent<'_>) -> StoreR
 /// Entries of `dir` as (name, node), by `sql` (which selects [`NODE_COLUMNS`] by `parent = $1`).
 fn entries(tx: &mut PgTx<'_>, sql: &str, dir: i64) -> StoreResult<Vec<(String, Node)>> {
     let rows = tx.query(sql, &[&dir])?;
-    Ok(rows.iter().map(|row| (row.get(2), node_from_row(row))).collect())
+    rows.iter().map(|row| Ok((row.get(2), node_from_row(row)?))).collect()
 }
 
 /// The namespace primitives (see [`Rows`]).
 impl Rows for PgTx<'_> {
     fn node(&mut self, id: i64) -> StoreResult<Node> {
         let row = self.query_one(&format!("SELECT {NODE_COLUMNS} FROM inodes WHERE id = $1"), &[&id])?;
-        Ok(node_from_row(&row))
+        node_from_row(&row)
     }
 
     fn child(&mut self, parent: i64, name: &str) -> StoreResult<Option<Node>> {
@@ -214,7 +221,7 @@ impl Rows for PgTx<'_> {
             &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = $1 AND name = $2"),
             &[&parent, &name],
         )?;
-        Ok(row.as_ref().map(node_from_row))
+        row.as_ref().map(node_from_row).transpose()
     }
 
     fn children(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>> {
@@ -242,8 +249,8 @@ impl Rows for PgTx<'_> {
     fn insert_node(&mut self, parent: i64, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
         let inserted = self.query_one(
             &format!(
-                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) RETURNING {NODE_COLUMNS}"
+                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9) RETURNING {NODE_COLUMNS}"
             ),
             &[
                 &parent,
@@ -254,10 +261,11 @@ impl Rows for PgTx<'_> {
                 &i64::from(new.mode),
                 &int(new.size()),
                 &int(new.mtime_ms),
+                &attributes_text(new.attributes),
             ],
         );
         let node = match inserted {
-            Ok(row) => node_from_row(&row),
+            Ok(row) => node_from_row(&row)?,
             Err(error) => {
                 let error = StoreError::from(error);
                 return Err(if sql_state(&error) == Some(&SqlState::UNIQUE_VIOLATION) {
@@ -286,18 +294,29 @@ impl Rows for PgTx<'_> {
         Ok(())
     }
 
-    fn replace_content(&mut self, file: &Node, content: NewContent<'_>, now_ms: u64) -> StoreResult<Node> {
+    fn replace_content(
+        &mut self,
+        file: &Node,
+        content: NewContent<'_>,
+        attributes: &Attributes,
+        now_ms: u64,
+    ) -> StoreResult<Node> {
         let row = self.query_one(
             &format!(
-                "UPDATE inodes SET size = $1, mtime_ms = $2, version = version + 1 WHERE id = $3
+                "UPDATE inodes SET size = $1, mtime_ms = $2, version = version + 1, attributes = $3 WHERE id = $4
                  RETURNING {NODE_COLUMNS}"
             ),
-            &[&int(content.size()), &int(now_ms), &file.id],
+            &[
+                &int(content.size()),
+                &int(now_ms),
+                &attributes_text(attributes),
+                &file.id,
+            ],
         )?;
         self.execute("DELETE FROM file_chunks WHERE inode = $1", &[&file.id])?;
         self.execute("DELETE FROM file_data WHERE inode = $1", &[&file.id])?;
         insert_content(self, file.id, content)?;
-        Ok(node_from_row(&row))
+        node_from_row(&row)
     }
 
     fn move_node(&mut self, node: &Node, to_parent: i64, to_name: &str) -> StoreResult<()> {
@@ -330,7 +349,7 @@ impl Rows for PgTx<'_> {
             &format!("UPDATE inodes SET mode = $1 WHERE id = $2 RETURNING {NODE_COLUMNS}"),
             &[&i64::from(mode), &node.id],
         )?;
-        Ok(node_from_row(&row))
+        node_from_row(&row)
     }
 
     fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str) -> StoreResult<Node> {
@@ -338,7 +357,7 @@ impl Rows for PgTx<'_> {
             &format!("UPDATE inodes SET owner_uid = $1, owner_name = $2 WHERE id = $3 RETURNING {NODE_COLUMNS}"),
             &[&int(owner_uid), &owner_name, &node.id],
         )?;
-        Ok(node_from_row(&row))
+        node_from_row(&row)
     }
 
     fn content(&mut self, file: &Node) -> StoreResult<FileContent> {

@@ -2,6 +2,7 @@
 
 use super::CachedSql;
 use super::SqliteStore;
+use crate::common::{attributes_from_text, attributes_text};
 use crate::dump::{
     check_import, placement, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, Placement, DUMP_FORMAT,
 };
@@ -84,7 +85,7 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
              SELECT inodes.id, CASE WHEN tree.path = '/' THEN '/' || inodes.name ELSE tree.path || '/' || inodes.name END
              FROM inodes JOIN tree ON inodes.parent = tree.id WHERE inodes.id != 1
          )
-         SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version
+         SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes
          FROM tree JOIN inodes ON inodes.id = tree.id",
     )?;
     let mut entries = Vec::new();
@@ -103,6 +104,8 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
             version: row.get(8)?,
             chunks: chunks.remove(&id).unwrap_or_default(),
             inline: inline.remove(&id),
+            attributes: attributes_from_text(row.get::<_, Option<String>>(9)?.as_deref())
+                .map_err(|error| bad("attributes", error))?,
         });
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -183,8 +186,8 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
                 name,
             } => {
                 tx.exec(
-                    "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
                         parent_id,
                         name,
@@ -194,7 +197,8 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
                         entry.mode,
                         entry.size,
                         entry.mtime_ms,
-                        entry.version
+                        entry.version,
+                        attributes_text(&entry.attributes)
                     ],
                 )
                 .map_err(|error| StoreError::Invalid(format!("dump: {}: {error}", entry.path)))?;

@@ -96,6 +96,8 @@ const MIGRATIONS: &[&str] = &[
     tx::LISTINGS_SCHEMA,
     // 9: access keys of the S3 gateway.
     keys::SCHEMA,
+    // 10: attributes of file versions.
+    namespace::ATTRIBUTES_SCHEMA,
 ];
 
 pub struct SqliteStore {

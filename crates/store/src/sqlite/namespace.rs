@@ -2,7 +2,7 @@
 //! a child table written in the same transaction as the inode row.
 
 use super::{CachedSql, Sql, SqliteStore};
-use crate::common::exists;
+use crate::common::{attributes_from_text, attributes_text, exists};
 use crate::model::namespace::NamespaceRecords;
 use crate::model::{NewNode, Rows};
 use crate::namespace::{FileContent, NamespaceCounts, NewContent, UploadRecord};
@@ -10,7 +10,7 @@ use crate::StoreResult;
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind};
 use dfs_proto::path::DfsPath;
-use dfs_proto::UnixSeconds;
+use dfs_proto::{Attributes, UnixSeconds};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
 
@@ -85,7 +85,11 @@ CREATE TABLE possession (
 ) WITHOUT ROWID;
 ";
 
-const NODE_COLUMNS: &str = "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version";
+/// Migration: the attributes of a file's version (see [`dfs_proto::attributes`]),
+/// a JSON object, NULL when there are none.
+pub(super) const ATTRIBUTES_SCHEMA: &str = "ALTER TABLE inodes ADD COLUMN attributes TEXT;";
+
+const NODE_COLUMNS: &str = "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes";
 
 pub(super) use crate::common::Node;
 
@@ -100,6 +104,9 @@ fn node_from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
         size: row.get(7)?,
         mtime_ms: row.get(8)?,
         version: row.get(9)?,
+        attributes: attributes_from_text(row.get::<_, Option<String>>(10)?.as_deref()).map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, Box::new(error))
+        })?,
     })
 }
 
@@ -225,8 +232,8 @@ impl Rows for Sql<'_> {
     fn insert_node(&mut self, parent: i64, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
         let size = new.size();
         let inserted = self.0.exec(
-            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
+            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9)",
             params![
                 parent,
                 name,
@@ -235,7 +242,8 @@ impl Rows for Sql<'_> {
                 new.owner.name,
                 new.mode,
                 size,
-                new.mtime_ms
+                new.mtime_ms,
+                attributes_text(new.attributes)
             ],
         );
         if let Err(rusqlite::Error::SqliteFailure(error, _)) = &inserted {
@@ -257,6 +265,7 @@ impl Rows for Sql<'_> {
             size,
             mtime_ms: new.mtime_ms,
             version: 1,
+            attributes: new.attributes.clone(),
         })
     }
 
@@ -268,11 +277,17 @@ impl Rows for Sql<'_> {
         Ok(())
     }
 
-    fn replace_content(&mut self, file: &Node, content: NewContent<'_>, now_ms: u64) -> StoreResult<Node> {
+    fn replace_content(
+        &mut self,
+        file: &Node,
+        content: NewContent<'_>,
+        attributes: &Attributes,
+        now_ms: u64,
+    ) -> StoreResult<Node> {
         let size = content.size();
         self.0.exec(
-            "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1 WHERE id = ?3",
-            params![size, now_ms, file.id],
+            "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1, attributes = ?3 WHERE id = ?4",
+            params![size, now_ms, attributes_text(attributes), file.id],
         )?;
         self.0.exec("DELETE FROM file_chunks WHERE inode = ?1", [file.id])?;
         self.0.exec("DELETE FROM file_data WHERE inode = ?1", [file.id])?;
