@@ -66,7 +66,7 @@ impl Client {
         source: &mut (impl AsyncRead + Unpin),
         options: &PutOptions,
     ) -> Result<Head> {
-        let limit = self.inline_limit().await;
+        let limit = if options.chunked { 0 } else { self.inline_limit().await };
         if limit == 0 {
             return Ok(Head::Read(Vec::new()));
         }

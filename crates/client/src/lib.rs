@@ -54,7 +54,8 @@ use dfs_proto::auth::{
     KeySession, LoginRequest, LoginResponse, SessionsEnded, UserInfo, WhoAmI,
 };
 use dfs_proto::namespace::{
-    ChmodRequest, ChownRequest, ClusterStatus, FileLayout, Listing, MkdirRequest, RemoveRequest, RenameRequest, Stat,
+    ChmodRequest, ChownRequest, ClusterStatus, ComposeFiles, FileLayout, Listing, MkdirRequest, RemoveRequest,
+    RenameRequest, Stat,
 };
 use dfs_proto::{DfsPath, ErrorBody};
 use reqwest::{Method, RequestBuilder, Response};
@@ -666,6 +667,46 @@ impl Client {
                     return Err(error);
                 }
                 self.stat(to).await.map_err(|_| error)
+            },
+        )
+        .await
+    }
+
+    /// Writes `request.path` as the contents of `request.sources`, one after
+    /// the other, by referring to their chunks (`POST /v1/files/compose`):
+    /// no byte is sent or copied, and the file appears whole or not at all.
+    pub async fn compose(&self, request: &ComposeFiles) -> Result<Stat> {
+        self.change(
+            || self.directory(Method::POST, "/v1/files/compose", Some(request)),
+            // Sent again after a lost answer: "exists" (no-clobber) or a
+            // moved version may be our compose done; it is if the file has
+            // exactly the sources' chunks.
+            |error| async move {
+                let maybe_done = matches!(
+                    error.code(),
+                    Some(dfs_proto::ErrorCode::AlreadyExists | dfs_proto::ErrorCode::PreconditionFailed)
+                );
+                if !maybe_done || self.scope.tx.is_some() {
+                    return Err(error);
+                }
+                let mut chunks = Vec::new();
+                for source in &request.sources {
+                    match self.layout(&source.path).await {
+                        Ok(layout) if !layout.inline => {
+                            chunks.extend(layout.chunks.into_iter().map(|chunk| dfs_proto::namespace::ChunkRef {
+                                id: chunk.id,
+                                size: chunk.size,
+                            }))
+                        }
+                        _ => return Err(error),
+                    }
+                }
+                match self.layout(&request.path).await {
+                    Ok(layout) if !layout.inline && transfer::put::same_chunks(&layout.chunks, &chunks) => {
+                        Ok(layout.stat)
+                    }
+                    _ => Err(error),
+                }
             },
         )
         .await

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 mod chunk_io;
 mod get;
-mod put;
+pub(crate) mod put;
 
 pub use chunk_io::{RESPONSE_TIMEOUT, STALL_TIMEOUT, STREAM_MIN_BYTES, UPLOAD_ANSWER_TIMEOUT};
 pub use get::{GetOptions, GetSummary};

@@ -4,7 +4,8 @@
 //! - `uploads.rs`: begin, place chunks, commit, abort (placement and receipt
 //!   matching are pure functions there); `receipts.rs`: receipts posted early;
 //! - `files.rs`: whole files in one request (`/v1/files`), inline or, through
-//!   `chunked.rs`, streamed to and from chunks;
+//!   `chunked.rs`, streamed to and from chunks; `compose.rs`: a file made of
+//!   other files' chunks;
 //! - `web.rs`: the browser file manager (`/ui/`) and the login it forwards;
 //! - `cluster.rs`: the file server registry (heartbeats, damage reports),
 //!   cluster status, drain, `/v1/info`;
@@ -28,6 +29,7 @@ use tokio::net::TcpListener;
 
 mod chunked;
 mod cluster;
+mod compose;
 mod files;
 mod locks;
 mod namespace;
@@ -108,6 +110,7 @@ pub fn router(state: Arc<Directory>) -> Router {
         .route("/v1/uploads/{id}/commit", post(uploads::commit))
         .route("/v1/uploads/{id}/receipts", post(receipts::record_receipts))
         .route("/v1/files", get(files::read).put(files::write))
+        .route("/v1/files/compose", post(compose::compose))
         .route("/v1/watch", get(watch::watch))
         .route("/v1/servers/heartbeat", post(cluster::heartbeat))
         .route("/v1/servers/report", post(cluster::report))

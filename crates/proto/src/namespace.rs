@@ -18,6 +18,10 @@
 //! - `POST /v1/uploads/{id}/receipts` [`UploadReceipts`] -> 204: record chunks sent so far
 //!   (an interrupted upload, rerun, then skips them)
 //!
+//! Compose: `POST /v1/files/compose` [`ComposeFiles`] -> [`Stat`]: a file made
+//! of other files' chunks, in order, no byte copied (S3's
+//! CompleteMultipartUpload); `If-Match` and `x-dfs-tx` as for an upload commit.
+//!
 //! Download: `GET /v1/layout?path=P` -> [`FileLayout`].
 //!
 //! Small files (at most [`INLINE_MAX`] bytes) are stored *inline*, in the
@@ -320,6 +324,43 @@ pub struct CommitUpload {
     /// The attributes of the new version (see [`crate::attributes`]).
     #[serde(default, skip_serializing_if = "Attributes::is_empty")]
     pub attributes: Attributes,
+}
+
+/// The most sources one [`ComposeFiles`] takes (S3's most parts of an upload).
+pub const MAX_COMPOSE_SOURCES: usize = 10_000;
+
+/// `POST /v1/files/compose`: writes the file at `path` whose content is the
+/// content of `sources`, one after the other, by referring to their chunks
+/// (no byte is copied; the result's chunks need not all have one size).
+/// One metadata transaction: the file appears whole or not at all. Needs
+/// READ on every source (each stored as chunks: a small file stored inline
+/// is refused, an empty one adds nothing) and every check of an upload
+/// commit on `path`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComposeFiles {
+    pub path: DfsPath,
+    /// 1 to [`MAX_COMPOSE_SOURCES`] files; one may be `path` itself (its
+    /// content before the write).
+    pub sources: Vec<ComposeSource>,
+    /// Fail with 409 if `path` exists.
+    #[serde(default)]
+    pub no_clobber: bool,
+    /// Mode of a new file (default 0o644); an existing file keeps its mode.
+    #[serde(default)]
+    pub mode: Option<u32>,
+    /// The attributes of the new version (see [`crate::attributes`]).
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
+}
+
+/// A file whose chunks go into a [`ComposeFiles`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComposeSource {
+    pub path: DfsPath,
+    /// Refuse the whole compose (412 `precondition_failed`) unless the
+    /// file is at this version: what the caller checked of it still holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// How to read a file: its chunks, where each lives, and read capabilities.

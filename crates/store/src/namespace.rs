@@ -22,7 +22,7 @@
 
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, Listing, Stat};
+use dfs_proto::namespace::{ChunkRef, ComposeSource, Listing, Stat};
 use dfs_proto::path::DfsPath;
 use dfs_proto::{Attributes, UnixSeconds};
 use std::collections::HashMap;
@@ -309,6 +309,30 @@ pub trait NamespaceStore: Send + Sync {
         chunks: &[ChunkRef],
         attributes: &Attributes,
         now: UnixSeconds,
+        now_ms: u64,
+    ) -> StoreResult<Stat>;
+
+    /// Writes the file at `target` whose content is the concatenation of
+    /// the `sources`' chunk lists, in order, with `attributes` (checked as
+    /// by any write), in one transaction: no byte is
+    /// copied, the new file refers to the same chunks (which stay referenced,
+    /// so garbage collection keeps them while either file does). Needs
+    /// [`READ`] on every source (each a chunked file: one stored inline is
+    /// `Invalid`, an empty one adds nothing) and every check of an upload
+    /// commit on the target (see [`Self::write_inline`]): a new file gets
+    /// version 1 and `mode`, an existing one version + 1. A source may be the
+    /// target itself (its content before the write). A source with a
+    /// `version` must be at it (else `PreconditionFailed`). Nothing changes
+    /// on any refusal. The chunks of the result need not all have one size.
+    #[allow(clippy::too_many_arguments)]
+    fn compose(
+        &self,
+        who: &Principal,
+        target: &DfsPath,
+        sources: &[ComposeSource],
+        attributes: &Attributes,
+        mode: Option<u32>,
+        no_clobber: bool,
         now_ms: u64,
     ) -> StoreResult<Stat>;
 

@@ -7,7 +7,7 @@ use crate::namespace::{FileContent, Principal, UploadRecord, NO_ATTRIBUTES};
 use crate::users::SessionRecord;
 use crate::{Store, StoreError};
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, EntryKind};
+use dfs_proto::namespace::{ChunkRef, ComposeSource, EntryKind};
 use dfs_proto::DfsPath;
 
 /// One test of the suite: it gets a fresh, empty store.
@@ -87,6 +87,10 @@ pub const ALL: &[(&str, SuiteTest)] = &[
     ),
     ("transactions_read_their_own_writes", transactions_read_their_own_writes),
     ("conditional_writes_compare_and_set", conditional_writes_compare_and_set),
+    (
+        "compose_concatenates_chunk_lists_atomically",
+        compose_concatenates_chunk_lists_atomically,
+    ),
 ];
 
 pub fn users_create_list_delete(store: &dyn Store) {
@@ -2835,4 +2839,185 @@ pub fn attributes_over_the_limits_are_refused(store: &dyn Store) {
         store.abort_transaction(&ann, "t1").unwrap();
         unchanged(store);
     }
+}
+
+/// A file made of others' chunks (S3's CompleteMultipartUpload): the chunk
+/// lists concatenated, no chunk written; every refusal changes nothing.
+pub fn compose_concatenates_chunk_lists_atomically(store: &dyn Store) {
+    use crate::tx::{compare_and_set, Change, StagedOp};
+    let (ann, bob) = (user(2, "ann"), user(3, "bob"));
+    store.ensure_home(ann.uid, "ann", 1_000).unwrap();
+    store.ensure_home(bob.uid, "bob", 1_000).unwrap();
+    // Parts of unequal sizes: the result's chunks are not all one size.
+    write_file(
+        store,
+        &ann,
+        "u1",
+        "/home/ann/p1",
+        &[chunk(1, 4), chunk(2, 4), chunk(3, 1)],
+    );
+    write_file(store, &ann, "u2", "/home/ann/p2", &[chunk(4, 4), chunk(1, 4)]);
+    write_file(store, &ann, "u3", "/home/ann/empty", &[]);
+    let source = |raw: &str| ComposeSource {
+        path: path(raw),
+        version: None,
+    };
+    let parts = [
+        source("/home/ann/p1"),
+        source("/home/ann/empty"),
+        source("/home/ann/p2"),
+    ];
+    let etag = attributes(&[("etag", "abc-3")]);
+    let stat = store
+        .compose(&ann, &path("/home/ann/obj"), &parts, &etag, Some(0o600), false, 3_000)
+        .unwrap();
+    assert_eq!(
+        (stat.version, stat.size, stat.mode, &stat.attributes),
+        (1, 17, 0o600, &etag)
+    );
+    let expected = vec![chunk(1, 4), chunk(2, 4), chunk(3, 1), chunk(4, 4), chunk(1, 4)];
+    assert_eq!(
+        content(store, &ann, "/home/ann/obj").1,
+        FileContent::Chunks(expected.clone())
+    );
+
+    // The parts go; the object keeps every chunk referenced (garbage
+    // collection must keep them).
+    for part in &parts {
+        store.remove(&ann, &part.path, false, 4_000).unwrap();
+    }
+    let mut live: Vec<_> = store.live_chunks().unwrap().into_keys().collect();
+    live.sort();
+    let mut wanted: Vec<_> = [1, 2, 3, 4].iter().map(|seed| chunk(*seed, 4).id).collect();
+    wanted.sort();
+    assert_eq!(live, wanted);
+    assert_eq!(
+        content(store, &ann, "/home/ann/obj").1,
+        FileContent::Chunks(expected.clone())
+    );
+
+    // Refusals, each leaving the target as it was.
+    write_file(store, &ann, "u4", "/home/ann/p3", &[chunk(5, 4)]);
+    store
+        .write_inline(
+            &ann,
+            &path("/home/ann/small"),
+            b"tiny",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            5_000,
+        )
+        .unwrap();
+    store.chmod(&ann, &path("/home/ann"), 0o755).unwrap();
+    store.chmod(&ann, &path("/home/ann/p3"), 0o600).unwrap();
+    store
+        .write_inline(&bob, &path("/home/bob/mine"), b"", &NO_ATTRIBUTES, None, false, 5_000)
+        .unwrap();
+    let compose = |who: &Principal, target: &str, sources: &[&str], no_clobber: bool| {
+        let sources: Vec<ComposeSource> = sources.iter().map(|raw| source(raw)).collect();
+        store.compose(who, &path(target), &sources, &NO_ATTRIBUTES, None, no_clobber, 6_000)
+    };
+    let is_denied = |error: &StoreError| matches!(error, StoreError::PermissionDenied(_));
+    let is_not_found = |error: &StoreError| matches!(error, StoreError::NotFound(_));
+    let is_invalid = |error: &StoreError| matches!(error, StoreError::Invalid(_));
+    let is_exists = |error: &StoreError| matches!(error, StoreError::AlreadyExists(_));
+    // Bob may not read ann's 0600 part, even into his own home.
+    assert_err(
+        compose(&bob, "/home/bob/stolen", &["/home/ann/p3"], false),
+        is_denied,
+        "/home/ann/p3",
+    );
+    assert_err(store.stat(&bob, &path("/home/bob/stolen")), is_not_found, "stolen");
+    // Nor write into ann's home from a part he may read.
+    store.chmod(&ann, &path("/home/ann/p3"), 0o644).unwrap();
+    assert_err(
+        compose(&bob, "/home/ann/obj", &["/home/ann/p3"], false),
+        is_denied,
+        "/home/ann",
+    );
+    assert_err(
+        compose(&ann, "/home/ann/obj", &["/home/ann/p3", "/home/ann/gone"], false),
+        is_not_found,
+        "/home/ann/gone",
+    );
+    assert_err(
+        compose(&ann, "/home/ann/obj", &["/home/ann/p3", "/home/ann/small"], false),
+        is_invalid,
+        "inline",
+    );
+    assert_err(
+        compose(&ann, "/home/ann/obj", &["/home/ann/p3"], true),
+        is_exists,
+        "/home/ann/obj",
+    );
+    assert_err(
+        compose(&ann, "/home/ann", &["/home/ann/p3"], false),
+        is_invalid,
+        "/home/ann",
+    );
+    let (stat, now) = content(store, &ann, "/home/ann/obj");
+    assert_eq!((stat.version, now), (1, FileContent::Chunks(expected.clone())));
+
+    // A source may be the target itself: appending.
+    let stat = compose(&ann, "/home/ann/obj", &["/home/ann/obj", "/home/ann/p3"], false).unwrap();
+    assert_eq!((stat.version, stat.size, stat.mode), (2, 21, 0o600));
+    let mut appended = expected.clone();
+    appended.push(chunk(5, 4));
+    assert_eq!(
+        content(store, &ann, "/home/ann/obj").1,
+        FileContent::Chunks(appended.clone())
+    );
+
+    // Conditional (a compare-and-set of its own) and staged in a transaction.
+    let op = |target: &str| StagedOp::Compose {
+        path: path(target),
+        sources: vec![source("/home/ann/p3")],
+        mode: None,
+        no_clobber: false,
+        attributes: etag.clone(),
+    };
+    let is_precondition = |error: &StoreError| matches!(error, StoreError::PreconditionFailed(_));
+    let obj = path("/home/ann/obj");
+    let cas = |version: u64| compare_and_set(store, &ann, &obj, version, Change::Op(op("/home/ann/obj")), 300, 7_000);
+    assert_err(cas(1), is_precondition, "not at version 1");
+    assert_eq!(content(store, &ann, "/home/ann/obj").1, FileContent::Chunks(appended));
+    cas(2).unwrap();
+    assert_eq!(
+        content(store, &ann, "/home/ann/obj").1,
+        FileContent::Chunks(vec![chunk(5, 4)])
+    );
+    store.begin_transaction(&transaction("t1", &ann, u64::MAX / 2)).unwrap();
+    store.stage(&ann, "t1", &op("/home/ann/staged"), 300).unwrap();
+    assert_err(store.stat(&ann, &path("/home/ann/staged")), is_not_found, "staged");
+    store.commit_transaction(&ann, "t1", 300, 8_000).unwrap();
+    assert_eq!(
+        content(store, &ann, "/home/ann/staged").1,
+        FileContent::Chunks(vec![chunk(5, 4)])
+    );
+
+    // A source that is no longer at the version the caller checked: refused.
+    let p3 = store.stat(&ann, &path("/home/ann/p3")).unwrap();
+    let checked = |version: u64| {
+        let sources = [ComposeSource {
+            path: path("/home/ann/p3"),
+            version: Some(version),
+        }];
+        store.compose(
+            &ann,
+            &path("/home/ann/checked"),
+            &sources,
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            9_000,
+        )
+    };
+    assert_err(
+        checked(p3.version + 1),
+        is_precondition,
+        "/home/ann/p3 is not at version",
+    );
+    assert_err(store.stat(&ann, &path("/home/ann/checked")), is_not_found, "checked");
+    assert_eq!(checked(p3.version).unwrap().size, 4);
 }

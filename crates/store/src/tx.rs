@@ -43,7 +43,7 @@ use crate::model::namespace::{self as model, FileWrite};
 use crate::model::{Engine, Rows};
 use crate::namespace::{check_attributes, FileContent, Principal, UploadRecord};
 use crate::{Store, StoreError, StoreResult};
-use dfs_proto::namespace::{ChunkRef, Listing, Stat};
+use dfs_proto::namespace::{ChunkRef, ComposeSource, Listing, Stat};
 use dfs_proto::path::DfsPath;
 use dfs_proto::{Attributes, UnixSeconds};
 use serde::{Deserialize, Serialize};
@@ -90,6 +90,17 @@ pub enum StagedOp {
         #[serde(default, skip_serializing_if = "Attributes::is_empty")]
         attributes: Attributes,
     },
+    /// A file made of other files' chunks (`POST /v1/files/compose`).
+    Compose {
+        path: DfsPath,
+        sources: Vec<ComposeSource>,
+        /// Mode of a new file; `None` is the default.
+        mode: Option<u32>,
+        no_clobber: bool,
+        /// The attributes of the new version.
+        #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+        attributes: Attributes,
+    },
     /// A small file written inline (`PUT /v1/files`): exactly these bytes.
     PutInline {
         path: DfsPath,
@@ -128,7 +139,8 @@ impl StagedOp {
             StagedOp::Mkdir { path, .. }
             | StagedOp::Remove { path, .. }
             | StagedOp::Put { path, .. }
-            | StagedOp::PutInline { path, .. } => vec![path],
+            | StagedOp::PutInline { path, .. }
+            | StagedOp::Compose { path, .. } => vec![path],
             StagedOp::Rename { from, to, .. } => vec![from, to],
         }
     }
@@ -322,6 +334,20 @@ pub(crate) trait TxPrimitives: Rows + Sized {
                 };
                 drop(model::write_inline(self, who, path, data, new, now_ms)?)
             }
+            StagedOp::Compose {
+                path,
+                sources,
+                mode,
+                no_clobber,
+                attributes,
+            } => {
+                let new = FileWrite {
+                    no_clobber: *no_clobber,
+                    mode: *mode,
+                    attributes,
+                };
+                drop(model::compose(self, who, path, sources, new, now_ms)?)
+            }
         }
         Ok(())
     }
@@ -441,7 +467,10 @@ pub(crate) fn stage_upload_in(
 /// Records `op` and the first-seen state of the paths it writes; a write
 /// with attributes over the limits is refused now (and would be at the commit).
 pub(crate) fn stage_in(t: &mut impl TxPrimitives, id: &str, op: &StagedOp) -> StoreResult<()> {
-    if let StagedOp::Put { path, attributes, .. } | StagedOp::PutInline { path, attributes, .. } = op {
+    if let StagedOp::Put { path, attributes, .. }
+    | StagedOp::PutInline { path, attributes, .. }
+    | StagedOp::Compose { path, attributes, .. } = op
+    {
         check_attributes(path, attributes)?;
     }
     for path in op.written_paths() {

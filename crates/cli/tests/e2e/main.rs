@@ -6,6 +6,7 @@ mod auth_hardening;
 mod avail;
 mod browser;
 mod client;
+mod compose;
 mod crash;
 mod data;
 mod engines;

@@ -9,7 +9,7 @@ use std::process::Command;
 
 /// A mount made by `dfs mount` (in the background) for one user; unmounted
 /// when dropped, before the cluster (declare it after the cluster).
-struct Mounted {
+pub(crate) struct Mounted {
     work: tempfile::TempDir,
     bin: PathBuf,
 }
@@ -21,7 +21,7 @@ impl Mounted {
 
     /// Runs a bash script in the mount point; panics unless it succeeds, and
     /// returns its stdout.
-    fn sh(&self, script: &str) -> String {
+    pub(crate) fn sh(&self, script: &str) -> String {
         let output = self.sh_output(script);
         assert!(
             output.status.success(),
@@ -129,6 +129,18 @@ fn fuse_available() -> bool {
     }
     eprintln!("skipped: /dev/fuse is absent, so nothing can be mounted here");
     false
+}
+
+/// The local directory `$LOCAL` names in [`Mounted::sh`].
+impl Mounted {
+    pub(crate) fn local(&self) -> PathBuf {
+        self.work.path().join("local")
+    }
+}
+
+/// [`mount`], or `None` (saying so) where FUSE is absent.
+pub(crate) fn mount_if_available(cluster: &Cluster, user: &str, remote: Option<&str>) -> Option<Mounted> {
+    fuse_available().then(|| mount(cluster, user, remote))
 }
 
 /// Mounts `remote` (default: the user's home) as `user`, in the background.

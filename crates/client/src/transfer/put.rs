@@ -34,6 +34,9 @@ pub struct PutOptions {
     /// digest of the bytes, say): called then, just before the commit, and
     /// added to `attributes`.
     pub final_attributes: Option<FinalAttributes>,
+    /// Store the file as chunks even if it is small enough to be inline:
+    /// a file that will be a source of [`Client::compose`] (an S3 part).
+    pub chunked: bool,
 }
 
 /// See [`PutOptions::final_attributes`].
@@ -343,7 +346,7 @@ impl Client {
 }
 
 /// Whether a file's chunks are exactly `chunks`, in order.
-fn same_chunks(located: &[ChunkLocation], chunks: &[ChunkRef]) -> bool {
+pub(crate) fn same_chunks(located: &[ChunkLocation], chunks: &[ChunkRef]) -> bool {
     located.len() == chunks.len()
         && located
             .iter()

@@ -196,6 +196,7 @@ pub(super) async fn write(
         progress: None,
         attributes: request.attributes,
         final_attributes: None,
+        chunked: false,
     };
     client
         .put(&request.query.path, tokio_util::io::StreamReader::new(body), &options)

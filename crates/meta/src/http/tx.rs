@@ -96,6 +96,10 @@ pub(super) async fn stage(directory: &Arc<Directory>, who: Principal, tx: String
             attributes,
             ..
         } => staged_file(&who, path, mode, data.len() as u64, attributes),
+        // Its size is known only once the sources are read, at the commit.
+        StagedOp::Compose {
+            path, mode, attributes, ..
+        } => staged_file(&who, path, mode, 0, attributes),
     })
 }
 

@@ -18,7 +18,7 @@ use crate::namespace::{
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, EntryKind, FileType, Listing, Stat};
+use dfs_proto::namespace::{ChunkRef, ComposeSource, EntryKind, FileType, Listing, Stat};
 use dfs_proto::path::DfsPath;
 use dfs_proto::{Attributes, UnixSeconds};
 use std::collections::HashMap;
@@ -534,6 +534,41 @@ pub(crate) fn write_file(
     Ok(stat)
 }
 
+/// [`crate::NamespaceStore::compose`].
+pub(crate) fn compose(
+    tx: &mut impl Rows,
+    who: &Principal,
+    target: &DfsPath,
+    sources: &[ComposeSource],
+    new: FileWrite<'_>,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    check_attributes(target, new.attributes)?;
+    let mut chunks = Vec::new();
+    for ComposeSource { path: source, version } in sources {
+        let node = readable_file(tx, who, source)?;
+        if version.is_some_and(|version| version != node.version) {
+            return Err(StoreError::PreconditionFailed(format!(
+                "precondition failed: {source} is not at version {} (it is at version {}); nothing was changed",
+                version.unwrap_or_default(),
+                node.version
+            )));
+        }
+        match tx.content(&node)? {
+            FileContent::Chunks(list) => chunks.extend(list),
+            FileContent::Inline(data) if data.is_empty() => {}
+            FileContent::Inline(_) => {
+                return Err(StoreError::Invalid(format!(
+                "{source} is a small file stored inline in the metadata: only files stored as chunks can be composed"
+            )))
+            }
+        }
+    }
+    let stat = put_file(tx, who, target, new, NewContent::Chunks(&chunks), now_ms)?;
+    check_locks(tx, who, target, now_ms / 1000)?;
+    Ok(stat)
+}
+
 /// [`crate::NamespaceStore::write_inline`].
 pub(crate) fn write_inline(
     tx: &mut impl Rows,
@@ -766,6 +801,24 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
         now_ms: u64,
     ) -> StoreResult<Stat> {
         self.write_tx(|tx| commit_upload(tx, who, upload_id, chunks, attributes, now, now_ms))
+    }
+
+    fn compose(
+        &self,
+        who: &Principal,
+        target: &DfsPath,
+        sources: &[ComposeSource],
+        attributes: &Attributes,
+        mode: Option<u32>,
+        no_clobber: bool,
+        now_ms: u64,
+    ) -> StoreResult<Stat> {
+        let new = FileWrite {
+            no_clobber,
+            mode,
+            attributes,
+        };
+        self.write_tx(|tx| compose(tx, who, target, sources, new, now_ms))
     }
 
     fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()> {
