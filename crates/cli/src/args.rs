@@ -311,6 +311,9 @@ pub struct UpArgs {
     /// Seconds an unreferenced chunk is kept before garbage collection [default: 7200].
     #[arg(long)]
     pub gc_grace: Option<u64>,
+    /// Seconds one round of the consistency sweep (the backstop of repair and garbage collection) takes [default: 86400].
+    #[arg(long)]
+    pub sweep_interval: Option<u64>,
     /// Seconds a chunk capability lives; read capabilities live at most 120 [default: 600].
     #[arg(long)]
     pub capability_ttl: Option<u64>,

@@ -209,12 +209,7 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 None => home_of(session.as_ref())?,
             };
             let stat = client.stat(&path).await?;
-            let entries = if stat.kind == EntryKind::Dir {
-                client.list(&path).await?.entries
-            } else {
-                vec![stat]
-            };
-            emit(&global, &entries, || {
+            let lines = |entries: &[Stat]| {
                 entries
                     .iter()
                     .map(|entry| {
@@ -228,7 +223,22 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
-            })
+            };
+            if stat.kind != EntryKind::Dir {
+                let entries = vec![stat];
+                return emit(&global, &entries, || lines(&entries));
+            }
+            if global.json {
+                // One JSON array: the whole listing, read page by page.
+                let entries = client.list(&path).await?.entries;
+                return emit(&global, &entries, || lines(&entries));
+            }
+            // Printed a page at a time: a huge directory is never held whole.
+            let mut pages = client.list_pages(&path);
+            while let Some(page) = pages.next_page().await? {
+                emit(&global, &page, || lines(&page))?;
+            }
+            Ok(())
         }
         Command::Stat { path } => {
             let (client, session) = connect(&global, true).await?;

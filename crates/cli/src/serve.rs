@@ -71,6 +71,10 @@ pub struct Settings {
     /// Re-replication copies started per second at most (directory) [default: 8].
     #[arg(long)]
     pub repair_rate: Option<u32>,
+    /// Seconds one round of the consistency sweep takes, the slow backstop
+    /// of repair and garbage collection (directory) [default: 86400].
+    #[arg(long)]
+    pub sweep_interval: Option<u64>,
     /// Seconds a chunk capability lives; read capabilities live at most 120
     /// (directory) [default: 600].
     #[arg(long)]
@@ -114,6 +118,7 @@ impl Settings {
             heartbeat_timeout: self.heartbeat_timeout.or(file.heartbeat_timeout),
             gc_grace: self.gc_grace.or(file.gc_grace),
             repair_rate: self.repair_rate.or(file.repair_rate),
+            sweep_interval: self.sweep_interval.or(file.sweep_interval),
             capability_ttl: self.capability_ttl.or(file.capability_ttl),
             scrub_rate: self.scrub_rate.or(file.scrub_rate),
             scrub_interval: self.scrub_interval.or(file.scrub_interval),
@@ -254,6 +259,9 @@ pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Resul
                     .gc_grace
                     .map_or(dfs_meta::Config::DEFAULT_GC_GRACE, Duration::from_secs),
                 repair_rate: settings.repair_rate.unwrap_or(dfs_meta::Config::DEFAULT_REPAIR_RATE),
+                sweep_interval: settings
+                    .sweep_interval
+                    .map_or(dfs_meta::Config::DEFAULT_SWEEP_INTERVAL, Duration::from_secs),
             };
             dfs_meta::run(listener, config, shutdown).await?;
         }

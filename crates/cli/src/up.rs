@@ -140,6 +140,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         [
             optional("heartbeat-timeout", args.heartbeat_timeout),
             optional("gc-grace", args.gc_grace),
+            optional("sweep-interval", args.sweep_interval),
             optional("capability-ttl", args.capability_ttl),
             optional("min-write-replicas", args.min_write_replicas.map(u64::from)),
         ]

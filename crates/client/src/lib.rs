@@ -603,13 +603,42 @@ impl Client {
         .await
     }
 
+    /// The whole listing of directory `path`, read page by page (see
+    /// [`Client::list_pages`]), so no single request or response grows with
+    /// the directory.
     pub async fn list(&self, path: &DfsPath) -> Result<Listing> {
-        self.directory::<(), _>(
-            Method::GET,
-            &format!("/v1/list?path={}", query_escape(path.as_str())),
-            None,
-        )
-        .await
+        let mut pages = self.list_pages(path);
+        let mut entries = Vec::new();
+        while let Some(page) = pages.next_page().await? {
+            entries.extend(page);
+        }
+        Ok(Listing {
+            path: path.clone(),
+            entries,
+            next_cursor: None,
+        })
+    }
+
+    /// The listing of directory `path` as a stream of pages of at most
+    /// `LIST_PAGE_DEFAULT` entries, each read when asked for: an entry there
+    /// from the first page to the last comes exactly once, in name order.
+    pub fn list_pages(&self, path: &DfsPath) -> ListPages<'_> {
+        ListPages {
+            client: self,
+            path: path.clone(),
+            cursor: None,
+            done: false,
+        }
+    }
+
+    /// One page of the listing of `path`: at most `limit` entries after the
+    /// page whose `next_cursor` was `cursor`.
+    pub async fn list_page(&self, path: &DfsPath, cursor: Option<&str>, limit: usize) -> Result<Listing> {
+        let mut uri = format!("/v1/list?path={}&limit={limit}", query_escape(path.as_str()));
+        if let Some(cursor) = cursor {
+            uri.push_str(&format!("&cursor={}", query_escape(cursor)));
+        }
+        self.directory::<(), _>(Method::GET, &uri, None).await
     }
 
     pub async fn mkdir(&self, path: &DfsPath, parents: bool, mode: Option<u32>) -> Result<Stat> {
@@ -750,6 +779,34 @@ impl Client {
         };
         self.directory_no_content(Method::POST, "/v1/cluster/drain", Some(&request))
             .await
+    }
+}
+
+/// The pages of a listing (see [`Client::list_pages`]).
+pub struct ListPages<'c> {
+    client: &'c Client,
+    path: DfsPath,
+    cursor: Option<String>,
+    done: bool,
+}
+
+impl ListPages<'_> {
+    /// The next page's entries, or `None` after the last page.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<dfs_proto::namespace::Stat>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .client
+            .list_page(
+                &self.path,
+                self.cursor.as_deref(),
+                dfs_proto::namespace::LIST_PAGE_DEFAULT,
+            )
+            .await?;
+        self.cursor = page.next_cursor;
+        self.done = self.cursor.is_none();
+        Ok(Some(page.entries))
     }
 }
 

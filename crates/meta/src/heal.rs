@@ -1,25 +1,36 @@
 //! Re-replication: every referenced chunk gets back to `replication` live
 //! replicas after a file server dies or loses a chunk.
 //!
-//! Once a second, the directory service compares each chunk referenced by a
-//! file with the live servers recorded as holding it. A chunk short of
-//! `min(replication, live servers)` live replicas is copied from one live
-//! holder to the live non-holder with the most free space: the target pulls
-//! it (`POST /v1/chunks/{id}/copy` with a copy capability naming the chunk,
-//! the target and the source as this service's registry knows it; only this
-//! loop seals them), checks its hash, stores it durably and
+//! The work comes from the store's repair queue (see `dfs_store::repair`),
+//! not from a scan: a file server declared dead or draining has its
+//! replicas queued (this loop notices, once a second, which servers stopped
+//! counting), a corrupt or lost replica is queued when it is forgotten, and
+//! a write that reached fewer servers than the replication factor is queued
+//! when its receipt is recorded. The consistency sweep
+//! ([`crate::consistency`]) queues whatever no event announced. Each pass
+//! checks at most [`CHECKS_PER_PASS`] due chunks: one with enough replicas
+//! on counting servers leaves the queue; one short of
+//! `min(replication, placeable servers)` live replicas is copied from one
+//! live holder to the live non-holder with the most free space: the target
+//! pulls it (`POST /v1/chunks/{id}/copy` with a copy capability naming the
+//! chunk, the target and the source as this service's registry knows it;
+//! only this loop seals them), checks its hash, stores it durably and
 //! answers with a sealed receipt, from which the replica is recorded, as for
-//! any upload. At most `repair_rate` chunks start per second, a few at a
-//! time, so repair never swamps the cluster. Nothing happens during the
-//! first heartbeat timeout after a start, while the servers' first
-//! heartbeats are still arriving. Replicas beyond the replication factor
-//! (a dead server that came back) are tolerated: they cost space, not
-//! correctness, and readers may use them.
+//! any upload. The chunk stays queued until a check finds it whole. At most
+//! `repair_rate` chunks start per second, a few at a time, so repair never
+//! swamps the cluster. A chunk with no live replica, one no file names yet
+//! (an upload in flight) and one the cluster has too few servers for are
+//! checked again a minute later. Nothing happens during the first heartbeat
+//! timeout after a start, while the servers' first heartbeats are still
+//! arriving. Replicas beyond the replication factor (a dead server that
+//! came back) are tolerated: they cost space, not correctness, and readers
+//! may use them.
 
 use crate::servers::LiveServer;
 use crate::state::Directory;
 use dfs_proto::chunk::{ChunkId, ChunkStored, ServerRef};
 use dfs_proto::ticket::{Capability, ChunkOp, CopyCapability};
+use dfs_store::repair::{CheckQueue, QueuedCheck};
 use futures_util::StreamExt;
 use rand::seq::SliceRandom;
 use std::collections::{HashMap, HashSet};
@@ -31,18 +42,28 @@ use std::time::{Duration, Instant};
 const PARALLEL_COPIES: usize = 4;
 /// Time between repair passes.
 const PASS_INTERVAL: Duration = Duration::from_secs(1);
+/// Queued chunks checked per pass, at most.
+pub const CHECKS_PER_PASS: usize = 1000;
+/// Seconds until a chunk that cannot be repaired now is checked again.
+const RETRY_SECS: u64 = 60;
 
 /// Counters of re-replication, read by `/metrics`.
 #[derive(Debug, Default)]
 pub struct RepairStats {
-    /// Referenced chunks with fewer live replicas than wanted, at the last pass.
+    /// Checked chunks with fewer live replicas than wanted, at the last pass.
     under_replicated: AtomicU64,
-    /// Referenced chunks with no live replica at all, at the last pass.
+    /// Checked chunks with no live replica at all, at the last pass.
     lost: AtomicU64,
-    /// Copies planned by the last pass (the repair queue, at most `repair_rate`).
+    /// Copies planned by the last pass (at most `repair_rate`).
     planned: AtomicU64,
     copied: AtomicU64,
     failed: AtomicU64,
+    /// Chunks checked from the repair queue.
+    checked: AtomicU64,
+    /// Chunks waiting in the repair queue, at the last pass.
+    queue_depth: AtomicU64,
+    /// Replicas queued because their server died or drains.
+    queued_from_servers: AtomicU64,
 }
 
 impl RepairStats {
@@ -50,12 +71,12 @@ impl RepairStats {
         let get = |value: &AtomicU64| value.load(Ordering::Relaxed) as f64;
         out.gauge(
             "under_replicated_chunks",
-            "Chunks with fewer live replicas than wanted (last repair pass).",
+            "Chunks with fewer live replicas than wanted (among those the last repair pass checked).",
             get(&self.under_replicated),
         );
         out.gauge(
             "lost_chunks",
-            "Chunks with no live replica (last repair pass).",
+            "Chunks with no live replica (among those the last repair pass checked).",
             get(&self.lost),
         );
         out.gauge(
@@ -63,11 +84,26 @@ impl RepairStats {
             "Copies planned by the last repair pass.",
             get(&self.planned),
         );
+        out.gauge(
+            "repair_queue_depth",
+            "Chunks waiting in the repair queue (last repair pass).",
+            get(&self.queue_depth),
+        );
         out.counter("repair_copies_total", "Chunk copies made by repair.", get(&self.copied));
         out.counter(
             "repair_failures_total",
             "Chunk copies by repair that failed.",
             get(&self.failed),
+        );
+        out.counter(
+            "repair_checks_total",
+            "Chunks checked from the repair queue.",
+            get(&self.checked),
+        );
+        out.counter(
+            "repair_queued_from_servers_total",
+            "Replicas queued for repair because their file server died or drains.",
+            get(&self.queued_from_servers),
         );
     }
 }
@@ -83,11 +119,15 @@ struct Copy {
 /// Runs repair passes until the task is aborted.
 pub async fn run(directory: Arc<Directory>) {
     let started = Instant::now();
+    // The servers whose replicas counted at the last pass; at the first,
+    // every known one, so that one dead or draining at start is queued.
+    let mut counting: HashSet<String> = directory.servers.status().into_iter().map(|server| server.id).collect();
     loop {
         tokio::time::sleep(PASS_INTERVAL).await;
         if started.elapsed() < directory.heartbeat_timeout {
             continue;
         }
+        queue_servers_gone(&directory, &mut counting).await;
         match plan(&directory).await {
             Ok(copies) if copies.is_empty() => {}
             Ok(copies) => {
@@ -108,18 +148,78 @@ pub async fn run(directory: Arc<Directory>) {
     }
 }
 
-/// The copies of this pass: at most `repair_rate` of them.
+/// Queues the replicas of every server that stopped counting (dead or
+/// draining) since the last pass; one whose queuing failed is tried again
+/// at the next.
+async fn queue_servers_gone(directory: &Arc<Directory>, counting: &mut HashSet<String>) {
+    let now_counting = directory.servers.placeable_ids();
+    let gone: Vec<String> = counting.difference(&now_counting).cloned().collect();
+    let mut failed = Vec::new();
+    for server in gone {
+        let store = Arc::clone(&directory.store);
+        let id = server.clone();
+        let queued = tokio::task::spawn_blocking(move || store.enqueue_server_checks(&id, dfs_seal::now())).await;
+        match queued {
+            Ok(Ok(count)) => {
+                directory
+                    .repair_stats
+                    .queued_from_servers
+                    .fetch_add(count, Ordering::Relaxed);
+                tracing::info!(%server, chunks = count, "file server dead or draining: its replicas are queued for repair");
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%server, %error, "queuing the replicas of a dead or draining file server");
+                failed.push(server);
+            }
+            Err(error) => {
+                tracing::warn!(%server, %error, "queuing the replicas of a dead or draining file server");
+                failed.push(server);
+            }
+        }
+    }
+    *counting = now_counting;
+    counting.extend(failed);
+}
+
+/// The copies of this pass, at most `repair_rate` of them, from the due
+/// chunks of the repair queue; the chunks found whole leave the queue.
 async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
+    let now = dfs_seal::now();
     let store = Arc::clone(&directory.store);
-    let (referenced, sizes) = tokio::task::spawn_blocking(move || {
-        Ok::<_, dfs_store::StoreError>((store.referenced_chunks()?, store.live_chunks()?))
+    let (due, states, depth) = tokio::task::spawn_blocking(move || {
+        let due = store.due_checks(CheckQueue::Repair, now, CHECKS_PER_PASS)?;
+        let chunks: Vec<ChunkId> = due.iter().map(|check| check.chunk.clone()).collect();
+        let states = if chunks.is_empty() {
+            Vec::new()
+        } else {
+            store.chunk_states(&chunks)?
+        };
+        let depth = if due.len() < CHECKS_PER_PASS {
+            due.len() as u64
+        } else {
+            store.queue_depth(CheckQueue::Repair)?
+        };
+        Ok::<_, dfs_store::StoreError>((due, states, depth))
     })
     .await??;
+    let stats = &directory.repair_stats;
+    stats.queue_depth.store(depth, Ordering::Relaxed);
+    if due.is_empty() {
+        stats.under_replicated.store(0, Ordering::Relaxed);
+        stats.lost.store(0, Ordering::Relaxed);
+        stats.planned.store(0, Ordering::Relaxed);
+        return Ok(Vec::new());
+    }
+    stats.checked.fetch_add(due.len() as u64, Ordering::Relaxed);
     // Replicas on draining servers do not count and get no new copies, but
     // they may still be the source of a copy.
     let live = directory.servers.live();
     let placeable = directory.servers.placeable();
-    let wanted = (directory.replication as usize).min(placeable.len());
+    if placeable.is_empty() {
+        return Ok(Vec::new()); // No server to count replicas on: wait.
+    }
+    let replication = directory.replication as usize;
+    let wanted = replication.min(placeable.len());
     let live_ids: HashSet<&str> = live.iter().map(|server| server.server.id.as_str()).collect();
     let placeable_ids: HashSet<&str> = placeable.iter().map(|server| server.server.id.as_str()).collect();
     let mut free: HashMap<String, u64> = placeable
@@ -127,25 +227,45 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
         .map(|server| (server.server.id.clone(), server.free_bytes))
         .collect();
     let mut copies = Vec::new();
+    let mut whole: Vec<QueuedCheck> = Vec::new();
+    let mut later: Vec<ChunkId> = Vec::new();
     let mut lost = 0u64;
     let mut under_replicated = 0u64;
     let mut rng = rand::thread_rng();
-    for (chunk, holders) in referenced {
+    for (check, state) in due.into_iter().zip(states) {
+        let holders = &state.holders;
         let counted = holders.iter().filter(|id| placeable_ids.contains(id.as_str())).count();
         if counted >= wanted {
+            if counted >= replication {
+                whole.push(check);
+            } else {
+                later.push(check.chunk); // Whole once more servers are back.
+            }
             continue;
         }
         let live_holders: Vec<&String> = holders.iter().filter(|id| live_ids.contains(id.as_str())).collect();
-        under_replicated += 1;
         if live_holders.is_empty() {
-            lost += 1;
+            if holders.is_empty() && !state.referenced() {
+                whole.push(check); // Nothing recorded and nothing wants it: collected.
+                continue;
+            }
+            if state.referenced() {
+                lost += 1;
+            }
+            later.push(check.chunk);
             continue;
         }
+        if !state.referenced() {
+            later.push(check.chunk); // An upload in flight, or garbage: not now.
+            continue;
+        }
+        under_replicated += 1;
         if copies.len() >= directory.repair_rate as usize {
             continue;
         }
-        let Some(&size) = sizes.get(&chunk) else { continue };
-        let Some(target) = pick_target(&placeable, &holders, &free) else {
+        let Some(size) = state.size else { continue };
+        let Some(target) = pick_target(&placeable, holders, &free) else {
+            later.push(check.chunk);
             continue;
         };
         let source_id = live_holders.choose(&mut rng).expect("not empty");
@@ -159,13 +279,18 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
             *space = space.saturating_sub(size);
         }
         copies.push(Copy {
-            chunk,
+            chunk: check.chunk,
             size,
             source,
             target,
         });
     }
-    let stats = &directory.repair_stats;
+    let store = Arc::clone(&directory.store);
+    tokio::task::spawn_blocking(move || {
+        store.dequeue_checks(CheckQueue::Repair, &whole)?;
+        store.enqueue_checks(CheckQueue::Repair, &later, now + RETRY_SECS)
+    })
+    .await??;
     stats.under_replicated.store(under_replicated, Ordering::Relaxed);
     stats.lost.store(lost, Ordering::Relaxed);
     stats.planned.store(copies.len() as u64, Ordering::Relaxed);

@@ -133,6 +133,7 @@ pub fn router(state: Arc<Directory>) -> Router {
             state.watch.checks() as f64,
         );
         state.repair_stats.write(out);
+        state.sweep_stats.write(out);
     });
     dfs_service::finish_router_with(routes, metrics)
 }
@@ -154,10 +155,12 @@ pub async fn run(
     let sweeper = tokio::spawn(crate::sweep::run(store));
     let repair = tokio::spawn(crate::heal::run(Arc::clone(&directory)));
     let gc = tokio::spawn(crate::gc::run(Arc::clone(&directory)));
+    let consistency = tokio::spawn(crate::consistency::run(Arc::clone(&directory)));
     let result = dfs_service::serve(listener, router(directory), shutdown).await;
     poller.abort();
     sweeper.abort();
     repair.abort();
     gc.abort();
+    consistency.abort();
     Ok(result?)
 }

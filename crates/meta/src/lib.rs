@@ -22,6 +22,7 @@
 //! by file servers; a chunk referenced by a file or a staged transaction
 //! upload is never deleted, nor one written within the grace period.
 
+pub mod consistency;
 pub mod gc;
 pub mod heal;
 pub mod http;

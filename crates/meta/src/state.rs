@@ -46,6 +46,9 @@ pub struct Config {
     pub gc_grace: Duration,
     /// Re-replication copies started per second at most. Default 8.
     pub repair_rate: u32,
+    /// One round of the consistency sweep, the backstop of repair and
+    /// garbage collection (see `consistency`). Default 1 day.
+    pub sweep_interval: Duration,
 }
 
 impl Config {
@@ -56,6 +59,7 @@ impl Config {
     pub const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(3600);
     pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(7200);
     pub const DEFAULT_REPAIR_RATE: u32 = 8;
+    pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(86_400);
 
     /// A configuration with every default.
     pub fn new(store: Arc<dyn Store>, key: ClusterKey, auth_url: impl Into<String>) -> Self {
@@ -72,6 +76,7 @@ impl Config {
             upload_ttl: Self::DEFAULT_UPLOAD_TTL,
             gc_grace: Self::DEFAULT_GC_GRACE,
             repair_rate: Self::DEFAULT_REPAIR_RATE,
+            sweep_interval: Self::DEFAULT_SWEEP_INTERVAL,
         }
     }
 }
@@ -92,6 +97,7 @@ pub struct Directory {
     pub(crate) heartbeat_timeout: Duration,
     pub(crate) gc_grace: Duration,
     pub(crate) repair_rate: u32,
+    pub(crate) sweep_interval: Duration,
     /// Uids whose home directory is known to exist, so it is looked up once per uid.
     homes_ensured: Mutex<HashSet<u64>>,
     pub(crate) http: reqwest::Client,
@@ -99,6 +105,8 @@ pub struct Directory {
     pub(crate) watch: WatchHub,
     /// What the last repair pass found and what repair did (for `/metrics`).
     pub(crate) repair_stats: crate::heal::RepairStats,
+    /// The consistency sweep's progress and the collection queue (for `/metrics`).
+    pub(crate) sweep_stats: crate::consistency::SweepStats,
     /// Chunked reads and writes of `/v1/files` at once (see `http/chunked.rs`).
     pub(crate) streams: Arc<tokio::sync::Semaphore>,
 }
@@ -129,6 +137,7 @@ impl Directory {
             heartbeat_timeout: config.heartbeat_timeout,
             gc_grace: config.gc_grace,
             repair_rate: config.repair_rate,
+            sweep_interval: config.sweep_interval,
             homes_ensured: Mutex::new(HashSet::new()),
             http: dfs_service::http_client()
                 .timeout(Duration::from_secs(5))
@@ -136,6 +145,7 @@ impl Directory {
                 .expect("building an HTTP client"),
             watch: WatchHub::default(),
             repair_stats: Default::default(),
+            sweep_stats: Default::default(),
             streams: Arc::new(tokio::sync::Semaphore::new(crate::http::MAX_FILE_STREAMS)),
         })
     }

@@ -212,11 +212,50 @@ pub struct Listing {
     pub path: DfsPath,
     /// Sorted by name.
     pub entries: Vec<Stat>,
+    /// A paged listing (`limit` or `cursor` given) with more entries: the
+    /// `cursor` of the next page. Opaque: pass it back as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PathQuery {
     pub path: DfsPath,
+}
+
+/// Entries per page of a paged listing when the request names no `limit`.
+pub const LIST_PAGE_DEFAULT: usize = 1000;
+/// Entries per page of a paged listing at most.
+pub const LIST_PAGE_MAX: usize = 10_000;
+
+/// `GET /v1/list`: the whole directory, or with `limit` or `cursor` one
+/// page of it (at most `limit` entries, default [`LIST_PAGE_DEFAULT`], at
+/// most [`LIST_PAGE_MAX`]) after the page whose `next_cursor` is `cursor`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListQuery {
+    pub path: DfsPath,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// The cursor after the entry named `name`: its bytes in hex, so that it
+/// fits a query string as it is. Clients treat it as opaque.
+pub fn list_cursor(name: &str) -> String {
+    name.bytes().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The name a cursor of [`list_cursor`] stands for; `None` if it is none.
+pub fn list_cursor_name(cursor: &str) -> Option<String> {
+    if cursor.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(cursor.get(at..at + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -184,6 +184,19 @@ pub trait NamespaceStore: Send + Sync {
     /// The entries of directory `path`, sorted by name; needs [`READ`] on it.
     fn list(&self, who: &Principal, path: &DfsPath) -> StoreResult<Listing>;
 
+    /// One page of [`NamespaceStore::list`]: at most `limit` entries (at
+    /// least 1) whose names come after `after` in byte order, and whether
+    /// more follow. Each page is one snapshot: an entry present from the
+    /// first page to the last is listed exactly once, in order, whatever is
+    /// added or removed in between.
+    fn list_page(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Listing, bool)>;
+
     /// Creates directory `path` owned by `who`, needing [`WRITE`] and
     /// [`EXECUTE`] on its parent. With `parents`, creates missing ancestors
     /// too and succeeds if `path` already is a directory.

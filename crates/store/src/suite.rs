@@ -4,6 +4,7 @@
 use crate::dump::{Dump, DumpEntry, DumpFence, DumpReplica, DumpUser, DUMP_FORMAT};
 use crate::keys::AccessKeyRecord;
 use crate::namespace::{FileContent, Principal, UploadRecord, NO_ATTRIBUTES};
+use crate::repair::{CheckQueue, ChunkState};
 use crate::users::SessionRecord;
 use crate::{Store, StoreError};
 use dfs_proto::chunk::{ChunkId, ServerRef};
@@ -59,6 +60,10 @@ pub const ALL: &[(&str, SuiteTest)] = &[
         transactions_conflict_abort_expire_lock,
     ),
     ("repair_live_chunks_and_forgetting", repair_live_chunks_and_forgetting),
+    ("repair_queues_follow_events", repair_queues_follow_events),
+    ("listing_pages_while_entries_change", |store| {
+        listing_pages_while_entries_change(store, 2_000, 100)
+    }),
     ("dump_exports_what_was_written", dump_exports_what_was_written),
     ("dump_imports_into_an_empty_store", dump_imports_into_an_empty_store),
     ("inline_write_read_overwrite", inline_write_read_overwrite),
@@ -1364,6 +1369,191 @@ pub fn repair_live_chunks_and_forgetting(store: &dyn Store) {
         1
     );
     assert_eq!(store.replicas(&[chunk(1, 4).id]).unwrap()[&chunk(1, 4).id], ["s1"]);
+}
+
+/// The chunks queued on `queue` (due by the end of time), sorted.
+fn queued(store: &dyn Store, queue: CheckQueue) -> Vec<ChunkId> {
+    let mut chunks: Vec<ChunkId> = store
+        .due_checks(queue, i64::MAX as u64, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|check| check.chunk)
+        .collect();
+    chunks.sort();
+    chunks
+}
+
+fn ids(seeds: &[u8]) -> Vec<ChunkId> {
+    let mut ids: Vec<ChunkId> = seeds.iter().map(|seed| chunk(*seed, 4).id).collect();
+    ids.sort();
+    ids
+}
+
+/// Background work follows events: dropped chunk lists queue garbage
+/// collection checks in the transaction that drops them, a server's
+/// replicas and forgotten replicas queue repair checks; a check taken off
+/// its queue stays if the chunk was queued again since it was read; the
+/// consistency sweep pages through every recorded chunk once.
+pub fn repair_queues_follow_events(store: &dyn Store) {
+    let ann = user(2, "ann");
+    store.ensure_home(2, "ann", 1_000).unwrap();
+    write_file(store, &ann, "u1", "/home/ann/kept", &[chunk(1, 4)]);
+    write_file(store, &ann, "u2", "/home/ann/gone", &[chunk(2, 4), chunk(1, 4)]);
+    write_file(store, &ann, "u3", "/home/ann/overwritten", &[chunk(5, 4)]);
+    write_file(store, &ann, "u4", "/home/ann/overwritten", &[chunk(6, 4)]);
+    store
+        .mkdir(&ann, &path("/home/ann/dir/sub"), 0o755, true, 1_000)
+        .unwrap();
+    write_file(store, &ann, "u5", "/home/ann/dir/sub/deep", &[chunk(7, 4)]);
+    assert_eq!(
+        queued(store, CheckQueue::Collect),
+        ids(&[5]),
+        "the overwritten version's"
+    );
+    store.remove(&ann, &path("/home/ann/gone"), false, 2_000).unwrap();
+    store.remove(&ann, &path("/home/ann/dir"), true, 2_000).unwrap();
+    // Overwritten, deleted, deleted with a directory; chunk 1 is still
+    // referenced, which the check (not the queue) finds out.
+    assert_eq!(queued(store, CheckQueue::Collect), ids(&[1, 2, 5, 7]));
+    assert!(queued(store, CheckQueue::Repair).is_empty());
+
+    // What a check reads.
+    store.record_replicas(&chunk(8, 4).id, 4, &["s3".into()]).unwrap();
+    let states = store
+        .chunk_states(&[chunk(1, 4).id, chunk(2, 4).id, chunk(9, 4).id])
+        .unwrap();
+    assert_eq!(
+        states,
+        [
+            ChunkState {
+                chunk: chunk(1, 4).id,
+                size: Some(4),
+                holders: vec!["s1".into(), "s2".into()],
+                in_files: true,
+                staged: false,
+            },
+            ChunkState {
+                chunk: chunk(2, 4).id,
+                size: Some(4),
+                holders: vec!["s1".into(), "s2".into()],
+                in_files: false,
+                staged: false,
+            },
+            ChunkState {
+                chunk: chunk(9, 4).id,
+                size: None,
+                holders: vec![],
+                in_files: false,
+                staged: false,
+            },
+        ]
+    );
+
+    // A server's replicas, due when told.
+    assert_eq!(store.enqueue_server_checks("s1", 100).unwrap(), 5);
+    assert_eq!(queued(store, CheckQueue::Repair), ids(&[1, 2, 5, 6, 7]));
+    assert!(store.due_checks(CheckQueue::Repair, 99, 10).unwrap().is_empty());
+    let due = store.due_checks(CheckQueue::Repair, 100, 2).unwrap();
+    assert_eq!(due.len(), 2, "at most the limit");
+    assert!(due.iter().all(|check| check.due_at == 100));
+
+    // Queued again after being read: taking the old entry off leaves it.
+    let all = store.due_checks(CheckQueue::Repair, 100, 10).unwrap();
+    store
+        .enqueue_checks(CheckQueue::Repair, &[chunk(1, 4).id], 200)
+        .unwrap();
+    store.dequeue_checks(CheckQueue::Repair, &all).unwrap();
+    assert_eq!(queued(store, CheckQueue::Repair), ids(&[1]));
+    assert_eq!(store.queue_depth(CheckQueue::Repair).unwrap(), 1);
+    assert_eq!(store.queue_depth(CheckQueue::Collect).unwrap(), 4);
+
+    // A forgotten replica is queued for repair in the same call.
+    assert_eq!(store.forget_replicas("s2", &[chunk(6, 4).id]).unwrap(), 1);
+    assert_eq!(queued(store, CheckQueue::Repair), ids(&[1, 6]));
+
+    // The sweep's pages: every recorded chunk once, in order, whatever the page size.
+    for limit in [1, 2, 3, 100] {
+        let mut seen = Vec::new();
+        let mut after: Option<ChunkId> = None;
+        loop {
+            let page = store.chunks_after(after.as_ref(), limit).unwrap();
+            assert!(page.len() <= limit);
+            let Some(last) = page.last().cloned() else { break };
+            seen.extend(page);
+            after = Some(last);
+        }
+        assert_eq!(seen, ids(&[1, 2, 5, 6, 7, 8]), "pages of {limit}");
+    }
+}
+
+/// Issue 23: a directory of `count` entries listed in pages of `page`
+/// while entries are added and removed between pages: the names come in
+/// strictly increasing order, every entry there from start to end comes
+/// exactly once, and every name listed existed.
+pub fn listing_pages_while_entries_change(store: &dyn Store, count: usize, page: usize) {
+    let ann = user(2, "ann");
+    store.ensure_home(2, "ann", 1_000).unwrap();
+    store.mkdir(&ann, &path("/home/ann/big"), 0o755, false, 1_000).unwrap();
+    let name = |index: usize| format!("e{index:07}");
+    for index in 0..count {
+        store
+            .mkdir(
+                &ann,
+                &path(&format!("/home/ann/big/{}", name(index))),
+                0o755,
+                false,
+                1_000,
+            )
+            .unwrap();
+    }
+    // Every third entry may be removed; names ending in "+" are added.
+    let churn = |index: usize| index % 3 == 0;
+    let mut existed: std::collections::HashSet<String> = (0..count).map(name).collect();
+    let mut seen: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    let mut round = 0usize;
+    loop {
+        let (listing, more) = store
+            .list_page(&ann, &path("/home/ann/big"), after.as_deref(), page)
+            .unwrap();
+        assert!(listing.entries.len() <= page);
+        let names: Vec<String> = listing
+            .entries
+            .iter()
+            .map(|entry| entry.path.name().unwrap().to_string())
+            .collect();
+        seen.extend(names.iter().cloned());
+        if !more {
+            break;
+        }
+        after = names.last().cloned();
+        // Between pages: remove and add on both sides of the cursor.
+        round += 1;
+        for step in 0..4 {
+            let index = (round * 7919 + step * 104_729) % count / 3 * 3;
+            let gone = format!("/home/ann/big/{}", name(index));
+            let _ = store.remove(&ann, &path(&gone), false, 2_000);
+            let added = format!("{}+", name((index + 1) % count));
+            if store
+                .mkdir(&ann, &path(&format!("/home/ann/big/{added}")), 0o755, false, 2_000)
+                .is_ok()
+            {
+                existed.insert(added);
+            }
+        }
+    }
+    assert!(
+        seen.windows(2).all(|pair| pair[0] < pair[1]),
+        "names in strictly increasing order, none twice"
+    );
+    let listed: std::collections::HashSet<&String> = seen.iter().collect();
+    for index in (0..count).filter(|index| !churn(*index)) {
+        assert!(listed.contains(&name(index)), "{} listed", name(index));
+    }
+    for listed in &seen {
+        assert!(existed.contains(listed), "{listed} existed");
+    }
+    assert!(round >= count / page - 1, "{round} pages turned");
 }
 
 // ---- Export and import ----

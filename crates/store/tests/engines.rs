@@ -11,6 +11,13 @@ fn sqlite_in_memory_passes_the_suite() {
     }
 }
 
+/// Issue 23: 100,000 entries in pages of 1,000 while entries change.
+#[test]
+fn sqlite_lists_a_directory_of_100000_entries_in_pages() {
+    // In memory: 100,000 creations with an fsync each would be the test's whole time.
+    suite::listing_pages_while_entries_change(&SqliteStore::open_in_memory().unwrap(), 100_000, 1_000);
+}
+
 #[test]
 fn sqlite_async_writes_match_the_blocking_ones() {
     suite::async_writes_match_the_blocking_ones(std::sync::Arc::new(SqliteStore::open_in_memory().unwrap()));

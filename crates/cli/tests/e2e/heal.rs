@@ -143,6 +143,97 @@ async fn a_dead_file_server_loses_nothing_and_its_chunks_are_re_replicated() {
     assert_eq!(status(&cluster).await["under_replicated_chunks"], 0);
 }
 
+/// The directory service's metric `name` (a counter or gauge without labels).
+async fn metric(cluster: &Cluster, name: &str) -> f64 {
+    let text = http()
+        .get(format!("{}/metrics", cluster.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find(|line| line.starts_with(&prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+/// The chunk files on file server `server`'s disk.
+fn chunks_on_disk(cluster: &Cluster, server: &str) -> usize {
+    let root = cluster.data_dir().join(server).join("chunks");
+    std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .map(|dir| std::fs::read_dir(dir.path()).unwrap().count())
+        .sum()
+}
+
+/// Issue 23: repair follows events, not scans. A file server killed with
+/// SIGKILL has exactly its chunks copied back, found from its replica
+/// records alone: no pass reads the whole chunk table, and the chunks
+/// checked are those of the dead server (each checked about twice: once to
+/// plan its copy, once to find it whole).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_file_server_has_exactly_its_chunks_re_replicated_without_a_full_scan() {
+    let cluster = cluster(4, &["--heartbeat-timeout=4"]);
+    let mut files = Vec::new();
+    for index in 0..4 {
+        let content = random_bytes(3 * CHUNK_SIZE + 17 * index);
+        let path = format!("/home/admin/file-{index}");
+        put(&cluster, &path, &content);
+        files.push((path, content));
+    }
+    let victim = "file-2";
+    let held = chunks_on_disk(&cluster, victim);
+    assert!(held > 0, "the victim holds chunks");
+    // Nothing is under-replicated before the kill (this reads every chunk, once).
+    assert_eq!(status(&cluster).await["under_replicated_chunks"], 0);
+    let scans = metric(&cluster, "dfs_full_chunk_scans_total").await;
+    let copies = metric(&cluster, "dfs_repair_copies_total").await;
+    let checks = metric(&cluster, "dfs_repair_checks_total").await;
+    assert_eq!(copies, 0.0, "no repair before the kill");
+
+    cluster.kill_service(victim);
+    wait_for(
+        &cluster,
+        Duration::from_secs(60),
+        "the victim's chunks are copied",
+        || async {
+            metric(&cluster, "dfs_repair_copies_total").await - copies >= held as f64
+                && metric(&cluster, "dfs_repair_queue_depth").await == 0.0
+        },
+    )
+    .await;
+    assert_eq!(
+        metric(&cluster, "dfs_repair_queued_from_servers_total").await,
+        held as f64,
+        "the dead server's replicas, and only those, were queued"
+    );
+    assert_eq!(
+        metric(&cluster, "dfs_repair_copies_total").await - copies,
+        held as f64,
+        "one copy per chunk of the dead server"
+    );
+    let checked = metric(&cluster, "dfs_repair_checks_total").await - checks;
+    assert!(
+        checked >= held as f64 && checked <= 3.0 * held as f64,
+        "{checked} checks for {held} chunks"
+    );
+    assert_eq!(
+        metric(&cluster, "dfs_full_chunk_scans_total").await,
+        scans,
+        "repair read no whole chunk table"
+    );
+    assert_eq!(metric(&cluster, "dfs_repair_failures_total").await, 0.0);
+    for (path, content) in &files {
+        assert_eq!(blake3::hash(&cat(&cluster, path)), blake3::hash(content), "{path}");
+    }
+    assert_eq!(status(&cluster).await["under_replicated_chunks"], 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupt_replica_is_never_served_and_is_repaired() {
     let cluster = cluster(4, &["--scrub-interval=1"]);

@@ -33,6 +33,10 @@ pub(super) async fn status(
     State(Shared(directory)): State<Shared>,
     Caller(_ticket): Caller,
 ) -> ApiResult<ApiJson<ClusterStatus>> {
+    directory
+        .sweep_stats
+        .full_scans
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let store = Arc::clone(&directory.store);
     let (counts, referenced) = blocking(move || Ok((store.counts()?, store.referenced_chunks()?))).await?;
     let live = directory.servers.placeable_ids();

@@ -9,8 +9,8 @@ use base64::Engine as _;
 use dfs_proto::auth::{validate_user_name, UserInfo};
 use dfs_proto::chunk::ChunkId;
 use dfs_proto::namespace::{
-    ChmodRequest, ChownRequest, EnsureHome, FileLayout, Listing, MkdirRequest, PathQuery, RemoveRequest, RenameRequest,
-    Stat,
+    list_cursor, list_cursor_name, ChmodRequest, ChownRequest, EnsureHome, FileLayout, ListQuery, Listing,
+    MkdirRequest, PathQuery, RemoveRequest, RenameRequest, Stat, LIST_PAGE_DEFAULT, LIST_PAGE_MAX,
 };
 use dfs_proto::watch::WatchKind;
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
@@ -58,11 +58,14 @@ pub(super) async fn stat(
     ))
 }
 
+/// A listing: whole (no `limit`, no `cursor`; and always in a transaction,
+/// whose read set records the whole directory), or one page, each page one
+/// snapshot read.
 pub(super) async fn list(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
     scope: locks::WriteScope,
-    ApiQuery(query): ApiQuery<PathQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<ApiJson<Listing>> {
     let who = directory.principal(&ticket).await;
     if let Some(id) = scope.tx {
@@ -72,7 +75,31 @@ pub(super) async fn list(
         return Ok(ApiJson(listing));
     }
     let store = Arc::clone(&directory.store);
-    Ok(ApiJson(blocking(move || store.list(&who, &query.path)).await?))
+    if query.limit.is_none() && query.cursor.is_none() {
+        return Ok(ApiJson(blocking(move || store.list(&who, &query.path)).await?));
+    }
+    let limit = query.limit.unwrap_or(LIST_PAGE_DEFAULT);
+    if !(1..=LIST_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {LIST_PAGE_MAX}, not {limit}"
+        )));
+    }
+    let after = match &query.cursor {
+        Some(cursor) => Some(
+            list_cursor_name(cursor)
+                .ok_or_else(|| ApiError::bad_request("bad cursor: pass back a next_cursor as it was given"))?,
+        ),
+        None => None,
+    };
+    let (mut listing, more) = blocking(move || store.list_page(&who, &query.path, after.as_deref(), limit)).await?;
+    if more {
+        listing.next_cursor = listing
+            .entries
+            .last()
+            .and_then(|entry| entry.path.name())
+            .map(list_cursor);
+    }
+    Ok(ApiJson(listing))
 }
 
 pub(super) async fn mkdir(

@@ -12,9 +12,11 @@
 use super::{blocking, Directory, Shared};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use dfs_proto::chunk::ChunkId;
 use dfs_proto::namespace::{ChunkRef, UploadReceipts};
 use dfs_proto::ticket::Receipt;
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
+use dfs_store::repair::CheckQueue;
 use dfs_store::{Store, StoreError};
 use std::sync::Arc;
 
@@ -49,7 +51,8 @@ pub(super) async fn record_receipts(
     }
     let store = Arc::clone(&directory.store);
     let uid = who.uid;
-    blocking(move || record(&*store, uid, &receipts)).await?;
+    let replication = directory.replication;
+    blocking(move || record(&*store, uid, replication, &receipts)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -57,14 +60,26 @@ pub(super) async fn record_receipts(
 /// name, and that user `uid` holds their chunks. A receipt reaches a user
 /// only from a file server that received the chunk's bytes from it and
 /// checked their hash, so it is a proof of possession (see
-/// `Directory::proven_chunks`).
-pub(super) fn record(store: &dyn Store, uid: u64, receipts: &[Receipt]) -> Result<(), StoreError> {
+/// `Directory::proven_chunks`). Each chunk is queued for garbage collection
+/// (an upload never committed leaves it unreferenced; a committed one is
+/// dropped from the queue when checked), and one on fewer than
+/// `replication` servers for repair.
+pub(super) fn record(store: &dyn Store, uid: u64, replication: u32, receipts: &[Receipt]) -> Result<(), StoreError> {
     for receipt in receipts {
         store.record_replicas(&receipt.chunk, receipt.size, &receipt.servers)?;
     }
     if receipts.is_empty() {
         return Ok(());
     }
+    let now = dfs_seal::now();
+    let chunks: Vec<ChunkId> = receipts.iter().map(|receipt| receipt.chunk.clone()).collect();
+    store.enqueue_checks(CheckQueue::Collect, &chunks, now)?;
+    let short: Vec<ChunkId> = receipts
+        .iter()
+        .filter(|receipt| receipt.servers.len() < replication as usize)
+        .map(|receipt| receipt.chunk.clone())
+        .collect();
+    store.enqueue_checks(CheckQueue::Repair, &short, now)?;
     let proofs: Vec<ChunkRef> = receipts
         .iter()
         .map(|receipt| ChunkRef {

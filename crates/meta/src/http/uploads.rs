@@ -195,9 +195,10 @@ pub(super) async fn commit(
     let attributes = request.attributes;
     let staged = scope.tx.is_some();
     let uid = who.uid;
+    let replication = directory.replication;
     if let (Some(version), None) = (if_version, &scope.tx) {
         let recorded = Arc::clone(&store);
-        blocking(move || receipts::record(&*recorded, uid, &receipts)).await?;
+        blocking(move || receipts::record(&*recorded, uid, replication, &receipts)).await?;
         let path = upload.path.clone();
         let change = Change::Upload { id, chunks, attributes };
         let stat = tx::compare_and_set(&directory, who, path.clone(), version, change, path.clone())
@@ -207,7 +208,7 @@ pub(super) async fn commit(
         return Ok(ApiJson(stat));
     }
     let stat = blocking(move || {
-        receipts::record(&*store, uid, &receipts)?;
+        receipts::record(&*store, uid, replication, &receipts)?;
         match &scope.tx {
             Some(tx) => tx::stage_upload(&*store, &who, tx, &id, &chunks, &attributes),
             None => store.commit_upload(&who, &id, &chunks, &attributes, dfs_seal::now(), now_ms()),

@@ -126,6 +126,9 @@ pub(crate) trait Rows: LockRows {
     fn child(&mut self, parent: i64, name: &str) -> StoreResult<Option<Node>>;
     /// Every entry of directory `dir`, sorted by name (byte order).
     fn children(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>>;
+    /// At most `limit` entries of directory `dir` whose names come after
+    /// `after` (all if `None`), sorted by name (byte order): a page.
+    fn children_page(&mut self, dir: i64, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, Node)>>;
     /// The directories among the entries of `dir`, in any order.
     fn subdirectories(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>>;
     /// Whether directory `dir` has any entry.

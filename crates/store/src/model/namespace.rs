@@ -374,7 +374,42 @@ pub(crate) fn list(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -> Store
     Ok(Listing {
         path: path.clone(),
         entries,
+        next_cursor: None,
     })
+}
+
+/// [`crate::NamespaceStore::list_page`].
+pub(crate) fn list_page(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    after: Option<&str>,
+    limit: usize,
+) -> StoreResult<(Listing, bool)> {
+    let dir = resolve(tx, who, path)?;
+    if !dir.is_dir() {
+        return Err(not_a_directory(path));
+    }
+    if !dir.permits(who, READ) {
+        return Err(denied(path));
+    }
+    let limit = limit.max(1);
+    let mut children = tx.children_page(dir.id, after, limit + 1)?;
+    let more = children.len() > limit;
+    children.truncate(limit);
+    let entries = children
+        .into_iter()
+        .map(|(name, node)| {
+            let child_path = path.join(&name).map_err(|error| StoreError::Backend(error.into()))?;
+            Ok(node.stat(child_path))
+        })
+        .collect::<StoreResult<_>>()?;
+    let listing = Listing {
+        path: path.clone(),
+        entries,
+        next_cursor: None,
+    };
+    Ok((listing, more))
 }
 
 /// The file at `path`, readable by `who`.
@@ -683,6 +718,16 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
 
     fn list(&self, who: &Principal, path: &DfsPath) -> StoreResult<Listing> {
         self.read_tx(|tx| list(tx, who, path))
+    }
+
+    fn list_page(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Listing, bool)> {
+        self.read_tx(|tx| list_page(tx, who, path, after, limit))
     }
 
     fn mkdir(&self, who: &Principal, path: &DfsPath, mode: u32, parents: bool, now_ms: u64) -> StoreResult<Stat> {

@@ -102,6 +102,8 @@ pub const MAX_ATTEMPTS: u32 = 60;
 
 const INODES: &str = "inodes";
 const REPLICAS: &str = "replicas";
+/// The check queues (see [`crate::repair`]).
+const CHUNK_CHECKS: &str = "chunk_checks";
 /// Which user has proven it holds which chunk: `{_id: "UID/CHUNK", size}`.
 const POSSESSION: &str = "possession";
 const SERVERS: &str = "servers";
@@ -272,7 +274,11 @@ impl MongoStore {
                 .options(IndexOptions::builder().name(name.to_string()).unique(unique).build())
                 .build()
         };
-        let indexes: [(&str, Vec<IndexModel>); 9] = [
+        let indexes: [(&str, Vec<IndexModel>); 10] = [
+            (
+                CHUNK_CHECKS,
+                vec![index(doc! {"queue": 1, "due_at": 1}, "queue_due", false)],
+            ),
             (ACCESS_KEYS, vec![index(doc! {"uid": 1}, "uid", false)]),
             (DIR_SLOTS, vec![index(doc! {"dir": 1}, "dir", false)]),
             (
@@ -511,6 +517,27 @@ impl Tx<'_> {
             find = find.projection(projection);
         }
         let mut cursor = find.session(&mut *self.session).run()?;
+        let found = cursor.iter(&mut *self.session).collect::<Result<Vec<_>, _>>()?;
+        Ok(found)
+    }
+
+    /// At most `limit` matching documents, in `sort` order, with only the fields of `projection`.
+    pub(super) fn find_limited<T: DeserializeOwned + Unpin + Send + Sync>(
+        &mut self,
+        collection: &str,
+        filter: Document,
+        sort: Document,
+        projection: Document,
+        limit: usize,
+    ) -> StoreResult<Vec<T>> {
+        let collection = self.collection::<T>(collection);
+        let mut cursor = collection
+            .find(filter)
+            .sort(sort)
+            .projection(projection)
+            .limit(limit as i64)
+            .session(&mut *self.session)
+            .run()?;
         let found = cursor.iter(&mut *self.session).collect::<Result<Vec<_>, _>>()?;
         Ok(found)
     }

@@ -276,6 +276,20 @@ impl Rows for Tx<'_> {
         entries(self, doc! {"parent": dir}, doc! {"name": 1})
     }
 
+    fn children_page(&mut self, dir: i64, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, Node)>> {
+        let found: Vec<Inode> = self.find_limited(
+            INODES,
+            doc! {"parent": dir, "name": {"$gt": after.unwrap_or("")}},
+            doc! {"name": 1},
+            node_fields(),
+            limit,
+        )?;
+        Ok(found
+            .into_iter()
+            .map(|inode| (inode.name.clone(), Node::from(inode)))
+            .collect())
+    }
+
     fn subdirectories(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>> {
         entries(self, doc! {"parent": dir, "kind": "dir"}, Document::new())
     }
@@ -355,6 +369,7 @@ impl Rows for Tx<'_> {
             update.insert("$unset", unset);
         }
         update.insert("$set", set);
+        super::repair::collect_chunks_of(self, doc! {"_id": file.id})?;
         self.update(INODES, doc! {"_id": file.id}, update)?;
         Ok(Node {
             size,
@@ -379,6 +394,7 @@ impl Rows for Tx<'_> {
     fn delete_entry(&mut self, node: &Node, subtree: Option<&[i64]>) -> StoreResult<()> {
         match subtree {
             Some(dirs) => {
+                super::repair::collect_chunks_of(self, doc! {"parent": {"$in": dirs.to_vec()}, "kind": "file"})?;
                 self.delete(
                     INODES,
                     doc! {"$or": [{"_id": node.id}, {"parent": {"$in": dirs.to_vec()}}]},
@@ -386,6 +402,9 @@ impl Rows for Tx<'_> {
                 delete_slots(self, dirs)
             }
             None => {
+                if !node.is_dir() {
+                    super::repair::collect_chunks_of(self, doc! {"_id": node.id})?;
+                }
                 self.delete(INODES, doc! {"_id": node.id})?;
                 if node.is_dir() {
                     delete_slots(self, &[node.id])?;

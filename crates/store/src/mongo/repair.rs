@@ -1,14 +1,47 @@
 //! [`RepairStore`] for MongoDB.
 
-use super::namespace::Inode;
+use super::namespace::{replica_row, Inode};
 use super::tx::TransactionDoc;
-use super::{MongoStore, Tx, INODES, REPLICAS, TRANSACTIONS};
-use crate::repair::RepairStore;
+use super::{int, MongoStore, Tx, CHUNK_CHECKS, INODES, REPLICAS, TRANSACTIONS};
+use crate::repair::{merge_pages, parse_ids, unix_now, CheckQueue, ChunkState, QueuedCheck, RepairStore};
 use crate::tx::StagedOp;
 use crate::StoreResult;
 use dfs_proto::chunk::ChunkId;
+use dfs_proto::UnixSeconds;
 use mongodb::bson::{doc, Document};
 use std::collections::HashMap;
+
+/// Queues `chunks` on `queue`, due at `due_at`: one document per queue and chunk.
+pub(super) fn enqueue(tx: &mut Tx<'_>, queue: CheckQueue, chunks: &[&str], due_at: UnixSeconds) -> StoreResult<()> {
+    for chunk in chunks {
+        tx.upsert(
+            CHUNK_CHECKS,
+            doc! {"_id": format!("{}:{chunk}", queue.as_str())},
+            doc! {"$set": {"queue": queue.as_str(), "chunk": *chunk, "due_at": int(due_at)}},
+        )?;
+    }
+    Ok(())
+}
+
+/// Queues the chunks of `files` for garbage collection: their chunk lists
+/// are about to be dropped.
+pub(super) fn collect_chunks_of(tx: &mut Tx<'_>, files: Document) -> StoreResult<()> {
+    let found: Vec<Document> = tx.find(INODES, files, Document::new(), doc! {"chunks.id": 1})?;
+    let mut ids: Vec<&str> = Vec::new();
+    for file in &found {
+        let Ok(chunks) = file.get_array("chunks") else { continue };
+        for chunk in chunks.iter().filter_map(|chunk| chunk.as_document()) {
+            ids.push(chunk.get_str("id").map_err(|error| super::bad("chunk id", error))?);
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    enqueue(tx, CheckQueue::Collect, &ids, unix_now())
+}
+
+fn field_i64(row: &Document, name: &str) -> StoreResult<i64> {
+    row.get_i64(name).map_err(|error| super::bad(name, error))
+}
 
 /// Chunks named by staged transaction uploads.
 fn staged_chunks(tx: &mut Tx<'_>) -> StoreResult<HashMap<ChunkId, u64>> {
@@ -51,10 +84,195 @@ impl RepairStore for MongoStore {
 
     fn forget_replicas(&self, server: &str, chunks: &[ChunkId]) -> StoreResult<u64> {
         let ids: Vec<&str> = chunks.iter().map(ChunkId::as_str).collect();
-        let deleted = self
-            .collection::<Document>(REPLICAS)
-            .delete_many(doc! {"server": server, "chunk": {"$in": ids}})
-            .run()?;
-        Ok(deleted.deleted_count)
+        let now = unix_now();
+        self.write(|tx| {
+            let forgotten = tx.delete(REPLICAS, doc! {"server": server, "chunk": {"$in": ids.clone()}})?;
+            enqueue(tx, CheckQueue::Repair, &ids, now)?;
+            Ok(forgotten)
+        })
+    }
+
+    fn enqueue_checks(&self, queue: CheckQueue, chunks: &[ChunkId], due_at: UnixSeconds) -> StoreResult<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = chunks.iter().map(ChunkId::as_str).collect();
+        self.write(|tx| enqueue(tx, queue, &ids, due_at))
+    }
+
+    fn enqueue_server_checks(&self, server: &str, due_at: UnixSeconds) -> StoreResult<u64> {
+        let rows: Vec<Document> = self.read(|tx| {
+            tx.find(
+                REPLICAS,
+                doc! {"server": server},
+                Document::new(),
+                doc! {"chunk": 1, "server": 1},
+            )
+        })?;
+        let ids = rows
+            .iter()
+            .map(|row| Ok(replica_row(row)?.0))
+            .collect::<StoreResult<Vec<&str>>>()?;
+        // In batches: one transaction per batch keeps each small.
+        for batch in ids.chunks(1000) {
+            self.write(|tx| enqueue(tx, CheckQueue::Repair, batch, due_at))?;
+        }
+        Ok(ids.len() as u64)
+    }
+
+    fn due_checks(&self, queue: CheckQueue, due_by: UnixSeconds, limit: usize) -> StoreResult<Vec<QueuedCheck>> {
+        self.read(|tx| {
+            let rows = tx.aggregate(
+                CHUNK_CHECKS,
+                vec![
+                    doc! {"$match": {"queue": queue.as_str(), "due_at": {"$lte": int(due_by)}}},
+                    doc! {"$sort": {"due_at": 1, "chunk": 1}},
+                    doc! {"$limit": limit as i64},
+                ],
+            )?;
+            rows.iter()
+                .map(|row| {
+                    let chunk = row
+                        .get_str("chunk")
+                        .map_err(|error| super::bad("queued chunk", error))?;
+                    Ok(QueuedCheck {
+                        chunk: parse_ids([chunk.to_string()])?.remove(0),
+                        due_at: field_i64(row, "due_at")?.max(0) as u64,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn dequeue_checks(&self, queue: CheckQueue, checks: &[QueuedCheck]) -> StoreResult<()> {
+        if checks.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            for check in checks {
+                tx.delete(
+                    CHUNK_CHECKS,
+                    doc! {"_id": format!("{}:{}", queue.as_str(), check.chunk), "due_at": int(check.due_at)},
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn queue_depth(&self, queue: CheckQueue) -> StoreResult<u64> {
+        self.read(|tx| tx.count(CHUNK_CHECKS, doc! {"queue": queue.as_str()}))
+    }
+
+    fn chunk_states(&self, chunks: &[ChunkId]) -> StoreResult<Vec<ChunkState>> {
+        let ids: Vec<&str> = chunks.iter().map(ChunkId::as_str).collect();
+        self.read(|tx| {
+            let rows: Vec<Document> = tx.find(
+                REPLICAS,
+                doc! {"chunk": {"$in": ids.clone()}},
+                doc! {"chunk": 1, "server": 1},
+                doc! {"chunk": 1, "server": 1, "size": 1},
+            )?;
+            let mut holders: HashMap<String, (Vec<String>, u64)> = HashMap::new();
+            for row in &rows {
+                let (chunk, server) = replica_row(row)?;
+                let entry = holders.entry(chunk.to_string()).or_default();
+                entry.0.push(server.to_string());
+                entry.1 = field_i64(row, "size")?.max(0) as u64;
+            }
+            let named_rows = tx.aggregate(
+                INODES,
+                vec![
+                    doc! {"$match": {"chunks.id": {"$in": ids.clone()}}},
+                    doc! {"$unwind": "$chunks"},
+                    doc! {"$match": {"chunks.id": {"$in": ids.clone()}}},
+                    doc! {"$group": {"_id": "$chunks.id", "size": {"$first": "$chunks.size"}}},
+                ],
+            )?;
+            let mut named: HashMap<String, u64> = HashMap::new();
+            for row in &named_rows {
+                let chunk = row.get_str("_id").map_err(|error| super::bad("chunk id", error))?;
+                named.insert(chunk.to_string(), field_i64(row, "size")?.max(0) as u64);
+            }
+            let transactions: Vec<TransactionDoc> = tx.find(
+                TRANSACTIONS,
+                doc! {"ops.chunks.id": {"$in": ids.clone()}},
+                Document::new(),
+                Document::new(),
+            )?;
+            let mut staged = HashMap::new();
+            for op in transactions.into_iter().flat_map(|transaction| transaction.ops) {
+                if let StagedOp::Put { chunks: ops, .. } = op {
+                    staged.extend(ops.into_iter().map(|chunk| (chunk.id, chunk.size)));
+                }
+            }
+            Ok(chunks
+                .iter()
+                .map(|chunk| {
+                    let (servers, replica_size) = match holders.remove(chunk.as_str()) {
+                        Some((servers, size)) => (servers, Some(size)),
+                        None => (Vec::new(), None),
+                    };
+                    let in_file = named.get(chunk.as_str()).copied();
+                    let staged_size = staged.get(chunk).copied();
+                    ChunkState {
+                        chunk: chunk.clone(),
+                        size: replica_size.or(in_file).or(staged_size),
+                        holders: servers,
+                        in_files: in_file.is_some(),
+                        staged: staged_size.is_some(),
+                    }
+                })
+                .collect())
+        })
+    }
+
+    /// The page of chunks named by files groups every chunk after `after`
+    /// before sorting (chunk lists live inside inode documents): slower than
+    /// the SQL engines' index range, still bounded in what it returns.
+    fn chunks_after(&self, after: Option<&ChunkId>, limit: usize) -> StoreResult<Vec<ChunkId>> {
+        let after = after.map_or("", ChunkId::as_str);
+        self.read(|tx| {
+            let rows = tx.aggregate(
+                REPLICAS,
+                vec![
+                    doc! {"$match": {"chunk": {"$gt": after}}},
+                    doc! {"$sort": {"chunk": 1}},
+                    doc! {"$limit": limit as i64},
+                    doc! {"$project": {"chunk": 1}},
+                ],
+            )?;
+            let cut = rows.len() >= limit;
+            let mut replicated = rows
+                .iter()
+                .map(|row| {
+                    row.get_str("chunk")
+                        .map(str::to_string)
+                        .map_err(|error| super::bad("replica", error))
+                })
+                .collect::<StoreResult<Vec<String>>>()?;
+            replicated.dedup();
+            let replicated = parse_ids(replicated)?;
+            let named = tx.aggregate(
+                INODES,
+                vec![
+                    doc! {"$match": {"chunks.id": {"$gt": after}}},
+                    doc! {"$unwind": "$chunks"},
+                    doc! {"$match": {"chunks.id": {"$gt": after}}},
+                    doc! {"$group": {"_id": "$chunks.id"}},
+                    doc! {"$sort": {"_id": 1}},
+                    doc! {"$limit": limit as i64},
+                ],
+            )?;
+            let named_cut = named.len() >= limit;
+            let named = named
+                .iter()
+                .map(|row| {
+                    row.get_str("_id")
+                        .map(str::to_string)
+                        .map_err(|error| super::bad("chunk id", error))
+                })
+                .collect::<StoreResult<Vec<String>>>()?;
+            Ok(merge_pages((replicated, cut), (parse_ids(named)?, named_cut), limit))
+        })
     }
 }

@@ -136,6 +136,8 @@ const MIGRATIONS: &[&str] = &[
     keys::SCHEMA,
     // 10: attributes of file versions.
     namespace::ATTRIBUTES_SCHEMA,
+    // 11: the queues of chunks to check (repair, garbage collection).
+    repair::QUEUE_SCHEMA,
 ];
 
 /// The advisory lock key serializing migrations ("dfs_sche").

@@ -232,6 +232,14 @@ impl Rows for PgTx<'_> {
         )
     }
 
+    fn children_page(&mut self, dir: i64, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, Node)>> {
+        let rows = self.query(
+            &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = $1 AND name > $2 ORDER BY name LIMIT $3"),
+            &[&dir, &after.unwrap_or(""), &(limit as i64)],
+        )?;
+        Ok(rows.iter().map(|row| (row.get(2), node_from_row(row))).collect())
+    }
+
     fn subdirectories(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>> {
         entries(
             self,
@@ -313,6 +321,7 @@ impl Rows for PgTx<'_> {
                 &file.id,
             ],
         )?;
+        super::repair::collect_chunks_of(self, file.id, false)?;
         self.execute("DELETE FROM file_chunks WHERE inode = $1", &[&file.id])?;
         self.execute("DELETE FROM file_data WHERE inode = $1", &[&file.id])?;
         insert_content(self, file.id, content)?;
@@ -328,6 +337,9 @@ impl Rows for PgTx<'_> {
     }
 
     fn delete_entry(&mut self, node: &Node, subtree: Option<&[i64]>) -> StoreResult<()> {
+        if subtree.is_some() || !node.is_dir() {
+            super::repair::collect_chunks_of(self, node.id, subtree.is_some())?;
+        }
         if subtree.is_some() {
             // Chunk lists and inline bytes go with their inodes (ON DELETE CASCADE).
             self.execute(

@@ -213,6 +213,18 @@ impl Rows for Sql<'_> {
         )
     }
 
+    fn children_page(&mut self, dir: i64, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, Node)>> {
+        let mut statement = self.0.prepare_cached(&format!(
+            "SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND name > ?2 ORDER BY name LIMIT ?3"
+        ))?;
+        let rows = statement
+            .query_map(params![dir, after.unwrap_or(""), limit as i64], |row| {
+                Ok((row.get::<_, String>(2)?, node_from_row(row)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     fn subdirectories(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>> {
         entries(
             self.0,
@@ -289,6 +301,7 @@ impl Rows for Sql<'_> {
             "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1, attributes = ?3 WHERE id = ?4",
             params![size, now_ms, attributes_text(attributes), file.id],
         )?;
+        super::repair::collect_chunks_of(self.0, file.id, false)?;
         self.0.exec("DELETE FROM file_chunks WHERE inode = ?1", [file.id])?;
         self.0.exec("DELETE FROM file_data WHERE inode = ?1", [file.id])?;
         insert_content(self.0, file.id, content)?;
@@ -304,6 +317,9 @@ impl Rows for Sql<'_> {
     }
 
     fn delete_entry(&mut self, node: &Node, subtree: Option<&[i64]>) -> StoreResult<()> {
+        if subtree.is_some() || !node.is_dir() {
+            super::repair::collect_chunks_of(self.0, node.id, subtree.is_some())?;
+        }
         if subtree.is_some() {
             // Chunk lists and inline bytes go with their inodes (ON DELETE CASCADE).
             self.0.exec(
