@@ -120,14 +120,17 @@ struct Copy {
 pub async fn run(directory: Arc<Directory>) {
     let started = Instant::now();
     // The servers whose replicas counted at the last pass; at the first,
-    // every known one, so that one dead or draining at start is queued.
-    let mut counting: HashSet<String> = directory.servers.status().into_iter().map(|server| server.id).collect();
+    // every known one (registered or heard from since the start), so that
+    // one dead or draining by then is queued.
+    let mut counting: Option<HashSet<String>> = None;
     loop {
         tokio::time::sleep(PASS_INTERVAL).await;
         if started.elapsed() < directory.heartbeat_timeout {
             continue;
         }
-        queue_servers_gone(&directory, &mut counting).await;
+        let counting =
+            counting.get_or_insert_with(|| directory.servers.status().into_iter().map(|server| server.id).collect());
+        queue_servers_gone(&directory, counting).await;
         match plan(&directory).await {
             Ok(copies) if copies.is_empty() => {}
             Ok(copies) => {
@@ -231,7 +234,8 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
     let mut later: Vec<ChunkId> = Vec::new();
     let mut lost = 0u64;
     let mut under_replicated = 0u64;
-    let mut rng = rand::thread_rng();
+    // Send, unlike `thread_rng`: it lives across the await below.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
     for (check, state) in due.into_iter().zip(states) {
         let holders = &state.holders;
         let counted = holders.iter().filter(|id| placeable_ids.contains(id.as_str())).count();

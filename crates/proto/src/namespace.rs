@@ -248,7 +248,7 @@ pub fn list_cursor(name: &str) -> String {
 
 /// The name a cursor of [`list_cursor`] stands for; `None` if it is none.
 pub fn list_cursor_name(cursor: &str) -> Option<String> {
-    if cursor.len() % 2 != 0 {
+    if !cursor.len().is_multiple_of(2) {
         return None;
     }
     let bytes = (0..cursor.len())

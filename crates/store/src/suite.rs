@@ -1507,7 +1507,7 @@ pub fn listing_pages_while_entries_change(store: &dyn Store, count: usize, page:
             .unwrap();
     }
     // Every third entry may be removed; names ending in "+" are added.
-    let churn = |index: usize| index % 3 == 0;
+    let churn = |index: usize| index.is_multiple_of(3);
     let mut existed: std::collections::HashSet<String> = (0..count).map(name).collect();
     let mut seen: Vec<String> = Vec::new();
     let mut after: Option<String> = None;

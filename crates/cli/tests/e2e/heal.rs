@@ -210,7 +210,8 @@ async fn a_killed_file_server_has_exactly_its_chunks_re_replicated_without_a_ful
     assert_eq!(
         metric(&cluster, "dfs_repair_queued_from_servers_total").await,
         held as f64,
-        "the dead server's replicas, and only those, were queued"
+        "the dead server's replicas, and only those, were queued; log:\n{}",
+        cluster.log()
     );
     assert_eq!(
         metric(&cluster, "dfs_repair_copies_total").await - copies,
