@@ -237,7 +237,7 @@ impl Rows for PgTx<'_> {
             &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = $1 AND name > $2 ORDER BY name LIMIT $3"),
             &[&dir, &after.unwrap_or(""), &(limit as i64)],
         )?;
-        Ok(rows.iter().map(|row| (row.get(2), node_from_row(row))).collect())
+        rows.iter().map(|row| Ok((row.get(2), node_from_row(row)?))).collect()
     }
 
     fn subdirectories(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>> {
