@@ -18,6 +18,11 @@ pub struct HashingReader {
     md5: Md5,
     expected: Option<[u8; 16]>,
     done: Option<[u8; 16]>,
+    /// Bytes read so far, and the most allowed.
+    read: u64,
+    limit: u64,
+    /// The digest once done, for whoever holds a handle.
+    shared: std::sync::Arc<std::sync::OnceLock<[u8; 16]>>,
 }
 
 impl HashingReader {
@@ -28,7 +33,22 @@ impl HashingReader {
             md5: Md5::new(),
             expected,
             done: None,
+            read: 0,
+            limit: u64::MAX,
+            shared: Default::default(),
         }
+    }
+
+    /// Where the MD5 appears once the body has ended (for a callback that
+    /// cannot borrow the reader).
+    pub fn digest_handle(&self) -> std::sync::Arc<std::sync::OnceLock<[u8; 16]>> {
+        std::sync::Arc::clone(&self.shared)
+    }
+
+    /// Fails the read (with [`TooLarge`]) once the body passes `limit` bytes.
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.limit = limit;
+        self
     }
 
     /// The MD5 of everything read, once the body has ended.
@@ -48,6 +68,11 @@ impl AsyncRead for HashingReader {
             if !this.pending.is_empty() {
                 let n = this.pending.len().min(buf.remaining());
                 let piece = this.pending.split_to(n);
+                this.read += piece.len() as u64;
+                if this.read > this.limit {
+                    let error = TooLarge(this.limit);
+                    return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, error)));
+                }
                 this.md5.update(&piece);
                 buf.put_slice(&piece);
                 return Poll::Ready(Ok(()));
@@ -59,6 +84,7 @@ impl AsyncRead for HashingReader {
                         return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, BadDigest)));
                     }
                     this.done = Some(digest);
+                    let _ = this.shared.set(digest);
                 }
                 return Poll::Ready(Ok(()));
             };
@@ -78,6 +104,22 @@ impl AsyncRead for HashingReader {
 #[derive(Debug, thiserror::Error)]
 #[error("the body does not match its Content-MD5")]
 pub struct BadDigest;
+
+/// The error a body longer than its [`HashingReader::limit`] ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the body is longer than {0} bytes")]
+pub struct TooLarge(pub u64);
+
+/// `EntityTooLarge` if `error` is an upload that read past its body's limit.
+pub fn too_large(error: &dfs_client::Error) -> Option<s3s::S3Error> {
+    match error {
+        dfs_client::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<TooLarge>())
+            .map(|TooLarge(limit)| s3s::s3_error!(EntityTooLarge, "the body is longer than {limit} bytes")),
+        _ => None,
+    }
+}
 
 /// Bytes `skip..skip + take` of what `reader` yields, as a body stream of
 /// pieces of at most 256 KiB (memory stays bounded whatever the object size).

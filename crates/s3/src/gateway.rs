@@ -1,4 +1,7 @@
-//! The S3 operations, each run as the user whose key signed the request.
+//! The S3 operations, each run as the user whose key signed the request;
+//! multipart uploads in `gateway/multipart.rs`.
+
+mod multipart;
 
 use crate::body::{window, BadDigest, HashingReader};
 use crate::listing;
@@ -99,20 +102,7 @@ impl Gateway {
         no_clobber: bool,
     ) -> S3Result<(Stat, [u8; 16])> {
         let path = object_path(bucket, key)?;
-        if let Some(parent) = path.parent().filter(|_| key.contains('/')) {
-            if let Err(error) = acting.client.mkdir(&parent, true, Some(0o755)).await {
-                self.bucket_stat(acting, bucket).await?;
-                return Err(match error.code() {
-                    Some(ErrorCode::AlreadyExists | ErrorCode::Conflict | ErrorCode::BadRequest) => {
-                        s3_error!(
-                            InvalidArgument,
-                            "key {key:?} needs directories where an object is: {error}"
-                        )
-                    }
-                    _ => self.fail(acting, bucket, Missing::Bucket, error).await,
-                });
-            }
-        }
+        self.make_parents(acting, bucket, key, &path).await?;
         let options = PutOptions {
             no_clobber,
             ..Default::default()
@@ -134,6 +124,26 @@ impl Gateway {
         let digest = body.digest().expect("a finished upload read its body to the end");
         tracing::debug!(path = %stat.path, version = stat.version, "put an object");
         Ok((stat, digest))
+    }
+
+    /// Makes the directories of `key` (at `path`) as needed, mode 0755.
+    async fn make_parents(&self, acting: &Acting, bucket: &str, key: &str, path: &DfsPath) -> S3Result<()> {
+        let Some(parent) = path.parent().filter(|_| key.contains('/')) else {
+            return Ok(());
+        };
+        let Err(error) = acting.client.mkdir(&parent, true, Some(0o755)).await else {
+            return Ok(());
+        };
+        self.bucket_stat(acting, bucket).await?;
+        Err(match error.code() {
+            Some(ErrorCode::AlreadyExists | ErrorCode::Conflict | ErrorCode::BadRequest) => {
+                s3_error!(
+                    InvalidArgument,
+                    "key {key:?} needs directories where an object is: {error}"
+                )
+            }
+            _ => self.fail(acting, bucket, Missing::Bucket, error).await,
+        })
     }
 
     /// The file `layout` describes, downloaded by a task of its own into the
@@ -270,6 +280,20 @@ fn readable_path(bucket: &str, key: &str) -> S3Result<DfsPath> {
     object_path(bucket, key).map_err(|_| s3_error!(NoSuchKey, "no such key"))
 }
 
+/// The MD5 a `Content-MD5` header names, if there is one.
+fn content_md5(header: Option<&str>) -> S3Result<Option<[u8; 16]>> {
+    use base64::Engine;
+    header
+        .map(|encoded| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+                .and_then(|raw| <[u8; 16]>::try_from(raw).ok())
+                .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not the base64 of 16 bytes"))
+        })
+        .transpose()
+}
+
 fn no_such_bucket(bucket: &str) -> S3Error {
     s3_error!(NoSuchBucket, "no such bucket: {bucket}")
 }
@@ -366,6 +390,23 @@ fn check_conditions(
     }
 }
 
+/// [`check_conditions`] of a copy's source (`x-amz-copy-source-if-*`): a
+/// failed one is always 412, never 304.
+fn check_copy_conditions(
+    stat: &Stat,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    check_conditions(stat, if_match, if_none_match, if_modified_since, if_unmodified_since).map_err(|error| match error
+        .code()
+    {
+        S3ErrorCode::NotModified => s3_error!(PreconditionFailed, "the copy source's condition failed"),
+        _ => error,
+    })
+}
+
 fn timestamp(mtime_ms: u64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(mtime_ms))
 }
@@ -373,6 +414,10 @@ fn timestamp(mtime_ms: u64) -> Timestamp {
 /// The ETag of a stored version. Until object metadata is kept with the
 /// file, it names the version (path, version, mtime, size), not the MD5.
 fn version_etag(stat: &Stat) -> ETag {
+    // A multipart object keeps its S3 ETag (`MD5-N`) with it.
+    if let Some(etag) = stat.attributes.get(multipart::ETAG) {
+        return ETag::Strong(etag.clone());
+    }
     let digest = Md5::digest(format!(
         "{}\n{}\n{}\n{}",
         stat.path, stat.version, stat.mtime_ms, stat.size
@@ -430,7 +475,9 @@ impl S3 for Gateway {
         };
         let buckets = entries
             .into_iter()
+            // `.uploads` (pending multipart uploads) is no bucket.
             .filter(|entry| entry.kind == EntryKind::Dir && entry.owner_uid == acting.uid)
+            .filter(|entry| !entry.path.name().is_some_and(|name| name.starts_with('.')))
             .map(|entry| Bucket {
                 name: entry.path.as_str().rsplit('/').next().map(str::to_string),
                 creation_date: Some(timestamp(entry.mtime_ms)),
@@ -498,6 +545,8 @@ impl S3 for Gateway {
             Err(error) if error.is_not_found() => return Err(no_such_bucket(&bucket)),
             Err(error) => return Err(plain_error(error)),
         }
+        // Its pending uploads go with it.
+        self.remove_bucket_uploads(&bucket).await;
         tracing::info!(%bucket, user = %acting.user, "deleted a bucket");
         Ok(S3Response::new(DeleteBucketOutput {}))
     }
@@ -520,18 +569,7 @@ impl S3 for Gateway {
     async fn put_object(&self, request: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let acting = self.acting(&request).await?;
         let input = request.input;
-        let expected = match &input.content_md5 {
-            None => None,
-            Some(encoded) => {
-                use base64::Engine;
-                let raw = base64::engine::general_purpose::STANDARD
-                    .decode(encoded)
-                    .ok()
-                    .and_then(|raw| <[u8; 16]>::try_from(raw).ok())
-                    .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not the base64 of 16 bytes"))?;
-                Some(raw)
-            }
-        };
+        let expected = content_md5(input.content_md5.as_deref())?;
         let no_clobber = match &input.if_none_match {
             None => false,
             Some(ETagCondition::Any) => true,
@@ -558,18 +596,13 @@ impl S3 for Gateway {
         let source = object_path(bucket, key)?;
         let layout = acting.client.layout(&source).await;
         let layout = self.found(&acting, bucket, layout, |layout| &layout.stat).await?;
-        check_conditions(
+        check_copy_conditions(
             &layout.stat,
             input.copy_source_if_match.as_ref(),
             input.copy_source_if_none_match.as_ref(),
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
-        )
-        .map_err(|error| match error.code() {
-            // A copy's failed condition is always 412, never 304.
-            S3ErrorCode::NotModified => s3_error!(PreconditionFailed, "the copy source's condition failed"),
-            _ => error,
-        })?;
+        )?;
         let size = layout.stat.size;
         let reader = self.download(&acting, layout);
         let body = HashingReader::new(Some(StreamingBlob::wrap(window(reader, 0, size))), None);
@@ -594,7 +627,16 @@ impl S3 for Gateway {
             .await?;
         let stat = layout.stat.clone();
         request_conditions!(&stat, input)?;
+        let mut parts_count = None;
         let (range, content_range) = match &input.range {
+            // One part of a multipart object (from the part sizes kept with it).
+            _ if input.part_number.is_some() => {
+                let number = input.part_number.unwrap_or_default();
+                let (range, count) = multipart::part_range(&stat.attributes, stat.size, number)?;
+                parts_count = Some(count as i32);
+                let header = format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), stat.size);
+                (range, Some(header))
+            }
             None => (0..stat.size, None),
             Some(range) => {
                 let range = range
@@ -611,6 +653,7 @@ impl S3 for Gateway {
             body: Some(body),
             content_length: Some(length as i64),
             content_range,
+            parts_count,
             accept_ranges: Some("bytes".to_string()),
             e_tag: Some(version_etag(&stat)),
             last_modified: Some(timestamp(stat.mtime_ms)),
@@ -625,8 +668,16 @@ impl S3 for Gateway {
         let stat = acting.client.stat(&path).await;
         let stat = self.found(&acting, &input.bucket, stat, |stat| stat).await?;
         request_conditions!(&stat, input)?;
+        let (length, parts_count) = match input.part_number {
+            None => (stat.size, None),
+            Some(number) => {
+                let (range, count) = multipart::part_range(&stat.attributes, stat.size, number)?;
+                (range.end - range.start, Some(count as i32))
+            }
+        };
         Ok(S3Response::new(HeadObjectOutput {
-            content_length: Some(stat.size as i64),
+            content_length: Some(length as i64),
+            parts_count,
             accept_ranges: Some("bytes".to_string()),
             e_tag: Some(version_etag(&stat)),
             last_modified: Some(timestamp(stat.mtime_ms)),
@@ -673,6 +724,49 @@ impl S3 for Gateway {
             errors: Some(errors),
             ..Default::default()
         }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        request: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.create_multipart_upload_op(request).await
+    }
+
+    async fn upload_part(&self, request: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        self.upload_part_op(request).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        request: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.upload_part_copy_op(request).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        request: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.complete_multipart_upload_op(request).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        request: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.abort_multipart_upload_op(request).await
+    }
+
+    async fn list_parts(&self, request: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        self.list_parts_op(request).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        request: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        self.list_multipart_uploads_op(request).await
     }
 
     async fn list_objects(&self, request: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {

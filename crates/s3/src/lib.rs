@@ -7,7 +7,9 @@
 //!   signed it, with a ticket the security service issued for the key.
 //! - [`paths`]: bucket `NAME` is `/buckets/NAME`, key `a/b` the file
 //!   `/buckets/NAME/a/b`; keys that cannot be paths are refused.
-//! - `gateway.rs`: the S3 operations; `listing.rs`: S3's key order and pages;
+//! - `gateway.rs`: the S3 operations (multipart uploads in
+//!   `gateway/multipart.rs`: parts as hidden files, completed by one
+//!   compose of their chunks); `listing.rs`: S3's key order and pages;
 //!   `body.rs`: request bodies hashed as they stream into the upload
 //!   pipeline, downloads streamed out (with ranges).
 //! - [`run`]: serves it on a listener.
