@@ -5,12 +5,13 @@ mod multipart;
 
 use crate::body::{window, BadDigest, HashingReader};
 use crate::listing;
+use crate::metadata::{self, headers_of};
 use crate::paths::{bucket_path, object_path, BUCKETS};
 use crate::sessions::{Acting, Sessions};
 use dfs_client::{Client, Error as ClientError, GetOptions, PutOptions};
 use dfs_proto::namespace::{EntryKind, FileLayout, Stat};
 use dfs_proto::ticket::{Role, Ticket};
-use dfs_proto::{DfsPath, ErrorCode};
+use dfs_proto::{Attributes, DfsPath, ErrorCode};
 use dfs_service::Verifier;
 use md5::{Digest, Md5};
 use s3s::dto::*;
@@ -99,20 +100,37 @@ impl Gateway {
         bucket: &str,
         key: &str,
         mut body: HashingReader,
-        no_clobber: bool,
+        condition: WriteCondition,
+        attributes: Attributes,
     ) -> S3Result<(Stat, [u8; 16])> {
         let path = object_path(bucket, key)?;
         self.make_parents(acting, bucket, key, &path).await?;
+        let digest = body.digest_handle();
+        let etag = move || {
+            let etag = digest
+                .get()
+                .map(|digest| (metadata::ETAG.to_string(), hex::encode(digest)));
+            etag.into_iter().collect()
+        };
         let options = PutOptions {
-            no_clobber,
+            no_clobber: condition.no_clobber,
+            attributes,
+            final_attributes: Some(Arc::new(etag)),
             ..Default::default()
         };
-        let stat = match acting.client.put(&path, &mut body, &options).await {
+        let client = match condition.if_version {
+            Some(version) => acting.client.if_version(version),
+            None => acting.client.clone(),
+        };
+        let stat = match client.put(&path, &mut body, &options).await {
             Ok(stat) => stat,
             Err(error) => {
                 return Err(match error.code() {
-                    Some(ErrorCode::AlreadyExists) if no_clobber => {
+                    Some(ErrorCode::AlreadyExists) if condition.no_clobber => {
                         s3_error!(PreconditionFailed, "key {key:?} exists (If-None-Match: *)")
+                    }
+                    Some(ErrorCode::PreconditionFailed) => {
+                        s3_error!(PreconditionFailed, "key {key:?} changed since its If-Match was checked")
                     }
                     Some(ErrorCode::AlreadyExists | ErrorCode::Conflict) => {
                         s3_error!(InvalidArgument, "key {key:?} is a directory of other keys: {error}")
@@ -124,6 +142,48 @@ impl Gateway {
         let digest = body.digest().expect("a finished upload read its body to the end");
         tracing::debug!(path = %stat.path, version = stat.version, "put an object");
         Ok((stat, digest))
+    }
+
+    /// The conditions of a write to `bucket`/`key` (PutObject; made to be
+    /// shared with CompleteMultipartUpload): `If-None-Match: *` (no other
+    /// value) stores only if the key is absent; `If-Match` only if the
+    /// object exists (else `NoSuchKey`) with that ETag (`*`: any), else
+    /// `PreconditionFailed`. The version whose ETag matched must still be
+    /// there at the commit (the directory service's compare-and-set), so a
+    /// write racing in between fails it too; nothing is stored then.
+    pub(crate) async fn write_condition(
+        &self,
+        acting: &Acting,
+        bucket: &str,
+        key: &str,
+        if_match: Option<&ETagCondition>,
+        if_none_match: Option<&ETagCondition>,
+    ) -> S3Result<WriteCondition> {
+        let no_clobber = match if_none_match {
+            None => false,
+            Some(ETagCondition::Any) => true,
+            Some(_) => return Err(s3_error!(NotImplemented, "If-None-Match on a write takes only '*'")),
+        };
+        let Some(if_match) = if_match else {
+            return Ok(WriteCondition {
+                no_clobber,
+                if_version: None,
+            });
+        };
+        let path = readable_path(bucket, key)?;
+        let stat = acting.client.stat(&path).await;
+        let stat = self.found(acting, bucket, stat, |stat| stat).await?;
+        let matches = match if_match {
+            ETagCondition::Any => true,
+            ETagCondition::ETag(tag) => tag.value() == metadata::etag_of(&stat).value(),
+        };
+        if !matches {
+            return Err(s3_error!(PreconditionFailed, "If-Match: the object's ETag is another"));
+        }
+        Ok(WriteCondition {
+            no_clobber,
+            if_version: Some(stat.version),
+        })
     }
 
     /// Makes the directories of `key` (at `path`) as needed, mode 0755.
@@ -411,6 +471,38 @@ fn timestamp(mtime_ms: u64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(mtime_ms))
 }
 
+/// What a write's `If-Match` and `If-None-Match` ask of its commit (see
+/// [`Gateway::write_condition`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WriteCondition {
+    /// `If-None-Match: *`: the key must be absent.
+    pub(crate) no_clobber: bool,
+    /// `If-Match`: the version whose ETag matched, which must still be
+    /// the object's at the commit.
+    pub(crate) if_version: Option<u64>,
+}
+
+/// The stored metadata of `stat`'s object, as the headers of a GetObject or
+/// HeadObject answer `$output`, each overridden by the `response-*`
+/// parameter of `$input` that names it.
+macro_rules! answer_metadata {
+    ($output:ident, $input:expr, $stat:expr) => {
+        let stored = metadata::stored($stat);
+        let headers = stored.headers;
+        $output.e_tag = stored.e_tag;
+        $output.content_type = $input.response_content_type.take().or(headers.content_type);
+        $output.cache_control = $input.response_cache_control.take().or(headers.cache_control);
+        $output.content_disposition = $input
+            .response_content_disposition
+            .take()
+            .or(headers.content_disposition);
+        $output.content_encoding = $input.response_content_encoding.take().or(headers.content_encoding);
+        $output.content_language = $input.response_content_language.take().or(headers.content_language);
+        $output.expires = $input.response_expires.take().or(headers.expires);
+        $output.metadata = headers.metadata;
+    };
+}
+
 /// The ETag of a stored version. Until object metadata is kept with the
 /// file, it names the version (path, version, mtime, size), not the MD5.
 fn version_etag(stat: &Stat) -> ETag {
@@ -570,16 +662,20 @@ impl S3 for Gateway {
         let acting = self.acting(&request).await?;
         let input = request.input;
         let expected = content_md5(input.content_md5.as_deref())?;
-        let no_clobber = match &input.if_none_match {
-            None => false,
-            Some(ETagCondition::Any) => true,
-            Some(_) => return Err(s3_error!(NotImplemented, "If-None-Match on PutObject takes only '*'")),
-        };
-        if input.if_match.is_some() {
-            return Err(s3_error!(NotImplemented, "If-Match on PutObject is not served yet"));
-        }
+        let attributes = headers_of!(input).attributes()?;
+        let condition = self
+            .write_condition(
+                &acting,
+                &input.bucket,
+                &input.key,
+                input.if_match.as_ref(),
+                input.if_none_match.as_ref(),
+            )
+            .await?;
         let body = HashingReader::new(input.body, expected);
-        let (stat, digest) = self.store(&acting, &input.bucket, &input.key, body, no_clobber).await?;
+        let (stat, digest) = self
+            .store(&acting, &input.bucket, &input.key, body, condition, attributes)
+            .await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(hex::encode(digest))),
             size: Some(stat.size as i64),
@@ -593,6 +689,16 @@ impl S3 for Gateway {
         let CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
             return Err(s3_error!(NotImplemented, "copies from access points are not served"));
         };
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|directive| directive.as_str() == MetadataDirective::REPLACE);
+        if (&**bucket, &**key) == (input.bucket.as_str(), input.key.as_str()) && !replace {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata (use the metadata directive REPLACE)"
+            ));
+        }
         let source = object_path(bucket, key)?;
         let layout = acting.client.layout(&source).await;
         let layout = self.found(&acting, bucket, layout, |layout| &layout.stat).await?;
@@ -603,10 +709,18 @@ impl S3 for Gateway {
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         )?;
+        let attributes = if replace {
+            headers_of!(input).attributes()?
+        } else {
+            metadata::copied(&layout.stat)
+        };
         let size = layout.stat.size;
         let reader = self.download(&acting, layout);
         let body = HashingReader::new(Some(StreamingBlob::wrap(window(reader, 0, size))), None);
-        let (stat, digest) = self.store(&acting, &input.bucket, &input.key, body, false).await?;
+        let condition = WriteCondition::default();
+        let (stat, digest) = self
+            .store(&acting, &input.bucket, &input.key, body, condition, attributes)
+            .await?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(ETag::Strong(hex::encode(digest))),
@@ -619,7 +733,7 @@ impl S3 for Gateway {
 
     async fn get_object(&self, request: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let acting = self.acting(&request).await?;
-        let input = request.input;
+        let mut input = request.input;
         let path = readable_path(&input.bucket, &input.key)?;
         let layout = acting.client.layout(&path).await;
         let layout = self
@@ -649,21 +763,22 @@ impl S3 for Gateway {
         let reader = self.download(&acting, layout);
         let length = range.end - range.start;
         let body = StreamingBlob::wrap(window(reader, range.start, length));
-        Ok(S3Response::new(GetObjectOutput {
+        let mut output = GetObjectOutput {
             body: Some(body),
             content_length: Some(length as i64),
             content_range,
             parts_count,
             accept_ranges: Some("bytes".to_string()),
-            e_tag: Some(version_etag(&stat)),
             last_modified: Some(timestamp(stat.mtime_ms)),
             ..Default::default()
-        }))
+        };
+        answer_metadata!(output, input, &stat);
+        Ok(S3Response::new(output))
     }
 
     async fn head_object(&self, request: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let acting = self.acting(&request).await?;
-        let input = request.input;
+        let mut input = request.input;
         let path = readable_path(&input.bucket, &input.key)?;
         let stat = acting.client.stat(&path).await;
         let stat = self.found(&acting, &input.bucket, stat, |stat| stat).await?;
@@ -675,14 +790,15 @@ impl S3 for Gateway {
                 (range.end - range.start, Some(count as i32))
             }
         };
-        Ok(S3Response::new(HeadObjectOutput {
+        let mut output = HeadObjectOutput {
             content_length: Some(length as i64),
             parts_count,
             accept_ranges: Some("bytes".to_string()),
-            e_tag: Some(version_etag(&stat)),
             last_modified: Some(timestamp(stat.mtime_ms)),
             ..Default::default()
-        }))
+        };
+        answer_metadata!(output, input, &stat);
+        Ok(S3Response::new(output))
     }
 
     async fn delete_object(&self, request: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {

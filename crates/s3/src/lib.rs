@@ -24,6 +24,7 @@
 mod body;
 mod gateway;
 mod listing;
+mod metadata;
 pub mod paths;
 pub mod sessions;
 

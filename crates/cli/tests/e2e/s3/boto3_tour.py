@@ -79,6 +79,59 @@ assert error_code(lambda: bob.copy_object(Bucket="bob-box", Key="stolen", CopySo
 assert bob.list_objects_v2(Bucket="bob-box")["KeyCount"] == 0
 bob.delete_bucket(Bucket="bob-box")
 
+# Object metadata: kept with the version, answered by GET and HEAD; the ETag is
+# the MD5 of the bytes everywhere (PUT, GET, HEAD, listings).
+body = b"<p>meta</p>"
+md5 = '"%s"' % hashlib.md5(body).hexdigest()
+meta = {"color": "blue", "note": "two words"}
+put = ann.put_object(Bucket="ann-tour", Key="meta.html", Body=body, ContentType="text/html",
+                     CacheControl="max-age=60", ContentDisposition='attachment; filename="m.html"',
+                     ContentLanguage="en", Metadata=meta)
+assert put["ETag"] == md5, put
+for answer in (ann.head_object(Bucket="ann-tour", Key="meta.html"), ann.get_object(Bucket="ann-tour", Key="meta.html")):
+    assert answer["ETag"] == md5 and answer["ContentType"] == "text/html", answer
+    assert answer["CacheControl"] == "max-age=60" and answer["ContentLanguage"] == "en", answer
+    assert answer["ContentDisposition"] == 'attachment; filename="m.html"', answer
+    assert answer["Metadata"] == meta, answer
+listed = {o["Key"]: o["ETag"] for o in ann.list_objects_v2(Bucket="ann-tour", Prefix="meta")["Contents"]}
+assert listed == {"meta.html": md5}, listed
+overridden = ann.get_object(Bucket="ann-tour", Key="meta.html", ResponseContentType="text/plain")
+assert overridden["ContentType"] == "text/plain"
+# A new version replaces the metadata.
+ann.put_object(Bucket="ann-tour", Key="meta.html", Body=body)
+plain = ann.head_object(Bucket="ann-tour", Key="meta.html")
+assert plain["Metadata"] == {} and plain.get("CacheControl") is None and plain["ETag"] == md5, plain
+ann.put_object(Bucket="ann-tour", Key="meta.html", Body=body, ContentType="text/html", Metadata=meta)
+# CopyObject: COPY (the default) keeps the source's metadata, REPLACE takes the request's;
+# a copy onto itself needs REPLACE.
+ann.copy_object(Bucket="ann-tour", Key="meta-copy.html", CopySource={"Bucket": "ann-tour", "Key": "meta.html"})
+copy = ann.head_object(Bucket="ann-tour", Key="meta-copy.html")
+assert copy["Metadata"] == meta and copy["ContentType"] == "text/html" and copy["ETag"] == md5, copy
+ann.copy_object(Bucket="ann-tour", Key="meta-copy.html", CopySource={"Bucket": "ann-tour", "Key": "meta.html"},
+                MetadataDirective="REPLACE", Metadata={"fresh": "yes"}, ContentType="text/plain")
+copy = ann.head_object(Bucket="ann-tour", Key="meta-copy.html")
+assert copy["Metadata"] == {"fresh": "yes"} and copy["ContentType"] == "text/plain", copy
+assert error_code(lambda: ann.copy_object(Bucket="ann-tour", Key="meta.html",
+                                          CopySource={"Bucket": "ann-tour", "Key": "meta.html"})) == "InvalidRequest"
+ann.copy_object(Bucket="ann-tour", Key="meta.html", CopySource={"Bucket": "ann-tour", "Key": "meta.html"},
+                MetadataDirective="REPLACE", Metadata={"again": "1"})
+assert ann.head_object(Bucket="ann-tour", Key="meta.html")["Metadata"] == {"again": "1"}
+assert ann.get_object(Bucket="ann-tour", Key="meta.html")["Body"].read() == body
+# PUT conditions: If-Match with the stored ETag writes, another ETag (or a missing key) does not,
+# and nothing is stored then.
+assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="meta.html", Body=b"x", IfMatch='"0000"')) == "PreconditionFailed"
+assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="nothing-here", Body=b"x", IfMatch=md5)) in ("404", "NoSuchKey")
+assert ann.get_object(Bucket="ann-tour", Key="meta.html")["Body"].read() == body
+ann.put_object(Bucket="ann-tour", Key="meta.html", Body=b"second", IfMatch=md5)
+assert ann.get_object(Bucket="ann-tour", Key="meta.html")["Body"].read() == b"second"
+assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="meta.html", Body=b"third", IfMatch=md5)) == "PreconditionFailed"
+# Oversized metadata: a clear S3 error, nothing stored.
+assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="huge-meta", Body=b"x",
+                                         Metadata={"big": "v" * 9000})) in ("MetadataTooLarge", "400")
+assert error_code(lambda: ann.head_object(Bucket="ann-tour", Key="huge-meta")) in ("404", "NoSuchKey")
+for key in ("meta.html", "meta-copy.html"):
+    ann.delete_object(Bucket="ann-tour", Key=key)
+
 # Listings: S3's order is by whole key ("a-c" < "a/b"), pages follow on.
 for key in ["a/b", "a-c", "a/a/x", "b"]:
     ann.put_object(Bucket="ann-tour", Key=key, Body=key.encode())
