@@ -36,12 +36,14 @@ pub const MIN_PASSWORD_LEN: usize = 8;
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     pub name: String,
     pub password: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     /// The sealed ticket; send as `Authorization: Bearer <ticket>`.
     pub ticket: String,
@@ -50,6 +52,7 @@ pub struct LoginResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserInfo {
     pub uid: u64,
     pub name: String,
@@ -58,6 +61,7 @@ pub struct UserInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateUserRequest {
     pub name: String,
     pub password: String,
@@ -66,6 +70,7 @@ pub struct CreateUserRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangePasswordRequest {
     pub password: String,
     /// Required when changing one's own password (admin included); not
@@ -76,11 +81,13 @@ pub struct ChangePasswordRequest {
 
 /// How many sessions a logout-everywhere ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionsEnded {
     pub sessions: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WhoAmI {
     pub uid: u64,
     pub name: String,
@@ -93,11 +100,13 @@ pub struct WhoAmI {
 /// Sessions revoked before their tickets expire; each entry can be forgotten
 /// after `expires_at`, when the ticket would be refused anyway.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokedSessions {
     pub sessions: Vec<RevokedSession>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokedSession {
     pub sid: String,
     pub expires_at: UnixSeconds,
@@ -105,6 +114,7 @@ pub struct RevokedSession {
 
 /// `GET /v1/info` on the directory service (no auth): where the rest of the cluster is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterInfo {
     pub auth_url: String,
     pub directory_url: String,
@@ -188,6 +198,7 @@ mod tests {
 
 /// An S3 access key, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessKeyInfo {
     /// The access key id (`AKDFS` and 15 more characters of `[A-Z0-9]`).
     pub id: String,
@@ -197,6 +208,7 @@ pub struct AccessKeyInfo {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateAccessKeyRequest {
     /// The user to make the key for (admin only); the caller by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +217,7 @@ pub struct CreateAccessKeyRequest {
 
 /// A new access key with its secret: the one time the secret is shown.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedAccessKey {
     #[serde(flatten)]
     pub key: AccessKeyInfo,
@@ -215,6 +228,7 @@ pub struct CreatedAccessKey {
 /// signatures) and a ticket of a session of the key's user, revoked with the
 /// key or the user.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeySession {
     pub uid: u64,
     pub user: String,

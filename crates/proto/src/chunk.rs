@@ -54,6 +54,7 @@ pub const CHUNK_LENGTH_HEADER: &str = "x-dfs-chunk-length";
 
 /// The answer to `POST /v1/chunks/{id}/check`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChunkCheck {
     pub chunk: ChunkId,
     /// False if the copy did not match its id: it has been moved aside.
@@ -116,6 +117,7 @@ impl From<ChunkId> for String {
 
 /// A file server as others address it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerRef {
     /// Stable id, kept in the server's data dir across restarts.
     pub id: String,
@@ -125,6 +127,7 @@ pub struct ServerRef {
 
 /// Answer to a successful chunk write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChunkStored {
     pub chunk: ChunkId,
     /// Ids of the servers where the chunk is now durable.
@@ -135,6 +138,7 @@ pub struct ChunkStored {
 
 /// Counters a file server exposes at `GET /v1/stats` (no secrets, no auth needed).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileServerStats {
     pub id: String,
     pub chunk_count: u64,
@@ -152,6 +156,7 @@ pub struct FileServerStats {
 
 /// One chunk on a file server's disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InventoryEntry {
     pub id: ChunkId,
     pub size: u64,
@@ -161,6 +166,7 @@ pub struct InventoryEntry {
 
 /// Answer to `GET /v1/chunks`: every chunk on the server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChunkInventory {
     pub server: String,
     pub chunks: Vec<InventoryEntry>,
@@ -170,6 +176,7 @@ pub struct ChunkInventory {
 /// chunks a file server found corrupt or missing, already moved aside; the
 /// directory forgets those replicas so re-replication restores them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DamageReport {
     pub server: String,
     pub corrupt: Vec<ChunkId>,
@@ -177,6 +184,7 @@ pub struct DamageReport {
 
 /// What a file server sends the directory service every few seconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     pub server: ServerRef,
     pub capacity_bytes: u64,

@@ -13,7 +13,9 @@
 //! - [`watch`]: change events streamed by the directory service.
 //!
 //! Architecture invariant: this crate depends on serde and nothing that
-//! does I/O, so clients in any environment can use it.
+//! does I/O, so clients in any environment can use it. The `openapi`
+//! feature (the services turn it on, clients do not) adds utoipa schemas
+//! of the wire types for the services' OpenAPI documents.
 
 pub mod attributes;
 pub mod auth;
@@ -25,6 +27,9 @@ pub mod path;
 pub mod ticket;
 pub mod tx;
 pub mod watch;
+
+#[cfg(feature = "openapi")]
+mod schema;
 
 pub use attributes::{Attributes, ATTRIBUTES_HEADER};
 pub use error::{ErrorBody, ErrorCode};

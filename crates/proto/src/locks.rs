@@ -32,6 +32,7 @@ pub const DEFAULT_LOCK_TTL_SECS: u64 = 30;
 pub const MAX_LOCK_TTL_SECS: u64 = 3600;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LockRequest {
     pub path: DfsPath,
     /// Lease in seconds; default [`DEFAULT_LOCK_TTL_SECS`], at most [`MAX_LOCK_TTL_SECS`].
@@ -45,6 +46,7 @@ pub struct LockRequest {
 
 /// A lock that is held.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LockGrant {
     pub path: DfsPath,
     /// Pass it with the holder's writes, renewals and the release.
@@ -59,6 +61,7 @@ pub struct LockGrant {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenewLock {
     pub token: String,
     /// New lease from now; default [`DEFAULT_LOCK_TTL_SECS`].
@@ -67,18 +70,22 @@ pub struct RenewLock {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleaseLock {
     pub path: DfsPath,
     pub token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct LocksQuery {
     #[serde(default)]
     pub path: Option<DfsPath>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LockList {
     /// Sorted by path, then fence.
     pub locks: Vec<LockGrant>,

@@ -72,6 +72,8 @@ pub const VERSION_HEADER: &str = "x-dfs-version";
 
 /// Query of `PUT /v1/files` (the body is the file's bytes, of any size).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct InlineWrite {
     pub path: DfsPath,
     /// Fail with 409 if the file exists.
@@ -84,6 +86,7 @@ pub struct InlineWrite {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     File,
@@ -176,6 +179,7 @@ pub const SYMLINK_MAX: usize = 4095;
 
 /// Metadata of one file or directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stat {
     pub path: DfsPath,
     pub kind: EntryKind,
@@ -208,6 +212,7 @@ impl Stat {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Listing {
     pub path: DfsPath,
     /// Sorted by name.
@@ -219,7 +224,10 @@ pub struct Listing {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct PathQuery {
+    /// The file or directory.
     pub path: DfsPath,
 }
 
@@ -259,6 +267,7 @@ pub fn list_cursor_name(cursor: &str) -> Option<String> {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MkdirRequest {
     pub path: DfsPath,
     /// Create missing parents, and succeed if the directory exists.
@@ -270,6 +279,7 @@ pub struct MkdirRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RemoveRequest {
     pub path: DfsPath,
     /// Needed to remove a non-empty directory.
@@ -278,6 +288,7 @@ pub struct RemoveRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenameRequest {
     pub from: DfsPath,
     pub to: DfsPath,
@@ -287,12 +298,14 @@ pub struct RenameRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChmodRequest {
     pub path: DfsPath,
     pub mode: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChownRequest {
     pub path: DfsPath,
     /// A user name.
@@ -300,6 +313,7 @@ pub struct ChownRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BeginUpload {
     pub path: DfsPath,
     /// Fail with 409 if the file exists (checked again at commit).
@@ -311,6 +325,7 @@ pub struct BeginUpload {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadStarted {
     pub upload_id: String,
     /// Cut the file into chunks of exactly this many bytes (the last may be shorter).
@@ -324,12 +339,14 @@ pub struct UploadStarted {
 
 /// A chunk of a file: its id and its length.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChunkRef {
     pub id: ChunkId,
     pub size: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlaceChunks {
     pub chunks: Vec<ChunkRef>,
     /// Ids of file servers not to place on (ones that just failed this client).
@@ -338,12 +355,14 @@ pub struct PlaceChunks {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Placements {
     /// One per requested chunk, in order.
     pub placements: Vec<Placement>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Placement {
     pub id: ChunkId,
     /// The chunk is already durable on enough live servers: do not send it.
@@ -355,6 +374,7 @@ pub struct Placement {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommitUpload {
     /// Every chunk of the file, in order; their sizes sum to the file size.
     pub chunks: Vec<ChunkRef>,
@@ -404,6 +424,7 @@ pub struct ComposeSource {
 
 /// How to read a file: its chunks, where each lives, and read capabilities.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileLayout {
     pub stat: Stat,
     /// Empty for an inline file.
@@ -422,6 +443,7 @@ pub struct FileLayout {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChunkLocation {
     pub id: ChunkId,
     pub size: u64,
@@ -434,6 +456,7 @@ pub struct ChunkLocation {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerStatus {
     pub id: String,
     pub url: String,
@@ -453,6 +476,7 @@ pub struct ServerStatus {
 
 /// `POST /v1/cluster/drain` (admin): move every replica off a file server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DrainRequest {
     /// The server's id or URL.
     pub server: String,
@@ -462,6 +486,7 @@ pub struct DrainRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterStatus {
     pub servers: Vec<ServerStatus>,
     pub files: u64,
@@ -475,6 +500,7 @@ pub struct ClusterStatus {
 /// `POST /v1/homes` (service or admin): make sure `/home/NAME` exists, owned
 /// by the user, mode 0700. The security service calls it when it creates a user.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnsureHome {
     pub uid: u64,
     pub name: String,
@@ -484,6 +510,7 @@ pub struct EnsureHome {
 /// at once so that an interrupted upload, rerun, does not send them again.
 /// Answered with 204.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadReceipts {
     pub receipts: Vec<String>,
 }

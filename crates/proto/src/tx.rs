@@ -32,6 +32,7 @@ pub const DEFAULT_TX_TTL_SECS: u64 = 600;
 pub const MAX_TX_TTL_SECS: u64 = 24 * 3600;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BeginTransaction {
     /// Default [`DEFAULT_TX_TTL_SECS`], at most [`MAX_TX_TTL_SECS`].
     #[serde(default)]
@@ -39,12 +40,14 @@ pub struct BeginTransaction {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransactionStarted {
     pub id: String,
     pub expires_at: UnixSeconds,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransactionCommitted {
     pub id: String,
     /// Staged changes applied.

@@ -15,6 +15,8 @@
 //!   the builder of every client a service uses to call another (it trusts the cluster's CA).
 //! - [`range`]: `Range` header parsing, for partial reads of chunks and files.
 //! - [`request_id`]: `x-request-id` taken or made, kept in a log span, echoed and forwarded.
+//! - [`openapi`]: a service's OpenAPI document from its `routes!` and the frame's
+//!   routes, served at `/openapi.json` with Swagger UI at `/docs/` ([`finish_api`]).
 //! - [`metrics`]: Prometheus text metrics at `GET /metrics`: requests by route and status
 //!   class, latency histograms, plus what each service registers.
 //!
@@ -25,6 +27,7 @@ pub mod caller;
 pub mod error;
 pub mod json;
 pub mod metrics;
+pub mod openapi;
 mod parse_errors;
 pub mod range;
 pub mod request_id;
@@ -36,6 +39,7 @@ pub use caller::{Caller, Verifier};
 pub use error::{ApiError, ApiResult};
 pub use json::{ApiJson, ApiJsonOrDefault};
 pub use metrics::Metrics;
+pub use openapi::{finish_api, ApiInfo, OpenApiRouter};
 pub use request_id::{ForwardRequestId, REQUEST_ID_HEADER};
 pub use serve::{finish_router, finish_router_with, serve, serve_tls, shutdown_signal, ClientAddr};
 pub use tls::http_client;
