@@ -7,7 +7,6 @@ use axum::extract::{FromRef, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use axum::Router;
 use dfs_proto::auth::{
     validate_password, validate_user_name, ChangePasswordRequest, CreateUserRequest, LoginRequest, LoginResponse,
@@ -24,6 +23,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// How the security service runs.
 pub struct Config {
@@ -88,24 +89,40 @@ impl AuthService {
     }
 }
 
+/// What the security service's OpenAPI document says about it.
+pub const API_INFO: dfs_service::ApiInfo = dfs_service::ApiInfo {
+    title: "DFS security service",
+    description: "Users, logins and sessions, S3 access keys. A login answers a sealed ticket; every \
+        other call carries it as `Authorization: Bearer <ticket>`, and every service opens it \
+        locally. Every error is `{\"code\", \"message\"}` with the HTTP status of its code.",
+};
+
+/// The routes of the security service, each with its operation in the document.
+fn api_routes() -> OpenApiRouter<AuthService> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(logout_all))
+        .routes(routes!(whoami))
+        .routes(routes!(revoked))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, delete_user))
+        .routes(routes!(change_password))
+        .routes(routes!(end_user_sessions))
+        .routes(routes!(crate::keys::list_keys, crate::keys::create_key))
+        .routes(routes!(crate::keys::delete_key))
+        .routes(routes!(crate::keys::key_session))
+}
+
+/// The security service's OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    dfs_service::openapi::document(api_routes().into_openapi(), API_INFO)
+}
+
 /// The routes of the security service.
 pub fn router(service: AuthService) -> Router {
-    let routes = Router::new()
-        .route("/v1/auth/login", post(login))
-        .route("/v1/auth/refresh", post(refresh))
-        .route("/v1/auth/logout", post(logout))
-        .route("/v1/auth/logout-all", post(logout_all))
-        .route("/v1/auth/whoami", get(whoami))
-        .route("/v1/auth/revoked", get(revoked))
-        .route("/v1/users", get(list_users).post(create_user))
-        .route("/v1/users/{name}", get(get_user).delete(delete_user))
-        .route("/v1/users/{name}/password", put(change_password))
-        .route("/v1/users/{name}/sessions", axum::routing::delete(end_user_sessions))
-        .route("/v1/keys", get(crate::keys::list_keys).post(crate::keys::create_key))
-        .route("/v1/keys/{id}", axum::routing::delete(crate::keys::delete_key))
-        .route("/v1/keys/{id}/session", post(crate::keys::key_session))
-        .with_state(service);
-    dfs_service::finish_router(routes)
+    dfs_service::finish_api(api_routes().with_state(service), dfs_service::Metrics::new(), API_INFO)
 }
 
 /// Serves the security service on `listener` until `shutdown` resolves.
@@ -211,6 +228,14 @@ impl FromRequestParts<AuthService> for LoginClient {
     }
 }
 
+/// Log in: a sealed ticket for a new session.
+///
+/// Failed logins are slowed down per user name and client address, per address and service-wide
+/// (429 with Retry-After); 503 with Retry-After when too many passwords are being checked.
+/// `x-dfs-forwarded-client` (the client's address, from the directory service's forwarded login)
+/// is taken with a service ticket only (401 without a ticket, 403 with a user's).
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", security(()), request_body = LoginRequest,
+    responses((status = 200, description = "a sealed ticket", body = LoginResponse)))]
 async fn login(
     State(service): State<AuthService>,
     LoginClient(client): LoginClient,
@@ -365,6 +390,11 @@ async fn issue_ticket(service: &AuthService, user: &UserRecord, issue: Issue) ->
     })
 }
 
+/// A new ticket for the same session with a later expiry.
+///
+/// Never past the session's absolute end (12 h after the login by default); not for service tickets.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth",
+    responses((status = 200, description = "the new ticket", body = LoginResponse)))]
 async fn refresh(State(service): State<AuthService>, Caller(ticket): Caller) -> ApiResult<ApiJson<LoginResponse>> {
     if ticket.is_service() {
         return Err(ApiError::bad_request("service tickets are not refreshed"));
@@ -393,6 +423,8 @@ async fn refresh(State(service): State<AuthService>, Caller(ticket): Caller) -> 
     Ok(ApiJson(issue_ticket(&service, &user, issue).await?))
 }
 
+/// Revokes the caller's session on every service.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", responses((status = 204, description = "logged out")))]
 async fn logout(State(service): State<AuthService>, Caller(ticket): Caller) -> ApiResult<StatusCode> {
     let sid = ticket.sid.clone();
     let store_service = service.clone();
@@ -402,6 +434,8 @@ async fn logout(State(service): State<AuthService>, Caller(ticket): Caller) -> A
 }
 
 /// Ends every session of the caller, this one included.
+#[utoipa::path(post, path = "/v1/auth/logout-all", tag = "auth",
+    responses((status = 200, description = "how many sessions ended", body = SessionsEnded)))]
 async fn logout_all(State(service): State<AuthService>, Caller(ticket): Caller) -> ApiResult<ApiJson<SessionsEnded>> {
     if ticket.is_service() {
         return Err(ApiError::bad_request("service tickets have no sessions"));
@@ -409,7 +443,9 @@ async fn logout_all(State(service): State<AuthService>, Caller(ticket): Caller) 
     Ok(ApiJson(end_sessions(&service, ticket.uid).await?))
 }
 
-/// `DELETE /v1/users/{name}/sessions` (admin): ends every session of a user.
+/// Revokes every session of a user on every service (admin).
+#[utoipa::path(delete, path = "/v1/users/{name}/sessions", tag = "users", params(("name" = String, Path, description = "a user name: [a-z][a-z0-9_-]{0,31}")),
+    responses((status = 200, description = "how many sessions ended", body = SessionsEnded)))]
 async fn end_user_sessions(
     State(service): State<AuthService>,
     caller: Caller,
@@ -440,6 +476,8 @@ async fn end_sessions(service: &AuthService, uid: u64) -> ApiResult<SessionsEnde
     .await
 }
 
+/// The caller's ticket, opened.
+#[utoipa::path(get, path = "/v1/auth/whoami", tag = "auth", responses((status = 200, description = "the ticket", body = WhoAmI)))]
 async fn whoami(Caller(ticket): Caller) -> ApiJson<WhoAmI> {
     ApiJson(WhoAmI {
         uid: ticket.uid,
@@ -451,6 +489,9 @@ async fn whoami(Caller(ticket): Caller) -> ApiJson<WhoAmI> {
     })
 }
 
+/// Revoked sessions whose tickets have not expired (service tickets only).
+#[utoipa::path(get, path = "/v1/auth/revoked", tag = "auth",
+    responses((status = 200, description = "the revocation list", body = RevokedSessions)))]
 async fn revoked(State(service): State<AuthService>, caller: Caller) -> ApiResult<ApiJson<RevokedSessions>> {
     caller.require_service()?;
     let sessions = blocking(move || service.store.revoked_sessions(dfs_seal::now()).map_err(ApiError::from)).await?;
@@ -465,12 +506,17 @@ async fn revoked(State(service): State<AuthService>, caller: Caller) -> ApiResul
     }))
 }
 
+/// Every user (admin).
+#[utoipa::path(get, path = "/v1/users", tag = "users", responses((status = 200, description = "the users", body = Vec<UserInfo>)))]
 async fn list_users(State(service): State<AuthService>, caller: Caller) -> ApiResult<ApiJson<Vec<UserInfo>>> {
     caller.require_admin()?;
     let users = blocking(move || service.store.list_users().map_err(ApiError::from)).await?;
     Ok(ApiJson(users.iter().map(user_info).collect()))
 }
 
+/// One user (admin, service, or the user itself).
+#[utoipa::path(get, path = "/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "a user name: [a-z][a-z0-9_-]{0,31}")),
+    responses((status = 200, description = "the user", body = UserInfo)))]
 async fn get_user(
     State(service): State<AuthService>,
     Caller(ticket): Caller,
@@ -488,6 +534,11 @@ async fn get_user(
         .ok_or_else(|| ApiError::not_found(format!("no such user: {shown}")))
 }
 
+/// Creates a user and its home directory (admin).
+///
+/// 409 if /home/NAME exists (left by a deleted user of that name).
+#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = CreateUserRequest,
+    responses((status = 201, description = "created", body = UserInfo)))]
 async fn create_user(
     State(service): State<AuthService>,
     caller: Caller,
@@ -593,6 +644,8 @@ async fn ensure_home(service: &AuthService, user: &UserRecord) {
     }
 }
 
+/// Deletes a user and revokes its sessions (admin).
+#[utoipa::path(delete, path = "/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "a user name: [a-z][a-z0-9_-]{0,31}")), responses((status = 204, description = "deleted")))]
 async fn delete_user(
     State(service): State<AuthService>,
     Caller(ticket): Caller,
@@ -618,6 +671,11 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Changes a password: an admin's reset, or the user itself with `current_password`.
+///
+/// Every other session of the user is revoked (all of them on an admin's reset).
+#[utoipa::path(put, path = "/v1/users/{name}/password", tag = "users", params(("name" = String, Path, description = "a user name: [a-z][a-z0-9_-]{0,31}")),
+    request_body = ChangePasswordRequest, responses((status = 204, description = "changed")))]
 async fn change_password(
     State(service): State<AuthService>,
     Caller(ticket): Caller,

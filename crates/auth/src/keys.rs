@@ -85,12 +85,16 @@ fn name_is_caller_or_admin(user: &UserRecord, ticket: &Ticket) -> bool {
     ticket.is_admin() || user.uid == ticket.uid
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListKeysQuery {
+    /// Whose keys (admin); the caller's without it.
     user: Option<String>,
 }
 
-/// `GET /v1/keys[?user=NAME]`: a user's keys, without their secrets.
+/// S3 access keys of the caller, or of `?user=NAME` (admin); never their secrets.
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", params(ListKeysQuery),
+    responses((status = 200, description = "the keys", body = Vec<AccessKeyInfo>)))]
 pub async fn list_keys(
     State(service): State<AuthService>,
     caller: Caller,
@@ -102,7 +106,9 @@ pub async fn list_keys(
     Ok(ApiJson(keys.iter().map(|key| key_info(key, &user.name)).collect()))
 }
 
-/// `POST /v1/keys`: a new key; the one answer that shows its secret.
+/// A new S3 access key for the caller, or for another user (admin): the one answer holding its secret.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = CreateAccessKeyRequest,
+    responses((status = 201, description = "created", body = CreatedAccessKey)))]
 pub async fn create_key(
     State(service): State<AuthService>,
     caller: Caller,
@@ -147,8 +153,8 @@ pub async fn create_key(
     ))
 }
 
-/// `DELETE /v1/keys/{id}` (its user or an admin): the key, and every ticket
-/// it was used for, at once.
+/// Deletes an access key (its user or an admin); every ticket issued for it is revoked at once.
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "an access key id: AKDFS and 15 characters of [A-Z0-9]")), responses((status = 204, description = "deleted")))]
 pub async fn delete_key(
     State(service): State<AuthService>,
     Caller(ticket): Caller,
@@ -174,8 +180,11 @@ pub async fn delete_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/keys/{id}/session` (service tickets only: the S3 gateway): the
-/// key's secret and a ticket of a new session of its user.
+/// The key's secret and a ticket of a new session of its user (service tickets only: the S3 gateway).
+///
+/// The session is revoked with the key or the user.
+#[utoipa::path(post, path = "/v1/keys/{id}/session", tag = "keys", params(("id" = String, Path, description = "an access key id: AKDFS and 15 characters of [A-Z0-9]")),
+    responses((status = 200, description = "the secret and a ticket", body = KeySession)))]
 pub async fn key_session(
     State(service): State<AuthService>,
     caller: Caller,

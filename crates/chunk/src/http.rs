@@ -11,7 +11,6 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
 use dfs_proto::chunk::{
@@ -25,27 +24,69 @@ use dfs_service::range::{self, RangeRequest};
 use dfs_service::{ApiError, ApiResult, TcpUpgrade};
 use futures_util::StreamExt;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::UtoipaMethodRouterExt;
+use utoipa_axum::routes;
 
 /// Largest chunk a server accepts. Clients split files into chunks of at most this size.
 pub const MAX_CHUNK_BYTES: u64 = 16 * 1024 * 1024;
 
+/// What a file server's OpenAPI document says about it.
+pub const API_INFO: dfs_service::ApiInfo = dfs_service::ApiInfo {
+    title: "DFS file server",
+    description: "Content-addressed chunks on local disk. Chunk calls carry a capability sealed by the \
+        directory service in `x-dfs-capability` (a file server knows nothing of users or paths); \
+        the inventory takes a service or admin ticket. Every error is `{\"code\", \"message\"}` \
+        with the HTTP status of its code.",
+};
+
+/// The routes of the file server, each with its operation in the document.
+fn api_routes() -> OpenApiRouter<Arc<FileServer>> {
+    OpenApiRouter::new()
+        // Chunk bodies are streamed, never buffered by an extractor, and
+        // their size is bounded by the capability instead.
+        .routes(routes!(put_chunk).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(get_chunk, crate::repair::delete_chunk))
+        .routes(routes!(crate::repair::copy_chunk))
+        .routes(routes!(check_chunk))
+        .routes(routes!(crate::repair::inventory))
+        .routes(routes!(stats))
+}
+
+/// A file server's OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    dfs_service::openapi::document(api_routes().into_openapi(), API_INFO)
+}
+
+/// The headers of a chunk write besides the capability.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct ChunkWrite {
+    /// Set by a primary forwarding the chunk to a worker (which then forwards it no further).
+    #[param(rename = "x-dfs-replica", required = false)]
+    replica: String,
+}
+
+/// The headers of a chunk read besides the capability.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct ChunkRead {
+    /// `client`: the reader checks the chunk's hash itself; the bytes go out unchecked.
+    #[param(rename = "x-dfs-verify", required = false)]
+    verify: String,
+    /// `dfs-chunk` (with `Connection: upgrade`): the chunk as a raw stream after a 101.
+    #[param(rename = "Upgrade", required = false)]
+    upgrade: String,
+    /// One byte range of the chunk.
+    #[param(rename = "Range", required = false, example = "bytes=0-1023")]
+    range: String,
+}
+
 /// The routes of the file server.
 pub fn router(server: Arc<FileServer>) -> Router {
-    let routes = Router::new()
-        .route(
-            "/v1/chunks/{id}",
-            // Chunk bodies are streamed, never buffered by an extractor, and
-            // their size is bounded by the capability instead.
-            axum::routing::put(put_chunk)
-                .layer(DefaultBodyLimit::disable())
-                .get(get_chunk)
-                .delete(crate::repair::delete_chunk),
-        )
-        .route("/v1/chunks/{id}/copy", axum::routing::post(crate::repair::copy_chunk))
-        .route("/v1/chunks/{id}/check", axum::routing::post(check_chunk))
-        .route("/v1/chunks", get(crate::repair::inventory))
-        .route("/v1/stats", get(stats))
-        .with_state(Arc::clone(&server));
+    let routes = api_routes().with_state(Arc::clone(&server));
     let metrics = dfs_service::Metrics::new();
     metrics.register(move |out| {
         let stats = server.stats();
@@ -61,13 +102,23 @@ pub fn router(server: Arc<FileServer>) -> Router {
         out.counter("bytes_out_total", "Chunk bytes served.", stats.bytes_read as f64);
         out.counter("bytes_in_total", "Chunk bytes written.", stats.bytes_written as f64);
     });
-    dfs_service::finish_router_with(routes, metrics)
+    dfs_service::finish_api(routes, metrics, API_INFO)
 }
 
+/// File server counters (no ticket needed).
+#[utoipa::path(get, path = "/v1/stats", tag = "chunks", security(()),
+    responses((status = 200, description = "the counters", body = FileServerStats)))]
 async fn stats(State(server): State<Arc<FileServer>>) -> Json<FileServerStats> {
     Json(server.stats())
 }
 
+/// Stores a chunk (write capability); a primary forwards it to the other targets and answers once they are durable.
+///
+/// The body is exactly the capability's size of bytes hashing to the id. A primary's 503 lists in `failed_servers`
+/// the workers it could not replicate to (too many to make the write quorum).
+#[utoipa::path(put, path = "/v1/chunks/{id}", tag = "chunks", security(("capability" = [])), params(("id" = ChunkId, Path, description = "the chunk id: the BLAKE3 hash of its content"), ChunkWrite),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the chunk"),
+    responses((status = 200, description = "stored, with a sealed receipt", body = ChunkStored)))]
 async fn put_chunk(
     State(server): State<Arc<FileServer>>,
     id: Result<Path<String>, PathRejection>,
@@ -300,6 +351,17 @@ fn check_read_capability(server: &FileServer, id: &ChunkId, headers: &HeaderMap)
     Ok(())
 }
 
+/// Reads a chunk (read capability, in the `x-dfs-capability` header only), hash-checked; `Range` gives 206.
+///
+/// A whole-chunk read is hashed by the server as it streams and never completed if corrupt, unless the reader sends
+/// `x-dfs-verify: client` (it hashes the chunk itself). Such a reader may also send `Connection: upgrade` and
+/// `Upgrade: dfs-chunk`: over plain HTTP the server then answers 101 with `x-dfs-chunk-length`, sends exactly that
+/// many bytes on the connection (sendfile) and closes it; otherwise the upgrade is declined.
+#[utoipa::path(get, path = "/v1/chunks/{id}", tag = "chunks", security(("capability" = [])), params(("id" = ChunkId, Path, description = "the chunk id: the BLAKE3 hash of its content"), ChunkRead),
+    responses(
+        (status = 101, description = "the chunk follows as a raw stream", headers(("x-dfs-chunk-length" = u64, description = "bytes that follow"))),
+        (status = 200, description = "the chunk", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "part of the chunk", content_type = "application/octet-stream", body = Vec<u8>)))]
 async fn get_chunk(
     State(server): State<Arc<FileServer>>,
     id: Result<Path<String>, PathRejection>,
@@ -461,6 +523,8 @@ async fn send_whole(server: Arc<FileServer>, id: ChunkId, verify: Verify) -> Api
 /// `POST /v1/chunks/{id}/check`: hashes this server's copy of the chunk. A
 /// corrupt copy is quarantined and reported, as on any corrupt read, and the
 /// answer says so; the caller's word is never taken for it.
+#[utoipa::path(post, path = "/v1/chunks/{id}/check", tag = "chunks", security(("capability" = [])), params(("id" = ChunkId, Path, description = "the chunk id: the BLAKE3 hash of its content")),
+    responses((status = 200, description = "the outcome", body = ChunkCheck)))]
 async fn check_chunk(
     State(server): State<Arc<FileServer>>,
     id: Result<Path<String>, PathRejection>,

@@ -33,15 +33,13 @@ fn require_target(server: &FileServer, capability: &Capability) -> ApiResult<()>
     }
 }
 
-/// `POST /v1/chunks/{id}/copy`: pulls the chunk from the source server its
-/// copy capability names, checks its hash, stores it durably and answers with
-/// a receipt naming this server.
+/// Pulls a chunk from the source server named by a copy capability, checks its hash and stores it (re-replication).
 ///
-/// Only the directory service's repair loop seals copy capabilities; the
-/// source address is its registry's, sealed in the capability. Nothing in the
-/// request says where to fetch from (a body is refused), redirects are not
-/// followed, and what the source answered is never passed back: a copy that
-/// failed says which server and, if it answered, its status.
+/// Copy capabilities are sealed only by the directory service's repair loop, for this chunk and this server. No body:
+/// nothing in the request says where to fetch from; redirects are not followed; a failed copy names the source
+/// server and at most its status.
+#[utoipa::path(post, path = "/v1/chunks/{id}/copy", tag = "chunks", security(("capability" = [])), params(("id" = dfs_proto::chunk::ChunkId, Path, description = "the chunk id: the BLAKE3 hash of its content")),
+    responses((status = 200, description = "stored, with a sealed receipt naming this server", body = ChunkStored)))]
 pub(crate) async fn copy_chunk(
     State(server): State<Arc<FileServer>>,
     id: Result<Path<String>, PathRejection>,
@@ -154,14 +152,19 @@ async fn fetch(server: &FileServer, capability: &CopyCapability) -> ApiResult<by
     Ok(bytes.freeze())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DeleteQuery {
     /// Refuse (409) if the chunk was written less than this many seconds ago.
     #[serde(default)]
     min_age_secs: u64,
 }
 
-/// `DELETE /v1/chunks/{id}`: removes an unreferenced chunk (garbage collection).
+/// Removes an unreferenced chunk (a delete capability naming this server, from the directory's garbage collection).
+///
+/// 409 if it was written less than `min_age_secs` ago.
+#[utoipa::path(delete, path = "/v1/chunks/{id}", tag = "chunks", security(("capability" = [])), params(("id" = dfs_proto::chunk::ChunkId, Path, description = "the chunk id: the BLAKE3 hash of its content"), DeleteQuery),
+    responses((status = 204, description = "removed (or not here)")))]
 pub(crate) async fn delete_chunk(
     State(server): State<Arc<FileServer>>,
     id: Result<Path<String>, PathRejection>,
@@ -207,7 +210,9 @@ impl FromRequestParts<Arc<FileServer>> for FileServerCaller {
     }
 }
 
-/// `GET /v1/chunks`: every chunk on disk (service and admin tickets only).
+/// Every chunk on this server with its size and seconds since last written (service and admin tickets only).
+#[utoipa::path(get, path = "/v1/chunks", tag = "chunks",
+    responses((status = 200, description = "the chunks", body = ChunkInventory)))]
 pub(crate) async fn inventory(
     State(server): State<Arc<FileServer>>,
     FileServerCaller(caller): FileServerCaller,

@@ -202,6 +202,26 @@ pub enum Command {
         after_help = "Examples:\n  dfs completions bash > ~/.local/share/bash-completion/completions/dfs\n  dfs completions zsh > ~/.zfunc/_dfs\n  dfs completions fish > ~/.config/fish/completions/dfs.fish"
     )]
     Completions { shell: clap_complete::Shell },
+    /// Print a service's OpenAPI document (JSON), or the Postman collection of all three.
+    #[command(
+        after_help = "Each service also serves its own at /openapi.json, with Swagger UI at /docs/.\n\nExamples:\n  dfs openapi directory > directory.openapi.json\n  dfs openapi --postman > docs/postman/dfs.postman_collection.json"
+    )]
+    Openapi {
+        /// Which service's document (default: the directory service).
+        #[arg(value_enum, conflicts_with = "postman")]
+        service: Option<ApiService>,
+        /// The Postman collection (v2.1) of every service instead.
+        #[arg(long)]
+        postman: bool,
+    },
+}
+
+/// A service with an HTTP API of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApiService {
+    Directory,
+    Security,
+    FileServer,
 }
 
 #[derive(Debug, Subcommand)]

@@ -485,6 +485,7 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
         | Command::Serve(_)
         | Command::Keygen { .. }
         | Command::Completions { .. }
+        | Command::Openapi { .. }
         | Command::Meta(_) => {
             unreachable!("handled in main")
         }

@@ -11,6 +11,8 @@
 //! - [`progress`]: progress bars on a terminal.
 //! - [`private`]: umask 077 for services, and tightening data and cache dirs left open to others.
 //! - [`locks`]: `dfs lock|unlock|locks|tx`, and the global `--tx` and `--lock-token`.
+//! - [`openapi`]: `dfs openapi`, the services' OpenAPI documents and the Postman
+//!   collection made from them.
 //! - [`tls`]: the private CA of `dfs up --tls`, TLS settings of `dfs serve`, the
 //!   client of every command (`--ca-cert`, one request id per command).
 
@@ -20,6 +22,7 @@ mod commands;
 mod locks;
 mod meta;
 mod mount;
+mod openapi;
 mod private;
 mod progress;
 mod serve;
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
                     _ => Ok(()),
                 }
             }
+            args::Command::Openapi { service, postman } => openapi::print(service, postman),
             command => commands::run(cli.global, command).await,
         }
     });

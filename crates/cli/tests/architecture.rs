@@ -63,13 +63,38 @@ fn each_crate_depends_only_on_crates_listed_before_it() {
 
 #[test]
 fn wire_types_and_sealing_stay_light() {
-    // proto: serde only, no runtime, no I/O.
-    let proto = dependencies("proto");
+    // proto: serde only, no runtime, no I/O; utoipa (the schemas of the
+    // services' OpenAPI documents) only behind its `openapi` feature, which
+    // clients leave off.
+    let proto_manifest = manifest(&root().join("crates/proto/Cargo.toml"));
+    let proto = proto_manifest["dependencies"]
+        .as_table()
+        .expect("crates/proto dependencies");
+    let optional = |name: &str| proto[name].get("optional").and_then(|o| o.as_bool()) == Some(true);
+    let required: BTreeSet<String> = proto.keys().filter(|name| !optional(name)).cloned().collect();
+    let behind_features: BTreeSet<String> = proto.keys().filter(|name| optional(name)).cloned().collect();
     assert_eq!(
-        proto,
+        required,
         BTreeSet::from(["serde".to_owned(), "thiserror".to_owned()]),
         "crates/proto"
     );
+    assert_eq!(
+        behind_features,
+        BTreeSet::from(["utoipa".to_owned()]),
+        "crates/proto optional"
+    );
+    for client in ["client", "mount", "bench"] {
+        let client_manifest = manifest(&root().join("crates").join(client).join("Cargo.toml"));
+        let proto = client_manifest["dependencies"].get("dfs-proto");
+        let features = proto
+            .and_then(|p| p.get("features"))
+            .map(|f| format!("{f:?}"))
+            .unwrap_or_default();
+        assert!(
+            !features.contains("openapi"),
+            "crates/{client} turns on dfs-proto's openapi feature"
+        );
+    }
     // seal: pure; no network, no runtime, no database.
     for crate_dir in ["proto", "seal"] {
         let deps = dependencies(crate_dir);

@@ -17,7 +17,6 @@ use crate::state::{blocking, now_ms, reading};
 pub use crate::state::{Config, Directory, READ_CAPABILITY_TTL};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::routing::{delete, get, post};
 use axum::Router;
 use dfs_service::{ApiError, ApiResult, Verifier};
 use dfs_store::namespace::Principal;
@@ -26,10 +25,13 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 mod chunked;
 mod cluster;
 mod compose;
+mod doc;
 mod files;
 mod locks;
 mod namespace;
@@ -92,35 +94,54 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The routes of the directory service.
-pub fn router(state: Arc<Directory>) -> Router {
-    let routes = Router::new()
-        .route("/v1/stat", get(namespace::stat))
-        .route("/v1/list", get(namespace::list))
-        .route("/v1/mkdir", post(namespace::mkdir))
-        .route("/v1/remove", post(namespace::remove))
-        .route("/v1/rename", post(namespace::rename))
-        .route("/v1/chmod", post(namespace::chmod))
-        .route("/v1/chown", post(namespace::chown))
-        .route("/v1/homes", post(namespace::ensure_home))
-        .route("/v1/layout", get(namespace::layout))
-        .route("/v1/uploads", post(uploads::begin))
-        .route("/v1/uploads/{id}", delete(uploads::abort))
-        .route("/v1/uploads/{id}/chunks", post(uploads::place_chunks))
-        .route("/v1/uploads/{id}/commit", post(uploads::commit))
-        .route("/v1/uploads/{id}/receipts", post(receipts::record_receipts))
-        .route("/v1/files", get(files::read).put(files::write))
-        .route("/v1/files/compose", post(compose::compose))
-        .route("/v1/watch", get(watch::watch))
-        .route("/v1/servers/heartbeat", post(cluster::heartbeat))
-        .route("/v1/servers/report", post(cluster::report))
-        .route("/v1/cluster/status", get(cluster::status))
-        .route("/v1/cluster/drain", post(cluster::drain))
-        .route("/v1/info", get(cluster::info))
+/// What the directory service's OpenAPI document says about it.
+pub const API_INFO: dfs_service::ApiInfo = dfs_service::ApiInfo {
+    title: "DFS directory service",
+    description: "The namespace (stat, list, mkdir, remove, rename, chmod, chown), whole files over \
+        plain HTTP (`/v1/files`), uploads and layouts of chunked files, locks, transactions, change \
+        events, the file server registry and cluster status, and the web file manager (`/ui/`). \
+        Calls carry `Authorization: Bearer <ticket>` from the security service's login (also \
+        offered here, forwarded). Every error is `{\"code\", \"message\"}` with the HTTP status of its code.",
+};
+
+/// The routes of the directory service, each with its operation in the document.
+fn api_routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(namespace::stat))
+        .routes(routes!(namespace::list))
+        .routes(routes!(namespace::mkdir))
+        .routes(routes!(namespace::remove))
+        .routes(routes!(namespace::rename))
+        .routes(routes!(namespace::chmod))
+        .routes(routes!(namespace::chown))
+        .routes(routes!(namespace::ensure_home))
+        .routes(routes!(namespace::layout))
+        .routes(routes!(uploads::begin))
+        .routes(routes!(uploads::abort))
+        .routes(routes!(uploads::place_chunks))
+        .routes(routes!(uploads::commit))
+        .routes(routes!(receipts::record_receipts))
+        .routes(routes!(files::read, files::write))
+        .routes(routes!(compose::compose))
+        .routes(routes!(watch::watch))
+        .routes(routes!(cluster::heartbeat))
+        .routes(routes!(cluster::report))
+        .routes(routes!(cluster::status))
+        .routes(routes!(cluster::drain))
+        .routes(routes!(cluster::info))
         .merge(locks::routes())
         .merge(tx::routes())
         .merge(web::routes())
-        .with_state(Shared(Arc::clone(&state)));
+}
+
+/// The directory service's OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    dfs_service::openapi::document(api_routes().into_openapi(), API_INFO)
+}
+
+/// The routes of the directory service.
+pub fn router(state: Arc<Directory>) -> Router {
+    let routes = api_routes().with_state(Shared(Arc::clone(&state)));
     let metrics = dfs_service::Metrics::new();
     metrics.register(move |out| {
         let servers = state.servers.status();
@@ -135,7 +156,7 @@ pub fn router(state: Arc<Directory>) -> Router {
         state.repair_stats.write(out);
         state.sweep_stats.write(out);
     });
-    dfs_service::finish_router_with(routes, metrics)
+    dfs_service::finish_api(routes, metrics, API_INFO)
 }
 
 /// Serves the directory service on `listener` until `shutdown` resolves.

@@ -240,10 +240,15 @@ pub const LIST_PAGE_MAX: usize = 10_000;
 /// page of it (at most `limit` entries, default [`LIST_PAGE_DEFAULT`], at
 /// most [`LIST_PAGE_MAX`]) after the page whose `next_cursor` is `cursor`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct ListQuery {
+    /// The directory.
     pub path: DfsPath,
+    /// At most this many entries (one page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// The `next_cursor` of the page before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
 }
@@ -396,6 +401,7 @@ pub const MAX_COMPOSE_SOURCES: usize = 10_000;
 /// is refused, an empty one adds nothing) and every check of an upload
 /// commit on `path`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComposeFiles {
     pub path: DfsPath,
     /// 1 to [`MAX_COMPOSE_SOURCES`] files; one may be `path` itself (its
@@ -414,6 +420,7 @@ pub struct ComposeFiles {
 
 /// A file whose chunks go into a [`ComposeFiles`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComposeSource {
     pub path: DfsPath,
     /// Refuse the whole compose (412 `precondition_failed`) unless the

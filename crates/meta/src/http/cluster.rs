@@ -12,6 +12,9 @@ use dfs_proto::namespace::{ClusterStatus, DrainRequest};
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
 use std::sync::Arc;
 
+/// A file server reports itself (service tickets only).
+#[utoipa::path(post, path = "/v1/servers/heartbeat", tag = "cluster", request_body = Heartbeat,
+    responses((status = 204, description = "recorded")))]
 pub(super) async fn heartbeat(
     State(Shared(directory)): State<Shared>,
     caller: Caller,
@@ -29,6 +32,9 @@ pub(super) async fn heartbeat(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// File servers, liveness, capacity, chunk counts, under-replicated chunks, repair.
+#[utoipa::path(get, path = "/v1/cluster/status", tag = "cluster",
+    responses((status = 200, description = "the cluster", body = ClusterStatus)))]
 pub(super) async fn status(
     State(Shared(directory)): State<Shared>,
     Caller(_ticket): Caller,
@@ -60,6 +66,9 @@ pub(super) async fn status(
     }))
 }
 
+/// Drains a file server (admin): no new chunks, its replicas copied elsewhere; `cancel` stops it.
+#[utoipa::path(post, path = "/v1/cluster/drain", tag = "cluster", request_body = DrainRequest,
+    responses((status = 204, description = "draining (or no longer)")))]
 pub(super) async fn drain(
     State(Shared(directory)): State<Shared>,
     caller: Caller,
@@ -74,6 +83,9 @@ pub(super) async fn drain(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Where the security service is, chunk size, version, the largest file written inline (no ticket needed).
+#[utoipa::path(get, path = "/v1/info", tag = "cluster", security(()),
+    responses((status = 200, description = "the cluster's settings", body = ClusterInfo)))]
 pub(super) async fn info(State(Shared(directory)): State<Shared>) -> ApiJson<ClusterInfo> {
     ApiJson(ClusterInfo {
         auth_url: directory.auth_url.clone(),
@@ -84,6 +96,9 @@ pub(super) async fn info(State(Shared(directory)): State<Shared>) -> ApiJson<Clu
     })
 }
 
+/// A file server reports chunks it found corrupt and moved aside (service tickets only); they are re-replicated.
+#[utoipa::path(post, path = "/v1/servers/report", tag = "cluster", request_body = DamageReport,
+    responses((status = 204, description = "recorded")))]
 pub(super) async fn report(
     State(Shared(directory)): State<Shared>,
     caller: Caller,

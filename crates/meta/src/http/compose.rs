@@ -5,6 +5,7 @@
 //! the file appears whole or not at all. Staged with `x-dfs-tx`,
 //! conditional with `If-Match`, like an upload commit.
 
+use super::doc::{Conditional, Scope};
 use super::{blocking, check_new_path, locks, now_ms, tx, Shared};
 use axum::extract::State;
 use dfs_proto::namespace::{ComposeFiles, Stat, MAX_COMPOSE_SOURCES};
@@ -13,6 +14,12 @@ use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
 use dfs_store::tx::{Change, StagedOp};
 use std::sync::Arc;
 
+/// Makes a file of other files' chunks, in order, with no byte copied (S3 multipart uploads).
+///
+/// READ on every source (each stored as chunks) and every check of an upload commit on `path`, in
+/// one metadata transaction. Staged with `x-dfs-tx`, conditional with `If-Match`.
+#[utoipa::path(post, path = "/v1/files/compose", tag = "files", params(Scope, Conditional), request_body = ComposeFiles,
+    responses((status = 200, description = "the new version", body = Stat)))]
 pub(super) async fn compose(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,

@@ -8,6 +8,7 @@
 //! one), `Last-Modified` and conditional GET (`If-None-Match`,
 //! `If-Modified-Since`: 304; `If-Range`).
 
+use super::doc::{Conditional, FileRead, Scope, WriteAttributes};
 use super::{chunked, locks, now_ms, tx, ApiQuery, Shared};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -24,11 +25,14 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// `PUT /v1/files?path=P[&no_clobber=true][&mode=M]`, the bytes as the body,
-/// the version's attributes in `x-dfs-attributes` (a JSON object);
-/// staged with `x-dfs-tx`, conditional with `If-Match`. Up to `INLINE_MAX`
-/// bytes are stored inline; a larger body (declared or found so) goes into
-/// chunks.
+/// Writes a whole file from the body, of any size (`curl -T FILE`).
+///
+/// Up to `INLINE_MAX` (64 KiB) bytes are stored inline in the metadata database; a larger body
+/// (declared or found so) is streamed into chunks by the directory service. Staged with `x-dfs-tx`,
+/// conditional with `If-Match`; the version's attributes in `x-dfs-attributes`.
+#[utoipa::path(put, path = "/v1/files", tag = "files", params(InlineWrite, Scope, Conditional, WriteAttributes),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the file's bytes"),
+    responses((status = 200, description = "the new version", body = Stat)))]
 pub(super) async fn write(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -135,9 +139,20 @@ fn attributes_of(headers: &HeaderMap) -> ApiResult<Attributes> {
     Ok(attributes)
 }
 
-/// `GET /v1/files?path=P`: the bytes of a file, inline or chunked (read in
-/// a transaction with `x-dfs-tx`), whole or one range, or 304 if the
-/// caller's copy is current.
+/// The bytes of a file, inline or chunked (`curl -o FILE`).
+///
+/// Chunks are fetched from the file servers by the directory service, each checked against its
+/// BLAKE3 hash before it is sent, a few at a time whatever the size; a chunk no replica serves
+/// intact ends the body short of its Content-Length. One `Range`; `ETag` (a hash of the content),
+/// `Last-Modified`; `If-None-Match` / `If-Modified-Since` answer 304; `If-Range`.
+#[utoipa::path(get, path = "/v1/files", tag = "files", params(PathQuery, Scope, FileRead),
+    responses(
+        (status = 200, description = "the file (`Content-Disposition: attachment`)", content_type = "application/octet-stream", body = Vec<u8>,
+            headers(("x-dfs-version" = u64, description = "the file's version"), ("ETag" = String), ("Last-Modified" = String), ("Accept-Ranges" = String))),
+        (status = 206, description = "the range named in Content-Range", content_type = "application/octet-stream", body = Vec<u8>,
+            headers(("Content-Range" = String))),
+        (status = 304, description = "not modified: the caller's copy is current; no body")
+    ))]
 pub(super) async fn read(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,

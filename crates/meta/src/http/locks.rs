@@ -9,8 +9,6 @@ use super::{blocking, Shared};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::Router;
 use dfs_proto::locks::{
     LockGrant, LockList, LockRequest, LocksQuery, ReleaseLock, RenewLock, DEFAULT_LOCK_TTL_SECS, MAX_LOCK_TTL_SECS,
 };
@@ -18,12 +16,14 @@ use dfs_proto::{LOCK_TOKEN_HEADER, TX_HEADER};
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
 use dfs_store::namespace::Principal;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/v1/locks", get(list_locks).post(acquire_lock))
-        .route("/v1/locks/renew", post(renew_lock))
-        .route("/v1/locks/release", post(release_lock))
+pub(super) fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(list_locks, acquire_lock))
+        .routes(routes!(renew_lock))
+        .routes(routes!(release_lock))
 }
 
 /// What a write request carries besides its body: the lock token of the
@@ -77,6 +77,11 @@ pub(super) fn ttl(requested: Option<u64>, default: u64, max: u64) -> ApiResult<u
     }
 }
 
+/// Takes an exclusive or shared lease on a file or directory.
+///
+/// 423 if a conflicting lock is held, 403 without the permission its effect needs, 429 beyond 1000 live locks per user.
+#[utoipa::path(post, path = "/v1/locks", tag = "locks", request_body = LockRequest,
+    responses((status = 200, description = "the grant, with its token and fencing number", body = LockGrant)))]
 async fn acquire_lock(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -94,6 +99,9 @@ async fn acquire_lock(
     Ok(ApiJson(lock.grant()))
 }
 
+/// Extends a lease (its holder only).
+#[utoipa::path(post, path = "/v1/locks/renew", tag = "locks", request_body = RenewLock,
+    responses((status = 200, description = "the renewed grant", body = LockGrant)))]
 async fn renew_lock(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -110,6 +118,9 @@ async fn renew_lock(
     Ok(ApiJson(lock.grant()))
 }
 
+/// Releases a lease.
+#[utoipa::path(post, path = "/v1/locks/release", tag = "locks", request_body = ReleaseLock,
+    responses((status = 204, description = "released")))]
 async fn release_lock(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -124,6 +135,8 @@ async fn release_lock(
 /// Only locks on paths the caller may see (stat, or list the parent of a
 /// path not created yet): a listing must not disclose lock paths, holders
 /// and tokens in directories closed to the caller.
+#[utoipa::path(get, path = "/v1/locks", tag = "locks", params(LocksQuery),
+    responses((status = 200, description = "the live locks", body = LockList)))]
 async fn list_locks(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,

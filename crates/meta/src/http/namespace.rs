@@ -2,6 +2,7 @@
 //! directories (`POST /v1/homes`), and layouts (`GET /v1/layout`: where a
 //! file's chunks are, with read capabilities).
 
+use super::doc::{Conditional, Scope};
 use super::{blocking, check_new_path, locks, now_ms, reading, tx, ApiQuery, Directory, Shared};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -39,6 +40,9 @@ pub(super) async fn file_content(
 /// place when reads are quick; longer lists go to the blocking pool.
 const QUICK_LAYOUT_CHUNKS: usize = 64;
 
+/// Metadata of a file or directory.
+#[utoipa::path(get, path = "/v1/stat", tag = "namespace", params(PathQuery, Scope),
+    responses((status = 200, description = "its metadata", body = Stat)))]
 pub(super) async fn stat(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -58,9 +62,13 @@ pub(super) async fn stat(
     ))
 }
 
+/// Entries of a directory, sorted by name.
+///
 /// A listing: whole (no `limit`, no `cursor`; and always in a transaction,
 /// whose read set records the whole directory), or one page, each page one
 /// snapshot read.
+#[utoipa::path(get, path = "/v1/list", tag = "namespace", params(ListQuery, Scope),
+    responses((status = 200, description = "the entries, sorted by name (with `next_cursor` when more follow)", body = Listing)))]
 pub(super) async fn list(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -102,6 +110,9 @@ pub(super) async fn list(
     Ok(ApiJson(listing))
 }
 
+/// Creates a directory (with its parents on request).
+#[utoipa::path(post, path = "/v1/mkdir", tag = "namespace", params(Scope), request_body = MkdirRequest,
+    responses((status = 200, description = "the entry as it is now", body = Stat)))]
 pub(super) async fn mkdir(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -124,6 +135,9 @@ pub(super) async fn mkdir(
     Ok(ApiJson(stat))
 }
 
+/// Removes a file or directory (a directory's content too on request).
+#[utoipa::path(post, path = "/v1/remove", tag = "namespace", params(Scope, Conditional), request_body = RemoveRequest,
+    responses((status = 204, description = "removed")))]
 pub(super) async fn remove(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -151,6 +165,9 @@ pub(super) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Moves or renames atomically, also across directories.
+#[utoipa::path(post, path = "/v1/rename", tag = "namespace", params(Scope, Conditional), request_body = RenameRequest,
+    responses((status = 200, description = "the entry as it is now", body = Stat)))]
 pub(super) async fn rename(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -184,6 +201,9 @@ pub(super) async fn rename(
     Ok(ApiJson(stat))
 }
 
+/// Changes permission bits (owner or admin).
+#[utoipa::path(post, path = "/v1/chmod", tag = "namespace", params(Scope), request_body = ChmodRequest,
+    responses((status = 200, description = "the entry as it is now", body = Stat)))]
 pub(super) async fn chmod(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -197,6 +217,9 @@ pub(super) async fn chmod(
     Ok(ApiJson(stat))
 }
 
+/// Changes the owner (admin).
+#[utoipa::path(post, path = "/v1/chown", tag = "namespace", params(Scope), request_body = ChownRequest,
+    responses((status = 200, description = "the entry as it is now", body = Stat)))]
 pub(super) async fn chown(
     State(Shared(directory)): State<Shared>,
     caller: Caller,
@@ -236,6 +259,9 @@ async fn look_up_user(directory: &Directory, name: &str) -> ApiResult<UserInfo> 
     response.json::<UserInfo>().await.map_err(unavailable)
 }
 
+/// Where a file's bytes are: inline (base64 `data`) or its chunks, live replicas and read capabilities.
+#[utoipa::path(get, path = "/v1/layout", tag = "files", params(PathQuery, Scope),
+    responses((status = 200, description = "the layout", body = FileLayout)))]
 pub(super) async fn layout(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -279,6 +305,9 @@ pub(super) async fn layout(
     }))
 }
 
+/// Makes sure /home/NAME exists (service or admin); answers the home as it is.
+#[utoipa::path(post, path = "/v1/homes", tag = "namespace", request_body = EnsureHome,
+    responses((status = 200, description = "the home", body = Stat)))]
 pub(super) async fn ensure_home(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,

@@ -23,6 +23,9 @@ use std::sync::Arc;
 /// Receipts accepted in one request.
 const MAX_RECEIPTS: usize = 4096;
 
+/// Records receipts of chunks already sent, so that a rerun of an interrupted upload skips them.
+#[utoipa::path(post, path = "/v1/uploads/{id}/receipts", tag = "uploads", params(("id" = String, Path, description = "the upload id (from POST /v1/uploads)")), request_body = UploadReceipts,
+    responses((status = 204, description = "recorded")))]
 pub(super) async fn record_receipts(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,

@@ -10,8 +10,6 @@ use super::{blocking, now_ms, Directory, Shared};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use axum::routing::post;
-use axum::Router;
 use dfs_proto::namespace::{EntryKind, Stat};
 use dfs_proto::tx::{BeginTransaction, TransactionCommitted, TransactionStarted, DEFAULT_TX_TTL_SECS, MAX_TX_TTL_SECS};
 use dfs_proto::DfsPath;
@@ -20,12 +18,14 @@ use dfs_store::namespace::{Principal, DEFAULT_FILE_MODE};
 use dfs_store::tx::{Change, StagedOp, TransactionRecord, TxRead, TxReadAnswer};
 use dfs_store::{Store, StoreError};
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/v1/tx", post(begin_transaction))
-        .route("/v1/tx/{id}/commit", post(commit_transaction))
-        .route("/v1/tx/{id}/abort", post(abort_transaction))
+pub(super) fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(begin_transaction))
+        .routes(routes!(commit_transaction))
+        .routes(routes!(abort_transaction))
 }
 
 /// The stat a staged change answers with: what it will be, at version 0.
@@ -178,6 +178,9 @@ pub(super) fn stage_upload(
     Ok(staged_file(who, path, mode, size, attributes))
 }
 
+/// Begins a transaction: writes carrying `x-dfs-tx` are staged in it, reads carrying it recorded.
+#[utoipa::path(post, path = "/v1/tx", tag = "transactions", request_body(content = Option<BeginTransaction>, description = "optional"),
+    responses((status = 200, description = "the transaction", body = TransactionStarted)))]
 async fn begin_transaction(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -202,6 +205,9 @@ async fn begin_transaction(
     Ok(ApiJson(started))
 }
 
+/// Applies every staged change at once, or none (409 if anything read or written changed since).
+#[utoipa::path(post, path = "/v1/tx/{id}/commit", tag = "transactions", params(("id" = String, Path, description = "the transaction id (from POST /v1/tx)")),
+    responses((status = 200, description = "committed", body = TransactionCommitted)))]
 async fn commit_transaction(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -215,6 +221,9 @@ async fn commit_transaction(
     Ok(ApiJson(TransactionCommitted { id, operations }))
 }
 
+/// Discards a transaction.
+#[utoipa::path(post, path = "/v1/tx/{id}/abort", tag = "transactions", params(("id" = String, Path, description = "the transaction id (from POST /v1/tx)")),
+    responses((status = 204, description = "discarded")))]
 async fn abort_transaction(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,

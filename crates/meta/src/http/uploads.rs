@@ -9,6 +9,7 @@
 //! sending ([`chunks_to_send`]), whether a receipt matches the file
 //! ([`check_receipt`]), and which chunk lacks a proof ([`first_unproven`]).
 
+use super::doc::{Conditional, Scope};
 use super::{blocking, check_new_path, locks, now_ms, receipts, tx, Shared};
 use crate::servers::place;
 use axum::extract::{Path, State};
@@ -25,6 +26,9 @@ use dfs_store::tx::Change;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+/// Begins an upload (checks the parent directory, permissions and `no_clobber`).
+#[utoipa::path(post, path = "/v1/uploads", tag = "uploads", params(Scope), request_body = BeginUpload,
+    responses((status = 200, description = "the upload", body = UploadStarted)))]
 pub(super) async fn begin(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -65,6 +69,9 @@ pub(super) async fn begin(
     Ok(ApiJson(started))
 }
 
+/// Placements and write capabilities for chunks (`exists`: already durable, not to be sent).
+#[utoipa::path(post, path = "/v1/uploads/{id}/chunks", tag = "uploads", params(("id" = String, Path, description = "the upload id (from POST /v1/uploads)")), request_body = PlaceChunks,
+    responses((status = 200, description = "where to send each chunk", body = Placements)))]
 pub(super) async fn place_chunks(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -154,6 +161,9 @@ pub(super) async fn place_chunks(
     Ok(ApiJson(Placements { placements }))
 }
 
+/// Makes the new version visible, atomically (receipts prove every sent chunk durable).
+#[utoipa::path(post, path = "/v1/uploads/{id}/commit", tag = "uploads", params(("id" = String, Path, description = "the upload id (from POST /v1/uploads)"), Scope, Conditional), request_body = CommitUpload,
+    responses((status = 200, description = "the new version", body = Stat)))]
 pub(super) async fn commit(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
@@ -237,6 +247,9 @@ fn check_chunk_sizes(chunks: &[dfs_proto::namespace::ChunkRef], chunk_size: u64)
     Ok(())
 }
 
+/// Aborts an upload.
+#[utoipa::path(delete, path = "/v1/uploads/{id}", tag = "uploads", params(("id" = String, Path, description = "the upload id (from POST /v1/uploads)")),
+    responses((status = 204, description = "aborted")))]
 pub(super) async fn abort(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,

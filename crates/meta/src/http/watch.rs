@@ -188,6 +188,11 @@ struct Watcher {
     _slot: WatchSlot,
 }
 
+/// Server-sent events of changes at, above or below a path, of paths the caller may see.
+///
+/// Each event's data is a `WatchEvent` (JSON): created, modified, removed, renamed. 429 beyond 64 open watches per user.
+#[utoipa::path(get, path = "/v1/watch", tag = "namespace", params(PathQuery),
+    responses((status = 200, description = "an endless event stream", content_type = "text/event-stream", body = String)))]
 pub(super) async fn watch(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,

@@ -21,10 +21,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::Router;
-use dfs_proto::auth::FORWARDED_CLIENT_HEADER;
+use dfs_proto::auth::{LoginRequest, LoginResponse, FORWARDED_CLIENT_HEADER};
 use dfs_service::{ApiError, ClientAddr, ForwardRequestId};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Where the page is.
 pub const UI_PATH: &str = "/ui/";
@@ -57,18 +57,45 @@ const ASSETS: &[(&str, &str, &str)] = &[
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-pub(super) fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/", get(|| async { Redirect::to(UI_PATH) }))
-        .route("/ui", get(|| async { Redirect::to(UI_PATH) }))
-        .route("/ui/", get(|| async { asset_response("index.html") }))
-        .route(
-            "/ui/{name}",
-            get(|Path(name): Path<String>| async move { asset_response(&name) }),
-        )
-        .route("/v1/auth/login", post(forward_login))
-        .route("/v1/auth/refresh", post(forward_refresh))
-        .route("/v1/auth/logout", post(forward_logout))
+pub(super) fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(root))
+        .routes(routes!(ui))
+        .routes(routes!(page))
+        .routes(routes!(asset))
+        .routes(routes!(forward_login))
+        .routes(routes!(forward_refresh))
+        .routes(routes!(forward_logout))
+}
+
+/// Redirects to the web file manager (`/ui/`).
+#[utoipa::path(get, path = "/", tag = "web", security(()), responses((status = 303, description = "Location: /ui/")))]
+async fn root() -> Redirect {
+    Redirect::to(UI_PATH)
+}
+
+/// Redirects to `/ui/`.
+#[utoipa::path(get, path = "/ui", tag = "web", security(()), responses((status = 303, description = "Location: /ui/")))]
+async fn ui() -> Redirect {
+    Redirect::to(UI_PATH)
+}
+
+/// The web file manager: a page whose scripts log in through `POST /v1/auth/login` of this service
+/// and keep the ticket in the tab's sessionStorage.
+///
+/// Its Content-Security-Policy allows this origin only, nothing inline.
+#[utoipa::path(get, path = "/ui/", tag = "web", security(()),
+    responses((status = 200, description = "the page", content_type = "text/html", body = String)))]
+async fn page() -> Response {
+    asset_response("index.html")
+}
+
+/// A script or style sheet of the web file manager, built into the binary.
+#[utoipa::path(get, path = "/ui/{name}", tag = "web", security(()),
+    params(("name" = String, Path, description = "index.html, app.js, api.js, style.css")),
+    responses((status = 200, description = "the asset", content_type = "text/javascript", body = String)))]
+async fn asset(Path(name): Path<String>) -> Response {
+    asset_response(&name)
 }
 
 fn asset_response(name: &str) -> Response {
@@ -90,8 +117,12 @@ fn asset_response(name: &str) -> Response {
     response
 }
 
-/// `POST /v1/auth/login`, passed to the security service with the browser's
-/// address (vouched for by a service ticket).
+/// Logs in through the security service (for the web file manager): see its `POST /v1/auth/login`.
+///
+/// Passed on with the browser's address, vouched for by this service's ticket, so that failed
+/// logins are still counted per browser.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", security(()), request_body = LoginRequest,
+    responses((status = 200, description = "a sealed ticket", body = LoginResponse)))]
 async fn forward_login(
     State(Shared(directory)): State<Shared>,
     ClientAddr(client): ClientAddr,
@@ -107,10 +138,15 @@ async fn forward_login(
     relay(request.forward_request_id().send().await).await
 }
 
+/// A new ticket for the same session (forwarded to the security service's `POST /v1/auth/refresh`).
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth",
+    responses((status = 200, description = "the new ticket", body = LoginResponse)))]
 async fn forward_refresh(state: State<Shared>, headers: HeaderMap) -> Response {
     forward_with_ticket(state, headers, "refresh").await
 }
 
+/// Revokes the caller's session on every service (forwarded to the security service).
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", responses((status = 204, description = "logged out")))]
 async fn forward_logout(state: State<Shared>, headers: HeaderMap) -> Response {
     forward_with_ticket(state, headers, "logout").await
 }
