@@ -1,4 +1,4 @@
-# Sourced by scripts that need a throw-away cluster (fuzz-api.sh,
+# Sourced by scripts that need a throw-away cluster (schemathesis.sh,
 # pjdfstest.sh): finds the dfs binary and starts `dfs up --port 0` in a
 # temp dir, stopped (and the dir removed unless KEEP=1) at exit.
 #

@@ -15,6 +15,8 @@
 #   browser test of the web file manager.
 # - boto3 and the aws cli (PyPI, in a venv in .cache/s3-test/), for the S3
 #   gateway's end-to-end tests.
+# - schemathesis (PyPI, in a venv in .cache/schemathesis/, by
+#   scripts/schemathesis.sh), against every service's /openapi.json.
 # Arguments go to the first `cargo test` (e.g. a test name filter); with
 # arguments the per-engine end-to-end passes are skipped.
 set -euo pipefail
@@ -86,6 +88,10 @@ if [ $# -eq 0 ]; then
     echo "test.sh: end-to-end data, lock, transaction, client and directory security tests on mongo" >&2
     DFS_TEST_META=mongo cargo test -p dfs-cli --test e2e --locked -- data:: locks:: tx:: client:: meta_security:: \
         --skip kill_9_of_the_directory_service_during_commits
+    # Every service's answers against its own /openapi.json, 10 cases per
+    # operation (schemathesis, PyPI, in the project-local .cache/schemathesis).
+    echo "test.sh: schemathesis against every service's /openapi.json (scripts/schemathesis.sh 10)" >&2
+    DFS_BIN="$CARGO_TARGET_DIR/debug/dfs" bash scripts/schemathesis.sh 10
     # Faults at random (a new seed each run, printed; replay with --seed).
     echo "test.sh: a 40 s fault campaign (scripts/chaos.sh)" >&2
     DFS_BIN="$CARGO_TARGET_DIR/debug/dfs" bash scripts/chaos.sh --seconds 40
