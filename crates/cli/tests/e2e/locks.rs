@@ -59,7 +59,7 @@ async fn two_clients_race_for_one_exclusive_lock_and_exactly_one_wins() {
         .into_iter()
         .map(|user| {
             let child = cluster
-                .dfs(user, &["--json", "lock", f, "--ttl", "4s"])
+                .dfs(user, &["--json", "lock", f, "--ttl", "60s"])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -194,10 +194,12 @@ async fn a_stale_holder_is_fenced_off_after_its_lease_passed_to_another() {
     // The client library keeps a lease alive in the background while held.
     let ann_client = client(&cluster, "ann");
     let guard = ann_client
-        .lock_guard(&path(f), Duration::from_secs(2), false)
+        .lock_guard(&path(f), Duration::from_secs(4), false)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Outlives the lease: only the renewals keep it (a 4 s lease leaves a
+    // slow metadata server, e.g. MongoDB's under a loaded CI, time to renew).
+    tokio::time::sleep(Duration::from_secs(9)).await;
     assert!(!guard.is_lost());
     refused(&cluster.run("bob", &["lock", f], b""), LOCKED, "is locked by ann");
     guard
