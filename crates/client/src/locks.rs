@@ -161,25 +161,38 @@ impl Client {
     }
 
     /// Takes a lock and keeps renewing it in the background (every third of
-    /// `ttl`) until the guard is released or dropped.
+    /// `ttl`) until the guard is released or dropped. A renewal that fails
+    /// for a passing reason (an unreachable or busy service, a write
+    /// conflict in the metadata store) is tried again within the lease; the
+    /// guard is lost once the service says the lock is gone, or once the
+    /// lease ran out without a renewal.
     pub async fn lock_guard(&self, path: &DfsPath, ttl: Duration, shared: bool) -> Result<LockGuard> {
+        let asked = tokio::time::Instant::now();
         let grant = self.lock(path, ttl, shared).await?;
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = {
             let (client, token, lost) = (self.clone(), grant.token.clone(), Arc::clone(&lost));
-            let period = Duration::from_secs(seconds(ttl)) / 3;
+            let ttl = Duration::from_secs(seconds(ttl));
             tokio::spawn(async move {
+                // The lease runs from when its request left, not from its answer.
+                let mut deadline = asked + ttl;
+                let mut next = asked + ttl / 3;
                 loop {
-                    tokio::time::sleep(period).await;
-                    if let Err(error) = client.renew_lock(&token, ttl).await {
-                        // An unreachable service may come back; a lock that
-                        // is gone does not.
-                        if matches!(error, Error::Api { .. }) {
-                            lost.store(true, Ordering::SeqCst);
-                            return;
+                    tokio::time::sleep_until(next).await;
+                    if tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    let sent = tokio::time::Instant::now();
+                    match client.renew_lock(&token, ttl).await {
+                        Ok(_) => {
+                            deadline = sent + ttl;
+                            next = sent + ttl / 3;
                         }
+                        Err(error) if lock_is_gone(&error) => break,
+                        Err(_) => next = tokio::time::Instant::now() + RENEW_RETRY.min(ttl / 10),
                     }
                 }
+                lost.store(true, Ordering::SeqCst);
             })
         };
         Ok(LockGuard {
@@ -250,6 +263,25 @@ impl Client {
             }
         }
     }
+}
+
+/// How soon a renewal that failed for a passing reason is tried again.
+const RENEW_RETRY: Duration = Duration::from_millis(250);
+
+/// Whether a refused renewal means the lock is no longer this holder's
+/// (gone, expired, taken over, or the ticket no longer lets it act); other
+/// refusals (busy, conflicting writers, a server error) may pass.
+fn lock_is_gone(error: &Error) -> bool {
+    matches!(
+        error.code(),
+        Some(
+            ErrorCode::NotFound
+                | ErrorCode::PermissionDenied
+                | ErrorCode::Unauthenticated
+                | ErrorCode::Locked
+                | ErrorCode::BadRequest
+        )
+    )
 }
 
 /// A held lock, renewed in the background. Dropping it stops the renewal
