@@ -322,7 +322,7 @@ pub struct UpArgs {
     /// the rest [default: a majority of --replication, 2 of 3].
     #[arg(long)]
     pub min_write_replicas: Option<u32>,
-    /// Chunk size in bytes for new files.
+    /// Chunk size in bytes for new files (4 KiB to 64 MiB).
     #[arg(long, default_value_t = crate::serve::DEFAULT_CHUNK_SIZE)]
     pub chunk_size: u64,
     /// Seconds without a heartbeat before a file server counts as dead [default: 6].

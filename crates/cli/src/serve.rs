@@ -234,8 +234,9 @@ pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Resul
                 }
             }
             let chunk_size = settings.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
-            if !(64 * 1024..=64 * 1024 * 1024).contains(&chunk_size) {
-                bail!("--chunk-size must be between 64 KiB and 64 MiB");
+            // Small chunks are for tests (a file of many chunks in few bytes).
+            if !(4 * 1024..=64 * 1024 * 1024).contains(&chunk_size) {
+                bail!("--chunk-size must be between 4 KiB and 64 MiB, not {chunk_size}");
             }
             let config = dfs_meta::Config {
                 store,

@@ -166,6 +166,44 @@ impl Client {
         Ok((version, data))
     }
 
+    /// Downloads the chunks of the file whose first layout page is
+    /// `layout`, and of the pages after it (each asked for when the one
+    /// before has been fetched, of the same version), into `sink`.
+    async fn get_pages(
+        &self,
+        layout: &FileLayout,
+        mut sink: impl AsyncWrite + Unpin,
+        options: &GetOptions,
+    ) -> Result<GetSummary> {
+        let (path, version) = (&layout.stat.path, layout.stat.version);
+        let mut summary = GetSummary::default();
+        let mut listed = 0;
+        let mut page = std::borrow::Cow::Borrowed(layout);
+        loop {
+            listed += page.chunks.iter().map(|chunk| chunk.size).sum::<u64>();
+            let got = self
+                .get_chunks(&page.chunks, Some((path, version)), &mut sink, options)
+                .await?;
+            summary.chunks_cached += got.chunks_cached;
+            summary.chunks_fetched += got.chunks_fetched;
+            let Some(offset) = page.next_offset else {
+                break;
+            };
+            page = std::borrow::Cow::Owned(
+                self.layout_page(path, offset, dfs_proto::namespace::UPLOAD_PAGE_CHUNKS, Some(version))
+                    .await
+                    .map_err(|error| changed_while_read(path, version, error))?,
+            );
+        }
+        if listed != layout.stat.size {
+            return Err(Error::Protocol(format!(
+                "the layout of {path} lists {listed} bytes of chunks for a file of {} bytes",
+                layout.stat.size
+            )));
+        }
+        Ok(summary)
+    }
+
     /// Downloads the file `layout` describes into `sink`, whether its bytes
     /// are inline or in chunks; returns the stat of the version written
     /// (an inline file changed since its layout was read is read again, once).
@@ -178,15 +216,7 @@ impl Client {
         let mut layout = std::borrow::Cow::Borrowed(layout);
         for attempt in 0..2 {
             if !layout.inline {
-                let listed: u64 = layout.chunks.iter().map(|chunk| chunk.size).sum();
-                if listed != layout.stat.size {
-                    return Err(Error::Protocol(format!(
-                        "the layout of {} lists {listed} bytes of chunks for a file of {} bytes",
-                        layout.stat.path, layout.stat.size
-                    )));
-                }
-                let file = Some((&layout.stat.path, layout.stat.version));
-                let summary = self.get_chunks(&layout.chunks, file, sink, options).await?;
+                let summary = self.get_pages(&layout, &mut sink, options).await?;
                 return Ok((layout.stat.clone(), summary));
             }
             let (version, data) = match &layout.data {
@@ -230,4 +260,14 @@ impl Client {
             layout.stat.path
         )))
     }
+}
+
+/// `error`, or if it says the file is no longer `version`, that it changed during the read.
+pub(crate) fn changed_while_read(path: &DfsPath, version: u64, error: Error) -> Error {
+    if error.code() == Some(dfs_proto::ErrorCode::PreconditionFailed) {
+        return Error::Protocol(format!(
+            "{path} changed while it was read (it was version {version}); read it again"
+        ));
+    }
+    error
 }

@@ -55,9 +55,9 @@ use dfs_proto::auth::{
 };
 use dfs_proto::namespace::{
     ChmodRequest, ChownRequest, ClusterStatus, ComposeFiles, FileLayout, Listing, MkdirRequest, RemoveRequest,
-    RenameRequest, Stat,
+    RenameRequest, Stat, LAYOUT_PAGE_MAX,
 };
-use dfs_proto::{DfsPath, ErrorBody};
+use dfs_proto::{DfsPath, ErrorBody, ErrorCode};
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -757,13 +757,51 @@ impl Client {
         self.directory(Method::POST, "/v1/chown", Some(&request)).await
     }
 
+    /// The whole layout of the file at `path`: every chunk, read a page at
+    /// a time, all of one version (a file that changes meanwhile is read
+    /// again from its start). Its size grows with the file's: a long read
+    /// goes page by page with [`Client::layout_page`] instead.
     pub async fn layout(&self, path: &DfsPath) -> Result<FileLayout> {
-        self.directory::<(), _>(
-            Method::GET,
-            &format!("/v1/layout?path={}", query_escape(path.as_str())),
-            None,
-        )
-        .await
+        let mut attempts = 0;
+        'again: loop {
+            let mut layout = self.layout_page(path, 0, LAYOUT_PAGE_MAX, None).await?;
+            while let Some(offset) = layout.next_offset.take() {
+                let page = match self
+                    .layout_page(path, offset, LAYOUT_PAGE_MAX, Some(layout.stat.version))
+                    .await
+                {
+                    Err(error) if error.code() == Some(ErrorCode::PreconditionFailed) && attempts < 3 => {
+                        attempts += 1;
+                        continue 'again;
+                    }
+                    page => page?,
+                };
+                layout.chunks.extend(page.chunks);
+                layout.next_offset = page.next_offset;
+            }
+            return Ok(layout);
+        }
+    }
+
+    /// One page of the layout of the file at `path`: at most `limit` chunks
+    /// from the one holding byte `offset`, each with a fresh read
+    /// capability; `next_offset` names the next page. With `version`, a
+    /// file at another version is refused (`PreconditionFailed`).
+    pub async fn layout_page(
+        &self,
+        path: &DfsPath,
+        offset: u64,
+        limit: usize,
+        version: Option<u64>,
+    ) -> Result<FileLayout> {
+        let mut endpoint = format!(
+            "/v1/layout?path={}&offset={offset}&limit={limit}",
+            query_escape(path.as_str())
+        );
+        if let Some(version) = version {
+            endpoint.push_str(&format!("&version={version}"));
+        }
+        self.directory::<(), _>(Method::GET, &endpoint, None).await
     }
 
     pub async fn cluster_status(&self) -> Result<ClusterStatus> {

@@ -120,6 +120,7 @@ fn api_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(uploads::abort))
         .routes(routes!(uploads::place_chunks))
         .routes(routes!(uploads::commit))
+        .routes(routes!(uploads::post_page))
         .routes(routes!(receipts::record_receipts))
         .routes(routes!(files::read, files::write))
         .routes(routes!(compose::compose))

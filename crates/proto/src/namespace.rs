@@ -382,12 +382,66 @@ pub struct Placement {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommitUpload {
     /// Every chunk of the file, in order; their sizes sum to the file size.
+    /// At most [`UPLOAD_PAGE_CHUNKS`]: a larger file posts its chunk list
+    /// in pages (`POST /v1/uploads/{id}/pages`) and names here only how
+    /// many chunks it has (`paged_chunks`, with `chunks` and `receipts` empty).
+    #[serde(default)]
     pub chunks: Vec<ChunkRef>,
     /// Receipts from the primaries for the chunks that were sent.
+    #[serde(default)]
     pub receipts: Vec<String>,
+    /// The file is the first `paged_chunks` chunks posted in pages, in order
+    /// of their index (each index posted, none beyond): nothing in the commit
+    /// grows with the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paged_chunks: Option<u64>,
     /// The attributes of the new version (see [`crate::attributes`]).
     #[serde(default, skip_serializing_if = "Attributes::is_empty")]
     pub attributes: Attributes,
+}
+
+/// Chunks in one page of an upload's chunk list ([`UploadPage`], and
+/// [`CommitUpload::chunks`]) at most, and in one page of a layout
+/// ([`LayoutQuery::limit`]) by default.
+pub const UPLOAD_PAGE_CHUNKS: usize = 1000;
+/// Chunks in one page of a layout at most.
+pub const LAYOUT_PAGE_MAX: usize = 10_000;
+
+/// `POST /v1/uploads/{id}/pages`: a page of the upload's chunk list, with
+/// the receipts of the chunks of the page that were sent (the others were
+/// placed as `exists`, or their receipts posted before): chunks `first`,
+/// `first + 1`, ... of the file. Every chunk is checked as at a commit
+/// (its size, and a receipt or an earlier proof that the caller holds it);
+/// a page posted again replaces the chunks of the same indexes. Answered
+/// with 204; the commit then names only how many chunks the file has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadPage {
+    /// The index in the file of the page's first chunk.
+    pub first: u64,
+    /// 1 to [`UPLOAD_PAGE_CHUNKS`] chunks, in order.
+    pub chunks: Vec<ChunkRef>,
+    #[serde(default)]
+    pub receipts: Vec<String>,
+}
+
+/// `GET /v1/layout`: where a file's bytes are, one page of chunks at a time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct LayoutQuery {
+    /// The file.
+    pub path: DfsPath,
+    /// The page starts with the chunk holding this byte (default 0).
+    #[serde(default)]
+    pub offset: Option<u64>,
+    /// Chunks in the page, at most (default [`UPLOAD_PAGE_CHUNKS`], at most [`LAYOUT_PAGE_MAX`]).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Refuse (412 `precondition_failed`) unless the file is at this
+    /// version: the pages of one read all come from one version.
+    #[serde(default)]
+    pub version: Option<u64>,
 }
 
 /// The most sources one [`ComposeFiles`] takes (S3's most parts of an upload).
@@ -447,6 +501,10 @@ pub struct FileLayout {
     /// chunked file (and from directory services older than this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+    /// More chunks follow `chunks`: the next page starts at this byte
+    /// (`GET /v1/layout?offset=`). Absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -118,11 +118,35 @@ pub enum FileContent {
     Inline(Vec<u8>),
 }
 
+/// A chunk of a file and the offset of its first byte in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedChunk {
+    pub offset: u64,
+    pub chunk: ChunkRef,
+}
+
+/// A file's content, a page at a time (see [`NamespaceStore::layout_page`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentPage {
+    /// The whole file, stored inline.
+    Inline(Vec<u8>),
+    /// Chunks in order; `more` if others follow the last of them.
+    Chunks { chunks: Vec<PlacedChunk>, more: bool },
+}
+
 /// The new content of a file being written, as engines take it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum NewContent<'a> {
     Chunks(&'a [ChunkRef]),
     Inline(&'a [u8]),
+    /// The chunk list posted in pages to upload `upload` (checked already:
+    /// indexes 0 to n - 1, every chunk but the last of `chunk_size` bytes),
+    /// `size` bytes in all. Engines move it without reading it whole.
+    Staged {
+        upload: &'a str,
+        chunk_size: u64,
+        size: u64,
+    },
 }
 
 impl NewContent<'_> {
@@ -130,6 +154,7 @@ impl NewContent<'_> {
         match self {
             NewContent::Chunks(chunks) => chunks.iter().map(|chunk| chunk.size).sum(),
             NewContent::Inline(data) => data.len() as u64,
+            NewContent::Staged { size, .. } => *size,
         }
     }
 }
@@ -248,6 +273,20 @@ pub trait NamespaceStore: Send + Sync {
     /// together; needs [`READ`] on the file.
     fn file_content(&self, who: &Principal, path: &DfsPath) -> StoreResult<(Stat, FileContent)>;
 
+    /// A file's metadata and one page of its content, read together; needs
+    /// [`READ`] on the file. The page holds at most `limit` chunks, from
+    /// the one holding byte `offset` (none past the end); an inline file
+    /// comes whole. With `version`, a file at another version is
+    /// `PreconditionFailed`, so that the pages of one read are of one version.
+    fn layout_page(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        offset: u64,
+        limit: usize,
+        version: Option<u64>,
+    ) -> StoreResult<(Stat, ContentPage)>;
+
     /// Writes the file at `path` with `data` stored inline (at most
     /// [`dfs_proto::namespace::INLINE_MAX`] bytes, else `Invalid`), in one
     /// transaction, after every check of an upload commit: locks, the parent
@@ -320,6 +359,36 @@ pub trait NamespaceStore: Send + Sync {
         who: &Principal,
         upload_id: &str,
         chunks: &[ChunkRef],
+        attributes: &Attributes,
+        now: UnixSeconds,
+        now_ms: u64,
+    ) -> StoreResult<Stat>;
+
+    /// Records chunks `first`, `first + 1`, ... of upload `upload_id`'s
+    /// chunk list (replacing those indexes if posted before), for
+    /// [`Self::commit_paged_upload`]. `who` must own the upload; each chunk
+    /// holds 1 to the upload's chunk size bytes (else `Invalid`). A staged
+    /// chunk counts as referenced for garbage collection until the upload is
+    /// committed, aborted or expired.
+    fn stage_upload_page(
+        &self,
+        who: &Principal,
+        upload_id: &str,
+        first: u64,
+        chunks: &[ChunkRef],
+        now: UnixSeconds,
+    ) -> StoreResult<()>;
+
+    /// [`Self::commit_upload`] with the chunk list staged by
+    /// [`Self::stage_upload_page`]: the file is chunks 0 to `count - 1`,
+    /// each staged (a missing index or one beyond is `Invalid`), every one
+    /// but the last of the upload's chunk size. Read a page at a time:
+    /// memory does not grow with the file.
+    fn commit_paged_upload(
+        &self,
+        who: &Principal,
+        upload_id: &str,
+        count: u64,
         attributes: &Attributes,
         now: UnixSeconds,
         now_ms: u64,

@@ -96,7 +96,199 @@ pub const ALL: &[(&str, SuiteTest)] = &[
         "compose_concatenates_chunk_lists_atomically",
         compose_concatenates_chunk_lists_atomically,
     ),
+    (
+        "paged_uploads_and_layouts_of_many_chunks",
+        paged_uploads_and_layouts_of_many_chunks,
+    ),
 ];
+
+/// Chunk `index` of a file, of `size` bytes: distinct for each index.
+fn numbered_chunk(index: u64, size: u64) -> ChunkRef {
+    let mut bytes = [0xa5; 32];
+    bytes[..8].copy_from_slice(&index.to_le_bytes());
+    ChunkRef {
+        id: ChunkId::from_hash_bytes(&bytes),
+        size,
+    }
+}
+
+/// A file of more chunks than a page of the commit's check (1,000) and of
+/// a layout is committed from pages posted in any order, and read a page
+/// at a time from any byte; every refusal leaves nothing written.
+pub fn paged_uploads_and_layouts_of_many_chunks(store: &dyn Store) {
+    use crate::namespace::{ContentPage, PlacedChunk};
+    let (ann, bob) = (user(2, "ann"), user(3, "bob"));
+    store.ensure_home(ann.uid, "ann", 1_000).unwrap();
+    // 1,201 chunks of 4 bytes (the upload's chunk size), the last of 3.
+    let count = 1_201u64;
+    let chunks: Vec<ChunkRef> = (0..count)
+        .map(|index| numbered_chunk(index, if index + 1 == count { 3 } else { 4 }))
+        .collect();
+    let size = 4 * (count - 1) + 3;
+    for chunk in &chunks {
+        store
+            .record_replicas(&chunk.id, chunk.size, &["s1".into(), "s2".into()])
+            .unwrap();
+    }
+    store
+        .begin_upload(&ann, &upload("big", "/home/ann/big", &ann, false))
+        .unwrap();
+    let stage = |first: usize, end: usize| store.stage_upload_page(&ann, "big", first as u64, &chunks[first..end], 200);
+    // Out of order, and one page posted twice (the second replaces the first).
+    stage(600, 1_201).unwrap();
+    store
+        .stage_upload_page(&ann, "big", 0, &[numbered_chunk(9_999, 4)], 200)
+        .unwrap();
+    stage(0, 300).unwrap();
+    // A page of another user's upload, or with a chunk of a wrong size, is refused.
+    assert_err(
+        store.stage_upload_page(&bob, "big", 300, &chunks[300..400], 200),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "belongs to another user",
+    );
+    assert_err(
+        store.stage_upload_page(&ann, "big", 300, &[numbered_chunk(300, 5)], 200),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "chunks hold 1 to 4 bytes",
+    );
+    let file = path("/home/ann/big");
+    let nothing_written = |store: &dyn Store| {
+        assert!(store.stat(&ann, &file).is_err(), "a refused commit wrote {file}");
+    };
+    // Chunks 300 to 599 are missing.
+    assert_err(
+        store.commit_paged_upload(&ann, "big", count, &NO_ATTRIBUTES, 200, 200_000),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "chunk 300 of upload big was never posted",
+    );
+    nothing_written(store);
+    stage(300, 600).unwrap();
+    // Fewer chunks than were posted, or more.
+    assert_err(
+        store.commit_paged_upload(&ann, "big", count - 1, &NO_ATTRIBUTES, 200, 200_000),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "the commit names 1200 chunks",
+    );
+    assert_err(
+        store.commit_paged_upload(&ann, "big", count + 1, &NO_ATTRIBUTES, 200, 200_000),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "chunk 1200 (",
+    );
+    nothing_written(store);
+    // A short chunk that is not the last.
+    store
+        .stage_upload_page(&ann, "big", 700, &[numbered_chunk(700, 2)], 200)
+        .unwrap();
+    assert_err(
+        store.commit_paged_upload(&ann, "big", count, &NO_ATTRIBUTES, 200, 200_000),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "every chunk but the last must have 4",
+    );
+    stage(700, 701).unwrap();
+    // A chunk with too few replicas.
+    let thin = numbered_chunk(50_000, 4);
+    store.record_replicas(&thin.id, 4, &["s1".into()]).unwrap();
+    store
+        .stage_upload_page(&ann, "big", 1_100, &[thin.clone()], 200)
+        .unwrap();
+    assert_err(
+        store.commit_paged_upload(&ann, "big", count, &NO_ATTRIBUTES, 200, 200_000),
+        |e| matches!(e, StoreError::Conflict(_)),
+        "is not durable",
+    );
+    nothing_written(store);
+    // Staged, the chunk is referenced: garbage collection keeps it.
+    assert!(!store.forget_unreferenced_replica(&thin.id, "s1").unwrap());
+    stage(1_100, 1_101).unwrap();
+
+    let stat = store
+        .commit_paged_upload(&ann, "big", count, &NO_ATTRIBUTES, 200, 200_000)
+        .unwrap();
+    assert_eq!((stat.size, stat.version), (size, 1));
+    assert!(
+        store.upload("big", 200).unwrap().is_none(),
+        "the commit forgets the upload"
+    );
+    assert_eq!(store.file_chunks(&ann, &file).unwrap().1, chunks);
+    // No longer staged anywhere, and not in any file: collectable.
+    assert!(store.forget_unreferenced_replica(&thin.id, "s1").unwrap());
+    assert!(!store.forget_unreferenced_replica(&chunks[1_100].id, "s1").unwrap());
+
+    // Layout pages, from any byte.
+    let placed = |index: u64| PlacedChunk {
+        offset: 4 * index,
+        chunk: chunks[index as usize].clone(),
+    };
+    let page = |offset: u64, limit: usize| match store.layout_page(&ann, &file, offset, limit, Some(1)).unwrap() {
+        (stat, ContentPage::Chunks { chunks, more }) => {
+            assert_eq!(stat.size, size);
+            (chunks, more)
+        }
+        other => panic!("a chunked file's page: {other:?}"),
+    };
+    assert_eq!(page(0, 3), (vec![placed(0), placed(1), placed(2)], true));
+    assert_eq!(page(4_001, 2), (vec![placed(1_000), placed(1_001)], true));
+    assert_eq!(page(4_003, 1), (vec![placed(1_000)], true));
+    assert_eq!(page(size - 1, 5), (vec![placed(count - 1)], false));
+    assert_eq!(page(size - 4, 2), (vec![placed(count - 2), placed(count - 1)], false));
+    assert_eq!(page(size, 5), (vec![], false));
+    let mut read = Vec::new();
+    let mut offset = 0;
+    loop {
+        let (chunks, more) = page(offset, 500);
+        offset = chunks.last().map_or(offset, |last| last.offset + last.chunk.size);
+        read.extend(chunks.into_iter().map(|placed| placed.chunk));
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(read, chunks);
+    assert_err(
+        store.layout_page(&ann, &file, 0, 10, Some(2)),
+        |e| matches!(e, StoreError::PreconditionFailed(_)),
+        "is not at version 2",
+    );
+    assert_err(
+        store.layout_page(&bob, &file, 0, 10, None),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "permission denied",
+    );
+    // An inline file comes whole; an empty one has no chunks.
+    store
+        .write_inline(
+            &ann,
+            &path("/home/ann/small"),
+            b"tiny",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            300_000,
+        )
+        .unwrap();
+    assert_eq!(
+        store
+            .layout_page(&ann, &path("/home/ann/small"), 0, 10, None)
+            .unwrap()
+            .1,
+        ContentPage::Inline(b"tiny".to_vec())
+    );
+
+    // An upload aborted with chunks staged: they are collectable again.
+    store
+        .begin_upload(&ann, &upload("gone", "/home/ann/gone", &ann, false))
+        .unwrap();
+    let lone = numbered_chunk(60_000, 4);
+    store.record_replicas(&lone.id, 4, &["s1".into(), "s2".into()]).unwrap();
+    store.stage_upload_page(&ann, "gone", 0, &[lone.clone()], 200).unwrap();
+    assert!(!store.forget_unreferenced_replica(&lone.id, "s1").unwrap());
+    assert!(store.delete_upload("gone").unwrap());
+    assert!(store.forget_unreferenced_replica(&lone.id, "s1").unwrap());
+    let queued = store.due_checks(CheckQueue::Collect, i64::MAX as u64, 10_000).unwrap();
+    assert!(
+        queued.iter().any(|check| check.chunk == lone.id),
+        "an aborted upload's staged chunks are queued for collection"
+    );
+}
 
 pub fn users_create_list_delete(store: &dyn Store) {
     assert_eq!(store.user_count().unwrap(), 0);

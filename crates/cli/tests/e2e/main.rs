@@ -16,6 +16,7 @@ mod load;
 mod locks;
 mod meta_security;
 mod mount;
+mod paged;
 mod robust;
 mod s3;
 mod tls;

@@ -195,20 +195,20 @@ impl Client {
                 return Err(error);
             }
             if let Some((path, version)) = file {
-                if let Ok(Some(now)) = self.locate_chunk(path, *version, &location.id).await {
+                if let Ok(Some(now)) = self.locate_chunk(path, *version, &location).await {
                     location = std::borrow::Cow::Owned(now);
                 }
             }
         }
     }
 
-    /// Where chunk `id` of `path` is now, if the file is still `version`.
-    async fn locate_chunk(&self, path: &DfsPath, version: u64, id: &ChunkId) -> Result<Option<ChunkLocation>> {
-        let layout = self.layout(path).await?;
+    /// Where chunk `old` of `path` is now, if the file is still `version`.
+    async fn locate_chunk(&self, path: &DfsPath, version: u64, old: &ChunkLocation) -> Result<Option<ChunkLocation>> {
+        let layout = self.layout_page(path, old.offset, 1, Some(version)).await?;
         if layout.inline || layout.stat.version != version {
             return Ok(None);
         }
-        Ok(layout.chunks.into_iter().find(|chunk| &chunk.id == id))
+        Ok(layout.chunks.into_iter().find(|chunk| chunk.id == old.id))
     }
 
     /// One attempt at one replica: headers within `first_byte`, then no

@@ -26,7 +26,10 @@ pub struct GetSummary {
 impl Client {
     /// Downloads `path` into `sink`, checking every chunk's hash.
     pub async fn get(&self, path: &DfsPath, sink: impl AsyncWrite + Unpin, options: &GetOptions) -> Result<Stat> {
-        let layout = self.layout(path).await?;
+        // The first page; the others are asked for as the read goes on.
+        let layout = self
+            .layout_page(path, 0, dfs_proto::namespace::UPLOAD_PAGE_CHUNKS, None)
+            .await?;
         // Inline or chunked (see `crate::inline`).
         let (stat, _) = self.get_file_with_summary(&layout, sink, options).await?;
         Ok(stat)
@@ -123,7 +126,11 @@ impl Client {
     /// The chunk locations of `path` anew (new capabilities), if it is still
     /// `version` with the same chunks as `old`.
     async fn relocate(&self, path: &DfsPath, version: u64, old: &[ChunkLocation]) -> Result<Vec<ChunkLocation>> {
-        let layout = self.layout(path).await?;
+        let offset = old.first().map_or(0, |chunk| chunk.offset);
+        let layout = self
+            .layout_page(path, offset, old.len().max(1), Some(version))
+            .await
+            .map_err(|error| crate::inline::changed_while_read(path, version, error))?;
         let same = !layout.inline
             && layout.stat.version == version
             && layout.chunks.len() == old.len()

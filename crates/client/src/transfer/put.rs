@@ -10,7 +10,8 @@ use crate::{Client, Error, Result};
 use bytes::{Bytes, BytesMut};
 use dfs_proto::chunk::ChunkId;
 use dfs_proto::namespace::{
-    BeginUpload, ChunkLocation, ChunkRef, CommitUpload, PlaceChunks, Placements, Stat, UploadStarted,
+    BeginUpload, ChunkLocation, ChunkRef, CommitUpload, PlaceChunks, Placements, Stat, UploadPage, UploadStarted,
+    UPLOAD_PAGE_CHUNKS,
 };
 use dfs_proto::{Attributes, DfsPath};
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -98,7 +99,7 @@ impl Client {
             )
             .await?;
         let result = self.put_chunks(&started, &mut source, options).await;
-        let (chunks, receipts, mut summary) = match result {
+        let (sent, mut summary) = match result {
             Ok(done) => done,
             Err(error) => {
                 // Best effort: the directory service also forgets stale uploads.
@@ -108,12 +109,22 @@ impl Client {
                 return Err(error);
             }
         };
-        let commit = &CommitUpload {
-            chunks,
-            receipts,
-            attributes: options.attributes_at_end(),
+        let commit = &match &sent {
+            Sent::Whole { chunks, receipts } => CommitUpload {
+                chunks: chunks.clone(),
+                receipts: receipts.clone(),
+                paged_chunks: None,
+                attributes: options.attributes_at_end(),
+            },
+            Sent::Paged { count, .. } => CommitUpload {
+                chunks: Vec::new(),
+                receipts: Vec::new(),
+                paged_chunks: Some(*count),
+                attributes: options.attributes_at_end(),
+            },
         };
         let endpoint = format!("/v1/uploads/{}/commit", started.upload_id);
+        let sent = &sent;
         let stat: Stat = self
             .change(
                 || self.directory(Method::POST, &endpoint, Some(commit)),
@@ -123,9 +134,9 @@ impl Client {
                     if !error.is_not_found() || self.scope.tx.is_some() {
                         return Err(error);
                     }
-                    match self.layout(path).await {
-                        Ok(layout) if !layout.inline && same_chunks(&layout.chunks, &commit.chunks) => Ok(layout.stat),
-                        _ => Err(error),
+                    match self.committed_as(path, sent).await {
+                        Some(stat) => Ok(stat),
+                        None => Err(error),
                     }
                 },
             )
@@ -134,18 +145,46 @@ impl Client {
         Ok(summary)
     }
 
+    /// The file at `path` if it holds what `sent` sent (its commit landed).
+    async fn committed_as(&self, path: &DfsPath, sent: &Sent) -> Option<Stat> {
+        match sent {
+            Sent::Whole { chunks, .. } => match self.layout(path).await {
+                Ok(layout) if !layout.inline && same_chunks(&layout.chunks, chunks) => Some(layout.stat),
+                _ => None,
+            },
+            // The same size, first chunk and last chunk (chunk ids are hashes).
+            Sent::Paged { size, first, last, .. } => {
+                let head = self.layout_page(path, 0, 1, None).await.ok()?;
+                let tail = self
+                    .layout_page(path, size - 1, 1, Some(head.stat.version))
+                    .await
+                    .ok()?;
+                let matches = |layout: &dfs_proto::namespace::FileLayout, chunk: &ChunkRef| {
+                    layout
+                        .chunks
+                        .first()
+                        .is_some_and(|got| got.id == chunk.id && got.size == chunk.size)
+                };
+                (head.stat.size == *size && matches(&head, first) && matches(&tail, last)).then_some(head.stat)
+            }
+        }
+    }
+
     async fn put_chunks(
         &self,
         started: &UploadStarted,
         source: &mut (impl AsyncRead + Unpin),
         options: &PutOptions,
-    ) -> Result<(Vec<ChunkRef>, Vec<String>, PutSummary)> {
+    ) -> Result<(Sent, PutSummary)> {
         let chunk_size = usize::try_from(started.chunk_size)
             .ok()
             .filter(|size| *size > 0)
             .ok_or_else(|| Error::Protocol(format!("bad chunk size {}", started.chunk_size)))?;
+        // The chunks (and receipts) not yet posted as a page, and how many were.
         let mut chunks = Vec::new();
         let mut receipts = Vec::new();
+        let mut posted = 0u64;
+        let (mut first, mut last, mut size) = (None, None, 0u64);
         // Receipts not yet posted to the directory service.
         let mut unposted = Vec::new();
         let mut summary = PutSummary::default();
@@ -171,6 +210,9 @@ impl Client {
             match in_flight.next().await {
                 Some(outcome) => {
                     let (chunk, receipt) = outcome?;
+                    first.get_or_insert_with(|| chunk.clone());
+                    last = Some(chunk.clone());
+                    size += chunk.size;
                     chunks.push(chunk);
                     match receipt {
                         Some(receipt) => {
@@ -179,6 +221,13 @@ impl Client {
                             receipts.push(receipt);
                         }
                         None => summary.chunks_deduplicated += 1,
+                    }
+                    // A file of more chunks than a commit holds posts its
+                    // chunk list a page at a time: nothing here grows with it.
+                    if chunks.len() == UPLOAD_PAGE_CHUNKS && (!finished_reading || !in_flight.is_empty()) {
+                        self.post_page(&started.upload_id, posted, &mut chunks, &mut receipts)
+                            .await?;
+                        posted += UPLOAD_PAGE_CHUNKS as u64;
                     }
                 }
                 None => break,
@@ -201,7 +250,44 @@ impl Client {
         if let Some(posting) = posting {
             let _ = posting.await;
         }
-        Ok((chunks, receipts, summary))
+        if posted == 0 {
+            return Ok((Sent::Whole { chunks, receipts }, summary));
+        }
+        let count = posted + chunks.len() as u64;
+        if !chunks.is_empty() {
+            self.post_page(&started.upload_id, posted, &mut chunks, &mut receipts)
+                .await?;
+        }
+        let (Some(first), Some(last)) = (first, last) else {
+            return Err(Error::Protocol("a paged upload without chunks".into()));
+        };
+        Ok((
+            Sent::Paged {
+                count,
+                size,
+                first,
+                last,
+            },
+            summary,
+        ))
+    }
+
+    /// Posts `chunks` (chunks `first`, `first + 1`, ... of the upload) and
+    /// the receipts of those sent as a page, and empties both.
+    async fn post_page(
+        &self,
+        upload_id: &str,
+        first: u64,
+        chunks: &mut Vec<ChunkRef>,
+        receipts: &mut Vec<String>,
+    ) -> Result<()> {
+        let page = UploadPage {
+            first,
+            chunks: std::mem::take(chunks),
+            receipts: std::mem::take(receipts),
+        };
+        let endpoint = format!("/v1/uploads/{upload_id}/pages");
+        self.directory_no_content(Method::POST, &endpoint, Some(&page)).await
     }
 
     /// Best effort: a failure only means a rerun would send these chunks again.
@@ -352,6 +438,22 @@ pub(crate) fn same_chunks(located: &[ChunkLocation], chunks: &[ChunkRef]) -> boo
             .iter()
             .zip(chunks)
             .all(|(location, chunk)| location.id == chunk.id && location.size == chunk.size)
+}
+
+/// What an upload sent, for its commit.
+pub(crate) enum Sent {
+    /// Every chunk, and the receipts of those sent: committed at once.
+    Whole {
+        chunks: Vec<ChunkRef>,
+        receipts: Vec<String>,
+    },
+    /// `count` chunks posted in pages, `size` bytes, from `first` to `last`.
+    Paged {
+        count: u64,
+        size: u64,
+        first: ChunkRef,
+        last: ChunkRef,
+    },
 }
 
 /// Reads up to `size` bytes, fewer only at the end of the source, into a

@@ -10,12 +10,13 @@ use base64::Engine as _;
 use dfs_proto::auth::{validate_user_name, UserInfo};
 use dfs_proto::chunk::ChunkId;
 use dfs_proto::namespace::{
-    list_cursor, list_cursor_name, ChmodRequest, ChownRequest, EnsureHome, FileLayout, ListQuery, Listing,
-    MkdirRequest, PathQuery, RemoveRequest, RenameRequest, Stat, LIST_PAGE_DEFAULT, LIST_PAGE_MAX,
+    list_cursor, list_cursor_name, ChmodRequest, ChownRequest, EnsureHome, FileLayout, LayoutQuery, ListQuery, Listing,
+    MkdirRequest, PathQuery, RemoveRequest, RenameRequest, Stat, LAYOUT_PAGE_MAX, LIST_PAGE_DEFAULT, LIST_PAGE_MAX,
+    UPLOAD_PAGE_CHUNKS,
 };
 use dfs_proto::watch::WatchKind;
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
-use dfs_store::namespace::{FileContent, Principal, DEFAULT_DIR_MODE};
+use dfs_store::namespace::{ContentPage, FileContent, PlacedChunk, Principal, DEFAULT_DIR_MODE};
 use dfs_store::tx::{Change, StagedOp, TxRead, TxReadAnswer};
 use std::sync::Arc;
 
@@ -259,50 +260,94 @@ async fn look_up_user(directory: &Directory, name: &str) -> ApiResult<UserInfo> 
     response.json::<UserInfo>().await.map_err(unavailable)
 }
 
-/// Where a file's bytes are: inline (base64 `data`) or its chunks, live replicas and read capabilities.
-#[utoipa::path(get, path = "/v1/layout", tag = "files", params(PathQuery, Scope),
+/// Where a file's bytes are: inline (base64 `data`) or a page of its
+/// chunks (from the one holding byte `offset`), their live replicas and read
+/// capabilities; `next_offset` names the next page. In a transaction, the
+/// whole chunk list, as the transaction read it.
+#[utoipa::path(get, path = "/v1/layout", tag = "files", params(LayoutQuery, Scope),
     responses((status = 200, description = "the layout", body = FileLayout)))]
 pub(super) async fn layout(
     State(Shared(directory)): State<Shared>,
     Caller(ticket): Caller,
     scope: locks::WriteScope,
-    ApiQuery(query): ApiQuery<PathQuery>,
+    ApiQuery(query): ApiQuery<LayoutQuery>,
 ) -> ApiResult<ApiJson<FileLayout>> {
     let who = directory.principal(&ticket).await;
-    let (stat, content) = file_content(&directory, who, scope.tx, query.path).await?;
-    let chunks = match content {
-        FileContent::Chunks(chunks) => chunks,
+    let limit = query.limit.unwrap_or(UPLOAD_PAGE_CHUNKS);
+    if limit == 0 || limit > LAYOUT_PAGE_MAX {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {LAYOUT_PAGE_MAX} chunks, got {limit}"
+        )));
+    }
+    let (stat, page) = match scope.tx {
+        Some(_) => {
+            let (stat, content) = file_content(&directory, who, scope.tx, query.path).await?;
+            let page = match content {
+                FileContent::Inline(data) => ContentPage::Inline(data),
+                FileContent::Chunks(chunks) => ContentPage::Chunks {
+                    chunks: placed(chunks),
+                    more: false,
+                },
+            };
+            (stat, page)
+        }
+        None => {
+            let store = Arc::clone(&directory.store);
+            let (path, offset, version) = (query.path, query.offset.unwrap_or(0), query.version);
+            reading(&directory.store, move || {
+                store.layout_page(&who, &path, offset, limit, version)
+            })
+            .await?
+        }
+    };
+    let (chunks, more) = match page {
         // Small files come whole with their layout: one request reads them.
-        FileContent::Inline(data) => {
+        ContentPage::Inline(data) => {
             return Ok(ApiJson(FileLayout {
                 stat,
                 chunks: Vec::new(),
                 inline: true,
                 data: Some(base64::engine::general_purpose::STANDARD.encode(&data)),
+                next_offset: None,
             }))
         }
+        ContentPage::Chunks { chunks, more } => (chunks, more),
     };
-    let ids: Vec<ChunkId> = chunks.iter().map(|chunk| chunk.id.clone()).collect();
+    let ids: Vec<ChunkId> = chunks.iter().map(|placed| placed.chunk.id.clone()).collect();
     let store = Arc::clone(&directory.store);
     let recorded = if ids.len() <= QUICK_LAYOUT_CHUNKS {
         reading(&directory.store, move || store.replicas(&ids)).await?
     } else {
         blocking(move || store.replicas(&ids)).await?
     };
-    let mut offset = 0;
-    let mut locations = Vec::with_capacity(chunks.len());
-    for chunk in chunks {
-        let size = chunk.size;
-        let replicas = recorded.get(&chunk.id).map(Vec::as_slice).unwrap_or_default();
-        locations.push(directory.chunk_location(chunk, offset, replicas, &ticket.sid));
-        offset += size;
-    }
+    let next_offset = chunks.last().filter(|_| more).map(|last| last.offset + last.chunk.size);
+    let locations = chunks
+        .into_iter()
+        .map(|placed| {
+            let replicas = recorded.get(&placed.chunk.id).map(Vec::as_slice).unwrap_or_default();
+            directory.chunk_location(placed.chunk, placed.offset, replicas, &ticket.sid)
+        })
+        .collect();
     Ok(ApiJson(FileLayout {
         stat,
         chunks: locations,
         inline: false,
         data: None,
+        next_offset,
     }))
+}
+
+/// A whole chunk list with the offset of each chunk.
+fn placed(chunks: Vec<dfs_proto::namespace::ChunkRef>) -> Vec<PlacedChunk> {
+    let mut offset = 0;
+    chunks
+        .into_iter()
+        .map(|chunk| {
+            let placed = PlacedChunk { offset, chunk };
+            offset += placed.chunk.size;
+            placed
+        })
+        .collect()
 }
 
 /// Makes sure /home/NAME exists (service or admin); answers the home as it is.

@@ -16,7 +16,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dfs_proto::chunk::ChunkId;
 use dfs_proto::namespace::{
-    BeginUpload, ChunkRef, CommitUpload, PlaceChunks, Placement, Placements, Stat, UploadStarted,
+    BeginUpload, ChunkRef, CommitUpload, PlaceChunks, Placement, Placements, Stat, UploadPage, UploadStarted,
+    UPLOAD_PAGE_CHUNKS,
 };
 use dfs_proto::ticket::{Capability, ChunkOp, Receipt};
 use dfs_proto::watch::WatchKind;
@@ -176,30 +177,10 @@ pub(super) async fn commit(
     let upload = directory.owned_upload(&who, id.clone()).await?;
     check_chunk_sizes(&request.chunks, upload.chunk_size)?;
 
-    // Replicas are recorded only from receipts sealed by file servers.
-    let sizes: HashMap<&ChunkId, u64> = request.chunks.iter().map(|chunk| (&chunk.id, chunk.size)).collect();
-    let mut receipts = Vec::with_capacity(request.receipts.len());
-    for token in &request.receipts {
-        let receipt = directory
-            .verifier
-            .key()
-            .open_receipt(token)
-            .map_err(|error| ApiError::bad_request(format!("bad receipt: {error}")))?;
-        crate::gc::check_receipt_age(&directory, &receipt)?;
-        check_receipt(&sizes, &receipt)?;
-        receipts.push(receipt);
+    if let Some(count) = request.paged_chunks {
+        return commit_paged(directory, who, scope, if_version, id, count, request).await;
     }
-    // Every other chunk needs an earlier proof that this caller holds it.
-    let unreceived = unreceived(&request.chunks, &receipts);
-    if !unreceived.is_empty() {
-        let proven = directory.proven_chunks(&who, &upload.path, unreceived).await?;
-        if let Some(chunk) = first_unproven(&request.chunks, &receipts, &proven) {
-            return Err(ApiError::permission_denied(format!(
-                "permission denied: chunk {} ({} bytes) comes with no receipt, and you have not shown that you hold it; send its bytes to a file server and commit with the receipt",
-                chunk.id, chunk.size
-            )));
-        }
-    }
+    let receipts = checked_receipts(&directory, &who, &upload.path, &request.chunks, &request.receipts).await?;
     let store = Arc::clone(&directory.store);
     let chunks = request.chunks;
     let attributes = request.attributes;
@@ -228,6 +209,114 @@ pub(super) async fn commit(
     if staged {
         return Ok(ApiJson(stat));
     }
+    directory.watch.publish_write(&stat);
+    Ok(ApiJson(stat))
+}
+
+/// The receipts `tokens` opened, each naming one of `chunks` with its size
+/// and not too old; and every chunk no receipt names is one `who` has shown
+/// it holds (else 403): what a commit, or a page of one, must prove.
+async fn checked_receipts(
+    directory: &Arc<crate::state::Directory>,
+    who: &dfs_store::namespace::Principal,
+    path: &dfs_proto::DfsPath,
+    chunks: &[ChunkRef],
+    tokens: &[String],
+) -> ApiResult<Vec<Receipt>> {
+    // Replicas are recorded only from receipts sealed by file servers.
+    let sizes: HashMap<&ChunkId, u64> = chunks.iter().map(|chunk| (&chunk.id, chunk.size)).collect();
+    let mut receipts = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        let receipt = directory
+            .verifier
+            .key()
+            .open_receipt(token)
+            .map_err(|error| ApiError::bad_request(format!("bad receipt: {error}")))?;
+        crate::gc::check_receipt_age(directory, &receipt)?;
+        check_receipt(&sizes, &receipt)?;
+        receipts.push(receipt);
+    }
+    // Every other chunk needs an earlier proof that this caller holds it.
+    let unreceived = unreceived(chunks, &receipts);
+    if !unreceived.is_empty() {
+        let proven = directory.proven_chunks(who, path, unreceived).await?;
+        if let Some(chunk) = first_unproven(chunks, &receipts, &proven) {
+            return Err(ApiError::permission_denied(format!(
+                "permission denied: chunk {} ({} bytes) comes with no receipt, and you have not shown that you hold it; send its bytes to a file server and commit with the receipt",
+                chunk.id, chunk.size
+            )));
+        }
+    }
+    Ok(receipts)
+}
+
+/// Records a page of the upload's chunk list (for a file of more chunks than one request holds).
+#[utoipa::path(post, path = "/v1/uploads/{id}/pages", tag = "uploads", params(("id" = String, Path, description = "the upload id (from POST /v1/uploads)")), request_body = UploadPage,
+    responses((status = 204, description = "recorded; commit with paged_chunks")))]
+pub(super) async fn post_page(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<UploadPage>,
+) -> ApiResult<StatusCode> {
+    let who = directory.principal(&ticket).await;
+    let upload = directory.owned_upload(&who, id.clone()).await?;
+    if request.chunks.is_empty() || request.chunks.len() > UPLOAD_PAGE_CHUNKS {
+        return Err(ApiError::bad_request(format!(
+            "a page holds 1 to {UPLOAD_PAGE_CHUNKS} chunks, got {}",
+            request.chunks.len()
+        )));
+    }
+    if request.receipts.len() > request.chunks.len() {
+        return Err(ApiError::bad_request(format!(
+            "a page of {} chunks comes with at most as many receipts, got {}",
+            request.chunks.len(),
+            request.receipts.len()
+        )));
+    }
+    for (index, chunk) in (request.first..).zip(&request.chunks) {
+        if chunk.size == 0 || chunk.size > upload.chunk_size {
+            return Err(ApiError::bad_request(format!(
+                "chunk {index} ({}) has {} bytes; chunks hold 1 to {} bytes",
+                chunk.id, chunk.size, upload.chunk_size
+            )));
+        }
+    }
+    let receipts = checked_receipts(&directory, &who, &upload.path, &request.chunks, &request.receipts).await?;
+    let store = Arc::clone(&directory.store);
+    let replication = directory.replication;
+    blocking(move || {
+        receipts::record(&*store, who.uid, replication, &receipts)?;
+        store.stage_upload_page(&who, &id, request.first, &request.chunks, dfs_seal::now())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The commit of a file whose chunk list was posted in pages.
+async fn commit_paged(
+    directory: Arc<crate::state::Directory>,
+    who: dfs_store::namespace::Principal,
+    scope: locks::WriteScope,
+    if_version: Option<u64>,
+    id: String,
+    count: u64,
+    request: CommitUpload,
+) -> ApiResult<ApiJson<Stat>> {
+    if !request.chunks.is_empty() || !request.receipts.is_empty() {
+        return Err(ApiError::bad_request(
+            "a commit with paged_chunks names no chunks or receipts: post them as pages",
+        ));
+    }
+    if scope.tx.is_some() || if_version.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "a file of more than {UPLOAD_PAGE_CHUNKS} chunks cannot be written in a transaction or with a version condition"
+        )));
+    }
+    let store = Arc::clone(&directory.store);
+    let attributes = request.attributes;
+    let stat =
+        blocking(move || store.commit_paged_upload(&who, &id, count, &attributes, dfs_seal::now(), now_ms())).await?;
     directory.watch.publish_write(&stat);
     Ok(ApiJson(stat))
 }

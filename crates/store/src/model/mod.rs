@@ -56,7 +56,7 @@ pub(crate) mod namespace;
 pub(crate) use locks::LockRows;
 
 use crate::common::Node;
-use crate::namespace::{on_blocking_pool, FileContent, NewContent, Principal, Queued, UploadRecord};
+use crate::namespace::{on_blocking_pool, FileContent, NewContent, PlacedChunk, Principal, Queued, UploadRecord};
 use crate::tx::TxPrimitives;
 use crate::StoreResult;
 use dfs_proto::namespace::{ChunkRef, EntryKind};
@@ -170,6 +170,9 @@ pub(crate) trait Rows: LockRows {
     fn content(&mut self, file: &Node) -> StoreResult<FileContent>;
     /// A file's chunk list in order (empty for an inline file).
     fn chunk_list(&mut self, file: &Node) -> StoreResult<Vec<ChunkRef>>;
+    /// At most `limit` chunks of `file`, in order, from the one holding
+    /// byte `offset` (none if `offset` is past the end or the file is inline).
+    fn chunk_page(&mut self, file: &Node, offset: u64, limit: usize) -> StoreResult<Vec<PlacedChunk>>;
 
     // ---- chunks and uploads ----
 
@@ -179,8 +182,14 @@ pub(crate) trait Rows: LockRows {
     fn insert_upload(&mut self, upload: &UploadRecord) -> StoreResult<()>;
     /// The upload `id`, if it has not expired at `now`.
     fn live_upload(&mut self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>>;
-    /// Forgets upload `id`.
+    /// Forgets upload `id`, with the chunk list staged for it.
     fn forget_upload(&mut self, id: &str) -> StoreResult<()>;
+    /// Stages chunks `first`, `first + 1`, ... of upload `upload`'s chunk
+    /// list, replacing any staged at those indexes.
+    fn stage_upload_chunks(&mut self, upload: &str, first: u64, chunks: &[ChunkRef]) -> StoreResult<()>;
+    /// At most `limit` staged chunks of upload `upload` from index `from`,
+    /// in order of index, each with its index.
+    fn staged_upload_chunks(&mut self, upload: &str, from: u64, limit: usize) -> StoreResult<Vec<(u64, ChunkRef)>>;
 
     // ---- conflict hooks (see the module docs) ----
 

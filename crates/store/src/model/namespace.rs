@@ -13,8 +13,8 @@ use crate::common::{
     not_found, now_secs,
 };
 use crate::namespace::{
-    check_attributes, check_inline_size, FileContent, NamespaceCounts, NamespaceStore, NewContent, Principal, Queued,
-    UploadRecord, DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, NO_ATTRIBUTES, READ, WRITE,
+    check_attributes, check_inline_size, ContentPage, FileContent, NamespaceCounts, NamespaceStore, NewContent,
+    Principal, Queued, UploadRecord, DEFAULT_FILE_MODE, EXECUTE, HOME_MODE, NO_ATTRIBUTES, READ, WRITE,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
@@ -438,6 +438,131 @@ pub(crate) fn file_chunks(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -
     Ok((node.stat(path.clone()), chunks))
 }
 
+/// [`crate::NamespaceStore::layout_page`].
+pub(crate) fn layout_page(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    offset: u64,
+    limit: usize,
+    version: Option<u64>,
+) -> StoreResult<(Stat, ContentPage)> {
+    let node = readable_file(tx, who, path)?;
+    if let Some(version) = version.filter(|&version| version != node.version) {
+        return Err(StoreError::PreconditionFailed(format!(
+            "precondition failed: {path} is not at version {version} (it is at version {}): it changed during the read",
+            node.version
+        )));
+    }
+    let mut chunks = tx.chunk_page(&node, offset, limit.saturating_add(1))?;
+    if chunks.is_empty() && offset == 0 {
+        // No chunk at byte 0: an inline file (or an empty one), read whole.
+        if let FileContent::Inline(data) = tx.content(&node)? {
+            return Ok((node.stat(path.clone()), ContentPage::Inline(data)));
+        }
+    }
+    let more = chunks.len() > limit;
+    chunks.truncate(limit);
+    Ok((node.stat(path.clone()), ContentPage::Chunks { chunks, more }))
+}
+
+/// Chunk indexes of a file, at most: far beyond any disk (2^40 chunks of a
+/// byte each is a terabyte), and inside every engine's integers.
+const MAX_CHUNK_INDEX: u64 = 1 << 40;
+
+/// [`crate::NamespaceStore::stage_upload_page`].
+pub(crate) fn stage_upload_page(
+    tx: &mut impl Rows,
+    who: &Principal,
+    upload_id: &str,
+    first: u64,
+    chunks: &[ChunkRef],
+    now: UnixSeconds,
+) -> StoreResult<()> {
+    let upload = owned_upload(tx, who, upload_id, now)?;
+    if first.saturating_add(chunks.len() as u64) > MAX_CHUNK_INDEX {
+        return Err(StoreError::Invalid(format!(
+            "chunk index {first} is beyond the most a file has ({MAX_CHUNK_INDEX})"
+        )));
+    }
+    for (index, chunk) in (first..).zip(chunks) {
+        if chunk.size == 0 || chunk.size > upload.chunk_size {
+            return Err(StoreError::Invalid(format!(
+                "chunk {index} ({}) has {} bytes; chunks hold 1 to {} bytes",
+                chunk.id, chunk.size, upload.chunk_size
+            )));
+        }
+    }
+    tx.stage_upload_chunks(upload_id, first, chunks)
+}
+
+/// Staged chunks read at once by [`commit_paged_upload`].
+const STAGED_PAGE: usize = 1000;
+
+/// [`crate::NamespaceStore::commit_paged_upload`].
+pub(crate) fn commit_paged_upload(
+    tx: &mut impl Rows,
+    who: &Principal,
+    upload_id: &str,
+    count: u64,
+    attributes: &Attributes,
+    now: UnixSeconds,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    let upload = owned_upload(tx, who, upload_id, now)?;
+    check_attributes(&upload.path, attributes)?;
+    // Every index from 0 to count - 1, in order, each checked and durable.
+    let (mut next, mut size) = (0u64, 0u64);
+    loop {
+        let page = tx.staged_upload_chunks(upload_id, next, STAGED_PAGE)?;
+        if page.is_empty() {
+            break;
+        }
+        for (index, chunk) in &page {
+            if *index != next {
+                return Err(StoreError::Invalid(format!(
+                    "chunk {next} of upload {upload_id} was never posted; nothing was committed"
+                )));
+            }
+            if *index >= count {
+                return Err(StoreError::Invalid(format!(
+                    "upload {upload_id} has chunk {index} posted, but the commit names {count} chunks; nothing was committed"
+                )));
+            }
+            let last = *index + 1 == count;
+            if chunk.size != upload.chunk_size && !last {
+                return Err(StoreError::Invalid(format!(
+                    "chunk {index} ({}) has {} bytes; every chunk but the last must have {}",
+                    chunk.id, chunk.size, upload.chunk_size
+                )));
+            }
+            size += chunk.size;
+            next += 1;
+        }
+        let chunks: Vec<ChunkRef> = page.into_iter().map(|(_, chunk)| chunk).collect();
+        check_durable(tx, &chunks, upload.replication)?;
+    }
+    if next != count {
+        return Err(StoreError::Invalid(format!(
+            "the commit names {count} chunks, but chunk {next} of upload {upload_id} was never posted; nothing was committed"
+        )));
+    }
+    let new = FileWrite {
+        no_clobber: upload.no_clobber,
+        mode: upload.mode,
+        attributes,
+    };
+    let content = NewContent::Staged {
+        upload: upload_id,
+        chunk_size: upload.chunk_size,
+        size,
+    };
+    let stat = put_file(tx, who, &upload.path, new, content, now_ms)?;
+    check_locks(tx, who, &upload.path, now_ms / 1000)?;
+    tx.forget_upload(upload_id)?;
+    Ok(stat)
+}
+
 /// The rule for writing a file at `path`, given whether its parent lets the
 /// caller write and, if an entry is there, whether it is a directory and
 /// whether the caller may write it: shared by upload begin, commit and
@@ -672,7 +797,7 @@ fn file_type(path: &DfsPath, mode: Option<u32>, content: &NewContent<'_>) -> Sto
         .ok_or_else(|| StoreError::Invalid(format!("{path}: mode {mode:o} names no type of file")))?;
     match (file_type, content) {
         (FileType::Regular, _) => Ok(FileType::Regular),
-        (_, NewContent::Chunks(_)) => Err(StoreError::Invalid(format!(
+        (_, NewContent::Chunks(_) | NewContent::Staged { .. }) => Err(StoreError::Invalid(format!(
             "{path}: a {} holds no chunks",
             file_type.name()
         ))),
@@ -846,6 +971,40 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
         now_ms: u64,
     ) -> StoreResult<Stat> {
         self.write_tx(|tx| commit_upload(tx, who, upload_id, chunks, attributes, now, now_ms))
+    }
+
+    fn layout_page(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        offset: u64,
+        limit: usize,
+        version: Option<u64>,
+    ) -> StoreResult<(Stat, ContentPage)> {
+        self.read_tx(|tx| layout_page(tx, who, path, offset, limit, version))
+    }
+
+    fn stage_upload_page(
+        &self,
+        who: &Principal,
+        upload_id: &str,
+        first: u64,
+        chunks: &[ChunkRef],
+        now: UnixSeconds,
+    ) -> StoreResult<()> {
+        self.write_tx(|tx| stage_upload_page(tx, who, upload_id, first, chunks, now))
+    }
+
+    fn commit_paged_upload(
+        &self,
+        who: &Principal,
+        upload_id: &str,
+        count: u64,
+        attributes: &Attributes,
+        now: UnixSeconds,
+        now_ms: u64,
+    ) -> StoreResult<Stat> {
+        self.write_tx(|tx| commit_paged_upload(tx, who, upload_id, count, attributes, now, now_ms))
     }
 
     fn compose(

@@ -108,6 +108,8 @@ const CHUNK_CHECKS: &str = "chunk_checks";
 const POSSESSION: &str = "possession";
 const SERVERS: &str = "servers";
 const UPLOADS: &str = "uploads";
+/// Upload chunk lists posted in pages (`namespace::StagedChunk`).
+const UPLOAD_CHUNKS: &str = "upload_chunks";
 const USERS: &str = "users";
 const SESSIONS: &str = "sessions";
 /// Access keys of the S3 gateway (`store::keys`).
@@ -274,7 +276,7 @@ impl MongoStore {
                 .options(IndexOptions::builder().name(name.to_string()).unique(unique).build())
                 .build()
         };
-        let indexes: [(&str, Vec<IndexModel>); 10] = [
+        let indexes: [(&str, Vec<IndexModel>); 11] = [
             (
                 CHUNK_CHECKS,
                 vec![index(doc! {"queue": 1, "due_at": 1}, "queue_due", false)],
@@ -296,6 +298,13 @@ impl MongoStore {
                 ],
             ),
             (UPLOADS, vec![index(doc! {"expires_at": 1}, "expires_at", false)]),
+            (
+                UPLOAD_CHUNKS,
+                vec![
+                    index(doc! {"upload": 1, "idx": 1}, "upload_idx", true),
+                    index(doc! {"chunk.id": 1}, "chunk", false),
+                ],
+            ),
             (USERS, vec![index(doc! {"name": 1}, "name", true)]),
             (
                 SESSIONS,

@@ -6,13 +6,14 @@
 
 use super::{
     int, is_duplicate_key, MongoStore, Tx, DIR_MOVES, DIR_SLOTS, HOME_ID, INODES, POSSESSION, REPLICAS, ROOT_ID,
-    SERVERS, UPLOADS,
+    SERVERS, UPLOADS, UPLOAD_CHUNKS,
 };
 use crate::common::{exists, now_secs, Node};
 use crate::model::namespace::NamespaceRecords;
 use crate::model::{NewNode, Rows};
 use crate::namespace::{
-    FileContent, NamespaceCounts, NewContent, UploadRecord, DEFAULT_DIR_MODE, ROOT_OWNER_NAME, ROOT_OWNER_UID,
+    FileContent, NamespaceCounts, NewContent, PlacedChunk, UploadRecord, DEFAULT_DIR_MODE, ROOT_OWNER_NAME,
+    ROOT_OWNER_UID,
 };
 use crate::StoreResult;
 use dfs_proto::chunk::{ChunkId, ServerRef};
@@ -256,6 +257,43 @@ fn entries(tx: &mut Tx<'_>, filter: Document, sort: Document) -> StoreResult<Vec
 }
 
 /// The whole document of inode `id`, content included.
+/// One chunk of an upload's chunk list posted in pages: `{_id: "UPLOAD/IDX", upload, idx, chunk}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StagedChunk {
+    #[serde(rename = "_id")]
+    id: String,
+    upload: String,
+    idx: i64,
+    chunk: ChunkRef,
+}
+
+/// The whole chunk list staged for `upload`, in order: it goes into one
+/// inode document, so a file on MongoDB holds as many chunks as a
+/// document's 16 MiB allow (about 150,000).
+fn staged_list(tx: &mut Tx<'_>, upload: &str) -> StoreResult<Vec<ChunkRef>> {
+    let mut chunks = Vec::new();
+    loop {
+        let page = tx.staged_upload_chunks(upload, chunks.len() as u64, 10_000)?;
+        if page.is_empty() {
+            return Ok(chunks);
+        }
+        chunks.extend(page.into_iter().map(|(_, chunk)| chunk));
+    }
+}
+
+/// Queues for garbage collection the chunks staged for `uploads`, and forgets them.
+fn forget_staged(tx: &mut Tx<'_>, uploads: &[String]) -> StoreResult<()> {
+    if uploads.is_empty() {
+        return Ok(());
+    }
+    let filter = doc! {"upload": {"$in": uploads.to_vec()}};
+    let staged: Vec<StagedChunk> = tx.find(UPLOAD_CHUNKS, filter.clone(), Document::new(), Document::new())?;
+    let ids: Vec<&str> = staged.iter().map(|staged| staged.chunk.id.as_str()).collect();
+    super::repair::enqueue(tx, crate::repair::CheckQueue::Collect, &ids, now_secs())?;
+    tx.delete(UPLOAD_CHUNKS, filter)?;
+    Ok(())
+}
+
 fn whole(tx: &mut Tx<'_>, id: i64) -> StoreResult<Inode> {
     tx.find_one(INODES, doc! {"_id": id})?
         .ok_or_else(|| anyhow::anyhow!("inode {id} is missing").into())
@@ -305,6 +343,7 @@ impl Rows for Tx<'_> {
     fn insert_node(&mut self, parent: i64, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
         let (chunks, data) = match new.content {
             Some(NewContent::Chunks(chunks)) => (chunks.to_vec(), None),
+            Some(NewContent::Staged { upload, .. }) => (staged_list(self, upload)?, None),
             Some(NewContent::Inline(data)) => (Vec::new(), Some(binary(data))),
             None => (Vec::new(), None),
         };
@@ -349,9 +388,14 @@ impl Rows for Tx<'_> {
         now_ms: u64,
     ) -> StoreResult<Node> {
         let size = content.size();
+        let staged;
         let (chunks, data) = match content {
             NewContent::Chunks(chunks) => (chunks, None),
             NewContent::Inline(data) => (&[][..], Some(data)),
+            NewContent::Staged { upload, .. } => {
+                staged = staged_list(self, upload)?;
+                (&staged[..], None)
+            }
         };
         let stored = mongodb::bson::to_bson(chunks).map_err(|error| super::bad("chunk list", error))?;
         let mut set = doc! {"size": int(size), "mtime_ms": int(now_ms), "chunks": stored};
@@ -449,6 +493,21 @@ impl Rows for Tx<'_> {
         Ok(whole(self, file.id)?.chunks)
     }
 
+    fn chunk_page(&mut self, file: &Node, offset: u64, limit: usize) -> StoreResult<Vec<PlacedChunk>> {
+        let mut start = 0;
+        Ok(whole(self, file.id)?
+            .chunks
+            .into_iter()
+            .map(|chunk| {
+                let placed = PlacedChunk { offset: start, chunk };
+                start += placed.chunk.size;
+                placed
+            })
+            .skip_while(|placed| placed.offset + placed.chunk.size <= offset)
+            .take(limit)
+            .collect())
+    }
+
     fn replica_counts(&mut self, chunks: &[ChunkRef]) -> StoreResult<Vec<u64>> {
         let ids: Vec<&str> = chunks.iter().map(|chunk| chunk.id.as_str()).collect();
         let counted = self.aggregate(
@@ -483,7 +542,43 @@ impl Rows for Tx<'_> {
 
     fn forget_upload(&mut self, id: &str) -> StoreResult<()> {
         self.delete(UPLOADS, doc! {"_id": id})?;
+        self.delete(UPLOAD_CHUNKS, doc! {"upload": id})?;
         Ok(())
+    }
+
+    fn stage_upload_chunks(&mut self, upload: &str, first: u64, chunks: &[ChunkRef]) -> StoreResult<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let end = first + chunks.len() as u64;
+        self.delete(
+            UPLOAD_CHUNKS,
+            doc! {"upload": upload, "idx": {"$gte": int(first), "$lt": int(end)}},
+        )?;
+        let staged: Vec<StagedChunk> = (first..)
+            .zip(chunks)
+            .map(|(idx, chunk)| StagedChunk {
+                id: format!("{upload}/{idx}"),
+                upload: upload.to_string(),
+                idx: idx as i64,
+                chunk: chunk.clone(),
+            })
+            .collect();
+        self.insert_many(UPLOAD_CHUNKS, &staged)
+    }
+
+    fn staged_upload_chunks(&mut self, upload: &str, from: u64, limit: usize) -> StoreResult<Vec<(u64, ChunkRef)>> {
+        let staged: Vec<StagedChunk> = self.find_limited(
+            UPLOAD_CHUNKS,
+            doc! {"upload": upload, "idx": {"$gte": int(from)}},
+            doc! {"idx": 1},
+            Document::new(),
+            limit,
+        )?;
+        Ok(staged
+            .into_iter()
+            .map(|staged| (staged.idx as u64, staged.chunk))
+            .collect())
     }
 
     /// Two such moves checked on separate snapshots could each move a
@@ -513,19 +608,23 @@ impl NamespaceRecords for MongoStore {
     }
 
     fn delete_upload(&self, id: &str) -> StoreResult<bool> {
-        let deleted = self
-            .collection::<Document>(UPLOADS)
-            .delete_one(doc! {"_id": id})
-            .run()?;
-        Ok(deleted.deleted_count > 0)
+        self.write(|tx| {
+            forget_staged(tx, &[id.to_string()])?;
+            Ok(tx.delete(UPLOADS, doc! {"_id": id})? > 0)
+        })
     }
 
     fn expire_uploads(&self, now: UnixSeconds) -> StoreResult<u64> {
-        let deleted = self
-            .collection::<Document>(UPLOADS)
-            .delete_many(doc! {"expires_at": {"$lte": int(now)}})
-            .run()?;
-        Ok(deleted.deleted_count)
+        self.write(|tx| {
+            let expired = doc! {"expires_at": {"$lte": int(now)}};
+            let ids: Vec<Document> = tx.find(UPLOADS, expired.clone(), Document::new(), doc! {"_id": 1})?;
+            let ids: Vec<String> = ids
+                .iter()
+                .filter_map(|upload| upload.get_str("_id").ok().map(str::to_string))
+                .collect();
+            forget_staged(tx, &ids)?;
+            tx.delete(UPLOADS, expired)
+        })
     }
 
     fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()> {

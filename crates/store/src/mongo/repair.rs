@@ -74,6 +74,7 @@ impl RepairStore for MongoStore {
             // counted, so one of the two transactions retries and sees the other.
             if tx.count(INODES, doc! {"chunks.id": chunk.as_str()})? > 0
                 || tx.count(TRANSACTIONS, doc! {"ops.chunks.id": chunk.as_str()})? > 0
+                || tx.count(super::UPLOAD_CHUNKS, doc! {"chunk.id": chunk.as_str()})? > 0
             {
                 return Ok(false);
             }

@@ -157,14 +157,7 @@ fn import_in(tx: &mut PgTx<'_>, dump: &Dump) -> StoreResult<()> {
             }
             Placement::Child { parent, name } => insert_entry(tx, parent, name, entry)?,
         };
-        let chunk_ids: Vec<&str> = entry.chunks.iter().map(|chunk| chunk.id.as_str()).collect();
-        let sizes: Vec<i64> = entry.chunks.iter().map(|chunk| int(chunk.size)).collect();
-        tx.execute(
-            "INSERT INTO file_chunks (inode, idx, chunk, size)
-             SELECT $1, listed.idx - 1, listed.chunk, listed.size
-             FROM UNNEST($2::TEXT[], $3::BIGINT[]) WITH ORDINALITY AS listed(chunk, size, idx)",
-            &[&id, &chunk_ids, &sizes],
-        )?;
+        super::namespace::insert_chunks(tx, id, &entry.chunks)?;
         if let Some(data) = &entry.inline {
             tx.execute("INSERT INTO file_data (inode, data) VALUES ($1, $2)", &[&id, data])?;
         }

@@ -138,6 +138,8 @@ const MIGRATIONS: &[&str] = &[
     namespace::ATTRIBUTES_SCHEMA,
     // 11: the queues of chunks to check (repair, garbage collection).
     repair::QUEUE_SCHEMA,
+    // 12: files of any size: chunk offsets, upload chunk lists in pages.
+    namespace::PAGED_SCHEMA,
 ];
 
 /// The advisory lock key serializing migrations ("dfs_sche").

@@ -9,7 +9,7 @@ use super::{int, sql_state, uint, PgTx, PostgresStore};
 use crate::common::{attributes_from_text, attributes_text, exists};
 use crate::model::namespace::NamespaceRecords;
 use crate::model::{NewNode, Rows};
-use crate::namespace::{FileContent, NamespaceCounts, NewContent, UploadRecord};
+use crate::namespace::{FileContent, NamespaceCounts, NewContent, PlacedChunk, UploadRecord};
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind};
@@ -166,6 +166,23 @@ fn upload_from_row(row: &Row) -> StoreResult<UploadRecord> {
     })
 }
 
+/// Migration: files of any size (see the SQLite engine's `PAGED_SCHEMA`).
+pub(super) const PAGED_SCHEMA: &str = "
+ALTER TABLE file_chunks ADD COLUMN start BIGINT NOT NULL DEFAULT 0;
+UPDATE file_chunks SET start = offsets.start
+FROM (SELECT inode, idx, (SUM(size) OVER (PARTITION BY inode ORDER BY idx) - size)::BIGINT AS start FROM file_chunks) AS offsets
+WHERE file_chunks.inode = offsets.inode AND file_chunks.idx = offsets.idx;
+CREATE INDEX file_chunks_by_start ON file_chunks(inode, start);
+CREATE TABLE upload_chunks (
+    upload TEXT COLLATE \"C\" NOT NULL,
+    idx BIGINT NOT NULL,
+    chunk TEXT COLLATE \"C\" NOT NULL,
+    size BIGINT NOT NULL,
+    PRIMARY KEY (upload, idx)
+);
+CREATE INDEX upload_chunks_by_chunk ON upload_chunks(chunk);
+";
+
 /// The chunk list of inode `id`, in order.
 fn chunk_list(tx: &mut PgTx<'_>, id: i64) -> StoreResult<Vec<ChunkRef>> {
     let rows = tx.query(
@@ -185,21 +202,41 @@ fn chunk_list(tx: &mut PgTx<'_>, id: i64) -> StoreResult<Vec<ChunkRef>> {
 /// Writes the content rows of inode `id` (which has none).
 fn insert_content(tx: &mut PgTx<'_>, id: i64, content: NewContent<'_>) -> StoreResult<()> {
     match content {
-        NewContent::Chunks(chunks) => {
-            // The whole list in one statement: position i of the arrays is chunk i.
-            let ids: Vec<&str> = chunks.iter().map(|chunk| chunk.id.as_str()).collect();
-            let sizes: Vec<i64> = chunks.iter().map(|chunk| int(chunk.size)).collect();
+        NewContent::Chunks(chunks) => insert_chunks(tx, id, chunks)?,
+        NewContent::Staged { upload, chunk_size, .. } => {
+            // Every chunk but the last has `chunk_size` bytes: chunk i starts at i * chunk_size.
             tx.execute(
-                "INSERT INTO file_chunks (inode, idx, chunk, size)
-                 SELECT $1, listed.idx - 1, listed.chunk, listed.size
-                 FROM UNNEST($2::TEXT[], $3::BIGINT[]) WITH ORDINALITY AS listed(chunk, size, idx)",
-                &[&id, &ids, &sizes],
+                "INSERT INTO file_chunks (inode, idx, chunk, size, start)
+                 SELECT $1, idx, chunk, size, idx * $3 FROM upload_chunks WHERE upload = $2",
+                &[&id, &upload, &int(chunk_size)],
             )?;
         }
         NewContent::Inline(data) => {
             tx.execute("INSERT INTO file_data (inode, data) VALUES ($1, $2)", &[&id, &data])?;
         }
     }
+    Ok(())
+}
+
+/// Writes the chunk rows of inode `id` (which has none): the whole list in
+/// one statement, position i of the arrays being chunk i.
+pub(super) fn insert_chunks(tx: &mut PgTx<'_>, id: i64, chunks: &[ChunkRef]) -> StoreResult<()> {
+    let ids: Vec<&str> = chunks.iter().map(|chunk| chunk.id.as_str()).collect();
+    let sizes: Vec<i64> = chunks.iter().map(|chunk| int(chunk.size)).collect();
+    let starts: Vec<i64> = chunks
+        .iter()
+        .scan(0, |start, chunk| {
+            let this = *start;
+            *start += chunk.size;
+            Some(int(this))
+        })
+        .collect();
+    tx.execute(
+        "INSERT INTO file_chunks (inode, idx, chunk, size, start)
+         SELECT $1, listed.idx - 1, listed.chunk, listed.size, listed.start
+         FROM UNNEST($2::TEXT[], $3::BIGINT[], $4::BIGINT[]) WITH ORDINALITY AS listed(chunk, size, start, idx)",
+        &[&id, &ids, &sizes, &starts],
+    )?;
     Ok(())
 }
 
@@ -383,6 +420,28 @@ impl Rows for PgTx<'_> {
         chunk_list(self, file.id)
     }
 
+    fn chunk_page(&mut self, file: &Node, offset: u64, limit: usize) -> StoreResult<Vec<PlacedChunk>> {
+        let rows = self.query(
+            "SELECT start, chunk, size FROM file_chunks
+             WHERE inode = $1
+               AND start >= (SELECT COALESCE(MAX(start), 0) FROM file_chunks WHERE inode = $1 AND start <= $2)
+               AND start + size > $2
+             ORDER BY start LIMIT $3",
+            &[&file.id, &int(offset), &(limit as i64)],
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok(PlacedChunk {
+                    offset: uint(row.get(0)),
+                    chunk: ChunkRef {
+                        id: chunk_id(row.get(1))?,
+                        size: uint(row.get(2)),
+                    },
+                })
+            })
+            .collect()
+    }
+
     fn replica_counts(&mut self, chunks: &[ChunkRef]) -> StoreResult<Vec<u64>> {
         let ids: Vec<&str> = chunks.iter().map(|chunk| chunk.id.as_str()).collect();
         let rows = self.query(
@@ -425,7 +484,39 @@ impl Rows for PgTx<'_> {
 
     fn forget_upload(&mut self, id: &str) -> StoreResult<()> {
         self.execute("DELETE FROM uploads WHERE id = $1", &[&id])?;
+        self.execute("DELETE FROM upload_chunks WHERE upload = $1", &[&id])?;
         Ok(())
+    }
+
+    fn stage_upload_chunks(&mut self, upload: &str, first: u64, chunks: &[ChunkRef]) -> StoreResult<()> {
+        let ids: Vec<&str> = chunks.iter().map(|chunk| chunk.id.as_str()).collect();
+        let sizes: Vec<i64> = chunks.iter().map(|chunk| int(chunk.size)).collect();
+        self.execute(
+            "INSERT INTO upload_chunks (upload, idx, chunk, size)
+             SELECT $1, $2 + listed.idx - 1, listed.chunk, listed.size
+             FROM UNNEST($3::TEXT[], $4::BIGINT[]) WITH ORDINALITY AS listed(chunk, size, idx)
+             ON CONFLICT (upload, idx) DO UPDATE SET chunk = excluded.chunk, size = excluded.size",
+            &[&upload, &int(first), &ids, &sizes],
+        )?;
+        Ok(())
+    }
+
+    fn staged_upload_chunks(&mut self, upload: &str, from: u64, limit: usize) -> StoreResult<Vec<(u64, ChunkRef)>> {
+        let rows = self.query(
+            "SELECT idx, chunk, size FROM upload_chunks WHERE upload = $1 AND idx >= $2 ORDER BY idx LIMIT $3",
+            &[&upload, &int(from), &(limit as i64)],
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    uint(row.get(0)),
+                    ChunkRef {
+                        id: chunk_id(row.get(1))?,
+                        size: uint(row.get(2)),
+                    },
+                ))
+            })
+            .collect()
     }
 }
 
@@ -436,11 +527,23 @@ impl NamespaceRecords for PostgresStore {
     }
 
     fn delete_upload(&self, id: &str) -> StoreResult<bool> {
-        self.write(|tx| Ok(tx.execute("DELETE FROM uploads WHERE id = $1", &[&id])? > 0))
+        self.write(|tx| {
+            super::repair::collect_staged_chunks(tx, "SELECT $1::TEXT", &[&id])?;
+            tx.execute("DELETE FROM upload_chunks WHERE upload = $1", &[&id])?;
+            Ok(tx.execute("DELETE FROM uploads WHERE id = $1", &[&id])? > 0)
+        })
     }
 
     fn expire_uploads(&self, now: UnixSeconds) -> StoreResult<u64> {
-        self.write(|tx| Ok(tx.execute("DELETE FROM uploads WHERE expires_at <= $1", &[&int(now)])?))
+        self.write(|tx| {
+            let expired = "SELECT id FROM uploads WHERE expires_at <= $1::BIGINT";
+            super::repair::collect_staged_chunks(tx, expired, &[&int(now)])?;
+            tx.execute(
+                &format!("DELETE FROM upload_chunks WHERE upload IN ({expired})"),
+                &[&int(now)],
+            )?;
+            Ok(tx.execute("DELETE FROM uploads WHERE expires_at <= $1", &[&int(now)])?)
+        })
     }
 
     fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()> {

@@ -47,6 +47,23 @@ pub(super) fn collect_chunks_of(tx: &mut PgTx<'_>, inode: i64, subtree: bool) ->
     Ok(())
 }
 
+/// Queues for garbage collection the chunks staged for the uploads that
+/// `uploads` (a query of their ids over `params`, typed: `$1::TEXT`)
+/// selects, which are about to be forgotten unless committed.
+pub(super) fn collect_staged_chunks(
+    tx: &mut PgTx<'_>,
+    uploads: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO chunk_checks (queue, chunk, due_at)
+         SELECT DISTINCT 'gc', chunk, {now}::BIGINT FROM upload_chunks WHERE upload IN ({uploads}) {UPSERT}",
+        now = unix_now()
+    );
+    tx.execute(&sql, params)?;
+    Ok(())
+}
+
 /// The chunks of the staged uploads among `ops` (rows of `tx_ops.op`).
 fn staged_chunks(ops: &[Row]) -> StoreResult<HashMap<ChunkId, u64>> {
     let mut chunks = HashMap::new();
@@ -75,7 +92,8 @@ impl RepairStore for PostgresStore {
         self.write(|tx| {
             let in_file: bool = tx
                 .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM file_chunks WHERE chunk = $1)",
+                    "SELECT EXISTS (SELECT 1 FROM file_chunks WHERE chunk = $1)
+                         OR EXISTS (SELECT 1 FROM upload_chunks WHERE chunk = $1)",
                     &[&chunk.as_str()],
                 )?
                 .get(0);

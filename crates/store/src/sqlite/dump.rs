@@ -205,12 +205,7 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
                 tx.last_insert_rowid()
             }
         };
-        for (index, chunk) in entry.chunks.iter().enumerate() {
-            tx.exec(
-                "INSERT INTO file_chunks (inode, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)",
-                params![id, index as i64, chunk.id.as_str(), chunk.size],
-            )?;
-        }
+        super::namespace::insert_content(&tx, id, crate::namespace::NewContent::Chunks(&entry.chunks))?;
         if let Some(data) = &entry.inline {
             tx.exec("INSERT INTO file_data (inode, data) VALUES (?1, ?2)", params![id, data])?;
         }

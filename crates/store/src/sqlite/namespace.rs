@@ -5,7 +5,7 @@ use super::{CachedSql, Sql, SqliteStore};
 use crate::common::{attributes_from_text, attributes_text, exists};
 use crate::model::namespace::NamespaceRecords;
 use crate::model::{NewNode, Rows};
-use crate::namespace::{FileContent, NamespaceCounts, NewContent, UploadRecord};
+use crate::namespace::{FileContent, NamespaceCounts, NewContent, PlacedChunk, UploadRecord};
 use crate::StoreResult;
 use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, EntryKind};
@@ -89,6 +89,26 @@ CREATE TABLE possession (
 /// a JSON object, NULL when there are none.
 pub(super) const ATTRIBUTES_SCHEMA: &str = "ALTER TABLE inodes ADD COLUMN attributes TEXT;";
 
+/// Migration: files of any size. Each chunk row gets the offset of its
+/// first byte (`start`, indexed: a layout is read a page at a time from
+/// any byte), and an upload's chunk list can be posted in pages before its
+/// commit (`upload_chunks`, moved into `file_chunks` by the commit).
+pub(super) const PAGED_SCHEMA: &str = "
+ALTER TABLE file_chunks ADD COLUMN start INTEGER NOT NULL DEFAULT 0;
+UPDATE file_chunks SET start = offsets.start
+FROM (SELECT inode, idx, SUM(size) OVER (PARTITION BY inode ORDER BY idx) - size AS start FROM file_chunks) AS offsets
+WHERE file_chunks.inode = offsets.inode AND file_chunks.idx = offsets.idx;
+CREATE INDEX file_chunks_by_start ON file_chunks(inode, start);
+CREATE TABLE upload_chunks (
+    upload TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    chunk TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (upload, idx)
+) WITHOUT ROWID;
+CREATE INDEX upload_chunks_by_chunk ON upload_chunks(chunk);
+";
+
 const NODE_COLUMNS: &str = "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes";
 
 pub(super) use crate::common::Node;
@@ -158,14 +178,25 @@ fn chunk_list(tx: &Connection, id: i64) -> StoreResult<Vec<ChunkRef>> {
 }
 
 /// Writes the content rows of inode `id` (which has none).
-fn insert_content(tx: &Connection, id: i64, content: NewContent<'_>) -> StoreResult<()> {
+pub(super) fn insert_content(tx: &Connection, id: i64, content: NewContent<'_>) -> StoreResult<()> {
     match content {
         NewContent::Chunks(chunks) => {
-            let mut insert =
-                tx.prepare_cached("INSERT INTO file_chunks (inode, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO file_chunks (inode, idx, chunk, size, start) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut start = 0;
             for (idx, chunk) in chunks.iter().enumerate() {
-                insert.execute(params![id, idx as u64, chunk.id.as_str(), chunk.size])?;
+                insert.execute(params![id, idx as u64, chunk.id.as_str(), chunk.size, start])?;
+                start += chunk.size;
             }
+        }
+        NewContent::Staged { upload, chunk_size, .. } => {
+            // Every chunk but the last has `chunk_size` bytes: chunk i starts at i * chunk_size.
+            tx.exec(
+                "INSERT INTO file_chunks (inode, idx, chunk, size, start)
+                 SELECT ?1, idx, chunk, size, idx * ?3 FROM upload_chunks WHERE upload = ?2",
+                params![id, upload, chunk_size],
+            )?;
         }
         NewContent::Inline(data) => {
             tx.exec("INSERT INTO file_data (inode, data) VALUES (?1, ?2)", params![id, data])?;
@@ -367,6 +398,27 @@ impl Rows for Sql<'_> {
         chunk_list(self.0, file.id)
     }
 
+    fn chunk_page(&mut self, file: &Node, offset: u64, limit: usize) -> StoreResult<Vec<PlacedChunk>> {
+        let mut statement = self.0.prepare_cached(
+            "SELECT start, chunk, size FROM file_chunks
+             WHERE inode = ?1 AND start >= (SELECT COALESCE(MAX(start), 0) FROM file_chunks WHERE inode = ?1 AND start <= ?2)
+               AND start + size > ?2
+             ORDER BY start LIMIT ?3",
+        )?;
+        let chunks = statement
+            .query_map(params![file.id, offset, limit as u64], |row| {
+                Ok(PlacedChunk {
+                    offset: row.get(0)?,
+                    chunk: ChunkRef {
+                        id: chunk_id(row.get(1)?)?,
+                        size: row.get(2)?,
+                    },
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(chunks)
+    }
+
     fn replica_counts(&mut self, chunks: &[ChunkRef]) -> StoreResult<Vec<u64>> {
         let mut statement = self
             .0
@@ -410,7 +462,36 @@ impl Rows for Sql<'_> {
 
     fn forget_upload(&mut self, id: &str) -> StoreResult<()> {
         self.0.exec("DELETE FROM uploads WHERE id = ?1", [id])?;
+        self.0.exec("DELETE FROM upload_chunks WHERE upload = ?1", [id])?;
         Ok(())
+    }
+
+    fn stage_upload_chunks(&mut self, upload: &str, first: u64, chunks: &[ChunkRef]) -> StoreResult<()> {
+        let mut insert = self.0.prepare_cached(
+            "INSERT OR REPLACE INTO upload_chunks (upload, idx, chunk, size) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (idx, chunk) in (first..).zip(chunks) {
+            insert.execute(params![upload, idx, chunk.id.as_str(), chunk.size])?;
+        }
+        Ok(())
+    }
+
+    fn staged_upload_chunks(&mut self, upload: &str, from: u64, limit: usize) -> StoreResult<Vec<(u64, ChunkRef)>> {
+        let mut statement = self.0.prepare_cached(
+            "SELECT idx, chunk, size FROM upload_chunks WHERE upload = ?1 AND idx >= ?2 ORDER BY idx LIMIT ?3",
+        )?;
+        let chunks = statement
+            .query_map(params![upload, from, limit as u64], |row| {
+                Ok((
+                    row.get(0)?,
+                    ChunkRef {
+                        id: chunk_id(row.get(1)?)?,
+                        size: row.get(2)?,
+                    },
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(chunks)
     }
 }
 
@@ -425,11 +506,20 @@ impl NamespaceRecords for SqliteStore {
     }
 
     fn delete_upload(&self, id: &str) -> StoreResult<bool> {
-        self.write(|tx| Ok(tx.exec("DELETE FROM uploads WHERE id = ?1", [id])? > 0))
+        self.write(|tx| {
+            super::repair::collect_staged_chunks(tx, "SELECT ?1", params![id])?;
+            tx.exec("DELETE FROM upload_chunks WHERE upload = ?1", [id])?;
+            Ok(tx.exec("DELETE FROM uploads WHERE id = ?1", [id])? > 0)
+        })
     }
 
     fn expire_uploads(&self, now: UnixSeconds) -> StoreResult<u64> {
-        self.write(|tx| Ok(tx.exec("DELETE FROM uploads WHERE expires_at <= ?1", [now])? as u64))
+        self.write(|tx| {
+            let expired = "SELECT id FROM uploads WHERE expires_at <= ?1";
+            super::repair::collect_staged_chunks(tx, expired, params![now])?;
+            tx.exec(&format!("DELETE FROM upload_chunks WHERE upload IN ({expired})"), [now])?;
+            Ok(tx.exec("DELETE FROM uploads WHERE expires_at <= ?1", [now])? as u64)
+        })
     }
 
     fn record_replicas(&self, chunk: &ChunkId, size: u64, servers: &[String]) -> StoreResult<()> {

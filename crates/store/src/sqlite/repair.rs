@@ -47,6 +47,20 @@ pub(super) fn collect_chunks_of(tx: &Connection, inode: i64, subtree: bool) -> S
     Ok(())
 }
 
+/// Queues for garbage collection the chunks staged for the uploads that
+/// `uploads` (a query of their ids over `params`) selects, which are about
+/// to be forgotten unless committed.
+pub(super) fn collect_staged_chunks(tx: &Connection, uploads: &str, params: impl rusqlite::Params) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO chunk_checks (queue, chunk, due_at)
+         SELECT DISTINCT 'gc', chunk, {now} FROM upload_chunks WHERE upload IN ({uploads})
+         ON CONFLICT (queue, chunk) DO UPDATE SET due_at = excluded.due_at",
+        now = unix_now()
+    );
+    tx.exec(&sql, params)?;
+    Ok(())
+}
+
 /// Chunks named by staged transaction uploads.
 fn staged_chunks(tx: &Connection) -> StoreResult<HashMap<ChunkId, u64>> {
     let mut statement = tx.prepare_cached("SELECT op FROM tx_ops")?;
@@ -85,7 +99,8 @@ impl RepairStore for SqliteStore {
     fn forget_unreferenced_replica(&self, chunk: &ChunkId, server: &str) -> StoreResult<bool> {
         self.write(|tx| {
             let in_file: bool = tx.one(
-                "SELECT EXISTS (SELECT 1 FROM file_chunks WHERE chunk = ?1)",
+                "SELECT EXISTS (SELECT 1 FROM file_chunks WHERE chunk = ?1)
+                     OR EXISTS (SELECT 1 FROM upload_chunks WHERE chunk = ?1)",
                 [chunk.as_str()],
                 |row| row.get(0),
             )?;
