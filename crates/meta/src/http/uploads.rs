@@ -274,11 +274,14 @@ pub(super) async fn post_page(
             request.receipts.len()
         )));
     }
-    for (index, chunk) in (request.first..).zip(&request.chunks) {
+    for (index, chunk) in request.chunks.iter().enumerate() {
         if chunk.size == 0 || chunk.size > upload.chunk_size {
             return Err(ApiError::bad_request(format!(
-                "chunk {index} ({}) has {} bytes; chunks hold 1 to {} bytes",
-                chunk.id, chunk.size, upload.chunk_size
+                "chunk {} ({}) has {} bytes; chunks hold 1 to {} bytes",
+                request.first.saturating_add(index as u64),
+                chunk.id,
+                chunk.size,
+                upload.chunk_size
             )));
         }
     }

@@ -454,6 +454,8 @@ pub(crate) fn layout_page(
             node.version
         )));
     }
+    // Past every engine's integers is past the end of every file.
+    let offset = offset.min(i64::MAX as u64 / 2);
     let mut chunks = tx.chunk_page(&node, offset, limit.saturating_add(1))?;
     if chunks.is_empty() && offset == 0 {
         // No chunk at byte 0: an inline file (or an empty one), read whole.
@@ -486,6 +488,7 @@ pub(crate) fn stage_upload_page(
         )));
     }
     for (index, chunk) in (first..).zip(chunks) {
+        // `first` + the page is at most MAX_CHUNK_INDEX: no overflow.
         if chunk.size == 0 || chunk.size > upload.chunk_size {
             return Err(StoreError::Invalid(format!(
                 "chunk {index} ({}) has {} bytes; chunks hold 1 to {} bytes",
