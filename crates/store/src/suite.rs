@@ -189,7 +189,7 @@ pub fn paged_uploads_and_layouts_of_many_chunks(store: &dyn Store) {
     let thin = numbered_chunk(50_000, 4);
     store.record_replicas(&thin.id, 4, &["s1".into()]).unwrap();
     store
-        .stage_upload_page(&ann, "big", 1_100, &[thin.clone()], 200)
+        .stage_upload_page(&ann, "big", 1_100, std::slice::from_ref(&thin), 200)
         .unwrap();
     assert_err(
         store.commit_paged_upload(&ann, "big", count, &NO_ATTRIBUTES, 200, 200_000),
@@ -279,7 +279,9 @@ pub fn paged_uploads_and_layouts_of_many_chunks(store: &dyn Store) {
         .unwrap();
     let lone = numbered_chunk(60_000, 4);
     store.record_replicas(&lone.id, 4, &["s1".into(), "s2".into()]).unwrap();
-    store.stage_upload_page(&ann, "gone", 0, &[lone.clone()], 200).unwrap();
+    store
+        .stage_upload_page(&ann, "gone", 0, std::slice::from_ref(&lone), 200)
+        .unwrap();
     assert!(!store.forget_unreferenced_replica(&lone.id, "s1").unwrap());
     assert!(store.delete_upload("gone").unwrap());
     assert!(store.forget_unreferenced_replica(&lone.id, "s1").unwrap());

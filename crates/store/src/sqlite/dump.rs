@@ -205,7 +205,7 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
                 tx.last_insert_rowid()
             }
         };
-        super::namespace::insert_content(&tx, id, crate::namespace::NewContent::Chunks(&entry.chunks))?;
+        super::namespace::insert_content(tx, id, crate::namespace::NewContent::Chunks(&entry.chunks))?;
         if let Some(data) = &entry.inline {
             tx.exec("INSERT INTO file_data (inode, data) VALUES (?1, ?2)", params![id, data])?;
         }
