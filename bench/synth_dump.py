@@ -4,7 +4,11 @@ bench/scale.sh: FILES files of CHUNKS chunks each, spread over DIRS
 directories under /bench, every chunk with REPLICAS replica records on
 servers s1..sN (records only: no byte of any chunk exists).
 
-    python3 bench/synth_dump.py FILES CHUNKS DIRS REPLICAS SERVERS > dump.json
+    python3 bench/synth_dump.py FILES CHUNKS DIRS REPLICAS SERVERS [--no-users] > dump.json
+
+With --no-users the dump has no user (the entries are owned by uid 1), so
+the first start of a cluster on it creates `admin` with a password of its
+own (written to DATA_DIR/admin-password), as on an empty store.
 
 Chunk ids are BLAKE3-shaped (64 hex digits, from SHA-256 of a counter), so
 they spread over the id space like real ones. Streams its output: memory
@@ -15,9 +19,13 @@ import json
 import sys
 
 files, chunks, dirs, replicas, servers = (int(arg) for arg in sys.argv[1:6])
+no_users = "--no-users" in sys.argv[6:]
 out = sys.stdout
 now_ms = 1_760_000_000_000
-out.write('{"format":1,"next_uid":2,"users":[{"uid":1,"name":"admin","password_hash":"x","admin":true,"created_at":0}],')
+if no_users:
+    out.write('{"format":1,"next_uid":2,"users":[],')
+else:
+    out.write('{"format":1,"next_uid":2,"users":[{"uid":1,"name":"admin","password_hash":"x","admin":true,"created_at":0}],')
 out.write('"entries":[')
 
 

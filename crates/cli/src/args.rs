@@ -334,6 +334,9 @@ pub struct UpArgs {
     /// Seconds one round of the consistency sweep (the backstop of repair and garbage collection) takes [default: 86400].
     #[arg(long)]
     pub sweep_interval: Option<u64>,
+    /// Re-replication copies started per second at most [default: 8].
+    #[arg(long)]
+    pub repair_rate: Option<u32>,
     /// Seconds a chunk capability lives; read capabilities live at most 120 [default: 600].
     #[arg(long)]
     pub capability_ttl: Option<u64>,

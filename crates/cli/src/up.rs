@@ -143,6 +143,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             optional("sweep-interval", args.sweep_interval),
             optional("capability-ttl", args.capability_ttl),
             optional("min-write-replicas", args.min_write_replicas.map(u64::from)),
+            optional("repair-rate", args.repair_rate.map(u64::from)),
         ]
         .into_iter()
         .flatten(),
