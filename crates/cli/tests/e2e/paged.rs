@@ -103,6 +103,24 @@ async fn a_file_of_more_chunks_than_a_page_round_trips_by_hash() {
         .unwrap();
     assert_eq!(response.status(), 206);
     assert!(response.bytes().await.unwrap() == data[start..end]);
+    // The whole file over plain HTTP, its chunk list read a page at a time,
+    // with an entity tag that a conditional GET matches.
+    let get = |etag: Option<String>| {
+        let mut request = http()
+            .get(format!("{}/v1/files", cluster.url()))
+            .query(&[("path", "/home/ann/big")])
+            .bearer_auth(cluster.ticket("ann"));
+        if let Some(etag) = etag {
+            request = request.header("if-none-match", etag);
+        }
+        request.send()
+    };
+    let response = get(None).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let etag = response.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(hash(&response.bytes().await.unwrap()), hash(&data));
+    assert_eq!(get(Some(etag.clone())).await.unwrap().status(), 304);
+    assert_eq!(get(Some("\"other\"".into())).await.unwrap().status(), 200);
 
     // Bad pages: a clear 400, and for another version 412.
     for (query, code) in [

@@ -22,9 +22,10 @@ use crate::state::Directory;
 use axum::body::{Body, BodyDataStream, Bytes};
 use dfs_client::{Client, ClientOptions, PutOptions};
 use dfs_proto::namespace::{ChunkRef, InlineWrite, Stat};
-use dfs_proto::Attributes;
+use dfs_proto::{Attributes, DfsPath};
 use dfs_service::{ApiError, ApiResult, REQUEST_ID_HEADER};
-use futures_util::StreamExt;
+use dfs_store::namespace::{ContentPage, Principal};
+use futures_util::{StreamExt, TryStreamExt};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,35 +94,110 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// The bytes `span` of the file made of `chunks`, as a body fetched from the
-/// file servers while the connection takes it; read capabilities are sealed
-/// for `session`. A chunk that no replica serves intact ends the body early
-/// (short of its `Content-Length`): the reader sees a failed transfer, never
-/// wrong bytes.
+/// Where a read finds a file's chunks.
+pub(super) enum ChunkSource {
+    /// The whole chunk list (at most a page of it, or read in a transaction).
+    List(Vec<ChunkRef>),
+    /// The store, a layout page at a time from the first byte wanted, each
+    /// of `version` of `path` as `who` may read it (a file that changes
+    /// during the read ends the body early).
+    Pages {
+        who: Principal,
+        path: DfsPath,
+        version: u64,
+    },
+}
+
+/// Chunks of a layout page read at once by a paged read.
+const READ_PAGE: usize = 1000;
+
+impl ChunkSource {
+    /// The chunks that hold bytes of `span`, each with its offset, in order.
+    fn covering(
+        self,
+        directory: Arc<Directory>,
+        span: Range<u64>,
+    ) -> futures_util::stream::BoxStream<'static, ApiResult<(ChunkRef, u64)>> {
+        let wanted = move |chunk: &ChunkRef, start: u64| start + chunk.size > span.start && start < span.end;
+        match self {
+            ChunkSource::List(chunks) => {
+                let mut start = 0;
+                let placed: Vec<_> = chunks
+                    .into_iter()
+                    .map(|chunk| {
+                        let offset = start;
+                        start += chunk.size;
+                        (chunk, offset)
+                    })
+                    .filter(|(chunk, offset)| wanted(chunk, *offset))
+                    .map(Ok)
+                    .collect();
+                futures_util::stream::iter(placed).boxed()
+            }
+            ChunkSource::Pages { who, path, version } => {
+                let first = span.start;
+                let pages = futures_util::stream::try_unfold(Some(first), move |next| {
+                    let (directory, who, path) = (Arc::clone(&directory), who.clone(), path.clone());
+                    async move {
+                        let Some(offset) = next else {
+                            return Ok(None);
+                        };
+                        let store = Arc::clone(&directory.store);
+                        let (_, page) =
+                            super::blocking(move || store.layout_page(&who, &path, offset, READ_PAGE, Some(version)))
+                                .await?;
+                        let ContentPage::Chunks { chunks, more } = page else {
+                            return Ok(None);
+                        };
+                        let next = chunks.last().filter(|_| more).map(|last| last.offset + last.chunk.size);
+                        let placed: Vec<ApiResult<(ChunkRef, u64)>> = chunks
+                            .into_iter()
+                            .map(|placed| Ok((placed.chunk, placed.offset)))
+                            .collect();
+                        Ok::<_, ApiError>(Some((futures_util::stream::iter(placed), next)))
+                    }
+                });
+                pages
+                    .map(|page| match page {
+                        Ok(chunks) => chunks.boxed(),
+                        Err(error) => futures_util::stream::once(async move { Err(error) }).boxed(),
+                    })
+                    .flatten()
+                    .try_filter(move |(chunk, offset)| std::future::ready(wanted(chunk, *offset)))
+                    .take_while(move |placed| {
+                        // Pages run to the end of the file; the span may end sooner.
+                        std::future::ready(placed.as_ref().map_or(true, |(_, offset)| *offset < span.end))
+                    })
+                    .boxed()
+            }
+        }
+    }
+}
+
+/// The bytes `span` of the file whose chunks `chunks` gives, as a body
+/// fetched from the file servers while the connection takes it; read
+/// capabilities are sealed for `session`. A chunk that no replica serves
+/// intact (or a layout page that cannot be read) ends the body early (short
+/// of its `Content-Length`): the reader sees a failed transfer, never wrong bytes.
 pub(super) async fn read_body(
     directory: &Arc<Directory>,
     session: &str,
-    chunks: Vec<ChunkRef>,
+    chunks: ChunkSource,
     span: Range<u64>,
 ) -> ApiResult<Body> {
     let permit = stream_permit(directory).await?;
     let client = cluster_client(directory)?;
-    let mut wanted = Vec::new();
-    let mut start = 0;
-    for chunk in chunks {
-        let end = start + chunk.size;
-        if end > span.start && start < span.end {
-            let part = span.start.saturating_sub(start) as usize..(span.end.min(end) - start) as usize;
-            wanted.push((chunk, start, part));
-        }
-        start = end;
-    }
+    let chunks = chunks.covering(Arc::clone(directory), span.clone());
     let request_id = dfs_service::request_id::current();
     let (directory, session) = (Arc::clone(directory), session.to_string());
-    let pieces = futures_util::stream::iter(wanted)
-        .map(move |(chunk, offset, part)| {
+    let pieces = chunks
+        .map(move |placed| {
             let (directory, client, session) = (Arc::clone(&directory), client.clone(), session.clone());
+            let span = span.clone();
             let fetch = async move {
+                let (chunk, offset) = placed?;
+                let part =
+                    span.start.saturating_sub(offset) as usize..(span.end.min(offset + chunk.size) - offset) as usize;
                 let id = chunk.id.clone();
                 let location = directory.current_chunk_location(chunk, offset, &session).await?;
                 let data = client.fetch_chunk(&location).await.map_err(|error| {

@@ -14,12 +14,15 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use dfs_proto::namespace::{FileType, InlineWrite, PathQuery, Stat, INLINE_MAX, SYMLINK_MAX, VERSION_HEADER};
+use dfs_proto::namespace::{
+    FileType, InlineWrite, PathQuery, Stat, INLINE_MAX, LAYOUT_PAGE_MAX, SYMLINK_MAX, UPLOAD_PAGE_CHUNKS,
+    VERSION_HEADER,
+};
 use dfs_proto::watch::WatchKind;
 use dfs_proto::{Attributes, ErrorCode, ATTRIBUTES_HEADER};
 use dfs_service::range::{self, RangeRequest};
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
-use dfs_store::namespace::FileContent;
+use dfs_store::namespace::{ContentPage, FileContent};
 use dfs_store::tx::StagedOp;
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -162,8 +165,11 @@ pub(super) async fn read(
 ) -> ApiResult<Response> {
     let who = directory.principal(&ticket).await;
     let path = query.path.clone();
-    let (stat, content) = super::namespace::file_content(&directory, who, scope.tx, query.path).await?;
-    let validators = Validators::of(&stat, &content);
+    let (stat, content) = read_content(&directory, &who, scope.tx, query.path).await?;
+    let validators = match &content {
+        Content::Whole(content) => Validators::of(&stat, content),
+        Content::Paged => Validators::of_pages(&directory, &who, &stat).await?,
+    };
     if validators.not_modified(&headers) {
         return Ok(validators.apply(StatusCode::NOT_MODIFIED.into_response(), &stat));
     }
@@ -192,8 +198,21 @@ pub(super) async fn read(
     };
     let bytes = span.clone().unwrap_or(0..stat.size);
     let body = match content {
-        FileContent::Inline(data) => Body::from(Bytes::from(data).slice(bytes.start as usize..bytes.end as usize)),
-        FileContent::Chunks(chunks) => chunked::read_body(&directory, &ticket.sid, chunks, bytes.clone()).await?,
+        Content::Whole(FileContent::Inline(data)) => {
+            Body::from(Bytes::from(data).slice(bytes.start as usize..bytes.end as usize))
+        }
+        Content::Whole(FileContent::Chunks(chunks)) => {
+            let chunks = chunked::ChunkSource::List(chunks);
+            chunked::read_body(&directory, &ticket.sid, chunks, bytes.clone()).await?
+        }
+        Content::Paged => {
+            let chunks = chunked::ChunkSource::Pages {
+                who,
+                path: stat.path.clone(),
+                version: stat.version,
+            };
+            chunked::read_body(&directory, &ticket.sid, chunks, bytes.clone()).await?
+        }
     };
     let mut response = Response::new(body);
     if let Some(span) = &span {
@@ -219,6 +238,41 @@ pub(super) async fn read(
         HeaderValue::from_static("sandbox; default-src 'none'"),
     );
     Ok(validators.apply(response, &stat))
+}
+
+/// A file's content as `GET /v1/files` serves it.
+enum Content {
+    /// Inline bytes, or a chunk list of at most a page.
+    Whole(FileContent),
+    /// A chunk list of more than a page: read a page at a time, while it is served.
+    Paged,
+}
+
+/// The stat and content of the file at `path` (in transaction `tx`, whole, if one is named).
+async fn read_content(
+    directory: &Arc<crate::state::Directory>,
+    who: &dfs_store::namespace::Principal,
+    tx: Option<String>,
+    path: dfs_proto::DfsPath,
+) -> ApiResult<(Stat, Content)> {
+    if tx.is_some() {
+        let (stat, content) = super::namespace::file_content(directory, who.clone(), tx, path).await?;
+        return Ok((stat, Content::Whole(content)));
+    }
+    let store = Arc::clone(&directory.store);
+    let who = who.clone();
+    let (stat, page) = super::reading(&directory.store, move || {
+        store.layout_page(&who, &path, 0, UPLOAD_PAGE_CHUNKS, None)
+    })
+    .await?;
+    let content = match page {
+        ContentPage::Inline(data) => Content::Whole(FileContent::Inline(data)),
+        ContentPage::Chunks { chunks, more: false } => Content::Whole(FileContent::Chunks(
+            chunks.into_iter().map(|placed| placed.chunk).collect(),
+        )),
+        ContentPage::Chunks { more: true, .. } => Content::Paged,
+    };
+    Ok((stat, content))
 }
 
 fn header_value(text: &str) -> HeaderValue {
@@ -257,10 +311,47 @@ impl Validators {
             FileContent::Chunks(chunks) => {
                 hasher.update(b"chunks\n");
                 for chunk in chunks {
-                    hasher.update(format!("{} {}\n", chunk.id, chunk.size).as_bytes());
+                    hash_chunk(&mut hasher, chunk);
                 }
             }
         }
+        Self::of_hash(stat, hasher)
+    }
+
+    /// [`Validators::of`] a chunked file of more than a page, its chunk
+    /// list read a page at a time (of `stat`'s version: a file that changes
+    /// meanwhile is refused with 412, and may be asked for again).
+    async fn of_pages(
+        directory: &Arc<crate::state::Directory>,
+        who: &dfs_store::namespace::Principal,
+        stat: &Stat,
+    ) -> ApiResult<Self> {
+        let store = Arc::clone(&directory.store);
+        let (who, path, version) = (who.clone(), stat.path.clone(), stat.version);
+        let hasher = super::blocking(move || {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(b"chunks\n");
+            let mut offset = 0;
+            loop {
+                let (_, page) = store.layout_page(&who, &path, offset, LAYOUT_PAGE_MAX, Some(version))?;
+                let ContentPage::Chunks { chunks, more } = page else {
+                    break;
+                };
+                for placed in &chunks {
+                    hash_chunk(&mut hasher, &placed.chunk);
+                    offset = placed.offset + placed.chunk.size;
+                }
+                if !more {
+                    break;
+                }
+            }
+            Ok(hasher)
+        })
+        .await?;
+        Ok(Self::of_hash(stat, hasher))
+    }
+
+    fn of_hash(stat: &Stat, hasher: blake3::Hasher) -> Self {
         Validators {
             etag: format!("\"{}\"", &hasher.finalize().to_hex()[..32]),
             modified_secs: stat.mtime_ms / 1000,
@@ -314,6 +405,11 @@ impl Validators {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
         response
     }
+}
+
+/// One chunk's part of a chunked file's entity tag.
+fn hash_chunk(hasher: &mut blake3::Hasher, chunk: &dfs_proto::namespace::ChunkRef) {
+    hasher.update(format!("{} {}\n", chunk.id, chunk.size).as_bytes());
 }
 
 #[cfg(test)]
