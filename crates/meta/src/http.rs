@@ -128,6 +128,7 @@ fn api_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(cluster::heartbeat))
         .routes(routes!(cluster::report))
         .routes(routes!(cluster::status))
+        .routes(routes!(cluster::servers))
         .routes(routes!(cluster::drain))
         .routes(routes!(cluster::info))
         .merge(locks::routes())

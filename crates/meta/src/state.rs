@@ -8,7 +8,7 @@ use dfs_proto::namespace::{ChunkLocation, ChunkRef};
 use dfs_proto::ticket::{Capability, ChunkOp, Ticket};
 use dfs_seal::ClusterKey;
 use dfs_service::{ApiError, ApiResult, Verifier};
-use dfs_store::namespace::{FileContent, Principal, UploadRecord};
+use dfs_store::namespace::{ContentPage, Principal, UploadRecord};
 use dfs_store::{Store, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -215,8 +215,10 @@ impl Directory {
     /// Of `chunks`, those `who` has shown it holds, with their sizes: chunks
     /// of its own uploads (a file server received the bytes from it and
     /// sealed a receipt), and the chunks of the file at `path` as it is now,
-    /// if `who` may read it (so an overwrite that keeps some chunks need not
-    /// send them). Anyone may name any chunk id, so an id alone is no proof.
+    /// if `who` may read it and it has at most a page of chunks (so an
+    /// overwrite that keeps some chunks need not send them; a larger file is
+    /// not read whole for every placement: the caller's own receipts prove
+    /// what it sent). Anyone may name any chunk id, so an id alone is no proof.
     pub(crate) async fn proven_chunks(
         self: &Arc<Self>,
         who: &Principal,
@@ -232,12 +234,13 @@ impl Directory {
         }
         let store = Arc::clone(&self.store);
         let (who, path) = (who.clone(), path.clone());
-        // Absent, unreadable or inline: the target proves nothing.
-        if let Ok((_, FileContent::Chunks(current))) =
-            reading(&self.store, move || store.file_content(&who, &path)).await
+        // Absent, unreadable, inline or of more than a page: the target proves nothing.
+        let page = dfs_proto::namespace::UPLOAD_PAGE_CHUNKS;
+        if let Ok((_, ContentPage::Chunks { chunks, more: false })) =
+            reading(&self.store, move || store.layout_page(&who, &path, 0, page, None)).await
         {
-            for chunk in current.into_iter().filter(|chunk| wanted.contains(&chunk.id)) {
-                proven.entry(chunk.id).or_insert(chunk.size);
+            for placed in chunks.into_iter().filter(|placed| wanted.contains(&placed.chunk.id)) {
+                proven.entry(placed.chunk.id).or_insert(placed.chunk.size);
             }
         }
         Ok(proven)

@@ -592,6 +592,17 @@ async fn committed_files_have_a_layout_and_versions() {
     );
     assert_eq!(status.servers.len(), 3);
     assert!(status.servers.iter().all(|s| s.alive && s.replica_count == 3));
+    // The registry alone, without a scan: the same servers, alive.
+    let (code, body) = cluster.get("/v1/cluster/servers", &ann).await;
+    assert_eq!(code, 200, "{body}");
+    let listed: dfs_proto::namespace::ServerList = serde_json::from_value(body).unwrap();
+    let ids = |servers: &[dfs_proto::namespace::ServerStatus]| {
+        let mut ids: Vec<String> = servers.iter().map(|server| server.id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&listed.servers), ids(&status.servers));
+    assert!(listed.servers.iter().all(|server| server.alive));
 }
 
 #[tokio::test]

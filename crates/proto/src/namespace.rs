@@ -532,7 +532,9 @@ pub struct ServerStatus {
     pub used_bytes: u64,
     /// Chunks the server reports holding.
     pub chunk_count: u64,
-    /// Chunk replicas the directory service has recorded on it.
+    /// Chunk replicas the directory service has recorded on it (counted by
+    /// `GET /v1/cluster/status`; 0 in `GET /v1/cluster/servers`, which reads
+    /// no table).
     pub replica_count: u64,
     /// Being drained: gets no new chunks, and its replicas are copied elsewhere.
     #[serde(default)]
@@ -548,6 +550,14 @@ pub struct DrainRequest {
     /// Stop draining instead.
     #[serde(default)]
     pub cancel: bool,
+}
+
+/// `GET /v1/cluster/servers`: the file server registry as the directory
+/// service knows it from heartbeats, without counting anything in the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServerList {
+    pub servers: Vec<ServerStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

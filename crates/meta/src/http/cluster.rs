@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use dfs_proto::auth::ClusterInfo;
 use dfs_proto::chunk::{DamageReport, Heartbeat};
-use dfs_proto::namespace::{ClusterStatus, DrainRequest};
+use dfs_proto::namespace::{ClusterStatus, DrainRequest, ServerList};
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
 use std::sync::Arc;
 
@@ -32,7 +32,8 @@ pub(super) async fn heartbeat(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// File servers, liveness, capacity, chunk counts, under-replicated chunks, repair.
+/// File servers, liveness, capacity, chunk counts, under-replicated chunks,
+/// repair. Counts the whole namespace and chunk table: see `servers` for a cheap look.
 #[utoipa::path(get, path = "/v1/cluster/status", tag = "cluster",
     responses((status = 200, description = "the cluster", body = ClusterStatus)))]
 pub(super) async fn status(
@@ -63,6 +64,19 @@ pub(super) async fn status(
         chunks: counts.chunks,
         under_replicated_chunks,
         replication: directory.replication,
+    }))
+}
+
+/// The file servers, their liveness and capacity, from heartbeats alone:
+/// cheap whatever the size of the store (`dfs up` waits on it).
+#[utoipa::path(get, path = "/v1/cluster/servers", tag = "cluster",
+    responses((status = 200, description = "the file servers", body = ServerList)))]
+pub(super) async fn servers(
+    State(Shared(directory)): State<Shared>,
+    Caller(_ticket): Caller,
+) -> ApiResult<ApiJson<ServerList>> {
+    Ok(ApiJson(ServerList {
+        servers: directory.servers.status(),
     }))
 }
 
