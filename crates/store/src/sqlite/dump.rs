@@ -254,6 +254,11 @@ impl DumpStore for SqliteStore {
     }
 
     fn import(&self, dump: &Dump) -> StoreResult<()> {
-        self.write(|tx| import_in(tx, dump))
+        self.write(|tx| {
+            import_in(tx, dump)?;
+            // Statistics for the query planner (sqlite_stat1) of what was loaded.
+            tx.exec("ANALYZE", [])?;
+            Ok(())
+        })
     }
 }
