@@ -13,7 +13,6 @@ use dfs_proto::namespace::{EntryKind, FileLayout, Stat};
 use dfs_proto::ticket::{Role, Ticket};
 use dfs_proto::{Attributes, DfsPath, ErrorCode};
 use dfs_service::Verifier;
-use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 use std::sync::Arc;
@@ -118,39 +117,23 @@ impl Gateway {
             final_attributes: Some(Arc::new(etag)),
             ..Default::default()
         };
-        let client = match condition.if_version {
-            Some(version) => acting.client.if_version(version),
-            None => acting.client.clone(),
-        };
-        let stat = match client.put(&path, &mut body, &options).await {
+        let stat = match condition.client(acting).put(&path, &mut body, &options).await {
             Ok(stat) => stat,
-            Err(error) => {
-                return Err(match error.code() {
-                    Some(ErrorCode::AlreadyExists) if condition.no_clobber => {
-                        s3_error!(PreconditionFailed, "key {key:?} exists (If-None-Match: *)")
-                    }
-                    Some(ErrorCode::PreconditionFailed) => {
-                        s3_error!(PreconditionFailed, "key {key:?} changed since its If-Match was checked")
-                    }
-                    Some(ErrorCode::AlreadyExists | ErrorCode::Conflict) => {
-                        s3_error!(InvalidArgument, "key {key:?} is a directory of other keys: {error}")
-                    }
-                    _ => self.fail(acting, bucket, Missing::Bucket, error).await,
-                })
-            }
+            Err(error) => return Err(self.commit_error(acting, bucket, key, condition, error).await),
         };
         let digest = body.digest().expect("a finished upload read its body to the end");
         tracing::debug!(path = %stat.path, version = stat.version, "put an object");
         Ok((stat, digest))
     }
 
-    /// The conditions of a write to `bucket`/`key` (PutObject; made to be
-    /// shared with CompleteMultipartUpload): `If-None-Match: *` (no other
-    /// value) stores only if the key is absent; `If-Match` only if the
-    /// object exists (else `NoSuchKey`) with that ETag (`*`: any), else
-    /// `PreconditionFailed`. The version whose ETag matched must still be
-    /// there at the commit (the directory service's compare-and-set), so a
-    /// write racing in between fails it too; nothing is stored then.
+    /// The conditions of a write to `bucket`/`key` (PutObject,
+    /// CompleteMultipartUpload), RFC 9110's for a write: `If-Match` stores
+    /// only if the object exists with that ETag (`*`: any), `If-None-Match`
+    /// only if it does not (`*`: if the key is absent), else
+    /// `PreconditionFailed`. What was checked must still hold at the commit
+    /// (the directory service's compare-and-set: the version seen, or the
+    /// key still absent), so a write racing in between fails it too;
+    /// nothing is stored then.
     pub(crate) async fn write_condition(
         &self,
         acting: &Acting,
@@ -159,31 +142,68 @@ impl Gateway {
         if_match: Option<&ETagCondition>,
         if_none_match: Option<&ETagCondition>,
     ) -> S3Result<WriteCondition> {
-        let no_clobber = match if_none_match {
-            None => false,
-            Some(ETagCondition::Any) => true,
-            Some(_) => return Err(s3_error!(NotImplemented, "If-None-Match on a write takes only '*'")),
-        };
-        let Some(if_match) = if_match else {
+        if if_match.is_none() && !matches!(if_none_match, Some(ETagCondition::ETag(_))) {
             return Ok(WriteCondition {
-                no_clobber,
+                no_clobber: if_none_match.is_some(),
                 if_version: None,
             });
+        }
+        let path = object_path(bucket, key)?;
+        let current = match acting.client.stat(&path).await {
+            Ok(stat) if stat.kind == EntryKind::File => Some(stat),
+            Ok(_) => None,
+            Err(error) if error.is_not_found() => {
+                self.bucket_stat(acting, bucket).await?;
+                None
+            }
+            Err(error) => return Err(self.fail(acting, bucket, Missing::Key, error).await),
         };
-        let path = readable_path(bucket, key)?;
-        let stat = acting.client.stat(&path).await;
-        let stat = self.found(acting, bucket, stat, |stat| stat).await?;
-        let matches = match if_match {
-            ETagCondition::Any => true,
-            ETagCondition::ETag(tag) => tag.value() == metadata::etag_of(&stat).value(),
+        let matches = |condition: &ETagCondition| match (condition, &current) {
+            (_, None) => false,
+            (ETagCondition::Any, Some(_)) => true,
+            (ETagCondition::ETag(tag), Some(stat)) => tag.value() == metadata::etag_of(stat).value(),
         };
-        if !matches {
-            return Err(s3_error!(PreconditionFailed, "If-Match: the object's ETag is another"));
+        if if_match.is_some_and(|condition| !matches(condition)) {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "If-Match: the object is absent or its ETag is another"
+            ));
+        }
+        if if_none_match.is_some_and(matches) {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "If-None-Match: the object's ETag matches"
+            ));
         }
         Ok(WriteCondition {
-            no_clobber,
-            if_version: Some(stat.version),
+            no_clobber: current.is_none(),
+            if_version: current.map(|stat| stat.version),
         })
+    }
+
+    /// The S3 error for a write's commit (PutObject, CopyObject,
+    /// CompleteMultipartUpload) that the directory service refused.
+    pub(crate) async fn commit_error(
+        &self,
+        acting: &Acting,
+        bucket: &str,
+        key: &str,
+        condition: WriteCondition,
+        error: ClientError,
+    ) -> S3Error {
+        match error.code() {
+            Some(ErrorCode::AlreadyExists) if condition.no_clobber => {
+                s3_error!(PreconditionFailed, "key {key:?} exists (it was absent when checked)")
+            }
+            // The version If-Match saw, or a part, changed since it was checked.
+            Some(ErrorCode::PreconditionFailed) => {
+                s3_error!(PreconditionFailed, "key {key:?}: {error}")
+            }
+            Some(ErrorCode::AlreadyExists | ErrorCode::Conflict) => {
+                s3_error!(InvalidArgument, "key {key:?} is a directory of other keys: {error}")
+            }
+            _ => self.fail(acting, bucket, Missing::Bucket, error).await,
+        }
     }
 
     /// Makes the directories of `key` (at `path`) as needed, mode 0755.
@@ -236,6 +256,16 @@ impl Gateway {
             Ok(_) => Err(s3_error!(NoSuchKey, "no such key")),
             Err(error) => Err(self.fail(acting, bucket, Missing::Key, error).await),
         }
+    }
+
+    /// The path and stat of the object `bucket`/`key`: `NoSuchKey` if there
+    /// is none (a key that cannot be a path names none), `NoSuchBucket` if
+    /// the bucket is not there.
+    async fn object_stat(&self, acting: &Acting, bucket: &str, key: &str) -> S3Result<(DfsPath, Stat)> {
+        let path = readable_path(bucket, key)?;
+        let stat = acting.client.stat(&path).await;
+        let stat = self.found(acting, bucket, stat, |stat| stat).await?;
+        Ok((path, stat))
     }
 
     /// The bucket's directory, if the caller may see it.
@@ -424,7 +454,7 @@ fn check_conditions(
     if_modified_since: Option<&Timestamp>,
     if_unmodified_since: Option<&Timestamp>,
 ) -> S3Result<()> {
-    let etag = version_etag(stat);
+    let etag = metadata::etag_of(stat);
     let matches = |condition: &ETagCondition| match condition {
         ETagCondition::Any => true,
         ETagCondition::ETag(tag) => tag.value() == etag.value(),
@@ -482,6 +512,16 @@ pub(crate) struct WriteCondition {
     pub(crate) if_version: Option<u64>,
 }
 
+impl WriteCondition {
+    /// The client that commits under this condition, as `acting`.
+    pub(crate) fn client(&self, acting: &Acting) -> Client {
+        match self.if_version {
+            Some(version) => acting.client.if_version(version),
+            None => acting.client.clone(),
+        }
+    }
+}
+
 /// The stored metadata of `stat`'s object, as the headers of a GetObject or
 /// HeadObject answer `$output`, each overridden by the `response-*`
 /// parameter of `$input` that names it.
@@ -503,27 +543,29 @@ macro_rules! answer_metadata {
     };
 }
 
-/// The ETag of a stored version. Until object metadata is kept with the
-/// file, it names the version (path, version, mtime, size), not the MD5.
-fn version_etag(stat: &Stat) -> ETag {
-    // A multipart object keeps its S3 ETag (`MD5-N`) with it.
-    if let Some(etag) = stat.attributes.get(multipart::ETAG) {
-        return ETag::Strong(etag.clone());
-    }
-    let digest = Md5::digest(format!(
-        "{}\n{}\n{}\n{}",
-        stat.path, stat.version, stat.mtime_ms, stat.size
-    ));
-    ETag::Strong(hex::encode(digest))
-}
-
-/// `encoding-type=url`: keys and prefixes percent-encoded (but '/').
+/// `encoding-type=url`: keys and prefixes as S3 encodes them ([`listing::url_encode`]).
 fn encode(value: String, url: bool) -> String {
     if url {
-        dfs_client::query_escape(&value)
+        listing::url_encode(&value)
     } else {
         value
     }
+}
+
+/// RGW's `allow-unordered=true` on a listing: accepted (the keys come in
+/// S3's order all the same), but not with a delimiter (`InvalidArgument`,
+/// as RGW).
+fn check_unordered(uri: &axum::http::Uri, delimiter: Option<&str>) -> S3Result<()> {
+    let unordered = uri
+        .query()
+        .is_some_and(|query| query.split('&').any(|pair| pair == "allow-unordered=true"));
+    if unordered && delimiter.is_some_and(|delimiter| !delimiter.is_empty()) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "allow-unordered cannot be used with a delimiter"
+        ));
+    }
+    Ok(())
 }
 
 fn max_keys_of(asked: Option<i32>) -> S3Result<usize> {
@@ -539,9 +581,18 @@ fn object_entry(key: String, stat: &Stat, url: bool) -> Object {
         key: Some(encode(key, url)),
         size: Some(stat.size as i64),
         last_modified: Some(timestamp(stat.mtime_ms)),
-        e_tag: Some(version_etag(stat)),
+        e_tag: Some(metadata::etag_of(stat)),
         storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        owner: Some(owner_of(stat)),
         ..Default::default()
+    }
+}
+
+/// The owner S3 names for a file: its DFS owner (name and uid).
+fn owner_of(stat: &Stat) -> Owner {
+    Owner {
+        display_name: Some(stat.owner.clone()),
+        id: Some(stat.owner_uid.to_string()),
     }
 }
 
@@ -558,6 +609,13 @@ fn prefixes(page: Vec<String>, url: bool) -> Option<Vec<CommonPrefix>> {
 #[async_trait::async_trait]
 impl S3 for Gateway {
     async fn list_buckets(&self, request: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        // An anonymous caller owns no bucket (as RGW answers it).
+        if request.credentials.is_none() {
+            return Ok(S3Response::new(ListBucketsOutput {
+                buckets: Some(Vec::new()),
+                ..Default::default()
+            }));
+        }
         let acting = self.acting(&request).await?;
         let root: DfsPath = BUCKETS.parse().expect("a valid path");
         let entries = match acting.client.list(&root).await {
@@ -779,9 +837,7 @@ impl S3 for Gateway {
     async fn head_object(&self, request: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let acting = self.acting(&request).await?;
         let mut input = request.input;
-        let path = readable_path(&input.bucket, &input.key)?;
-        let stat = acting.client.stat(&path).await;
-        let stat = self.found(&acting, &input.bucket, stat, |stat| stat).await?;
+        let (_, stat) = self.object_stat(&acting, &input.bucket, &input.key).await?;
         request_conditions!(&stat, input)?;
         let (length, parts_count) = match input.part_number {
             None => (stat.size, None),
@@ -887,14 +943,18 @@ impl S3 for Gateway {
 
     async fn list_objects(&self, request: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
         let acting = self.acting(&request).await?;
+        check_unordered(&request.uri, request.input.delimiter.as_deref())?;
         let input = request.input;
+        // Version 1 echoes the prefix as given, encoded or not (botocore
+        // decodes only its markers, delimiter, keys and common prefixes).
+        let prefix = input.prefix.clone();
         let listed = list_of!(self, &acting, input, input.marker.clone());
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
             marker: Some(encode(input.marker.unwrap_or_default(), listed.url)),
             is_truncated: Some(listed.next.is_some()),
             next_marker: listed.next.map(|next| encode(next, listed.url)),
-            prefix: listed.prefix,
+            prefix: Some(prefix.unwrap_or_default()),
             max_keys: listed.max_keys,
             contents: listed.contents,
             common_prefixes: listed.common_prefixes,
@@ -921,6 +981,7 @@ impl S3 for Gateway {
                 size: object.size,
                 last_modified: object.last_modified,
                 e_tag: object.e_tag,
+                owner: object.owner,
                 is_latest: Some(true),
                 version_id: Some("null".to_string()),
                 storage_class: Some(ObjectVersionStorageClass::from_static(
@@ -931,7 +992,10 @@ impl S3 for Gateway {
         Ok(S3Response::new(ListObjectVersionsOutput {
             name: Some(input.bucket),
             key_marker: input.key_marker.map(|marker| encode(marker, listed.url)),
+            version_id_marker: input.version_id_marker,
             is_truncated: Some(listed.next.is_some()),
+            // Each key has one version: the next page starts after a key.
+            next_version_id_marker: listed.next.as_ref().map(|_| "null".to_string()),
             next_key_marker: listed.next.map(|next| encode(next, listed.url)),
             versions: Some(versions.collect()),
             prefix: listed.prefix,
@@ -948,9 +1012,17 @@ impl S3 for Gateway {
         request: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let acting = self.acting(&request).await?;
+        check_unordered(&request.uri, request.input.delimiter.as_deref())?;
         let input = request.input;
         let after = input.continuation_token.clone().or(input.start_after.clone());
-        let listed = list_of!(self, &acting, input, after);
+        let fetch_owner = input.fetch_owner.unwrap_or(false);
+        let mut listed = list_of!(self, &acting, input, after);
+        // Version 2 names owners only when asked to.
+        if !fetch_owner {
+            for object in listed.contents.iter_mut().flatten() {
+                object.owner = None;
+            }
+        }
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
             key_count: Some(listed.count as i32),

@@ -12,6 +12,9 @@
 //!   compose of their chunks); `listing.rs`: S3's key order and pages;
 //!   `body.rs`: request bodies hashed as they stream into the upload
 //!   pipeline, downloads streamed out (with ranges).
+//! - `frame.rs`: what every request gets around s3s: a request id (the
+//!   `x-amz-request-id` header, and the `RequestId` of error bodies), and
+//!   the bounds of a presigned URL's expiry.
 //! - [`run`]: serves it on a listener.
 //!
 //! Architecture invariant: the gateway is a client of the directory service
@@ -22,6 +25,7 @@
 //! may (the owner of an empty bucket).
 
 mod body;
+mod frame;
 mod gateway;
 mod listing;
 mod metadata;
@@ -71,13 +75,15 @@ pub fn router(config: Config) -> anyhow::Result<axum::Router> {
     };
     let mut builder = s3s::service::S3ServiceBuilder::new(gateway);
     builder.set_auth(sessions::KeyAuth(sessions));
+    builder.set_access(sessions::AnonymousListsNothing);
     let service = HandleError::new(builder.build(), |error: s3s::HttpError| async move {
         tracing::warn!(?error, "an S3 request failed outside its operation");
         (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     });
     Ok(axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .fallback_service(service))
+        .fallback_service(service)
+        .layer(axum::middleware::from_fn(frame::frame)))
 }
 
 /// Serves the gateway on `listener` until `shutdown` resolves.

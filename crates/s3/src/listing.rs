@@ -3,6 +3,21 @@
 //! by name is not ("a-c" < "a/b", but the directory "a" sorts after "a-c"),
 //! so the keys are gathered first and sorted as strings.
 
+/// A key, prefix, delimiter or marker as S3 writes it for
+/// `encoding-type=url`: form encoding, as AWS does (a space is `+`), every
+/// byte but ASCII letters, digits and `-_.*/` as `%XX`.
+pub fn url_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' | b'/' => out.push(byte as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
 /// One page of a listing.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Page<T> {
@@ -69,6 +84,13 @@ pub fn page<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_encoding_is_s3s_form_encoding() {
+        assert_eq!(url_encode("quux ab/thud"), "quux+ab/thud");
+        assert_eq!(url_encode("asdf+b"), "asdf%2Bb");
+        assert_eq!(url_encode("a\nb~é*"), "a%0Ab%7E%C3%A9*");
+    }
 
     fn keys(names: &[&str]) -> Vec<(String, ())> {
         let mut keys: Vec<_> = names.iter().map(|name| (name.to_string(), ())).collect();

@@ -11,6 +11,7 @@
 use dfs_client::Client;
 use dfs_proto::auth::KeySession;
 use dfs_service::Verifier;
+use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{s3_error, S3Result};
 use std::collections::HashMap;
@@ -122,5 +123,23 @@ impl S3Auth for KeyAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         let acting = self.0.acting(access_key).await?;
         Ok(SecretKey::from(acting.secret))
+    }
+}
+
+/// Who may call without signing: nobody, but for ListBuckets, which
+/// answers an anonymous caller an empty list (it owns no bucket), as RGW
+/// does. Every operation still refuses an unsigned request itself.
+pub struct AnonymousListsNothing;
+
+#[async_trait::async_trait]
+impl S3Access for AnonymousListsNothing {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        if cx.credentials().is_some() || cx.s3_op().name() == "ListBuckets" {
+            return Ok(());
+        }
+        Err(s3_error!(
+            AccessDenied,
+            "anonymous requests are refused: sign them with an access key"
+        ))
     }
 }

@@ -18,6 +18,7 @@
 
 use super::{plain_error, readable_path, timestamp, Gateway, Missing};
 use crate::body::{window, HashingReader};
+use crate::metadata::{headers_of, ETAG};
 use crate::paths::{bucket_path, object_path, BUCKETS};
 use crate::sessions::Acting;
 use base64::Engine as _;
@@ -50,10 +51,6 @@ const MAX_LISTED: usize = 1000;
 
 /// Attribute of a part: the hex MD5 of its bytes (its ETag).
 pub(crate) const PART_MD5: &str = "s3-part-md5";
-
-/// Attribute of an object: the ETag GET, HEAD and listings show (here S3's
-/// multipart form, `MD5-N`).
-pub(crate) const ETAG: &str = "etag";
 
 /// Attribute of a multipart object: its part sizes, as runs `SIZExCOUNT`
 /// separated by commas (uniform parts take one or two runs); absent if the
@@ -198,8 +195,10 @@ pub(crate) fn part_range(attributes: &Attributes, size: u64, number: i32) -> S3R
     Ok((start..start + sizes[index], sizes.len()))
 }
 
-/// The `(number, ETag)` list of a Complete: numbers must ascend (S3's
-/// `InvalidPartOrder`), each 1 to [`MAX_PARTS`], at least one part.
+/// The `(number, ETag)` list of a Complete: numbers must not descend
+/// (S3's `InvalidPartOrder`), each 1 to [`MAX_PARTS`], at least one part. A
+/// number listed again (a part uploaded again while the list was made)
+/// takes the ETag listed last, as RGW does.
 fn completed_parts(upload: Option<CompletedMultipartUpload>) -> S3Result<Vec<(usize, String)>> {
     let parts = upload.and_then(|upload| upload.parts).unwrap_or_default();
     if parts.is_empty() {
@@ -214,20 +213,48 @@ fn completed_parts(upload: Option<CompletedMultipartUpload>) -> S3Result<Vec<(us
             .part_number
             .ok_or_else(|| s3_error!(MalformedXML, "a part has no PartNumber"))?;
         let number = check_part_number(number)?;
-        if list.last().is_some_and(|(previous, _)| *previous >= number) {
+        if let Some((previous, _)) = list.last().filter(|(previous, _)| *previous > number) {
             return Err(s3_error!(
                 InvalidPartOrder,
-                "parts must be listed in ascending order of part number, each once (part {number} follows part {})",
-                list.last().map_or(0, |(previous, _)| *previous)
+                "parts must be listed in ascending order of part number (part {number} follows part {previous})"
             ));
         }
         let etag = part
             .e_tag
             .map(|etag| etag.value().trim_matches('"').to_string())
             .ok_or_else(|| s3_error!(MalformedXML, "part {number} has no ETag"))?;
+        if list.last().is_some_and(|(previous, _)| *previous == number) {
+            list.pop();
+        }
         list.push((number, etag));
     }
     Ok(list)
+}
+
+/// The bytes an `x-amz-copy-source-range` names: `bytes=FIRST-LAST`
+/// (`InvalidArgument` for another form), within the source's `size` bytes
+/// (`InvalidRange` otherwise: unlike a GET's Range, a LAST past the end is
+/// not cut to it).
+fn copy_source_range(text: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
+    match Range::parse(text) {
+        Ok(Range::Int {
+            first,
+            last: Some(last),
+        }) if first <= last => {
+            if last < size {
+                Ok(first..last + 1)
+            } else {
+                Err(s3_error!(
+                    InvalidRange,
+                    "x-amz-copy-source-range {text:?} is outside the source's {size} bytes"
+                ))
+            }
+        }
+        _ => Err(s3_error!(
+            InvalidArgument,
+            "bad x-amz-copy-source-range {text:?}: give bytes=FIRST-LAST"
+        )),
+    }
 }
 
 /// The parts of an upload found in its directory, by number.
@@ -280,26 +307,42 @@ fn check_parts(
     Ok((sources, md5s, sizes))
 }
 
-/// The object attributes given when an upload begins: Content-Type and the
-/// other standard headers kept, and `x-amz-meta-*` (names lowercased).
-fn attributes_of_create(input: &CreateMultipartUploadInput) -> Attributes {
-    let mut attributes = Attributes::new();
-    let standard = [
-        ("content-type", input.content_type.as_ref()),
-        ("cache-control", input.cache_control.as_ref()),
-        ("content-disposition", input.content_disposition.as_ref()),
-        ("content-encoding", input.content_encoding.as_ref()),
-        ("content-language", input.content_language.as_ref()),
-    ];
-    for (name, value) in standard {
-        if let Some(value) = value {
-            attributes.insert(name.to_string(), value.to_string());
-        }
+/// The input of an operation on one pending upload: the bucket, key and
+/// upload id it names, and the part number, for those that name one.
+trait OnUpload {
+    fn upload_names(&self) -> (&str, &str, &str);
+    fn part_number(&self) -> Option<i32> {
+        None
     }
-    for (name, value) in input.metadata.iter().flatten() {
-        attributes.insert(format!("x-amz-meta-{}", name.to_ascii_lowercase()), value.clone());
-    }
-    attributes
+}
+
+macro_rules! on_upload {
+    ($($input:ty),* ; parts: $($with_part:ty),*) => {
+        $(impl OnUpload for $input {
+            fn upload_names(&self) -> (&str, &str, &str) {
+                (&self.bucket, &self.key, &self.upload_id)
+            }
+        })*
+        $(impl OnUpload for $with_part {
+            fn upload_names(&self) -> (&str, &str, &str) {
+                (&self.bucket, &self.key, &self.upload_id)
+            }
+            fn part_number(&self) -> Option<i32> {
+                Some(self.part_number)
+            }
+        })*
+    };
+}
+
+on_upload!(CompleteMultipartUploadInput, AbortMultipartUploadInput, ListPartsInput; parts: UploadPartInput, UploadPartCopyInput);
+
+/// What every operation on a pending upload starts from.
+struct UploadCall<T> {
+    acting: Acting,
+    input: T,
+    upload: Upload,
+    /// The part number the input names (checked: 1 to [`MAX_PARTS`]).
+    part: Option<usize>,
 }
 
 impl Gateway {
@@ -329,41 +372,6 @@ impl Gateway {
             Err(error) => return Err(plain_error(error)),
         };
         Ok(dir)
-    }
-
-    /// A Complete's `If-None-Match: *` (the key must not exist: a
-    /// no-clobber compose) and `If-Match: ETAG` (the object must be there
-    /// with that ETag: a compose conditional on the version it was seen
-    /// at); the client to compose with.
-    async fn complete_conditions(
-        &self,
-        acting: &Acting,
-        bucket: &str,
-        target: &DfsPath,
-        if_none_match: Option<&ETagCondition>,
-        if_match: Option<&ETagCondition>,
-    ) -> S3Result<(bool, dfs_client::Client)> {
-        let no_clobber = match if_none_match {
-            None => false,
-            Some(ETagCondition::Any) => true,
-            Some(_) => return Err(s3_error!(NotImplemented, "If-None-Match takes only '*' here")),
-        };
-        let Some(condition) = if_match else {
-            return Ok((no_clobber, acting.client.clone()));
-        };
-        let stat = match acting.client.stat(target).await {
-            Ok(stat) if stat.kind == EntryKind::File => stat,
-            Ok(_) => return Err(s3_error!(NoSuchKey, "no such key")),
-            Err(error) => return Err(self.fail(acting, bucket, Missing::Key, error).await),
-        };
-        let matches = match condition {
-            ETagCondition::Any => true,
-            ETagCondition::ETag(tag) => tag.value() == super::version_etag(&stat).value(),
-        };
-        if !matches {
-            return Err(s3_error!(PreconditionFailed, "If-Match: the object's ETag is another"));
-        }
-        Ok((no_clobber, acting.client.if_version(stat.version)))
     }
 
     /// Removes a bucket's pending uploads (with the bucket).
@@ -404,6 +412,22 @@ impl Gateway {
             dir,
             info,
             stat: layout.stat,
+        })
+    }
+
+    /// Who acts, the part number the request names (if it names one), and
+    /// the upload it names, as the caller sees it ([`Gateway::upload`]).
+    async fn upload_call<T: OnUpload>(&self, request: S3Request<T>) -> S3Result<UploadCall<T>> {
+        let acting = self.acting(&request).await?;
+        let input = request.input;
+        let part = input.part_number().map(check_part_number).transpose()?;
+        let (bucket, key, id) = input.upload_names();
+        let upload = self.upload(&acting, bucket, key, id).await?;
+        Ok(UploadCall {
+            acting,
+            input,
+            upload,
+            part,
         })
     }
 
@@ -468,7 +492,7 @@ impl Gateway {
         let dir = parent.join(&id).expect("a valid name");
         let info = UploadInfo {
             key: input.key.clone(),
-            attributes: attributes_of_create(&input),
+            attributes: headers_of!(input).attributes()?,
         };
         if let Err(error) = acting.client.mkdir(&dir, false, Some(0o700)).await {
             return Err(self.fail(&acting, &input.bucket, Missing::Bucket, error).await);
@@ -496,9 +520,9 @@ impl Gateway {
         &self,
         request: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        let acting = self.acting(&request).await?;
-        let input = request.input;
-        let number = check_part_number(input.part_number)?;
+        let call = self.upload_call(request).await?;
+        let number = call.part.expect("UploadPart names a part");
+        let (acting, input, upload) = (call.acting, call.input, call.upload);
         if input.content_length.is_some_and(|length| length as u64 > MAX_PART_SIZE) {
             return Err(s3_error!(
                 EntityTooLarge,
@@ -506,9 +530,6 @@ impl Gateway {
             ));
         }
         let expected = super::content_md5(input.content_md5.as_deref())?;
-        let upload = self
-            .upload(&acting, &input.bucket, &input.key, &input.upload_id)
-            .await?;
         let body = HashingReader::new(input.body, expected).limit(MAX_PART_SIZE);
         let digest = self.put_part(&acting, &upload, &input.upload_id, number, body).await?;
         Ok(S3Response::new(UploadPartOutput {
@@ -521,9 +542,9 @@ impl Gateway {
         &self,
         request: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
-        let acting = self.acting(&request).await?;
-        let input = request.input;
-        let number = check_part_number(input.part_number)?;
+        let call = self.upload_call(request).await?;
+        let number = call.part.expect("UploadPartCopy names a part");
+        let (acting, input, upload) = (call.acting, call.input, call.upload);
         let CopySource::Bucket {
             bucket: source_bucket,
             key: source_key,
@@ -532,9 +553,6 @@ impl Gateway {
         else {
             return Err(s3_error!(NotImplemented, "copies from access points are not served"));
         };
-        let upload = self
-            .upload(&acting, &input.bucket, &input.key, &input.upload_id)
-            .await?;
         let source = readable_path(source_bucket, source_key)?;
         let layout = acting.client.layout(&source).await;
         let layout = self
@@ -550,15 +568,7 @@ impl Gateway {
         let size = layout.stat.size;
         let range = match &input.copy_source_range {
             None => 0..size,
-            Some(text) => Range::parse(text)
-                .map_err(|_| {
-                    s3_error!(
-                        InvalidArgument,
-                        "bad x-amz-copy-source-range {text:?}: give bytes=FIRST-LAST"
-                    )
-                })?
-                .check(size)
-                .map_err(|_| s3_error!(InvalidRange, "the range is outside the source's {size} bytes"))?,
+            Some(text) => copy_source_range(text, size)?,
         };
         if range.end - range.start > MAX_PART_SIZE {
             return Err(s3_error!(
@@ -591,13 +601,11 @@ impl Gateway {
         &self,
         request: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        let acting = self.acting(&request).await?;
-        let input = request.input;
+        let UploadCall {
+            acting, input, upload, ..
+        } = self.upload_call(request).await?;
         let wanted = completed_parts(input.multipart_upload)?;
         let target = object_path(&input.bucket, &input.key)?;
-        let upload = self
-            .upload(&acting, &input.bucket, &input.key, &input.upload_id)
-            .await?;
         let stored = parts_of(self.upload_entries(&acting, &upload, &input.upload_id).await?);
         let (sources, md5s, sizes) = check_parts(&wanted, &stored)?;
         let etag = multipart_etag(&md5s);
@@ -608,42 +616,29 @@ impl Gateway {
             attributes.insert(PART_SIZES.to_string(), runs);
         }
         self.make_parents(&acting, &input.bucket, &input.key, &target).await?;
-        let (no_clobber, client) = self
-            .complete_conditions(
+        let condition = self
+            .write_condition(
                 &acting,
                 &input.bucket,
-                &target,
-                input.if_none_match.as_ref(),
+                &input.key,
                 input.if_match.as_ref(),
+                input.if_none_match.as_ref(),
             )
             .await?;
         let request = ComposeFiles {
             path: target,
             sources,
-            no_clobber,
+            no_clobber: condition.no_clobber,
             mode: None,
             attributes,
         };
-        let stat = match client.compose(&request).await {
+        // A refusal for a changed version may be a part uploaded again since it was checked.
+        let stat = match condition.client(&acting).compose(&request).await {
             Ok(stat) => stat,
             Err(error) => {
-                return Err(match error.code() {
-                    Some(ErrorCode::AlreadyExists) if no_clobber => {
-                        s3_error!(PreconditionFailed, "key {:?} exists (If-None-Match: *)", input.key)
-                    }
-                    // A part uploaded again since it was checked.
-                    Some(ErrorCode::PreconditionFailed) => {
-                        s3_error!(PreconditionFailed, "{error}")
-                    }
-                    Some(ErrorCode::AlreadyExists | ErrorCode::Conflict) => {
-                        s3_error!(
-                            InvalidArgument,
-                            "key {:?} is a directory of other keys: {error}",
-                            input.key
-                        )
-                    }
-                    _ => self.fail(&acting, &input.bucket, Missing::Bucket, error).await,
-                });
+                return Err(self
+                    .commit_error(&acting, &input.bucket, &input.key, condition, error)
+                    .await)
             }
         };
         if let Err(error) = acting.client.remove(&upload.dir, true).await {
@@ -663,11 +658,9 @@ impl Gateway {
         &self,
         request: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        let acting = self.acting(&request).await?;
-        let input = request.input;
-        let upload = self
-            .upload(&acting, &input.bucket, &input.key, &input.upload_id)
-            .await?;
+        let UploadCall {
+            acting, input, upload, ..
+        } = self.upload_call(request).await?;
         match acting.client.remove(&upload.dir, true).await {
             Ok(()) => {}
             Err(error) if error.is_not_found() => return Err(no_such_upload(&input.upload_id)),
@@ -681,11 +674,9 @@ impl Gateway {
         &self,
         request: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
-        let acting = self.acting(&request).await?;
-        let input = request.input;
-        let upload = self
-            .upload(&acting, &input.bucket, &input.key, &input.upload_id)
-            .await?;
+        let UploadCall {
+            acting, input, upload, ..
+        } = self.upload_call(request).await?;
         let stored = parts_of(self.upload_entries(&acting, &upload, &input.upload_id).await?);
         let max = page_size(input.max_parts)?;
         let after = match input.part_number_marker {
@@ -706,10 +697,7 @@ impl Gateway {
                 ..Default::default()
             })
             .collect();
-        let owner = Owner {
-            display_name: Some(upload.stat.owner.clone()),
-            id: Some(upload.stat.owner_uid.to_string()),
-        };
+        let owner = super::owner_of(&upload.stat);
         Ok(S3Response::new(ListPartsOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
@@ -793,10 +781,7 @@ impl Gateway {
             match common {
                 Some(common) => prefixes.push(common),
                 None => {
-                    let owner = Owner {
-                        display_name: Some(stat.owner.clone()),
-                        id: Some(stat.owner_uid.to_string()),
-                    };
+                    let owner = super::owner_of(&stat);
                     page.push(MultipartUpload {
                         key: Some(key),
                         upload_id: Some(id),
@@ -903,6 +888,32 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_source_range_is_first_to_last_within_the_source() {
+        assert_eq!(copy_source_range("bytes=0-4", 5).unwrap(), 0..5);
+        assert_eq!(copy_source_range("bytes=2-2", 5).unwrap(), 2..3);
+        assert_eq!(
+            code(copy_source_range("bytes=0-21", 5)).as_deref(),
+            Some("InvalidRange")
+        );
+        assert_eq!(code(copy_source_range("bytes=5-5", 5)).as_deref(), Some("InvalidRange"));
+        for bad in [
+            "0-2",
+            "bytes=0",
+            "bytes=0-",
+            "bytes=-2",
+            "bytes=3-1",
+            "bytes=hello-world",
+            "bytes=0-2,3-5",
+        ] {
+            assert_eq!(
+                code(copy_source_range(bad, 5)).as_deref(),
+                Some("InvalidArgument"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn complete_checks_order_etags_and_sizes() {
         let md5 = |text: &str| hex::encode(Md5::digest(text.as_bytes()));
         let stored: BTreeMap<usize, Stat> = [
@@ -939,9 +950,10 @@ mod tests {
                 parts: Some(
                     numbers
                         .iter()
-                        .map(|number| CompletedPart {
+                        .enumerate()
+                        .map(|(index, number)| CompletedPart {
                             part_number: Some(*number),
-                            e_tag: Some(ETag::Strong("abc".into())),
+                            e_tag: Some(ETag::Strong(format!("etag{index}"))),
                             ..Default::default()
                         })
                         .collect(),
@@ -950,7 +962,9 @@ mod tests {
         };
         assert_eq!(completed(&[1, 2, 5]).unwrap().len(), 3);
         assert_eq!(code(completed(&[2, 1])).as_deref(), Some("InvalidPartOrder"));
-        assert_eq!(code(completed(&[1, 1])).as_deref(), Some("InvalidPartOrder"));
+        // A part listed again (uploaded again meanwhile): the last one listed counts.
+        let listed = completed(&[1, 1, 2]).unwrap();
+        assert_eq!(listed, [(1, "etag1".to_string()), (2, "etag2".to_string())]);
         assert_eq!(code(completed(&[])).as_deref(), Some("MalformedXML"));
         assert_eq!(code(completed(&[0])).as_deref(), Some("InvalidArgument"));
         assert_eq!(code(completed(&[10_001])).as_deref(), Some("InvalidArgument"));

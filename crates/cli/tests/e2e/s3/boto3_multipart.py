@@ -150,6 +150,11 @@ etag2 = ann.upload_part(Bucket=BUCKET, Key="three/parts.bin", UploadId=uid2, Par
 assert error_code(lambda: ann.complete_multipart_upload(
     Bucket=BUCKET, Key="three/parts.bin", UploadId=uid2, IfNoneMatch="*",
     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag2}]})) == "PreconditionFailed"
+# If-None-Match with the object's ETag, If-Match with another: refused the same way.
+for condition in ({"IfNoneMatch": done["ETag"]}, {"IfMatch": '"%s"' % ("0" * 32)}):
+    assert error_code(lambda: ann.complete_multipart_upload(
+        Bucket=BUCKET, Key="three/parts.bin", UploadId=uid2,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag2}]}, **condition)) == "PreconditionFailed", condition
 assert ann.get_object(Bucket=BUCKET, Key="three/parts.bin")["Body"].read() == whole
 
 # A part too small (not the last): EntityTooSmall, nothing stored.
@@ -158,8 +163,9 @@ small = [ann.upload_part(Bucket=BUCKET, Key="small.bin", UploadId=uid3, PartNumb
          for n in (1, 2)]
 assert error_code(lambda: complete("small.bin", uid3, [(1, small[0]), (2, small[1])])) == "EntityTooSmall"
 assert "small.bin" not in keys(BUCKET)
-# One small part alone is a whole object (the last part may be small).
-assert complete("small.bin", uid3, [(2, small[1])])["ETag"] == multipart_etag([b"x" * 100])
+# One small part alone is a whole object (the last part may be small). A part listed
+# twice (sent again while the list was made) counts as listed last, as RGW does.
+assert complete("small.bin", uid3, [(2, '"%s"' % ("0" * 32)), (2, small[1])])["ETag"] == multipart_etag([b"x" * 100])
 assert ann.get_object(Bucket=BUCKET, Key="small.bin")["Body"].read() == b"x" * 100
 
 # Abort: the upload and its parts go; its id is then unknown.
@@ -203,6 +209,12 @@ first_part = ann.upload_part_copy(Bucket=BUCKET, Key="copied.bin", UploadId=uid5
 second_part = ann.upload_part_copy(Bucket=BUCKET, Key="copied.bin", UploadId=uid5, PartNumber=2,
                                    CopySource={"Bucket": BUCKET, "Key": "small.bin"})
 assert first_part["CopyPartResult"]["ETag"] == '"%s"' % md5(whole[:6 * MIB])
+# A copy range must be FIRST-LAST within the source (small.bin has 100 bytes): nothing stored else.
+for bad, code in (("bytes=0-100", "InvalidRange"), ("bytes=-5", "InvalidArgument"), ("bytes=3-", "InvalidArgument")):
+    assert error_code(lambda: ann.upload_part_copy(Bucket=BUCKET, Key="copied.bin", UploadId=uid5, PartNumber=3,
+                                                   CopySource={"Bucket": BUCKET, "Key": "small.bin"},
+                                                   CopySourceRange=bad)) == code, bad
+assert [p["PartNumber"] for p in ann.list_parts(Bucket=BUCKET, Key="copied.bin", UploadId=uid5)["Parts"]] == [1, 2]
 copied = complete("copied.bin", uid5, [(1, first_part["CopyPartResult"]["ETag"]),
                                        (2, second_part["CopyPartResult"]["ETag"])])
 assert ann.get_object(Bucket=BUCKET, Key="copied.bin")["Body"].read() == whole[:6 * MIB] + b"x" * 100

@@ -117,14 +117,23 @@ ann.copy_object(Bucket="ann-tour", Key="meta.html", CopySource={"Bucket": "ann-t
                 MetadataDirective="REPLACE", Metadata={"again": "1"})
 assert ann.head_object(Bucket="ann-tour", Key="meta.html")["Metadata"] == {"again": "1"}
 assert ann.get_object(Bucket="ann-tour", Key="meta.html")["Body"].read() == body
-# PUT conditions: If-Match with the stored ETag writes, another ETag (or a missing key) does not,
-# and nothing is stored then.
+# PUT conditions (RFC 9110): If-Match with the stored ETag writes, another ETag (or a missing
+# key) does not; If-None-Match with an ETag writes unless it is the object's (a missing key
+# writes); nothing is stored on a refusal.
 assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="meta.html", Body=b"x", IfMatch='"0000"')) == "PreconditionFailed"
-assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="nothing-here", Body=b"x", IfMatch=md5)) in ("404", "NoSuchKey")
+assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="nothing-here", Body=b"x", IfMatch=md5)) == "PreconditionFailed"
+assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="nothing-here", Body=b"x", IfMatch="*")) == "PreconditionFailed"
+assert error_code(lambda: ann.head_object(Bucket="ann-tour", Key="nothing-here")) in ("404", "NoSuchKey")
+assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="meta.html", Body=b"x", IfNoneMatch=md5)) == "PreconditionFailed"
 assert ann.get_object(Bucket="ann-tour", Key="meta.html")["Body"].read() == body
 ann.put_object(Bucket="ann-tour", Key="meta.html", Body=b"second", IfMatch=md5)
 assert ann.get_object(Bucket="ann-tour", Key="meta.html")["Body"].read() == b"second"
 assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="meta.html", Body=b"third", IfMatch=md5)) == "PreconditionFailed"
+ann.put_object(Bucket="ann-tour", Key="meta.html", Body=b"third", IfNoneMatch=md5)
+assert ann.get_object(Bucket="ann-tour", Key="meta.html")["Body"].read() == b"third"
+ann.put_object(Bucket="ann-tour", Key="nothing-here", Body=b"new", IfNoneMatch=md5)
+assert ann.get_object(Bucket="ann-tour", Key="nothing-here")["Body"].read() == b"new"
+ann.delete_object(Bucket="ann-tour", Key="nothing-here")
 # Oversized metadata: a clear S3 error, nothing stored.
 assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="huge-meta", Body=b"x",
                                          Metadata={"big": "v" * 9000})) in ("MetadataTooLarge", "400")
@@ -151,10 +160,72 @@ v1 = ann.list_objects(Bucket="ann-tour", Prefix="a", MaxKeys=2)
 assert [o["Key"] for o in v1["Contents"]] == ["a-c", "a/a/x"] and v1["IsTruncated"]
 v1 = ann.list_objects(Bucket="ann-tour", Prefix="a", Marker="a/a/x")
 assert [o["Key"] for o in v1["Contents"]] == ["a/b"] and not v1["IsTruncated"]
+# Owners: always in version 1, in V2 only with fetch-owner.
+assert all(o["Owner"]["DisplayName"] == "ann" for o in v1["Contents"]), v1
+assert all("Owner" not in o for o in after["Contents"]), after
+owned = ann.list_objects_v2(Bucket="ann-tour", StartAfter="a/b", FetchOwner=True)
+assert all(o["Owner"]["DisplayName"] == "ann" for o in owned["Contents"]), owned
+# encoding-type=url as S3 writes it (a space is '+'); version 1 echoes its prefix as given.
+ann.put_object(Bucket="ann-tour", Key="q ab+c/d", Body=b"q")
+encoded = ann.list_objects_v2(Bucket="ann-tour", Prefix="q", Delimiter="/", EncodingType="url")
+assert [p["Prefix"] for p in encoded["CommonPrefixes"]] == ["q+ab%2Bc/"], encoded
+assert ann.list_objects(Bucket="ann-tour", Prefix="q ab")["Prefix"] == "q ab"
+ann.delete_object(Bucket="ann-tour", Key="q ab+c/d")
+# RGW's allow-unordered: accepted, but not with a delimiter.
+unordered = client(os.environ["ANN_ID"], os.environ["ANN_SECRET"])
+unordered.meta.events.register("before-call.s3.ListObjectsV2",
+                               lambda **kwargs: kwargs["params"].update(url=kwargs["params"]["url"] + "&allow-unordered=true"))
+assert len(unordered.list_objects_v2(Bucket="ann-tour")["Contents"]) == len(keys)
+assert error_code(lambda: unordered.list_objects_v2(Bucket="ann-tour", Delimiter="/")) == "InvalidArgument"
+# ListObjectVersions pages with a version-id marker too (each key has one version, "null").
+versions = ann.list_object_versions(Bucket="ann-tour", MaxKeys=1)
+assert versions["IsTruncated"] and versions["NextVersionIdMarker"] == "null", versions
 
-# A presigned GET works with no credentials of its own.
+# A presigned GET works with no credentials of its own, for 1 s to 7 days: past those bounds,
+# or negative, it is refused as expired (403 AccessDenied), before its signature is checked.
 url = ann.generate_presigned_url("get_object", Params={"Bucket": "ann-tour", "Key": "hello.txt"}, ExpiresIn=60)
 assert urllib.request.urlopen(url).read() == b"hello, s3"
+v4 = client(os.environ["ANN_ID"], os.environ["ANN_SECRET"], signature_version="s3v4")
+for expires in (604801, -7):
+    url = v4.generate_presigned_url("get_object", Params={"Bucket": "ann-tour", "Key": "hello.txt"}, ExpiresIn=expires)
+    try:
+        urllib.request.urlopen(url)
+        raise AssertionError("a presigned URL valid for %d s worked" % expires)
+    except urllib.error.HTTPError as error:
+        assert error.code == 403 and b"<Code>AccessDenied</Code>" in error.read(), expires
+url = v4.generate_presigned_url("put_object", Params={"Bucket": "ann-tour", "Key": "expired"}, ExpiresIn=-1000)
+try:
+    urllib.request.urlopen(urllib.request.Request(url, data=b"x", method="PUT"))
+    raise AssertionError("an expired presigned PUT worked")
+except urllib.error.HTTPError as error:
+    assert error.code == 403
+assert error_code(lambda: ann.head_object(Bucket="ann-tour", Key="expired")) in ("404", "NoSuchKey")
+
+# Browser form uploads (POST object, a policy signed with the key): stored when the fields meet
+# the policy; a field failing a condition is 403 AccessDenied and nothing is stored.
+def post_form(fields):
+    boundary = "dfs-form-boundary"
+    body = b""
+    for name, value in list(fields.items()) + [("file", "from a form")]:
+        body += b"--%s\r\nContent-Disposition: form-data; name=\"%s\"%s\r\n\r\n%s\r\n" % (
+            boundary.encode(), name.encode(), b'; filename="f.txt"' if name == "file" else b"", value.encode())
+    body += b"--%s--\r\n" % boundary.encode()
+    request = urllib.request.Request(URL + "/ann-tour", data=body, method="POST",
+                                     headers={"Content-Type": "multipart/form-data; boundary=" + boundary})
+    try:
+        return urllib.request.urlopen(request).status, b""
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+form = ann.generate_presigned_post("ann-tour", "form.txt", Fields={"x-amz-meta-foo": "bar"},
+                                   Conditions=[["starts-with", "$x-amz-meta-foo", "ba"]], ExpiresIn=600)
+assert post_form(form["fields"])[0] == 204
+assert ann.get_object(Bucket="ann-tour", Key="form.txt")["Body"].read() == b"from a form"
+ann.delete_object(Bucket="ann-tour", Key="form.txt")
+form = ann.generate_presigned_post("ann-tour", "form.txt", Fields={"x-amz-meta-foo": "nope"},
+                                   Conditions=[["starts-with", "$x-amz-meta-foo", "ba"]], ExpiresIn=600)
+status, answer = post_form(form["fields"])
+assert status == 403 and b"<Code>AccessDenied</Code>" in answer and b"Invalid according to Policy" in answer, answer
+assert error_code(lambda: ann.head_object(Bucket="ann-tour", Key="form.txt")) in ("404", "NoSuchKey")
 
 # A file written by `dfs put` reads the same through S3.
 with open(os.environ["FROM_DFS"], "rb") as f:
@@ -171,11 +242,27 @@ unknown = client("AKDFSNOSUCHKEY000000", "x" * 40)
 assert error_code(lambda: unknown.list_buckets()) == "InvalidAccessKeyId"
 anonymous = boto3.client("s3", endpoint_url=URL, region_name="us-east-1", config=Config(signature_version=UNSIGNED))
 assert error_code(lambda: anonymous.get_object(Bucket="ann-tour", Key="hello.txt")) == "AccessDenied"
+assert error_code(lambda: anonymous.put_object(Bucket="ann-tour", Key="anon", Body=b"x")) == "AccessDenied"
+# An anonymous caller owns no bucket: ListBuckets answers none.
+assert anonymous.list_buckets()["Buckets"] == []
 try:
     urllib.request.urlopen(URL + "/ann-tour/hello.txt")
     raise AssertionError("an unsigned GET succeeded")
 except urllib.error.HTTPError as error:
-    assert error.code == 403 and b"<Code>AccessDenied</Code>" in error.read()
+    # Every answer names its request id, and an error's body says it too.
+    request_id = error.headers["x-amz-request-id"]
+    answer = error.read()
+    assert error.code == 403 and b"<Code>AccessDenied</Code>" in answer
+    assert request_id and b"<RequestId>%s</RequestId>" % request_id.encode() in answer, (request_id, answer)
+try:
+    ann.get_object(Bucket="ann-tour", Key="missing")
+    raise AssertionError("a missing key was found")
+except ClientError as error:
+    assert error.response["Error"]["Code"] == "NoSuchKey"
+    assert error.response["ResponseMetadata"]["RequestId"], error.response
+    assert error.response["Error"].get("RequestId", error.response["ResponseMetadata"]["RequestId"]) \
+        == error.response["ResponseMetadata"]["RequestId"]
+assert ann.head_bucket(Bucket="ann-tour")["ResponseMetadata"]["HTTPHeaders"]["x-amz-request-id"]
 
 # Deletes: a non-empty bucket stays; deleting a missing key succeeds.
 assert error_code(lambda: ann.delete_bucket(Bucket="ann-tour")) == "BucketNotEmpty"
