@@ -1,6 +1,7 @@
 //! The S3 operations, each run as the user whose key signed the request;
-//! multipart uploads in `gateway/multipart.rs`.
+//! multipart uploads in `gateway/multipart.rs`, ACLs in `gateway/acl.rs`.
 
+mod acl;
 mod multipart;
 
 use crate::body::{window, BadDigest, HashingReader};
@@ -655,7 +656,7 @@ impl S3 for Gateway {
             Err(error) if error.code() == Some(ErrorCode::AlreadyExists) => {}
             Err(error) => return Err(plain_error(error)),
         }
-        if let Err(error) = gateway.mkdir(&path, false, Some(0o700)).await {
+        if let Err(error) = gateway.mkdir(&path, false, Some(acl::PRIVATE_BUCKET)).await {
             if error.code() == Some(ErrorCode::AlreadyExists) {
                 let owner = gateway.stat(&path).await.map_err(plain_error)?.owner_uid;
                 // Like S3 in us-east-1: creating one's own bucket again succeeds.
@@ -896,6 +897,22 @@ impl S3 for Gateway {
             errors: Some(errors),
             ..Default::default()
         }))
+    }
+
+    async fn get_object_acl(&self, request: S3Request<GetObjectAclInput>) -> S3Result<S3Response<GetObjectAclOutput>> {
+        self.get_object_acl_op(request).await
+    }
+
+    async fn put_object_acl(&self, request: S3Request<PutObjectAclInput>) -> S3Result<S3Response<PutObjectAclOutput>> {
+        self.put_object_acl_op(request).await
+    }
+
+    async fn get_bucket_acl(&self, request: S3Request<GetBucketAclInput>) -> S3Result<S3Response<GetBucketAclOutput>> {
+        self.get_bucket_acl_op(request).await
+    }
+
+    async fn put_bucket_acl(&self, request: S3Request<PutBucketAclInput>) -> S3Result<S3Response<PutBucketAclOutput>> {
+        self.put_bucket_acl_op(request).await
     }
 
     async fn create_multipart_upload(

@@ -69,6 +69,22 @@ assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="hello.txt", Bod
 ann.put_object(Bucket="ann-tour", Key="fresh.txt", Body=b"new", IfNoneMatch="*")
 ann.delete_object(Bucket="ann-tour", Key="fresh.txt")
 
+# ACLs: the owner's full control is all there is (DFS permissions are modes); the canned
+# "private" is taken (mode 0600 for an object, 0700 for a bucket), any other ACL is
+# NotImplemented, and only the owner may set one.
+acl = ann.get_object_acl(Bucket="ann-tour", Key="hello.txt")
+assert acl["Owner"]["DisplayName"] == "ann", acl
+assert [(g["Grantee"]["DisplayName"], g["Permission"]) for g in acl["Grants"]] == [("ann", "FULL_CONTROL")], acl
+ann.put_object_acl(Bucket="ann-tour", Key="hello.txt", ACL="private")
+assert ann.head_object(Bucket="ann-tour", Key="hello.txt")["ETag"] == etag
+assert error_code(lambda: ann.put_object_acl(Bucket="ann-tour", Key="hello.txt", ACL="public-read")) == "NotImplemented"
+assert error_code(lambda: ann.put_object_acl(Bucket="ann-tour", Key="missing", ACL="private")) == "NoSuchKey"
+assert ann.get_bucket_acl(Bucket="ann-tour")["Owner"]["DisplayName"] == "ann"
+ann.put_bucket_acl(Bucket="ann-tour", ACL="private")
+assert error_code(lambda: ann.put_bucket_acl(Bucket="ann-tour", ACL="public-read-write")) == "NotImplemented"
+assert error_code(lambda: bob.put_bucket_acl(Bucket="ann-tour", ACL="private")) == "AccessDenied"
+assert error_code(lambda: bob.get_object_acl(Bucket="ann-tour", Key="hello.txt")) == "AccessDenied"
+
 # CopyObject: streamed from the source; a source the key cannot read is refused.
 copied = ann.copy_object(Bucket="ann-tour", Key="copies/big.bin", CopySource={"Bucket": "ann-tour", "Key": "dir/sub/big.bin"})
 assert copied["CopyObjectResult"]["ETag"] == '"%s"' % hashlib.md5(big).hexdigest()
