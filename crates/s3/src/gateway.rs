@@ -7,7 +7,7 @@ mod multipart;
 use crate::body::{window, BadDigest, HashingReader};
 use crate::listing;
 use crate::metadata::{self, headers_of};
-use crate::paths::{bucket_path, object_path, BUCKETS};
+use crate::paths::{bucket_path, object_path, BUCKETS, FOLDER};
 use crate::sessions::{Acting, Sessions};
 use dfs_client::{Client, Error as ClientError, GetOptions, PutOptions};
 use dfs_proto::namespace::{EntryKind, FileLayout, Stat};
@@ -312,7 +312,9 @@ impl Gateway {
                         }
                     }
                     EntryKind::File => {
-                        if key.starts_with(prefix) {
+                        // A folder marker is the key of its directory (`a/b/`).
+                        let key = if name == FOLDER { base.clone() } else { key };
+                        if !key.is_empty() && key.starts_with(prefix) {
                             keys.push((key, entry));
                         }
                     }

@@ -1,14 +1,21 @@
 //! How buckets and object keys map to DFS paths.
 //!
 //! Bucket `NAME` is the directory `/buckets/NAME`; key `a/b/c` is the file
-//! `/buckets/NAME/a/b/c`, its directories made as needed. A key that cannot
-//! be a path is refused with `InvalidArgument` (see [`object_path`]).
+//! `/buckets/NAME/a/b/c`, its directories made as needed. A key ending in
+//! `/` (a "folder" marker, as consoles make) is the file [`FOLDER`] in the
+//! directory it names: `a/b/` is `/buckets/NAME/a/b/.s3-folder-marker`. A
+//! key that cannot be a path is refused with `InvalidArgument` (see
+//! [`object_path`]).
 
 use dfs_proto::DfsPath;
 use s3s::{s3_error, S3Result};
 
 /// The directory holding every bucket.
 pub const BUCKETS: &str = "/buckets";
+
+/// The file holding the object of a key ending in `/`, in the directory
+/// the key names. No key has a component of this name.
+pub const FOLDER: &str = ".s3-folder-marker";
 
 /// The longest key S3 accepts, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -37,19 +44,15 @@ pub fn check_key(key: &str) -> Result<(), String> {
     if key.chars().any(char::is_control) {
         return Err("object keys cannot hold control characters (NUL, newline, ...)".into());
     }
-    if key.ends_with('/') {
-        return Err(format!(
-            "key {key:?} ends in '/': keys are file paths here, and folder markers are not stored"
-        ));
-    }
-    for component in key.split('/') {
+    let path = key.strip_suffix('/').unwrap_or(key);
+    for component in path.split('/') {
         match component {
             "" => {
                 return Err(format!(
                     "key {key:?} has an empty path component ('//' or a leading '/')"
                 ))
             }
-            "." | ".." => return Err(format!("key {key:?} has a '{component}' path component")),
+            "." | ".." | FOLDER => return Err(format!("key {key:?} has a '{component}' path component")),
             _ if component.len() > 255 => return Err(format!("key {key:?} has a component over 255 bytes")),
             _ => {}
         }
@@ -57,10 +60,15 @@ pub fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `/buckets/BUCKET/KEY`, or `InvalidArgument` for a key that cannot be a path.
+/// `/buckets/BUCKET/KEY` (`/buckets/BUCKET/KEY/`[`FOLDER`] for a key ending
+/// in `/`), or `InvalidArgument` for a key that cannot be a path.
 pub fn object_path(bucket: &str, key: &str) -> S3Result<DfsPath> {
     check_key(key).map_err(|reason| s3_error!(InvalidArgument, "{reason}"))?;
-    format!("{}/{key}", bucket_path(bucket)?)
+    let file = match key.strip_suffix('/') {
+        Some(dir) => format!("{dir}/{FOLDER}"),
+        None => key.to_string(),
+    };
+    format!("{}/{file}", bucket_path(bucket)?)
         .parse()
         .map_err(|error| s3_error!(InvalidArgument, "key {key:?} cannot be a path: {error}"))
 }
@@ -80,14 +88,33 @@ mod tests {
             "a/..",
             "a\0b",
             "a\nb",
-            "dir/",
+            "/",
+            "dir//",
+            "a/.s3-folder-marker",
+            ".s3-folder-marker/",
             &"x".repeat(1025),
         ] {
             assert!(check_key(bad).is_err(), "{bad:?} should be refused");
         }
-        for good in ["a", "a/b/c", "a-c", "ünïcode/ø", "with space", "a.b", "..a", "a/.b"] {
+        for good in [
+            "a",
+            "a/b/c",
+            "a-c",
+            "ünïcode/ø",
+            "with space",
+            "a.b",
+            "..a",
+            "a/.b",
+            "dir/",
+            "a/b/",
+        ] {
             assert!(check_key(good).is_ok(), "{good:?} should be accepted");
         }
         assert_eq!(object_path("bkt", "a/b").unwrap().as_str(), "/buckets/bkt/a/b");
+        // A folder marker is a file in the directory it names.
+        assert_eq!(
+            object_path("bkt", "a/b/").unwrap().as_str(),
+            "/buckets/bkt/a/b/.s3-folder-marker"
+        );
     }
 }

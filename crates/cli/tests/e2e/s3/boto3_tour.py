@@ -58,6 +58,19 @@ assert error_code(lambda: ann.get_object(Bucket="ann-tour", Key="missing")) == "
 assert error_code(lambda: ann.get_object(Bucket="no-bucket", Key="x")) == "NoSuchBucket"
 assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="a//b", Body=b"x")) == "InvalidArgument"
 assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="../x", Body=b"x")) == "InvalidArgument"
+# A key ending in '/' (a console's folder marker) is an object too, beside the keys under it.
+ann.put_object(Bucket="ann-tour", Key="folder/", Body=b"")
+ann.put_object(Bucket="ann-tour", Key="folder/inside.txt", Body=b"in")
+assert ann.head_object(Bucket="ann-tour", Key="folder/")["ContentLength"] == 0
+inside = ann.list_objects_v2(Bucket="ann-tour", Prefix="folder/", Delimiter="/")
+assert [o["Key"] for o in inside["Contents"]] == ["folder/", "folder/inside.txt"], inside
+assert "CommonPrefixes" not in inside, inside
+assert [p["Prefix"] for p in ann.list_objects(Bucket="ann-tour", Delimiter="/")["CommonPrefixes"]] == ["dir/", "folder/"]
+ann.delete_object(Bucket="ann-tour", Key="folder/")
+assert [o["Key"] for o in ann.list_objects_v2(Bucket="ann-tour", Prefix="folder/")["Contents"]] == ["folder/inside.txt"]
+ann.delete_object(Bucket="ann-tour", Key="folder/inside.txt")
+assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="a/.s3-folder-marker", Body=b"x")) == "InvalidArgument"
+assert error_code(lambda: ann.put_object(Bucket="ann-tour", Key="hello.txt/", Body=b"x")) == "InvalidArgument"
 
 # Conditional requests, evaluated by the gateway.
 etag = head["ETag"]
