@@ -8,7 +8,14 @@
 //! - a browser form upload (POST object) whose fields fail a condition of
 //!   its policy is `403 AccessDenied` ("Invalid according to Policy"), as
 //!   S3 answers it; s3s says `400 InvalidPolicyDocument`, which S3 keeps
-//!   for a policy it cannot read.
+//!   for a policy it cannot read;
+//! - a browser form upload whose fields carry a policy but no signature is
+//!   `400 InvalidArgument`, and one whose policy's expiration is not ISO
+//!   8601 (`2026-12-06T12:00:00Z`) is `400 InvalidPolicyDocument`, as S3
+//!   answers them (s3s takes the first as anonymous and reads the second
+//!   leniently). The form's fields come before its file (S3's rule), so
+//!   only they are read ahead, at most [`MAX_FORM_FIELDS`] bytes; the body
+//!   then goes on to s3s whole.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -23,6 +30,9 @@ pub const REQUEST_ID: &str = "x-amz-request-id";
 /// The longest a presigned URL may be valid (S3's: 7 days).
 pub const MAX_PRESIGNED_SECONDS: u64 = 7 * 24 * 3600;
 
+/// The most bytes of a form upload read ahead for its fields.
+pub const MAX_FORM_FIELDS: usize = 64 * 1024;
+
 /// The largest error body given its `RequestId` (S3's are a few hundred bytes).
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -30,9 +40,16 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 pub async fn frame(request: Request, next: Next) -> Response {
     let id = dfs_seal::random_id()[..16].to_ascii_uppercase();
     let form_upload = request.method() == Method::POST;
-    let mut response = match presigned_expiry_refusal(request.uri().query()) {
-        Some(message) => error_response(StatusCode::FORBIDDEN, "AccessDenied", message),
-        None => next.run(request).await,
+    let (request, form_refusal) = match form_boundary(&request) {
+        Some(boundary) => read_form_fields(request, &boundary).await,
+        None => (request, None),
+    };
+    let mut response = if let Some(message) = presigned_expiry_refusal(request.uri().query()) {
+        error_response(StatusCode::FORBIDDEN, "AccessDenied", message)
+    } else if let Some((code, message)) = form_refusal {
+        error_response(StatusCode::BAD_REQUEST, code, message)
+    } else {
+        next.run(request).await
     };
     if response.status().is_client_error() || response.status().is_server_error() {
         response = fix_error(response, &id, form_upload).await;
@@ -41,6 +58,126 @@ pub async fn frame(request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// The boundary of a POST form upload (`multipart/form-data`), if `request` is one.
+fn form_boundary(request: &Request) -> Option<String> {
+    if request.method() != Method::POST {
+        return None;
+    }
+    let content_type = request.headers().get(CONTENT_TYPE)?.to_str().ok()?;
+    let (kind, rest) = content_type.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    rest.split(';').find_map(|param| {
+        let (name, value) = param.trim().split_once('=')?;
+        name.eq_ignore_ascii_case("boundary")
+            .then(|| value.trim_matches('"').to_string())
+    })
+}
+
+/// Reads ahead the fields of a form upload (up to its file, at most
+/// [`MAX_FORM_FIELDS`] bytes), and gives back the request with its whole
+/// body, and why S3 would refuse the form, if it would.
+async fn read_form_fields(request: Request, boundary: &str) -> (Request, Option<(&'static str, &'static str)>) {
+    use futures_util::StreamExt;
+    let (parts, body) = request.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut read: Vec<bytes::Bytes> = Vec::new();
+    let mut head = Vec::new();
+    let mut failed = None;
+    while head.len() < MAX_FORM_FIELDS && !contains(&head, b"name=\"file\"") {
+        match stream.next().await {
+            Some(Ok(chunk)) => {
+                head.extend_from_slice(&chunk);
+                read.push(chunk);
+            }
+            Some(Err(error)) => {
+                failed = Some(error);
+                break;
+            }
+            None => break,
+        }
+    }
+    let refusal = form_refusal(&form_fields(&head, boundary));
+    let ahead = futures_util::stream::iter(read.into_iter().map(Ok::<_, axum::Error>));
+    let failed = futures_util::stream::iter(failed.map(Err));
+    let body = Body::from_stream(ahead.chain(failed).chain(stream));
+    (Request::from_parts(parts, body), refusal)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+/// The complete text fields (name lowercased, value) found in `head`, the
+/// start of a `multipart/form-data` body.
+fn form_fields(head: &[u8], boundary: &str) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(head);
+    let delimiter = format!("--{boundary}");
+    let mut fields = Vec::new();
+    let parts: Vec<&str> = text.split(delimiter.as_str()).collect();
+    // The last piece may be cut short: only parts followed by a delimiter count.
+    for part in parts.iter().take(parts.len().saturating_sub(1)).skip(1) {
+        let Some((headers, value)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let name = headers.split(';').find_map(|param| {
+            let (key, value) = param.trim().split_once('=')?;
+            key.eq_ignore_ascii_case("name")
+                .then(|| value.trim_matches('"').to_ascii_lowercase())
+        });
+        if let Some(name) = name {
+            fields.push((name, value.strip_suffix("\r\n").unwrap_or(value).to_string()));
+        }
+    }
+    fields
+}
+
+/// Why S3 refuses a form upload with these fields, if it does (see the module docs).
+fn form_refusal(fields: &[(String, String)]) -> Option<(&'static str, &'static str)> {
+    let field = |name: &str| fields.iter().find(|(field, _)| field == name).map(|(_, value)| value);
+    let policy = field("policy")?;
+    if field("signature").is_none() && field("x-amz-signature").is_none() {
+        return Some((
+            "InvalidArgument",
+            "Bucket POST must contain a field named 'Signature' (or 'X-Amz-Signature') when it has a policy",
+        ));
+    }
+    use base64::Engine;
+    let document = base64::engine::general_purpose::STANDARD.decode(policy.trim()).ok()?;
+    let document: serde_json::Value = serde_json::from_slice(&document).ok()?;
+    let expiration = document.get("expiration")?.as_str()?;
+    if !is_iso8601_utc(expiration) {
+        return Some((
+            "InvalidPolicyDocument",
+            "Invalid Policy: Invalid 'expiration' value: give an ISO 8601 UTC time, e.g. 2026-12-06T12:00:00Z",
+        ));
+    }
+    None
+}
+
+/// Whether `text` is `YYYY-MM-DDTHH:MM:SS`, optional fraction, then `Z`.
+fn is_iso8601_utc(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let shape = b"0000-00-00T00:00:00";
+    if bytes.len() < shape.len() + 1 || !text.ends_with('Z') {
+        return false;
+    }
+    let digits_in_place = shape.iter().zip(bytes).all(|(want, got)| {
+        if *want == b'0' {
+            got.is_ascii_digit()
+        } else {
+            want == got
+        }
+    });
+    let rest = &text[shape.len()..text.len() - 1];
+    let fraction = rest.is_empty()
+        || rest
+            .strip_prefix('.')
+            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    digits_in_place && fraction
 }
 
 /// Why a presigned URL's `X-Amz-Expires` (in `query`) can never be valid, if it cannot.
@@ -157,6 +294,46 @@ mod tests {
         }
         assert_eq!(presigned_expiry_refusal(Some("list-type=2")), None);
         assert_eq!(presigned_expiry_refusal(None), None);
+    }
+
+    #[test]
+    fn form_fields_are_read_up_to_the_file_and_checked_as_s3_does() {
+        use base64::Engine;
+        let policy = |expiration: &str| {
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{{\"expiration\": \"{expiration}\", \"conditions\": []}}"))
+        };
+        let form = |fields: &[(&str, String)]| {
+            let mut body = String::new();
+            for (name, value) in fields {
+                body += &format!("--XX\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n");
+            }
+            body + "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nbytes"
+        };
+        let good = policy("2026-12-06T12:00:00.123Z");
+        let fields = form_fields(
+            form(&[("key", "k".into()), ("Policy", good.clone()), ("Signature", "s".into())]).as_bytes(),
+            "XX",
+        );
+        assert_eq!(fields[0], ("key".to_string(), "k".to_string()));
+        assert_eq!(fields.len(), 3, "{fields:?}");
+        assert_eq!(form_refusal(&fields), None);
+        let unsigned = form_fields(form(&[("key", "k".into()), ("policy", good)]).as_bytes(), "XX");
+        assert_eq!(form_refusal(&unsigned).unwrap().0, "InvalidArgument");
+        let bad_date = policy("2026-12-06 12:00:00.123+00:00");
+        let dated = form_fields(
+            form(&[("policy", bad_date), ("x-amz-signature", "s".into())]).as_bytes(),
+            "XX",
+        );
+        assert_eq!(form_refusal(&dated).unwrap().0, "InvalidPolicyDocument");
+        // No policy: nothing to say here (s3s and the gateway decide).
+        assert_eq!(
+            form_refusal(&form_fields(form(&[("key", "k".into())]).as_bytes(), "XX")),
+            None
+        );
+        assert!(is_iso8601_utc("2026-12-06T12:00:00Z"));
+        assert!(!is_iso8601_utc("2026-12-06T12:00:00"));
+        assert!(!is_iso8601_utc("2026-12-06T12:00:00.Z"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 # asserts, and the script prints "ok" at the end. Env: S3_URL, ANN_ID,
 # ANN_SECRET, BOB_ID, BOB_SECRET, FROM_DFS (a file `dfs put` wrote to
 # /buckets/ann-data/from-dfs.bin, here locally).
-import hashlib, os, urllib.request, urllib.error
+import base64, hashlib, json, os, urllib.request, urllib.error
 import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
@@ -254,6 +254,19 @@ form = ann.generate_presigned_post("ann-tour", "form.txt", Fields={"x-amz-meta-f
                                    Conditions=[["starts-with", "$x-amz-meta-foo", "ba"]], ExpiresIn=600)
 status, answer = post_form(form["fields"])
 assert status == 403 and b"<Code>AccessDenied</Code>" in answer and b"Invalid according to Policy" in answer, answer
+assert error_code(lambda: ann.head_object(Bucket="ann-tour", Key="form.txt")) in ("404", "NoSuchKey")
+# A policy without a signature is 400 InvalidArgument; a policy whose expiration is not
+# ISO 8601 is 400 InvalidPolicyDocument (both before s3s reads the form); nothing stored.
+form = ann.generate_presigned_post("ann-tour", "form.txt", Fields={"x-amz-meta-foo": "bar"},
+                                   Conditions=[["starts-with", "$x-amz-meta-foo", "ba"]], ExpiresIn=600)
+unsigned = {name: value for name, value in form["fields"].items() if name.lower() not in ("signature", "x-amz-signature")}
+status, answer = post_form(unsigned)
+assert status == 400 and b"<Code>InvalidArgument</Code>" in answer, answer
+policy = json.loads(base64.b64decode(form["fields"]["policy"]))
+policy["expiration"] = "2030-01-01 00:00:00.000000+00:00"
+misdated = dict(form["fields"], policy=base64.b64encode(json.dumps(policy).encode()).decode())
+status, answer = post_form(misdated)
+assert status == 400 and b"<Code>InvalidPolicyDocument</Code>" in answer, answer
 assert error_code(lambda: ann.head_object(Bucket="ann-tour", Key="form.txt")) in ("404", "NoSuchKey")
 
 # A file written by `dfs put` reads the same through S3.
