@@ -13,7 +13,8 @@
 //!   `400 InvalidArgument`, and one whose policy's expiration is not ISO
 //!   8601 (`2026-12-06T12:00:00Z`) is `400 InvalidPolicyDocument`, as S3
 //!   answers them (s3s takes the first as anonymous and reads the second
-//!   leniently). The form's fields come before its file (S3's rule), so
+//!   leniently); `${filename}` in a form's key becomes the name of its
+//!   file, as S3 does. The form's fields come before its file (S3's rule), so
 //!   only they are read ahead, at most [`MAX_FORM_FIELDS`] bytes; the body
 //!   then goes on to s3s whole.
 
@@ -82,17 +83,14 @@ fn form_boundary(request: &Request) -> Option<String> {
 /// body, and why S3 would refuse the form, if it would.
 async fn read_form_fields(request: Request, boundary: &str) -> (Request, Option<(&'static str, &'static str)>) {
     use futures_util::StreamExt;
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let mut stream = body.into_data_stream();
-    let mut read: Vec<bytes::Bytes> = Vec::new();
     let mut head = Vec::new();
     let mut failed = None;
-    while head.len() < MAX_FORM_FIELDS && !contains(&head, b"name=\"file\"") {
+    // Up to the end of the file part's headers (its filename).
+    while head.len() < MAX_FORM_FIELDS && file_headers_end(&head).is_none() {
         match stream.next().await {
-            Some(Ok(chunk)) => {
-                head.extend_from_slice(&chunk);
-                read.push(chunk);
-            }
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
             Some(Err(error)) => {
                 failed = Some(error);
                 break;
@@ -101,14 +99,56 @@ async fn read_form_fields(request: Request, boundary: &str) -> (Request, Option<
         }
     }
     let refusal = form_refusal(&form_fields(&head, boundary));
-    let ahead = futures_util::stream::iter(read.into_iter().map(Ok::<_, axum::Error>));
+    if let Some(with_name) = with_file_name(&head, boundary) {
+        let grown = with_name.len() as i64 - head.len() as i64;
+        let length = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<i64>().ok());
+        if let Some(length) = length {
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from((length + grown).max(0) as u64));
+        }
+        head = with_name;
+    }
+    let ahead = futures_util::stream::iter([Ok::<_, axum::Error>(bytes::Bytes::from(head))]);
     let failed = futures_util::stream::iter(failed.map(Err));
     let body = Body::from_stream(ahead.chain(failed).chain(stream));
     (Request::from_parts(parts, body), refusal)
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|window| window == needle)
+        .map(|at| at + from)
+}
+
+/// Where the headers of a form's file part end in `head`, if they are there.
+fn file_headers_end(head: &[u8]) -> Option<usize> {
+    let at = find(head, b"name=\"file\"", 0)?;
+    find(head, b"\r\n\r\n", at)
+}
+
+/// `head` with `${filename}` in its `key` field replaced by the file part's
+/// file name, as S3 does, if the key has it and the file names one.
+fn with_file_name(head: &[u8], boundary: &str) -> Option<Vec<u8>> {
+    const PLACEHOLDER: &[u8] = b"${filename}";
+    let file = find(head, b"name=\"file\"", 0)?;
+    let line_end = find(head, b"\r\n", file)?;
+    let name_at = find(&head[..line_end], b"filename=\"", file)? + b"filename=\"".len();
+    let name_end = find(&head[..line_end], b"\"", name_at)?;
+    let file_name = &head[name_at..name_end];
+    let key = find(head, b"name=\"key\"", 0).filter(|at| *at < file)?;
+    let value_at = find(head, b"\r\n\r\n", key)? + 4;
+    let value_end = find(head, format!("\r\n--{boundary}").as_bytes(), value_at)?;
+    let placeholder = find(&head[..value_end], PLACEHOLDER, value_at)?;
+    let mut out = head[..placeholder].to_vec();
+    out.extend_from_slice(file_name);
+    out.extend_from_slice(&head[placeholder + PLACEHOLDER.len()..]);
+    Some(out)
 }
 
 /// The complete text fields (name lowercased, value) found in `head`, the
@@ -331,6 +371,11 @@ mod tests {
             form_refusal(&form_fields(form(&[("key", "k".into())]).as_bytes(), "XX")),
             None
         );
+        // `${filename}` in the key takes the file's name; the rest is kept.
+        let named = form(&[("key", "up/${filename}".into())]).replace("filename=\"f\"", "filename=\"a.txt\"");
+        let renamed = String::from_utf8(with_file_name(named.as_bytes(), "XX").unwrap()).unwrap();
+        assert_eq!(renamed, named.replace("up/${filename}", "up/a.txt"));
+        assert_eq!(with_file_name(form(&[("key", "k".into())]).as_bytes(), "XX"), None);
         assert!(is_iso8601_utc("2026-12-06T12:00:00Z"));
         assert!(!is_iso8601_utc("2026-12-06T12:00:00"));
         assert!(!is_iso8601_utc("2026-12-06T12:00:00.Z"));

@@ -250,6 +250,11 @@ form = ann.generate_presigned_post("ann-tour", "form.txt", Fields={"x-amz-meta-f
 assert post_form(form["fields"])[0] == 204
 assert ann.get_object(Bucket="ann-tour", Key="form.txt")["Body"].read() == b"from a form"
 ann.delete_object(Bucket="ann-tour", Key="form.txt")
+# ${filename} in the key is the name of the form's file (post_form sends f.txt).
+named = ann.generate_presigned_post("ann-tour", "up/${filename}", ExpiresIn=600)
+assert post_form(named["fields"])[0] == 204
+assert ann.get_object(Bucket="ann-tour", Key="up/f.txt")["Body"].read() == b"from a form"
+ann.delete_object(Bucket="ann-tour", Key="up/f.txt")
 form = ann.generate_presigned_post("ann-tour", "form.txt", Fields={"x-amz-meta-foo": "nope"},
                                    Conditions=[["starts-with", "$x-amz-meta-foo", "ba"]], ExpiresIn=600)
 status, answer = post_form(form["fields"])
