@@ -334,7 +334,8 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 return crate::tree::get_tree(&global, &client, session.as_ref(), &remote, local.as_deref()).await;
             }
             let path = remote_path(&remote, session.as_ref())?;
-            let layout = client.layout(&path).await?;
+            // The first page of the layout: the others come as the read goes on.
+            let layout = client.first_layout_page(&path).await?;
             let name = path.name().context("cannot get the root directory")?.to_string();
             if local.as_deref() == Some(Path::new("-")) {
                 client

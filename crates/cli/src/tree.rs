@@ -261,7 +261,7 @@ pub async fn get_tree(
         .map(|(remote, local, _)| {
             let (client, progress) = (&tree_client, progress.clone());
             async move {
-                let layout = client.layout(remote).await?;
+                let layout = client.first_layout_page(remote).await?;
                 let (stat, summary) = download_to(client, &layout, local, progress)
                     .await
                     .with_context(|| format!("downloading {remote}"))?;

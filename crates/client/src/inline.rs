@@ -252,7 +252,7 @@ impl Client {
             }
             if attempt == 0 {
                 // Changed between the layout and the read: start over.
-                layout = std::borrow::Cow::Owned(self.layout(&layout.stat.path).await?);
+                layout = std::borrow::Cow::Owned(self.first_layout_page(&layout.stat.path).await?);
             }
         }
         Err(Error::Protocol(format!(

@@ -783,6 +783,14 @@ impl Client {
         }
     }
 
+    /// The first page of the layout of the file at `path`, what a read
+    /// starts from: [`Client::get_file_with_summary`] asks for the others
+    /// as it goes on, so that memory does not grow with the file.
+    pub async fn first_layout_page(&self, path: &DfsPath) -> Result<FileLayout> {
+        self.layout_page(path, 0, dfs_proto::namespace::UPLOAD_PAGE_CHUNKS, None)
+            .await
+    }
+
     /// One page of the layout of the file at `path`: at most `limit` chunks
     /// from the one holding byte `offset`, each with a fresh read
     /// capability; `next_offset` names the next page. With `version`, a

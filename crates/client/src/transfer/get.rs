@@ -27,9 +27,7 @@ impl Client {
     /// Downloads `path` into `sink`, checking every chunk's hash.
     pub async fn get(&self, path: &DfsPath, sink: impl AsyncWrite + Unpin, options: &GetOptions) -> Result<Stat> {
         // The first page; the others are asked for as the read goes on.
-        let layout = self
-            .layout_page(path, 0, dfs_proto::namespace::UPLOAD_PAGE_CHUNKS, None)
-            .await?;
+        let layout = self.first_layout_page(path).await?;
         // Inline or chunked (see `crate::inline`).
         let (stat, _) = self.get_file_with_summary(&layout, sink, options).await?;
         Ok(stat)
