@@ -261,17 +261,27 @@ async fn a_transaction_of_puts_a_rename_and_a_delete_commits_atomically_for_a_po
     assert_eq!(text(&cluster, "ann", &["ls", "t"], b""), "junk\nold");
     assert_eq!(text(&cluster, "bob", &["--json", "locks"], b""), "[]");
 
-    // A reader polls as fast as it can while the commit runs.
+    // A reader polls as fast as it can while the commit runs, from before
+    // it until it has seen the state after (a slow metadata server, e.g.
+    // MongoDB's under a loaded CI, may take longer than a fixed wait).
     let ticket = cluster.ticket("ann");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let polled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
-        let (stop, url_cluster_ticket) = (std::sync::Arc::clone(&stop), ticket.clone());
+        let (stop, polled, url_cluster_ticket) = (
+            std::sync::Arc::clone(&stop),
+            std::sync::Arc::clone(&polled),
+            ticket.clone(),
+        );
         let url = cluster.url().to_string();
+        let after = after.clone();
         tokio::spawn(async move {
             let http = http();
-            let mut seen = Vec::new();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+            let mut seen: Vec<BTreeSet<String>> = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let done =
+                |seen: &Vec<BTreeSet<String>>| stop.load(std::sync::atomic::Ordering::SeqCst) && seen.contains(&after);
+            while !done(&seen) && Instant::now() < deadline {
                 let response = http
                     .get(format!("{url}/v1/list?path=/home/ann/t"))
                     .bearer_auth(&url_cluster_ticket)
@@ -286,14 +296,18 @@ async fn a_transaction_of_puts_a_rename_and_a_delete_commits_atomically_for_a_po
                     .map(|entry| entry["path"].as_str().unwrap().rsplit('/').next().unwrap().to_string())
                     .collect();
                 seen.push(names);
+                polled.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             seen
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // At least one poll before the commit.
+    while !polled.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let committed = text(&cluster, "ann", &["tx", "commit", &tx], b"");
     assert_eq!(committed, format!("committed {tx} (6 changes)"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let seen = reader.await.unwrap();
     assert!(seen.contains(&before), "the reader saw the state before");
