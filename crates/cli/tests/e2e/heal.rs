@@ -360,7 +360,10 @@ async fn a_lost_chunk_is_repaired_as_soon_as_a_server_holding_it_comes_back() {
             file_servers: 4,
             replication: 2,
             // One chunk, of more than the inline limit.
-            extra_args: vec![format!("--chunk-size={}", 2 * CHUNK_SIZE), "--heartbeat-timeout=3".into()],
+            extra_args: vec![
+                format!("--chunk-size={}", 2 * CHUNK_SIZE),
+                "--heartbeat-timeout=3".into(),
+            ],
             ..Options::default()
         },
     );
