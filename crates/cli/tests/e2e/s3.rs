@@ -70,6 +70,35 @@ fn aws_ok(venv: &Path, cluster: &Cluster, key: &(String, String), args: &[&str])
     output.stdout
 }
 
+/// Runs `s3/SCRIPT` with the venv's python against the cluster's gateway, with
+/// ann's and bob's keys (`S3_URL`, `ANN_ID`, `ANN_SECRET`, `BOB_ID`,
+/// `BOB_SECRET`) and `env`; it must succeed, printing "ok" last.
+fn run_script(
+    venv: &Path,
+    script: &str,
+    cluster: &Cluster,
+    ann: &(String, String),
+    bob: &(String, String),
+    env: &[(&str, &str)],
+) {
+    let output = Command::new(venv.join("bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/s3").join(script))
+        .env("S3_URL", &cluster.banner.s3_url)
+        .env("ANN_ID", &ann.0)
+        .env("ANN_SECRET", &ann.1)
+        .env("BOB_ID", &bob.0)
+        .env("BOB_SECRET", &bob.1)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && output.stdout.ends_with(b"ok\n"),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn s3_tools_work_against_the_gateway_as_each_key_s_user() {
     let Some(venv) = venv() else { return };
@@ -123,22 +152,8 @@ fn s3_tools_work_against_the_gateway_as_each_key_s_user() {
     assert_ne!(cluster.run("bob", &["ls", "/buckets/ann-data"], b"").code, Some(0));
 
     // boto3: every operation of the first cut, and every refusal.
-    let output = Command::new(venv.join("bin/python"))
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/s3/boto3_tour.py"))
-        .env("S3_URL", &cluster.banner.s3_url)
-        .env("ANN_ID", &ann.0)
-        .env("ANN_SECRET", &ann.1)
-        .env("BOB_ID", &bob.0)
-        .env("BOB_SECRET", &bob.1)
-        .env("FROM_DFS", &from_dfs)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success() && output.stdout.ends_with(b"ok\n"),
-        "boto3 tour failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let from_dfs = from_dfs.to_str().unwrap();
+    run_script(&venv, "boto3_tour.py", &cluster, &ann, &bob, &[("FROM_DFS", from_dfs)]);
     assert_eq!(
         cluster.ok("ann", &["get", "/buckets/ann-data/from-s3/note.txt", "-"], b""),
         b"written through S3"
@@ -163,6 +178,36 @@ fn s3_tools_work_against_the_gateway_as_each_key_s_user() {
     }
     let output = aws(&venv, &cluster, &ann, &["ls", "s3://ann-data/"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("InvalidAccessKeyId"));
+}
+
+/// Requests no S3 tool sends (`s3/bad_input.py`): malformed XML, bodies
+/// that are not the length they declare (Content-Length, aws-chunked's
+/// decoded length), a declared length past 5 GiB, in PutObject and
+/// UploadPart: each a clear S3 error, and nothing stored. (The multipart
+/// refusals, a part out of order, a wrong ETag, a malformed Complete, are
+/// `boto3_multipart.py`'s; a copy from an object the key cannot read, a wrong
+/// secret and a removed key the tour's.)
+#[test]
+fn bad_input_is_refused_with_s3_errors_and_stores_nothing() {
+    let Some(venv) = venv() else { return };
+    let cluster = cluster_with_users();
+    let ann = create_key(&cluster, "ann");
+    let bob = create_key(&cluster, "bob");
+    run_script(&venv, "bad_input.py", &cluster, &ann, &bob, &[]);
+    // Nothing of the refused bodies reached the namespace.
+    let listed: serde_json::Value =
+        serde_json::from_slice(&cluster.ok("ann", &["--json", "ls", "/buckets/ann-bad"], b"")).unwrap();
+    let paths: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/buckets/ann-bad/chunked", "/buckets/ann-bad/plain"],
+        "{listed}"
+    );
 }
 
 /// The SHA-256 of a local file, in hex (`sha256sum`).
@@ -216,22 +261,14 @@ fn multipart_uploads_round_trip_and_refusals_store_nothing() {
     assert_eq!(sha256_of(&got), sha256_of(&local));
 
     let big = std::env::var("DFS_S3_BIG_MIB").unwrap_or_else(|_| "40".to_string());
-    let output = Command::new(venv.join("bin/python"))
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/s3/boto3_multipart.py"))
-        .env("S3_URL", &cluster.banner.s3_url)
-        .env("ANN_ID", &ann.0)
-        .env("ANN_SECRET", &ann.1)
-        .env("BOB_ID", &bob.0)
-        .env("BOB_SECRET", &bob.1)
-        .env("BIG_MIB", &big)
-        .env("OUT", dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success() && output.stdout.ends_with(b"ok\n"),
-        "boto3 multipart failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let out = dir.path().to_str().unwrap();
+    run_script(
+        &venv,
+        "boto3_multipart.py",
+        &cluster,
+        &ann,
+        &bob,
+        &[("BIG_MIB", &big), ("OUT", out)],
     );
     let expected: std::collections::BTreeMap<String, String> =
         serde_json::from_slice(&std::fs::read(dir.path().join("expected.json")).unwrap()).unwrap();
