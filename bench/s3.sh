@@ -14,7 +14,8 @@
 #   W3_DIRS=2000     W3: "directories": folder markers (an empty object KEY/,
 #                    what S3 consoles make) PUT, then HEAD
 #   WORKERS=16       concurrent requests for W2 and W3
-#   REPEAT=3         runs of each phase (on fresh keys); the median is recorded
+#   REPEAT=3         rounds: each runs every phase (on fresh keys) on every
+#                    system in turn, all of them up meanwhile; the median is recorded
 #   SYSTEMS="dfs-s3 seaweed-s3 juicefs-s3"   any subset
 #   DFS_FILE_SERVERS=3   BENCH_VENV=$HOME/.cache/dfs-bench-venv   RESULTS=bench/results
 source "$(dirname "$0")/lib.sh"
@@ -51,49 +52,19 @@ cpu_ticks() {
   echo "$total"
 }
 
-# measure SYSTEM URL ID SECRET PIDS: every workload through dfs-bench's s3
-# backend, REPEAT times, each phase a run of its own (the page cache dropped
-# before each read phase), with the servers' CPU ticks around it.
-measure() {
-  local system=$1 url=$2 id=$3 secret=$4 pids=$5 rep workload phase count size workers before after
-  for rep in $(seq "$REPEAT"); do
-    for workload in big small meta; do
-      case $workload in
-        big) count=1 size=$((W1_MIB * 1048576)) workers=1 ;;
-        small) count=$W2_FILES size=$W2_SIZE workers=$WORKERS ;;
-        meta) count=$W3_DIRS size=0 workers=$WORKERS ;;
-      esac
-      for phase in $( [ $workload = meta ] && echo mkdir stat || echo write read); do
-        case $phase in read | stat) drop_caches ;; esac
-        # shellcheck disable=SC2086
-        before=$(cpu_ticks $pids)
-        S3_ACCESS_KEY_ID=$id S3_SECRET_ACCESS_KEY=$secret "$dfs_bench" --backend s3 --target "$url" \
-          --bucket bench --workload $workload --phases $phase --root "/$workload-$rep" --count "$count" \
-          --size "$size" --workers "$workers" --label "$system" > "$work/phase.json" ||
-          { cat "$work/phase.json" >&2; echo "dfs-bench failed: $system $workload $phase" >&2; }
-        # shellcheck disable=SC2086
-        after=$(cpu_ticks $pids)
-        python3 - "$work/phase.json" "$((after - before))" "$clock_ticks" >> "$runs" <<'PY'
-import json, sys
-row = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
-row["server_cpu_s"] = int(sys.argv[2]) / int(sys.argv[3])
-print(json.dumps(row))
-PY
-        tail -1 "$runs" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"  {r['label']} {r['workload']} {r['phase']}: {r['seconds']:.3f} s, {r['ops_per_s']:.0f} ops/s, server CPU {r['server_cpu_s']:.2f} s, {r['errors']} errors\")"
-      done
-    done
-  done
-}
+# Every system is started first and runs meanwhile; then round after round,
+# each system in turn runs every phase once: the machine's noise (it is shared)
+# falls on all of them alike, not on whichever ran in a bad minute.
+declare -A URL ID SECRET PIDS
 
 if wanted dfs-s3; then
   echo "== DFS: dfs up (replication 1, $DFS_FILE_SERVERS file servers), its S3 gateway"
   dfs_up dfs-s3 --replication 1 --file-servers "$DFS_FILE_SERVERS"
-  url=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['s3_url'])" "$dfs_banner")
+  URL[dfs-s3]=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['s3_url'])" "$dfs_banner")
   key=$("$dfs" --json user keys create)
-  id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$key")
-  secret=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["secret"])' "$key")
-  measure dfs-s3 "$url" "$id" "$secret" "$(tree_pids "$dfs_pid")"
-  dfs_down
+  ID[dfs-s3]=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$key")
+  SECRET[dfs-s3]=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["secret"])' "$key")
+  PIDS[dfs-s3]=$(tree_pids "$dfs_pid")
 fi
 
 if wanted seaweed-s3; then
@@ -108,9 +79,9 @@ JSON
   weed_up "$dir" 'S3_ACCESS_KEY_ID=$PEER_KEY S3_SECRET_ACCESS_KEY=$PEER_SECRET "$dfs_bench" --backend s3 \
     --target "http://127.0.0.1:$((weed_base + 3))" --bucket bench --workload big --phases write --root /ready \
     --size 1 --workers 1 > /dev/null 2>&1' "$dir/s3.json" || exit 1
-  pid=$weed_pid url=http://127.0.0.1:$((weed_base + 3))
-  measure seaweed-s3 "$url" "$PEER_KEY" "$PEER_SECRET" "$(tree_pids "$pid")"
-  stop_pid "$pid"
+  bench_on_exit "stop_pid $weed_pid"
+  URL[seaweed-s3]=http://127.0.0.1:$((weed_base + 3)) ID[seaweed-s3]=$PEER_KEY SECRET[seaweed-s3]=$PEER_SECRET
+  PIDS[seaweed-s3]=$(tree_pids "$weed_pid")
 fi
 
 if wanted juicefs-s3; then
@@ -126,15 +97,54 @@ if wanted juicefs-s3; then
     "127.0.0.1:$port" --keep-etag --head-dir --cache-size 0 --no-usage-report --no-banner \
     --log "$dir.log" > "$dir.out" 2>&1 &
   pid=$!
-  bench_on_exit "kill $pid"
-  url=http://127.0.0.1:$port
+  bench_on_exit "stop_pid $pid"
   for _ in $(seq 300); do
-    curl -s -o /dev/null "$url/minio/health/live" && break
+    curl -s -o /dev/null "http://127.0.0.1:$port/minio/health/live" && break
     sleep 0.1
   done
-  measure juicefs-s3 "$url" "$PEER_KEY" "$PEER_SECRET" "$(tree_pids "$pid")"
-  stop_pid "$pid"
+  URL[juicefs-s3]=http://127.0.0.1:$port ID[juicefs-s3]=$PEER_KEY SECRET[juicefs-s3]=$PEER_SECRET
+  PIDS[juicefs-s3]=$(tree_pids "$pid")
 fi
+
+# measure SYSTEM REP: every workload through dfs-bench's s3 backend, each
+# phase a run of its own (the page cache dropped before each read phase),
+# with the servers' CPU ticks around it.
+measure() {
+  local system=$1 rep=$2 workload phase count size workers before after
+  for workload in big small meta; do
+    case $workload in
+      big) count=1 size=$((W1_MIB * 1048576)) workers=1 ;;
+      small) count=$W2_FILES size=$W2_SIZE workers=$WORKERS ;;
+      meta) count=$W3_DIRS size=0 workers=$WORKERS ;;
+    esac
+    for phase in $( [ $workload = meta ] && echo mkdir stat || echo write read); do
+      case $phase in read | stat) drop_caches ;; esac
+      # shellcheck disable=SC2086
+      before=$(cpu_ticks ${PIDS[$system]})
+      S3_ACCESS_KEY_ID=${ID[$system]} S3_SECRET_ACCESS_KEY=${SECRET[$system]} "$dfs_bench" --backend s3 \
+        --target "${URL[$system]}" --bucket bench --workload $workload --phases $phase --root "/$workload-$rep" \
+        --count "$count" --size "$size" --workers "$workers" --label "$system" > "$work/phase.json" ||
+        { cat "$work/phase.json" >&2; echo "dfs-bench failed: $system $workload $phase" >&2; }
+      # shellcheck disable=SC2086
+      after=$(cpu_ticks ${PIDS[$system]})
+      python3 - "$work/phase.json" "$((after - before))" "$clock_ticks" >> "$runs" <<'PY'
+import json, sys
+row = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+row["server_cpu_s"] = int(sys.argv[2]) / int(sys.argv[3])
+print(json.dumps(row))
+PY
+      tail -1 "$runs" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"  {r['label']} {r['workload']} {r['phase']}: {r['seconds']:.3f} s, {r['ops_per_s']:.0f} ops/s, server CPU {r['server_cpu_s']:.2f} s, {r['errors']} errors\")"
+    done
+  done
+}
+
+for rep in $(seq "$REPEAT"); do
+  echo "== round $rep of $REPEAT"
+  for system in $SYSTEMS; do
+    if [ -n "${URL[$system]:-}" ]; then measure "$system" "$rep"; fi
+  done
+done
+dfs_down
 
 elapsed=$(($(date +%s) - started))
 mkdir -p "$RESULTS"
@@ -194,8 +204,10 @@ lines = [
     "- One client for every system: dfs-bench's `s3` backend (crates/bench: one pooled HTTP/1.1 client, SigV4",
     "  signed by itself, `UNSIGNED-PAYLOAD`). W1: one object PUT then GET (the page cache dropped before the GET),",
     f"  one request each. W2: objects of 4 KiB PUT, then GET and checked, by {workers} concurrent requests. W3: a \"directory\"",
-    "  is its folder marker, an empty object `KEY/` (what S3 consoles make), PUT, then HEAD, as W2. Each phase runs REPEAT",
-    "  times on fresh keys; the figure is the median run (every run in parentheses).",
+    "  is its folder marker, an empty object `KEY/` (what S3 consoles make), PUT, then HEAD, as W2. The three systems",
+    "  run side by side, idle but for the one measured: REPEAT rounds, each running every phase on each system in turn",
+    "  (fresh keys each round), so that the machine's noise falls on all alike; the figure is the median round",
+    "  (every round in parentheses).",
     f"- DFS: `dfs up`, replication 1, {file_servers} file servers, its S3 gateway (data and metadata fsynced before",
     "  the answer). SeaweedFS: `weed server -s3` (master, volume, filer with leveldb, S3 gateway in one process; nothing",
     "  synced). JuiceFS: `juicefs gateway` on SQLite metadata and `--storage file`, `--keep-etag` (the MD5 ETag kept,",
