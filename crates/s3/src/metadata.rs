@@ -57,7 +57,7 @@ macro_rules! headers_of {
             content_type: $input.content_type.clone(),
             cache_control: $input.cache_control.clone(),
             content_disposition: $input.content_disposition.clone(),
-            content_encoding: $input.content_encoding.clone(),
+            content_encoding: $crate::metadata::stored_encoding($input.content_encoding.as_deref()),
             content_language: $input.content_language.clone(),
             expires: $input.expires.clone(),
             metadata: $input.metadata.clone(),
@@ -65,6 +65,18 @@ macro_rules! headers_of {
     };
 }
 pub(crate) use headers_of;
+
+/// The Content-Encoding an object keeps: the request's without
+/// `aws-chunked`, which names how the request's body was framed, not the
+/// object's bytes (S3 drops it too); none if nothing else is left.
+pub fn stored_encoding(header: Option<&str>) -> Option<String> {
+    let kept: Vec<&str> = header?
+        .split(',')
+        .map(str::trim)
+        .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
+}
 
 impl Headers {
     /// The attributes these headers are kept as, within the limits of
@@ -214,6 +226,15 @@ mod tests {
             ..plain.clone()
         };
         assert_ne!(etag_of(&plain), etag_of(&next));
+    }
+
+    #[test]
+    fn aws_chunked_is_how_a_body_was_sent_not_an_encoding_kept() {
+        assert_eq!(stored_encoding(Some("aws-chunked")), None);
+        assert_eq!(stored_encoding(Some("aws-chunked,gzip")).as_deref(), Some("gzip"));
+        assert_eq!(stored_encoding(Some("gzip, AWS-Chunked")).as_deref(), Some("gzip"));
+        assert_eq!(stored_encoding(Some("gzip")).as_deref(), Some("gzip"));
+        assert_eq!(stored_encoding(None), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The client: the chunk cache and its consistency, resumable uploads, tree
 //! transfers, and change events.
 
-use crate::{cluster_with_users, file_server_counter, http};
+use crate::{cluster_with_users, file_server_counter, http, read_tree};
 use dfs_testkit::{Cluster, Output};
 use rand::RngCore;
 use std::path::{Path, PathBuf};
@@ -339,24 +339,6 @@ async fn an_interrupted_upload_rerun_sends_only_the_missing_chunks() {
         &["--no-cache", "get", "/home/ann/big", back.to_str().unwrap()],
     );
     assert!(std::fs::read(&back).unwrap() == bytes);
-}
-
-/// Every file below `root`: relative path -> content.
-fn read_tree(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut found = std::collections::BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                let relative = path.strip_prefix(root).unwrap().to_str().unwrap().to_string();
-                found.insert(relative, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    found
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,13 +1,14 @@
 //! The S3 gateway (`dfs serve s3`, under `dfs up`) driven by real S3 tools:
-//! boto3 (`s3/boto3_tour.py`) and the aws cli, against a real cluster, with
+//! boto3 (`s3/boto3_tour.py`), the aws cli and rclone, against a real cluster, with
 //! access keys made by `dfs user keys`. What S3 writes `dfs get` reads, and
 //! the other way round.
 //!
 //! The tools live in a project-local venv that `scripts/test.sh` makes
-//! (`.cache/s3-test`, or `DFS_S3_VENV`); without it the tests are skipped,
-//! saying so, unless `DFS_REQUIRE_S3_TOOLS=1` (set by `scripts/test.sh`).
+//! (`.cache/s3-test`, or `DFS_S3_VENV`), rclone is Debian's (`scripts/test.sh`
+//! installs it); without them the tests are skipped, saying so, unless
+//! `DFS_REQUIRE_S3_TOOLS=1` (set by `scripts/test.sh`).
 
-use crate::{cluster_with_users, random_bytes};
+use crate::{cluster_with_users, random_bytes, read_tree};
 use dfs_testkit::Cluster;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -69,6 +70,35 @@ fn aws_ok(venv: &Path, cluster: &Cluster, key: &(String, String), args: &[&str])
     output.stdout
 }
 
+/// Runs `s3/SCRIPT` with the venv's python against the cluster's gateway, with
+/// ann's and bob's keys (`S3_URL`, `ANN_ID`, `ANN_SECRET`, `BOB_ID`,
+/// `BOB_SECRET`) and `env`; it must succeed, printing "ok" last.
+fn run_script(
+    venv: &Path,
+    script: &str,
+    cluster: &Cluster,
+    ann: &(String, String),
+    bob: &(String, String),
+    env: &[(&str, &str)],
+) {
+    let output = Command::new(venv.join("bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/s3").join(script))
+        .env("S3_URL", &cluster.banner.s3_url)
+        .env("ANN_ID", &ann.0)
+        .env("ANN_SECRET", &ann.1)
+        .env("BOB_ID", &bob.0)
+        .env("BOB_SECRET", &bob.1)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && output.stdout.ends_with(b"ok\n"),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn s3_tools_work_against_the_gateway_as_each_key_s_user() {
     let Some(venv) = venv() else { return };
@@ -122,22 +152,8 @@ fn s3_tools_work_against_the_gateway_as_each_key_s_user() {
     assert_ne!(cluster.run("bob", &["ls", "/buckets/ann-data"], b"").code, Some(0));
 
     // boto3: every operation of the first cut, and every refusal.
-    let output = Command::new(venv.join("bin/python"))
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/s3/boto3_tour.py"))
-        .env("S3_URL", &cluster.banner.s3_url)
-        .env("ANN_ID", &ann.0)
-        .env("ANN_SECRET", &ann.1)
-        .env("BOB_ID", &bob.0)
-        .env("BOB_SECRET", &bob.1)
-        .env("FROM_DFS", &from_dfs)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success() && output.stdout.ends_with(b"ok\n"),
-        "boto3 tour failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let from_dfs = from_dfs.to_str().unwrap();
+    run_script(&venv, "boto3_tour.py", &cluster, &ann, &bob, &[("FROM_DFS", from_dfs)]);
     assert_eq!(
         cluster.ok("ann", &["get", "/buckets/ann-data/from-s3/note.txt", "-"], b""),
         b"written through S3"
@@ -162,6 +178,36 @@ fn s3_tools_work_against_the_gateway_as_each_key_s_user() {
     }
     let output = aws(&venv, &cluster, &ann, &["ls", "s3://ann-data/"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("InvalidAccessKeyId"));
+}
+
+/// Requests no S3 tool sends (`s3/bad_input.py`): malformed XML, bodies
+/// that are not the length they declare (Content-Length, aws-chunked's
+/// decoded length), a declared length past 5 GiB, in PutObject and
+/// UploadPart: each a clear S3 error, and nothing stored. (The multipart
+/// refusals, a part out of order, a wrong ETag, a malformed Complete, are
+/// `boto3_multipart.py`'s; a copy from an object the key cannot read, a wrong
+/// secret and a removed key the tour's.)
+#[test]
+fn bad_input_is_refused_with_s3_errors_and_stores_nothing() {
+    let Some(venv) = venv() else { return };
+    let cluster = cluster_with_users();
+    let ann = create_key(&cluster, "ann");
+    let bob = create_key(&cluster, "bob");
+    run_script(&venv, "bad_input.py", &cluster, &ann, &bob, &[]);
+    // Nothing of the refused bodies reached the namespace.
+    let listed: serde_json::Value =
+        serde_json::from_slice(&cluster.ok("ann", &["--json", "ls", "/buckets/ann-bad"], b"")).unwrap();
+    let paths: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/buckets/ann-bad/chunked", "/buckets/ann-bad/plain"],
+        "{listed}"
+    );
 }
 
 /// The SHA-256 of a local file, in hex (`sha256sum`).
@@ -215,22 +261,14 @@ fn multipart_uploads_round_trip_and_refusals_store_nothing() {
     assert_eq!(sha256_of(&got), sha256_of(&local));
 
     let big = std::env::var("DFS_S3_BIG_MIB").unwrap_or_else(|_| "40".to_string());
-    let output = Command::new(venv.join("bin/python"))
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/s3/boto3_multipart.py"))
-        .env("S3_URL", &cluster.banner.s3_url)
-        .env("ANN_ID", &ann.0)
-        .env("ANN_SECRET", &ann.1)
-        .env("BOB_ID", &bob.0)
-        .env("BOB_SECRET", &bob.1)
-        .env("BIG_MIB", &big)
-        .env("OUT", dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success() && output.stdout.ends_with(b"ok\n"),
-        "boto3 multipart failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let out = dir.path().to_str().unwrap();
+    run_script(
+        &venv,
+        "boto3_multipart.py",
+        &cluster,
+        &ann,
+        &bob,
+        &[("BIG_MIB", &big), ("OUT", out)],
     );
     let expected: std::collections::BTreeMap<String, String> =
         serde_json::from_slice(&std::fs::read(dir.path().join("expected.json")).unwrap()).unwrap();
@@ -240,4 +278,155 @@ fn multipart_uploads_round_trip_and_refusals_store_nothing() {
         cluster.ok("ann", &["get", &path, got.to_str().unwrap()], b"");
         assert_eq!(sha256_of(&got), sha256, "{path}");
     }
+}
+
+/// Debian's rclone with the remote `dfs:` (the gateway, one key) configured
+/// by environment only: nothing read from or written to the home directory.
+struct Rclone {
+    binary: PathBuf,
+    scratch: PathBuf,
+    s3_url: String,
+    key: (String, String),
+}
+
+impl Rclone {
+    /// `None` (skipped, saying so) without rclone on PATH, unless `DFS_REQUIRE_S3_TOOLS=1`.
+    fn find(cluster: &Cluster, key: &(String, String), scratch: &Path) -> Option<Rclone> {
+        let binary = std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("rclone"))
+                .find(|candidate| candidate.exists())
+        });
+        if binary.is_none() {
+            assert_ne!(
+                std::env::var("DFS_REQUIRE_S3_TOOLS").as_deref(),
+                Ok("1"),
+                "DFS_REQUIRE_S3_TOOLS=1, but rclone is not on PATH (scripts/test.sh installs it)"
+            );
+            eprintln!("skipped: rclone is not on PATH (scripts/test.sh installs it)");
+        }
+        Some(Rclone {
+            binary: binary?,
+            scratch: scratch.to_path_buf(),
+            s3_url: cluster.banner.s3_url.clone(),
+            key: key.clone(),
+        })
+    }
+
+    /// `rclone ARGS -v`; uploads above 5 MiB go multipart, in 5 MiB parts.
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(&self.binary)
+            .args(args)
+            .args(["--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M", "--transfers", "8"])
+            .args(["--retries", "1", "--low-level-retries", "1", "-v"])
+            // The AWS SDK inside rclone fails on any AWS_CA_BUNDLE ("unsupported
+            // transport"); the gateway here is plain HTTP.
+            .env_remove("AWS_CA_BUNDLE")
+            .env("RCLONE_CONFIG", self.scratch.join("rclone.conf"))
+            .env("RCLONE_CACHE_DIR", self.scratch.join("rclone-cache"))
+            .env("RCLONE_CONFIG_DFS_TYPE", "s3")
+            .env("RCLONE_CONFIG_DFS_PROVIDER", "Other")
+            .env("RCLONE_CONFIG_DFS_ENDPOINT", &self.s3_url)
+            .env("RCLONE_CONFIG_DFS_ACCESS_KEY_ID", &self.key.0)
+            .env("RCLONE_CONFIG_DFS_SECRET_ACCESS_KEY", &self.key.1)
+            .env("RCLONE_CONFIG_DFS_REGION", "us-east-1")
+            .output()
+            .unwrap()
+    }
+
+    /// Like [`Rclone::run`], panicking unless it succeeds; its log (stderr).
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "rclone {args:?} failed:\n{log}");
+        log
+    }
+}
+
+/// `rclone sync` of a tree (a few hundred files in nested directories, an
+/// empty file, a 12 MiB file uploaded in three parts, names with spaces and
+/// other characters a URL escapes) up to a bucket and back into a new
+/// directory: the same bytes, `rclone check` clean, `dfs get` reading what
+/// rclone wrote; a second sync copies nothing; a file deleted locally is
+/// deleted from the bucket by the next sync.
+#[test]
+fn rclone_sync_up_and_back_with_identical_checksums() {
+    let cluster = cluster_with_users();
+    let ann = create_key(&cluster, "ann");
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(rclone) = Rclone::find(&cluster, &ann, scratch.path()) else {
+        return;
+    };
+    let up = scratch.path().join("up");
+    for top in 0..6 {
+        for middle in 0..5 {
+            for file in 0..10 {
+                let dir = up.join(format!("dir {top}/sub-{middle}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                let len = (top * 7919 + middle * 104_729 + file * 1_299_709) % 20_000;
+                std::fs::write(dir.join(format!("file {file}.txt")), random_bytes(len)).unwrap();
+            }
+        }
+    }
+    std::fs::write(up.join("empty"), b"").unwrap();
+    std::fs::create_dir_all(up.join("big")).unwrap();
+    std::fs::write(up.join("big/three parts.bin"), random_bytes(12 * 1024 * 1024 + 7)).unwrap();
+    std::fs::create_dir_all(up.join("odd names")).unwrap();
+    for name in ["a+b=c.txt", "percent%20.txt", "naïve ünïcode.txt", "semi;colon&amp.txt"] {
+        std::fs::write(up.join("odd names").join(name), name.as_bytes()).unwrap();
+    }
+    let local = read_tree(&up);
+    assert_eq!(local.len(), 300 + 6);
+    let up = up.to_str().unwrap();
+
+    let log = rclone.ok(&["sync", up, "dfs:ann-sync"]);
+    assert_eq!(log.matches(": Copied (new)").count(), local.len(), "{log}");
+    let down = scratch.path().join("down");
+    rclone.ok(&["sync", "dfs:ann-sync", down.to_str().unwrap()]);
+    let back = read_tree(&down);
+    assert_eq!(back.keys().collect::<Vec<_>>(), local.keys().collect::<Vec<_>>());
+    for (path, bytes) in &local {
+        assert!(back[path] == *bytes, "{path} came back different");
+    }
+    rclone.ok(&["check", up, "dfs:ann-sync"]);
+    // rclone sent the big file in three parts: its ETag is S3's multipart form.
+    let headers = rclone.ok(&[
+        "lsjson",
+        "--stat",
+        "dfs:ann-sync/big/three parts.bin",
+        "--dump",
+        "headers",
+    ]);
+    assert!(
+        headers
+            .lines()
+            .any(|line| line.starts_with("Etag:") && line.trim_end().ends_with("-3\"")),
+        "{headers}"
+    );
+    // What rclone wrote is a file of the namespace.
+    let got = scratch.path().join("got.bin");
+    cluster.ok(
+        "ann",
+        &["get", "/buckets/ann-sync/big/three parts.bin", got.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(sha256_of(&got), sha256_of(&Path::new(up).join("big/three parts.bin")));
+    let odd = String::from_utf8(cluster.ok("ann", &["ls", "/buckets/ann-sync/odd names"], b"")).unwrap();
+    assert!(odd.contains("naïve ünïcode.txt"), "{odd}");
+
+    // Nothing changed: nothing copied.
+    let again = rclone.ok(&["sync", up, "dfs:ann-sync"]);
+    assert!(!again.contains("Copied"), "{again}");
+
+    // A file deleted locally goes from the bucket with the next sync.
+    std::fs::remove_file(Path::new(up).join("dir 3/sub-2/file 4.txt")).unwrap();
+    let deleting = rclone.ok(&["sync", up, "dfs:ann-sync"]);
+    assert!(deleting.contains("dir 3/sub-2/file 4.txt: Deleted"), "{deleting}");
+    assert!(!deleting.contains("Copied"), "{deleting}");
+    let listed = String::from_utf8(rclone.run(&["lsf", "-R", "--files-only", "dfs:ann-sync"]).stdout).unwrap();
+    assert_eq!(listed.lines().count(), local.len() - 1, "{listed}");
+    assert!(!listed.contains("dir 3/sub-2/file 4.txt"), "{listed}");
+    let gone = cluster.run("ann", &["ls", "/buckets/ann-sync/dir 3/sub-2/file 4.txt"], b"");
+    assert_ne!(gone.code, Some(0));
+    rclone.ok(&["check", up, "dfs:ann-sync"]);
 }

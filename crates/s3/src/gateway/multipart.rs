@@ -22,7 +22,7 @@ use crate::metadata::{headers_of, ETAG};
 use crate::paths::{bucket_path, object_path, BUCKETS};
 use crate::sessions::Acting;
 use base64::Engine as _;
-use dfs_client::{Error as ClientError, PutOptions};
+use dfs_client::PutOptions;
 use dfs_proto::namespace::{ComposeFiles, ComposeSource, EntryKind, Stat};
 use dfs_proto::{Attributes, DfsPath, ErrorCode};
 use md5::{Digest, Md5};
@@ -40,8 +40,8 @@ const INFO: &str = "upload";
 /// The most parts of an upload, and the highest part number (S3's).
 pub(crate) const MAX_PARTS: usize = 10_000;
 
-/// The largest part (S3's: 5 GiB).
-pub(crate) const MAX_PART_SIZE: u64 = 5 << 30;
+/// The largest part (S3's: 5 GiB, as a PutObject).
+pub(crate) const MAX_PART_SIZE: u64 = crate::body::MAX_BODY_SIZE;
 
 /// The smallest part but the last (S3's: 5 MiB).
 pub(crate) const MIN_PART_SIZE: u64 = 5 << 20;
@@ -467,16 +467,9 @@ impl Gateway {
         match acting.client.put(&path, &mut body, &options).await {
             Ok(_) => {}
             Err(error) if error.is_not_found() => return Err(no_such_upload(id)),
-            Err(error) => return Err(self.part_error(acting, error)),
+            Err(error) => return Err(self.error(acting, error)),
         }
         Ok(body.digest().expect("a finished upload read its body to the end"))
-    }
-
-    fn part_error(&self, acting: &Acting, error: ClientError) -> S3Error {
-        if let Some(too_large) = crate::body::too_large(&error) {
-            return too_large;
-        }
-        self.error(acting, error)
     }
 
     pub(super) async fn create_multipart_upload_op(
@@ -523,14 +516,8 @@ impl Gateway {
         let call = self.upload_call(request).await?;
         let number = call.part.expect("UploadPart names a part");
         let (acting, input, upload) = (call.acting, call.input, call.upload);
-        if input.content_length.is_some_and(|length| length as u64 > MAX_PART_SIZE) {
-            return Err(s3_error!(
-                EntityTooLarge,
-                "a part has at most {MAX_PART_SIZE} bytes (5 GiB)"
-            ));
-        }
         let expected = super::content_md5(input.content_md5.as_deref())?;
-        let body = HashingReader::new(input.body, expected).limit(MAX_PART_SIZE);
+        let body = HashingReader::request(input.body, expected, input.content_length)?;
         let digest = self.put_part(&acting, &upload, &input.upload_id, number, body).await?;
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(hex::encode(digest))),

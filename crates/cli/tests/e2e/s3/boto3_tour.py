@@ -2,7 +2,7 @@
 # asserts, and the script prints "ok" at the end. Env: S3_URL, ANN_ID,
 # ANN_SECRET, BOB_ID, BOB_SECRET, FROM_DFS (a file `dfs put` wrote to
 # /buckets/ann-data/from-dfs.bin, here locally).
-import base64, hashlib, json, os, urllib.request, urllib.error
+import base64, hashlib, json, os, subprocess, tempfile, urllib.request, urllib.error
 import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
@@ -214,6 +214,15 @@ assert versions["IsTruncated"] and versions["NextVersionIdMarker"] == "null", ve
 # or negative, it is refused as expired (403 AccessDenied), before its signature is checked.
 url = ann.generate_presigned_url("get_object", Params={"Bucket": "ann-tour", "Key": "hello.txt"}, ExpiresIn=60)
 assert urllib.request.urlopen(url).read() == b"hello, s3"
+# With curl: a presigned PUT, then a presigned GET of what it stored.
+with tempfile.NamedTemporaryFile() as upload:
+    upload.write(b"put by curl")
+    upload.flush()
+    url = ann.generate_presigned_url("put_object", Params={"Bucket": "ann-tour", "Key": "curl.txt"}, ExpiresIn=60)
+    subprocess.run(["curl", "-sSf", "-T", upload.name, url], check=True)
+url = ann.generate_presigned_url("get_object", Params={"Bucket": "ann-tour", "Key": "curl.txt"}, ExpiresIn=60)
+assert subprocess.run(["curl", "-sSf", url], capture_output=True, check=True).stdout == b"put by curl"
+ann.delete_object(Bucket="ann-tour", Key="curl.txt")
 v4 = client(os.environ["ANN_ID"], os.environ["ANN_SECRET"], signature_version="s3v4")
 for expires in (604801, -7):
     url = v4.generate_presigned_url("get_object", Params={"Bucket": "ann-tour", "Key": "hello.txt"}, ExpiresIn=expires)
