@@ -85,7 +85,8 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
              SELECT inodes.id, CASE WHEN tree.path = '/' THEN '/' || inodes.name ELSE tree.path || '/' || inodes.name END
              FROM inodes JOIN tree ON inodes.parent = tree.id WHERE inodes.id != 1
          )
-         SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes
+         SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes,
+                COALESCE(ctime_ms, mtime_ms)
          FROM tree JOIN inodes ON inodes.id = tree.id",
     )?;
     let mut entries = Vec::new();
@@ -101,6 +102,7 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
             mode: row.get(5)?,
             size: row.get(6)?,
             mtime_ms: row.get(7)?,
+            ctime_ms: Some(row.get(10)?),
             version: row.get(8)?,
             chunks: chunks.remove(&id).unwrap_or_default(),
             inline: inline.remove(&id),
@@ -186,8 +188,8 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
                 name,
             } => {
                 tx.exec(
-                    "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     params![
                         parent_id,
                         name,
@@ -198,7 +200,8 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
                         entry.size,
                         entry.mtime_ms,
                         entry.version,
-                        attributes_text(&entry.attributes)
+                        attributes_text(&entry.attributes),
+                        entry.ctime()
                     ],
                 )
                 .map_err(|error| StoreError::Invalid(format!("dump: {}: {error}", entry.path)))?;
@@ -235,14 +238,15 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
 
 fn set_attributes(tx: &Connection, id: i64, entry: &DumpEntry) -> StoreResult<()> {
     tx.exec(
-        "UPDATE inodes SET owner_uid = ?2, owner_name = ?3, mode = ?4, mtime_ms = ?5, version = ?6 WHERE id = ?1",
+        "UPDATE inodes SET owner_uid = ?2, owner_name = ?3, mode = ?4, mtime_ms = ?5, version = ?6, ctime_ms = ?7 WHERE id = ?1",
         params![
             id,
             entry.owner_uid,
             entry.owner_name,
             entry.mode,
             entry.mtime_ms,
-            entry.version
+            entry.version,
+            entry.ctime()
         ],
     )?;
     Ok(())
