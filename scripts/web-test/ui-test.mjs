@@ -110,6 +110,26 @@ try {
   await row('dropped.txt').waitFor();
   check(true, 'a file dropped on the listing is uploaded');
 
+  // A listing comes a page at a time (here 2 entries a page).
+  const listed = page.url();
+  const total = await page.locator('#listing tbody tr').count();
+  check(total >= 3, `${total} entries listed in one page of 500`);
+  await page.goto(listed.replace('/ui/', '/ui/?page=2'));
+  await page.getByRole('heading', { name: home, exact: true }).waitFor();
+  check((await page.locator('#listing tbody tr').count()) === 2, 'the first page of a listing shows 2 entries');
+  check(/2 entries shown, more to come/.test(await page.locator('#listing caption').textContent()), 'the caption says more are to come');
+  for (let pages = 1; (await page.getByRole('button', { name: 'Show more' }).count()) > 0; pages += 1) {
+    check(pages < total, 'pages end');
+    const before = await page.locator('#listing tbody tr').count();
+    await page.getByRole('button', { name: 'Show more' }).click();
+    await page.waitForFunction((count) => document.querySelectorAll('#listing tbody tr').length > count, before);
+  }
+  const names = await page.locator('#listing tbody tr').evaluateAll((rows) => rows.map((tr) => tr.dataset.name));
+  check(names.length === total && new Set(names).size === total, `Show more appends each next page: ${names.join(', ')}`);
+  await shot('04b-paged-listing');
+  await page.goto(listed);
+  await page.getByRole('heading', { name: home, exact: true }).waitFor();
+
   // Download it and compare.
   const [download] = await Promise.all([
     page.waitForEvent('download'),

@@ -4,7 +4,8 @@
 //! The work comes from the store's repair queue (see `dfs_store::repair`),
 //! not from a scan: a file server declared dead or draining has its
 //! replicas queued (this loop notices, once a second, which servers stopped
-//! counting), a corrupt or lost replica is queued when it is forgotten, and
+//! counting), and so does one that comes back or joins (its replicas may be
+//! the only ones of chunks found lost), a corrupt or lost replica is queued when it is forgotten, and
 //! a write that reached fewer servers than the replication factor is queued
 //! when its receipt is recorded. The consistency sweep
 //! ([`crate::consistency`]) queues whatever no event announced. Each pass
@@ -18,9 +19,11 @@
 //! answers with a sealed receipt, from which the replica is recorded, as for
 //! any upload. The chunk stays queued until a check finds it whole. At most
 //! `repair_rate` chunks start per second, a few at a time, so repair never
-//! swamps the cluster. A chunk with no live replica, one no file names yet
-//! (an upload in flight) and one the cluster has too few servers for are
-//! checked again a minute later. Nothing happens during the first heartbeat
+//! swamps the cluster. One no file names yet (an upload in flight) and one
+//! the cluster has too few servers for are checked again a minute later; a
+//! chunk with no live replica an hour later (a server holding it that comes
+//! back queues it at once). While no server can take copies, the queue is
+//! not read at all. Nothing happens during the first heartbeat
 //! timeout after a start, while the servers' first heartbeats are still
 //! arriving. Replicas beyond the replication factor (a dead server that
 //! came back) are tolerated: they cost space, not correctness, and readers
@@ -46,13 +49,18 @@ const PASS_INTERVAL: Duration = Duration::from_secs(1);
 pub const CHECKS_PER_PASS: usize = 1000;
 /// Seconds until a chunk that cannot be repaired now is checked again.
 const RETRY_SECS: u64 = 60;
+/// Seconds until a chunk with no live replica is checked again: only a
+/// server holding it can bring it back, and that server's return queues it.
+const RETRY_LOST_SECS: u64 = 3600;
 
 /// Counters of re-replication, read by `/metrics`.
 #[derive(Debug, Default)]
 pub struct RepairStats {
-    /// Checked chunks with fewer live replicas than wanted, at the last pass.
+    /// Checked chunks with fewer live replicas than wanted, at the last pass
+    /// that checked any.
     under_replicated: AtomicU64,
-    /// Checked chunks with no live replica at all, at the last pass.
+    /// Checked chunks with no live replica at all, at the last pass that
+    /// checked any.
     lost: AtomicU64,
     /// Copies planned by the last pass (at most `repair_rate`).
     planned: AtomicU64,
@@ -71,12 +79,12 @@ impl RepairStats {
         let get = |value: &AtomicU64| value.load(Ordering::Relaxed) as f64;
         out.gauge(
             "under_replicated_chunks",
-            "Chunks with fewer live replicas than wanted (among those the last repair pass checked).",
+            "Chunks with fewer live replicas than wanted (among those the last repair pass that checked any checked).",
             get(&self.under_replicated),
         );
         out.gauge(
             "lost_chunks",
-            "Chunks with no live replica (among those the last repair pass checked).",
+            "Chunks with no live replica (among those the last repair pass that checked any checked).",
             get(&self.lost),
         );
         out.gauge(
@@ -130,7 +138,7 @@ pub async fn run(directory: Arc<Directory>) {
         }
         let counting =
             counting.get_or_insert_with(|| directory.servers.status().into_iter().map(|server| server.id).collect());
-        queue_servers_gone(&directory, counting).await;
+        queue_server_changes(&directory, counting).await;
         match plan(&directory).await {
             Ok(copies) if copies.is_empty() => {}
             Ok(copies) => {
@@ -152,13 +160,14 @@ pub async fn run(directory: Arc<Directory>) {
 }
 
 /// Queues the replicas of every server that stopped counting (dead or
-/// draining) since the last pass; one whose queuing failed is tried again
-/// at the next.
-async fn queue_servers_gone(directory: &Arc<Directory>, counting: &mut HashSet<String>) {
+/// draining) or started to (back, or new) since the last pass; a server
+/// whose queuing failed is tried again at the next.
+async fn queue_server_changes(directory: &Arc<Directory>, counting: &mut HashSet<String>) {
     let now_counting = directory.servers.placeable_ids();
-    let gone: Vec<String> = counting.difference(&now_counting).cloned().collect();
+    let gone: HashSet<String> = counting.difference(&now_counting).cloned().collect();
+    let back: HashSet<String> = now_counting.difference(counting).cloned().collect();
     let mut failed = Vec::new();
-    for server in gone {
+    for server in gone.iter().chain(&back).cloned() {
         let store = Arc::clone(&directory.store);
         let id = server.clone();
         let queued = tokio::task::spawn_blocking(move || store.enqueue_server_checks(&id, dfs_seal::now())).await;
@@ -168,25 +177,40 @@ async fn queue_servers_gone(directory: &Arc<Directory>, counting: &mut HashSet<S
                     .repair_stats
                     .queued_from_servers
                     .fetch_add(count, Ordering::Relaxed);
-                tracing::info!(%server, chunks = count, "file server dead or draining: its replicas are queued for repair");
+                if gone.contains(&server) {
+                    tracing::info!(%server, chunks = count, "file server dead or draining: its replicas are queued for repair");
+                } else if count > 0 {
+                    tracing::info!(%server, chunks = count, "file server back: its replicas are queued for a check");
+                }
             }
             Ok(Err(error)) => {
-                tracing::warn!(%server, %error, "queuing the replicas of a dead or draining file server");
+                tracing::warn!(%server, %error, "queuing the replicas of a file server that went or came");
                 failed.push(server);
             }
             Err(error) => {
-                tracing::warn!(%server, %error, "queuing the replicas of a dead or draining file server");
+                tracing::warn!(%server, %error, "queuing the replicas of a file server that went or came");
                 failed.push(server);
             }
         }
     }
     *counting = now_counting;
-    counting.extend(failed);
+    for server in failed {
+        // Tried again at the next pass: as still counting if it went, as
+        // not yet counting if it came.
+        if gone.contains(&server) {
+            counting.insert(server);
+        } else {
+            counting.remove(&server);
+        }
+    }
 }
 
 /// The copies of this pass, at most `repair_rate` of them, from the due
 /// chunks of the repair queue; the chunks found whole leave the queue.
 async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
+    if directory.servers.placeable().is_empty() {
+        return Ok(Vec::new()); // No server to count replicas on or copy to: wait, reading nothing.
+    }
     let now = dfs_seal::now();
     let store = Arc::clone(&directory.store);
     let (due, states, depth) = tokio::task::spawn_blocking(move || {
@@ -208,8 +232,8 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
     let stats = &directory.repair_stats;
     stats.queue_depth.store(depth, Ordering::Relaxed);
     if due.is_empty() {
-        stats.under_replicated.store(0, Ordering::Relaxed);
-        stats.lost.store(0, Ordering::Relaxed);
+        // The counts of the last pass that checked chunks stand: a lost
+        // chunk waiting for its holder is still lost.
         stats.planned.store(0, Ordering::Relaxed);
         return Ok(Vec::new());
     }
@@ -232,6 +256,7 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
     let mut copies = Vec::new();
     let mut whole: Vec<QueuedCheck> = Vec::new();
     let mut later: Vec<ChunkId> = Vec::new();
+    let mut later_lost: Vec<ChunkId> = Vec::new();
     let mut lost = 0u64;
     let mut under_replicated = 0u64;
     // Send, unlike `thread_rng`: it lives across the await below.
@@ -255,8 +280,10 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
             }
             if state.referenced() {
                 lost += 1;
+                later_lost.push(check.chunk);
+            } else {
+                later.push(check.chunk);
             }
-            later.push(check.chunk);
             continue;
         }
         if !state.referenced() {
@@ -292,7 +319,8 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
     let store = Arc::clone(&directory.store);
     tokio::task::spawn_blocking(move || {
         store.dequeue_checks(CheckQueue::Repair, &whole)?;
-        store.enqueue_checks(CheckQueue::Repair, &later, now + RETRY_SECS)
+        store.enqueue_checks(CheckQueue::Repair, &later, now + RETRY_SECS)?;
+        store.enqueue_checks(CheckQueue::Repair, &later_lost, now + RETRY_LOST_SECS)
     })
     .await??;
     stats.under_replicated.store(under_replicated, Ordering::Relaxed);

@@ -305,11 +305,23 @@ function pickedItems(fileList, into) {
   return { dirs: [...dirs].sort(), files };
 }
 
+/**
+ * Entries asked for per listing page: 500, or `?page=N` in the address
+ * (1 to 10,000). A folder of more shows a "Show more" button; no folder is
+ * ever fetched whole.
+ */
+const LIST_PAGE = Math.min(Math.max(Number(new URLSearchParams(location.search).get('page')) || 500, 1), 10000);
+
+function listPage(path, cursor) {
+  const more = cursor ? `&cursor=${encodeURIComponent(cursor)}` : '';
+  return call('GET', `/v1/list${pathQuery(path)}&limit=${LIST_PAGE}${more}`);
+}
+
 async function filesView(path) {
   document.title = `${path} — DFS`;
   let listing;
   try {
-    listing = await call('GET', `/v1/list${pathQuery(path)}`);
+    listing = await listPage(path);
   } catch (error) {
     if (sessionEnded(error)) return;
     show(
@@ -345,8 +357,29 @@ async function filesView(path) {
     h('button', { type: 'button', onclick: refresh }, 'Refresh'));
 
   const rows = listing.entries.map((entry) => entryRow(entry, refresh));
+  let shown = listing.entries.length;
+  let cursor = listing.next_cursor;
+  const counted = () => `${shown} ${shown === 1 ? 'entry' : 'entries'}${cursor ? ' shown, more to come' : ''}. Drop files or folders here to upload them.`;
+  const caption = h('caption', { class: 'drop-hint' }, counted());
+  const body = h('tbody', {}, rows);
+  const more = h('button', {
+    type: 'button',
+    id: 'more-entries',
+    onclick: async () => {
+      more.disabled = true;
+      let next;
+      const fetched = await attempt(async () => { next = await listPage(path, cursor); });
+      more.disabled = false;
+      if (!fetched) return;
+      next.entries.forEach((entry) => body.append(entryRow(entry, refresh)));
+      shown += next.entries.length;
+      cursor = next.next_cursor;
+      caption.textContent = counted();
+      if (!cursor) more.remove();
+    },
+  }, 'Show more');
   const table = h('table', { id: 'listing' },
-    h('caption', { class: 'drop-hint' }, `${listing.entries.length} ${listing.entries.length === 1 ? 'entry' : 'entries'}. Drop files or folders here to upload them.`),
+    caption,
     h('thead', {}, h('tr', {},
       h('th', { scope: 'col' }, 'Name'),
       h('th', { scope: 'col', class: 'num' }, 'Size'),
@@ -354,7 +387,7 @@ async function filesView(path) {
       h('th', { scope: 'col', class: 'hide-narrow' }, 'Owner'),
       h('th', { scope: 'col', class: 'hide-narrow' }, 'Modified'),
       h('th', { scope: 'col' }, 'Actions'))),
-    h('tbody', {}, rows));
+    body);
   const drop = h('div', {
     class: 'drop',
     id: 'drop',
@@ -369,7 +402,7 @@ async function filesView(path) {
       const { dirs, files } = await droppedItems(event.dataTransfer, path);
       queueUploads(dirs, files, refresh);
     },
-  }, table);
+  }, table, cursor ? more : null);
   show(breadcrumbs(path), h('h1', {}, path), toolbar, uploads, drop);
 }
 

@@ -159,9 +159,38 @@ pub(crate) fn check_import(dump: &Dump, users: u64, inodes: u64) -> StoreResult<
     Ok(())
 }
 
+/// What an engine does with each entry of an import (see [`import_entries`]).
+pub(crate) trait EntryRows {
+    /// Gives the store's own `/` or `/home` (inode `id`) the entry's owner,
+    /// mode, mtime and version.
+    fn set_attributes(&mut self, id: i64, entry: &DumpEntry) -> StoreResult<()>;
+    /// Creates `entry`, with its content and attributes, as `name` in
+    /// directory `parent`; returns its inode id.
+    fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64>;
+}
+
+/// Imports `entries` in order through an engine's [`EntryRows`], each
+/// placed by [`placement`].
+pub(crate) fn import_entries(rows: &mut impl EntryRows, entries: &[DumpEntry]) -> StoreResult<()> {
+    let mut ids: HashMap<&DfsPath, (i64, EntryKind)> = HashMap::new();
+    for entry in entries {
+        let id = match placement(&ids, entry)? {
+            Placement::Root => crate::model::ROOT_ID,
+            Placement::Home => crate::model::HOME_ID,
+            Placement::Child { parent, name } => {
+                ids.insert(&entry.path, (rows.insert_entry(parent, name, entry)?, entry.kind));
+                continue;
+            }
+        };
+        rows.set_attributes(id, entry)?;
+        ids.insert(&entry.path, (id, entry.kind));
+    }
+    Ok(())
+}
+
 /// Where an imported entry goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Placement<'e> {
+enum Placement<'e> {
     /// `/`: its attributes go to the root the store has.
     Root,
     /// `/home` as a directory: its attributes go to the one the store has.
@@ -174,10 +203,7 @@ pub(crate) enum Placement<'e> {
 /// imported so far (path to inode id and kind), `/` and `/home` are
 /// directories, every other entry comes after its parent, which is a
 /// directory, and no path is listed twice.
-pub(crate) fn placement<'e>(
-    imported: &HashMap<&DfsPath, (i64, EntryKind)>,
-    entry: &'e DumpEntry,
-) -> StoreResult<Placement<'e>> {
+fn placement<'e>(imported: &HashMap<&DfsPath, (i64, EntryKind)>, entry: &'e DumpEntry) -> StoreResult<Placement<'e>> {
     if imported.contains_key(&entry.path) {
         return Err(StoreError::Invalid(format!("dump: {} is listed twice", entry.path)));
     }

@@ -82,6 +82,37 @@ impl ChunkState {
     pub fn referenced(&self) -> bool {
         self.in_files || self.staged
     }
+
+    /// The states of `chunks`, in order, from what an engine read about
+    /// them: `holders` (chunk → its servers, sorted, and the size a replica
+    /// recorded), `named` (chunk → its size in a file naming it) and
+    /// `staged` (chunk → its size in a staged upload). A replica's size
+    /// wins over a file's, a file's over a staged upload's.
+    pub(crate) fn assemble(
+        chunks: &[ChunkId],
+        mut holders: HashMap<String, (Vec<String>, u64)>,
+        named: &HashMap<String, u64>,
+        staged: &HashMap<ChunkId, u64>,
+    ) -> Vec<ChunkState> {
+        chunks
+            .iter()
+            .map(|chunk| {
+                let (servers, replica_size) = match holders.remove(chunk.as_str()) {
+                    Some((servers, size)) => (servers, Some(size)),
+                    None => (Vec::new(), None),
+                };
+                let in_file = named.get(chunk.as_str()).copied();
+                let staged_size = staged.get(chunk).copied();
+                ChunkState {
+                    chunk: chunk.clone(),
+                    size: replica_size.or(in_file).or(staged_size),
+                    holders: servers,
+                    in_files: in_file.is_some(),
+                    staged: staged_size.is_some(),
+                }
+            })
+            .collect()
+    }
 }
 
 /// Implemented by every engine.

@@ -348,3 +348,59 @@ async fn a_drained_server_can_be_removed_without_losing_a_replica() {
     assert_eq!(output.code, Some(4), "{}", output.stderr);
     cluster.resume_service(&holder);
 }
+
+/// A chunk whose every holder died is lost: it is not re-checked every
+/// second (nor every minute), but the return of a server holding it queues
+/// it, and it gets its copies back at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_chunk_is_repaired_as_soon_as_a_server_holding_it_comes_back() {
+    let cluster = Cluster::start(
+        BIN,
+        Options {
+            file_servers: 4,
+            replication: 2,
+            // One chunk, of more than the inline limit.
+            extra_args: vec![format!("--chunk-size={}", 2 * CHUNK_SIZE), "--heartbeat-timeout=3".into()],
+            ..Options::default()
+        },
+    );
+    cluster.login("admin", &cluster.admin_password());
+    let content = random_bytes(CHUNK_SIZE + 100);
+    cluster.ok("admin", &["put", "-", "/home/admin/lost"], &content);
+    let chunk = blake3::hash(&content).to_hex().to_string();
+    let holders = good_copies(&cluster, 4, &chunk);
+    assert_eq!(holders.len(), 2, "two copies of {chunk} on {holders:?}");
+    for holder in &holders {
+        cluster.kill_service(holder);
+    }
+    // Both holders declared dead: the chunk is lost, and counted as such.
+    wait_for(
+        &cluster,
+        Duration::from_secs(30),
+        "the chunk is counted lost",
+        || async { metric(&cluster, "dfs_lost_chunks").await >= 1.0 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let checks = metric(&cluster, "dfs_repair_checks_total").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (back, dead) = (&holders[0], &holders[1]);
+    // Not read again meanwhile (a lost chunk waits for a holder).
+    let more = metric(&cluster, "dfs_repair_checks_total").await - checks;
+    assert_eq!(more, 0.0, "more checks of a lost chunk in 3 s");
+    assert_eq!(metric(&cluster, "dfs_lost_chunks").await, 1.0, "still counted lost");
+    cluster.resume_service(back);
+    wait_for(
+        &cluster,
+        Duration::from_secs(30),
+        "the chunk has two copies on live servers again",
+        || async {
+            let copies = good_copies(&cluster, 4, &chunk);
+            copies.iter().filter(|server| *server != dead).count() >= 2
+                && metric(&cluster, "dfs_repair_copies_total").await >= 1.0
+        },
+    )
+    .await;
+    cluster.resume_service(dead);
+    assert_eq!(cat(&cluster, "/home/admin/lost"), content);
+}

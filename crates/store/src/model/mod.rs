@@ -93,6 +93,8 @@ pub(crate) trait Engine: Send + Sync + 'static {
 
 /// Inode id of `/` on every engine.
 pub(crate) const ROOT_ID: i64 = 1;
+/// `/home`, made with the store.
+pub(crate) const HOME_ID: i64 = 2;
 
 /// A directory or file to create.
 #[derive(Debug, Clone, Copy)]

@@ -2,15 +2,12 @@
 
 use super::namespace::{replica_row, Inode};
 use super::users::UserDoc;
-use super::{
-    int, MongoStore, Tx, FENCE_COUNTER, HOME_ID, INODES, LOCK_GRANTS, REPLICAS, ROOT_ID, SERVERS, UID_COUNTER, USERS,
-};
+use super::{int, MongoStore, Tx, FENCE_COUNTER, INODES, LOCK_GRANTS, REPLICAS, ROOT_ID, SERVERS, UID_COUNTER, USERS};
 use crate::dump::{
-    check_import, placement, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, Placement, DUMP_FORMAT,
+    check_import, import_entries, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, EntryRows, DUMP_FORMAT,
 };
 use crate::StoreResult;
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::EntryKind;
 use dfs_proto::path::DfsPath;
 use mongodb::bson::{doc, Document};
 use std::collections::{HashMap, HashSet};
@@ -139,45 +136,16 @@ fn import_in(tx: &mut Tx<'_>, dump: &Dump) -> StoreResult<()> {
     let last_uid = dump.last_uid();
     tx.raise_counter(UID_COUNTER, last_uid)?;
 
-    // Ids for every entry but `/` and `/home`, reserved at once.
-    let mut next_id = tx.reserve_inode_ids(dump.entries.len() as u64)?;
-    let mut ids: HashMap<&DfsPath, (i64, EntryKind)> = HashMap::new();
-    let mut nodes = Vec::new();
-    for entry in &dump.entries {
-        let (parent_id, name) = match placement(&ids, entry)? {
-            Placement::Root => {
-                set_attributes(tx, ROOT_ID, entry)?;
-                ids.insert(&entry.path, (ROOT_ID, entry.kind));
-                continue;
-            }
-            Placement::Home => {
-                set_attributes(tx, HOME_ID, entry)?;
-                ids.insert(&entry.path, (HOME_ID, entry.kind));
-                continue;
-            }
-            Placement::Child { parent, name } => (parent, name),
-        };
-        let id = next_id;
-        next_id += 1;
-        nodes.push(Inode {
-            id,
-            parent: parent_id,
-            name: name.to_string(),
-            kind: entry.kind,
-            owner_uid: entry.owner_uid,
-            owner_name: entry.owner_name.clone(),
-            mode: entry.mode,
-            size: entry.size,
-            mtime_ms: entry.mtime_ms,
-            ctime_ms: Some(entry.ctime()),
-            version: entry.version,
-            chunks: entry.chunks.clone(),
-            data: entry.inline.as_deref().map(super::namespace::binary),
-            attributes: entry.attributes.clone(),
-            seq: 0,
-        });
-        ids.insert(&entry.path, (id, entry.kind));
-    }
+    // Ids for every entry but `/` and `/home`, reserved at once; the new
+    // inodes are inserted together.
+    let next_id = tx.reserve_inode_ids(dump.entries.len() as u64)?;
+    let mut import = Import {
+        tx,
+        next_id,
+        nodes: Vec::new(),
+    };
+    import_entries(&mut import, &dump.entries)?;
+    let Import { tx, nodes, .. } = import;
     tx.insert_many(INODES, &nodes)?;
 
     let servers: Vec<Document> = dump
@@ -208,20 +176,53 @@ fn import_in(tx: &mut Tx<'_>, dump: &Dump) -> StoreResult<()> {
     super::namespace::add_missing_slots(tx)
 }
 
-fn set_attributes(tx: &mut Tx<'_>, id: i64, entry: &crate::dump::DumpEntry) -> StoreResult<()> {
-    tx.update(
-        INODES,
-        doc! {"_id": id},
-        doc! {"$set": {
-            "owner_uid": int(entry.owner_uid),
-            "owner_name": &entry.owner_name,
-            "mode": int(u64::from(entry.mode)),
-            "mtime_ms": int(entry.mtime_ms),
-            "ctime_ms": int(entry.ctime()),
-            "version": int(entry.version),
-        }, "$inc": {"seq": 1_i64}},
-    )?;
-    Ok(())
+/// An import's entries on MongoDB: new inodes are gathered, to be
+/// inserted at once.
+struct Import<'a, 't> {
+    tx: &'a mut Tx<'t>,
+    next_id: i64,
+    nodes: Vec<Inode>,
+}
+
+impl EntryRows for Import<'_, '_> {
+    fn set_attributes(&mut self, id: i64, entry: &DumpEntry) -> StoreResult<()> {
+        self.tx.update(
+            INODES,
+            doc! {"_id": id},
+            doc! {"$set": {
+                "owner_uid": int(entry.owner_uid),
+                "owner_name": &entry.owner_name,
+                "mode": int(u64::from(entry.mode)),
+                "mtime_ms": int(entry.mtime_ms),
+                "ctime_ms": int(entry.ctime()),
+                "version": int(entry.version),
+            }, "$inc": {"seq": 1_i64}},
+        )?;
+        Ok(())
+    }
+
+    fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.nodes.push(Inode {
+            id,
+            parent,
+            name: name.to_string(),
+            kind: entry.kind,
+            owner_uid: entry.owner_uid,
+            owner_name: entry.owner_name.clone(),
+            mode: entry.mode,
+            size: entry.size,
+            mtime_ms: entry.mtime_ms,
+            ctime_ms: Some(entry.ctime()),
+            version: entry.version,
+            chunks: entry.chunks.clone(),
+            data: entry.inline.as_deref().map(super::namespace::binary),
+            attributes: entry.attributes.clone(),
+            seq: 0,
+        });
+        Ok(id)
+    }
 }
 
 impl DumpStore for MongoStore {

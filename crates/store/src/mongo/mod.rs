@@ -128,9 +128,8 @@ const INODE_COUNTER: &str = "inode";
 const FENCE_COUNTER: &str = "fence";
 const DIR_MOVES: &str = "dir_moves";
 
-/// Inode ids of `/` and `/home`, made by the first migration.
-const ROOT_ID: i64 = 1;
-const HOME_ID: i64 = 2;
+// Inode ids of `/` and `/home`, made by the first migration.
+use crate::model::{HOME_ID, ROOT_ID};
 
 /// Schema steps, applied in order; `dfs_schema.version` records how many ran.
 /// Each is idempotent, as several directory services may open a new database at once.

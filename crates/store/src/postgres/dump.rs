@@ -1,15 +1,14 @@
 //! Export and import of a whole PostgreSQL store (see [`crate::dump`]).
 
-use super::namespace::{chunk_id, kind_from, kind_name, stored_path, HOME_ID, ROOT_ID};
+use super::namespace::{chunk_id, kind_from, kind_name, stored_path};
 use super::{int, uint, Access, PgTx, PostgresStore};
 use crate::common::{attributes_from_text, attributes_text};
 use crate::dump::{
-    check_import, placement, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, Placement, DUMP_FORMAT,
+    check_import, import_entries, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, EntryRows, DUMP_FORMAT,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::ServerRef;
-use dfs_proto::namespace::{ChunkRef, EntryKind};
-use dfs_proto::path::DfsPath;
+use dfs_proto::namespace::ChunkRef;
 use postgres::error::SqlState;
 use std::collections::HashMap;
 
@@ -145,26 +144,7 @@ fn import_in(tx: &mut PgTx<'_>, dump: &Dump) -> StoreResult<()> {
         )?;
     }
 
-    // Path -> (inode id, kind) of what is imported so far.
-    let mut ids: HashMap<&DfsPath, (i64, EntryKind)> = HashMap::new();
-    for entry in &dump.entries {
-        let id = match placement(&ids, entry)? {
-            Placement::Root => {
-                set_attributes(tx, ROOT_ID, entry)?;
-                ROOT_ID
-            }
-            Placement::Home => {
-                set_attributes(tx, HOME_ID, entry)?;
-                HOME_ID
-            }
-            Placement::Child { parent, name } => insert_entry(tx, parent, name, entry)?,
-        };
-        super::namespace::insert_chunks(tx, id, &entry.chunks)?;
-        if let Some(data) = &entry.inline {
-            tx.execute("INSERT INTO file_data (inode, data) VALUES ($1, $2)", &[&id, data])?;
-        }
-        ids.insert(&entry.path, (id, entry.kind));
-    }
+    import_entries(tx, &dump.entries)?;
 
     for server in &dump.servers {
         tx.execute(
@@ -198,47 +178,55 @@ fn import_in(tx: &mut PgTx<'_>, dump: &Dump) -> StoreResult<()> {
     Ok(())
 }
 
-fn insert_entry(tx: &mut PgTx<'_>, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64> {
-    let row = tx
-        .query_one(
-            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+/// An import's entries on PostgreSQL.
+impl EntryRows for PgTx<'_> {
+    fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64> {
+        let row = self
+            .query_one(
+                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                &[
+                    &parent,
+                    &name,
+                    &kind_name(entry.kind),
+                    &int(entry.owner_uid),
+                    &entry.owner_name,
+                    &i64::from(entry.mode),
+                    &int(entry.size),
+                    &int(entry.mtime_ms),
+                    &int(entry.version),
+                    &attributes_text(&entry.attributes),
+                    &int(entry.ctime()),
+                ],
+            )
+            .map_err(|error| match error.code() {
+                // Two entries with one path.
+                Some(&SqlState::UNIQUE_VIOLATION) => StoreError::Invalid(format!("dump: {}: {error}", entry.path)),
+                _ => error.into(),
+            })?;
+        let id = row.get(0);
+        super::namespace::insert_chunks(self, id, &entry.chunks)?;
+        if let Some(data) = &entry.inline {
+            self.execute("INSERT INTO file_data (inode, data) VALUES ($1, $2)", &[&id, data])?;
+        }
+        Ok(id)
+    }
+
+    fn set_attributes(&mut self, id: i64, entry: &DumpEntry) -> StoreResult<()> {
+        self.execute(
+            "UPDATE inodes SET owner_uid = $2, owner_name = $3, mode = $4, mtime_ms = $5, version = $6, ctime_ms = $7 WHERE id = $1",
             &[
-                &parent,
-                &name,
-                &kind_name(entry.kind),
+                &id,
                 &int(entry.owner_uid),
                 &entry.owner_name,
                 &i64::from(entry.mode),
-                &int(entry.size),
                 &int(entry.mtime_ms),
                 &int(entry.version),
-                &attributes_text(&entry.attributes),
                 &int(entry.ctime()),
             ],
-        )
-        .map_err(|error| match error.code() {
-            // Two entries with one path.
-            Some(&SqlState::UNIQUE_VIOLATION) => StoreError::Invalid(format!("dump: {}: {error}", entry.path)),
-            _ => error.into(),
-        })?;
-    Ok(row.get(0))
-}
-
-fn set_attributes(tx: &mut PgTx<'_>, id: i64, entry: &DumpEntry) -> StoreResult<()> {
-    tx.execute(
-        "UPDATE inodes SET owner_uid = $2, owner_name = $3, mode = $4, mtime_ms = $5, version = $6, ctime_ms = $7 WHERE id = $1",
-        &[
-            &id,
-            &int(entry.owner_uid),
-            &entry.owner_name,
-            &i64::from(entry.mode),
-            &int(entry.mtime_ms),
-            &int(entry.version),
-            &int(entry.ctime()),
-        ],
-    )?;
-    Ok(())
+        )?;
+        Ok(())
+    }
 }
 
 impl DumpStore for PostgresStore {

@@ -94,8 +94,6 @@ CREATE TABLE possession (
 );
 "#;
 
-pub(super) const ROOT_ID: i64 = crate::model::ROOT_ID;
-pub(super) const HOME_ID: i64 = 2;
 const NODE_COLUMNS: &str =
     "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, COALESCE(ctime_ms, mtime_ms)";
 

@@ -231,24 +231,7 @@ impl RepairStore for PostgresStore {
                 let ops = tx.query("SELECT op FROM tx_ops WHERE strpos(op, $1) > 0", &[id])?;
                 staged.extend(staged_chunks(&ops)?);
             }
-            Ok(chunks
-                .iter()
-                .map(|chunk| {
-                    let (servers, replica_size) = match holders.remove(chunk.as_str()) {
-                        Some((servers, size)) => (servers, Some(size)),
-                        None => (Vec::new(), None),
-                    };
-                    let in_file = named.get(chunk.as_str()).copied();
-                    let staged_size = staged.get(chunk).copied();
-                    ChunkState {
-                        chunk: chunk.clone(),
-                        size: replica_size.or(in_file).or(staged_size),
-                        holders: servers,
-                        in_files: in_file.is_some(),
-                        staged: staged_size.is_some(),
-                    }
-                })
-                .collect())
+            Ok(ChunkState::assemble(chunks, holders, &named, &staged))
         })
     }
 

@@ -4,7 +4,7 @@ use super::CachedSql;
 use super::SqliteStore;
 use crate::common::{attributes_from_text, attributes_text};
 use crate::dump::{
-    check_import, placement, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, Placement, DUMP_FORMAT,
+    check_import, import_entries, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, EntryRows, DUMP_FORMAT,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
@@ -12,10 +12,6 @@ use dfs_proto::namespace::{ChunkRef, EntryKind};
 use dfs_proto::path::DfsPath;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
-
-/// Inode ids of `/` and `/home`, made by the schema.
-const ROOT_ID: i64 = 1;
-const HOME_ID: i64 = 2;
 
 fn bad(what: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(anyhow::anyhow!("stored {what} is invalid: {error}"))
@@ -172,48 +168,7 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
         [last_uid],
     )?;
 
-    let mut ids: HashMap<&DfsPath, (i64, EntryKind)> = HashMap::new();
-    for entry in &dump.entries {
-        let id = match placement(&ids, entry)? {
-            Placement::Root => {
-                set_attributes(tx, ROOT_ID, entry)?;
-                ROOT_ID
-            }
-            Placement::Home => {
-                set_attributes(tx, HOME_ID, entry)?;
-                HOME_ID
-            }
-            Placement::Child {
-                parent: parent_id,
-                name,
-            } => {
-                tx.exec(
-                    "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    params![
-                        parent_id,
-                        name,
-                        kind_name(entry.kind),
-                        entry.owner_uid,
-                        entry.owner_name,
-                        entry.mode,
-                        entry.size,
-                        entry.mtime_ms,
-                        entry.version,
-                        attributes_text(&entry.attributes),
-                        entry.ctime()
-                    ],
-                )
-                .map_err(|error| StoreError::Invalid(format!("dump: {}: {error}", entry.path)))?;
-                tx.last_insert_rowid()
-            }
-        };
-        super::namespace::insert_content(tx, id, crate::namespace::NewContent::Chunks(&entry.chunks))?;
-        if let Some(data) = &entry.inline {
-            tx.exec("INSERT INTO file_data (inode, data) VALUES (?1, ?2)", params![id, data])?;
-        }
-        ids.insert(&entry.path, (id, entry.kind));
-    }
+    import_entries(&mut Import(tx), &dump.entries)?;
 
     for server in &dump.servers {
         tx.exec(
@@ -236,20 +191,53 @@ fn import_in(tx: &Connection, dump: &Dump) -> StoreResult<()> {
     Ok(())
 }
 
-fn set_attributes(tx: &Connection, id: i64, entry: &DumpEntry) -> StoreResult<()> {
-    tx.exec(
-        "UPDATE inodes SET owner_uid = ?2, owner_name = ?3, mode = ?4, mtime_ms = ?5, version = ?6, ctime_ms = ?7 WHERE id = ?1",
-        params![
-            id,
-            entry.owner_uid,
-            entry.owner_name,
-            entry.mode,
-            entry.mtime_ms,
-            entry.version,
-            entry.ctime()
-        ],
-    )?;
-    Ok(())
+/// An import's entries on SQLite.
+struct Import<'c>(&'c Connection);
+
+impl EntryRows for Import<'_> {
+    fn set_attributes(&mut self, id: i64, entry: &DumpEntry) -> StoreResult<()> {
+        self.0.exec(
+            "UPDATE inodes SET owner_uid = ?2, owner_name = ?3, mode = ?4, mtime_ms = ?5, version = ?6, ctime_ms = ?7 WHERE id = ?1",
+            params![
+                id,
+                entry.owner_uid,
+                entry.owner_name,
+                entry.mode,
+                entry.mtime_ms,
+                entry.version,
+                entry.ctime()
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64> {
+        let tx = self.0;
+        tx.exec(
+            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                parent,
+                name,
+                kind_name(entry.kind),
+                entry.owner_uid,
+                entry.owner_name,
+                entry.mode,
+                entry.size,
+                entry.mtime_ms,
+                entry.version,
+                attributes_text(&entry.attributes),
+                entry.ctime()
+            ],
+        )
+        .map_err(|error| StoreError::Invalid(format!("dump: {}: {error}", entry.path)))?;
+        let id = tx.last_insert_rowid();
+        super::namespace::insert_content(tx, id, crate::namespace::NewContent::Chunks(&entry.chunks))?;
+        if let Some(data) = &entry.inline {
+            tx.exec("INSERT INTO file_data (inode, data) VALUES (?1, ?2)", params![id, data])?;
+        }
+        Ok(id)
+    }
 }
 
 impl DumpStore for SqliteStore {

@@ -204,28 +204,22 @@ impl RepairStore for SqliteStore {
             let mut holders =
                 tx.prepare_cached("SELECT server, size FROM replicas WHERE chunk = ?1 ORDER BY server")?;
             let mut named = tx.prepare_cached("SELECT size FROM file_chunks WHERE chunk = ?1 LIMIT 1")?;
-            let mut states = Vec::with_capacity(chunks.len());
+            let mut found: HashMap<String, (Vec<String>, u64)> = HashMap::new();
+            let mut in_files: HashMap<String, u64> = HashMap::new();
             for chunk in chunks {
-                let mut size = None;
-                let mut servers = Vec::new();
                 for row in holders.query_map([chunk.as_str()], |row| {
                     Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
                 })? {
                     let (server, recorded) = row?;
-                    servers.push(server);
-                    size = Some(recorded);
+                    let entry = found.entry(chunk.to_string()).or_default();
+                    entry.0.push(server);
+                    entry.1 = recorded;
                 }
-                let in_file: Option<u64> = named.query_row([chunk.as_str()], |row| row.get(0)).optional()?;
-                let staged_size = staged.get(chunk).copied();
-                states.push(ChunkState {
-                    chunk: chunk.clone(),
-                    size: size.or(in_file).or(staged_size),
-                    holders: servers,
-                    in_files: in_file.is_some(),
-                    staged: staged_size.is_some(),
-                });
+                if let Some(size) = named.query_row([chunk.as_str()], |row| row.get(0)).optional()? {
+                    in_files.insert(chunk.to_string(), size);
+                }
             }
-            Ok(states)
+            Ok(ChunkState::assemble(chunks, found, &in_files, &staged))
         })
     }
 
