@@ -58,8 +58,12 @@ echo posix-password | dfs login posix --password-stdin > /dev/null
 
 mkdir -p "$WORK/mnt"
 dfs mount "$WORK/mnt" --log-file "$WORK/mount.log"
+# rename_ctime: a rename moves the ctime of what moved (docs/posix.md, Times).
+# Not utimensat/utime_now: their cases check atimes set apart from mtimes,
+# and the namespace keeps no atime.
 cat > "$WORK/pjdfstest.toml" <<EOF
 [features]
+rename_ctime = {}
 
 [settings]
 naptime = 0.001

@@ -245,7 +245,7 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             let stat = client.stat(&remote_path(&path, session.as_ref())?).await?;
             emit(&global, &stat, || {
                 format!(
-                    "path: {}\nkind: {}\nsize: {}\nmode: {} ({:o})\nowner: {} (uid {})\nversion: {}\nmodified: {}",
+                    "path: {}\nkind: {}\nsize: {}\nmode: {} ({:o})\nowner: {} (uid {})\nversion: {}\nmodified: {}\nchanged: {}",
                     shown(stat.path.as_str()),
                     match stat.file_type() {
                         None => "directory",
@@ -258,7 +258,8 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                     stat.owner,
                     stat.owner_uid,
                     stat.version,
-                    format_time(stat.mtime_ms)
+                    format_time(stat.mtime_ms),
+                    format_time(stat.ctime())
                 )
             })
         }

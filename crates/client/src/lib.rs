@@ -55,7 +55,7 @@ use dfs_proto::auth::{
 };
 use dfs_proto::namespace::{
     ChmodRequest, ChownRequest, ClusterStatus, ComposeFiles, FileLayout, Listing, MkdirRequest, RemoveRequest,
-    RenameRequest, Stat, LAYOUT_PAGE_MAX,
+    RenameRequest, SetTimesRequest, Stat, LAYOUT_PAGE_MAX,
 };
 use dfs_proto::{DfsPath, ErrorBody, ErrorCode};
 use reqwest::{Method, RequestBuilder, Response};
@@ -747,6 +747,16 @@ impl Client {
             mode,
         };
         self.directory(Method::POST, "/v1/chmod", Some(&request)).await
+    }
+
+    /// Sets the mtime of `path` to `mtime_ms`, or to now if `None` (see
+    /// [`SetTimesRequest`]); its ctime becomes now.
+    pub async fn set_times(&self, path: &DfsPath, mtime_ms: Option<u64>) -> Result<Stat> {
+        let request = SetTimesRequest {
+            path: path.clone(),
+            mtime_ms,
+        };
+        self.directory(Method::POST, "/v1/times", Some(&request)).await
     }
 
     pub async fn chown(&self, path: &DfsPath, owner: &str) -> Result<Stat> {

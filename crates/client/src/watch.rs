@@ -250,6 +250,7 @@ mod tests {
             mode: 0o644,
             size: 0,
             mtime_ms: 0,
+            ctime_ms: None,
             version: 1,
             attributes: Default::default(),
         };

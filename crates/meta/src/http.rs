@@ -114,6 +114,7 @@ fn api_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(namespace::rename))
         .routes(routes!(namespace::chmod))
         .routes(routes!(namespace::chown))
+        .routes(routes!(namespace::set_times))
         .routes(routes!(namespace::ensure_home))
         .routes(routes!(namespace::layout))
         .routes(routes!(uploads::begin))

@@ -670,6 +670,59 @@ async fn namespace_operations_over_http() {
     assert_eq!(names, ["f"]);
 }
 
+/// `POST /v1/times`: the mtime as `utimensat` sets it, the ctime now;
+/// bad input is a 4xx that changes nothing.
+#[tokio::test]
+async fn times_set_the_mtime_and_move_the_ctime() {
+    let cluster = start().await;
+    cluster.register_servers(2).await;
+    let (ann, bob) = (cluster.user(7, "ann"), cluster.user(8, "bob"));
+    let written = cluster.write_file(&ann, "/home/ann/f", &[chunk(1, 3)]).await;
+    let ctime = written.ctime_ms.expect("the directory service keeps a ctime");
+    assert!(ctime >= written.mtime_ms);
+
+    let (status, body) = cluster
+        .post("/v1/times", &ann, json!({"path": "/home/ann/f", "mtime_ms": 1_000_000}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let set: Stat = serde_json::from_value(body).unwrap();
+    assert_eq!((set.mtime_ms, set.version, set.size), (1_000_000, written.version, 3));
+    assert!(set.ctime_ms.unwrap() >= ctime);
+    async fn stat(cluster: &Cluster, who: &str) -> Stat {
+        let (status, body) = cluster.get("/v1/stat?path=/home/ann/f", who).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+    assert_eq!(stat(&cluster, &ann).await, set);
+
+    // Bad input: each a 4xx, the file as it was.
+    for (who, body, expected) in [
+        (
+            &ann,
+            json!({"path": "/home/ann/f", "mtime_ms": 253_402_300_800_000_u64}),
+            400,
+        ),
+        (&ann, json!({"path": "/home/ann/f", "mtime_ms": -1}), 400),
+        (&ann, json!({"path": "/home/ann/f", "mtime_ms": "yesterday"}), 400),
+        (&ann, json!({"mtime_ms": 5}), 400),
+        (&ann, json!({"path": "home/ann/f"}), 400),
+        (&ann, json!({"path": "/home/ann/nothing"}), 404),
+        (&bob, json!({"path": "/home/ann/f", "mtime_ms": 5}), 403),
+        (&bob, json!({"path": "/home/ann/f"}), 403),
+    ] {
+        let (status, answer) = cluster.post("/v1/times", who, body.clone()).await;
+        assert_eq!(status, expected, "{body} -> {answer}");
+        assert!(answer["message"].is_string(), "{answer}");
+        assert_eq!(stat(&cluster, &ann).await, set, "{body} changed nothing");
+    }
+    // Without a time: now.
+    let before = dfs_seal::now() * 1000;
+    let (status, body) = cluster.post("/v1/times", &ann, json!({"path": "/home/ann/f"})).await;
+    assert_eq!(status, 200, "{body}");
+    let now: Stat = serde_json::from_value(body).unwrap();
+    assert!(now.mtime_ms >= before && now.ctime_ms == Some(now.mtime_ms), "{now:?}");
+}
+
 #[tokio::test]
 async fn concurrent_commits_to_one_path_end_with_one_version() {
     let cluster = Arc::new(start().await);

@@ -194,6 +194,10 @@ pub struct Spill {
     /// When it was last written or cut here: the file's mtime and ctime on
     /// this mount until a commit is newer.
     pub modified: Option<std::time::SystemTime>,
+    /// An mtime set (`utimensat`) since the last write: set on the new
+    /// version once committed, and shown as the mtime until then. A write
+    /// or a cut after it drops it, as on a local disk.
+    pub set_mtime: Option<std::time::SystemTime>,
 }
 
 impl Spill {
@@ -206,6 +210,7 @@ impl Spill {
             final_mode: None,
             stat: None,
             modified: None,
+            set_mtime: None,
         })
     }
 
@@ -242,6 +247,7 @@ impl Spill {
         self.file.write_all_at(data, offset)?;
         self.dirty = true;
         self.modified = Some(std::time::SystemTime::now());
+        self.set_mtime = None;
         Ok(())
     }
 
@@ -249,6 +255,7 @@ impl Spill {
         self.file.set_len(size)?;
         self.dirty = true;
         self.modified = Some(std::time::SystemTime::now());
+        self.set_mtime = None;
         Ok(())
     }
 

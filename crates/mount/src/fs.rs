@@ -227,6 +227,7 @@ impl DfsFs {
         let mut size = stat.size;
         let mut mode = stat.mode;
         let mut mtime = UNIX_EPOCH + Duration::from_millis(stat.mtime_ms);
+        let mut ctime = UNIX_EPOCH + Duration::from_millis(stat.ctime());
         if let Some(spill) = self.spill_of(ino) {
             let spill = spill.lock().unwrap_or_else(PoisonError::into_inner);
             if let Ok(len) = spill.len() {
@@ -237,9 +238,14 @@ impl DfsFs {
             if let Some(final_mode) = spill.final_mode {
                 mode = final_mode;
             }
-            // Written here since: as on a local disk, the write's time.
+            // Written here since: as on a local disk, the write's time,
+            // or the time set since the write (set once committed).
             if let Some(modified) = spill.modified {
                 mtime = mtime.max(modified);
+                ctime = ctime.max(modified);
+            }
+            if let Some(set) = spill.set_mtime {
+                mtime = set;
             }
         }
         let (uid, gid) = if stat.owner == self.identity.user {
@@ -256,9 +262,10 @@ impl DfsFs {
             ino: INodeNo(ino),
             size,
             blocks: size.div_ceil(512),
+            // No access times are kept: atime is the mtime.
             atime: mtime,
             mtime,
-            ctime: mtime,
+            ctime,
             crtime: mtime,
             kind,
             perm: (mode & 0o7777) as u16,
@@ -426,10 +433,17 @@ impl DfsFs {
         let source = spill
             .source()
             .map_err(|error| self.local_failure("commit", &self.spill_dir, &error))?;
-        self.block(self.writer(&path).put(&path, source, &PutOptions::default()))
+        let writer = self.writer(&path);
+        self.block(writer.put(&path, source, &PutOptions::default()))
             .map_err(|error| self.fail("commit", &path, &error, Errno::EIO))?;
         spill.dirty = false;
         self.changed(&path, false);
+        // Times set since the last write (tar and `cp -p` set them before
+        // closing): on the version just committed.
+        if let Some(set) = spill.set_mtime.take() {
+            self.block(writer.set_times(&path, Some(millis_since_epoch(set)?)))
+                .map_err(|error| self.fail("set times", &path, &error, Errno::EIO))?;
+        }
         Ok(())
     }
 
@@ -459,6 +473,36 @@ impl DfsFs {
         result.map_err(|error| self.fail("truncate", path, &error, Errno::EIO))
     }
 
+    /// Sets the mtime of `ino` as `utimensat` does (`mtime`: a time, or
+    /// now). On a file written here and not yet committed, the time is kept
+    /// with the writes and set on the version they become (a write before
+    /// the commit drops it); else it is set at once.
+    fn set_mtime(&self, ino: INodeNo, path: &DfsPath, mtime: TimeOrNow) -> Result<()> {
+        let stat = self.stat(path)?;
+        let owner = self.identity.admin || stat.owner == self.identity.user;
+        // POSIX: a given time needs the owner (EPERM), now write permission (EACCES).
+        let mtime_ms = match mtime {
+            TimeOrNow::SpecificTime(_) if !owner => return Err(Errno::EPERM),
+            TimeOrNow::SpecificTime(time) => Some(millis_since_epoch(time)?),
+            TimeOrNow::Now if !owner && !self.may_write(&stat) => return Err(Errno::EACCES),
+            TimeOrNow::Now => None,
+        };
+        if let Some(spill) = self.spill_of(ino.0) {
+            let mut spill = spill.lock().unwrap_or_else(PoisonError::into_inner);
+            if spill.dirty {
+                spill.set_mtime = Some(match mtime {
+                    TimeOrNow::SpecificTime(time) => time,
+                    TimeOrNow::Now => SystemTime::now(),
+                });
+                return Ok(());
+            }
+        }
+        self.block(self.writer(path).set_times(path, mtime_ms))
+            .map_err(|error| self.fail("set times", path, &error, Errno::EIO))?;
+        self.changed(path, false);
+        Ok(())
+    }
+
     fn do_setattr(
         &self,
         ino: INodeNo,
@@ -466,6 +510,7 @@ impl DfsFs {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
+        mtime: Option<TimeOrNow>,
     ) -> Result<FileAttr> {
         let path = self.path(ino)?;
         // Owners are DFS users; a local uid maps to none but our own.
@@ -491,8 +536,10 @@ impl DfsFs {
                 .map_err(|error| self.fail("chmod", &path, &error, Errno::EIO))?;
             self.changed(&path, false);
         }
-        // Times: the namespace keeps only the commit time as mtime; setting
-        // times is accepted and has no effect (docs/posix.md).
+        // The namespace keeps no access time: setting only atime changes nothing.
+        if let Some(mtime) = mtime {
+            self.set_mtime(ino, &path, mtime)?;
+        }
         let stat = self.stat(&path)?;
         Ok(self.attr(ino.0, &stat))
     }
@@ -822,7 +869,7 @@ impl Filesystem for DfsFs {
         gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -832,7 +879,7 @@ impl Filesystem for DfsFs {
         reply: ReplyAttr,
     ) {
         let mark = self.freshness.mark();
-        match self.do_setattr(ino, mode, uid, gid, size) {
+        match self.do_setattr(ino, mode, uid, gid, size, mtime) {
             Ok(attr) => reply.attr(&self.freshness.ttl(mark), &attr),
             Err(error) => reply.error(error),
         }
@@ -1133,6 +1180,14 @@ impl Filesystem for DfsFs {
             Err(error) => reply.error(error),
         }
     }
+}
+
+/// `time` in milliseconds since the Unix epoch; a time before it (which
+/// the namespace cannot hold) is `EINVAL`.
+fn millis_since_epoch(time: SystemTime) -> Result<u64> {
+    time.duration_since(UNIX_EPOCH)
+        .map(|since| since.as_millis().min(u128::from(u64::MAX)) as u64)
+        .map_err(|_| Errno::EINVAL)
 }
 
 /// The kernel's type of an entry.

@@ -9,6 +9,8 @@
 //! - `POST /v1/rename` [`RenameRequest`] -> [`Stat`] of the new path
 //! - `POST /v1/chmod` [`ChmodRequest`] -> [`Stat`]
 //! - `POST /v1/chown` [`ChownRequest`] -> [`Stat`] (admin only)
+//! - `POST /v1/times` [`SetTimesRequest`] -> [`Stat`]: sets the mtime (and
+//!   moves the ctime), as `utimensat`
 //!
 //! Upload, a protocol in three steps:
 //! - `POST /v1/uploads` [`BeginUpload`] -> [`UploadStarted`]
@@ -191,8 +193,15 @@ pub struct Stat {
     pub mode: u32,
     /// Bytes; 0 for a directory.
     pub size: u64,
-    /// Last modification, milliseconds since the Unix epoch.
+    /// Last modification of the content (of a directory: of its entries),
+    /// milliseconds since the Unix epoch; settable by `POST /v1/times`.
     pub mtime_ms: u64,
+    /// Last change of the entry itself (content, mode, owner, times, name;
+    /// a directory's entries), milliseconds since the Unix epoch, as POSIX's
+    /// ctime: never set by a client. Absent from older directory services:
+    /// read it as `mtime_ms` (see [`Stat::ctime`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctime_ms: Option<u64>,
     /// Starts at 1 and grows by one on every committed write of the file.
     pub version: u64,
     /// The attributes of this version of a file (see [`crate::attributes`]);
@@ -202,6 +211,12 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// The ctime in milliseconds: `ctime_ms`, or the mtime from a directory
+    /// service that keeps none.
+    pub fn ctime(&self) -> u64 {
+        self.ctime_ms.unwrap_or(self.mtime_ms)
+    }
+
     /// What this entry is, if a file (`None` for a directory).
     pub fn file_type(&self) -> Option<FileType> {
         match self.kind {
@@ -308,6 +323,21 @@ pub struct ChmodRequest {
     pub path: DfsPath,
     pub mode: u32,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetTimesRequest {
+    pub path: DfsPath,
+    /// The new mtime, milliseconds since the Unix epoch (at most
+    /// [`MAX_TIME_MS`]); needs ownership (or admin). Absent: now, which
+    /// needs only write permission on the entry, as POSIX's `UTIME_NOW`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ms: Option<u64>,
+}
+
+/// The latest time an mtime may be set to: the last millisecond of year
+/// 9999 (every engine's integers hold it, and so does every date format).
+pub const MAX_TIME_MS: u64 = 253_402_300_799_999;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -191,6 +191,7 @@ mod tests {
             mode: 0o644,
             size: 3,
             mtime_ms: 1_000,
+            ctime_ms: None,
             version: 1,
             attributes,
         }

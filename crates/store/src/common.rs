@@ -21,6 +21,9 @@ pub(crate) struct Node {
     pub(crate) mode: u32,
     pub(crate) size: u64,
     pub(crate) mtime_ms: u64,
+    /// The last change of the inode (see [`Stat::ctime_ms`]); the mtime in
+    /// rows written before ctime was kept.
+    pub(crate) ctime_ms: u64,
     pub(crate) version: u64,
     /// A file version's attributes (see [`dfs_proto::attributes`]).
     pub(crate) attributes: Attributes,
@@ -40,6 +43,7 @@ impl Node {
             mode: self.mode,
             size: self.size,
             mtime_ms: self.mtime_ms,
+            ctime_ms: Some(self.ctime_ms),
             version: self.version,
             attributes: self.attributes.clone(),
         }
@@ -107,6 +111,14 @@ pub(crate) fn no_such_lock(token: &str) -> StoreError {
 /// `what` (e.g. "upload u1", "transaction t1") is someone else's.
 pub(crate) fn belongs_to_another_user(what: &str) -> StoreError {
     StoreError::PermissionDenied(format!("permission denied: {what} belongs to another user"))
+}
+
+/// Milliseconds since the Unix epoch, for the writes whose trait method takes no time.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch, for the writes whose trait method takes no time.

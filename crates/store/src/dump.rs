@@ -3,7 +3,7 @@
 //!
 //! A dump holds what a cluster cannot lose: users (with their password
 //! hashes and the next uid, so uids are never reused), every directory and
-//! file with owner, mode, size, mtime, version, attributes and chunk list
+//! file with owner, mode, size, mtime, ctime, version, attributes and chunk list
 //! or inline bytes, the file
 //! servers, the chunk replicas, and the latest fencing number of every path
 //! (so fencing keeps growing). It leaves out what is short-lived by design:
@@ -41,6 +41,9 @@ pub struct DumpEntry {
     pub mode: u32,
     pub size: u64,
     pub mtime_ms: u64,
+    /// The ctime; absent in dumps of builds that kept none: the mtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctime_ms: Option<u64>,
     pub version: u64,
     /// In file order; empty for directories and inline files.
     pub chunks: Vec<ChunkRef>,
@@ -51,6 +54,13 @@ pub struct DumpEntry {
     /// A file version's attributes; absent when there are none.
     #[serde(default, skip_serializing_if = "Attributes::is_empty")]
     pub attributes: Attributes,
+}
+
+impl DumpEntry {
+    /// The ctime to load: the dump's, else the mtime.
+    pub(crate) fn ctime(&self) -> u64 {
+        self.ctime_ms.unwrap_or(self.mtime_ms)
+    }
 }
 
 /// `Option<Vec<u8>>` as an optional base64 string.

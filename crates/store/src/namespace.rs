@@ -259,6 +259,12 @@ pub trait NamespaceStore: Send + Sync {
     /// type bits); owner or admin only.
     fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat>;
 
+    /// Sets the mtime of `path` to `mtime_ms`, or to `now_ms` if `None`,
+    /// and its ctime to `now_ms`, as `utimensat`: a given time needs the
+    /// owner (or an admin), "now" also [`WRITE`] on the entry. A time past
+    /// [`dfs_proto::namespace::MAX_TIME_MS`] is `Invalid`.
+    fn set_times(&self, who: &Principal, path: &DfsPath, mtime_ms: Option<u64>, now_ms: u64) -> StoreResult<Stat>;
+
     /// Gives `path` to another user; admin only.
     fn chown(&self, who: &Principal, path: &DfsPath, owner_uid: u64, owner_name: &str) -> StoreResult<Stat>;
 

@@ -47,6 +47,10 @@ pub const ALL: &[(&str, SuiteTest)] = &[
     ),
     ("namespace_remove", namespace_remove),
     ("namespace_chmod_chown", namespace_chmod_chown),
+    (
+        "namespace_set_times_and_ctime_follow_every_change",
+        namespace_set_times_and_ctime_follow_every_change,
+    ),
     ("namespace_uploads_and_versions", namespace_uploads_and_versions),
     ("namespace_replicas_servers_counts", namespace_replicas_servers_counts),
     ("possession_is_recorded_per_user", possession_is_recorded_per_user),
@@ -929,6 +933,120 @@ pub fn namespace_chmod_chown(store: &dyn Store) {
     let stat = store.chown(&admin(), &path("/home/ann/f"), 8, "bob").unwrap();
     assert_eq!((stat.owner_uid, stat.owner.as_str()), (8, "bob"));
     store.chmod(&bob, &path("/home/ann/f"), 0o600).unwrap();
+}
+
+/// The wall clock in milliseconds, for the calls that take no time (chmod, chown).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// mtime is settable as by `utimensat` (any time by the owner or an admin,
+/// "now" also by a writer); ctime follows every change of the entry:
+/// creation, content, times, mode, owner, its move, and a directory's entries.
+pub fn namespace_set_times_and_ctime_follow_every_change(store: &dyn Store) {
+    use dfs_proto::namespace::MAX_TIME_MS;
+    let ann = user(7, "ann");
+    let bob = user(8, "bob");
+    let times = |raw: &str| {
+        let stat = store.stat(&admin(), &path(raw)).unwrap();
+        (stat.mtime_ms, stat.ctime_ms.expect("every engine keeps a ctime"))
+    };
+    store.ensure_home(7, "ann", 1_000).unwrap();
+    store.chmod(&ann, &path("/home/ann"), 0o755).unwrap();
+    store.mkdir(&ann, &path("/home/ann/d"), 0o777, false, 2_000).unwrap();
+    assert_eq!(times("/home/ann/d"), (2_000, 2_000), "a new entry: both its creation");
+    let f = path("/home/ann/f");
+    store
+        .write_inline(&ann, &f, b"one", &NO_ATTRIBUTES, Some(0o666), false, 3_000)
+        .unwrap();
+    assert_eq!(times("/home/ann/f"), (3_000, 3_000));
+
+    // The owner sets any time; the ctime is the call's; nothing else changes.
+    let set = store.set_times(&ann, &f, Some(500), 4_000).unwrap();
+    assert_eq!(
+        (set.mtime_ms, set.ctime_ms, set.version, set.size),
+        (500, Some(4_000), 1, 3)
+    );
+    assert_eq!(times("/home/ann/f"), (500, 4_000));
+    // Another user who may write sets only "now".
+    assert_err(
+        store.set_times(&bob, &f, Some(1), 5_000),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "permission denied: /home/ann/f",
+    );
+    assert_eq!(times("/home/ann/f"), (500, 4_000), "a refused call changes nothing");
+    assert_eq!(store.set_times(&bob, &f, None, 5_000).unwrap().mtime_ms, 5_000);
+    assert_eq!(times("/home/ann/f"), (5_000, 5_000));
+    // Without write permission, not even "now"; an admin sets anything.
+    let before_chmod = wall_ms();
+    store.chmod(&ann, &f, 0o644).unwrap();
+    let (mtime, ctime) = times("/home/ann/f");
+    assert_eq!(mtime, 5_000, "chmod keeps the mtime");
+    assert!(ctime >= before_chmod, "chmod moves the ctime: {ctime} < {before_chmod}");
+    assert_err(
+        store.set_times(&bob, &f, None, 6_000),
+        |e| matches!(e, StoreError::PermissionDenied(_)),
+        "permission denied: /home/ann/f",
+    );
+    assert_eq!(times("/home/ann/f"), (5_000, ctime));
+    assert_eq!(store.set_times(&admin(), &f, Some(7), 6_000).unwrap().mtime_ms, 7);
+    // A time past year 9999 is malformed; nothing changes. The latest is kept exactly.
+    assert_err(
+        store.set_times(&ann, &f, Some(MAX_TIME_MS + 1), 7_000),
+        |e| matches!(e, StoreError::Invalid(_)),
+        "year 9999",
+    );
+    assert_eq!(times("/home/ann/f"), (7, 6_000));
+    assert_eq!(
+        store.set_times(&ann, &f, Some(MAX_TIME_MS), 7_000).unwrap().mtime_ms,
+        MAX_TIME_MS
+    );
+    assert_eq!(times("/home/ann/f"), (MAX_TIME_MS, 7_000));
+    assert_err(
+        store.set_times(&ann, &path("/home/ann/nothing"), None, 7_000),
+        |e| matches!(e, StoreError::NotFound(_)),
+        "/home/ann/nothing",
+    );
+
+    // New content moves both.
+    store
+        .write_inline(&ann, &f, b"two", &NO_ATTRIBUTES, None, false, 8_000)
+        .unwrap();
+    assert_eq!(times("/home/ann/f"), (8_000, 8_000));
+    // A move changes the ctime of what moved (not its mtime), and both of its directories'.
+    let moved = store.rename(&ann, &f, &path("/home/ann/d/g"), false, 9_000).unwrap();
+    assert_eq!((moved.mtime_ms, moved.ctime_ms), (8_000, Some(9_000)));
+    assert_eq!(times("/home/ann/d/g"), (8_000, 9_000));
+    assert_eq!(times("/home/ann/d"), (9_000, 9_000));
+    assert_eq!(times("/home/ann").0, 9_000, "(its ctime is its chmod's, later)");
+    // chown moves the ctime.
+    let before_chown = wall_ms();
+    store.chown(&admin(), &path("/home/ann/d/g"), 8, "bob").unwrap();
+    let (mtime, ctime) = times("/home/ann/d/g");
+    assert!(
+        mtime == 8_000 && ctime >= before_chown,
+        "{mtime} {ctime} {before_chown}"
+    );
+
+    // A directory's times: set, then moved by a change of its entries.
+    store.set_times(&ann, &path("/home/ann/d"), Some(100), 10_000).unwrap();
+    assert_eq!(times("/home/ann/d"), (100, 10_000));
+    store.remove(&ann, &path("/home/ann/d/g"), false, 11_000).unwrap();
+    assert_eq!(times("/home/ann/d"), (11_000, 11_000));
+    let listed = store.list(&ann, &path("/home/ann")).unwrap();
+    let d = listed
+        .entries
+        .iter()
+        .find(|entry| entry.path.as_str() == "/home/ann/d")
+        .unwrap();
+    assert_eq!(
+        (d.mtime_ms, d.ctime_ms),
+        (11_000, Some(11_000)),
+        "a listing shows what a stat shows"
+    );
 }
 
 pub fn namespace_uploads_and_versions(store: &dyn Store) {
@@ -1839,6 +1957,7 @@ pub fn dump_imports_into_an_empty_store(store: &dyn Store) {
         mode,
         size: chunks.iter().map(|chunk| chunk.size).sum(),
         mtime_ms: 5_000 + owner_uid,
+        ctime_ms: Some(6_000 + owner_uid),
         version: if kind == EntryKind::File { 3 } else { 1 },
         chunks,
         inline: None,
@@ -1869,7 +1988,11 @@ pub fn dump_imports_into_an_empty_store(store: &dyn Store) {
             entry("/home", EntryKind::Dir, 1, 0o711, vec![]),
             entry("/home/ann", EntryKind::Dir, 5, 0o700, vec![]),
             entry("/home/ann/f", EntryKind::File, 5, 0o600, chunks.clone()),
-            entry("/srv", EntryKind::Dir, 1, 0o755, vec![]),
+            // From a dump of a build that kept no ctime: the mtime.
+            DumpEntry {
+                ctime_ms: None,
+                ..entry("/srv", EntryKind::Dir, 1, 0o755, vec![])
+            },
         ],
         servers: vec![ServerRef {
             id: "s1".into(),
@@ -1935,15 +2058,18 @@ pub fn dump_imports_into_an_empty_store(store: &dyn Store) {
     assert_eq!(names(store, &admin(), "/"), ["home"]);
 
     store.import(&dump).unwrap();
-    assert_eq!(store.export().unwrap(), dump);
+    let mut exported = dump.clone();
+    exported.entries[4].ctime_ms = Some(5_001);
+    assert_eq!(store.export().unwrap(), exported);
 
     let ann = user(5, "ann");
     assert_eq!(store.user_by_name("ann").unwrap().unwrap().password_hash, "hash-ann");
     let (stat, listed) = store.file_chunks(&ann, &path("/home/ann/f")).unwrap();
     assert_eq!(
-        (stat.version, stat.size, stat.mode, stat.mtime_ms),
-        (3, 6, 0o600, 5_005)
+        (stat.version, stat.size, stat.mode, stat.mtime_ms, stat.ctime_ms),
+        (3, 6, 0o600, 5_005, Some(6_005))
     );
+    assert_eq!(store.stat(&ann, &path("/srv")).unwrap().ctime_ms, Some(5_001));
     assert_eq!(listed, chunks);
     assert_eq!(store.replicas(&[chunks[1].id.clone()]).unwrap()[&chunks[1].id], ["s1"]);
     assert_eq!(store.stat(&ann, &path("/home")).unwrap().mode, 0o711);

@@ -249,6 +249,102 @@ print(oct(os.stat("ro").st_mode & 0o777), os.path.exists("gone"))
     assert_eq!(cluster.ok("ann", &["cat", "/home/ann/ro"], b""), b"x");
 }
 
+/// Times set through the mount are kept (`touch -d`, `tar x`, `cp -p`),
+/// whoever looks; the ctime follows every change and is never set.
+#[test]
+fn times_set_through_the_mount_are_kept_and_ctime_follows_changes() {
+    let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {
+        return;
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let numbers = |text: String| -> Vec<f64> { text.split_whitespace().map(|n| n.parse().unwrap()).collect() };
+
+    // touch -d sets the mtime (atime shows it too); the ctime is the call's.
+    let before = now() - 1.0;
+    let times = numbers(mounted.sh("echo x > f; touch -d @1000000000.25 f; stat -c '%.3Y %.3X %.3Z' f"));
+    assert_eq!(times[..2], [1_000_000_000.25, 1_000_000_000.25]);
+    assert!(
+        times[2] >= before && times[2] <= now() + 1.0,
+        "ctime {} is not now",
+        times[2]
+    );
+    // Every other client sees the time set.
+    let json = cluster.ok("ann", &["--json", "stat", "/home/ann/f"], b"");
+    let stat: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(stat["mtime_ms"], 1_000_000_000_250_u64, "{stat}");
+    assert!(stat["ctime_ms"].as_u64().unwrap() >= (before * 1000.0) as u64, "{stat}");
+    let text = String::from_utf8(cluster.ok("ann", &["stat", "/home/ann/f"], b"")).unwrap();
+    assert!(
+        text.contains("modified: 2001-09-09") && text.contains("\nchanged: "),
+        "{text}"
+    );
+
+    // chmod and rename move the ctime, not the mtime; a write moves both.
+    let ctime = times[2];
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let times = numbers(mounted.sh("chmod 600 f; stat -c '%.3Y %.3Z' f"));
+    assert!(
+        times[0] == 1_000_000_000.25 && times[1] > ctime,
+        "{times:?} after {ctime}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let moved = numbers(mounted.sh("mv f g; stat -c '%.3Y %.3Z' g"));
+    assert!(
+        moved[0] == 1_000_000_000.25 && moved[1] > times[1],
+        "{moved:?} after {times:?}"
+    );
+    let written = numbers(mounted.sh("echo more >> g; stat -c '%.3Y %.3Z' g"));
+    assert!(written[0] >= before && written[1] >= written[0] - 0.001, "{written:?}");
+    // A time set while the file is open for writing, before its close
+    // (as tar and `cp -p` do), is the time of the version the close commits.
+    let script = r#"
+import os
+fd = os.open("h", os.O_CREAT | os.O_WRONLY, 0o644)
+os.write(fd, b"content")
+os.utime(fd, (1234567890, 1234567890))
+os.close(fd)
+print(os.stat("h").st_mtime)
+"#;
+    assert_eq!(mounted.sh(&format!("python3 -c '{script}'")), "1234567890.0\n");
+    let json = cluster.ok("ann", &["--json", "stat", "/home/ann/h"], b"");
+    let stat: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(
+        (stat["mtime_ms"].as_u64(), stat["size"].as_u64()),
+        (Some(1_234_567_890_000), Some(7))
+    );
+
+    // tar x restores the mtimes of files and directories; cp -p keeps one.
+    mounted.sh(
+        "mkdir -p $LOCAL/tree/sub; for i in 1 2 3; do echo $i > $LOCAL/tree/sub/f$i; done; \
+         n=1000000000; for entry in $(cd $LOCAL && find tree -depth); do n=$((n + 86400)); touch -d @$n $LOCAL/$entry; done; \
+         tar c -C $LOCAL tree | tar x --no-same-owner -C . && cp -p $LOCAL/tree/sub/f1 copied",
+    );
+    let times = "find tree -printf '%T@ %p\n' | sort -k2";
+    assert_eq!(mounted.sh(times), mounted.sh(&format!("cd $LOCAL && {times}")));
+    assert_eq!(
+        mounted.sh("stat -c %Y copied"),
+        mounted.sh("stat -c %Y $LOCAL/tree/sub/f1")
+    );
+
+    // Bad input says so with its errno and changes nothing: a time before
+    // 1970 cannot be kept; only the owner sets a given time.
+    let output = mounted.sh_output("touch -d @-5 copied");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("Invalid argument"),
+        "{output:?}"
+    );
+    assert_eq!(
+        mounted.sh("stat -c %Y copied"),
+        mounted.sh("stat -c %Y $LOCAL/tree/sub/f1")
+    );
+}
+
 #[test]
 fn symbolic_links_fifos_sockets_and_device_nodes_live_in_the_namespace() {
     let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {

@@ -1,4 +1,4 @@
-//! Namespace routes: stat, list, mkdir, remove, rename, chmod, chown, home
+//! Namespace routes: stat, list, mkdir, remove, rename, chmod, chown, times, home
 //! directories (`POST /v1/homes`), and layouts (`GET /v1/layout`: where a
 //! file's chunks are, with read capabilities).
 
@@ -11,13 +11,14 @@ use dfs_proto::auth::{validate_user_name, UserInfo};
 use dfs_proto::chunk::ChunkId;
 use dfs_proto::namespace::{
     list_cursor, list_cursor_name, ChmodRequest, ChownRequest, EnsureHome, FileLayout, LayoutQuery, ListQuery, Listing,
-    MkdirRequest, PathQuery, RemoveRequest, RenameRequest, Stat, LAYOUT_PAGE_MAX, LIST_PAGE_DEFAULT, LIST_PAGE_MAX,
-    UPLOAD_PAGE_CHUNKS,
+    MkdirRequest, PathQuery, RemoveRequest, RenameRequest, SetTimesRequest, Stat, LAYOUT_PAGE_MAX, LIST_PAGE_DEFAULT,
+    LIST_PAGE_MAX, UPLOAD_PAGE_CHUNKS,
 };
 use dfs_proto::watch::WatchKind;
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
 use dfs_store::namespace::{ContentPage, FileContent, PlacedChunk, Principal, DEFAULT_DIR_MODE};
 use dfs_store::tx::{Change, StagedOp, TxRead, TxReadAnswer};
+use dfs_store::{Store, StoreError};
 use std::sync::Arc;
 
 /// The stat and content of the file at `path`, read in transaction `tx` if one is named.
@@ -212,10 +213,41 @@ pub(super) async fn chmod(
     ApiJson(request): ApiJson<ChmodRequest>,
 ) -> ApiResult<ApiJson<Stat>> {
     let who = scope.principal(directory.principal(&ticket).await);
+    change_entry(&directory, who, move |store, who| {
+        store.chmod(who, &request.path, request.mode)
+    })
+    .await
+}
+
+/// Runs `change` of one entry as `who` on the blocking pool, and publishes
+/// the entry as changed: chmod, set times, chown.
+async fn change_entry(
+    directory: &Directory,
+    who: Principal,
+    change: impl FnOnce(&dyn Store, &Principal) -> Result<Stat, StoreError> + Send + 'static,
+) -> ApiResult<ApiJson<Stat>> {
     let store = Arc::clone(&directory.store);
-    let stat = blocking(move || store.chmod(&who, &request.path, request.mode)).await?;
+    let stat = blocking(move || change(&*store, &who)).await?;
     directory.watch.publish_stat(&stat, WatchKind::Modified);
     Ok(ApiJson(stat))
+}
+
+/// Sets the mtime (a given time: owner or admin; now: anyone who may write
+/// the entry), as `utimensat`; the ctime becomes now. A time past year 9999
+/// is 400.
+#[utoipa::path(post, path = "/v1/times", tag = "namespace", params(Scope), request_body = SetTimesRequest,
+    responses((status = 200, description = "the entry as it is now", body = Stat)))]
+pub(super) async fn set_times(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    scope: locks::WriteScope,
+    ApiJson(request): ApiJson<SetTimesRequest>,
+) -> ApiResult<ApiJson<Stat>> {
+    let who = scope.principal(directory.principal(&ticket).await);
+    change_entry(&directory, who, move |store, who| {
+        store.set_times(who, &request.path, request.mtime_ms, now_ms())
+    })
+    .await
 }
 
 /// Changes the owner (admin).
@@ -231,10 +263,10 @@ pub(super) async fn chown(
     validate_user_name(&request.owner).map_err(|error| ApiError::bad_request(error.to_string()))?;
     let user = look_up_user(&directory, &request.owner).await?;
     let who = scope.principal(directory.principal(&caller.0).await);
-    let store = Arc::clone(&directory.store);
-    let stat = blocking(move || store.chown(&who, &request.path, user.uid, &user.name)).await?;
-    directory.watch.publish_stat(&stat, WatchKind::Modified);
-    Ok(ApiJson(stat))
+    change_entry(&directory, who, move |store, who| {
+        store.chown(who, &request.path, user.uid, &user.name)
+    })
+    .await
 }
 
 /// Asks the security service who `name` is.

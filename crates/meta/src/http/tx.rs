@@ -38,6 +38,7 @@ fn staged_stat(who: &Principal, path: dfs_proto::DfsPath, kind: EntryKind, mode:
         mode,
         size,
         mtime_ms: now_ms(),
+        ctime_ms: None,
         version: 0,
         attributes: Default::default(),
     }

@@ -864,6 +864,7 @@ mod tests {
             mode: 0o600,
             size,
             mtime_ms: 0,
+            ctime_ms: None,
             version: 3,
             attributes: Attributes::from([(PART_MD5.to_string(), etag.to_string())]),
         };

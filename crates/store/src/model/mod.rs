@@ -145,10 +145,10 @@ pub(crate) trait Rows: LockRows {
         false
     }
     /// Records that entry `name` of directory `dir` was created, removed or
-    /// renamed at `now_ms`: the directory's mtime rises (at once, or once
-    /// the transaction committed).
+    /// renamed at `now_ms`: the directory's mtime and ctime rise (at once,
+    /// or once the transaction committed).
     fn entry_changed(&mut self, dir: i64, name: &str, now_ms: u64) -> StoreResult<()>;
-    /// Gives file `file` new content: its size, mtime `now_ms`, version + 1,
+    /// Gives file `file` new content: its size, mtime and ctime `now_ms`, version + 1,
     /// its old chunks or inline bytes dropped, exactly `attributes` (checked
     /// already). Returns it as now stored.
     fn replace_content(
@@ -158,16 +158,21 @@ pub(crate) trait Rows: LockRows {
         attributes: &Attributes,
         now_ms: u64,
     ) -> StoreResult<Node>;
-    /// Moves `node` to entry `to_name` of directory `to_parent` (free now).
-    fn move_node(&mut self, node: &Node, to_parent: i64, to_name: &str) -> StoreResult<()>;
+    /// Moves `node` to entry `to_name` of directory `to_parent` (free now),
+    /// its ctime `now_ms`.
+    fn move_node(&mut self, node: &Node, to_parent: i64, to_name: &str, now_ms: u64) -> StoreResult<()>;
     /// Deletes `node` with its content; `subtree` lists every directory
     /// below and including `node` when it is a directory that has entries,
     /// all of which go too.
     fn delete_entry(&mut self, node: &Node, subtree: Option<&[i64]>) -> StoreResult<()>;
-    /// Sets the permission bits (already masked); returns the entry as stored.
-    fn set_mode(&mut self, node: &Node, mode: u32) -> StoreResult<Node>;
-    /// Sets the owner; returns the entry as stored.
-    fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str) -> StoreResult<Node>;
+    /// Sets the permission bits (already masked), the ctime `now_ms`;
+    /// returns the entry as stored.
+    fn set_mode(&mut self, node: &Node, mode: u32, now_ms: u64) -> StoreResult<Node>;
+    /// Sets the owner, the ctime `now_ms`; returns the entry as stored.
+    fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str, now_ms: u64) -> StoreResult<Node>;
+    /// Sets the mtime to `mtime_ms` (checked already), the ctime `now_ms`;
+    /// returns the entry as stored.
+    fn set_mtime(&mut self, node: &Node, mtime_ms: u64, now_ms: u64) -> StoreResult<Node>;
     /// A file's content: its inline bytes, or its chunk list in order.
     fn content(&mut self, file: &Node) -> StoreResult<FileContent>;
     /// A file's chunk list in order (empty for an inline file).

@@ -10,7 +10,7 @@ use super::locks::check_locks;
 use super::{Engine, NewNode, Rows, ROOT_ID};
 use crate::common::{
     belongs_to_another_user, denied, exists, is_a_directory, no_such_upload, not_a_directory, not_durable, not_empty,
-    not_found, now_secs,
+    not_found, now_ms,
 };
 use crate::namespace::{
     check_attributes, check_inline_size, ContentPage, FileContent, NamespaceCounts, NamespaceStore, NewContent,
@@ -18,7 +18,7 @@ use crate::namespace::{
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, ComposeSource, EntryKind, FileType, Listing, Stat};
+use dfs_proto::namespace::{ChunkRef, ComposeSource, EntryKind, FileType, Listing, Stat, MAX_TIME_MS};
 use dfs_proto::path::DfsPath;
 use dfs_proto::{Attributes, UnixSeconds};
 use std::collections::HashMap;
@@ -270,7 +270,7 @@ pub(crate) fn rename(
     if source.is_dir() && from_parent.id != to_parent.id {
         tx.directory_moved()?;
     }
-    tx.move_node(&source, to_parent.id, to_name)?;
+    tx.move_node(&source, to_parent.id, to_name, now_ms)?;
     tx.entry_changed(from_parent.id, from_name, now_ms)?;
     tx.entry_changed(to_parent.id, to_name, now_ms)?;
     check_locks(tx, who, from, now_ms / 1000)?;
@@ -279,21 +279,44 @@ pub(crate) fn rename(
 }
 
 /// [`crate::NamespaceStore::chmod`].
-pub(crate) fn chmod(
-    tx: &mut impl Rows,
-    who: &Principal,
-    path: &DfsPath,
-    mode: u32,
-    now: UnixSeconds,
-) -> StoreResult<Stat> {
+pub(crate) fn chmod(tx: &mut impl Rows, who: &Principal, path: &DfsPath, mode: u32, now_ms: u64) -> StoreResult<Stat> {
     let node = resolve(tx, who, path)?;
     if !who.admin && who.uid != node.owner_uid {
         return Err(denied(path));
     }
-    check_locks(tx, who, path, now)?;
+    check_locks(tx, who, path, now_ms / 1000)?;
     // The type bits of a special file stay: only permissions change.
     let mode = (node.mode & FileType::MASK) | (mode & 0o7777);
-    Ok(tx.set_mode(&node, mode)?.stat(path.clone()))
+    Ok(tx.set_mode(&node, mode, now_ms)?.stat(path.clone()))
+}
+
+/// [`crate::NamespaceStore::set_times`]: as POSIX's `utimensat`, a given
+/// time needs ownership (or admin), "now" (`None`) only WRITE on the entry.
+pub(crate) fn set_times(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    mtime_ms: Option<u64>,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    if let Some(mtime_ms) = mtime_ms.filter(|&mtime_ms| mtime_ms > MAX_TIME_MS) {
+        return Err(StoreError::Invalid(format!(
+            "mtime {mtime_ms} ms is past the latest a time may be ({MAX_TIME_MS} ms, the end of year 9999)"
+        )));
+    }
+    let node = resolve(tx, who, path)?;
+    let owner = who.admin || who.uid == node.owner_uid;
+    let allowed = match mtime_ms {
+        Some(_) => owner,
+        None => owner || node.permits(who, WRITE),
+    };
+    if !allowed {
+        return Err(denied(path));
+    }
+    check_locks(tx, who, path, now_ms / 1000)?;
+    Ok(tx
+        .set_mtime(&node, mtime_ms.unwrap_or(now_ms), now_ms)?
+        .stat(path.clone()))
 }
 
 /// Refuses a change of owner by anyone but an admin (before any database work).
@@ -313,11 +336,11 @@ pub(crate) fn chown(
     path: &DfsPath,
     owner_uid: u64,
     owner_name: &str,
-    now: UnixSeconds,
+    now_ms: u64,
 ) -> StoreResult<Stat> {
-    check_locks(tx, who, path, now)?;
+    check_locks(tx, who, path, now_ms / 1000)?;
     let node = resolve(tx, who, path)?;
-    Ok(tx.set_owner(&node, owner_uid, owner_name)?.stat(path.clone()))
+    Ok(tx.set_owner(&node, owner_uid, owner_name, now_ms)?.stat(path.clone()))
 }
 
 /// `/home/NAME`, or why `name` cannot have a home.
@@ -889,12 +912,16 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
     }
 
     fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat> {
-        self.write_tx(|tx| chmod(tx, who, path, mode, now_secs()))
+        self.write_tx(|tx| chmod(tx, who, path, mode, now_ms()))
+    }
+
+    fn set_times(&self, who: &Principal, path: &DfsPath, mtime_ms: Option<u64>, now_ms: u64) -> StoreResult<Stat> {
+        self.write_tx(|tx| set_times(tx, who, path, mtime_ms, now_ms))
     }
 
     fn chown(&self, who: &Principal, path: &DfsPath, owner_uid: u64, owner_name: &str) -> StoreResult<Stat> {
         check_chown(who, path)?;
-        self.write_tx(|tx| chown(tx, who, path, owner_uid, owner_name, now_secs()))
+        self.write_tx(|tx| chown(tx, who, path, owner_uid, owner_name, now_ms()))
     }
 
     fn ensure_home(&self, uid: u64, name: &str, now_ms: u64) -> StoreResult<Stat> {

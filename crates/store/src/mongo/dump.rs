@@ -56,6 +56,7 @@ fn export_in(tx: &mut Tx<'_>) -> StoreResult<Dump> {
             mode: node.mode,
             size: node.size,
             mtime_ms: node.mtime_ms,
+            ctime_ms: Some(node.ctime_ms.unwrap_or(node.mtime_ms)),
             version: node.version,
             chunks: node.chunks,
             inline: node.data.map(|data| data.bytes),
@@ -193,6 +194,7 @@ impl EntryRows for Import<'_, '_> {
                 "owner_name": &entry.owner_name,
                 "mode": int(u64::from(entry.mode)),
                 "mtime_ms": int(entry.mtime_ms),
+                "ctime_ms": int(entry.ctime()),
                 "version": int(entry.version),
             }, "$inc": {"seq": 1_i64}},
         )?;
@@ -212,6 +214,7 @@ impl EntryRows for Import<'_, '_> {
             mode: entry.mode,
             size: entry.size,
             mtime_ms: entry.mtime_ms,
+            ctime_ms: Some(entry.ctime()),
             version: entry.version,
             chunks: entry.chunks.clone(),
             data: entry.inline.as_deref().map(super::namespace::binary),

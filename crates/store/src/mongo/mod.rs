@@ -429,7 +429,10 @@ impl MongoStore {
         for (dir, mtime_ms) in dir_mtimes {
             // A failure here loses nothing but a newer mtime.
             let _ = inodes
-                .update_one(doc! {"_id": dir}, doc! {"$max": {"mtime_ms": int(mtime_ms)}})
+                .update_one(
+                    doc! {"_id": dir},
+                    doc! {"$max": {"mtime_ms": int(mtime_ms), "ctime_ms": int(mtime_ms)}},
+                )
                 .run();
         }
     }

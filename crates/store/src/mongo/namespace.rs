@@ -39,6 +39,10 @@ pub(super) struct Inode {
     pub(super) mode: u32,
     pub(super) size: u64,
     pub(super) mtime_ms: u64,
+    /// The ctime; absent in documents written before it was kept (and by
+    /// older builds): the mtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) ctime_ms: Option<u64>,
     pub(super) version: u64,
     /// A file's chunks in order (left out by [`NODE_FIELDS`]).
     #[serde(default)]
@@ -105,6 +109,7 @@ impl From<Inode> for Node {
             mode: inode.mode,
             size: inode.size,
             mtime_ms: inode.mtime_ms,
+            ctime_ms: inode.ctime_ms.unwrap_or(inode.mtime_ms),
             version: inode.version,
             attributes: inode.attributes,
         }
@@ -357,6 +362,7 @@ impl Rows for Tx<'_> {
             mode: new.mode,
             size: new.size(),
             mtime_ms: new.mtime_ms,
+            ctime_ms: Some(new.mtime_ms),
             version: 1,
             chunks,
             data,
@@ -398,7 +404,7 @@ impl Rows for Tx<'_> {
             }
         };
         let stored = mongodb::bson::to_bson(chunks).map_err(|error| super::bad("chunk list", error))?;
-        let mut set = doc! {"size": int(size), "mtime_ms": int(now_ms), "chunks": stored};
+        let mut set = doc! {"size": int(size), "mtime_ms": int(now_ms), "ctime_ms": int(now_ms), "chunks": stored};
         let mut update = doc! {"$inc": {"version": 1_i64, "seq": 1_i64}};
         let mut unset = Document::new();
         match data {
@@ -418,17 +424,18 @@ impl Rows for Tx<'_> {
         Ok(Node {
             size,
             mtime_ms: now_ms,
+            ctime_ms: now_ms,
             version: file.version + 1,
             attributes: attributes.clone(),
             ..file.clone()
         })
     }
 
-    fn move_node(&mut self, node: &Node, to_parent: i64, to_name: &str) -> StoreResult<()> {
+    fn move_node(&mut self, node: &Node, to_parent: i64, to_name: &str, now_ms: u64) -> StoreResult<()> {
         self.update(
             INODES,
             doc! {"_id": node.id},
-            doc! {"$set": {"parent": to_parent, "name": to_name}, "$inc": {"seq": 1_i64}},
+            doc! {"$set": {"parent": to_parent, "name": to_name, "ctime_ms": int(now_ms)}, "$inc": {"seq": 1_i64}},
         )?;
         Ok(())
     }
@@ -458,24 +465,45 @@ impl Rows for Tx<'_> {
         }
     }
 
-    fn set_mode(&mut self, node: &Node, mode: u32) -> StoreResult<Node> {
+    fn set_mode(&mut self, node: &Node, mode: u32, now_ms: u64) -> StoreResult<Node> {
         self.update(
             INODES,
             doc! {"_id": node.id},
-            doc! {"$set": {"mode": int(u64::from(mode))}, "$inc": {"seq": 1_i64}},
+            doc! {"$set": {"mode": int(u64::from(mode)), "ctime_ms": int(now_ms)}, "$inc": {"seq": 1_i64}},
         )?;
-        Ok(Node { mode, ..node.clone() })
+        Ok(Node {
+            mode,
+            ctime_ms: now_ms,
+            ..node.clone()
+        })
     }
 
-    fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str) -> StoreResult<Node> {
+    fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str, now_ms: u64) -> StoreResult<Node> {
         self.update(
             INODES,
             doc! {"_id": node.id},
-            doc! {"$set": {"owner_uid": int(owner_uid), "owner_name": owner_name}, "$inc": {"seq": 1_i64}},
+            doc! {
+                "$set": {"owner_uid": int(owner_uid), "owner_name": owner_name, "ctime_ms": int(now_ms)},
+                "$inc": {"seq": 1_i64},
+            },
         )?;
         Ok(Node {
             owner_uid,
             owner_name: owner_name.to_string(),
+            ctime_ms: now_ms,
+            ..node.clone()
+        })
+    }
+
+    fn set_mtime(&mut self, node: &Node, mtime_ms: u64, now_ms: u64) -> StoreResult<Node> {
+        self.update(
+            INODES,
+            doc! {"_id": node.id},
+            doc! {"$set": {"mtime_ms": int(mtime_ms), "ctime_ms": int(now_ms)}, "$inc": {"seq": 1_i64}},
+        )?;
+        Ok(Node {
+            mtime_ms,
+            ctime_ms: now_ms,
             ..node.clone()
         })
     }

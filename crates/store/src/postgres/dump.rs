@@ -55,7 +55,8 @@ fn export_in(tx: &mut PgTx<'_>) -> StoreResult<Dump> {
              SELECT inodes.id, CASE WHEN tree.path = '/' THEN '/' || inodes.name ELSE tree.path || '/' || inodes.name END
              FROM inodes JOIN tree ON inodes.parent = tree.id WHERE inodes.id <> 1
          )
-         SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes
+         SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes,
+                COALESCE(ctime_ms, mtime_ms)
          FROM tree JOIN inodes ON inodes.id = tree.id",
         &[],
     )?;
@@ -70,6 +71,7 @@ fn export_in(tx: &mut PgTx<'_>) -> StoreResult<Dump> {
                 mode: uint(row.get(5)) as u32,
                 size: uint(row.get(6)),
                 mtime_ms: uint(row.get(7)),
+                ctime_ms: Some(uint(row.get(10))),
                 version: uint(row.get(8)),
                 chunks: chunks.remove(&row.get::<_, i64>(1)).unwrap_or_default(),
                 inline: inline.remove(&row.get::<_, i64>(1)),
@@ -181,8 +183,8 @@ impl EntryRows for PgTx<'_> {
     fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64> {
         let row = self
             .query_one(
-                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
                 &[
                     &parent,
                     &name,
@@ -194,6 +196,7 @@ impl EntryRows for PgTx<'_> {
                     &int(entry.mtime_ms),
                     &int(entry.version),
                     &attributes_text(&entry.attributes),
+                    &int(entry.ctime()),
                 ],
             )
             .map_err(|error| match error.code() {
@@ -211,7 +214,7 @@ impl EntryRows for PgTx<'_> {
 
     fn set_attributes(&mut self, id: i64, entry: &DumpEntry) -> StoreResult<()> {
         self.execute(
-            "UPDATE inodes SET owner_uid = $2, owner_name = $3, mode = $4, mtime_ms = $5, version = $6 WHERE id = $1",
+            "UPDATE inodes SET owner_uid = $2, owner_name = $3, mode = $4, mtime_ms = $5, version = $6, ctime_ms = $7 WHERE id = $1",
             &[
                 &id,
                 &int(entry.owner_uid),
@@ -219,6 +222,7 @@ impl EntryRows for PgTx<'_> {
                 &i64::from(entry.mode),
                 &int(entry.mtime_ms),
                 &int(entry.version),
+                &int(entry.ctime()),
             ],
         )?;
         Ok(())

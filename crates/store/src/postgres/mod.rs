@@ -140,6 +140,8 @@ const MIGRATIONS: &[&str] = &[
     repair::QUEUE_SCHEMA,
     // 12: files of any size: chunk offsets, upload chunk lists in pages.
     namespace::PAGED_SCHEMA,
+    // 13: the ctime of each inode.
+    namespace::CTIME_SCHEMA,
 ];
 
 /// The advisory lock key serializing migrations ("dfs_sche").
@@ -396,8 +398,8 @@ fn raise_dir_mtimes(client: &mut Client, mut changed: Vec<(i64, u64)>) {
     for (dir, mtime_ms) in &changed {
         // Integers only: nothing here can inject SQL.
         sql.push_str(&format!(
-            " UPDATE inodes SET mtime_ms = GREATEST(mtime_ms, {}) WHERE id = {dir};",
-            int(*mtime_ms)
+            " UPDATE inodes SET mtime_ms = GREATEST(mtime_ms, {ms}), ctime_ms = GREATEST(COALESCE(ctime_ms, mtime_ms), {ms}) WHERE id = {dir};",
+            ms = int(*mtime_ms)
         ));
     }
     sql.push_str(" COMMIT;");

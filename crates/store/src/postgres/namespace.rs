@@ -94,7 +94,12 @@ CREATE TABLE possession (
 );
 "#;
 
-const NODE_COLUMNS: &str = "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes";
+const NODE_COLUMNS: &str =
+    "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, COALESCE(ctime_ms, mtime_ms)";
+
+/// Migration: the ctime of each inode (see the SQLite engine's `CTIME_SCHEMA`);
+/// NULL in rows written before, and by older builds, read as the mtime.
+pub(super) const CTIME_SCHEMA: &str = "ALTER TABLE inodes ADD COLUMN ctime_ms BIGINT;";
 
 /// Migration: the attributes of a file's version (see [`dfs_proto::attributes`]),
 /// a JSON object, NULL when there are none.
@@ -116,6 +121,7 @@ fn node_from_row(row: &Row) -> StoreResult<Node> {
         mode: uint(row.get(6)) as u32,
         size: uint(row.get(7)),
         mtime_ms: uint(row.get(8)),
+        ctime_ms: uint(row.get(11)),
         version: uint(row.get(9)),
         attributes,
     })
@@ -292,8 +298,8 @@ impl Rows for PgTx<'_> {
     fn insert_node(&mut self, parent: i64, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
         let inserted = self.query_one(
             &format!(
-                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9) RETURNING {NODE_COLUMNS}"
+                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, $9) RETURNING {NODE_COLUMNS}"
             ),
             &[
                 &parent,
@@ -346,7 +352,7 @@ impl Rows for PgTx<'_> {
     ) -> StoreResult<Node> {
         let row = self.query_one(
             &format!(
-                "UPDATE inodes SET size = $1, mtime_ms = $2, version = version + 1, attributes = $3 WHERE id = $4
+                "UPDATE inodes SET size = $1, mtime_ms = $2, ctime_ms = $2, version = version + 1, attributes = $3 WHERE id = $4
                  RETURNING {NODE_COLUMNS}"
             ),
             &[
@@ -363,10 +369,10 @@ impl Rows for PgTx<'_> {
         node_from_row(&row)
     }
 
-    fn move_node(&mut self, node: &Node, to_parent: i64, to_name: &str) -> StoreResult<()> {
+    fn move_node(&mut self, node: &Node, to_parent: i64, to_name: &str, now_ms: u64) -> StoreResult<()> {
         self.execute(
-            "UPDATE inodes SET parent = $1, name = $2 WHERE id = $3",
-            &[&to_parent, &to_name, &node.id],
+            "UPDATE inodes SET parent = $1, name = $2, ctime_ms = $4 WHERE id = $3",
+            &[&to_parent, &to_name, &node.id, &int(now_ms)],
         )?;
         Ok(())
     }
@@ -391,18 +397,28 @@ impl Rows for PgTx<'_> {
         Ok(())
     }
 
-    fn set_mode(&mut self, node: &Node, mode: u32) -> StoreResult<Node> {
+    fn set_mode(&mut self, node: &Node, mode: u32, now_ms: u64) -> StoreResult<Node> {
         let row = self.query_one(
-            &format!("UPDATE inodes SET mode = $1 WHERE id = $2 RETURNING {NODE_COLUMNS}"),
-            &[&i64::from(mode), &node.id],
+            &format!("UPDATE inodes SET mode = $1, ctime_ms = $3 WHERE id = $2 RETURNING {NODE_COLUMNS}"),
+            &[&i64::from(mode), &node.id, &int(now_ms)],
         )?;
         node_from_row(&row)
     }
 
-    fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str) -> StoreResult<Node> {
+    fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str, now_ms: u64) -> StoreResult<Node> {
         let row = self.query_one(
-            &format!("UPDATE inodes SET owner_uid = $1, owner_name = $2 WHERE id = $3 RETURNING {NODE_COLUMNS}"),
-            &[&int(owner_uid), &owner_name, &node.id],
+            &format!(
+                "UPDATE inodes SET owner_uid = $1, owner_name = $2, ctime_ms = $4 WHERE id = $3 RETURNING {NODE_COLUMNS}"
+            ),
+            &[&int(owner_uid), &owner_name, &node.id, &int(now_ms)],
+        )?;
+        node_from_row(&row)
+    }
+
+    fn set_mtime(&mut self, node: &Node, mtime_ms: u64, now_ms: u64) -> StoreResult<Node> {
+        let row = self.query_one(
+            &format!("UPDATE inodes SET mtime_ms = $1, ctime_ms = $2 WHERE id = $3 RETURNING {NODE_COLUMNS}"),
+            &[&int(mtime_ms), &int(now_ms), &node.id],
         )?;
         node_from_row(&row)
     }

@@ -81,7 +81,8 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
              SELECT inodes.id, CASE WHEN tree.path = '/' THEN '/' || inodes.name ELSE tree.path || '/' || inodes.name END
              FROM inodes JOIN tree ON inodes.parent = tree.id WHERE inodes.id != 1
          )
-         SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes
+         SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes,
+                COALESCE(ctime_ms, mtime_ms)
          FROM tree JOIN inodes ON inodes.id = tree.id",
     )?;
     let mut entries = Vec::new();
@@ -97,6 +98,7 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
             mode: row.get(5)?,
             size: row.get(6)?,
             mtime_ms: row.get(7)?,
+            ctime_ms: Some(row.get(10)?),
             version: row.get(8)?,
             chunks: chunks.remove(&id).unwrap_or_default(),
             inline: inline.remove(&id),
@@ -195,14 +197,15 @@ struct Import<'c>(&'c Connection);
 impl EntryRows for Import<'_> {
     fn set_attributes(&mut self, id: i64, entry: &DumpEntry) -> StoreResult<()> {
         self.0.exec(
-            "UPDATE inodes SET owner_uid = ?2, owner_name = ?3, mode = ?4, mtime_ms = ?5, version = ?6 WHERE id = ?1",
+            "UPDATE inodes SET owner_uid = ?2, owner_name = ?3, mode = ?4, mtime_ms = ?5, version = ?6, ctime_ms = ?7 WHERE id = ?1",
             params![
                 id,
                 entry.owner_uid,
                 entry.owner_name,
                 entry.mode,
                 entry.mtime_ms,
-                entry.version
+                entry.version,
+                entry.ctime()
             ],
         )?;
         Ok(())
@@ -211,8 +214,8 @@ impl EntryRows for Import<'_> {
     fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64> {
         let tx = self.0;
         tx.exec(
-            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 parent,
                 name,
@@ -223,7 +226,8 @@ impl EntryRows for Import<'_> {
                 entry.size,
                 entry.mtime_ms,
                 entry.version,
-                attributes_text(&entry.attributes)
+                attributes_text(&entry.attributes),
+                entry.ctime()
             ],
         )
         .map_err(|error| StoreError::Invalid(format!("dump: {}: {error}", entry.path)))?;

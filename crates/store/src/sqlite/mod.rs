@@ -102,6 +102,8 @@ const MIGRATIONS: &[&str] = &[
     repair::QUEUE_SCHEMA,
     // 12: files of any size: chunk offsets, upload chunk lists in pages.
     namespace::PAGED_SCHEMA,
+    // 13: the ctime of each inode.
+    namespace::CTIME_SCHEMA,
 ];
 
 pub struct SqliteStore {

@@ -109,7 +109,12 @@ CREATE TABLE upload_chunks (
 CREATE INDEX upload_chunks_by_chunk ON upload_chunks(chunk);
 ";
 
-const NODE_COLUMNS: &str = "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes";
+/// Migration: the ctime of each inode (see [`dfs_proto::namespace::Stat::ctime_ms`]);
+/// NULL in rows written before, and by older builds, read as the mtime.
+pub(super) const CTIME_SCHEMA: &str = "ALTER TABLE inodes ADD COLUMN ctime_ms INTEGER;";
+
+const NODE_COLUMNS: &str =
+    "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, COALESCE(ctime_ms, mtime_ms)";
 
 pub(super) use crate::common::Node;
 
@@ -123,6 +128,7 @@ fn node_from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
         mode: row.get(6)?,
         size: row.get(7)?,
         mtime_ms: row.get(8)?,
+        ctime_ms: row.get(11)?,
         version: row.get(9)?,
         attributes: attributes_from_text(row.get::<_, Option<String>>(10)?.as_deref()).map_err(|error| {
             rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, Box::new(error))
@@ -275,8 +281,8 @@ impl Rows for Sql<'_> {
     fn insert_node(&mut self, parent: i64, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
         let size = new.size();
         let inserted = self.0.exec(
-            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9)",
+            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9)",
             params![
                 parent,
                 name,
@@ -307,6 +313,7 @@ impl Rows for Sql<'_> {
             mode: new.mode,
             size,
             mtime_ms: new.mtime_ms,
+            ctime_ms: new.mtime_ms,
             version: 1,
             attributes: new.attributes.clone(),
         })
@@ -314,7 +321,7 @@ impl Rows for Sql<'_> {
 
     fn entry_changed(&mut self, dir: i64, _name: &str, now_ms: u64) -> StoreResult<()> {
         self.0.exec(
-            "UPDATE inodes SET mtime_ms = MAX(mtime_ms, ?1) WHERE id = ?2",
+            "UPDATE inodes SET mtime_ms = MAX(mtime_ms, ?1), ctime_ms = MAX(COALESCE(ctime_ms, mtime_ms), ?1) WHERE id = ?2",
             params![now_ms, dir],
         )?;
         Ok(())
@@ -329,7 +336,7 @@ impl Rows for Sql<'_> {
     ) -> StoreResult<Node> {
         let size = content.size();
         self.0.exec(
-            "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1, attributes = ?3 WHERE id = ?4",
+            "UPDATE inodes SET size = ?1, mtime_ms = ?2, ctime_ms = ?2, version = version + 1, attributes = ?3 WHERE id = ?4",
             params![size, now_ms, attributes_text(attributes), file.id],
         )?;
         super::repair::collect_chunks_of(self.0, file.id, false)?;
@@ -339,10 +346,10 @@ impl Rows for Sql<'_> {
         self.node(file.id)
     }
 
-    fn move_node(&mut self, node: &Node, to_parent: i64, to_name: &str) -> StoreResult<()> {
+    fn move_node(&mut self, node: &Node, to_parent: i64, to_name: &str, now_ms: u64) -> StoreResult<()> {
         self.0.exec(
-            "UPDATE inodes SET parent = ?1, name = ?2 WHERE id = ?3",
-            params![to_parent, to_name, node.id],
+            "UPDATE inodes SET parent = ?1, name = ?2, ctime_ms = ?4 WHERE id = ?3",
+            params![to_parent, to_name, node.id, now_ms],
         )?;
         Ok(())
     }
@@ -367,16 +374,26 @@ impl Rows for Sql<'_> {
         Ok(())
     }
 
-    fn set_mode(&mut self, node: &Node, mode: u32) -> StoreResult<Node> {
-        self.0
-            .exec("UPDATE inodes SET mode = ?1 WHERE id = ?2", params![mode, node.id])?;
+    fn set_mode(&mut self, node: &Node, mode: u32, now_ms: u64) -> StoreResult<Node> {
+        self.0.exec(
+            "UPDATE inodes SET mode = ?1, ctime_ms = ?3 WHERE id = ?2",
+            params![mode, node.id, now_ms],
+        )?;
         self.node(node.id)
     }
 
-    fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str) -> StoreResult<Node> {
+    fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str, now_ms: u64) -> StoreResult<Node> {
         self.0.exec(
-            "UPDATE inodes SET owner_uid = ?1, owner_name = ?2 WHERE id = ?3",
-            params![owner_uid, owner_name, node.id],
+            "UPDATE inodes SET owner_uid = ?1, owner_name = ?2, ctime_ms = ?4 WHERE id = ?3",
+            params![owner_uid, owner_name, node.id, now_ms],
+        )?;
+        self.node(node.id)
+    }
+
+    fn set_mtime(&mut self, node: &Node, mtime_ms: u64, now_ms: u64) -> StoreResult<Node> {
+        self.0.exec(
+            "UPDATE inodes SET mtime_ms = ?1, ctime_ms = ?2 WHERE id = ?3",
+            params![mtime_ms, now_ms, node.id],
         )?;
         self.node(node.id)
     }
