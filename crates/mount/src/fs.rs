@@ -215,6 +215,21 @@ impl DfsFs {
         }
     }
 
+    /// `answer()`, computed again (at most twice more) while a change
+    /// through this mount completed during it (see `Freshness::own_mark`).
+    fn settled<T>(&self, answer: impl Fn() -> Result<T>) -> Result<T> {
+        let mut result;
+        let mut tries = 0;
+        loop {
+            let mark = self.freshness.own_mark();
+            result = answer();
+            tries += 1;
+            if tries == 3 || self.freshness.own_mark() == mark {
+                return result;
+            }
+        }
+    }
+
     fn spill_of(&self, ino: u64) -> Option<Arc<Mutex<Spill>>> {
         self.spills
             .lock()
@@ -854,7 +869,7 @@ impl Filesystem for DfsFs {
 
     fn getattr(&self, _request: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let mark = self.freshness.mark();
-        match self.attr_of(ino) {
+        match self.settled(|| self.attr_of(ino)) {
             Ok(attr) => reply.attr(&self.freshness.ttl(mark), &attr),
             Err(error) => reply.error(error),
         }

@@ -50,6 +50,8 @@ pub struct Freshness {
     /// Paths changed through this mount whose events have not come yet,
     /// with how many.
     own: Mutex<HashMap<DfsPath, u32>>,
+    /// Grows with every change made through this mount, once it is made.
+    own_epoch: AtomicU64,
 }
 
 /// Own changes remembered at most; beyond, they are forgotten (their
@@ -64,6 +66,15 @@ impl Freshness {
             own.clear();
         }
         *own.entry(path.clone()).or_default() += 1;
+        self.own_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Changes made through this mount so far: an answer computed from a
+    /// stat fetched before a change of this mount completed (a chmod at a
+    /// last release, say) and after its local state was dropped may be
+    /// stale; computed again when this moved meanwhile.
+    pub fn own_mark(&self) -> u64 {
+        self.own_epoch.load(Ordering::SeqCst)
     }
 
     /// Whether an event of `path` is one of this mount's own changes.
