@@ -761,7 +761,8 @@ impl S3 for Gateway {
             ));
         }
         let source = object_path(bucket, key)?;
-        let layout = acting.client.layout(&source).await;
+        // Paged as in GetObject.
+        let layout = acting.client.first_layout_page(&source).await;
         let layout = self.found(&acting, bucket, layout, |layout| &layout.stat).await?;
         check_copy_conditions(
             &layout.stat,
@@ -796,7 +797,10 @@ impl S3 for Gateway {
         let acting = self.acting(&request).await?;
         let mut input = request.input;
         let path = readable_path(&input.bucket, &input.key)?;
-        let layout = acting.client.layout(&path).await;
+        // The first page of the chunk list: the download asks for each next
+        // one as it goes (same version), so memory does not grow with the
+        // object's chunk count.
+        let layout = acting.client.first_layout_page(&path).await;
         let layout = self
             .found(&acting, &input.bucket, layout, |layout| &layout.stat)
             .await?;

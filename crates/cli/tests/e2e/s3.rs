@@ -47,8 +47,13 @@ fn create_key(cluster: &Cluster, user: &str) -> (String, String) {
 
 /// `aws s3 ARGS` with `key`, against the cluster's gateway.
 fn aws(venv: &Path, cluster: &Cluster, key: &(String, String), args: &[&str]) -> Output {
+    aws_tool(venv, cluster, key, "s3", args)
+}
+
+/// `aws TOOL ARGS` (`s3`, `s3api`) with `key`, against the cluster's gateway.
+fn aws_tool(venv: &Path, cluster: &Cluster, key: &(String, String), tool: &str, args: &[&str]) -> Output {
     Command::new(venv.join("bin/aws"))
-        .args(["--endpoint-url", &cluster.banner.s3_url, "s3"])
+        .args(["--endpoint-url", &cluster.banner.s3_url, tool])
         .args(args)
         .env("AWS_ACCESS_KEY_ID", &key.0)
         .env("AWS_SECRET_ACCESS_KEY", &key.1)
@@ -60,11 +65,20 @@ fn aws(venv: &Path, cluster: &Cluster, key: &(String, String), args: &[&str]) ->
         .unwrap()
 }
 
+/// `aws s3api ARGS` with `key`, against the cluster's gateway; it must succeed.
+fn s3api_ok(venv: &Path, cluster: &Cluster, key: &(String, String), args: &[&str]) {
+    succeeded(aws_tool(venv, cluster, key, "s3api", args), "s3api", args);
+}
+
 fn aws_ok(venv: &Path, cluster: &Cluster, key: &(String, String), args: &[&str]) -> Vec<u8> {
-    let output = aws(venv, cluster, key, args);
+    succeeded(aws(venv, cluster, key, args), "s3", args)
+}
+
+/// The output of `aws TOOL ARGS`, which must have succeeded.
+fn succeeded(output: Output, tool: &str, args: &[&str]) -> Vec<u8> {
     assert!(
         output.status.success(),
-        "aws s3 {args:?} failed: {}",
+        "aws {tool} {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     output.stdout
@@ -429,4 +443,90 @@ fn rclone_sync_up_and_back_with_identical_checksums() {
     let gone = cluster.run("ann", &["ls", "/buckets/ann-sync/dir 3/sub-2/file 4.txt"], b"");
     assert_ne!(gone.code, Some(0));
     rclone.ok(&["check", up, "dfs:ann-sync"]);
+}
+
+/// An object of more chunks than a layout page (4 KiB chunks: 2,500 of
+/// them), read through the gateway a page at a time: a GET, a Range across
+/// the first page's end, a CopyObject and an UploadPartCopy give its bytes.
+#[test]
+fn objects_of_more_chunks_than_a_layout_page_are_read_through_s3() {
+    let Some(venv) = venv() else { return };
+    const CHUNK: usize = 4096;
+    let cluster = crate::with_users(Cluster::start(
+        crate::BIN,
+        dfs_testkit::Options {
+            extra_args: vec![format!("--chunk-size={CHUNK}")],
+            ..dfs_testkit::Options::default()
+        },
+    ));
+    let ann = create_key(&cluster, "ann");
+    let dir = tempfile::tempdir().unwrap();
+    aws_ok(&venv, &cluster, &ann, &["mb", "s3://ann-paged"]);
+    let content = random_bytes(2_500 * CHUNK - 123);
+    cluster.ok("ann", &["put", "-", "/buckets/ann-paged/big.bin"], &content);
+
+    // GetObject, whole.
+    let got = dir.path().join("got.bin");
+    aws_ok(
+        &venv,
+        &cluster,
+        &ann,
+        &["cp", "s3://ann-paged/big.bin", got.to_str().unwrap()],
+    );
+    assert!(
+        std::fs::read(&got).unwrap() == content,
+        "the object read through S3 differs"
+    );
+
+    // A Range from inside chunk 999 to inside chunk 1,001 (pages of 1,000 chunks).
+    let (start, end) = (999 * CHUNK + 17, 1_001 * CHUNK + 5);
+    let ranged = dir.path().join("range.bin");
+    let range = format!("bytes={start}-{end}");
+    s3api_ok(
+        &venv,
+        &cluster,
+        &ann,
+        &[
+            "get-object",
+            "--bucket",
+            "ann-paged",
+            "--key",
+            "big.bin",
+            "--range",
+            &range,
+            ranged.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        std::fs::read(&ranged).unwrap() == content[start..=end],
+        "the range read through S3 differs"
+    );
+
+    // CopyObject, one request.
+    s3api_ok(
+        &venv,
+        &cluster,
+        &ann,
+        &[
+            "copy-object",
+            "--bucket",
+            "ann-paged",
+            "--key",
+            "one.bin",
+            "--copy-source",
+            "ann-paged/big.bin",
+        ],
+    );
+    let copied = cluster.ok("ann", &["--no-cache", "cat", "/buckets/ann-paged/one.bin"], b"");
+    assert!(copied == content, "the CopyObject copy differs");
+
+    // The aws cli copies an object of more than 8 MiB with UploadPartCopy.
+    aws_ok(
+        &venv,
+        &cluster,
+        &ann,
+        &["cp", "s3://ann-paged/big.bin", "s3://ann-paged/copy.bin"],
+    );
+    let copied = cluster.ok("ann", &["--no-cache", "cat", "/buckets/ann-paged/copy.bin"], b"");
+    assert!(copied == content, "the copy differs");
 }

@@ -541,7 +541,8 @@ impl Gateway {
             return Err(s3_error!(NotImplemented, "copies from access points are not served"));
         };
         let source = readable_path(source_bucket, source_key)?;
-        let layout = acting.client.layout(&source).await;
+        // Paged as in GetObject.
+        let layout = acting.client.first_layout_page(&source).await;
         let layout = self
             .found(&acting, source_bucket, layout, |layout| &layout.stat)
             .await?;
