@@ -24,7 +24,7 @@
 # big: one file of BIG_CHUNKS chunks (default 1000000) of 4 KiB (random
 #   bytes, 4 GB at the default) through `dfs put` and `dfs get` (no cache),
 #   compared by SHA-256; times, and the peak RSS of the cluster and client.
-# repair: for each count N in REPAIR_CHUNKS (default 5000 20000), N chunks
+# repair: on each engine, for each count N in REPAIR_CHUNKS (default 5000 20000), N chunks
 #   of 4 KiB are written to 3 file servers with replication 2, one server is
 #   killed with SIGKILL, and the time until no chunk is under-replicated is
 #   taken (heartbeat timeout 3 s, included): repair time as a function of
@@ -151,28 +151,31 @@ if has_part big; then
 fi
 
 if has_part repair; then
-  for n in ${REPAIR_CHUNKS:-5000 20000}; do
-    dfs_up "repair-$n" --file-servers 3 --replication 2 --chunk-size 4096 --heartbeat-timeout 3 \
-      --repair-rate "${REPAIR_RATE:-2000}"
-    head -c $(( n * 4096 )) /dev/urandom | "$dfs" --no-cache put - /repair
-    victim=$(dfs_file_server_urls | head -1)
-    held=$(curl -s "$victim/metrics" | awk '/^dfs_chunks / {print $2}')
-    # file-1 is the first in the banner; its .hold file keeps `dfs up` from restarting it.
-    touch "$dfs_data/file-1.hold"
-    start=$(now)
-    kill -9 "$(cat "$dfs_data/file-1.pid")"
-    while :; do
-      under=$("$dfs" --json cluster status 2>/dev/null |
-        python3 -c "import json,sys; print(json.load(sys.stdin)['under_replicated_chunks'])" 2>/dev/null || echo "?")
-      elapsed=$(python3 -c "print($(now) - $start)")
-      # Counted once the server is declared dead (heartbeat timeout) and its chunks are short.
-      [ "$under" = 0 ] && python3 -c "import sys; sys.exit(0 if $elapsed > 4 else 1)" && break
-      sleep 0.5
+  for engine in $engines; do
+    [ "$engine" = postgres ] && [ -z "${pg_port:-}" ] && start_postgres
+    for n in ${REPAIR_CHUNKS:-5000 20000}; do
+      fresh_meta "$engine" "repair_$n"
+      dfs_up "repair-$engine-$n" --file-servers 3 --replication 2 --chunk-size 4096 --heartbeat-timeout 3 \
+        --repair-rate "${REPAIR_RATE:-2000}" --meta "$meta"
+      head -c $(( n * 4096 )) /dev/urandom | "$dfs" --no-cache put - /repair
+      victim=$(dfs_file_server_urls | head -1)
+      held=$(curl -s "$victim/metrics" | awk '/^dfs_chunks / {print $2}')
+      # file-1 is the first in the banner; its .hold file keeps `dfs up` from restarting it.
+      touch "$dfs_data/file-1.hold"
+      start=$(now)
+      kill -9 "$(cat "$dfs_data/file-1.pid")"
+      while :; do
+        under=$("$dfs" --json cluster status 2>/dev/null |
+          python3 -c "import json,sys; print(json.load(sys.stdin)['under_replicated_chunks'])" 2>/dev/null || echo "?")
+        # Counted once the server is declared dead (heartbeat timeout) and its chunks are short.
+        [ "$under" = 0 ] && [ "$(python3 -c "print(1 if $(now) - $start > 4 else 0)")" = 1 ] && break
+        sleep 0.5
+      done
+      repair_s=$(python3 -c "print(round($(now) - $start, 1))")
+      echo "scale: repair: $engine, $n chunks written, ${held:-?} on the killed server, ${repair_s} s to full replication" >&2
+      repair_rows+=("| $engine | $n | ${held:-?} | ${repair_s} s | $(python3 -c "print(f'{${held:-0} / max($repair_s - 3, 0.1):.0f}')") |")
+      dfs_down
     done
-    repair_s=$(python3 -c "print(round($(now) - $start, 1))")
-    echo "scale: repair: $n chunks written, ${held:-?} on the killed server, ${repair_s} s to full replication" >&2
-    repair_rows+=("| $n | ${held:-?} | ${repair_s} s | $(python3 -c "print(f'{${held:-0} / max($repair_s - 3, 0.1):.0f}')") |")
-    dfs_down
   done
 fi
 
@@ -230,8 +233,8 @@ PY
     echo
     echo "## Repair time after kill -9 of a file server (3 servers, replication 2, heartbeat timeout 3 s)"
     echo
-    echo "| chunks written | on the killed server | kill to full replication | chunks re-replicated per second (after the 3 s timeout) |"
-    echo "| --- | --- | --- | --- |"
+    echo "| engine | chunks written | on the killed server | kill to full replication | chunks re-replicated per second (after the 3 s timeout) |"
+    echo "| --- | --- | --- | --- | --- |"
     printf '%s\n' "${repair_rows[@]}"
   fi
 } > "$results/scale.md"

@@ -12,7 +12,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use dfs_proto::chunk::{ChunkInventory, ChunkStored, InventoryEntry};
+use dfs_proto::chunk::{ChunkId, ChunkInventory, ChunkStored, INVENTORY_PAGE};
 use dfs_proto::ticket::{Capability, ChunkOp, CopyCapability};
 use dfs_proto::{ErrorCode, CAPABILITY_HEADER};
 use dfs_seal::SealError;
@@ -210,33 +210,45 @@ impl FromRequestParts<Arc<FileServer>> for FileServerCaller {
     }
 }
 
-/// Every chunk on this server with its size and seconds since last written (service and admin tickets only).
-#[utoipa::path(get, path = "/v1/chunks", tag = "chunks",
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InventoryQuery {
+    /// Only chunks after this id.
+    after: Option<ChunkId>,
+    /// Only chunks up to this id.
+    through: Option<ChunkId>,
+    /// At most this many (default and most 10000).
+    limit: Option<usize>,
+}
+
+/// A page of the chunks on this server, in id order, with their sizes and seconds since last written (service and admin tickets only).
+#[utoipa::path(get, path = "/v1/chunks", tag = "chunks", params(InventoryQuery),
     responses((status = 200, description = "the chunks", body = ChunkInventory)))]
 pub(crate) async fn inventory(
     State(server): State<Arc<FileServer>>,
     FileServerCaller(caller): FileServerCaller,
+    Query(query): Query<InventoryQuery>,
 ) -> ApiResult<Json<ChunkInventory>> {
     if !caller.0.is_admin() && !caller.0.is_service() {
         return Err(ApiError::permission_denied(
             "permission denied: for DFS services and admins only",
         ));
     }
+    let limit = query.limit.unwrap_or(INVENTORY_PAGE);
+    if !(1..=INVENTORY_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be 1 to {INVENTORY_PAGE}")));
+    }
     let store = server.store.clone();
-    let chunks = tokio::task::spawn_blocking(move || store.inventory())
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|error| ApiError::internal(format!("listing chunks: {error}")))?;
+    let (chunks, more) =
+        tokio::task::spawn_blocking(move || store.inventory(query.after.as_ref(), query.through.as_ref(), limit))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|error| ApiError::internal(format!("listing chunks: {error}")))?;
+    let next_after = more.then(|| chunks.last().map(|entry| entry.id.clone())).flatten();
     Ok(Json(ChunkInventory {
         server: server.id().to_string(),
-        chunks: chunks
-            .into_iter()
-            .map(|(id, size, age)| InventoryEntry {
-                id,
-                size,
-                age_secs: age.as_secs(),
-            })
-            .collect(),
+        chunks,
+        next_after,
     }))
 }
 

@@ -284,18 +284,53 @@ impl ChunkStore {
         Ok(Some(size))
     }
 
-    /// Every chunk on disk with its size and time since it was last written. Blocking.
-    pub fn inventory(&self) -> io::Result<Vec<(ChunkId, u64, std::time::Duration)>> {
+    /// At most `limit` chunks on disk after `after` and up to `through`
+    /// (both optional), in id order, each with its size and time since it
+    /// was last written, and whether more follow. Reads one shard directory
+    /// (a 256th of the chunks) at a time. Blocking.
+    pub fn inventory(
+        &self,
+        after: Option<&ChunkId>,
+        through: Option<&ChunkId>,
+        limit: usize,
+    ) -> io::Result<(Vec<dfs_proto::chunk::InventoryEntry>, bool)> {
+        let first_shard = after.map_or("", |id| &id.as_str()[..2]);
+        let last_shard = through.map(|id| &id.as_str()[..2]);
+        let mut shards: Vec<String> = std::fs::read_dir(&self.chunks_dir)?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.len() == 2 && name.as_str() >= first_shard)
+            .filter(|name| last_shard.is_none_or(|last| name.as_str() <= last))
+            .collect();
+        shards.sort_unstable();
         let mut chunks = Vec::new();
-        for (id, size) in self.list()? {
-            match std::fs::metadata(self.chunk_path(&id)) {
-                Ok(metadata) => chunks.push((id, size, age(&metadata))),
-                // Removed since it was listed.
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                Err(error) => return Err(error),
+        for shard in shards {
+            let dir = self.chunks_dir.join(&shard);
+            if !dir.is_dir() {
+                continue;
+            }
+            let mut ids: Vec<ChunkId> = std::fs::read_dir(&dir)?
+                .filter_map(|entry| ChunkId::parse(entry.ok()?.file_name().to_str()?).ok())
+                .filter(|id| id.as_str()[..2] == *shard)
+                .filter(|id| after.is_none_or(|after| id > after) && through.is_none_or(|through| id <= through))
+                .collect();
+            ids.sort_unstable();
+            for id in ids {
+                if chunks.len() == limit {
+                    return Ok((chunks, true));
+                }
+                match std::fs::metadata(self.chunk_path(&id)) {
+                    Ok(metadata) => chunks.push(dfs_proto::chunk::InventoryEntry {
+                        size: metadata.len(),
+                        age_secs: age(&metadata).as_secs(),
+                        id,
+                    }),
+                    // Removed since it was listed.
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(error),
+                }
             }
         }
-        Ok(chunks)
+        Ok((chunks, false))
     }
 
     /// Starts receiving a chunk into a new temporary file, with its writer thread.

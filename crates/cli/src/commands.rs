@@ -431,7 +431,7 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             // done when no chunk is under-replicated any more.
             let mut last = u64::MAX;
             loop {
-                let status = client.cluster_status().await?;
+                let status = client.cluster_servers().await?;
                 if status.under_replicated_chunks == 0 {
                     break;
                 }

@@ -822,8 +822,16 @@ impl Client {
         self.directory::<(), _>(Method::GET, &endpoint, None).await
     }
 
+    /// The file servers, the namespace's counts and the chunks still to
+    /// re-replicate (counts whole tables in the database).
     pub async fn cluster_status(&self) -> Result<ClusterStatus> {
         self.directory::<(), _>(Method::GET, "/v1/cluster/status", None).await
+    }
+
+    /// The file servers and the chunks still to re-replicate, without
+    /// counting the namespace: cheap whatever the size of the cluster.
+    pub async fn cluster_servers(&self) -> Result<dfs_proto::namespace::ServerList> {
+        self.directory::<(), _>(Method::GET, "/v1/cluster/servers", None).await
     }
 
     /// Starts (or with `cancel`, stops) draining a file server, named by id or

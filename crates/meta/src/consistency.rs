@@ -13,8 +13,9 @@
 //! which finds chunks on disk with no record and records of chunks a disk
 //! lost. Progress is in `/metrics`: `dfs_sweep_progress` (the share of the
 //! id space done in this round), `dfs_sweep_rounds_total`, and
-//! `dfs_full_chunk_scans_total` (calls that read the whole chunk table:
-//! the per-server comparison and the cluster status page).
+//! `dfs_full_chunk_scans_total` (requests that count whole tables: only the
+//! cluster status page, whose counts of files, chunks and replicas are
+//! `COUNT` queries in the database).
 
 use crate::state::Directory;
 use dfs_proto::chunk::ChunkId;

@@ -179,24 +179,72 @@ async fn delete_replica(
     Ok(Some(false))
 }
 
+/// Records and listing entries compared per step of [`reconcile`].
+const RECONCILE_PAGE: usize = 1000;
+
 /// Compares one live server's listing with the store: a replica row
 /// whose chunk the listing lacks is forgotten (and queued for repair), an
-/// unreferenced chunk older than the grace period is removed. Reads the
-/// whole chunk table (counted in `dfs_full_chunk_scans_total`): the
-/// consistency sweep calls it once per server per round. Returns (chunks
-/// removed, replicas found lost).
+/// unreferenced chunk older than the grace period is removed. The
+/// consistency sweep calls it once per server per round. Both sides are
+/// walked in chunk id order, a page at a time, so memory stays bounded
+/// whatever the server holds: a page of the server's replica rows first,
+/// then its listing up to the last id of that page (a row is recorded only
+/// after its chunk is on disk, so a row whose chunk the later listing
+/// lacks is lost). Returns (chunks removed, replicas found lost).
 pub async fn reconcile(directory: &Arc<Directory>, server: &ServerRef) -> anyhow::Result<(u64, u64)> {
-    // Replica rows first, the listing second: a row is recorded only after
-    // its chunk is on disk, so a row whose chunk the listing lacks is lost.
-    directory.sweep_stats.full_scans.fetch_add(1, Ordering::Relaxed);
-    let store = Arc::clone(&directory.store);
-    let (referenced, live) = tokio::task::spawn_blocking(move || {
-        Ok::<_, dfs_store::StoreError>((store.referenced_chunks()?, store.live_chunks()?))
-    })
-    .await??;
-    let inventory: ChunkInventory = directory
+    let (mut removed, mut lost_count) = (0, 0);
+    let mut after: Option<ChunkId> = None;
+    loop {
+        let store = Arc::clone(&directory.store);
+        let (id, from) = (server.id.clone(), after.clone());
+        let records =
+            tokio::task::spawn_blocking(move || store.server_replicas_after(&id, from.as_ref(), RECONCILE_PAGE))
+                .await??;
+        // The last page of rows covers the rest of the listing.
+        let through = (records.len() == RECONCILE_PAGE)
+            .then(|| records.last().cloned())
+            .flatten();
+        let mut missing: HashSet<ChunkId> = records.into_iter().collect();
+        let mut listed_after = after.clone();
+        loop {
+            let page = listing_page(directory, server, listed_after.as_ref(), through.as_ref()).await?;
+            for entry in &page.chunks {
+                missing.remove(&entry.id);
+            }
+            removed += collect_unreferenced(directory, server, &page.chunks).await?;
+            match page.next_after {
+                Some(next) => listed_after = Some(next),
+                None => break,
+            }
+        }
+        if !missing.is_empty() {
+            let lost: Vec<ChunkId> = missing.into_iter().collect();
+            lost_count += lost.len() as u64;
+            let store = Arc::clone(&directory.store);
+            let id = server.id.clone();
+            tokio::task::spawn_blocking(move || store.forget_replicas(&id, &lost)).await??;
+        }
+        match through {
+            Some(last) => after = Some(last),
+            None => return Ok((removed, lost_count)),
+        }
+    }
+}
+
+/// A page of `server`'s listing after `after` and up to `through`.
+async fn listing_page(
+    directory: &Directory,
+    server: &ServerRef,
+    after: Option<&ChunkId>,
+    through: Option<&ChunkId>,
+) -> anyhow::Result<ChunkInventory> {
+    let mut query = vec![("limit", RECONCILE_PAGE.to_string())];
+    query.extend(after.map(|id| ("after", id.to_string())));
+    query.extend(through.map(|id| ("through", id.to_string())));
+    let page: ChunkInventory = directory
         .http
         .get(format!("{}/v1/chunks", server.url.trim_end_matches('/')))
+        .query(&query)
         .bearer_auth(directory.verifier.service_ticket("directory"))
         .timeout(Duration::from_secs(30))
         .send()
@@ -204,33 +252,33 @@ pub async fn reconcile(directory: &Arc<Directory>, server: &ServerRef) -> anyhow
         .error_for_status()?
         .json()
         .await?;
-    anyhow::ensure!(
-        inventory.server == server.id,
-        "the server answered as {}",
-        inventory.server
-    );
-    let on_disk: HashSet<_> = inventory.chunks.iter().map(|entry| entry.id.clone()).collect();
-    let lost: Vec<_> = referenced
-        .into_iter()
-        .filter(|(chunk, holders)| holders.contains(&server.id) && !on_disk.contains(chunk))
-        .map(|(chunk, _)| chunk)
-        .collect();
-    let lost_count = lost.len() as u64;
-    if !lost.is_empty() {
-        let store = Arc::clone(&directory.store);
-        let id = server.id.clone();
-        tokio::task::spawn_blocking(move || store.forget_replicas(&id, &lost)).await??;
-    }
+    anyhow::ensure!(page.server == server.id, "the server answered as {}", page.server);
+    Ok(page)
+}
 
+/// Removes from `server` the listed chunks older than the grace period that
+/// nothing references; returns how many.
+async fn collect_unreferenced(
+    directory: &Arc<Directory>,
+    server: &ServerRef,
+    listed: &[dfs_proto::chunk::InventoryEntry],
+) -> anyhow::Result<u64> {
     let grace = directory.gc_grace.as_secs();
+    let old: Vec<&dfs_proto::chunk::InventoryEntry> = listed.iter().filter(|entry| entry.age_secs >= grace).collect();
+    if old.is_empty() {
+        return Ok(0);
+    }
+    let store = Arc::clone(&directory.store);
+    let ids: Vec<ChunkId> = old.iter().map(|entry| entry.id.clone()).collect();
+    let states = tokio::task::spawn_blocking(move || store.chunk_states(&ids)).await??;
     let mut removed = 0;
-    for entry in inventory.chunks {
-        if live.contains_key(&entry.id) || entry.age_secs < grace {
+    for (entry, state) in old.into_iter().zip(states) {
+        if state.referenced() {
             continue;
         }
         if delete_replica(directory, server, &entry.id, entry.size).await? == Some(true) {
             removed += 1;
         }
     }
-    Ok((removed, lost_count))
+    Ok(removed)
 }

@@ -33,7 +33,7 @@ use crate::servers::LiveServer;
 use crate::state::Directory;
 use dfs_proto::chunk::{ChunkId, ChunkStored, ServerRef};
 use dfs_proto::ticket::{Capability, ChunkOp, CopyCapability};
-use dfs_store::repair::{CheckQueue, QueuedCheck};
+use dfs_store::repair::{CheckQueue, ChunkState, QueuedCheck};
 use futures_util::StreamExt;
 use rand::seq::SliceRandom;
 use std::collections::{HashMap, HashSet};
@@ -127,18 +127,12 @@ struct Copy {
 /// Runs repair passes until the task is aborted.
 pub async fn run(directory: Arc<Directory>) {
     let started = Instant::now();
-    // The servers whose replicas counted at the last pass; at the first,
-    // every known one (registered or heard from since the start), so that
-    // one dead or draining by then is queued.
-    let mut counting: Option<HashSet<String>> = None;
     loop {
         tokio::time::sleep(PASS_INTERVAL).await;
         if started.elapsed() < directory.heartbeat_timeout {
             continue;
         }
-        let counting =
-            counting.get_or_insert_with(|| directory.servers.status().into_iter().map(|server| server.id).collect());
-        queue_server_changes(&directory, counting).await;
+        queue_server_changes(&directory).await;
         match plan(&directory).await {
             Ok(copies) if copies.is_empty() => {}
             Ok(copies) => {
@@ -160,9 +154,16 @@ pub async fn run(directory: Arc<Directory>) {
 }
 
 /// Queues the replicas of every server that stopped counting (dead or
-/// draining) or started to (back, or new) since the last pass; a server
-/// whose queuing failed is tried again at the next.
-async fn queue_server_changes(directory: &Arc<Directory>, counting: &mut HashSet<String>) {
+/// draining) or started to (back, or new) since the last look (by a repair
+/// pass, or a count of under-replicated chunks, which must not miss a
+/// server that went a moment ago); a server whose queuing failed is tried
+/// again at the next. At the first look, every known server (registered or
+/// heard from since the start) counted, so that one dead or draining by
+/// then is queued.
+async fn queue_server_changes(directory: &Arc<Directory>) {
+    let mut counting = directory.repair_counting.lock().await;
+    let counting =
+        counting.get_or_insert_with(|| directory.servers.status().into_iter().map(|server| server.id).collect());
     let now_counting = directory.servers.placeable_ids();
     let gone: HashSet<String> = counting.difference(&now_counting).cloned().collect();
     let back: HashSet<String> = now_counting.difference(counting).cloned().collect();
@@ -263,7 +264,7 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
     for (check, state) in due.into_iter().zip(states) {
         let holders = &state.holders;
-        let counted = holders.iter().filter(|id| placeable_ids.contains(id.as_str())).count();
+        let counted = counted_copies(&state, &placeable_ids);
         if counted >= wanted {
             if counted >= replication {
                 whole.push(check);
@@ -333,6 +334,60 @@ async fn plan(directory: &Arc<Directory>) -> anyhow::Result<Vec<Copy>> {
         );
     }
     Ok(copies)
+}
+
+/// The copies of a chunk that count: those on placeable servers (alive
+/// and not draining).
+fn counted_copies(state: &ChunkState, placeable: &HashSet<&str>) -> usize {
+    state
+        .holders
+        .iter()
+        .filter(|id| placeable.contains(id.as_str()))
+        .count()
+}
+
+/// Chunks of the repair queue walked per store call by [`under_replicated`].
+const STATUS_PAGE: usize = 1000;
+
+/// How many chunks are under-replicated now: referenced, with fewer
+/// counted copies than the replication factor (lost ones included).
+/// Only chunks on the repair queue can be (every event that takes a copy
+/// away queues the chunk, a server's going first of all, the sweep queues
+/// what none announced, and a chunk
+/// leaves the queue only when a check finds it whole), so this walks the
+/// queue, a page at a time, not the chunk table: its cost follows the repair
+/// work outstanding, not the size of the cluster.
+pub async fn under_replicated(directory: &Arc<Directory>) -> dfs_store::StoreResult<u64> {
+    // A server that went since repair last looked has its replicas queued first.
+    queue_server_changes(directory).await;
+    let placeable = directory.servers.placeable_ids();
+    let placeable: HashSet<&str> = placeable.iter().map(String::as_str).collect();
+    let replication = directory.replication as usize;
+    let mut after: Option<ChunkId> = None;
+    let mut under = 0u64;
+    loop {
+        let store = Arc::clone(&directory.store);
+        let from = after.take();
+        let states = tokio::task::spawn_blocking(move || {
+            let page = store.queued_after(CheckQueue::Repair, from.as_ref(), STATUS_PAGE)?;
+            if page.is_empty() {
+                return Ok(Vec::new());
+            }
+            store.chunk_states(&page)
+        })
+        .await
+        .map_err(|error| dfs_store::StoreError::Backend(error.into()))??;
+        let Some(last) = states.last() else { break };
+        after = Some(last.chunk.clone());
+        under += states
+            .iter()
+            .filter(|state| state.referenced() && counted_copies(state, &placeable) < replication)
+            .count() as u64;
+        if states.len() < STATUS_PAGE {
+            break;
+        }
+    }
+    Ok(under)
 }
 
 /// The live server not holding the chunk with the most free space.

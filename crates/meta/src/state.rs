@@ -105,6 +105,9 @@ pub struct Directory {
     pub(crate) watch: WatchHub,
     /// What the last repair pass found and what repair did (for `/metrics`).
     pub(crate) repair_stats: crate::heal::RepairStats,
+    /// The servers whose replicas counted when repair last looked (see
+    /// `heal::queue_server_changes`); `None` until it first does.
+    pub(crate) repair_counting: tokio::sync::Mutex<Option<HashSet<String>>>,
     /// The consistency sweep's progress and the collection queue (for `/metrics`).
     pub(crate) sweep_stats: crate::consistency::SweepStats,
     /// Chunked reads and writes of `/v1/files` at once (see `http/chunked.rs`).
@@ -145,6 +148,7 @@ impl Directory {
                 .expect("building an HTTP client"),
             watch: WatchHub::default(),
             repair_stats: Default::default(),
+            repair_counting: Default::default(),
             sweep_stats: Default::default(),
             streams: Arc::new(tokio::sync::Semaphore::new(crate::http::MAX_FILE_STREAMS)),
         })

@@ -28,7 +28,9 @@
 //!   stores it durably and answers [`ChunkStored`].
 //! - `DELETE /v1/chunks/{id}?min_age_secs=N` with a delete capability: removes
 //!   the chunk unless it was written less than `N` seconds ago (garbage collection).
-//! - `GET /v1/chunks` with a service or admin ticket (`Authorization: Bearer`): [`ChunkInventory`].
+//! - `GET /v1/chunks?after=ID&through=ID&limit=N` with a service or admin
+//!   ticket (`Authorization: Bearer`): [`ChunkInventory`], a page of the
+//!   chunks on the server in id order.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -164,13 +166,21 @@ pub struct InventoryEntry {
     pub age_secs: u64,
 }
 
-/// Answer to `GET /v1/chunks`: every chunk on the server.
+/// Answer to `GET /v1/chunks`: a page of the chunks on the server, in id
+/// order: at most `limit` (default and most [`INVENTORY_PAGE`]) after
+/// `after` and up to `through`, both optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChunkInventory {
     pub server: String,
     pub chunks: Vec<InventoryEntry>,
+    /// Set when the page was cut short by its limit: ask again with this as `after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<ChunkId>,
 }
+
+/// The largest page of `GET /v1/chunks`, and its default.
+pub const INVENTORY_PAGE: usize = 10_000;
 
 /// Body of the directory service's `POST /v1/servers/report` (service ticket):
 /// chunks a file server found corrupt or missing, already moved aside; the

@@ -583,11 +583,16 @@ pub struct DrainRequest {
 }
 
 /// `GET /v1/cluster/servers`: the file server registry as the directory
-/// service knows it from heartbeats, without counting anything in the store.
+/// service knows it from heartbeats, and the chunks still to re-replicate,
+/// without counting the namespace or the chunk table (cheap whatever the
+/// size of the cluster: `dfs drain` polls it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerList {
     pub servers: Vec<ServerStatus>,
+    /// As in [`ClusterStatus`]; found from the repair queue.
+    #[serde(default)]
+    pub under_replicated_chunks: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -597,7 +602,10 @@ pub struct ClusterStatus {
     pub files: u64,
     pub directories: u64,
     pub chunks: u64,
-    /// Chunks with fewer live replicas than the replication factor.
+    /// Chunks named by a file with fewer copies on live, not draining,
+    /// servers than the replication factor (none left included). Found
+    /// from the repair queue, which holds every chunk that may be: its
+    /// cost follows the repair work outstanding, not the chunk count.
     pub under_replicated_chunks: u64,
     pub replication: u32,
 }

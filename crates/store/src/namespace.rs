@@ -441,7 +441,8 @@ pub trait NamespaceStore: Send + Sync {
     /// (chunks with no replica are absent).
     fn replicas(&self, chunks: &[ChunkId]) -> StoreResult<HashMap<ChunkId, Vec<String>>>;
 
-    /// Every chunk referenced by a file, with the servers recorded as holding it.
+    /// Every chunk referenced by a file, with the servers recorded as holding
+    /// it. A full scan, which the services never make (tests use it).
     fn referenced_chunks(&self) -> StoreResult<Vec<(ChunkId, Vec<String>)>>;
 
     /// Records (or updates the URL of) a file server.

@@ -118,8 +118,8 @@ impl ChunkState {
 /// Implemented by every engine.
 pub trait RepairStore: Send + Sync {
     /// Every chunk named by a file or by an upload staged in an open
-    /// transaction, with its size. A full scan: only the consistency sweep's
-    /// per-server comparison calls it.
+    /// transaction, with its size. A full scan, which the services never
+    /// make: the shared suite checks the other calls against it.
     fn live_chunks(&self) -> StoreResult<HashMap<ChunkId, u64>>;
 
     /// Forgets that `server` holds `chunk`, in one transaction, only if no
@@ -151,6 +151,14 @@ pub trait RepairStore: Send + Sync {
 
     /// How many chunks wait on `queue`.
     fn queue_depth(&self, queue: CheckQueue) -> StoreResult<u64>;
+
+    /// At most `limit` chunks waiting on `queue` (due or not) after `after`,
+    /// in id order: a walk over the queue a page at a time.
+    fn queued_after(&self, queue: CheckQueue, after: Option<&ChunkId>, limit: usize) -> StoreResult<Vec<ChunkId>>;
+
+    /// At most `limit` chunks `server` is recorded as holding, after `after`,
+    /// in id order: its records, a page at a time, to compare with its listing.
+    fn server_replicas_after(&self, server: &str, after: Option<&ChunkId>, limit: usize) -> StoreResult<Vec<ChunkId>>;
 
     /// The state of each of `chunks`, in order.
     fn chunk_states(&self, chunks: &[ChunkId]) -> StoreResult<Vec<ChunkState>>;

@@ -4,7 +4,7 @@
 use crate::dump::{Dump, DumpEntry, DumpFence, DumpReplica, DumpUser, DUMP_FORMAT};
 use crate::keys::AccessKeyRecord;
 use crate::namespace::{FileContent, Principal, UploadRecord, NO_ATTRIBUTES};
-use crate::repair::{CheckQueue, ChunkState};
+use crate::repair::{CheckQueue, ChunkState, QueuedCheck};
 use crate::users::SessionRecord;
 use crate::{Store, StoreError};
 use dfs_proto::chunk::{ChunkId, ServerRef};
@@ -1778,6 +1778,46 @@ pub fn repair_queues_follow_events(store: &dyn Store) {
     assert_eq!(queued(store, CheckQueue::Repair), ids(&[1]));
     assert_eq!(store.queue_depth(CheckQueue::Repair).unwrap(), 1);
     assert_eq!(store.queue_depth(CheckQueue::Collect).unwrap(), 4);
+
+    // A walk over a queue, due or not, in id order, a page at a time: each
+    // queued chunk once, none of the other queue.
+    store
+        .enqueue_checks(CheckQueue::Repair, &[chunk(2, 4).id, chunk(7, 4).id], u64::MAX / 4)
+        .unwrap();
+    for limit in [1, 2, 10] {
+        let mut walked = Vec::new();
+        let mut after: Option<ChunkId> = None;
+        loop {
+            let page = store.queued_after(CheckQueue::Repair, after.as_ref(), limit).unwrap();
+            assert!(page.len() <= limit);
+            let Some(last) = page.last().cloned() else { break };
+            walked.extend(page);
+            after = Some(last);
+        }
+        assert_eq!(walked, ids(&[1, 2, 7]), "pages of {limit}");
+    }
+    assert_eq!(
+        store.queued_after(CheckQueue::Collect, None, 100).unwrap(),
+        queued(store, CheckQueue::Collect)
+    );
+    // A server's records, in id order, a page at a time.
+    for limit in [1, 2, 10] {
+        let mut walked = Vec::new();
+        let mut after: Option<ChunkId> = None;
+        loop {
+            let page = store.server_replicas_after("s1", after.as_ref(), limit).unwrap();
+            assert!(page.len() <= limit);
+            let Some(last) = page.last().cloned() else { break };
+            walked.extend(page);
+            after = Some(last);
+        }
+        assert_eq!(walked, ids(&[1, 2, 5, 6, 7]), "pages of {limit}");
+    }
+    assert!(store.server_replicas_after("nobody", None, 10).unwrap().is_empty());
+    let all = store.due_checks(CheckQueue::Repair, u64::MAX / 4, 10).unwrap();
+    let later: Vec<QueuedCheck> = all.into_iter().filter(|check| check.chunk != chunk(1, 4).id).collect();
+    store.dequeue_checks(CheckQueue::Repair, &later).unwrap();
+    assert_eq!(queued(store, CheckQueue::Repair), ids(&[1]));
 
     // A forgotten replica is queued for repair in the same call.
     assert_eq!(store.forget_replicas("s2", &[chunk(6, 4).id]).unwrap(), 1);

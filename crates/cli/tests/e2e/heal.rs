@@ -63,8 +63,12 @@ fn good_copies(cluster: &Cluster, file_servers: usize, id: &str) -> Vec<String> 
 }
 
 async fn status(cluster: &Cluster) -> serde_json::Value {
+    admin_get(cluster, "/v1/cluster/status").await
+}
+
+async fn admin_get(cluster: &Cluster, route: &str) -> serde_json::Value {
     let response = http()
-        .get(format!("{}/v1/cluster/status", cluster.url()))
+        .get(format!("{}{route}", cluster.url()))
         .bearer_auth(cluster.ticket("admin"))
         .send()
         .await
@@ -163,12 +167,90 @@ async fn metric(cluster: &Cluster, name: &str) -> f64 {
 
 /// The chunk files on file server `server`'s disk.
 fn chunks_on_disk(cluster: &Cluster, server: &str) -> usize {
+    chunk_ids_on_disk(cluster, server).len()
+}
+
+/// The ids of the chunk files on `server`'s disk, sorted.
+fn chunk_ids_on_disk(cluster: &Cluster, server: &str) -> Vec<String> {
     let root = cluster.data_dir().join(server).join("chunks");
-    std::fs::read_dir(root)
+    let mut ids: Vec<String> = std::fs::read_dir(root)
         .unwrap()
         .flatten()
-        .map(|dir| std::fs::read_dir(dir.path()).unwrap().count())
-        .sum()
+        .flat_map(|dir| std::fs::read_dir(dir.path()).unwrap().flatten())
+        .map(|entry| entry.file_name().into_string().unwrap())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Issue 23: the consistency sweep compares each server's listing with its
+/// replica records a page (1,000) at a time, never either whole. Over more
+/// chunks than a page: records whose chunk the disk lost, on the first, a
+/// middle and the last page, are forgotten and repaired from the other
+/// copy; chunks on the disk that nothing references, older than the grace
+/// period, are removed; every other chunk stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_compares_listings_page_by_page_and_finds_lost_and_stray_chunks() {
+    const SMALL: usize = 4096;
+    let cluster = Cluster::start(
+        BIN,
+        Options {
+            file_servers: 3,
+            replication: 2,
+            extra_args: vec![
+                format!("--chunk-size={SMALL}"),
+                "--sweep-interval=3".into(),
+                "--gc-grace=60".into(),
+            ],
+            ..Options::default()
+        },
+    );
+    cluster.login("admin", &cluster.admin_password());
+    let content = random_bytes(3000 * SMALL);
+    cluster.ok("admin", &["put", "-", "/home/admin/many"], &content);
+    let victim = "file-1";
+    let held = chunk_ids_on_disk(&cluster, victim);
+    assert!(held.len() > 1500, "{} chunks on {victim}", held.len());
+    let lost: Vec<String> = [0, held.len() / 2, held.len() - 1]
+        .iter()
+        .map(|index| held[*index].clone())
+        .collect();
+    for id in &lost {
+        std::fs::remove_file(chunk_file(&cluster, victim, id)).unwrap();
+    }
+    // Strays: chunk files no record names, written long ago.
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let strays: Vec<String> = (0..2)
+        .map(|_| {
+            let bytes = random_bytes(100);
+            let id = blake3::hash(&bytes).to_hex().to_string();
+            let path = chunk_file(&cluster, victim, &id);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(an_hour_ago)
+                .unwrap();
+            id
+        })
+        .collect();
+    wait_for(
+        &cluster,
+        Duration::from_secs(90),
+        "lost chunks repaired and strays removed",
+        || async {
+            lost.iter().all(|id| good_copies(&cluster, 3, id).len() == 2)
+                && strays.iter().all(|id| !chunk_file(&cluster, victim, id).exists())
+        },
+    )
+    .await;
+    let now_held = chunk_ids_on_disk(&cluster, victim);
+    for id in held.iter().filter(|id| !lost.contains(id)) {
+        assert!(now_held.binary_search(id).is_ok(), "{id} kept on {victim}");
+    }
+    assert_eq!(cat(&cluster, "/home/admin/many"), content);
 }
 
 /// Issue 23: repair follows events, not scans. A file server killed with
@@ -189,7 +271,7 @@ async fn a_killed_file_server_has_exactly_its_chunks_re_replicated_without_a_ful
     let victim = "file-2";
     let held = chunks_on_disk(&cluster, victim);
     assert!(held > 0, "the victim holds chunks");
-    // Nothing is under-replicated before the kill (this reads every chunk, once).
+    // Nothing is under-replicated before the kill (the status counts whole tables, once).
     assert_eq!(status(&cluster).await["under_replicated_chunks"], 0);
     let scans = metric(&cluster, "dfs_full_chunk_scans_total").await;
     let copies = metric(&cluster, "dfs_repair_copies_total").await;
@@ -392,6 +474,15 @@ async fn a_lost_chunk_is_repaired_as_soon_as_a_server_holding_it_comes_back() {
     let more = metric(&cluster, "dfs_repair_checks_total").await - checks;
     assert_eq!(more, 0.0, "more checks of a lost chunk in 3 s");
     assert_eq!(metric(&cluster, "dfs_lost_chunks").await, 1.0, "still counted lost");
+    // Counted from the repair queue: the status page (which also counts
+    // whole tables), and the server list, which scans nothing.
+    assert_eq!(status(&cluster).await["under_replicated_chunks"], 1);
+    let scans = metric(&cluster, "dfs_full_chunk_scans_total").await;
+    assert_eq!(
+        admin_get(&cluster, "/v1/cluster/servers").await["under_replicated_chunks"],
+        1
+    );
+    assert_eq!(metric(&cluster, "dfs_full_chunk_scans_total").await, scans);
     cluster.resume_service(back);
     wait_for(
         &cluster,
@@ -404,6 +495,73 @@ async fn a_lost_chunk_is_repaired_as_soon_as_a_server_holding_it_comes_back() {
         },
     )
     .await;
+    assert_eq!(
+        admin_get(&cluster, "/v1/cluster/servers").await["under_replicated_chunks"],
+        0
+    );
     cluster.resume_service(dead);
     assert_eq!(cat(&cluster, "/home/admin/lost"), content);
+}
+
+/// `GET /v1/chunks`, the listing the sweep compares, comes a page at a time
+/// in id order (`after`, `through`, `limit`); a bad page is a 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_servers_listing_comes_in_pages_in_id_order() {
+    let cluster = Cluster::start(
+        BIN,
+        Options {
+            file_servers: 1,
+            replication: 1,
+            extra_args: vec![format!("--chunk-size={CHUNK_SIZE}")],
+            ..Options::default()
+        },
+    );
+    cluster.login("admin", &cluster.admin_password());
+    put(&cluster, "/home/admin/f", &random_bytes(7 * CHUNK_SIZE + 5));
+    let on_disk = chunk_ids_on_disk(&cluster, "file-1");
+    assert_eq!(on_disk.len(), 8);
+    let url = format!("{}/v1/chunks", cluster.banner.file_server_urls[0]);
+    let ticket = cluster.ticket("admin");
+    let get = |query: Vec<(&'static str, String)>| {
+        let request = http().get(&url).query(&query).bearer_auth(&ticket);
+        async move { request.send().await.unwrap() }
+    };
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "3".to_string())];
+        query.extend(after.clone().map(|id| ("after", id)));
+        let page: serde_json::Value = get(query).await.json().await.unwrap();
+        let page_ids = ids(&page);
+        assert!(page_ids.len() <= 3, "{page}");
+        listed.extend(page_ids);
+        match page["next_after"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(listed, on_disk, "every chunk once, in id order");
+    let page: serde_json::Value = get(vec![("after", on_disk[1].clone()), ("through", on_disk[4].clone())])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), on_disk[2..=4], "{page}");
+    assert!(page["next_after"].is_null(), "{page}");
+    for bad in [
+        vec![("limit", "0".to_string())],
+        vec![("limit", "10001".to_string())],
+        vec![("after", "not-a-chunk-id".to_string())],
+    ] {
+        let response = get(bad.clone()).await;
+        assert_eq!(response.status(), 400, "{bad:?}: {}", response.text().await.unwrap());
+    }
 }

@@ -33,7 +33,8 @@ pub(super) async fn heartbeat(
 }
 
 /// File servers, liveness, capacity, chunk counts, under-replicated chunks,
-/// repair. Counts the whole namespace and chunk table: see `servers` for a cheap look.
+/// repair. Counts the whole namespace, chunk and replica tables in the
+/// database (`COUNT` queries): see `servers` for a cheap look.
 #[utoipa::path(get, path = "/v1/cluster/status", tag = "cluster",
     responses((status = 200, description = "the cluster", body = ClusterStatus)))]
 pub(super) async fn status(
@@ -45,14 +46,8 @@ pub(super) async fn status(
         .full_scans
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let store = Arc::clone(&directory.store);
-    let (counts, referenced) = blocking(move || Ok((store.counts()?, store.referenced_chunks()?))).await?;
-    let live = directory.servers.placeable_ids();
-    let under_replicated_chunks = referenced
-        .iter()
-        .filter(|(_, servers)| {
-            servers.iter().filter(|server| live.contains(*server)).count() < directory.replication as usize
-        })
-        .count() as u64;
+    let counts = blocking(move || store.counts()).await?;
+    let under_replicated_chunks = crate::heal::under_replicated(&directory).await?;
     let mut servers = directory.servers.status();
     for server in &mut servers {
         server.replica_count = counts.replicas_per_server.get(&server.id).copied().unwrap_or(0);
@@ -67,8 +62,9 @@ pub(super) async fn status(
     }))
 }
 
-/// The file servers, their liveness and capacity, from heartbeats alone:
-/// cheap whatever the size of the store (`dfs up` waits on it).
+/// The file servers, their liveness and capacity, from heartbeats, and the
+/// chunks still to re-replicate, from the repair queue: cheap whatever the
+/// size of the store (`dfs up` waits on it, `dfs drain` polls it).
 #[utoipa::path(get, path = "/v1/cluster/servers", tag = "cluster",
     responses((status = 200, description = "the file servers", body = ServerList)))]
 pub(super) async fn servers(
@@ -77,6 +73,7 @@ pub(super) async fn servers(
 ) -> ApiResult<ApiJson<ServerList>> {
     Ok(ApiJson(ServerList {
         servers: directory.servers.status(),
+        under_replicated_chunks: crate::heal::under_replicated(&directory).await?,
     }))
 }
 

@@ -293,7 +293,7 @@ impl MongoStore {
                 REPLICAS,
                 vec![
                     index(doc! {"chunk": 1, "server": 1}, "chunk_server", true),
-                    index(doc! {"server": 1}, "server", false),
+                    index(doc! {"server": 1, "chunk": 1}, "server_chunk", false),
                 ],
             ),
             (UPLOADS, vec![index(doc! {"expires_at": 1}, "expires_at", false)]),

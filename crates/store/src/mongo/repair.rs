@@ -164,6 +164,53 @@ impl RepairStore for MongoStore {
         self.read(|tx| tx.count(CHUNK_CHECKS, doc! {"queue": queue.as_str()}))
     }
 
+    fn queued_after(&self, queue: CheckQueue, after: Option<&ChunkId>, limit: usize) -> StoreResult<Vec<ChunkId>> {
+        // Each entry's `_id` is "QUEUE:CHUNK" (see `enqueue`): the queue's
+        // entries are the ids from "QUEUE:" up to "QUEUE;", in chunk order.
+        let from = format!("{}:{}", queue.as_str(), after.map_or("", ChunkId::as_str));
+        let to = format!("{};", queue.as_str());
+        self.read(|tx| {
+            let rows = tx.aggregate(
+                CHUNK_CHECKS,
+                vec![
+                    doc! {"$match": {"_id": {"$gt": from.as_str(), "$lt": to.as_str()}}},
+                    doc! {"$sort": {"_id": 1}},
+                    doc! {"$limit": limit as i64},
+                    doc! {"$project": {"chunk": 1}},
+                ],
+            )?;
+            let ids = rows
+                .iter()
+                .map(|row| {
+                    row.get_str("chunk")
+                        .map(str::to_string)
+                        .map_err(|error| super::bad("queued chunk", error))
+                })
+                .collect::<StoreResult<Vec<String>>>()?;
+            parse_ids(ids)
+        })
+    }
+
+    fn server_replicas_after(&self, server: &str, after: Option<&ChunkId>, limit: usize) -> StoreResult<Vec<ChunkId>> {
+        let after = after.map_or("", ChunkId::as_str);
+        self.read(|tx| {
+            let rows = tx.aggregate(
+                REPLICAS,
+                vec![
+                    doc! {"$match": {"server": server, "chunk": {"$gt": after}}},
+                    doc! {"$sort": {"chunk": 1}},
+                    doc! {"$limit": limit as i64},
+                    doc! {"$project": {"chunk": 1, "server": 1}},
+                ],
+            )?;
+            let ids = rows
+                .iter()
+                .map(|row| Ok(replica_row(row)?.0.to_string()))
+                .collect::<StoreResult<Vec<String>>>()?;
+            parse_ids(ids)
+        })
+    }
+
     fn chunk_states(&self, chunks: &[ChunkId]) -> StoreResult<Vec<ChunkState>> {
         let ids: Vec<&str> = chunks.iter().map(ChunkId::as_str).collect();
         self.read(|tx| {

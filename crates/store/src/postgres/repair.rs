@@ -2,13 +2,20 @@
 
 use super::namespace::chunk_id;
 use super::{int, uint, PgTx, PostgresStore};
-use crate::repair::{merge_pages, unix_now, CheckQueue, ChunkState, QueuedCheck, RepairStore};
+use crate::repair::{merge_pages, parse_ids, unix_now, CheckQueue, ChunkState, QueuedCheck, RepairStore};
 use crate::tx::StagedOp;
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::ChunkId;
 use dfs_proto::UnixSeconds;
 use postgres::Row;
 use std::collections::HashMap;
+
+/// Migration: a server's replicas in chunk order, for
+/// [`RepairStore::server_replicas_after`] (replaces the index by server alone).
+pub(super) const REPLICAS_BY_SERVER_SCHEMA: &str = "
+CREATE INDEX replicas_by_server_chunk ON replicas(server, chunk);
+DROP INDEX replicas_by_server;
+";
 
 /// Migration: the check queues (see [`crate::repair`]).
 pub(super) const QUEUE_SCHEMA: &str = "
@@ -200,6 +207,26 @@ impl RepairStore for PostgresStore {
         self.read(|tx| {
             let row = tx.query_one("SELECT COUNT(*) FROM chunk_checks WHERE queue = $1", &[&queue.as_str()])?;
             Ok(uint(row.get(0)))
+        })
+    }
+
+    fn queued_after(&self, queue: CheckQueue, after: Option<&ChunkId>, limit: usize) -> StoreResult<Vec<ChunkId>> {
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT chunk FROM chunk_checks WHERE queue = $1 AND chunk > $2 ORDER BY chunk LIMIT $3",
+                &[&queue.as_str(), &after.map_or("", ChunkId::as_str), &(limit as i64)],
+            )?;
+            parse_ids(rows.iter().map(|row| row.get::<_, String>(0)))
+        })
+    }
+
+    fn server_replicas_after(&self, server: &str, after: Option<&ChunkId>, limit: usize) -> StoreResult<Vec<ChunkId>> {
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT chunk FROM replicas WHERE server = $1 AND chunk > $2 ORDER BY chunk LIMIT $3",
+                &[&server, &after.map_or("", ChunkId::as_str), &(limit as i64)],
+            )?;
+            parse_ids(rows.iter().map(|row| row.get::<_, String>(0)))
         })
     }
 

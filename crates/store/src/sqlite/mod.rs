@@ -104,6 +104,8 @@ const MIGRATIONS: &[&str] = &[
     namespace::PAGED_SCHEMA,
     // 13: the ctime of each inode.
     namespace::CTIME_SCHEMA,
+    // 14: a server's replicas in chunk order (its listing is compared a page at a time).
+    repair::REPLICAS_BY_SERVER_SCHEMA,
 ];
 
 pub struct SqliteStore {

@@ -12,6 +12,13 @@ use rusqlite::{params, Connection};
 use std::collections::HashMap;
 
 /// Migration: the check queues (see [`crate::repair`]).
+/// Migration: a server's replicas in chunk order, for
+/// [`RepairStore::server_replicas_after`] (replaces the index by server alone).
+pub(super) const REPLICAS_BY_SERVER_SCHEMA: &str = "
+CREATE INDEX replicas_by_server_chunk ON replicas(server, chunk);
+DROP INDEX replicas_by_server;
+";
+
 pub(super) const QUEUE_SCHEMA: &str = "
 CREATE TABLE chunk_checks (
     queue TEXT NOT NULL,
@@ -198,6 +205,30 @@ impl RepairStore for SqliteStore {
         })
     }
 
+    fn queued_after(&self, queue: CheckQueue, after: Option<&ChunkId>, limit: usize) -> StoreResult<Vec<ChunkId>> {
+        self.read(|tx| {
+            ids_after(
+                tx,
+                "SELECT chunk FROM chunk_checks WHERE queue = ?1 AND chunk > ?2 ORDER BY chunk LIMIT ?3",
+                queue.as_str(),
+                after,
+                limit,
+            )
+        })
+    }
+
+    fn server_replicas_after(&self, server: &str, after: Option<&ChunkId>, limit: usize) -> StoreResult<Vec<ChunkId>> {
+        self.read(|tx| {
+            ids_after(
+                tx,
+                "SELECT chunk FROM replicas WHERE server = ?1 AND chunk > ?2 ORDER BY chunk LIMIT ?3",
+                server,
+                after,
+                limit,
+            )
+        })
+    }
+
     fn chunk_states(&self, chunks: &[ChunkId]) -> StoreResult<Vec<ChunkState>> {
         self.read(|tx| {
             let staged = staged_chunks(tx)?;
@@ -239,4 +270,21 @@ impl RepairStore for SqliteStore {
             Ok(merge_pages(replicated, named, limit))
         })
     }
+}
+
+/// A page of chunk ids from `sql`, which selects the chunks of `key` (?1)
+/// after ?2, in id order, at most ?3.
+fn ids_after(
+    tx: &Connection,
+    sql: &str,
+    key: &str,
+    after: Option<&ChunkId>,
+    limit: usize,
+) -> StoreResult<Vec<ChunkId>> {
+    let mut statement = tx.prepare_cached(sql)?;
+    let after = after.map_or("", ChunkId::as_str);
+    let rows = statement
+        .query_map(params![key, after, limit as i64], |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    parse_ids(rows)
 }
