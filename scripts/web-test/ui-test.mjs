@@ -185,6 +185,21 @@ try {
   await page.locator('#servers tbody tr').first().waitFor();
   const live = await page.locator('#live-servers').textContent();
   check(/^\d+ of \d+$/.test(live) && live.split(' of ')[0] === live.split(' of ')[1], `every file server is live (${live})`);
+  const perServer = await page.locator('#servers tbody tr td:last-child').allTextContents();
+  check(perServer.some((count) => Number(count) > 0), `replicas recorded per server (${perServer})`);
+  // Refreshed every 3 s from the server list (the counts once a minute): the same servers, the counts kept.
+  const asked = [];
+  const listen = (request) => asked.push(new URL(request.url()).pathname);
+  page.on('request', listen);
+  await page.waitForTimeout(3500);
+  page.off('request', listen);
+  check(asked.includes('/v1/cluster/servers') && !asked.includes('/v1/cluster/status'), `the refresh asks for the server list only (${asked})`);
+  check((await page.locator('#live-servers').textContent()) === live, 'still every file server live');
+  check(
+    JSON.stringify(await page.locator('#servers tbody tr td:last-child').allTextContents()) === JSON.stringify(perServer),
+    'replica counts kept across the refresh',
+  );
+  check((await page.locator('#under-replicated').textContent()) === '0', 'no chunk under-replicated');
   await shot('07-cluster');
 
   // Another user's private folder cannot be opened.
