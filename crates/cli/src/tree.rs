@@ -88,12 +88,31 @@ pub fn report_of(summary: PutSummary) -> PutReport {
 
 /// Downloads into a hidden temp file next to `target`, renamed over it only
 /// once every chunk arrived and checked out: a failed get leaves nothing behind.
+/// A target that exists and is not a regular file (`/dev/null`, a FIFO, a
+/// terminal) is written to directly: renaming over it would replace it.
 pub async fn download_to(
     client: &Client,
     layout: &FileLayout,
     target: &Path,
     progress: Option<Progress>,
 ) -> anyhow::Result<(Stat, GetSummary)> {
+    let special = tokio::fs::metadata(target)
+        .await
+        .is_ok_and(|metadata| !metadata.is_file() && !metadata.is_dir());
+    if special {
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(target)
+            .await
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let summary = client
+            .get_file_with_summary(layout, &mut writer, &GetOptions { progress })
+            .await?;
+        use tokio::io::AsyncWriteExt;
+        writer.flush().await?;
+        return Ok(summary);
+    }
     let dir = target
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())

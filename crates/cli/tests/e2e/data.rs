@@ -92,6 +92,42 @@ async fn files_of_every_awkward_size_round_trip_with_replicas_on_distinct_server
     assert_eq!(cluster.ok("ann", &["cat", "piped"], b""), bytes);
 }
 
+/// `dfs get` into a local file that is not a regular one writes into it: a
+/// FIFO gets the bytes, and a device node (as `/dev/null`) stays the device
+/// (a temp file renamed over it used to replace it). No temp file is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_get_into_a_fifo_or_a_device_writes_into_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let cluster = cluster_with_users();
+    let bytes = random_bytes(CHUNK + 777);
+    cluster.ok("ann", &["put", "-", "/home/ann/piped"], &bytes);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let reading = fifo.clone();
+    let reader = std::thread::spawn(move || std::fs::read(reading).unwrap());
+    cluster.ok("ann", &["get", "/home/ann/piped", fifo.to_str().unwrap()], b"");
+    // Checked first: a FIFO replaced by a file would leave its reader waiting.
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(reader.join().unwrap() == bytes, "the FIFO's reader got the file");
+    // A null device of our own (mknod needs root; as another user, /dev/null is not writable around).
+    let null = dir.path().join("null");
+    let made = std::process::Command::new("mknod")
+        .args(["-m", "666", null.to_str().unwrap(), "c", "1", "3"])
+        .status()
+        .unwrap();
+    if made.success() {
+        cluster.ok("ann", &["get", "/home/ann/piped", null.to_str().unwrap()], b"");
+        assert!(std::fs::metadata(&null).unwrap().file_type().is_char_device());
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert!(left.len() <= 2, "no temp file left: {left:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn namespace_operations_and_versions() {
     let cluster = cluster_with_users();
