@@ -102,23 +102,20 @@ impl RepairStore for MongoStore {
     }
 
     fn enqueue_server_checks(&self, server: &str, due_at: UnixSeconds) -> StoreResult<u64> {
-        let rows: Vec<Document> = self.read(|tx| {
-            tx.find(
-                REPLICAS,
-                doc! {"server": server},
-                Document::new(),
-                doc! {"chunk": 1, "server": 1},
-            )
-        })?;
-        let ids = rows
-            .iter()
-            .map(|row| Ok(replica_row(row)?.0))
-            .collect::<StoreResult<Vec<&str>>>()?;
-        // In batches: one transaction per batch keeps each small.
-        for batch in ids.chunks(1000) {
-            self.write(|tx| enqueue(tx, CheckQueue::Repair, batch, due_at))?;
+        // A page of the server's replicas at a time, each queued in a
+        // transaction of its own: memory and transactions stay small
+        // whatever the server held.
+        let mut queued = 0;
+        let mut after: Option<ChunkId> = None;
+        loop {
+            let page = self.server_replicas_after(server, after.as_ref(), 1000)?;
+            let Some(last) = page.last().cloned() else { break };
+            let ids: Vec<&str> = page.iter().map(ChunkId::as_str).collect();
+            self.write(|tx| enqueue(tx, CheckQueue::Repair, &ids, due_at))?;
+            queued += page.len() as u64;
+            after = Some(last);
         }
-        Ok(ids.len() as u64)
+        Ok(queued)
     }
 
     fn due_checks(&self, queue: CheckQueue, due_by: UnixSeconds, limit: usize) -> StoreResult<Vec<QueuedCheck>> {
