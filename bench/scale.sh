@@ -158,7 +158,7 @@ if has_part repair; then
       dfs_up "repair-$engine-$n" --file-servers 3 --replication 2 --chunk-size 4096 --heartbeat-timeout 3 \
         --repair-rate "${REPAIR_RATE:-2000}" --meta "$meta"
       head -c $(( n * 4096 )) /dev/urandom | "$dfs" --no-cache put - /repair
-      victim=$(dfs_file_server_urls | head -1)
+      victim=$(dfs_file_server_urls | sed -n 1p)
       held=$(curl -s "$victim/metrics" | awk '/^dfs_chunks / {print $2}')
       # file-1 is the first in the banner; its .hold file keeps `dfs up` from restarting it.
       touch "$dfs_data/file-1.hold"
