@@ -141,8 +141,12 @@ if has_part big; then
   start=$(now)
   /usr/bin/time -f %M -o "$work/big.get.rss" "$dfs" --no-cache get /big - | sha256sum | cut -d' ' -f1 > "$work/big.out"
   get_s=$(python3 -c "print(round($(now) - $start, 1))")
+  # Peak RSS, and what it is made of at the end: anonymous memory, and file
+  # pages mapped (the directory service maps its SQLite database).
   cluster_rss=$(for service in directory file-1; do
-    awk -v s="$service" '/VmHWM/ {printf "%s %.0f MiB ", s, $2 / 1024}' "/proc/$(cat "$dfs_data/$service.pid")/status"
+    awk -v s="$service" '/VmHWM/ {hwm = $2} /RssAnon/ {anon = $2} /RssFile/ {file = $2}
+      END {printf "%s %.0f MiB (at the end %.0f anonymous, %.0f mapped files) ", s, hwm / 1024, anon / 1024, file / 1024}' \
+      "/proc/$(cat "$dfs_data/$service.pid")/status"
   done)
   same=$(cmp -s "$work/big.in" "$work/big.out" && echo "same SHA-256" || echo "DIFFERENT SHA-256")
   echo "scale: big: $big chunks, put ${put_s} s, get ${get_s} s, $same" >&2
