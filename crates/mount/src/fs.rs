@@ -216,15 +216,15 @@ impl DfsFs {
     }
 
     /// `answer()`, computed again (at most twice more) while a change
-    /// through this mount completed during it (see `Freshness::own_mark`).
-    fn settled<T>(&self, answer: impl Fn() -> Result<T>) -> Result<T> {
-        let mut result;
+    /// through this mount completed during it (see `Freshness::own_mark`);
+    /// an error too, if `errors`.
+    fn settled<T>(&self, errors: bool, answer: impl Fn() -> Result<T>) -> Result<T> {
         let mut tries = 0;
         loop {
             let mark = self.freshness.own_mark();
-            result = answer();
+            let result = answer();
             tries += 1;
-            if tries == 3 || self.freshness.own_mark() == mark {
+            if (result.is_err() && !errors) || tries == 3 || self.freshness.own_mark() == mark {
                 return result;
             }
         }
@@ -846,8 +846,11 @@ impl Filesystem for DfsFs {
         let result = self.child(parent, name).and_then(|path| {
             // Computed again while a change through this mount completed
             // meanwhile (as `getattr`), with the number not yet counted: the
-            // kernel gets one entry, so it holds one lookup more.
-            let (stat, attr) = self.settled(|| {
+            // kernel gets one entry, so it holds one lookup more. No such
+            // name is final: the kernel holds the directory's lock against
+            // this mount's creations in it, and with many writers (`mkdir`
+            // by 16 threads) every negative lookup would be asked again.
+            let (stat, attr) = self.settled(false, || {
                 let stat = self.stat(&path)?;
                 let attr = self.attr(self.number(&path, false), &stat);
                 Ok((stat, attr))
@@ -871,7 +874,7 @@ impl Filesystem for DfsFs {
 
     fn getattr(&self, _request: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let mark = self.freshness.mark();
-        match self.settled(|| self.attr_of(ino)) {
+        match self.settled(true, || self.attr_of(ino)) {
             Ok(attr) => reply.attr(&self.freshness.ttl(mark), &attr),
             Err(error) => reply.error(error),
         }
