@@ -1,179 +1,317 @@
 //! Open files: readers of a committed version, and spills that buffer writes.
 //!
-//! A [`Reader`] holds the layout its `open` fetched (close-to-open: the
-//! version current at open) and reads only the chunks a read covers, each
+//! A [`Reader`] reads the version its `open` found (close-to-open): it
+//! holds at most [`PAGES`] pages of that version's layout (of
+//! [`PAGE_CHUNKS`] chunks each), and asks for the page covering a byte
+//! offset when a read gets there (`GET /v1/layout?offset=&version=`, so a
+//! file changed since is an error, not a mix of versions); a page is asked
+//! for again once its read capabilities are near their end, or when a
+//! chunk read with them fails. Memory per open file is bounded whatever
+//! the file's chunk count. It reads only the chunks a read covers, each
 //! whole and hash checked (through the client's disk cache), keeping a
 //! window of at most [`WINDOW`] chunks in memory; a sequential read starts
-//! fetching the next chunk before it is asked for.
+//! fetching the next [`AHEAD`] chunks, in parallel, before they are asked for.
 //!
 //! A [`Spill`] is an unnamed temporary file (`O_TMPFILE`, mode 0600, gone
 //! with its last descriptor, so a crash leaves nothing behind) under the
 //! spill directory, holding the whole new content of a file open for
 //! writing; it is committed as a new version by `flush`, `fsync` and the
 //! last `release` (small files inline, as `dfs put` does). Nothing is ever
-//! held whole in memory.
+//! held whole in memory: its download reads the layout a page at a time too.
 
 use bytes::Bytes;
-use dfs_client::Client;
-use dfs_proto::namespace::{FileLayout, Stat};
-use std::collections::BTreeMap;
+use dfs_client::{Client, Error};
+use dfs_proto::namespace::{ChunkLocation, FileLayout, Stat};
+use dfs_proto::{DfsPath, ErrorCode};
+use std::collections::{BTreeMap, VecDeque};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::OnceCell;
 
-/// Chunks a reader keeps in memory at most: the one being read, the one
-/// before (a read may straddle the boundary) and the one read ahead.
-pub const WINDOW: usize = 3;
+/// Chunks a sequential read fetches ahead of the one it reads, at once.
+pub const AHEAD: usize = 4;
+
+/// A read starting this close to where the reads before it got (before or
+/// after) is sequential: the kernel's read-ahead (1 MiB a request, 16 at
+/// once, served by several threads) may arrive out of order.
+const SEQUENTIAL_SLACK: u64 = 16 * 1024 * 1024;
+
+/// Chunks kept before the one a read starts in: the kernel's reads of the
+/// chunk before may still be coming (out of order, see [`SEQUENTIAL_SLACK`]).
+const TRAIL: usize = 2;
+
+/// Chunks a reader keeps in memory at most: the one being read, those
+/// before it ([`TRAIL`]) and those read ahead.
+pub const WINDOW: usize = AHEAD + TRAIL + 1;
+
+/// Chunks in a layout page a reader asks for (the directory service's default page).
+pub const PAGE_CHUNKS: usize = dfs_proto::namespace::UPLOAD_PAGE_CHUNKS;
+
+/// Layout pages a reader keeps at most: the one being read and the next
+/// (read ahead across a page's end), or the last two a random reader used.
+pub const PAGES: usize = 2;
+
+/// A page older than this is asked for again before its chunks are read:
+/// read capabilities live two minutes (`READ_CAPABILITY_TTL`).
+const PAGE_FRESH: Duration = Duration::from_secs(60);
 
 type ChunkCell = Arc<OnceCell<Bytes>>;
 
+/// Where a reader's sequential reads got.
+#[derive(Debug, Default, Clone, Copy)]
+struct Front {
+    /// The furthest end of a read.
+    end: u64,
+    /// The offset of the chunk the furthest read started in.
+    chunk: u64,
+}
+
+/// Consecutive chunks of the layout, with the capabilities fetched with them.
+struct Page {
+    /// Never empty.
+    chunks: Vec<ChunkLocation>,
+    fetched: Instant,
+}
+
+impl Page {
+    /// The chunk holding byte `at`, if in this page.
+    fn covering(&self, at: u64) -> Option<&ChunkLocation> {
+        let index = self.chunks.partition_point(|chunk| chunk.offset + chunk.size <= at);
+        self.chunks.get(index).filter(|chunk| chunk.offset <= at)
+    }
+}
+
 pub struct Reader {
     client: Client,
-    layout: Mutex<FileLayout>,
+    /// The version opened.
+    stat: Stat,
     /// The bytes of an inline file (the whole file, at most 64 KiB).
     inline: Option<Bytes>,
-    /// Chunks fetched or being fetched, by index in the layout.
-    window: Mutex<BTreeMap<usize, ChunkCell>>,
-    /// Where the last read ended, to tell sequential reads.
-    last_end: Mutex<u64>,
+    /// Layout pages held, the most recently used last; at most [`PAGES`].
+    pages: Mutex<VecDeque<Arc<Page>>>,
+    /// Chunks fetched or being fetched, by offset in the file.
+    window: Mutex<BTreeMap<u64, ChunkCell>>,
+    /// Where sequential reads got, to tell the next ones, and the chunk
+    /// the furthest of them started in, which the window follows.
+    front: Mutex<Front>,
 }
 
 impl Reader {
-    /// A reader of the version `layout` describes (an inline file's bytes
-    /// are fetched now, in the layout or with one more request).
-    pub async fn open(client: Client, layout: FileLayout) -> dfs_client::Result<Reader> {
-        let inline = if layout.inline {
-            let mut data = Vec::with_capacity(layout.stat.size as usize);
+    /// A reader of the version whose first layout page is `first` (an
+    /// inline file's bytes are fetched now, in the layout or with one more
+    /// request).
+    pub async fn open(client: Client, first: FileLayout) -> dfs_client::Result<Reader> {
+        let inline = if first.inline {
+            let mut data = Vec::with_capacity(first.stat.size as usize);
             client
-                .get_file_with_summary(&layout, &mut data, &Default::default())
+                .get_file_with_summary(&first, &mut data, &Default::default())
                 .await?;
             Some(Bytes::from(data))
         } else {
             None
         };
+        let mut pages = VecDeque::new();
+        if !first.inline && !first.chunks.is_empty() {
+            pages.push_back(Arc::new(Page {
+                chunks: first.chunks,
+                fetched: Instant::now(),
+            }));
+        }
         Ok(Reader {
             client,
-            layout: Mutex::new(layout),
+            stat: first.stat,
             inline,
+            pages: Mutex::new(pages),
             window: Mutex::new(BTreeMap::new()),
-            last_end: Mutex::new(0),
+            front: Mutex::new(Front::default()),
         })
     }
 
     pub fn size(&self) -> u64 {
-        self.layout.lock().unwrap_or_else(PoisonError::into_inner).stat.size
+        self.stat.size
     }
 
-    /// Up to `size` bytes at `offset` (fewer at the end of the file).
-    pub async fn read(&self, offset: u64, size: u32) -> dfs_client::Result<Vec<u8>> {
+    /// Up to `size` bytes at `offset` (fewer at the end of the file); a
+    /// read within one chunk is a slice of it, not a copy.
+    pub async fn read(&self, offset: u64, size: u32) -> dfs_client::Result<Bytes> {
         if let Some(data) = &self.inline {
             let start = (offset as usize).min(data.len());
             let end = (start + size as usize).min(data.len());
-            return Ok(data[start..end].to_vec());
+            return Ok(data.slice(start..end));
         }
         let file_size = self.size();
-        if offset >= file_size
-            || size == 0
-            || self
-                .layout
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .chunks
-                .is_empty()
-        {
-            return Ok(Vec::new());
+        if offset >= file_size || size == 0 {
+            return Ok(Bytes::new());
         }
         let end = (offset + u64::from(size)).min(file_size);
-        let (first, last) = self.chunk_span(offset, end);
-        let sequential = {
-            let mut last_end = self.last_end.lock().unwrap_or_else(PoisonError::into_inner);
-            let sequential = *last_end == offset;
-            *last_end = end;
-            sequential
+        let mut location = self.location(offset).await?;
+        let ahead_of = {
+            let mut front = self.front.lock().unwrap_or_else(PoisonError::into_inner);
+            // The kernel's read-ahead sends several reads at once, which
+            // fuser's threads may serve out of order: near the furthest
+            // end so far is sequential too.
+            let sequential = offset.abs_diff(front.end) <= SEQUENTIAL_SLACK;
+            *front = if sequential {
+                Front {
+                    end: end.max(front.end),
+                    chunk: location.offset.max(front.chunk),
+                }
+            } else {
+                Front {
+                    end,
+                    chunk: location.offset,
+                }
+            };
+            // A late read behind the front does not pull the window back
+            // (dropping chunks read ahead).
+            self.trim_window(front.chunk);
+            // Read ahead from the furthest reads only: a late one's next
+            // chunks are in the window already, or behind it.
+            sequential.then_some(front.chunk)
         };
-        self.trim_window(first);
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        for index in first..=last {
-            let data = self.chunk(index).await?;
-            let chunk_offset = self.layout.lock().unwrap_or_else(PoisonError::into_inner).chunks[index].offset;
-            let from = offset.max(chunk_offset) - chunk_offset;
-            let to = end.min(chunk_offset + data.len() as u64) - chunk_offset;
-            out.extend_from_slice(&data[from as usize..to as usize]);
+        let mut pieces = Vec::new();
+        loop {
+            let data = self.chunk(&location).await?;
+            let from = offset.max(location.offset) - location.offset;
+            let to = end.min(location.offset + data.len() as u64) - location.offset;
+            pieces.push(data.slice(from as usize..to as usize));
+            let next = location.offset + location.size;
+            if next >= end {
+                if ahead_of.is_some_and(|front| next > front) {
+                    self.read_ahead(next).await;
+                }
+                return Ok(match pieces.len() {
+                    1 => pieces.swap_remove(0),
+                    _ => Bytes::from(pieces.concat()),
+                });
+            }
+            location = self.location(next).await?;
         }
-        if sequential {
-            self.read_ahead(last + 1);
-        }
-        Ok(out)
     }
 
-    /// The indexes of the first and last chunk holding bytes of `[start, end)`.
-    fn chunk_span(&self, start: u64, end: u64) -> (usize, usize) {
-        let layout = self.layout.lock().unwrap_or_else(PoisonError::into_inner);
-        let containing = |at: u64| {
-            layout
-                .chunks
-                .partition_point(|chunk| chunk.offset + chunk.size <= at)
-                .min(layout.chunks.len() - 1)
+    /// The chunk holding byte `at`, from a page held if fresh, else from
+    /// the page asked for now.
+    async fn location(&self, at: u64) -> dfs_client::Result<ChunkLocation> {
+        {
+            let mut pages = self.pages.lock().unwrap_or_else(PoisonError::into_inner);
+            let found = pages
+                .iter()
+                .position(|page| page.fetched.elapsed() < PAGE_FRESH && page.covering(at).is_some());
+            if let Some(index) = found {
+                // The most recently used goes last.
+                let page = pages.remove(index).expect("found above");
+                pages.push_back(Arc::clone(&page));
+                return Ok(page.covering(at).expect("covering").clone());
+            }
+        }
+        let page = self.fetch_page(at).await?;
+        let location = page.covering(at).expect("checked by fetch_page").clone();
+        Ok(location)
+    }
+
+    /// The page of the version opened that starts with the chunk holding
+    /// byte `at`, asked for now and held (the least recently used page goes).
+    async fn fetch_page(&self, at: u64) -> dfs_client::Result<Arc<Page>> {
+        let path = &self.stat.path;
+        let version = self.stat.version;
+        let layout = self
+            .client
+            .layout_page(path, at, PAGE_CHUNKS, Some(version))
+            .await
+            .map_err(|error| match error.code() {
+                Some(ErrorCode::PreconditionFailed) => Error::Protocol(format!(
+                    "{path} changed while it was open for reading (it was version {version}); open it again"
+                )),
+                _ => error,
+            })?;
+        let page = Page {
+            chunks: layout.chunks,
+            fetched: Instant::now(),
         };
-        (containing(start), containing(end - 1))
+        if layout.inline || layout.stat.version != version || page.covering(at).is_none() {
+            return Err(Error::Protocol(format!(
+                "the layout page of {path} version {version} at byte {at} does not hold that byte"
+            )));
+        }
+        let page = Arc::new(page);
+        let mut pages = self.pages.lock().unwrap_or_else(PoisonError::into_inner);
+        pages.retain(|held| held.chunks[0].offset != page.chunks[0].offset);
+        pages.push_back(Arc::clone(&page));
+        while pages.len() > PAGES {
+            pages.pop_front();
+        }
+        Ok(page)
     }
 
-    fn cell(&self, index: usize) -> ChunkCell {
+    /// The cell of the chunk at `offset`, and whether it was made now.
+    fn cell(&self, offset: u64) -> (ChunkCell, bool) {
         let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(window.entry(index).or_default())
+        let made = !window.contains_key(&offset);
+        (Arc::clone(window.entry(offset).or_default()), made)
     }
 
-    /// Drops chunks before `first - 1` and beyond the window.
-    fn trim_window(&self, first: usize) {
+    /// Keeps the chunk at `first` (where a read starts), the [`TRAIL`]
+    /// before it and those after it, [`WINDOW`] at most.
+    fn trim_window(&self, first: u64) {
         let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
-        window.retain(|&index, _| index + 1 >= first && index < first + WINDOW);
+        let before = window
+            .range(..first)
+            .rev()
+            .take(TRAIL)
+            .last()
+            .map(|(&offset, _)| offset);
+        let keep_from = before.unwrap_or(first);
+        window.retain(|&offset, _| offset >= keep_from);
+        while window.len() > WINDOW {
+            window.pop_last();
+        }
     }
 
-    /// Chunk `index`, fetched once however many reads want it. A failure
-    /// (capabilities expire after a few minutes) asks for the layout again,
-    /// and if the file is still the version opened, tries once more.
-    async fn chunk(&self, index: usize) -> dfs_client::Result<Bytes> {
-        let cell = self.cell(index);
-        let location = self.layout.lock().unwrap_or_else(PoisonError::into_inner).chunks[index].clone();
-        match cell.get_or_try_init(|| self.client.read_chunk(&location)).await {
+    /// The chunk at `location`, fetched once however many reads want it. A
+    /// failure (capabilities expire after two minutes, replicas move) asks
+    /// for its page again, of the version opened, and tries once more.
+    async fn chunk(&self, location: &ChunkLocation) -> dfs_client::Result<Bytes> {
+        let (cell, _) = self.cell(location.offset);
+        match cell.get_or_try_init(|| self.client.read_chunk(location)).await {
             Ok(data) => Ok(data.clone()),
             Err(first_error) => {
-                let (path, version) = {
-                    let layout = self.layout.lock().unwrap_or_else(PoisonError::into_inner);
-                    (layout.stat.path.clone(), layout.stat.version)
+                let page = self.fetch_page(location.offset).await?;
+                let fresh = match page.covering(location.offset) {
+                    Some(fresh) if fresh.id == location.id => fresh.clone(),
+                    _ => return Err(first_error),
                 };
-                let fresh = self.client.layout(&path).await?;
-                if fresh.stat.version != version || fresh.chunks.len() <= index {
-                    return Err(first_error);
-                }
-                let location = fresh.chunks[index].clone();
-                *self.layout.lock().unwrap_or_else(PoisonError::into_inner) = fresh;
-                let data = cell.get_or_try_init(|| self.client.read_chunk(&location)).await?;
+                let data = cell.get_or_try_init(|| self.client.read_chunk(&fresh)).await?;
                 Ok(data.clone())
             }
         }
     }
 
-    /// Starts fetching chunk `index` in the background, if it exists.
-    fn read_ahead(&self, index: usize) {
-        let location = {
-            let layout = self.layout.lock().unwrap_or_else(PoisonError::into_inner);
-            match layout.chunks.get(index) {
-                Some(location) => location.clone(),
-                None => return,
+    /// Starts fetching the [`AHEAD`] chunks from byte `from` in the
+    /// background, those not asked for yet (asking for the next page if
+    /// they are in it).
+    async fn read_ahead(&self, mut from: u64) {
+        for _ in 0..AHEAD {
+            if from >= self.size() {
+                return;
             }
-        };
-        let cell = self.cell(index);
-        if cell.initialized() {
-            return;
+            // A failure here is met again by the read that needs the chunk.
+            let Ok(location) = self.location(from).await else {
+                return;
+            };
+            from = location.offset + location.size;
+            let (cell, made) = self.cell(location.offset);
+            if !made {
+                continue;
+            }
+            let client = self.client.clone();
+            Handle::current().spawn(async move {
+                // A failure here is retried by the read that needs the chunk.
+                let _ = cell.get_or_try_init(|| client.read_chunk(&location)).await;
+            });
         }
-        let client = self.client.clone();
-        Handle::current().spawn(async move {
-            // A failure here is retried by the read that needs the chunk.
-            let _ = cell.get_or_try_init(|| client.read_chunk(&location)).await;
-        });
     }
 }
 
@@ -214,12 +352,15 @@ impl Spill {
         })
     }
 
-    /// A spill holding the current content of the file `layout` describes.
-    pub async fn download(dir: &Path, client: &Client, layout: &FileLayout) -> dfs_client::Result<Spill> {
+    /// A spill holding the current content of the file at `path`, its
+    /// layout read a page at a time (the pages after the first are asked
+    /// for as the download goes on, of the same version).
+    pub async fn download(dir: &Path, client: &Client, path: &DfsPath) -> dfs_client::Result<Spill> {
         let spill = Spill::create(dir)?;
         let mut file = tokio::fs::File::from_std(spill.file.try_clone()?);
+        let first = client.first_layout_page(path).await?;
         client
-            .get_file_with_summary(layout, &mut file, &Default::default())
+            .get_file_with_summary(&first, &mut file, &Default::default())
             .await?;
         file.sync_data().await.ok();
         Ok(spill)
@@ -267,3 +408,6 @@ impl Spill {
         Ok(tokio::fs::File::from_std(file))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -216,15 +216,15 @@ impl DfsFs {
     }
 
     /// `answer()`, computed again (at most twice more) while a change
-    /// through this mount completed during it (see `Freshness::own_mark`).
-    fn settled<T>(&self, answer: impl Fn() -> Result<T>) -> Result<T> {
-        let mut result;
+    /// through this mount completed during it (see `Freshness::own_mark`);
+    /// an error too, if `errors`.
+    fn settled<T>(&self, errors: bool, answer: impl Fn() -> Result<T>) -> Result<T> {
         let mut tries = 0;
         loop {
             let mark = self.freshness.own_mark();
-            result = answer();
+            let result = answer();
             tries += 1;
-            if tries == 3 || self.freshness.own_mark() == mark {
+            if (result.is_err() && !errors) || tries == 3 || self.freshness.own_mark() == mark {
                 return result;
             }
         }
@@ -342,12 +342,15 @@ impl DfsFs {
 
     /// The entry for `path` handed to the kernel (one more lookup it holds).
     fn entry(&self, path: &DfsPath, stat: &Stat) -> FileAttr {
-        let ino = self
-            .inodes
+        self.attr(self.number(path, true), stat)
+    }
+
+    /// The inode number of `path` (see [`Inodes::number`]).
+    fn number(&self, path: &DfsPath, counted: bool) -> u64 {
+        self.inodes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .number(path, true);
-        self.attr(ino, stat)
+            .number(path, counted)
     }
 
     fn add_handle(&self, open: Open) -> FileHandle {
@@ -406,11 +409,8 @@ impl DfsFs {
             spill.dirty = true;
             spill
         } else {
-            self.block(async {
-                let layout = client.layout(path).await?;
-                Spill::download(&self.spill_dir, &client, &layout).await
-            })
-            .map_err(|error| self.fail("open", path, &error, Errno::EIO))?
+            self.block(Spill::download(&self.spill_dir, &client, path))
+                .map_err(|error| self.fail("open", path, &error, Errno::EIO))?
         };
         spill.handles = 1;
         spill.stat = Some(stat);
@@ -477,8 +477,7 @@ impl DfsFs {
         } else {
             // Not open here: the whole file, cut or extended, as a new version.
             self.block(async {
-                let layout = client.layout(path).await?;
-                let mut spill = Spill::download(&self.spill_dir, &client, &layout).await?;
+                let mut spill = Spill::download(&self.spill_dir, &client, path).await?;
                 spill.truncate(size)?;
                 client.put(path, spill.source()?, &PutOptions::default()).await
             })
@@ -565,8 +564,9 @@ impl DfsFs {
             let client = self.client();
             let reader = self
                 .block(async {
-                    let layout = client.layout(&path).await?;
-                    Reader::open(client.clone(), layout).await
+                    // The first layout page; the others as reads get there.
+                    let first = client.first_layout_page(&path).await?;
+                    Reader::open(client.clone(), first).await
                 })
                 .map_err(|error| self.fail("open", &path, &error, Errno::EIO))?;
             return Ok(self.add_handle(Open::Read {
@@ -598,11 +598,7 @@ impl DfsFs {
         self.changed(&path, false);
         let (stat, spill) = match created {
             Ok(stat) => {
-                let ino = self
-                    .inodes
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .number(&path, false);
+                let ino = self.number(&path, false);
                 let mut spill = Spill::create(&self.spill_dir)
                     .map_err(|error| self.local_failure("create", &self.spill_dir, &error))?;
                 spill.handles = 1;
@@ -611,11 +607,7 @@ impl DfsFs {
                 (stat, self.share_spill(ino, spill))
             }
             Err(error) if error.code() == Some(ErrorCode::AlreadyExists) && flags & libc::O_EXCL == 0 => {
-                let ino = self
-                    .inodes
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .number(&path, false);
+                let ino = self.number(&path, false);
                 let spill = self.open_spill(ino, &path, flags & libc::O_TRUNC != 0)?;
                 (self.stat(&path)?, spill)
             }
@@ -630,26 +622,27 @@ impl DfsFs {
         Ok((attr, fh))
     }
 
-    fn do_read(&self, ino: INodeNo, fh: FileHandle, offset: u64, size: u32) -> Result<Vec<u8>> {
+    fn do_read(&self, ino: INodeNo, fh: FileHandle, offset: u64, size: u32) -> Result<bytes::Bytes> {
         if let Some(spill) = self.spill_of(ino.0) {
-            return spill
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .read(offset, size)
-                .map_err(|error| self.local_failure("read", &self.spill_dir, &error));
+            return self.read_spill(&spill, offset, size);
         }
         match &*self.handle(fh)? {
             Open::Read { reader } => self.block(reader.read(offset, size)).map_err(|error| {
                 let path = self.path(ino).unwrap_or_else(|_| DfsPath::root());
                 self.fail("read", &path, &error, Errno::EIO)
             }),
-            Open::Write { spill, .. } => spill
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .read(offset, size)
-                .map_err(|error| self.local_failure("read", &self.spill_dir, &error)),
+            Open::Write { spill, .. } => self.read_spill(spill, offset, size),
             Open::Dir { .. } => Err(Errno::EISDIR),
         }
+    }
+
+    fn read_spill(&self, spill: &Mutex<Spill>, offset: u64, size: u32) -> Result<bytes::Bytes> {
+        spill
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .read(offset, size)
+            .map(bytes::Bytes::from)
+            .map_err(|error| self.local_failure("read", &self.spill_dir, &error))
     }
 
     fn do_write(&self, fh: FileHandle, offset: u64, data: &[u8]) -> Result<u32> {
@@ -851,8 +844,20 @@ impl Filesystem for DfsFs {
     fn lookup(&self, _request: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let mark = self.freshness.mark();
         let result = self.child(parent, name).and_then(|path| {
-            let stat = self.stat(&path)?;
-            Ok(self.entry(&path, &stat))
+            // Computed again while a change through this mount completed
+            // meanwhile (as `getattr`), with the number not yet counted: the
+            // kernel gets one entry, so it holds one lookup more. No such
+            // name is final: the kernel holds the directory's lock against
+            // this mount's creations in it, and with many writers (`mkdir`
+            // by 16 threads) every negative lookup would be asked again.
+            let (stat, attr) = self.settled(false, || {
+                let stat = self.stat(&path)?;
+                let attr = self.attr(self.number(&path, false), &stat);
+                Ok((stat, attr))
+            })?;
+            let ino = self.number(&path, true);
+            // Renamed or replaced since: the number the kernel is given.
+            Ok(if ino == attr.ino.0 { attr } else { self.attr(ino, &stat) })
         });
         match result {
             Ok(attr) => reply.entry(&self.freshness.ttl(mark), &attr, Generation(0)),
@@ -869,7 +874,7 @@ impl Filesystem for DfsFs {
 
     fn getattr(&self, _request: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let mark = self.freshness.mark();
-        match self.settled(|| self.attr_of(ino)) {
+        match self.settled(true, || self.attr_of(ino)) {
             Ok(attr) => reply.attr(&self.freshness.ttl(mark), &attr),
             Err(error) => reply.error(error),
         }

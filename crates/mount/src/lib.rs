@@ -8,7 +8,8 @@
 //!   calls as the logged-in user.
 //! - `inodes.rs`: inode numbers for paths, following renames and removals.
 //! - `files.rs`: open files: readers of the version current at `open`
-//!   (only the chunks a read covers, read-ahead when sequential) and spills
+//!   (a bounded number of its layout pages, asked for by offset; only the
+//!   chunks a read covers, parallel read-ahead when sequential) and spills
 //!   (writes buffered in an unnamed 0600 temp file, committed as a new
 //!   version on flush, fsync and release).
 //! - `locks.rs`: `fcntl`/`flock` locks as leases of the lock service
@@ -119,8 +120,11 @@ pub fn mount(
         fuser::MountOption::NoAtime,
     ];
     config.n_threads = Some(8);
+    // Before mounting: once mounted, looking at the path asks the mount.
+    let absolute = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
     let mut session = fuser::Session::new(filesystem, mountpoint, &config)
         .map_err(|error| format!("cannot mount on {}: {error}", mountpoint.display()))?;
+    raise_read_ahead(&absolute);
     let mut unmounter = session.unmount_callable();
     let watcher = invalidator.start(
         &runtime,
@@ -157,6 +161,50 @@ pub fn mount(
     refresher.abort();
     tracing::info!("unmounted {}", mountpoint.display());
     outcome
+}
+
+/// The kernel's read-ahead of the mount: 4 requests of 1 MiB (`max_write`
+/// makes the requests that large) under way at once. 16 MiB spread the
+/// kernel's reads so far that readers fetched chunks twice (1.47 times the
+/// bytes of a 256 MiB file, measured); 1 and 4 MiB fetched each once.
+const READ_AHEAD_KB: u32 = 4 * 1024;
+
+/// Raises the kernel's read-ahead for the mount at `mountpoint` to
+/// [`READ_AHEAD_KB`]. A FUSE mount starts with the default 128 KiB and the
+/// `init` reply can only lower it, so a sequential read is sent as one or
+/// two requests of 128 KiB at a time, each waiting for the one before; the
+/// setting is the mount's backing device's `read_ahead_kb` in sysfs, which
+/// only root may write (else the default stays, with a log line).
+fn raise_read_ahead(mountpoint: &Path) {
+    let device = std::fs::read_to_string("/proc/self/mountinfo")
+        .ok()
+        .and_then(|mounts| mount_device(&mounts, mountpoint));
+    let Some(device) = device else {
+        tracing::info!(
+            "read-ahead of {} left at the default: no such mount in /proc/self/mountinfo",
+            mountpoint.display()
+        );
+        return;
+    };
+    let setting = format!("/sys/class/bdi/{device}/read_ahead_kb");
+    if let Err(error) = std::fs::write(&setting, READ_AHEAD_KB.to_string()) {
+        tracing::info!(
+            "read-ahead of {} left at the default: writing {setting}: {error}",
+            mountpoint.display()
+        );
+    }
+}
+
+/// The device (`major:minor`) of the last mount at `mountpoint` in `mountinfo`
+/// (the text of `/proc/self/mountinfo`; spaces in paths are `\040`).
+fn mount_device(mountinfo: &str, mountpoint: &Path) -> Option<String> {
+    let wanted = mountpoint.to_string_lossy().replace(' ', "\\040");
+    mountinfo.lines().rev().find_map(|line| {
+        // Fields: id, parent id, major:minor, root, mount point, ...
+        let mut fields = line.split(' ');
+        let device = fields.nth(2)?;
+        (fields.nth(1)? == wanted).then(|| device.to_string())
+    })
 }
 
 /// Keeps the ticket fresh for as long as the mount lives.
@@ -228,3 +276,6 @@ pub fn unmount(mountpoint: &Path) -> Result<(), String> {
         Err(error) => Err(format!("cannot unmount {}: {}", mountpoint.display(), error.desc())),
     }
 }
+
+#[cfg(test)]
+mod tests;

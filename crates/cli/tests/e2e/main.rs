@@ -47,6 +47,18 @@ pub fn cluster_with_users() -> Cluster {
     with_users(cluster())
 }
 
+/// [`with_users`] of a cluster cutting files into chunks of `chunk_size`
+/// bytes (small ones give a file of many chunks from few bytes).
+pub fn cluster_with_users_and_chunk_size(chunk_size: usize) -> Cluster {
+    with_users(Cluster::start(
+        BIN,
+        Options {
+            extra_args: vec![format!("--chunk-size={chunk_size}")],
+            ..Options::default()
+        },
+    ))
+}
+
 /// `cluster` with admin logged in and users `ann` and `bob` created and logged in.
 pub fn with_users(cluster: Cluster) -> Cluster {
     cluster.login("admin", &cluster.admin_password());

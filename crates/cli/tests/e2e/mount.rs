@@ -740,3 +740,51 @@ fn a_write_into_the_middle_of_a_large_file_stores_only_the_chunk_it_touched() {
     let fetched = cluster.ok("ann", &["--no-cache", "get", "/home/ann/big", "-"], b"");
     assert!(fetched == std::fs::read(mounted.work.path().join("local/big")).unwrap());
 }
+
+#[test]
+fn a_file_of_more_chunks_than_a_layout_page_is_read_and_appended_through_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    const CHUNK: usize = 4096;
+    let cluster = crate::cluster_with_users_and_chunk_size(CHUNK);
+    let mounted = mount(&cluster, "ann", None);
+    // 2,500 chunks: three layout pages of 1,000, more than a reader holds.
+    let content = crate::random_bytes(2_500 * CHUNK - 123);
+    std::fs::write(mounted.local().join("big"), &content).unwrap();
+    cluster.ok("ann", &["put", "-", "/home/ann/big"], &content);
+
+    let sums = mounted.sh("sha256sum < big; sha256sum < $LOCAL/big");
+    let lines: Vec<&str> = sums.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0], lines[1], "the file read through the mount differs");
+
+    // Reads at offsets in every page, across their ends, backwards and
+    // forwards, through one open file; each compared with the local copy.
+    let mut script = mounted.python(
+        r#"
+import os
+C = 4096
+mounted, local = open("big", "rb", buffering=0), open(os.environ["LOCAL"] + "/big", "rb")
+reads = [(2499 * C, 2 * C), (999 * C + 17, 2 * C), (5, 10), (1999 * C - 3, 7),
+         (1000 * C, C), (2000 * C - 1, 3), (1234567, 100000), (0, 3 * C), (2498 * C + 1, 10 * C)]
+for start, length in reads:
+    mounted.seek(start)
+    local.seek(start)
+    got, expected = mounted.read(length), local.read(length)
+    assert got == expected, (start, length, len(got), len(expected))
+print("read", len(reads))
+"#,
+    );
+    assert_eq!(script.line(), "read 9");
+    let (ok, rest) = script.finish();
+    assert!(ok, "the reads at offsets failed: {rest}\n{}", mounted.log());
+
+    // Opened for appending (its content downloaded a page at a time), then read back.
+    mounted.sh("printf 'the end' >> big; printf 'the end' >> $LOCAL/big");
+    let sums = mounted.sh("sha256sum < big; sha256sum < $LOCAL/big");
+    let lines: Vec<&str> = sums.lines().collect();
+    assert_eq!(lines[0], lines[1], "the appended file read through the mount differs");
+    let fetched = cluster.ok("ann", &["--no-cache", "get", "/home/ann/big", "-"], b"");
+    assert!(fetched == std::fs::read(mounted.local().join("big")).unwrap());
+}

@@ -452,13 +452,7 @@ fn rclone_sync_up_and_back_with_identical_checksums() {
 fn objects_of_more_chunks_than_a_layout_page_are_read_through_s3() {
     let Some(venv) = venv() else { return };
     const CHUNK: usize = 4096;
-    let cluster = crate::with_users(Cluster::start(
-        crate::BIN,
-        dfs_testkit::Options {
-            extra_args: vec![format!("--chunk-size={CHUNK}")],
-            ..dfs_testkit::Options::default()
-        },
-    ));
+    let cluster = crate::cluster_with_users_and_chunk_size(CHUNK);
     let ann = create_key(&cluster, "ann");
     let dir = tempfile::tempdir().unwrap();
     aws_ok(&venv, &cluster, &ann, &["mb", "s3://ann-paged"]);
