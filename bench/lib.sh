@@ -20,7 +20,8 @@
 #                       S3_CONFIG, its S3 gateway too, identities from that file)
 #                       in DIR on random ports: master $weed_base, volume +1,
 #                       filer +2, S3 +3; tried elsewhere if a port is taken, until
-#                       READY (a command, eval'd) succeeds; sets weed_pid
+#                       READY (a command, eval'd) succeeds; sets weed_pid;
+#                       $WEED_ARGS (words) are added to weed's arguments
 # stop_pid PID          SIGTERM, then SIGKILL if it is still there 10 s later; waits for it
 # wanted SYSTEM         whether SYSTEM is in $SYSTEMS
 # dfs_up NAME ARGS...   start `dfs up --port 0 --data-dir $work/NAME ARGS...`,
@@ -105,7 +106,7 @@ weed_up() {
     [ -z "$s3_config" ] || s3=(-s3 -s3.port=$((weed_base + 3)) -s3.config="$s3_config")
     # weed reads filer.toml from its working directory.
     (cd "$dir" && exec "$weed" server -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=$weed_base \
-      -volume.port=$((weed_base + 1)) -filer -filer.port=$((weed_base + 2)) "${s3[@]}" > "$dir.log" 2>&1) &
+      -volume.port=$((weed_base + 1)) -filer -filer.port=$((weed_base + 2)) "${s3[@]}" ${WEED_ARGS:-} > "$dir.log" 2>&1) &
     weed_pid=$!
     bench_on_exit "kill $weed_pid"
     # 60 s at most (a READY check may itself take seconds while no volume is writable).

@@ -9,6 +9,7 @@ use crate::listing;
 use crate::metadata::{self, headers_of};
 use crate::paths::{bucket_path, object_path, BUCKETS, FOLDER};
 use crate::sessions::{Acting, Sessions};
+use acl::Canned;
 use dfs_client::{Client, Error as ClientError, GetOptions, PutOptions};
 use dfs_proto::namespace::{EntryKind, FileLayout, Stat};
 use dfs_proto::ticket::{Role, Ticket};
@@ -28,6 +29,15 @@ pub struct Gateway {
     /// removal in `/buckets`, which users may not write).
     pub(crate) base: Client,
     pub(crate) verifier: Arc<Verifier>,
+}
+
+/// What a walk of a bucket does with a directory the caller may not read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unreadable {
+    /// Lists what the caller may see (a listing).
+    Skip,
+    /// Fails (DeleteBucket, which must not remove what it could not see).
+    Fail,
 }
 
 /// What a "not found" from the directory service means for an operation.
@@ -94,6 +104,7 @@ impl Gateway {
 
     /// Writes `body` to `bucket`/`key` (making its directories), as `acting`;
     /// the stat of the new version and the body's MD5.
+    #[allow(clippy::too_many_arguments)]
     async fn store(
         &self,
         acting: &Acting,
@@ -102,6 +113,7 @@ impl Gateway {
         mut body: HashingReader,
         condition: WriteCondition,
         attributes: Attributes,
+        acl: Option<Canned>,
     ) -> S3Result<(Stat, [u8; 16])> {
         let path = object_path(bucket, key)?;
         self.make_parents(acting, bucket, key, &path).await?;
@@ -114,6 +126,7 @@ impl Gateway {
         };
         let options = PutOptions {
             no_clobber: condition.no_clobber,
+            mode: Some(acl::new_object_mode(acl)),
             attributes,
             final_attributes: Some(Arc::new(etag)),
             ..Default::default()
@@ -123,6 +136,7 @@ impl Gateway {
             Err(error) => return Err(self.commit_error(acting, bucket, key, condition, error).await),
         };
         let digest = body.digest().expect("a finished upload read its body to the end");
+        self.apply_object_acl(acting, bucket, &stat, acl).await?;
         tracing::debug!(path = %stat.path, version = stat.version, "put an object");
         Ok((stat, digest))
     }
@@ -207,15 +221,25 @@ impl Gateway {
         }
     }
 
-    /// Makes the directories of `key` (at `path`) as needed, mode 0755.
+    /// Makes the directories of `key` (at `path`) as needed, with what the
+    /// bucket's mode gives others ([`acl::directory_mode`]).
     async fn make_parents(&self, acting: &Acting, bucket: &str, key: &str, path: &DfsPath) -> S3Result<()> {
         let Some(parent) = path.parent().filter(|_| key.contains('/')) else {
             return Ok(());
         };
-        let Err(error) = acting.client.mkdir(&parent, true, Some(0o755)).await else {
+        if acting
+            .client
+            .stat(&parent)
+            .await
+            .is_ok_and(|stat| stat.kind == EntryKind::Dir)
+        {
+            return Ok(());
+        }
+        let bucket_mode = self.bucket_stat(acting, bucket).await?.mode;
+        let mode = acl::directory_mode(bucket_mode);
+        let Err(error) = acting.client.mkdir(&parent, true, Some(mode)).await else {
             return Ok(());
         };
-        self.bucket_stat(acting, bucket).await?;
         Err(match error.code() {
             Some(ErrorCode::AlreadyExists | ErrorCode::Conflict | ErrorCode::BadRequest) => {
                 s3_error!(
@@ -285,13 +309,16 @@ impl Gateway {
         Ok(stat)
     }
 
-    /// Every file below `dir` (the key `base` names it) whose key starts with `prefix`.
+    /// Every file below `dir` (the key `base` names it) whose key starts
+    /// with `prefix`; a directory the caller may not read is skipped, or
+    /// with `Unreadable::Fail` fails the walk.
     async fn walk(
         &self,
         acting: &Acting,
         dir: DfsPath,
         base: String,
         prefix: &str,
+        unreadable: Unreadable,
         keys: &mut Vec<(String, Stat)>,
     ) -> Result<(), ClientError> {
         let mut pending = vec![(dir, base)];
@@ -299,6 +326,10 @@ impl Gateway {
             let listing = match acting.client.list(&dir).await {
                 Ok(listing) => listing,
                 Err(error) if error.is_not_found() => continue,
+                // A directory the caller may not read: no keys it sees.
+                Err(error) if unreadable == Unreadable::Skip && error.code() == Some(ErrorCode::PermissionDenied) => {
+                    continue
+                }
                 Err(error) => return Err(error),
             };
             for entry in listing.entries {
@@ -325,7 +356,13 @@ impl Gateway {
     }
 
     /// The sorted keys of `bucket` starting with `prefix`.
-    async fn keys(&self, acting: &Acting, bucket: &str, prefix: &str) -> S3Result<Vec<(String, Stat)>> {
+    async fn keys(
+        &self,
+        acting: &Acting,
+        bucket: &str,
+        prefix: &str,
+        unreadable: Unreadable,
+    ) -> S3Result<Vec<(String, Stat)>> {
         self.bucket_stat(acting, bucket).await?;
         let base = prefix.rfind('/').map_or("", |at| &prefix[..=at]);
         let mut keys = Vec::new();
@@ -337,7 +374,10 @@ impl Gateway {
             },
             None => bucket_path(bucket)?,
         };
-        if let Err(error) = self.walk(acting, dir, base.to_string(), prefix, &mut keys).await {
+        if let Err(error) = self
+            .walk(acting, dir, base.to_string(), prefix, unreadable, &mut keys)
+            .await
+        {
             return Err(self.fail(acting, bucket, Missing::Bucket, error).await);
         }
         keys.sort_by(|a, b| a.0.cmp(&b.0));
@@ -651,6 +691,7 @@ impl S3 for Gateway {
         let acting = self.acting(&request).await?;
         let bucket = request.input.bucket.clone();
         let path = bucket_path(&bucket)?;
+        let acl = Canned::of(request.input.acl.as_ref().map(|acl| acl.as_str()))?;
         let gateway = self.gateway_client();
         let root: DfsPath = BUCKETS.parse().expect("a valid path");
         match gateway.mkdir(&root, false, Some(0o755)).await {
@@ -658,7 +699,10 @@ impl S3 for Gateway {
             Err(error) if error.code() == Some(ErrorCode::AlreadyExists) => {}
             Err(error) => return Err(plain_error(error)),
         }
-        if let Err(error) = gateway.mkdir(&path, false, Some(acl::PRIVATE_BUCKET)).await {
+        if let Err(error) = gateway
+            .mkdir(&path, false, Some(acl.unwrap_or(Canned::Private).bucket_mode()))
+            .await
+        {
             if error.code() == Some(ErrorCode::AlreadyExists) {
                 let owner = gateway.stat(&path).await.map_err(plain_error)?.owner_uid;
                 // Like S3 in us-east-1: creating one's own bucket again succeeds.
@@ -688,8 +732,9 @@ impl S3 for Gateway {
         if stat.owner_uid != acting.uid {
             return Err(s3_error!(AccessDenied, "bucket {bucket} belongs to another user"));
         }
-        // Objects are files; directories left by deleted objects do not count.
-        if !self.keys(&acting, &bucket, "").await?.is_empty() {
+        // Objects are files; directories left by deleted objects do not
+        // count, but one it may not read might hold some: refused then.
+        if !self.keys(&acting, &bucket, "", Unreadable::Fail).await?.is_empty() {
             return Err(s3_error!(BucketNotEmpty, "bucket {bucket} holds objects"));
         }
         let gateway = self.gateway_client();
@@ -724,6 +769,7 @@ impl S3 for Gateway {
         let input = request.input;
         let expected = content_md5(input.content_md5.as_deref())?;
         let attributes = headers_of!(input).attributes()?;
+        let acl = Canned::of(input.acl.as_ref().map(|acl| acl.as_str()))?;
         let condition = self
             .write_condition(
                 &acting,
@@ -735,7 +781,7 @@ impl S3 for Gateway {
             .await?;
         let body = HashingReader::request(input.body, expected, input.content_length)?;
         let (stat, digest) = self
-            .store(&acting, &input.bucket, &input.key, body, condition, attributes)
+            .store(&acting, &input.bucket, &input.key, body, condition, attributes, acl)
             .await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(hex::encode(digest))),
@@ -760,6 +806,7 @@ impl S3 for Gateway {
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata (use the metadata directive REPLACE)"
             ));
         }
+        let acl = Canned::of(input.acl.as_ref().map(|acl| acl.as_str()))?;
         let source = object_path(bucket, key)?;
         // Paged as in GetObject.
         let layout = acting.client.first_layout_page(&source).await;
@@ -781,7 +828,7 @@ impl S3 for Gateway {
         let body = HashingReader::new(Some(StreamingBlob::wrap(window(reader, 0, size))), None);
         let condition = WriteCondition::default();
         let (stat, digest) = self
-            .store(&acting, &input.bucket, &input.key, body, condition, attributes)
+            .store(&acting, &input.bucket, &input.key, body, condition, attributes, acl)
             .await?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
@@ -844,7 +891,15 @@ impl S3 for Gateway {
     async fn head_object(&self, request: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let acting = self.acting(&request).await?;
         let mut input = request.input;
-        let (_, stat) = self.object_stat(&acting, &input.bucket, &input.key).await?;
+        let (path, stat) = self.object_stat(&acting, &input.bucket, &input.key).await?;
+        // A stat needs only to pass through the directories: another
+        // user's object is shown only if its mode lets the caller read it
+        // (what a read of its layout checks, as GetObject's does).
+        if stat.owner_uid != acting.uid {
+            let layout = acting.client.first_layout_page(&path).await;
+            self.found(&acting, &input.bucket, layout, |layout| &layout.stat)
+                .await?;
+        }
         request_conditions!(&stat, input)?;
         let (length, parts_count) = match input.part_number {
             None => (stat.size, None),
@@ -1097,7 +1152,7 @@ impl Gateway {
         // An empty delimiter is none (and is not echoed).
         let delimiter = delimiter.filter(|d| !d.is_empty());
         let max = max_keys_of(max_keys)?;
-        let keys = self.keys(acting, bucket, &prefix).await?;
+        let keys = self.keys(acting, bucket, &prefix, Unreadable::Skip).await?;
         let page = listing::page(keys, &prefix, delimiter.as_deref(), after.as_deref(), max);
         Ok(Listed {
             url,

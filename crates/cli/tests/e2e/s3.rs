@@ -102,6 +102,8 @@ fn run_script(
         .env("ANN_SECRET", &ann.1)
         .env("BOB_ID", &bob.0)
         .env("BOB_SECRET", &bob.1)
+        // They import `s3/s3util.py`: no __pycache__ in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -222,6 +224,51 @@ fn bad_input_is_refused_with_s3_errors_and_stores_nothing() {
         ["/buckets/ann-bad/chunked", "/buckets/ann-bad/plain"],
         "{listed}"
     );
+}
+
+/// The mode bits (permissions) of `path`, as `user` sees it (`dfs --json stat`).
+fn mode_of(cluster: &Cluster, user: &str, path: &str) -> u64 {
+    let stat: serde_json::Value = serde_json::from_slice(&cluster.ok(user, &["--json", "stat", path], b"")).unwrap();
+    stat["mode"].as_u64().unwrap() & 0o7777
+}
+
+/// Canned ACLs are modes (`s3/acl.py`, as ann and bob): `private` (the
+/// default) 0600 for an object, 0711 for a bucket (others pass through to
+/// what objects let them read), `public-read` and `authenticated-read` 0644
+/// and 0755, `public-read-write` a bucket of 0777; anonymous requests stay
+/// refused. The modes are DFS's own: `dfs` sees and obeys them too.
+#[test]
+fn canned_acls_are_modes_that_other_users_meet() {
+    let Some(venv) = venv() else { return };
+    let cluster = cluster_with_users();
+    let ann = create_key(&cluster, "ann");
+    let bob = create_key(&cluster, "bob");
+    run_script(&venv, "acl.py", &cluster, &ann, &bob, &[]);
+    for (path, mode) in [
+        ("/buckets/ann-acl", 0o711),
+        ("/buckets/ann-acl/deep", 0o711),
+        ("/buckets/ann-acl/deep/er", 0o711),
+        ("/buckets/ann-acl/deep/er/public.txt", 0o644),
+        ("/buckets/ann-acl/private.txt", 0o600),
+        ("/buckets/ann-acl/copy.txt", 0o600),
+        ("/buckets/ann-acl/multi.bin", 0o644),
+        ("/buckets/ann-drop", 0o777),
+        ("/buckets/ann-drop/from-bob", 0o777),
+    ] {
+        assert_eq!(mode_of(&cluster, "ann", path), mode, "{path}");
+    }
+    assert_eq!(
+        cluster.ok("bob", &["get", "/buckets/ann-acl/deep/er/public.txt", "-"], b""),
+        b"everyone's"
+    );
+    assert_ne!(
+        cluster
+            .run("bob", &["get", "/buckets/ann-acl/private.txt", "-"], b"")
+            .code,
+        Some(0)
+    );
+    assert_ne!(cluster.run("bob", &["ls", "/buckets/ann-acl"], b"").code, Some(0));
+    assert_ne!(cluster.run("bob", &["ls", "/buckets/ann-acl/deep"], b"").code, Some(0));
 }
 
 /// The SHA-256 of a local file, in hex (`sha256sum`).

@@ -1,57 +1,153 @@
-//! ACLs, as far as DFS has them: its permissions are modes, not grants.
-//! GetObjectAcl and GetBucketAcl name the owner with `FULL_CONTROL` (S3's
-//! canned `private`); PutObjectAcl and PutBucketAcl take only the canned
-//! `private`, which makes the object mode 0600 and the bucket 0700 (what a
-//! bucket is made with). Any other ACL (public grants, grant headers, an
-//! ACL document) is `NotImplemented`, and nothing changes.
+//! ACLs, as far as DFS has them: its permissions are modes, not grants, so
+//! the canned ACLs are modes (for the signed users of the cluster: anonymous
+//! requests are refused, so `public-read` and `authenticated-read` say the
+//! same). An object is mode 0600 (`private`, or no ACL) or 0644
+//! (`public-read`, `authenticated-read`, `public-read-write`: others may
+//! read it); a bucket 0711 (`private`: others may pass through to an object
+//! its own mode lets them read, but not list), 0755 (`public-read`,
+//! `authenticated-read`: others may list it too) or 0777
+//! (`public-read-write`: others may also add and delete objects).
+//! The directories below a bucket (made for keys with `/`) follow its ACL.
+//! GetObjectAcl and GetBucketAcl show the owner's `FULL_CONTROL` and what
+//! the mode gives everyone else as grants of the AuthenticatedUsers group.
+//! Grant headers, an ACL document and the other canned ACLs are
+//! `NotImplemented`, and nothing changes.
 
 use super::{owner_of, Gateway};
 use crate::sessions::Acting;
-use dfs_proto::namespace::Stat;
+use dfs_proto::namespace::{EntryKind, Stat};
 use dfs_proto::DfsPath;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
+use serde::{Deserialize, Serialize};
 
 /// What an ACL operation answers.
 type Answer<T> = S3Result<S3Response<T>>;
 
-/// The mode `private` gives an object.
-const PRIVATE_OBJECT: u32 = 0o600;
+/// A canned ACL, as the modes it gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Canned {
+    /// `private`: the owner only.
+    Private,
+    /// `public-read`, `authenticated-read`: every signed user may read.
+    Read,
+    /// `public-read-write`: every signed user may read, and write a bucket.
+    ReadWrite,
+}
 
-/// The mode `private` gives a bucket (the one it is made with).
-pub(crate) const PRIVATE_BUCKET: u32 = 0o700;
+/// S3's URI of every signed user.
+const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
 
-/// The grants of an object or bucket owned by `stat`'s owner: its owner's full control.
-fn owner_grants(stat: &Stat) -> Grants {
+impl Canned {
+    /// The canned ACL named `name`; `NotImplemented` for one that is not a mode.
+    pub(crate) fn parse(name: &str) -> S3Result<Canned> {
+        match name {
+            "private" => Ok(Canned::Private),
+            "public-read" | "authenticated-read" => Ok(Canned::Read),
+            "public-read-write" => Ok(Canned::ReadWrite),
+            other => Err(s3_error!(
+                NotImplemented,
+                "the canned ACL {other:?} is not served: DFS permissions are modes (private, public-read, authenticated-read, public-read-write)"
+            )),
+        }
+    }
+
+    /// The canned ACL of a request's `x-amz-acl`, if it has one.
+    pub(crate) fn of(acl: Option<&str>) -> S3Result<Option<Canned>> {
+        acl.map(Canned::parse).transpose()
+    }
+
+    /// The mode of an object (a file).
+    pub(crate) fn object_mode(self) -> u32 {
+        match self {
+            Canned::Private => 0o600,
+            Canned::Read | Canned::ReadWrite => 0o644,
+        }
+    }
+
+    /// The mode of a bucket (its directory).
+    pub(crate) fn bucket_mode(self) -> u32 {
+        match self {
+            Canned::Private => 0o711,
+            Canned::Read => 0o755,
+            Canned::ReadWrite => 0o777,
+        }
+    }
+}
+
+/// The mode of a new object with the canned ACL `acl` (none: `private`).
+pub(crate) fn new_object_mode(acl: Option<Canned>) -> u32 {
+    acl.unwrap_or(Canned::Private).object_mode()
+}
+
+/// The mode of the directories made in a bucket of mode `bucket_mode` (for
+/// keys with a `/`): the owner's full access, and what the bucket gives
+/// everyone else, so that the bucket's ACL holds below it.
+pub(crate) fn directory_mode(bucket_mode: u32) -> u32 {
+    0o700 | (bucket_mode & 0o077)
+}
+
+/// The grants of an object or bucket owned by `stat`'s owner: its owner's
+/// full control, and what its mode gives every other user.
+fn grants(stat: &Stat) -> Grants {
     let owner = owner_of(stat);
-    vec![Grant {
-        grantee: Some(Grantee {
+    let grant = |grantee: Grantee, permission: &'static str| Grant {
+        grantee: Some(grantee),
+        permission: Some(Permission::from_static(permission)),
+    };
+    let everyone = || Grantee {
+        type_: Type::from_static(Type::GROUP),
+        uri: Some(AUTHENTICATED_USERS.to_string()),
+        display_name: None,
+        email_address: None,
+        id: None,
+    };
+    let mut grants = vec![grant(
+        Grantee {
             display_name: owner.display_name,
             id: owner.id,
             type_: Type::from_static(Type::CANONICAL_USER),
             email_address: None,
             uri: None,
-        }),
-        permission: Some(Permission::from_static(Permission::FULL_CONTROL)),
-    }]
+        },
+        Permission::FULL_CONTROL,
+    )];
+    if stat.mode & 0o004 != 0 {
+        grants.push(grant(everyone(), Permission::READ));
+    }
+    // Writing to a directory is adding and removing its entries; a file's
+    // "write" S3 does not have (an object is replaced through its bucket).
+    if stat.kind == EntryKind::Dir && stat.mode & 0o002 != 0 {
+        grants.push(grant(everyone(), Permission::WRITE));
+    }
+    grants
 }
 
-/// Whether a Put*Acl asks for exactly the canned `private`.
-fn only_private(canned: Option<&str>, grants: &[Option<&String>], policy: bool) -> S3Result<()> {
-    if canned == Some("private") && grants.iter().all(Option::is_none) && !policy {
+/// Only the owner reads an ACL (S3's `READ_ACP`, which no canned ACL gives
+/// anyone else).
+fn only_owner(acting: &Acting, stat: &Stat) -> S3Result<()> {
+    if stat.owner_uid == acting.uid {
         return Ok(());
     }
-    Err(s3_error!(
-        NotImplemented,
-        "only the canned ACL private is served: DFS permissions are modes, not grants"
-    ))
+    Err(s3_error!(AccessDenied, "only the owner reads the ACL of {}", stat.path))
 }
 
-/// [`only_private`] with the canned ACL, the grant headers named and the ACL
+/// The canned ACL of a Put*Acl: grant headers and ACL documents are not served.
+fn canned_only(canned: Option<&str>, grants: &[Option<&String>], policy: bool) -> S3Result<Canned> {
+    match canned {
+        Some(name) if grants.iter().all(Option::is_none) && !policy => Canned::parse(name),
+        _ => Err(s3_error!(
+            NotImplemented,
+            "only canned ACLs are served (private, public-read, authenticated-read, public-read-write): DFS permissions are modes, not grants"
+        )),
+    }
+}
+
+/// [`canned_only`] with the canned ACL, the grant headers named and the ACL
 /// document of a Put*Acl input.
-macro_rules! check_private {
+macro_rules! canned_of {
     ($input:expr, $($grant:ident),*) => {
-        only_private(
+        canned_only(
             $input.acl.as_ref().map(|acl| acl.as_str()),
             &[$($input.$grant.as_ref()),*],
             $input.access_control_policy.is_some(),
@@ -62,18 +158,61 @@ macro_rules! check_private {
 impl Gateway {
     /// Sets `path` (a file, or the bucket `bucket`) to `mode`, as `acting`
     /// (the directory service lets only the owner).
-    async fn chmod_for_acl(&self, acting: &Acting, bucket: &str, path: &DfsPath, mode: u32) -> S3Result<()> {
+    pub(super) async fn chmod_for_acl(&self, acting: &Acting, bucket: &str, path: &DfsPath, mode: u32) -> S3Result<()> {
         match acting.client.chmod(path, mode).await {
             Ok(_) => Ok(()),
             Err(error) => Err(self.fail(acting, bucket, super::Missing::Key, error).await),
         }
     }
 
+    /// Gives the directories below the bucket `root` that `acting` owns
+    /// `mode` (what new ones get under the bucket's new ACL), so that the
+    /// bucket's ACL holds for the keys below them too.
+    async fn chmod_directories(&self, acting: &Acting, bucket: &str, root: &DfsPath, mode: u32) -> S3Result<()> {
+        let mut pending = vec![root.clone()];
+        while let Some(dir) = pending.pop() {
+            let listing = match acting.client.list(&dir).await {
+                Ok(listing) => listing,
+                Err(error) if error.is_not_found() => continue,
+                Err(error) => return Err(self.fail(acting, bucket, super::Missing::Bucket, error).await),
+            };
+            for entry in listing.entries {
+                if entry.kind != EntryKind::Dir || entry.owner_uid != acting.uid {
+                    continue;
+                }
+                if entry.mode & 0o7777 != mode {
+                    self.chmod_for_acl(acting, bucket, &entry.path, mode).await?;
+                }
+                pending.push(entry.path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the object just written (`stat`) the mode of its canned ACL,
+    /// if the request named one and the file (which kept its mode, if it
+    /// existed) has another.
+    pub(super) async fn apply_object_acl(
+        &self,
+        acting: &Acting,
+        bucket: &str,
+        stat: &Stat,
+        acl: Option<Canned>,
+    ) -> S3Result<()> {
+        match acl {
+            Some(acl) if stat.mode & 0o7777 != acl.object_mode() => {
+                self.chmod_for_acl(acting, bucket, &stat.path, acl.object_mode()).await
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub(super) async fn get_object_acl_op(&self, request: S3Request<GetObjectAclInput>) -> Answer<GetObjectAclOutput> {
         let (acting, input) = (&self.acting(&request).await?, request.input);
         let (_, stat) = self.object_stat(acting, &input.bucket, &input.key).await?;
+        only_owner(acting, &stat)?;
         Ok(S3Response::new(GetObjectAclOutput {
-            grants: Some(owner_grants(&stat)),
+            grants: Some(grants(&stat)),
             owner: Some(owner_of(&stat)),
             ..Default::default()
         }))
@@ -81,24 +220,26 @@ impl Gateway {
 
     pub(super) async fn put_object_acl_op(&self, request: S3Request<PutObjectAclInput>) -> Answer<PutObjectAclOutput> {
         let (acting, input) = (&self.acting(&request).await?, request.input);
-        check_private!(input, grant_full_control, grant_read, grant_read_acp, grant_write_acp)?;
+        let acl = canned_of!(input, grant_full_control, grant_read, grant_read_acp, grant_write_acp)?;
         let (path, _) = self.object_stat(acting, &input.bucket, &input.key).await?;
-        self.chmod_for_acl(acting, &input.bucket, &path, PRIVATE_OBJECT).await?;
+        self.chmod_for_acl(acting, &input.bucket, &path, acl.object_mode())
+            .await?;
         Ok(S3Response::new(PutObjectAclOutput::default()))
     }
 
     pub(super) async fn get_bucket_acl_op(&self, request: S3Request<GetBucketAclInput>) -> Answer<GetBucketAclOutput> {
         let (acting, input) = (&self.acting(&request).await?, request.input);
         let stat = self.bucket_stat(acting, &input.bucket).await?;
+        only_owner(acting, &stat)?;
         Ok(S3Response::new(GetBucketAclOutput {
-            grants: Some(owner_grants(&stat)),
+            grants: Some(grants(&stat)),
             owner: Some(owner_of(&stat)),
         }))
     }
 
     pub(super) async fn put_bucket_acl_op(&self, request: S3Request<PutBucketAclInput>) -> Answer<PutBucketAclOutput> {
         let (acting, input) = (&self.acting(&request).await?, request.input);
-        check_private!(
+        let acl = canned_of!(
             input,
             grant_full_control,
             grant_read,
@@ -114,7 +255,9 @@ impl Gateway {
                 input.bucket
             ));
         }
-        self.chmod_for_acl(acting, &input.bucket, &stat.path, PRIVATE_BUCKET)
+        self.chmod_for_acl(acting, &input.bucket, &stat.path, acl.bucket_mode())
+            .await?;
+        self.chmod_directories(acting, &input.bucket, &stat.path, directory_mode(acl.bucket_mode()))
             .await?;
         Ok(S3Response::new(PutBucketAclOutput::default()))
     }
@@ -125,17 +268,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_canned_private_acl_is_taken() {
+    fn canned_acls_are_modes_and_grants_are_not_taken() {
         let grant = "id=someone".to_string();
-        assert!(only_private(Some("private"), &[None, None], false).is_ok());
+        assert_eq!(
+            canned_only(Some("private"), &[None, None], false).unwrap(),
+            Canned::Private
+        );
+        for (name, object, bucket) in [
+            ("private", 0o600, 0o711),
+            ("public-read", 0o644, 0o755),
+            ("authenticated-read", 0o644, 0o755),
+            ("public-read-write", 0o644, 0o777),
+        ] {
+            let acl = canned_only(Some(name), &[None, None], false).unwrap();
+            assert_eq!((acl.object_mode(), acl.bucket_mode()), (object, bucket), "{name}");
+        }
         for (canned, grants, policy) in [
-            (Some("public-read"), [None, None], false),
+            (Some("bucket-owner-full-control"), [None, None], false),
+            (Some("log-delivery-write"), [None, None], false),
             (None, [None, None], false),
             (Some("private"), [Some(&grant), None], false),
-            (Some("private"), [None, None], true),
+            (Some("public-read"), [None, None], true),
         ] {
-            let error = only_private(canned, &grants, policy).unwrap_err();
+            let error = canned_only(canned, &grants, policy).unwrap_err();
             assert_eq!(error.code(), &s3s::S3ErrorCode::NotImplemented);
         }
+        assert_eq!(new_object_mode(None), 0o600);
+        assert_eq!(directory_mode(0o711), 0o711);
+        assert_eq!(directory_mode(0o755), 0o755);
+        assert_eq!(directory_mode(0o700), 0o700);
     }
 }

@@ -16,6 +16,7 @@
 //! makes one there but cannot list the others. The gateway's admin ticket
 //! makes these two directories and removes the bucket's one with the bucket.
 
+use super::acl::{self, Canned};
 use super::{plain_error, readable_path, timestamp, Gateway, Missing};
 use crate::body::{window, HashingReader};
 use crate::metadata::{headers_of, ETAG};
@@ -68,6 +69,9 @@ struct UploadInfo {
     key: String,
     #[serde(default)]
     attributes: Attributes,
+    /// The canned ACL (`x-amz-acl`) the object gets.
+    #[serde(default)]
+    acl: Option<Canned>,
 }
 
 /// A pending upload, as found.
@@ -486,6 +490,7 @@ impl Gateway {
         let info = UploadInfo {
             key: input.key.clone(),
             attributes: headers_of!(input).attributes()?,
+            acl: Canned::of(input.acl.as_ref().map(|acl| acl.as_str()))?,
         };
         if let Err(error) = acting.client.mkdir(&dir, false, Some(0o700)).await {
             return Err(self.fail(&acting, &input.bucket, Missing::Bucket, error).await);
@@ -617,7 +622,7 @@ impl Gateway {
             path: target,
             sources,
             no_clobber: condition.no_clobber,
-            mode: None,
+            mode: Some(acl::new_object_mode(upload.info.acl)),
             attributes,
         };
         // A refusal for a changed version may be a part uploaded again since it was checked.
@@ -632,6 +637,8 @@ impl Gateway {
         if let Err(error) = acting.client.remove(&upload.dir, true).await {
             tracing::warn!(dir = %upload.dir, %error, "removing a completed upload's parts");
         }
+        self.apply_object_acl(&acting, &input.bucket, &stat, upload.info.acl)
+            .await?;
         tracing::debug!(path = %stat.path, version = stat.version, parts = sizes.len(), "completed a multipart upload");
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),

@@ -7,27 +7,13 @@ import hashlib, json, os, urllib.request, urllib.error
 import boto3
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError
 from boto3.s3.transfer import TransferConfig
 
-URL = os.environ["S3_URL"]
+from s3util import URL, client, error_code
+
 MIB = 1024 * 1024
 BUCKET = "ann-parts"
-
-
-def client(key_id, secret):
-    return boto3.client("s3", endpoint_url=URL, aws_access_key_id=key_id, aws_secret_access_key=secret,
-                        region_name="us-east-1", config=Config(retries={"max_attempts": 1}))
-
-
-def error_code(call):
-    try:
-        call()
-    except ClientError as error:
-        return error.response["Error"]["Code"]
-    raise AssertionError("the call succeeded")
 
 
 def md5(data):
