@@ -233,9 +233,10 @@ fn mode_of(cluster: &Cluster, user: &str, path: &str) -> u64 {
 }
 
 /// Canned ACLs are modes (`s3/acl.py`, as ann and bob): `private` (the
-/// default) 0600 for an object, 0711 for a bucket (others pass through to
-/// what objects let them read), `public-read` and `authenticated-read` 0644
-/// and 0755, `public-read-write` a bucket of 0777; anonymous requests stay
+/// default) 0600 for an object, 0700 for a bucket, `public-read` and
+/// `authenticated-read` 0644 and 0755, `public-read-write` a bucket of 0777;
+/// an object made readable opens the way to it (its bucket and directories
+/// get 0711: others pass through, but do not list). Anonymous requests stay
 /// refused. The modes are DFS's own: `dfs` sees and obeys them too.
 #[test]
 fn canned_acls_are_modes_that_other_users_meet() {
@@ -244,6 +245,21 @@ fn canned_acls_are_modes_that_other_users_meet() {
     let ann = create_key(&cluster, "ann");
     let bob = create_key(&cluster, "bob");
     run_script(&venv, "acl.py", &cluster, &ann, &bob, &[]);
+    // A file that others may read, in a bucket no ACL opened: still closed.
+    cluster.ok("ann", &["put", "-", "/buckets/ann-closed/by-dfs.txt"], b"by dfs put");
+    for (path, mode) in [
+        ("/buckets/ann-closed", 0o700),
+        ("/buckets/ann-closed/private.txt", 0o600),
+        ("/buckets/ann-closed/by-dfs.txt", 0o644),
+    ] {
+        assert_eq!(mode_of(&cluster, "ann", path), mode, "{path}");
+    }
+    assert_ne!(
+        cluster
+            .run("bob", &["get", "/buckets/ann-closed/by-dfs.txt", "-"], b"")
+            .code,
+        Some(0)
+    );
     for (path, mode) in [
         ("/buckets/ann-acl", 0o711),
         ("/buckets/ann-acl/deep", 0o711),

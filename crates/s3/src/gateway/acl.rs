@@ -3,11 +3,16 @@
 //! requests are refused, so `public-read` and `authenticated-read` say the
 //! same). An object is mode 0600 (`private`, or no ACL) or 0644
 //! (`public-read`, `authenticated-read`, `public-read-write`: others may
-//! read it); a bucket 0711 (`private`: others may pass through to an object
-//! its own mode lets them read, but not list), 0755 (`public-read`,
-//! `authenticated-read`: others may list it too) or 0777
-//! (`public-read-write`: others may also add and delete objects).
-//! The directories below a bucket (made for keys with `/`) follow its ACL.
+//! read it); a bucket 0700 (`private`: no one else), 0755 (`public-read`,
+//! `authenticated-read`: others may list it) or 0777 (`public-read-write`:
+//! others may also add and delete objects). An object made readable by its
+//! ACL opens the way to it: its bucket and the directories above it that
+//! the caller owns get the search bit for others (0711 for a private
+//! bucket: others pass through to what an object's mode lets them read,
+//! but cannot list), which a later `private` bucket ACL keeps. So a bucket
+//! with no readable object stays closed to everyone else, whatever the
+//! modes of the files in it. The directories below a bucket (made for keys
+//! with `/`) follow its mode.
 //! GetObjectAcl and GetBucketAcl show the owner's `FULL_CONTROL` and what
 //! the mode gives everyone else as grants of the AuthenticatedUsers group.
 //! Grant headers, an ACL document and the other canned ACLs are
@@ -68,7 +73,7 @@ impl Canned {
     /// The mode of a bucket (its directory).
     pub(crate) fn bucket_mode(self) -> u32 {
         match self {
-            Canned::Private => 0o711,
+            Canned::Private => 0o700,
             Canned::Read => 0o755,
             Canned::ReadWrite => 0o777,
         }
@@ -199,12 +204,38 @@ impl Gateway {
         stat: &Stat,
         acl: Option<Canned>,
     ) -> S3Result<()> {
-        match acl {
-            Some(acl) if stat.mode & 0o7777 != acl.object_mode() => {
-                self.chmod_for_acl(acting, bucket, &stat.path, acl.object_mode()).await
-            }
-            _ => Ok(()),
+        let Some(acl) = acl else { return Ok(()) };
+        if stat.mode & 0o7777 != acl.object_mode() {
+            self.chmod_for_acl(acting, bucket, &stat.path, acl.object_mode())
+                .await?;
         }
+        self.open_way_to(acting, bucket, &stat.path, acl).await
+    }
+
+    /// For an object whose ACL lets others read it (at `path` in `bucket`):
+    /// gives its bucket, and each directory between, that `acting` owns the
+    /// search bit for others (0o011), so that they can reach it.
+    async fn open_way_to(&self, acting: &Acting, bucket: &str, path: &DfsPath, acl: Canned) -> S3Result<()> {
+        if acl.object_mode() & 0o004 == 0 {
+            return Ok(());
+        }
+        let root = crate::paths::bucket_path(bucket)?;
+        let mut dir = path.parent();
+        while let Some(current) = dir {
+            if !current.as_str().starts_with(root.as_str()) {
+                break;
+            }
+            let stat = match acting.client.stat(&current).await {
+                Ok(stat) => stat,
+                Err(error) => return Err(self.fail(acting, bucket, super::Missing::Bucket, error).await),
+            };
+            if stat.owner_uid == acting.uid && stat.mode & 0o011 != 0o011 {
+                self.chmod_for_acl(acting, bucket, &current, (stat.mode & 0o7777) | 0o011)
+                    .await?;
+            }
+            dir = current.parent();
+        }
+        Ok(())
     }
 
     pub(super) async fn get_object_acl_op(&self, request: S3Request<GetObjectAclInput>) -> Answer<GetObjectAclOutput> {
@@ -224,6 +255,7 @@ impl Gateway {
         let (path, _) = self.object_stat(acting, &input.bucket, &input.key).await?;
         self.chmod_for_acl(acting, &input.bucket, &path, acl.object_mode())
             .await?;
+        self.open_way_to(acting, &input.bucket, &path, acl).await?;
         Ok(S3Response::new(PutObjectAclOutput::default()))
     }
 
@@ -255,9 +287,10 @@ impl Gateway {
                 input.bucket
             ));
         }
-        self.chmod_for_acl(acting, &input.bucket, &stat.path, acl.bucket_mode())
-            .await?;
-        self.chmod_directories(acting, &input.bucket, &stat.path, directory_mode(acl.bucket_mode()))
+        // The way opened to readable objects stays (see the module docs).
+        let mode = acl.bucket_mode() | (stat.mode & 0o011);
+        self.chmod_for_acl(acting, &input.bucket, &stat.path, mode).await?;
+        self.chmod_directories(acting, &input.bucket, &stat.path, directory_mode(mode))
             .await?;
         Ok(S3Response::new(PutBucketAclOutput::default()))
     }
@@ -275,7 +308,7 @@ mod tests {
             Canned::Private
         );
         for (name, object, bucket) in [
-            ("private", 0o600, 0o711),
+            ("private", 0o600, 0o700),
             ("public-read", 0o644, 0o755),
             ("authenticated-read", 0o644, 0o755),
             ("public-read-write", 0o644, 0o777),

@@ -24,6 +24,12 @@ ann = client(os.environ["ANN_ID"], os.environ["ANN_SECRET"])
 bob = client(os.environ["BOB_ID"], os.environ["BOB_SECRET"])
 anonymous = boto3.client("s3", endpoint_url=URL, region_name="us-east-1", config=Config(signature_version=UNSIGNED))
 
+# A private bucket with no readable object is closed to everyone else (s3.rs
+# puts a 0644 file in it with `dfs put`, which bob cannot read).
+ann.create_bucket(Bucket="ann-closed")
+ann.put_object(Bucket="ann-closed", Key="private.txt", Body=b"closed")
+assert grants(ann.get_bucket_acl(Bucket="ann-closed")) == [("ann", "FULL_CONTROL")]
+
 # A private bucket (the default): others may read an object whose ACL lets them, nothing else.
 ann.create_bucket(Bucket="ann-acl")
 ann.put_object(Bucket="ann-acl", Key="private.txt", Body=b"mine")
