@@ -105,13 +105,7 @@ pub async fn download_to(
             .open(target)
             .await
             .with_context(|| format!("cannot write {}", target.display()))?;
-        let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        let summary = client
-            .get_file_with_summary(layout, &mut writer, &GetOptions { progress })
-            .await?;
-        use tokio::io::AsyncWriteExt;
-        writer.flush().await?;
-        return Ok(summary);
+        return Ok(download_into(client, layout, file, progress).await?.0);
     }
     let dir = target
         .parent()
@@ -127,13 +121,8 @@ pub async fn download_to(
         let file = tokio::fs::File::create(&temp)
             .await
             .with_context(|| format!("cannot write {}", temp.display()))?;
-        let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        let summary = client
-            .get_file_with_summary(layout, &mut writer, &GetOptions { progress })
-            .await?;
-        use tokio::io::AsyncWriteExt;
-        writer.flush().await?;
-        writer.into_inner().sync_all().await?;
+        let (summary, file) = download_into(client, layout, file, progress).await?;
+        file.sync_all().await?;
         tokio::fs::rename(&temp, target)
             .await
             .with_context(|| format!("cannot write {}", target.display()))?;
@@ -144,6 +133,23 @@ pub async fn download_to(
         let _ = tokio::fs::remove_file(&temp).await;
     }
     result
+}
+
+/// Writes the file `layout` describes into `file`, buffered; returns the
+/// file, flushed.
+async fn download_into(
+    client: &Client,
+    layout: &FileLayout,
+    file: tokio::fs::File,
+    progress: Option<Progress>,
+) -> anyhow::Result<((Stat, GetSummary), tokio::fs::File)> {
+    use tokio::io::AsyncWriteExt;
+    let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    let summary = client
+        .get_file_with_summary(layout, &mut writer, &GetOptions { progress })
+        .await?;
+    writer.flush().await?;
+    Ok((summary, writer.into_inner()))
 }
 
 /// `dfs put -r LOCAL [REMOTE]`.
