@@ -167,44 +167,26 @@ impl RepairStore for MongoStore {
         let from = format!("{}:{}", queue.as_str(), after.map_or("", ChunkId::as_str));
         let to = format!("{};", queue.as_str());
         self.read(|tx| {
-            let rows = tx.aggregate(
+            chunk_page(
+                tx,
                 CHUNK_CHECKS,
-                vec![
-                    doc! {"$match": {"_id": {"$gt": from.as_str(), "$lt": to.as_str()}}},
-                    doc! {"$sort": {"_id": 1}},
-                    doc! {"$limit": limit as i64},
-                    doc! {"$project": {"chunk": 1}},
-                ],
-            )?;
-            let ids = rows
-                .iter()
-                .map(|row| {
-                    row.get_str("chunk")
-                        .map(str::to_string)
-                        .map_err(|error| super::bad("queued chunk", error))
-                })
-                .collect::<StoreResult<Vec<String>>>()?;
-            parse_ids(ids)
+                doc! {"_id": {"$gt": from.as_str(), "$lt": to.as_str()}},
+                "_id",
+                limit,
+            )
         })
     }
 
     fn server_replicas_after(&self, server: &str, after: Option<&ChunkId>, limit: usize) -> StoreResult<Vec<ChunkId>> {
         let after = after.map_or("", ChunkId::as_str);
         self.read(|tx| {
-            let rows = tx.aggregate(
+            chunk_page(
+                tx,
                 REPLICAS,
-                vec![
-                    doc! {"$match": {"server": server, "chunk": {"$gt": after}}},
-                    doc! {"$sort": {"chunk": 1}},
-                    doc! {"$limit": limit as i64},
-                    doc! {"$project": {"chunk": 1, "server": 1}},
-                ],
-            )?;
-            let ids = rows
-                .iter()
-                .map(|row| Ok(replica_row(row)?.0.to_string()))
-                .collect::<StoreResult<Vec<String>>>()?;
-            parse_ids(ids)
+                doc! {"server": server, "chunk": {"$gt": after}},
+                "chunk",
+                limit,
+            )
         })
     }
 
@@ -292,15 +274,45 @@ impl RepairStore for MongoStore {
                 ],
             )?;
             let named_cut = named.len() >= limit;
-            let named = named
-                .iter()
-                .map(|row| {
-                    row.get_str("_id")
-                        .map(str::to_string)
-                        .map_err(|error| super::bad("chunk id", error))
-                })
-                .collect::<StoreResult<Vec<String>>>()?;
-            Ok(merge_pages((replicated, cut), (parse_ids(named)?, named_cut), limit))
+            Ok(merge_pages(
+                (replicated, cut),
+                (chunk_ids(&named, "_id")?, named_cut),
+                limit,
+            ))
         })
     }
+}
+
+/// The `chunk` field of at most `limit` documents of `collection` that
+/// match `filter`, in the order of the field `sort`: a page of a walk.
+fn chunk_page(
+    tx: &mut Tx<'_>,
+    collection: &str,
+    filter: Document,
+    sort: &str,
+    limit: usize,
+) -> StoreResult<Vec<ChunkId>> {
+    let rows = tx.aggregate(
+        collection,
+        vec![
+            doc! {"$match": filter},
+            doc! {"$sort": {sort: 1}},
+            doc! {"$limit": limit as i64},
+            doc! {"$project": {"chunk": 1}},
+        ],
+    )?;
+    chunk_ids(&rows, "chunk")
+}
+
+/// The chunk id in the field `field` of each of `rows`.
+fn chunk_ids(rows: &[Document], field: &str) -> StoreResult<Vec<ChunkId>> {
+    let ids = rows
+        .iter()
+        .map(|row| {
+            row.get_str(field)
+                .map(str::to_string)
+                .map_err(|error| super::bad("chunk id", error))
+        })
+        .collect::<StoreResult<Vec<String>>>()?;
+    parse_ids(ids)
 }
