@@ -34,8 +34,9 @@ pub const TTL: Duration = Duration::from_secs(1);
 pub const NOBODY: u32 = 65534;
 
 /// Preferred I/O size reported to programs (`st_blksize`): `cp` and
-/// friends read and write in pieces this large.
-const BLOCK_SIZE: u32 = 128 * 1024;
+/// friends read and write in pieces this large. The kernel's largest write
+/// request (`max_write` in `init`), so that one `write(2)` is one request.
+const BLOCK_SIZE: u32 = 1024 * 1024;
 
 /// Largest name the namespace takes, in bytes.
 const NAME_MAX: usize = 255;
@@ -836,7 +837,10 @@ impl Filesystem for DfsFs {
         // fcntl locks, and flock ones (which the kernel sends as whole-file
         // fcntl locks of the open file), come here: see locks.rs.
         let _ = config.add_capabilities(InitFlags::FUSE_POSIX_LOCKS | InitFlags::FUSE_FLOCK_LOCKS);
-        let _ = config.set_max_write(1024 * 1024);
+        // Look-ups (and listings) in one directory run in parallel: without
+        // it the kernel sends them one at a time, whatever the threads.
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        let _ = config.set_max_write(BLOCK_SIZE);
         let _ = config.set_max_readahead(1024 * 1024);
         Ok(())
     }
