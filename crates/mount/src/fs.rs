@@ -446,12 +446,30 @@ impl DfsFs {
             spill.dirty = false;
             return Ok(());
         };
-        let source = spill
-            .source()
-            .map_err(|error| self.local_failure("commit", &self.spill_dir, &error))?;
         let writer = self.writer(&path);
-        self.block(writer.put(&path, source, &PutOptions::default()))
-            .map_err(|error| self.fail("commit", &path, &error, Errno::EIO))?;
+        // The upload fed by the writes, if they streamed the whole content
+        // here; else (or if it failed) the spill's.
+        let streamed = match spill.finish_stream(&path) {
+            Some(upload) => match self.block(upload) {
+                Ok(Ok(_)) => true,
+                Ok(Err(error)) => {
+                    tracing::debug!("commit {path}: the streamed upload failed ({error}): uploading the spill");
+                    false
+                }
+                Err(error) => {
+                    tracing::warn!("commit {path}: the streamed upload stopped ({error}): uploading the spill");
+                    false
+                }
+            },
+            None => false,
+        };
+        if !streamed {
+            let source = spill
+                .source()
+                .map_err(|error| self.local_failure("commit", &self.spill_dir, &error))?;
+            self.block(writer.put(&path, source, &PutOptions::default()))
+                .map_err(|error| self.fail("commit", &path, &error, Errno::EIO))?;
+        }
         spill.dirty = false;
         self.changed(&path, false);
         // Times set since the last write (tar and `cp -p` set them before
@@ -648,7 +666,7 @@ impl DfsFs {
 
     fn do_write(&self, fh: FileHandle, offset: u64, data: &[u8]) -> Result<u32> {
         match &*self.handle(fh)? {
-            Open::Write { spill, append, .. } => {
+            Open::Write { ino, spill, append } => {
                 let mut spill = spill.lock().unwrap_or_else(PoisonError::into_inner);
                 let offset = if *append {
                     spill
@@ -660,6 +678,10 @@ impl DfsFs {
                 spill
                     .write(offset, data)
                     .map_err(|error| self.local_failure("write", &self.spill_dir, &error))?;
+                spill.stream(offset, data, || {
+                    let path = self.path(INodeNo(*ino)).ok()?;
+                    Some((self.writer(&path), path, self.runtime.clone()))
+                });
                 Ok(data.len() as u32)
             }
             _ => Err(Errno::EBADF),

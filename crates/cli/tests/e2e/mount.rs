@@ -788,3 +788,94 @@ print("read", len(reads))
     let fetched = cluster.ok("ann", &["--no-cache", "get", "/home/ann/big", "-"], b"");
     assert!(fetched == std::fs::read(mounted.local().join("big")).unwrap());
 }
+
+#[test]
+fn a_file_written_in_order_is_uploaded_while_it_is_written_and_committed_at_close() {
+    if !fuse_available() {
+        return;
+    }
+    const CHUNK: usize = 64 * 1024;
+    let cluster = crate::cluster_with_users_and_chunk_size(CHUNK);
+    let mounted = mount(&cluster, "ann", None);
+    // 40 chunks of random bytes (none deduplicated), written in order in
+    // pieces that are not chunk-sized.
+    let content = crate::random_bytes(40 * CHUNK + 777);
+    std::fs::write(mounted.local().join("src"), &content).unwrap();
+    let before = crate::data::chunk_files_on_disk(&cluster);
+    let mut script = mounted.python(
+        r#"
+import os, sys
+data = open(os.environ["LOCAL"] + "/src", "rb").read()
+f = open("streamed", "wb", buffering=0)
+for i in range(0, len(data), 100000):
+    f.write(data[i:i + 100000])
+print("written", flush=True)
+sys.stdin.readline()
+f.close()
+print("closed", flush=True)
+"#,
+    );
+    assert_eq!(script.line(), "written");
+    // Still open: most chunks are on the file servers already (the last
+    // few may still be queued), and no version with them is visible.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while crate::data::chunk_files_on_disk(&cluster) < before + 30 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chunks of an open file written in order were not uploaded before close: {} new\n{}",
+            crate::data::chunk_files_on_disk(&cluster) - before,
+            mounted.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let open = cluster.ok("ann", &["--no-cache", "get", "/home/ann/streamed", "-"], b"");
+    assert!(
+        open.is_empty(),
+        "a part of the open file is visible: {} bytes",
+        open.len()
+    );
+    let (ok, rest) = script.finish();
+    assert!(
+        ok && rest.trim() == "closed",
+        "closing failed: {rest}\n{}",
+        mounted.log()
+    );
+    let fetched = cluster.ok("ann", &["--no-cache", "get", "/home/ann/streamed", "-"], b"");
+    assert!(
+        fetched == content,
+        "the streamed file differs ({} bytes)",
+        fetched.len()
+    );
+
+    // Written out of order (a seek back ends the stream): the commit
+    // uploads the spill, and the file is what was written, never the part
+    // the abandoned stream had sent.
+    let mut script = mounted.python(
+        r#"
+import os
+data = bytearray(open(os.environ["LOCAL"] + "/src", "rb").read())
+f = open("rewritten", "wb", buffering=0)
+f.write(data[:2000000])
+f.seek(70000)
+f.write(b"patched")
+data[70000:70007] = b"patched"
+f.seek(2000000)
+f.write(data[2000000:])
+f.close()
+open(os.environ["LOCAL"] + "/rewritten", "wb").write(data)
+print("done", flush=True)
+"#,
+    );
+    assert_eq!(script.line(), "done");
+    assert!(script.finish().0);
+    let fetched = cluster.ok("ann", &["--no-cache", "get", "/home/ann/rewritten", "-"], b"");
+    assert!(
+        fetched == std::fs::read(mounted.local().join("rewritten")).unwrap(),
+        "a file written out of order differs\n{}",
+        mounted.log()
+    );
+    // An fsync commits what was streamed so far; writes after it are uploaded at close.
+    mounted.sh("python3 -c 'import os; f = open(\"synced\", \"wb\"); f.write(b\"a\" * 200000); f.flush(); os.fsync(f.fileno()); f.write(b\"b\" * 5); f.close()'");
+    let fetched = cluster.ok("ann", &["--no-cache", "get", "/home/ann/synced", "-"], b"");
+    assert!(fetched.len() == 200005 && fetched.ends_with(b"abbbbb"));
+}
