@@ -879,3 +879,39 @@ print("done", flush=True)
     let fetched = cluster.ok("ann", &["--no-cache", "get", "/home/ann/synced", "-"], b"");
     assert!(fetched.len() == 200005 && fetched.ends_with(b"abbbbb"));
 }
+
+#[test]
+fn a_directory_of_more_entries_than_a_listing_page_is_listed_whole_and_once() {
+    let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {
+        return;
+    };
+    // 2,500 entries: three pages of the directory service's listing (1,000
+    // each), read one at a time by the mount.
+    let mut script = mounted.python(
+        r#"
+import os
+os.mkdir("many")
+for i in range(2500):
+    if i % 2:
+        os.mkdir(f"many/d{i:05}")
+    else:
+        open(f"many/f{i:05}", "wb").close()
+expected = sorted([f"d{i:05}" if i % 2 else f"f{i:05}" for i in range(2500)])
+# Twice through one open directory (a rewind), and through a fresh one.
+with os.scandir("many") as it:
+    first = [entry.name for entry in it]
+fd = os.open("many", os.O_RDONLY | os.O_DIRECTORY)
+again = os.listdir(fd)
+os.close(fd)
+assert sorted(first) == expected, (len(first), len(set(first)))
+assert sorted(again) == expected, (len(again), len(set(again)))
+print("listed", len(first), len(set(first)))
+"#,
+    );
+    assert_eq!(script.line(), "listed 2500 2500", "{}", mounted.log());
+    assert!(script.finish().0);
+    let counted = mounted.sh("ls -f many | wc -l; ls -la many | grep -c ' d[0-9]*$'");
+    assert_eq!(counted.split_whitespace().collect::<Vec<_>>(), ["2502", "1250"]);
+    let listed = cluster.ok("ann", &["ls", "/home/ann/many"], b"");
+    assert_eq!(String::from_utf8(listed).unwrap().lines().count(), 2500);
+}
