@@ -31,6 +31,7 @@ mod listing;
 mod metadata;
 pub mod paths;
 pub mod sessions;
+mod walk;
 
 use anyhow::Context;
 use axum::error_handling::HandleError;
