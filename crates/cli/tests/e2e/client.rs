@@ -377,6 +377,17 @@ async fn put_r_and_get_r_round_trip_a_tree_of_hundreds_of_files() {
     assert_eq!(put["files"], 1400);
     assert_eq!(put["remote"], "/home/ann/tree");
     assert_eq!(put["directories"], 9);
+    // `ls --json` of a directory of more than a page: one array, written page by page.
+    let listed = json(&cluster, "ann", &cache, &["ls", "/home/ann/tree/many"]);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 1100);
+    assert_eq!(names[0], "/home/ann/tree/many/0000");
+    assert_eq!(names[1099], "/home/ann/tree/many/1099");
 
     let out = local.path().join("out");
     std::fs::create_dir(&out).unwrap();
