@@ -145,11 +145,18 @@ pub(crate) fn mount_if_available(cluster: &Cluster, user: &str, remote: Option<&
 
 /// Mounts `remote` (default: the user's home) as `user`, in the background.
 fn mount(cluster: &Cluster, user: &str, remote: Option<&str>) -> Mounted {
-    mount_with(cluster, user, remote, &[])
+    mount_with(cluster, user, remote, &[], &[])
 }
 
-/// [`mount`] with more global options of `dfs` (e.g. `--retry-for`).
-fn mount_with(cluster: &Cluster, user: &str, remote: Option<&str>, options: &[&str]) -> Mounted {
+/// [`mount`] with more global options of `dfs` (e.g. `--retry-for`) and
+/// options of `dfs mount` (e.g. `--allow-other`).
+fn mount_with(
+    cluster: &Cluster,
+    user: &str,
+    remote: Option<&str>,
+    options: &[&str],
+    mount_options: &[&str],
+) -> Mounted {
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir(work.path().join("mnt")).unwrap();
     std::fs::create_dir(work.path().join("local")).unwrap();
@@ -158,6 +165,7 @@ fn mount_with(cluster: &Cluster, user: &str, remote: Option<&str>, options: &[&s
     let log = work.path().join("mount.log").to_string_lossy().into_owned();
     let mut args = options.to_vec();
     args.extend(["--cache-dir", &cache, "mount", &mountpoint, "--log-file", &log]);
+    args.extend_from_slice(mount_options);
     if let Some(remote) = remote {
         args.extend(["--remote", remote]);
     }
@@ -692,7 +700,7 @@ fn with_the_cluster_lost_calls_fail_with_eio_in_time_and_work_again_after() {
         return;
     }
     let cluster = cluster_with_users();
-    let mounted = mount_with(&cluster, "ann", None, &["--retry-for", "3s"]);
+    let mounted = mount_with(&cluster, "ann", None, &["--retry-for", "3s"], &[]);
     mounted.sh("echo before > f");
     cluster.kill_service("directory");
     for script in ["cat f", "echo x > g", "ls"] {
@@ -914,4 +922,72 @@ print("listed", len(first), len(set(first)))
     assert_eq!(counted.split_whitespace().collect::<Vec<_>>(), ["2502", "1250"]);
     let listed = cluster.ok("ann", &["ls", "/home/ann/many"], b"");
     assert_eq!(String::from_utf8(listed).unwrap().lines().count(), 2500);
+}
+
+/// Runs a bash script in `dir` as the local user nobody (65534), as root
+/// can; its exit status and stdout and stderr together.
+fn as_nobody(dir: &Path, script: &str) -> (bool, String) {
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-c", script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[test]
+fn with_allow_other_local_users_act_as_the_mounting_user_within_the_modes_shown() {
+    // Switching to another local user needs root.
+    if !fuse_available() || !running_as_root() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let cluster = cluster_with_users();
+    let plain = mount(&cluster, "ann", None);
+    let shared = mount_with(&cluster, "ann", None, &[], &["--allow-other"]);
+    for mounted in [&plain, &shared] {
+        // The local user nobody must reach the mount point.
+        let mut permissions = std::fs::metadata(mounted.work.path()).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o711);
+        std::fs::set_permissions(mounted.work.path(), permissions).unwrap();
+    }
+    shared.sh("echo shared > open; chmod 644 open; echo mine > private; chmod 600 private; mkdir box; chmod 755 box; mkdir drop; chmod 777 drop");
+    cluster.ok("admin", &["chmod", "755", "/home/ann"], b"");
+
+    // Without --allow-other the kernel lets no other local user in.
+    let (ok, text) = as_nobody(&plain.path(), "cat open");
+    assert!(!ok && text.contains("Permission denied"), "{text}");
+
+    // With it: what the modes shown allow, as ann.
+    let (ok, text) = as_nobody(&shared.path(), "cat open; ls");
+    assert!(ok && text.starts_with("shared\n"), "{text}");
+    for refused in [
+        "cat private",
+        "echo x > open",
+        "echo x > box/new",
+        "rm open",
+        "chmod 666 open",
+    ] {
+        let (ok, text) = as_nobody(&shared.path(), refused);
+        assert!(
+            !ok && (text.contains("Permission denied") || text.contains("Operation not permitted")),
+            "{refused}: {text}"
+        );
+    }
+    // A world-writable directory takes a file, made as ann (the mount's DFS user).
+    let (ok, text) = as_nobody(&shared.path(), "echo dropped > drop/note");
+    assert!(ok, "{text}");
+    let stat: serde_json::Value =
+        serde_json::from_slice(&cluster.ok("ann", &["--json", "stat", "/home/ann/drop/note"], b"")).unwrap();
+    assert_eq!(stat["owner"], "ann");
+    assert_eq!(cluster.ok("ann", &["cat", "/home/ann/private"], b""), b"mine\n");
+    assert_eq!(cluster.ok("ann", &["cat", "/home/ann/open"], b""), b"shared\n");
+}
+
+/// Whether the tests run as root (the owner of this process's /proc entry).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|metadata| metadata.uid() == 0)
 }
