@@ -20,3 +20,14 @@ def error_code(call):
     except ClientError as error:
         return error.response["Error"]["Code"]
     raise AssertionError("the call succeeded")
+
+
+def expect_error(call, *codes):
+    """Asserts that `call` fails with one of `codes`, saying what it got if not."""
+    try:
+        call()
+    except ClientError as error:
+        got = error.response["Error"]
+        assert got["Code"] in codes, f"expected {codes}, got {got} (HTTP {error.response['ResponseMetadata'].get('HTTPStatusCode')})"
+        return
+    raise AssertionError(f"expected {codes}: the call succeeded")
