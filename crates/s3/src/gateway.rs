@@ -33,6 +33,9 @@ pub struct Gateway {
     /// removal in `/buckets`, which users may not write).
     pub(crate) base: Client,
     pub(crate) verifier: Arc<Verifier>,
+    /// Writes and deletes of one key of a bucket with versioning take
+    /// turns (in this gateway), so that each keeps the version before it.
+    pub(crate) key_locks: versions::KeyLocks,
 }
 
 /// What a walk of a bucket does with a directory the caller may not read.

@@ -77,6 +77,7 @@ pub fn router(config: Config) -> anyhow::Result<axum::Router> {
         sessions: sessions.clone(),
         base,
         verifier,
+        key_locks: Default::default(),
     };
     let mut builder = s3s::service::S3ServiceBuilder::new(gateway);
     builder.set_auth(sessions::KeyAuth(sessions));

@@ -17,7 +17,7 @@
 //! makes these two directories and removes the bucket's one with the bucket.
 
 use super::acl::{self, Canned};
-use super::{plain_error, readable_path, timestamp, Gateway, Missing};
+use super::{plain_error, timestamp, Gateway, Missing};
 use crate::body::{window, HashingReader};
 use crate::metadata::{headers_of, ETAG};
 use crate::paths::{bucket_path, object_path, BUCKETS};
@@ -548,16 +548,14 @@ impl Gateway {
         let CopySource::Bucket {
             bucket: source_bucket,
             key: source_key,
-            ..
+            version_id,
         } = &input.copy_source
         else {
             return Err(s3_error!(NotImplemented, "copies from access points are not served"));
         };
-        let source = readable_path(source_bucket, source_key)?;
         // Paged as in GetObject.
-        let layout = acting.client.first_layout_page(&source).await;
         let layout = self
-            .found(&acting, source_bucket, layout, |layout| &layout.stat)
+            .object_version_layout(&acting, source_bucket, source_key, version_id.as_deref())
             .await?;
         super::check_copy_conditions(
             &layout.stat,

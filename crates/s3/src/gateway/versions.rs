@@ -105,26 +105,50 @@ fn age(id: &str, stat: Option<&Stat>) -> u64 {
     }
 }
 
+/// Locks of keys, striped: writes and deletes of one key in a bucket with
+/// versioning take turns in a gateway, so that concurrent PutObjects of a
+/// key each keep the version before them instead of failing their commit's
+/// compare-and-set (two gateways may still race: then one fails,
+/// `PreconditionFailed`, and nothing is lost).
+pub(crate) struct KeyLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl Default for KeyLocks {
+    fn default() -> Self {
+        KeyLocks((0..256).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl KeyLocks {
+    async fn lock(&self, bucket: &str, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        // FNV-1a of the names: the same stripe for the same key.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in bucket.bytes().chain([0]).chain(key.bytes()) {
+            hash = (hash ^ byte as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        self.0[(hash % self.0.len() as u64) as usize].lock().await
+    }
+}
+
 /// What a write to a key does around its commit, in a bucket with versioning.
 #[derive(Debug, Default)]
-pub(crate) struct Prepared {
+pub(crate) struct Prepared<'a> {
+    /// The key's turn, held until the commit is done.
+    _turn: Option<tokio::sync::MutexGuard<'a, ()>>,
     /// The commit's condition: the version kept must still be the object.
     pub(crate) condition: WriteCondition,
     /// The version id of the new version (its [`VERSION_ID`]), if not `null`.
     pub(crate) version_id: Option<String>,
-    /// The bucket has versioning (Enabled or Suspended): answer a version id.
-    pub(crate) versioned: bool,
     /// After the commit: the `null` version kept, which the new `null` replaces.
     replaced: Option<DfsPath>,
     /// The bucket's object lock configuration, if it has one.
     lock: Option<LockSettings>,
 }
 
-impl Prepared {
-    /// The version id to answer, if the bucket has versioning.
+impl Prepared<'_> {
+    /// The version id to answer: the new version's, none for `null` (as
+    /// S3 answers while versioning is suspended).
     pub(crate) fn answer(&self) -> Option<String> {
-        self.versioned
-            .then(|| self.version_id.clone().unwrap_or_else(|| NULL.to_string()))
+        self.version_id.clone()
     }
 
     /// `attributes` with the new version's id, and the bucket's default
@@ -234,7 +258,7 @@ impl Gateway {
         bucket: &str,
         key: &str,
         condition: WriteCondition,
-    ) -> S3Result<Prepared> {
+    ) -> S3Result<Prepared<'_>> {
         let settings = self.settings(acting, bucket).await?;
         let Some(status) = settings.versioning else {
             return Ok(Prepared {
@@ -244,8 +268,8 @@ impl Gateway {
         };
         let path = object_path(bucket, key)?;
         let mut prepared = Prepared {
+            _turn: Some(self.key_locks.lock(bucket, key).await),
             condition,
-            versioned: true,
             lock: settings.object_lock,
             ..Prepared::default()
         };
@@ -279,7 +303,7 @@ impl Gateway {
     }
 
     /// After a write's commit: the `null` version it replaced is removed.
-    pub(crate) async fn finish_write(&self, acting: &Acting, prepared: &Prepared) {
+    pub(crate) async fn finish_write(&self, acting: &Acting, prepared: &Prepared<'_>) {
         if let Some(path) = &prepared.replaced {
             match acting.client.remove(path, false).await {
                 Ok(()) => {}
@@ -392,6 +416,7 @@ impl Gateway {
             self.bucket_stat(acting, bucket).await?;
             return Ok(Some(Deleted::default()));
         };
+        let _turn = self.key_locks.lock(bucket, key).await;
         let current = self.layout_if_any(acting, bucket, &path).await?;
         match version_id {
             None => {
