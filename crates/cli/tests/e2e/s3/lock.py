@@ -41,6 +41,8 @@ for bad, code in [({"Mode": "GOVERNANCE", "Days": 1, "Years": 1}, "MalformedXML"
                   ({"Mode": "SOMETIMES", "Days": 1}, "MalformedXML")]:
     bad_conf = {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": bad}}
     assert error_code(lambda: ann.put_object_lock_configuration(Bucket=B, ObjectLockConfiguration=bad_conf)) == code
+# Nothing stored by the refusals: no default retention yet.
+assert ann.get_object_lock_configuration(Bucket=B)["ObjectLockConfiguration"] == {"ObjectLockEnabled": "Enabled"}
 ann.put_object_lock_configuration(Bucket=B, ObjectLockConfiguration=conf)
 assert ann.get_object_lock_configuration(Bucket=B)["ObjectLockConfiguration"] == conf
 
