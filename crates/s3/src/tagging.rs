@@ -29,8 +29,8 @@ const VALUE_MAX: usize = 256;
 pub type Tags = BTreeMap<String, String>;
 
 /// The tags of an `x-amz-tagging` header (form encoding: `k1=v1&k2`, a key
-/// without `=` has an empty value); a browser form's `tagging` field may
-/// be the XML of a `Tagging` document instead.
+/// without `=` has an empty value); a browser form's `x-amz-tagging` field
+/// may be the XML of a `Tagging` document instead.
 pub fn from_header(header: &str) -> S3Result<Tags> {
     let header = header.trim();
     if header.starts_with('<') {
