@@ -164,6 +164,19 @@ pub(crate) fn check_delete(stat: &Stat, bypass: bool) -> S3Result<()> {
     }
 }
 
+/// The first layout page of the version a GetObjectRetention or
+/// GetObjectLegalHold `$request` names (the object if none), read as its
+/// caller, in a bucket with object lock.
+macro_rules! requested_version {
+    ($gateway:expr, $request:expr) => {{
+        let acting = $gateway.acting(&$request).await?;
+        let input = &$request.input;
+        $gateway
+            .locked_version(&acting, &input.bucket, &input.key, input.version_id.as_deref())
+            .await?
+    }};
+}
+
 /// The `x-amz-object-lock-*` fields of a GetObject or HeadObject answer.
 macro_rules! answer_lock {
     ($output:ident, $stat:expr) => {
@@ -208,18 +221,6 @@ impl Gateway {
     ) -> S3Result<dfs_proto::namespace::FileLayout> {
         self.bucket_lock(acting, bucket).await?;
         self.object_version_layout(acting, bucket, key, version_id).await
-    }
-
-    /// The version a GetObjectRetention or GetObjectLegalHold (`request`) names, read as its caller.
-    async fn requested_version<T>(
-        &self,
-        request: &S3Request<T>,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-    ) -> S3Result<dfs_proto::namespace::FileLayout> {
-        let acting = self.acting(request).await?;
-        self.locked_version(&acting, bucket, key, version_id).await
     }
 
     /// Sets the attributes `change` makes of those of `key`'s version
@@ -349,14 +350,7 @@ impl Gateway {
         &self,
         request: S3Request<GetObjectRetentionInput>,
     ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
-        let layout = self
-            .requested_version(
-                &request,
-                &request.input.bucket,
-                &request.input.key,
-                request.input.version_id.as_deref(),
-            )
-            .await?;
+        let layout = requested_version!(self, request);
         let Some((mode, until)) = retention_of(&layout.stat) else {
             return Err(s3_error!(
                 NoSuchObjectLockConfiguration,
@@ -400,14 +394,7 @@ impl Gateway {
         &self,
         request: S3Request<GetObjectLegalHoldInput>,
     ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
-        let layout = self
-            .requested_version(
-                &request,
-                &request.input.bucket,
-                &request.input.key,
-                request.input.version_id.as_deref(),
-            )
-            .await?;
+        let layout = requested_version!(self, request);
         let status = if held(&layout.stat) { "ON" } else { "OFF" };
         Ok(S3Response::new(GetObjectLegalHoldOutput {
             legal_hold: Some(ObjectLockLegalHold {
