@@ -13,7 +13,7 @@
 #   W2_FILES=2000    W2: files of W2_SIZE=4096 bytes, written then read
 #   W3_DIRS=2000     W3: mkdir then stat
 #   WORKERS=16       concurrent workers for W2 and W3
-#   REPEAT=3         runs of W2 and W3 (each on fresh paths) and of the W1 gets per system; the median is recorded
+#   REPEAT=3         runs of W1 puts (each of a source of its own), W1 gets, W2 and W3 (each on fresh paths) per system; the median is recorded
 #   SYSTEMS="local dfs dfs-r3 dfs-mount seaweed seaweed-fsync seaweed-sync juicefs"   any subset, in this order
 #   DFS_FILE_SERVERS=3   file servers of the DFS cluster (`dfs up` default)
 #   BENCH_VENV=$HOME/.cache/dfs-bench-venv   BENCH_TMP=/tmp   RESULTS=bench/results
@@ -54,7 +54,25 @@ record baseline "read from disk: the W1 file, page cache dropped (dd)" "$(baseli
 # Every W1 put reads its source from the page cache, as the disk baseline
 # reads /dev/zero: the put is measured against writing, not against reading
 # the source off the same disk at the same time.
-warm_source() { cat "$src" > /dev/null; }
+# W1 puts after the first (see w1_puts) write sources of their own, so that
+# none is deduplicated against an earlier one.
+for rep in $(seq 2 "$REPEAT"); do head -c "$w1_bytes" /dev/urandom > "$src-$rep"; done
+
+# w1_puts SYSTEM CMD: the W1 put (CMD, a shell command reading "$SRC" and
+# writing the name "$DST"), REPEAT times, each of a source of its own read
+# from the page cache first; the first writes w1 (which the gets read), the
+# others w1-2, w1-3, ...; records the median.
+w1_puts() {
+  local system=$1 cmd=$2 figures=() t rep
+  for rep in $(seq "$REPEAT"); do
+    if [ "$rep" = 1 ]; then SRC=$src DST=w1; else SRC=$src-$rep DST=w1-$rep; fi
+    export SRC DST
+    cat "$SRC" > /dev/null
+    timed t sh -c "$cmd"
+    figures+=("$(mibps $w1_bytes "$t")")
+  done
+  record_median "$system" "W1 put" MiB/s "${figures[@]}"
+}
 
 # w1_gets SYSTEM CMD: the W1 get (CMD, a shell command), cold (page cache
 # dropped first) then warm, REPEAT times, each round followed by a 1-s
@@ -155,9 +173,7 @@ run_dfs() {
   local servers=$((DFS_FILE_SERVERS > replication ? DFS_FILE_SERVERS : replication))
   echo "== DFS, replication $replication, $servers file servers"
   dfs_up "$system" --replication "$replication" --file-servers "$servers"
-  warm_source
-  timed t "$dfs" -q --no-cache put "$src" /w1
-  record "$system" "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
+  w1_puts "$system" "'$dfs' -q --no-cache put \"\$SRC\" \"/\$DST\""
   w1_gets "$system" "'$dfs' -q --no-cache get /w1 - > /dev/null"
   local password=$dfs_data/admin-password
   driver "$system" dfs "$DFS_URL" small /w2 --password-file "$password"
@@ -188,9 +204,7 @@ if wanted dfs-mount; then
   mkdir -p "$mnt"
   "$dfs" --no-cache --cache-dir "$work/dfs-mount.cache" mount "$mnt" --remote / --log-file "$work/dfs-mount.mount.log"
   bench_on_exit "'$dfs' umount '$mnt' 2>/dev/null || umount -l '$mnt'"
-  warm_source
-  timed t cp "$src" "$mnt/w1"
-  record dfs-mount "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
+  w1_puts dfs-mount "cp \"\$SRC\" '$mnt'/\"\$DST\""
   w1_gets dfs-mount "cp '$mnt/w1' /dev/null"
   driver dfs-mount posix "$mnt" small w2
   driver dfs-mount posix "$mnt" meta w3
@@ -217,9 +231,7 @@ run_seaweed() {
     echo "fs.configure -locationPrefix=/ -fsync -apply" | "$weed" shell -master=127.0.0.1:$master > "$dir.shell" 2>&1
     grep -q '"fsync": *true' "$dir.shell" || { echo "fs.configure -fsync did not apply:" >&2; cat "$dir.shell" >&2; }
   fi
-  warm_source
-  timed t curl -sf -o /dev/null -T "$src" "$url/w1/big"
-  record "$system" "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
+  w1_puts "$system" "curl -sf -o /dev/null -T \"\$SRC\" '$url'/\"\$DST\"/big"
   w1_gets "$system" "curl -sf -o /dev/null '$url/w1/big'"
   driver "$system" seaweed "$url" small /w2
   driver "$system" seaweed "$url" meta /w3
@@ -248,9 +260,7 @@ if wanted juicefs; then
     --log "$dir.mount.log" > "$dir.mount.out" 2>&1
   bench_on_exit "'$juicefs' umount --force '$dir/mnt'"
   mnt=$dir/mnt
-  warm_source
-  timed t cp "$src" "$mnt/w1"
-  record juicefs "W1 put" "$(mibps $w1_bytes "$t")" MiB/s
+  w1_puts juicefs "cp \"\$SRC\" '$mnt'/\"\$DST\""
   w1_gets juicefs "cp '$mnt/w1' /dev/null"
   driver juicefs posix "$mnt" small w2
   driver juicefs posix "$mnt" meta w3

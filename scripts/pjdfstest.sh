@@ -12,7 +12,8 @@
 # Env: DFS_BIN (default: target/release/dfs or target/debug/dfs, built if
 #      absent), PJDFSTEST (default ~/.cache/pjdfstest/bin/pjdfstest, installed
 #      there if absent: needs apt's libacl1-dev), DFS_PJD_KEEP=1 keeps the
-#      temp dir (cluster data, logs, the mount's log).
+#      temp dir (cluster data, logs, the mount's log), DFS_PJD_MOUNT_OPTIONS
+#      (default --allow-other) the options of `dfs mount`.
 # Needs root and /dev/fuse; makes the local user `tests` (pjdfstest's second
 # dummy user) if it does not exist. Not part of CI's test run (it takes a
 # few minutes); its last counts are in docs/posix.md.
@@ -55,9 +56,17 @@ field admin_password_file | xargs cat | dfs login admin --password-stdin > /dev/
 echo posix-password | dfs user add posix --password-stdin > /dev/null
 export DFS_CONFIG_DIR=$WORK/config-posix
 echo posix-password | dfs login posix --password-stdin > /dev/null
+# pjdfstest's dummy users must reach its temp dir, made in the mount's root.
+dfs chmod 755 /home/posix
 
 mkdir -p "$WORK/mnt"
-dfs mount "$WORK/mnt" --log-file "$WORK/mount.log"
+# The temp dir is 0700 (mktemp): the dummy users must reach the mount point.
+chmod 711 "$WORK"
+# Other local users (pjdfstest's dummy users) act as `posix` within the
+# owners and modes the mount shows (--allow-other, docs/posix.md).
+# DFS_PJD_MOUNT_OPTIONS replaces it (empty: the mount serves root alone).
+# shellcheck disable=SC2086
+dfs mount "$WORK/mnt" --log-file "$WORK/mount.log" ${DFS_PJD_MOUNT_OPTIONS---allow-other}
 # rename_ctime: a rename moves the ctime of what moved (docs/posix.md, Times).
 # Not utimensat/utime_now: their cases check atimes set apart from mtimes,
 # and the namespace keeps no atime.

@@ -229,9 +229,20 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 return emit(&global, &entries, || lines(&entries));
             }
             if global.json {
-                // One JSON array: the whole listing, read page by page.
-                let entries = client.list(&path).await?.entries;
-                return emit(&global, &entries, || lines(&entries));
+                // One JSON array, written a page at a time as it is read.
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let mut pages = client.list_pages(&path);
+                let mut first = true;
+                write!(out, "[")?;
+                while let Some(page) = pages.next_page().await? {
+                    for entry in &page {
+                        write!(out, "{}{}", if first { "" } else { "," }, serde_json::to_string(entry)?)?;
+                        first = false;
+                    }
+                }
+                writeln!(out, "]")?;
+                return Ok(());
             }
             // Printed a page at a time: a huge directory is never held whole.
             let mut pages = client.list_pages(&path);

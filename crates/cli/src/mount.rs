@@ -23,6 +23,13 @@ pub struct MountArgs {
     /// Log file of a background mount (default: mount.log in your config dir).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// Let every local user use the mount (FUSE's allow_other), each acting
+    /// as your DFS user, within the owners and modes the mount shows, which
+    /// the kernel then checks (default_permissions), as `sshfs -o
+    /// allow_other,default_permissions` does. Needs root, or
+    /// `user_allow_other` in /etc/fuse.conf.
+    #[arg(long)]
+    pub allow_other: bool,
 }
 
 /// Set in the environment of the background child: it prints this line on
@@ -53,6 +60,7 @@ pub async fn run(global: &Global, args: MountArgs) -> anyhow::Result<()> {
         user: session.name.clone(),
         spill_dir: cache_dir.join("spill"),
         ticket_expires_at: session.expires_at,
+        allow_other: args.allow_other,
         on_refresh: Some(Box::new(move |ticket: &str, expires_at: u64| {
             let mut session = saved.clone();
             session.ticket = ticket.to_string();

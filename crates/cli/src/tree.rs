@@ -2,10 +2,13 @@
 //! and `dfs watch`.
 //!
 //! A tree is copied like `cp -r`: into `TARGET/NAME` when the target is an
-//! existing directory, else to `TARGET` itself. Directories are made first
-//! (parents before children), then up to [`FILES_AT_ONCE`] files move at
-//! once, each with [`CHUNKS_PER_FILE`] chunks in flight, so memory stays
-//! under `FILES_AT_ONCE x CHUNKS_PER_FILE x chunk size`.
+//! existing directory, else to `TARGET` itself. Directories are made
+//! before what is in them, and up to [`FILES_AT_ONCE`] files move at once,
+//! each with [`CHUNKS_PER_FILE`] chunks in flight, so memory stays under
+//! `FILES_AT_ONCE x CHUNKS_PER_FILE x chunk size`. `get -r` walks the
+//! remote tree a listing page at a time, downloading as it goes (a first
+//! walk only counts, for the progress bar); `put -r` reads the local tree's
+//! names first.
 
 use crate::args::Global;
 use crate::commands::{emit, home_of, local_name, remote_path, shown};
@@ -258,51 +261,79 @@ pub async fn get_tree(
         local: target.clone(),
         ..Default::default()
     };
-    // Walk the remote tree breadth first, making local directories as we go.
     std::fs::create_dir_all(&target).with_context(|| format!("cannot create {}", target.display()))?;
-    let mut files: Vec<(DfsPath, PathBuf, u64)> = Vec::new();
-    let mut pending = vec![(root.clone(), target.clone())];
-    while let Some((dir, local_dir)) = pending.pop() {
-        for entry in client.list(&dir).await?.entries {
-            let name = entry.path.name().context("a listing entry without a name")?;
-            let local_path = local_dir.join(name);
+    // A first walk counts what there is (for the progress bar); a second
+    // makes directories and downloads files as it meets them. Memory is a
+    // listing page per level and the files under way, whatever the tree's size.
+    let (mut count, mut total) = (0u64, 0u64);
+    let mut counting = RemoteWalk::new(client, &root);
+    while let Some(entry) = counting.next().await? {
+        if entry.kind == EntryKind::File {
+            count += 1;
+            total += entry.size;
+        }
+    }
+    let bar = Bar::bytes(global, Some(total), &format!("{count} files"));
+    let progress = bar.callback();
+    let mut tree_client = client.clone();
+    tree_client.parallelism = CHUNKS_PER_FILE;
+    let local_of = |remote: &DfsPath| target.join(remote.as_str()[root.as_str().len()..].trim_start_matches('/'));
+    let (files, receiver) = tokio::sync::mpsc::channel::<(DfsPath, PathBuf)>(FILES_AT_ONCE * 4);
+    let walking = async {
+        let mut walk = RemoteWalk::new(client, &root);
+        let mut directories = 0u64;
+        while let Some(entry) = walk.next().await? {
+            let local_path = local_of(&entry.path);
             match entry.kind {
                 EntryKind::Dir => {
                     std::fs::create_dir_all(&local_path)
                         .with_context(|| format!("cannot create {}", local_path.display()))?;
-                    report.directories += 1;
-                    pending.push((entry.path.clone(), local_path));
+                    directories += 1;
                 }
-                EntryKind::File => files.push((entry.path.clone(), local_path, entry.size)),
+                EntryKind::File => {
+                    if files.send((entry.path, local_path)).await.is_err() {
+                        // The downloads stopped (one failed): so does the walk.
+                        break;
+                    }
+                }
             }
         }
-    }
-    let total: u64 = files.iter().map(|(_, _, size)| size).sum();
-    let bar = Bar::bytes(global, Some(total), &format!("{} files", files.len()));
-    let progress = bar.callback();
-    let mut tree_client = client.clone();
-    tree_client.parallelism = CHUNKS_PER_FILE;
-    let results: Vec<(u64, GetSummary)> = stream::iter(files.iter())
-        .map(|(remote, local, _)| {
+        drop(files);
+        anyhow::Ok(directories)
+    };
+    let queued = stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|file| (file, receiver))
+    });
+    let downloading = queued
+        .map(|(remote, local)| {
             let (client, progress) = (&tree_client, progress.clone());
             async move {
-                let layout = client.first_layout_page(remote).await?;
-                let (stat, summary) = download_to(client, &layout, local, progress)
+                let layout = client.first_layout_page(&remote).await?;
+                let (stat, summary) = download_to(client, &layout, &local, progress)
                     .await
                     .with_context(|| format!("downloading {remote}"))?;
                 anyhow::Ok((stat.size, summary))
             }
         })
         .buffer_unordered(FILES_AT_ONCE)
-        .try_collect()
-        .await?;
+        .try_fold(
+            (0u64, 0u64, 0u64, 0u64),
+            |(files, bytes, cached, fetched), (size, summary)| async move {
+                Ok((
+                    files + 1,
+                    bytes + size,
+                    cached + summary.chunks_cached,
+                    fetched + summary.chunks_fetched,
+                ))
+            },
+        );
+    let (directories, (files, bytes, cached, fetched)) = tokio::try_join!(walking, downloading)?;
     bar.finish();
-    for (size, summary) in results {
-        report.files += 1;
-        report.bytes += size;
-        report.chunks_cached += summary.chunks_cached;
-        report.chunks_fetched += summary.chunks_fetched;
-    }
+    report.directories = directories;
+    report.files = files;
+    report.bytes = bytes;
+    report.chunks_cached = cached;
+    report.chunks_fetched = fetched;
     emit(global, &report, || {
         format!(
             "{} -> {} ({} files, {} directories, {} bytes; {} chunks from the cache, {} fetched)",
@@ -401,4 +432,52 @@ pub async fn watch(
         })?;
     }
     Ok(())
+}
+
+/// The entries below a remote directory, depth first, a listing page at a
+/// time: it holds at most a page of entries per level, whatever the tree's size.
+struct RemoteWalk<'c> {
+    client: &'c Client,
+    /// Directories to list, with the cursor of their next page; the last first.
+    pending: Vec<(DfsPath, Option<String>)>,
+    /// Entries of the page read, not yet yielded.
+    page: std::collections::VecDeque<Stat>,
+}
+
+impl<'c> RemoteWalk<'c> {
+    fn new(client: &'c Client, root: &DfsPath) -> RemoteWalk<'c> {
+        RemoteWalk {
+            client,
+            pending: vec![(root.clone(), None)],
+            page: Default::default(),
+        }
+    }
+
+    /// The next entry (a directory before what is below it), or `None` at the end.
+    async fn next(&mut self) -> anyhow::Result<Option<Stat>> {
+        loop {
+            if let Some(entry) = self.page.pop_front() {
+                return Ok(Some(entry));
+            }
+            let Some((dir, cursor)) = self.pending.pop() else {
+                return Ok(None);
+            };
+            let listing = self
+                .client
+                .list_page(&dir, cursor.as_deref(), dfs_proto::namespace::LIST_PAGE_DEFAULT)
+                .await?;
+            if let Some(next) = listing.next_cursor {
+                self.pending.push((dir, Some(next)));
+            }
+            // This page's directories are walked before the next page.
+            let below: Vec<_> = listing
+                .entries
+                .iter()
+                .filter(|entry| entry.kind == EntryKind::Dir)
+                .map(|entry| (entry.path.clone(), None))
+                .collect();
+            self.pending.extend(below.into_iter().rev());
+            self.page = listing.entries.into();
+        }
+    }
 }

@@ -18,6 +18,12 @@
 //! writing; it is committed as a new version by `flush`, `fsync` and the
 //! last `release` (small files inline, as `dfs put` does). Nothing is ever
 //! held whole in memory: its download reads the layout a page at a time too.
+//! A new content written in order from its first byte (`cp`, a `>`
+//! redirection) is also uploaded as it is written (a [`Stream`]: the
+//! writes feed a `put` under way, [`FEED_DEPTH`] writes deep), so that the
+//! commit at close only has its last chunk left to send; any other write
+//! (a seek back, a second writer, a cut) ends the stream, whose upload is
+//! then abandoned uncommitted, and the commit uploads the spill as before.
 
 use bytes::Bytes;
 use dfs_client::{Client, Error};
@@ -26,10 +32,14 @@ use dfs_proto::{DfsPath, ErrorCode};
 use std::collections::{BTreeMap, VecDeque};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::runtime::Handle;
-use tokio::sync::OnceCell;
+use tokio::sync::{mpsc, OnceCell};
+use tokio::task::JoinHandle;
 
 /// Chunks a sequential read fetches ahead of the one it reads, at once.
 pub const AHEAD: usize = 4;
@@ -315,9 +325,61 @@ impl Reader {
     }
 }
 
+/// Writes queued for a [`Stream`]'s upload at most (each at most the
+/// kernel's `max_write`, 1 MiB): a writer faster than the upload waits.
+pub const FEED_DEPTH: usize = 4;
+
+/// What a [`Stream`]'s writes send its upload.
+enum Feed {
+    Data(Bytes),
+    /// The content is whole: the upload may commit.
+    End,
+}
+
+/// The upload of a spill's content as it is written (see the module doc).
+struct Stream {
+    feed: mpsc::Sender<Feed>,
+    upload: JoinHandle<dfs_client::Result<Stat>>,
+    /// Where the upload commits.
+    path: DfsPath,
+    /// Bytes sent so far: the next write in order starts here.
+    fed: u64,
+}
+
+/// The source of a [`Stream`]'s `put`: the writes as they come. Its end is
+/// [`Feed::End`] only; a writer gone without it is an error, so that an
+/// abandoned stream never commits a part of the content.
+struct Fed {
+    feed: mpsc::Receiver<Feed>,
+    current: Bytes,
+}
+
+impl AsyncRead for Fed {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        while self.current.is_empty() {
+            match ready!(self.feed.poll_recv(cx)) {
+                Some(Feed::Data(data)) => self.current = data,
+                Some(Feed::End) => return Poll::Ready(Ok(())),
+                None => {
+                    return Poll::Ready(Err(std::io::Error::other(
+                        "the writes feeding this upload stopped before the end",
+                    )))
+                }
+            }
+        }
+        let take = buf.remaining().min(self.current.len());
+        buf.put_slice(&self.current.split_to(take));
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// The new content of a file open for writing.
 pub struct Spill {
     file: std::fs::File,
+    /// Whether the writes may start a [`Stream`]: the spill was made empty
+    /// and nothing but writes in order from byte 0 touched it since.
+    streamable: bool,
+    stream: Option<Stream>,
     /// Written since the last commit.
     pub dirty: bool,
     /// Handles open on it; the spill goes when the last one is released.
@@ -343,6 +405,8 @@ impl Spill {
     pub fn create(dir: &Path) -> std::io::Result<Spill> {
         Ok(Spill {
             file: tempfile::tempfile_in(dir)?,
+            streamable: true,
+            stream: None,
             dirty: false,
             handles: 0,
             final_mode: None,
@@ -356,7 +420,8 @@ impl Spill {
     /// layout read a page at a time (the pages after the first are asked
     /// for as the download goes on, of the same version).
     pub async fn download(dir: &Path, client: &Client, path: &DfsPath) -> dfs_client::Result<Spill> {
-        let spill = Spill::create(dir)?;
+        let mut spill = Spill::create(dir)?;
+        spill.streamable = false;
         let mut file = tokio::fs::File::from_std(spill.file.try_clone()?);
         let first = client.first_layout_page(path).await?;
         client
@@ -393,11 +458,88 @@ impl Spill {
     }
 
     pub fn truncate(&mut self, size: u64) -> std::io::Result<()> {
+        self.end_stream();
         self.file.set_len(size)?;
         self.dirty = true;
         self.modified = Some(std::time::SystemTime::now());
         self.set_mtime = None;
         Ok(())
+    }
+
+    /// Sends `data`, just written at `offset`, to the upload under way; or
+    /// starts one with `start()` (the client and path it writes, and the
+    /// runtime to run on; none if the file has no path any more) if this
+    /// is the first write of a new content. Any other write ends the stream.
+    pub fn stream(&mut self, offset: u64, data: &[u8], start: impl FnOnce() -> Option<(Client, DfsPath, Handle)>) {
+        if self.stream.is_none() {
+            let started = (self.streamable && offset == 0).then(start).flatten();
+            let Some((client, path, runtime)) = started else {
+                self.streamable = false;
+                return;
+            };
+            let (feed, receiver) = mpsc::channel(FEED_DEPTH);
+            let source = Fed {
+                feed: receiver,
+                current: Bytes::new(),
+            };
+            let target = path.clone();
+            let upload =
+                runtime.spawn(async move { client.put(&target, source, &dfs_client::PutOptions::default()).await });
+            self.stream = Some(Stream {
+                feed,
+                upload,
+                path,
+                fed: 0,
+            });
+        }
+        let Some(stream) = &mut self.stream else {
+            return;
+        };
+        // A fuser thread, outside the runtime: waiting here is the writer
+        // waiting for the upload.
+        if offset != stream.fed
+            || stream
+                .feed
+                .blocking_send(Feed::Data(Bytes::copy_from_slice(data)))
+                .is_err()
+        {
+            self.end_stream();
+            return;
+        }
+        stream.fed += data.len() as u64;
+    }
+
+    /// Abandons the upload under way, if any: it fails without committing.
+    fn end_stream(&mut self) {
+        self.streamable = false;
+        if let Some(stream) = self.stream.take() {
+            // Dropping the sender without `End` fails the upload's source.
+            drop(stream.feed);
+            tracing::debug!(
+                "stream of {} ended after {} bytes: uploaded at commit",
+                stream.path,
+                stream.fed
+            );
+        }
+    }
+
+    /// The upload of the whole content to `path`, if the writes streamed
+    /// all of it there: told that the content is whole, it commits, and the
+    /// caller waits for it. Otherwise the stream (if any) is abandoned and
+    /// the caller uploads the spill. Either way no stream is left.
+    pub fn finish_stream(&mut self, path: &DfsPath) -> Option<JoinHandle<dfs_client::Result<Stat>>> {
+        let whole = self
+            .stream
+            .as_ref()
+            .is_some_and(|stream| &stream.path == path && self.len().is_ok_and(|len| len == stream.fed));
+        if !whole {
+            self.end_stream();
+            return None;
+        }
+        self.streamable = false;
+        let stream = self.stream.take()?;
+        stream.feed.blocking_send(Feed::End).ok()?;
+        Some(stream.upload)
     }
 
     /// Its content, from the start, for an upload.

@@ -34,8 +34,9 @@ pub const TTL: Duration = Duration::from_secs(1);
 pub const NOBODY: u32 = 65534;
 
 /// Preferred I/O size reported to programs (`st_blksize`): `cp` and
-/// friends read and write in pieces this large.
-const BLOCK_SIZE: u32 = 128 * 1024;
+/// friends read and write in pieces this large. The kernel's largest write
+/// request (`max_write` in `init`), so that one `write(2)` is one request.
+const BLOCK_SIZE: u32 = 1024 * 1024;
 
 /// Largest name the namespace takes, in bytes.
 const NAME_MAX: usize = 255;
@@ -60,9 +61,24 @@ enum Open {
         spill: Arc<Mutex<Spill>>,
         append: bool,
     },
+    /// A directory being listed, a page at a time.
     Dir {
-        entries: Vec<(u64, FileType, String)>,
+        path: DfsPath,
+        page: Mutex<DirPage>,
     },
+}
+
+/// The page of a directory's listing that a handle reads now: memory per
+/// open directory is one page ([`dfs_proto::namespace::LIST_PAGE_DEFAULT`]
+/// entries) whatever the directory's size. A position (readdir's offset)
+/// counts entries from the start of the listing, `.` and `..` first.
+struct DirPage {
+    /// The position of `entries[0]`.
+    start: u64,
+    /// Number, type and name of each entry.
+    entries: Vec<(u64, FileType, String)>,
+    /// The cursor of the next page; none after the last.
+    next: Option<String>,
 }
 
 pub struct DfsFs {
@@ -445,12 +461,30 @@ impl DfsFs {
             spill.dirty = false;
             return Ok(());
         };
-        let source = spill
-            .source()
-            .map_err(|error| self.local_failure("commit", &self.spill_dir, &error))?;
         let writer = self.writer(&path);
-        self.block(writer.put(&path, source, &PutOptions::default()))
-            .map_err(|error| self.fail("commit", &path, &error, Errno::EIO))?;
+        // The upload fed by the writes, if they streamed the whole content
+        // here; else (or if it failed) the spill's.
+        let streamed = match spill.finish_stream(&path) {
+            Some(upload) => match self.block(upload) {
+                Ok(Ok(_)) => true,
+                Ok(Err(error)) => {
+                    tracing::debug!("commit {path}: the streamed upload failed ({error}): uploading the spill");
+                    false
+                }
+                Err(error) => {
+                    tracing::warn!("commit {path}: the streamed upload stopped ({error}): uploading the spill");
+                    false
+                }
+            },
+            None => false,
+        };
+        if !streamed {
+            let source = spill
+                .source()
+                .map_err(|error| self.local_failure("commit", &self.spill_dir, &error))?;
+            self.block(writer.put(&path, source, &PutOptions::default()))
+                .map_err(|error| self.fail("commit", &path, &error, Errno::EIO))?;
+        }
         spill.dirty = false;
         self.changed(&path, false);
         // Times set since the last write (tar and `cp -p` set them before
@@ -647,7 +681,7 @@ impl DfsFs {
 
     fn do_write(&self, fh: FileHandle, offset: u64, data: &[u8]) -> Result<u32> {
         match &*self.handle(fh)? {
-            Open::Write { spill, append, .. } => {
+            Open::Write { ino, spill, append } => {
                 let mut spill = spill.lock().unwrap_or_else(PoisonError::into_inner);
                 let offset = if *append {
                     spill
@@ -659,6 +693,10 @@ impl DfsFs {
                 spill
                     .write(offset, data)
                     .map_err(|error| self.local_failure("write", &self.spill_dir, &error))?;
+                spill.stream(offset, data, || {
+                    let path = self.path(INodeNo(*ino)).ok()?;
+                    Some((self.writer(&path), path, self.runtime.clone()))
+                });
                 Ok(data.len() as u32)
             }
             _ => Err(Errno::EBADF),
@@ -720,29 +758,80 @@ impl DfsFs {
 
     fn do_opendir(&self, ino: INodeNo) -> Result<FileHandle> {
         let path = self.path(ino)?;
+        let page = self.dir_page(ino.0, &path, None)?;
+        Ok(self.add_handle(Open::Dir {
+            path,
+            page: Mutex::new(page),
+        }))
+    }
+
+    /// The page of the listing of directory `ino` at `path` after `cursor`
+    /// (the first, with `.` and `..`, if none), its stats kept in `listed`.
+    fn dir_page(&self, ino: u64, path: &DfsPath, cursor: Option<String>) -> Result<DirPage> {
         let mark = self.freshness.mark();
+        let first = cursor.is_none();
         let listing = self
-            .block(self.client().list(&path))
-            .map_err(|error| self.fail("list", &path, &error, Errno::EIO))?;
+            .block(
+                self.client()
+                    .list_page(path, cursor.as_deref(), dfs_proto::namespace::LIST_PAGE_DEFAULT),
+            )
+            .map_err(|error| self.fail("list", path, &error, Errno::EIO))?;
         let until = Instant::now() + self.freshness.ttl(mark);
-        let mut entries = vec![(ino.0, FileType::Directory, ".".to_string())];
-        entries.push((ROOT, FileType::Directory, "..".to_string()));
-        {
-            let mut inodes = self.inodes.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut listed = self.listed.0.lock().unwrap_or_else(PoisonError::into_inner);
-            if listed.len() > 100_000 {
-                listed.retain(|_, (_, until)| *until > Instant::now());
-            }
-            for stat in listing.entries {
-                let Some(name) = stat.path.name().map(str::to_string) else {
-                    continue;
-                };
-                let kind = fuse_type(&stat);
-                entries.push((inodes.number(&stat.path, false), kind, name));
-                listed.insert(stat.path.clone(), (stat, until));
-            }
+        let mut entries = Vec::with_capacity(listing.entries.len() + 2);
+        if first {
+            entries.push((ino, FileType::Directory, ".".to_string()));
+            entries.push((ROOT, FileType::Directory, "..".to_string()));
         }
-        Ok(self.add_handle(Open::Dir { entries }))
+        let mut inodes = self.inodes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut listed = self.listed.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if listed.len() > 100_000 {
+            listed.retain(|_, (_, until)| *until > Instant::now());
+        }
+        for stat in listing.entries {
+            let Some(name) = stat.path.name().map(str::to_string) else {
+                continue;
+            };
+            let kind = fuse_type(&stat);
+            entries.push((inodes.number(&stat.path, false), kind, name));
+            listed.insert(stat.path.clone(), (stat, until));
+        }
+        Ok(DirPage {
+            start: 0,
+            entries,
+            next: listing.next_cursor,
+        })
+    }
+
+    /// Adds the entries of directory handle `fh` from position `offset` to
+    /// `reply`, from the page held, or the next page (asked for now), or
+    /// the first again (a rewind).
+    fn do_readdir(&self, ino: INodeNo, fh: FileHandle, offset: u64, reply: &mut ReplyDirectory) -> Result<()> {
+        let open = self.handle(fh)?;
+        let Open::Dir { path, page } = &*open else {
+            return Err(Errno::ENOTDIR);
+        };
+        let mut page = page.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if offset < page.start {
+                *page = self.dir_page(ino.0, path, None)?;
+                continue;
+            }
+            let end = page.start + page.entries.len() as u64;
+            if offset < end {
+                let skip = (offset - page.start) as usize;
+                for (index, (ino, kind, name)) in page.entries.iter().enumerate().skip(skip) {
+                    if reply.add(INodeNo(*ino), page.start + index as u64 + 1, *kind, name) {
+                        break;
+                    }
+                }
+                return Ok(());
+            }
+            let Some(cursor) = page.next.take() else {
+                return Ok(());
+            };
+            let next = self.dir_page(ino.0, path, Some(cursor))?;
+            *page = DirPage { start: end, ..next };
+        }
     }
 
     fn do_rename(
@@ -836,7 +925,10 @@ impl Filesystem for DfsFs {
         // fcntl locks, and flock ones (which the kernel sends as whole-file
         // fcntl locks of the open file), come here: see locks.rs.
         let _ = config.add_capabilities(InitFlags::FUSE_POSIX_LOCKS | InitFlags::FUSE_FLOCK_LOCKS);
-        let _ = config.set_max_write(1024 * 1024);
+        // Look-ups (and listings) in one directory run in parallel: without
+        // it the kernel sends them one at a time, whatever the threads.
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        let _ = config.set_max_write(BLOCK_SIZE);
         let _ = config.set_max_readahead(1024 * 1024);
         Ok(())
     }
@@ -1125,20 +1217,11 @@ impl Filesystem for DfsFs {
         }
     }
 
-    fn readdir(&self, _request: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let open = match self.handle(fh) {
-            Ok(open) => open,
-            Err(error) => return reply.error(error),
-        };
-        let Open::Dir { entries } = &*open else {
-            return reply.error(Errno::ENOTDIR);
-        };
-        for (index, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*ino), index as u64 + 1, *kind, name) {
-                break;
-            }
+    fn readdir(&self, _request: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.do_readdir(ino, fh, offset, &mut reply) {
+            Ok(()) => reply.ok(),
+            Err(error) => reply.error(error),
         }
-        reply.ok();
     }
 
     fn releasedir(&self, _request: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {

@@ -57,6 +57,10 @@ pub struct MountOptions {
     pub spill_dir: PathBuf,
     /// Expiry of the client's ticket (Unix seconds); it is refreshed before.
     pub ticket_expires_at: u64,
+    /// Every local user may use the mount, as `user`, within the owners and
+    /// modes it shows, which the kernel checks (`allow_other` and
+    /// `default_permissions`); else only the local user who mounted.
+    pub allow_other: bool,
     pub on_refresh: Option<OnRefresh>,
 }
 
@@ -119,6 +123,14 @@ pub fn mount(
         fuser::MountOption::NoSuid,
         fuser::MountOption::NoAtime,
     ];
+    if options.allow_other {
+        // The kernel checks every local user's calls against the owners and
+        // modes shown before they come here; the directory service then
+        // checks them as the mount's DFS user. A local user gets no more
+        // than both allow.
+        config.acl = fuser::SessionACL::All;
+        config.mount_options.push(fuser::MountOption::DefaultPermissions);
+    }
     config.n_threads = Some(8);
     // Before mounting: once mounted, looking at the path asks the mount.
     let absolute = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());

@@ -10,9 +10,10 @@ mod versions;
 use crate::body::{body_error, window, HashingReader};
 use crate::listing;
 use crate::metadata::{self, headers_of};
-use crate::paths::{bucket_path, object_path, BUCKETS, FOLDER};
+use crate::paths::{bucket_path, object_path, BUCKETS};
 use crate::sessions::{Acting, Sessions};
 use crate::tagging;
+use crate::walk::{Bounds, Walk};
 use acl::Canned;
 use dfs_client::{Client, Error as ClientError, GetOptions, PutOptions};
 use dfs_proto::namespace::{EntryKind, FileLayout, Stat};
@@ -36,15 +37,6 @@ pub struct Gateway {
     /// Writes and deletes of one key of a bucket with versioning take
     /// turns (in this gateway), so that each keeps the version before it.
     pub(crate) key_locks: versions::KeyLocks,
-}
-
-/// What a walk of a bucket does with a directory the caller may not read.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Unreadable {
-    /// Lists what the caller may see (a listing).
-    Skip,
-    /// Fails (DeleteBucket, which must not remove what it could not see).
-    Fail,
 }
 
 /// What a "not found" from the directory service means for an operation.
@@ -320,79 +312,24 @@ impl Gateway {
         Ok(stat)
     }
 
-    /// Every file below `dir` (the key `base` names it) whose key starts
-    /// with `prefix`; a directory the caller may not read is skipped, or
-    /// with `Unreadable::Fail` fails the walk.
-    async fn walk(
-        &self,
-        acting: &Acting,
-        dir: DfsPath,
-        base: String,
-        prefix: &str,
-        unreadable: Unreadable,
-        keys: &mut Vec<(String, Stat)>,
-    ) -> Result<(), ClientError> {
-        let mut pending = vec![(dir, base)];
-        while let Some((dir, base)) = pending.pop() {
-            let listing = match acting.client.list(&dir).await {
-                Ok(listing) => listing,
-                Err(error) if error.is_not_found() => continue,
-                // A directory the caller may not read: no keys it sees.
-                Err(error) if unreadable == Unreadable::Skip && error.code() == Some(ErrorCode::PermissionDenied) => {
-                    continue
-                }
-                Err(error) => return Err(error),
-            };
-            for entry in listing.entries {
-                let name = entry.path.as_str().rsplit('/').next().unwrap_or_default().to_string();
-                let key = format!("{base}{name}");
-                match entry.kind {
-                    EntryKind::Dir => {
-                        let below = format!("{key}/");
-                        if below.starts_with(prefix) || prefix.starts_with(&below) {
-                            pending.push((entry.path.clone(), below));
-                        }
-                    }
-                    EntryKind::File => {
-                        // A folder marker is the key of its directory (`a/b/`).
-                        let key = if name == FOLDER { base.clone() } else { key };
-                        if !key.is_empty() && key.starts_with(prefix) {
-                            keys.push((key, entry));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The sorted keys of `bucket` starting with `prefix`.
-    async fn keys(
-        &self,
-        acting: &Acting,
-        bucket: &str,
-        prefix: &str,
-        unreadable: Unreadable,
-    ) -> S3Result<Vec<(String, Stat)>> {
+    /// A walk of `bucket`'s keys within `bounds` (see `walk`), from the
+    /// prefix's deepest directory; `None` if that cannot be a path (no
+    /// keys then). Fails if the bucket is missing or not the caller's to list.
+    async fn walk<'a>(&self, acting: &'a Acting, bucket: &str, bounds: Bounds) -> S3Result<Option<Walk<'a, Client>>> {
         self.bucket_stat(acting, bucket).await?;
-        let base = prefix.rfind('/').map_or("", |at| &prefix[..=at]);
-        let mut keys = Vec::new();
-        // A prefix that cannot be a path has no keys below it.
+        let base = bounds
+            .prefix
+            .rfind('/')
+            .map_or("", |at| &bounds.prefix[..=at])
+            .to_string();
         let dir = match base.strip_suffix('/') {
             Some(dir) => match object_path(bucket, dir) {
                 Ok(path) => path,
-                Err(_) => return Ok(keys),
+                Err(_) => return Ok(None),
             },
             None => bucket_path(bucket)?,
         };
-        if let Err(error) = self
-            .walk(acting, dir, base.to_string(), prefix, unreadable, &mut keys)
-            .await
-        {
-            return Err(self.fail(acting, bucket, Missing::Bucket, error).await);
-        }
-        keys.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(keys)
+        Ok(Some(Walk::new(&acting.client, dir, base, bounds)))
     }
 
     /// DeleteObject of `key` (of its version `version_id`, if given).
@@ -773,10 +710,20 @@ impl S3 for Gateway {
         }
         // Objects are files; directories left by deleted objects do not
         // count, but one it may not read might hold some: refused then.
-        if !self.keys(&acting, &bucket, "", Unreadable::Fail).await?.is_empty()
-            || self.keeps_versions(&acting, &bucket).await?
-        {
-            return Err(s3_error!(BucketNotEmpty, "bucket {bucket} holds objects"));
+        let everything = Bounds {
+            skip_unreadable: false,
+            ..Bounds::default()
+        };
+        if let Some(mut walk) = self.walk(&acting, &bucket, everything).await? {
+            match walk.next().await {
+                Ok(None) => {}
+                Ok(Some(_)) => return Err(s3_error!(BucketNotEmpty, "bucket {bucket} holds objects")),
+                Err(error) => return Err(self.fail(&acting, &bucket, Missing::Bucket, error).await),
+            }
+        }
+        // Versions kept (and delete markers) count too.
+        if self.keeps_versions(&acting, &bucket).await? {
+            return Err(s3_error!(BucketNotEmpty, "bucket {bucket} keeps object versions"));
         }
         let gateway = self.gateway_client();
         match gateway.remove(&stat.path, true).await {
@@ -1299,8 +1246,26 @@ impl Gateway {
         // An empty delimiter is none (and is not echoed).
         let delimiter = delimiter.filter(|d| !d.is_empty());
         let max = max_keys_of(max_keys)?;
-        let keys = self.keys(acting, bucket, &prefix, Unreadable::Skip).await?;
-        let page = listing::page(keys, &prefix, delimiter.as_deref(), after.as_deref(), max);
+        let bounds = Bounds {
+            prefix: prefix.clone(),
+            after: after.clone(),
+            fold_directories: delimiter.as_deref() == Some("/"),
+            skip_unreadable: true,
+        };
+        let page = match self.walk(acting, bucket, bounds).await? {
+            Some(mut walk) => listing::walk_page(&mut walk, &prefix, delimiter.as_deref(), after.as_deref(), max)
+                .await
+                .map_err(|error| (acting, error)),
+            None => Ok(listing::Page {
+                objects: Vec::new(),
+                prefixes: Vec::new(),
+                next: None,
+            }),
+        };
+        let page = match page {
+            Ok(page) => page,
+            Err((acting, error)) => return Err(self.fail(acting, bucket, Missing::Bucket, error).await),
+        };
         Ok(Listed {
             url,
             count: page.objects.len() + page.prefixes.len(),

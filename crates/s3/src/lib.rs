@@ -36,6 +36,7 @@ mod metadata;
 pub mod paths;
 pub mod sessions;
 mod tagging;
+mod walk;
 
 use anyhow::Context;
 use axum::error_handling::HandleError;

@@ -1,7 +1,11 @@
 //! ListObjects (v1 and V2) over a sorted list of keys: S3's order is
 //! lexicographic by the whole key's bytes, which a walk of the tree sorted
 //! by name is not ("a-c" < "a/b", but the directory "a" sorts after "a-c"),
-//! so the keys are gathered first and sorted as strings.
+//! so the tree is walked in an order that is (see `walk`), a page at a time.
+
+use crate::walk::{Item, Lister, Walk};
+use dfs_client::Error as ClientError;
+use dfs_proto::namespace::Stat;
 
 /// A key, prefix, delimiter or marker as S3 writes it for
 /// `encoding-type=url`: form encoding, as AWS does (a space is `+`), every
@@ -31,6 +35,9 @@ pub struct Page<T> {
 
 /// The page of `keys` (sorted, all starting with `prefix`) that follows
 /// `after`, at most `max` entries (objects and common prefixes together).
+/// The gateway pages a [`Walk`] ([`walk_page`]); this, over keys gathered
+/// and sorted whole, is the tests' reference.
+#[cfg(test)]
 pub fn page<T>(
     keys: Vec<(String, T)>,
     prefix: &str,
@@ -38,47 +45,114 @@ pub fn page<T>(
     after: Option<&str>,
     max: usize,
 ) -> Page<T> {
-    let mut page = Page {
-        objects: Vec::new(),
-        prefixes: Vec::new(),
-        next: None,
-    };
-    let mut count = 0;
-    let mut last: Option<String> = None;
+    let mut builder = Builder::new(prefix, delimiter, after, max);
     for (key, value) in keys {
-        if let Some(after) = after {
+        if builder.full_after(key, value) {
+            break;
+        }
+    }
+    builder.page
+}
+
+/// One page of what `walk` yields (see [`page`]).
+pub async fn walk_page<L: Lister>(
+    walk: &mut Walk<'_, L>,
+    prefix: &str,
+    delimiter: Option<&str>,
+    after: Option<&str>,
+    max: usize,
+) -> Result<Page<Stat>, ClientError> {
+    let mut builder = Builder::new(prefix, delimiter, after, max);
+    while let Some(item) = walk.next().await? {
+        let full = match item {
+            Item::Key(key, stat) => builder.full_after(key, stat),
+            Item::Prefix(common) => builder.full_after_prefix(common),
+        };
+        if full {
+            break;
+        }
+    }
+    Ok(builder.page)
+}
+
+/// A page being filled, key by key in order.
+struct Builder<'a, T> {
+    prefix: &'a str,
+    delimiter: Option<&'a str>,
+    after: Option<&'a str>,
+    max: usize,
+    page: Page<T>,
+    count: usize,
+    last: Option<String>,
+}
+
+impl<'a, T> Builder<'a, T> {
+    fn new(prefix: &'a str, delimiter: Option<&'a str>, after: Option<&'a str>, max: usize) -> Builder<'a, T> {
+        Builder {
+            prefix,
+            delimiter: delimiter.filter(|d| !d.is_empty()),
+            after,
+            max,
+            page: Page {
+                objects: Vec::new(),
+                prefixes: Vec::new(),
+                next: None,
+            },
+            count: 0,
+            last: None,
+        }
+    }
+
+    /// Takes the next key; true once the page is full and another entry
+    /// came (the page then says where the next starts).
+    fn full_after(&mut self, key: String, value: T) -> bool {
+        if let Some(after) = self.after {
             // A marker that is a common prefix skips everything under it.
-            if key.as_str() <= after || (delimiter.is_some_and(|d| after.ends_with(d)) && key.starts_with(after)) {
-                continue;
+            if key.as_str() <= after || (self.delimiter.is_some_and(|d| after.ends_with(d)) && key.starts_with(after)) {
+                return false;
             }
         }
-        let common = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
-            key[prefix.len()..]
+        let prefix_len = self.prefix.len();
+        let common = self.delimiter.and_then(|d| {
+            key[prefix_len..]
                 .find(d)
-                .map(|at| key[..prefix.len() + at + d.len()].to_string())
+                .map(|at| key[..prefix_len + at + d.len()].to_string())
         });
-        if let Some(common) = &common {
-            if page.prefixes.last() == Some(common) {
-                continue;
-            }
-        }
-        if count == max {
-            page.next = last;
-            return page;
-        }
-        count += 1;
         match common {
-            Some(common) => {
-                last = Some(common.clone());
-                page.prefixes.push(common);
-            }
+            Some(common) => self.full_after_prefix(common),
             None => {
-                last = Some(key.clone());
-                page.objects.push((key, value));
+                if self.full() {
+                    return true;
+                }
+                self.last = Some(key.clone());
+                self.page.objects.push((key, value));
+                false
             }
         }
     }
-    page
+
+    /// Takes the next common prefix (see [`Builder::full_after`]).
+    fn full_after_prefix(&mut self, common: String) -> bool {
+        if self.page.prefixes.last() == Some(&common) {
+            return false;
+        }
+        if self.full() {
+            return true;
+        }
+        self.last = Some(common.clone());
+        self.page.prefixes.push(common);
+        false
+    }
+
+    /// Whether the page has `max` entries: then it ends where the last did.
+    fn full(&mut self) -> bool {
+        if self.count == self.max {
+            self.page.next = self.last.clone();
+            return true;
+        }
+        self.count += 1;
+        false
+    }
 }
 
 #[cfg(test)]

@@ -362,15 +362,32 @@ async fn put_r_and_get_r_round_trip_a_tree_of_hundreds_of_files() {
         let dir = dirs[index % dirs.len()];
         write_local(&tree.join(dir), &format!("file {index}.bin"), &random_bytes(size));
     }
+    // More entries in one directory than a listing page (1,000): `get -r`
+    // walks the tree a page at a time.
+    std::fs::create_dir_all(tree.join("many")).unwrap();
+    for index in 0..1100 {
+        write_local(&tree.join("many"), &format!("{index:04}"), index.to_string().as_bytes());
+    }
     let put = json(
         &cluster,
         "ann",
         &cache,
         &["put", "-r", tree.to_str().unwrap(), "/home/ann/"],
     );
-    assert_eq!(put["files"], 300);
+    assert_eq!(put["files"], 1400);
     assert_eq!(put["remote"], "/home/ann/tree");
-    assert_eq!(put["directories"], 8);
+    assert_eq!(put["directories"], 9);
+    // `ls --json` of a directory of more than a page: one array, written page by page.
+    let listed = json(&cluster, "ann", &cache, &["ls", "/home/ann/tree/many"]);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 1100);
+    assert_eq!(names[0], "/home/ann/tree/many/0000");
+    assert_eq!(names[1099], "/home/ann/tree/many/1099");
 
     let out = local.path().join("out");
     std::fs::create_dir(&out).unwrap();
@@ -380,7 +397,8 @@ async fn put_r_and_get_r_round_trip_a_tree_of_hundreds_of_files() {
         &cache,
         &["get", "-r", "/home/ann/tree", out.to_str().unwrap()],
     );
-    assert_eq!(get["files"], 300);
+    assert_eq!(get["files"], 1400);
+    assert_eq!(get["directories"], 9);
     assert_eq!(get["chunks_fetched"], 0, "the put filled the cache");
     assert!(out.join("tree/empty/dir").is_dir(), "empty directories come back too");
     assert_eq!(

@@ -407,7 +407,7 @@ async fn a_corrupt_copy_a_client_reads_is_quarantined_at_once() {
 }
 
 /// Chunk files (not temp or quarantine files) under every file server's data dir.
-fn chunk_files_on_disk(cluster: &Cluster) -> usize {
+pub(crate) fn chunk_files_on_disk(cluster: &Cluster) -> usize {
     fn count(dir: &Path) -> usize {
         std::fs::read_dir(dir)
             .into_iter()

@@ -145,11 +145,18 @@ pub(crate) fn mount_if_available(cluster: &Cluster, user: &str, remote: Option<&
 
 /// Mounts `remote` (default: the user's home) as `user`, in the background.
 fn mount(cluster: &Cluster, user: &str, remote: Option<&str>) -> Mounted {
-    mount_with(cluster, user, remote, &[])
+    mount_with(cluster, user, remote, &[], &[])
 }
 
-/// [`mount`] with more global options of `dfs` (e.g. `--retry-for`).
-fn mount_with(cluster: &Cluster, user: &str, remote: Option<&str>, options: &[&str]) -> Mounted {
+/// [`mount`] with more global options of `dfs` (e.g. `--retry-for`) and
+/// options of `dfs mount` (e.g. `--allow-other`).
+fn mount_with(
+    cluster: &Cluster,
+    user: &str,
+    remote: Option<&str>,
+    options: &[&str],
+    mount_options: &[&str],
+) -> Mounted {
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir(work.path().join("mnt")).unwrap();
     std::fs::create_dir(work.path().join("local")).unwrap();
@@ -158,6 +165,7 @@ fn mount_with(cluster: &Cluster, user: &str, remote: Option<&str>, options: &[&s
     let log = work.path().join("mount.log").to_string_lossy().into_owned();
     let mut args = options.to_vec();
     args.extend(["--cache-dir", &cache, "mount", &mountpoint, "--log-file", &log]);
+    args.extend_from_slice(mount_options);
     if let Some(remote) = remote {
         args.extend(["--remote", remote]);
     }
@@ -692,7 +700,7 @@ fn with_the_cluster_lost_calls_fail_with_eio_in_time_and_work_again_after() {
         return;
     }
     let cluster = cluster_with_users();
-    let mounted = mount_with(&cluster, "ann", None, &["--retry-for", "3s"]);
+    let mounted = mount_with(&cluster, "ann", None, &["--retry-for", "3s"], &[]);
     mounted.sh("echo before > f");
     cluster.kill_service("directory");
     for script in ["cat f", "echo x > g", "ls"] {
@@ -787,4 +795,199 @@ print("read", len(reads))
     assert_eq!(lines[0], lines[1], "the appended file read through the mount differs");
     let fetched = cluster.ok("ann", &["--no-cache", "get", "/home/ann/big", "-"], b"");
     assert!(fetched == std::fs::read(mounted.local().join("big")).unwrap());
+}
+
+#[test]
+fn a_file_written_in_order_is_uploaded_while_it_is_written_and_committed_at_close() {
+    if !fuse_available() {
+        return;
+    }
+    const CHUNK: usize = 64 * 1024;
+    let cluster = crate::cluster_with_users_and_chunk_size(CHUNK);
+    let mounted = mount(&cluster, "ann", None);
+    // 40 chunks of random bytes (none deduplicated), written in order in
+    // pieces that are not chunk-sized.
+    let content = crate::random_bytes(40 * CHUNK + 777);
+    std::fs::write(mounted.local().join("src"), &content).unwrap();
+    let before = crate::data::chunk_files_on_disk(&cluster);
+    let mut script = mounted.python(
+        r#"
+import os, sys
+data = open(os.environ["LOCAL"] + "/src", "rb").read()
+f = open("streamed", "wb", buffering=0)
+for i in range(0, len(data), 100000):
+    f.write(data[i:i + 100000])
+print("written", flush=True)
+sys.stdin.readline()
+f.close()
+print("closed", flush=True)
+"#,
+    );
+    assert_eq!(script.line(), "written");
+    // Still open: most chunks are on the file servers already (the last
+    // few may still be queued), and no version with them is visible.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while crate::data::chunk_files_on_disk(&cluster) < before + 30 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chunks of an open file written in order were not uploaded before close: {} new\n{}",
+            crate::data::chunk_files_on_disk(&cluster) - before,
+            mounted.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let open = cluster.ok("ann", &["--no-cache", "get", "/home/ann/streamed", "-"], b"");
+    assert!(
+        open.is_empty(),
+        "a part of the open file is visible: {} bytes",
+        open.len()
+    );
+    let (ok, rest) = script.finish();
+    assert!(
+        ok && rest.trim() == "closed",
+        "closing failed: {rest}\n{}",
+        mounted.log()
+    );
+    let fetched = cluster.ok("ann", &["--no-cache", "get", "/home/ann/streamed", "-"], b"");
+    assert!(
+        fetched == content,
+        "the streamed file differs ({} bytes)",
+        fetched.len()
+    );
+
+    // Written out of order (a seek back ends the stream): the commit
+    // uploads the spill, and the file is what was written, never the part
+    // the abandoned stream had sent.
+    let mut script = mounted.python(
+        r#"
+import os
+data = bytearray(open(os.environ["LOCAL"] + "/src", "rb").read())
+f = open("rewritten", "wb", buffering=0)
+f.write(data[:2000000])
+f.seek(70000)
+f.write(b"patched")
+data[70000:70007] = b"patched"
+f.seek(2000000)
+f.write(data[2000000:])
+f.close()
+open(os.environ["LOCAL"] + "/rewritten", "wb").write(data)
+print("done", flush=True)
+"#,
+    );
+    assert_eq!(script.line(), "done");
+    assert!(script.finish().0);
+    let fetched = cluster.ok("ann", &["--no-cache", "get", "/home/ann/rewritten", "-"], b"");
+    assert!(
+        fetched == std::fs::read(mounted.local().join("rewritten")).unwrap(),
+        "a file written out of order differs\n{}",
+        mounted.log()
+    );
+    // An fsync commits what was streamed so far; writes after it are uploaded at close.
+    mounted.sh("python3 -c 'import os; f = open(\"synced\", \"wb\"); f.write(b\"a\" * 200000); f.flush(); os.fsync(f.fileno()); f.write(b\"b\" * 5); f.close()'");
+    let fetched = cluster.ok("ann", &["--no-cache", "get", "/home/ann/synced", "-"], b"");
+    assert!(fetched.len() == 200005 && fetched.ends_with(b"abbbbb"));
+}
+
+#[test]
+fn a_directory_of_more_entries_than_a_listing_page_is_listed_whole_and_once() {
+    let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {
+        return;
+    };
+    // 2,500 entries: three pages of the directory service's listing (1,000
+    // each), read one at a time by the mount.
+    let mut script = mounted.python(
+        r#"
+import os
+os.mkdir("many")
+for i in range(2500):
+    if i % 2:
+        os.mkdir(f"many/d{i:05}")
+    else:
+        open(f"many/f{i:05}", "wb").close()
+expected = sorted([f"d{i:05}" if i % 2 else f"f{i:05}" for i in range(2500)])
+# Twice through one open directory (a rewind), and through a fresh one.
+with os.scandir("many") as it:
+    first = [entry.name for entry in it]
+fd = os.open("many", os.O_RDONLY | os.O_DIRECTORY)
+again = os.listdir(fd)
+os.close(fd)
+assert sorted(first) == expected, (len(first), len(set(first)))
+assert sorted(again) == expected, (len(again), len(set(again)))
+print("listed", len(first), len(set(first)))
+"#,
+    );
+    assert_eq!(script.line(), "listed 2500 2500", "{}", mounted.log());
+    assert!(script.finish().0);
+    let counted = mounted.sh("ls -f many | wc -l; ls -la many | grep -c ' d[0-9]*$'");
+    assert_eq!(counted.split_whitespace().collect::<Vec<_>>(), ["2502", "1250"]);
+    let listed = cluster.ok("ann", &["ls", "/home/ann/many"], b"");
+    assert_eq!(String::from_utf8(listed).unwrap().lines().count(), 2500);
+}
+
+/// Runs a bash script in `dir` as the local user nobody (65534), as root
+/// can; its exit status and stdout and stderr together.
+fn as_nobody(dir: &Path, script: &str) -> (bool, String) {
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-c", script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[test]
+fn with_allow_other_local_users_act_as_the_mounting_user_within_the_modes_shown() {
+    // Switching to another local user needs root.
+    if !fuse_available() || !running_as_root() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let cluster = cluster_with_users();
+    let plain = mount(&cluster, "ann", None);
+    let shared = mount_with(&cluster, "ann", None, &[], &["--allow-other"]);
+    for mounted in [&plain, &shared] {
+        // The local user nobody must reach the mount point.
+        let mut permissions = std::fs::metadata(mounted.work.path()).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o711);
+        std::fs::set_permissions(mounted.work.path(), permissions).unwrap();
+    }
+    shared.sh("echo shared > open; chmod 644 open; echo mine > private; chmod 600 private; mkdir box; chmod 755 box; mkdir drop; chmod 777 drop");
+    cluster.ok("admin", &["chmod", "755", "/home/ann"], b"");
+
+    // Without --allow-other the kernel lets no other local user in.
+    let (ok, text) = as_nobody(&plain.path(), "cat open");
+    assert!(!ok && text.contains("Permission denied"), "{text}");
+
+    // With it: what the modes shown allow, as ann.
+    let (ok, text) = as_nobody(&shared.path(), "cat open; ls");
+    assert!(ok && text.starts_with("shared\n"), "{text}");
+    for refused in [
+        "cat private",
+        "echo x > open",
+        "echo x > box/new",
+        "rm open",
+        "chmod 666 open",
+    ] {
+        let (ok, text) = as_nobody(&shared.path(), refused);
+        assert!(
+            !ok && (text.contains("Permission denied") || text.contains("Operation not permitted")),
+            "{refused}: {text}"
+        );
+    }
+    // A world-writable directory takes a file, made as ann (the mount's DFS user).
+    let (ok, text) = as_nobody(&shared.path(), "echo dropped > drop/note");
+    assert!(ok, "{text}");
+    let stat: serde_json::Value =
+        serde_json::from_slice(&cluster.ok("ann", &["--json", "stat", "/home/ann/drop/note"], b"")).unwrap();
+    assert_eq!(stat["owner"], "ann");
+    assert_eq!(cluster.ok("ann", &["cat", "/home/ann/private"], b""), b"mine\n");
+    assert_eq!(cluster.ok("ann", &["cat", "/home/ann/open"], b""), b"shared\n");
+}
+
+/// Whether the tests run as root (the owner of this process's /proc entry).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|metadata| metadata.uid() == 0)
 }

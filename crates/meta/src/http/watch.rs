@@ -208,8 +208,10 @@ pub(super) async fn watch(
         let store = Arc::clone(&directory.store);
         let (who, path) = (who.clone(), query.path.clone());
         blocking(move || {
+            // One entry is enough to check that it is listable: a huge
+            // directory is not read for it.
             if store.stat(&who, &path)?.kind == EntryKind::Dir {
-                store.list(&who, &path)?;
+                store.list_page(&who, &path, None, 1)?;
             }
             Ok(())
         })

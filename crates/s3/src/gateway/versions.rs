@@ -30,6 +30,7 @@ use super::{timestamp, Gateway, Missing, WriteCondition};
 use crate::metadata;
 use crate::paths::{bucket_versions, key_of, object_path, versions_dir, VERSIONS};
 use crate::sessions::Acting;
+use crate::walk::{Bounds, Item, Walk};
 use dfs_proto::namespace::{EntryKind, FileLayout, Stat};
 use dfs_proto::{Attributes, DfsPath, ErrorCode};
 use s3s::dto::*;
@@ -532,17 +533,16 @@ impl Gateway {
     /// Every version kept in `bucket` of a key starting with `prefix`: (key, id, stat).
     async fn all_kept(&self, acting: &Acting, bucket: &str, prefix: &str) -> S3Result<Vec<(String, String, Stat)>> {
         let root = bucket_versions(bucket)?.join(KEYS).expect("a valid name");
-        let mut files = Vec::new();
-        if let Err(error) = self
-            .walk(acting, root, String::new(), "", super::Unreadable::Fail, &mut files)
-            .await
-        {
-            if error.code() == Some(ErrorCode::PermissionDenied) {
-                // Another user's bucket: its versions are its owner's to see.
-                return Ok(Vec::new());
-            }
-            return Err(self.fail(acting, bucket, Missing::Bucket, error).await);
-        }
+        let bounds = Bounds {
+            skip_unreadable: false,
+            ..Bounds::default()
+        };
+        let files = match keys_of(Walk::new(&acting.client, root, String::new(), bounds)).await {
+            Ok(files) => files,
+            // Another user's bucket: its versions are its owner's to see.
+            Err(error) if error.code() == Some(ErrorCode::PermissionDenied) => return Ok(Vec::new()),
+            Err(error) => return Err(self.fail(acting, bucket, Missing::Bucket, error).await),
+        };
         Ok(files
             .into_iter()
             .filter_map(|(path, stat)| {
@@ -611,9 +611,18 @@ impl Gateway {
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let max = super::max_keys_of(input.max_keys)?;
-        let current = self
-            .keys(&acting, &input.bucket, &prefix, super::Unreadable::Skip)
-            .await?;
+        let bounds = Bounds {
+            prefix: prefix.clone(),
+            skip_unreadable: true,
+            ..Bounds::default()
+        };
+        let current = match self.walk(&acting, &input.bucket, bounds).await? {
+            None => Vec::new(),
+            Some(walk) => match keys_of(walk).await {
+                Ok(keys) => keys,
+                Err(error) => return Err(self.fail(&acting, &input.bucket, Missing::Bucket, error).await),
+            },
+        };
         let mut entries: Vec<Entry> = current
             .into_iter()
             .map(|(key, stat)| Entry {
@@ -742,6 +751,18 @@ impl Gateway {
             Err(error) => tracing::warn!(%bucket, %error, "removing a deleted bucket's versions"),
         }
     }
+}
+
+/// Every key a walk yields (it folds no directory: no common prefixes),
+/// in S3's order.
+async fn keys_of(mut walk: Walk<'_, dfs_client::Client>) -> Result<Vec<(String, Stat)>, dfs_client::Error> {
+    let mut keys = Vec::new();
+    while let Some(item) = walk.next().await? {
+        if let Item::Key(key, stat) = item {
+            keys.push((key, stat));
+        }
+    }
+    Ok(keys)
 }
 
 /// One version in a ListObjectVersions.
