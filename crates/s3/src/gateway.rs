@@ -332,22 +332,6 @@ impl Gateway {
         Ok(Some(Walk::new(&acting.client, dir, base, bounds)))
     }
 
-    /// DeleteObject of `key` (of its version `version_id`, if given).
-    async fn delete_one(
-        &self,
-        acting: &Acting,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-        bypass: bool,
-    ) -> S3Result<versions::Deleted> {
-        if let Some(deleted) = self.delete_versioned(acting, bucket, key, version_id, bypass).await? {
-            return Ok(deleted);
-        }
-        self.delete_plain(acting, bucket, key).await?;
-        Ok(versions::Deleted::default())
-    }
-
     /// Removes the object of `key`, in a bucket without versioning.
     async fn delete_plain(&self, acting: &Acting, bucket: &str, key: &str) -> S3Result<()> {
         let Ok(path) = object_path(bucket, key) else {

@@ -395,27 +395,28 @@ impl Gateway {
         }
     }
 
-    /// DeleteObject (and each key of DeleteObjects) in a bucket with
-    /// versioning, or of a version.
-    pub(crate) async fn delete_versioned(
+    /// DeleteObject (and each key of DeleteObjects) of `key`, or of its
+    /// version `version_id` (`bypass`: `x-amz-bypass-governance-retention`).
+    pub(crate) async fn delete_one(
         &self,
         acting: &Acting,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
         bypass: bool,
-    ) -> S3Result<Option<Deleted>> {
+    ) -> S3Result<Deleted> {
         if let Some(id) = version_id {
             check_version_id(id)?;
         }
         let status = self.settings(acting, bucket).await?.versioning;
         if status.is_none() && version_id.is_none_or(|id| id == NULL) {
             // No versioning: the object (the `null` version, if named) goes.
-            return Ok(None);
+            self.delete_plain(acting, bucket, key).await?;
+            return Ok(Deleted::default());
         }
         let Ok(path) = object_path(bucket, key) else {
             self.bucket_stat(acting, bucket).await?;
-            return Ok(Some(Deleted::default()));
+            return Ok(Deleted::default());
         };
         let _turn = self.key_locks.lock(bucket, key).await;
         let current = self.layout_if_any(acting, bucket, &path).await?;
@@ -437,10 +438,10 @@ impl Gateway {
                     self.remove_file(acting, bucket, &path, Some(layout.stat.version))
                         .await?;
                 }
-                Ok(Some(Deleted {
+                Ok(Deleted {
                     delete_marker: true,
                     version_id: Some(marker),
-                }))
+                })
             }
             Some(id) => {
                 if let Some(layout) = current.filter(|layout| version_id_of(&layout.stat) == id) {
@@ -450,10 +451,10 @@ impl Gateway {
                     if !self.promote(acting, bucket, key, Some(version)).await? {
                         self.remove_file(acting, bucket, &path, Some(version)).await?;
                     }
-                    return Ok(Some(Deleted {
+                    return Ok(Deleted {
                         delete_marker: false,
                         version_id: Some(id.to_string()),
-                    }));
+                    });
                 }
                 let kept = versions_dir(bucket, key)?.join(id).expect("a valid name");
                 let marker = match acting.client.stat(&kept).await {
@@ -464,10 +465,10 @@ impl Gateway {
                     Ok(_) => false,
                     Err(error) if error.is_not_found() => {
                         self.bucket_stat(acting, bucket).await?;
-                        return Ok(Some(Deleted {
+                        return Ok(Deleted {
                             delete_marker: false,
                             version_id: Some(id.to_string()),
-                        }));
+                        });
                     }
                     Err(error) => return Err(self.fail(acting, bucket, Missing::Key, error).await),
                 };
@@ -475,10 +476,10 @@ impl Gateway {
                 if self.layout_if_any(acting, bucket, &path).await?.is_none() {
                     self.promote(acting, bucket, key, None).await?;
                 }
-                Ok(Some(Deleted {
+                Ok(Deleted {
                     delete_marker: marker,
                     version_id: Some(id.to_string()),
-                }))
+                })
             }
         }
     }
