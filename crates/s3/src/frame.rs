@@ -47,6 +47,8 @@ pub async fn frame(request: Request, next: Next) -> Response {
     };
     let mut response = if let Some(message) = presigned_expiry_refusal(request.uri().query()) {
         error_response(StatusCode::FORBIDDEN, "AccessDenied", message)
+    } else if let Some(message) = encryption_refusal(request.headers()) {
+        error_response(StatusCode::BAD_REQUEST, "InvalidArgument", message)
     } else if let Some((code, message)) = form_refusal {
         error_response(StatusCode::BAD_REQUEST, code, message)
     } else {
@@ -59,6 +61,22 @@ pub async fn frame(request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// Server-side encryption is not served: a request asking for it (SSE-C's
+/// `x-amz-server-side-encryption-customer-*`, also for a copy's source,
+/// or SSE-S3 and SSE-KMS's `x-amz-server-side-encryption`) is refused, 400
+/// `InvalidArgument`, rather than stored in the clear as if encrypted (or
+/// read back without the key it was "encrypted" with).
+fn encryption_refusal(headers: &axum::http::HeaderMap) -> Option<&'static str> {
+    headers
+        .keys()
+        .any(|name| {
+            let name = name.as_str();
+            name.starts_with("x-amz-server-side-encryption")
+                || name.starts_with("x-amz-copy-source-server-side-encryption")
+        })
+        .then_some("server-side encryption (SSE-C, SSE-S3, SSE-KMS) is not served by this gateway")
 }
 
 /// The boundary of a POST form upload (`multipart/form-data`), if `request` is one.

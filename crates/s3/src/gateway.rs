@@ -2,13 +2,17 @@
 //! multipart uploads in `gateway/multipart.rs`, ACLs in `gateway/acl.rs`.
 
 mod acl;
+pub(crate) mod lock;
 mod multipart;
+mod tags;
+mod versions;
 
 use crate::body::{body_error, window, HashingReader};
 use crate::listing;
 use crate::metadata::{self, headers_of};
 use crate::paths::{bucket_path, object_path, BUCKETS};
 use crate::sessions::{Acting, Sessions};
+use crate::tagging;
 use crate::walk::{Bounds, Walk};
 use acl::Canned;
 use dfs_client::{Client, Error as ClientError, GetOptions, PutOptions};
@@ -30,6 +34,9 @@ pub struct Gateway {
     /// removal in `/buckets`, which users may not write).
     pub(crate) base: Client,
     pub(crate) verifier: Arc<Verifier>,
+    /// Writes and deletes of one key of a bucket with versioning take
+    /// turns (in this gateway), so that each keeps the version before it.
+    pub(crate) key_locks: versions::KeyLocks,
 }
 
 /// What a "not found" from the directory service means for an operation.
@@ -104,11 +111,14 @@ impl Gateway {
         key: &str,
         mut body: HashingReader,
         condition: WriteCondition,
-        attributes: Attributes,
+        mut attributes: Attributes,
         acl: Option<Canned>,
-    ) -> S3Result<(Stat, [u8; 16])> {
+    ) -> S3Result<(Stat, [u8; 16], Option<String>)> {
         let path = object_path(bucket, key)?;
         self.make_parents(acting, bucket, key, &path).await?;
+        let prepared = self.prepare_write(acting, bucket, key, condition).await?;
+        let condition = prepared.condition;
+        prepared.stamp(&mut attributes)?;
         let digest = body.digest_handle();
         let etag = move || {
             let etag = digest
@@ -128,9 +138,10 @@ impl Gateway {
             Err(error) => return Err(self.commit_error(acting, bucket, key, condition, error).await),
         };
         let digest = body.digest().expect("a finished upload read its body to the end");
+        self.finish_write(acting, &prepared).await;
         self.apply_object_acl(acting, bucket, &stat, acl).await?;
         tracing::debug!(path = %stat.path, version = stat.version, "put an object");
-        Ok((stat, digest))
+        Ok((stat, digest, prepared.answer()))
     }
 
     /// The conditions of a write to `bucket`/`key` (PutObject,
@@ -321,7 +332,8 @@ impl Gateway {
         Ok(Some(Walk::new(&acting.client, dir, base, bounds)))
     }
 
-    async fn delete_one(&self, acting: &Acting, bucket: &str, key: &str) -> S3Result<()> {
+    /// Removes the object of `key`, in a bucket without versioning.
+    async fn delete_plain(&self, acting: &Acting, bucket: &str, key: &str) -> S3Result<()> {
         let Ok(path) = object_path(bucket, key) else {
             // A key that cannot be a path names no object: deleting it succeeds.
             self.bucket_stat(acting, bucket).await?;
@@ -439,7 +451,7 @@ fn check_conditions(
         ETagCondition::Any => true,
         ETagCondition::ETag(tag) => tag.value() == etag.value(),
     };
-    let mtime = (stat.mtime_ms / 1000) as i64;
+    let mtime = (metadata::last_modified_ms(stat) / 1000) as i64;
     let seconds = |at: &Timestamp| time::OffsetDateTime::from(at.clone()).unix_timestamp();
     match (if_match, if_unmodified_since) {
         (Some(condition), _) if !matches(condition) => {
@@ -560,7 +572,7 @@ fn object_entry(key: String, stat: &Stat, url: bool) -> Object {
     Object {
         key: Some(encode(key, url)),
         size: Some(stat.size as i64),
-        last_modified: Some(timestamp(stat.mtime_ms)),
+        last_modified: Some(timestamp(metadata::last_modified_ms(stat))),
         e_tag: Some(metadata::etag_of(stat)),
         storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
         owner: Some(owner_of(stat)),
@@ -656,6 +668,17 @@ impl S3 for Gateway {
             let _ = gateway.remove(&path, false).await;
             return Err(plain_error(error));
         }
+        // Object lock: versioning enabled for good, and a lock configuration.
+        if request.input.object_lock_enabled_for_bucket == Some(true) {
+            let settings = versions::Settings {
+                versioning: Some(versions::Versioning::Enabled),
+                object_lock: Some(lock::LockSettings::default()),
+            };
+            if let Err(error) = self.write_settings(&acting, &bucket, &settings).await {
+                let _ = gateway.remove(&path, false).await;
+                return Err(error);
+            }
+        }
         tracing::info!(%bucket, user = %acting.user, "created a bucket");
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{bucket}")),
@@ -682,6 +705,10 @@ impl S3 for Gateway {
                 Err(error) => return Err(self.fail(&acting, &bucket, Missing::Bucket, error).await),
             }
         }
+        // Versions kept (and delete markers) count too.
+        if self.keeps_versions(&acting, &bucket).await? {
+            return Err(s3_error!(BucketNotEmpty, "bucket {bucket} keeps object versions"));
+        }
         let gateway = self.gateway_client();
         match gateway.remove(&stat.path, true).await {
             Ok(()) => {}
@@ -690,6 +717,7 @@ impl S3 for Gateway {
         }
         // Its pending uploads go with it.
         self.remove_bucket_uploads(&bucket).await;
+        self.remove_bucket_versions(&bucket).await;
         tracing::info!(%bucket, user = %acting.user, "deleted a bucket");
         Ok(S3Response::new(DeleteBucketOutput {}))
     }
@@ -725,12 +753,13 @@ impl S3 for Gateway {
             )
             .await?;
         let body = HashingReader::request(input.body, expected, input.content_length)?;
-        let (stat, digest) = self
+        let (stat, digest, version_id) = self
             .store(&acting, &input.bucket, &input.key, body, condition, attributes, acl)
             .await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(hex::encode(digest))),
             size: Some(stat.size as i64),
+            version_id,
             ..Default::default()
         }))
     }
@@ -738,7 +767,12 @@ impl S3 for Gateway {
     async fn copy_object(&self, request: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
         let acting = self.acting(&request).await?;
         let input = request.input;
-        let CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id: source_version,
+        } = &input.copy_source
+        else {
             return Err(s3_error!(NotImplemented, "copies from access points are not served"));
         };
         let replace = input
@@ -752,10 +786,15 @@ impl S3 for Gateway {
             ));
         }
         let acl = Canned::of(input.acl.as_ref().map(|acl| acl.as_str()))?;
-        let source = object_path(bucket, key)?;
+        object_path(bucket, key)?;
         // Paged as in GetObject.
-        let layout = acting.client.first_layout_page(&source).await;
-        let layout = self.found(&acting, bucket, layout, |layout| &layout.stat).await?;
+        let layout = self
+            .object_version_layout(&acting, bucket, key, source_version.as_deref())
+            .await?;
+        let copy_source_version_id = source_version
+            .as_deref()
+            .map(str::to_string)
+            .or_else(|| layout.stat.attributes.get(versions::VERSION_ID).cloned());
         check_copy_conditions(
             &layout.stat,
             input.copy_source_if_match.as_ref(),
@@ -763,19 +802,31 @@ impl S3 for Gateway {
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         )?;
-        let attributes = if replace {
+        let mut attributes = if replace {
             headers_of!(input).attributes()?
         } else {
             metadata::copied(&layout.stat)
         };
+        // The tags: the source's (`COPY`, the default) or the request's (`REPLACE`).
+        let replace_tags = input
+            .tagging_directive
+            .as_ref()
+            .is_some_and(|directive| directive.as_str() == TaggingDirective::REPLACE);
+        let tags = match replace_tags {
+            true => tagging::from_header(input.tagging.as_deref().unwrap_or_default())?,
+            false => tagging::of(&layout.stat.attributes),
+        };
+        tagging::set(&mut attributes, &tags);
         let size = layout.stat.size;
         let reader = self.download(&acting, layout);
         let body = HashingReader::new(Some(StreamingBlob::wrap(window(reader, 0, size))), None);
         let condition = WriteCondition::default();
-        let (stat, digest) = self
+        let (stat, digest, version_id) = self
             .store(&acting, &input.bucket, &input.key, body, condition, attributes, acl)
             .await?;
         Ok(S3Response::new(CopyObjectOutput {
+            version_id,
+            copy_source_version_id,
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(ETag::Strong(hex::encode(digest))),
                 last_modified: Some(timestamp(stat.mtime_ms)),
@@ -788,13 +839,11 @@ impl S3 for Gateway {
     async fn get_object(&self, request: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let acting = self.acting(&request).await?;
         let mut input = request.input;
-        let path = readable_path(&input.bucket, &input.key)?;
         // The first page of the chunk list: the download asks for each next
         // one as it goes (same version), so memory does not grow with the
         // object's chunk count.
-        let layout = acting.client.first_layout_page(&path).await;
         let layout = self
-            .found(&acting, &input.bucket, layout, |layout| &layout.stat)
+            .object_version_layout(&acting, &input.bucket, &input.key, input.version_id.as_deref())
             .await?;
         let stat = layout.stat.clone();
         request_conditions!(&stat, input)?;
@@ -826,9 +875,16 @@ impl S3 for Gateway {
             content_range,
             parts_count,
             accept_ranges: Some("bytes".to_string()),
-            last_modified: Some(timestamp(stat.mtime_ms)),
+            last_modified: Some(timestamp(metadata::last_modified_ms(&stat))),
             ..Default::default()
         };
+        output.tag_count = tagging::count(&stat.attributes).map(|count| count as i32);
+        lock::answer_lock!(output, &stat);
+        output.version_id = stat
+            .attributes
+            .get(versions::VERSION_ID)
+            .cloned()
+            .or(input.version_id.take());
         answer_metadata!(output, input, &stat);
         Ok(S3Response::new(output))
     }
@@ -836,15 +892,21 @@ impl S3 for Gateway {
     async fn head_object(&self, request: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let acting = self.acting(&request).await?;
         let mut input = request.input;
-        let (path, stat) = self.object_stat(&acting, &input.bucket, &input.key).await?;
-        // A stat needs only to pass through the directories: another
-        // user's object is shown only if its mode lets the caller read it
-        // (what a read of its layout checks, as GetObject's does).
-        if stat.owner_uid != acting.uid {
-            let layout = acting.client.first_layout_page(&path).await;
-            self.found(&acting, &input.bucket, layout, |layout| &layout.stat)
-                .await?;
-        }
+        let stat = match input.version_id.as_deref() {
+            Some(id) => self.version_layout(&acting, &input.bucket, &input.key, id).await?.stat,
+            None => {
+                let (path, stat) = self.object_stat(&acting, &input.bucket, &input.key).await?;
+                // A stat needs only to pass through the directories: another
+                // user's object is shown only if its mode lets the caller read it
+                // (what a read of its layout checks, as GetObject's does).
+                if stat.owner_uid != acting.uid {
+                    let layout = acting.client.first_layout_page(&path).await;
+                    self.found(&acting, &input.bucket, layout, |layout| &layout.stat)
+                        .await?;
+                }
+                stat
+            }
+        };
         request_conditions!(&stat, input)?;
         let (length, parts_count) = match input.part_number {
             None => (stat.size, None),
@@ -857,18 +919,41 @@ impl S3 for Gateway {
             content_length: Some(length as i64),
             parts_count,
             accept_ranges: Some("bytes".to_string()),
-            last_modified: Some(timestamp(stat.mtime_ms)),
+            last_modified: Some(timestamp(metadata::last_modified_ms(&stat))),
+            version_id: stat
+                .attributes
+                .get(versions::VERSION_ID)
+                .cloned()
+                .or(input.version_id.take()),
             ..Default::default()
         };
+        lock::answer_lock!(output, &stat);
         answer_metadata!(output, input, &stat);
-        Ok(S3Response::new(output))
+        let mut response = S3Response::new(output);
+        // s3s's HeadObjectOutput has no field for it.
+        if let Some(count) = tagging::count(&stat.attributes) {
+            response.headers.insert("x-amz-tagging-count", count.into());
+        }
+        Ok(response)
     }
 
     async fn delete_object(&self, request: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
         let acting = self.acting(&request).await?;
-        self.delete_one(&acting, &request.input.bucket, &request.input.key)
+        let input = request.input;
+        let deleted = self
+            .delete_one(
+                &acting,
+                &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
+                input.bypass_governance_retention.unwrap_or(false),
+            )
             .await?;
-        Ok(S3Response::new(DeleteObjectOutput::default()))
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: deleted.delete_marker.then_some(true),
+            version_id: deleted.version_id,
+            ..Default::default()
+        }))
     }
 
     async fn delete_objects(
@@ -882,19 +967,26 @@ impl S3 for Gateway {
             return Err(s3_error!(MalformedXML, "DeleteObjects takes at most {MAX_KEYS} keys"));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
+        let bypass = input.bypass_governance_retention.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for object in input.delete.objects {
-            match self.delete_one(&acting, &input.bucket, &object.key).await {
-                Ok(()) if quiet => {}
-                Ok(()) => deleted.push(DeletedObject {
+            let version_id = object.version_id.as_deref();
+            match self
+                .delete_one(&acting, &input.bucket, &object.key, version_id, bypass)
+                .await
+            {
+                Ok(_) if quiet => {}
+                Ok(done) => deleted.push(DeletedObject {
                     key: Some(object.key),
-                    ..Default::default()
+                    delete_marker: done.delete_marker.then_some(true),
+                    delete_marker_version_id: done.version_id.clone().filter(|_| done.delete_marker),
+                    version_id: object.version_id,
                 }),
                 Err(error) => errors.push(Error {
                     code: Some(error.code().as_str().to_string()),
                     message: error.message().map(str::to_string),
                     key: Some(object.key),
-                    version_id: None,
+                    version_id: object.version_id,
                 }),
             }
         }
@@ -903,6 +995,27 @@ impl S3 for Gateway {
             errors: Some(errors),
             ..Default::default()
         }))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        request: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        self.put_object_tagging_op(request).await
+    }
+
+    async fn get_object_tagging(
+        &self,
+        request: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        self.get_object_tagging_op(request).await
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        request: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        self.delete_object_tagging_op(request).await
     }
 
     async fn get_object_acl(&self, request: S3Request<GetObjectAclInput>) -> S3Result<S3Response<GetObjectAclOutput>> {
@@ -987,47 +1100,67 @@ impl S3 for Gateway {
         }))
     }
 
-    /// Versions are not kept: every object is its one, latest version `null`.
     async fn list_object_versions(
         &self,
         request: S3Request<ListObjectVersionsInput>,
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
-        let acting = self.acting(&request).await?;
-        let input = request.input;
-        let listed = list_of!(self, &acting, input, input.key_marker.clone());
-        let versions = listed
-            .contents
-            .unwrap_or_default()
-            .into_iter()
-            .map(|object| ObjectVersion {
-                key: object.key,
-                size: object.size,
-                last_modified: object.last_modified,
-                e_tag: object.e_tag,
-                owner: object.owner,
-                is_latest: Some(true),
-                version_id: Some("null".to_string()),
-                storage_class: Some(ObjectVersionStorageClass::from_static(
-                    ObjectVersionStorageClass::STANDARD,
-                )),
-                ..Default::default()
-            });
-        Ok(S3Response::new(ListObjectVersionsOutput {
-            name: Some(input.bucket),
-            key_marker: input.key_marker.map(|marker| encode(marker, listed.url)),
-            version_id_marker: input.version_id_marker,
-            is_truncated: Some(listed.next.is_some()),
-            // Each key has one version: the next page starts after a key.
-            next_version_id_marker: listed.next.as_ref().map(|_| "null".to_string()),
-            next_key_marker: listed.next.map(|next| encode(next, listed.url)),
-            versions: Some(versions.collect()),
-            prefix: listed.prefix,
-            max_keys: listed.max_keys,
-            common_prefixes: listed.common_prefixes,
-            delimiter: listed.delimiter,
-            encoding_type: listed.encoding_type,
-            ..Default::default()
-        }))
+        self.list_object_versions_op(request).await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        request: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        self.put_bucket_versioning_op(request).await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        request: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.get_bucket_versioning_op(request).await
+    }
+
+    async fn put_object_lock_configuration(
+        &self,
+        request: S3Request<PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
+        self.put_object_lock_configuration_op(request).await
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        request: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        self.get_object_lock_configuration_op(request).await
+    }
+
+    async fn put_object_retention(
+        &self,
+        request: S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
+        self.put_object_retention_op(request).await
+    }
+
+    async fn get_object_retention(
+        &self,
+        request: S3Request<GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
+        self.get_object_retention_op(request).await
+    }
+
+    async fn put_object_legal_hold(
+        &self,
+        request: S3Request<PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
+        self.put_object_legal_hold_op(request).await
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        request: S3Request<GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
+        self.get_object_legal_hold_op(request).await
     }
 
     async fn list_objects_v2(

@@ -9,7 +9,10 @@
 //!   `/buckets/NAME/a/b`; keys that cannot be paths are refused.
 //! - `gateway.rs`: the S3 operations (multipart uploads in
 //!   `gateway/multipart.rs`: parts as hidden files, completed by one
-//!   compose of their chunks); `listing.rs`: S3's key order and pages;
+//!   compose of their chunks; tags in `gateway/tags.rs` and `tagging.rs`;
+//!   object versions in `gateway/versions.rs`, kept in a hidden tree of
+//!   the bucket's owner; object lock in `gateway/lock.rs`); `listing.rs`:
+//!   S3's key order and pages;
 //!   `body.rs`: request bodies hashed as they stream into the upload
 //!   pipeline, downloads streamed out (with ranges).
 //! - `frame.rs`: what every request gets around s3s: a request id (the
@@ -21,8 +24,9 @@
 //! and file servers, like `dfs`. It never opens the metadata store, and
 //! every permission check stays in the directory service: a key acts with
 //! exactly its user's permissions. Its own admin ticket is used only to make
-//! and remove bucket directories in `/buckets`, after checking the caller
-//! may (the owner of an empty bucket).
+//! and remove bucket directories in `/buckets` (and a bucket's
+//! `/buckets/.uploads/NAME` and `/buckets/.versions/NAME`, chowned to its
+//! owner), after checking the caller may (the owner of an empty bucket).
 
 mod body;
 mod frame;
@@ -31,6 +35,7 @@ mod listing;
 mod metadata;
 pub mod paths;
 pub mod sessions;
+mod tagging;
 mod walk;
 
 use anyhow::Context;
@@ -73,6 +78,7 @@ pub fn router(config: Config) -> anyhow::Result<axum::Router> {
         sessions: sessions.clone(),
         base,
         verifier,
+        key_locks: Default::default(),
     };
     let mut builder = s3s::service::S3ServiceBuilder::new(gateway);
     builder.set_auth(sessions::KeyAuth(sessions));

@@ -17,11 +17,29 @@
 use dfs_proto::namespace::Stat;
 use dfs_proto::Attributes;
 use md5::{Digest, Md5};
-use s3s::dto::{ETag, Metadata, Timestamp, TimestampFormat};
+use s3s::dto::{ETag, Metadata, ObjectLockLegalHoldStatus, ObjectLockMode, Timestamp, TimestampFormat};
 use s3s::{s3_error, S3Result};
 
 /// The attribute holding an object's ETag (no quotes).
 pub const ETAG: &str = "etag";
+
+/// The attribute holding an object's LastModified (milliseconds since the
+/// epoch), when it is not the file's mtime: a version kept, or an object
+/// whose tags were changed (a new DFS version of the same bytes).
+pub const LAST_MODIFIED: &str = "s3-last-modified";
+
+/// Attributes of a version that a copy of its bytes does not take: they
+/// say what the version is (its ETag, LastModified, version id, delete marker).
+/// A copy takes no lock of its source's either.
+const OF_THE_VERSION: [&str; 7] = [
+    ETAG,
+    LAST_MODIFIED,
+    "s3-version-id",
+    "s3-delete-marker",
+    "s3-lock-mode",
+    "s3-lock-until",
+    "s3-legal-hold",
+];
 
 /// The prefix of user metadata headers (and of their attributes).
 const USER_PREFIX: &str = "x-amz-meta-";
@@ -48,6 +66,12 @@ pub struct Headers {
     pub content_language: Option<String>,
     pub expires: Option<Timestamp>,
     pub metadata: Option<Metadata>,
+    /// `x-amz-tagging`: the object's tags ([`crate::tagging`]).
+    pub tagging: Option<String>,
+    /// `x-amz-object-lock-mode`, `-retain-until-date`, `-legal-hold`.
+    pub lock_mode: Option<ObjectLockMode>,
+    pub lock_until: Option<Timestamp>,
+    pub legal_hold: Option<ObjectLockLegalHoldStatus>,
 }
 
 /// [`Headers`] from the fields of the same names of an s3s input.
@@ -61,6 +85,10 @@ macro_rules! headers_of {
             content_language: $input.content_language.clone(),
             expires: $input.expires.clone(),
             metadata: $input.metadata.clone(),
+            tagging: $input.tagging.clone(),
+            lock_mode: $input.object_lock_mode.clone(),
+            lock_until: $input.object_lock_retain_until_date.clone(),
+            legal_hold: $input.object_lock_legal_hold_status.clone(),
         }
     };
 }
@@ -102,6 +130,14 @@ impl Headers {
         }
         for (name, value) in self.metadata.iter().flatten() {
             attributes.insert(format!("{USER_PREFIX}{}", name.to_ascii_lowercase()), value.clone());
+        }
+        attributes.extend(crate::gateway::lock::header_attributes(
+            self.lock_mode.as_ref(),
+            self.lock_until.as_ref(),
+            self.legal_hold.as_ref(),
+        )?);
+        if let Some(header) = &self.tagging {
+            crate::tagging::set(&mut attributes, &crate::tagging::from_header(header)?);
         }
         let mut with_etag = attributes.clone();
         with_etag.insert(ETAG.to_string(), "0".repeat(ETAG_ROOM));
@@ -164,16 +200,28 @@ pub fn stored(stat: &Stat) -> Stored {
                 .get(EXPIRES)
                 .and_then(|date| Timestamp::parse(TimestampFormat::HttpDate, date).ok()),
             metadata: (!metadata.is_empty()).then_some(metadata),
+            ..Headers::default()
         },
     }
 }
 
 /// The attributes of a copy's source, as a copy with the COPY directive
-/// keeps them: all but the ETag, which the copy's own bytes give.
+/// keeps them: all but those of the version ([`OF_THE_VERSION`]: the ETag
+/// comes from the copy's own bytes).
 pub fn copied(stat: &Stat) -> Attributes {
     let mut attributes = stat.attributes.clone();
-    attributes.remove(ETAG);
+    for name in OF_THE_VERSION {
+        attributes.remove(name);
+    }
     attributes
+}
+
+/// The LastModified of the version `stat` names, in milliseconds.
+pub fn last_modified_ms(stat: &Stat) -> u64 {
+    stat.attributes
+        .get(LAST_MODIFIED)
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(stat.mtime_ms)
 }
 
 #[cfg(test)]

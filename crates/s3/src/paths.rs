@@ -73,6 +73,35 @@ pub fn object_path(bucket: &str, key: &str) -> S3Result<DfsPath> {
         .map_err(|error| s3_error!(InvalidArgument, "key {key:?} cannot be a path: {error}"))
 }
 
+/// The gateway's tree of object versions and bucket settings (see
+/// `gateway/versions.rs`): `/buckets/.versions/BUCKET/settings` and the
+/// versions kept of key `K` in `/buckets/.versions/BUCKET/keys/K/`.
+pub const VERSIONS: &str = "/buckets/.versions";
+
+/// `/buckets/.versions/BUCKET`.
+pub fn bucket_versions(bucket: &str) -> S3Result<DfsPath> {
+    bucket_path(bucket)?;
+    Ok(format!("{VERSIONS}/{bucket}").parse().expect("a valid path"))
+}
+
+/// `/buckets/.versions/BUCKET/keys/K`: the directory of the versions kept
+/// of `key` (K is the key's path in the bucket, [`object_path`]'s).
+pub fn versions_dir(bucket: &str, key: &str) -> S3Result<DfsPath> {
+    let object = object_path(bucket, key)?;
+    let relative = &object.as_str()[BUCKETS.len() + bucket.len() + 2..];
+    format!("{VERSIONS}/{bucket}/keys/{relative}")
+        .parse()
+        .map_err(|error| s3_error!(InvalidArgument, "key {key:?} cannot be a path: {error}"))
+}
+
+/// The key whose path in its bucket is `relative` (the inverse of [`object_path`]).
+pub fn key_of(relative: &str) -> String {
+    match relative.strip_suffix(FOLDER) {
+        Some(dir) if dir.is_empty() || dir.ends_with('/') => dir.to_string(),
+        _ => relative.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +145,17 @@ mod tests {
             object_path("bkt", "a/b/").unwrap().as_str(),
             "/buckets/bkt/a/b/.s3-folder-marker"
         );
+        assert_eq!(
+            versions_dir("bkt", "a/b/").unwrap().as_str(),
+            "/buckets/.versions/bkt/keys/a/b/.s3-folder-marker"
+        );
+        assert_eq!(
+            versions_dir("bkt", "k").unwrap().as_str(),
+            "/buckets/.versions/bkt/keys/k"
+        );
+        for key in ["a/b/", "a", "a/b"] {
+            let object = object_path("bkt", key).unwrap();
+            assert_eq!(key_of(&object.as_str()["/buckets/bkt/".len()..]), key);
+        }
     }
 }

@@ -232,6 +232,217 @@ fn mode_of(cluster: &Cluster, user: &str, path: &str) -> u64 {
     stat["mode"].as_u64().unwrap() & 0o7777
 }
 
+/// Object tags (`s3/tagging.py`): set with PutObject, CopyObject (both
+/// directives) and multipart uploads, replaced and removed in place
+/// (bytes, ETag and metadata kept), S3's limits refused with `InvalidTag`
+/// and nothing changed, `x-amz-tagging-count` on GET and HEAD, readable by
+/// who may read the object and changed only by who may write it. A file
+/// `dfs put` wrote is tagged the same way, and keeps its bytes and ETag.
+#[test]
+fn object_tags_are_kept_with_the_object_within_s3_limits() {
+    let Some(venv) = venv() else { return };
+    let cluster = cluster_with_users();
+    let ann = create_key(&cluster, "ann");
+    let bob = create_key(&cluster, "bob");
+    run_script(&venv, "tagging.py", &cluster, &ann, &bob, &[]);
+    cluster.ok("ann", &["put", "-", "/buckets/ann-tags/by-dfs.txt"], b"by dfs put");
+    let head = |key: &(String, String)| {
+        let output = aws_tool(
+            &venv,
+            &cluster,
+            key,
+            "s3api",
+            &["head-object", "--bucket", "ann-tags", "--key", "by-dfs.txt"],
+        );
+        serde_json::from_slice::<serde_json::Value>(&succeeded(output, "s3api", &["head-object"])).unwrap()
+    };
+    let before = head(&ann);
+    s3api_ok(
+        &venv,
+        &cluster,
+        &ann,
+        &[
+            "put-object-tagging",
+            "--bucket",
+            "ann-tags",
+            "--key",
+            "by-dfs.txt",
+            "--tagging",
+            "TagSet=[{Key=from,Value=cli}]",
+        ],
+    );
+    let after = head(&ann);
+    assert_eq!(before["ETag"], after["ETag"]);
+    let tagged = succeeded(
+        aws_tool(
+            &venv,
+            &cluster,
+            &ann,
+            "s3api",
+            &["get-object-tagging", "--bucket", "ann-tags", "--key", "by-dfs.txt"],
+        ),
+        "s3api",
+        &["get-object-tagging"],
+    );
+    let tagged: serde_json::Value = serde_json::from_slice(&tagged).unwrap();
+    assert_eq!(tagged["TagSet"], serde_json::json!([{"Key": "from", "Value": "cli"}]));
+    assert_eq!(
+        cluster.ok("ann", &["get", "/buckets/ann-tags/by-dfs.txt", "-"], b""),
+        b"by dfs put"
+    );
+    assert_eq!(mode_of(&cluster, "ann", "/buckets/ann-tags/by-dfs.txt"), 0o644);
+}
+
+/// Object versions (`s3/versions.py`): version ids on every write, old
+/// versions read, tagged, copied and deleted by id, delete markers, the
+/// `null` version, Enabled and Suspended, ListObjectVersions in pages, bad
+/// version ids refused. Then what DFS sees: the bucket holds only the
+/// latest version of each key, the versions kept are in the gateway's tree,
+/// which only the bucket's owner may enter.
+#[test]
+fn object_versions_are_kept_in_a_tree_only_the_owner_reads() {
+    let Some(venv) = venv() else { return };
+    let cluster = cluster_with_users();
+    let ann = create_key(&cluster, "ann");
+    let bob = create_key(&cluster, "bob");
+    run_script(&venv, "versions.py", &cluster, &ann, &bob, &[]);
+    let s3api = |args: &[&str]| s3api_ok(&venv, &cluster, &ann, args);
+    s3api(&["create-bucket", "--bucket", "ann-kept"]);
+    s3api(&[
+        "put-bucket-versioning",
+        "--bucket",
+        "ann-kept",
+        "--versioning-configuration",
+        "Status=Enabled",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    for (i, content) in ["old", "new"].iter().enumerate() {
+        let file = dir.path().join(format!("{i}"));
+        std::fs::write(&file, content).unwrap();
+        s3api(&[
+            "put-object",
+            "--bucket",
+            "ann-kept",
+            "--key",
+            "a/k",
+            "--acl",
+            "public-read",
+            "--body",
+            file.to_str().unwrap(),
+        ]);
+    }
+    assert_eq!(cluster.ok("ann", &["get", "/buckets/ann-kept/a/k", "-"], b""), b"new");
+    assert_eq!(cluster.ok("bob", &["get", "/buckets/ann-kept/a/k", "-"], b""), b"new");
+    let paths = |dir: &str| -> Vec<String> {
+        let listing: serde_json::Value =
+            serde_json::from_slice(&cluster.ok("ann", &["--json", "ls", dir], b"")).unwrap();
+        listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(paths("/buckets/ann-kept/a"), ["/buckets/ann-kept/a/k"]);
+    assert_eq!(mode_of(&cluster, "ann", "/buckets/.versions/ann-kept/keys"), 0o700);
+    let kept = paths("/buckets/.versions/ann-kept/keys/a/k");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let old = kept[0].rsplit('/').next().unwrap().to_string();
+    let old_path = format!("/buckets/.versions/ann-kept/keys/a/k/{old}");
+    assert_eq!(cluster.ok("ann", &["get", &old_path, "-"], b""), b"old");
+    // The old version was public-read too, but no other user enters the tree.
+    assert_ne!(cluster.run("bob", &["get", &old_path, "-"], b"").code, Some(0));
+    assert_ne!(
+        cluster
+            .run("bob", &["ls", "/buckets/.versions/ann-kept/keys"], b"")
+            .code,
+        Some(0)
+    );
+    let output = aws_tool(
+        &venv,
+        &cluster,
+        &bob,
+        "s3api",
+        &[
+            "get-object",
+            "--bucket",
+            "ann-kept",
+            "--key",
+            "a/k",
+            "--version-id",
+            &old,
+            "/dev/null",
+        ],
+    );
+    assert!(!output.status.success());
+}
+
+/// Object lock (`s3/lock.py`): a bucket made with object lock has
+/// versioning for good, a default retention, retention and legal holds
+/// per version, enforced by the gateway (no delete of a retained or held
+/// version, GOVERNANCE yields to the bypass, COMPLIANCE to nothing);
+/// bad configurations refused. Only the gateway enforces it: `dfs rm`
+/// removes a locked object's file (docs/s3.md says so).
+#[test]
+fn object_lock_keeps_locked_versions_from_s3_deletes() {
+    let Some(venv) = venv() else { return };
+    let cluster = cluster_with_users();
+    let ann = create_key(&cluster, "ann");
+    let bob = create_key(&cluster, "bob");
+    run_script(&venv, "lock.py", &cluster, &ann, &bob, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("held");
+    std::fs::write(&file, "held").unwrap();
+    s3api_ok(
+        &venv,
+        &cluster,
+        &ann,
+        &[
+            "put-object",
+            "--bucket",
+            "ann-lock",
+            "--key",
+            "held",
+            "--object-lock-legal-hold-status",
+            "ON",
+            "--body",
+            file.to_str().unwrap(),
+        ],
+    );
+    let delete = aws_tool(
+        &venv,
+        &cluster,
+        &ann,
+        "s3api",
+        &[
+            "delete-objects",
+            "--bucket",
+            "ann-lock",
+            "--delete",
+            "Objects=[{Key=held}]",
+        ],
+    );
+    assert!(delete.status.success());
+    // A delete without a version id is a delete marker: the held version stays.
+    let versions = succeeded(
+        aws_tool(
+            &venv,
+            &cluster,
+            &ann,
+            "s3api",
+            &["list-object-versions", "--bucket", "ann-lock"],
+        ),
+        "s3api",
+        &["list-object-versions"],
+    );
+    let versions: serde_json::Value = serde_json::from_slice(&versions).unwrap();
+    assert_eq!(versions["Versions"].as_array().unwrap().len(), 1, "{versions}");
+    // The gateway enforces the lock, DFS does not: the owner removes the file.
+    let held = versions["Versions"][0]["VersionId"].as_str().unwrap();
+    let path = format!("/buckets/.versions/ann-lock/keys/held/{held}");
+    cluster.ok("ann", &["rm", &path], b"");
+}
+
 /// Canned ACLs are modes (`s3/acl.py`, as ann and bob): `private` (the
 /// default) 0600 for an object, 0700 for a bucket, `public-read` and
 /// `authenticated-read` 0644 and 0755, `public-read-write` a bucket of 0777;

@@ -50,9 +50,14 @@ impl Canned {
             "private" => Ok(Canned::Private),
             "public-read" | "authenticated-read" => Ok(Canned::Read),
             "public-read-write" => Ok(Canned::ReadWrite),
-            other => Err(s3_error!(
+            // S3's other canned ACLs: grants modes cannot say.
+            "bucket-owner-read" | "bucket-owner-full-control" | "log-delivery-write" | "aws-exec-read" => Err(s3_error!(
                 NotImplemented,
-                "the canned ACL {other:?} is not served: DFS permissions are modes (private, public-read, authenticated-read, public-read-write)"
+                "the canned ACL {name:?} is not served: DFS permissions are modes (private, public-read, authenticated-read, public-read-write)"
+            )),
+            other => Err(s3_error!(
+                InvalidArgument,
+                "{other:?} is not a canned ACL"
             )),
         }
     }

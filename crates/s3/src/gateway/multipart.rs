@@ -17,7 +17,7 @@
 //! makes these two directories and removes the bucket's one with the bucket.
 
 use super::acl::{self, Canned};
-use super::{plain_error, readable_path, timestamp, Gateway, Missing};
+use super::{plain_error, timestamp, Gateway, Missing};
 use crate::body::{window, HashingReader};
 use crate::metadata::{headers_of, ETAG};
 use crate::paths::{bucket_path, object_path, BUCKETS};
@@ -354,28 +354,36 @@ impl Gateway {
     /// owner, mode 0733) if it is not there.
     async fn ensure_bucket_uploads(&self, bucket: &str, owner: &str) -> S3Result<DfsPath> {
         let dir = bucket_uploads(bucket)?;
+        self.ensure_gateway_dir(uploads_root(), dir.clone(), 0o733, owner)
+            .await?;
+        Ok(dir)
+    }
+
+    /// `dir` (in `root`, which is in `/buckets`), made (by the gateway, for
+    /// `owner`, with `mode`) if it is not there; `root` (mode 0711) too.
+    pub(super) async fn ensure_gateway_dir(&self, root: DfsPath, dir: DfsPath, mode: u32, owner: &str) -> S3Result<()> {
         let gateway = self.gateway_client();
         match gateway.stat(&dir).await {
-            Ok(stat) if stat.kind == EntryKind::Dir => return Ok(dir),
+            Ok(stat) if stat.kind == EntryKind::Dir => return Ok(()),
             Ok(_) => return Err(s3_error!(InternalError, "{dir} is not a directory")),
             Err(error) if error.is_not_found() => {}
             Err(error) => return Err(plain_error(error)),
         }
-        let root: DfsPath = BUCKETS.parse().expect("a valid path");
-        for (path, mode) in [(root, 0o755), (uploads_root(), 0o711)] {
+        let buckets: DfsPath = BUCKETS.parse().expect("a valid path");
+        for (path, mode) in [(buckets, 0o755), (root, 0o711)] {
             match gateway.mkdir(&path, false, Some(mode)).await {
                 Ok(_) => {}
                 Err(error) if error.code() == Some(ErrorCode::AlreadyExists) => {}
                 Err(error) => return Err(plain_error(error)),
             }
         }
-        match gateway.mkdir(&dir, false, Some(0o733)).await {
+        match gateway.mkdir(&dir, false, Some(mode)).await {
             Ok(_) => gateway.chown(&dir, owner).await.map_err(plain_error)?,
             // Another request made it meanwhile.
-            Err(error) if error.code() == Some(ErrorCode::AlreadyExists) => return Ok(dir),
+            Err(error) if error.code() == Some(ErrorCode::AlreadyExists) => return Ok(()),
             Err(error) => return Err(plain_error(error)),
         };
-        Ok(dir)
+        Ok(())
     }
 
     /// Removes a bucket's pending uploads (with the bucket).
@@ -540,16 +548,14 @@ impl Gateway {
         let CopySource::Bucket {
             bucket: source_bucket,
             key: source_key,
-            ..
+            version_id,
         } = &input.copy_source
         else {
             return Err(s3_error!(NotImplemented, "copies from access points are not served"));
         };
-        let source = readable_path(source_bucket, source_key)?;
         // Paged as in GetObject.
-        let layout = acting.client.first_layout_page(&source).await;
         let layout = self
-            .found(&acting, source_bucket, layout, |layout| &layout.stat)
+            .object_version_layout(&acting, source_bucket, source_key, version_id.as_deref())
             .await?;
         super::check_copy_conditions(
             &layout.stat,
@@ -618,6 +624,11 @@ impl Gateway {
                 input.if_none_match.as_ref(),
             )
             .await?;
+        let prepared = self
+            .prepare_write(&acting, &input.bucket, &input.key, condition)
+            .await?;
+        let condition = prepared.condition;
+        prepared.stamp(&mut attributes)?;
         let request = ComposeFiles {
             path: target,
             sources,
@@ -634,6 +645,7 @@ impl Gateway {
                     .await)
             }
         };
+        self.finish_write(&acting, &prepared).await;
         if let Err(error) = acting.client.remove(&upload.dir, true).await {
             tracing::warn!(dir = %upload.dir, %error, "removing a completed upload's parts");
         }
@@ -645,6 +657,7 @@ impl Gateway {
             key: Some(input.key.clone()),
             e_tag: Some(ETag::Strong(etag)),
             location: Some(format!("/{}/{}", input.bucket, input.key)),
+            version_id: prepared.answer(),
             ..Default::default()
         }))
     }

@@ -100,6 +100,9 @@ assert error_code(lambda: ann.put_object(Bucket="ann-acl", Key="owner.txt", Body
                                          ACL="bucket-owner-full-control")) == "NotImplemented"
 assert error_code(lambda: ann.head_object(Bucket="ann-acl", Key="owner.txt")) == "404"
 assert error_code(lambda: ann.create_bucket(Bucket="ann-logs", ACL="log-delivery-write")) == "NotImplemented"
+# A name that is no canned ACL at all: 400 InvalidArgument, no bucket made.
+assert error_code(lambda: ann.create_bucket(Bucket="ann-bad-acl", ACL="public-ready")) == "InvalidArgument"
+assert error_code(lambda: ann.head_bucket(Bucket="ann-bad-acl")) == "404"
 assert error_code(lambda: ann.head_bucket(Bucket="ann-logs")) == "404"
 assert error_code(lambda: ann.put_bucket_acl(Bucket="ann-acl", GrantRead="id=%s" % "1")) == "NotImplemented"
 assert grants(ann.get_bucket_acl(Bucket="ann-acl")) == [("ann", "FULL_CONTROL")]

@@ -150,5 +150,20 @@ for xml in (b"<Delete><Object><Key>plain</Key></Object>", b"not xml at all",
     refused(send("POST", "/%s?delete" % BUCKET, headers, xml, sha256(xml)), 400, "MalformedXML")
 assert sorted(keys()) == ["chunked", "plain"]
 
+# Server-side encryption is not served: asking for it (SSE-C, SSE-S3, SSE-KMS) is refused, nothing stored.
+sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32}
+for sse in (sse_c, {"ServerSideEncryption": "AES256"}, {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "key"}):
+    try:
+        ann.put_object(Bucket=BUCKET, Key="secret", Body=b"s", **sse)
+        raise AssertionError("an SSE request was accepted")
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "InvalidArgument", error.response
+try:
+    ann.get_object(Bucket=BUCKET, Key="plain", **sse_c)
+    raise AssertionError("an SSE-C read was accepted")
+except ClientError as error:
+    assert error.response["Error"]["Code"] == "InvalidArgument", error.response
+assert sorted(keys()) == ["chunked", "plain"]
+
 # Left for s3.rs to list with `dfs ls`: "chunked" and "plain" only.
 print("ok")
