@@ -287,6 +287,8 @@ impl MongoStore {
                 vec![
                     index(doc! {"parent": 1, "name": 1}, "parent_name", true),
                     index(doc! {"chunks.id": 1}, "chunks", false),
+                    // Extra names of a file (hard links), found when one of its names goes.
+                    index(doc! {"link_to": 1}, "link_to", false),
                 ],
             ),
             (
