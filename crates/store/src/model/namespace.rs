@@ -276,7 +276,7 @@ pub(crate) fn rename(
     let (from_parent, from_name, source) = resolve_for_change(tx, who, from)?;
     let source = source.ok_or_else(|| not_found(from))?;
     if from == to {
-        return Ok(source.stat(to.clone()));
+        return Ok(inode_of(tx, source)?.stat(to.clone()));
     }
     let (to_parent, to_name, target) = resolve_for_change(tx, who, to)?;
     if let Some(target) = target {

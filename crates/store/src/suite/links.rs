@@ -184,6 +184,10 @@ pub fn renames_between_names_of_one_file(store: &dyn Store) {
     assert_eq!((same.inode, same.nlink), (first.inode, Some(2)));
     let (a, b) = (stat(store, "/home/ann/a"), stat(store, "/home/ann/b"));
     assert_eq!((a.inode, b.inode, a.nlink), (first.inode, first.inode, Some(2)));
+    let onto_itself = store
+        .rename(&ann, &path("/home/ann/b"), &path("/home/ann/b"), false, 400_000)
+        .unwrap();
+    assert_eq!((onto_itself.inode, onto_itself.size), (first.inode, first.size));
 
     // Either name moves with the file's metadata.
     for (from, to) in [("/home/ann/a", "/home/ann/c"), ("/home/ann/b", "/home/ann/d")] {
