@@ -30,8 +30,7 @@ pub(crate) struct Node {
     /// Set on an extra name of a file (a hard link): the inode whose row
     /// holds the file (its first name); this row holds nothing else.
     pub(crate) link_to: Option<i64>,
-    /// A file's names: 1, plus one for each row linking to it; a
-    /// directory's links: 2, plus one for each subdirectory.
+    /// A file's names: 1, plus one for each row linking to it.
     pub(crate) nlink: u64,
 }
 
@@ -53,7 +52,7 @@ impl Node {
             version: self.version,
             attributes: self.attributes.clone(),
             inode: Some(self.id as u64),
-            nlink: Some(self.nlink),
+            nlink: (!self.is_dir()).then_some(self.nlink),
         }
     }
 
@@ -61,13 +60,6 @@ impl Node {
         permits(who, self.owner_uid, self.mode, wanted)
     }
 }
-
-/// Migration of the SQL engines (after their hard-link columns): each
-/// directory's link count, 2 and one per subdirectory.
-pub(crate) const DIRECTORY_LINK_COUNTS: &str = "
-UPDATE inodes SET nlink = 2 + (SELECT COUNT(*) FROM inodes AS sub WHERE sub.parent = inodes.id AND sub.kind = 'dir')
-WHERE kind = 'dir';
-";
 
 /// Attributes as the SQL engines and MongoDB store them: a JSON object,
 /// `None` when there are none.

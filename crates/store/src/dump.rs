@@ -174,29 +174,21 @@ pub(crate) trait EntryRows {
     /// directory `parent`, an extra name of file `link_to` if set; returns
     /// its inode id.
     fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry, link_to: Option<i64>) -> StoreResult<i64>;
-    /// Sets the link count of file or directory `id`.
+    /// Sets the count of names of file `id`.
     fn set_nlink(&mut self, id: i64, nlink: u64) -> StoreResult<()>;
 }
 
 /// Imports `entries` in order through an engine's [`EntryRows`], each
 /// placed by [`placement`]; extra names of files (`link`) last, once every
-/// file they name is there, and each file's count of names; each
-/// directory's link count.
+/// file they name is there, and each file's count of names.
 pub(crate) fn import_entries(rows: &mut impl EntryRows, entries: &[DumpEntry]) -> StoreResult<()> {
     let mut ids: HashMap<&DfsPath, (i64, EntryKind)> = HashMap::new();
     let mut links = Vec::new();
-    let mut subdirectories: HashMap<i64, u64> = HashMap::new();
     for entry in entries {
         let id = match placement(&ids, entry)? {
             Placement::Root => crate::model::ROOT_ID,
-            Placement::Home => {
-                *subdirectories.entry(crate::model::ROOT_ID).or_default() += 1;
-                crate::model::HOME_ID
-            }
+            Placement::Home => crate::model::HOME_ID,
             Placement::Child { parent, name } => {
-                if entry.kind == EntryKind::Dir {
-                    *subdirectories.entry(parent).or_default() += 1;
-                }
                 let id = match &entry.link {
                     Some(file) => {
                         links.push((parent, name, file, entry));
@@ -228,20 +220,7 @@ pub(crate) fn import_entries(rows: &mut impl EntryRows, entries: &[DumpEntry]) -
     for (id, nlink) in names {
         rows.set_nlink(id, nlink)?;
     }
-    // A directory's link count: 2 and its subdirectories (a new one's is 2).
-    for (id, count) in subdirectories {
-        rows.set_nlink(id, 2 + count)?;
-    }
     Ok(())
-}
-
-/// The link count a new entry of `kind` starts with: a file's one name, a
-/// directory's 2 (its name and its `.`; each subdirectory adds one).
-pub(crate) fn first_links(kind: EntryKind) -> u64 {
-    match kind {
-        EntryKind::Dir => 2,
-        EntryKind::File => 1,
-    }
 }
 
 /// An export's entries, each with its inode id and the inode its row links

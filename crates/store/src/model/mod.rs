@@ -117,11 +117,6 @@ impl NewNode<'_> {
     pub(crate) fn size(&self) -> u64 {
         self.content.map_or(0, |content| content.size())
     }
-
-    /// The link count it starts with (see [`crate::dump::first_links`]).
-    pub(crate) fn nlink(&self) -> u64 {
-        crate::dump::first_links(self.kind)
-    }
 }
 
 /// The row-level primitives of one engine, on one open database
@@ -178,9 +173,8 @@ pub(crate) trait Rows: LockRows {
     fn set_mode(&mut self, node: &Node, mode: u32, now_ms: u64) -> StoreResult<Node>;
     /// Sets the owner, the ctime `now_ms`; returns the entry as stored.
     fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str, now_ms: u64) -> StoreResult<Node>;
-    /// Sets the link count of `node` (a file's names, a directory's 2 plus
-    /// subdirectories: see [`Node::nlink`]), the ctime `now_ms`; returns it
-    /// as stored.
+    /// Sets the number of names of file `node` (see [`Node::nlink`]), the
+    /// ctime `now_ms`; returns it as stored.
     fn set_nlink(&mut self, node: &Node, nlink: u64, now_ms: u64) -> StoreResult<Node>;
     /// One extra name of file `inode` (a row whose `link_to` is `inode`),
     /// if it has one: its directory, name and row.

@@ -140,19 +140,7 @@ fn resolve_for_change<'p>(
 fn create(tx: &mut impl Rows, parent: &Node, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
     let node = tx.insert_node(parent.id, name, path, new)?;
     tx.entry_changed(parent.id, name, new.mtime_ms)?;
-    if node.is_dir() {
-        subdirectories_changed(tx, parent.id, 1, new.mtime_ms)?;
-    }
     Ok(node)
-}
-
-/// Directory `dir` has `delta` subdirectories more (or fewer): its link
-/// count (2 + subdirectories) follows, its ctime is `now_ms`.
-fn subdirectories_changed(tx: &mut impl Rows, dir: i64, delta: i64, now_ms: u64) -> StoreResult<()> {
-    let dir = tx.node(dir)?;
-    let nlink = dir.nlink.saturating_add_signed(delta).max(2);
-    tx.set_nlink(&dir, nlink, now_ms)?;
-    Ok(())
 }
 
 fn new_dir(owner: &Principal, mode: u32, now_ms: u64) -> NewNode<'_> {
@@ -263,7 +251,6 @@ pub(crate) fn remove(
         subtree = Some(dirs);
     }
     tx.delete_entry(&target, subtree.as_deref())?;
-    subdirectories_changed(tx, parent.id, -1, now_ms)?;
     tx.entry_changed(parent.id, name, now_ms)?;
     check_locks(tx, who, path, now_ms / 1000)
 }
@@ -309,15 +296,12 @@ pub(crate) fn rename(
         }
         if target.is_dir() {
             tx.delete_entry(&target, None)?;
-            subdirectories_changed(tx, to_parent.id, -1, now_ms)?;
         } else {
             unlink(tx, &target, now_ms)?;
         }
     }
     if source.is_dir() && from_parent.id != to_parent.id {
         tx.directory_moved()?;
-        subdirectories_changed(tx, from_parent.id, -1, now_ms)?;
-        subdirectories_changed(tx, to_parent.id, 1, now_ms)?;
     }
     tx.move_node(&source, to_parent.id, to_name, now_ms)?;
     tx.entry_changed(from_parent.id, from_name, now_ms)?;

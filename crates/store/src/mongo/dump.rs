@@ -208,13 +208,8 @@ impl EntryRows for Import<'_, '_> {
     }
 
     fn set_nlink(&mut self, id: i64, nlink: u64) -> StoreResult<()> {
-        match self.nodes.iter_mut().rev().find(|node| node.id == id) {
-            Some(node) => node.nlink = nlink,
-            // `/` and `/home`, in the store already.
-            None => drop(
-                self.tx
-                    .update(INODES, doc! {"_id": id}, doc! {"$set": {"nlink": int(nlink)}})?,
-            ),
+        if let Some(node) = self.nodes.iter_mut().rev().find(|node| node.id == id) {
+            node.nlink = nlink;
         }
         Ok(())
     }
@@ -239,7 +234,7 @@ impl EntryRows for Import<'_, '_> {
             attributes: entry.attributes.clone(),
             seq: 0,
             link_to,
-            nlink: crate::dump::first_links(entry.kind),
+            nlink: 1,
         });
         Ok(id)
     }

@@ -95,7 +95,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The schema version this build writes; each step of [`MIGRATIONS`] raises it by one.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Attempts of a transaction before a write conflict is reported as a failure.
 pub const MAX_ATTEMPTS: u32 = 60;
@@ -133,11 +133,8 @@ use crate::model::{HOME_ID, ROOT_ID};
 
 /// Schema steps, applied in order; `dfs_schema.version` records how many ran.
 /// Each is idempotent, as several directory services may open a new database at once.
-const MIGRATIONS: &[fn(&mut Tx<'_>) -> StoreResult<()>] = &[
-    namespace::create_root_and_home,
-    namespace::add_missing_slots,
-    namespace::count_subdirectories,
-];
+const MIGRATIONS: &[fn(&mut Tx<'_>) -> StoreResult<()>] =
+    &[namespace::create_root_and_home, namespace::add_missing_slots];
 
 impl From<MongoError> for StoreError {
     fn from(error: MongoError) -> Self {

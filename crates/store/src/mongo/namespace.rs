@@ -64,9 +64,8 @@ pub(super) struct Inode {
     /// such a document holds nothing else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) link_to: Option<i64>,
-    /// A file's count of names, a directory's links (2 and one per
-    /// subdirectory); absent in documents written before hard links: 1
-    /// (directories' counts are set by the third migration).
+    /// A file's count of names; absent in documents written before hard
+    /// links: 1.
     #[serde(default = "one_link")]
     pub(super) nlink: u64,
 }
@@ -202,31 +201,6 @@ pub(super) fn add_missing_slots(tx: &mut Tx<'_>) -> StoreResult<()> {
         if !with_slots.contains(&dir) {
             insert_slots(tx, dir)?;
         }
-    }
-    Ok(())
-}
-
-/// Third migration: each directory's link count, 2 and one per
-/// subdirectory.
-pub(super) fn count_subdirectories(tx: &mut Tx<'_>) -> StoreResult<()> {
-    let dirs: Vec<Document> = tx.find(
-        INODES,
-        doc! {"kind": "dir"},
-        Document::new(),
-        doc! {"_id": 1, "parent": 1},
-    )?;
-    let mut counts: HashMap<i64, u64> = dirs
-        .iter()
-        .filter_map(|dir| dir.get_i64("_id").ok())
-        .map(|id| (id, 2))
-        .collect();
-    for parent in dirs.iter().filter_map(|dir| dir.get_i64("parent").ok()) {
-        if let Some(count) = counts.get_mut(&parent) {
-            *count += 1;
-        }
-    }
-    for (dir, nlink) in counts {
-        tx.update(INODES, doc! {"_id": dir}, doc! {"$set": {"nlink": int(nlink)}})?;
     }
     Ok(())
 }
@@ -409,7 +383,7 @@ impl Rows for Tx<'_> {
             attributes: new.attributes.clone(),
             seq: 0,
             link_to: new.link_to,
-            nlink: new.nlink(),
+            nlink: 1,
         };
         self.insert(INODES, &node)
             .map_err(|error| if is_duplicate_key(&error) { exists(path) } else { error })?;

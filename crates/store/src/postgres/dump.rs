@@ -191,8 +191,8 @@ impl EntryRows for PgTx<'_> {
     fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry, link_to: Option<i64>) -> StoreResult<i64> {
         let row = self
             .query_one(
-                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms, link_to, nlink)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms, link_to)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
                 &[
                     &parent,
                     &name,
@@ -206,7 +206,6 @@ impl EntryRows for PgTx<'_> {
                     &attributes_text(&entry.attributes),
                     &int(entry.ctime()),
                     &link_to,
-                    &int(crate::dump::first_links(entry.kind)),
                 ],
             )
             .map_err(|error| match error.code() {

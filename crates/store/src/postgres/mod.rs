@@ -146,8 +146,6 @@ const MIGRATIONS: &[&str] = &[
     repair::REPLICAS_BY_SERVER_SCHEMA,
     // 15: hard links: extra names of a file, and each file's count of names.
     namespace::LINKS_SCHEMA,
-    // 16: directories' link counts.
-    crate::common::DIRECTORY_LINK_COUNTS,
 ];
 
 /// The advisory lock key serializing migrations ("dfs_sche").

@@ -307,8 +307,8 @@ impl Rows for PgTx<'_> {
     fn insert_node(&mut self, parent: i64, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
         let inserted = self.query_one(
             &format!(
-                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes, link_to, nlink)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, $9, $10, $11) RETURNING {NODE_COLUMNS}"
+                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes, link_to)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, $9, $10) RETURNING {NODE_COLUMNS}"
             ),
             &[
                 &parent,
@@ -321,7 +321,6 @@ impl Rows for PgTx<'_> {
                 &int(new.mtime_ms),
                 &attributes_text(new.attributes),
                 &new.link_to,
-                &int(new.nlink()),
             ],
         );
         let node = match inserted {

@@ -226,8 +226,8 @@ impl EntryRows for Import<'_> {
     fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry, link_to: Option<i64>) -> StoreResult<i64> {
         let tx = self.0;
         tx.exec(
-            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms, link_to, nlink)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms, link_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 parent,
                 name,
@@ -240,8 +240,7 @@ impl EntryRows for Import<'_> {
                 entry.version,
                 attributes_text(&entry.attributes),
                 entry.ctime(),
-                link_to,
-                crate::dump::first_links(entry.kind)
+                link_to
             ],
         )
         .map_err(|error| StoreError::Invalid(format!("dump: {}: {error}", entry.path)))?;

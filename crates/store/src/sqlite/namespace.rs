@@ -115,9 +115,7 @@ pub(super) const CTIME_SCHEMA: &str = "ALTER TABLE inodes ADD COLUMN ctime_ms IN
 
 /// Migration: hard links (see [`crate::NamespaceStore::link`]). An extra
 /// name of a file is a row of its own whose `link_to` is the file's inode
-/// (it holds nothing else); the file's row counts its names in `nlink`, a
-/// directory's its links (2 and one per subdirectory, counted by
-/// [`crate::common::DIRECTORY_LINK_COUNTS`] next).
+/// (it holds nothing else); the file's row counts its names in `nlink`.
 pub(super) const LINKS_SCHEMA: &str = "
 ALTER TABLE inodes ADD COLUMN link_to INTEGER;
 ALTER TABLE inodes ADD COLUMN nlink INTEGER NOT NULL DEFAULT 1;
@@ -294,8 +292,8 @@ impl Rows for Sql<'_> {
     fn insert_node(&mut self, parent: i64, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
         let size = new.size();
         let inserted = self.0.exec(
-            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes, link_to, nlink)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9, ?10, ?11)",
+            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes, link_to)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9, ?10)",
             params![
                 parent,
                 name,
@@ -306,8 +304,7 @@ impl Rows for Sql<'_> {
                 size,
                 new.mtime_ms,
                 attributes_text(new.attributes),
-                new.link_to,
-                new.nlink()
+                new.link_to
             ],
         );
         if let Err(rusqlite::Error::SqliteFailure(error, _)) = &inserted {
@@ -332,7 +329,7 @@ impl Rows for Sql<'_> {
             version: 1,
             attributes: new.attributes.clone(),
             link_to: new.link_to,
-            nlink: new.nlink(),
+            nlink: 1,
         })
     }
 
