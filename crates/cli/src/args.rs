@@ -161,6 +161,14 @@ pub enum Command {
         #[arg(long)]
         no_clobber: bool,
     },
+    /// Make another name for a file: a hard link, one file under both names
+    /// (as ln(1) without -s). A TO that is a directory gets the file's name in it.
+    Ln {
+        /// The existing file.
+        from: String,
+        /// The new name (must not exist).
+        to: String,
+    },
     /// Change permission bits (octal, e.g. 640).
     Chmod {
         #[arg(value_parser = parse_mode)]

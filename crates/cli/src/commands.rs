@@ -256,7 +256,7 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
             let stat = client.stat(&remote_path(&path, session.as_ref())?).await?;
             emit(&global, &stat, || {
                 format!(
-                    "path: {}\nkind: {}\nsize: {}\nmode: {} ({:o})\nowner: {} (uid {})\nversion: {}\nmodified: {}\nchanged: {}",
+                    "path: {}\nkind: {}\nsize: {}\nmode: {} ({:o})\nowner: {} (uid {})\nversion: {}\nmodified: {}\nchanged: {}\ninode: {}\nlinks: {}",
                     shown(stat.path.as_str()),
                     match stat.file_type() {
                         None => "directory",
@@ -270,7 +270,9 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                     stat.owner_uid,
                     stat.version,
                     format_time(stat.mtime_ms),
-                    format_time(stat.ctime())
+                    format_time(stat.ctime()),
+                    stat.inode.map_or_else(|| "-".to_string(), |inode| inode.to_string()),
+                    stat.links()
                 )
             })
         }
@@ -394,6 +396,26 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                 removed.push(path);
             }
             emit(&global, &serde_json::json!({ "removed": removed }), String::new)
+        }
+        Command::Ln { from, to } => {
+            let (client, session) = connect(&global, true).await?;
+            let from = remote_path(&from, session.as_ref())?;
+            let mut target = remote_path(&to, session.as_ref())?;
+            // Like ln(1): a link into an existing directory takes the file's name.
+            if let Ok(stat) = client.stat(&target).await {
+                if stat.kind == EntryKind::Dir {
+                    target = target.join(from.name().context("the root directory has no hard links")?)?;
+                }
+            }
+            let stat = client.link(&from, &target).await?;
+            emit(&global, &stat, || {
+                format!(
+                    "{} => {} ({} links)",
+                    shown(stat.path.as_str()),
+                    shown(from.as_str()),
+                    stat.links()
+                )
+            })
         }
         Command::Mv { from, to, no_clobber } => {
             let (client, session) = connect(&global, true).await?;

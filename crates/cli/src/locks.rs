@@ -121,7 +121,7 @@ pub fn check_scope(global: &Global, command: &Command) -> anyhow::Result<()> {
     let writes = stages
         || matches!(
             command,
-            Command::Chmod { .. } | Command::Chown { .. } | Command::Tx(TxCommand::Commit { .. })
+            Command::Chmod { .. } | Command::Chown { .. } | Command::Ln { .. } | Command::Tx(TxCommand::Commit { .. })
         );
     if global.write.tx.is_some() && !stages && !reads {
         bail!("--tx works with put, rm, mv and mkdir (staged) and get, cat, stat and ls (read in it)");

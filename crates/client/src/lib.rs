@@ -54,8 +54,8 @@ use dfs_proto::auth::{
     KeySession, LoginRequest, LoginResponse, SessionsEnded, UserInfo, WhoAmI,
 };
 use dfs_proto::namespace::{
-    ChmodRequest, ChownRequest, ClusterStatus, ComposeFiles, FileLayout, Listing, MkdirRequest, RemoveRequest,
-    RenameRequest, SetTimesRequest, Stat, LAYOUT_PAGE_MAX,
+    ChmodRequest, ChownRequest, ClusterStatus, ComposeFiles, FileLayout, LinkRequest, Listing, MkdirRequest,
+    RemoveRequest, RenameRequest, SetTimesRequest, Stat, LAYOUT_PAGE_MAX,
 };
 use dfs_proto::{DfsPath, ErrorBody, ErrorCode};
 use reqwest::{Method, RequestBuilder, Response};
@@ -696,6 +696,31 @@ impl Client {
                     return Err(error);
                 }
                 self.stat(to).await.map_err(|_| error)
+            },
+        )
+        .await
+    }
+
+    /// Makes `to` another name of the file `from` (a hard link, `POST
+    /// /v1/files/link`); returns the file under its new name, its `nlink`
+    /// one more.
+    pub async fn link(&self, from: &DfsPath, to: &DfsPath) -> Result<Stat> {
+        let request = LinkRequest {
+            from: from.clone(),
+            to: to.clone(),
+        };
+        self.change(
+            || self.directory(Method::POST, "/v1/files/link", Some(&request)),
+            // Sent again after a lost answer: "exists" may be our own link,
+            // `to` then naming the inode `from` names.
+            |error| async move {
+                if error.code() != Some(dfs_proto::ErrorCode::AlreadyExists) {
+                    return Err(error);
+                }
+                match (self.stat(from).await, self.stat(to).await) {
+                    (Ok(file), Ok(linked)) if file.inode.is_some() && file.inode == linked.inode => Ok(linked),
+                    _ => Err(error),
+                }
             },
         )
         .await

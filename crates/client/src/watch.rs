@@ -251,6 +251,8 @@ mod tests {
             size: 0,
             mtime_ms: 0,
             ctime_ms: None,
+            inode: None,
+            nlink: None,
             version: 1,
             attributes: Default::default(),
         };

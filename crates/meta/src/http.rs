@@ -1,6 +1,6 @@
 //! The directory service's HTTP routes (listed in `dfs_proto::namespace`),
 //! one file per resource:
-//! - `namespace.rs`: stat, list, mkdir, remove, rename, chmod, chown, homes, layouts;
+//! - `namespace.rs`: stat, list, mkdir, remove, rename, hard links, chmod, chown, homes, layouts;
 //! - `uploads.rs`: begin, place chunks, commit, abort (placement and receipt
 //!   matching are pure functions there); `receipts.rs`: receipts posted early;
 //! - `files.rs`: whole files in one request (`/v1/files`), inline or, through
@@ -112,6 +112,7 @@ fn api_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(namespace::mkdir))
         .routes(routes!(namespace::remove))
         .routes(routes!(namespace::rename))
+        .routes(routes!(namespace::link))
         .routes(routes!(namespace::chmod))
         .routes(routes!(namespace::chown))
         .routes(routes!(namespace::set_times))

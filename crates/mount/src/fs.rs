@@ -300,7 +300,7 @@ impl DfsFs {
             crtime: mtime,
             kind,
             perm: (mode & 0o7777) as u16,
-            nlink: if kind == FileType::Directory { 2 } else { 1 },
+            nlink: u32::try_from(stat.links()).unwrap_or(u32::MAX),
             uid,
             gid,
             rdev,
@@ -358,15 +358,15 @@ impl DfsFs {
 
     /// The entry for `path` handed to the kernel (one more lookup it holds).
     fn entry(&self, path: &DfsPath, stat: &Stat) -> FileAttr {
-        self.attr(self.number(path, true), stat)
+        self.attr(self.number(path, stat, true), stat)
     }
 
-    /// The inode number of `path` (see [`Inodes::number`]).
-    fn number(&self, path: &DfsPath, counted: bool) -> u64 {
+    /// The inode number of `path`, whose stat is `stat` (see [`Inodes::number_of`]).
+    fn number(&self, path: &DfsPath, stat: &Stat, counted: bool) -> u64 {
         self.inodes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .number(path, counted)
+            .number_of(path, stat.inode, counted)
     }
 
     fn add_handle(&self, open: Open) -> FileHandle {
@@ -632,7 +632,7 @@ impl DfsFs {
         self.changed(&path, false);
         let (stat, spill) = match created {
             Ok(stat) => {
-                let ino = self.number(&path, false);
+                let ino = self.number(&path, &stat, false);
                 let mut spill = Spill::create(&self.spill_dir)
                     .map_err(|error| self.local_failure("create", &self.spill_dir, &error))?;
                 spill.handles = 1;
@@ -641,9 +641,10 @@ impl DfsFs {
                 (stat, self.share_spill(ino, spill))
             }
             Err(error) if error.code() == Some(ErrorCode::AlreadyExists) && flags & libc::O_EXCL == 0 => {
-                let ino = self.number(&path, false);
+                let stat = self.stat(&path)?;
+                let ino = self.number(&path, &stat, false);
                 let spill = self.open_spill(ino, &path, flags & libc::O_TRUNC != 0)?;
-                (self.stat(&path)?, spill)
+                (stat, spill)
             }
             Err(error) => return Err(self.fail("create", &path, &error, Errno::EIO)),
         };
@@ -792,7 +793,7 @@ impl DfsFs {
                 continue;
             };
             let kind = fuse_type(&stat);
-            entries.push((inodes.number(&stat.path, false), kind, name));
+            entries.push((inodes.number_of(&stat.path, stat.inode, false), kind, name));
             listed.insert(stat.path.clone(), (stat, until));
         }
         Ok(DirPage {
@@ -858,15 +859,44 @@ impl DfsFs {
         Ok(())
     }
 
+    /// A new name `new_name` of `new_parent` for the file numbered `ino` (a
+    /// hard link; the kernel refuses directories itself, with `EPERM`): the
+    /// kernel's number names both.
+    fn do_link(&self, ino: INodeNo, new_parent: INodeNo, new_name: &OsStr) -> Result<FileAttr> {
+        let from = self.path(ino)?;
+        let to = self.child(new_parent, new_name)?;
+        let stat = self
+            .block(self.writer(&to).link(&from, &to))
+            .map_err(|error| match error.code() {
+                Some(ErrorCode::PermissionDenied) if matches!(self.stat(&from), Ok(stat) if stat.kind == EntryKind::Dir) => {
+                    Errno::EPERM
+                }
+                _ => self.fail("link", &to, &error, Errno::EIO),
+            })?;
+        self.changed(&from, false);
+        self.changed(&to, false);
+        self.inodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .linked(ino.0, &to);
+        Ok(self.attr(ino.0, &stat))
+    }
+
     fn remove(&self, parent: INodeNo, name: &OsStr) -> Result<()> {
         let path = self.child(parent, name)?;
         self.block(self.writer(&path).remove(&path, false))
             .map_err(|error| self.fail("remove", &path, &error, Errno::ENOTEMPTY))?;
-        self.inodes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .removed(&path);
+        let other_name = {
+            let mut inodes = self.inodes.lock().unwrap_or_else(PoisonError::into_inner);
+            let ino = inodes.known(&path);
+            inodes.removed(&path);
+            ino.and_then(|ino| inodes.path(ino))
+        };
         self.changed(&path, false);
+        // A file with another name: that name's stat changed too (nlink, ctime).
+        if let Some(other_name) = other_name {
+            self.changed(&other_name, false);
+        }
         Ok(())
     }
 
@@ -944,10 +974,10 @@ impl Filesystem for DfsFs {
             // by 16 threads) every negative lookup would be asked again.
             let (stat, attr) = self.settled(false, || {
                 let stat = self.stat(&path)?;
-                let attr = self.attr(self.number(&path, false), &stat);
+                let attr = self.attr(self.number(&path, &stat, false), &stat);
                 Ok((stat, attr))
             })?;
-            let ino = self.number(&path, true);
+            let ino = self.number(&path, &stat, true);
             // Renamed or replaced since: the number the kernel is given.
             Ok(if ino == attr.ino.0 { attr } else { self.attr(ino, &stat) })
         });
@@ -1084,8 +1114,12 @@ impl Filesystem for DfsFs {
         reply_result(reply, self.do_rename(parent, name, new_parent, new_name, flags));
     }
 
-    fn link(&self, _request: &Request, _ino: INodeNo, _new_parent: INodeNo, _new_name: &OsStr, reply: ReplyEntry) {
-        reply.error(Errno::EPERM);
+    fn link(&self, _request: &Request, ino: INodeNo, new_parent: INodeNo, new_name: &OsStr, reply: ReplyEntry) {
+        let mark = self.freshness.mark();
+        match self.do_link(ino, new_parent, new_name) {
+            Ok(attr) => reply.entry(&self.freshness.ttl(mark), &attr, Generation(0)),
+            Err(error) => reply.error(error),
+        }
     }
 
     fn open(&self, _request: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {

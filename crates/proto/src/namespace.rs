@@ -11,6 +11,8 @@
 //! - `POST /v1/chown` [`ChownRequest`] -> [`Stat`] (admin only)
 //! - `POST /v1/times` [`SetTimesRequest`] -> [`Stat`]: sets the mtime (and
 //!   moves the ctime), as `utimensat`
+//! - `POST /v1/files/link` [`LinkRequest`] -> [`Stat`] of the new name: a
+//!   hard link, another name of an existing file (`link(2)`)
 //!
 //! Upload, a protocol in three steps:
 //! - `POST /v1/uploads` [`BeginUpload`] -> [`UploadStarted`]
@@ -208,9 +210,27 @@ pub struct Stat {
     /// absent when there are none.
     #[serde(default, skip_serializing_if = "Attributes::is_empty")]
     pub attributes: Attributes,
+    /// The inode number: equal for two names of one file (hard links, see
+    /// [`LinkRequest`]). Absent from older directory services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inode: Option<u64>,
+    /// How many names the file has (POSIX `st_nlink`); a directory's is 2
+    /// plus its subdirectories. Absent from older directory services: 1
+    /// for a file (see [`Stat::links`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nlink: Option<u64>,
 }
 
 impl Stat {
+    /// How many names the file has: `nlink`, or 1 (a directory: 2) from a
+    /// directory service that keeps none.
+    pub fn links(&self) -> u64 {
+        self.nlink.unwrap_or(match self.kind {
+            EntryKind::Dir => 2,
+            EntryKind::File => 1,
+        })
+    }
+
     /// The ctime in milliseconds: `ctime_ms`, or the mtime from a directory
     /// service that keeps none.
     pub fn ctime(&self) -> u64 {
@@ -315,6 +335,18 @@ pub struct RenameRequest {
     /// Fail with 409 if `to` exists instead of replacing it.
     #[serde(default)]
     pub no_clobber: bool,
+}
+
+/// A hard link: `to`, a new name, for the existing file `from` (as
+/// `link(2)`): both names are one inode, with one content, mode, owner and
+/// times. `from` must be a file (a directory is refused, 403 as `EPERM`),
+/// `to` must not exist (409); creating `to` needs WRITE and EXECUTE on its
+/// directory, as creating a file there does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LinkRequest {
+    pub from: DfsPath,
+    pub to: DfsPath,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -240,6 +240,8 @@ mod tests {
             size: 3,
             mtime_ms: 1_000,
             ctime_ms: None,
+            inode: None,
+            nlink: None,
             version: 1,
             attributes,
         }

@@ -27,6 +27,11 @@ pub(crate) struct Node {
     pub(crate) version: u64,
     /// A file version's attributes (see [`dfs_proto::attributes`]).
     pub(crate) attributes: Attributes,
+    /// Set on an extra name of a file (a hard link): the inode whose row
+    /// holds the file (its first name); this row holds nothing else.
+    pub(crate) link_to: Option<i64>,
+    /// A file's names: 1, plus one for each row linking to it.
+    pub(crate) nlink: u64,
 }
 
 impl Node {
@@ -46,6 +51,8 @@ impl Node {
             ctime_ms: Some(self.ctime_ms),
             version: self.version,
             attributes: self.attributes.clone(),
+            inode: Some(self.id as u64),
+            nlink: (!self.is_dir()).then_some(self.nlink),
         }
     }
 

@@ -4,7 +4,8 @@
 //! A dump holds what a cluster cannot lose: users (with their password
 //! hashes and the next uid, so uids are never reused), every directory and
 //! file with owner, mode, size, mtime, ctime, version, attributes and chunk list
-//! or inline bytes, the file
+//! or inline bytes, hard links (an extra name of a file is an entry naming
+//! the file's first path in `link`), the file
 //! servers, the chunk replicas, and the latest fencing number of every path
 //! (so fencing keeps growing). It leaves out what is short-lived by design:
 //! login sessions (users log in again), live locks, pending uploads and open
@@ -54,6 +55,11 @@ pub struct DumpEntry {
     /// A file version's attributes; absent when there are none.
     #[serde(default, skip_serializing_if = "Attributes::is_empty")]
     pub attributes: Attributes,
+    /// Set on an extra name of a file (a hard link): the path of the file's
+    /// entry, which holds its content (this entry holds none). Absent
+    /// otherwise, and in dumps of builds without hard links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<DfsPath>,
 }
 
 impl DumpEntry {
@@ -165,27 +171,81 @@ pub(crate) trait EntryRows {
     /// mode, mtime and version.
     fn set_attributes(&mut self, id: i64, entry: &DumpEntry) -> StoreResult<()>;
     /// Creates `entry`, with its content and attributes, as `name` in
-    /// directory `parent`; returns its inode id.
-    fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64>;
+    /// directory `parent`, an extra name of file `link_to` if set; returns
+    /// its inode id.
+    fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry, link_to: Option<i64>) -> StoreResult<i64>;
+    /// Sets the count of names of file `id`.
+    fn set_nlink(&mut self, id: i64, nlink: u64) -> StoreResult<()>;
 }
 
 /// Imports `entries` in order through an engine's [`EntryRows`], each
-/// placed by [`placement`].
+/// placed by [`placement`]; extra names of files (`link`) last, once every
+/// file they name is there, and each file's count of names.
 pub(crate) fn import_entries(rows: &mut impl EntryRows, entries: &[DumpEntry]) -> StoreResult<()> {
     let mut ids: HashMap<&DfsPath, (i64, EntryKind)> = HashMap::new();
+    let mut links = Vec::new();
     for entry in entries {
         let id = match placement(&ids, entry)? {
             Placement::Root => crate::model::ROOT_ID,
             Placement::Home => crate::model::HOME_ID,
             Placement::Child { parent, name } => {
-                ids.insert(&entry.path, (rows.insert_entry(parent, name, entry)?, entry.kind));
+                let id = match &entry.link {
+                    Some(file) => {
+                        links.push((parent, name, file, entry));
+                        0
+                    }
+                    None => rows.insert_entry(parent, name, entry, None)?,
+                };
+                ids.insert(&entry.path, (id, entry.kind));
                 continue;
             }
         };
         rows.set_attributes(id, entry)?;
         ids.insert(&entry.path, (id, entry.kind));
     }
+    let mut names: HashMap<i64, u64> = HashMap::new();
+    for (parent, name, file, entry) in links {
+        let id = match ids.get(file) {
+            Some(&(id, EntryKind::File)) if id > 0 => id,
+            _ => {
+                return Err(StoreError::Invalid(format!(
+                    "dump: {} links to {file}, which is no file of the dump",
+                    entry.path
+                )))
+            }
+        };
+        rows.insert_entry(parent, name, entry, Some(id))?;
+        *names.entry(id).or_insert(1) += 1;
+    }
+    for (id, nlink) in names {
+        rows.set_nlink(id, nlink)?;
+    }
     Ok(())
+}
+
+/// An export's entries, each with its inode id and the inode its row links
+/// to (see [`crate::model::namespace::inode_of`]), as a dump lists them:
+/// an extra name of a file names the file's path in `link`; sorted by path.
+pub(crate) fn linked_entries(mut entries: Vec<(i64, Option<i64>, DumpEntry)>) -> StoreResult<Vec<DumpEntry>> {
+    let paths: HashMap<i64, DfsPath> = entries
+        .iter()
+        .filter(|(_, link_to, _)| link_to.is_none())
+        .map(|(id, _, entry)| (*id, entry.path.clone()))
+        .collect();
+    for (_, link_to, entry) in &mut entries {
+        if let Some(file) = link_to {
+            let path = paths.get(file).ok_or_else(|| {
+                StoreError::Backend(anyhow::anyhow!(
+                    "{} links to inode {file}, which is no file",
+                    entry.path
+                ))
+            })?;
+            entry.link = Some(path.clone());
+        }
+    }
+    let mut entries: Vec<DumpEntry> = entries.into_iter().map(|(_, _, entry)| entry).collect();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(entries)
 }
 
 /// Where an imported entry goes.

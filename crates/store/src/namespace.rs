@@ -255,6 +255,16 @@ pub trait NamespaceStore: Send + Sync {
     fn rename(&self, who: &Principal, from: &DfsPath, to: &DfsPath, no_clobber: bool, now_ms: u64)
         -> StoreResult<Stat>;
 
+    /// Makes `to` another name of the file `from` (a hard link, as
+    /// `link(2)`): one inode, content, mode, owner and times under both
+    /// names, its `nlink` one more and its ctime `now_ms`. Needs EXECUTE on
+    /// the way to `from`, and [`WRITE`] and [`EXECUTE`] on the parent of
+    /// `to`, as creating a file there. A directory is `PermissionDenied`
+    /// (`EPERM`: no hard links to directories), an existing `to`
+    /// `AlreadyExists`. Removing one name keeps the file while another is
+    /// left (its content goes with its last name).
+    fn link(&self, who: &Principal, from: &DfsPath, to: &DfsPath, now_ms: u64) -> StoreResult<Stat>;
+
     /// Sets the permission bits (`mode & 0o7777`; a special file keeps its
     /// type bits); owner or admin only.
     fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat>;

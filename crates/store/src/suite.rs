@@ -11,6 +11,8 @@ use dfs_proto::chunk::{ChunkId, ServerRef};
 use dfs_proto::namespace::{ChunkRef, ComposeSource, EntryKind};
 use dfs_proto::DfsPath;
 
+mod links;
+
 /// One test of the suite: it gets a fresh, empty store.
 pub type SuiteTest = fn(&dyn Store);
 
@@ -103,6 +105,23 @@ pub const ALL: &[(&str, SuiteTest)] = &[
     (
         "paged_uploads_and_layouts_of_many_chunks",
         paged_uploads_and_layouts_of_many_chunks,
+    ),
+    ("hard_links_share_one_file", links::hard_links_share_one_file),
+    (
+        "hard_links_are_refused_like_creates",
+        links::hard_links_are_refused_like_creates,
+    ),
+    (
+        "unlinking_one_name_keeps_the_file",
+        links::unlinking_one_name_keeps_the_file,
+    ),
+    (
+        "renames_between_names_of_one_file",
+        links::renames_between_names_of_one_file,
+    ),
+    (
+        "hard_links_survive_export_and_import",
+        links::hard_links_survive_export_and_import,
     ),
 ];
 
@@ -2002,6 +2021,7 @@ pub fn dump_imports_into_an_empty_store(store: &dyn Store) {
         chunks,
         inline: None,
         attributes: Default::default(),
+        link: None,
     };
     let chunks = vec![chunk(7, 4), chunk(8, 2)];
     let dump = Dump {

@@ -186,6 +186,52 @@ async fn namespace_operations_and_versions() {
     assert!(servers.iter().all(|server| server["alive"] == true), "{status}");
 }
 
+/// Hard links with `dfs ln` (`POST /v1/files/link`): both names are one
+/// inode counted twice, a write through one is read through the other, a
+/// name removed leaves the file; an existing name, a directory and a
+/// directory the user may not write into are refused, nothing stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn hard_links_made_with_dfs_ln_share_one_file() {
+    let cluster = cluster_with_users();
+    cluster.ok("ann", &["put", "-", "/home/ann/a"], b"one");
+    let made = String::from_utf8(cluster.ok("ann", &["ln", "/home/ann/a", "/home/ann/b"], b"")).unwrap();
+    assert_eq!(made, "/home/ann/b => /home/ann/a (2 links)\n");
+    let stat = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&cluster.ok("ann", &["--json", "stat", name], b"")).unwrap()
+    };
+    let (a, b) = (stat("a"), stat("b"));
+    assert!(a["inode"].as_u64().is_some(), "{a}");
+    assert_eq!((&a["inode"], &a["nlink"]), (&b["inode"], &serde_json::json!(2)));
+    cluster.ok("ann", &["put", "-", "/home/ann/b"], b"two");
+    assert_eq!(cluster.ok("ann", &["cat", "a"], b""), b"two");
+    let text = String::from_utf8(cluster.ok("ann", &["stat", "a"], b"")).unwrap();
+    assert!(text.contains("links: 2"), "{text}");
+
+    // Into a directory: the link takes the file's name, as ln(1).
+    cluster.ok("ann", &["mkdir", "/home/ann/d"], b"");
+    cluster.ok("ann", &["ln", "/home/ann/a", "/home/ann/d"], b"");
+    assert_eq!(stat("d/a")["nlink"], 3);
+
+    for (who, from, to, code, text) in [
+        ("ann", "/home/ann/a", "/home/ann/b", 6, "already exists"),
+        ("ann", "/home/ann/d", "/home/ann/e", 5, "is a directory"),
+        ("bob", "/home/ann/a", "/home/bob/x", 5, "permission denied"),
+        ("ann", "/home/ann/a", "/home/bob/x", 5, "permission denied"),
+    ] {
+        let output = cluster.run(who, &["ln", from, to], b"");
+        assert_eq!(output.code, Some(code), "{who} ln {from} {to}: {}", output.stderr);
+        assert!(output.stderr.contains(text), "{}", output.stderr);
+    }
+    assert_eq!(cluster.run("ann", &["stat", "/home/ann/e"], b"").code, Some(4));
+    assert_eq!(cluster.run("bob", &["stat", "/home/bob/x"], b"").code, Some(4));
+    assert_eq!(stat("a")["nlink"], 3);
+
+    // One name removed: the file stays under the others.
+    cluster.ok("ann", &["rm", "/home/ann/a"], b"");
+    assert_eq!(cluster.ok("ann", &["cat", "d/a"], b""), b"two");
+    assert_eq!(stat("b")["nlink"], 2);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn users_cannot_touch_each_others_private_files_but_admin_can() {
     let cluster = cluster_with_users();

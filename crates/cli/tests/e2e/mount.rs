@@ -224,9 +224,6 @@ fn ordinary_tools_work_in_a_mounted_home() {
     assert_eq!(mounted.sh(sums), local);
     mounted.sh("mkdir $LOCAL/back && tar c tree | tar x --no-same-owner -C $LOCAL/back && diff -r $LOCAL/tree $LOCAL/back/tree");
 
-    // What the namespace cannot hold (a second name of a file) says so with its errno.
-    let hard_link = mounted.sh_output("ln f.txt hard");
-    assert!(String::from_utf8_lossy(&hard_link.stderr).contains("Operation not permitted"));
     // mv -n: renameat2(RENAME_NOREPLACE) keeps the target.
     mounted.sh("echo other > g.txt; mv -n g.txt f.txt || true; grep -q hello f.txt; rm g.txt");
 
@@ -422,6 +419,47 @@ fn symbolic_links_fifos_sockets_and_device_nodes_live_in_the_namespace() {
 
     mounted.sh("rm moved-link dangling pipe sock tty disk");
     assert_eq!(mounted.sh("ls"), "f.txt\n");
+}
+
+/// `ln` through the mount: both names show one inode number and a link
+/// count of 2, a write through one is read through the other (and by
+/// `dfs`), a name removed leaves the file with one link; a directory gets
+/// no hard link (`EPERM`), an existing name is `EEXIST`. A link made with
+/// `dfs ln` shows through the mount.
+#[test]
+fn hard_links_through_the_mount_share_one_inode() {
+    let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {
+        return;
+    };
+    mounted.sh("echo one > a; ln a b");
+    assert_eq!(
+        mounted.sh("stat -c '%h %i' a b | uniq -c | wc -l; stat -c %h a b"),
+        "1\n2\n2\n"
+    );
+    mounted.sh("echo two >> b");
+    assert_eq!(mounted.sh("cat a"), "one\ntwo\n");
+    assert_eq!(cluster.ok("ann", &["cat", "/home/ann/a"], b""), b"one\ntwo\n");
+    let inode = mounted.sh("stat -c %i a");
+    mounted.sh("rm a");
+    assert_eq!(mounted.sh("cat b; stat -c '%h' b"), "one\ntwo\n1\n");
+    assert_eq!(mounted.sh("stat -c %i b"), inode, "the file keeps its number");
+
+    let refused = r#"
+import errno, os
+os.mkdir("d")
+for source, target in (("d", "e"), ("b", "d")):
+    try:
+        os.link(source, target)
+    except OSError as error:
+        print(errno.errorcode[error.errno])
+"#;
+    assert_eq!(mounted.sh(&format!("python3 -c '{refused}'")), "EPERM\nEEXIST\n");
+    mounted.sh("test ! -e e");
+
+    cluster.ok("ann", &["ln", "/home/ann/b", "/home/ann/c"], b"");
+    assert_eq!(mounted.sh("cat c"), "one\ntwo\n");
+    seen_within(&mounted, "stat -c %h b", "2\n", SEEN_WITHIN);
+    assert_eq!(mounted.sh("stat -c %i c"), inode);
 }
 
 #[test]

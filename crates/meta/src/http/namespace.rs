@@ -1,4 +1,4 @@
-//! Namespace routes: stat, list, mkdir, remove, rename, chmod, chown, times, home
+//! Namespace routes: stat, list, mkdir, remove, rename, hard links, chmod, chown, times, home
 //! directories (`POST /v1/homes`), and layouts (`GET /v1/layout`: where a
 //! file's chunks are, with read capabilities).
 
@@ -10,9 +10,9 @@ use base64::Engine as _;
 use dfs_proto::auth::{validate_user_name, UserInfo};
 use dfs_proto::chunk::ChunkId;
 use dfs_proto::namespace::{
-    list_cursor, list_cursor_name, ChmodRequest, ChownRequest, EnsureHome, FileLayout, LayoutQuery, ListQuery, Listing,
-    MkdirRequest, PathQuery, RemoveRequest, RenameRequest, SetTimesRequest, Stat, LAYOUT_PAGE_MAX, LIST_PAGE_DEFAULT,
-    LIST_PAGE_MAX, UPLOAD_PAGE_CHUNKS,
+    list_cursor, list_cursor_name, ChmodRequest, ChownRequest, EnsureHome, FileLayout, LayoutQuery, LinkRequest,
+    ListQuery, Listing, MkdirRequest, PathQuery, RemoveRequest, RenameRequest, SetTimesRequest, Stat, LAYOUT_PAGE_MAX,
+    LIST_PAGE_DEFAULT, LIST_PAGE_MAX, UPLOAD_PAGE_CHUNKS,
 };
 use dfs_proto::watch::WatchKind;
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
@@ -200,6 +200,38 @@ pub(super) async fn rename(
     directory
         .watch
         .publish(&from, WatchKind::Renamed, stat.version, Some(&stat.path));
+    Ok(ApiJson(stat))
+}
+
+/// Makes another name for a file (a hard link, as `link(2)`): both names
+/// are one inode. A directory is refused (403), an existing name too (409);
+/// the new name needs WRITE and EXECUTE on its directory. Not in a
+/// transaction (400). Watchers see the new name created and the file
+/// modified (its count of names) under the name linked from.
+#[utoipa::path(post, path = "/v1/files/link", tag = "namespace", params(Scope), request_body = LinkRequest,
+    responses((status = 200, description = "the file under its new name", body = Stat)))]
+pub(super) async fn link(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    scope: locks::WriteScope,
+    ApiJson(request): ApiJson<LinkRequest>,
+) -> ApiResult<ApiJson<Stat>> {
+    check_new_path(&request.to)?;
+    if scope.tx.is_some() {
+        return Err(ApiError::bad_request(
+            "a hard link cannot be staged in a transaction: make it outside one",
+        ));
+    }
+    let who = scope.principal(directory.principal(&ticket).await);
+    let store = Arc::clone(&directory.store);
+    let from = request.from.clone();
+    let stat = blocking(move || store.link(&who, &request.from, &request.to, now_ms())).await?;
+    directory.watch.publish_stat(&stat, WatchKind::Created);
+    let linked_from = Stat {
+        path: from,
+        ..stat.clone()
+    };
+    directory.watch.publish_stat(&linked_from, WatchKind::Modified);
     Ok(ApiJson(stat))
 }
 

@@ -39,6 +39,8 @@ fn staged_stat(who: &Principal, path: dfs_proto::DfsPath, kind: EntryKind, mode:
         size,
         mtime_ms: now_ms(),
         ctime_ms: None,
+        inode: None,
+        nlink: None,
         version: 0,
         attributes: Default::default(),
     }

@@ -60,3 +60,23 @@ fn removal_detaches_the_subtree() {
     inodes.forget(file, 1);
     assert_eq!(inodes.len(), 1);
 }
+
+#[test]
+fn names_of_one_file_share_a_number_until_the_last_goes() {
+    let mut inodes = Inodes::new(path("/"));
+    let a = inodes.number_of(&path("/a"), Some(7), true);
+    assert_eq!(inodes.number_of(&path("/b"), Some(7), true), a);
+    assert_ne!(inodes.number_of(&path("/c"), Some(8), true), a);
+    inodes.removed(&path("/a"));
+    assert_eq!(inodes.path(a), Some(path("/b")), "the other name goes on");
+    inodes.renamed(&path("/b"), &path("/d"));
+    assert_eq!(inodes.path(a), Some(path("/d")));
+    inodes.linked(a, &path("/e"));
+    assert_eq!(inodes.known(&path("/e")), Some(a));
+    inodes.removed(&path("/d"));
+    assert_eq!(inodes.path(a), Some(path("/e")));
+    inodes.removed(&path("/e"));
+    assert_eq!(inodes.path(a), None, "no name left");
+    inodes.forget(a, 3);
+    assert_eq!(inodes.known(&path("/e")), None);
+}

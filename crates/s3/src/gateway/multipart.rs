@@ -886,6 +886,8 @@ mod tests {
             size,
             mtime_ms: 0,
             ctime_ms: None,
+            inode: None,
+            nlink: None,
             version: 3,
             attributes: Attributes::from([(PART_MD5.to_string(), etag.to_string())]),
         };

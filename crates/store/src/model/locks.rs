@@ -1,7 +1,7 @@
 //! The lock rules, once for every engine (see [`crate::locks`]): the check
 //! every namespace write makes, and grants, renewals and releases.
 
-use super::namespace::{resolve_chain, Node};
+use super::namespace::{child_inode, resolve_chain, Node};
 use super::{Engine, Rows};
 use crate::common::{denied, no_such_lock, not_a_directory};
 use crate::locks::{LockRecord, LockStore, MAX_LIVE_LOCKS_PER_USER};
@@ -172,7 +172,7 @@ fn check_lock_permission(
             if !parent.permits(who, EXECUTE) {
                 return Err(denied(&parent_path));
             }
-            let existing = tx.child(parent.id, name)?;
+            let existing = child_inode(tx, parent.id, name)?;
             (chain, existing, Some(parent))
         }
     };

@@ -108,6 +108,9 @@ pub(crate) struct NewNode<'a> {
     /// A file's attributes (none for a directory), checked already.
     pub(crate) attributes: &'a Attributes,
     pub(crate) mtime_ms: u64,
+    /// An extra name of the file with this inode (a hard link): the row
+    /// holds no content of its own.
+    pub(crate) link_to: Option<i64>,
 }
 
 impl NewNode<'_> {
@@ -170,6 +173,15 @@ pub(crate) trait Rows: LockRows {
     fn set_mode(&mut self, node: &Node, mode: u32, now_ms: u64) -> StoreResult<Node>;
     /// Sets the owner, the ctime `now_ms`; returns the entry as stored.
     fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str, now_ms: u64) -> StoreResult<Node>;
+    /// Sets the number of names of file `node` (see [`Node::nlink`]), the
+    /// ctime `now_ms`; returns it as stored.
+    fn set_nlink(&mut self, node: &Node, nlink: u64, now_ms: u64) -> StoreResult<Node>;
+    /// One extra name of file `inode` (a row whose `link_to` is `inode`),
+    /// if it has one: its directory, name and row.
+    fn extra_name(&mut self, inode: i64) -> StoreResult<Option<(i64, String, Node)>>;
+    /// The entries of `dir` that are extra names of a file, or files with
+    /// extra names (`nlink` above 1), in any order.
+    fn linked_children(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>>;
     /// Sets the mtime to `mtime_ms` (checked already), the ctime `now_ms`;
     /// returns the entry as stored.
     fn set_mtime(&mut self, node: &Node, mtime_ms: u64, now_ms: u64) -> StoreResult<Node>;

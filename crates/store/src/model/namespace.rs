@@ -51,7 +51,21 @@ pub(crate) fn resolve(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -> St
         walked = join(&walked, name)?;
         node = tx.child(node.id, name)?.ok_or_else(|| not_found(&walked))?;
     }
-    Ok(node)
+    inode_of(tx, node)
+}
+
+/// The inode an entry names: the entry's own row, or, for an extra name of
+/// a file (a hard link), the row of the file.
+pub(crate) fn inode_of(tx: &mut impl Rows, entry: Node) -> StoreResult<Node> {
+    match entry.link_to {
+        Some(file) => tx.node(file),
+        None => Ok(entry),
+    }
+}
+
+/// The inode named `name` in directory `parent`, if any (see [`inode_of`]).
+pub(crate) fn child_inode(tx: &mut impl Rows, parent: i64, name: &str) -> StoreResult<Option<Node>> {
+    tx.child(parent, name)?.map(|entry| inode_of(tx, entry)).transpose()
 }
 
 /// [`resolve`], returning every entry read: `/` first, `path` last.
@@ -63,7 +77,7 @@ pub(crate) fn resolve_chain(tx: &mut impl Rows, who: &Principal, path: &DfsPath)
         check_traversable(node, who, &walked)?;
         let parent = node.id;
         walked = join(&walked, name)?;
-        chain.push(tx.child(parent, name)?.ok_or_else(|| not_found(&walked))?);
+        chain.push(child_inode(tx, parent, name)?.ok_or_else(|| not_found(&walked))?);
     }
     Ok(chain)
 }
@@ -76,7 +90,7 @@ pub(crate) fn peek(tx: &mut impl Rows, path: &DfsPath) -> StoreResult<Option<Nod
         if !node.is_dir() {
             return Ok(None);
         }
-        match tx.child(node.id, name)? {
+        match child_inode(tx, node.id, name)? {
             Some(next) => node = next,
             None => return Ok(None),
         }
@@ -86,7 +100,8 @@ pub(crate) fn peek(tx: &mut impl Rows, path: &DfsPath) -> StoreResult<Option<Nod
 
 /// Resolves the parent of `path` (which must not be the root), requiring it
 /// to be a directory on which `who` holds EXECUTE; returns it, the last
-/// name, and the entry at `path` if there is one.
+/// name, and the entry at `path` if there is one (its own row: an extra
+/// name of a file is not followed, see [`inode_of`]).
 pub(crate) fn resolve_parent<'p>(
     tx: &mut impl Rows,
     who: &Principal,
@@ -136,6 +151,7 @@ fn new_dir(owner: &Principal, mode: u32, now_ms: u64) -> NewNode<'_> {
         content: None,
         attributes: &NO_ATTRIBUTES,
         mtime_ms: now_ms,
+        link_to: None,
     }
 }
 
@@ -205,25 +221,33 @@ pub(crate) fn remove(
     }
     let (parent, name, existing) = resolve_for_change(tx, who, path)?;
     let target = existing.ok_or_else(|| not_found(path))?;
+    if !target.is_dir() {
+        unlink(tx, &target, now_ms)?;
+        tx.entry_changed(parent.id, name, now_ms)?;
+        return check_locks(tx, who, path, now_ms / 1000);
+    }
     let mut subtree = None;
-    if target.is_dir() && tx.has_children(target.id)? {
+    if tx.has_children(target.id)? {
         if !recursive {
             return Err(not_empty(path));
         }
         // Every directory being emptied needs READ, WRITE and EXECUTE, as
         // for `rm -r`: walk the subtree's directories first.
         let mut dirs = Vec::new();
+        let mut linked = Vec::new();
         let mut pending = vec![(target.clone(), path.clone())];
         while let Some((dir, dir_path)) = pending.pop() {
             if !dir.permits(who, READ | WRITE | EXECUTE) {
                 return Err(denied(&dir_path));
             }
             dirs.push(dir.id);
+            linked.extend(tx.linked_children(dir.id)?.into_iter().map(|(_, entry)| entry));
             for (name, subdir) in tx.subdirectories(dir.id)? {
                 let sub_path = join(&dir_path, &name)?;
                 pending.push((subdir, sub_path));
             }
         }
+        unlink_below(tx, linked, now_ms)?;
         subtree = Some(dirs);
     }
     tx.delete_entry(&target, subtree.as_deref())?;
@@ -252,12 +276,17 @@ pub(crate) fn rename(
     let (from_parent, from_name, source) = resolve_for_change(tx, who, from)?;
     let source = source.ok_or_else(|| not_found(from))?;
     if from == to {
-        return Ok(source.stat(to.clone()));
+        return Ok(inode_of(tx, source)?.stat(to.clone()));
     }
     let (to_parent, to_name, target) = resolve_for_change(tx, who, to)?;
     if let Some(target) = target {
         if no_clobber {
             return Err(exists(to));
+        }
+        // Two names of one file: nothing to do (POSIX rename(2)).
+        let file = inode_of(tx, source.clone())?;
+        if !file.is_dir() && inode_of(tx, target.clone())?.id == file.id {
+            return Ok(file.stat(to.clone()));
         }
         match (source.is_dir(), target.is_dir()) {
             (false, true) => return Err(is_a_directory(to)),
@@ -265,7 +294,11 @@ pub(crate) fn rename(
             (true, true) if tx.has_children(target.id)? => return Err(not_empty(to)),
             _ => {}
         }
-        tx.delete_entry(&target, None)?;
+        if target.is_dir() {
+            tx.delete_entry(&target, None)?;
+        } else {
+            unlink(tx, &target, now_ms)?;
+        }
     }
     if source.is_dir() && from_parent.id != to_parent.id {
         tx.directory_moved()?;
@@ -275,7 +308,94 @@ pub(crate) fn rename(
     tx.entry_changed(to_parent.id, to_name, now_ms)?;
     check_locks(tx, who, from, now_ms / 1000)?;
     check_locks(tx, who, to, now_ms / 1000)?;
-    Ok(tx.node(source.id)?.stat(to.clone()))
+    let moved = tx.node(source.id)?;
+    match moved.link_to {
+        // An extra name moved: the file's ctime moves, as the moved entry's would.
+        Some(file) => {
+            let file = tx.node(file)?;
+            Ok(tx.set_nlink(&file, file.nlink, now_ms)?.stat(to.clone()))
+        }
+        None => Ok(moved.stat(to.clone())),
+    }
+}
+
+/// [`crate::NamespaceStore::link`].
+pub(crate) fn link(
+    tx: &mut impl Rows,
+    who: &Principal,
+    from: &DfsPath,
+    to: &DfsPath,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    let file = resolve(tx, who, from)?;
+    if file.is_dir() {
+        return Err(StoreError::PermissionDenied(format!(
+            "operation not permitted: {from} is a directory, and a directory has no hard links"
+        )));
+    }
+    if to.is_root() {
+        return Err(exists(to));
+    }
+    let (parent, name, existing) = resolve_for_change(tx, who, to)?;
+    if existing.is_some() {
+        return Err(exists(to));
+    }
+    let name_row = NewNode {
+        kind: EntryKind::File,
+        owner: who,
+        mode: file.mode,
+        content: None,
+        attributes: &NO_ATTRIBUTES,
+        mtime_ms: now_ms,
+        link_to: Some(file.id),
+    };
+    create(tx, &parent, name, to, name_row)?;
+    let file = tx.set_nlink(&file, file.nlink + 1, now_ms)?;
+    check_locks(tx, who, to, now_ms / 1000)?;
+    Ok(file.stat(to.clone()))
+}
+
+/// Removes the name `entry` (a file's row, or an extra name of a file):
+/// a file with another name loses one link and keeps its content under
+/// the others (its row takes the place of one of them); a file's last name
+/// takes its content along.
+fn unlink(tx: &mut impl Rows, entry: &Node, now_ms: u64) -> StoreResult<()> {
+    if let Some(file) = entry.link_to {
+        tx.delete_entry(entry, None)?;
+        let file = tx.node(file)?;
+        tx.set_nlink(&file, file.nlink.saturating_sub(1).max(1), now_ms)?;
+        return Ok(());
+    }
+    if entry.nlink > 1 {
+        if let Some((dir, name, extra)) = tx.extra_name(entry.id)? {
+            tx.delete_entry(&extra, None)?;
+            tx.move_node(entry, dir, &name, now_ms)?;
+            tx.set_nlink(entry, entry.nlink - 1, now_ms)?;
+            return Ok(());
+        }
+    }
+    tx.delete_entry(entry, None)
+}
+
+/// Before a subtree goes, the names in it that are linked (`linked`, from
+/// [`Rows::linked_children`]): extra names go first, each taking one link
+/// off its file; then a file with names left outside the subtree moves to
+/// one of them, out of the subtree (see [`unlink`]).
+fn unlink_below(tx: &mut impl Rows, linked: Vec<Node>, now_ms: u64) -> StoreResult<()> {
+    let mut files = Vec::new();
+    for entry in linked {
+        match entry.link_to {
+            Some(_) => unlink(tx, &entry, now_ms)?,
+            None => files.push(entry.id),
+        }
+    }
+    for id in files {
+        let file = tx.node(id)?;
+        if file.nlink > 1 {
+            unlink(tx, &file, now_ms)?;
+        }
+    }
+    Ok(())
 }
 
 /// [`crate::NamespaceStore::chmod`].
@@ -386,14 +506,8 @@ pub(crate) fn list(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -> Store
     if !dir.permits(who, READ) {
         return Err(denied(path));
     }
-    let entries = tx
-        .children(dir.id)?
-        .into_iter()
-        .map(|(name, node)| {
-            let child_path = path.join(&name).map_err(|error| StoreError::Backend(error.into()))?;
-            Ok(node.stat(child_path))
-        })
-        .collect::<StoreResult<_>>()?;
+    let children = tx.children(dir.id)?;
+    let entries = listed(tx, path, children)?;
     Ok(Listing {
         path: path.clone(),
         entries,
@@ -420,19 +534,25 @@ pub(crate) fn list_page(
     let mut children = tx.children_page(dir.id, after, limit + 1)?;
     let more = children.len() > limit;
     children.truncate(limit);
-    let entries = children
-        .into_iter()
-        .map(|(name, node)| {
-            let child_path = path.join(&name).map_err(|error| StoreError::Backend(error.into()))?;
-            Ok(node.stat(child_path))
-        })
-        .collect::<StoreResult<_>>()?;
+    let entries = listed(tx, path, children)?;
     let listing = Listing {
         path: path.clone(),
         entries,
         next_cursor: None,
     };
     Ok((listing, more))
+}
+
+/// The stats of `children` of directory `path`, as listed (an extra name
+/// of a file shows the file, see [`inode_of`]).
+fn listed(tx: &mut impl Rows, path: &DfsPath, children: Vec<(String, Node)>) -> StoreResult<Vec<Stat>> {
+    children
+        .into_iter()
+        .map(|(name, entry)| {
+            let child_path = path.join(&name).map_err(|error| StoreError::Backend(error.into()))?;
+            Ok(inode_of(tx, entry)?.stat(child_path))
+        })
+        .collect()
 }
 
 /// The file at `path`, readable by `who`.
@@ -622,6 +742,7 @@ fn check_upload_target<'p>(
         return Err(is_a_directory(path));
     }
     let (parent, name, existing) = resolve_parent(tx, who, path)?;
+    let existing = existing.map(|entry| inode_of(tx, entry)).transpose()?;
     check_file_target(
         path,
         no_clobber,
@@ -805,6 +926,7 @@ fn put_file(
                 content: Some(content),
                 attributes: write.attributes,
                 mtime_ms: now_ms,
+                link_to: None,
             };
             create(tx, &parent, name, path, new)?
         }
@@ -909,6 +1031,10 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
         now_ms: u64,
     ) -> StoreResult<Stat> {
         self.write_tx(|tx| rename(tx, who, from, to, no_clobber, now_ms))
+    }
+
+    fn link(&self, who: &Principal, from: &DfsPath, to: &DfsPath, now_ms: u64) -> StoreResult<Stat> {
+        self.write_tx(|tx| link(tx, who, from, to, now_ms))
     }
 
     fn chmod(&self, who: &Principal, path: &DfsPath, mode: u32) -> StoreResult<Stat> {

@@ -4,7 +4,8 @@ use super::namespace::{replica_row, Inode};
 use super::users::UserDoc;
 use super::{int, MongoStore, Tx, FENCE_COUNTER, INODES, LOCK_GRANTS, REPLICAS, ROOT_ID, SERVERS, UID_COUNTER, USERS};
 use crate::dump::{
-    check_import, import_entries, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, EntryRows, DUMP_FORMAT,
+    check_import, import_entries, linked_entries, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser,
+    EntryRows, DUMP_FORMAT,
 };
 use crate::StoreResult;
 use dfs_proto::chunk::{ChunkId, ServerRef};
@@ -48,22 +49,27 @@ fn export_in(tx: &mut Tx<'_>) -> StoreResult<Dump> {
                 .map_err(|error| super::bad("entry name", error))?;
             pending.push((child_path, child));
         }
-        entries.push(DumpEntry {
-            path,
-            kind: node.kind,
-            owner_uid: node.owner_uid,
-            owner_name: node.owner_name,
-            mode: node.mode,
-            size: node.size,
-            mtime_ms: node.mtime_ms,
-            ctime_ms: Some(node.ctime_ms.unwrap_or(node.mtime_ms)),
-            version: node.version,
-            chunks: node.chunks,
-            inline: node.data.map(|data| data.bytes),
-            attributes: node.attributes,
-        });
+        entries.push((
+            node.id,
+            node.link_to,
+            DumpEntry {
+                path,
+                kind: node.kind,
+                owner_uid: node.owner_uid,
+                owner_name: node.owner_name,
+                mode: node.mode,
+                size: node.size,
+                mtime_ms: node.mtime_ms,
+                ctime_ms: Some(node.ctime_ms.unwrap_or(node.mtime_ms)),
+                version: node.version,
+                chunks: node.chunks,
+                inline: node.data.map(|data| data.bytes),
+                attributes: node.attributes,
+                link: None,
+            },
+        ));
     }
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let entries = linked_entries(entries)?;
 
     let servers = tx
         .find::<Document>(SERVERS, Document::new(), doc! {"_id": 1}, Document::new())?
@@ -201,7 +207,14 @@ impl EntryRows for Import<'_, '_> {
         Ok(())
     }
 
-    fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64> {
+    fn set_nlink(&mut self, id: i64, nlink: u64) -> StoreResult<()> {
+        if let Some(node) = self.nodes.iter_mut().rev().find(|node| node.id == id) {
+            node.nlink = nlink;
+        }
+        Ok(())
+    }
+
+    fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry, link_to: Option<i64>) -> StoreResult<i64> {
         let id = self.next_id;
         self.next_id += 1;
         self.nodes.push(Inode {
@@ -220,6 +233,8 @@ impl EntryRows for Import<'_, '_> {
             data: entry.inline.as_deref().map(super::namespace::binary),
             attributes: entry.attributes.clone(),
             seq: 0,
+            link_to,
+            nlink: 1,
         });
         Ok(id)
     }

@@ -287,6 +287,17 @@ impl MongoStore {
                 vec![
                     index(doc! {"parent": 1, "name": 1}, "parent_name", true),
                     index(doc! {"chunks.id": 1}, "chunks", false),
+                    // Extra names of a file (hard links), found when one of its names goes;
+                    // only documents that have the field (few), so other writes pay nothing.
+                    IndexModel::builder()
+                        .keys(doc! {"link_to": 1})
+                        .options(
+                            IndexOptions::builder()
+                                .name("link_to".to_string())
+                                .partial_filter_expression(doc! {"link_to": {"$exists": true}})
+                                .build(),
+                        )
+                        .build(),
                 ],
             ),
             (

@@ -60,6 +60,18 @@ pub(super) struct Inode {
     /// bumps one of its entry slots instead).
     #[serde(default)]
     pub(super) seq: i64,
+    /// Set on an extra name of a file (a hard link): the file's inode;
+    /// such a document holds nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) link_to: Option<i64>,
+    /// A file's count of names; absent in documents written before hard
+    /// links: 1.
+    #[serde(default = "one_link")]
+    pub(super) nlink: u64,
+}
+
+fn one_link() -> u64 {
+    1
 }
 
 /// [`Attributes`] as a JSON string (see [`crate::common::attributes_text`]).
@@ -112,6 +124,8 @@ impl From<Inode> for Node {
             ctime_ms: inode.ctime_ms.unwrap_or(inode.mtime_ms),
             version: inode.version,
             attributes: inode.attributes,
+            link_to: inode.link_to,
+            nlink: inode.nlink,
         }
     }
 }
@@ -368,6 +382,8 @@ impl Rows for Tx<'_> {
             data,
             attributes: new.attributes.clone(),
             seq: 0,
+            link_to: new.link_to,
+            nlink: 1,
         };
         self.insert(INODES, &node)
             .map_err(|error| if is_duplicate_key(&error) { exists(path) } else { error })?;
@@ -493,6 +509,32 @@ impl Rows for Tx<'_> {
             ctime_ms: now_ms,
             ..node.clone()
         })
+    }
+
+    fn set_nlink(&mut self, node: &Node, nlink: u64, now_ms: u64) -> StoreResult<Node> {
+        self.update(
+            INODES,
+            doc! {"_id": node.id},
+            doc! {"$set": {"nlink": int(nlink), "ctime_ms": int(now_ms)}, "$inc": {"seq": 1_i64}},
+        )?;
+        Ok(Node {
+            nlink,
+            ctime_ms: now_ms,
+            ..node.clone()
+        })
+    }
+
+    fn extra_name(&mut self, inode: i64) -> StoreResult<Option<(i64, String, Node)>> {
+        let found: Option<Inode> = self.find_first(INODES, doc! {"link_to": inode}, doc! {"_id": 1}, node_fields())?;
+        Ok(found.map(|inode| (inode.parent, inode.name.clone(), Node::from(inode))))
+    }
+
+    fn linked_children(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>> {
+        entries(
+            self,
+            doc! {"parent": dir, "kind": "file", "$or": [{"link_to": {"$exists": true}}, {"nlink": {"$gt": 1_i64}}]},
+            Document::new(),
+        )
     }
 
     fn set_mtime(&mut self, node: &Node, mtime_ms: u64, now_ms: u64) -> StoreResult<Node> {

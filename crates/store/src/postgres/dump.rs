@@ -4,7 +4,8 @@ use super::namespace::{chunk_id, kind_from, kind_name, stored_path};
 use super::{int, uint, Access, PgTx, PostgresStore};
 use crate::common::{attributes_from_text, attributes_text};
 use crate::dump::{
-    check_import, import_entries, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, EntryRows, DUMP_FORMAT,
+    check_import, import_entries, linked_entries, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser,
+    EntryRows, DUMP_FORMAT,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::ServerRef;
@@ -56,14 +57,14 @@ fn export_in(tx: &mut PgTx<'_>) -> StoreResult<Dump> {
              FROM inodes JOIN tree ON inodes.parent = tree.id WHERE inodes.id <> 1
          )
          SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes,
-                COALESCE(ctime_ms, mtime_ms)
+                COALESCE(ctime_ms, mtime_ms), link_to
          FROM tree JOIN inodes ON inodes.id = tree.id",
         &[],
     )?;
-    let mut entries = rows
+    let entries = rows
         .iter()
         .map(|row| {
-            Ok(DumpEntry {
+            let entry = DumpEntry {
                 path: stored_path(row.get(0))?,
                 kind: kind_from(row.get(2)),
                 owner_uid: uint(row.get(3)),
@@ -77,10 +78,12 @@ fn export_in(tx: &mut PgTx<'_>) -> StoreResult<Dump> {
                 inline: inline.remove(&row.get::<_, i64>(1)),
                 attributes: attributes_from_text(row.get::<_, Option<&str>>(9))
                     .map_err(|error| anyhow::anyhow!("reading stored attributes: {error}"))?,
-            })
+                link: None,
+            };
+            Ok((row.get(1), row.get(11), entry))
         })
         .collect::<StoreResult<Vec<_>>>()?;
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let entries = linked_entries(entries)?;
 
     let servers = tx
         .query("SELECT id, url FROM servers ORDER BY id", &[])?
@@ -180,11 +183,16 @@ fn import_in(tx: &mut PgTx<'_>, dump: &Dump) -> StoreResult<()> {
 
 /// An import's entries on PostgreSQL.
 impl EntryRows for PgTx<'_> {
-    fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64> {
+    fn set_nlink(&mut self, id: i64, nlink: u64) -> StoreResult<()> {
+        self.execute("UPDATE inodes SET nlink = $2 WHERE id = $1", &[&id, &int(nlink)])?;
+        Ok(())
+    }
+
+    fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry, link_to: Option<i64>) -> StoreResult<i64> {
         let row = self
             .query_one(
-                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms, link_to)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
                 &[
                     &parent,
                     &name,
@@ -197,6 +205,7 @@ impl EntryRows for PgTx<'_> {
                     &int(entry.version),
                     &attributes_text(&entry.attributes),
                     &int(entry.ctime()),
+                    &link_to,
                 ],
             )
             .map_err(|error| match error.code() {

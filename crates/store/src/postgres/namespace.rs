@@ -95,7 +95,14 @@ CREATE TABLE possession (
 "#;
 
 const NODE_COLUMNS: &str =
-    "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, COALESCE(ctime_ms, mtime_ms)";
+    "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, COALESCE(ctime_ms, mtime_ms), link_to, nlink";
+
+/// Migration: hard links (see the SQLite engine's `LINKS_SCHEMA`).
+pub(super) const LINKS_SCHEMA: &str = "
+ALTER TABLE inodes ADD COLUMN link_to BIGINT;
+ALTER TABLE inodes ADD COLUMN nlink BIGINT NOT NULL DEFAULT 1;
+CREATE INDEX inodes_by_link ON inodes(link_to) WHERE link_to IS NOT NULL;
+";
 
 /// Migration: the ctime of each inode (see the SQLite engine's `CTIME_SCHEMA`);
 /// NULL in rows written before, and by older builds, read as the mtime.
@@ -124,6 +131,8 @@ fn node_from_row(row: &Row) -> StoreResult<Node> {
         ctime_ms: uint(row.get(11)),
         version: uint(row.get(9)),
         attributes,
+        link_to: row.get(12),
+        nlink: uint(row.get(13)),
     })
 }
 
@@ -298,8 +307,8 @@ impl Rows for PgTx<'_> {
     fn insert_node(&mut self, parent: i64, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
         let inserted = self.query_one(
             &format!(
-                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, $9) RETURNING {NODE_COLUMNS}"
+                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes, link_to)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, $9, $10) RETURNING {NODE_COLUMNS}"
             ),
             &[
                 &parent,
@@ -311,6 +320,7 @@ impl Rows for PgTx<'_> {
                 &int(new.size()),
                 &int(new.mtime_ms),
                 &attributes_text(new.attributes),
+                &new.link_to,
             ],
         );
         let node = match inserted {
@@ -413,6 +423,33 @@ impl Rows for PgTx<'_> {
             &[&int(owner_uid), &owner_name, &node.id, &int(now_ms)],
         )?;
         node_from_row(&row)
+    }
+
+    fn set_nlink(&mut self, node: &Node, nlink: u64, now_ms: u64) -> StoreResult<Node> {
+        let row = self.query_one(
+            &format!("UPDATE inodes SET nlink = $1, ctime_ms = $3 WHERE id = $2 RETURNING {NODE_COLUMNS}"),
+            &[&int(nlink), &node.id, &int(now_ms)],
+        )?;
+        node_from_row(&row)
+    }
+
+    fn extra_name(&mut self, inode: i64) -> StoreResult<Option<(i64, String, Node)>> {
+        let row = self.query_opt(
+            &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE link_to = $1 ORDER BY id LIMIT 1"),
+            &[&inode],
+        )?;
+        row.map(|row| Ok((row.get(1), row.get(2), node_from_row(&row)?)))
+            .transpose()
+    }
+
+    fn linked_children(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>> {
+        entries(
+            self,
+            &format!(
+                "SELECT {NODE_COLUMNS} FROM inodes WHERE parent = $1 AND kind = 'file' AND (link_to IS NOT NULL OR nlink > 1)"
+            ),
+            dir,
+        )
     }
 
     fn set_mtime(&mut self, node: &Node, mtime_ms: u64, now_ms: u64) -> StoreResult<Node> {

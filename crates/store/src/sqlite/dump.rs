@@ -4,7 +4,8 @@ use super::CachedSql;
 use super::SqliteStore;
 use crate::common::{attributes_from_text, attributes_text};
 use crate::dump::{
-    check_import, import_entries, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser, EntryRows, DUMP_FORMAT,
+    check_import, import_entries, linked_entries, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser,
+    EntryRows, DUMP_FORMAT,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
@@ -82,7 +83,7 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
              FROM inodes JOIN tree ON inodes.parent = tree.id WHERE inodes.id != 1
          )
          SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes,
-                COALESCE(ctime_ms, mtime_ms)
+                COALESCE(ctime_ms, mtime_ms), link_to
          FROM tree JOIN inodes ON inodes.id = tree.id",
     )?;
     let mut entries = Vec::new();
@@ -90,23 +91,28 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
     while let Some(row) = rows.next()? {
         let path = DfsPath::parse(&row.get::<_, String>(0)?).map_err(|error| bad("path", error))?;
         let id: i64 = row.get(1)?;
-        entries.push(DumpEntry {
-            path,
-            kind: kind_from(&row.get::<_, String>(2)?),
-            owner_uid: row.get(3)?,
-            owner_name: row.get(4)?,
-            mode: row.get(5)?,
-            size: row.get(6)?,
-            mtime_ms: row.get(7)?,
-            ctime_ms: Some(row.get(10)?),
-            version: row.get(8)?,
-            chunks: chunks.remove(&id).unwrap_or_default(),
-            inline: inline.remove(&id),
-            attributes: attributes_from_text(row.get::<_, Option<String>>(9)?.as_deref())
-                .map_err(|error| bad("attributes", error))?,
-        });
+        entries.push((
+            id,
+            row.get(11)?,
+            DumpEntry {
+                path,
+                kind: kind_from(&row.get::<_, String>(2)?),
+                owner_uid: row.get(3)?,
+                owner_name: row.get(4)?,
+                mode: row.get(5)?,
+                size: row.get(6)?,
+                mtime_ms: row.get(7)?,
+                ctime_ms: Some(row.get(10)?),
+                version: row.get(8)?,
+                chunks: chunks.remove(&id).unwrap_or_default(),
+                inline: inline.remove(&id),
+                attributes: attributes_from_text(row.get::<_, Option<String>>(9)?.as_deref())
+                    .map_err(|error| bad("attributes", error))?,
+                link: None,
+            },
+        ));
     }
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let entries = linked_entries(entries)?;
 
     let mut statement = tx.prepare_cached("SELECT id, url FROM servers ORDER BY id")?;
     let servers = statement
@@ -211,11 +217,17 @@ impl EntryRows for Import<'_> {
         Ok(())
     }
 
-    fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry) -> StoreResult<i64> {
+    fn set_nlink(&mut self, id: i64, nlink: u64) -> StoreResult<()> {
+        self.0
+            .exec("UPDATE inodes SET nlink = ?2 WHERE id = ?1", params![id, nlink])?;
+        Ok(())
+    }
+
+    fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry, link_to: Option<i64>) -> StoreResult<i64> {
         let tx = self.0;
         tx.exec(
-            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, ctime_ms, link_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 parent,
                 name,
@@ -227,7 +239,8 @@ impl EntryRows for Import<'_> {
                 entry.mtime_ms,
                 entry.version,
                 attributes_text(&entry.attributes),
-                entry.ctime()
+                entry.ctime(),
+                link_to
             ],
         )
         .map_err(|error| StoreError::Invalid(format!("dump: {}: {error}", entry.path)))?;

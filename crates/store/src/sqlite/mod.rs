@@ -106,6 +106,8 @@ const MIGRATIONS: &[&str] = &[
     namespace::CTIME_SCHEMA,
     // 14: a server's replicas in chunk order (its listing is compared a page at a time).
     repair::REPLICAS_BY_SERVER_SCHEMA,
+    // 15: hard links: extra names of a file, and each file's count of names.
+    namespace::LINKS_SCHEMA,
 ];
 
 pub struct SqliteStore {

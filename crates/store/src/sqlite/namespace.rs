@@ -113,8 +113,17 @@ CREATE INDEX upload_chunks_by_chunk ON upload_chunks(chunk);
 /// NULL in rows written before, and by older builds, read as the mtime.
 pub(super) const CTIME_SCHEMA: &str = "ALTER TABLE inodes ADD COLUMN ctime_ms INTEGER;";
 
+/// Migration: hard links (see [`crate::NamespaceStore::link`]). An extra
+/// name of a file is a row of its own whose `link_to` is the file's inode
+/// (it holds nothing else); the file's row counts its names in `nlink`.
+pub(super) const LINKS_SCHEMA: &str = "
+ALTER TABLE inodes ADD COLUMN link_to INTEGER;
+ALTER TABLE inodes ADD COLUMN nlink INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX inodes_by_link ON inodes(link_to) WHERE link_to IS NOT NULL;
+";
+
 const NODE_COLUMNS: &str =
-    "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, COALESCE(ctime_ms, mtime_ms)";
+    "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, COALESCE(ctime_ms, mtime_ms), link_to, nlink";
 
 pub(super) use crate::common::Node;
 
@@ -133,6 +142,8 @@ fn node_from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
         attributes: attributes_from_text(row.get::<_, Option<String>>(10)?.as_deref()).map_err(|error| {
             rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, Box::new(error))
         })?,
+        link_to: row.get(12)?,
+        nlink: row.get(13)?,
     })
 }
 
@@ -281,8 +292,8 @@ impl Rows for Sql<'_> {
     fn insert_node(&mut self, parent: i64, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
         let size = new.size();
         let inserted = self.0.exec(
-            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9)",
+            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes, link_to)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9, ?10)",
             params![
                 parent,
                 name,
@@ -292,7 +303,8 @@ impl Rows for Sql<'_> {
                 new.mode,
                 size,
                 new.mtime_ms,
-                attributes_text(new.attributes)
+                attributes_text(new.attributes),
+                new.link_to
             ],
         );
         if let Err(rusqlite::Error::SqliteFailure(error, _)) = &inserted {
@@ -316,6 +328,8 @@ impl Rows for Sql<'_> {
             ctime_ms: new.mtime_ms,
             version: 1,
             attributes: new.attributes.clone(),
+            link_to: new.link_to,
+            nlink: 1,
         })
     }
 
@@ -388,6 +402,35 @@ impl Rows for Sql<'_> {
             params![owner_uid, owner_name, node.id, now_ms],
         )?;
         self.node(node.id)
+    }
+
+    fn set_nlink(&mut self, node: &Node, nlink: u64, now_ms: u64) -> StoreResult<Node> {
+        self.0.exec(
+            "UPDATE inodes SET nlink = ?1, ctime_ms = ?3 WHERE id = ?2",
+            params![nlink, node.id, now_ms],
+        )?;
+        self.node(node.id)
+    }
+
+    fn extra_name(&mut self, inode: i64) -> StoreResult<Option<(i64, String, Node)>> {
+        Ok(self
+            .0
+            .one(
+                &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE link_to = ?1 ORDER BY id LIMIT 1"),
+                [inode],
+                |row| Ok((row.get(1)?, row.get(2)?, node_from_row(row)?)),
+            )
+            .optional()?)
+    }
+
+    fn linked_children(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>> {
+        entries(
+            self.0,
+            &format!(
+                "SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND kind = 'file' AND (link_to IS NOT NULL OR nlink > 1)"
+            ),
+            dir,
+        )
     }
 
     fn set_mtime(&mut self, node: &Node, mtime_ms: u64, now_ms: u64) -> StoreResult<Node> {
