@@ -363,9 +363,16 @@ async fn put_r_and_get_r_round_trip_a_tree_of_hundreds_of_files() {
         write_local(&tree.join(dir), &format!("file {index}.bin"), &random_bytes(size));
     }
     // More entries in one directory than a listing page (1,000): `get -r`
-    // walks the tree a page at a time.
+    // walks the tree a page at a time. On SQLite only: 1,100 more files
+    // take minutes on the MongoDB-wire test server, whose paged listings
+    // `data::a_large_directory_lists_in_pages` checks.
+    let many = if std::env::var("DFS_TEST_META").is_ok_and(|engine| engine == "mongo") {
+        0
+    } else {
+        1100
+    };
     std::fs::create_dir_all(tree.join("many")).unwrap();
-    for index in 0..1100 {
+    for index in 0..many {
         write_local(&tree.join("many"), &format!("{index:04}"), index.to_string().as_bytes());
     }
     let put = json(
@@ -374,7 +381,7 @@ async fn put_r_and_get_r_round_trip_a_tree_of_hundreds_of_files() {
         &cache,
         &["put", "-r", tree.to_str().unwrap(), "/home/ann/"],
     );
-    assert_eq!(put["files"], 1400);
+    assert_eq!(put["files"], 300 + many);
     assert_eq!(put["remote"], "/home/ann/tree");
     assert_eq!(put["directories"], 9);
     // `ls --json` of a directory of more than a page: one array, written page by page.
@@ -385,9 +392,11 @@ async fn put_r_and_get_r_round_trip_a_tree_of_hundreds_of_files() {
         .iter()
         .map(|entry| entry["path"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 1100);
-    assert_eq!(names[0], "/home/ann/tree/many/0000");
-    assert_eq!(names[1099], "/home/ann/tree/many/1099");
+    assert_eq!(names.len(), many);
+    if many > 0 {
+        assert_eq!(names[0], "/home/ann/tree/many/0000");
+        assert_eq!(names[many - 1], format!("/home/ann/tree/many/{:04}", many - 1));
+    }
 
     let out = local.path().join("out");
     std::fs::create_dir(&out).unwrap();
@@ -397,7 +406,7 @@ async fn put_r_and_get_r_round_trip_a_tree_of_hundreds_of_files() {
         &cache,
         &["get", "-r", "/home/ann/tree", out.to_str().unwrap()],
     );
-    assert_eq!(get["files"], 1400);
+    assert_eq!(get["files"], 300 + many);
     assert_eq!(get["directories"], 9);
     assert_eq!(get["chunks_fetched"], 0, "the put filled the cache");
     assert!(out.join("tree/empty/dir").is_dir(), "empty directories come back too");
