@@ -114,6 +114,9 @@ pub struct Client {
     metadata: std::sync::Arc<watch::MetadataCache>,
     /// How long calls keep trying through failures (see [`retry`]).
     retry: std::sync::Arc<retry::RetryPolicy>,
+    /// Directory service changes answered once committed, before they are
+    /// on stable storage ([`Client::with_deferred_durability`]).
+    deferred: bool,
 }
 
 /// How a [`Client`] connects, beyond the URL.
@@ -215,7 +218,29 @@ impl Client {
                 options.retry_for.unwrap_or(DEFAULT_RETRY_FOR),
                 options.wait_notice.clone(),
             )),
+            deferred: false,
         })
+    }
+
+    /// This client's changes to the namespace are answered once committed:
+    /// visible to everyone and safe from the death of any process, but on
+    /// stable storage only a moment later, or at [`Client::sync`] (the
+    /// `x-dfs-durability: deferred` header; a local file system's contract
+    /// for `mkdir` and `close`, which the mount keeps). Chunks are always
+    /// durable before the commit that names them.
+    pub fn with_deferred_durability(mut self) -> Self {
+        self.deferred = true;
+        self
+    }
+
+    /// The durability barrier: returns once every change committed before
+    /// the call, by anyone, is on stable storage.
+    pub async fn sync(&self) -> Result<()> {
+        self.change(
+            || self.directory_no_content::<()>(Method::POST, "/v1/sync", None),
+            |error| async move { Err(error) },
+        )
+        .await
     }
 
     /// How long a call keeps trying after its first failure.
@@ -272,7 +297,10 @@ impl Client {
             url.strip_prefix(directory.as_str())
                 .is_some_and(|rest| rest.starts_with('/'))
         });
-        let builder = self.scope.apply(self.http.request(method, url), to_directory);
+        let mut builder = self.scope.apply(self.http.request(method, url), to_directory);
+        if self.deferred && to_directory {
+            builder = builder.header(dfs_proto::namespace::DURABILITY_HEADER, "deferred");
+        }
         match &self.ticket {
             Some(ticket) => builder.bearer_auth(ticket),
             None => builder,

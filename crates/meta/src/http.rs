@@ -1,6 +1,7 @@
 //! The directory service's HTTP routes (listed in `dfs_proto::namespace`),
 //! one file per resource:
-//! - `namespace.rs`: stat, list, mkdir, remove, rename, hard links, chmod, chown, homes, layouts;
+//! - `namespace.rs`: stat, list, mkdir, remove, rename, hard links, chmod, chown, homes, layouts,
+//!   the durability barrier (`/v1/sync`);
 //! - `uploads.rs`: begin, place chunks, commit, abort (placement and receipt
 //!   matching are pure functions there); `receipts.rs`: receipts posted early;
 //! - `files.rs`: whole files in one request (`/v1/files`), inline or, through
@@ -20,7 +21,7 @@ use axum::http::request::Parts;
 use axum::Router;
 use dfs_service::{ApiError, ApiResult, Verifier};
 use dfs_store::namespace::Principal;
-use dfs_store::{Store, StoreError};
+use dfs_store::{Durability, Store, StoreError};
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::sync::Arc;
@@ -117,6 +118,7 @@ fn api_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(namespace::chown))
         .routes(routes!(namespace::set_times))
         .routes(routes!(namespace::ensure_home))
+        .routes(routes!(namespace::sync))
         .routes(routes!(namespace::layout))
         .routes(routes!(uploads::begin))
         .routes(routes!(uploads::abort))
@@ -145,7 +147,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The routes of the directory service.
 pub fn router(state: Arc<Directory>) -> Router {
-    let routes = api_routes().with_state(Shared(Arc::clone(&state)));
+    let routes = api_routes()
+        .with_state(Shared(Arc::clone(&state)))
+        .layer(axum::middleware::from_fn(durability));
     let metrics = dfs_service::Metrics::new();
     metrics.register(move |out| {
         let servers = state.servers.status();
@@ -161,6 +165,30 @@ pub fn router(state: Arc<Directory>) -> Router {
         state.sweep_stats.write(out);
     });
     dfs_service::finish_api(routes, metrics, API_INFO)
+}
+
+/// Serves `request` at the durability its [`DURABILITY_HEADER`] asks for
+/// (`dfs_store::durability`); another value than `deferred` or `synced` is
+/// refused before anything is done.
+///
+/// [`DURABILITY_HEADER`]: dfs_proto::namespace::DURABILITY_HEADER
+async fn durability(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let durability = match request.headers().get(dfs_proto::namespace::DURABILITY_HEADER) {
+        None => Durability::Synced,
+        Some(value) => match value.as_bytes() {
+            b"synced" => Durability::Synced,
+            b"deferred" => Durability::Deferred,
+            _ => {
+                return ApiError::bad_request(format!(
+                    "bad {} header: deferred or synced",
+                    dfs_proto::namespace::DURABILITY_HEADER
+                ))
+                .into_response()
+            }
+        },
+    };
+    crate::state::DURABILITY.scope(durability, next.run(request)).await
 }
 
 /// Serves the directory service on `listener` until `shutdown` resolves.

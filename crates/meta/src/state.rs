@@ -9,7 +9,7 @@ use dfs_proto::ticket::{Capability, ChunkOp, Ticket};
 use dfs_seal::ClusterKey;
 use dfs_service::{ApiError, ApiResult, Verifier};
 use dfs_store::namespace::{ContentPage, Principal, UploadRecord};
-use dfs_store::{Store, StoreError};
+use dfs_store::{Durability, Store, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -316,11 +316,29 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs blocking store work off the async threads.
+tokio::task_local! {
+    /// The durability the request being served asked for (`http::durability`).
+    pub(crate) static DURABILITY: Durability;
+}
+
+/// The durability of the request being served (synced outside one).
+pub(crate) fn durability() -> Durability {
+    DURABILITY.try_with(|durability| *durability).unwrap_or_default()
+}
+
+/// Runs `queue`, which hands a write to the store (`mkdir_async`...), at
+/// the durability of the request being served.
+pub(crate) fn queued<T>(queue: impl FnOnce() -> T) -> T {
+    dfs_store::with_durability(durability(), queue)
+}
+
+/// Runs blocking store work off the async threads, at the durability of
+/// the request being served.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> ApiResult<T> {
-    Ok(tokio::task::spawn_blocking(work).await??)
+    let durability = durability();
+    Ok(tokio::task::spawn_blocking(move || dfs_store::with_durability(durability, work)).await??)
 }
 
 /// Runs a read of `store`: in place if the engine's reads are quick (see

@@ -705,6 +705,14 @@ impl DfsFs {
     }
 
     /// Commits what `fh` wrote (flush on close, fsync).
+    /// The durability barrier (`fsync`, `fsyncdir`, unmounting): the mount's
+    /// changes are answered once committed (`Client::with_deferred_durability`),
+    /// and on stable storage once this returns.
+    fn make_durable(&self, what: &str) -> Result<()> {
+        self.block(self.client().sync())
+            .map_err(|error| self.fail(what, &DfsPath::root(), &error, Errno::EIO))
+    }
+
     fn sync_handle(&self, fh: FileHandle) -> Result<()> {
         match &*self.handle(fh)? {
             Open::Write { ino, spill, .. } => self.commit(*ino, spill),
@@ -948,6 +956,11 @@ fn reply_result(reply: ReplyEmpty, result: Result<()>) {
 }
 
 impl Filesystem for DfsFs {
+    fn destroy(&mut self) {
+        // Unmounted: what the mount changed is made durable before it goes.
+        let _ = self.make_durable("unmount");
+    }
+
     fn init(&mut self, _request: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // O_TRUNC comes with open, so a truncating open replaces the file
         // at close in one commit instead of cutting it at once.
@@ -1241,7 +1254,7 @@ impl Filesystem for DfsFs {
     }
 
     fn fsync(&self, _request: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        reply_result(reply, self.sync_handle(fh));
+        reply_result(reply, self.sync_handle(fh).and_then(|()| self.make_durable("fsync")));
     }
 
     fn opendir(&self, _request: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -1267,8 +1280,7 @@ impl Filesystem for DfsFs {
     }
 
     fn fsyncdir(&self, _request: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        // Every namespace change is durable when the directory service answers it.
-        reply.ok();
+        reply_result(reply, self.make_durable("fsyncdir"));
     }
 
     fn statfs(&self, _request: &Request, _ino: INodeNo, reply: ReplyStatfs) {

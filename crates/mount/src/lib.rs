@@ -98,7 +98,9 @@ pub fn mount(
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
     };
-    let client = Arc::new(RwLock::new(client));
+    // Changes are answered once committed, made durable at fsync, fsyncdir
+    // and unmount, as a local file system's are (docs/posix.md, Durability).
+    let client = Arc::new(RwLock::new(client.with_deferred_durability()));
     let refresher = runtime.spawn(refresh_ticket(
         Arc::clone(&client),
         options.ticket_expires_at,

@@ -54,6 +54,14 @@
 //!
 //! Watch: `GET /v1/watch?path=P` -> server-sent events, see [`crate::watch`].
 //!
+//! Durability: every change is on stable storage when answered, unless the
+//! request carries [`DURABILITY_HEADER`]`: deferred`: then it is answered
+//! once committed (visible to all, safe from any process's death) and made
+//! durable right behind, within one sync of the metadata log on SQLite
+//! (`wal_writer_delay` on PostgreSQL). `POST /v1/sync` -> 204 is the
+//! barrier: once answered, every change committed before it is durable.
+//! The mount defers its changes and syncs at `fsync` (docs/posix.md).
+//!
 //! Cluster: `POST /v1/servers/heartbeat` (service ticket) [`crate::chunk::Heartbeat`];
 //! `POST /v1/homes` (service or admin) [`EnsureHome`] -> [`Stat`]; `GET /v1/cluster/status` -> [`ClusterStatus`];
 //! `GET /v1/info` (no auth) ->
@@ -73,6 +81,10 @@ pub const INLINE_MAX: u64 = 64 * 1024;
 
 /// Response header of `GET /v1/files`: the version of the file whose bytes follow.
 pub const VERSION_HEADER: &str = "x-dfs-version";
+
+/// Request header: `deferred` answers a change once committed, before it
+/// is on stable storage; `synced` (the default) once it is (module docs).
+pub const DURABILITY_HEADER: &str = "x-dfs-durability";
 
 /// Query of `PUT /v1/files` (the body is the file's bytes, of any size).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,6 +6,8 @@
 //! - [`locks`]: the [`LockStore`] trait (leases with fencing numbers).
 //! - [`tx`]: the [`TransactionStore`] trait (staged changes, applied at once).
 //! - [`dump`]: the [`DumpStore`] trait (export and import, to move between engines).
+//! - [`durability`]: whether a write returns once on stable storage or once
+//!   committed ([`with_durability`]), and the barrier [`NamespaceStore::sync`].
 //! - `model`: the rules of the namespace, locks and transactions, written
 //!   once over row-level primitives each engine implements (`model::Rows`);
 //!   it implements the traits above for every engine.
@@ -23,6 +25,7 @@
 
 mod common;
 pub mod dump;
+pub mod durability;
 pub mod keys;
 pub mod locks;
 mod model;
@@ -36,6 +39,7 @@ pub mod tx;
 pub mod users;
 
 pub use dump::{Dump, DumpStore};
+pub use durability::{with_durability, Durability};
 pub use keys::{AccessKeyRecord, AccessKeyStore};
 pub use locks::LockStore;
 pub use namespace::NamespaceStore;

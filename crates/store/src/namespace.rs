@@ -37,8 +37,10 @@ pub type Queued<T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send>>;
 /// Runs `work` on tokio's blocking pool, as a [`Queued`] write: what the
 /// `*_async` methods do for engines without a writer of their own.
 pub fn on_blocking_pool<T: Send + 'static>(work: impl FnOnce() -> StoreResult<T> + Send + 'static) -> Queued<T> {
+    // The caller's durability goes with the work to the blocking thread.
+    let durability = crate::durability::current();
     Box::pin(async move {
-        tokio::task::spawn_blocking(work)
+        tokio::task::spawn_blocking(move || crate::durability::with_durability(durability, work))
             .await
             .map_err(|error| StoreError::Backend(anyhow::anyhow!("a store operation failed: {error}")))?
     })
@@ -202,6 +204,13 @@ pub trait NamespaceStore: Send + Sync {
     fn quick_reads(&self) -> bool {
         false
     }
+
+    /// The durability barrier: once it returns, every write committed
+    /// before the call is on stable storage, [`Durability::Deferred`] ones
+    /// included (see [`crate::durability`]). Blocking.
+    ///
+    /// [`Durability::Deferred`]: crate::durability::Durability::Deferred
+    fn sync(&self) -> StoreResult<()>;
 
     /// Metadata of `path` (traversal permission only).
     fn stat(&self, who: &Principal, path: &DfsPath) -> StoreResult<Stat>;

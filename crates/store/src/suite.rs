@@ -41,6 +41,10 @@ pub const ALL: &[(&str, SuiteTest)] = &[
         namespace_starts_with_root_and_home,
     ),
     ("namespace_mkdir_list_stat", namespace_mkdir_list_stat),
+    (
+        "deferred_writes_are_committed_when_they_return_and_the_barrier_covers_them",
+        deferred_writes_are_committed_when_they_return_and_the_barrier_covers_them,
+    ),
     ("namespace_permissions", namespace_permissions),
     ("namespace_rename", namespace_rename),
     (
@@ -634,6 +638,42 @@ pub fn namespace_starts_with_root_and_home(store: &dyn Store) {
     // Idempotent.
     assert_eq!(store.ensure_home(7, "ann", 2_000).unwrap(), ann_home);
     assert!(store.ensure_home(8, "../x", 1).is_err());
+}
+
+/// A deferred write (`crate::durability`) is committed when it returns:
+/// the next read sees it, whatever engine; failures are the same as a
+/// synced write's; the barrier returns once they are durable. (That a
+/// synced write waits for the sync and a deferred one does not is the
+/// SQLite committer's own test: only there is a sync apart from a commit.)
+pub fn deferred_writes_are_committed_when_they_return_and_the_barrier_covers_them(store: &dyn Store) {
+    use crate::durability::{with_durability, Durability};
+    let ann = user(7, "ann");
+    store.ensure_home(7, "ann", 1).unwrap();
+    with_durability(Durability::Deferred, || {
+        store.mkdir(&ann, &path("/home/ann/d"), 0o755, false, 10).unwrap();
+        store
+            .write_inline(
+                &ann,
+                &path("/home/ann/d/f"),
+                b"deferred",
+                &NO_ATTRIBUTES,
+                None,
+                false,
+                11,
+            )
+            .unwrap();
+        assert_err(
+            store.mkdir(&ann, &path("/home/ann/d"), 0o755, false, 12),
+            |e| matches!(e, StoreError::AlreadyExists(_)),
+            "already exists: /home/ann/d",
+        );
+    });
+    assert_eq!(names(store, &ann, "/home/ann/d"), ["f"]);
+    store.sync().unwrap();
+    // Synced writes after deferred ones, and the barrier again.
+    store.mkdir(&ann, &path("/home/ann/e"), 0o755, false, 13).unwrap();
+    store.sync().unwrap();
+    assert_eq!(names(store, &ann, "/home/ann"), ["d", "e"]);
 }
 
 pub fn namespace_mkdir_list_stat(store: &dyn Store) {

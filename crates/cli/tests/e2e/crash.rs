@@ -119,3 +119,78 @@ async fn kill_9_of_the_directory_during_concurrent_uploads_keeps_every_acknowled
         failed.len()
     );
 }
+
+/// Changes answered early (`x-dfs-durability: deferred`, what the mount
+/// sends) are committed when answered: a kill -9 of the directory service
+/// loses none of them (the operating system holds the log). The barrier
+/// `POST /v1/sync` needs a ticket; a bad header value is refused before
+/// anything is done.
+#[tokio::test(flavor = "multi_thread")]
+async fn deferred_changes_survive_a_kill_9_of_the_directory_service() {
+    let cluster = crate::cluster();
+    cluster.login("admin", &cluster.admin_password());
+    let (http, url, ticket) = (crate::http(), cluster.url(), cluster.ticket("admin"));
+    let deferred = |request: reqwest::RequestBuilder| {
+        request
+            .bearer_auth(&ticket)
+            .header(dfs_proto::namespace::DURABILITY_HEADER, "deferred")
+    };
+    for index in 0..100 {
+        let made = deferred(http.post(format!("{url}/v1/mkdir")))
+            .json(&serde_json::json!({ "path": format!("/home/admin/d{index}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(made.status(), 200, "mkdir d{index}");
+        let written = deferred(http.put(format!("{url}/v1/files?path=/home/admin/f{index}")))
+            .body(format!("file {index}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(written.status(), 200, "write f{index}");
+    }
+    let refused = http
+        .post(format!("{url}/v1/mkdir"))
+        .bearer_auth(&ticket)
+        .header(dfs_proto::namespace::DURABILITY_HEADER, "eventually")
+        .json(&serde_json::json!({ "path": "/home/admin/refused" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let anonymous = http.post(format!("{url}/v1/sync")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    crate::kill_9_the_directory(&cluster).await;
+    let ticket = cluster.ticket("admin");
+    for index in 0..100 {
+        let stat = http
+            .get(format!("{url}/v1/stat?path=/home/admin/d{index}"))
+            .bearer_auth(&ticket)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stat.status(), 200, "d{index} survived");
+        let read = http
+            .get(format!("{url}/v1/files?path=/home/admin/f{index}"))
+            .bearer_auth(&ticket)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status(), 200, "f{index} survived");
+        assert_eq!(read.text().await.unwrap(), format!("file {index}"));
+    }
+    let gone = http
+        .get(format!("{url}/v1/stat?path=/home/admin/refused"))
+        .bearer_auth(&ticket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404, "the refused request did nothing");
+    let synced = http
+        .post(format!("{url}/v1/sync"))
+        .bearer_auth(&ticket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(synced.status(), 204);
+}

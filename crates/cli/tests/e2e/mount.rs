@@ -1029,3 +1029,47 @@ fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|metadata| metadata.uid() == 0)
 }
+
+/// The directory service's count of answered `POST /v1/sync` barriers.
+fn barriers(cluster: &Cluster) -> u64 {
+    let url = format!("{}/metrics", cluster.url());
+    let metrics = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { crate::http().get(url).send().await.unwrap().text().await.unwrap() });
+    metrics
+        .lines()
+        .find(|line| line.starts_with("dfs_http_requests_total{method=\"POST\",route=\"/v1/sync\",status=\"2xx\"}"))
+        .and_then(|line| line.rsplit(' ').next())
+        .map_or(0, |count| count.parse().unwrap())
+}
+
+/// The mount's changes are answered once committed and made durable by
+/// `fsync`, `fsyncdir` and unmounting, each of which asks the barrier;
+/// creating, writing and closing alone do not (docs/posix.md, Durability).
+#[test]
+fn fsync_and_fsyncdir_through_the_mount_make_its_changes_durable() {
+    let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {
+        return;
+    };
+    mounted.sh("mkdir d; for i in $(seq 20); do echo $i > d/f$i; done; mv d/f1 d/g1; rm d/f2");
+    let before = barriers(&cluster);
+    mounted.sh("mkdir e; echo more > e/x");
+    assert_eq!(barriers(&cluster), before, "no barrier without an fsync");
+    mounted.sh("python3 -c \"import os; fd = os.open('d', os.O_RDONLY); os.fsync(fd)\"");
+    assert_eq!(barriers(&cluster), before + 1, "fsyncdir asks the barrier");
+    mounted.sh("python3 -c \"import os; f = open('e/x', 'a'); f.write('!'); f.flush(); os.fsync(f.fileno())\"");
+    assert_eq!(barriers(&cluster), before + 2, "fsync asks the barrier");
+    // What the mount did is there for every client, durable or not.
+    assert_eq!(cluster.ok("ann", &["cat", "/home/ann/d/g1"], b""), b"1\n");
+    assert_eq!(cluster.ok("ann", &["cat", "/home/ann/e/x"], b""), b"more\n!");
+    let listing = String::from_utf8(cluster.ok("ann", &["ls", "/home/ann/d"], b"")).unwrap();
+    assert_eq!(listing.lines().count(), 19, "{listing}");
+    // The mount process asks it as it ends, just after the unmount.
+    drop(mounted);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while barriers(&cluster) < before + 3 {
+        assert!(std::time::Instant::now() < deadline, "unmounting asks the barrier");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(barriers(&cluster), before + 3);
+}

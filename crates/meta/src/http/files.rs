@@ -117,9 +117,10 @@ pub(super) async fn write(
         directory.watch.publish_stat(&stat, WatchKind::Modified);
         return Ok(ApiJson(stat));
     }
-    let stat = store
-        .write_inline_async(who, query.path, data, attributes, mode, query.no_clobber, now_ms())
-        .await?;
+    let stat = crate::state::queued(|| {
+        store.write_inline_async(who, query.path, data, attributes, mode, query.no_clobber, now_ms())
+    })
+    .await?;
     directory.watch.publish_write(&stat);
     Ok(ApiJson(stat))
 }

@@ -130,11 +130,20 @@ pub(super) async fn mkdir(
         let op = StagedOp::Mkdir { path, mode, parents };
         return Ok(ApiJson(tx::stage(&directory, who, tx, op).await?));
     }
-    let stat = store
-        .mkdir_async(who, request.path, mode, request.parents, now_ms())
-        .await?;
+    let stat = crate::state::queued(|| store.mkdir_async(who, request.path, mode, request.parents, now_ms())).await?;
     directory.watch.publish_stat(&stat, WatchKind::Created);
     Ok(ApiJson(stat))
+}
+
+/// The durability barrier: answered once every change committed before
+/// it is on stable storage, those answered early (`x-dfs-durability:
+/// deferred`) included. Any logged-in caller; it reveals nothing.
+#[utoipa::path(post, path = "/v1/sync", tag = "namespace",
+    responses((status = 204, description = "every change committed before the request is durable")))]
+pub(super) async fn sync(State(Shared(directory)): State<Shared>, Caller(_ticket): Caller) -> ApiResult<StatusCode> {
+    let store = Arc::clone(&directory.store);
+    crate::state::blocking(move || store.sync()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Removes a file or directory (a directory's content too on request).

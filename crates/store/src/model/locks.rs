@@ -284,7 +284,12 @@ impl<E: Engine + LockTable> LockStore for E {
         now: UnixSeconds,
         expires_at: UnixSeconds,
     ) -> StoreResult<LockRecord> {
-        self.write_tx(|tx| acquire_lock(tx, who, path, shared, nonce, now, expires_at))
+        // A grant is durable before it is answered, whatever the caller
+        // asked (crate::durability): a lock the service forgot in a power
+        // loss would be granted again to another while its holder works.
+        crate::with_durability(crate::Durability::Synced, || {
+            self.write_tx(|tx| acquire_lock(tx, who, path, shared, nonce, now, expires_at))
+        })
     }
 
     fn renew_lock(
@@ -294,7 +299,9 @@ impl<E: Engine + LockTable> LockStore for E {
         now: UnixSeconds,
         expires_at: UnixSeconds,
     ) -> StoreResult<LockRecord> {
-        self.write_tx(|tx| renew_lock(tx, who, token, now, expires_at))
+        crate::with_durability(crate::Durability::Synced, || {
+            self.write_tx(|tx| renew_lock(tx, who, token, now, expires_at))
+        })
     }
 
     fn release_lock(&self, who: &Principal, path: &DfsPath, token: &str, now: UnixSeconds) -> StoreResult<()> {

@@ -965,6 +965,11 @@ pub(crate) trait NamespaceRecords {
     fn quick_reads(&self) -> bool {
         false
     }
+    /// See [`NamespaceStore::sync`]: nothing to do where every commit is
+    /// durable when it returns.
+    fn sync(&self) -> StoreResult<()> {
+        Ok(())
+    }
     fn upload(&self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>>;
     fn delete_upload(&self, id: &str) -> StoreResult<bool>;
     fn expire_uploads(&self, now: UnixSeconds) -> StoreResult<u64>;
@@ -983,6 +988,10 @@ pub(crate) trait NamespaceRecords {
 impl<E: Engine + NamespaceRecords> NamespaceStore for E {
     fn quick_reads(&self) -> bool {
         NamespaceRecords::quick_reads(self)
+    }
+
+    fn sync(&self) -> StoreResult<()> {
+        NamespaceRecords::sync(self)
     }
 
     fn stat(&self, who: &Principal, path: &DfsPath) -> StoreResult<Stat> {

@@ -317,6 +317,13 @@ fn run_once<T>(
         statements: &mut connection.statements,
         dir_mtimes: Vec::new(),
     };
+    if matches!(access, Access::Write) && crate::durability::current() == crate::Durability::Deferred {
+        // Answered once committed; the WAL writer flushes it within
+        // `wal_writer_delay` (crate::durability).
+        tx.tx
+            .batch_execute("SET LOCAL synchronous_commit TO off")
+            .map_err(|error| (error.into(), false))?;
+    }
     let value = work(&mut tx).map_err(|error| (error, false))?;
     let dir_mtimes = tx.commit().map_err(|error| (error.into(), true))?;
     raise_dir_mtimes(&mut connection.client, dir_mtimes);

@@ -573,6 +573,17 @@ impl Rows for PgTx<'_> {
 
 /// The calls that decide nothing (see [`NamespaceRecords`]).
 impl NamespaceRecords for PostgresStore {
+    /// A transaction given an id commits with a flush of the WAL up to its
+    /// commit record, so over every deferred commit before it.
+    fn sync(&self) -> StoreResult<()> {
+        crate::durability::with_durability(crate::Durability::Synced, || {
+            self.write(|tx| {
+                tx.tx.query_one("SELECT txid_current()", &[])?;
+                Ok(())
+            })
+        })
+    }
+
     fn upload(&self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>> {
         self.read(|tx| tx.live_upload(id, now))
     }

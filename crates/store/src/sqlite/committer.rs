@@ -23,6 +23,21 @@
 //! was run or dropped: when it ran, when its batch committed, or when its
 //! [`Job`] is dropped unrun (the queue closed, or the writer thread unwound).
 //!
+//! # Syncing apart from committing
+//!
+//! On a file database the writer COMMITs with `synchronous=NORMAL`: the
+//! batch reaches the log (the OS has it: no process's death loses it) but
+//! is not fsynced by the COMMIT. A second thread, the syncer ([`Syncer`]),
+//! fsyncs the log behind the writer, over and over while commits come, and
+//! releases each [`Durability::Synced`] operation once a sync that began
+//! after its batch committed has returned; a [`Durability::Deferred`]
+//! operation is released at its COMMIT. The writer never waits for a
+//! sync: the next batch runs while the last one is being synced, so a
+//! caller that waits for nothing but the commit (the mount's creations, one
+//! at a time under the kernel's directory lock) is not held to the disk's
+//! sync rate. [`Committer::sync`] is the barrier. Readers may see a batch
+//! before it is durable (decision 0014).
+//!
 //! Operations run on the writer thread: a write from inside a write panics
 //! (it would wait for itself), and what an operation logs carries the writer
 //! thread's tracing context, not its request's.
@@ -30,10 +45,12 @@
 #![allow(unsafe_code)]
 
 use super::CachedSql;
+use crate::durability::{self, Durability};
 use crate::{StoreError, StoreResult};
 use rusqlite::Connection;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -46,6 +63,9 @@ pub(super) const MAX_BATCH: usize = 64;
 pub(super) struct Committer {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// None for an in-memory database, whose COMMIT is all there is.
+    syncer: Option<Arc<Syncer>>,
+    syncer_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// One queued operation: its closure (run once, in the batch's transaction;
@@ -54,6 +74,112 @@ struct Job {
     work: Option<Work<'static>>,
     /// `None` once finished.
     done: Option<Arc<dyn Finish>>,
+    /// Its submitter's choice, taken when it was queued.
+    durability: Durability,
+}
+
+/// The syncer's side (see the module docs): batches are numbered from 1 as
+/// they commit; `synced` is the last number a finished sync covered.
+struct Syncer {
+    /// The log file, opened for each sync (so that a log SQLite recreated
+    /// is the one synced).
+    wal: PathBuf,
+    state: Mutex<SyncState>,
+    /// Wakes the syncer: a batch committed, or the committer is closing.
+    work: Condvar,
+    /// Wakes barriers ([`Committer::sync`]): `synced` moved.
+    progress: Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    committed: u64,
+    synced: u64,
+    /// Synced operations of committed batches, with their batch's number.
+    waiting: Vec<(u64, Job)>,
+    /// The last batch number a failed sync was to cover, and why it failed.
+    failed: Option<(u64, String)>,
+    closing: bool,
+}
+
+impl Syncer {
+    /// Batch `jobs` committed: releases the deferred ones now, hands the
+    /// others to the syncer.
+    fn committed(&self, jobs: Vec<Job>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.committed += 1;
+        let batch = state.committed;
+        let mut now = Vec::new();
+        for job in jobs {
+            match job.durability {
+                Durability::Deferred => now.push(job),
+                Durability::Synced => state.waiting.push((batch, job)),
+            }
+        }
+        drop(state);
+        self.work.notify_one();
+        for mut job in now {
+            job.finish(Ok(()));
+        }
+    }
+
+    /// The syncer thread: fsyncs the log while batches commit, until closed
+    /// with nothing left to sync.
+    fn run(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            while state.committed == state.synced && !state.closing {
+                state = self.work.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
+            if state.committed == state.synced {
+                return;
+            }
+            let target = state.committed;
+            drop(state);
+            let synced = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.wal)
+                .and_then(|wal| wal.sync_data())
+                .map_err(|error| format!("syncing the SQLite log {}: {error}", self.wal.display()));
+            state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.synced = target;
+            if let Err(error) = &synced {
+                // Whether the batches reached the disk is unknown: their
+                // callers are told so (they may retry: a write is idempotent
+                // or conditional), and the next sync tries again.
+                tracing::error!(%error, "a sync of the SQLite log failed");
+                state.failed = Some((target, error.clone()));
+            }
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut state.waiting)
+                .into_iter()
+                .partition(|(batch, _)| *batch <= target);
+            state.waiting = later;
+            drop(state);
+            self.progress.notify_all();
+            for (_, mut job) in due {
+                job.finish(synced.clone());
+            }
+            state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Waits until every batch committed so far is synced.
+    fn barrier(&self) -> StoreResult<()> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let target = state.committed;
+        while state.synced < target {
+            state = self.progress.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        match &state.failed {
+            Some((failed, error)) if *failed >= target => Err(StoreError::Backend(anyhow::anyhow!(error.clone()))),
+            _ => Ok(()),
+        }
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).closing = true;
+        self.work.notify_one();
+    }
 }
 
 /// An operation as the writer thread runs it: true if it succeeded.
@@ -176,9 +302,34 @@ impl Drop for Job {
 
 impl Committer {
     /// Starts the writer thread on `connection` (shared with in-memory
-    /// reads, which lock it between batches).
-    pub(super) fn start(connection: Arc<Mutex<Connection>>) -> StoreResult<Self> {
+    /// reads, which lock it between batches), and, given the database's
+    /// log file `wal`, the syncer (the connection must then commit with
+    /// `synchronous=NORMAL`; see the module docs).
+    pub(super) fn start(connection: Arc<Mutex<Connection>>, wal: Option<PathBuf>) -> StoreResult<Self> {
+        let syncer = wal.map(|wal| {
+            Arc::new(Syncer {
+                wal,
+                state: Mutex::new(SyncState::default()),
+                work: Condvar::new(),
+                progress: Condvar::new(),
+            })
+        });
+        let syncer_thread = match &syncer {
+            Some(syncer) => {
+                let syncer = Arc::clone(syncer);
+                Some(
+                    std::thread::Builder::new()
+                        .name("sqlite-sync".into())
+                        .spawn(move || syncer.run())
+                        .map_err(|error| {
+                            StoreError::Backend(anyhow::anyhow!("starting the SQLite syncer thread: {error}"))
+                        })?,
+                )
+            }
+            None => None,
+        };
         let (jobs, queue) = mpsc::channel();
+        let batches = syncer.clone();
         let thread = std::thread::Builder::new()
             .name("sqlite-commit".into())
             .spawn(move || {
@@ -187,7 +338,9 @@ impl Committer {
                     // Operations catch their own panics; this is for a bug
                     // here or in rusqlite. The batch's jobs were finished as
                     // they unwound; the thread rolls back and goes on.
-                    let batch = panic::catch_unwind(AssertUnwindSafe(|| run_batch(&mut connection, first, &queue)));
+                    let batch = panic::catch_unwind(AssertUnwindSafe(|| {
+                        run_batch(&mut connection, first, &queue, batches.as_deref())
+                    }));
                     if batch.is_err() {
                         tracing::error!("the SQLite writer thread panicked; its batch was rolled back");
                         rollback(&connection);
@@ -198,7 +351,18 @@ impl Committer {
         Ok(Committer {
             jobs: Some(jobs),
             thread: Some(thread),
+            syncer,
+            syncer_thread,
         })
+    }
+
+    /// The barrier: returns once every batch committed before the call is
+    /// synced (at once without a syncer: every COMMIT was all there is).
+    pub(super) fn sync(&self) -> StoreResult<()> {
+        match &self.syncer {
+            Some(syncer) => syncer.barrier(),
+            None => Ok(()),
+        }
     }
 
     /// Runs `work` in the next batch and returns its result once the batch
@@ -255,6 +419,7 @@ impl Committer {
         let job = Job {
             work: Some(work),
             done: Some(Arc::clone(done) as Arc<dyn Finish>),
+            durability: durability::current(),
         };
         match self.jobs.as_ref().map(|jobs| jobs.send(job)) {
             Some(Ok(())) => Ok(()),
@@ -293,12 +458,20 @@ impl Drop for Committer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        // The writer is done: what it committed is synced before this returns.
+        if let Some(syncer) = &self.syncer {
+            syncer.close();
+        }
+        if let Some(thread) = self.syncer_thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
 /// One batch: `first`, then whatever is queued, up to [`MAX_BATCH`], in one
-/// transaction, then the COMMIT, then every submitter told.
-fn run_batch(connection: &mut Connection, first: Job, queue: &mpsc::Receiver<Job>) {
+/// transaction, then the COMMIT, then every submitter told (with a syncer,
+/// a synced one once the log is synced).
+fn run_batch(connection: &mut Connection, first: Job, queue: &mpsc::Receiver<Job>, syncer: Option<&Syncer>) {
     // Jobs that ran in the open transaction, finished when it ends (on
     // unwinding too, by their drop).
     let mut ran: Vec<Job> = Vec::new();
@@ -344,8 +517,13 @@ fn run_batch(connection: &mut Connection, first: Job, queue: &mpsc::Receiver<Job
     if committed.is_err() {
         rollback(connection);
     }
-    for job in &mut ran {
-        job.finish(committed.clone());
+    match (syncer, committed) {
+        (Some(syncer), Ok(())) => syncer.committed(ran),
+        (_, committed) => {
+            for job in &mut ran {
+                job.finish(committed.clone());
+            }
+        }
     }
 }
 
@@ -379,8 +557,82 @@ mod tests {
             .unwrap()
             .execute_batch("CREATE TABLE t (x INTEGER)")
             .unwrap();
-        let committer = Committer::start(Arc::clone(&connection)).unwrap();
+        let committer = Committer::start(Arc::clone(&connection), None).unwrap();
         (connection, committer)
+    }
+
+    /// [`table`] with a syncer of log file `wal`.
+    fn table_synced_to(wal: PathBuf) -> (Arc<Mutex<Connection>>, Committer) {
+        let connection = Arc::new(Mutex::new(Connection::open_in_memory().unwrap()));
+        connection
+            .lock()
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER)")
+            .unwrap();
+        let committer = Committer::start(Arc::clone(&connection), Some(wal)).unwrap();
+        (connection, committer)
+    }
+
+    fn insert(committer: &Committer, x: i64) -> StoreResult<usize> {
+        committer.write(|tx| Ok(tx.exec("INSERT INTO t VALUES (?1)", [x])?))
+    }
+
+    #[test]
+    fn a_synced_write_is_answered_after_the_sync_and_a_deferred_one_at_its_commit() {
+        // A log that cannot be synced: every sync fails, so which answers
+        // waited for one shows.
+        let (connection, committer) = table_synced_to(PathBuf::from("/nonexistent/dfs-test.db-wal"));
+        let synced = insert(&committer, 1);
+        assert!(
+            matches!(&synced, Err(StoreError::Backend(error)) if error.to_string().contains("syncing the SQLite log")),
+            "{synced:?}"
+        );
+        let deferred = durability::with_durability(Durability::Deferred, || insert(&committer, 2));
+        assert_eq!(deferred.unwrap(), 1, "answered at its commit, before any sync");
+        assert!(committer.sync().is_err(), "the barrier reports the failed sync");
+        // Both committed: a failed sync leaves what is committed visible.
+        assert_eq!(values(&connection), [1, 2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_a_log_every_write_commits_and_the_barrier_covers_the_deferred_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("t.db-wal");
+        std::fs::write(&wal, b"").unwrap();
+        let (connection, committer) = table_synced_to(wal);
+        std::thread::scope(|scope| {
+            for thread in 0..4i64 {
+                let committer = &committer;
+                scope.spawn(move || {
+                    for index in 0..50 {
+                        let durability = if index % 2 == 0 {
+                            Durability::Deferred
+                        } else {
+                            Durability::Synced
+                        };
+                        durability::with_durability(durability, || insert(committer, thread * 100 + index)).unwrap();
+                    }
+                });
+            }
+        });
+        let queued = durability::with_durability(Durability::Deferred, || {
+            committer.submit(|tx| Ok(tx.exec("INSERT INTO t VALUES (1000)", [])?))
+        });
+        assert_eq!(queued.await.unwrap(), 1);
+        committer.sync().unwrap();
+        let state = committer.syncer.as_ref().unwrap().state.lock().unwrap();
+        assert_eq!(
+            state.synced, state.committed,
+            "the barrier returned with every batch synced"
+        );
+        assert!(state.waiting.is_empty());
+        drop(state);
+        let mut expected: Vec<i64> = (0..4)
+            .flat_map(|thread| (0..50).map(move |index| thread * 100 + index))
+            .collect();
+        expected.push(1000);
+        expected.sort();
+        assert_eq!(values(&connection), expected);
     }
 
     fn values(connection: &Mutex<Connection>) -> Vec<i64> {

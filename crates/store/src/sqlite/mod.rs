@@ -1,12 +1,14 @@
-//! The embedded SQLite engine: one database file, WAL mode, `synchronous=FULL`
-//! so that a commit is on disk before the call returns.
+//! The embedded SQLite engine: one database file, WAL mode; a write returns
+//! once its commit is in the log and the log is fsynced (or, for a
+//! [`Durability::Deferred`] write, once committed: see `committer`).
 //!
 //! # Group commit
 //!
 //! Every write ([`SqliteStore::write`]) is acknowledged only once a COMMIT
-//! containing it has returned, and with `synchronous=FULL` in WAL mode that
-//! COMMIT has fsync'd the log: the durability promise is unchanged. What
-//! changes is that concurrent writers share one transaction and so one fsync:
+//! containing it has returned and a sync of the log that began after it
+//! has too (the COMMIT itself, `synchronous=NORMAL`, does not sync; the
+//! committer's syncer thread does, behind it). Concurrent writers share one
+//! transaction and so one fsync:
 //!
 //! - All writes go through one connection, owned by a writer thread
 //!   (`committer`). A write is queued to it with its borrowed arguments, and
@@ -15,8 +17,9 @@
 //!   `SAVEPOINT op`: `RELEASE` on success, `ROLLBACK TO` (then `RELEASE`) on
 //!   an error or a panic, so a failing operation never affects the others.
 //! - It goes on with the next queued write while there is one (and the batch
-//!   holds fewer than `MAX_BATCH`), then COMMITs: every write queued while
-//!   the previous batch was being synced shares the next fsync.
+//!   holds fewer than `MAX_BATCH`), then COMMITs, and starts the next batch
+//!   while the syncer syncs this one: every batch committed while a sync
+//!   runs shares the next.
 //! - Every write, then, gets its outcome: its own result if the COMMIT
 //!   succeeded, the batch's error otherwise (all operations of a failed batch
 //!   get it, including those whose own result was an error, since that error
@@ -52,6 +55,8 @@ mod repair;
 mod tx;
 mod users;
 
+#[cfg(doc)]
+use crate::Durability;
 use crate::StoreResult;
 use committer::Committer;
 use rusqlite::{Connection, TransactionBehavior};
@@ -180,7 +185,9 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(|error| anyhow::anyhow!("creating {}: {error}", dir.display()))?;
         }
         let connection = Connection::open(path)?;
-        let mut store = Self::with_connection(connection)?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let mut store = Self::with_connection(connection, Some(wal.into()))?;
         memory_mapped(&store.connection.lock().unwrap_or_else(PoisonError::into_inner))?;
         for _ in 0..READERS {
             let reader = Connection::open(path)?;
@@ -196,19 +203,21 @@ impl SqliteStore {
 
     /// A private in-memory database, for tests.
     pub fn open_in_memory() -> StoreResult<Self> {
-        Self::with_connection(Connection::open_in_memory()?)
+        Self::with_connection(Connection::open_in_memory()?, None)
     }
 
-    fn with_connection(mut connection: Connection) -> StoreResult<Self> {
+    /// `wal`: the log file of a file database, synced by the committer's
+    /// syncer (its COMMITs then do not sync; see the module docs).
+    fn with_connection(mut connection: Connection, wal: Option<std::path::PathBuf>) -> StoreResult<Self> {
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         connection.busy_timeout(std::time::Duration::from_secs(10))?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "synchronous", if wal.is_some() { "NORMAL" } else { "FULL" })?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut connection)?;
         let connection = Arc::new(Mutex::new(connection));
         Ok(SqliteStore {
-            committer: Committer::start(Arc::clone(&connection))?,
+            committer: Committer::start(Arc::clone(&connection), wal)?,
             connection,
             readers: Vec::new(),
             next_reader: AtomicUsize::new(0),
@@ -223,6 +232,11 @@ impl SqliteStore {
         work: impl FnOnce(&Connection) -> StoreResult<T> + Send,
     ) -> StoreResult<T> {
         self.committer.write(work)
+    }
+
+    /// See [`crate::NamespaceStore::sync`].
+    pub(super) fn sync(&self) -> StoreResult<()> {
+        self.committer.sync()
     }
 
     /// [`SqliteStore::write`] for an async caller (see `Queued`).

@@ -561,6 +561,10 @@ impl NamespaceRecords for SqliteStore {
         self.has_readers()
     }
 
+    fn sync(&self) -> StoreResult<()> {
+        SqliteStore::sync(self)
+    }
+
     fn upload(&self, id: &str, now: UnixSeconds) -> StoreResult<Option<UploadRecord>> {
         self.read(|tx| Sql(tx).live_upload(id, now))
     }
