@@ -14,12 +14,12 @@
 #   W3_DIRS=2000     W3: mkdir then stat
 #   WORKERS=16       concurrent workers for W2 and W3
 #   REPEAT=3         runs of W1 puts (each of a source of its own), W1 gets, W2 and W3 (each on fresh paths) per system; the median is recorded
-#   SYSTEMS="local dfs dfs-r3 dfs-mount seaweed seaweed-fsync seaweed-sync juicefs"   any subset, in this order
+#   SYSTEMS="local dfs dfs-r3 dfs-mount dfs-mount-sync seaweed seaweed-fsync seaweed-sync juicefs"   any subset, in this order
 #   DFS_FILE_SERVERS=3   file servers of the DFS cluster (`dfs up` default)
 #   BENCH_VENV=$HOME/.cache/dfs-bench-venv   BENCH_TMP=/tmp   RESULTS=bench/results
 source "$(dirname "$0")/lib.sh"
 bench_settings
-SYSTEMS=${SYSTEMS:-local dfs dfs-r3 dfs-mount seaweed seaweed-fsync seaweed-sync juicefs}
+SYSTEMS=${SYSTEMS:-local dfs dfs-r3 dfs-mount dfs-mount-sync seaweed seaweed-fsync seaweed-sync juicefs}
 bench_peers
 if wanted juicefs && ! command -v fusermount3 >/dev/null && ! command -v fusermount >/dev/null; then
   apt-get install -y -q fuse3 >/dev/null 2>&1 || echo "fuse3 missing and not installable: JuiceFS will fail" >&2
@@ -197,20 +197,26 @@ wanted dfs-r3 && run_dfs dfs-r3 3
 # DFS through `dfs mount` (FUSE), replication 1, measured as JuiceFS's mount
 # below: cp for W1, the posix driver for W2 and W3; no client chunk cache
 # (--no-cache), as JuiceFS runs without its disk cache.
-if wanted dfs-mount; then
-  echo "== DFS through dfs mount (FUSE), replication 1, $DFS_FILE_SERVERS file servers"
-  dfs_up dfs-mount --replication 1 --file-servers "$DFS_FILE_SERVERS"
-  mnt=$work/dfs-mount.mnt
+# dfs_mount SYSTEM [MOUNT OPTIONS...]: W1-W3 through `dfs mount`.
+dfs_mount() {
+  local system=$1; shift
+  echo "== DFS through dfs mount $* (FUSE), replication 1, $DFS_FILE_SERVERS file servers"
+  dfs_up "$system" --replication 1 --file-servers "$DFS_FILE_SERVERS"
+  mnt=$work/$system.mnt
   mkdir -p "$mnt"
-  "$dfs" --no-cache --cache-dir "$work/dfs-mount.cache" mount "$mnt" --remote / --log-file "$work/dfs-mount.mount.log"
+  "$dfs" --no-cache --cache-dir "$work/$system.cache" mount "$mnt" --remote / --log-file "$work/$system.mount.log" "$@"
   bench_on_exit "'$dfs' umount '$mnt' 2>/dev/null || umount -l '$mnt'"
-  w1_puts dfs-mount "cp \"\$SRC\" '$mnt'/\"\$DST\""
-  w1_gets dfs-mount "cp '$mnt/w1' /dev/null"
-  driver dfs-mount posix "$mnt" small w2
-  driver dfs-mount posix "$mnt" meta w3
+  w1_puts "$system" "cp \"\$SRC\" '$mnt'/\"\$DST\""
+  w1_gets "$system" "cp '$mnt/w1' /dev/null"
+  driver "$system" posix "$mnt" small w2
+  driver "$system" posix "$mnt" meta w3
   "$dfs" umount "$mnt" || umount -l "$mnt"
   dfs_down
-fi
+}
+# Changes answered once committed, durable at fsync (the default), and
+# with --sync, each answered once durable.
+if wanted dfs-mount; then dfs_mount dfs-mount; fi
+if wanted dfs-mount-sync; then dfs_mount dfs-mount-sync --sync; fi
 
 # run_seaweed SYSTEM FSYNC STORE: FSYNC 1 turns on the volume server's fsync;
 # STORE is the filer's metadata store: leveldb2 (its default, never synced)

@@ -30,6 +30,13 @@ pub struct MountArgs {
     /// `user_allow_other` in /etc/fuse.conf.
     #[arg(long)]
     pub allow_other: bool,
+    /// Answer every change only once it is on stable storage, as `mount -o
+    /// sync` does. By default a change is answered once committed (visible
+    /// to all, safe from any process's death) and made durable at fsync,
+    /// as on a local disk (docs/posix.md, Durability); with --sync each
+    /// creation waits for a sync of the metadata log.
+    #[arg(long)]
+    pub sync: bool,
 }
 
 /// Set in the environment of the background child: it prints this line on
@@ -61,6 +68,7 @@ pub async fn run(global: &Global, args: MountArgs) -> anyhow::Result<()> {
         spill_dir: cache_dir.join("spill"),
         ticket_expires_at: session.expires_at,
         allow_other: args.allow_other,
+        sync: args.sync,
         on_refresh: Some(Box::new(move |ticket: &str, expires_at: u64| {
             let mut session = saved.clone();
             session.ticket = ticket.to_string();

@@ -61,6 +61,9 @@ pub struct MountOptions {
     /// modes it shows, which the kernel checks (`allow_other` and
     /// `default_permissions`); else only the local user who mounted.
     pub allow_other: bool,
+    /// Every change answered only once durable (`mount -o sync`); else
+    /// once committed, and durable at fsync (docs/posix.md, Durability).
+    pub sync: bool,
     pub on_refresh: Option<OnRefresh>,
 }
 
@@ -100,7 +103,12 @@ pub fn mount(
     };
     // Changes are answered once committed, made durable at fsync, fsyncdir
     // and unmount, as a local file system's are (docs/posix.md, Durability).
-    let client = Arc::new(RwLock::new(client.with_deferred_durability()));
+    let client = if options.sync {
+        client
+    } else {
+        client.with_deferred_durability()
+    };
+    let client = Arc::new(RwLock::new(client));
     let refresher = runtime.spawn(refresh_ticket(
         Arc::clone(&client),
         options.ticket_expires_at,
