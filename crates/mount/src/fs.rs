@@ -704,7 +704,6 @@ impl DfsFs {
         }
     }
 
-    /// Commits what `fh` wrote (flush on close, fsync).
     /// The durability barrier (`fsync`, `fsyncdir`, unmounting): the mount's
     /// changes are answered once committed (`Client::with_deferred_durability`),
     /// and on stable storage once this returns.
@@ -713,6 +712,7 @@ impl DfsFs {
             .map_err(|error| self.fail(what, &DfsPath::root(), &error, Errno::EIO))
     }
 
+    /// Commits what `fh` wrote (flush on close, fsync).
     fn sync_handle(&self, fh: FileHandle) -> Result<()> {
         match &*self.handle(fh)? {
             Open::Write { ino, spill, .. } => self.commit(*ino, spill),
