@@ -93,6 +93,8 @@ pub struct DfsFs {
     spills: Mutex<HashMap<u64, Arc<Mutex<Spill>>>>,
     next_handle: AtomicU64,
     listed: Arc<Listed>,
+    /// Directories of which this mount knows every name.
+    known: Arc<Known>,
     /// Whether the watch stream keeps cached answers honest (long TTLs).
     freshness: Arc<Freshness>,
     /// `fcntl`/`flock` locks, as leases of the lock service.
@@ -131,6 +133,144 @@ impl Listed {
     }
 }
 
+/// Directories whose every name this mount knows, because it made them
+/// and saw every name made in them since: a look-up of any other name there
+/// is answered "no such entry" without asking the directory service. The
+/// kernel looks a name up before every creation (`mkdir`, `open` with
+/// `O_CREAT`, ...), so this halves the requests of making new entries.
+///
+/// How it stays true: a name is added before the request that makes it
+/// (a name known that is not there only costs a request); a directory
+/// becomes known (empty) when this mount's `mkdir` of it succeeded and no
+/// event of a name made below it came meanwhile; every watch event of a
+/// name that is there after it (created, written, renamed to) drops its
+/// directory unless the name is known there already, so another client's
+/// new name is missed for as long as its event takes, no longer; a
+/// removal drops what was known below it; a lag, a disconnection and a
+/// reconnection drop everything, and nothing is used while the stream is
+/// down. At most [`KNOWN_DIRS`] directories of [`KNOWN_NAMES`] names each.
+#[derive(Debug, Default)]
+pub struct Known(Mutex<KnownState>);
+
+#[derive(Debug, Default)]
+struct KnownState {
+    dirs: HashMap<DfsPath, std::collections::HashSet<String>>,
+    /// Events seen so far.
+    events: u64,
+    /// The directories of names made lately (by any event), numbered by
+    /// event: a `mkdir` answered after one below it makes nothing known.
+    recent: std::collections::VecDeque<(u64, DfsPath)>,
+    /// The event count at the last [`Known::clear`]: a `mkdir` asked
+    /// before it makes nothing known.
+    cleared: u64,
+}
+
+/// Directories whose names [`Known`] keeps at most (beyond, it starts over).
+const KNOWN_DIRS: usize = 1_000;
+/// Names of one directory [`Known`] keeps at most (beyond, it forgets it).
+const KNOWN_NAMES: usize = 10_000;
+/// Directories of names made lately that [`Known`] remembers.
+const KNOWN_RECENT: usize = 4_096;
+
+impl Known {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KnownState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Taken before a `mkdir` is asked, for [`Known::made`].
+    fn mark(&self) -> u64 {
+        self.lock().events
+    }
+
+    /// This mount's `mkdir` of `path`, asked after `mark`, succeeded: it is
+    /// known empty, unless an event of a name below it came meanwhile.
+    fn made(&self, path: &DfsPath, mark: u64) {
+        let mut known = self.lock();
+        let raced = known
+            .recent
+            .iter()
+            .rev()
+            .take_while(|(event, _)| *event > mark)
+            .any(|(_, dir)| dir.starts_with(path));
+        // Older than the recent log: unknown, so not known.
+        let forgotten = known.recent.front().is_some_and(|(event, _)| *event > mark + 1);
+        if raced || (forgotten && known.events > mark) || mark < known.cleared {
+            return;
+        }
+        if known.dirs.len() >= KNOWN_DIRS {
+            known.dirs.clear();
+        }
+        known.dirs.insert(path.clone(), Default::default());
+    }
+
+    /// This mount is about to make an entry at `path`.
+    fn adding(&self, path: &DfsPath) {
+        let (Some(parent), Some(name)) = (path.parent(), path.name()) else {
+            return;
+        };
+        let mut known = self.lock();
+        if let Some(names) = known.dirs.get_mut(&parent) {
+            if names.len() >= KNOWN_NAMES {
+                known.dirs.remove(&parent);
+            } else {
+                names.insert(name.to_owned());
+            }
+        }
+    }
+
+    /// This mount removed the entry at `path` (and whatever was below it).
+    fn removed(&self, path: &DfsPath) {
+        let mut known = self.lock();
+        known.dirs.retain(|dir, _| !dir.starts_with(path));
+        if let (Some(parent), Some(name)) = (path.parent(), path.name()) {
+            if let Some(names) = known.dirs.get_mut(&parent) {
+                names.remove(name);
+            }
+        }
+    }
+
+    /// Whether `path` is known not to exist: its directory is known and
+    /// holds no such name.
+    fn absent(&self, path: &DfsPath) -> bool {
+        let (Some(parent), Some(name)) = (path.parent(), path.name()) else {
+            return false;
+        };
+        self.lock().dirs.get(&parent).is_some_and(|names| !names.contains(name))
+    }
+
+    /// A watch event, this mount's own or another client's.
+    pub fn event(&self, event: &dfs_proto::watch::WatchEvent) {
+        use dfs_proto::watch::WatchKind;
+        let mut known = self.lock();
+        known.events += 1;
+        let number = known.events;
+        let gone = matches!(event.kind, WatchKind::Removed | WatchKind::Renamed);
+        if gone {
+            known.dirs.retain(|dir, _| !dir.starts_with(&event.path));
+        }
+        let there = (!gone).then_some(&event.path).into_iter().chain(&event.to);
+        for path in there {
+            let (Some(parent), Some(name)) = (path.parent(), path.name()) else {
+                continue;
+            };
+            if known.dirs.get(&parent).is_some_and(|names| !names.contains(name)) {
+                known.dirs.remove(&parent);
+            }
+            if known.recent.len() >= KNOWN_RECENT {
+                known.recent.pop_front();
+            }
+            known.recent.push_back((number, parent));
+        }
+    }
+
+    pub fn clear(&self) {
+        let mut known = self.lock();
+        known.dirs.clear();
+        known.events += 1;
+        known.cleared = known.events;
+    }
+}
+
 impl DfsFs {
     pub fn new(
         runtime: Handle,
@@ -150,6 +290,7 @@ impl DfsFs {
             spills: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             listed: Arc::default(),
+            known: Arc::default(),
             freshness: Arc::default(),
             locks,
         }
@@ -160,6 +301,7 @@ impl DfsFs {
         Invalidator {
             inodes: Arc::clone(&self.inodes),
             listed: Arc::clone(&self.listed),
+            known: Arc::clone(&self.known),
             freshness: Arc::clone(&self.freshness),
         }
     }
@@ -328,6 +470,7 @@ impl DfsFs {
     /// what its type holds.
     fn make_special(&self, parent: INodeNo, name: &OsStr, mode: u32, content: Vec<u8>) -> Result<FileAttr> {
         let path = self.child(parent, name)?;
+        self.known.adding(&path);
         let stat = self
             .block(
                 self.writer(&path)
@@ -628,6 +771,7 @@ impl DfsFs {
         let client = self.writer(&path);
         // Created writable by its owner, whatever `mode` says, so that the
         // creating handle's writes can be committed; `mode` is set at release.
+        self.known.adding(&path);
         let created = self.block(client.write_inline(&path, Vec::new(), &Attributes::new(), true, Some(mode | 0o200)));
         self.changed(&path, false);
         let (stat, spill) = match created {
@@ -857,6 +1001,7 @@ impl DfsFs {
         let from = self.child(parent, name)?;
         let to = self.child(new_parent, new_name)?;
         let no_clobber = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        self.known.adding(&to);
         self.block(self.writer(&from).rename(&from, &to, no_clobber))
             .map_err(|error| self.fail("rename", &from, &error, Errno::ENOTEMPTY))?;
         self.inodes
@@ -864,6 +1009,10 @@ impl DfsFs {
             .unwrap_or_else(PoisonError::into_inner)
             .renamed(&from, &to);
         self.changed(&from, true);
+        // What was known below either name is not any more.
+        self.known.removed(&from);
+        self.known.removed(&to);
+        self.known.adding(&to);
         Ok(())
     }
 
@@ -873,6 +1022,7 @@ impl DfsFs {
     fn do_link(&self, ino: INodeNo, new_parent: INodeNo, new_name: &OsStr) -> Result<FileAttr> {
         let from = self.path(ino)?;
         let to = self.child(new_parent, new_name)?;
+        self.known.adding(&to);
         let stat = self
             .block(self.writer(&to).link(&from, &to))
             .map_err(|error| match error.code() {
@@ -901,6 +1051,7 @@ impl DfsFs {
             ino.and_then(|ino| inodes.path(ino))
         };
         self.changed(&path, false);
+        self.known.removed(&path);
         // A file with another name: that name's stat changed too (nlink, ctime).
         if let Some(other_name) = other_name {
             self.changed(&other_name, false);
@@ -979,6 +1130,9 @@ impl Filesystem for DfsFs {
     fn lookup(&self, _request: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let mark = self.freshness.mark();
         let result = self.child(parent, name).and_then(|path| {
+            if self.freshness.connected() && self.known.absent(&path) {
+                return Err(Errno::ENOENT);
+            }
             // Computed again while a change through this mount completed
             // meanwhile (as `getattr`), with the number not yet counted: the
             // kernel gets one entry, so it holds one lookup more. No such
@@ -1069,10 +1223,13 @@ impl Filesystem for DfsFs {
     fn mkdir(&self, _request: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let mark = self.freshness.mark();
         let result = self.child(parent, name).and_then(|path| {
+            let known = self.known.mark();
+            self.known.adding(&path);
             let stat = self
                 .block(self.writer(&path).mkdir(&path, false, Some(mode & !umask & 0o7777)))
                 .map_err(|error| self.fail("mkdir", &path, &error, Errno::EIO))?;
             self.changed(&path, false);
+            self.known.made(&path, known);
             Ok(self.entry(&path, &stat))
         });
         match result {
@@ -1351,3 +1508,6 @@ fn fuse_type(stat: &Stat) -> FileType {
         Some(DfsFileType::BlockDevice) => FileType::BlockDevice,
     }
 }
+
+#[cfg(test)]
+mod tests;

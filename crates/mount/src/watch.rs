@@ -21,7 +21,7 @@
 //! event drop every attribute the kernel holds, since any change may have
 //! been missed.
 
-use crate::fs::{Listed, TTL};
+use crate::fs::{Known, Listed, TTL};
 use crate::inodes::Inodes;
 use dfs_client::Client;
 use dfs_proto::watch::{WatchEvent, WatchKind};
@@ -48,8 +48,9 @@ pub struct Freshness {
     /// Grows with every event and every (dis)connection.
     epoch: AtomicU64,
     /// Paths changed through this mount whose events have not come yet,
-    /// with how many.
-    own: Mutex<HashMap<DfsPath, u32>>,
+    /// with how many; and events that came unmatched lately (an own
+    /// change's event may come before the change is recorded here).
+    own: Mutex<Own>,
     /// Grows with every change made through this mount, once it is made.
     own_epoch: AtomicU64,
 }
@@ -58,14 +59,45 @@ pub struct Freshness {
 /// events then drop names as another client's would).
 const OWN_MAX: usize = 10_000;
 
+/// How long an event that matched no own change may still be claimed by
+/// one recorded after it: an own change's event can come back on the
+/// stream before the change's answer is handled here. Left unclaimed, such
+/// an event's change would be recorded as waiting for an event that came
+/// already, and a later change of the path by another client (a removal)
+/// taken for this mount's own: its name kept in the kernel, stale.
+const UNCLAIMED_FOR: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+struct Own {
+    waiting: HashMap<DfsPath, u32>,
+    unclaimed: HashMap<DfsPath, (u32, std::time::Instant)>,
+}
+
 impl Freshness {
-    /// `path` was changed through this mount: its event is ours.
+    /// `path` was changed through this mount: its event is ours (or was,
+    /// if it came already).
     pub fn own_change(&self, path: &DfsPath) {
         let mut own = self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if own.len() >= OWN_MAX {
-            own.clear();
+        let claimed = match own.unclaimed.get_mut(path) {
+            Some((count, at)) if at.elapsed() < UNCLAIMED_FOR => {
+                *count -= 1;
+                if *count == 0 {
+                    own.unclaimed.remove(path);
+                }
+                true
+            }
+            Some(_) => {
+                own.unclaimed.remove(path);
+                false
+            }
+            None => false,
+        };
+        if !claimed {
+            if own.waiting.len() >= OWN_MAX {
+                own.waiting.clear();
+            }
+            *own.waiting.entry(path.clone()).or_default() += 1;
         }
-        *own.entry(path.clone()).or_default() += 1;
         self.own_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -80,24 +112,39 @@ impl Freshness {
     /// Whether an event of `path` is one of this mount's own changes.
     fn take_own(&self, path: &DfsPath) -> bool {
         let mut own = self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match own.get_mut(path) {
+        match own.waiting.get_mut(path) {
             Some(count) if *count > 1 => {
                 *count -= 1;
                 true
             }
             Some(_) => {
-                own.remove(path);
+                own.waiting.remove(path);
                 true
             }
-            None => false,
+            None => {
+                if own.unclaimed.len() >= OWN_MAX {
+                    own.unclaimed.retain(|_, (_, at)| at.elapsed() < UNCLAIMED_FOR);
+                    if own.unclaimed.len() >= OWN_MAX {
+                        own.unclaimed.clear();
+                    }
+                }
+                let now = std::time::Instant::now();
+                let entry = own.unclaimed.entry(path.clone()).or_insert((0, now));
+                entry.0 += 1;
+                entry.1 = now;
+                false
+            }
         }
     }
 
     fn forget_own(&self) {
-        self.own
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
+        *self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Own::default();
+    }
+
+    /// Whether the watch stream is connected: cached knowledge is kept
+    /// honest by its events.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
     }
 
     /// Taken before asking the directory service; see [`Freshness::ttl`].
@@ -127,6 +174,8 @@ impl Freshness {
 pub struct Invalidator {
     pub inodes: Arc<Mutex<Inodes>>,
     pub listed: Arc<Listed>,
+    /// Directories of which the mount knows every name (fs.rs).
+    pub known: Arc<Known>,
     pub freshness: Arc<Freshness>,
 }
 
@@ -149,7 +198,11 @@ impl Invalidator {
         notifier: Notifier,
     ) -> tokio::task::JoinHandle<()> {
         let (sender, receiver) = mpsc::channel::<Message>();
-        let (freshness, listed) = (Arc::clone(&self.freshness), Arc::clone(&self.listed));
+        let (freshness, listed, known) = (
+            Arc::clone(&self.freshness),
+            Arc::clone(&self.listed),
+            Arc::clone(&self.known),
+        );
         std::thread::Builder::new()
             .name("dfs-mount-invalidate".into())
             .spawn(move || {
@@ -161,7 +214,7 @@ impl Invalidator {
                 }
             })
             .expect("starting the invalidation thread");
-        runtime.spawn(follow(client, root, freshness, listed, sender))
+        runtime.spawn(follow(client, root, freshness, listed, known, sender))
     }
 
     fn event(&self, notifier: &Notifier, event: &WatchEvent) {
@@ -230,6 +283,7 @@ async fn follow(
     root: DfsPath,
     freshness: Arc<Freshness>,
     listed: Arc<Listed>,
+    known: Arc<Known>,
     sender: mpsc::Sender<Message>,
 ) {
     let mut logged_down = false;
@@ -247,6 +301,7 @@ async fn follow(
                     logged_down = false;
                 }
                 listed.clear();
+                known.clear();
                 freshness.forget_own();
                 freshness.connected.store(true, Ordering::SeqCst);
                 freshness.bump();
@@ -258,10 +313,12 @@ async fn follow(
                         Ok(Some(event)) => {
                             if event.kind == WatchKind::Lagged {
                                 listed.clear();
+                                known.clear();
                             }
                             for path in changed_paths(&event) {
                                 listed.forget_below(path);
                             }
+                            known.event(&event);
                             freshness.bump();
                             if sender.send(Message::Event(event)).is_err() {
                                 return;
@@ -277,6 +334,7 @@ async fn follow(
                 }
                 freshness.connected.store(false, Ordering::SeqCst);
                 listed.clear();
+                known.clear();
                 freshness.bump();
                 if sender.send(Message::Everything).is_err() {
                     return;

@@ -1030,17 +1030,23 @@ fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|metadata| metadata.uid() == 0)
 }
 
-/// The directory service's count of answered `POST /v1/sync` barriers.
-fn barriers(cluster: &Cluster) -> u64 {
+/// The directory service's count of requests `method route` answered with
+/// a status of `class` (`2xx`, `4xx`...).
+fn requests(cluster: &Cluster, method: &str, route: &str, class: &str) -> u64 {
     let url = format!("{}/metrics", cluster.url());
     let metrics = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(async { crate::http().get(url).send().await.unwrap().text().await.unwrap() });
+    let series = format!("dfs_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{class}\"}} ");
     metrics
         .lines()
-        .find(|line| line.starts_with("dfs_http_requests_total{method=\"POST\",route=\"/v1/sync\",status=\"2xx\"}"))
-        .and_then(|line| line.rsplit(' ').next())
+        .find_map(|line| line.strip_prefix(series.as_str()))
         .map_or(0, |count| count.parse().unwrap())
+}
+
+/// The directory service's count of answered `POST /v1/sync` barriers.
+fn barriers(cluster: &Cluster) -> u64 {
+    requests(cluster, "POST", "/v1/sync", "2xx")
 }
 
 /// The mount's changes are answered once committed and made durable by
@@ -1072,4 +1078,48 @@ fn fsync_and_fsyncdir_through_the_mount_make_its_changes_durable() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(barriers(&cluster), before + 3);
+}
+
+/// The kernel looks a name up before it makes it; in a directory the mount
+/// made, and changed alone since, the mount answers "no such entry" itself
+/// (docs/posix.md, Consistency). Another client's new name there still
+/// shows once its event came, and names made elsewhere are asked for.
+#[test]
+fn new_names_in_a_directory_the_mount_made_are_not_asked_for() {
+    let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {
+        return;
+    };
+    let misses = || requests(&cluster, "GET", "/v1/stat", "4xx");
+    mounted.sh("mkdir fresh");
+    let before = misses();
+    mounted.sh(
+        "cd fresh; for i in $(seq 40); do mkdir d$i; echo $i > f$i; done; mkdir -p a/b/c; touch a/b/c/x; ln -s f1 l1",
+    );
+    let asked = misses() - before;
+    assert!(
+        asked < 5,
+        "{asked} look-ups of new names asked the directory service (80 without)"
+    );
+    assert_eq!(mounted.sh("cat fresh/f7 fresh/l1; ls fresh | wc -l"), "7\n1\n82\n");
+    // Another client's name in that directory: seen once its event came.
+    cluster.ok("ann", &["mkdir", "/home/ann/fresh/other"], b"");
+    seen_within(
+        &mounted,
+        "test -d fresh/other && echo yes || echo no",
+        "yes\n",
+        SEEN_WITHIN,
+    );
+    // Removed elsewhere, then made again here: both seen.
+    cluster.ok("ann", &["rm", "/home/ann/fresh/f3"], b"");
+    seen_within(&mounted, "test -e fresh/f3 && echo yes || echo no", "no\n", SEEN_WITHIN);
+    mounted.sh("echo again > fresh/f3");
+    assert_eq!(cluster.ok("ann", &["cat", "/home/ann/fresh/f3"], b""), b"again\n");
+    // A directory made elsewhere: its names are asked for.
+    cluster.ok("ann", &["mkdir", "/home/ann/elsewhere"], b"");
+    let before = misses();
+    mounted.sh("mkdir elsewhere/n1 elsewhere/n2");
+    assert!(
+        misses() - before >= 2,
+        "names in a directory made elsewhere are asked for"
+    );
 }

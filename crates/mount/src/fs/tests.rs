@@ -1,0 +1,80 @@
+use super::*;
+use dfs_proto::watch::{WatchEvent, WatchKind};
+
+fn path(text: &str) -> DfsPath {
+    DfsPath::parse(text).unwrap()
+}
+
+fn event(kind: WatchKind, at: &str, to: Option<&str>) -> WatchEvent {
+    WatchEvent {
+        path: path(at),
+        kind,
+        version: 0,
+        to: to.map(path),
+    }
+}
+
+#[test]
+fn a_directory_made_here_knows_its_names_until_another_client_adds_one() {
+    let known = Known::default();
+    let mark = known.mark();
+    known.adding(&path("/d"));
+    known.made(&path("/d"), mark);
+    assert!(known.absent(&path("/d/x")), "nothing made in it yet");
+    assert!(!known.absent(&path("/e/x")), "a directory not made here is asked for");
+    known.adding(&path("/d/x"));
+    assert!(!known.absent(&path("/d/x")), "a name made here is asked for");
+    // The events of this mount's own names change nothing.
+    known.event(&event(WatchKind::Created, "/d", None));
+    known.event(&event(WatchKind::Created, "/d/x", None));
+    known.event(&event(WatchKind::Modified, "/d/x", None));
+    assert!(known.absent(&path("/d/y")));
+    // Another client's new name (created, written or renamed to) drops it.
+    known.event(&event(WatchKind::Modified, "/d/y", None));
+    assert!(!known.absent(&path("/d/z")));
+    let mark = known.mark();
+    known.made(&path("/d"), mark);
+    known.event(&event(WatchKind::Renamed, "/elsewhere", Some("/d/w")));
+    assert!(!known.absent(&path("/d/z")));
+}
+
+#[test]
+fn a_name_made_below_a_directory_while_it_was_being_made_makes_nothing_known() {
+    let known = Known::default();
+    let mark = known.mark();
+    known.event(&event(WatchKind::Created, "/d/a/b", None));
+    known.made(&path("/d"), mark);
+    assert!(!known.absent(&path("/d/x")));
+    // Elsewhere: no matter.
+    let mark = known.mark();
+    known.event(&event(WatchKind::Created, "/e/b", None));
+    known.made(&path("/d"), mark);
+    assert!(known.absent(&path("/d/x")));
+    // A clear (the stream broke) after the mark: nothing known.
+    let mark = known.mark();
+    known.clear();
+    known.made(&path("/f"), mark);
+    assert!(!known.absent(&path("/f/x")));
+}
+
+#[test]
+fn removals_forget_what_was_known_below_and_keep_the_directory() {
+    let known = Known::default();
+    for dir in ["/d", "/d/sub", "/d/sub/deeper"] {
+        let mark = known.mark();
+        known.adding(&path(dir));
+        known.made(&path(dir), mark);
+    }
+    known.removed(&path("/d/sub"));
+    assert!(known.absent(&path("/d/sub")), "removed here: known gone");
+    assert!(!known.absent(&path("/d/sub/deeper/x")));
+    let mark = known.mark();
+    known.adding(&path("/d/sub"));
+    known.made(&path("/d/sub"), mark);
+    // Removed (or renamed away) by another client: forgotten below, and
+    // the directory's name list is still right (a name gone is only asked).
+    known.event(&event(WatchKind::Removed, "/d/sub", None));
+    assert!(!known.absent(&path("/d/sub/x")));
+    assert!(!known.absent(&path("/d/sub")), "a known name is asked for");
+    assert!(known.absent(&path("/d/other")));
+}
