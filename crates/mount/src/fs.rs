@@ -220,14 +220,19 @@ impl DfsFs {
             .map_err(|error| self.fail("stat", path, &error, Errno::EIO))
     }
 
-    /// Forgets listed stats of `path` (changed through this mount); all of
-    /// them if `subtree` (a directory moved or removed).
+    /// Forgets listed stats of `path` (changed through this mount) and of
+    /// its directory (whose times, and link count when `path` is a
+    /// directory, changed with it); all of them if `subtree` (a directory
+    /// moved or removed).
     fn changed(&self, path: &DfsPath, subtree: bool) {
         self.freshness.own_change(path);
         if subtree {
             self.listed.clear();
         } else {
             self.listed.forget(path);
+            if let Some(parent) = path.parent() {
+                self.listed.forget(&parent);
+            }
         }
     }
 

@@ -123,6 +123,10 @@ pub const ALL: &[(&str, SuiteTest)] = &[
         "hard_links_survive_export_and_import",
         links::hard_links_survive_export_and_import,
     ),
+    (
+        "directories_count_their_subdirectories",
+        links::directories_count_their_subdirectories,
+    ),
 ];
 
 /// Chunk `index` of a file, of `size` bytes: distinct for each index.

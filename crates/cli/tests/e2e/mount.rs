@@ -424,8 +424,9 @@ fn symbolic_links_fifos_sockets_and_device_nodes_live_in_the_namespace() {
 /// `ln` through the mount: both names show one inode number and a link
 /// count of 2, a write through one is read through the other (and by
 /// `dfs`), a name removed leaves the file with one link; a directory gets
-/// no hard link (`EPERM`), an existing name is `EEXIST`. A link made with
-/// `dfs ln` shows through the mount.
+/// no hard link (`EPERM`), an existing name is `EEXIST`; a directory's link
+/// count is 2 and its subdirectories. A link made with `dfs ln` shows
+/// through the mount.
 #[test]
 fn hard_links_through_the_mount_share_one_inode() {
     let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {
@@ -455,6 +456,11 @@ for source, target in (("d", "e"), ("b", "d")):
 "#;
     assert_eq!(mounted.sh(&format!("python3 -c '{refused}'")), "EPERM\nEEXIST\n");
     mounted.sh("test ! -e e");
+    // A directory's link count: 2 and one per subdirectory.
+    mounted.sh("mkdir -p d/x d/y/z && touch d/f");
+    assert_eq!(mounted.sh("stat -c %h d d/y d/x"), "4\n3\n2\n");
+    mounted.sh("mv d/y/z d/z && rmdir d/x");
+    assert_eq!(mounted.sh("stat -c %h d d/y"), "4\n2\n");
 
     cluster.ok("ann", &["ln", "/home/ann/b", "/home/ann/c"], b"");
     assert_eq!(mounted.sh("cat c"), "one\ntwo\n");

@@ -138,6 +138,11 @@ pub(crate) trait Rows: LockRows {
     fn subdirectories(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>>;
     /// Whether directory `dir` has any entry.
     fn has_children(&mut self, dir: i64) -> StoreResult<bool>;
+    /// How many directories each of `dirs` holds, in order: counted on
+    /// an index of directories by parent, never kept in a row (a count in
+    /// the parent's row would make concurrent `mkdir`s in one directory
+    /// conflict on the shared engines; decision 0013).
+    fn subdirectory_counts(&mut self, dirs: &[i64]) -> StoreResult<Vec<u64>>;
     /// Creates entry `name` of directory `parent` (at `path`) at version 1,
     /// with its content, and returns it. A name that exists already is
     /// `AlreadyExists` for `path` (the unique index on parent and name).

@@ -68,6 +68,24 @@ pub(crate) fn child_inode(tx: &mut impl Rows, parent: i64, name: &str) -> StoreR
     tx.child(parent, name)?.map(|entry| inode_of(tx, entry)).transpose()
 }
 
+/// The stat of `node` at `path`: a directory's link count (`nlink`) is 2
+/// and one per subdirectory (each names it `..`), counted now.
+pub(crate) fn stat_of(tx: &mut impl Rows, node: &Node, path: &DfsPath) -> StoreResult<Stat> {
+    let mut stat = node.stat(path.clone());
+    if node.is_dir() {
+        stat.nlink = Some(2 + tx.subdirectory_counts(&[node.id])?[0]);
+    }
+    Ok(stat)
+}
+
+/// The stat of a directory just created at `path`: no subdirectory yet.
+fn new_dir_stat(node: &Node, path: &DfsPath) -> Stat {
+    Stat {
+        nlink: Some(2),
+        ..node.stat(path.clone())
+    }
+}
+
 /// [`resolve`], returning every entry read: `/` first, `path` last.
 pub(crate) fn resolve_chain(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -> StoreResult<Vec<Node>> {
     let mut chain = vec![tx.node(ROOT_ID)?];
@@ -166,7 +184,8 @@ pub(crate) fn mkdir(
 ) -> StoreResult<Stat> {
     if path.is_root() {
         return if parents {
-            Ok(resolve(tx, who, path)?.stat(path.clone()))
+            let node = resolve(tx, who, path)?;
+            stat_of(tx, &node, path)
         } else {
             Err(exists(path))
         };
@@ -181,23 +200,24 @@ pub(crate) fn mkdir(
         }
         let node = create(tx, &parent, name, path, new_dir(who, mode, now_ms))?;
         check_locks(tx, who, path, now_ms / 1000)?;
-        return Ok(node.stat(path.clone()));
+        return Ok(new_dir_stat(&node, path));
     }
     // With parents: walk down, creating what is missing (with the
     // requested mode, like `mkdir -p -m`), checking as we go.
     let mut node = tx.node(ROOT_ID)?;
     let mut walked = DfsPath::root();
+    let mut created = false;
     for name in path.components() {
         check_traversable(&node, who, &walked)?;
         let parent_path = walked.clone();
         walked = join(&walked, name)?;
-        node = match tx.child(node.id, name)? {
-            Some(existing) => existing,
+        (node, created) = match tx.child(node.id, name)? {
+            Some(existing) => (existing, false),
             None => {
                 if !node.permits(who, WRITE) {
                     return Err(denied(&parent_path));
                 }
-                create(tx, &node, name, &walked, new_dir(who, mode, now_ms))?
+                (create(tx, &node, name, &walked, new_dir(who, mode, now_ms))?, true)
             }
         };
     }
@@ -205,7 +225,11 @@ pub(crate) fn mkdir(
         return Err(exists(path));
     }
     check_locks(tx, who, path, now_ms / 1000)?;
-    Ok(node.stat(path.clone()))
+    if created {
+        Ok(new_dir_stat(&node, path))
+    } else {
+        stat_of(tx, &node, path)
+    }
 }
 
 /// [`crate::NamespaceStore::remove`].
@@ -276,7 +300,8 @@ pub(crate) fn rename(
     let (from_parent, from_name, source) = resolve_for_change(tx, who, from)?;
     let source = source.ok_or_else(|| not_found(from))?;
     if from == to {
-        return Ok(inode_of(tx, source)?.stat(to.clone()));
+        let node = inode_of(tx, source)?;
+        return stat_of(tx, &node, to);
     }
     let (to_parent, to_name, target) = resolve_for_change(tx, who, to)?;
     if let Some(target) = target {
@@ -315,7 +340,7 @@ pub(crate) fn rename(
             let file = tx.node(file)?;
             Ok(tx.set_nlink(&file, file.nlink, now_ms)?.stat(to.clone()))
         }
-        None => Ok(moved.stat(to.clone())),
+        None => stat_of(tx, &moved, to),
     }
 }
 
@@ -407,7 +432,8 @@ pub(crate) fn chmod(tx: &mut impl Rows, who: &Principal, path: &DfsPath, mode: u
     check_locks(tx, who, path, now_ms / 1000)?;
     // The type bits of a special file stay: only permissions change.
     let mode = (node.mode & FileType::MASK) | (mode & 0o7777);
-    Ok(tx.set_mode(&node, mode, now_ms)?.stat(path.clone()))
+    let node = tx.set_mode(&node, mode, now_ms)?;
+    stat_of(tx, &node, path)
 }
 
 /// [`crate::NamespaceStore::set_times`]: as POSIX's `utimensat`, a given
@@ -434,9 +460,8 @@ pub(crate) fn set_times(
         return Err(denied(path));
     }
     check_locks(tx, who, path, now_ms / 1000)?;
-    Ok(tx
-        .set_mtime(&node, mtime_ms.unwrap_or(now_ms), now_ms)?
-        .stat(path.clone()))
+    let node = tx.set_mtime(&node, mtime_ms.unwrap_or(now_ms), now_ms)?;
+    stat_of(tx, &node, path)
 }
 
 /// Refuses a change of owner by anyone but an admin (before any database work).
@@ -460,7 +485,8 @@ pub(crate) fn chown(
 ) -> StoreResult<Stat> {
     check_locks(tx, who, path, now_ms / 1000)?;
     let node = resolve(tx, who, path)?;
-    Ok(tx.set_owner(&node, owner_uid, owner_name, now_ms)?.stat(path.clone()))
+    let node = tx.set_owner(&node, owner_uid, owner_name, now_ms)?;
+    stat_of(tx, &node, path)
 }
 
 /// `/home/NAME`, or why `name` cannot have a home.
@@ -480,7 +506,8 @@ pub(crate) fn ensure_home(tx: &mut impl Rows, uid: u64, path: &DfsPath, now_ms: 
     };
     let (parent, name, existing) = resolve_for_change(tx, &admin, path)?;
     if let Some(existing) = existing {
-        return Ok(existing.stat(path.clone()));
+        let existing = inode_of(tx, existing)?;
+        return stat_of(tx, &existing, path);
     }
     let owner = Principal {
         uid,
@@ -489,12 +516,13 @@ pub(crate) fn ensure_home(tx: &mut impl Rows, uid: u64, path: &DfsPath, now_ms: 
         lock_token: None,
     };
     let home = create(tx, &parent, name, path, new_dir(&owner, HOME_MODE, now_ms))?;
-    Ok(home.stat(path.clone()))
+    Ok(new_dir_stat(&home, path))
 }
 
 /// [`crate::NamespaceStore::stat`].
 pub(crate) fn stat(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -> StoreResult<Stat> {
-    Ok(resolve(tx, who, path)?.stat(path.clone()))
+    let node = resolve(tx, who, path)?;
+    stat_of(tx, &node, path)
 }
 
 /// [`crate::NamespaceStore::list`].
@@ -544,15 +572,24 @@ pub(crate) fn list_page(
 }
 
 /// The stats of `children` of directory `path`, as listed (an extra name
-/// of a file shows the file, see [`inode_of`]).
+/// of a file shows the file, see [`inode_of`]; the subdirectories of every
+/// directory listed counted at once, see [`stat_of`]).
 fn listed(tx: &mut impl Rows, path: &DfsPath, children: Vec<(String, Node)>) -> StoreResult<Vec<Stat>> {
-    children
+    let mut stats = children
         .into_iter()
         .map(|(name, entry)| {
             let child_path = path.join(&name).map_err(|error| StoreError::Backend(error.into()))?;
             Ok(inode_of(tx, entry)?.stat(child_path))
         })
-        .collect()
+        .collect::<StoreResult<Vec<Stat>>>()?;
+    let dirs: Vec<&mut Stat> = stats.iter_mut().filter(|stat| stat.kind == EntryKind::Dir).collect();
+    if !dirs.is_empty() {
+        let ids: Vec<i64> = dirs.iter().map(|stat| stat.inode.unwrap_or_default() as i64).collect();
+        for (stat, count) in dirs.into_iter().zip(tx.subdirectory_counts(&ids)?) {
+            stat.nlink = Some(2 + count);
+        }
+    }
+    Ok(stats)
 }
 
 /// The file at `path`, readable by `who`.

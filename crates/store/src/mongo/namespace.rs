@@ -351,6 +351,31 @@ impl Rows for Tx<'_> {
         entries(self, doc! {"parent": dir, "kind": "dir"}, Document::new())
     }
 
+    /// One aggregation for them all, on the partial index `dirs_by_parent`.
+    fn subdirectory_counts(&mut self, dirs: &[i64]) -> StoreResult<Vec<u64>> {
+        let counted = self.aggregate(
+            INODES,
+            vec![
+                doc! {"$match": {"parent": {"$in": dirs}, "kind": "dir"}},
+                doc! {"$group": {"_id": "$parent", "n": {"$sum": 1_i64}}},
+            ],
+        )?;
+        let mut subdirectories: HashMap<i64, u64> = HashMap::new();
+        for group in counted {
+            // The server may answer an integer in 32 bits.
+            let dir = match group.get("_id") {
+                Some(mongodb::bson::Bson::Int64(dir)) => *dir,
+                Some(mongodb::bson::Bson::Int32(dir)) => i64::from(*dir),
+                other => return Err(super::bad("parent", format!("{other:?}"))),
+            };
+            subdirectories.insert(dir, group_count(&group)?);
+        }
+        Ok(dirs
+            .iter()
+            .map(|dir| subdirectories.get(dir).copied().unwrap_or(0))
+            .collect())
+    }
+
     fn has_children(&mut self, dir: i64) -> StoreResult<bool> {
         Ok(self
             .find_first::<Document>(INODES, doc! {"parent": dir}, Document::new(), doc! {"_id": 1})?

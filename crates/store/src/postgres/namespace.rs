@@ -104,6 +104,10 @@ ALTER TABLE inodes ADD COLUMN nlink BIGINT NOT NULL DEFAULT 1;
 CREATE INDEX inodes_by_link ON inodes(link_to) WHERE link_to IS NOT NULL;
 ";
 
+/// Migration: directories by parent (see the SQLite engine's `SUBDIRECTORIES_SCHEMA`).
+pub(super) const SUBDIRECTORIES_SCHEMA: &str =
+    "CREATE INDEX inodes_dirs_by_parent ON inodes(parent) WHERE kind = 'dir';";
+
 /// Migration: the ctime of each inode (see the SQLite engine's `CTIME_SCHEMA`);
 /// NULL in rows written before, and by older builds, read as the mtime.
 pub(super) const CTIME_SCHEMA: &str = "ALTER TABLE inodes ADD COLUMN ctime_ms BIGINT;";
@@ -296,6 +300,21 @@ impl Rows for PgTx<'_> {
             &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = $1 AND kind = 'dir'"),
             dir,
         )
+    }
+
+    /// One query for them all (a listing page's directories): no round
+    /// trip per directory. Reads take no predicate locks (REPEATABLE READ),
+    /// so counting never aborts a creator.
+    fn subdirectory_counts(&mut self, dirs: &[i64]) -> StoreResult<Vec<u64>> {
+        let rows = self.query(
+            "SELECT parent, count(*) FROM inodes WHERE parent = ANY($1) AND kind = 'dir' GROUP BY parent",
+            &[&dirs],
+        )?;
+        let counted: HashMap<i64, i64> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        Ok(dirs
+            .iter()
+            .map(|dir| counted.get(dir).map_or(0, |&count| count as u64))
+            .collect())
     }
 
     fn has_children(&mut self, dir: i64) -> StoreResult<bool> {

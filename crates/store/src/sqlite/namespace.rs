@@ -122,6 +122,12 @@ ALTER TABLE inodes ADD COLUMN nlink INTEGER NOT NULL DEFAULT 1;
 CREATE INDEX inodes_by_link ON inodes(link_to) WHERE link_to IS NOT NULL;
 ";
 
+/// Migration: the directories of each directory, on an index of their own
+/// (only directories' rows are in it, so creating a file pays nothing), for
+/// directory link counts ([`crate::model::Rows::subdirectory_counts`]).
+pub(super) const SUBDIRECTORIES_SCHEMA: &str =
+    "CREATE INDEX inodes_dirs_by_parent ON inodes(parent) WHERE kind = 'dir';";
+
 const NODE_COLUMNS: &str =
     "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, COALESCE(ctime_ms, mtime_ms), link_to, nlink";
 
@@ -279,6 +285,19 @@ impl Rows for Sql<'_> {
             &format!("SELECT {NODE_COLUMNS} FROM inodes WHERE parent = ?1 AND kind = 'dir'"),
             dir,
         )
+    }
+
+    fn subdirectory_counts(&mut self, dirs: &[i64]) -> StoreResult<Vec<u64>> {
+        // In process: one indexed count per directory costs no round trip.
+        dirs.iter()
+            .map(|dir| {
+                Ok(self.0.one(
+                    "SELECT count(*) FROM inodes WHERE parent = ?1 AND kind = 'dir'",
+                    [dir],
+                    |row| row.get(0),
+                )?)
+            })
+            .collect()
     }
 
     fn has_children(&mut self, dir: i64) -> StoreResult<bool> {
