@@ -59,7 +59,7 @@ use crate::common::Node;
 use crate::namespace::{on_blocking_pool, FileContent, NewContent, PlacedChunk, Principal, Queued, UploadRecord};
 use crate::tx::TxPrimitives;
 use crate::StoreResult;
-use dfs_proto::namespace::{ChunkRef, EntryKind};
+use dfs_proto::namespace::{ChunkRef, EntryKind, LocalOwner};
 use dfs_proto::path::DfsPath;
 use dfs_proto::{Attributes, UnixSeconds};
 use std::sync::Arc;
@@ -111,6 +111,8 @@ pub(crate) struct NewNode<'a> {
     /// An extra name of the file with this inode (a hard link): the row
     /// holds no content of its own.
     pub(crate) link_to: Option<i64>,
+    /// The local owner (checked already).
+    pub(crate) local_owner: Option<&'a LocalOwner>,
 }
 
 impl NewNode<'_> {
@@ -178,6 +180,9 @@ pub(crate) trait Rows: LockRows {
     fn set_mode(&mut self, node: &Node, mode: u32, now_ms: u64) -> StoreResult<Node>;
     /// Sets the owner, the ctime `now_ms`; returns the entry as stored.
     fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str, now_ms: u64) -> StoreResult<Node>;
+    /// Sets (or clears) the local owner, the ctime `now_ms`; returns the
+    /// entry as stored.
+    fn set_local_owner(&mut self, node: &Node, local_owner: Option<&LocalOwner>, now_ms: u64) -> StoreResult<Node>;
     /// Sets the number of names of file `node` (see [`Node::nlink`]), the
     /// ctime `now_ms`; returns it as stored.
     fn set_nlink(&mut self, node: &Node, nlink: u64, now_ms: u64) -> StoreResult<Node>;

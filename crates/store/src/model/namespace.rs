@@ -18,7 +18,7 @@ use crate::namespace::{
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, ComposeSource, EntryKind, FileType, Listing, Stat, MAX_TIME_MS};
+use dfs_proto::namespace::{ChunkRef, ComposeSource, EntryKind, FileType, Listing, LocalOwner, Stat, MAX_TIME_MS};
 use dfs_proto::path::DfsPath;
 use dfs_proto::{Attributes, UnixSeconds};
 use std::collections::HashMap;
@@ -154,8 +154,17 @@ fn resolve_for_change<'p>(
     Ok((parent, name, existing))
 }
 
+/// Refuses a local owner that cannot be stored.
+fn check_local_owner(path: &DfsPath, local_owner: Option<&LocalOwner>) -> StoreResult<()> {
+    match local_owner.map(LocalOwner::check) {
+        Some(Err(error)) => Err(StoreError::Invalid(format!("{path}: {error}; nothing was changed"))),
+        _ => Ok(()),
+    }
+}
+
 /// Creates entry `name` of `parent` and records the change of the directory.
 fn create(tx: &mut impl Rows, parent: &Node, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
+    check_local_owner(path, new.local_owner)?;
     let node = tx.insert_node(parent.id, name, path, new)?;
     tx.entry_changed(parent.id, name, new.mtime_ms)?;
     Ok(node)
@@ -170,6 +179,7 @@ fn new_dir(owner: &Principal, mode: u32, now_ms: u64) -> NewNode<'_> {
         attributes: &NO_ATTRIBUTES,
         mtime_ms: now_ms,
         link_to: None,
+        local_owner: owner.local_owner.as_ref(),
     }
 }
 
@@ -373,6 +383,7 @@ pub(crate) fn link(
         attributes: &NO_ATTRIBUTES,
         mtime_ms: now_ms,
         link_to: Some(file.id),
+        local_owner: None,
     };
     create(tx, &parent, name, to, name_row)?;
     let file = tx.set_nlink(&file, file.nlink + 1, now_ms)?;
@@ -464,6 +475,24 @@ pub(crate) fn set_times(
     stat_of(tx, &node, path)
 }
 
+/// [`crate::NamespaceStore::set_local_owner`]: as chmod, the owner or an admin.
+pub(crate) fn set_local_owner(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    local_owner: Option<&LocalOwner>,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    check_local_owner(path, local_owner)?;
+    let node = resolve(tx, who, path)?;
+    if !who.admin && who.uid != node.owner_uid {
+        return Err(denied(path));
+    }
+    check_locks(tx, who, path, now_ms / 1000)?;
+    let node = tx.set_local_owner(&node, local_owner, now_ms)?;
+    stat_of(tx, &node, path)
+}
+
 /// Refuses a change of owner by anyone but an admin (before any database work).
 pub(crate) fn check_chown(who: &Principal, path: &DfsPath) -> StoreResult<()> {
     if !who.admin {
@@ -485,7 +514,11 @@ pub(crate) fn chown(
 ) -> StoreResult<Stat> {
     check_locks(tx, who, path, now_ms / 1000)?;
     let node = resolve(tx, who, path)?;
-    let node = tx.set_owner(&node, owner_uid, owner_name, now_ms)?;
+    let mut node = tx.set_owner(&node, owner_uid, owner_name, now_ms)?;
+    // Local numbers were the old owner's mounts' to set: the new owner's show its own.
+    if node.local_owner.is_some() {
+        node = tx.set_local_owner(&node, None, now_ms)?;
+    }
     stat_of(tx, &node, path)
 }
 
@@ -503,6 +536,7 @@ pub(crate) fn ensure_home(tx: &mut impl Rows, uid: u64, path: &DfsPath, now_ms: 
         name: String::new(),
         admin: true,
         lock_token: None,
+        local_owner: None,
     };
     let (parent, name, existing) = resolve_for_change(tx, &admin, path)?;
     if let Some(existing) = existing {
@@ -514,6 +548,7 @@ pub(crate) fn ensure_home(tx: &mut impl Rows, uid: u64, path: &DfsPath, now_ms: 
         name: name.to_string(),
         admin: false,
         lock_token: None,
+        local_owner: None,
     };
     let home = create(tx, &parent, name, path, new_dir(&owner, HOME_MODE, now_ms))?;
     Ok(new_dir_stat(&home, path))
@@ -964,6 +999,7 @@ fn put_file(
                 attributes: write.attributes,
                 mtime_ms: now_ms,
                 link_to: None,
+                local_owner: who.local_owner.as_ref(),
             };
             create(tx, &parent, name, path, new)?
         }
@@ -1080,6 +1116,16 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
 
     fn set_times(&self, who: &Principal, path: &DfsPath, mtime_ms: Option<u64>, now_ms: u64) -> StoreResult<Stat> {
         self.write_tx(|tx| set_times(tx, who, path, mtime_ms, now_ms))
+    }
+
+    fn set_local_owner(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        local_owner: Option<&LocalOwner>,
+        now_ms: u64,
+    ) -> StoreResult<Stat> {
+        self.write_tx(|tx| set_local_owner(tx, who, path, local_owner, now_ms))
     }
 
     fn chown(&self, who: &Principal, path: &DfsPath, owner_uid: u64, owner_name: &str) -> StoreResult<Stat> {

@@ -148,6 +148,8 @@ const MIGRATIONS: &[&str] = &[
     namespace::LINKS_SCHEMA,
     // 16: directories by parent, for directory link counts.
     namespace::SUBDIRECTORIES_SCHEMA,
+    // 17: local owners, set by mounts for their local users.
+    namespace::LOCAL_OWNERS_SCHEMA,
 ];
 
 /// The advisory lock key serializing migrations ("dfs_sche").

@@ -13,7 +13,7 @@ fn is_not_found(error: &StoreError) -> bool {
     matches!(error, StoreError::NotFound(_))
 }
 
-fn is_denied(error: &StoreError) -> bool {
+pub(super) fn is_denied(error: &StoreError) -> bool {
     matches!(error, StoreError::PermissionDenied(_))
 }
 
