@@ -273,7 +273,11 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
                     format_time(stat.ctime()),
                     stat.inode.map_or_else(|| "-".to_string(), |inode| inode.to_string()),
                     stat.links()
-                )
+                ) + &stat
+                    .local_owner
+                    .as_ref()
+                    .map(|owner| format!("\nlocal owner: {}", shown(&owner.header_value())))
+                    .unwrap_or_default()
             })
         }
         Command::Put {

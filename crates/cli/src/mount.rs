@@ -37,6 +37,12 @@ pub struct MountArgs {
     /// creation waits for a sync of the metadata log.
     #[arg(long)]
     pub sync: bool,
+    /// With --allow-other: the uid space whose local owners the mount shows
+    /// and sets (what other local users create, `chown` through the mount;
+    /// docs/posix.md), shared by machines whose uids agree, as NFSv4's idmap
+    /// domain (default: this machine's /etc/machine-id).
+    #[arg(long, value_name = "NAME", requires = "allow_other")]
+    pub owner_domain: Option<String>,
 }
 
 /// Set in the environment of the background child: it prints this line on
@@ -69,6 +75,7 @@ pub async fn run(global: &Global, args: MountArgs) -> anyhow::Result<()> {
         ticket_expires_at: session.expires_at,
         allow_other: args.allow_other,
         sync: args.sync,
+        owner_domain: args.owner_domain.clone(),
         on_refresh: Some(Box::new(move |ticket: &str, expires_at: u64| {
             let mut session = saved.clone();
             session.ticket = ticket.to_string();

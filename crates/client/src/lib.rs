@@ -54,8 +54,8 @@ use dfs_proto::auth::{
     KeySession, LoginRequest, LoginResponse, SessionsEnded, UserInfo, WhoAmI,
 };
 use dfs_proto::namespace::{
-    ChmodRequest, ChownRequest, ClusterStatus, ComposeFiles, FileLayout, LinkRequest, Listing, MkdirRequest,
-    RemoveRequest, RenameRequest, SetTimesRequest, Stat, LAYOUT_PAGE_MAX,
+    ChmodRequest, ChownRequest, ClusterStatus, ComposeFiles, FileLayout, LinkRequest, Listing, LocalOwner,
+    LocalOwnerRequest, MkdirRequest, RemoveRequest, RenameRequest, SetTimesRequest, Stat, LAYOUT_PAGE_MAX,
 };
 use dfs_proto::{DfsPath, ErrorBody, ErrorCode};
 use reqwest::{Method, RequestBuilder, Response};
@@ -810,6 +810,16 @@ impl Client {
             mtime_ms,
         };
         self.directory(Method::POST, "/v1/times", Some(&request)).await
+    }
+
+    /// Sets (or with `None` clears) the local owner of `path`, as chmod
+    /// (its owner or an admin): `POST /v1/local-owner`.
+    pub async fn set_local_owner(&self, path: &DfsPath, local_owner: Option<LocalOwner>) -> Result<Stat> {
+        let request = LocalOwnerRequest {
+            path: path.clone(),
+            local_owner,
+        };
+        self.directory(Method::POST, "/v1/local-owner", Some(&request)).await
     }
 
     pub async fn chown(&self, path: &DfsPath, owner: &str) -> Result<Stat> {

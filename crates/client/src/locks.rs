@@ -34,6 +34,7 @@
 
 use crate::{Client, Error, Result};
 use dfs_proto::locks::{LockGrant, LockList, LockRequest, ReleaseLock, RenewLock};
+use dfs_proto::namespace::{LocalOwner, LOCAL_OWNER_HEADER};
 use dfs_proto::tx::{BeginTransaction, TransactionCommitted, TransactionStarted};
 use dfs_proto::{DfsPath, ErrorCode, LOCK_TOKEN_HEADER, TX_HEADER};
 use reqwest::{Method, RequestBuilder};
@@ -53,6 +54,8 @@ pub struct WriteScope {
     /// Sent as `If-Match`: a put, remove or rename happens only if the file
     /// is at this version (else 412 `precondition_failed`).
     pub if_version: Option<u64>,
+    /// Sent as [`LOCAL_OWNER_HEADER`]: what a create makes gets this local owner.
+    pub local_owner: Option<LocalOwner>,
 }
 
 impl WriteScope {
@@ -69,6 +72,9 @@ impl WriteScope {
         }
         if let Some(version) = self.if_version {
             builder = builder.header(reqwest::header::IF_MATCH, format!("\"{version}\""));
+        }
+        if let Some(owner) = &self.local_owner {
+            builder = builder.header(LOCAL_OWNER_HEADER, owner.header_value());
         }
         builder
     }
@@ -96,6 +102,14 @@ impl Client {
     pub fn with_lock_token(&self, token: impl Into<String>) -> Client {
         let mut client = self.clone();
         client.scope.lock_token = Some(token.into());
+        client
+    }
+
+    /// A clone of this client whose creates (mkdir, put of a new file) give
+    /// what they make the local owner `owner` (see [`LocalOwner`]).
+    pub fn with_local_owner(&self, owner: LocalOwner) -> Client {
+        let mut client = self.clone();
+        client.scope.local_owner = Some(owner);
         client
     }
 

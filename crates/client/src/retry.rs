@@ -163,6 +163,7 @@ pub(crate) fn resend_after_lost_answer(method: &Method, endpoint: &str) -> bool 
             | ["v1", "uploads", _, "receipts"]
             | ["v1", "chmod"]
             | ["v1", "chown"]
+            | ["v1", "local-owner"]
             | ["v1", "locks", "renew"]
             | ["v1", "locks", "release"]
             | ["v1", "tx", _, "abort"]

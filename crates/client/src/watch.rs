@@ -253,6 +253,7 @@ mod tests {
             ctime_ms: None,
             inode: None,
             nlink: None,
+            local_owner: None,
             version: 1,
             attributes: Default::default(),
         };

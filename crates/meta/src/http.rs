@@ -116,6 +116,7 @@ fn api_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(namespace::link))
         .routes(routes!(namespace::chmod))
         .routes(routes!(namespace::chown))
+        .routes(routes!(namespace::set_local_owner))
         .routes(routes!(namespace::set_times))
         .routes(routes!(namespace::ensure_home))
         .routes(routes!(namespace::sync))

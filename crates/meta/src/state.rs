@@ -178,6 +178,7 @@ impl Directory {
             name: ticket.name.clone(),
             admin: ticket.is_admin(),
             lock_token: None,
+            local_owner: None,
         };
         if ticket.is_service() || self.home_is_ensured(ticket.uid) {
             return principal;

@@ -8,7 +8,7 @@ use crate::inodes::{Inodes, ROOT};
 use crate::locks::{self, Kind, Locks};
 use crate::watch::{Freshness, Invalidator};
 use dfs_client::{Client, Error, PutOptions};
-use dfs_proto::namespace::{EntryKind, FileType as DfsFileType, Stat, SYMLINK_MAX};
+use dfs_proto::namespace::{EntryKind, FileType as DfsFileType, LocalOwner, Stat, SYMLINK_MAX};
 use dfs_proto::{Attributes, DfsPath, ErrorCode};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
@@ -50,6 +50,10 @@ pub struct Identity {
     /// The local owner shown for the user's entries.
     pub uid: u32,
     pub gid: u32,
+    /// With `--allow-other`: the uid space of local owners, shown on the
+    /// user's entries that carry one in it, and given to what other local
+    /// users create (see [`LocalOwner`]). `None`: none shown or set.
+    pub owner_domain: Option<String>,
 }
 
 enum Open {
@@ -362,14 +366,19 @@ impl DfsFs {
             .map_err(|error| self.fail("stat", path, &error, Errno::EIO))
     }
 
-    /// Forgets listed stats of `path` (changed through this mount); all of
-    /// them if `subtree` (a directory moved or removed).
+    /// Forgets listed stats of `path` (changed through this mount) and of
+    /// its directory (whose times, and link count when `path` is a
+    /// directory, changed with it); all of them if `subtree` (a directory
+    /// moved or removed).
     fn changed(&self, path: &DfsPath, subtree: bool) {
         self.freshness.own_change(path);
         if subtree {
             self.listed.clear();
         } else {
             self.listed.forget(path);
+            if let Some(parent) = path.parent() {
+                self.listed.forget(&parent);
+            }
         }
     }
 
@@ -421,11 +430,7 @@ impl DfsFs {
                 mtime = set;
             }
         }
-        let (uid, gid) = if stat.owner == self.identity.user {
-            (self.identity.uid, self.identity.gid)
-        } else {
-            (NOBODY, NOBODY)
-        };
+        let (uid, gid) = self.owner_shown(stat);
         let kind = fuse_type(stat);
         let rdev = match kind {
             FileType::CharDevice | FileType::BlockDevice => self.device_number(stat),
@@ -451,6 +456,70 @@ impl DfsFs {
         }
     }
 
+    /// The local uid and gid shown for `stat`: its local owner, where it is
+    /// the user's entry with one of this mount's domain (with
+    /// `--allow-other`); else who mounted, for the user's entries, and
+    /// nobody for others'.
+    fn owner_shown(&self, stat: &Stat) -> (u32, u32) {
+        if stat.owner != self.identity.user {
+            return (NOBODY, NOBODY);
+        }
+        match (&self.identity.owner_domain, &stat.local_owner) {
+            (Some(domain), Some(owner)) if &owner.domain == domain => (owner.uid, owner.gid),
+            _ => (self.identity.uid, self.identity.gid),
+        }
+    }
+
+    /// The local owner of what `request` creates: the local user who asks,
+    /// with `--allow-other`, unless it is who mounted (whose entries show
+    /// as theirs without one).
+    fn creator(&self, request: &Request) -> Option<LocalOwner> {
+        let domain = self.identity.owner_domain.as_ref()?;
+        let (uid, gid) = (request.uid(), request.gid());
+        (uid != self.identity.uid || gid != self.identity.gid).then(|| LocalOwner {
+            domain: domain.clone(),
+            uid,
+            gid,
+        })
+    }
+
+    /// The client for a create of `path` (see [`Self::writer`]), giving
+    /// what it makes the local owner `creator` in the same request.
+    fn creating(&self, path: &DfsPath, creator: Option<LocalOwner>) -> Client {
+        match creator {
+            Some(owner) => self.writer(path).with_local_owner(owner),
+            None => self.writer(path),
+        }
+    }
+
+    /// `chown`/`chgrp` of `path` to `uid` and `gid` (either may be absent:
+    /// unchanged). With `--allow-other` the kernel has applied POSIX's rules
+    /// already; the numbers are stored as the entry's local owner (the
+    /// directory service allows it as chmod: `EPERM` on another DFS user's
+    /// entry). Without it a local uid maps to none but who mounted: to the
+    /// numbers shown for the user's own entries it is accepted and changes
+    /// nothing, to others `EPERM`.
+    fn chown(&self, path: &DfsPath, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
+        let Some(domain) = &self.identity.owner_domain else {
+            if uid.is_some_and(|uid| uid != self.identity.uid) || gid.is_some_and(|gid| gid != self.identity.gid) {
+                return Err(Errno::EPERM);
+            }
+            return Ok(());
+        };
+        let (shown_uid, shown_gid) = self.owner_shown(&self.stat(path)?);
+        let owner = LocalOwner {
+            domain: domain.clone(),
+            uid: uid.unwrap_or(shown_uid),
+            gid: gid.unwrap_or(shown_gid),
+        };
+        let result = self.block(self.writer(path).set_local_owner(path, Some(owner)));
+        self.changed(path, false);
+        result.map(drop).map_err(|error| match error.code() {
+            Some(ErrorCode::PermissionDenied) => Errno::EPERM,
+            _ => self.fail("chown", path, &error, Errno::EIO),
+        })
+    }
+
     /// A device node's number, its content (0 if it cannot be read).
     fn device_number(&self, stat: &Stat) -> u32 {
         match self.block(self.client().read_inline(&stat.path)) {
@@ -468,12 +537,19 @@ impl DfsFs {
     /// Creates the special file `name` of `parent` (see
     /// [`DfsFileType`]): `mode` has its type and permission bits, `content`
     /// what its type holds.
-    fn make_special(&self, parent: INodeNo, name: &OsStr, mode: u32, content: Vec<u8>) -> Result<FileAttr> {
+    fn make_special(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        content: Vec<u8>,
+        creator: Option<LocalOwner>,
+    ) -> Result<FileAttr> {
         let path = self.child(parent, name)?;
         self.known.adding(&path);
         let stat = self
             .block(
-                self.writer(&path)
+                self.creating(&path, creator)
                     .write_inline(&path, content, &Attributes::new(), true, Some(mode)),
             )
             .map_err(|error| self.fail("create", &path, &error, Errno::EIO))?;
@@ -704,9 +780,8 @@ impl DfsFs {
         mtime: Option<TimeOrNow>,
     ) -> Result<FileAttr> {
         let path = self.path(ino)?;
-        // Owners are DFS users; a local uid maps to none but our own.
-        if uid.is_some_and(|uid| uid != self.identity.uid) || gid.is_some_and(|gid| gid != self.identity.gid) {
-            return Err(Errno::EPERM);
+        if uid.is_some() || gid.is_some() {
+            self.chown(&path, uid, gid)?;
         }
         if let Some(size) = size {
             self.truncate(ino.0, &path, size)?;
@@ -765,10 +840,11 @@ impl DfsFs {
         mode: u32,
         umask: u32,
         flags: i32,
+        creator: Option<LocalOwner>,
     ) -> Result<(FileAttr, FileHandle)> {
         let path = self.child(parent, name)?;
         let mode = mode & !umask & 0o7777;
-        let client = self.writer(&path);
+        let client = self.creating(&path, creator);
         // Created writable by its owner, whatever `mode` says, so that the
         // creating handle's writes can be committed; `mode` is set at release.
         self.known.adding(&path);
@@ -1196,7 +1272,7 @@ impl Filesystem for DfsFs {
 
     fn mknod(
         &self,
-        _request: &Request,
+        request: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -1206,12 +1282,13 @@ impl Filesystem for DfsFs {
     ) {
         let mark = self.freshness.mark();
         let permissions = mode & !umask & 0o7777;
+        let creator = self.creator(request);
         let result = match DfsFileType::of_mode(mode) {
             Some(DfsFileType::CharDevice | DfsFileType::BlockDevice) => {
-                self.make_special(parent, name, mode, rdev.to_string().into_bytes())
+                self.make_special(parent, name, mode, rdev.to_string().into_bytes(), creator)
             }
             // A regular file is created empty, as by `create` and `close`.
-            Some(file_type) => self.make_special(parent, name, file_type.bits() | permissions, Vec::new()),
+            Some(file_type) => self.make_special(parent, name, file_type.bits() | permissions, Vec::new(), creator),
             None => Err(Errno::EINVAL),
         };
         match result {
@@ -1220,13 +1297,17 @@ impl Filesystem for DfsFs {
         }
     }
 
-    fn mkdir(&self, _request: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, request: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let mark = self.freshness.mark();
+        let creator = self.creator(request);
         let result = self.child(parent, name).and_then(|path| {
             let known = self.known.mark();
             self.known.adding(&path);
             let stat = self
-                .block(self.writer(&path).mkdir(&path, false, Some(mode & !umask & 0o7777)))
+                .block(
+                    self.creating(&path, creator)
+                        .mkdir(&path, false, Some(mode & !umask & 0o7777)),
+                )
                 .map_err(|error| self.fail("mkdir", &path, &error, Errno::EIO))?;
             self.changed(&path, false);
             self.known.made(&path, known);
@@ -1246,13 +1327,19 @@ impl Filesystem for DfsFs {
         reply_result(reply, self.remove(parent, name));
     }
 
-    fn symlink(&self, _request: &Request, parent: INodeNo, name: &OsStr, target: &Path, reply: ReplyEntry) {
+    fn symlink(&self, request: &Request, parent: INodeNo, name: &OsStr, target: &Path, reply: ReplyEntry) {
         let mark = self.freshness.mark();
         let target = target.as_os_str().as_bytes();
         let result = if target.len() > SYMLINK_MAX {
             Err(Errno::ENAMETOOLONG)
         } else {
-            self.make_special(parent, name, DfsFileType::Symlink.bits() | 0o777, target.to_vec())
+            self.make_special(
+                parent,
+                name,
+                DfsFileType::Symlink.bits() | 0o777,
+                target.to_vec(),
+                self.creator(request),
+            )
         };
         match result {
             Ok(attr) => reply.entry(&self.freshness.ttl(mark), &attr, Generation(0)),
@@ -1472,7 +1559,7 @@ impl Filesystem for DfsFs {
 
     fn create(
         &self,
-        _request: &Request,
+        request: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -1481,7 +1568,7 @@ impl Filesystem for DfsFs {
         reply: ReplyCreate,
     ) {
         let mark = self.freshness.mark();
-        match self.do_create(parent, name, mode, umask, flags) {
+        match self.do_create(parent, name, mode, umask, flags, self.creator(request)) {
             Ok((attr, fh)) => reply.created(&self.freshness.ttl(mark), &attr, Generation(0), fh, FopenFlags::empty()),
             Err(error) => reply.error(error),
         }

@@ -22,9 +22,11 @@
 //! instead, and the consistency model: `docs/posix.md`.
 //!
 //! Architecture invariant: depends on `dfs-client` and `dfs-proto`, never on
-//! a service crate; permissions are decided by the directory service (the
-//! kernel is not asked to check modes, and only the local user who mounted
-//! may use the mount: no `allow_other`).
+//! a service crate; permissions are decided by the directory service as the
+//! mount's DFS user. With `allow_other` the kernel checks local users first
+//! (`default_permissions`) against the modes and owners shown, local owners
+//! included (see `fs.rs`, `owner_shown`); it never allows what the
+//! directory service refuses.
 
 mod errno;
 mod files;
@@ -64,7 +66,25 @@ pub struct MountOptions {
     /// Every change answered only once durable (`mount -o sync`); else
     /// once committed, and durable at fsync (docs/posix.md, Durability).
     pub sync: bool,
+    /// With `allow_other`: the uid space of the local owners shown and set
+    /// (see [`dfs_proto::namespace::LocalOwner`]); `None` is this machine's
+    /// (/etc/machine-id, see [`machine_domain`]).
+    pub owner_domain: Option<String>,
     pub on_refresh: Option<OnRefresh>,
+}
+
+/// This machine's uid space, the default domain of local owners: the
+/// content of /etc/machine-id (or /var/lib/dbus/machine-id).
+pub fn machine_domain() -> Result<String, String> {
+    ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .find_map(|file| {
+            let id = std::fs::read_to_string(file).ok()?;
+            Some(id.trim().to_string()).filter(|id| !id.is_empty())
+        })
+        .ok_or_else(|| {
+            "cannot name this machine's uid space: /etc/machine-id is missing; give --owner-domain NAME".into()
+        })
 }
 
 /// Refresh the ticket when less than this much of it remains.
@@ -95,11 +115,25 @@ pub fn mount(
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(&options.spill_dir)
         .map_err(|error| format!("cannot create {}: {error}", options.spill_dir.display()))?;
+    let owner_domain = match (options.allow_other, options.owner_domain.clone()) {
+        (false, _) => None,
+        (true, Some(domain)) => Some(domain),
+        (true, None) => Some(machine_domain()?),
+    };
+    if let Some(domain) = &owner_domain {
+        let probe = dfs_proto::namespace::LocalOwner {
+            domain: domain.clone(),
+            uid: 0,
+            gid: 0,
+        };
+        probe.check().map_err(|error| format!("bad owner domain: {error}"))?;
+    }
     let identity = fs::Identity {
         user: options.user.clone(),
         admin,
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
+        owner_domain,
     };
     // Changes are answered once committed, made durable at fsync, fsyncdir
     // and unmount, as a local file system's are (docs/posix.md, Durability).

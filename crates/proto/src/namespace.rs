@@ -9,6 +9,9 @@
 //! - `POST /v1/rename` [`RenameRequest`] -> [`Stat`] of the new path
 //! - `POST /v1/chmod` [`ChmodRequest`] -> [`Stat`]
 //! - `POST /v1/chown` [`ChownRequest`] -> [`Stat`] (admin only)
+//! - `POST /v1/local-owner` [`LocalOwnerRequest`] -> [`Stat`]: sets (or
+//!   clears) an entry's [`LocalOwner`], as chmod (owner or admin); a create
+//!   takes one in the [`LOCAL_OWNER_HEADER`] header
 //! - `POST /v1/times` [`SetTimesRequest`] -> [`Stat`]: sets the mtime (and
 //!   moves the ctime), as `utimensat`
 //! - `POST /v1/files/link` [`LinkRequest`] -> [`Stat`] of the new name: a
@@ -231,6 +234,90 @@ pub struct Stat {
     /// for a file (see [`Stat::links`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nlink: Option<u64>,
+    /// The local owner set by a mount (see [`LocalOwner`]); absent if none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_owner: Option<LocalOwner>,
+}
+
+/// Header of a create (`POST /v1/mkdir`, `PUT /v1/files`, an upload's
+/// commit): the [`LocalOwner`] the new entry gets, as `UID:GID@DOMAIN`
+/// (see [`LocalOwner::header_value`]). Not with `x-dfs-tx` (400).
+pub const LOCAL_OWNER_HEADER: &str = "x-dfs-local-owner";
+
+/// Whom an entry belongs to among the local users of the machines of one
+/// uid space, as a mount with `--allow-other` shows it: numeric `uid` and
+/// `gid` in the space named by `domain` (by default a machine's
+/// `/etc/machine-id`; a name shared by machines whose uids agree, as
+/// NFSv4's idmap domain). Set by creates through such a mount as another
+/// local user, and by `chown` through it. It is shown only by mounts of
+/// the entry's DFS owner in that domain, where the kernel checks local
+/// users against it; it never grants any DFS permission (the directory
+/// service checks every call as the mount's DFS user).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LocalOwner {
+    /// 1 to [`LocalOwner::DOMAIN_MAX`] bytes of visible ASCII (no space, no `@`).
+    pub domain: String,
+    /// A local uid; not 4294967295 (`(uid_t) -1`, "no change" to `chown`).
+    pub uid: u32,
+    /// A local gid; not 4294967295.
+    pub gid: u32,
+}
+
+impl LocalOwner {
+    /// The longest domain, in bytes.
+    pub const DOMAIN_MAX: usize = 255;
+
+    /// Why this local owner cannot be stored, if it cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if self.domain.is_empty() || self.domain.len() > Self::DOMAIN_MAX {
+            return Err(format!(
+                "a local owner's domain has 1 to {} bytes, not {}",
+                Self::DOMAIN_MAX,
+                self.domain.len()
+            ));
+        }
+        if !self.domain.bytes().all(|byte| byte.is_ascii_graphic() && byte != b'@') {
+            return Err(format!(
+                "a local owner's domain is visible ASCII with no space or @: {:?}",
+                self.domain
+            ));
+        }
+        if self.uid == u32::MAX || self.gid == u32::MAX {
+            return Err("4294967295 ((uid_t) -1) is no local uid or gid".to_string());
+        }
+        Ok(())
+    }
+
+    /// As [`LOCAL_OWNER_HEADER`] carries it: `UID:GID@DOMAIN`.
+    pub fn header_value(&self) -> String {
+        format!("{}:{}@{}", self.uid, self.gid, self.domain)
+    }
+
+    /// Reads [`LocalOwner::header_value`], checked.
+    pub fn parse_header(text: &str) -> Result<LocalOwner, String> {
+        let bad = || format!("a local owner is UID:GID@DOMAIN, not {text:?}");
+        let (ids, domain) = text.split_once('@').ok_or_else(bad)?;
+        let (uid, gid) = ids.split_once(':').ok_or_else(bad)?;
+        let owner = LocalOwner {
+            domain: domain.to_string(),
+            uid: uid.parse().map_err(|_| bad())?,
+            gid: gid.parse().map_err(|_| bad())?,
+        };
+        owner.check()?;
+        Ok(owner)
+    }
+}
+
+/// Sets or clears the [`LocalOwner`] of an entry (of a file: under every
+/// name); needs the entry's owner or an admin, as chmod.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LocalOwnerRequest {
+    pub path: DfsPath,
+    /// The new local owner; absent or null clears it.
+    #[serde(default)]
+    pub local_owner: Option<LocalOwner>,
 }
 
 impl Stat {
@@ -670,4 +757,37 @@ pub struct EnsureHome {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadReceipts {
     pub receipts: Vec<String>,
+}
+
+#[cfg(test)]
+mod local_owner_tests {
+    use super::LocalOwner;
+
+    #[test]
+    fn a_local_owner_goes_through_its_header_and_bad_ones_are_refused() {
+        let owner = LocalOwner {
+            domain: "0123abcd".into(),
+            uid: 65534,
+            gid: 100,
+        };
+        assert_eq!(owner.header_value(), "65534:100@0123abcd");
+        assert_eq!(LocalOwner::parse_header("65534:100@0123abcd"), Ok(owner));
+        for bad in [
+            "65534:100",
+            "65534@d",
+            "x:1@d",
+            "1:-1@d",
+            "4294967295:1@d",
+            "1:4294967295@d",
+            "1:1@",
+            "1:1@a b",
+            "1:1@a@b",
+            "1:1@caf\u{e9}",
+        ] {
+            assert!(LocalOwner::parse_header(bad).is_err(), "{bad}");
+        }
+        let long = format!("1:1@{}", "d".repeat(256));
+        assert!(LocalOwner::parse_header(&long).is_err());
+        assert!(LocalOwner::parse_header(&format!("1:1@{}", "d".repeat(255))).is_ok());
+    }
 }

@@ -27,6 +27,7 @@ fn main() {
         name: "admin".to_string(),
         admin: true,
         lock_token: None,
+        local_owner: None,
     };
     let path = |raw: String| DfsPath::parse(&raw).expect("path");
     for parent in ["/dirs", "/files"] {

@@ -6,7 +6,7 @@
 use crate::namespace::{permits, Principal};
 use crate::StoreError;
 use dfs_proto::chunk::ChunkId;
-use dfs_proto::namespace::{EntryKind, Stat};
+use dfs_proto::namespace::{EntryKind, LocalOwner, Stat};
 use dfs_proto::path::DfsPath;
 use dfs_proto::Attributes;
 use dfs_proto::UnixSeconds;
@@ -32,6 +32,8 @@ pub(crate) struct Node {
     pub(crate) link_to: Option<i64>,
     /// A file's names: 1, plus one for each row linking to it.
     pub(crate) nlink: u64,
+    /// Set by a mount for its local users (see [`LocalOwner`]).
+    pub(crate) local_owner: Option<LocalOwner>,
 }
 
 impl Node {
@@ -53,12 +55,35 @@ impl Node {
             attributes: self.attributes.clone(),
             inode: Some(self.id as u64),
             nlink: (!self.is_dir()).then_some(self.nlink),
+            local_owner: self.local_owner.clone(),
         }
     }
 
     pub(crate) fn permits(&self, who: &Principal, wanted: u32) -> bool {
         permits(who, self.owner_uid, self.mode, wanted)
     }
+}
+
+/// A local owner as the SQL engines store it: three nullable columns
+/// (`local_domain`, `local_uid`, `local_gid`), all set or none.
+pub(crate) fn local_owner_columns(owner: Option<&LocalOwner>) -> (Option<&str>, Option<i64>, Option<i64>) {
+    match owner {
+        Some(owner) => (
+            Some(owner.domain.as_str()),
+            Some(i64::from(owner.uid)),
+            Some(i64::from(owner.gid)),
+        ),
+        None => (None, None, None),
+    }
+}
+
+/// A local owner stored by [`local_owner_columns`].
+pub(crate) fn local_owner_from(domain: Option<String>, uid: Option<i64>, gid: Option<i64>) -> Option<LocalOwner> {
+    Some(LocalOwner {
+        domain: domain?,
+        uid: u32::try_from(uid?).ok()?,
+        gid: u32::try_from(gid?).ok()?,
+    })
 }
 
 /// Attributes as the SQL engines and MongoDB store them: a JSON object,

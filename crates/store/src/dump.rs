@@ -14,7 +14,7 @@
 use crate::namespace::NamespaceCounts;
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, EntryKind};
+use dfs_proto::namespace::{ChunkRef, EntryKind, LocalOwner};
 use dfs_proto::path::DfsPath;
 use dfs_proto::Attributes;
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,10 @@ pub struct DumpEntry {
     /// otherwise, and in dumps of builds without hard links.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<DfsPath>,
+    /// The local owner a mount set (see [`LocalOwner`]); absent if none,
+    /// and in dumps of builds without local owners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_owner: Option<LocalOwner>,
 }
 
 impl DumpEntry {
@@ -176,6 +180,8 @@ pub(crate) trait EntryRows {
     fn insert_entry(&mut self, parent: i64, name: &str, entry: &DumpEntry, link_to: Option<i64>) -> StoreResult<i64>;
     /// Sets the count of names of file `id`.
     fn set_nlink(&mut self, id: i64, nlink: u64) -> StoreResult<()>;
+    /// Sets the local owner of entry `id` (checked already).
+    fn set_local_owner(&mut self, id: i64, local_owner: &LocalOwner) -> StoreResult<()>;
 }
 
 /// Imports `entries` in order through an engine's [`EntryRows`], each
@@ -196,11 +202,17 @@ pub(crate) fn import_entries(rows: &mut impl EntryRows, entries: &[DumpEntry]) -
                     }
                     None => rows.insert_entry(parent, name, entry, None)?,
                 };
+                if let (Some(local_owner), false) = (&entry.local_owner, id == 0) {
+                    rows.set_local_owner(id, local_owner)?;
+                }
                 ids.insert(&entry.path, (id, entry.kind));
                 continue;
             }
         };
         rows.set_attributes(id, entry)?;
+        if let Some(local_owner) = &entry.local_owner {
+            rows.set_local_owner(id, local_owner)?;
+        }
         ids.insert(&entry.path, (id, entry.kind));
     }
     let mut names: HashMap<i64, u64> = HashMap::new();
@@ -269,6 +281,9 @@ fn placement<'e>(imported: &HashMap<&DfsPath, (i64, EntryKind)>, entry: &'e Dump
     }
     crate::namespace::check_attributes(&entry.path, &entry.attributes)
         .map_err(|error| StoreError::Invalid(format!("dump: {error}")))?;
+    if let Some(Err(error)) = entry.local_owner.as_ref().map(LocalOwner::check) {
+        return Err(StoreError::Invalid(format!("dump: {}: {error}", entry.path)));
+    }
     let Some((parent, name)) = entry.path.split_last() else {
         if entry.kind != EntryKind::Dir {
             return Err(StoreError::Invalid("dump: / is not a directory".into()));

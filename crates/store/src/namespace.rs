@@ -74,6 +74,10 @@ pub struct Principal {
     /// The lock token presented with a write: it lets the write through the
     /// lock it names, unless a later grant fenced it off (see [`crate::locks`]).
     pub lock_token: Option<String>,
+    /// The local user a mount creates for (see
+    /// [`dfs_proto::namespace::LocalOwner`]): recorded as the local owner of
+    /// what the principal creates. Grants nothing.
+    pub local_owner: Option<dfs_proto::namespace::LocalOwner>,
 }
 
 /// Whether `who` holds every bit of `wanted` (a combination of [`READ`],
@@ -284,7 +288,19 @@ pub trait NamespaceStore: Send + Sync {
     /// [`dfs_proto::namespace::MAX_TIME_MS`] is `Invalid`.
     fn set_times(&self, who: &Principal, path: &DfsPath, mtime_ms: Option<u64>, now_ms: u64) -> StoreResult<Stat>;
 
-    /// Gives `path` to another user; admin only.
+    /// Sets (or with `None` clears) the local owner of `path` (of a file:
+    /// under every name), its ctime `now_ms`; the owner or an admin only, as
+    /// [`NamespaceStore::chmod`]. A local owner that fails
+    /// [`dfs_proto::namespace::LocalOwner::check`] is `Invalid`.
+    fn set_local_owner(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        local_owner: Option<&dfs_proto::namespace::LocalOwner>,
+        now_ms: u64,
+    ) -> StoreResult<Stat>;
+
+    /// Gives `path` to another user (dropping its local owner); admin only.
     fn chown(&self, who: &Principal, path: &DfsPath, owner_uid: u64, owner_name: &str) -> StoreResult<Stat>;
 
     /// Makes sure `/home/NAME` exists (owned by `uid`, mode [`HOME_MODE`]);
@@ -485,12 +501,14 @@ mod tests {
             name: "ann".into(),
             admin: false,
             lock_token: None,
+            local_owner: None,
         };
         let admin = Principal {
             uid: 1,
             name: "admin".into(),
             admin: true,
             lock_token: None,
+            local_owner: None,
         };
         assert!(permits(&ann, 2, 0o700, READ | WRITE | EXECUTE));
         assert!(!permits(&ann, 3, 0o700, EXECUTE));

@@ -12,6 +12,7 @@ use dfs_proto::namespace::{ChunkRef, ComposeSource, EntryKind};
 use dfs_proto::DfsPath;
 
 mod links;
+mod owners;
 
 /// One test of the suite: it gets a fresh, empty store.
 pub type SuiteTest = fn(&dyn Store);
@@ -126,6 +127,14 @@ pub const ALL: &[(&str, SuiteTest)] = &[
     (
         "hard_links_survive_export_and_import",
         links::hard_links_survive_export_and_import,
+    ),
+    (
+        "directories_count_their_subdirectories",
+        links::directories_count_their_subdirectories,
+    ),
+    (
+        "local_owners_are_kept_on_the_inode_and_grant_nothing",
+        owners::local_owners_are_kept_on_the_inode_and_grant_nothing,
     ),
 ];
 
@@ -540,6 +549,7 @@ fn admin() -> Principal {
         name: "admin".into(),
         admin: true,
         lock_token: None,
+        local_owner: None,
     }
 }
 
@@ -549,6 +559,7 @@ fn user(uid: u64, name: &str) -> Principal {
         name: name.into(),
         admin: false,
         lock_token: None,
+        local_owner: None,
     }
 }
 
@@ -2062,6 +2073,7 @@ pub fn dump_imports_into_an_empty_store(store: &dyn Store) {
         inline: None,
         attributes: Default::default(),
         link: None,
+        local_owner: None,
     };
     let chunks = vec![chunk(7, 4), chunk(8, 2)];
     let dump = Dump {

@@ -81,12 +81,14 @@ fn sqlite_group_commit_isolates_failures_and_keeps_successes() {
         name: "admin".to_string(),
         admin: true,
         lock_token: None,
+        local_owner: None,
     };
     let user = Principal {
         uid: 1000,
         name: "user".to_string(),
         admin: false,
         lock_token: None,
+        local_owner: None,
     };
     #[derive(Debug, PartialEq)]
     enum Expect {
@@ -203,6 +205,7 @@ mod mongo {
             name: format!("admin{uid}"),
             admin: true,
             lock_token: None,
+            local_owner: None,
         }
     }
 
@@ -326,6 +329,7 @@ mod pg {
             name: "admin".into(),
             admin: true,
             lock_token: None,
+            local_owner: None,
         }
     }
 

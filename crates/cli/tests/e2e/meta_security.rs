@@ -546,3 +546,59 @@ async fn names_stored_with_control_characters_are_printed_escaped() {
     assert_eq!(missing.stderr.lines().count(), 1, "{:?}", missing.stderr);
     assert!(!missing.stderr.contains('\u{1b}'), "{:?}", missing.stderr);
 }
+
+/// Local owners over HTTP: a create takes one in `x-dfs-local-owner`
+/// (a malformed one, or one with `x-dfs-tx`, is 400 and creates nothing);
+/// `POST /v1/local-owner` is allowed as chmod (the owner or an admin: bob
+/// gets 403 on ann's entry, nothing changed) and a bad one is 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn local_owners_are_set_by_the_entrys_owner_only_and_bad_ones_are_refused() {
+    let cluster = cluster_with_users();
+    let mkdir = |path: &str, header: &str| {
+        http()
+            .post(format!("{}/v1/mkdir", cluster.url()))
+            .bearer_auth(cluster.ticket("ann"))
+            .header("x-dfs-local-owner", header)
+            .json(&json!({"path": path}))
+            .send()
+    };
+    let made: Value = mkdir("/home/ann/d", "65534:100@m1")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(made["local_owner"], json!({"domain": "m1", "uid": 65534, "gid": 100}));
+    for bad in ["65534@m1", "1:4294967295@m1", "1:1@a b", "1:1@"] {
+        assert_error(mkdir("/home/ann/bad", bad).await.unwrap(), 400, "bad_request").await;
+    }
+    let staged = http()
+        .post(format!("{}/v1/mkdir", cluster.url()))
+        .bearer_auth(cluster.ticket("ann"))
+        .header("x-dfs-local-owner", "1:1@m1")
+        .header("x-dfs-tx", "t1")
+        .json(&json!({"path": "/home/ann/bad"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(staged, 400, "bad_request").await;
+    let gone = http()
+        .get(format!("{}/v1/stat?path=/home/ann/bad", cluster.url()))
+        .bearer_auth(cluster.ticket("ann"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(gone, 404, "not_found").await;
+
+    let set = |user: &'static str, body: Value| post(&cluster, user, "/v1/local-owner", body);
+    let wanted = json!({"path": "/home/ann/d", "local_owner": {"domain": "m1", "uid": 0, "gid": 0}});
+    assert_error(set("bob", wanted.clone()).await, 403, "permission_denied").await;
+    let bad = json!({"path": "/home/ann/d", "local_owner": {"domain": "m 1", "uid": 0, "gid": 0}});
+    assert_error(set("ann", bad).await, 400, "bad_request").await;
+    let stat = get_json(&cluster, "ann", "/v1/stat?path=/home/ann/d").await;
+    assert_eq!(stat["local_owner"]["uid"], 65534, "unchanged: {stat}");
+    let changed: Value = set("ann", wanted).await.json().await.unwrap();
+    assert_eq!(changed["local_owner"]["uid"], 0);
+    let cleared: Value = set("ann", json!({"path": "/home/ann/d"})).await.json().await.unwrap();
+    assert!(cleared.get("local_owner").is_none(), "{cleared}");
+}

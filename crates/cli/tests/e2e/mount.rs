@@ -424,8 +424,9 @@ fn symbolic_links_fifos_sockets_and_device_nodes_live_in_the_namespace() {
 /// `ln` through the mount: both names show one inode number and a link
 /// count of 2, a write through one is read through the other (and by
 /// `dfs`), a name removed leaves the file with one link; a directory gets
-/// no hard link (`EPERM`), an existing name is `EEXIST`. A link made with
-/// `dfs ln` shows through the mount.
+/// no hard link (`EPERM`), an existing name is `EEXIST`; a directory's link
+/// count is 2 and its subdirectories. A link made with `dfs ln` shows
+/// through the mount.
 #[test]
 fn hard_links_through_the_mount_share_one_inode() {
     let Some((mounted, cluster)) = cluster_and_mount("ann", None) else {
@@ -455,6 +456,11 @@ for source, target in (("d", "e"), ("b", "d")):
 "#;
     assert_eq!(mounted.sh(&format!("python3 -c '{refused}'")), "EPERM\nEEXIST\n");
     mounted.sh("test ! -e e");
+    // A directory's link count: 2 and one per subdirectory.
+    mounted.sh("mkdir -p d/x d/y/z && touch d/f");
+    assert_eq!(mounted.sh("stat -c %h d d/y d/x"), "4\n3\n2\n");
+    mounted.sh("mv d/y/z d/z && rmdir d/x");
+    assert_eq!(mounted.sh("stat -c %h d d/y"), "4\n2\n");
 
     cluster.ok("ann", &["ln", "/home/ann/b", "/home/ann/c"], b"");
     assert_eq!(mounted.sh("cat c"), "one\ntwo\n");
@@ -962,6 +968,13 @@ print("listed", len(first), len(set(first)))
     assert_eq!(String::from_utf8(listed).unwrap().lines().count(), 2500);
 }
 
+/// Lets other local users (nobody) reach the mount point of `mounted`.
+fn let_local_users_reach(mounted: &Mounted) {
+    let mut permissions = std::fs::metadata(mounted.work.path()).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o711);
+    std::fs::set_permissions(mounted.work.path(), permissions).unwrap();
+}
+
 /// Runs a bash script in `dir` as the local user nobody (65534), as root
 /// can; its exit status and stdout and stderr together.
 fn as_nobody(dir: &Path, script: &str) -> (bool, String) {
@@ -986,10 +999,7 @@ fn with_allow_other_local_users_act_as_the_mounting_user_within_the_modes_shown(
     let plain = mount(&cluster, "ann", None);
     let shared = mount_with(&cluster, "ann", None, &[], &["--allow-other"]);
     for mounted in [&plain, &shared] {
-        // The local user nobody must reach the mount point.
-        let mut permissions = std::fs::metadata(mounted.work.path()).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o711);
-        std::fs::set_permissions(mounted.work.path(), permissions).unwrap();
+        let_local_users_reach(mounted);
     }
     shared.sh("echo shared > open; chmod 644 open; echo mine > private; chmod 600 private; mkdir box; chmod 755 box; mkdir drop; chmod 777 drop");
     cluster.ok("admin", &["chmod", "755", "/home/ann"], b"");
@@ -1121,5 +1131,95 @@ fn new_names_in_a_directory_the_mount_made_are_not_asked_for() {
     assert!(
         misses() - before >= 2,
         "names in a directory made elsewhere are asked for"
+    );
+}
+
+/// With `--allow-other`, local owners: what another local user creates
+/// shows that user's uid and gid (mkdir, files, FIFOs, symlinks), root's
+/// `chown` shows under every name of a file and in `dfs stat`, the owner
+/// may `chgrp`; a mount without `--allow-other` shows the mounter and keeps
+/// `chown` to another uid `EPERM`; and local owners grant nothing in DFS:
+/// bob's 0600 file, given local user nobody through bob's own mount,
+/// stays unreadable through ann's mount (the kernel lets nobody by, the
+/// directory service refuses ann).
+#[test]
+fn with_allow_other_local_users_own_what_they_create_and_chown_changes_it() {
+    if !fuse_available() || !running_as_root() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let cluster = cluster_with_users();
+    let shared = mount_with(&cluster, "ann", None, &[], &["--allow-other"]);
+    let plain = mount(&cluster, "ann", None);
+    let bobs = mount_with(&cluster, "bob", None, &[], &["--allow-other"]);
+    for mounted in [&shared, &plain, &bobs] {
+        let_local_users_reach(mounted);
+    }
+    shared.sh("mkdir drop; chmod 777 drop");
+    for home in ["/home/ann", "/home/bob"] {
+        cluster.ok("admin", &["chmod", "755", home], b"");
+    }
+
+    // Created by nobody: nobody's numbers, in the same request.
+    let (ok, text) = as_nobody(
+        &shared.path(),
+        "echo note > drop/note && mkdir drop/dir && mkfifo drop/fifo && ln -s note drop/link",
+    );
+    assert!(ok, "{text}");
+    assert_eq!(
+        shared.sh("stat -c %u:%g drop/note drop/dir drop/fifo drop/link; stat -c %u drop"),
+        "65534:65534\n65534:65534\n65534:65534\n65534:65534\n0\n"
+    );
+    let (ok, text) = as_nobody(
+        &shared.path(),
+        "echo more >> drop/note && chmod 600 drop/note && cat drop/note",
+    );
+    assert!(ok && text == "note\nmore\n", "{text}");
+    let stat = String::from_utf8(cluster.ok("ann", &["stat", "/home/ann/drop/note"], b"")).unwrap();
+    assert!(
+        stat.contains("owner: ann (uid") && stat.contains("local owner: 65534:65534@"),
+        "{stat}"
+    );
+
+    // Root gives a file away: shown under its other name; its new owner may chgrp.
+    shared.sh("echo mine > f; ln f g; chown 65534:65534 f");
+    assert_eq!(shared.sh("stat -c %u:%g g"), "65534:65534\n");
+    let (ok, text) = as_nobody(&shared.path(), "chgrp 65534 g && chown 0 g");
+    assert!(!ok && text.contains("Operation not permitted"), "{text}");
+    shared.sh("chgrp 100 g");
+    assert_eq!(shared.sh("stat -c %u:%g f"), "65534:100\n");
+
+    // Without --allow-other: the mounter's numbers, and chown stays EPERM.
+    assert_eq!(plain.sh("stat -c %u:%g f drop/note"), "0:0\n0:0\n");
+    let refused = plain.sh_output("chown 65534 f");
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("Operation not permitted"),
+        "{refused:?}"
+    );
+
+    // Local owners grant nothing: bob's private file, given local user
+    // nobody through bob's mount, stays closed to ann's mount's users.
+    bobs.sh("echo secret > secret; chmod 600 secret; chown 65534:65534 secret");
+    assert_eq!(bobs.sh("stat -c %u:%g secret"), "65534:65534\n");
+    let (ok, text) = as_nobody(&bobs.path(), "cat secret");
+    assert!(ok && text == "secret\n", "through bob's own mount: {text}");
+    let anns_root = mount_with(&cluster, "ann", Some("/"), &[], &["--allow-other"]);
+    let_local_users_reach(&anns_root);
+    assert_eq!(anns_root.sh("stat -c %U:%u home/bob/secret"), "nobody:65534\n");
+    let (ok, text) = as_nobody(&anns_root.path(), "cat home/bob/secret");
+    assert!(!ok && text.contains("Permission denied"), "{text}");
+
+    // A domain means nothing without --allow-other: refused before mounting.
+    let mountpoint = plain.work.path().join("local");
+    std::fs::create_dir_all(&mountpoint).unwrap();
+    let refused = cluster.run(
+        "ann",
+        &["mount", mountpoint.to_str().unwrap(), "--owner-domain", "d"],
+        b"",
+    );
+    assert!(
+        refused.code != Some(0) && refused.stderr.contains("--allow-other"),
+        "{}",
+        refused.stderr
     );
 }

@@ -238,6 +238,7 @@ pub(super) struct WriteRequest {
     pub ticket: String,
     pub lock_token: Option<String>,
     pub tx: Option<String>,
+    pub local_owner: Option<dfs_proto::namespace::LocalOwner>,
     pub if_version: Option<u64>,
     pub query: InlineWrite,
     /// The attributes of the new version.
@@ -260,6 +261,9 @@ pub(super) async fn write(
     }
     if let Some(tx) = request.tx {
         client = client.in_transaction(tx);
+    }
+    if let Some(owner) = request.local_owner {
+        client = client.with_local_owner(owner);
     }
     if let Some(version) = request.if_version {
         client = client.if_version(version);

@@ -15,6 +15,16 @@ pub(super) struct Scope {
     /// read is recorded for the commit's check and sees the staged changes.
     #[param(rename = "x-dfs-tx", required = false)]
     tx: String,
+    /// `UID:GID@DOMAIN`: what a create makes (mkdir, a new file) gets this
+    /// local owner, the numbers a mount with `--allow-other` shows its
+    /// local users (`dfs_proto::namespace::LocalOwner`; grants nothing);
+    /// not with `x-dfs-tx`.
+    #[param(
+        rename = "x-dfs-local-owner",
+        required = false,
+        example = "65534:65534@0123456789abcdef"
+    )]
+    local_owner: String,
 }
 
 /// The header of a conditional change.

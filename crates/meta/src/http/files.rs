@@ -81,6 +81,7 @@ pub(super) async fn write(
             ticket: dfs_service::caller::bearer_token(&headers)?.to_string(),
             lock_token: scope.lock_token,
             tx: scope.tx,
+            local_owner: scope.local_owner,
             if_version,
             query,
             attributes,

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use dfs_proto::locks::{
     LockGrant, LockList, LockRequest, LocksQuery, ReleaseLock, RenewLock, DEFAULT_LOCK_TTL_SECS, MAX_LOCK_TTL_SECS,
 };
+use dfs_proto::namespace::{LocalOwner, LOCAL_OWNER_HEADER};
 use dfs_proto::{LOCK_TOKEN_HEADER, TX_HEADER};
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
 use dfs_store::namespace::Principal;
@@ -27,17 +28,21 @@ pub(super) fn routes() -> OpenApiRouter<Shared> {
 }
 
 /// What a write request carries besides its body: the lock token of the
-/// holder ([`LOCK_TOKEN_HEADER`]) and the transaction to stage it in ([`TX_HEADER`]).
+/// holder ([`LOCK_TOKEN_HEADER`]), the transaction to stage it in
+/// ([`TX_HEADER`]) and the local owner of what it creates
+/// ([`LOCAL_OWNER_HEADER`]; not in a transaction).
 pub(super) struct WriteScope {
     pub lock_token: Option<String>,
     pub tx: Option<String>,
+    pub local_owner: Option<LocalOwner>,
 }
 
 impl WriteScope {
-    /// `who`, presenting this scope's lock token.
+    /// `who`, presenting this scope's lock token and creating for its local owner.
     pub fn principal(&self, who: Principal) -> Principal {
         Principal {
             lock_token: self.lock_token.clone(),
+            local_owner: self.local_owner.clone(),
             ..who
         }
     }
@@ -59,9 +64,20 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteScope {
                     .ok_or_else(|| ApiError::bad_request(format!("bad {name} header"))),
             }
         };
+        let local_owner = header(LOCAL_OWNER_HEADER)?
+            .map(|value| LocalOwner::parse_header(&value))
+            .transpose()
+            .map_err(|error| ApiError::bad_request(format!("bad {LOCAL_OWNER_HEADER} header: {error}")))?;
+        let tx = header(TX_HEADER)?;
+        if local_owner.is_some() && tx.is_some() {
+            return Err(ApiError::bad_request(format!(
+                "{LOCAL_OWNER_HEADER} cannot be staged in a transaction: create outside one"
+            )));
+        }
         Ok(WriteScope {
             lock_token: header(LOCK_TOKEN_HEADER)?,
-            tx: header(TX_HEADER)?,
+            tx,
+            local_owner,
         })
     }
 }

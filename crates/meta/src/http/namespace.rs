@@ -11,8 +11,8 @@ use dfs_proto::auth::{validate_user_name, UserInfo};
 use dfs_proto::chunk::ChunkId;
 use dfs_proto::namespace::{
     list_cursor, list_cursor_name, ChmodRequest, ChownRequest, EnsureHome, FileLayout, LayoutQuery, LinkRequest,
-    ListQuery, Listing, MkdirRequest, PathQuery, RemoveRequest, RenameRequest, SetTimesRequest, Stat, LAYOUT_PAGE_MAX,
-    LIST_PAGE_DEFAULT, LIST_PAGE_MAX, UPLOAD_PAGE_CHUNKS,
+    ListQuery, Listing, LocalOwnerRequest, MkdirRequest, PathQuery, RemoveRequest, RenameRequest, SetTimesRequest,
+    Stat, LAYOUT_PAGE_MAX, LIST_PAGE_DEFAULT, LIST_PAGE_MAX, UPLOAD_PAGE_CHUNKS,
 };
 use dfs_proto::watch::WatchKind;
 use dfs_service::{ApiError, ApiJson, ApiResult, Caller};
@@ -287,6 +287,25 @@ pub(super) async fn set_times(
     let who = scope.principal(directory.principal(&ticket).await);
     change_entry(&directory, who, move |store, who| {
         store.set_times(who, &request.path, request.mtime_ms, now_ms())
+    })
+    .await
+}
+
+/// Sets or clears the local owner of an entry (of a file, under every
+/// name): the numbers a mount with `--allow-other` shows its local users,
+/// which grant nothing in DFS. As chmod: the entry's owner or an admin (403
+/// else); a bad local owner is 400.
+#[utoipa::path(post, path = "/v1/local-owner", tag = "namespace", params(Scope), request_body = LocalOwnerRequest,
+    responses((status = 200, description = "the entry as it is now", body = Stat)))]
+pub(super) async fn set_local_owner(
+    State(Shared(directory)): State<Shared>,
+    Caller(ticket): Caller,
+    scope: locks::WriteScope,
+    ApiJson(request): ApiJson<LocalOwnerRequest>,
+) -> ApiResult<ApiJson<Stat>> {
+    let who = scope.principal(directory.principal(&ticket).await);
+    change_entry(&directory, who, move |store, who| {
+        store.set_local_owner(who, &request.path, request.local_owner.as_ref(), now_ms())
     })
     .await
 }

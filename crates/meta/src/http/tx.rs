@@ -41,6 +41,7 @@ fn staged_stat(who: &Principal, path: dfs_proto::DfsPath, kind: EntryKind, mode:
         ctime_ms: None,
         inode: None,
         nlink: None,
+        local_owner: None,
         version: 0,
         attributes: Default::default(),
     }

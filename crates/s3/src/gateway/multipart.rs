@@ -888,6 +888,7 @@ mod tests {
             ctime_ms: None,
             inode: None,
             nlink: None,
+            local_owner: None,
             version: 3,
             attributes: Attributes::from([(PART_MD5.to_string(), etag.to_string())]),
         };

@@ -59,7 +59,7 @@ use crate::common::Node;
 use crate::namespace::{on_blocking_pool, FileContent, NewContent, PlacedChunk, Principal, Queued, UploadRecord};
 use crate::tx::TxPrimitives;
 use crate::StoreResult;
-use dfs_proto::namespace::{ChunkRef, EntryKind};
+use dfs_proto::namespace::{ChunkRef, EntryKind, LocalOwner};
 use dfs_proto::path::DfsPath;
 use dfs_proto::{Attributes, UnixSeconds};
 use std::sync::Arc;
@@ -111,6 +111,8 @@ pub(crate) struct NewNode<'a> {
     /// An extra name of the file with this inode (a hard link): the row
     /// holds no content of its own.
     pub(crate) link_to: Option<i64>,
+    /// The local owner (checked already).
+    pub(crate) local_owner: Option<&'a LocalOwner>,
 }
 
 impl NewNode<'_> {
@@ -138,6 +140,11 @@ pub(crate) trait Rows: LockRows {
     fn subdirectories(&mut self, dir: i64) -> StoreResult<Vec<(String, Node)>>;
     /// Whether directory `dir` has any entry.
     fn has_children(&mut self, dir: i64) -> StoreResult<bool>;
+    /// How many directories each of `dirs` holds, in order: counted on
+    /// an index of directories by parent, never kept in a row (a count in
+    /// the parent's row would make concurrent `mkdir`s in one directory
+    /// conflict on the shared engines; decision 0013).
+    fn subdirectory_counts(&mut self, dirs: &[i64]) -> StoreResult<Vec<u64>>;
     /// Creates entry `name` of directory `parent` (at `path`) at version 1,
     /// with its content, and returns it. A name that exists already is
     /// `AlreadyExists` for `path` (the unique index on parent and name).
@@ -173,6 +180,9 @@ pub(crate) trait Rows: LockRows {
     fn set_mode(&mut self, node: &Node, mode: u32, now_ms: u64) -> StoreResult<Node>;
     /// Sets the owner, the ctime `now_ms`; returns the entry as stored.
     fn set_owner(&mut self, node: &Node, owner_uid: u64, owner_name: &str, now_ms: u64) -> StoreResult<Node>;
+    /// Sets (or clears) the local owner, the ctime `now_ms`; returns the
+    /// entry as stored.
+    fn set_local_owner(&mut self, node: &Node, local_owner: Option<&LocalOwner>, now_ms: u64) -> StoreResult<Node>;
     /// Sets the number of names of file `node` (see [`Node::nlink`]), the
     /// ctime `now_ms`; returns it as stored.
     fn set_nlink(&mut self, node: &Node, nlink: u64, now_ms: u64) -> StoreResult<Node>;

@@ -18,7 +18,7 @@ use crate::namespace::{
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, ComposeSource, EntryKind, FileType, Listing, Stat, MAX_TIME_MS};
+use dfs_proto::namespace::{ChunkRef, ComposeSource, EntryKind, FileType, Listing, LocalOwner, Stat, MAX_TIME_MS};
 use dfs_proto::path::DfsPath;
 use dfs_proto::{Attributes, UnixSeconds};
 use std::collections::HashMap;
@@ -66,6 +66,24 @@ pub(crate) fn inode_of(tx: &mut impl Rows, entry: Node) -> StoreResult<Node> {
 /// The inode named `name` in directory `parent`, if any (see [`inode_of`]).
 pub(crate) fn child_inode(tx: &mut impl Rows, parent: i64, name: &str) -> StoreResult<Option<Node>> {
     tx.child(parent, name)?.map(|entry| inode_of(tx, entry)).transpose()
+}
+
+/// The stat of `node` at `path`: a directory's link count (`nlink`) is 2
+/// and one per subdirectory (each names it `..`), counted now.
+pub(crate) fn stat_of(tx: &mut impl Rows, node: &Node, path: &DfsPath) -> StoreResult<Stat> {
+    let mut stat = node.stat(path.clone());
+    if node.is_dir() {
+        stat.nlink = Some(2 + tx.subdirectory_counts(&[node.id])?[0]);
+    }
+    Ok(stat)
+}
+
+/// The stat of a directory just created at `path`: no subdirectory yet.
+fn new_dir_stat(node: &Node, path: &DfsPath) -> Stat {
+    Stat {
+        nlink: Some(2),
+        ..node.stat(path.clone())
+    }
 }
 
 /// [`resolve`], returning every entry read: `/` first, `path` last.
@@ -136,8 +154,17 @@ fn resolve_for_change<'p>(
     Ok((parent, name, existing))
 }
 
+/// Refuses a local owner that cannot be stored.
+fn check_local_owner(path: &DfsPath, local_owner: Option<&LocalOwner>) -> StoreResult<()> {
+    match local_owner.map(LocalOwner::check) {
+        Some(Err(error)) => Err(StoreError::Invalid(format!("{path}: {error}; nothing was changed"))),
+        _ => Ok(()),
+    }
+}
+
 /// Creates entry `name` of `parent` and records the change of the directory.
 fn create(tx: &mut impl Rows, parent: &Node, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
+    check_local_owner(path, new.local_owner)?;
     let node = tx.insert_node(parent.id, name, path, new)?;
     tx.entry_changed(parent.id, name, new.mtime_ms)?;
     Ok(node)
@@ -152,6 +179,7 @@ fn new_dir(owner: &Principal, mode: u32, now_ms: u64) -> NewNode<'_> {
         attributes: &NO_ATTRIBUTES,
         mtime_ms: now_ms,
         link_to: None,
+        local_owner: owner.local_owner.as_ref(),
     }
 }
 
@@ -166,7 +194,8 @@ pub(crate) fn mkdir(
 ) -> StoreResult<Stat> {
     if path.is_root() {
         return if parents {
-            Ok(resolve(tx, who, path)?.stat(path.clone()))
+            let node = resolve(tx, who, path)?;
+            stat_of(tx, &node, path)
         } else {
             Err(exists(path))
         };
@@ -181,23 +210,24 @@ pub(crate) fn mkdir(
         }
         let node = create(tx, &parent, name, path, new_dir(who, mode, now_ms))?;
         check_locks(tx, who, path, now_ms / 1000)?;
-        return Ok(node.stat(path.clone()));
+        return Ok(new_dir_stat(&node, path));
     }
     // With parents: walk down, creating what is missing (with the
     // requested mode, like `mkdir -p -m`), checking as we go.
     let mut node = tx.node(ROOT_ID)?;
     let mut walked = DfsPath::root();
+    let mut created = false;
     for name in path.components() {
         check_traversable(&node, who, &walked)?;
         let parent_path = walked.clone();
         walked = join(&walked, name)?;
-        node = match tx.child(node.id, name)? {
-            Some(existing) => existing,
+        (node, created) = match tx.child(node.id, name)? {
+            Some(existing) => (existing, false),
             None => {
                 if !node.permits(who, WRITE) {
                     return Err(denied(&parent_path));
                 }
-                create(tx, &node, name, &walked, new_dir(who, mode, now_ms))?
+                (create(tx, &node, name, &walked, new_dir(who, mode, now_ms))?, true)
             }
         };
     }
@@ -205,7 +235,11 @@ pub(crate) fn mkdir(
         return Err(exists(path));
     }
     check_locks(tx, who, path, now_ms / 1000)?;
-    Ok(node.stat(path.clone()))
+    if created {
+        Ok(new_dir_stat(&node, path))
+    } else {
+        stat_of(tx, &node, path)
+    }
 }
 
 /// [`crate::NamespaceStore::remove`].
@@ -276,7 +310,8 @@ pub(crate) fn rename(
     let (from_parent, from_name, source) = resolve_for_change(tx, who, from)?;
     let source = source.ok_or_else(|| not_found(from))?;
     if from == to {
-        return Ok(inode_of(tx, source)?.stat(to.clone()));
+        let node = inode_of(tx, source)?;
+        return stat_of(tx, &node, to);
     }
     let (to_parent, to_name, target) = resolve_for_change(tx, who, to)?;
     if let Some(target) = target {
@@ -315,7 +350,7 @@ pub(crate) fn rename(
             let file = tx.node(file)?;
             Ok(tx.set_nlink(&file, file.nlink, now_ms)?.stat(to.clone()))
         }
-        None => Ok(moved.stat(to.clone())),
+        None => stat_of(tx, &moved, to),
     }
 }
 
@@ -348,6 +383,7 @@ pub(crate) fn link(
         attributes: &NO_ATTRIBUTES,
         mtime_ms: now_ms,
         link_to: Some(file.id),
+        local_owner: None,
     };
     create(tx, &parent, name, to, name_row)?;
     let file = tx.set_nlink(&file, file.nlink + 1, now_ms)?;
@@ -407,7 +443,8 @@ pub(crate) fn chmod(tx: &mut impl Rows, who: &Principal, path: &DfsPath, mode: u
     check_locks(tx, who, path, now_ms / 1000)?;
     // The type bits of a special file stay: only permissions change.
     let mode = (node.mode & FileType::MASK) | (mode & 0o7777);
-    Ok(tx.set_mode(&node, mode, now_ms)?.stat(path.clone()))
+    let node = tx.set_mode(&node, mode, now_ms)?;
+    stat_of(tx, &node, path)
 }
 
 /// [`crate::NamespaceStore::set_times`]: as POSIX's `utimensat`, a given
@@ -434,9 +471,26 @@ pub(crate) fn set_times(
         return Err(denied(path));
     }
     check_locks(tx, who, path, now_ms / 1000)?;
-    Ok(tx
-        .set_mtime(&node, mtime_ms.unwrap_or(now_ms), now_ms)?
-        .stat(path.clone()))
+    let node = tx.set_mtime(&node, mtime_ms.unwrap_or(now_ms), now_ms)?;
+    stat_of(tx, &node, path)
+}
+
+/// [`crate::NamespaceStore::set_local_owner`]: as chmod, the owner or an admin.
+pub(crate) fn set_local_owner(
+    tx: &mut impl Rows,
+    who: &Principal,
+    path: &DfsPath,
+    local_owner: Option<&LocalOwner>,
+    now_ms: u64,
+) -> StoreResult<Stat> {
+    check_local_owner(path, local_owner)?;
+    let node = resolve(tx, who, path)?;
+    if !who.admin && who.uid != node.owner_uid {
+        return Err(denied(path));
+    }
+    check_locks(tx, who, path, now_ms / 1000)?;
+    let node = tx.set_local_owner(&node, local_owner, now_ms)?;
+    stat_of(tx, &node, path)
 }
 
 /// Refuses a change of owner by anyone but an admin (before any database work).
@@ -460,7 +514,12 @@ pub(crate) fn chown(
 ) -> StoreResult<Stat> {
     check_locks(tx, who, path, now_ms / 1000)?;
     let node = resolve(tx, who, path)?;
-    Ok(tx.set_owner(&node, owner_uid, owner_name, now_ms)?.stat(path.clone()))
+    let mut node = tx.set_owner(&node, owner_uid, owner_name, now_ms)?;
+    // Local numbers were the old owner's mounts' to set: the new owner's show its own.
+    if node.local_owner.is_some() {
+        node = tx.set_local_owner(&node, None, now_ms)?;
+    }
+    stat_of(tx, &node, path)
 }
 
 /// `/home/NAME`, or why `name` cannot have a home.
@@ -477,24 +536,28 @@ pub(crate) fn ensure_home(tx: &mut impl Rows, uid: u64, path: &DfsPath, now_ms: 
         name: String::new(),
         admin: true,
         lock_token: None,
+        local_owner: None,
     };
     let (parent, name, existing) = resolve_for_change(tx, &admin, path)?;
     if let Some(existing) = existing {
-        return Ok(existing.stat(path.clone()));
+        let existing = inode_of(tx, existing)?;
+        return stat_of(tx, &existing, path);
     }
     let owner = Principal {
         uid,
         name: name.to_string(),
         admin: false,
         lock_token: None,
+        local_owner: None,
     };
     let home = create(tx, &parent, name, path, new_dir(&owner, HOME_MODE, now_ms))?;
-    Ok(home.stat(path.clone()))
+    Ok(new_dir_stat(&home, path))
 }
 
 /// [`crate::NamespaceStore::stat`].
 pub(crate) fn stat(tx: &mut impl Rows, who: &Principal, path: &DfsPath) -> StoreResult<Stat> {
-    Ok(resolve(tx, who, path)?.stat(path.clone()))
+    let node = resolve(tx, who, path)?;
+    stat_of(tx, &node, path)
 }
 
 /// [`crate::NamespaceStore::list`].
@@ -544,15 +607,24 @@ pub(crate) fn list_page(
 }
 
 /// The stats of `children` of directory `path`, as listed (an extra name
-/// of a file shows the file, see [`inode_of`]).
+/// of a file shows the file, see [`inode_of`]; the subdirectories of every
+/// directory listed counted at once, see [`stat_of`]).
 fn listed(tx: &mut impl Rows, path: &DfsPath, children: Vec<(String, Node)>) -> StoreResult<Vec<Stat>> {
-    children
+    let mut stats = children
         .into_iter()
         .map(|(name, entry)| {
             let child_path = path.join(&name).map_err(|error| StoreError::Backend(error.into()))?;
             Ok(inode_of(tx, entry)?.stat(child_path))
         })
-        .collect()
+        .collect::<StoreResult<Vec<Stat>>>()?;
+    let dirs: Vec<&mut Stat> = stats.iter_mut().filter(|stat| stat.kind == EntryKind::Dir).collect();
+    if !dirs.is_empty() {
+        let ids: Vec<i64> = dirs.iter().map(|stat| stat.inode.unwrap_or_default() as i64).collect();
+        for (stat, count) in dirs.into_iter().zip(tx.subdirectory_counts(&ids)?) {
+            stat.nlink = Some(2 + count);
+        }
+    }
+    Ok(stats)
 }
 
 /// The file at `path`, readable by `who`.
@@ -927,6 +999,7 @@ fn put_file(
                 attributes: write.attributes,
                 mtime_ms: now_ms,
                 link_to: None,
+                local_owner: who.local_owner.as_ref(),
             };
             create(tx, &parent, name, path, new)?
         }
@@ -1052,6 +1125,16 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
 
     fn set_times(&self, who: &Principal, path: &DfsPath, mtime_ms: Option<u64>, now_ms: u64) -> StoreResult<Stat> {
         self.write_tx(|tx| set_times(tx, who, path, mtime_ms, now_ms))
+    }
+
+    fn set_local_owner(
+        &self,
+        who: &Principal,
+        path: &DfsPath,
+        local_owner: Option<&LocalOwner>,
+        now_ms: u64,
+    ) -> StoreResult<Stat> {
+        self.write_tx(|tx| set_local_owner(tx, who, path, local_owner, now_ms))
     }
 
     fn chown(&self, who: &Principal, path: &DfsPath, owner_uid: u64, owner_name: &str) -> StoreResult<Stat> {

@@ -66,6 +66,7 @@ fn export_in(tx: &mut Tx<'_>) -> StoreResult<Dump> {
                 inline: node.data.map(|data| data.bytes),
                 attributes: node.attributes,
                 link: None,
+                local_owner: node.local_owner,
             },
         ));
     }
@@ -207,6 +208,18 @@ impl EntryRows for Import<'_, '_> {
         Ok(())
     }
 
+    fn set_local_owner(&mut self, id: i64, local_owner: &dfs_proto::namespace::LocalOwner) -> StoreResult<()> {
+        if let Some(node) = self.nodes.iter_mut().rev().find(|node| node.id == id) {
+            node.local_owner = Some(local_owner.clone());
+            return Ok(());
+        }
+        // `/` and `/home`, which the store has already.
+        let owner = mongodb::bson::to_bson(local_owner).map_err(|error| super::bad("local owner", error))?;
+        self.tx
+            .update(INODES, doc! {"_id": id}, doc! {"$set": {"local_owner": owner}})?;
+        Ok(())
+    }
+
     fn set_nlink(&mut self, id: i64, nlink: u64) -> StoreResult<()> {
         if let Some(node) = self.nodes.iter_mut().rev().find(|node| node.id == id) {
             node.nlink = nlink;
@@ -235,6 +248,7 @@ impl EntryRows for Import<'_, '_> {
             seq: 0,
             link_to,
             nlink: 1,
+            local_owner: None,
         });
         Ok(id)
     }

@@ -298,6 +298,17 @@ impl MongoStore {
                                 .build(),
                         )
                         .build(),
+                    // Directories by parent, counted for directory link counts; only
+                    // directories' documents, so creating a file pays nothing.
+                    IndexModel::builder()
+                        .keys(doc! {"parent": 1})
+                        .options(
+                            IndexOptions::builder()
+                                .name("dirs_by_parent".to_string())
+                                .partial_filter_expression(doc! {"kind": "dir"})
+                                .build(),
+                        )
+                        .build(),
                 ],
             ),
             (

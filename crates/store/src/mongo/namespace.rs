@@ -17,7 +17,7 @@ use crate::namespace::{
 };
 use crate::StoreResult;
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, EntryKind};
+use dfs_proto::namespace::{ChunkRef, EntryKind, LocalOwner};
 use dfs_proto::path::DfsPath;
 use dfs_proto::{Attributes, UnixSeconds};
 use mongodb::bson::spec::BinarySubtype;
@@ -68,6 +68,10 @@ pub(super) struct Inode {
     /// links: 1.
     #[serde(default = "one_link")]
     pub(super) nlink: u64,
+    /// Set by a mount for its local users; absent if none (and in
+    /// documents written before local owners).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) local_owner: Option<LocalOwner>,
 }
 
 fn one_link() -> u64 {
@@ -126,6 +130,7 @@ impl From<Inode> for Node {
             attributes: inode.attributes,
             link_to: inode.link_to,
             nlink: inode.nlink,
+            local_owner: inode.local_owner,
         }
     }
 }
@@ -351,6 +356,31 @@ impl Rows for Tx<'_> {
         entries(self, doc! {"parent": dir, "kind": "dir"}, Document::new())
     }
 
+    /// One aggregation for them all, on the partial index `dirs_by_parent`.
+    fn subdirectory_counts(&mut self, dirs: &[i64]) -> StoreResult<Vec<u64>> {
+        let counted = self.aggregate(
+            INODES,
+            vec![
+                doc! {"$match": {"parent": {"$in": dirs}, "kind": "dir"}},
+                doc! {"$group": {"_id": "$parent", "n": {"$sum": 1_i64}}},
+            ],
+        )?;
+        let mut subdirectories: HashMap<i64, u64> = HashMap::new();
+        for group in counted {
+            // The server may answer an integer in 32 bits.
+            let dir = match group.get("_id") {
+                Some(mongodb::bson::Bson::Int64(dir)) => *dir,
+                Some(mongodb::bson::Bson::Int32(dir)) => i64::from(*dir),
+                other => return Err(super::bad("parent", format!("{other:?}"))),
+            };
+            subdirectories.insert(dir, group_count(&group)?);
+        }
+        Ok(dirs
+            .iter()
+            .map(|dir| subdirectories.get(dir).copied().unwrap_or(0))
+            .collect())
+    }
+
     fn has_children(&mut self, dir: i64) -> StoreResult<bool> {
         Ok(self
             .find_first::<Document>(INODES, doc! {"parent": dir}, Document::new(), doc! {"_id": 1})?
@@ -382,6 +412,7 @@ impl Rows for Tx<'_> {
             data,
             attributes: new.attributes.clone(),
             seq: 0,
+            local_owner: new.local_owner.cloned(),
             link_to: new.link_to,
             nlink: 1,
         };
@@ -489,6 +520,23 @@ impl Rows for Tx<'_> {
         )?;
         Ok(Node {
             mode,
+            ctime_ms: now_ms,
+            ..node.clone()
+        })
+    }
+
+    fn set_local_owner(&mut self, node: &Node, local_owner: Option<&LocalOwner>, now_ms: u64) -> StoreResult<Node> {
+        let update = match local_owner {
+            Some(owner) => doc! {
+                "$set": {"local_owner": mongodb::bson::to_bson(owner).map_err(|error| super::bad("local owner", error))?,
+                         "ctime_ms": int(now_ms)},
+                "$inc": {"seq": 1_i64},
+            },
+            None => doc! {"$unset": {"local_owner": ""}, "$set": {"ctime_ms": int(now_ms)}, "$inc": {"seq": 1_i64}},
+        };
+        self.update(INODES, doc! {"_id": node.id}, update)?;
+        Ok(Node {
+            local_owner: local_owner.cloned(),
             ctime_ms: now_ms,
             ..node.clone()
         })

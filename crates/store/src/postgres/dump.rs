@@ -57,7 +57,7 @@ fn export_in(tx: &mut PgTx<'_>) -> StoreResult<Dump> {
              FROM inodes JOIN tree ON inodes.parent = tree.id WHERE inodes.id <> 1
          )
          SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes,
-                COALESCE(ctime_ms, mtime_ms), link_to
+                COALESCE(ctime_ms, mtime_ms), link_to, local_domain, local_uid, local_gid
          FROM tree JOIN inodes ON inodes.id = tree.id",
         &[],
     )?;
@@ -79,6 +79,7 @@ fn export_in(tx: &mut PgTx<'_>) -> StoreResult<Dump> {
                 attributes: attributes_from_text(row.get::<_, Option<&str>>(9))
                     .map_err(|error| anyhow::anyhow!("reading stored attributes: {error}"))?,
                 link: None,
+                local_owner: crate::common::local_owner_from(row.get(12), row.get(13), row.get(14)),
             };
             Ok((row.get(1), row.get(11), entry))
         })
@@ -183,6 +184,15 @@ fn import_in(tx: &mut PgTx<'_>, dump: &Dump) -> StoreResult<()> {
 
 /// An import's entries on PostgreSQL.
 impl EntryRows for PgTx<'_> {
+    fn set_local_owner(&mut self, id: i64, local_owner: &dfs_proto::namespace::LocalOwner) -> StoreResult<()> {
+        let (domain, uid, gid) = crate::common::local_owner_columns(Some(local_owner));
+        self.execute(
+            "UPDATE inodes SET local_domain = $2, local_uid = $3, local_gid = $4 WHERE id = $1",
+            &[&id, &domain, &uid, &gid],
+        )?;
+        Ok(())
+    }
+
     fn set_nlink(&mut self, id: i64, nlink: u64) -> StoreResult<()> {
         self.execute("UPDATE inodes SET nlink = $2 WHERE id = $1", &[&id, &int(nlink)])?;
         Ok(())

@@ -146,6 +146,10 @@ const MIGRATIONS: &[&str] = &[
     repair::REPLICAS_BY_SERVER_SCHEMA,
     // 15: hard links: extra names of a file, and each file's count of names.
     namespace::LINKS_SCHEMA,
+    // 16: directories by parent, for directory link counts.
+    namespace::SUBDIRECTORIES_SCHEMA,
+    // 17: local owners, set by mounts for their local users.
+    namespace::LOCAL_OWNERS_SCHEMA,
 ];
 
 /// The advisory lock key serializing migrations ("dfs_sche").

@@ -6,13 +6,13 @@
 //! check and the write to be one atomic step: no conflict hook is needed.
 
 use super::{int, sql_state, uint, PgTx, PostgresStore};
-use crate::common::{attributes_from_text, attributes_text, exists};
+use crate::common::{attributes_from_text, attributes_text, exists, local_owner_columns, local_owner_from};
 use crate::model::namespace::NamespaceRecords;
 use crate::model::{NewNode, Rows};
 use crate::namespace::{FileContent, NamespaceCounts, NewContent, PlacedChunk, UploadRecord};
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, EntryKind};
+use dfs_proto::namespace::{ChunkRef, EntryKind, LocalOwner};
 use dfs_proto::path::DfsPath;
 use dfs_proto::{Attributes, UnixSeconds};
 use postgres::error::SqlState;
@@ -94,8 +94,15 @@ CREATE TABLE possession (
 );
 "#;
 
+/// Migration: local owners (see the SQLite engine's `LOCAL_OWNERS_SCHEMA`).
+pub(super) const LOCAL_OWNERS_SCHEMA: &str = "
+ALTER TABLE inodes ADD COLUMN local_domain TEXT;
+ALTER TABLE inodes ADD COLUMN local_uid BIGINT;
+ALTER TABLE inodes ADD COLUMN local_gid BIGINT;
+";
+
 const NODE_COLUMNS: &str =
-    "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, COALESCE(ctime_ms, mtime_ms), link_to, nlink";
+    "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, COALESCE(ctime_ms, mtime_ms), link_to, nlink, local_domain, local_uid, local_gid";
 
 /// Migration: hard links (see the SQLite engine's `LINKS_SCHEMA`).
 pub(super) const LINKS_SCHEMA: &str = "
@@ -103,6 +110,10 @@ ALTER TABLE inodes ADD COLUMN link_to BIGINT;
 ALTER TABLE inodes ADD COLUMN nlink BIGINT NOT NULL DEFAULT 1;
 CREATE INDEX inodes_by_link ON inodes(link_to) WHERE link_to IS NOT NULL;
 ";
+
+/// Migration: directories by parent (see the SQLite engine's `SUBDIRECTORIES_SCHEMA`).
+pub(super) const SUBDIRECTORIES_SCHEMA: &str =
+    "CREATE INDEX inodes_dirs_by_parent ON inodes(parent) WHERE kind = 'dir';";
 
 /// Migration: the ctime of each inode (see the SQLite engine's `CTIME_SCHEMA`);
 /// NULL in rows written before, and by older builds, read as the mtime.
@@ -133,6 +144,7 @@ fn node_from_row(row: &Row) -> StoreResult<Node> {
         attributes,
         link_to: row.get(12),
         nlink: uint(row.get(13)),
+        local_owner: local_owner_from(row.get(14), row.get(15), row.get(16)),
     })
 }
 
@@ -298,6 +310,21 @@ impl Rows for PgTx<'_> {
         )
     }
 
+    /// One query for them all (a listing page's directories): no round
+    /// trip per directory. Reads take no predicate locks (REPEATABLE READ),
+    /// so counting never aborts a creator.
+    fn subdirectory_counts(&mut self, dirs: &[i64]) -> StoreResult<Vec<u64>> {
+        let rows = self.query(
+            "SELECT parent, count(*) FROM inodes WHERE parent = ANY($1) AND kind = 'dir' GROUP BY parent",
+            &[&dirs],
+        )?;
+        let counted: HashMap<i64, i64> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        Ok(dirs
+            .iter()
+            .map(|dir| counted.get(dir).map_or(0, |&count| count as u64))
+            .collect())
+    }
+
     fn has_children(&mut self, dir: i64) -> StoreResult<bool> {
         Ok(self
             .query_one("SELECT EXISTS (SELECT 1 FROM inodes WHERE parent = $1)", &[&dir])?
@@ -305,10 +332,12 @@ impl Rows for PgTx<'_> {
     }
 
     fn insert_node(&mut self, parent: i64, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
+        let (local_domain, local_uid, local_gid) = local_owner_columns(new.local_owner);
         let inserted = self.query_one(
             &format!(
-                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes, link_to)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, $9, $10) RETURNING {NODE_COLUMNS}"
+                "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes, link_to,
+                                     local_domain, local_uid, local_gid)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, $9, $10, $11, $12, $13) RETURNING {NODE_COLUMNS}"
             ),
             &[
                 &parent,
@@ -321,6 +350,9 @@ impl Rows for PgTx<'_> {
                 &int(new.mtime_ms),
                 &attributes_text(new.attributes),
                 &new.link_to,
+                &local_domain,
+                &local_uid,
+                &local_gid,
             ],
         );
         let node = match inserted {
@@ -421,6 +453,18 @@ impl Rows for PgTx<'_> {
                 "UPDATE inodes SET owner_uid = $1, owner_name = $2, ctime_ms = $4 WHERE id = $3 RETURNING {NODE_COLUMNS}"
             ),
             &[&int(owner_uid), &owner_name, &node.id, &int(now_ms)],
+        )?;
+        node_from_row(&row)
+    }
+
+    fn set_local_owner(&mut self, node: &Node, local_owner: Option<&LocalOwner>, now_ms: u64) -> StoreResult<Node> {
+        let (domain, uid, gid) = local_owner_columns(local_owner);
+        let row = self.query_one(
+            &format!(
+                "UPDATE inodes SET local_domain = $1, local_uid = $2, local_gid = $3, ctime_ms = $5 WHERE id = $4
+                 RETURNING {NODE_COLUMNS}"
+            ),
+            &[&domain, &uid, &gid, &node.id, &int(now_ms)],
         )?;
         node_from_row(&row)
     }

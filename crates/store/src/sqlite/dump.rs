@@ -2,14 +2,14 @@
 
 use super::CachedSql;
 use super::SqliteStore;
-use crate::common::{attributes_from_text, attributes_text};
+use crate::common::{attributes_from_text, attributes_text, local_owner_columns, local_owner_from};
 use crate::dump::{
     check_import, import_entries, linked_entries, Dump, DumpEntry, DumpFence, DumpReplica, DumpStore, DumpUser,
     EntryRows, DUMP_FORMAT,
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, EntryKind};
+use dfs_proto::namespace::{ChunkRef, EntryKind, LocalOwner};
 use dfs_proto::path::DfsPath;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -83,7 +83,7 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
              FROM inodes JOIN tree ON inodes.parent = tree.id WHERE inodes.id != 1
          )
          SELECT tree.path, inodes.id, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes,
-                COALESCE(ctime_ms, mtime_ms), link_to
+                COALESCE(ctime_ms, mtime_ms), link_to, local_domain, local_uid, local_gid
          FROM tree JOIN inodes ON inodes.id = tree.id",
     )?;
     let mut entries = Vec::new();
@@ -109,6 +109,7 @@ fn export_in(tx: &Connection) -> StoreResult<Dump> {
                 attributes: attributes_from_text(row.get::<_, Option<String>>(9)?.as_deref())
                     .map_err(|error| bad("attributes", error))?,
                 link: None,
+                local_owner: local_owner_from(row.get(12)?, row.get(13)?, row.get(14)?),
             },
         ));
     }
@@ -213,6 +214,15 @@ impl EntryRows for Import<'_> {
                 entry.version,
                 entry.ctime()
             ],
+        )?;
+        Ok(())
+    }
+
+    fn set_local_owner(&mut self, id: i64, local_owner: &LocalOwner) -> StoreResult<()> {
+        let (domain, uid, gid) = local_owner_columns(Some(local_owner));
+        self.0.exec(
+            "UPDATE inodes SET local_domain = ?2, local_uid = ?3, local_gid = ?4 WHERE id = ?1",
+            params![id, domain, uid, gid],
         )?;
         Ok(())
     }

@@ -2,13 +2,13 @@
 //! a child table written in the same transaction as the inode row.
 
 use super::{CachedSql, Sql, SqliteStore};
-use crate::common::{attributes_from_text, attributes_text, exists};
+use crate::common::{attributes_from_text, attributes_text, exists, local_owner_columns, local_owner_from};
 use crate::model::namespace::NamespaceRecords;
 use crate::model::{NewNode, Rows};
 use crate::namespace::{FileContent, NamespaceCounts, NewContent, PlacedChunk, UploadRecord};
 use crate::StoreResult;
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, EntryKind};
+use dfs_proto::namespace::{ChunkRef, EntryKind, LocalOwner};
 use dfs_proto::path::DfsPath;
 use dfs_proto::{Attributes, UnixSeconds};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -122,8 +122,22 @@ ALTER TABLE inodes ADD COLUMN nlink INTEGER NOT NULL DEFAULT 1;
 CREATE INDEX inodes_by_link ON inodes(link_to) WHERE link_to IS NOT NULL;
 ";
 
+/// Migration: the directories of each directory, on an index of their own
+/// (only directories' rows are in it, so creating a file pays nothing), for
+/// directory link counts ([`crate::model::Rows::subdirectory_counts`]).
+pub(super) const SUBDIRECTORIES_SCHEMA: &str =
+    "CREATE INDEX inodes_dirs_by_parent ON inodes(parent) WHERE kind = 'dir';";
+
+/// Migration: local owners (see [`dfs_proto::namespace::LocalOwner`]),
+/// NULL where none was set.
+pub(super) const LOCAL_OWNERS_SCHEMA: &str = "
+ALTER TABLE inodes ADD COLUMN local_domain TEXT;
+ALTER TABLE inodes ADD COLUMN local_uid INTEGER;
+ALTER TABLE inodes ADD COLUMN local_gid INTEGER;
+";
+
 const NODE_COLUMNS: &str =
-    "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, COALESCE(ctime_ms, mtime_ms), link_to, nlink";
+    "id, parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, version, attributes, COALESCE(ctime_ms, mtime_ms), link_to, nlink, local_domain, local_uid, local_gid";
 
 pub(super) use crate::common::Node;
 
@@ -144,6 +158,7 @@ fn node_from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
         })?,
         link_to: row.get(12)?,
         nlink: row.get(13)?,
+        local_owner: local_owner_from(row.get(14)?, row.get(15)?, row.get(16)?),
     })
 }
 
@@ -281,6 +296,19 @@ impl Rows for Sql<'_> {
         )
     }
 
+    fn subdirectory_counts(&mut self, dirs: &[i64]) -> StoreResult<Vec<u64>> {
+        // In process: one indexed count per directory costs no round trip.
+        dirs.iter()
+            .map(|dir| {
+                Ok(self.0.one(
+                    "SELECT count(*) FROM inodes WHERE parent = ?1 AND kind = 'dir'",
+                    [dir],
+                    |row| row.get(0),
+                )?)
+            })
+            .collect()
+    }
+
     fn has_children(&mut self, dir: i64) -> StoreResult<bool> {
         Ok(self
             .0
@@ -291,9 +319,11 @@ impl Rows for Sql<'_> {
 
     fn insert_node(&mut self, parent: i64, name: &str, path: &DfsPath, new: NewNode<'_>) -> StoreResult<Node> {
         let size = new.size();
+        let (local_domain, local_uid, local_gid) = local_owner_columns(new.local_owner);
         let inserted = self.0.exec(
-            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes, link_to)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9, ?10)",
+            "INSERT INTO inodes (parent, name, kind, owner_uid, owner_name, mode, size, mtime_ms, ctime_ms, version, attributes, link_to,
+                                 local_domain, local_uid, local_gid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9, ?10, ?11, ?12, ?13)",
             params![
                 parent,
                 name,
@@ -304,7 +334,10 @@ impl Rows for Sql<'_> {
                 size,
                 new.mtime_ms,
                 attributes_text(new.attributes),
-                new.link_to
+                new.link_to,
+                local_domain,
+                local_uid,
+                local_gid
             ],
         );
         if let Err(rusqlite::Error::SqliteFailure(error, _)) = &inserted {
@@ -330,6 +363,7 @@ impl Rows for Sql<'_> {
             attributes: new.attributes.clone(),
             link_to: new.link_to,
             nlink: 1,
+            local_owner: new.local_owner.cloned(),
         })
     }
 
@@ -400,6 +434,15 @@ impl Rows for Sql<'_> {
         self.0.exec(
             "UPDATE inodes SET owner_uid = ?1, owner_name = ?2, ctime_ms = ?4 WHERE id = ?3",
             params![owner_uid, owner_name, node.id, now_ms],
+        )?;
+        self.node(node.id)
+    }
+
+    fn set_local_owner(&mut self, node: &Node, local_owner: Option<&LocalOwner>, now_ms: u64) -> StoreResult<Node> {
+        let (domain, uid, gid) = local_owner_columns(local_owner);
+        self.0.exec(
+            "UPDATE inodes SET local_domain = ?1, local_uid = ?2, local_gid = ?3, ctime_ms = ?5 WHERE id = ?4",
+            params![domain, uid, gid, node.id, now_ms],
         )?;
         self.node(node.id)
     }

@@ -13,7 +13,7 @@ fn is_not_found(error: &StoreError) -> bool {
     matches!(error, StoreError::NotFound(_))
 }
 
-fn is_denied(error: &StoreError) -> bool {
+pub(super) fn is_denied(error: &StoreError) -> bool {
     matches!(error, StoreError::PermissionDenied(_))
 }
 
@@ -275,4 +275,80 @@ pub fn hard_links_survive_export_and_import(store: &dyn Store) {
         "links to /home/ann/z",
     );
     assert_err(store.stat(&admin(), &path("/home/ann")), is_not_found, "no such file");
+}
+
+/// A directory's link count is 2 and one per subdirectory, after mkdir,
+/// rmdir, `rm -r`, renames of directories and an import (files count for
+/// nothing), in stat, listings and the stats writes return; concurrent
+/// `mkdir`s in one directory all succeed and are all counted.
+pub fn directories_count_their_subdirectories(store: &dyn Store) {
+    let nlink = |target: &str| stat(store, target).nlink;
+    assert_eq!((nlink("/"), nlink("/home")), (Some(3), Some(2)));
+    let admin = admin();
+    let made = store.mkdir(&admin, &path("/a/b/c"), 0o755, true, 1_000).unwrap();
+    assert_eq!(made.nlink, Some(2), "a new directory has no subdirectory");
+    store.mkdir(&admin, &path("/a/d"), 0o755, false, 1_000).unwrap();
+    write_file(store, &admin, "u1", "/a/f", &[chunk(1, 4)]);
+    assert_eq!(
+        (nlink("/"), nlink("/a"), nlink("/a/b"), nlink("/a/b/c")),
+        (Some(4), Some(4), Some(3), Some(2))
+    );
+    assert_eq!(nlink("/a/f"), Some(1));
+    let listed = store.list(&admin, &path("/a")).unwrap().entries;
+    assert_eq!(
+        listed.iter().map(|entry| entry.nlink).collect::<Vec<_>>(),
+        [Some(3), Some(2), Some(1)]
+    );
+    let (page, _) = store.list_page(&admin, &path("/a"), None, 2).unwrap();
+    assert_eq!(
+        page.entries.iter().map(|entry| entry.nlink).collect::<Vec<_>>(),
+        [Some(3), Some(2)]
+    );
+    let existing = store.mkdir(&admin, &path("/a"), 0o755, true, 1_000).unwrap();
+    assert_eq!(existing.nlink, Some(4), "mkdir -p of an existing directory");
+    assert_eq!(store.chmod(&admin, &path("/a"), 0o750).unwrap().nlink, Some(4));
+
+    // Moved to another directory, onto an empty directory, removed.
+    let moved = store
+        .rename(&admin, &path("/a/b/c"), &path("/c"), false, 2_000)
+        .unwrap();
+    assert_eq!(moved.nlink, Some(2));
+    assert_eq!((nlink("/"), nlink("/a/b")), (Some(5), Some(2)));
+    store
+        .rename(&admin, &path("/a/d"), &path("/a/b"), false, 2_000)
+        .unwrap();
+    assert_eq!(nlink("/a"), Some(3));
+    store.rename(&admin, &path("/c"), &path("/a/c"), false, 2_000).unwrap();
+    store.mkdir(&admin, &path("/a/c/e"), 0o755, false, 2_000).unwrap();
+    assert_eq!((nlink("/"), nlink("/a"), nlink("/a/c")), (Some(4), Some(4), Some(3)));
+    let mut dump = store.export().unwrap();
+    // Replicas stay in the store (they are not namespace entries).
+    dump.replicas.clear();
+    store.remove(&admin, &path("/a/b"), false, 3_000).unwrap();
+    assert_eq!(nlink("/a"), Some(3));
+    store.remove(&admin, &path("/a"), true, 3_000).unwrap();
+    assert_eq!(nlink("/"), Some(3));
+
+    // An import shows them again.
+    store.import(&dump).unwrap();
+    assert_eq!(
+        (nlink("/"), nlink("/a"), nlink("/a/c"), nlink("/a/c/e")),
+        (Some(4), Some(4), Some(3), Some(2))
+    );
+
+    // Eight writers making directories in one directory at once: none
+    // fails on a conflict over the count, and every one is counted.
+    store.mkdir(&admin, &path("/hot"), 0o755, false, 4_000).unwrap();
+    std::thread::scope(|scope| {
+        for writer in 0..8 {
+            let admin = &admin;
+            scope.spawn(move || {
+                for index in 0..8 {
+                    let dir = path(&format!("/hot/w{writer}-{index}"));
+                    store.mkdir(admin, &dir, 0o755, false, 4_000).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(nlink("/hot"), Some(2 + 64));
 }
