@@ -8,13 +8,15 @@
 //! directory service with `GET /v1/files`, checking that they are the
 //! version and size the layout named.
 
+use crate::transfer::get::{PieceSink, WriteSink};
 use crate::transfer::{GetOptions, GetSummary, PutOptions, PutSummary};
 use crate::{Client, Error, Result, Service};
 use base64::Engine as _;
 use dfs_proto::namespace::{FileLayout, Stat, INLINE_MAX, VERSION_HEADER};
 use dfs_proto::{Attributes, DfsPath, ATTRIBUTES_HEADER};
 use reqwest::Method;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::ops::Range;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 /// The [`ATTRIBUTES_HEADER`] value for `attributes` (none if empty): a
 /// JSON object in ASCII, every other character escaped (`\uXXXX`), so that
@@ -166,36 +168,51 @@ impl Client {
         Ok((version, data))
     }
 
-    /// Downloads the chunks of the file whose first layout page is
-    /// `layout`, and of the pages after it (each asked for when the one
-    /// before has been fetched, of the same version), into `sink`.
+    /// Downloads the bytes within `range` of the file whose first layout
+    /// page is `layout` (its chunks, and those of the pages after it, each
+    /// asked for when the one before has been fetched, of the same
+    /// version) into `sink`. A range that starts past the first page asks
+    /// for the page holding its start; none is asked for past its end.
     async fn get_pages(
         &self,
         layout: &FileLayout,
-        mut sink: impl AsyncWrite + Unpin,
+        range: &Range<u64>,
+        sink: &mut impl PieceSink,
         options: &GetOptions,
     ) -> Result<GetSummary> {
         let (path, version) = (&layout.stat.path, layout.stat.version);
+        let next_page = |offset| async move {
+            self.layout_page(path, offset, dfs_proto::namespace::UPLOAD_PAGE_CHUNKS, Some(version))
+                .await
+                .map_err(|error| changed_while_read(path, version, error))
+        };
         let mut summary = GetSummary::default();
-        let mut listed = 0;
+        // Every chunk is listed (and checked against the size) unless a page is skipped.
+        let mut listed = Some(0);
         let mut page = std::borrow::Cow::Borrowed(layout);
+        if page.next_offset.is_some_and(|next| next <= range.start) {
+            page = std::borrow::Cow::Owned(next_page(range.start).await?);
+            listed = None;
+        }
         loop {
-            listed += page.chunks.iter().map(|chunk| chunk.size).sum::<u64>();
+            if let Some(listed) = &mut listed {
+                *listed += page.chunks.iter().map(|chunk| chunk.size).sum::<u64>();
+            }
             let got = self
-                .get_chunks(&page.chunks, Some((path, version)), &mut sink, options)
+                .get_chunks(&page.chunks, Some((path, version)), range, sink, options)
                 .await?;
             summary.chunks_cached += got.chunks_cached;
             summary.chunks_fetched += got.chunks_fetched;
             let Some(offset) = page.next_offset else {
                 break;
             };
-            page = std::borrow::Cow::Owned(
-                self.layout_page(path, offset, dfs_proto::namespace::UPLOAD_PAGE_CHUNKS, Some(version))
-                    .await
-                    .map_err(|error| changed_while_read(path, version, error))?,
-            );
+            if offset >= range.end {
+                listed = None;
+                break;
+            }
+            page = std::borrow::Cow::Owned(next_page(offset).await?);
         }
-        if listed != layout.stat.size {
+        if let Some(listed) = listed.filter(|listed| *listed != layout.stat.size) {
             return Err(Error::Protocol(format!(
                 "the layout of {path} lists {listed} bytes of chunks for a file of {} bytes",
                 layout.stat.size
@@ -210,13 +227,42 @@ impl Client {
     pub async fn get_file_with_summary(
         &self,
         layout: &FileLayout,
-        mut sink: impl AsyncWrite + Unpin,
+        sink: impl AsyncWrite + Unpin,
+        options: &GetOptions,
+    ) -> Result<(Stat, GetSummary)> {
+        self.get_file_range(layout, 0..u64::MAX, &mut WriteSink(sink), options)
+            .await
+    }
+
+    /// Sends the bytes within `range` of the file `layout` describes (its
+    /// first layout page, see [`Client::get_file_with_summary`]) on
+    /// `pieces`, in order, as the pieces they arrived in (each chunk's hash
+    /// checked first): no copy, and only the chunks the range covers are
+    /// fetched. A range past the end of the file is cut at its end.
+    pub async fn get_range_pieces(
+        &self,
+        layout: &FileLayout,
+        range: Range<u64>,
+        mut pieces: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    ) -> Result<Stat> {
+        let (stat, _) = self
+            .get_file_range(layout, range, &mut pieces, &GetOptions::default())
+            .await?;
+        Ok(stat)
+    }
+
+    /// [`Client::get_file_with_summary`] of the bytes within `range`.
+    async fn get_file_range(
+        &self,
+        layout: &FileLayout,
+        range: Range<u64>,
+        sink: &mut impl PieceSink,
         options: &GetOptions,
     ) -> Result<(Stat, GetSummary)> {
         let mut layout = std::borrow::Cow::Borrowed(layout);
         for attempt in 0..2 {
             if !layout.inline {
-                let summary = self.get_pages(&layout, &mut sink, options).await?;
+                let summary = self.get_pages(&layout, &range, sink, options).await?;
                 return Ok((layout.stat.clone(), summary));
             }
             let (version, data) = match &layout.data {
@@ -243,10 +289,16 @@ impl Client {
                         layout.stat.size
                     )));
                 }
-                sink.write_all(&data).await?;
-                sink.flush().await?;
+                let size = data.len() as u64;
+                let (start, end) = (range.start.min(size), range.end.min(size));
+                let piece = data.slice(start as usize..end.max(start) as usize);
+                let written = piece.len() as u64;
+                if !piece.is_empty() {
+                    sink.put(piece).await?;
+                }
+                sink.finish().await?;
                 if let Some(progress) = &options.progress {
-                    progress(data.len() as u64);
+                    progress(written);
                 }
                 return Ok((layout.stat.clone(), GetSummary::default()));
             }

@@ -38,7 +38,7 @@ use crate::{Error, Result};
 use std::sync::Arc;
 
 mod chunk_io;
-mod get;
+pub(crate) mod get;
 pub(crate) mod put;
 
 pub use chunk_io::{RESPONSE_TIMEOUT, STALL_TIMEOUT, STREAM_MIN_BYTES, UPLOAD_ANSWER_TIMEOUT};

@@ -8,7 +8,7 @@ use s3s::dto::StreamingBlob;
 use s3s::S3Result;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// The largest body of one request (S3's, for PutObject and UploadPart: 5 GiB).
 pub const MAX_BODY_SIZE: u64 = 5 << 30;
@@ -221,48 +221,26 @@ pub fn body_error(error: &dfs_client::Error) -> Option<s3s::S3Error> {
     }
 }
 
-/// Bytes `skip..skip + take` of what `reader` yields, as a body stream of
-/// pieces of at most 256 KiB (memory stays bounded whatever the object size).
-pub fn window(
-    mut reader: impl AsyncRead + Unpin + Send + Sync + 'static,
-    mut skip: u64,
-    mut take: u64,
+/// Bytes `range` of the file `layout` describes, fetched by `client` on a
+/// task of its own, as a body stream of the pieces they arrived in (chunks
+/// streamed from file servers come whole: a piece may be a chunk). At most
+/// [`Client::parallelism`](dfs_client::Client) chunks are in flight and one
+/// waits to be taken, whatever the object's size. A download that fails
+/// ends the stream with its error: the body is cut, never short and clean.
+pub fn download(
+    client: dfs_client::Client,
+    layout: dfs_proto::namespace::FileLayout,
+    range: std::ops::Range<u64>,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static {
-    async_stream(move |sender| async move {
-        let mut buffer = vec![0u8; 256 * 1024];
-        while take > 0 {
-            let n = reader.read(&mut buffer).await?;
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the object ended early",
-                ));
-            }
-            let mut piece = &buffer[..n];
-            let skipped = skip.min(piece.len() as u64) as usize;
-            skip -= skipped as u64;
-            piece = &piece[skipped..];
-            let taken = take.min(piece.len() as u64) as usize;
-            take -= taken as u64;
-            if taken > 0 && sender.send(Ok(Bytes::copy_from_slice(&piece[..taken]))).await.is_err() {
-                return Ok(());
-            }
-        }
-        Ok(())
-    })
-}
-
-/// A stream fed by a task: `produce` sends items; an error it returns is the last item.
-fn async_stream<F, Fut>(produce: F) -> impl Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
-{
-    let (sender, receiver) = tokio::sync::mpsc::channel(2);
-    let task = produce(sender.clone());
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
-        if let Err(error) = task.await {
-            let _ = sender.send(Err(error)).await;
+        if let Err(error) = client.get_range_pieces(&layout, range, sender.clone()).await {
+            tracing::debug!(%error, "a download for S3 ended early");
+            let _ = sender
+                .send(Err(std::io::Error::other(format!(
+                    "the object could not be read: {error}"
+                ))))
+                .await;
         }
     });
     futures_util::stream::unfold(receiver, |mut receiver| async move {

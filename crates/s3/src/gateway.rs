@@ -7,7 +7,7 @@ mod multipart;
 mod tags;
 mod versions;
 
-use crate::body::{body_error, window, HashingReader};
+use crate::body::{body_error, download, HashingReader};
 use crate::listing;
 use crate::metadata::{self, headers_of};
 use crate::paths::{bucket_path, object_path, BUCKETS};
@@ -15,7 +15,7 @@ use crate::sessions::{Acting, Sessions};
 use crate::tagging;
 use crate::walk::{Bounds, Walk};
 use acl::Canned;
-use dfs_client::{Client, Error as ClientError, GetOptions, PutOptions};
+use dfs_client::{Client, Error as ClientError, PutOptions};
 use dfs_proto::namespace::{EntryKind, FileLayout, Stat};
 use dfs_proto::ticket::{Role, Ticket};
 use dfs_proto::{Attributes, DfsPath, ErrorCode};
@@ -37,6 +37,8 @@ pub struct Gateway {
     /// Writes and deletes of one key of a bucket with versioning take
     /// turns (in this gateway), so that each keeps the version before it.
     pub(crate) key_locks: versions::KeyLocks,
+    /// Buckets' versioning and object lock settings, as read lately.
+    pub(crate) settings_cache: versions::SettingsCache,
 }
 
 /// What a "not found" from the directory service means for an operation.
@@ -254,20 +256,12 @@ impl Gateway {
         })
     }
 
-    /// The file `layout` describes, downloaded by a task of its own into the
-    /// returned reader (which ends early if the download fails).
-    fn download(&self, acting: &Acting, layout: FileLayout) -> tokio::io::DuplexStream {
-        let (writer, reader) = tokio::io::duplex(256 * 1024);
-        let client = acting.client.clone();
-        tokio::spawn(async move {
-            if let Err(error) = client
-                .get_file_with_summary(&layout, writer, &GetOptions::default())
-                .await
-            {
-                tracing::debug!(%error, "a download for S3 ended early");
-            }
-        });
-        reader
+    /// Bytes `range` of the file `layout` describes, as a body: the chunks
+    /// the range covers, fetched (and hash checked) by a task of its own and
+    /// passed on as the pieces they arrived in, never copied. A failed
+    /// download ends the body with an error, never early and clean.
+    fn object_body(&self, acting: &Acting, layout: FileLayout, range: std::ops::Range<u64>) -> StreamingBlob {
+        StreamingBlob::wrap(download(acting.client.clone(), layout, range))
     }
 
     /// What a lookup of an object's file found, if it is a file; else
@@ -668,6 +662,8 @@ impl S3 for Gateway {
             let _ = gateway.remove(&path, false).await;
             return Err(plain_error(error));
         }
+        // A new bucket: no settings read of an earlier one of its name are used.
+        self.settings_cache.forget(&bucket);
         // Object lock: versioning enabled for good, and a lock configuration.
         if request.input.object_lock_enabled_for_bucket == Some(true) {
             let settings = versions::Settings {
@@ -818,8 +814,7 @@ impl S3 for Gateway {
         };
         tagging::set(&mut attributes, &tags);
         let size = layout.stat.size;
-        let reader = self.download(&acting, layout);
-        let body = HashingReader::new(Some(StreamingBlob::wrap(window(reader, 0, size))), None);
+        let body = HashingReader::new(Some(self.object_body(&acting, layout, 0..size)), None);
         let condition = WriteCondition::default();
         let (stat, digest, version_id) = self
             .store(&acting, &input.bucket, &input.key, body, condition, attributes, acl)
@@ -866,9 +861,8 @@ impl S3 for Gateway {
                 (range, Some(header))
             }
         };
-        let reader = self.download(&acting, layout);
         let length = range.end - range.start;
-        let body = StreamingBlob::wrap(window(reader, range.start, length));
+        let body = self.object_body(&acting, layout, range);
         let mut output = GetObjectOutput {
             body: Some(body),
             content_length: Some(length as i64),

@@ -79,6 +79,7 @@ pub fn router(config: Config) -> anyhow::Result<axum::Router> {
         base,
         verifier,
         key_locks: Default::default(),
+        settings_cache: Default::default(),
     };
     let mut builder = s3s::service::S3ServiceBuilder::new(gateway);
     builder.set_auth(sessions::KeyAuth(sessions));

@@ -52,8 +52,13 @@ fn aws(venv: &Path, cluster: &Cluster, key: &(String, String), args: &[&str]) ->
 
 /// `aws TOOL ARGS` (`s3`, `s3api`) with `key`, against the cluster's gateway.
 fn aws_tool(venv: &Path, cluster: &Cluster, key: &(String, String), tool: &str, args: &[&str]) -> Output {
+    aws_at(venv, &cluster.banner.s3_url, key, tool, args)
+}
+
+/// `aws TOOL ARGS` with `key`, against the gateway at `url`.
+fn aws_at(venv: &Path, url: &str, key: &(String, String), tool: &str, args: &[&str]) -> Output {
     Command::new(venv.join("bin/aws"))
-        .args(["--endpoint-url", &cluster.banner.s3_url, tool])
+        .args(["--endpoint-url", url, tool])
         .args(args)
         .env("AWS_ACCESS_KEY_ID", &key.0)
         .env("AWS_SECRET_ACCESS_KEY", &key.1)
@@ -375,6 +380,112 @@ fn object_versions_are_kept_in_a_tree_only_the_owner_reads() {
         ],
     );
     assert!(!output.status.success());
+}
+
+/// A second gateway (`dfs serve s3`) over the cluster of `dfs up`, stopped on drop.
+struct SecondGateway {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl SecondGateway {
+    fn start(cluster: &Cluster) -> SecondGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(crate::BIN)
+            .args(["serve", "s3", "--listen", &listen, "--directory-url", cluster.url()])
+            .arg("--key-file")
+            .arg(cluster.banner.data_dir.join("cluster.key"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let gateway = SecondGateway {
+            child,
+            url: format!("http://{listen}"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(Instant::now() < deadline, "the second gateway did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gateway
+    }
+}
+
+impl Drop for SecondGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two gateways over one cluster: a bucket's versioning settings, which a
+/// gateway keeps for a second once read (so that a write does not read
+/// them each time), changed through one gateway apply to the other's
+/// writes within that second (docs/s3.md), and to its own at once.
+#[test]
+fn a_versioning_change_through_one_gateway_reaches_another_within_a_second() {
+    let Some(venv) = venv() else { return };
+    let cluster = cluster_with_users();
+    let ann = create_key(&cluster, "ann");
+    let second = SecondGateway::start(&cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let api = |url: &str, args: &[&str]| succeeded(aws_at(&venv, url, &ann, "s3api", args), "s3api", args);
+    let put = |url: &str, content: &str| {
+        let file = dir.path().join("body");
+        std::fs::write(&file, content).unwrap();
+        let answer = api(
+            url,
+            &[
+                "put-object",
+                "--bucket",
+                "ann-two",
+                "--key",
+                "k",
+                "--body",
+                file.to_str().unwrap(),
+            ],
+        );
+        serde_json::from_slice::<serde_json::Value>(&answer).unwrap()
+    };
+    let first = cluster.banner.s3_url.as_str();
+    api(first, &["create-bucket", "--bucket", "ann-two"]);
+    // The second gateway reads the settings (none) and keeps them.
+    assert!(put(&second.url, "v0")["VersionId"].is_null());
+    let enabled = Instant::now();
+    api(
+        first,
+        &[
+            "put-bucket-versioning",
+            "--bucket",
+            "ann-two",
+            "--versioning-configuration",
+            "Status=Enabled",
+        ],
+    );
+    // The gateway that made the change applies it at once.
+    assert!(put(first, "v1")["VersionId"].is_string());
+    // The other one within a second of it.
+    std::thread::sleep(Duration::from_millis(1200).saturating_sub(enabled.elapsed()));
+    let status: serde_json::Value =
+        serde_json::from_slice(&api(&second.url, &["get-bucket-versioning", "--bucket", "ann-two"])).unwrap();
+    assert_eq!(status["Status"], "Enabled");
+    assert!(put(&second.url, "v2")["VersionId"].is_string());
+    let listed: serde_json::Value =
+        serde_json::from_slice(&api(first, &["list-object-versions", "--bucket", "ann-two"])).unwrap();
+    let versions = listed["Versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 3, "{listed}");
+    assert_eq!(cluster.ok("ann", &["get", "/buckets/ann-two/k", "-"], b""), b"v2");
 }
 
 /// Object lock (`s3/lock.py`): a bucket made with object lock has
@@ -721,7 +832,7 @@ fn rclone_sync_up_and_back_with_identical_checksums() {
 
 /// An object of more chunks than a layout page (4 KiB chunks: 2,500 of
 /// them), read through the gateway a page at a time: a GET, a Range across
-/// the first page's end, a CopyObject and an UploadPartCopy give its bytes.
+/// the first page's end or past it, a CopyObject and an UploadPartCopy give its bytes.
 #[test]
 fn objects_of_more_chunks_than_a_layout_page_are_read_through_s3() {
     let Some(venv) = venv() else { return };
@@ -746,29 +857,44 @@ fn objects_of_more_chunks_than_a_layout_page_are_read_through_s3() {
         "the object read through S3 differs"
     );
 
-    // A Range from inside chunk 999 to inside chunk 1,001 (pages of 1,000 chunks).
-    let (start, end) = (999 * CHUNK + 17, 1_001 * CHUNK + 5);
+    // A Range from inside chunk 999 to inside chunk 1,001 (pages of 1,000
+    // chunks); ranges past the first page (the gateway asks for the page
+    // holding their start, and fetches only the chunks they cover), the
+    // last bytes (a suffix range) included.
     let ranged = dir.path().join("range.bin");
-    let range = format!("bytes={start}-{end}");
-    s3api_ok(
-        &venv,
-        &cluster,
-        &ann,
-        &[
-            "get-object",
-            "--bucket",
-            "ann-paged",
-            "--key",
-            "big.bin",
-            "--range",
-            &range,
-            ranged.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        std::fs::read(&ranged).unwrap() == content[start..=end],
-        "the range read through S3 differs"
-    );
+    let len = content.len();
+    for (range, expected) in [
+        (
+            format!("bytes={}-{}", 999 * CHUNK + 17, 1_001 * CHUNK + 5),
+            &content[999 * CHUNK + 17..=1_001 * CHUNK + 5],
+        ),
+        (
+            format!("bytes={}-{}", 1_500 * CHUNK + 3, 1_700 * CHUNK + 9),
+            &content[1_500 * CHUNK + 3..=1_700 * CHUNK + 9],
+        ),
+        ("bytes=-10".to_string(), &content[len - 10..]),
+        (format!("bytes={}-", 2_000 * CHUNK), &content[2_000 * CHUNK..]),
+    ] {
+        s3api_ok(
+            &venv,
+            &cluster,
+            &ann,
+            &[
+                "get-object",
+                "--bucket",
+                "ann-paged",
+                "--key",
+                "big.bin",
+                "--range",
+                &range,
+                ranged.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            std::fs::read(&ranged).unwrap() == expected,
+            "the range {range} read through S3 differs"
+        );
+    }
 
     // CopyObject, one request.
     s3api_ok(

@@ -1,13 +1,66 @@
 //! The download pipeline: [`Client::get`] asks for the layout and fetches
 //! chunks in parallel, each a task of its own, writing them out in order;
 //! a capability refused on the way (it expired) makes it ask for the layout again.
+//! The bytes go to a [`PieceSink`]: an `AsyncWrite`, or a channel of the
+//! pieces as they arrived ([`Client::get_range_pieces`], no copy).
 
 use super::{Progress, Spawned};
 use crate::{Client, Error, Result};
+use bytes::Bytes;
 use dfs_proto::namespace::{ChunkLocation, Stat};
 use dfs_proto::DfsPath;
 use futures_util::stream::{FuturesOrdered, StreamExt};
+use std::ops::Range;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Where a download's bytes go, in order, as the pieces they arrived in.
+pub(crate) trait PieceSink {
+    async fn put(&mut self, piece: Bytes) -> std::io::Result<()>;
+    async fn finish(&mut self) -> std::io::Result<()>;
+}
+
+/// An `AsyncWrite` as a [`PieceSink`]: each piece written out (a copy).
+pub(crate) struct WriteSink<W>(pub(crate) W);
+
+impl<W: AsyncWrite + Unpin> PieceSink for WriteSink<W> {
+    async fn put(&mut self, piece: Bytes) -> std::io::Result<()> {
+        self.0.write_all(&piece).await
+    }
+
+    async fn finish(&mut self) -> std::io::Result<()> {
+        self.0.flush().await
+    }
+}
+
+/// A channel as a [`PieceSink`]: each piece sent on as it is (no copy).
+impl PieceSink for tokio::sync::mpsc::Sender<std::io::Result<Bytes>> {
+    async fn put(&mut self, piece: Bytes) -> std::io::Result<()> {
+        self.send(Ok(piece))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the reader of the download went away"))
+    }
+
+    async fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The chunks of `chunks` (in file order) holding bytes of `range`.
+pub(crate) fn covering<'c>(chunks: &'c [ChunkLocation], range: &Range<u64>) -> &'c [ChunkLocation] {
+    let first = chunks.partition_point(|chunk| chunk.offset + chunk.size <= range.start);
+    let end = chunks.partition_point(|chunk| chunk.offset < range.end);
+    &chunks[first..end.max(first)]
+}
+
+/// `pieces` of the chunk at `offset`, cut to the bytes within `range` (no copy).
+fn cut(pieces: Vec<Bytes>, mut offset: u64, range: &Range<u64>) -> impl Iterator<Item = Bytes> + '_ {
+    pieces.into_iter().filter_map(move |piece| {
+        let (start, end) = (offset, offset + piece.len() as u64);
+        offset = end;
+        let (from, to) = (start.max(range.start), end.min(range.end));
+        (from < to).then(|| piece.slice((from - start) as usize..(to - start) as usize))
+    })
+}
 
 #[derive(Clone, Default)]
 pub struct GetOptions {
@@ -51,10 +104,13 @@ impl Client {
         sink: impl AsyncWrite + Unpin,
         options: &GetOptions,
     ) -> Result<GetSummary> {
-        self.get_chunks(chunks, None, sink, options).await
+        let whole = 0..u64::MAX;
+        self.get_chunks(chunks, None, &whole, &mut WriteSink(sink), options)
+            .await
     }
 
-    /// Downloads `chunks` in order into `sink`. With `file` (the path and
+    /// Downloads the bytes within `range` of `chunks` (those of them
+    /// [`covering`] it) in order into `sink`. With `file` (the path and
     /// version they are the layout of), a chunk refused for its capability
     /// (401: read capabilities live two minutes, and end with the session)
     /// makes it ask for the layout again and go on with the new capabilities,
@@ -63,11 +119,12 @@ impl Client {
         &self,
         chunks: &[ChunkLocation],
         file: Option<(&DfsPath, u64)>,
-        mut sink: impl AsyncWrite + Unpin,
+        range: &Range<u64>,
+        sink: &mut impl PieceSink,
         options: &GetOptions,
     ) -> Result<GetSummary> {
         let mut summary = GetSummary::default();
-        let mut locations = std::borrow::Cow::Borrowed(chunks);
+        let mut locations = std::borrow::Cow::Borrowed(covering(chunks, range));
         // Raised at each new layout; a refusal of an older one's capability
         // needs no new layout, only a new try.
         let mut generation = 0u32;
@@ -106,9 +163,9 @@ impl Client {
                         summary.chunks_fetched += 1;
                     }
                     let mut written = 0;
-                    for piece in &pieces {
-                        sink.write_all(piece).await?;
+                    for piece in cut(pieces, locations[index].offset, range) {
                         written += piece.len() as u64;
+                        sink.put(piece).await?;
                     }
                     if let Some(progress) = &options.progress {
                         progress(written);
@@ -117,7 +174,7 @@ impl Client {
                 None => break,
             }
         }
-        sink.flush().await?;
+        sink.finish().await?;
         Ok(summary)
     }
 
@@ -142,3 +199,6 @@ impl Client {
         Ok(layout.chunks)
     }
 }
+
+#[cfg(test)]
+mod tests;

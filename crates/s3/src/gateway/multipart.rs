@@ -18,7 +18,7 @@
 
 use super::acl::{self, Canned};
 use super::{plain_error, timestamp, Gateway, Missing};
-use crate::body::{window, HashingReader};
+use crate::body::HashingReader;
 use crate::metadata::{headers_of, ETAG};
 use crate::paths::{bucket_path, object_path, BUCKETS};
 use crate::sessions::Acting;
@@ -577,9 +577,7 @@ impl Gateway {
         }
         // The bytes go through the gateway, streamed: from the source's
         // chunks into the part's (chunk boundaries differ in general).
-        let reader = self.download(&acting, layout);
-        let body = StreamingBlob::wrap(window(reader, range.start, range.end - range.start));
-        let body = HashingReader::new(Some(body), None);
+        let body = HashingReader::new(Some(self.object_body(&acting, layout, range)), None);
         let digest = self.put_part(&acting, &upload, &input.upload_id, number, body).await?;
         let part = acting
             .client

@@ -5,7 +5,11 @@
 //!   `/buckets/.versions/BUCKET/settings` (JSON, mode 0644, written by its
 //!   owner). The gateway makes `/buckets/.versions` (0711) and
 //!   `/buckets/.versions/BUCKET` (the bucket owner's, 0711): others may read
-//!   the settings, not list the tree.
+//!   the settings, not list the tree. A gateway keeps the settings it
+//!   read for [`SETTINGS_TTL`] ([`SettingsCache`]), so that a write to a
+//!   bucket does not read them each time: a change made through a gateway
+//!   applies at once to its own requests, and to another gateway's within
+//!   that time (S3 itself asks to wait after enabling versioning).
 //! - The object of a key is its file in the bucket, as without versioning;
 //!   its version id is its attribute [`VERSION_ID`] (none: `null`).
 //! - The versions kept of key `K` are files in
@@ -64,6 +68,65 @@ pub(crate) struct Settings {
     /// Object lock (enabled at the bucket's creation, with versioning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) object_lock: Option<LockSettings>,
+}
+
+/// How long a gateway uses the settings it read of a bucket, unless it
+/// changed them itself: how long another gateway's change may go unseen.
+pub(crate) const SETTINGS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Buckets kept in a [`SettingsCache`] at most (beyond, the oldest go).
+const SETTINGS_CACHED: usize = 4096;
+
+/// Buckets' settings as read, each used for [`SETTINGS_TTL`]. Settings are
+/// the same for every caller (any user may read them), so one entry serves
+/// every key. A read that began before a change of this gateway (which
+/// bumps `generation`) is not kept: it may be from before the change.
+#[derive(Default)]
+pub(crate) struct SettingsCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Settings)>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl SettingsCache {
+    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (std::time::Instant, Settings)>> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The settings of `bucket`, if read less than [`SETTINGS_TTL`] ago.
+    fn get(&self, bucket: &str) -> Option<Settings> {
+        let entries = self.entries();
+        let (read_at, settings) = entries.get(bucket)?;
+        (read_at.elapsed() < SETTINGS_TTL).then(|| settings.clone())
+    }
+
+    /// The generation a read starts at (see [`SettingsCache::insert`]).
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Keeps `settings` of `bucket`, read at `read_at` from a read begun at
+    /// `generation`, unless this gateway changed some settings since.
+    fn insert(&self, bucket: &str, settings: Settings, read_at: std::time::Instant, generation: u64) {
+        let mut entries = self.entries();
+        if generation != self.generation() {
+            return;
+        }
+        if entries.len() >= SETTINGS_CACHED && !entries.contains_key(bucket) {
+            entries.retain(|_, (read_at, _)| read_at.elapsed() < SETTINGS_TTL);
+            if entries.len() >= SETTINGS_CACHED {
+                entries.clear();
+            }
+        }
+        entries.insert(bucket.to_string(), (read_at, settings));
+    }
+
+    /// Forgets `bucket`'s settings (this gateway changes them), and any
+    /// read of them in flight.
+    pub(crate) fn forget(&self, bucket: &str) {
+        let mut entries = self.entries();
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        entries.remove(bucket);
+    }
 }
 
 /// A new version id: 16 hex digits of the time in microseconds, then 8
@@ -171,15 +234,23 @@ pub(crate) struct Deleted {
 }
 
 impl Gateway {
-    /// The settings of `bucket` (none kept: the defaults).
+    /// The settings of `bucket` (none kept: the defaults), as read at
+    /// most [`SETTINGS_TTL`] ago, or as this gateway last wrote them.
     pub(crate) async fn settings(&self, acting: &Acting, bucket: &str) -> S3Result<Settings> {
-        let path = bucket_versions(bucket)?.join(SETTINGS).expect("a valid name");
-        match acting.client.read_inline(&path).await {
-            Ok((_, bytes)) => serde_json::from_slice(&bytes)
-                .map_err(|error| s3_error!(InternalError, "the settings of bucket {bucket}: {error}")),
-            Err(error) if error.is_not_found() => Ok(Settings::default()),
-            Err(error) => Err(self.error(acting, error)),
+        if let Some(settings) = self.settings_cache.get(bucket) {
+            return Ok(settings);
         }
+        let path = bucket_versions(bucket)?.join(SETTINGS).expect("a valid name");
+        let (read_at, generation) = (std::time::Instant::now(), self.settings_cache.generation());
+        let settings = match acting.client.read_inline(&path).await {
+            Ok((_, bytes)) => serde_json::from_slice(&bytes)
+                .map_err(|error| s3_error!(InternalError, "the settings of bucket {bucket}: {error}"))?,
+            Err(error) if error.is_not_found() => Settings::default(),
+            Err(error) => return Err(self.error(acting, error)),
+        };
+        self.settings_cache
+            .insert(bucket, settings.clone(), read_at, generation);
+        Ok(settings)
     }
 
     /// Writes the settings of `bucket`, as its owner `acting`.
@@ -189,11 +260,14 @@ impl Gateway {
         self.ensure_gateway_dir(root, dir.clone(), 0o711, &acting.user).await?;
         let path = dir.join(SETTINGS).expect("a valid name");
         let bytes = serde_json::to_vec(settings).expect("serialisable");
-        match acting
+        self.settings_cache.forget(bucket);
+        let written = acting
             .client
             .write_inline(&path, bytes, &Attributes::new(), false, Some(0o644))
-            .await
-        {
+            .await;
+        // Read anew by the next request, written or not (a failed write may have been done).
+        self.settings_cache.forget(bucket);
+        match written {
             Ok(_) => Ok(()),
             Err(error) => Err(self.fail(acting, bucket, Missing::Bucket, error).await),
         }
@@ -743,6 +817,7 @@ impl Gateway {
 
     /// Removes a deleted bucket's settings and versions (with the bucket).
     pub(super) async fn remove_bucket_versions(&self, bucket: &str) {
+        self.settings_cache.forget(bucket);
         let Ok(dir) = bucket_versions(bucket) else {
             return;
         };
@@ -795,5 +870,39 @@ mod tests {
         for bad in ["", "..", "a/b", "NULL", &first.to_uppercase(), &format!("{first}0")] {
             assert!(check_version_id(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn settings_are_cached_for_their_ttl_and_forgotten_when_this_gateway_changes_them() {
+        let cache = SettingsCache::default();
+        let enabled = Settings {
+            versioning: Some(Versioning::Enabled),
+            object_lock: None,
+        };
+        let now = std::time::Instant::now();
+        assert!(cache.get("b").is_none());
+        cache.insert("b", enabled.clone(), now, cache.generation());
+        assert_eq!(
+            cache.get("b").and_then(|settings| settings.versioning),
+            Some(Versioning::Enabled)
+        );
+        assert!(cache.get("other").is_none());
+        // Read a TTL ago: read again.
+        cache.insert("old", enabled.clone(), now - SETTINGS_TTL, cache.generation());
+        assert!(cache.get("old").is_none());
+        // A change through this gateway: read again at once.
+        cache.forget("b");
+        assert!(cache.get("b").is_none());
+        // A read begun before a change is not kept: it may be from before it.
+        let generation = cache.generation();
+        cache.forget("c");
+        cache.insert("b", enabled.clone(), now, generation);
+        assert!(cache.get("b").is_none());
+        // Bounded: beyond the most, the stale go first, then all.
+        for i in 0..SETTINGS_CACHED + 10 {
+            cache.insert(&format!("bucket-{i}"), Settings::default(), now, cache.generation());
+        }
+        assert!(cache.entries().len() <= SETTINGS_CACHED);
+        assert!(cache.get(&format!("bucket-{}", SETTINGS_CACHED + 9)).is_some());
     }
 }
