@@ -184,15 +184,20 @@ impl Reader {
         };
         let mut pieces = Vec::new();
         loop {
-            let data = self.chunk(&location).await?;
+            let next = location.offset + location.size;
+            let data = if next >= end && ahead_of.is_some_and(|front| next > front) {
+                // The chunks after this one are asked for while it comes:
+                // the first read of a file does not wait for its first
+                // chunk before the rest are on their way.
+                let (data, ()) = tokio::join!(self.chunk(&location), self.read_ahead(next));
+                data?
+            } else {
+                self.chunk(&location).await?
+            };
             let from = offset.max(location.offset) - location.offset;
             let to = end.min(location.offset + data.len() as u64) - location.offset;
             pieces.push(data.slice(from as usize..to as usize));
-            let next = location.offset + location.size;
             if next >= end {
-                if ahead_of.is_some_and(|front| next > front) {
-                    self.read_ahead(next).await;
-                }
                 return Ok(match pieces.len() {
                     1 => pieces.swap_remove(0),
                     _ => Bytes::from(pieces.concat()),
