@@ -9,8 +9,9 @@
 //! (defaults: with-index, 4000 mkdirs, 16 threads). Not a test: the figures
 //! depend on the disk.
 
-use dfs_proto::path::DfsPath;
-use dfs_store::namespace::Principal;
+mod common;
+
+use common::{admin, in_parallel, path};
 use dfs_store::NamespaceStore;
 use std::time::Instant;
 
@@ -48,30 +49,12 @@ fn main() {
         }
         other => panic!("engine {other:?}: sqlite or postgres"),
     };
-    let admin = Principal {
-        uid: 1,
-        name: "admin".to_string(),
-        admin: true,
-        lock_token: None,
-        local_owner: None,
-    };
-    let path = |raw: String| DfsPath::parse(&raw).expect("path");
-    store
-        .mkdir(&admin, &path("/hot".into()), 0o755, false, 1)
-        .expect("mkdir");
-    let start = Instant::now();
-    std::thread::scope(|scope| {
-        for thread in 0..threads {
-            let (store, admin) = (&store, &admin);
-            scope.spawn(move || {
-                for index in 0..per_thread {
-                    let dir = path(format!("/hot/t{thread}-d{index}"));
-                    store.mkdir(admin, &dir, 0o755, false, 2).expect("mkdir");
-                }
-            });
-        }
+    let admin = admin();
+    store.mkdir(&admin, &path("/hot"), 0o755, false, 1).expect("mkdir");
+    let elapsed = in_parallel(threads, per_thread, |thread, index| {
+        let dir = path(&format!("/hot/t{thread}-d{index}"));
+        store.mkdir(&admin, &dir, 0o755, false, 2).expect("mkdir");
     });
-    let elapsed = start.elapsed().as_secs_f64();
     let done = per_thread * threads;
     let index = if with_index { "with" } else { "without" };
     println!(
@@ -82,7 +65,7 @@ fn main() {
     let stats = 100;
     let mut nlink = None;
     for _ in 0..stats {
-        nlink = store.stat(&admin, &path("/hot".into())).expect("stat").nlink;
+        nlink = store.stat(&admin, &path("/hot")).expect("stat").nlink;
     }
     println!(
         "{engine} {index} index: stat of that directory (nlink {nlink:?}): {:.3} ms each",

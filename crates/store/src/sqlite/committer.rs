@@ -551,25 +551,18 @@ mod tests {
 
     /// An in-memory database with a table `t (x INTEGER)`, and its writer.
     fn table() -> (Arc<Mutex<Connection>>, Committer) {
-        let connection = Arc::new(Mutex::new(Connection::open_in_memory().unwrap()));
-        connection
-            .lock()
-            .unwrap()
-            .execute_batch("CREATE TABLE t (x INTEGER)")
-            .unwrap();
-        let committer = Committer::start(Arc::clone(&connection), None).unwrap();
-        (connection, committer)
+        table_with(None)
     }
 
-    /// [`table`] with a syncer of log file `wal`.
-    fn table_synced_to(wal: PathBuf) -> (Arc<Mutex<Connection>>, Committer) {
+    /// A committer of a fresh table `t`, with a syncer of log file `wal` if given.
+    fn table_with(wal: Option<PathBuf>) -> (Arc<Mutex<Connection>>, Committer) {
         let connection = Arc::new(Mutex::new(Connection::open_in_memory().unwrap()));
         connection
             .lock()
             .unwrap()
             .execute_batch("CREATE TABLE t (x INTEGER)")
             .unwrap();
-        let committer = Committer::start(Arc::clone(&connection), Some(wal)).unwrap();
+        let committer = Committer::start(Arc::clone(&connection), wal).unwrap();
         (connection, committer)
     }
 
@@ -581,7 +574,7 @@ mod tests {
     fn a_synced_write_is_answered_after_the_sync_and_a_deferred_one_at_its_commit() {
         // A log that cannot be synced: every sync fails, so which answers
         // waited for one shows.
-        let (connection, committer) = table_synced_to(PathBuf::from("/nonexistent/dfs-test.db-wal"));
+        let (connection, committer) = table_with(Some(PathBuf::from("/nonexistent/dfs-test.db-wal")));
         let synced = insert(&committer, 1);
         assert!(
             matches!(&synced, Err(StoreError::Backend(error)) if error.to_string().contains("syncing the SQLite log")),
@@ -599,7 +592,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wal = dir.path().join("t.db-wal");
         std::fs::write(&wal, b"").unwrap();
-        let (connection, committer) = table_synced_to(wal);
+        let (connection, committer) = table_with(Some(wal));
         std::thread::scope(|scope| {
             for thread in 0..4i64 {
                 let committer = &committer;
