@@ -7,8 +7,10 @@
 //! each with [`CHUNKS_PER_FILE`] chunks in flight, so memory stays under
 //! `FILES_AT_ONCE x CHUNKS_PER_FILE x chunk size`. `get -r` walks the
 //! remote tree a listing page at a time, downloading as it goes (a first
-//! walk only counts, for the progress bar); `put -r` reads the local tree's
-//! names first.
+//! walk only counts, for the progress bar); `put -r` walks the local tree
+//! twice the same way ([`LocalWalk`]: one open directory per level), the
+//! first walk counting and refusing a symbolic link loop before anything
+//! is sent.
 
 use crate::args::Global;
 use crate::commands::{emit, home_of, local_name, remote_path, shown};
@@ -181,31 +183,58 @@ pub async fn put_tree(
             }
         }
     };
-    let (dirs, files) = walk_local(local)?;
+    // A first walk counts what there is (for the progress bar) and meets
+    // any symbolic link loop before anything is sent; a second makes
+    // directories and uploads files as it meets them.
+    let (mut count, mut total) = (0u64, 0u64);
+    let mut counting = LocalWalk::new(local).await?;
+    while let Some(entry) = counting.next().await? {
+        if let LocalEntry::File(_, size) = entry {
+            count += 1;
+            total += size;
+        }
+    }
     let mut report = TreeReport {
         remote: root.to_string(),
         local: local.to_path_buf(),
         ..Default::default()
     };
     client.mkdir(&root, true, None).await?;
-    for dir in &dirs {
-        client.mkdir(&join_relative(&root, dir)?, true, None).await?;
-        report.directories += 1;
-    }
-    let total: u64 = files.iter().map(|(_, size)| size).sum();
-    let bar = Bar::bytes(global, Some(total), &format!("{} files", files.len()));
+    let bar = Bar::bytes(global, Some(total), &format!("{count} files"));
     let mut tree_client = client.clone();
     tree_client.parallelism = CHUNKS_PER_FILE;
     let options = PutOptions {
         progress: bar.callback(),
         ..options
     };
-    let results: Vec<PutSummary> = stream::iter(files.iter())
-        .map(|(relative, _)| {
+    let (files, queued) = file_queue::<PathBuf>();
+    let walking = async {
+        let mut walk = LocalWalk::new(local).await?;
+        let mut directories = 0u64;
+        while let Some(entry) = walk.next().await? {
+            match entry {
+                // Made before the walk goes into it, so before its files.
+                LocalEntry::Dir(relative) => {
+                    client.mkdir(&join_relative(&root, &relative)?, true, None).await?;
+                    directories += 1;
+                }
+                LocalEntry::File(relative, _) => {
+                    if files.send(relative).await.is_err() {
+                        // The uploads stopped (one failed): so does the walk.
+                        break;
+                    }
+                }
+            }
+        }
+        drop(files);
+        anyhow::Ok(directories)
+    };
+    let uploading = queued
+        .map(|relative| {
             let (client, options, root) = (&tree_client, &options, &root);
             async move {
-                let source = local.join(relative);
-                let target = join_relative(root, relative)?;
+                let source = local.join(&relative);
+                let target = join_relative(root, &relative)?;
                 let file = tokio::fs::File::open(&source)
                     .await
                     .with_context(|| format!("cannot open {}", source.display()))?;
@@ -217,15 +246,20 @@ pub async fn put_tree(
             }
         })
         .buffer_unordered(FILES_AT_ONCE)
-        .try_collect()
-        .await?;
+        .try_fold(TreeReport::default(), |mut sums, summary| async move {
+            sums.files += 1;
+            sums.bytes += summary.stat.as_ref().map_or(0, |stat| stat.size);
+            sums.chunks_sent += summary.chunks_sent;
+            sums.chunks_deduplicated += summary.chunks_deduplicated;
+            Ok(sums)
+        });
+    let (directories, sums) = tokio::try_join!(walking, uploading)?;
     bar.finish();
-    for summary in results {
-        report.files += 1;
-        report.bytes += summary.stat.as_ref().map_or(0, |stat| stat.size);
-        report.chunks_sent += summary.chunks_sent;
-        report.chunks_deduplicated += summary.chunks_deduplicated;
-    }
+    report.directories = directories;
+    report.files = sums.files;
+    report.bytes = sums.bytes;
+    report.chunks_sent = sums.chunks_sent;
+    report.chunks_deduplicated = sums.chunks_deduplicated;
     emit(global, &report, || {
         format!(
             "{} -> {} ({} files, {} directories, {} bytes; {} chunks sent, {} already stored)",
@@ -278,7 +312,7 @@ pub async fn get_tree(
     let mut tree_client = client.clone();
     tree_client.parallelism = CHUNKS_PER_FILE;
     let local_of = |remote: &DfsPath| target.join(remote.as_str()[root.as_str().len()..].trim_start_matches('/'));
-    let (files, receiver) = tokio::sync::mpsc::channel::<(DfsPath, PathBuf)>(FILES_AT_ONCE * 4);
+    let (files, queued) = file_queue::<(DfsPath, PathBuf)>();
     let walking = async {
         let mut walk = RemoteWalk::new(client, &root);
         let mut directories = 0u64;
@@ -301,9 +335,6 @@ pub async fn get_tree(
         drop(files);
         anyhow::Ok(directories)
     };
-    let queued = stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|file| (file, receiver))
-    });
     let downloading = queued
         .map(|(remote, local)| {
             let (client, progress) = (&tree_client, progress.clone());
@@ -348,44 +379,97 @@ pub async fn get_tree(
     })
 }
 
-/// A local tree: directories (parents first) and files with their sizes,
-/// relative to its root.
-type LocalTree = (Vec<PathBuf>, Vec<(PathBuf, u64)>);
+/// A queue from a tree's walk to its transfers: the walk waits while
+/// [`FILES_AT_ONCE`] x 4 files are queued, so memory stays bounded however
+/// far ahead of the transfers it could get.
+fn file_queue<T: Send>() -> (tokio::sync::mpsc::Sender<T>, impl futures_util::Stream<Item = T>) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(FILES_AT_ONCE * 4);
+    let queued = stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|file| (file, receiver))
+    });
+    (sender, queued)
+}
 
-/// The tree below `root`. Symbolic links are followed; every name must be UTF-8.
-fn walk_local(root: &Path) -> anyhow::Result<LocalTree> {
-    let mut dirs = Vec::new();
-    let mut files = Vec::new();
-    let mut pending = vec![PathBuf::new()];
-    while let Some(relative) = pending.pop() {
-        let dir = root.join(&relative);
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .with_context(|| format!("cannot read {}", dir.display()))?
-            .collect::<Result<_, _>>()
+/// What a [`LocalWalk`] meets, by its path relative to the walk's root.
+enum LocalEntry {
+    Dir(PathBuf),
+    /// A file and its size.
+    File(PathBuf, u64),
+}
+
+/// A local tree walked as it is read, depth first: each directory before
+/// what is in it, in the order the file system lists them. Memory is one
+/// open directory per level, whatever the tree's size. Symbolic links are
+/// followed (one that leads back into a directory being walked is an
+/// error); every name must be UTF-8; what is neither a file nor a
+/// directory (a socket, a FIFO) is passed over.
+struct LocalWalk {
+    root: PathBuf,
+    /// The directories being walked, the deepest last: each one's path
+    /// relative to the root, identity (device, inode) and listing.
+    open: Vec<(PathBuf, (u64, u64), tokio::fs::ReadDir)>,
+}
+
+impl LocalWalk {
+    async fn new(root: &Path) -> anyhow::Result<LocalWalk> {
+        let mut walk = LocalWalk {
+            root: root.to_path_buf(),
+            open: Vec::new(),
+        };
+        let metadata = tokio::fs::metadata(root)
+            .await
+            .with_context(|| format!("cannot read {}", root.display()))?;
+        walk.enter(PathBuf::new(), &metadata).await?;
+        Ok(walk)
+    }
+
+    async fn enter(&mut self, relative: PathBuf, metadata: &std::fs::Metadata) -> anyhow::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.root.join(&relative);
+        let identity = (metadata.dev(), metadata.ino());
+        if self.open.iter().any(|(_, open, _)| *open == identity) {
+            bail!(
+                "{} leads back into a directory it is in (a symbolic link loop)",
+                dir.display()
+            );
+        }
+        let listing = tokio::fs::read_dir(&dir)
+            .await
             .with_context(|| format!("cannot read {}", dir.display()))?;
-        entries.sort_by_key(|entry| entry.file_name());
-        for entry in entries {
+        self.open.push((relative, identity, listing));
+        Ok(())
+    }
+
+    async fn next(&mut self) -> anyhow::Result<Option<LocalEntry>> {
+        loop {
+            let Some((relative, _, listing)) = self.open.last_mut() else {
+                return Ok(None);
+            };
+            let read = listing
+                .next_entry()
+                .await
+                .with_context(|| format!("cannot read {}", self.root.join(&*relative).display()))?;
+            let Some(entry) = read else {
+                self.open.pop();
+                continue;
+            };
             let name = entry.file_name();
-            let name = name.to_str().with_context(|| {
-                format!(
-                    "{} is not valid UTF-8; DFS names are UTF-8",
-                    dir.join(entry.file_name()).display()
-                )
-            })?;
+            let name = name
+                .to_str()
+                .with_context(|| format!("{} is not valid UTF-8; DFS names are UTF-8", entry.path().display()))?;
             let child = relative.join(name);
-            let metadata =
-                std::fs::metadata(entry.path()).with_context(|| format!("cannot read {}", entry.path().display()))?;
+            let metadata = tokio::fs::metadata(entry.path())
+                .await
+                .with_context(|| format!("cannot read {}", entry.path().display()))?;
             if metadata.is_dir() {
-                dirs.push(child.clone());
-                pending.push(child);
-            } else if metadata.is_file() {
-                files.push((child, metadata.len()));
+                self.enter(child.clone(), &metadata).await?;
+                return Ok(Some(LocalEntry::Dir(child)));
+            }
+            if metadata.is_file() {
+                return Ok(Some(LocalEntry::File(child, metadata.len())));
             }
         }
     }
-    // Parents before children: a parent's path is a prefix, so it sorts first.
-    dirs.sort();
-    Ok((dirs, files))
 }
 
 fn join_relative(root: &DfsPath, relative: &Path) -> anyhow::Result<DfsPath> {

@@ -571,3 +571,32 @@ async fn the_library_metadata_cache_is_invalidated_by_the_watch() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn put_r_refuses_a_symbolic_link_loop_before_it_sends_anything() {
+    let cluster = cluster_with_users();
+    let local = tempfile::tempdir().unwrap();
+    let cache = local.path().join("cache");
+    let tree = local.path().join("loop");
+    std::fs::create_dir_all(tree.join("a/b")).unwrap();
+    write_local(&tree.join("a"), "file", b"bytes");
+    // a/b/up leads back to a: walked, it would never end.
+    std::os::unix::fs::symlink("../..", tree.join("a/b/up")).unwrap();
+    let refused = run(
+        &cluster,
+        "ann",
+        &cache,
+        &["put", "-r", tree.to_str().unwrap(), "/home/ann/"],
+    );
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(refused.stderr.contains("symbolic link loop"), "{}", refused.stderr);
+    let listed = json(&cluster, "ann", &cache, &["ls", "/home/ann"]);
+    assert!(
+        !listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["path"] == "/home/ann/loop"),
+        "nothing was stored: {listed}"
+    );
+}
