@@ -10,7 +10,8 @@
 //! the file's chunk count. It reads only the chunks a read covers, each
 //! whole and hash checked (through the client's disk cache), keeping a
 //! window of at most [`WINDOW`] chunks in memory; a sequential read starts
-//! fetching the next [`AHEAD`] chunks, in parallel, before they are asked for.
+//! fetching the next [`AHEAD`] chunks, in parallel, before they are asked
+//! for (while its own chunk comes, not after).
 //!
 //! A [`Spill`] is an unnamed temporary file (`O_TMPFILE`, mode 0600, gone
 //! with its last descriptor, so a crash leaves nothing behind) under the
