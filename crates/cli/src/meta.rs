@@ -5,7 +5,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use dfs_store::{Dump, Store};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -87,27 +87,28 @@ fn run_blocking(command: MetaCommand, json: bool) -> anyhow::Result<()> {
                 rest.next_uid = dump.next_uid;
                 dump = rest;
             }
-            let text = serde_json::to_vec(&dump)?;
+            // Written as it is serialised: the dump is in memory once, its text never whole.
             match &output {
-                Some(path) => write_file(path, &text)?,
+                Some(path) => write_file(path, &dump)?,
                 None => {
-                    let mut stdout = std::io::stdout().lock();
-                    stdout.write_all(&text)?;
+                    let mut stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+                    serde_json::to_writer(&mut stdout, &dump)?;
                     stdout.write_all(b"\n")?;
+                    stdout.flush()?;
                 }
             }
             report("exported", &dump, json);
         }
         MetaCommand::Import { source, file } => {
-            let mut text = Vec::new();
-            match file.as_deref().filter(|path| *path != Path::new("-")) {
-                Some(path) => text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-                None => {
-                    std::io::stdin().read_to_end(&mut text)?;
+            // Parsed as it is read: the dump is in memory once, its text never whole.
+            let parsed = match file.as_deref().filter(|path| *path != Path::new("-")) {
+                Some(path) => {
+                    let opened = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+                    serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, opened))
                 }
-            }
-            let dump: Dump =
-                serde_json::from_slice(&text).context("the dump is not a `dfs meta export` JSON document")?;
+                None => serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, std::io::stdin().lock())),
+            };
+            let dump: Dump = parsed.context("the dump is not a `dfs meta export` JSON document")?;
             let (users, namespace) = stores(&source)?;
             users.import(&dump)?;
             if let Some(namespace) = namespace {
@@ -119,12 +120,17 @@ fn run_blocking(command: MetaCommand, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Written to a temp file, fsynced and renamed: whole or absent; 0600, as
-/// it holds password hashes.
-fn write_file(path: &Path, text: &[u8]) -> anyhow::Result<()> {
+/// Written to a temp file as it is serialised, fsynced and renamed: whole
+/// or absent; 0600, as it holds password hashes.
+fn write_file(path: &Path, dump: &Dump) -> anyhow::Result<()> {
     let temp = path.with_extension("partial");
     let _ = std::fs::remove_file(&temp);
-    dfs_seal::write_secret_file(&temp, text).with_context(|| format!("writing {}", temp.display()))?;
+    dfs_seal::write_secret_file_with(&temp, |file| {
+        let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+        serde_json::to_writer(&mut writer, dump)?;
+        writer.flush()
+    })
+    .with_context(|| format!("writing {}", temp.display()))?;
     std::fs::rename(&temp, path).with_context(|| format!("renaming {} to {}", temp.display(), path.display()))?;
     Ok(())
 }

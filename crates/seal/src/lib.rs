@@ -232,6 +232,17 @@ impl ClusterKey {
 /// fsyncs it and its directory. Fails if the file exists.
 pub fn write_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    write_secret_file_with(path, |file| file.write_all(bytes))
+}
+
+/// [`write_secret_file`] of what `write` writes into the new file (through
+/// a buffer of its own, if it writes in small pieces): nothing needs to be
+/// whole in memory. The file and its directory are synced once `write`
+/// returns.
+pub fn write_secret_file_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -241,7 +252,7 @@ pub fn write_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    file.write_all(bytes)?;
+    write(&mut file)?;
     file.sync_all()?;
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::File::open(dir)?.sync_all()?;
