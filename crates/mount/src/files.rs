@@ -145,6 +145,12 @@ impl Reader {
         self.stat.size
     }
 
+    /// The DFS inode and version read, which name this content for good;
+    /// `None` from a directory service that gives no inode numbers.
+    pub fn version_key(&self) -> Option<(u64, u64)> {
+        Some((self.stat.inode?, self.stat.version))
+    }
+
     /// Up to `size` bytes at `offset` (fewer at the end of the file); a
     /// read within one chunk is a slice of it, not a copy.
     pub async fn read(&self, offset: u64, size: u32) -> dfs_client::Result<Bytes> {

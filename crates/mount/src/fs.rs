@@ -103,6 +103,46 @@ pub struct DfsFs {
     freshness: Arc<Freshness>,
     /// `fcntl`/`flock` locks, as leases of the lock service.
     locks: Arc<Locks>,
+    /// What the kernel's page cache of a file may hold, by inode: the
+    /// content of one version, the DFS inode and version last opened for
+    /// reading, while nothing else was read or written into it (see
+    /// [`DfsFs::cache_kept`]).
+    page_cache: PageCache,
+}
+
+/// See [`DfsFs::page_cache`].
+#[derive(Debug, Default)]
+struct PageCache(Mutex<HashMap<u64, (u64, u64)>>);
+
+impl PageCache {
+    /// Whether an open of `ino` reading version `key` (DFS inode, version)
+    /// may keep the kernel's pages: they were read from that same version.
+    /// Without a DFS inode (an older directory service), never: a file
+    /// made again at a path starts again at version 1.
+    fn opened(&self, ino: u64, key: Option<(u64, u64)>) -> bool {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match key {
+            Some(key) => held.insert(ino, key) == Some(key),
+            None => {
+                held.remove(&ino);
+                false
+            }
+        }
+    }
+
+    /// A read of `ino` through a handle of version `key`: pages of any
+    /// other version make the cache unfit to keep.
+    fn read(&self, ino: u64, key: Option<(u64, u64)>) {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if key.is_none() || held.get(&ino) != key.as_ref() {
+            held.remove(&ino);
+        }
+    }
+
+    /// `ino` is written here (its pages hold what is not a version yet).
+    fn forget(&self, ino: u64) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&ino);
+    }
 }
 
 type Result<T> = std::result::Result<T, Errno>;
@@ -292,6 +332,7 @@ impl DfsFs {
             inodes: Arc::new(Mutex::new(Inodes::new(root))),
             handles: Mutex::new(HashMap::new()),
             spills: Mutex::new(HashMap::new()),
+            page_cache: PageCache::default(),
             next_handle: AtomicU64::new(1),
             listed: Arc::default(),
             known: Arc::default(),
@@ -655,6 +696,7 @@ impl DfsFs {
     /// Registers `spill` as the spill of `ino`, unless another writer
     /// registered one meanwhile (then that one is used).
     fn share_spill(&self, ino: u64, spill: Spill) -> Arc<Mutex<Spill>> {
+        self.page_cache.forget(ino);
         let mut spills = self.spills.lock().unwrap_or_else(PoisonError::into_inner);
         match spills.get(&ino) {
             Some(existing) => {
@@ -716,6 +758,7 @@ impl DfsFs {
     }
 
     fn truncate(&self, ino: u64, path: &DfsPath, size: u64) -> Result<()> {
+        self.page_cache.forget(ino);
         if let Some(spill) = self.spill_of(ino) {
             return spill
                 .lock()
@@ -810,7 +853,11 @@ impl DfsFs {
         Ok(self.attr(ino.0, &stat))
     }
 
-    fn do_open(&self, ino: INodeNo, flags: OpenFlags) -> Result<FileHandle> {
+    /// Opens `ino`; with `FOPEN_KEEP_CACHE` when the kernel's pages of it
+    /// are of the version this open reads (close-to-open: every open asks
+    /// which version is current, and a file another client changed is read
+    /// afresh), so that reading an unchanged file again reads memory.
+    fn do_open(&self, ino: INodeNo, flags: OpenFlags) -> Result<(FileHandle, FopenFlags)> {
         let path = self.path(ino)?;
         if flags.acc_mode() == OpenAccMode::O_RDONLY {
             let client = self.client();
@@ -821,16 +868,28 @@ impl DfsFs {
                     Reader::open(client.clone(), first).await
                 })
                 .map_err(|error| self.fail("open", &path, &error, Errno::EIO))?;
-            return Ok(self.add_handle(Open::Read {
+            // A file written here meanwhile: its pages are the writes'.
+            let key = reader.version_key().filter(|_| self.spill_of(ino.0).is_none());
+            let keep = self.page_cache.opened(ino.0, key);
+            let fh = self.add_handle(Open::Read {
                 reader: Box::new(reader),
-            }));
+            });
+            return Ok((
+                fh,
+                if keep {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                },
+            ));
         }
         let spill = self.open_spill(ino.0, &path, flags.0 & libc::O_TRUNC != 0)?;
-        Ok(self.add_handle(Open::Write {
+        let fh = self.add_handle(Open::Write {
             ino: ino.0,
             spill,
             append: flags.0 & libc::O_APPEND != 0,
-        }))
+        });
+        Ok((fh, FopenFlags::empty()))
     }
 
     fn do_create(
@@ -879,10 +938,15 @@ impl DfsFs {
 
     fn do_read(&self, ino: INodeNo, fh: FileHandle, offset: u64, size: u32) -> Result<bytes::Bytes> {
         if let Some(spill) = self.spill_of(ino.0) {
+            self.page_cache.forget(ino.0);
             return self.read_spill(&spill, offset, size);
         }
         match &*self.handle(fh)? {
-            Open::Read { reader } => self.block(reader.read(offset, size)).map_err(|error| {
+            Open::Read { reader } => {
+                self.page_cache.read(ino.0, reader.version_key());
+                self.block(reader.read(offset, size))
+            }
+            .map_err(|error| {
                 let path = self.path(ino).unwrap_or_else(|_| DfsPath::root());
                 self.fail("read", &path, &error, Errno::EIO)
             }),
@@ -1381,7 +1445,7 @@ impl Filesystem for DfsFs {
 
     fn open(&self, _request: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.do_open(ino, flags) {
-            Ok(fh) => reply.opened(fh, FopenFlags::empty()),
+            Ok((fh, cache)) => reply.opened(fh, cache),
             Err(error) => reply.error(error),
         }
     }

@@ -1223,3 +1223,50 @@ fn with_allow_other_local_users_own_what_they_create_and_chown_changes_it() {
         refused.stderr
     );
 }
+
+#[test]
+fn an_unchanged_file_read_again_is_read_from_the_page_cache_and_a_changed_one_afresh() {
+    if !fuse_available() {
+        return;
+    }
+    let cluster = cluster_with_users();
+    // No chunk cache: every read the kernel sends fetches from the file servers.
+    let mounted = mount_with(&cluster, "ann", None, &["--no-cache"], &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let streams = || runtime.block_on(crate::file_server_counter(&cluster, "chunk_streams"));
+    // 20 MiB: chunks of 8, 8 and 4 MiB, each sent as a stream.
+    let first = mounted.sh("head -c $((20 * 1048576)) /dev/urandom > $LOCAL/f; cp $LOCAL/f f; sha256sum < $LOCAL/f");
+    let before = streams();
+    assert_eq!(mounted.sh("sha256sum < f"), first);
+    let read_once = streams();
+    assert_eq!(
+        read_once - before,
+        3,
+        "the first read after the write fetches every chunk"
+    );
+    assert_eq!(mounted.sh("sha256sum < f"), first);
+    assert_eq!(mounted.sh("cat f > /dev/null; sha256sum < f"), first);
+    assert_eq!(
+        streams(),
+        read_once,
+        "an unchanged file is read again from the page cache"
+    );
+
+    // Changed by another client (same size): the next open reads the new version.
+    let changed = mounted.sh("head -c $((20 * 1048576)) /dev/urandom > $LOCAL/h; sha256sum < $LOCAL/h");
+    let bytes = std::fs::read(mounted.work.path().join("local/h")).unwrap();
+    cluster.ok("ann", &["put", "-", "/home/ann/f"], &bytes);
+    assert_eq!(
+        mounted.sh("sha256sum < f"),
+        changed,
+        "a changed file is not read from stale pages"
+    );
+    let read_changed = streams();
+    assert!(read_changed > read_once, "the new version came from the file servers");
+    // Written through the mount: read back as written, then kept.
+    let written = mounted.sh("head -c $((20 * 1048576)) /dev/urandom > $LOCAL/g; cp $LOCAL/g f; sha256sum < $LOCAL/g");
+    assert_eq!(mounted.sh("sha256sum < f"), written);
+    let after_write = streams();
+    assert_eq!(mounted.sh("sha256sum < f"), written);
+    assert_eq!(streams(), after_write, "kept once read");
+}

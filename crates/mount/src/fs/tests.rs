@@ -78,3 +78,29 @@ fn removals_forget_what_was_known_below_and_keep_the_directory() {
     assert!(!known.absent(&path("/d/sub")), "a known name is asked for");
     assert!(known.absent(&path("/d/other")));
 }
+
+#[test]
+fn the_page_cache_is_kept_only_for_the_version_its_pages_were_read_from() {
+    let cache = PageCache::default();
+    let (v1, v2) = (Some((7, 1)), Some((7, 2)));
+    assert!(!cache.opened(1, v1), "nothing read yet: the pages are dropped");
+    cache.read(1, v1);
+    assert!(cache.opened(1, v1), "the same version again: kept");
+    assert!(!cache.opened(1, v2), "a newer version: dropped");
+    assert!(cache.opened(1, v2));
+    // A handle still reading the older version puts its pages in the cache.
+    cache.read(1, v1);
+    assert!(!cache.opened(1, v2), "pages of two versions: dropped");
+    cache.read(1, v2);
+    assert!(cache.opened(1, v2));
+    // Written here: the pages hold what is no version yet.
+    cache.forget(1);
+    assert!(!cache.opened(1, v2));
+    // Another DFS file at the same path has its own inode, even at version 1.
+    assert!(!cache.opened(1, Some((8, 2))));
+    // No inode numbers (an older directory service): never kept.
+    assert!(!cache.opened(2, None));
+    assert!(!cache.opened(2, None));
+    // Inodes of the mount are apart.
+    assert!(!cache.opened(3, v2));
+}
