@@ -38,6 +38,12 @@ pub struct PutOptions {
     /// Store the file as chunks even if it is small enough to be inline:
     /// a file that will be a source of [`Client::compose`] (an S3 part).
     pub chunked: bool,
+    /// Make the missing directories between this existing directory and
+    /// the file, each of `dfs_proto::namespace::inherited_dir_mode` of its
+    /// mode: with the file for a small one (one request, one transaction,
+    /// see `InlineWrite::parents_below`), before the upload otherwise
+    /// ([`Client::make_parents_below`]).
+    pub parents_below: Option<DfsPath>,
 }
 
 /// See [`PutOptions::final_attributes`].
@@ -87,6 +93,9 @@ impl Client {
             crate::inline::Head::Read(head) => head,
         };
         let mut source = std::io::Cursor::new(head).chain(source);
+        if let Some(base) = &options.parents_below {
+            self.make_parents_below(path, base).await?;
+        }
         let started: UploadStarted = self
             .directory(
                 Method::POST,
