@@ -2279,7 +2279,10 @@ pub fn inline_write_makes_parents_below_a_directory(store: &dyn Store) {
         |error| matches!(error, StoreError::Invalid(_)),
         "not a directory",
     );
-    assert_eq!(store.stat(&ann, &path("/home/ann/b/top")).unwrap().kind, EntryKind::File);
+    assert_eq!(
+        store.stat(&ann, &path("/home/ann/b/top")).unwrap().kind,
+        EntryKind::File
+    );
     assert_err(
         write(&bob, "/home/ann/b/w/marker", &base, false),
         |error| matches!(error, StoreError::PermissionDenied(_)),

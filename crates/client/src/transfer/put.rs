@@ -7,7 +7,7 @@
 
 use super::{Progress, Spawned};
 use crate::{Client, Error, Result};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use dfs_proto::chunk::ChunkId;
 use dfs_proto::namespace::{
     BeginUpload, ChunkLocation, ChunkRef, CommitUpload, PlaceChunks, Placements, Stat, UploadPage, UploadStarted,
@@ -469,12 +469,12 @@ pub(crate) enum Sent {
 /// buffer that is never zeroed first (the reads fill it).
 async fn read_chunk(source: &mut (impl AsyncRead + Unpin), size: usize) -> Result<Bytes> {
     use bytes::BufMut;
-    let mut buffer = BytesMut::with_capacity(size);
+    let mut buffer = super::buffers::take(size);
     while buffer.len() < size {
         let room = size - buffer.len();
         if source.read_buf(&mut (&mut buffer).limit(room)).await? == 0 {
             break;
         }
     }
-    Ok(buffer.freeze())
+    Ok(super::buffers::into_bytes(buffer))
 }
