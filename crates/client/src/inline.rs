@@ -80,7 +80,14 @@ impl Client {
         let size = head.len() as u64;
         let attributes = options.attributes_at_end();
         let stat = self
-            .write_inline(path, head, &attributes, options.no_clobber, options.mode)
+            .write_inline_below(
+                path,
+                head,
+                &attributes,
+                options.no_clobber,
+                options.mode,
+                options.parents_below.as_ref(),
+            )
             .await?;
         if let Some(progress) = &options.progress {
             progress(size);
@@ -103,12 +110,32 @@ impl Client {
         no_clobber: bool,
         mode: Option<u32>,
     ) -> Result<Stat> {
+        self.write_inline_below(path, data, attributes, no_clobber, mode, None)
+            .await
+    }
+
+    /// [`Client::write_inline`], also making the missing directories
+    /// between `parents_below` (an existing directory) and the file, in the
+    /// same transaction (see `InlineWrite::parents_below`).
+    pub async fn write_inline_below(
+        &self,
+        path: &DfsPath,
+        data: Vec<u8>,
+        attributes: &Attributes,
+        no_clobber: bool,
+        mode: Option<u32>,
+        parents_below: Option<&DfsPath>,
+    ) -> Result<Stat> {
         let mut query = format!("/v1/files?path={}", crate::query_escape(path.as_str()));
         if no_clobber {
             query.push_str("&no_clobber=true");
         }
         if let Some(mode) = mode {
             query.push_str(&format!("&mode={mode}"));
+        }
+        // Not in a transaction, which the directory service refuses it in.
+        if let Some(base) = parents_below.filter(|_| self.scope.tx.is_none()) {
+            query.push_str(&format!("&parents_below={}", crate::query_escape(base.as_str())));
         }
         let data = bytes::Bytes::from(data);
         let attributes = attributes_header(attributes);

@@ -691,6 +691,34 @@ impl Client {
         .await
     }
 
+    /// Makes the missing directories between `base` (an existing
+    /// directory: `NotFound` if it is not) and `path`'s parent, each of
+    /// `inherited_dir_mode` of `base`'s mode, as a write with
+    /// `parents_below` does (here in two requests: a stat of `base`, then
+    /// `mkdir -p`).
+    pub async fn make_parents_below(&self, path: &DfsPath, base: &DfsPath) -> Result<()> {
+        let parent = path.parent().unwrap_or_else(DfsPath::root);
+        let depth = base.components().count();
+        if depth > parent.components().count() || !base.components().eq(parent.components().take(depth)) {
+            let message = format!("{base} is not a directory above {path}");
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, message).into());
+        }
+        let base_stat = self.stat(base).await?;
+        if parent == *base {
+            return Ok(());
+        }
+        let mode = dfs_proto::namespace::inherited_dir_mode(base_stat.mode);
+        match self.mkdir(&parent, true, Some(mode)).await {
+            Ok(_) => Ok(()),
+            // A file on the way, as the write with the file would say.
+            Err(error) if error.code() == Some(dfs_proto::ErrorCode::AlreadyExists) => Err(Error::Api {
+                status: 400,
+                body: dfs_proto::ErrorBody::new(dfs_proto::ErrorCode::BadRequest, format!("not a directory: {error}")),
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
     pub async fn remove(&self, path: &DfsPath, recursive: bool) -> Result<()> {
         let request = RemoveRequest {
             path: path.clone(),

@@ -33,10 +33,13 @@
 //! - `get.rs`: the download pipeline, and a new layout when capabilities expire.
 //! - `chunk_io.rs`: one chunk to or from a file server (the stall watchdogs,
 //!   both receive paths, the hash check, replica fallback) and the disk cache.
+//! - `buffers.rs`: chunk buffers kept for the next chunk (no fresh memory
+//!   to be zeroed by the kernel for each).
 
 use crate::{Error, Result};
 use std::sync::Arc;
 
+mod buffers;
 mod chunk_io;
 pub(crate) mod get;
 pub(crate) mod put;

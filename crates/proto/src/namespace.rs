@@ -102,6 +102,22 @@ pub struct InlineWrite {
     /// Type bits (`S_IFMT`) make a special file: see [`FileType`].
     #[serde(default)]
     pub mode: Option<u32>,
+    /// Make the missing directories between this directory (which must
+    /// exist, above `path`) and the file, each of [`inherited_dir_mode`]
+    /// of its mode (as the S3 gateway's keys with a `/` need): in the
+    /// file's transaction for an inline file, before the upload for a
+    /// larger one. Not in a transaction (`x-dfs-tx`: 400); a
+    /// compare-and-set write (`If-Match`), whose file exists, ignores it.
+    #[serde(default)]
+    pub parents_below: Option<DfsPath>,
+}
+
+/// The mode of a directory made on a write's way below a directory of
+/// mode `base_mode` ([`InlineWrite::parents_below`]): full access for its
+/// owner, and what the base directory gives its group and others, so that
+/// what others may do in a tree holds in what is made below it.
+pub fn inherited_dir_mode(base_mode: u32) -> u32 {
+    0o700 | (base_mode & 0o077)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -117,7 +117,6 @@ impl Gateway {
         acl: Option<Canned>,
     ) -> S3Result<(Stat, [u8; 16], Option<String>)> {
         let path = object_path(bucket, key)?;
-        self.make_parents(acting, bucket, key, &path).await?;
         let prepared = self.prepare_write(acting, bucket, key, condition).await?;
         let condition = prepared.condition;
         prepared.stamp(&mut attributes)?;
@@ -133,6 +132,9 @@ impl Gateway {
             mode: Some(acl::new_object_mode(acl)),
             attributes,
             final_attributes: Some(Arc::new(etag)),
+            // The key's directories, made with a small object in its one
+            // transaction (before the upload of a larger one).
+            parents_below: key.contains('/').then(|| bucket_path(bucket)).transpose()?,
             ..Default::default()
         };
         let stat = match condition.client(acting).put(&path, &mut body, &options).await {
@@ -227,22 +229,13 @@ impl Gateway {
     }
 
     /// Makes the directories of `key` (at `path`) as needed, with what the
-    /// bucket's mode gives others ([`acl::directory_mode`]).
+    /// bucket's mode gives others (`inherited_dir_mode`), as a small
+    /// object's write does with the object (`PutOptions::parents_below`).
     async fn make_parents(&self, acting: &Acting, bucket: &str, key: &str, path: &DfsPath) -> S3Result<()> {
-        let Some(parent) = path.parent().filter(|_| key.contains('/')) else {
-            return Ok(());
-        };
-        if acting
-            .client
-            .stat(&parent)
-            .await
-            .is_ok_and(|stat| stat.kind == EntryKind::Dir)
-        {
+        if !key.contains('/') {
             return Ok(());
         }
-        let bucket_mode = self.bucket_stat(acting, bucket).await?.mode;
-        let mode = acl::directory_mode(bucket_mode);
-        let Err(error) = acting.client.mkdir(&parent, true, Some(mode)).await else {
+        let Err(error) = acting.client.make_parents_below(path, &bucket_path(bucket)?).await else {
             return Ok(());
         };
         Err(match error.code() {

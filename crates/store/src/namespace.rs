@@ -341,6 +341,14 @@ pub trait NamespaceStore: Send + Sync {
     /// an existing special file's content is not written (`Conflict`).
     /// The version gets exactly `attributes` (over the limits of
     /// [`dfs_proto::attributes`]: `Invalid`, nothing written).
+    ///
+    /// With `parents_below` (an existing directory above `path`, else
+    /// `NotFound`, or `Invalid` if it is not above it), the missing
+    /// directories between it and the file are made in the same
+    /// transaction, as `mkdir -p` would (needing [`WRITE`] where one is
+    /// made; an entry on the way that is a file: `Invalid`), each with
+    /// [`dfs_proto::namespace::inherited_dir_mode`] of its mode; a write
+    /// that fails makes none.
     #[allow(clippy::too_many_arguments)]
     fn write_inline(
         &self,
@@ -350,6 +358,7 @@ pub trait NamespaceStore: Send + Sync {
         attributes: &Attributes,
         mode: Option<u32>,
         no_clobber: bool,
+        parents_below: Option<&DfsPath>,
         now_ms: u64,
     ) -> StoreResult<Stat>;
 
@@ -364,12 +373,24 @@ pub trait NamespaceStore: Send + Sync {
         attributes: Attributes,
         mode: Option<u32>,
         no_clobber: bool,
+        parents_below: Option<DfsPath>,
         now_ms: u64,
     ) -> Queued<Stat>
     where
         Self: 'static,
     {
-        on_blocking_pool(move || self.write_inline(&who, &path, &data, &attributes, mode, no_clobber, now_ms))
+        on_blocking_pool(move || {
+            self.write_inline(
+                &who,
+                &path,
+                &data,
+                &attributes,
+                mode,
+                no_clobber,
+                parents_below.as_ref(),
+                now_ms,
+            )
+        })
     }
 
     /// Checks that `upload.path` may be written by `who` now (parent is an

@@ -83,6 +83,10 @@ pub const ALL: &[(&str, SuiteTest)] = &[
         inline_and_chunked_replace_each_other,
     ),
     ("inline_checks_like_a_commit", inline_checks_like_a_commit),
+    (
+        "inline_write_makes_parents_below_a_directory",
+        inline_write_makes_parents_below_a_directory,
+    ),
     ("inline_dump_round_trip", inline_dump_round_trip),
     (
         "special_files_keep_their_type_and_content",
@@ -298,6 +302,7 @@ pub fn paged_uploads_and_layouts_of_many_chunks(store: &dyn Store) {
             &NO_ATTRIBUTES,
             None,
             false,
+            None,
             300_000,
         )
         .unwrap();
@@ -670,6 +675,7 @@ pub fn deferred_writes_are_committed_when_they_return_and_the_barrier_covers_the
                 &NO_ATTRIBUTES,
                 None,
                 false,
+                None,
                 11,
             )
             .unwrap();
@@ -1030,7 +1036,7 @@ pub fn namespace_set_times_and_ctime_follow_every_change(store: &dyn Store) {
     assert_eq!(times("/home/ann/d"), (2_000, 2_000), "a new entry: both its creation");
     let f = path("/home/ann/f");
     store
-        .write_inline(&ann, &f, b"one", &NO_ATTRIBUTES, Some(0o666), false, 3_000)
+        .write_inline(&ann, &f, b"one", &NO_ATTRIBUTES, Some(0o666), false, None, 3_000)
         .unwrap();
     assert_eq!(times("/home/ann/f"), (3_000, 3_000));
 
@@ -1083,7 +1089,7 @@ pub fn namespace_set_times_and_ctime_follow_every_change(store: &dyn Store) {
 
     // New content moves both.
     store
-        .write_inline(&ann, &f, b"two", &NO_ATTRIBUTES, None, false, 8_000)
+        .write_inline(&ann, &f, b"two", &NO_ATTRIBUTES, None, false, None, 8_000)
         .unwrap();
     assert_eq!(times("/home/ann/f"), (8_000, 8_000));
     // A move changes the ctime of what moved (not its mtime), and both of its directories'.
@@ -2209,6 +2215,109 @@ fn content(store: &dyn Store, who: &Principal, target: &str) -> (dfs_proto::name
     store.file_content(who, &path(target)).unwrap()
 }
 
+/// `parents_below`: the missing directories between an existing directory
+/// and the file are made with the file, in one transaction, each with the
+/// base directory's mode for others; a write refused makes none.
+pub fn inline_write_makes_parents_below_a_directory(store: &dyn Store) {
+    let (ann, bob) = (user(2, "ann"), user(3, "bob"));
+    store.ensure_home(ann.uid, "ann", 1_000).unwrap();
+    store.ensure_home(bob.uid, "bob", 1_000).unwrap();
+    let base = path("/home/ann/b");
+    store.mkdir(&ann, &base, 0o751, false, 1_000).unwrap();
+    let write = |who: &Principal, target: &str, below: &DfsPath, no_clobber: bool| {
+        store.write_inline(
+            who,
+            &path(target),
+            b"",
+            &NO_ATTRIBUTES,
+            Some(0o600),
+            no_clobber,
+            Some(below),
+            2_000,
+        )
+    };
+    let stat = write(&ann, "/home/ann/b/x/y/marker", &base, false).unwrap();
+    assert_eq!((stat.size, stat.mode, stat.version), (0, 0o600, 1));
+    for dir in ["/home/ann/b/x", "/home/ann/b/x/y"] {
+        let made = store.stat(&ann, &path(dir)).unwrap();
+        assert_eq!(
+            (made.kind, made.mode, made.owner_uid),
+            (EntryKind::Dir, 0o751, ann.uid),
+            "{dir}"
+        );
+    }
+    // Directories there already are kept as they are; a file directly in the base needs none.
+    store.chmod(&ann, &path("/home/ann/b/x"), 0o700).unwrap();
+    write(&ann, "/home/ann/b/x/z/marker", &base, false).unwrap();
+    assert_eq!(store.stat(&ann, &path("/home/ann/b/x")).unwrap().mode, 0o700);
+    assert_eq!(store.stat(&ann, &path("/home/ann/b/x/z")).unwrap().mode, 0o751);
+    write(&ann, "/home/ann/b/top", &base, false).unwrap();
+
+    // Refused, nothing made: a missing base, a base not above the file, a
+    // file on the way, a caller without write access, a failed no-clobber.
+    let nothing_made = |dir: &str| {
+        assert_err(
+            store.stat(&ann, &path(dir)),
+            |error| matches!(error, StoreError::NotFound(_)),
+            "",
+        )
+    };
+    assert_err(
+        write(&ann, "/home/ann/gone/q/marker", &path("/home/ann/gone"), false),
+        |error| matches!(error, StoreError::NotFound(_)),
+        "/home/ann/gone",
+    );
+    nothing_made("/home/ann/gone");
+    assert_err(
+        write(&ann, "/home/ann/c/marker", &base, false),
+        |error| matches!(error, StoreError::Invalid(_)),
+        "not a directory above",
+    );
+    nothing_made("/home/ann/c");
+    assert_err(
+        write(&ann, "/home/ann/b/top/q/marker", &base, false),
+        |error| matches!(error, StoreError::Invalid(_)),
+        "not a directory",
+    );
+    assert_eq!(
+        store.stat(&ann, &path("/home/ann/b/top")).unwrap().kind,
+        EntryKind::File
+    );
+    assert_err(
+        write(&bob, "/home/ann/b/w/marker", &base, false),
+        |error| matches!(error, StoreError::PermissionDenied(_)),
+        "permission denied",
+    );
+    nothing_made("/home/ann/b/w");
+    write(&ann, "/home/ann/b/v/marker", &base, false).unwrap();
+    assert_err(
+        write(&ann, "/home/ann/b/v/w/marker", &path("/home/ann/b/v/marker"), false),
+        |error| matches!(error, StoreError::Invalid(_)),
+        "not a directory",
+    );
+    assert_err(
+        write(&ann, "/home/ann/b/v/marker", &base, true),
+        |error| matches!(error, StoreError::AlreadyExists(_)),
+        "already exists",
+    );
+    let too_big = vec![0; dfs_proto::namespace::INLINE_MAX as usize + 1];
+    assert_err(
+        store.write_inline(
+            &ann,
+            &path("/home/ann/b/u/marker"),
+            &too_big,
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            Some(&base),
+            2_000,
+        ),
+        |error| matches!(error, StoreError::Invalid(_)),
+        "",
+    );
+    nothing_made("/home/ann/b/u");
+}
+
 pub fn inline_write_read_overwrite(store: &dyn Store) {
     let ann = user(2, "ann");
     store.ensure_home(ann.uid, "ann", 1_000).unwrap();
@@ -2220,6 +2329,7 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
             &NO_ATTRIBUTES,
             Some(0o600),
             false,
+            None,
             2_000,
         )
         .unwrap();
@@ -2242,6 +2352,7 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
             &NO_ATTRIBUTES,
             Some(0o644),
             false,
+            None,
             3_000,
         )
         .unwrap();
@@ -2255,7 +2366,16 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
 
     // Empty and largest files; one byte more is refused.
     let empty = store
-        .write_inline(&ann, &path("/home/ann/empty"), b"", &NO_ATTRIBUTES, None, false, 4_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/empty"),
+            b"",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            4_000,
+        )
         .unwrap();
     assert_eq!((empty.size, empty.mode), (0, crate::namespace::DEFAULT_FILE_MODE));
     assert_eq!(
@@ -2265,7 +2385,16 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
     let max = dfs_proto::namespace::INLINE_MAX as usize;
     let big: Vec<u8> = (0..max).map(|index| (index % 251) as u8).collect();
     store
-        .write_inline(&ann, &path("/home/ann/big"), &big, &NO_ATTRIBUTES, None, false, 4_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/big"),
+            &big,
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            4_000,
+        )
         .unwrap();
     assert_eq!(content(store, &ann, "/home/ann/big").1, FileContent::Inline(big));
     assert_err(
@@ -2276,6 +2405,7 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
             &NO_ATTRIBUTES,
             None,
             false,
+            None,
             4_000,
         ),
         |error| matches!(error, StoreError::Invalid(_)),
@@ -2302,6 +2432,7 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
             &NO_ATTRIBUTES,
             None,
             false,
+            None,
             7_000,
         )
         .unwrap();
@@ -2323,6 +2454,7 @@ pub fn special_files_keep_their_type_and_content(store: &dyn Store) {
             &NO_ATTRIBUTES,
             Some(0o120_777),
             true,
+            None,
             2_000,
         )
         .unwrap();
@@ -2346,6 +2478,7 @@ pub fn special_files_keep_their_type_and_content(store: &dyn Store) {
                 &NO_ATTRIBUTES,
                 Some(mode),
                 true,
+                None,
                 2_000,
             )
             .unwrap();
@@ -2361,6 +2494,7 @@ pub fn special_files_keep_their_type_and_content(store: &dyn Store) {
             &NO_ATTRIBUTES,
             Some(0o100_640),
             true,
+            None,
             2_000,
         )
         .unwrap();
@@ -2385,6 +2519,7 @@ pub fn special_files_keep_their_type_and_content(store: &dyn Store) {
             &NO_ATTRIBUTES,
             None,
             false,
+            None,
             4_000,
         ),
         |error| matches!(error, StoreError::Conflict(_)),
@@ -2398,6 +2533,7 @@ pub fn special_files_keep_their_type_and_content(store: &dyn Store) {
             &NO_ATTRIBUTES,
             Some(0o120_777),
             false,
+            None,
             4_000,
         ),
         |error| matches!(error, StoreError::AlreadyExists(_)),
@@ -2426,6 +2562,7 @@ pub fn special_files_keep_their_type_and_content(store: &dyn Store) {
                 &NO_ATTRIBUTES,
                 Some(mode),
                 true,
+                None,
                 4_000,
             ),
             |error| matches!(error, StoreError::Invalid(_)),
@@ -2463,6 +2600,7 @@ pub fn inline_and_chunked_replace_each_other(store: &dyn Store) {
             &NO_ATTRIBUTES,
             None,
             false,
+            None,
             300_000,
         )
         .unwrap();
@@ -2482,7 +2620,16 @@ pub fn inline_and_chunked_replace_each_other(store: &dyn Store) {
     );
     // Inline again, then a chunked file with no chunks (empty) replaces it.
     store
-        .write_inline(&ann, &path("/home/ann/f"), b"x", &NO_ATTRIBUTES, None, false, 400_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/f"),
+            b"x",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            400_000,
+        )
         .unwrap();
     let stat = write_file(store, &ann, "u3", "/home/ann/f", &[]);
     assert_eq!((stat.version, stat.size), (5, 0));
@@ -2494,17 +2641,44 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
     store.ensure_home(ann.uid, "ann", 1_000).unwrap();
     store.ensure_home(bob.uid, "bob", 1_000).unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/f"), b"one", &NO_ATTRIBUTES, None, false, 2_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/f"),
+            b"one",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            2_000,
+        )
         .unwrap();
     // no_clobber.
     assert_err(
-        store.write_inline(&ann, &path("/home/ann/f"), b"two", &NO_ATTRIBUTES, None, true, 3_000),
+        store.write_inline(
+            &ann,
+            &path("/home/ann/f"),
+            b"two",
+            &NO_ATTRIBUTES,
+            None,
+            true,
+            None,
+            3_000,
+        ),
         |error| matches!(error, StoreError::AlreadyExists(_)),
         "already exists: /home/ann/f",
     );
     // Another user's private home: neither create nor read.
     assert_err(
-        store.write_inline(&bob, &path("/home/ann/g"), b"x", &NO_ATTRIBUTES, None, false, 3_000),
+        store.write_inline(
+            &bob,
+            &path("/home/ann/g"),
+            b"x",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            3_000,
+        ),
         |error| matches!(error, StoreError::PermissionDenied(_)),
         "permission denied",
     );
@@ -2520,7 +2694,16 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
         FileContent::Inline(b"one".to_vec())
     );
     assert_err(
-        store.write_inline(&bob, &path("/home/ann/f"), b"x", &NO_ATTRIBUTES, None, false, 3_000),
+        store.write_inline(
+            &bob,
+            &path("/home/ann/f"),
+            b"x",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            3_000,
+        ),
         |error| matches!(error, StoreError::PermissionDenied(_)),
         "permission denied: /home/ann/f",
     );
@@ -2532,12 +2715,12 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
     );
     // Directories and missing parents.
     assert_err(
-        store.write_inline(&ann, &path("/home/ann"), b"x", &NO_ATTRIBUTES, None, false, 3_000),
+        store.write_inline(&ann, &path("/home/ann"), b"x", &NO_ATTRIBUTES, None, false, None, 3_000),
         |error| matches!(error, StoreError::Invalid(_)),
         "is a directory: /home/ann",
     );
     assert_err(
-        store.write_inline(&ann, &DfsPath::root(), b"x", &NO_ATTRIBUTES, None, false, 3_000),
+        store.write_inline(&ann, &DfsPath::root(), b"x", &NO_ATTRIBUTES, None, false, None, 3_000),
         |error| matches!(error, StoreError::Invalid(_)),
         "is a directory",
     );
@@ -2549,6 +2732,7 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
             &NO_ATTRIBUTES,
             None,
             false,
+            None,
             3_000,
         ),
         |error| matches!(error, StoreError::NotFound(_)),
@@ -2571,6 +2755,7 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
             &NO_ATTRIBUTES,
             None,
             false,
+            None,
             310_000,
         ),
         is_locked,
@@ -2584,6 +2769,7 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
             &NO_ATTRIBUTES,
             None,
             false,
+            None,
             310_000,
         ),
         is_locked,
@@ -2597,6 +2783,7 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
             &NO_ATTRIBUTES,
             None,
             false,
+            None,
             310_000,
         )
         .unwrap();
@@ -2621,11 +2808,21 @@ pub fn inline_dump_round_trip(store: &dyn Store) {
             &kept,
             Some(0o640),
             false,
+            None,
             2_000,
         )
         .unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/empty"), b"", &NO_ATTRIBUTES, None, false, 2_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/empty"),
+            b"",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            2_000,
+        )
         .unwrap();
     write_file(store, &ann, "u1", "/home/ann/chunked", &[chunk(1, 4)]);
     let dump = store.export().unwrap();
@@ -2713,6 +2910,7 @@ pub fn async_writes_match_the_blocking_ones(store: std::sync::Arc<dyn Store>) {
             Default::default(),
             None,
             false,
+            None,
             4,
         ))
         .unwrap();
@@ -2727,6 +2925,7 @@ pub fn async_writes_match_the_blocking_ones(store: std::sync::Arc<dyn Store>) {
         Default::default(),
         None,
         false,
+        None,
         5,
     ));
     assert_err(
@@ -2776,7 +2975,16 @@ pub fn transactions_check_what_they_read(store: &dyn Store) {
     store.ensure_home(2, "ann", 1_000).unwrap();
     let write = |target: &str, text: &str| {
         store
-            .write_inline(&ann, &path(target), text.as_bytes(), &NO_ATTRIBUTES, None, false, 2_000)
+            .write_inline(
+                &ann,
+                &path(target),
+                text.as_bytes(),
+                &NO_ATTRIBUTES,
+                None,
+                false,
+                None,
+                2_000,
+            )
             .unwrap()
     };
     write("/home/ann/a", "100");
@@ -2876,7 +3084,16 @@ pub fn transactions_conflict_with_phantoms_in_a_listed_directory(store: &dyn Sto
         .mkdir(&ann, &path("/home/ann/other"), 0o755, false, 1_000)
         .unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/d/x"), b"x", &NO_ATTRIBUTES, None, false, 2_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/d/x"),
+            b"x",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            2_000,
+        )
         .unwrap();
     let list = |tx: &str, dir: &str| -> Vec<String> {
         let TxReadAnswer::List(listing) = store
@@ -2907,6 +3124,7 @@ pub fn transactions_conflict_with_phantoms_in_a_listed_directory(store: &dyn Sto
                     &NO_ATTRIBUTES,
                     None,
                     false,
+                    None,
                     2_000,
                 )
                 .map(drop)
@@ -2917,7 +3135,16 @@ pub fn transactions_conflict_with_phantoms_in_a_listed_directory(store: &dyn Sto
         }),
         ("a changed entry", &|| {
             store
-                .write_inline(&ann, &path("/home/ann/d/x"), b"x2", &NO_ATTRIBUTES, None, false, 2_000)
+                .write_inline(
+                    &ann,
+                    &path("/home/ann/d/x"),
+                    b"x2",
+                    &NO_ATTRIBUTES,
+                    None,
+                    false,
+                    None,
+                    2_000,
+                )
                 .map(drop)
                 .unwrap()
         }),
@@ -2945,6 +3172,7 @@ pub fn transactions_conflict_with_phantoms_in_a_listed_directory(store: &dyn Sto
             &NO_ATTRIBUTES,
             None,
             false,
+            None,
             2_000,
         )
         .unwrap();
@@ -2956,10 +3184,28 @@ pub fn transactions_read_their_own_writes(store: &dyn Store) {
     let ann = user(2, "ann");
     store.ensure_home(2, "ann", 1_000).unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/a"), b"old", &NO_ATTRIBUTES, None, false, 2_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/a"),
+            b"old",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            2_000,
+        )
         .unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/gone"), b"g", &NO_ATTRIBUTES, None, false, 2_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/gone"),
+            b"g",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            2_000,
+        )
         .unwrap();
     store.begin_transaction(&transaction("t1", &ann, 1_000)).unwrap();
     let stat = |target: &str| store.read_in_transaction(&ann, "t1", &TxRead::Stat(path(target)), 300, 300_000);
@@ -3029,7 +3275,16 @@ pub fn conditional_writes_compare_and_set(store: &dyn Store) {
     let ann = user(2, "ann");
     store.ensure_home(2, "ann", 1_000).unwrap();
     store
-        .write_inline(&ann, &path("/home/ann/a"), b"v1", &NO_ATTRIBUTES, None, false, 2_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/a"),
+            b"v1",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            2_000,
+        )
         .unwrap();
     let is_precondition = |error: &StoreError| matches!(error, StoreError::PreconditionFailed(_));
     let put = |text: &str| Change::Op(put_inline("/home/ann/a", text));
@@ -3120,6 +3375,7 @@ pub fn transactions_are_serializable_under_races(store: std::sync::Arc<dyn Store
                     &NO_ATTRIBUTES,
                     None,
                     false,
+                    None,
                     2_000,
                 )
                 .unwrap();
@@ -3351,7 +3607,7 @@ pub fn attributes_are_kept_with_each_version(store: &dyn Store) {
     store.ensure_home(ann.uid, "ann", 1_000).unwrap();
     let first = attributes(&[("content-type", "text/plain"), ("x-amz-meta-note", "héllo, wörld")]);
     let stat = store
-        .write_inline(&ann, &path("/home/ann/a"), b"one", &first, None, false, 2_000)
+        .write_inline(&ann, &path("/home/ann/a"), b"one", &first, None, false, None, 2_000)
         .unwrap();
     assert_eq!((stat.version, &stat.attributes), (1, &first));
     assert_eq!(store.stat(&ann, &path("/home/ann/a")).unwrap().attributes, first);
@@ -3372,14 +3628,23 @@ pub fn attributes_are_kept_with_each_version(store: &dyn Store) {
     );
     // ... and a write naming none leaves none.
     let stat = store
-        .write_inline(&ann, &path("/home/ann/a"), b"three", &NO_ATTRIBUTES, None, false, 3_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/a"),
+            b"three",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            3_000,
+        )
         .unwrap();
     assert_eq!((stat.version, stat.attributes.is_empty()), (3, true));
     assert!(store.stat(&ann, &path("/home/ann/a")).unwrap().attributes.is_empty());
 
     // A staged write carries its attributes to the commit.
     store
-        .write_inline(&ann, &path("/home/ann/a"), b"four", &first, None, false, 4_000)
+        .write_inline(&ann, &path("/home/ann/a"), b"four", &first, None, false, None, 4_000)
         .unwrap();
     store.begin_transaction(&transaction("t1", &ann, 1_000)).unwrap();
     let op = crate::tx::StagedOp::PutInline {
@@ -3410,7 +3675,7 @@ pub fn attributes_over_the_limits_are_refused(store: &dyn Store) {
     store.ensure_home(ann.uid, "ann", 1_000).unwrap();
     let good = attributes(&[("content-type", "text/plain")]);
     store
-        .write_inline(&ann, &path("/home/ann/f"), b"kept", &good, None, false, 2_000)
+        .write_inline(&ann, &path("/home/ann/f"), b"kept", &good, None, false, None, 2_000)
         .unwrap();
     let too_large = attributes(&[(
         "x-amz-meta-big",
@@ -3437,7 +3702,7 @@ pub fn attributes_over_the_limits_are_refused(store: &dyn Store) {
         let invalid = |error: &StoreError| matches!(error, StoreError::Invalid(_));
         for target in ["/home/ann/f", "/home/ann/new"] {
             assert_err(
-                store.write_inline(&ann, &path(target), b"x", attributes, None, false, 3_000),
+                store.write_inline(&ann, &path(target), b"x", attributes, None, false, None, 3_000),
                 invalid,
                 why,
             );
@@ -3528,13 +3793,23 @@ pub fn compose_concatenates_chunk_lists_atomically(store: &dyn Store) {
             &NO_ATTRIBUTES,
             None,
             false,
+            None,
             5_000,
         )
         .unwrap();
     store.chmod(&ann, &path("/home/ann"), 0o755).unwrap();
     store.chmod(&ann, &path("/home/ann/p3"), 0o600).unwrap();
     store
-        .write_inline(&bob, &path("/home/bob/mine"), b"", &NO_ATTRIBUTES, None, false, 5_000)
+        .write_inline(
+            &bob,
+            &path("/home/bob/mine"),
+            b"",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            5_000,
+        )
         .unwrap();
     let compose = |who: &Principal, target: &str, sources: &[&str], no_clobber: bool| {
         let sources: Vec<ComposeSource> = sources.iter().map(|raw| source(raw)).collect();

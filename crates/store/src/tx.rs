@@ -332,7 +332,7 @@ pub(crate) trait TxPrimitives: Rows + Sized {
                     mode: *mode,
                     attributes,
                 };
-                drop(model::write_inline(self, who, path, data, new, now_ms)?)
+                drop(model::write_inline(self, who, path, data, new, None, now_ms)?)
             }
             StagedOp::Compose {
                 path,

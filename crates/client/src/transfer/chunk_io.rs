@@ -253,7 +253,7 @@ impl Client {
             let data = self
                 .receive_stream(response, location, replica, &url, deadline, &mut hasher)
                 .await?;
-            vec![Bytes::from(data)]
+            vec![super::buffers::into_bytes(data)]
         } else {
             receive_body(response, location, replica, &url, &mut hasher).await?
         };
@@ -306,7 +306,7 @@ impl Client {
                 .upgrade()
                 .await
                 .map_err(|error| Error::unreachable(Service::FileServer, url, error))?;
-            let mut data = Vec::with_capacity(size);
+            let mut data = super::buffers::take(size);
             while data.len() < size {
                 let start = data.len();
                 let rest = (size - start) as u64;

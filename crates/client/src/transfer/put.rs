@@ -7,7 +7,7 @@
 
 use super::{Progress, Spawned};
 use crate::{Client, Error, Result};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use dfs_proto::chunk::ChunkId;
 use dfs_proto::namespace::{
     BeginUpload, ChunkLocation, ChunkRef, CommitUpload, PlaceChunks, Placements, Stat, UploadPage, UploadStarted,
@@ -38,6 +38,12 @@ pub struct PutOptions {
     /// Store the file as chunks even if it is small enough to be inline:
     /// a file that will be a source of [`Client::compose`] (an S3 part).
     pub chunked: bool,
+    /// Make the missing directories between this existing directory and
+    /// the file, each of `dfs_proto::namespace::inherited_dir_mode` of its
+    /// mode: with the file for a small one (one request, one transaction,
+    /// see `InlineWrite::parents_below`), before the upload otherwise
+    /// ([`Client::make_parents_below`]).
+    pub parents_below: Option<DfsPath>,
 }
 
 /// See [`PutOptions::final_attributes`].
@@ -87,6 +93,9 @@ impl Client {
             crate::inline::Head::Read(head) => head,
         };
         let mut source = std::io::Cursor::new(head).chain(source);
+        if let Some(base) = &options.parents_below {
+            self.make_parents_below(path, base).await?;
+        }
         let started: UploadStarted = self
             .directory(
                 Method::POST,
@@ -460,12 +469,12 @@ pub(crate) enum Sent {
 /// buffer that is never zeroed first (the reads fill it).
 async fn read_chunk(source: &mut (impl AsyncRead + Unpin), size: usize) -> Result<Bytes> {
     use bytes::BufMut;
-    let mut buffer = BytesMut::with_capacity(size);
+    let mut buffer = super::buffers::take(size);
     while buffer.len() < size {
         let room = size - buffer.len();
         if source.read_buf(&mut (&mut buffer).limit(room)).await? == 0 {
             break;
         }
     }
-    Ok(buffer.freeze())
+    Ok(super::buffers::into_bytes(buffer))
 }

@@ -277,6 +277,7 @@ pub(super) async fn write(
         attributes: request.attributes,
         final_attributes: None,
         chunked: false,
+        parents_below: request.query.parents_below.clone(),
     };
     client
         .put(&request.query.path, tokio_util::io::StreamReader::new(body), &options)

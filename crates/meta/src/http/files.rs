@@ -47,6 +47,11 @@ pub(super) async fn write(
 ) -> ApiResult<ApiJson<Stat>> {
     super::check_new_path(&query.path)?;
     let attributes = attributes_of(&headers)?;
+    if query.parents_below.is_some() && scope.tx.is_some() {
+        return Err(ApiError::bad_request(
+            "parents_below is not offered in a transaction: make the directories first",
+        ));
+    }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -119,7 +124,8 @@ pub(super) async fn write(
         return Ok(ApiJson(stat));
     }
     let stat = crate::state::queued(|| {
-        store.write_inline_async(who, query.path, data, attributes, mode, query.no_clobber, now_ms())
+        let (path, no_clobber, parents_below) = (query.path, query.no_clobber, query.parents_below);
+        store.write_inline_async(who, path, data, attributes, mode, no_clobber, parents_below, now_ms())
     })
     .await?;
     directory.watch.publish_write(&stat);

@@ -20,7 +20,7 @@
 
 use super::{owner_of, Gateway};
 use crate::sessions::Acting;
-use dfs_proto::namespace::{EntryKind, Stat};
+use dfs_proto::namespace::{inherited_dir_mode, EntryKind, Stat};
 use dfs_proto::DfsPath;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -88,13 +88,6 @@ impl Canned {
 /// The mode of a new object with the canned ACL `acl` (none: `private`).
 pub(crate) fn new_object_mode(acl: Option<Canned>) -> u32 {
     acl.unwrap_or(Canned::Private).object_mode()
-}
-
-/// The mode of the directories made in a bucket of mode `bucket_mode` (for
-/// keys with a `/`): the owner's full access, and what the bucket gives
-/// everyone else, so that the bucket's ACL holds below it.
-pub(crate) fn directory_mode(bucket_mode: u32) -> u32 {
-    0o700 | (bucket_mode & 0o077)
 }
 
 /// The grants of an object or bucket owned by `stat`'s owner: its owner's
@@ -295,7 +288,7 @@ impl Gateway {
         // The way opened to readable objects stays (see the module docs).
         let mode = acl.bucket_mode() | (stat.mode & 0o011);
         self.chmod_for_acl(acting, &input.bucket, &stat.path, mode).await?;
-        self.chmod_directories(acting, &input.bucket, &stat.path, directory_mode(mode))
+        self.chmod_directories(acting, &input.bucket, &stat.path, inherited_dir_mode(mode))
             .await?;
         Ok(S3Response::new(PutBucketAclOutput::default()))
     }
@@ -332,8 +325,9 @@ mod tests {
             assert_eq!(error.code(), &s3s::S3ErrorCode::NotImplemented);
         }
         assert_eq!(new_object_mode(None), 0o600);
-        assert_eq!(directory_mode(0o711), 0o711);
-        assert_eq!(directory_mode(0o755), 0o755);
-        assert_eq!(directory_mode(0o700), 0o700);
+        // The directories made below a bucket: what its mode gives others.
+        assert_eq!(inherited_dir_mode(0o711), 0o711);
+        assert_eq!(inherited_dir_mode(0o755), 0o755);
+        assert_eq!(inherited_dir_mode(0o700), 0o700);
     }
 }

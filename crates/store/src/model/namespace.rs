@@ -18,7 +18,9 @@ use crate::namespace::{
 };
 use crate::{StoreError, StoreResult};
 use dfs_proto::chunk::{ChunkId, ServerRef};
-use dfs_proto::namespace::{ChunkRef, ComposeSource, EntryKind, FileType, Listing, LocalOwner, Stat, MAX_TIME_MS};
+use dfs_proto::namespace::{
+    inherited_dir_mode, ChunkRef, ComposeSource, EntryKind, FileType, Listing, LocalOwner, Stat, MAX_TIME_MS,
+};
 use dfs_proto::path::DfsPath;
 use dfs_proto::{Attributes, UnixSeconds};
 use std::collections::HashMap;
@@ -214,10 +216,34 @@ pub(crate) fn mkdir(
     }
     // With parents: walk down, creating what is missing (with the
     // requested mode, like `mkdir -p -m`), checking as we go.
-    let mut node = tx.node(ROOT_ID)?;
-    let mut walked = DfsPath::root();
+    let root = tx.node(ROOT_ID)?;
+    let (node, created) = make_dirs(tx, who, root, DfsPath::root(), path.components(), mode, now_ms)?;
+    if !node.is_dir() {
+        return Err(exists(path));
+    }
+    check_locks(tx, who, path, now_ms / 1000)?;
+    if created {
+        Ok(new_dir_stat(&node, path))
+    } else {
+        stat_of(tx, &node, path)
+    }
+}
+
+/// Walks down from directory `node` (at `walked`) through `names`,
+/// making each missing one a directory of `mode` (needing WRITE where it is
+/// made, EXECUTE on every directory passed through): the last entry, and
+/// whether it was made.
+fn make_dirs<'n>(
+    tx: &mut impl Rows,
+    who: &Principal,
+    mut node: Node,
+    mut walked: DfsPath,
+    names: impl Iterator<Item = &'n str>,
+    mode: u32,
+    now_ms: u64,
+) -> StoreResult<(Node, bool)> {
     let mut created = false;
-    for name in path.components() {
+    for name in names {
         check_traversable(&node, who, &walked)?;
         let parent_path = walked.clone();
         walked = join(&walked, name)?;
@@ -231,15 +257,39 @@ pub(crate) fn mkdir(
             }
         };
     }
-    if !node.is_dir() {
-        return Err(exists(path));
+    Ok((node, created))
+}
+
+/// Makes the missing directories between `base` (an existing directory)
+/// and `path`'s parent, each of [`inherited_dir_mode`] of `base`'s mode,
+/// as [`crate::NamespaceStore::write_inline`] does with `parents_below`.
+fn make_parents_below(
+    tx: &mut impl Rows,
+    who: &Principal,
+    base: &DfsPath,
+    path: &DfsPath,
+    now_ms: u64,
+) -> StoreResult<()> {
+    let parent = path.parent().unwrap_or_else(DfsPath::root);
+    let below: Vec<&str> = parent.components().collect();
+    let base_depth = base.components().count();
+    if base_depth > below.len() || !base.components().eq(below[..base_depth].iter().copied()) {
+        return Err(StoreError::Invalid(format!(
+            "{base} is not a directory above {path}; nothing was changed"
+        )));
     }
-    check_locks(tx, who, path, now_ms / 1000)?;
-    if created {
-        Ok(new_dir_stat(&node, path))
-    } else {
-        stat_of(tx, &node, path)
-    }
+    let node = resolve(tx, who, base)?;
+    let mode = inherited_dir_mode(node.mode);
+    make_dirs(
+        tx,
+        who,
+        node,
+        base.clone(),
+        below[base_depth..].iter().copied(),
+        mode,
+        now_ms,
+    )?;
+    Ok(())
 }
 
 /// [`crate::NamespaceStore::remove`].
@@ -955,10 +1005,14 @@ pub(crate) fn write_inline(
     path: &DfsPath,
     data: &[u8],
     new: FileWrite<'_>,
+    parents_below: Option<&DfsPath>,
     now_ms: u64,
 ) -> StoreResult<Stat> {
     check_inline_size(path, data)?;
     check_attributes(path, new.attributes)?;
+    if let Some(base) = parents_below {
+        make_parents_below(tx, who, base, path, now_ms)?;
+    }
     let stat = put_file(tx, who, path, new, NewContent::Inline(data), now_ms)?;
     check_locks(tx, who, path, now_ms / 1000)?;
     Ok(stat)
@@ -1163,6 +1217,7 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
         attributes: &Attributes,
         mode: Option<u32>,
         no_clobber: bool,
+        parents_below: Option<&DfsPath>,
         now_ms: u64,
     ) -> StoreResult<Stat> {
         let new = FileWrite {
@@ -1170,7 +1225,7 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
             mode,
             attributes,
         };
-        self.write_tx(|tx| write_inline(tx, who, path, data, new, now_ms))
+        self.write_tx(|tx| write_inline(tx, who, path, data, new, parents_below, now_ms))
     }
 
     fn write_inline_async(
@@ -1181,6 +1236,7 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
         attributes: Attributes,
         mode: Option<u32>,
         no_clobber: bool,
+        parents_below: Option<DfsPath>,
         now_ms: u64,
     ) -> Queued<Stat> {
         self.queue_write(move |tx| {
@@ -1189,7 +1245,7 @@ impl<E: Engine + NamespaceRecords> NamespaceStore for E {
                 mode,
                 attributes: &attributes,
             };
-            write_inline(tx, &who, &path, &data, new, now_ms)
+            write_inline(tx, &who, &path, &data, new, parents_below.as_ref(), now_ms)
         })
     }
 

@@ -44,7 +44,16 @@ pub fn hard_links_share_one_file(store: &dyn Store) {
 
     // A write through one name is read through the other.
     store
-        .write_inline(&ann, &path("/home/ann/b"), b"new", &NO_ATTRIBUTES, None, false, 400_000)
+        .write_inline(
+            &ann,
+            &path("/home/ann/b"),
+            b"new",
+            &NO_ATTRIBUTES,
+            None,
+            false,
+            None,
+            400_000,
+        )
         .unwrap();
     assert_eq!(
         content(store, &ann, "/home/ann/a").1,

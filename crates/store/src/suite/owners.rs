@@ -58,6 +58,7 @@ pub fn local_owners_are_kept_on_the_inode_and_grant_nothing(store: &dyn Store) {
             &NO_ATTRIBUTES,
             Some(0o600),
             true,
+            None,
             2_000,
         )
         .unwrap();

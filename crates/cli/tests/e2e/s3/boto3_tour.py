@@ -58,6 +58,17 @@ assert [o["Key"] for o in ann.list_objects_v2(Bucket="ann-tour", Prefix="folder/
 ann.delete_object(Bucket="ann-tour", Key="folder/inside.txt")
 expect_error(lambda: ann.put_object(Bucket="ann-tour", Key="a/.s3-folder-marker", Body=b"x"), "InvalidArgument")
 expect_error(lambda: ann.put_object(Bucket="ann-tour", Key="hello.txt/", Body=b"x"), "InvalidArgument")
+expect_error(lambda: ann.put_object(Bucket="ann-tour", Key="hello.txt/deeper/x", Body=b"x"), "InvalidArgument")
+# A key's directories are made with a small object (in its transaction) or before a larger
+# one's upload, never in a missing bucket.
+expect_error(lambda: ann.put_object(Bucket="no-bucket", Key="deep/er/", Body=b""), "NoSuchBucket")
+expect_error(lambda: ann.put_object(Bucket="no-bucket", Key="deep/er/big", Body=b"b" * 70000), "NoSuchBucket")
+expect_error(lambda: ann.head_bucket(Bucket="no-bucket"), "404", "NoSuchBucket")
+ann.put_object(Bucket="ann-tour", Key="deep/er/", Body=b"")
+ann.put_object(Bucket="ann-tour", Key="deep/est/big", Body=b"b" * 70000)
+assert ann.get_object(Bucket="ann-tour", Key="deep/est/big")["Body"].read() == b"b" * 70000
+assert [o["Key"] for o in ann.list_objects_v2(Bucket="ann-tour", Prefix="deep/")["Contents"]] == ["deep/er/", "deep/est/big"]
+ann.delete_objects(Bucket="ann-tour", Delete={"Objects": [{"Key": "deep/er/"}, {"Key": "deep/est/big"}]})
 
 # Conditional requests, evaluated by the gateway.
 etag = head["ETag"]
@@ -139,7 +150,7 @@ assert ann.get_object(Bucket="ann-tour", Key="meta.html")["Body"].read() == body
 expect_error(lambda: ann.put_object(Bucket="ann-tour", Key="meta.html", Body=b"x", IfMatch='"0000"'), "PreconditionFailed")
 expect_error(lambda: ann.put_object(Bucket="ann-tour", Key="nothing-here", Body=b"x", IfMatch=md5), "PreconditionFailed")
 expect_error(lambda: ann.put_object(Bucket="ann-tour", Key="nothing-here", Body=b"x", IfMatch="*"), "PreconditionFailed")
-assert error_code(lambda: ann.head_object(Bucket="ann-tour", Key="nothing-here")) in ("404", "NoSuchKey")
+expect_error(lambda: ann.head_object(Bucket="ann-tour", Key="nothing-here"), "404", "NoSuchKey")
 expect_error(lambda: ann.put_object(Bucket="ann-tour", Key="meta.html", Body=b"x", IfNoneMatch=md5), "PreconditionFailed")
 assert ann.get_object(Bucket="ann-tour", Key="meta.html")["Body"].read() == body
 ann.put_object(Bucket="ann-tour", Key="meta.html", Body=b"second", IfMatch=md5)
