@@ -294,11 +294,18 @@ impl Known {
         }
         let there = (!gone).then_some(&event.path).into_iter().chain(&event.to);
         for path in there {
-            let (Some(parent), Some(name)) = (path.parent(), path.name()) else {
+            let Some(parent) = path.parent() else {
                 continue;
             };
-            if known.dirs.get(&parent).is_some_and(|names| !names.contains(name)) {
-                known.dirs.remove(&parent);
+            // Every directory on the way, not only the parent: a `mkdir
+            // -p` or an S3 PUT elsewhere makes the missing directories
+            // above the entry of its event, which have no events of their own.
+            let mut below = path.clone();
+            while let (Some(dir), Some(name)) = (below.parent(), below.name()) {
+                if known.dirs.get(&dir).is_some_and(|names| !names.contains(name)) {
+                    known.dirs.remove(&dir);
+                }
+                below = dir;
             }
             if known.recent.len() >= KNOWN_RECENT {
                 known.recent.pop_front();

@@ -1119,6 +1119,15 @@ fn new_names_in_a_directory_the_mount_made_are_not_asked_for() {
         "yes\n",
         SEEN_WITHIN,
     );
+    // `mkdir -p` elsewhere: one event, for the deepest; the directory above
+    // it is new too, and is asked for.
+    cluster.ok("ann", &["mkdir", "-p", "/home/ann/fresh/deep/er"], b"");
+    seen_within(
+        &mounted,
+        "test -d fresh/deep/er && echo yes || echo no",
+        "yes\n",
+        SEEN_WITHIN,
+    );
     // Removed elsewhere, then made again here: both seen.
     cluster.ok("ann", &["rm", "/home/ann/fresh/f3"], b"");
     seen_within(&mounted, "test -e fresh/f3 && echo yes || echo no", "no\n", SEEN_WITHIN);

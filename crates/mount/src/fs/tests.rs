@@ -104,3 +104,31 @@ fn the_page_cache_is_kept_only_for_the_version_its_pages_were_read_from() {
     // Inodes of the mount are apart.
     assert!(!cache.opened(3, v2));
 }
+
+#[test]
+fn an_event_deeper_down_drops_every_known_directory_it_passes_through() {
+    // `mkdir -p /d/a/b` or an S3 PUT of `d/a/b/f` elsewhere: one event,
+    // for the deepest entry, though `/d/a` is new too.
+    let known = Known::default();
+    let mark = known.mark();
+    known.made(&path("/d"), mark);
+    known.adding(&path("/d/mine"));
+    let mark = known.mark();
+    known.made(&path("/d/mine"), mark);
+    known.event(&event(WatchKind::Modified, "/d/a/b/f", None));
+    assert!(
+        !known.absent(&path("/d/a")),
+        "a directory made with the file is asked for"
+    );
+    // A known directory the event passes through by a name it holds stays known.
+    known.event(&event(WatchKind::Created, "/d/mine/x/y", None));
+    assert!(!known.absent(&path("/d/mine/x")));
+    let mark = known.mark();
+    known.made(&path("/e"), mark);
+    known.adding(&path("/e/k"));
+    let mark = known.mark();
+    known.made(&path("/e/k"), mark);
+    known.event(&event(WatchKind::Created, "/e/k/n/m", None));
+    assert!(known.absent(&path("/e/other")), "/e holds k: still known");
+    assert!(!known.absent(&path("/e/k/n")));
+}
