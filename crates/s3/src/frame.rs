@@ -16,11 +16,15 @@
 //!   leniently); `${filename}` in a form's key becomes the name of its
 //!   file, as S3 does. The form's fields come before its file (S3's rule), so
 //!   only they are read ahead, at most [`MAX_FORM_FIELDS`] bytes; the body
-//!   then goes on to s3s whole.
+//!   then goes on to s3s whole;
+//! - an error answer to a request with a body closes the connection
+//!   (`Connection: close`): the refusal may come before the body was read,
+//!   and a client that sends it anyway must not have it read as its next
+//!   request (boto3 sends it after waiting a second for `100 Continue`).
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -41,6 +45,11 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 pub async fn frame(request: Request, next: Next) -> Response {
     let id = dfs_seal::random_id()[..16].to_ascii_uppercase();
     let form_upload = request.method() == Method::POST;
+    let has_body = request.headers().contains_key(TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0");
     let (request, form_refusal) = match form_boundary(&request) {
         Some(boundary) => read_form_fields(request, &boundary).await,
         None => (request, None),
@@ -56,6 +65,14 @@ pub async fn frame(request: Request, next: Next) -> Response {
     };
     if response.status().is_client_error() || response.status().is_server_error() {
         response = fix_error(response, &id, form_upload).await;
+        if has_body {
+            // Refused, maybe before its body was read: a client that sends
+            // the body anyway (boto3 does, after a second of waiting for
+            // `100 Continue`) must not have it read as its next request.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
