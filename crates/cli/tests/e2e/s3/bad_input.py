@@ -32,25 +32,36 @@ class Signer(S3SigV4Auth):
         return self.payload_hash
 
 
-def send(method, target, headers, body, payload_hash, half_close=False):
-    """One signed request over a socket of its own, `body` sent as it is
-    whatever the headers say: (status, the answer's text)."""
+def signed_head(method, target, headers, payload_hash):
+    """The head of a signed request, as bytes to send."""
     request = AWSRequest(method=method, url=URL + target, headers=headers)
     Signer(payload_hash).add_auth(request)
     head = "%s %s HTTP/1.1\r\nHost: %s:%d\r\n" % (method, target, HOST, PORT)
     head += "".join("%s: %s\r\n" % item for item in request.headers.items() if item[0].lower() != "host")
+    return head.encode() + b"\r\n"
+
+
+def answer_on(sock):
+    """An answer's head and (S3 error) body read from `sock`."""
+    answer = b""
+    while b"\r\n\r\n" not in answer or (b"<Error>" in answer and b"</Error>" not in answer):
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        answer += piece
+    return answer
+
+
+def send(method, target, headers, body, payload_hash, half_close=False):
+    """One signed request over a socket of its own, `body` sent as it is
+    whatever the headers say: (status, the answer's text)."""
     with socket.create_connection((HOST, PORT), timeout=30) as sock:
-        sock.sendall(head.encode() + b"\r\n" + body)
+        sock.sendall(signed_head(method, target, headers, payload_hash) + body)
         if half_close:
             # The body ends here (the connection's write side closes), short of
             # what Content-Length declared.
             sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        while b"\r\n\r\n" not in answer or (b"<Error>" in answer and b"</Error>" not in answer):
-            piece = sock.recv(65536)
-            if not piece:
-                break
-            answer += piece
+        answer = answer_on(sock)
     status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
     return status, answer.decode(errors="replace")
 
@@ -169,24 +180,6 @@ assert sorted(keys()) == ["chunked", "plain"]
 # sent the body anyway: boto3 asks `Expect: 100-continue` and sends the body
 # after a second without an answer, as on a loaded machine. The body must not
 # be read as the next request on the connection: the answer closes it.
-def signed_head(method, target, headers, payload_hash):
-    request = AWSRequest(method=method, url=URL + target, headers=headers)
-    Signer(payload_hash).add_auth(request)
-    head = "%s %s HTTP/1.1\r\nHost: %s:%d\r\n" % (method, target, HOST, PORT)
-    head += "".join("%s: %s\r\n" % item for item in request.headers.items() if item[0].lower() != "host")
-    return head.encode() + b"\r\n"
-
-
-def answer_on(sock):
-    answer = b""
-    while b"\r\n\r\n" not in answer or (b"<Error>" in answer and b"</Error>" not in answer):
-        piece = sock.recv(65536)
-        if not piece:
-            break
-        answer += piece
-    return answer
-
-
 with socket.create_connection((HOST, PORT), timeout=30) as sock:
     sock.sendall(signed_head("PUT", "/%s/plain" % BUCKET, {"Content-Length": "1000", "Expect": "100-continue",
                                                           "If-Match": '"0000"'}, sha256(data)))
