@@ -294,18 +294,7 @@ pub fn paged_uploads_and_layouts_of_many_chunks(store: &dyn Store) {
         "permission denied",
     );
     // An inline file comes whole; an empty one has no chunks.
-    store
-        .write_inline(
-            &ann,
-            &path("/home/ann/small"),
-            b"tiny",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            300_000,
-        )
-        .unwrap();
+    write_small(store, &ann, &path("/home/ann/small"), b"tiny", 300_000).unwrap();
     assert_eq!(
         store
             .layout_page(&ann, &path("/home/ann/small"), 0, 10, None)
@@ -629,6 +618,18 @@ fn write_file_with(
     store.commit_upload(who, id, chunks, attributes, 200, 200_000).unwrap()
 }
 
+/// A plain inline write of `data` to `at` as `who`, at `now_ms`: no
+/// attributes, the default mode, replacing what is there.
+fn write_small(
+    store: &dyn Store,
+    who: &Principal,
+    at: &DfsPath,
+    data: &[u8],
+    now_ms: u64,
+) -> Result<dfs_proto::namespace::Stat, StoreError> {
+    store.write_inline(who, at, data, &NO_ATTRIBUTES, None, false, None, now_ms)
+}
+
 fn assert_err(result: Result<impl std::fmt::Debug, StoreError>, expected: fn(&StoreError) -> bool, text: &str) {
     match result {
         Err(error) if expected(&error) && error.to_string().contains(text) => {}
@@ -667,18 +668,7 @@ pub fn deferred_writes_are_committed_when_they_return_and_the_barrier_covers_the
     store.ensure_home(7, "ann", 1).unwrap();
     with_durability(Durability::Deferred, || {
         store.mkdir(&ann, &path("/home/ann/d"), 0o755, false, 10).unwrap();
-        store
-            .write_inline(
-                &ann,
-                &path("/home/ann/d/f"),
-                b"deferred",
-                &NO_ATTRIBUTES,
-                None,
-                false,
-                None,
-                11,
-            )
-            .unwrap();
+        write_small(store, &ann, &path("/home/ann/d/f"), b"deferred", 11).unwrap();
         assert_err(
             store.mkdir(&ann, &path("/home/ann/d"), 0o755, false, 12),
             |e| matches!(e, StoreError::AlreadyExists(_)),
@@ -1088,9 +1078,7 @@ pub fn namespace_set_times_and_ctime_follow_every_change(store: &dyn Store) {
     );
 
     // New content moves both.
-    store
-        .write_inline(&ann, &f, b"two", &NO_ATTRIBUTES, None, false, None, 8_000)
-        .unwrap();
+    write_small(store, &ann, &f, b"two", 8_000).unwrap();
     assert_eq!(times("/home/ann/f"), (8_000, 8_000));
     // A move changes the ctime of what moved (not its mtime), and both of its directories'.
     let moved = store.rename(&ann, &f, &path("/home/ann/d/g"), false, 9_000).unwrap();
@@ -2365,18 +2353,7 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
     );
 
     // Empty and largest files; one byte more is refused.
-    let empty = store
-        .write_inline(
-            &ann,
-            &path("/home/ann/empty"),
-            b"",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            4_000,
-        )
-        .unwrap();
+    let empty = write_small(store, &ann, &path("/home/ann/empty"), b"", 4_000).unwrap();
     assert_eq!((empty.size, empty.mode), (0, crate::namespace::DEFAULT_FILE_MODE));
     assert_eq!(
         content(store, &ann, "/home/ann/empty").1,
@@ -2384,30 +2361,10 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
     );
     let max = dfs_proto::namespace::INLINE_MAX as usize;
     let big: Vec<u8> = (0..max).map(|index| (index % 251) as u8).collect();
-    store
-        .write_inline(
-            &ann,
-            &path("/home/ann/big"),
-            &big,
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            4_000,
-        )
-        .unwrap();
+    write_small(store, &ann, &path("/home/ann/big"), &big, 4_000).unwrap();
     assert_eq!(content(store, &ann, "/home/ann/big").1, FileContent::Inline(big));
     assert_err(
-        store.write_inline(
-            &ann,
-            &path("/home/ann/huge"),
-            &vec![0; max + 1],
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            4_000,
-        ),
+        write_small(store, &ann, &path("/home/ann/huge"), &vec![0; max + 1], 4_000),
         |error| matches!(error, StoreError::Invalid(_)),
         "too large",
     );
@@ -2424,18 +2381,7 @@ pub fn inline_write_read_overwrite(store: &dyn Store) {
         FileContent::Inline(b"bye".to_vec())
     );
     store.remove(&ann, &path("/home/ann/moved"), false, 6_000).unwrap();
-    store
-        .write_inline(
-            &ann,
-            &path("/home/ann/moved"),
-            b"new",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            7_000,
-        )
-        .unwrap();
+    write_small(store, &ann, &path("/home/ann/moved"), b"new", 7_000).unwrap();
     let (stat, data) = content(store, &ann, "/home/ann/moved");
     assert_eq!((stat.version, data), (1, FileContent::Inline(b"new".to_vec())));
     let counts = store.counts().unwrap();
@@ -2512,16 +2458,7 @@ pub fn special_files_keep_their_type_and_content(store: &dyn Store) {
     // over an existing name, bad content, a type that is none, chunks.
     let before = store.stat(&ann, &path("/home/ann/link2")).unwrap();
     assert_err(
-        store.write_inline(
-            &ann,
-            &path("/home/ann/link2"),
-            b"data",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            4_000,
-        ),
+        write_small(store, &ann, &path("/home/ann/link2"), b"data", 4_000),
         |error| matches!(error, StoreError::Conflict(_)),
         "is a symbolic link, not a regular file",
     );
@@ -2592,18 +2529,7 @@ pub fn inline_and_chunked_replace_each_other(store: &dyn Store) {
     store.ensure_home(ann.uid, "ann", 1_000).unwrap();
     let chunks = [chunk(1, 4), chunk(2, 3)];
     write_file(store, &ann, "u1", "/home/ann/f", &chunks);
-    let stat = store
-        .write_inline(
-            &ann,
-            &path("/home/ann/f"),
-            b"tiny",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            300_000,
-        )
-        .unwrap();
+    let stat = write_small(store, &ann, &path("/home/ann/f"), b"tiny", 300_000).unwrap();
     assert_eq!((stat.version, stat.size), (2, 4));
     assert_eq!(
         content(store, &ann, "/home/ann/f").1,
@@ -2619,18 +2545,7 @@ pub fn inline_and_chunked_replace_each_other(store: &dyn Store) {
         FileContent::Chunks(chunks.to_vec())
     );
     // Inline again, then a chunked file with no chunks (empty) replaces it.
-    store
-        .write_inline(
-            &ann,
-            &path("/home/ann/f"),
-            b"x",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            400_000,
-        )
-        .unwrap();
+    write_small(store, &ann, &path("/home/ann/f"), b"x", 400_000).unwrap();
     let stat = write_file(store, &ann, "u3", "/home/ann/f", &[]);
     assert_eq!((stat.version, stat.size), (5, 0));
     assert_eq!(content(store, &ann, "/home/ann/f").1, FileContent::Chunks(Vec::new()));
@@ -2640,18 +2555,7 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
     let (ann, bob) = (user(2, "ann"), user(3, "bob"));
     store.ensure_home(ann.uid, "ann", 1_000).unwrap();
     store.ensure_home(bob.uid, "bob", 1_000).unwrap();
-    store
-        .write_inline(
-            &ann,
-            &path("/home/ann/f"),
-            b"one",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            2_000,
-        )
-        .unwrap();
+    write_small(store, &ann, &path("/home/ann/f"), b"one", 2_000).unwrap();
     // no_clobber.
     assert_err(
         store.write_inline(
@@ -2669,16 +2573,7 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
     );
     // Another user's private home: neither create nor read.
     assert_err(
-        store.write_inline(
-            &bob,
-            &path("/home/ann/g"),
-            b"x",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            3_000,
-        ),
+        write_small(store, &bob, &path("/home/ann/g"), b"x", 3_000),
         |error| matches!(error, StoreError::PermissionDenied(_)),
         "permission denied",
     );
@@ -2694,16 +2589,7 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
         FileContent::Inline(b"one".to_vec())
     );
     assert_err(
-        store.write_inline(
-            &bob,
-            &path("/home/ann/f"),
-            b"x",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            3_000,
-        ),
+        write_small(store, &bob, &path("/home/ann/f"), b"x", 3_000),
         |error| matches!(error, StoreError::PermissionDenied(_)),
         "permission denied: /home/ann/f",
     );
@@ -2715,26 +2601,17 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
     );
     // Directories and missing parents.
     assert_err(
-        store.write_inline(&ann, &path("/home/ann"), b"x", &NO_ATTRIBUTES, None, false, None, 3_000),
+        write_small(store, &ann, &path("/home/ann"), b"x", 3_000),
         |error| matches!(error, StoreError::Invalid(_)),
         "is a directory: /home/ann",
     );
     assert_err(
-        store.write_inline(&ann, &DfsPath::root(), b"x", &NO_ATTRIBUTES, None, false, None, 3_000),
+        write_small(store, &ann, &DfsPath::root(), b"x", 3_000),
         |error| matches!(error, StoreError::Invalid(_)),
         "is a directory",
     );
     assert_err(
-        store.write_inline(
-            &ann,
-            &path("/home/ann/nope/f"),
-            b"x",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            3_000,
-        ),
+        write_small(store, &ann, &path("/home/ann/nope/f"), b"x", 3_000),
         |error| matches!(error, StoreError::NotFound(_)),
         "no such file or directory: /home/ann/nope",
     );
@@ -2748,30 +2625,12 @@ pub fn inline_checks_like_a_commit(store: &dyn Store) {
         .acquire_lock(&ann, &path("/home/ann/f"), false, "n1", 300, 400)
         .unwrap();
     assert_err(
-        store.write_inline(
-            &ann,
-            &path("/home/ann/f"),
-            b"locked",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            310_000,
-        ),
+        write_small(store, &ann, &path("/home/ann/f"), b"locked", 310_000),
         is_locked,
         "locked: /home/ann/f is locked by ann",
     );
     assert_err(
-        store.write_inline(
-            &admin(),
-            &path("/home/ann/f"),
-            b"locked",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            310_000,
-        ),
+        write_small(store, &admin(), &path("/home/ann/f"), b"locked", 310_000),
         is_locked,
         "locked",
     );
@@ -2812,18 +2671,7 @@ pub fn inline_dump_round_trip(store: &dyn Store) {
             2_000,
         )
         .unwrap();
-    store
-        .write_inline(
-            &ann,
-            &path("/home/ann/empty"),
-            b"",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            2_000,
-        )
-        .unwrap();
+    write_small(store, &ann, &path("/home/ann/empty"), b"", 2_000).unwrap();
     write_file(store, &ann, "u1", "/home/ann/chunked", &[chunk(1, 4)]);
     let dump = store.export().unwrap();
     let entry = |name: &str| {
@@ -2973,20 +2821,7 @@ pub fn transactions_check_what_they_read(store: &dyn Store) {
     use crate::tx::{TxRead, TxReadAnswer};
     let ann = user(2, "ann");
     store.ensure_home(2, "ann", 1_000).unwrap();
-    let write = |target: &str, text: &str| {
-        store
-            .write_inline(
-                &ann,
-                &path(target),
-                text.as_bytes(),
-                &NO_ATTRIBUTES,
-                None,
-                false,
-                None,
-                2_000,
-            )
-            .unwrap()
-    };
+    let write = |target: &str, text: &str| write_small(store, &ann, &path(target), text.as_bytes(), 2_000).unwrap();
     write("/home/ann/a", "100");
     write("/home/ann/b", "100");
 
@@ -3083,18 +2918,7 @@ pub fn transactions_conflict_with_phantoms_in_a_listed_directory(store: &dyn Sto
     store
         .mkdir(&ann, &path("/home/ann/other"), 0o755, false, 1_000)
         .unwrap();
-    store
-        .write_inline(
-            &ann,
-            &path("/home/ann/d/x"),
-            b"x",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            2_000,
-        )
-        .unwrap();
+    write_small(store, &ann, &path("/home/ann/d/x"), b"x", 2_000).unwrap();
     let list = |tx: &str, dir: &str| -> Vec<String> {
         let TxReadAnswer::List(listing) = store
             .read_in_transaction(&ann, tx, &TxRead::List(path(dir)), 300, 300_000)
@@ -3116,17 +2940,7 @@ pub fn transactions_conflict_with_phantoms_in_a_listed_directory(store: &dyn Sto
     // For each change of the listed directory's entries: list, stage, change, commit.
     let changes: [(&str, &dyn Fn()); 3] = [
         ("a new entry", &|| {
-            store
-                .write_inline(
-                    &ann,
-                    &path("/home/ann/d/phantom"),
-                    b"p",
-                    &NO_ATTRIBUTES,
-                    None,
-                    false,
-                    None,
-                    2_000,
-                )
+            write_small(store, &ann, &path("/home/ann/d/phantom"), b"p", 2_000)
                 .map(drop)
                 .unwrap()
         }),
@@ -3134,17 +2948,7 @@ pub fn transactions_conflict_with_phantoms_in_a_listed_directory(store: &dyn Sto
             store.remove(&ann, &path("/home/ann/d/phantom"), false, 2_000).unwrap()
         }),
         ("a changed entry", &|| {
-            store
-                .write_inline(
-                    &ann,
-                    &path("/home/ann/d/x"),
-                    b"x2",
-                    &NO_ATTRIBUTES,
-                    None,
-                    false,
-                    None,
-                    2_000,
-                )
+            write_small(store, &ann, &path("/home/ann/d/x"), b"x2", 2_000)
                 .map(drop)
                 .unwrap()
         }),
@@ -3164,18 +2968,7 @@ pub fn transactions_conflict_with_phantoms_in_a_listed_directory(store: &dyn Sto
     store.begin_transaction(&transaction("p9", &ann, 1_000)).unwrap();
     assert_eq!(list("p9", "/home/ann/d"), ["x"]);
     store.stage(&ann, "p9", &summary("p9"), 300).unwrap();
-    store
-        .write_inline(
-            &ann,
-            &path("/home/ann/other/y"),
-            b"y",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            2_000,
-        )
-        .unwrap();
+    write_small(store, &ann, &path("/home/ann/other/y"), b"y", 2_000).unwrap();
     assert_eq!(store.commit_transaction(&ann, "p9", 301, 301_000).unwrap(), 1);
 }
 
@@ -3183,30 +2976,8 @@ pub fn transactions_read_their_own_writes(store: &dyn Store) {
     use crate::tx::{StagedOp, TxRead, TxReadAnswer};
     let ann = user(2, "ann");
     store.ensure_home(2, "ann", 1_000).unwrap();
-    store
-        .write_inline(
-            &ann,
-            &path("/home/ann/a"),
-            b"old",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            2_000,
-        )
-        .unwrap();
-    store
-        .write_inline(
-            &ann,
-            &path("/home/ann/gone"),
-            b"g",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            2_000,
-        )
-        .unwrap();
+    write_small(store, &ann, &path("/home/ann/a"), b"old", 2_000).unwrap();
+    write_small(store, &ann, &path("/home/ann/gone"), b"g", 2_000).unwrap();
     store.begin_transaction(&transaction("t1", &ann, 1_000)).unwrap();
     let stat = |target: &str| store.read_in_transaction(&ann, "t1", &TxRead::Stat(path(target)), 300, 300_000);
     store.stage(&ann, "t1", &put_inline("/home/ann/a", "new"), 300).unwrap();
@@ -3274,18 +3045,7 @@ pub fn conditional_writes_compare_and_set(store: &dyn Store) {
     use crate::tx::{compare_and_set, Change, StagedOp};
     let ann = user(2, "ann");
     store.ensure_home(2, "ann", 1_000).unwrap();
-    store
-        .write_inline(
-            &ann,
-            &path("/home/ann/a"),
-            b"v1",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            2_000,
-        )
-        .unwrap();
+    write_small(store, &ann, &path("/home/ann/a"), b"v1", 2_000).unwrap();
     let is_precondition = |error: &StoreError| matches!(error, StoreError::PreconditionFailed(_));
     let put = |text: &str| Change::Op(put_inline("/home/ann/a", text));
     let cas = |version: u64, change: Change| {
@@ -3367,18 +3127,7 @@ pub fn transactions_are_serializable_under_races(store: std::sync::Arc<dyn Store
     }
     for round in 0..12 {
         for account in ["x", "y"] {
-            store
-                .write_inline(
-                    &ann,
-                    &path(&format!("/home/ann/{account}")),
-                    b"50",
-                    &NO_ATTRIBUTES,
-                    None,
-                    false,
-                    None,
-                    2_000,
-                )
-                .unwrap();
+            write_small(&*store, &ann, &path(&format!("/home/ann/{account}")), b"50", 2_000).unwrap();
         }
         let barrier = Arc::new(Barrier::new(2));
         let racers: Vec<_> = ["x", "y"]
@@ -3627,18 +3376,7 @@ pub fn attributes_are_kept_with_each_version(store: &dyn Store) {
         second
     );
     // ... and a write naming none leaves none.
-    let stat = store
-        .write_inline(
-            &ann,
-            &path("/home/ann/a"),
-            b"three",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            3_000,
-        )
-        .unwrap();
+    let stat = write_small(store, &ann, &path("/home/ann/a"), b"three", 3_000).unwrap();
     assert_eq!((stat.version, stat.attributes.is_empty()), (3, true));
     assert!(store.stat(&ann, &path("/home/ann/a")).unwrap().attributes.is_empty());
 
@@ -3785,32 +3523,10 @@ pub fn compose_concatenates_chunk_lists_atomically(store: &dyn Store) {
 
     // Refusals, each leaving the target as it was.
     write_file(store, &ann, "u4", "/home/ann/p3", &[chunk(5, 4)]);
-    store
-        .write_inline(
-            &ann,
-            &path("/home/ann/small"),
-            b"tiny",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            5_000,
-        )
-        .unwrap();
+    write_small(store, &ann, &path("/home/ann/small"), b"tiny", 5_000).unwrap();
     store.chmod(&ann, &path("/home/ann"), 0o755).unwrap();
     store.chmod(&ann, &path("/home/ann/p3"), 0o600).unwrap();
-    store
-        .write_inline(
-            &bob,
-            &path("/home/bob/mine"),
-            b"",
-            &NO_ATTRIBUTES,
-            None,
-            false,
-            None,
-            5_000,
-        )
-        .unwrap();
+    write_small(store, &bob, &path("/home/bob/mine"), b"", 5_000).unwrap();
     let compose = |who: &Principal, target: &str, sources: &[&str], no_clobber: bool| {
         let sources: Vec<ComposeSource> = sources.iter().map(|raw| source(raw)).collect();
         store.compose(who, &path(target), &sources, &NO_ATTRIBUTES, None, no_clobber, 6_000)
