@@ -83,6 +83,16 @@ impl Mounted {
     fn log(&self) -> String {
         std::fs::read_to_string(self.work.path().join("mount.log")).unwrap_or_default()
     }
+
+    /// Waits until the mount follows the watch stream, which it connects
+    /// after it is mounted: before, it caches briefly and knows no names.
+    fn wait_watching(&self) {
+        let started = std::time::Instant::now();
+        while !self.log().contains("names and attributes cached 30 s") {
+            assert!(started.elapsed().as_secs() < 10, "not watching: {}", self.log());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 /// A script started by [`Mounted::python`].
@@ -710,11 +720,7 @@ fn two_mounts_of_two_users_see_each_others_closed_files_at_once() {
     let bob = mount(&cluster, "bob", Some("/home/ann/shared"));
     // Both mounts cache names and attributes long, kept honest by the watch.
     for mounted in [&ann, &bob] {
-        let started = std::time::Instant::now();
-        while !mounted.log().contains("names and attributes cached 30 s") {
-            assert!(started.elapsed().as_secs() < 10, "not watching: {}", mounted.log());
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        mounted.wait_watching();
     }
     // bob has looked at f (its size is cached); ann replaces it with a
     // longer version: bob reads all of it long before his cache would end.
@@ -1100,6 +1106,8 @@ fn new_names_in_a_directory_the_mount_made_are_not_asked_for() {
         return;
     };
     let misses = || requests(&cluster, "GET", "/v1/stat", "4xx");
+    // A `mkdir` made before the stream is up is not trusted.
+    mounted.wait_watching();
     mounted.sh("mkdir fresh");
     let before = misses();
     mounted.sh(
