@@ -17,6 +17,7 @@
 #   REPEAT=3         rounds: each runs every phase (on fresh keys) on every
 #                    system in turn, all of them up meanwhile; the median is recorded
 #   SYSTEMS="dfs-s3 seaweed-s3 juicefs-s3"   any subset
+#   WORKLOADS="big small meta"   any subset (big is W1, small W2, meta W3)
 #   DFS_FILE_SERVERS=3   BENCH_VENV=$HOME/.cache/dfs-bench-venv   RESULTS=bench/results
 source "$(dirname "$0")/lib.sh"
 bench_settings
@@ -111,7 +112,7 @@ fi
 # with the servers' CPU ticks around it.
 measure() {
   local system=$1 rep=$2 workload phase count size workers before after
-  for workload in big small meta; do
+  for workload in ${WORKLOADS:-big small meta}; do
     case $workload in
       big) count=1 size=$((W1_MIB * 1048576)) workers=1 ;;
       small) count=$W2_FILES size=$W2_SIZE workers=$WORKERS ;;

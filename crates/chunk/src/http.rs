@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use bytes::Bytes;
 use dfs_proto::chunk::{
-    ChunkCheck, ChunkId, ChunkStored, FileServerStats, CHUNK_STREAM_PROTOCOL, REPLICA_HEADER, VERIFY_BY_CLIENT,
-    VERIFY_HEADER,
+    ChunkCheck, ChunkId, ChunkStored, FileServerStats, LocalReadOffer, CHUNK_STREAM_PROTOCOL, REPLICA_HEADER,
+    VERIFY_BY_CLIENT, VERIFY_HEADER,
 };
 use dfs_proto::ticket::{Capability, ChunkOp, Receipt};
 use dfs_proto::{ErrorBody, ErrorCode, CAPABILITY_HEADER};
@@ -51,6 +51,7 @@ fn api_routes() -> OpenApiRouter<Arc<FileServer>> {
         .routes(routes!(check_chunk))
         .routes(routes!(crate::repair::inventory))
         .routes(routes!(stats))
+        .routes(routes!(local_reads))
 }
 
 /// A file server's OpenAPI document, as served at `/openapi.json`.
@@ -98,6 +99,11 @@ pub fn router(server: Arc<FileServer>) -> Router {
             "Chunks served as a raw stream (sendfile).",
             stats.chunk_streams as f64,
         );
+        out.counter(
+            "chunk_local_reads_total",
+            "Chunks handed over to readers on this machine (file descriptors).",
+            stats.local_reads as f64,
+        );
         out.counter("chunk_writes_total", "Chunks written.", stats.chunk_writes as f64);
         out.counter("bytes_out_total", "Chunk bytes served.", stats.bytes_read as f64);
         out.counter("bytes_in_total", "Chunk bytes written.", stats.bytes_written as f64);
@@ -110,6 +116,20 @@ pub fn router(server: Arc<FileServer>) -> Router {
     responses((status = 200, description = "the counters", body = FileServerStats)))]
 async fn stats(State(server): State<Arc<FileServer>>) -> Json<FileServerStats> {
     Json(server.stats())
+}
+
+/// Where a reader on this machine may have chunk files handed over instead
+/// of sent (see `dfs_proto::chunk`); 404 if this server offers none.
+#[utoipa::path(get, path = "/v1/local-reads", tag = "chunks", security(()),
+    responses((status = 200, description = "the offer", body = LocalReadOffer),
+        (status = 404, description = "no local reads here", body = ErrorBody)))]
+async fn local_reads(State(server): State<Arc<FileServer>>) -> ApiResult<Json<LocalReadOffer>> {
+    server
+        .local_reads
+        .get()
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("this file server offers no local reads"))
 }
 
 /// Stores a chunk (write capability); a primary forwards it to the other targets and answers once they are durable.
@@ -340,8 +360,12 @@ pub(crate) fn stored_answer(server: &FileServer, id: ChunkId, size: u64, servers
 /// Checks the read capability of a request for chunk `id`, from the header
 /// only: a capability in a URL would end up in logs and histories.
 fn check_read_capability(server: &FileServer, id: &ChunkId, headers: &HeaderMap) -> ApiResult<()> {
-    let token = header_capability(headers)?;
-    let capability = open_capability(server, &token, ChunkOp::Read, id)?;
+    check_read_token(server, id, &header_capability(headers)?)
+}
+
+/// Checks that capability `token` lets this server serve chunk `id`.
+pub(crate) fn check_read_token(server: &FileServer, id: &ChunkId, token: &str) -> ApiResult<()> {
+    let capability = open_capability(server, token, ChunkOp::Read, id)?;
     if !capability.targets.is_empty() && !capability.targets.iter().any(|target| target.id == server.id()) {
         return Err(ApiError::permission_denied(format!(
             "this server ({}) is not named in the capability",

@@ -10,6 +10,8 @@
 //! - [`http`]: the routes (`PUT`/`GET /v1/chunks/{id}`, `GET /v1/stats`) and [`router`].
 //! - [`replicate`]: how a primary streams a chunk to its workers.
 //! - `stream`: whole-chunk reads sent by `sendfile(2)` on an upgraded connection.
+//! - `local`: whole chunk files handed to readers on the same machine, by
+//!   file descriptor on a Unix socket (`GET /v1/local-reads` says where).
 //! - [`heartbeat`]: the periodic report to the directory service.
 //! - [`repair`]: routes for the directory's background work: copy a chunk
 //!   from another server, delete an unreferenced one, list them all.
@@ -42,6 +44,7 @@
 
 pub mod heartbeat;
 pub mod http;
+mod local;
 pub mod repair;
 pub mod replicate;
 pub mod scrub;

@@ -36,6 +36,9 @@ pub struct Config {
     pub capacity_bytes: Option<u64>,
     /// Time between heartbeats. Default [`Config::DEFAULT_HEARTBEAT_INTERVAL`].
     pub heartbeat_interval: Duration,
+    /// Whether readers on this machine may have chunk files handed over on
+    /// a Unix socket in the data dir (see `local.rs`). Default on.
+    pub local_reads: bool,
     /// Scrubbing speed in bytes per second; 0 disables it. Default [`Config::DEFAULT_SCRUB_RATE`].
     pub scrub_rate: u64,
     /// Time from the start of one scrub pass to the next. Default [`Config::DEFAULT_SCRUB_INTERVAL`].
@@ -57,6 +60,7 @@ impl Config {
             key,
             capacity_bytes: None,
             heartbeat_interval: Self::DEFAULT_HEARTBEAT_INTERVAL,
+            local_reads: true,
             scrub_rate: Self::DEFAULT_SCRUB_RATE,
             scrub_interval: Self::DEFAULT_SCRUB_INTERVAL,
         }
@@ -81,7 +85,16 @@ pub async fn run(
         tokio::task::spawn_blocking(move || FileServer::open(&data_dir, url, key)).await??
     };
     let _ = server.directory_urls.set(config.directory_urls.clone());
+    let local = if config.local_reads {
+        crate::local::bind(&server)
+    } else {
+        None
+    };
     let server = Arc::new(server);
+    let _local_reads = local.map(|(listener, offer)| {
+        let _ = server.local_reads.set(offer);
+        crate::local::spawn(Arc::clone(&server), listener)
+    });
     tracing::info!(
         id = server.id(),
         url = server.url(),
@@ -130,6 +143,8 @@ pub struct FileServer {
     pub(crate) http: reqwest::Client,
     /// Where corrupt chunks are reported (set by [`run`]).
     pub(crate) directory_urls: std::sync::OnceLock<Vec<String>>,
+    /// The local reads this server offers, if any (set by [`run`]).
+    pub(crate) local_reads: std::sync::OnceLock<dfs_proto::chunk::LocalReadOffer>,
 }
 
 impl FileServer {
@@ -164,6 +179,7 @@ impl FileServer {
             counters,
             http,
             directory_urls: std::sync::OnceLock::new(),
+            local_reads: std::sync::OnceLock::new(),
         })
     }
 
@@ -194,6 +210,7 @@ impl FileServer {
             stored_bytes: counters.stored_bytes.load(Ordering::Relaxed),
             chunk_reads: counters.chunk_reads.load(Ordering::Relaxed),
             chunk_streams: counters.chunk_streams.load(Ordering::Relaxed),
+            local_reads: counters.local_reads.load(Ordering::Relaxed),
             chunk_writes: counters.chunk_writes.load(Ordering::Relaxed),
             bytes_read: counters.bytes_read.load(Ordering::Relaxed),
             bytes_written: counters.bytes_written.load(Ordering::Relaxed),
@@ -208,6 +225,7 @@ pub(crate) struct Counters {
     pub stored_bytes: AtomicU64,
     pub chunk_reads: AtomicU64,
     pub chunk_streams: AtomicU64,
+    pub local_reads: AtomicU64,
     pub chunk_writes: AtomicU64,
     pub bytes_read: AtomicU64,
     pub bytes_written: AtomicU64,
@@ -231,6 +249,11 @@ impl Counters {
     /// A read sent as a raw stream (counted by [`Counters::record_read`] too).
     pub fn record_stream(&self) {
         self.chunk_streams.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A read handed over to a local reader (counted by [`Counters::record_read`] too).
+    pub fn record_local(&self) {
+        self.local_reads.fetch_add(1, Ordering::Relaxed);
     }
 }
 

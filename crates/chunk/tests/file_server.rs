@@ -3,8 +3,8 @@
 
 use dfs_chunk::{run, Config};
 use dfs_proto::chunk::{
-    ChunkCheck, ChunkId, ChunkStored, FileServerStats, Heartbeat, ServerRef, CHUNK_LENGTH_HEADER,
-    CHUNK_STREAM_PROTOCOL, REPLICA_HEADER, VERIFY_BY_CLIENT, VERIFY_HEADER,
+    ChunkCheck, ChunkId, ChunkStored, FileServerStats, Heartbeat, LocalReadAnswer, LocalReadOffer, LocalReadRequest,
+    ServerRef, CHUNK_LENGTH_HEADER, CHUNK_STREAM_PROTOCOL, REPLICA_HEADER, VERIFY_BY_CLIENT, VERIFY_HEADER,
 };
 use dfs_proto::ticket::{Capability, ChunkOp, CopyCapability, Role};
 use dfs_proto::{ErrorBody, ErrorCode, CAPABILITY_HEADER};
@@ -72,8 +72,13 @@ impl TestServer {
     }
 
     async fn stats(&self) -> FileServerStats {
+        self.get_json("/v1/stats").await
+    }
+
+    /// The JSON answer to a GET of `route`.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, route: &str) -> T {
         client()
-            .get(format!("{}/v1/stats", self.url))
+            .get(format!("{}{route}", self.url))
             .send()
             .await
             .unwrap()
@@ -1151,4 +1156,162 @@ async fn a_copy_follows_no_redirect_and_echoes_nothing_of_the_source() {
     );
     assert!(!target.chunk_path(&id).exists());
     target.stop().await;
+}
+
+/// One local read: `line` sent on the socket at `socket`, the answer read
+/// with whatever descriptor came with it. Blocking.
+fn ask_local(socket: &Path, line: &[u8]) -> (LocalReadAnswer, Option<std::fs::File>) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(line).unwrap();
+    let (mut answer, mut file) = (Vec::new(), None);
+    while !answer.ends_with(b"\n") {
+        let mut buffer = [0u8; 4096];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buffer)];
+        let message = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty()).unwrap();
+        for control in message.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(fds) = control {
+                assert_eq!(fds.len(), 1, "one descriptor");
+                #[allow(unsafe_code)]
+                // SAFETY: just received, owned by nothing else in this process.
+                let received = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+                file = Some(received);
+            }
+        }
+        let read = message.bytes;
+        assert!(read > 0, "the socket closed before a whole answer: {answer:?}");
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    (serde_json::from_slice(&answer).unwrap(), file)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_reads_hand_over_a_granted_chunk_file_and_nothing_else() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    // A socket file a killed server left is replaced.
+    let socket = dir.path().join("local-reads.sock");
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let server = TestServer::start(&key, dir.path()).await;
+    let offer: LocalReadOffer = server.get_json("/v1/local-reads").await;
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(
+        (offer.server.as_str(), offer.host.as_str(), Path::new(&offer.socket)),
+        (server.id.as_str(), boot_id.trim(), socket.as_path())
+    );
+    let bytes = content(3 * 1024 * 1024 + 5, 7);
+    let id = server.store(&key, &bytes).await;
+    let other = server.store(&key, b"another chunk").await;
+    let ask = |line: Vec<u8>| {
+        let socket = socket.clone();
+        tokio::task::spawn_blocking(move || ask_local(&socket, &line))
+    };
+    let request = |chunk: &ChunkId, capability: String| {
+        let mut line = serde_json::to_vec(&LocalReadRequest {
+            chunk: chunk.clone(),
+            capability,
+        })
+        .unwrap();
+        line.push(b'\n');
+        line
+    };
+
+    // Granted: the chunk's file, read-only, and its size.
+    let (answer, file) = ask(request(&id, read_capability(&key, &id))).await.unwrap();
+    assert_eq!(
+        (answer.server.as_str(), answer.size, answer.refused),
+        (server.id.as_str(), Some(bytes.len() as u64), None)
+    );
+    let mut file = file.expect("a granted read hands the file over");
+    let mut read = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut read).unwrap();
+    assert!(read == bytes, "the handed-over file holds the chunk");
+    assert!(std::io::Write::write_all(&mut file, b"x").is_err(), "read-only");
+    assert_eq!(std::fs::read(server.chunk_path(&id)).unwrap(), bytes);
+
+    // Refused, with the status a GET would have had, and no file.
+    let mut tampered = read_capability(&key, &id);
+    tampered.replace_range(10..11, if &tampered[10..11] == "A" { "B" } else { "A" });
+    let other_server = ServerRef {
+        id: "another-server".into(),
+        url: "http://127.0.0.1:9".into(),
+    };
+    let missing = id_of(b"never stored");
+    let refusals: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("not JSON", b"hello\n".to_vec(), 400),
+        (
+            "an unknown field",
+            br#"{"chunk":"x","capability":"y","path":"/etc/passwd"}"#.iter().chain(b"\n").copied().collect(),
+            400,
+        ),
+        (
+            "longer than a request may be",
+            [vec![b' '; 20_000], b"\n".to_vec()].concat(),
+            400,
+        ),
+        ("a tampered capability", request(&id, tampered), 401),
+        (
+            "another cluster's capability",
+            request(&id, read_capability(&ClusterKey::random(), &id)),
+            401,
+        ),
+        (
+            "another chunk's capability",
+            request(&id, read_capability(&key, &other)),
+            403,
+        ),
+        (
+            "a write capability",
+            request(&id, capability(&key, ChunkOp::Write, &id, bytes.len(), vec![])),
+            403,
+        ),
+        (
+            "a capability naming other servers",
+            request(&id, capability(&key, ChunkOp::Read, &id, 0, vec![other_server])),
+            403,
+        ),
+        (
+            "a chunk not here",
+            request(&missing, read_capability(&key, &missing)),
+            404,
+        ),
+    ];
+    for (what, line, status) in refusals {
+        let (answer, file) = ask(line).await.unwrap();
+        assert!(file.is_none(), "{what}: no file");
+        assert_eq!(answer.size, None, "{what}");
+        assert_eq!(
+            answer.refused.as_ref().map(|refused| refused.0),
+            Some(status),
+            "{what}: {answer:?}"
+        );
+    }
+    let stats = server.stats().await;
+    assert_eq!((stats.local_reads, stats.chunk_reads), (1, 1), "refusals read nothing");
+
+    // Gone with the server.
+    server.stop().await;
+    assert!(!socket.exists(), "the socket is removed at shutdown");
+}
+
+/// A server told not to offers no local reads: 404, and no socket.
+#[tokio::test]
+async fn a_server_without_local_reads_offers_none() {
+    let key = ClusterKey::random();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path(), key.clone());
+    config.local_reads = false;
+    let server = TestServer::start_with(config).await;
+    let response = client()
+        .get(format!("{}/v1/local-reads", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(response).await.0, StatusCode::NOT_FOUND);
+    assert!(!dir.path().join("local-reads.sock").exists());
+    server.stop().await;
 }

@@ -51,6 +51,11 @@ pub struct Global {
         value_parser = parse_retry_for
     )]
     pub retry_for: std::time::Duration,
+    /// Read every chunk over HTTP, even from file servers on this machine,
+    /// which otherwise hand chunk files over on a Unix socket (`dfs up` and
+    /// `dfs serve`: offer and use no such reads).
+    #[arg(long, global = true, env = "DFS_NO_LOCAL_READS")]
+    pub no_local_reads: bool,
     #[command(flatten)]
     pub cache: crate::cache::CacheArgs,
     #[command(flatten)]

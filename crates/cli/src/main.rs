@@ -49,6 +49,7 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let json = cli.global.json;
     LOG_FORMAT.get_or_init(|| cli.global.log_format);
+    NO_LOCAL_READS.store(cli.global.no_local_reads, std::sync::atomic::Ordering::Relaxed);
     dfs_service::request_id::set_access_log(cli.global.access_log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -94,6 +95,14 @@ fn main() -> ExitCode {
             ExitCode::from(commands::exit_code(&error))
         }
     }
+}
+
+/// `--no-local-reads` (`DFS_NO_LOCAL_READS`), set once by `main`.
+static NO_LOCAL_READS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether chunks are read over HTTP only (`--no-local-reads`).
+pub(crate) fn no_local_reads() -> bool {
+    NO_LOCAL_READS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// `--log-format` (`DFS_LOG_FORMAT`), set once by `main`.

@@ -287,6 +287,7 @@ pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Resul
                 key,
                 capacity_bytes: settings.capacity,
                 heartbeat_interval: Duration::from_secs(2),
+                local_reads: !crate::no_local_reads(),
                 scrub_rate: settings.scrub_rate.unwrap_or(dfs_chunk::Config::DEFAULT_SCRUB_RATE),
                 scrub_interval: settings
                     .scrub_interval
@@ -306,6 +307,7 @@ pub async fn run(mut args: ServeArgs, ca_cert: Option<PathBuf>) -> anyhow::Resul
                     .unwrap_or_else(|| format!("http://{DEFAULT_DIRECTORY_LISTEN}")),
                 key,
                 ca_certificates_pem,
+                no_local_reads: crate::no_local_reads(),
             };
             dfs_s3::run(listener, config, shutdown).await?;
         }

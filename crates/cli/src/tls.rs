@@ -111,6 +111,7 @@ pub fn client(global: &Global) -> anyhow::Result<Client> {
         request_id: Some(request_id),
         retry_for: Some(global.retry_for),
         wait_notice,
+        no_local_reads: global.no_local_reads,
     };
     Ok(Client::with_options(&global.url, &options)?)
 }

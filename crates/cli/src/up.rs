@@ -228,6 +228,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         if dfs_service::request_id::access_log() {
             spec.args.push("--access-log".to_string());
         }
+        if crate::no_local_reads() {
+            spec.args.push("--no-local-reads".to_string());
+        }
         if let Some(pki) = &pki {
             spec.args.extend([
                 format!("--tls-cert={}", path(&pki.cert)),

@@ -117,6 +117,8 @@ pub struct Client {
     /// Directory service changes answered once committed, before they are
     /// on stable storage ([`Client::with_deferred_durability`]).
     deferred: bool,
+    /// File servers on this machine that hand chunk files over.
+    local_reads: std::sync::Arc<transfer::LocalReads>,
 }
 
 /// How a [`Client`] connects, beyond the URL.
@@ -135,6 +137,9 @@ pub struct ClientOptions {
     pub retry_for: Option<Duration>,
     /// Told once, the first time a call of this client has to wait.
     pub wait_notice: Option<WaitNotice>,
+    /// Reads every chunk over HTTP, even from file servers on this
+    /// machine that would hand the chunk's file over (see `transfer/local.rs`).
+    pub no_local_reads: bool,
 }
 
 /// The directory service URLs in `list` (comma-separated), without trailing slashes.
@@ -219,6 +224,7 @@ impl Client {
                 options.wait_notice.clone(),
             )),
             deferred: false,
+            local_reads: std::sync::Arc::new(transfer::LocalReads::new(!options.no_local_reads)),
         })
     }
 

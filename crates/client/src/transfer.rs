@@ -33,6 +33,8 @@
 //! - `get.rs`: the download pipeline, and a new layout when capabilities expire.
 //! - `chunk_io.rs`: one chunk to or from a file server (the stall watchdogs,
 //!   both receive paths, the hash check, replica fallback) and the disk cache.
+//! - `local.rs`: local reads, chunk files handed over by file servers on
+//!   this machine instead of sent over TCP.
 //! - `buffers.rs`: chunk buffers kept for the next chunk (no fresh memory
 //!   to be zeroed by the kernel for each).
 
@@ -41,6 +43,9 @@ use std::sync::Arc;
 
 mod buffers;
 mod chunk_io;
+mod local;
+
+pub(crate) use local::LocalReads;
 pub(crate) mod get;
 pub(crate) mod put;
 

@@ -20,6 +20,13 @@
 //!   service. Answers [`ChunkCheck`]. A reader that found a copy corrupt asks
 //!   for this; the server believes only its own hash.
 //! - `GET /v1/stats`: [`FileServerStats`].
+//! - `GET /v1/local-reads`: [`LocalReadOffer`], where a client on the same
+//!   machine may have chunk files handed over (404 if the server offers
+//!   none). On that Unix socket a client sends one [`LocalReadRequest`] as a
+//!   line of JSON; the server answers one [`LocalReadAnswer`] line, with the
+//!   chunk file's descriptor (opened read-only) attached by `SCM_RIGHTS` when
+//!   it grants the read. The capability is checked as for `GET
+//!   /v1/chunks/{id}`, and the reader hashes the content itself.
 //! - `POST /v1/chunks/{id}/copy` with a copy capability
 //!   ([`crate::ticket::CopyCapability`], sealed by the directory service's
 //!   repair loop for this chunk and this server) and no body: the server
@@ -150,6 +157,9 @@ pub struct FileServerStats {
     /// Of those, the ones sent as a raw stream ([`CHUNK_STREAM_PROTOCOL`]).
     #[serde(default)]
     pub chunk_streams: u64,
+    /// Of those, the ones handed over to a local reader ([`LocalReadOffer`]).
+    #[serde(default)]
+    pub local_reads: u64,
     /// Chunk writes accepted since start (including forwarded replicas).
     pub chunk_writes: u64,
     pub bytes_read: u64,
@@ -251,3 +261,44 @@ mod property_tests {
         }
     }
 }
+
+/// Where a file server hands chunk files to readers on its own machine
+/// (`GET /v1/local-reads`): the file descriptor of a chunk, passed over a
+/// Unix socket, is read with one copy from the page cache, against three
+/// for a chunk sent over loopback TCP (HDFS's short-circuit reads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LocalReadOffer {
+    /// The server's id: the one a reader expects at the socket.
+    pub server: String,
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`): a reader
+    /// with another one is on another machine.
+    pub host: String,
+    /// The Unix socket's path on that machine.
+    pub socket: String,
+}
+
+/// A local reader's request, one line of JSON on the socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalReadRequest {
+    pub chunk: ChunkId,
+    /// The read capability, as in `x-dfs-capability`.
+    pub capability: String,
+}
+
+/// The answer to a [`LocalReadRequest`], one line of JSON: the server's id
+/// and either the chunk's size (its file's descriptor comes with the
+/// answer) or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalReadAnswer {
+    pub server: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The HTTP status a `GET` of the chunk would have had, with its message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<(u16, String)>,
+}
+
+/// Longest [`LocalReadRequest`] line a server reads.
+pub const LOCAL_READ_REQUEST_MAX: usize = 16 * 1024;

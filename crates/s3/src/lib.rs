@@ -57,6 +57,8 @@ pub struct Config {
     pub key: ClusterKey,
     /// PEM CA certificates to trust when calling the cluster over HTTPS.
     pub ca_certificates_pem: Option<Vec<u8>>,
+    /// Read chunks over HTTP only, even from file servers on this machine.
+    pub no_local_reads: bool,
 }
 
 /// How long a call to the cluster keeps trying through failures, within one S3 request.
@@ -70,6 +72,7 @@ pub fn router(config: Config) -> anyhow::Result<axum::Router> {
         request_id: None,
         retry_for: Some(RETRY_FOR),
         wait_notice: None,
+        no_local_reads: config.no_local_reads,
     };
     let base = Client::with_options(&config.directory_url, &options).context("connecting to the directory service")?;
     let verifier = Verifier::new(config.key);

@@ -399,22 +399,20 @@ fn server_dir(cluster: &Cluster, server_id: &str) -> String {
         .unwrap_or_else(|| panic!("no data dir holds server id {server_id}"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_corrupt_copy_a_client_reads_is_quarantined_at_once() {
-    // Servers stream whole chunks unhashed to clients that hash them; such a
-    // client that receives a corrupt copy asks the server to check it.
-    let cluster = cluster_with_users();
+/// A file of two full chunks and a small one, whose first copies (the ones
+/// a reader tries first) are damaged: the last byte, the last thing a
+/// server would hash, flipped; the second chunk cut short (a stream then
+/// announces the wrong length, a local read hands over a file of the wrong
+/// size). The file's bytes, and each damaged copy as (server, chunk, path).
+async fn file_with_damaged_first_copies(cluster: &Cluster) -> (Vec<u8>, Vec<(String, String, PathBuf)>) {
     let bytes = random_bytes(CHUNK * 2 + 10);
     cluster.ok("ann", &["put", "-", "/home/ann/rotting"], &bytes);
-    let layout = layout(&cluster, "ann", "/home/ann/rotting").await;
+    let layout = layout(cluster, "ann", "/home/ann/rotting").await;
     let mut damaged = Vec::new();
     for (index, chunk) in layout["chunks"].as_array().unwrap().iter().enumerate() {
         let id = chunk["id"].as_str().unwrap().to_string();
-        // The copy a reader tries first; damage its last byte, the last thing
-        // a server would hash; or, for the second chunk, cut it short (a
-        // stream then announces the wrong length).
-        let server = server_dir(&cluster, chunk["replicas"][0]["id"].as_str().unwrap());
-        let path = chunk_file(&cluster, &server, &id);
+        let server = server_dir(cluster, chunk["replicas"][0]["id"].as_str().unwrap());
+        let path = chunk_file(cluster, &server, &id);
         let mut content = std::fs::read(&path).unwrap();
         if index == 1 {
             content.truncate(content.len() - 1000);
@@ -424,9 +422,43 @@ async fn a_corrupt_copy_a_client_reads_is_quarantined_at_once() {
         std::fs::write(&path, content).unwrap();
         damaged.push((server, id, path));
     }
-    // Past the client's disk cache, which holds what the put sent.
+    (bytes, damaged)
+}
+
+/// Reads the file (past the disk cache, with `how`) until every damaged
+/// copy was moved aside, as the reader's request for a check does: no
+/// scrub runs (they run daily here). On a loaded machine a copy that does
+/// not start answering within the client's RESPONSE_TIMEOUT is passed over
+/// unread (the next replica serves the read), so a copy still there is
+/// read again, by up to two more readers, before it counts as not moved.
+fn assert_damaged_copies_are_quarantined(cluster: &Cluster, how: &[&str], damaged: &[(String, String, PathBuf)]) {
+    let read = [how, &["--no-cache", "cat", "/home/ann/rotting"]].concat();
+    for _ in 0..2 {
+        if damaged.iter().all(|(_, _, path)| !path.exists()) {
+            break;
+        }
+        cluster.ok("ann", &read, b"");
+    }
+    for (server, id, path) in damaged {
+        assert!(!path.exists(), "the corrupt copy of {id} on {server} is still served");
+        let quarantined = std::fs::read_dir(cluster.data_dir().join(server).join("quarantine"))
+            .unwrap()
+            .flatten()
+            .any(|entry| entry.file_name().to_string_lossy().starts_with(id.as_str()));
+        assert!(quarantined, "the corrupt copy of {id} is kept in {server}/quarantine");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_copy_a_client_reads_is_quarantined_at_once() {
+    // Servers stream whole chunks unhashed to clients that hash them; such a
+    // client that receives a corrupt copy asks the server to check it.
+    let cluster = cluster_with_users();
+    let (bytes, damaged) = file_with_damaged_first_copies(&cluster).await;
+    // Over HTTP: past the client's disk cache, which holds what the put sent.
+    let over_http = ["--no-local-reads", "--no-cache", "cat", "/home/ann/rotting"];
     let streams_before = file_server_counter(&cluster, "chunk_streams").await;
-    let fetched = cluster.ok("ann", &["--no-cache", "cat", "/home/ann/rotting"], b"");
+    let fetched = cluster.ok("ann", &over_http, b"");
     assert_eq!(blake3::hash(&fetched), blake3::hash(&bytes));
     // Chunks of 1 MiB or more come as raw streams (sendfile), unchecked by
     // the server: the damaged copies and then the good ones (the last chunk is
@@ -436,26 +468,31 @@ async fn a_corrupt_copy_a_client_reads_is_quarantined_at_once() {
         4,
         "two damaged copies, then two good ones, of the two full chunks"
     );
-    // No scrub ran (they run daily here): the reader's request moved each
-    // bad copy aside. On a loaded machine a copy that does not start
-    // answering within the client's RESPONSE_TIMEOUT is passed over unread
-    // (the next replica serves the read), so a copy still there is read
-    // again, by up to two more readers, before it counts as not moved.
-    for _ in 0..2 {
-        if damaged.iter().all(|(_, _, path)| !path.exists()) {
-            break;
-        }
-        cluster.ok("ann", &["--no-cache", "cat", "/home/ann/rotting"], b"");
-    }
-    for (server, id, path) in &damaged {
-        assert!(!path.exists(), "the corrupt copy of {id} on {server} is still served");
-        let quarantined = std::fs::read_dir(cluster.data_dir().join(server).join("quarantine"))
-            .unwrap()
-            .flatten()
-            .any(|entry| entry.file_name().to_string_lossy().starts_with(id.as_str()));
-        assert!(quarantined, "the corrupt copy of {id} is kept in {server}/quarantine");
-    }
+    assert_eq!(file_server_counter(&cluster, "local_reads").await, 0);
+    assert_damaged_copies_are_quarantined(&cluster, &["--no-local-reads"], &damaged);
     // A good copy of every chunk is still read.
+    assert_eq!(cluster.ok("ann", &over_http, b""), bytes);
+}
+
+/// A file server on the reader's machine hands the chunk's file over on
+/// its Unix socket (a local read) instead of sending it; the reader hashes
+/// it, so a corrupt copy is found and moved aside as over HTTP, and a
+/// copy of the wrong size is read over HTTP instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn chunks_read_on_the_file_servers_machine_are_handed_over_and_checked() {
+    let cluster = cluster_with_users();
+    let (bytes, damaged) = file_with_damaged_first_copies(&cluster).await;
+    let (streams, local) = (
+        file_server_counter(&cluster, "chunk_streams").await,
+        file_server_counter(&cluster, "local_reads").await,
+    );
+    let fetched = cluster.ok("ann", &["--no-cache", "cat", "/home/ann/rotting"], b"");
+    assert_eq!(blake3::hash(&fetched), blake3::hash(&bytes));
+    // Each chunk: the damaged copy handed over, then a good one; the one cut
+    // short is read over HTTP instead (a stream of the wrong length).
+    assert_eq!(file_server_counter(&cluster, "local_reads").await - local, 6);
+    assert_eq!(file_server_counter(&cluster, "chunk_streams").await - streams, 1);
+    assert_damaged_copies_are_quarantined(&cluster, &[], &damaged);
     assert_eq!(
         cluster.ok("ann", &["--no-cache", "cat", "/home/ann/rotting"], b""),
         bytes

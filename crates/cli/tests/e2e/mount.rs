@@ -1250,12 +1250,12 @@ fn an_unchanged_file_read_again_is_read_from_the_page_cache_and_a_changed_one_af
     // No chunk cache: every read the kernel sends fetches from the file servers.
     let mounted = mount_with(&cluster, "ann", None, &["--no-cache"], &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let streams = || runtime.block_on(crate::file_server_counter(&cluster, "chunk_streams"));
-    // 20 MiB: chunks of 8, 8 and 4 MiB, each sent as a stream.
+    let chunk_reads = || runtime.block_on(crate::file_server_counter(&cluster, "chunk_reads"));
+    // 20 MiB: chunks of 8, 8 and 4 MiB, each read once.
     let first = mounted.sh("head -c $((20 * 1048576)) /dev/urandom > $LOCAL/f; cp $LOCAL/f f; sha256sum < $LOCAL/f");
-    let before = streams();
+    let before = chunk_reads();
     assert_eq!(mounted.sh("sha256sum < f"), first);
-    let read_once = streams();
+    let read_once = chunk_reads();
     assert_eq!(
         read_once - before,
         3,
@@ -1264,7 +1264,7 @@ fn an_unchanged_file_read_again_is_read_from_the_page_cache_and_a_changed_one_af
     assert_eq!(mounted.sh("sha256sum < f"), first);
     assert_eq!(mounted.sh("cat f > /dev/null; sha256sum < f"), first);
     assert_eq!(
-        streams(),
+        chunk_reads(),
         read_once,
         "an unchanged file is read again from the page cache"
     );
@@ -1278,12 +1278,12 @@ fn an_unchanged_file_read_again_is_read_from_the_page_cache_and_a_changed_one_af
         changed,
         "a changed file is not read from stale pages"
     );
-    let read_changed = streams();
+    let read_changed = chunk_reads();
     assert!(read_changed > read_once, "the new version came from the file servers");
     // Written through the mount: read back as written, then kept.
     let written = mounted.sh("head -c $((20 * 1048576)) /dev/urandom > $LOCAL/g; cp $LOCAL/g f; sha256sum < $LOCAL/g");
     assert_eq!(mounted.sh("sha256sum < f"), written);
-    let after_write = streams();
+    let after_write = chunk_reads();
     assert_eq!(mounted.sh("sha256sum < f"), written);
-    assert_eq!(streams(), after_write, "kept once read");
+    assert_eq!(chunk_reads(), after_write, "kept once read");
 }

@@ -213,7 +213,9 @@ impl Client {
 
     /// One attempt at one replica: headers within `first_byte`, then no
     /// pause longer than [`STALL_TIMEOUT`], and the right hash and size.
-    /// The chunk is hashed as it arrives. A chunk of at least
+    /// The chunk is hashed as it arrives. From a file server on this
+    /// machine that offers it, the chunk's file is handed over and read
+    /// here (`local.rs`). Otherwise a chunk of at least
     /// [`STREAM_MIN_BYTES`] is asked for as a raw stream (which the server
     /// sends by `sendfile(2)`, see [`dfs_proto::chunk::CHUNK_STREAM_PROTOCOL`])
     /// and read into one buffer; otherwise, or if the server answers with a
@@ -226,36 +228,10 @@ impl Client {
         first_byte: Duration,
     ) -> Result<Vec<Bytes>> {
         let url = format!("{}/v1/chunks/{}", replica.url.trim_end_matches('/'), location.id);
-        // This client hashes every chunk, so the server need not.
-        let mut request = self
-            .http
-            .get(&url)
-            .header(CAPABILITY_HEADER, &location.capability)
-            .header(VERIFY_HEADER, VERIFY_BY_CLIENT)
-            .timeout(CHUNK_TIMEOUT);
-        if location.size >= STREAM_MIN_BYTES {
-            request = request
-                .header(reqwest::header::CONNECTION, "upgrade")
-                .header(reqwest::header::UPGRADE, CHUNK_STREAM_PROTOCOL);
-        }
-        let deadline = tokio::time::Instant::now() + CHUNK_TIMEOUT;
-        let response = tokio::time::timeout(first_byte, self.send_upgrading(Service::FileServer, request, &url))
-            .await
-            .map_err(|_| {
-                Error::unresponsive(
-                    Service::FileServer,
-                    &url,
-                    format!("no answer within {} s", first_byte.as_secs()),
-                )
-            })??;
-        let mut hasher = blake3::Hasher::new();
-        let pieces = if response.status() == reqwest::StatusCode::SWITCHING_PROTOCOLS {
-            let data = self
-                .receive_stream(response, location, replica, &url, deadline, &mut hasher)
-                .await?;
-            vec![super::buffers::into_bytes(data)]
-        } else {
-            receive_body(response, location, replica, &url, &mut hasher).await?
+        let hasher = blake3::Hasher::new();
+        let (pieces, hasher) = match self.read_local(location, replica, first_byte, hasher).await? {
+            super::local::Local::Read(data, hasher) => (vec![super::buffers::into_bytes(data)], *hasher),
+            super::local::Local::NotHere => self.fetch_over_http(location, replica, first_byte, &url).await?,
         };
         let received: u64 = pieces.iter().map(|piece| piece.len() as u64).sum();
         let id = ChunkId::from_hash_bytes(hasher.finalize().as_bytes());
@@ -267,6 +243,48 @@ impl Client {
             )));
         }
         Ok(pieces)
+    }
+
+    /// The chunk from `replica` over HTTP, as pieces, with their hash.
+    async fn fetch_over_http(
+        &self,
+        location: &ChunkLocation,
+        replica: &dfs_proto::chunk::ServerRef,
+        first_byte: Duration,
+        url: &str,
+    ) -> Result<(Vec<Bytes>, blake3::Hasher)> {
+        // This client hashes every chunk, so the server need not.
+        let mut request = self
+            .http
+            .get(url)
+            .header(CAPABILITY_HEADER, &location.capability)
+            .header(VERIFY_HEADER, VERIFY_BY_CLIENT)
+            .timeout(CHUNK_TIMEOUT);
+        if location.size >= STREAM_MIN_BYTES {
+            request = request
+                .header(reqwest::header::CONNECTION, "upgrade")
+                .header(reqwest::header::UPGRADE, CHUNK_STREAM_PROTOCOL);
+        }
+        let deadline = tokio::time::Instant::now() + CHUNK_TIMEOUT;
+        let response = tokio::time::timeout(first_byte, self.send_upgrading(Service::FileServer, request, url))
+            .await
+            .map_err(|_| {
+                Error::unresponsive(
+                    Service::FileServer,
+                    url,
+                    format!("no answer within {} s", first_byte.as_secs()),
+                )
+            })??;
+        let mut hasher = blake3::Hasher::new();
+        let pieces = if response.status() == reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            let data = self
+                .receive_stream(response, location, replica, url, deadline, &mut hasher)
+                .await?;
+            vec![super::buffers::into_bytes(data)]
+        } else {
+            receive_body(response, location, replica, url, &mut hasher).await?
+        };
+        Ok((pieces, hasher))
     }
 
     /// The chunk a file server sends as a raw stream after its `101` answer,
