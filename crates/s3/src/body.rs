@@ -99,14 +99,21 @@ impl HashingReader {
     /// The body of a request that writes one (PutObject, UploadPart): at most
     /// [`MAX_BODY_SIZE`] and exactly the `declared` length (Content-Length, or
     /// the decoded length of an aws-chunked body), with the MD5 `expected`
-    /// (Content-MD5). A declared length above the most is refused at once.
+    /// (Content-MD5). A declared length above the most is refused at once,
+    /// and so is a body of no declared length (`411`, as S3 answers).
     pub fn request(body: Option<StreamingBlob>, expected: Option<[u8; 16]>, declared: Option<i64>) -> S3Result<Self> {
-        if declared.is_some_and(|length| length as u64 > MAX_BODY_SIZE) {
+        let Some(declared) = declared else {
+            return Err(s3s::s3_error!(
+                MissingContentLength,
+                "a body of no declared length: send Content-Length (or x-amz-decoded-content-length)"
+            ));
+        };
+        if declared as u64 > MAX_BODY_SIZE {
             return Err(BodyError::TooLarge(MAX_BODY_SIZE).s3_error());
         }
         Ok(HashingReader::new(body, expected)
             .limit(MAX_BODY_SIZE)
-            .declared(declared))
+            .declared(Some(declared)))
     }
 
     /// Where the MD5 appears once the body has ended (for a callback that

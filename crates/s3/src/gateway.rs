@@ -349,13 +349,15 @@ fn readable_path(bucket: &str, key: &str) -> S3Result<DfsPath> {
     object_path(bucket, key).map_err(|_| s3_error!(NoSuchKey, "no such key"))
 }
 
-/// The MD5 a `Content-MD5` header names, if there is one.
-fn content_md5(header: Option<&str>) -> S3Result<Option<[u8; 16]>> {
+/// The MD5 the request's `Content-MD5` header names, if it has one (read
+/// from the header itself: an empty one is refused, as S3 refuses it).
+fn content_md5(headers: &axum::http::HeaderMap) -> S3Result<Option<[u8; 16]>> {
     use base64::Engine;
-    header
+    headers
+        .get("content-md5")
         .map(|encoded| {
             base64::engine::general_purpose::STANDARD
-                .decode(encoded)
+                .decode(encoded.as_bytes())
                 .ok()
                 .and_then(|raw| <[u8; 16]>::try_from(raw).ok())
                 .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not the base64 of 16 bytes"))
@@ -728,8 +730,8 @@ impl S3 for Gateway {
 
     async fn put_object(&self, request: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let acting = self.acting(&request).await?;
+        let expected = content_md5(&request.headers)?;
         let input = request.input;
-        let expected = content_md5(input.content_md5.as_deref())?;
         let attributes = headers_of!(input).attributes()?;
         let acl = Canned::of(input.acl.as_ref().map(|acl| acl.as_str()))?;
         let condition = self

@@ -126,6 +126,13 @@ refused(send("PUT", "/%s/long" % BUCKET, {"Content-Length": "10"}, data, sha256(
 refused(send("PUT", "/%s/long" % BUCKET,
              {"Content-Length": "10", "Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()},
              data, "UNSIGNED-PAYLOAD"), 400, "BadDigest")
+# An empty Content-MD5 names no digest: InvalidDigest. A body of no declared length (plain
+# HTTP chunked, no Content-Length): 411 MissingContentLength, as S3 answers.
+refused(send("PUT", "/%s/nomd5" % BUCKET, {"Content-Length": "1000", "Content-MD5": ""}, data, sha256(data)),
+        400, "InvalidDigest")
+http_chunked = b"%x\r\n" % len(data) + data + b"\r\n0\r\n\r\n"
+refused(send("PUT", "/%s/nolength" % BUCKET, {"Transfer-Encoding": "chunked"}, http_chunked, "UNSIGNED-PAYLOAD"),
+        411, "MissingContentLength")
 # aws-chunked (what boto3 sends by default): a decoded length that is not the chunks' total.
 for declared, code in ((5 * GIB, "IncompleteBody"), (1001, "IncompleteBody"), (999, "InvalidRequest"),
                        (10, "InvalidRequest")):
@@ -133,7 +140,7 @@ for declared, code in ((5 * GIB, "IncompleteBody"), (1001, "IncompleteBody"), (9
                  "STREAMING-UNSIGNED-PAYLOAD-TRAILER"), 400, code)
 refused(send("PUT", "/%s/chunked-lie" % BUCKET, chunked_headers(body, 5 * GIB + 1), body,
              "STREAMING-UNSIGNED-PAYLOAD-TRAILER"), 400, "EntityTooLarge")
-for key in ("short", "huge", "long", "chunked-lie"):
+for key in ("short", "huge", "long", "nomd5", "nolength", "chunked-lie"):
     assert absent(key), key
 assert sorted(keys()) == ["chunked", "plain"]
 # An object is not clobbered by a refused write of its key.
@@ -149,6 +156,8 @@ refused(send("PUT", part, {"Content-Length": str(5 * GIB)}, data, "UNSIGNED-PAYL
 refused(send("PUT", part, {"Content-Length": str(5 * GIB + 1)}, data, "UNSIGNED-PAYLOAD", half_close=True),
         400, "EntityTooLarge")
 refused(send("PUT", part, {"Content-Length": "10"}, data, sha256(data)), 400, "XAmzContentSHA256Mismatch")
+refused(send("PUT", part, {"Transfer-Encoding": "chunked"}, http_chunked, "UNSIGNED-PAYLOAD"), 411,
+        "MissingContentLength")
 refused(send("PUT", part, chunked_headers(body, 999), body, "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
         400, "InvalidRequest")
 assert ann.list_parts(Bucket=BUCKET, Key="parts", UploadId=upload).get("Parts", []) == []
