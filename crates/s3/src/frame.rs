@@ -17,13 +17,17 @@
 //!   file, as S3 does. The form's fields come before its file (S3's rule), so
 //!   only they are read ahead, at most [`MAX_FORM_FIELDS`] bytes; the body
 //!   then goes on to s3s whole;
+//! - CORS (`gateway/cors.rs`): a preflight (`OPTIONS`) is answered here
+//!   from the bucket's rules, and an answer to a request with an `Origin`
+//!   gets the `Access-Control-*` headers of the rule that allows it;
 //! - an error answer to a request with a body closes the connection
 //!   (`Connection: close`): the refusal may come before the body was read,
 //!   and a client that sends it anyway must not have it read as its next
 //!   request (boto3 sends it after waiting a second for `100 Continue`).
 
+use crate::gateway::cors::CorsRules;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -42,8 +46,23 @@ pub const MAX_FORM_FIELDS: usize = 64 * 1024;
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// The middleware: see the module docs.
-pub async fn frame(request: Request, next: Next) -> Response {
+pub async fn frame(State(cors): State<CorsRules>, request: Request, next: Next) -> Response {
     let id = dfs_seal::random_id()[..16].to_ascii_uppercase();
+    // Path-style requests only: the bucket is the path's first segment.
+    let bucket = request
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .filter(|bucket| !bucket.is_empty())
+        .map(str::to_string);
+    let origin = request
+        .headers()
+        .get("origin")
+        .and_then(|origin| origin.to_str().ok())
+        .map(str::to_string);
+    let method = request.method().clone();
     let form_upload = request.method() == Method::POST;
     let has_body = request.headers().contains_key(TRANSFER_ENCODING)
         || request
@@ -54,7 +73,17 @@ pub async fn frame(request: Request, next: Next) -> Response {
         Some(boundary) => read_form_fields(request, &boundary).await,
         None => (request, None),
     };
-    let mut response = if let Some(message) = presigned_expiry_refusal(request.uri().query()) {
+    let mut response = if method == Method::OPTIONS {
+        let (status, code, message, grant) = cors.preflight(bucket.as_deref(), request.headers()).await;
+        let mut response = match grant {
+            Some(_) => Response::new(Body::empty()),
+            None => error_response(status, code, &message),
+        };
+        if let Some(grant) = grant {
+            grant.apply(response.headers_mut());
+        }
+        response
+    } else if let Some(message) = presigned_expiry_refusal(request.uri().query()) {
         error_response(StatusCode::FORBIDDEN, "AccessDenied", message)
     } else if let Some(message) = encryption_refusal(request.headers()) {
         error_response(StatusCode::BAD_REQUEST, "InvalidArgument", message)
@@ -72,6 +101,11 @@ pub async fn frame(request: Request, next: Next) -> Response {
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
+    if let (Some(bucket), Some(origin), false) = (&bucket, &origin, method == Method::OPTIONS) {
+        if let Some(grant) = cors.for_request(bucket, origin, &method).await {
+            grant.apply(response.headers_mut());
         }
     }
     if let Ok(value) = HeaderValue::from_str(&id) {

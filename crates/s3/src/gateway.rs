@@ -2,10 +2,11 @@
 //! multipart uploads in `gateway/multipart.rs`, ACLs in `gateway/acl.rs`.
 
 mod acl;
+pub(crate) mod cors;
 pub(crate) mod lock;
 mod multipart;
 mod tags;
-mod versions;
+pub(crate) mod versions;
 
 use crate::body::{body_error, download, HashingReader};
 use crate::listing;
@@ -38,7 +39,25 @@ pub struct Gateway {
     /// turns (in this gateway), so that each keeps the version before it.
     pub(crate) key_locks: versions::KeyLocks,
     /// Buckets' versioning and object lock settings, as read lately.
-    pub(crate) settings_cache: versions::SettingsCache,
+    pub(crate) settings_cache: Arc<versions::SettingsCache>,
+}
+
+/// [`Gateway::gateway_client`]: `base` with a fresh admin ticket of the
+/// gateway's own, sealed with the cluster key `verifier` holds.
+pub(crate) fn gateway_client(base: &Client, verifier: &Verifier) -> Client {
+    let now = dfs_seal::now();
+    let ticket = verifier.key().seal_ticket(&Ticket {
+        uid: 0,
+        name: "s3-gateway".to_string(),
+        roles: vec![Role::Service, Role::Admin],
+        sid: dfs_seal::random_id(),
+        issued_at: now,
+        expires_at: now + 300,
+        session_ends_at: 0,
+    });
+    let mut client = base.clone();
+    client.set_ticket(Some(ticket));
+    client
 }
 
 /// What a "not found" from the directory service means for an operation.
@@ -62,19 +81,7 @@ impl Gateway {
     /// A client with a short-lived admin ticket of the gateway's own, for the
     /// one thing users may not do themselves: make and remove `/buckets/NAME`.
     fn gateway_client(&self) -> Client {
-        let now = dfs_seal::now();
-        let ticket = self.verifier.key().seal_ticket(&Ticket {
-            uid: 0,
-            name: "s3-gateway".to_string(),
-            roles: vec![Role::Service, Role::Admin],
-            sid: dfs_seal::random_id(),
-            issued_at: now,
-            expires_at: now + 300,
-            session_ends_at: 0,
-        });
-        let mut client = self.base.clone();
-        client.set_ticket(Some(ticket));
-        client
+        gateway_client(&self.base, &self.verifier)
     }
 
     /// The S3 error for a failed call made for `acting`; `missing` says
@@ -664,6 +671,7 @@ impl S3 for Gateway {
             let settings = versions::Settings {
                 versioning: Some(versions::Versioning::Enabled),
                 object_lock: Some(lock::LockSettings::default()),
+                cors: None,
             };
             if let Err(error) = self.write_settings(&acting, &bucket, &settings).await {
                 let _ = gateway.remove(&path, false).await;
@@ -1094,6 +1102,27 @@ impl S3 for Gateway {
         request: S3Request<ListObjectVersionsInput>,
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
         self.list_object_versions_op(request).await
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        request: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        self.put_bucket_cors_op(request).await
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        request: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        self.get_bucket_cors_op(request).await
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        request: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        self.delete_bucket_cors_op(request).await
     }
 
     async fn put_bucket_versioning(

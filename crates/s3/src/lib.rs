@@ -45,6 +45,7 @@ use dfs_client::{Client, ClientOptions};
 use dfs_seal::ClusterKey;
 use dfs_service::Verifier;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -77,12 +78,18 @@ pub fn router(config: Config) -> anyhow::Result<axum::Router> {
     let base = Client::with_options(&config.directory_url, &options).context("connecting to the directory service")?;
     let verifier = Verifier::new(config.key);
     let sessions = sessions::Sessions::new(base.clone(), verifier.clone());
+    let settings_cache = Arc::<gateway::versions::SettingsCache>::default();
+    let cors = gateway::cors::CorsRules {
+        base: base.clone(),
+        verifier: verifier.clone(),
+        cache: Arc::clone(&settings_cache),
+    };
     let gateway = gateway::Gateway {
         sessions: sessions.clone(),
         base,
         verifier,
         key_locks: Default::default(),
-        settings_cache: Default::default(),
+        settings_cache,
     };
     let mut builder = s3s::service::S3ServiceBuilder::new(gateway);
     builder.set_auth(sessions::KeyAuth(sessions));
@@ -94,7 +101,7 @@ pub fn router(config: Config) -> anyhow::Result<axum::Router> {
     Ok(axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .fallback_service(service)
-        .layer(axum::middleware::from_fn(frame::frame)))
+        .layer(axum::middleware::from_fn_with_state(cors, frame::frame)))
 }
 
 /// Serves the gateway on `listener` until `shutdown` resolves.

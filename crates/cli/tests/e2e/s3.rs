@@ -237,6 +237,18 @@ fn mode_of(cluster: &Cluster, user: &str, path: &str) -> u64 {
     stat["mode"].as_u64().unwrap() & 0o7777
 }
 
+/// A bucket's CORS rules: kept and changed by its owner only, preflights
+/// answered from them unsigned, the signed answers to a request with an
+/// `Origin` carrying the headers of the rule that allows it (`cors.py`).
+#[test]
+fn cors_rules_answer_preflights_and_grant_nothing_by_themselves() {
+    let Some(venv) = venv() else { return };
+    let cluster = cluster_with_users();
+    let ann = create_key(&cluster, "ann");
+    let bob = create_key(&cluster, "bob");
+    run_script(&venv, "cors.py", &cluster, &ann, &bob, &[]);
+}
+
 /// Object tags (`s3/tagging.py`): set with PutObject, CopyObject (both
 /// directives) and multipart uploads, replaced and removed in place
 /// (bytes, ETag and metadata kept), S3's limits refused with `InvalidTag`

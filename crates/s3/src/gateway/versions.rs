@@ -68,6 +68,9 @@ pub(crate) struct Settings {
     /// Object lock (enabled at the bucket's creation, with versioning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) object_lock: Option<LockSettings>,
+    /// The bucket's CORS rules (PutBucketCors), in their order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cors: Option<Vec<super::cors::CorsRule>>,
 }
 
 /// How long a gateway uses the settings it read of a bucket, unless it
@@ -118,6 +121,29 @@ impl SettingsCache {
             }
         }
         entries.insert(bucket.to_string(), (read_at, settings));
+    }
+
+    /// The settings of `bucket` (none kept: the defaults), as read at most
+    /// [`SETTINGS_TTL`] ago, or read now by `client`; the outer error is a
+    /// bad bucket name or unreadable settings, the inner one the read's.
+    pub(crate) async fn read(
+        &self,
+        client: &dfs_client::Client,
+        bucket: &str,
+    ) -> S3Result<Result<Settings, dfs_client::Error>> {
+        if let Some(settings) = self.get(bucket) {
+            return Ok(Ok(settings));
+        }
+        let path = bucket_versions(bucket)?.join(SETTINGS).expect("a valid name");
+        let (read_at, generation) = (std::time::Instant::now(), self.generation());
+        let settings = match client.read_inline(&path).await {
+            Ok((_, bytes)) => serde_json::from_slice(&bytes)
+                .map_err(|error| s3_error!(InternalError, "the settings of bucket {bucket}: {error}"))?,
+            Err(error) if error.is_not_found() => Settings::default(),
+            Err(error) => return Ok(Err(error)),
+        };
+        self.insert(bucket, settings.clone(), read_at, generation);
+        Ok(Ok(settings))
     }
 
     /// Forgets `bucket`'s settings (this gateway changes them), and any
@@ -237,20 +263,10 @@ impl Gateway {
     /// The settings of `bucket` (none kept: the defaults), as read at
     /// most [`SETTINGS_TTL`] ago, or as this gateway last wrote them.
     pub(crate) async fn settings(&self, acting: &Acting, bucket: &str) -> S3Result<Settings> {
-        if let Some(settings) = self.settings_cache.get(bucket) {
-            return Ok(settings);
+        match self.settings_cache.read(&acting.client, bucket).await? {
+            Ok(settings) => Ok(settings),
+            Err(error) => Err(self.error(acting, error)),
         }
-        let path = bucket_versions(bucket)?.join(SETTINGS).expect("a valid name");
-        let (read_at, generation) = (std::time::Instant::now(), self.settings_cache.generation());
-        let settings = match acting.client.read_inline(&path).await {
-            Ok((_, bytes)) => serde_json::from_slice(&bytes)
-                .map_err(|error| s3_error!(InternalError, "the settings of bucket {bucket}: {error}"))?,
-            Err(error) if error.is_not_found() => Settings::default(),
-            Err(error) => return Err(self.error(acting, error)),
-        };
-        self.settings_cache
-            .insert(bucket, settings.clone(), read_at, generation);
-        Ok(settings)
     }
 
     /// Writes the settings of `bucket`, as its owner `acting`.
@@ -878,6 +894,7 @@ mod tests {
         let enabled = Settings {
             versioning: Some(Versioning::Enabled),
             object_lock: None,
+            cors: None,
         };
         let now = std::time::Instant::now();
         assert!(cache.get("b").is_none());
