@@ -102,7 +102,7 @@ impl Client {
         let url = replica.url.trim_end_matches('/');
         let offer = match self.local_reads.get(url) {
             Some(offer) => offer,
-            None => match self.ask_offer(url, first_byte).await {
+            None => match self.ask_offer(url, first_byte).await? {
                 Some(offer) if &offer.host == host && offer.server == replica.id => {
                     let offer = Offer::Local {
                         socket: PathBuf::from(offer.socket),
@@ -174,20 +174,36 @@ impl Client {
         }
     }
 
-    /// The server's offer at `url`, if it answers with one in time.
-    async fn ask_offer(&self, url: &str, timeout: Duration) -> Option<LocalReadOffer> {
-        let response = self
+    /// The server's offer at `url`, if it makes one. A server that cannot
+    /// be reached, or does not answer within `timeout`, fails the read of
+    /// this replica here, as the GET would (a paused server is not waited
+    /// for twice).
+    async fn ask_offer(&self, url: &str, timeout: Duration) -> Result<Option<LocalReadOffer>> {
+        let asked = self
             .http
             .get(format!("{url}/v1/local-reads"))
             .timeout(timeout)
             .send()
-            .await
-            .ok()?;
+            .await;
+        let response = match asked {
+            Ok(response) => response,
+            Err(error) if error.is_timeout() => {
+                return Err(Error::unresponsive(
+                    crate::Service::FileServer,
+                    url,
+                    format!("no answer within {} s", timeout.as_secs()),
+                ))
+            }
+            Err(error) => return Err(Error::unreachable(crate::Service::FileServer, url, error)),
+        };
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             self.local_reads.set(url, Offer::Not(Instant::now() + NOT_OFFERED_FOR));
-            return None;
+            return Ok(None);
         }
-        response.error_for_status().ok()?.json().await.ok()
+        Ok(match response.error_for_status() {
+            Ok(response) => response.json().await.ok(),
+            Err(_) => None,
+        })
     }
 }
 
