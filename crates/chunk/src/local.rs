@@ -10,8 +10,9 @@
 //! reader hashes the content, as a stream reader does; a reader that finds
 //! a copy corrupt asks for `POST /v1/chunks/{id}/check` as before.
 //!
-//! The socket is made with the process's umask, so with the usual 022 only
-//! this OS user may connect to it; readers that cannot fall back to HTTP.
+//! The socket is made with the process's umask (`dfs serve` and `dfs up`
+//! set 077), so only this OS user may connect to it; readers that cannot
+//! fall back to HTTP.
 //! A descriptor grants reading one chunk file and nothing else: it cannot
 //! be reopened for writing by another OS user (`/proc/self/fd` checks the
 //! file's mode), and a chunk file is never changed in place (a rewrite is a
@@ -78,6 +79,7 @@ fn remove_stale(path: &Path) {
 /// with the returned guard.
 pub(crate) fn spawn(server: Arc<FileServer>, listener: UnixListener) -> Served {
     let path = server.data_dir().join(SOCKET_FILE);
+    let made = identity(&path);
     let task = tokio::spawn(async move {
         loop {
             match listener.accept().await {
@@ -91,19 +93,32 @@ pub(crate) fn spawn(server: Arc<FileServer>, listener: UnixListener) -> Served {
             }
         }
     });
-    Served { task, path }
+    Served { task, path, made }
+}
+
+/// The device and inode of the file at `path`, if there is one.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|metadata| (metadata.dev(), metadata.ino()))
 }
 
 /// The local reads' task and socket: both end when dropped.
 pub(crate) struct Served {
     task: tokio::task::JoinHandle<()>,
     path: PathBuf,
+    /// The socket file this server made: removed only if still there (a
+    /// server started meanwhile on the same data dir has its own).
+    made: Option<(u64, u64)>,
 }
 
 impl Drop for Served {
     fn drop(&mut self) {
         self.task.abort();
-        remove_stale(&self.path);
+        if self.made.is_some() && identity(&self.path) == self.made {
+            remove_stale(&self.path);
+        }
     }
 }
 

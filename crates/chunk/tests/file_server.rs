@@ -1240,12 +1240,25 @@ async fn local_reads_hand_over_a_granted_chunk_file_and_nothing_else() {
         id: "another-server".into(),
         url: "http://127.0.0.1:9".into(),
     };
+    let expired = key.seal_capability(&Capability {
+        op: ChunkOp::Read,
+        chunk: id.clone(),
+        size: 0,
+        targets: vec![],
+        expires_at: dfs_seal::now() - 1,
+        write_quorum: 0,
+        session: None,
+    });
     let missing = id_of(b"never stored");
     let refusals: Vec<(&str, Vec<u8>, u16)> = vec![
         ("not JSON", b"hello\n".to_vec(), 400),
         (
             "an unknown field",
-            br#"{"chunk":"x","capability":"y","path":"/etc/passwd"}"#.iter().chain(b"\n").copied().collect(),
+            format!(
+                "{{\"chunk\":\"{id}\",\"capability\":\"{}\",\"path\":\"/etc/passwd\"}}\n",
+                read_capability(&key, &id)
+            )
+            .into_bytes(),
             400,
         ),
         (
@@ -1253,6 +1266,7 @@ async fn local_reads_hand_over_a_granted_chunk_file_and_nothing_else() {
             [vec![b' '; 20_000], b"\n".to_vec()].concat(),
             400,
         ),
+        ("an expired capability", request(&id, expired), 401),
         ("a tampered capability", request(&id, tampered), 401),
         (
             "another cluster's capability",

@@ -4,9 +4,11 @@
 //! MD5 runs at about 600 MB/s on one core, slower than everything else a
 //! PUT does to a byte; hashed by the task that reads the body, it held the
 //! whole upload to that pace. Past its first [`MD5_INLINE_BYTES`], a body
-//! is hashed on a blocking thread of its own, fed the pieces as they are
-//! read (at most [`MD5_PIECES_AHEAD`] behind), so the upload goes on while
-//! MD5 catches up; the body's end waits for the digest.
+//! is hashed a batch of [`MD5_BATCH`] bytes at a time on the blocking pool
+//! ([`Md5Batches`]): one batch is hashed while the next is read, the read
+//! waits only when a full batch finds the one before still hashing, and no
+//! thread is held while the body waits on the network. The body's end
+//! waits for the digest.
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -16,45 +18,105 @@ use s3s::S3Result;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio_util::sync::PollSender;
 
-/// Bodies up to this size are hashed as they are read (a thread is not
-/// worth it for them).
+/// Bodies up to this size are hashed as they are read (a job is not worth
+/// it for them).
 const MD5_INLINE_BYTES: u64 = 1 << 20;
 
-/// Pieces the MD5 thread may be behind the reader (each as hyper received
-/// it: tens of KiB).
-const MD5_PIECES_AHEAD: usize = 32;
+/// Bytes of a body hashed by one blocking job: with the batch being read,
+/// at most about twice this is held for hashing.
+const MD5_BATCH: usize = 1 << 20;
 
-/// Where a body's MD5 is computed.
-enum Md5State {
-    /// Here, as the body is read.
-    Inline(Md5),
-    /// On a blocking thread, sent the pieces read; the digest comes back.
-    Piped {
-        pieces: PollSender<Bytes>,
-        digest: tokio::sync::oneshot::Receiver<[u8; 16]>,
-    },
-    /// Taken for the switch or done.
-    Gone,
+/// A body's MD5: inline for its first [`MD5_INLINE_BYTES`], then by batches
+/// on the blocking pool, one job at a time, in order.
+struct Md5Batches {
+    /// The state, here unless a job holds it.
+    md5: Option<Md5>,
+    /// Pieces read and not yet hashed, and their bytes.
+    batch: Vec<Bytes>,
+    batched: usize,
+    /// Bytes hashed inline.
+    inline: u64,
+    /// The job hashing the batch before, which gives the state back.
+    job: Option<tokio::task::JoinHandle<Md5>>,
 }
 
-impl Md5State {
-    /// Hands the hashing of `md5`'s continuation to a blocking thread.
-    fn piped(md5: Md5) -> Md5State {
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(MD5_PIECES_AHEAD);
-        let (done, digest) = tokio::sync::oneshot::channel();
-        tokio::task::spawn_blocking(move || {
-            let mut md5 = md5;
-            while let Some(piece) = receiver.blocking_recv() {
-                md5.update(&piece);
-            }
-            let _ = done.send(md5.finalize().into());
-        });
-        Md5State::Piped {
-            pieces: PollSender::new(sender),
-            digest,
+impl Md5Batches {
+    fn new() -> Self {
+        Md5Batches {
+            md5: Some(Md5::new()),
+            batch: Vec::new(),
+            batched: 0,
+            inline: 0,
+            job: None,
         }
+    }
+
+    /// Ready once a piece may be added: the batch has room, or the job
+    /// before it has given the state back and the batch went to a job.
+    fn poll_room(&mut self, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.batched < MD5_BATCH {
+            return Poll::Ready(Ok(()));
+        }
+        std::task::ready!(self.poll_job(context))?;
+        self.hand_over();
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes `piece` (after [`Md5Batches::poll_room`] was ready).
+    fn push(&mut self, piece: Bytes) {
+        if self.inline < MD5_INLINE_BYTES && self.job.is_none() && self.batch.is_empty() {
+            if let Some(md5) = &mut self.md5 {
+                md5.update(&piece);
+                self.inline += piece.len() as u64;
+                return;
+            }
+        }
+        self.batched += piece.len();
+        self.batch.push(piece);
+        if self.batched >= MD5_BATCH && self.job.is_none() {
+            self.hand_over();
+        }
+    }
+
+    /// Waits for the job under way, if any, and takes the state back.
+    fn poll_job(&mut self, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if let Some(job) = &mut self.job {
+            let md5 = std::task::ready!(std::future::Future::poll(Pin::new(job), context))
+                .map_err(|error| std::io::Error::other(format!("hashing the body: {error}")))?;
+            self.md5 = Some(md5);
+            self.job = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Hands the batch to a job of its own (no job is under way).
+    fn hand_over(&mut self) {
+        let Some(mut md5) = self.md5.take() else {
+            return;
+        };
+        let batch = std::mem::take(&mut self.batch);
+        self.batched = 0;
+        self.job = Some(tokio::task::spawn_blocking(move || {
+            for piece in &batch {
+                md5.update(piece);
+            }
+            md5
+        }));
+    }
+
+    /// The digest of every piece pushed, once the last job is done.
+    fn poll_digest(&mut self, context: &mut Context<'_>) -> Poll<std::io::Result<[u8; 16]>> {
+        std::task::ready!(self.poll_job(context))?;
+        let mut md5 = self
+            .md5
+            .take()
+            .ok_or_else(|| std::io::Error::other("the body's MD5 was taken"))?;
+        for piece in self.batch.drain(..) {
+            md5.update(&piece);
+        }
+        self.batched = 0;
+        Poll::Ready(Ok(md5.finalize().into()))
     }
 }
 
@@ -68,7 +130,9 @@ pub const MAX_BODY_SIZE: u64 = 5 << 30;
 pub struct HashingReader {
     body: Option<StreamingBlob>,
     pending: Bytes,
-    md5: Md5State,
+    md5: Md5Batches,
+    /// The MD5 of the whole body, once it has ended.
+    computed: Option<[u8; 16]>,
     expected: Option<[u8; 16]>,
     done: Option<[u8; 16]>,
     /// Bytes read so far, and the most allowed.
@@ -86,7 +150,8 @@ impl HashingReader {
         HashingReader {
             body,
             pending: Bytes::new(),
-            md5: Md5State::Inline(Md5::new()),
+            md5: Md5Batches::new(),
+            computed: None,
             expected,
             done: None,
             read: 0,
@@ -150,12 +215,8 @@ impl AsyncRead for HashingReader {
         let this = &mut *self;
         loop {
             if !this.pending.is_empty() {
-                if let Md5State::Piped { pieces, .. } = &mut this.md5 {
-                    // Room for the piece first: nothing is taken until then.
-                    if let Err(error) = std::task::ready!(pieces.poll_reserve(context)) {
-                        return Poll::Ready(Err(std::io::Error::other(format!("hashing the body: {error}"))));
-                    }
-                }
+                // Room to hash the piece first: nothing is taken until then.
+                std::task::ready!(this.md5.poll_room(context))?;
                 let n = this.pending.len().min(buf.remaining());
                 let piece = this.pending.split_to(n);
                 this.read += piece.len() as u64;
@@ -166,21 +227,7 @@ impl AsyncRead for HashingReader {
                     return Poll::Ready(Err(BodyError::LongerThanDeclared(declared).into()));
                 }
                 buf.put_slice(&piece);
-                match &mut this.md5 {
-                    Md5State::Inline(md5) => {
-                        md5.update(&piece);
-                        if this.read > MD5_INLINE_BYTES {
-                            let md5 = std::mem::replace(md5, Md5::new());
-                            this.md5 = Md5State::piped(md5);
-                        }
-                    }
-                    Md5State::Piped { pieces, .. } => {
-                        if let Err(error) = pieces.send_item(piece) {
-                            return Poll::Ready(Err(std::io::Error::other(format!("hashing the body: {error}"))));
-                        }
-                    }
-                    Md5State::Gone => {}
-                }
+                this.md5.push(piece);
                 return Poll::Ready(Ok(()));
             }
             let Some(body) = this.body.as_mut() else {
@@ -189,19 +236,14 @@ impl AsyncRead for HashingReader {
                         let read = this.read;
                         return Poll::Ready(Err(BodyError::Incomplete { read, declared }.into()));
                     }
-                    let digest: [u8; 16] = match &mut this.md5 {
-                        Md5State::Inline(md5) => md5.clone().finalize().into(),
-                        Md5State::Piped { pieces, digest } => {
-                            // No more pieces: the thread finishes the digest.
-                            pieces.close();
-                            match std::task::ready!(std::future::Future::poll(std::pin::Pin::new(digest), context)) {
-                                Ok(digest) => digest,
-                                Err(_) => return Poll::Ready(Err(std::io::Error::other("the MD5 thread ended"))),
-                            }
+                    let digest = match this.computed {
+                        Some(digest) => digest,
+                        None => {
+                            let digest = std::task::ready!(this.md5.poll_digest(context))?;
+                            this.computed = Some(digest);
+                            digest
                         }
-                        Md5State::Gone => return Poll::Ready(Err(std::io::Error::other("the body's MD5 is gone"))),
                     };
-                    this.md5 = Md5State::Gone;
                     if this.expected.is_some_and(|expected| expected != digest) {
                         return Poll::Ready(Err(BodyError::BadDigest.into()));
                     }
@@ -356,10 +398,16 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn the_md5_of_a_body_is_the_same_hashed_here_or_on_its_thread() {
-        // Below the inline limit, just past it, and far past it in small
-        // pieces (the thread is then behind by its whole queue).
-        for (size, piece) in [(1000, 100), (MD5_INLINE_BYTES as usize + 1, 65_536), (5 << 20, 1_000)] {
+    async fn the_md5_of_a_body_is_the_same_hashed_inline_or_by_batches() {
+        // Below the inline limit, just past it, far past it in small pieces
+        // (each batch then finds the one before still hashing), and in
+        // pieces larger than a batch.
+        for (size, piece) in [
+            (1000, 100),
+            (MD5_INLINE_BYTES as usize + 1, 65_536),
+            (5 << 20, 1_000),
+            (7 << 20, 3 << 20),
+        ] {
             let data: Vec<u8> = (0..size).map(|at| (at * 7 % 251) as u8).collect();
             let expected: [u8; 16] = Md5::digest(&data).into();
             let reader =
@@ -370,12 +418,17 @@ mod tests {
             // A Content-MD5 of other bytes fails the read at its end.
             let mut wrong = expected;
             wrong[0] ^= 1;
-            let reader = HashingReader::request(Some(body_of(&data, piece)), Some(wrong), Some(size as i64)).unwrap();
-            let error = read_all(reader).await.unwrap_err();
-            assert!(
-                error.to_string().contains(&BodyError::BadDigest.to_string()),
-                "{size}: {error}"
-            );
+            let mut reader =
+                HashingReader::request(Some(body_of(&data, piece)), Some(wrong), Some(size as i64)).unwrap();
+            let mut out = Vec::new();
+            for _ in 0..2 {
+                // Refused again if read again, not some other error.
+                let error = reader.read_to_end(&mut out).await.unwrap_err();
+                assert!(
+                    error.to_string().contains(&BodyError::BadDigest.to_string()),
+                    "{size}: {error}"
+                );
+            }
             // Shorter than declared: refused, whoever hashes.
             let reader = HashingReader::request(Some(body_of(&data, piece)), None, Some(size as i64 + 1)).unwrap();
             assert!(read_all(reader).await.is_err(), "{size}: a short body");

@@ -356,20 +356,54 @@ fn readable_path(bucket: &str, key: &str) -> S3Result<DfsPath> {
     object_path(bucket, key).map_err(|_| s3_error!(NoSuchKey, "no such key"))
 }
 
-/// The MD5 the request's `Content-MD5` header names, if it has one (read
-/// from the header itself: an empty one is refused, as S3 refuses it).
-fn content_md5(headers: &axum::http::HeaderMap) -> S3Result<Option<[u8; 16]>> {
-    use base64::Engine;
-    headers
-        .get("content-md5")
-        .map(|encoded| {
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded.as_bytes())
-                .ok()
-                .and_then(|raw| <[u8; 16]>::try_from(raw).ok())
-                .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not the base64 of 16 bytes"))
-        })
-        .transpose()
+/// What a request that writes a body (PutObject, a POST form upload,
+/// UploadPart) says of it, besides the body.
+struct BodyClaims<'a> {
+    headers: &'a axum::http::HeaderMap,
+    method: &'a axum::http::Method,
+    /// Content-MD5 as s3s parsed it (from a header, or a form's field).
+    content_md5: Option<&'a str>,
+    /// Content-Length as s3s parsed it (an aws-chunked body's decoded
+    /// length, when the request had a Content-Length).
+    content_length: Option<i64>,
+}
+
+impl BodyClaims<'_> {
+    /// `body`, read against these claims ([`HashingReader::request`]):
+    /// - the MD5 of `Content-MD5`, read from the header itself (an empty
+    ///   one is `InvalidDigest`, as S3 answers, where s3s sees none), else
+    ///   from a form upload's field;
+    /// - the declared length: Content-Length; else an aws-chunked body's
+    ///   `x-amz-decoded-content-length` (sent chunked, s3s leaves the
+    ///   length unset); else, for a form upload, 0 (s3s leaves an empty
+    ///   file's unset); else none, which is `411 MissingContentLength`.
+    fn body(&self, body: Option<s3s::dto::StreamingBlob>) -> S3Result<HashingReader> {
+        use base64::Engine;
+        let digest = match self.headers.get("content-md5") {
+            Some(header) => Some(header.as_bytes()),
+            None => self.content_md5.map(str::as_bytes),
+        };
+        let expected = digest
+            .map(|encoded| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()
+                    .and_then(|raw| <[u8; 16]>::try_from(raw).ok())
+                    .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not the base64 of 16 bytes"))
+            })
+            .transpose()?;
+        let decoded = || {
+            self.headers
+                .get("x-amz-decoded-content-length")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<i64>().ok())
+        };
+        let declared = self
+            .content_length
+            .or_else(decoded)
+            .or((self.method == axum::http::Method::POST).then_some(0));
+        HashingReader::request(body, expected, declared)
+    }
 }
 
 fn no_such_bucket(bucket: &str) -> S3Error {
@@ -738,8 +772,14 @@ impl S3 for Gateway {
 
     async fn put_object(&self, request: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let acting = self.acting(&request).await?;
-        let expected = content_md5(&request.headers)?;
         let input = request.input;
+        let claims = BodyClaims {
+            headers: &request.headers,
+            method: &request.method,
+            content_md5: input.content_md5.as_deref(),
+            content_length: input.content_length,
+        };
+        let body = claims.body(input.body)?;
         let attributes = headers_of!(input).attributes()?;
         let acl = Canned::of(input.acl.as_ref().map(|acl| acl.as_str()))?;
         let condition = self
@@ -751,7 +791,6 @@ impl S3 for Gateway {
                 input.if_none_match.as_ref(),
             )
             .await?;
-        let body = HashingReader::request(input.body, expected, input.content_length)?;
         let (stat, digest, version_id) = self
             .store(&acting, &input.bucket, &input.key, body, condition, attributes, acl)
             .await?;

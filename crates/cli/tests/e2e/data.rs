@@ -497,6 +497,21 @@ async fn chunks_read_on_the_file_servers_machine_are_handed_over_and_checked() {
         cluster.ok("ann", &["--no-cache", "cat", "/home/ann/rotting"], b""),
         bytes
     );
+    // Without their sockets (gone with a server's data dir, say) the
+    // servers are read over HTTP instead: the two full chunks as streams.
+    for server in ["file-1", "file-2", "file-3"] {
+        std::fs::remove_file(cluster.data_dir().join(server).join("local-reads.sock")).unwrap();
+    }
+    let (streams, local) = (
+        file_server_counter(&cluster, "chunk_streams").await,
+        file_server_counter(&cluster, "local_reads").await,
+    );
+    assert_eq!(
+        cluster.ok("ann", &["--no-cache", "cat", "/home/ann/rotting"], b""),
+        bytes
+    );
+    assert_eq!(file_server_counter(&cluster, "local_reads").await, local);
+    assert_eq!(file_server_counter(&cluster, "chunk_streams").await - streams, 2);
 }
 
 /// Chunk files (not temp or quarantine files) under every file server's data dir.

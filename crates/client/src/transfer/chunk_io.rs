@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 /// Longest a single chunk transfer may take before it is abandoned.
-const CHUNK_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const CHUNK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Longest a file server may take to start answering a read (status line and
 /// headers) before the next replica is tried. A paused or overloaded server

@@ -162,8 +162,21 @@ impl Client {
             return Ok(Local::NotHere);
         };
         let size = usize::try_from(size).map_err(|_| Error::Protocol(format!("chunk {} is too large", location.id)))?;
-        let read = tokio::task::spawn_blocking(move || read_file(file, size, hasher))
+        // A local disk that hangs fails this replica in time, as a stalled
+        // transfer does (the blocking read is left to end on its own).
+        let reading = tokio::task::spawn_blocking(move || read_file(file, size, hasher));
+        let read = tokio::time::timeout(super::chunk_io::CHUNK_TIMEOUT, reading)
             .await
+            .map_err(|_| {
+                Error::unresponsive(
+                    crate::Service::FileServer,
+                    url,
+                    format!(
+                        "reading a handed-over chunk took more than {} s",
+                        super::chunk_io::CHUNK_TIMEOUT.as_secs()
+                    ),
+                )
+            })?
             .map_err(|error| Error::Protocol(format!("reading a local chunk: {error}")))?;
         match read {
             Ok((data, hasher)) => Ok(Local::Read(data, Box::new(hasher))),
@@ -200,10 +213,15 @@ impl Client {
             self.local_reads.set(url, Offer::Not(Instant::now() + NOT_OFFERED_FOR));
             return Ok(None);
         }
-        Ok(match response.error_for_status() {
+        let offer = match response.error_for_status() {
             Ok(response) => response.json().await.ok(),
             Err(_) => None,
-        })
+        };
+        if offer.is_none() {
+            // An error or an answer that is no offer: over HTTP for a while.
+            self.local_reads.set(url, Offer::Not(Instant::now() + UNUSABLE_FOR));
+        }
+        Ok(offer)
     }
 }
 
@@ -254,7 +272,9 @@ async fn ask_file(
 #[allow(unsafe_code)]
 fn receive(stream: &tokio::net::UnixStream, answer: &mut Vec<u8>) -> std::io::Result<(usize, Option<OwnedFd>)> {
     let mut buffer = [0u8; 4096];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    // Room for more descriptors than a server sends, so that none is cut
+    // off (the kernel would close it) and every one received is owned.
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 8]);
     let mut iov = [IoSliceMut::new(&mut buffer)];
     let message = recvmsg::<()>(
         stream.as_raw_fd(),
@@ -289,6 +309,15 @@ fn read_file(
     mut hasher: blake3::Hasher,
 ) -> std::io::Result<(Vec<u8>, blake3::Hasher)> {
     use std::io::Read;
+    // A regular file of the chunk's size, nothing else (a pipe could block).
+    let metadata = file.metadata()?;
+    if !metadata.is_file() || metadata.len() != size as u64 {
+        return Err(std::io::Error::other(format!(
+            "not a regular file of {size} bytes: {:?}, {} bytes",
+            metadata.file_type(),
+            metadata.len()
+        )));
+    }
     let mut data = super::buffers::take(size);
     while data.len() < size {
         let start = data.len();

@@ -190,6 +190,9 @@ pub(crate) struct CorsRules {
 impl CorsRules {
     /// The rules of `bucket`; none if it has none or they cannot be read.
     async fn of(&self, bucket: &str) -> Vec<CorsRule> {
+        if let Some(settings) = self.cache.get(bucket) {
+            return settings.cors.unwrap_or_default();
+        }
         let client = super::gateway_client(&self.base, &self.verifier);
         match self.cache.read(&client, bucket).await {
             Ok(Ok(settings)) => settings.cors.unwrap_or_default(),

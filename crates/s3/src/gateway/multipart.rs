@@ -526,11 +526,17 @@ impl Gateway {
         &self,
         request: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        let expected = super::content_md5(&request.headers)?;
+        let (headers, method) = (request.headers.clone(), request.method.clone());
         let call = self.upload_call(request).await?;
         let number = call.part.expect("UploadPart names a part");
         let (acting, input, upload) = (call.acting, call.input, call.upload);
-        let body = HashingReader::request(input.body, expected, input.content_length)?;
+        let claims = super::BodyClaims {
+            headers: &headers,
+            method: &method,
+            content_md5: input.content_md5.as_deref(),
+            content_length: input.content_length,
+        };
+        let body = claims.body(input.body)?;
         let digest = self.put_part(&acting, &upload, &input.upload_id, number, body).await?;
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(hex::encode(digest))),

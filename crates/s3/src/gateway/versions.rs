@@ -96,7 +96,7 @@ impl SettingsCache {
     }
 
     /// The settings of `bucket`, if read less than [`SETTINGS_TTL`] ago.
-    fn get(&self, bucket: &str) -> Option<Settings> {
+    pub(crate) fn get(&self, bucket: &str) -> Option<Settings> {
         let entries = self.entries();
         let (read_at, settings) = entries.get(bucket)?;
         (read_at.elapsed() < SETTINGS_TTL).then(|| settings.clone())

@@ -107,6 +107,13 @@ assert send("PUT", "/%s/chunked" % BUCKET, chunked_headers(body, 1000), body,
             "STREAMING-UNSIGNED-PAYLOAD-TRAILER")[0] == 200
 chunked = ann.get_object(Bucket=BUCKET, Key="chunked")
 assert chunked["Body"].read() == data
+# aws-chunked sent with HTTP's chunked framing, no Content-Length: the decoded length declares it.
+streamed = {name: value for name, value in chunked_headers(body, 1000).items() if name != "Content-Length"}
+streamed["Transfer-Encoding"] = "chunked"
+framed = b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+assert send("PUT", "/%s/streamed" % BUCKET, streamed, framed, "STREAMING-UNSIGNED-PAYLOAD-TRAILER")[0] == 200
+assert ann.get_object(Bucket=BUCKET, Key="streamed")["Body"].read() == data
+ann.delete_object(Bucket=BUCKET, Key="streamed")
 # aws-chunked is how the body was sent, not an encoding of the object (S3 keeps none).
 assert "ContentEncoding" not in chunked, chunked
 assert sorted(keys()) == ["chunked", "plain"]

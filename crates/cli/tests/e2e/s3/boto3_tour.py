@@ -239,10 +239,10 @@ assert error_code(lambda: ann.head_object(Bucket="ann-tour", Key="expired")) in 
 
 # Browser form uploads (POST object, a policy signed with the key): stored when the fields meet
 # the policy; a field failing a condition is 403 AccessDenied and nothing is stored.
-def post_form(fields):
+def post_form(fields, content="from a form"):
     boundary = "dfs-form-boundary"
     body = b""
-    for name, value in list(fields.items()) + [("file", "from a form")]:
+    for name, value in list(fields.items()) + [("file", content)]:
         body += b"--%s\r\nContent-Disposition: form-data; name=\"%s\"%s\r\n\r\n%s\r\n" % (
             boundary.encode(), name.encode(), b'; filename="f.txt"' if name == "file" else b"", value.encode())
     body += b"--%s--\r\n" % boundary.encode()
@@ -262,6 +262,19 @@ named = ann.generate_presigned_post("ann-tour", "up/${filename}", ExpiresIn=600)
 assert post_form(named["fields"])[0] == 204
 assert ann.get_object(Bucket="ann-tour", Key="up/f.txt")["Body"].read() == b"from a form"
 ann.delete_object(Bucket="ann-tour", Key="up/f.txt")
+# An empty file is an empty object; a form's Content-MD5 field is checked as the header is.
+empty = ann.generate_presigned_post("ann-tour", "empty-form.txt", ExpiresIn=600)
+assert post_form(empty["fields"], content="")[0] == 204
+assert ann.get_object(Bucket="ann-tour", Key="empty-form.txt")["Body"].read() == b""
+ann.delete_object(Bucket="ann-tour", Key="empty-form.txt")
+for content, status in (("from a form", 204), ("other bytes", 400)):
+    digest = base64.b64encode(hashlib.md5(b"from a form").digest()).decode()
+    checked = ann.generate_presigned_post("ann-tour", "md5-form.txt", Fields={"Content-MD5": digest},
+                                          Conditions=[{"Content-MD5": digest}], ExpiresIn=600)
+    got, answer = post_form(checked["fields"], content=content)
+    assert got == status and (status == 204 or b"<Code>BadDigest</Code>" in answer), (got, answer)
+assert ann.get_object(Bucket="ann-tour", Key="md5-form.txt")["Body"].read() == b"from a form"
+ann.delete_object(Bucket="ann-tour", Key="md5-form.txt")
 form = ann.generate_presigned_post("ann-tour", "form.txt", Fields={"x-amz-meta-foo": "nope"},
                                    Conditions=[["starts-with", "$x-amz-meta-foo", "ba"]], ExpiresIn=600)
 status, answer = post_form(form["fields"])

@@ -91,9 +91,21 @@ other = client(os.environ["ANN_ID"], os.environ["ANN_SECRET"])
 other.meta.events.register("before-sign.s3.GetObject", with_origin("https://evil.test"))
 answer = other.get_object(Bucket=B, Key="page.txt")
 assert "access-control-allow-origin" not in answer["ResponseMetadata"]["HTTPHeaders"]
-# A preflight grants nothing: bob's signed read of ann's private object is still refused.
+# A preflight grants nothing: the unsigned GET it cleared is still refused, and so is
+# bob's signed read of ann's private object.
+request = urllib.request.Request(URL + "/%s/page.txt" % B, headers={"Origin": "https://app.example"})
+try:
+    urllib.request.urlopen(request)
+    raise AssertionError("an unsigned GET was answered")
+except urllib.error.HTTPError as error:
+    assert error.code == 403 and b"<Code>AccessDenied</Code>" in error.read(), error.code
 bob.meta.events.register("before-sign.s3.GetObject", with_origin("https://app.example"))
 assert error_code(lambda: bob.get_object(Bucket=B, Key="page.txt")) == "AccessDenied"
+
+# Rules are the bucket's own: another bucket of ann's answers no preflight.
+ann.create_bucket(Bucket=B + "-other")
+assert preflight("/%s-other/page.txt" % B, {"Origin": "https://app.example", "Access-Control-Request-Method": "GET"}) \
+    == (403, {})
 
 # DeleteBucketCors: gone, and preflights refused again.
 ann.delete_bucket_cors(Bucket=B)
