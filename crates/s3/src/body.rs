@@ -4,11 +4,12 @@
 //! MD5 runs at about 600 MB/s on one core, slower than everything else a
 //! PUT does to a byte; hashed by the task that reads the body, it held the
 //! whole upload to that pace. Past its first [`MD5_INLINE_BYTES`], a body
-//! is hashed a batch of [`MD5_BATCH`] bytes at a time on the blocking pool
-//! ([`Md5Batches`]): one batch is hashed while the next is read, the read
-//! waits only when a full batch finds the one before still hashing, and no
-//! thread is held while the body waits on the network. The body's end
-//! waits for the digest.
+//! is hashed on a thread of its own ([`Md5Pipe`]), fed the pieces as they
+//! are read (at most [`MD5_PIECES_AHEAD`] behind), so the upload goes on
+//! while MD5 catches up; the body's end waits for the digest. These are
+//! plain threads, not the runtime's blocking pool, which the upload's own
+//! hashing needs (a thread waits on the network with its body), and at
+//! most [`MD5_THREADS`] at once: past that, bodies are hashed inline.
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -16,108 +17,135 @@ use md5::{Digest, Md5};
 use s3s::dto::StreamingBlob;
 use s3s::S3Result;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio_util::sync::PollSender;
 
-/// Bodies up to this size are hashed as they are read (a job is not worth
-/// it for them).
+/// Bodies up to this size are hashed as they are read (a thread is not
+/// worth it for them).
 const MD5_INLINE_BYTES: u64 = 1 << 20;
 
-/// Bytes of a body hashed by one blocking job: with the batch being read,
-/// at most about twice this is held for hashing.
-const MD5_BATCH: usize = 1 << 20;
+/// Pieces an MD5 thread may be behind the reader (each as hyper received
+/// it, tens of KiB: a few MiB held at most).
+const MD5_PIECES_AHEAD: usize = 32;
 
-/// A body's MD5: inline for its first [`MD5_INLINE_BYTES`], then by batches
-/// on the blocking pool, one job at a time, in order.
-struct Md5Batches {
-    /// The state, here unless a job holds it.
-    md5: Option<Md5>,
-    /// Pieces read and not yet hashed, and their bytes.
-    batch: Vec<Bytes>,
-    batched: usize,
-    /// Bytes hashed inline.
-    inline: u64,
-    /// The job hashing the batch before, which gives the state back.
-    job: Option<tokio::task::JoinHandle<Md5>>,
+/// MD5 threads at most, for all bodies together.
+const MD5_THREADS: usize = 32;
+
+/// MD5 threads running now.
+static MD5_THREADS_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`MD5_THREADS`], given back when dropped.
+struct ThreadSlot;
+
+impl ThreadSlot {
+    fn take() -> Option<ThreadSlot> {
+        MD5_THREADS_RUNNING
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |running| {
+                (running < MD5_THREADS).then_some(running + 1)
+            })
+            .ok()
+            .map(|_| ThreadSlot)
+    }
 }
 
-impl Md5Batches {
+impl Drop for ThreadSlot {
+    fn drop(&mut self) {
+        MD5_THREADS_RUNNING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A body's MD5: inline for its first [`MD5_INLINE_BYTES`] (or while every
+/// MD5 thread is busy), then on a thread of its own.
+struct Md5Pipe {
+    /// The state, here unless a thread holds it.
+    md5: Option<Md5>,
+    /// Bytes hashed here.
+    inline: u64,
+    /// The pieces' way to the thread, and the state's way back.
+    pieces: Option<PollSender<Bytes>>,
+    returned: Option<tokio::sync::oneshot::Receiver<Md5>>,
+}
+
+impl Md5Pipe {
     fn new() -> Self {
-        Md5Batches {
+        Md5Pipe {
             md5: Some(Md5::new()),
-            batch: Vec::new(),
-            batched: 0,
             inline: 0,
-            job: None,
+            pieces: None,
+            returned: None,
         }
     }
 
-    /// Ready once a piece may be added: the batch has room, or the job
-    /// before it has given the state back and the batch went to a job.
+    /// Ready once a piece may be pushed: the thread's queue has room.
     fn poll_room(&mut self, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        if self.batched < MD5_BATCH {
-            return Poll::Ready(Ok(()));
-        }
-        std::task::ready!(self.poll_job(context))?;
-        self.hand_over();
-        Poll::Ready(Ok(()))
-    }
-
-    /// Takes `piece` (after [`Md5Batches::poll_room`] was ready).
-    fn push(&mut self, piece: Bytes) {
-        if self.inline < MD5_INLINE_BYTES && self.job.is_none() && self.batch.is_empty() {
-            if let Some(md5) = &mut self.md5 {
-                md5.update(&piece);
-                self.inline += piece.len() as u64;
-                return;
-            }
-        }
-        self.batched += piece.len();
-        self.batch.push(piece);
-        if self.batched >= MD5_BATCH && self.job.is_none() {
-            self.hand_over();
-        }
-    }
-
-    /// Waits for the job under way, if any, and takes the state back.
-    fn poll_job(&mut self, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        if let Some(job) = &mut self.job {
-            let md5 = std::task::ready!(std::future::Future::poll(Pin::new(job), context))
-                .map_err(|error| std::io::Error::other(format!("hashing the body: {error}")))?;
-            self.md5 = Some(md5);
-            self.job = None;
+        if let Some(pieces) = &mut self.pieces {
+            std::task::ready!(pieces.poll_reserve(context)).map_err(|_| thread_gone())?;
         }
         Poll::Ready(Ok(()))
     }
 
-    /// Hands the batch to a job of its own (no job is under way).
-    fn hand_over(&mut self) {
-        let Some(mut md5) = self.md5.take() else {
+    /// Hashes `piece`, or sends it to the thread (after
+    /// [`Md5Pipe::poll_room`] was ready).
+    fn push(&mut self, piece: Bytes) -> std::io::Result<()> {
+        if let Some(pieces) = &mut self.pieces {
+            return pieces.send_item(piece).map_err(|_| thread_gone());
+        }
+        let Some(md5) = &mut self.md5 else {
+            return Err(thread_gone());
+        };
+        md5.update(&piece);
+        self.inline += piece.len() as u64;
+        if self.inline > MD5_INLINE_BYTES {
+            self.start_thread();
+        }
+        Ok(())
+    }
+
+    /// Hands the hashing to a thread of its own, if one may start (else
+    /// the state stays here).
+    fn start_thread(&mut self) {
+        let Some(slot) = ThreadSlot::take() else {
             return;
         };
-        let batch = std::mem::take(&mut self.batch);
-        self.batched = 0;
-        self.job = Some(tokio::task::spawn_blocking(move || {
-            for piece in &batch {
-                md5.update(piece);
+        let Some(md5) = self.md5.clone() else {
+            return;
+        };
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(MD5_PIECES_AHEAD);
+        let (give_back, returned) = tokio::sync::oneshot::channel();
+        let started = std::thread::Builder::new().name("dfs-s3-md5".into()).spawn(move || {
+            let _slot = slot;
+            let mut md5 = md5;
+            while let Some(piece) = receiver.blocking_recv() {
+                md5.update(&piece);
             }
-            md5
-        }));
+            let _ = give_back.send(md5);
+        });
+        if started.is_ok() {
+            self.md5 = None;
+            self.pieces = Some(PollSender::new(sender));
+            self.returned = Some(returned);
+        }
     }
 
-    /// The digest of every piece pushed, once the last job is done.
+    /// The digest of every piece pushed, once the thread has hashed them.
     fn poll_digest(&mut self, context: &mut Context<'_>) -> Poll<std::io::Result<[u8; 16]>> {
-        std::task::ready!(self.poll_job(context))?;
-        let mut md5 = self
-            .md5
-            .take()
-            .ok_or_else(|| std::io::Error::other("the body's MD5 was taken"))?;
-        for piece in self.batch.drain(..) {
-            md5.update(&piece);
+        // No more pieces: the channel closes and the thread gives the state back.
+        self.pieces = None;
+        if let Some(returned) = &mut self.returned {
+            let md5 =
+                std::task::ready!(std::future::Future::poll(Pin::new(returned), context)).map_err(|_| thread_gone())?;
+            self.md5 = Some(md5);
+            self.returned = None;
         }
-        self.batched = 0;
+        let md5 = self.md5.take().ok_or_else(thread_gone)?;
         Poll::Ready(Ok(md5.finalize().into()))
     }
+}
+
+fn thread_gone() -> std::io::Error {
+    std::io::Error::other("the body's MD5 thread ended")
 }
 
 /// The largest body of one request (S3's, for PutObject and UploadPart: 5 GiB).
@@ -130,7 +158,7 @@ pub const MAX_BODY_SIZE: u64 = 5 << 30;
 pub struct HashingReader {
     body: Option<StreamingBlob>,
     pending: Bytes,
-    md5: Md5Batches,
+    md5: Md5Pipe,
     /// The MD5 of the whole body, once it has ended.
     computed: Option<[u8; 16]>,
     expected: Option<[u8; 16]>,
@@ -150,7 +178,7 @@ impl HashingReader {
         HashingReader {
             body,
             pending: Bytes::new(),
-            md5: Md5Batches::new(),
+            md5: Md5Pipe::new(),
             computed: None,
             expected,
             done: None,
@@ -227,7 +255,7 @@ impl AsyncRead for HashingReader {
                     return Poll::Ready(Err(BodyError::LongerThanDeclared(declared).into()));
                 }
                 buf.put_slice(&piece);
-                this.md5.push(piece);
+                this.md5.push(piece)?;
                 return Poll::Ready(Ok(()));
             }
             let Some(body) = this.body.as_mut() else {
@@ -398,10 +426,24 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn the_md5_of_a_body_is_the_same_hashed_inline_or_by_batches() {
+    async fn with_every_md5_thread_busy_a_body_is_hashed_inline() {
+        // Every slot this test can have (another test may hold some).
+        let taken: Vec<ThreadSlot> = std::iter::from_fn(ThreadSlot::take).collect();
+        assert!(taken.len() <= MD5_THREADS);
+        let data = vec![7u8; 3 << 20];
+        let expected: [u8; 16] = Md5::digest(&data).into();
+        let reader =
+            HashingReader::request(Some(body_of(&data, 65_536)), Some(expected), Some(data.len() as i64)).unwrap();
+        assert_eq!(read_all(reader).await.unwrap().1, Some(expected));
+        drop(taken);
+        assert!(ThreadSlot::take().is_some(), "slots come back");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_md5_of_a_body_is_the_same_hashed_inline_or_on_its_thread() {
         // Below the inline limit, just past it, far past it in small pieces
-        // (each batch then finds the one before still hashing), and in
-        // pieces larger than a batch.
+        // (the thread is then behind by its whole queue), and in pieces of
+        // several MiB.
         for (size, piece) in [
             (1000, 100),
             (MD5_INLINE_BYTES as usize + 1, 65_536),
