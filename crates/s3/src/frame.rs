@@ -48,21 +48,19 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// The middleware: see the module docs.
 pub async fn frame(State(cors): State<CorsRules>, request: Request, next: Next) -> Response {
     let id = dfs_seal::random_id()[..16].to_ascii_uppercase();
-    // Path-style requests only: the bucket is the path's first segment.
-    let bucket = request
-        .uri()
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .filter(|bucket| !bucket.is_empty())
-        .map(str::to_string);
+    let method = request.method().clone();
+    // CORS, for a preflight or a request from a page: the origin, and the
+    // bucket (path-style requests only: the path's first segment).
     let origin = request
         .headers()
         .get("origin")
         .and_then(|origin| origin.to_str().ok())
         .map(str::to_string);
-    let method = request.method().clone();
+    let bucket = (method == Method::OPTIONS || origin.is_some())
+        .then(|| request.uri().path().trim_start_matches('/').split('/').next())
+        .flatten()
+        .filter(|bucket| !bucket.is_empty())
+        .map(str::to_string);
     let form_upload = request.method() == Method::POST;
     let has_body = request.headers().contains_key(TRANSFER_ENCODING)
         || request
@@ -74,15 +72,14 @@ pub async fn frame(State(cors): State<CorsRules>, request: Request, next: Next) 
         None => (request, None),
     };
     let mut response = if method == Method::OPTIONS {
-        let (status, code, message, grant) = cors.preflight(bucket.as_deref(), request.headers()).await;
-        let mut response = match grant {
-            Some(_) => Response::new(Body::empty()),
-            None => error_response(status, code, &message),
-        };
-        if let Some(grant) = grant {
-            grant.apply(response.headers_mut());
+        match cors.preflight(bucket.as_deref(), request.headers()).await {
+            Ok(grant) => {
+                let mut response = Response::new(Body::empty());
+                grant.apply(response.headers_mut());
+                response
+            }
+            Err((status, code, message)) => error_response(status, code, message),
         }
-        response
     } else if let Some(message) = presigned_expiry_refusal(request.uri().query()) {
         error_response(StatusCode::FORBIDDEN, "AccessDenied", message)
     } else if let Some(message) = encryption_refusal(request.headers()) {

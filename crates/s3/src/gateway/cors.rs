@@ -200,32 +200,28 @@ impl CorsRules {
         }
     }
 
-    /// The answer to a preflight (`OPTIONS`) for `bucket`.
+    /// The answer to a preflight (`OPTIONS`) for `bucket`: what a rule
+    /// grants, or the refusal's status, S3 error code and message.
     pub(crate) async fn preflight(
         &self,
         bucket: Option<&str>,
         headers: &HeaderMap,
-    ) -> (StatusCode, &'static str, String, Option<Grant>) {
+    ) -> Result<Grant, (StatusCode, &'static str, &'static str)> {
         let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
         let (Some(origin), Some(method), Some(bucket)) =
             (header("origin"), header("access-control-request-method"), bucket)
         else {
-            return (
+            return Err((
                 StatusCode::BAD_REQUEST,
                 "BadRequest",
-                "Insufficient information. Origin request header needed.".to_string(),
-                None,
-            );
+                "Insufficient information. Origin request header needed.",
+            ));
         };
-        match evaluate(&self.of(bucket).await, origin, method, &requested_headers(headers)) {
-            Some(grant) => (StatusCode::OK, "", String::new(), Some(grant)),
-            None => (
-                StatusCode::FORBIDDEN,
-                "AccessForbidden",
-                "CORSResponse: this CORS request is not allowed by the bucket's CORS rules".to_string(),
-                None,
-            ),
-        }
+        evaluate(&self.of(bucket).await, origin, method, &requested_headers(headers)).ok_or((
+            StatusCode::FORBIDDEN,
+            "AccessForbidden",
+            "CORSResponse: this CORS request is not allowed by the bucket's CORS rules",
+        ))
     }
 
     /// The `Access-Control-*` headers for an answer to `method` from `origin`.
